@@ -1,0 +1,38 @@
+"""The base of every recorded event and the rules its tag must follow.
+
+Every event is a frozen, keyword-only msgspec Struct with an explicit, versioned tag stored in the
+``type`` field. The tag, never the class name, is what a log remembers, so a class can be renamed or
+moved without breaking old logs; a changed meaning gets a new tag version and an upcaster.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+__all__ = ["TAG_FIELD", "TAG_PATTERN", "Event", "InvalidEventTag", "tag_of"]
+
+TAG_FIELD: Final = "type"
+#: ``area.name.vN``: lower-case dotted words ending in an explicit version, e.g. ``log.snapshot.v1``.
+TAG_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\.v[1-9][0-9]*")
+
+
+class InvalidEventTag(TypeError):
+    """An event class was declared without an explicit, versioned tag (a programming error)."""
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field=TAG_FIELD):
+    """Base class of every event written to the log. Subclasses must pass ``tag="area.name.vN"``."""
+
+
+def tag_of(event_type: type[Event]) -> str:
+    """The explicit tag of an event class; refuses the implicit class-name tag msgspec would invent."""
+    tag = event_type.__struct_config__.tag
+    if not isinstance(tag, str) or tag == event_type.__name__ or not TAG_PATTERN.fullmatch(tag):
+        raise InvalidEventTag(
+            f"{event_type.__module__}.{event_type.__qualname__} must declare an explicit versioned tag "
+            f"like tag='area.name.v1' (got {tag!r})"
+        )
+    return tag

@@ -1,0 +1,89 @@
+"""Errors raised by the event log. Each names the file and, where there is one, the record."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConcurrencyConflict",
+    "CorruptRecord",
+    "EventLogError",
+    "LogFull",
+    "LogMissing",
+    "LogNewerSchema",
+    "NotAnEventLog",
+    "UnknownEventTag",
+]
+
+
+class EventLogError(Exception):
+    """Base of every error the event log raises."""
+
+
+class LogMissing(EventLogError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path}: no such event log")
+        self.path = path
+
+
+class NotAnEventLog(EventLogError):
+    """The file exists but is not a sep2gw event log (foreign file, or a damaged one)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: not a sep2gw event log: {why}")
+        self.path = path
+        self.why = why
+
+
+class LogNewerSchema(EventLogError):
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"{path}: written by a newer sep2gw (log schema version {found}; this build reads up to "
+            f"{supported}); upgrade sep2gw to read it, the file was not modified"
+        )
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+
+class LogFull(EventLogError):
+    """The disk (or the configured size limit) is full; the batch was rolled back, nothing is lost."""
+
+    def __init__(self, path: str, first_seq: int, count: int) -> None:
+        super().__init__(
+            f"{path}: disk full while appending records {first_seq}..{first_seq + count - 1}; "
+            "the batch was rolled back and every earlier record is intact"
+        )
+        self.path = path
+        self.first_seq = first_seq
+        self.count = count
+
+
+class ConcurrencyConflict(EventLogError):
+    """Optimistic concurrency: the stream moved on since the writer last read it."""
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"stream {stream!r}: expected version {expected} but the log holds version {actual}; "
+            "re-read the stream and decide again"
+        )
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class UnknownEventTag(EventLogError):
+    def __init__(self, tag: str, *, where: str = "") -> None:
+        place = f"{where}: " if where else ""
+        super().__init__(
+            f"{place}unknown event type {tag!r}: the log was written by a build that knows event "
+            "types this one does not"
+        )
+        self.tag = tag
+        self.where = where
+
+
+class CorruptRecord(EventLogError):
+    def __init__(self, where: str, seq: int, why: str) -> None:
+        super().__init__(f"{where}: record {seq}: {why}")
+        self.where = where
+        self.seq = seq
+        self.why = why

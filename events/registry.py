@@ -1,0 +1,18 @@
+"""The application's catalogue: every event type a sep2gw log may hold, and the upcasters of old tags.
+
+Each issue that adds domain events adds its module's type tuple here (and nowhere else), so the live
+gateway, replay and ``sep2gw log verify`` all read logs with the same closed set of types.
+"""
+
+from __future__ import annotations
+
+from events.base import Event
+from events.catalogue import Catalogue, Upcaster
+from events.log_events import LOG_EVENT_TYPES
+
+__all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS"]
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (*LOG_EVENT_TYPES,)
+UPCASTERS: dict[type[Event], Upcaster] = {}
+
+CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

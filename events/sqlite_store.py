@@ -1,0 +1,309 @@
+"""The durable event store: one SQLite file (stdlib ``sqlite3``), WAL journal, one row per event.
+
+Durability: every batch is one ``BEGIN IMMEDIATE … COMMIT`` transaction with ``synchronous=FULL`` in
+WAL mode, so SQLite syncs the WAL before ``append`` returns: an acknowledged append survives ``kill -9``
+and power loss, and a torn batch is impossible because uncommitted WAL frames are never replayed.
+Many events per batch share one sync (group commit); the log actor batches what arrives together.
+
+Operators can read the file with plain tools::
+
+    sqlite3 site.sep2gw "select seq, datetime(server_time,'unixepoch'), type,
+                         json_extract(body,'$.mrid') from events where stream like 'control:%'"
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from events.catalogue import Catalogue
+from events.envelope import Append, RawRecord, Recorded
+from events.errors import LogFull, LogMissing, LogNewerSchema, NotAnEventLog
+from events.hashchain import GENESIS
+from events.log_events import snapshot_stream
+from events.store import SNAPSHOT_TAG, EventStore, Head, plan_append
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteEventStore"]
+
+#: ``PRAGMA application_id`` of a sep2gw log: ASCII "S2GW". Tells our files from foreign SQLite files.
+APPLICATION_ID: Final = 0x53324757
+#: The schema version this build writes; ``PRAGMA user_version`` records a file's version.
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        stream      TEXT    NOT NULL,
+        version     INTEGER NOT NULL,
+        type        TEXT    NOT NULL,
+        server_time REAL    NOT NULL,
+        monotonic   REAL    NOT NULL,
+        body        TEXT    NOT NULL,
+        hash        BLOB    NOT NULL,
+        UNIQUE (stream, version)
+    )
+    """,
+    "CREATE INDEX events_by_type ON events (type, seq)",
+    "CREATE INDEX events_by_server_time ON events (server_time)",
+    """
+    CREATE TABLE head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash BLOB    NOT NULL
+    )
+    """,
+    "INSERT INTO head (id, seq, hash) VALUES (1, 0, zeroblob(32))",
+)
+
+#: ``MIGRATIONS[n]`` takes a file from schema version ``n`` to ``n + 1`` (0 is an empty file).
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {0: _SCHEMA_V1}
+
+_INSERT = (
+    "INSERT INTO events (seq, stream, version, type, server_time, monotonic, body, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = "seq, stream, version, server_time, monotonic, body, hash"
+_FETCH = 2048
+
+
+class SqliteEventStore(EventStore):
+    """A sep2gw event log in one SQLite file. One process writes; any number may read."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        catalogue: Catalogue,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+    ) -> None:
+        self.catalogue = catalogue
+        self.path = Path(path)
+        self.where = str(self.path)
+        if not self.path.exists():
+            if readonly or not create:
+                raise LogMissing(self.where)
+        elif self.path.is_dir():
+            raise NotAnEventLog(self.where, "it is a directory")
+        try:
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise NotAnEventLog(self.where, f"cannot open: {exc}") from None
+        self._conn = conn
+        try:
+            self._open(readonly=readonly)
+        except BaseException:
+            conn.close()
+            raise
+        self._versions: dict[str, int] = {}
+        self._head = self._read_head()
+
+    # -- opening, schema and migrations ------------------------------------------------------------
+
+    def _open(self, *, readonly: bool) -> None:
+        conn = self._conn
+        try:
+            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise NotAnEventLog(self.where, f"not an SQLite database ({exc})") from None
+        if application_id == 0 and tables == 0 and version == 0:
+            if readonly:
+                raise NotAnEventLog(self.where, "the file is empty")
+        elif application_id != APPLICATION_ID:
+            raise NotAnEventLog(
+                self.where,
+                f"an SQLite database of another application (application_id {application_id:#x})",
+            )
+        if version > SCHEMA_VERSION:
+            raise LogNewerSchema(self.where, version, SCHEMA_VERSION)
+        if readonly:
+            if version < SCHEMA_VERSION:
+                raise NotAnEventLog(
+                    self.where,
+                    f"log schema version {version} needs migrating to {SCHEMA_VERSION}; "
+                    "open it once read-write",
+                )
+            return
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        conn = self._conn
+        while version < SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _read_head(self) -> Head:
+        row = self._conn.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
+        if row is None:
+            raise NotAnEventLog(self.where, "the head record is missing")
+        seq, digest = row
+        return Head(int(seq), bytes(digest) if seq else GENESIS)
+
+    def append(self, appends: Sequence[Append]) -> list[Recorded]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            head = self._read_head()
+            if head != self._head:
+                # Another writer appended since we last looked: cached stream versions are stale.
+                self._versions.clear()
+                self._head = head
+            plan = plan_append(appends, self.catalogue, head, self._committed_version)
+            if plan.rows:
+                conn.executemany(_INSERT, _as_text_rows(plan.rows))
+                last = plan.rows[-1]
+                conn.execute("UPDATE head SET seq = ?, hash = ? WHERE id = 1", (last[0], last[7]))
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            if _is_full(exc):
+                count = sum(len(a.events) for a in appends)
+                raise LogFull(self.where, self._head.seq + 1, count) from exc
+            raise
+        except BaseException:
+            self._rollback()
+            raise
+        self._versions.update(plan.versions)
+        if plan.rows:
+            self._head = Head(plan.rows[-1][0], plan.rows[-1][7])
+        return plan.records
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _committed_version(self, stream: str) -> int:
+        version = self._versions.get(stream)
+        if version is None:
+            row = self._conn.execute(
+                "SELECT max(version) FROM events WHERE stream = ?", (stream,)
+            ).fetchone()
+            version = int(row[0] or 0)
+            self._versions[stream] = version
+        return version
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        self._head = self._read_head()
+        return self._head
+
+    def stream_version(self, stream: str) -> int:
+        row = self._conn.execute(
+            "SELECT max(version) FROM events WHERE stream = ?", (stream,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def read(
+        self,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        *,
+        stream: str | None = None,
+        types: Iterable[str] | None = None,
+    ) -> Iterator[Recorded]:
+        where = ["seq >= ?"]
+        args: list[object] = [from_seq]
+        if to_seq is not None:
+            where.append("seq <= ?")
+            args.append(to_seq)
+        if stream is not None:
+            where.append("stream = ?")
+            args.append(stream)
+        if types is not None:
+            tags = list(types)
+            where.append(f"type IN ({', '.join('?' * len(tags))})")
+            args.extend(tags)
+        query = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        return self._decode_rows(self._conn.execute(query, args))
+
+    def _decode_rows(self, cursor: sqlite3.Cursor) -> Iterator[Recorded]:
+        decode = self.catalogue.decode
+        where = self.where
+        make = Recorded
+        while rows := cursor.fetchmany(_FETCH):
+            for seq, stream, version, server_time, monotonic, body, digest in rows:
+                yield make(
+                    seq,
+                    stream,
+                    version,
+                    server_time,
+                    monotonic,
+                    decode(body, where=f"{where}: record {seq}"),
+                    digest,
+                )
+
+    def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
+        cursor = self._conn.execute(
+            "SELECT seq, stream, version, type, server_time, monotonic, body, hash "
+            "FROM events WHERE seq >= ? ORDER BY seq",
+            (from_seq,),
+        )
+        while rows := cursor.fetchmany(_FETCH):
+            for seq, stream, version, type_tag, server_time, monotonic, body, digest in rows:
+                yield RawRecord(
+                    seq,
+                    stream,
+                    version,
+                    type_tag,
+                    server_time,
+                    monotonic,
+                    body.encode() if isinstance(body, str) else bytes(body),
+                    bytes(digest),
+                )
+
+    def latest_snapshot(self, projection: str, *, at_or_before: int | None = None) -> Recorded | None:
+        query = f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND type = ?"
+        args: list[object] = [snapshot_stream(projection), SNAPSHOT_TAG]
+        if at_or_before is not None:
+            query += " AND json_extract(body, '$.through_seq') <= ?"
+            args.append(at_or_before)
+        query += " ORDER BY version DESC LIMIT 1"
+        return next(self._decode_rows(self._conn.execute(query, args)), None)
+
+    def execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run a read-only query for tools (``log inspect``)."""
+        return self._conn.execute(sql, args)
+
+
+def _as_text_rows(
+    rows: list[tuple[int, str, int, str, float, float, bytes, bytes]],
+) -> Iterator[tuple[int, str, int, str, float, float, str, bytes]]:
+    # Bodies are stored as TEXT so that json_extract works on them (a BLOB would be read as JSONB).
+    for seq, stream, version, type_tag, server_time, monotonic, body, digest in rows:
+        yield seq, stream, version, type_tag, server_time, monotonic, body.decode(), digest
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    code: Callable[[], int] | int | None = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "full" in str(exc).lower()

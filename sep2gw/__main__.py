@@ -1,0 +1,3 @@
+from sep2gw.cli import main
+
+raise SystemExit(main())

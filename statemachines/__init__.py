@@ -1,0 +1,3 @@
+"""Pure, synchronous decisions: lifecycle machines and scheduling rules. Imports only ``events``."""
+
+__all__: list[str] = []
