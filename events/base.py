@@ -7,6 +7,7 @@ moved without breaking old logs; a changed meaning gets a new tag version and an
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Final
 
@@ -24,7 +25,12 @@ class InvalidEventTag(TypeError):
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field=TAG_FIELD):
-    """Base class of every event written to the log. Subclasses must pass ``tag="area.name.vN"``."""
+    """Base class of every event written to the log.
+
+    Declare subclasses as ``class X(Event, frozen=True, kw_only=True, tag="area.name.vN")``: msgspec
+    applies ``kw_only`` only to the fields of the class that says it, and mypy needs ``frozen`` repeated;
+    the catalogue refuses a type that is not both.
+    """
 
 
 def tag_of(event_type: type[Event]) -> str:
@@ -34,5 +40,16 @@ def tag_of(event_type: type[Event]) -> str:
         raise InvalidEventTag(
             f"{event_type.__module__}.{event_type.__qualname__} must declare an explicit versioned tag "
             f"like tag='area.name.v1' (got {tag!r})"
+        )
+    if not event_type.__struct_config__.frozen:
+        raise InvalidEventTag(f"{event_type.__qualname__} must be declared frozen=True")
+    positional = [
+        name
+        for name, parameter in inspect.signature(event_type).parameters.items()
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY
+    ]
+    if positional:
+        raise InvalidEventTag(
+            f"{event_type.__qualname__} must be declared kw_only=True (positional fields: {positional})"
         )
     return tag

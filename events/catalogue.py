@@ -53,7 +53,9 @@ class Catalogue:
             self._tags_of[event_type] = tag
         for legacy in self._upcasters:
             if legacy in self._current:
-                raise InvalidEventTag(f"{legacy.__qualname__} is current and cannot have an upcaster")
+                raise InvalidEventTag(
+                    f"{legacy.__qualname__} is current and cannot have an upcaster"
+                )
         if not every:
             raise InvalidEventTag("a catalogue needs at least one event type")
         union: Any = Union[every]  # noqa: UP007 - a runtime union over a tuple of classes

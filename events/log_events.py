@@ -9,7 +9,7 @@ from events.base import Event
 __all__ = ["LOG_EVENT_TYPES", "Snapshot", "snapshot_stream"]
 
 
-class Snapshot(Event, tag="log.snapshot.v1"):
+class Snapshot(Event, frozen=True, kw_only=True, tag="log.snapshot.v1"):
     """The state of the fold ``projection`` after every record up to and including ``through_seq``.
 
     A snapshot is an ordinary record in the stream ``snapshot:<projection>``; replay starts from the

@@ -47,9 +47,7 @@ class MemoryEventStore(EventStore):
         if stream is not None:
             seqs = self._by_stream.get(stream, [])
             candidates: Iterable[Recorded] = (
-                self._records[s - 1]
-                for s in seqs[bisect.bisect_left(seqs, from_seq) :]
-                if s <= end
+                self._records[s - 1] for s in seqs[bisect.bisect_left(seqs, from_seq) :] if s <= end
             )
         else:
             candidates = (self._records[i] for i in range(max(from_seq, 1) - 1, end))
@@ -69,7 +67,9 @@ class MemoryEventStore(EventStore):
     def stream_version(self, stream: str) -> int:
         return self._versions.get(stream, 0)
 
-    def latest_snapshot(self, projection: str, *, at_or_before: int | None = None) -> Recorded | None:
+    def latest_snapshot(
+        self, projection: str, *, at_or_before: int | None = None
+    ) -> Recorded | None:
         seqs = self._by_stream.get(snapshot_stream(projection), [])
         for seq in reversed(seqs):
             record = self._records[seq - 1]

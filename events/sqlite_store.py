@@ -71,7 +71,11 @@ _FETCH = 2048
 
 
 class SqliteEventStore(EventStore):
-    """A sep2gw event log in one SQLite file. One process writes; any number may read."""
+    """A sep2gw event log in one SQLite file. One process writes; any number may read.
+
+    ``create``: make the file if it is missing. ``readonly``: never modify the file (operators' tools
+    open copied logs this way). ``max_bytes``: refuse appends past this file size with ``LogFull``.
+    """
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class SqliteEventStore(EventStore):
         *,
         create: bool = True,
         readonly: bool = False,
+        max_bytes: int | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.path = Path(path)
@@ -103,6 +108,10 @@ class SqliteEventStore(EventStore):
         except BaseException:
             conn.close()
             raise
+        if max_bytes is not None:
+            # A gateway's flash is finite: past this size appends fail with LogFull, never corrupt.
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
         self._versions: dict[str, int] = {}
         self._head = self._read_head()
 
@@ -282,7 +291,9 @@ class SqliteEventStore(EventStore):
                     bytes(digest),
                 )
 
-    def latest_snapshot(self, projection: str, *, at_or_before: int | None = None) -> Recorded | None:
+    def latest_snapshot(
+        self, projection: str, *, at_or_before: int | None = None
+    ) -> Recorded | None:
         query = f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND type = ?"
         args: list[object] = [snapshot_stream(projection), SNAPSHOT_TAG]
         if at_or_before is not None:

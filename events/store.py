@@ -94,10 +94,12 @@ class EventStore(abc.ABC):
         """How many records ``stream`` holds (0 if none)."""
 
     @abc.abstractmethod
-    def latest_snapshot(self, projection: str, *, at_or_before: int | None = None) -> Recorded | None:
+    def latest_snapshot(
+        self, projection: str, *, at_or_before: int | None = None
+    ) -> Recorded | None:
         """The newest snapshot of ``projection`` covering no record after ``at_or_before``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the backend's resources; the default has none."""
 
     def __enter__(self) -> EventStore:
@@ -250,9 +252,18 @@ def verify_records(
             return report(Problem(seq, f"body does not decode as {raw.type!r}: {exc}"))
         stored_tag = _stored_tag(raw.body)
         if stored_tag != raw.type:
-            return report(Problem(seq, f"row says type {raw.type!r} but the body is {stored_tag!r}"))
+            return report(
+                Problem(seq, f"row says type {raw.type!r} but the body is {stored_tag!r}")
+            )
         expected_hash = link(
-            previous, seq, raw.stream, raw.version, raw.type, raw.server_time, raw.monotonic, raw.body
+            previous,
+            seq,
+            raw.stream,
+            raw.version,
+            raw.type,
+            raw.server_time,
+            raw.monotonic,
+            raw.body,
         )
         if expected_hash != raw.hash:
             return report(
@@ -269,10 +280,14 @@ def verify_records(
         if isinstance(event, Snapshot):
             if event.through_seq >= seq:
                 return report(
-                    Problem(seq, f"snapshot covers record {event.through_seq}, not earlier than itself")
+                    Problem(
+                        seq, f"snapshot covers record {event.through_seq}, not earlier than itself"
+                    )
                 )
             if raw.stream != snapshot_stream(event.projection):
-                return report(Problem(seq, f"snapshot of {event.projection!r} in stream {raw.stream!r}"))
+                return report(
+                    Problem(seq, f"snapshot of {event.projection!r} in stream {raw.stream!r}")
+                )
             projection = projections.get(event.projection)
             if projection is None:
                 warnings.append(
