@@ -6,6 +6,7 @@ __all__ = [
     "ConcurrencyConflict",
     "CorruptRecord",
     "EventLogError",
+    "LogDamaged",
     "LogFull",
     "LogMissing",
     "LogNewerSchema",
@@ -42,6 +43,20 @@ class LogNewerSchema(EventLogError):
         self.path = path
         self.found = found
         self.supported = supported
+
+
+class LogDamaged(EventLogError):
+    """The file's pages are damaged (a bad sector, a partial copy): records after ``after_seq`` are
+    unreadable. Everything up to ``after_seq`` was read intact."""
+
+    def __init__(self, path: str, after_seq: int, why: str) -> None:
+        super().__init__(
+            f"{path}: the file is damaged after record {after_seq}: {why}; the records before it "
+            "are readable, copy the file again from the gateway if possible"
+        )
+        self.path = path
+        self.after_seq = after_seq
+        self.why = why
 
 
 class LogFull(EventLogError):

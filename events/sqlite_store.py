@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
-from events.errors import LogFull, LogMissing, LogNewerSchema, NotAnEventLog
+from events.errors import LogDamaged, LogFull, LogMissing, LogNewerSchema, NotAnEventLog
 from events.hashchain import GENESIS
 from events.log_events import snapshot_stream
-from events.store import SNAPSHOT_TAG, EventStore, Head, plan_append
+from events.replay import Projection
+from events.store import SNAPSHOT_TAG, EventStore, Head, Problem, VerifyReport, plan_append
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteEventStore"]
 
@@ -172,7 +175,12 @@ class SqliteEventStore(EventStore):
     # -- writing -------------------------------------------------------------------------------
 
     def _read_head(self) -> Head:
-        row = self._conn.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
+        try:
+            row = self._conn.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                raise LogDamaged(self.where, 0, str(exc)) from exc
+            raise
         if row is None:
             raise NotAnEventLog(self.where, "the head record is missing")
         seq, digest = row
@@ -254,13 +262,56 @@ class SqliteEventStore(EventStore):
             where.append(f"type IN ({', '.join('?' * len(tags))})")
             args.extend(tags)
         query = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
-        return self._decode_rows(self._conn.execute(query, args))
+        return self._decode_rows(query, args, from_seq - 1)
 
-    def _decode_rows(self, cursor: sqlite3.Cursor) -> Iterator[Recorded]:
+    def verify(self, projections: Mapping[str, Projection[Any]] | None = None) -> VerifyReport:
+        """The records' checks, then SQLite's own structural check of pages and indexes."""
+        report = super().verify(projections)
+        if not report.ok:
+            return report
+        try:
+            findings = [row[0] for row in self._conn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            findings = [str(exc)]
+        if findings != ["ok"]:
+            return msgspec.structs.replace(
+                report,
+                problem=Problem(None, f"the file's structure is damaged: {'; '.join(findings)}"),
+            )
+        return report
+
+    def _rows(self, query: str, args: Sequence[object], before: int) -> Iterator[list[Any]]:
+        """Batches of rows; a damaged page becomes LogDamaged naming the last good record."""
+        last = before
+        try:
+            cursor = self._conn.execute(query, args)
+            while rows := cursor.fetchmany(_FETCH):
+                yield rows
+                last = rows[-1][0]
+            return
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            damage = exc
+        # Re-read one row at a time past the last batch delivered, so every readable record before
+        # the damage is still delivered and the error names the last good one exactly.
+        try:
+            cursor = self._conn.execute(query, args)
+            while (row := cursor.fetchone()) is not None:
+                if row[0] > last:
+                    yield [row]
+                    last = row[0]
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            damage = exc
+        raise LogDamaged(self.where, last, str(damage)) from damage
+
+    def _decode_rows(self, query: str, args: Sequence[object], before: int) -> Iterator[Recorded]:
         decode = self.catalogue.decode
         where = self.where
         make = Recorded
-        while rows := cursor.fetchmany(_FETCH):
+        for rows in self._rows(query, args, before):
             for seq, stream, version, server_time, monotonic, body, digest in rows:
                 yield make(
                     seq,
@@ -273,12 +324,11 @@ class SqliteEventStore(EventStore):
                 )
 
     def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
-        cursor = self._conn.execute(
+        query = (
             "SELECT seq, stream, version, type, server_time, monotonic, body, hash "
-            "FROM events WHERE seq >= ? ORDER BY seq",
-            (from_seq,),
+            "FROM events WHERE seq >= ? ORDER BY seq"
         )
-        while rows := cursor.fetchmany(_FETCH):
+        for rows in self._rows(query, (from_seq,), from_seq - 1):
             for seq, stream, version, type_tag, server_time, monotonic, body, digest in rows:
                 yield RawRecord(
                     seq,
@@ -300,7 +350,7 @@ class SqliteEventStore(EventStore):
             query += " AND json_extract(body, '$.through_seq') <= ?"
             args.append(at_or_before)
         query += " ORDER BY version DESC LIMIT 1"
-        return next(self._decode_rows(self._conn.execute(query, args)), None)
+        return next(self._decode_rows(query, args, 0), None)
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         """Run a read-only query for tools (``log inspect``)."""
@@ -313,6 +363,11 @@ def _as_text_rows(
     # Bodies are stored as TEXT so that json_extract works on them (a BLOB would be read as JSONB).
     for seq, stream, version, type_tag, server_time, monotonic, body, digest in rows:
         yield seq, stream, version, type_tag, server_time, monotonic, body.decode(), digest
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc)
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:

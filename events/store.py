@@ -16,7 +16,7 @@ import msgspec
 from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
-from events.errors import ConcurrencyConflict, UnknownEventTag
+from events.errors import ConcurrencyConflict, LogDamaged, UnknownEventTag
 from events.hashchain import GENESIS, link
 from events.log_events import Snapshot, snapshot_stream
 from events.replay import Projection
@@ -34,7 +34,9 @@ class Head(msgspec.Struct, frozen=True):
 
 
 class Problem(msgspec.Struct, frozen=True):
-    seq: int
+    """What is wrong and the first record it concerns (``None``: the file, not one record)."""
+
+    seq: int | None
     why: str
 
 
@@ -57,6 +59,8 @@ class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.head.seq} (head {self.head.hash.hex()}), "
                 f"{self.snapshots_checked} snapshots re-folded and equal"
             )
+        if self.problem.seq is None:
+            return f"{self.where}: {self.problem.why}"
         return f"{self.where}: record {self.problem.seq}: {self.problem.why}"
 
 
@@ -131,15 +135,24 @@ class EventStore(abc.ABC):
         )
 
     def verify(self, projections: Mapping[str, Projection[Any]] | None = None) -> VerifyReport:
-        """Check the whole log; see :func:`verify_records`."""
-        return verify_records(
-            self.read_raw(),
-            self.catalogue,
-            head=self.head(),
-            where=self.where,
-            projections=projections or {},
-            snapshot_through=self._snapshot_through_seqs(),
-        )
+        """Check the whole log; see :func:`verify_records`. A damaged file is a failed check."""
+        head = self.head()
+        try:
+            return verify_records(
+                self.read_raw(),
+                self.catalogue,
+                head=head,
+                where=self.where,
+                projections=projections or {},
+                snapshot_through=self._snapshot_through_seqs(),
+            )
+        except LogDamaged as exc:
+            return VerifyReport(
+                where=self.where,
+                records=exc.after_seq,
+                head=head,
+                problem=Problem(exc.after_seq + 1, f"unreadable, the file is damaged ({exc.why})"),
+            )
 
     def _snapshot_through_seqs(self) -> dict[str, set[int]]:
         wanted: dict[str, set[int]] = {}

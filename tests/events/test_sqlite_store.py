@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from events.errors import ConcurrencyConflict, LogFull, LogMissing, LogNewerSchema, NotAnEventLog
+from events.errors import (
+    ConcurrencyConflict,
+    LogDamaged,
+    LogFull,
+    LogMissing,
+    LogNewerSchema,
+    NotAnEventLog,
+)
 from events.sqlite_store import APPLICATION_ID, SCHEMA_VERSION, SqliteEventStore
 from tests.events.eventtypes import TEST_CATALOGUE, Deposited, Withdrawn
 
@@ -287,3 +294,50 @@ def test_withdrawn_type_round_trips_through_the_file(tmp_path: Path) -> None:
         (record,) = store.read()
     assert record.event == event
     assert record.server_time == 1e9 + 0.123456789
+
+
+def test_damaged_pages_fail_verification_and_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "copied.sep2gw"
+    make_log(path, 2000)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    # A bad sector in the middle of the events table: one whole page of garbage.
+    with path.open("r+b") as f:
+        f.seek(page_size * (pages // 2))
+        f.write(b"\xa5" * page_size)
+    with SqliteEventStore(path, TEST_CATALOGUE, readonly=True) as store:
+        report = store.verify()
+        assert not report.ok
+        assert report.problem is not None
+        assert report.describe().startswith(f"{path}: ")
+
+
+def test_damaged_table_pages_name_the_last_good_record(tmp_path: Path) -> None:
+    path = tmp_path / "copied.sep2gw"
+    make_log(path, 2000)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    # The table's leaf pages hold the records: wreck the middle one, as a bad sector would.
+    leaves = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno"
+        )
+    ]
+    page = leaves[len(leaves) // 2]
+    conn.close()
+    with path.open("r+b") as f:
+        f.seek(page_size * (page - 1))
+        f.write(b"\xa5" * page_size)
+    with SqliteEventStore(path, TEST_CATALOGUE, readonly=True) as store:
+        report = store.verify()
+        assert report.problem is not None and report.problem.seq is not None
+        assert 1 < report.problem.seq < 2000
+        assert "damaged" in report.problem.why
+        with pytest.raises(LogDamaged, match="copied.sep2gw: the file is damaged after record"):
+            for _ in store.read():
+                pass
