@@ -9,10 +9,14 @@ from __future__ import annotations
 from events.base import Event
 from events.catalogue import Catalogue, Upcaster
 from events.log_events import LOG_EVENT_TYPES
+from events.runtime_events import RUNTIME_EVENT_TYPES
 
 __all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS"]
 
-ALL_EVENT_TYPES: tuple[type[Event], ...] = (*LOG_EVENT_TYPES,)
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    *LOG_EVENT_TYPES,
+    *RUNTIME_EVENT_TYPES,
+)
 UPCASTERS: dict[type[Event], Upcaster] = {}
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)
