@@ -11,7 +11,7 @@ import csv
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -69,13 +69,26 @@ def register(commands: Any) -> None:
     verify.set_defaults(handler=_verify)
 
 
-def _open(path: Path) -> SqliteEventStore:
-    return SqliteEventStore(path, CATALOGUE, readonly=True)
+Handler = Callable[[argparse.Namespace, SqliteEventStore], int]
 
 
-def _fail(exc: EventLogError) -> int:
-    print(f"sep2gw log: {exc}", file=sys.stderr)
-    return EXIT_UNREADABLE
+def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    """Run ``handler`` with the log at ``args.path`` opened read-only; unreadable logs exit 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            store = SqliteEventStore(args.path, CATALOGUE, readonly=True)
+        except EventLogError as exc:
+            print(f"sep2gw log: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        with store:
+            try:
+                return handler(args, store)
+            except EventLogError as exc:
+                print(f"sep2gw log: {exc}", file=sys.stderr)
+                return EXIT_UNREADABLE
+
+    return run
 
 
 def iso(t: float) -> str:
@@ -88,13 +101,9 @@ def iso(t: float) -> str:
 # -- inspect ---------------------------------------------------------------------------------------
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    try:
-        store = _open(args.path)
-    except EventLogError as exc:
-        return _fail(exc)
-    with store:
-        summary = _summary(store, args.path, args.streams)
+@_opened
+def _inspect(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    summary = _summary(store, args.path, args.streams)
     if args.json:
         sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
         return EXIT_OK
@@ -159,22 +168,18 @@ def _line(raw: RawRecord) -> str:
     return f"{raw.seq:>8}  {iso(raw.server_time)}  {raw.stream}  {raw.type}  {raw.body.decode()}"
 
 
-def _tail(args: argparse.Namespace) -> int:
-    try:
-        store = _open(args.path)
-    except EventLogError as exc:
-        return _fail(exc)
-    with store:
-        head = store.head().seq
-        after = max(head - max(args.n, 0), 0)
+@_opened
+def _tail(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    head = store.head().seq
+    after = max(head - max(args.n, 0), 0)
+    for raw in store.read_raw(after + 1):
+        print(_line(raw), flush=True)
+        after = raw.seq
+    while args.follow:
+        time.sleep(args.interval)
         for raw in store.read_raw(after + 1):
             print(_line(raw), flush=True)
             after = raw.seq
-        while args.follow:
-            time.sleep(args.interval)
-            for raw in store.read_raw(after + 1):
-                print(_line(raw), flush=True)
-                after = raw.seq
     return EXIT_OK
 
 
@@ -205,19 +210,20 @@ class _JsonRecord(msgspec.Struct):
     event: msgspec.Raw
 
 
-def _export(args: argparse.Namespace) -> int:
-    try:
-        store = _open(args.path)
-    except EventLogError as exc:
-        return _fail(exc)
-    with store:
-        if args.output is None:
-            _write_export(store.read_raw(args.from_seq), args.format, sys.stdout)
-        else:
-            partial = args.output.with_name(args.output.name + ".partial")
+@_opened
+def _export(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    if args.output is None:
+        _write_export(store.read_raw(args.from_seq), args.format, sys.stdout)
+    else:
+        # Written aside and renamed, so a failed export never leaves a plausible-looking file.
+        partial = args.output.with_name(args.output.name + ".partial")
+        try:
             with partial.open("w", newline="", encoding="utf-8") as out:
                 _write_export(store.read_raw(args.from_seq), args.format, out)
-            os.replace(partial, args.output)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, args.output)
     return EXIT_OK
 
 
@@ -260,13 +266,9 @@ def _write_export(records: Iterator[RawRecord], fmt: str, out: IO[str]) -> None:
 # -- verify ----------------------------------------------------------------------------------------
 
 
-def _verify(args: argparse.Namespace) -> int:
-    try:
-        store = _open(args.path)
-    except EventLogError as exc:
-        return _fail(exc)
-    with store:
-        report = store.verify(PROJECTIONS)
+@_opened
+def _verify(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    report = store.verify(PROJECTIONS)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if report.ok:
