@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import log
+from sep2gw.commands import config, log
 
 __all__ = ["COMMAND_MODULES"]
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (log,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    log,
+    config,
+)
