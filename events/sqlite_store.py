@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
+from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
 from events.errors import LogDamaged, LogFull, LogMissing, LogNewerSchema, NotAnEventLog
@@ -308,20 +309,22 @@ class SqliteEventStore(EventStore):
         raise LogDamaged(self.where, last, str(damage)) from damage
 
     def _decode_rows(self, query: str, args: Sequence[object], before: int) -> Iterator[Recorded]:
-        decode = self.catalogue.decode
+        catalogue = self.catalogue
         where = self.where
         make = Recorded
         for rows in self._rows(query, args, before):
-            for seq, stream, version, server_time, monotonic, body, digest in rows:
-                yield make(
-                    seq,
-                    stream,
-                    version,
-                    server_time,
-                    monotonic,
-                    decode(body, where=f"{where}: record {seq}"),
-                    digest,
+            events = catalogue.decode_batch([row[5] for row in rows])
+            if events is None:
+                # Some body does not decode: deliver the ones before it, then raise naming it.
+                events_iter: Iterable[Event] = (
+                    catalogue.decode(row[5], where=f"{where}: record {row[0]}") for row in rows
                 )
+            else:
+                events_iter = events
+            for (seq, stream, version, server_time, monotonic, _, digest), event in zip(
+                rows, events_iter, strict=True
+            ):
+                yield make(seq, stream, version, server_time, monotonic, event, digest)
 
     def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
         query = (
