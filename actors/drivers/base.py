@@ -1,0 +1,148 @@
+"""The driver interface the hardware actor uses, and the values it exchanges.
+
+A driver reads telemetry and nameplate/settings from the battery system, applies the limits in force
+(``events.der_model.ControlSettings``: a ``None`` field is a mode not constrained) and says which
+modes it can dispatch; the hardware actor answers every other mode "not applicable"
+(``ResponseStatus.NOT_APPLICABLE``, IEEE 2030.5 §10.10.4.3 / CSIP-AUS §2.4).
+
+Every written value is clamped to nameplate and settings (``statemachines.site_limit``); NaN and
+out-of-range limits are refused with :class:`statemachines.site_limit.InvalidLimit` before any write.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from events.der_model import ControlSettings, Mode
+from events.telemetry import MeasurementPoint, Quantity, Sample
+from statemachines.site_limit import Clamp, DerRating
+
+__all__ = [
+    "ApplyReport",
+    "DerDriver",
+    "DriverError",
+    "Nameplate",
+    "Telemetry",
+    "WriteNotVerified",
+]
+
+
+class DriverError(Exception):
+    """Base of driver-level errors that are not transport errors."""
+
+
+class WriteNotVerified(DriverError):
+    """The value read back after a write differs from the value written."""
+
+    def __init__(self, what: str, wrote: object, read: object) -> None:
+        super().__init__(f"{what}: wrote {wrote!r} but read back {read!r}")
+        self.what = what
+        self.wrote = wrote
+        self.read = read
+
+
+class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
+    """Ratings (nameplate) and current settings of the DER, in W / Wh; ``None`` = not reported."""
+
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    rated_w: float | None = None
+    rated_va: float | None = None
+    rated_var: float | None = None
+    rated_charge_w: float | None = None
+    rated_discharge_w: float | None = None
+    capacity_wh: float | None = None
+    max_w: float | None = None  # setMaxW
+    max_charge_w: float | None = None  # setMaxChargeRateW
+    max_discharge_w: float | None = None  # setMaxDischargeRateW
+
+    def rating(self) -> DerRating:
+        """What the DER may be asked for: the lesser of each rating and its setting.
+
+        A DER that reports neither for a direction is given 0 W there: never command what we cannot
+        bound.
+        """
+
+        def least(*values: float | None) -> float:
+            known = [v for v in values if v is not None and math.isfinite(v) and v >= 0]
+            return min(known) if known else 0.0
+
+        max_w = least(self.rated_w, self.max_w)
+        return DerRating(
+            max_discharge_w=least(self.rated_discharge_w, self.max_discharge_w, max_w),
+            max_charge_w=least(self.rated_charge_w, self.max_charge_w, max_w),
+            max_w=max_w,
+        )
+
+
+class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
+    """One reading of the site meter and the DER. Power signs as in ``events.telemetry``."""
+
+    at_s: float
+    site_w: float | None = None
+    site_var: float | None = None
+    site_v: float | None = None
+    site_hz: float | None = None
+    der_w: float | None = None
+    der_var: float | None = None
+    der_v: float | None = None
+    der_hz: float | None = None
+    soc_pct: float | None = None
+    stored_wh: float | None = None
+    connected: bool | None = None
+    operating: str | None = None
+    alarms: tuple[str, ...] = ()
+
+    def samples(self) -> list[Sample]:
+        """The numeric readings as ``Sample`` values (missing readings are skipped)."""
+        out: list[Sample] = []
+        for point, quantity, value in (
+            (MeasurementPoint.SITE, Quantity.ACTIVE_POWER_W, self.site_w),
+            (MeasurementPoint.SITE, Quantity.REACTIVE_POWER_VAR, self.site_var),
+            (MeasurementPoint.SITE, Quantity.VOLTAGE_V, self.site_v),
+            (MeasurementPoint.SITE, Quantity.FREQUENCY_HZ, self.site_hz),
+            (MeasurementPoint.DER, Quantity.ACTIVE_POWER_W, self.der_w),
+            (MeasurementPoint.DER, Quantity.REACTIVE_POWER_VAR, self.der_var),
+            (MeasurementPoint.DER, Quantity.VOLTAGE_V, self.der_v),
+            (MeasurementPoint.DER, Quantity.FREQUENCY_HZ, self.der_hz),
+            (MeasurementPoint.DER, Quantity.STATE_OF_CHARGE_PCT, self.soc_pct),
+            (MeasurementPoint.DER, Quantity.STORED_ENERGY_WH, self.stored_wh),
+        ):
+            if value is not None and math.isfinite(value):
+                out.append(Sample(at_s=self.at_s, point=point, quantity=quantity, value=value))
+        return out
+
+
+class ApplyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What one ``apply`` did: the modes applied, those answered "not applicable", the setpoint."""
+
+    applied: frozenset[Mode]
+    not_applicable: frozenset[Mode]
+    setpoint_w: float | None
+    wrote: bool
+    clamps: tuple[Clamp, ...] = ()
+    site_limit_met: bool | None = None
+
+
+@runtime_checkable
+class DerDriver(Protocol):
+    """The battery system as the hardware actor sees it. Every method runs under the caller's
+    deadline; transport failures surface as ``transport.modbus`` errors or the driver's own."""
+
+    def dispatchable_modes(self) -> frozenset[Mode]:
+        """The modes this DER can carry out; every other mode is answered "not applicable"."""
+        ...
+
+    async def read_nameplate(self) -> Nameplate: ...
+
+    async def read_telemetry(self, *, now: float) -> Telemetry: ...
+
+    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+        """Apply ``limits`` (one control period of the closed loop), write and verify."""
+        ...
+
+    async def aclose(self) -> None: ...

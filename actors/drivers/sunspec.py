@@ -1,0 +1,319 @@
+"""SunSpec Modbus TCP driver: DER models 701/702/704/713, battery 802, meter 20x, common 1.
+
+Discovery (SunSpec device information model spec §4.2): look for "SunS" at 40000, 0, 50000, then
+walk the model headers (ID, L) to the end model. Layouts, types and scale factors come from
+``transport.sunspec`` (pysunspec2's JSON definitions). Mapping of the limits in force:
+
+- active power (target, storage target, fixed W, generation/load limits, export/import limits
+  closed on the site meter): 704 ``WSetEna``/``WSetMod=WATTS``/``WSet`` from
+  ``statemachines.site_limit.step``; released (``WSetEna=DISABLED``) when no power mode is in force;
+- ``max_limit_pct``: 704 ``WMaxLimPctEna``/``WMaxLimPct``;
+- ``connect``: 802 ``SetOp`` (CONNECT/DISCONNECT); ``energize``: 802 ``SetInvState``
+  (INVERTER_STARTED/INVERTER_STOPPED).
+
+Every write is read back and compared (:class:`WriteNotVerified` when the device kept another value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from actors.drivers.base import ApplyReport, DriverError, Nameplate, Telemetry, WriteNotVerified
+from actors.drivers.modbus_client import ModbusTcpClient
+from events.der_model import ControlSettings, Mode
+from statemachines.site_limit import POWER_MODES, LoopConfig, LoopState, step, validate_limits
+from transport.modbus import ModbusExceptionResponse
+from transport.sunspec import (
+    SUNSPEC_BASE_ADDRESSES,
+    ModelBlock,
+    ModelHeader,
+    is_suns_marker,
+    model_def,
+    parse_header,
+)
+
+__all__ = ["METER_MODELS", "NotSunSpec", "SunSpecDriver", "discover"]
+
+#: SunSpec meter models (single phase, split phase, wye, delta); all share the points we read.
+METER_MODELS = (201, 202, 203, 204)
+_MAX_MODELS = 64  # a walk that has not ended after this many models is reading garbage
+
+
+class NotSunSpec(DriverError):
+    def __init__(self, why: str) -> None:
+        super().__init__(f"not a SunSpec device: {why}")
+        self.why = why
+
+
+async def discover(client: ModbusTcpClient) -> tuple[ModelHeader, ...]:
+    """The models a device exposes, in map order (base addresses per SunSpec §4.2)."""
+    for base in SUNSPEC_BASE_ADDRESSES:
+        try:
+            marker = await client.read_holding(base, 2)
+        except ModbusExceptionResponse:
+            continue  # no registers there: try the next standard base
+        if not is_suns_marker(marker):
+            continue
+        headers: list[ModelHeader] = []
+        address = base + 2
+        for _ in range(_MAX_MODELS):
+            header = parse_header(await client.read_holding(address, 2), address)
+            if header is None:
+                return tuple(headers)
+            headers.append(header)
+            address += 2 + header.length
+            if address > 0xFFFF:
+                break
+        raise NotSunSpec(f"the model walk from {base} does not reach the end model")
+    raise NotSunSpec(f"no 'SunS' marker at {', '.join(map(str, SUNSPEC_BASE_ADDRESSES))}")
+
+
+class SunSpecDriver:
+    """A SunSpec battery system (inverter models 7xx, battery 802, optional site meter 20x)."""
+
+    def __init__(
+        self,
+        client: ModbusTcpClient,
+        *,
+        loop: LoopConfig | None = None,
+        meter_import_positive: bool = True,
+    ) -> None:
+        self.client = client
+        self.loop = loop or LoopConfig()
+        self.meter_import_positive = meter_import_positive
+        self.headers: dict[int, ModelHeader] = {}
+        self._loop_state = LoopState()
+        self._nameplate: Nameplate | None = None
+        self._written: dict[tuple[int, str], list[int]] = {}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def discover(self) -> tuple[ModelHeader, ...]:
+        headers = await discover(self.client)
+        self.headers = {}
+        for header in headers:
+            self.headers.setdefault(header.model_id, header)
+        return headers
+
+    async def _ensure(self) -> None:
+        if not self.headers:
+            await self.discover()
+
+    def _meter(self) -> int | None:
+        return next((m for m in METER_MODELS if m in self.headers), None)
+
+    def dispatchable_modes(self) -> frozenset[Mode]:
+        modes: set[Mode] = set()
+        if 704 in self.headers:
+            modes |= {
+                Mode.TARGET_W,
+                Mode.STORAGE_TARGET_W,
+                Mode.FIXED_W_PCT,
+                Mode.GENERATION_LIMIT_W,
+                Mode.LOAD_LIMIT_W,
+                Mode.MAX_LIMIT_PCT,
+            }
+            if self._meter() is not None:
+                modes |= {Mode.EXPORT_LIMIT_W, Mode.IMPORT_LIMIT_W}
+        if 802 in self.headers:
+            modes |= {Mode.CONNECT, Mode.ENERGIZE}
+        return frozenset(modes)
+
+    async def read_model(self, model_id: int) -> ModelBlock:
+        """The registers of one model as the device holds them now."""
+        await self._ensure()
+        header = self.headers.get(model_id)
+        if header is None:
+            raise DriverError(f"the device has no SunSpec model {model_id}")
+        definition = model_def(model_id)
+        count = 2 + min(header.length, definition.length)
+        registers = await self.client.read_holding(header.base, count)
+        return ModelBlock(model=definition, base=header.base, registers=registers)
+
+    async def read_nameplate(self) -> Nameplate:
+        await self._ensure()
+        common = await self.read_model(1) if 1 in self.headers else None
+        cap = await self.read_model(702) if 702 in self.headers else None
+        storage = await self.read_model(713) if 713 in self.headers else None
+        battery = await self.read_model(802) if 802 in self.headers else None
+
+        def v(block: ModelBlock | None, name: str) -> float | None:
+            return None if block is None else block.value(name)
+
+        capacity = v(storage, "WHRtg")
+        nameplate = Nameplate(
+            manufacturer=None if common is None else common.text("Mn"),
+            model=None if common is None else common.text("Md"),
+            serial=None if common is None else common.text("SN"),
+            rated_w=v(cap, "WMaxRtg"),
+            rated_va=v(cap, "VAMaxRtg"),
+            rated_var=v(cap, "VarMaxInjRtg"),
+            rated_charge_w=v(cap, "WChaRteMaxRtg") or v(battery, "WChaRteMax"),
+            rated_discharge_w=v(cap, "WDisChaRteMaxRtg") or v(battery, "WDisChaRteMax"),
+            capacity_wh=capacity if capacity is not None else v(battery, "WHRtg"),
+            max_w=v(cap, "WMax"),
+            max_charge_w=v(cap, "WChaRteMax"),
+            max_discharge_w=v(cap, "WDisChaRteMax"),
+        )
+        self._nameplate = nameplate
+        return nameplate
+
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        await self._ensure()
+        meas = await self.read_model(701) if 701 in self.headers else None
+        battery = await self.read_model(802) if 802 in self.headers else None
+        storage = await self.read_model(713) if 713 in self.headers else None
+        meter_id = self._meter()
+        meter = await self.read_model(meter_id) if meter_id is not None else None
+        site_w = site_var = site_v = site_hz = None
+        if meter is not None:
+            sign = -1.0 if self.meter_import_positive else 1.0
+            w, var = meter.value("W"), meter.value("VAR")
+            site_w = None if w is None else sign * w
+            site_var = None if var is None else sign * var
+            site_v = meter.value("PhV") if meter.value("PhV") is not None else meter.value("PhVphA")
+            site_hz = meter.value("Hz")
+        alarms: tuple[str, ...] = ()
+        connected = operating = None
+        der_w = der_var = der_v = der_hz = None
+        if meas is not None:
+            der_w, der_var, der_hz = meas.value("W"), meas.value("Var"), meas.value("Hz")
+            der_v = meas.value("LNV") if meas.value("LNV") is not None else meas.value("LLV")
+            conn = meas.raw("ConnSt")
+            if isinstance(conn, int):
+                connected = meas.model.symbol_name("ConnSt", conn) == "CONNECTED"
+            inv = meas.raw("InvSt")
+            operating = meas.model.symbol_name("InvSt", inv) if isinstance(inv, int) else None
+            bits = meas.raw("Alrm")
+            if isinstance(bits, int):
+                symbols = meas.model.point("Alrm").symbols
+                alarms = tuple(name for name, bit in symbols.items() if bits >> bit & 1)
+        elif battery is not None:
+            der_w = battery.value("W")
+        soc = None
+        if storage is not None:
+            soc = storage.value("SoC")
+        if soc is None and battery is not None:
+            soc = battery.value("SoC")
+        stored = None
+        if storage is not None and soc is not None:
+            capacity = storage.value("WHRtg")
+            stored = None if capacity is None else capacity * soc / 100.0
+        return Telemetry(
+            at_s=now,
+            site_w=site_w,
+            site_var=site_var,
+            site_v=site_v,
+            site_hz=site_hz,
+            der_w=der_w,
+            der_var=der_var,
+            der_v=der_v,
+            der_hz=der_hz,
+            soc_pct=soc,
+            stored_wh=stored,
+            connected=connected,
+            operating=operating,
+            alarms=alarms,
+        )
+
+    async def _write_verified(
+        self, block: ModelBlock, first: str, values: dict[str, float]
+    ) -> None:
+        """Encode ``values`` (engineering units) into the contiguous run starting at ``first``,
+        write it, read it back and compare."""
+        start = block.model.point(first)
+        words = list(block.registers)
+        for name, value in values.items():
+            address, encoded = block.encode_value(name, value)
+            offset = address - block.base
+            words[offset : offset + len(encoded)] = encoded
+        end = max(block.model.point(n).offset + block.model.point(n).size for n in values)
+        run = words[start.offset : end]
+        key = (block.model.model_id, first)
+        if self._written.get(key) == run and block.registers[start.offset : end] == run:
+            return  # the device already holds exactly this: no write needed
+        address = block.base + start.offset
+        await self.client.write_registers(address, run)
+        back = await self.client.read_holding(address, len(run))
+        if back != run:
+            self._written.pop(key, None)
+            raise WriteNotVerified(f"model {block.model.model_id} {first}..", _fmt(run), _fmt(back))
+        self._written[key] = run
+        block.registers[start.offset : end] = run
+
+    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+        validate_limits(limits)
+        await self._ensure()
+        dispatchable = self.dispatchable_modes()
+        requested = limits.modes()
+        not_applicable = frozenset(requested - dispatchable)
+        nameplate = self._nameplate or await self.read_nameplate()
+        site_w = der_w = None
+        if requested & POWER_MODES:
+            telemetry = await self.read_telemetry(now=now)
+            site_w, der_w = telemetry.site_w, telemetry.der_w
+        usable = ControlSettings(
+            **{m.value: getattr(limits, m.value) for m in requested & dispatchable},
+            ramp_time_s=limits.ramp_time_s,
+        )
+        self._loop_state, decision = step(
+            self._loop_state,
+            self.loop,
+            now=now,
+            limits=usable,
+            rating=nameplate.rating(),
+            site_w=site_w,
+            der_w=der_w,
+        )
+        wrote = False
+        if 704 in self.headers:
+            ctl = await self.read_model(704)
+            sym = ctl.model.symbol
+            pct = usable.max_limit_pct
+            await self._write_verified(
+                ctl,
+                "WMaxLimPctEna",
+                {
+                    "WMaxLimPctEna": sym("WMaxLimPctEna", "DISABLED" if pct is None else "ENABLED"),
+                    "WMaxLimPct": 100.0 if pct is None else pct,
+                },
+            )
+            if decision.write or decision.setpoint_w is None:
+                setpoint = decision.setpoint_w
+                await self._write_verified(
+                    ctl,
+                    "WSetEna",
+                    {
+                        "WSetEna": sym("WSetEna", "DISABLED" if setpoint is None else "ENABLED"),
+                        "WSetMod": sym("WSetMod", "WATTS"),
+                        "WSet": 0.0 if setpoint is None else setpoint,
+                    },
+                )
+                wrote = setpoint is not None
+        if 802 in self.headers and (usable.connect is not None or usable.energize is not None):
+            bat = await self.read_model(802)
+            sym = bat.model.symbol
+            await self._write_verified(
+                bat,
+                "SetOp",
+                {
+                    "SetOp": sym("SetOp", "DISCONNECT" if usable.connect is False else "CONNECT"),
+                    "SetInvState": sym(
+                        "SetInvState",
+                        "INVERTER_STOPPED" if usable.energize is False else "INVERTER_STARTED",
+                    ),
+                },
+            )
+        return ApplyReport(
+            applied=frozenset(requested & dispatchable),
+            not_applicable=not_applicable,
+            setpoint_w=decision.setpoint_w,
+            wrote=wrote,
+            clamps=decision.clamps,
+            site_limit_met=decision.site_limit_met,
+        )
+
+
+def _fmt(words: Sequence[int]) -> str:
+    return " ".join(f"{w:04x}" for w in words)

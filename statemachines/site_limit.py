@@ -1,0 +1,238 @@
+"""The DER active-power setpoint for the limits in force, with closed-loop connection-point limits.
+
+Pure: every input (the limits, the DER rating, the latest site-meter and DER readings, ``now``) is an
+argument, and the only memory is :class:`LoopState`. The hardware actor (through a driver) calls
+:func:`step` once per control period and writes the setpoint it returns.
+
+Sign conventions (``events.telemetry``): DER power is positive when the DER injects (a battery
+discharges); site power is positive when the site exports at the connection point.
+
+How the modes combine (CSIP-AUS §2.3 dynamic operating envelopes; IEEE 2030.5 §10.10 DERControl):
+
+1. The *requested* power is ``fixed_w_pct`` (percent of the maximum discharge rate when positive, of
+   the maximum charge rate when negative, per ``opModFixedW``), else ``target_w``, else
+   ``storage_target_w``. With none of these but some limit in force the DER holds what it is doing;
+   with no power mode in force at all the setpoint is released (``None``) to the device's own logic.
+2. DER bounds always hold: nameplate/settings discharge and charge rates, ``setMaxW``,
+   ``max_limit_pct`` of ``setMaxW`` and ``generation_limit_w`` on the injecting side,
+   ``load_limit_w`` on the absorbing side.
+3. Connection-point bounds (``export_limit_w``, ``import_limit_w``) close the loop on the site meter:
+   the rest of the site (load and PV) is ``site_w - der_w``, so the DER power that keeps the meter at
+   the limit is ``limit - (site_w - der_w)``, less a safety ``margin_w``. Where they conflict with
+   the DER bounds, the DER bounds win and the decision says the site limit cannot be met.
+4. Moves are rate limited (``rate_w_per_s``) and small moves inside ``deadband_w`` are not written,
+   but neither may ever hold the DER outside a bound: moves towards compliance are immediate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from events.der_model import ControlSettings, Mode
+
+__all__ = [
+    "POWER_MODES",
+    "Clamp",
+    "DerRating",
+    "InvalidLimit",
+    "LoopConfig",
+    "LoopDecision",
+    "LoopState",
+    "step",
+    "validate_limits",
+]
+
+#: The modes that shape the DER's active power; the setpoint is released when none is in force.
+POWER_MODES = frozenset(
+    {
+        Mode.EXPORT_LIMIT_W,
+        Mode.IMPORT_LIMIT_W,
+        Mode.GENERATION_LIMIT_W,
+        Mode.LOAD_LIMIT_W,
+        Mode.FIXED_W_PCT,
+        Mode.MAX_LIMIT_PCT,
+        Mode.TARGET_W,
+        Mode.STORAGE_TARGET_W,
+    }
+)
+
+
+class InvalidLimit(ValueError):
+    """A limit that no DER could apply: NaN, infinite, or outside the mode's range."""
+
+    def __init__(self, mode: str, value: object, why: str) -> None:
+        super().__init__(f"{mode}={value!r} refused: {why}")
+        self.mode = mode
+        self.value = value
+        self.why = why
+
+
+class DerRating(msgspec.Struct, frozen=True, kw_only=True):
+    """What the DER can do now: the lesser of nameplate and current settings, in W (all ≥ 0)."""
+
+    max_discharge_w: float
+    max_charge_w: float
+    max_w: float  # setMaxW: the reference of max_limit_pct and of percent modes
+
+    def __post_init__(self) -> None:
+        for name in ("max_discharge_w", "max_charge_w", "max_w"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidLimit(name, value, "a rating is a finite number ≥ 0")
+
+
+class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
+    deadband_w: float = 50.0
+    rate_w_per_s: float = 1000.0
+    margin_w: float = 50.0
+
+
+class LoopState(msgspec.Struct, frozen=True, kw_only=True):
+    setpoint_w: float | None = None
+    at_s: float | None = None
+
+
+class Clamp(msgspec.Struct, frozen=True, kw_only=True):
+    """A requested value the DER could not take as asked: ``bound`` names what limited it."""
+
+    mode: str
+    requested: float
+    applied: float
+    bound: str
+
+
+class LoopDecision(msgspec.Struct, frozen=True, kw_only=True):
+    setpoint_w: float | None  # None: released to the device's own logic
+    write: bool  # False inside the deadband: the previous setpoint stays
+    clamps: tuple[Clamp, ...] = ()
+    site_limit_met: bool | None = None  # None: no connection-point limit in force (or no meter)
+
+
+_PCT_MODES = ("max_limit_pct",)
+_NON_NEGATIVE_W = ("export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w")
+_SIGNED_W = ("target_w", "storage_target_w")
+
+
+def validate_limits(limits: ControlSettings) -> None:
+    """Refuse values no DER can apply (NaN, infinities, negative limits, percentages beyond 100)."""
+    for name in (*_NON_NEGATIVE_W, *_SIGNED_W, *_PCT_MODES, "fixed_w_pct", "ramp_time_s"):
+        value = getattr(limits, name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise InvalidLimit(name, value, "not a finite number")
+        if name in _NON_NEGATIVE_W and value < 0:
+            raise InvalidLimit(name, value, "a limit is ≥ 0 W")
+        if name in _PCT_MODES and not 0 <= value <= 100:
+            raise InvalidLimit(name, value, "a percentage of setMaxW is within 0..100")
+        if name == "fixed_w_pct" and not -100 <= value <= 100:
+            raise InvalidLimit(name, value, "opModFixedW is within -100..100 percent")
+        if name == "ramp_time_s" and value < 0:
+            raise InvalidLimit(name, value, "a ramp time is ≥ 0 s")
+
+
+def _requested(limits: ControlSettings, rating: DerRating) -> tuple[str, float] | None:
+    if limits.fixed_w_pct is not None:
+        pct = limits.fixed_w_pct
+        base = rating.max_discharge_w if pct >= 0 else rating.max_charge_w
+        return "fixed_w_pct", pct / 100.0 * base
+    if limits.target_w is not None:
+        return "target_w", limits.target_w
+    if limits.storage_target_w is not None:
+        return "storage_target_w", limits.storage_target_w
+    return None
+
+
+def _der_bounds(limits: ControlSettings, rating: DerRating) -> tuple[float, str, float, str]:
+    high, high_by = rating.max_discharge_w, "max_discharge_w"
+    for value, name in (
+        (rating.max_w, "max_w"),
+        (limits.generation_limit_w, "generation_limit_w"),
+        (
+            None if limits.max_limit_pct is None else limits.max_limit_pct / 100 * rating.max_w,
+            "max_limit_pct",
+        ),
+    ):
+        if value is not None and value < high:
+            high, high_by = value, name
+    low, low_by = -rating.max_charge_w, "max_charge_w"
+    if limits.load_limit_w is not None and -limits.load_limit_w > low:
+        low, low_by = -limits.load_limit_w, "load_limit_w"
+    return low, low_by, high, high_by
+
+
+def step(
+    state: LoopState,
+    config: LoopConfig,
+    *,
+    now: float,
+    limits: ControlSettings,
+    rating: DerRating,
+    site_w: float | None,
+    der_w: float | None,
+) -> tuple[LoopState, LoopDecision]:
+    """One control period: the setpoint to write for ``limits`` given the latest readings."""
+    validate_limits(limits)
+    if not limits.modes() & POWER_MODES:
+        return LoopState(), LoopDecision(setpoint_w=None, write=state.setpoint_w is not None)
+    clamps: list[Clamp] = []
+    requested = _requested(limits, rating)
+    if requested is None:
+        # No target: hold what the DER does now (or the last setpoint if it cannot be read).
+        held = der_w if der_w is not None else state.setpoint_w
+        requested = ("hold", 0.0 if held is None else held)
+    mode, power = requested
+    low, low_by, high, high_by = _der_bounds(limits, rating)
+    if power > high:
+        clamps.append(Clamp(mode=mode, requested=power, applied=high, bound=high_by))
+        power = high
+    elif power < low:
+        clamps.append(Clamp(mode=mode, requested=power, applied=low, bound=low_by))
+        power = low
+    feasible_low, feasible_high = low, high
+    site_met: bool | None = None
+    site_limited = limits.export_limit_w is not None or limits.import_limit_w is not None
+    if site_limited and site_w is not None and der_w is not None:
+        rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
+        site_high = (
+            math.inf
+            if limits.export_limit_w is None
+            else limits.export_limit_w - config.margin_w - rest_w
+        )
+        site_low = (
+            -math.inf
+            if limits.import_limit_w is None
+            else -(limits.import_limit_w - config.margin_w) - rest_w
+        )
+        site_met = site_low <= high and site_high >= low
+        if power > site_high:
+            clamps.append(
+                Clamp(
+                    mode=mode, requested=power, applied=max(site_high, low), bound="export_limit_w"
+                )
+            )
+        elif power < site_low:
+            clamps.append(
+                Clamp(
+                    mode=mode, requested=power, applied=min(site_low, high), bound="import_limit_w"
+                )
+            )
+        feasible_low = min(max(low, site_low), high)
+        feasible_high = max(min(high, site_high), low)
+        power = min(max(power, feasible_low), feasible_high)
+    previous = state.setpoint_w
+    if previous is not None and state.at_s is not None:
+        allowed = config.rate_w_per_s * max(0.0, now - state.at_s)
+        power = min(max(power, previous - allowed), previous + allowed)
+        # The rate limit never keeps the DER outside a bound.
+        power = min(max(power, feasible_low), feasible_high)
+        if abs(power - previous) < config.deadband_w and feasible_low <= previous <= feasible_high:
+            return state, LoopDecision(
+                setpoint_w=previous, write=False, clamps=tuple(clamps), site_limit_met=site_met
+            )
+    return (
+        LoopState(setpoint_w=power, at_s=now),
+        LoopDecision(setpoint_w=power, write=True, clamps=tuple(clamps), site_limit_met=site_met),
+    )
