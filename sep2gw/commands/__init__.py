@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import config, log
+from sep2gw.commands import battery, config, log
 
 __all__ = ["COMMAND_MODULES"]
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     log,
     config,
+    battery,
 )
