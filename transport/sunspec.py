@@ -354,7 +354,8 @@ class ModelBlock:
         sf = self.scale_factor(name)
         if sf is None:
             return None
-        return raw * 10.0**sf if sf else float(raw)
+        # Dividing by 10^-sf keeps 2301 with sf -1 at exactly 230.1 (multiplying by 0.1 does not).
+        return float(raw * 10**sf) if sf >= 0 else raw / 10**-sf
 
     def text(self, name: str) -> str | None:
         raw = self.raw(name)
@@ -373,5 +374,5 @@ class ModelBlock:
         if sf is None:
             raise SunSpecValueError(where, "its scale factor is not implemented by the device")
         point = self.model.point(name)
-        raw = round(value / 10.0**sf)
+        raw = round(value / 10**sf) if sf >= 0 else round(value * 10**-sf)
         return self.base + point.offset, encode_point(point, raw)
