@@ -1,0 +1,237 @@
+"""The DER setpoint rules: validation, clamping to the DER, closed-loop site limits, ramp, deadband."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.der_model import ControlSettings
+from statemachines.site_limit import (
+    DerRating,
+    InvalidLimit,
+    LoopConfig,
+    LoopState,
+    step,
+    validate_limits,
+)
+
+RATING = DerRating(max_discharge_w=5000, max_charge_w=4000, max_w=5000)
+FAST = LoopConfig(deadband_w=0, rate_w_per_s=1e9, margin_w=0)
+
+
+def once(
+    limits: ControlSettings,
+    *,
+    site_w: float | None = None,
+    der_w: float | None = 0.0,
+    config: LoopConfig = FAST,
+):
+    return step(
+        LoopState(), config, now=0.0, limits=limits, rating=RATING, site_w=site_w, der_w=der_w
+    )[1]
+
+
+@pytest.mark.parametrize(
+    ("limits", "field"),
+    [
+        (ControlSettings(export_limit_w=math.nan), "export_limit_w"),
+        (ControlSettings(target_w=math.inf), "target_w"),
+        (ControlSettings(import_limit_w=-1.0), "import_limit_w"),
+        (ControlSettings(max_limit_pct=100.5), "max_limit_pct"),
+        (ControlSettings(fixed_w_pct=-101.0), "fixed_w_pct"),
+        (ControlSettings(ramp_time_s=-5.0), "ramp_time_s"),
+    ],
+)
+def test_nan_and_out_of_range_limits_are_refused_naming_the_mode(
+    limits: ControlSettings, field: str
+) -> None:
+    with pytest.raises(InvalidLimit) as info:
+        validate_limits(limits)
+    assert info.value.mode == field
+    with pytest.raises(InvalidLimit):
+        once(limits)
+
+
+def test_rating_refuses_nan() -> None:
+    with pytest.raises(InvalidLimit, match="max_w"):
+        DerRating(max_discharge_w=1, max_charge_w=1, max_w=math.nan)
+
+
+def test_no_power_mode_releases_the_setpoint() -> None:
+    decision = once(ControlSettings(connect=True))
+    assert decision.setpoint_w is None
+
+
+def test_target_beyond_nameplate_is_clamped_and_reported() -> None:
+    decision = once(ControlSettings(target_w=9000))
+    assert decision.setpoint_w == 5000
+    (clamp,) = decision.clamps
+    assert (clamp.mode, clamp.requested, clamp.applied, clamp.bound) == (
+        "target_w",
+        9000,
+        5000,
+        "max_discharge_w",
+    )
+
+
+def test_charge_target_is_clamped_to_the_charge_rate() -> None:
+    assert once(ControlSettings(storage_target_w=-7000)).setpoint_w == -4000
+
+
+def test_fixed_w_pct_uses_discharge_rate_when_positive_and_charge_rate_when_negative() -> None:
+    assert once(ControlSettings(fixed_w_pct=50)).setpoint_w == 2500
+    assert once(ControlSettings(fixed_w_pct=-50)).setpoint_w == -2000
+
+
+def test_generation_load_and_max_limit_pct_bound_the_der() -> None:
+    assert once(ControlSettings(target_w=4000, generation_limit_w=1500)).setpoint_w == 1500
+    assert once(ControlSettings(target_w=-4000, load_limit_w=1000)).setpoint_w == -1000
+    assert once(ControlSettings(target_w=4000, max_limit_pct=20)).setpoint_w == 1000
+
+
+def test_export_limit_closes_the_loop_on_the_site_meter() -> None:
+    # PV exceeds load by 3000 W with the DER idle: the DER must absorb 2000 W to export only 1000 W.
+    decision = once(ControlSettings(export_limit_w=1000), site_w=3000, der_w=0)
+    assert decision.setpoint_w == -2000
+    assert decision.site_limit_met is True
+
+
+def test_import_limit_makes_the_der_discharge() -> None:
+    decision = once(ControlSettings(import_limit_w=500), site_w=-2500, der_w=-500)
+    # rest of site = -2000 W; import ≤ 500 needs DER ≥ 1500 W
+    assert decision.setpoint_w == 1500
+
+
+def test_export_limit_overrides_a_discharge_target() -> None:
+    decision = once(ControlSettings(target_w=3000, export_limit_w=0), site_w=1000, der_w=0)
+    assert decision.setpoint_w == -1000
+    assert decision.clamps[-1].bound == "export_limit_w"
+
+
+def test_der_bounds_win_over_an_unreachable_site_limit() -> None:
+    decision = once(ControlSettings(export_limit_w=0), site_w=8000, der_w=0)
+    assert decision.setpoint_w == -4000  # the most it can absorb
+    assert decision.site_limit_met is False
+
+
+def test_margin_keeps_the_meter_below_the_limit() -> None:
+    config = LoopConfig(deadband_w=0, rate_w_per_s=1e9, margin_w=100)
+    assert (
+        once(ControlSettings(export_limit_w=1000), site_w=3000, der_w=0, config=config).setpoint_w
+        == -2100
+    )
+
+
+def test_rate_limit_slows_moves_that_no_bound_requires() -> None:
+    config = LoopConfig(deadband_w=0, rate_w_per_s=100, margin_w=0)
+    state = LoopState(setpoint_w=0.0, at_s=0.0)
+    _, decision = step(
+        state,
+        config,
+        now=2.0,
+        limits=ControlSettings(target_w=3000),
+        rating=RATING,
+        site_w=None,
+        der_w=0.0,
+    )
+    assert decision.setpoint_w == 200
+
+
+def test_rate_limit_never_delays_compliance_with_a_limit() -> None:
+    config = LoopConfig(deadband_w=0, rate_w_per_s=100, margin_w=0)
+    state = LoopState(setpoint_w=3000.0, at_s=0.0)
+    _, decision = step(
+        state,
+        config,
+        now=1.0,
+        limits=ControlSettings(target_w=3000, export_limit_w=0),
+        rating=RATING,
+        site_w=3000,
+        der_w=3000,
+    )
+    assert decision.setpoint_w == 0  # straight to compliance, not 2900
+
+
+def test_moves_inside_the_deadband_are_not_written() -> None:
+    config = LoopConfig(deadband_w=50, rate_w_per_s=1e9, margin_w=0)
+    state = LoopState(setpoint_w=1000.0, at_s=0.0)
+    new_state, decision = step(
+        state,
+        config,
+        now=5.0,
+        limits=ControlSettings(target_w=1030),
+        rating=RATING,
+        site_w=None,
+        der_w=1000,
+    )
+    assert (decision.setpoint_w, decision.write) == (1000.0, False)
+    assert new_state == state
+
+
+def test_deadband_does_not_hold_a_setpoint_that_breaks_a_limit() -> None:
+    config = LoopConfig(deadband_w=500, rate_w_per_s=1e9, margin_w=0)
+    state = LoopState(setpoint_w=0.0, at_s=0.0)
+    _, decision = step(
+        state,
+        config,
+        now=5.0,
+        limits=ControlSettings(export_limit_w=1000),
+        rating=RATING,
+        site_w=1100,
+        der_w=0,
+    )
+    assert (decision.setpoint_w, decision.write) == (-100, True)
+
+
+def test_limit_without_target_holds_the_present_output() -> None:
+    assert once(ControlSettings(export_limit_w=5000), site_w=0, der_w=1200).setpoint_w == 1200
+
+
+@settings(max_examples=150)
+@given(
+    export=st.one_of(st.none(), st.floats(0, 10_000)),
+    import_=st.one_of(st.none(), st.floats(0, 10_000)),
+    target=st.one_of(st.none(), st.floats(-20_000, 20_000)),
+    gen=st.one_of(st.none(), st.floats(0, 10_000)),
+    load=st.one_of(st.none(), st.floats(0, 10_000)),
+    site=st.floats(-15_000, 15_000),
+    der=st.floats(-4000, 5000),
+    previous=st.one_of(st.none(), st.floats(-4000, 5000)),
+)
+def test_setpoint_always_respects_der_bounds_and_meets_feasible_site_limits(
+    export,
+    import_,
+    target,
+    gen,
+    load,
+    site,
+    der,
+    previous,  # type: ignore[no-untyped-def]
+) -> None:
+    limits = ControlSettings(
+        export_limit_w=export,
+        import_limit_w=import_,
+        target_w=target,
+        generation_limit_w=gen,
+        load_limit_w=load,
+    )
+    state = LoopState(setpoint_w=previous, at_s=None if previous is None else 0.0)
+    config = LoopConfig(deadband_w=50, rate_w_per_s=200, margin_w=0)
+    _, decision = step(state, config, now=1.0, limits=limits, rating=RATING, site_w=site, der_w=der)
+    p = decision.setpoint_w
+    if not limits.modes():
+        assert p is None
+        return
+    assert p is not None
+    high = min(5000, gen if gen is not None else math.inf)
+    low = -min(4000, load if load is not None else math.inf)
+    assert low - 1e-6 <= p <= high + 1e-6
+    if decision.site_limit_met:
+        metered = site - der + p
+        if export is not None:
+            assert metered <= export + 1e-6
+        if import_ is not None:
+            assert metered >= -import_ - 1e-6
