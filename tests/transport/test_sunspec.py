@@ -27,7 +27,10 @@ MODELS = (1, 701, 702, 704, 713, 802, 203)
 def _pysunspec(block: ModelBlock) -> ss_device.Model:
     data = b"".join(word.to_bytes(2, "big") for word in block.registers)
     model = ss_device.Model(
-        model_id=block.model.model_id, model_addr=block.base, model_len=block.registers[1], data=data
+        model_id=block.model.model_id,
+        model_addr=block.base,
+        model_len=block.registers[1],
+        data=data,
     )
     assert model.error_info == ""
     return model

@@ -62,7 +62,11 @@ def test_impossible_mbap_length_is_refused(length: int) -> None:
 def test_exception_response_is_a_typed_error_naming_the_code() -> None:
     with pytest.raises(ModbusExceptionResponse, match="ILLEGAL DATA ADDRESS") as info:
         decode_response(exception_pdu(3, 2), 3, address=40000)
-    assert (info.value.function_code, info.value.exception_code, info.value.address) == (3, 2, 40000)
+    assert (info.value.function_code, info.value.exception_code, info.value.address) == (
+        3,
+        2,
+        40000,
+    )
 
 
 def test_answer_for_another_function_is_a_protocol_error() -> None:

@@ -1,0 +1,181 @@
+"""Tag driver: TOML tag map, units and scale, sync and async providers, closed loop in-process."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+
+from actors.drivers import DerDriver, TagDriver, TagMap, TagMapError, TagReadError, WriteNotVerified
+from events.der_model import ControlSettings, Mode
+from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+from statemachines.site_limit import InvalidLimit, LoopConfig
+
+NOON = 1_700_006_400 - 1_700_006_400 % 86_400 + 12 * 3600
+
+MAP = """
+[options]
+verify_writes = true
+tolerance = 0.001
+
+[read]
+site_w = { tag = "Meter.P_kW", unit = "kW", scale = -1.0 }
+der_w = { tag = "PCS.P_kW", unit = "kW" }
+soc_pct = { tag = "BMS.SOC", unit = "fraction" }
+connected = { tag = "PCS.Connected", unit = "bool" }
+
+[write]
+setpoint_w = { tag = "PCS.P_setpoint_kW", unit = "kW" }
+connect = { tag = "PCS.Connect", unit = "bool" }
+
+[nameplate]
+rated_w = { value = 5, unit = "kW" }
+max_discharge_w = { tag = "PCS.Pmax_dis_W", unit = "W" }
+max_charge_w = { value = 4000, unit = "W" }
+"""
+
+
+class SimRuntime:
+    """A gateway runtime's tag table backed by the simulated battery (meter counts import positive)."""
+
+    def __init__(self, sim: SimBattery) -> None:
+        self.sim = sim
+        self.writes: list[tuple[str, object]] = []
+        self.ignore: set[str] = set()
+
+    def read_tag(self, name: str) -> object:
+        sim = self.sim
+        return {
+            "Meter.P_kW": -sim.site_w() / 1000,
+            "PCS.P_kW": sim.power_w / 1000,
+            "BMS.SOC": sim.soc_pct / 100,
+            "PCS.Connected": sim.connected,
+            "PCS.P_setpoint_kW": None if sim.setpoint_w is None else sim.setpoint_w / 1000,
+            "PCS.Connect": sim.connected,
+            "PCS.Pmax_dis_W": 4500,
+        }[name]
+
+    def write_tag(self, name: str, value: float | bool) -> None:
+        self.writes.append((name, value))
+        if name in self.ignore:
+            return
+        if name == "PCS.P_setpoint_kW":
+            self.sim.setpoint_w = float(value) * 1000
+        elif name == "PCS.Connect":
+            self.sim.connected = bool(value)
+
+
+class AsyncSimRuntime(SimRuntime):
+    async def read_tag(self, name: str) -> object:  # type: ignore[override]
+        await trio.lowlevel.checkpoint()
+        return SimRuntime.read_tag(self, name)
+
+    async def write_tag(self, name: str, value: float | bool) -> None:  # type: ignore[override]
+        await trio.lowlevel.checkpoint()
+        SimRuntime.write_tag(self, name, value)
+
+
+def make(runtime_type: type[SimRuntime] = SimRuntime) -> tuple[SimBattery, SimRuntime, TagDriver]:
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=5, start_s=NOON)
+    runtime = runtime_type(sim)
+    driver = TagDriver(
+        runtime,
+        TagMap.from_toml(MAP),
+        loop=LoopConfig(deadband_w=20, rate_w_per_s=2000, margin_w=50),
+    )
+    return sim, runtime, driver
+
+
+@pytest.mark.parametrize("runtime_type", [SimRuntime, AsyncSimRuntime])
+async def test_telemetry_is_converted_by_unit_and_scale(runtime_type: type[SimRuntime]) -> None:
+    sim, _, driver = make(runtime_type)
+    assert isinstance(driver, DerDriver)
+    sim.advance(NOON + 30)
+    with trio.fail_after(5):
+        telemetry = await driver.read_telemetry(now=NOON + 30)
+    assert telemetry.site_w == pytest.approx(sim.site_w())
+    assert telemetry.der_w == pytest.approx(sim.power_w)
+    assert telemetry.soc_pct == pytest.approx(sim.soc_pct)
+    assert telemetry.connected is True
+
+
+async def test_nameplate_takes_constants_and_tags_and_clamps_the_setpoint() -> None:
+    sim, runtime, driver = make()
+    with trio.fail_after(5):
+        nameplate = await driver.read_nameplate()
+        report = await driver.apply(ControlSettings(target_w=9000), now=NOON)
+    assert (nameplate.rated_w, nameplate.max_discharge_w, nameplate.max_charge_w) == (
+        5000,
+        4500,
+        4000,
+    )
+    assert report.setpoint_w == 4500 and runtime.writes[-1] == ("PCS.P_setpoint_kW", 4.5)
+
+
+@pytest.mark.parametrize("runtime_type", [SimRuntime, AsyncSimRuntime])
+async def test_export_limit_closes_the_loop_through_tags(runtime_type: type[SimRuntime]) -> None:
+    sim, _, driver = make(runtime_type)
+    now, worst = float(NOON), -math.inf
+    with trio.fail_after(30):
+        for period in range(240):
+            report = await driver.apply(ControlSettings(export_limit_w=0), now=now)
+            now += 5
+            sim.advance(now)
+            if period > 0 and report.site_limit_met:
+                worst = max(worst, sim.site_w())
+    assert worst <= 150.0
+
+
+async def test_modes_without_a_tag_are_not_applicable() -> None:
+    _, _, driver = make()
+    with trio.fail_after(5):
+        report = await driver.apply(
+            ControlSettings(connect=False, energize=False, fixed_var=None), now=NOON
+        )
+    assert report.applied == {Mode.CONNECT} and report.not_applicable == {Mode.ENERGIZE}
+    assert Mode.EXPORT_LIMIT_W in driver.dispatchable_modes()
+
+
+async def test_write_not_kept_by_the_runtime_is_reported() -> None:
+    _, runtime, driver = make()
+    runtime.ignore.add("PCS.Connect")
+    with trio.fail_after(5), pytest.raises(WriteNotVerified, match="PCS.Connect"):
+        await driver.apply(ControlSettings(connect=False), now=NOON)
+
+
+async def test_nan_limit_is_refused_before_any_write() -> None:
+    _, runtime, driver = make()
+    with trio.fail_after(5), pytest.raises(InvalidLimit):
+        await driver.apply(ControlSettings(target_w=math.nan), now=NOON)
+    assert runtime.writes == []
+
+
+async def test_non_numeric_tag_value_is_a_typed_error() -> None:
+    class Broken(SimRuntime):
+        def read_tag(self, name: str) -> object:
+            return "offline" if name == "BMS.SOC" else super().read_tag(name)
+
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=5, start_s=NOON)
+    driver = TagDriver(Broken(sim), TagMap.from_toml(MAP))
+    with trio.fail_after(5), pytest.raises(TagReadError, match="BMS.SOC"):
+        await driver.read_telemetry(now=NOON)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("[read]\nsite_w = { tag = 'x', unit = 'V' }", "site_w"),
+        ("[read]\nbogus = { tag = 'x', unit = 'W' }", "bogus"),
+        ("[write]\nsetpoint_w = { unit = 'W' }", "setpoint_w"),
+        ("[write]\nsetpoint_w = { tag = 'x', unit = 'W', scale = 0 }", "setpoint_w"),
+        ("[read]\nsite_w = { tag = 'x', unit = 'W', value = 3 }", "site_w"),
+        ("[nameplate]\nrated_w = { tag = 'x', value = 3, unit = 'W' }", "rated_w"),
+        ("[options]\nspeed = 3", "speed"),
+        ("[extra]\n", "extra"),
+        ("not toml = = 1", "TOML"),
+    ],
+)
+def test_bad_tag_map_is_refused_naming_what_is_wrong(text: str, where: str) -> None:
+    with pytest.raises(TagMapError, match=where):
+        TagMap.from_toml(text)
