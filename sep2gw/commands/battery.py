@@ -50,6 +50,9 @@ def register(commands: Any) -> None:
     scan_parser.add_argument("endpoint", metavar="HOST:PORT")
     scan_parser.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
     scan_parser.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
+    scan_parser.add_argument(
+        "--attempts", type=int, default=2, help="connection attempts (bounded back-off between)"
+    )
     scan_parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     scan_parser.set_defaults(handler=_scan)
 
@@ -98,11 +101,11 @@ def _sim_battery(args: argparse.Namespace) -> int:
 
 
 async def scan(
-    host: str, port: int, *, unit: int = 1, timeout_s: float = 2.0
+    host: str, port: int, *, unit: int = 1, timeout_s: float = 2.0, attempts: int = 2
 ) -> list[dict[str, Any]]:
     """Every model the device exposes: id, name, base address, length and key point values."""
     async with ModbusTcpClient(
-        host, port, unit_id=unit, timeout_s=timeout_s, connect_attempts=2
+        host, port, unit_id=unit, timeout_s=timeout_s, connect_attempts=attempts
     ) as client:
         driver = SunSpecDriver(client)
         out: list[dict[str, Any]] = []
@@ -159,9 +162,15 @@ def _scan(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sep2gw modbus scan: {exc}", file=sys.stderr)
         return 2
+    if args.attempts < 1 or not args.timeout > 0:
+        print("sep2gw modbus scan: --attempts must be ≥ 1 and --timeout > 0", file=sys.stderr)
+        return 2
     try:
         models = anyio.run(
-            lambda: scan(host, port, unit=args.unit, timeout_s=args.timeout), backend="trio"
+            lambda: scan(
+                host, port, unit=args.unit, timeout_s=args.timeout, attempts=args.attempts
+            ),
+            backend="trio",
         )
     except NotSunSpec as exc:
         print(f"sep2gw modbus scan: {host}:{port}: {exc}", file=sys.stderr)
