@@ -18,7 +18,6 @@ import anyio.abc
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
-    ReadHoldingRegistersResponse,
     WriteMultipleRegistersRequest,
     WriteMultipleRegistersResponse,
     WriteSingleRegisterRequest,
@@ -34,6 +33,7 @@ from transport.modbus import (
     encode_adu,
     encode_pdu,
     exception_pdu,
+    read_response_pdu,
 )
 
 __all__ = ["Faults", "SimModbusServer"]
@@ -76,7 +76,7 @@ class SimModbusServer:
         try:
             if isinstance(request, ReadHoldingRegistersRequest):
                 registers = self.map.read(request.address, request.count)
-                return encode_pdu(ReadHoldingRegistersResponse(registers=registers))
+                return read_response_pdu(registers)
             if isinstance(request, WriteMultipleRegistersRequest | WriteSingleRegisterRequest):
                 if self.faults.ignore_writes:
                     self.faults.ignore_writes -= 1

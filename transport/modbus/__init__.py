@@ -19,6 +19,7 @@ from transport.modbus.framing import (
     encode_pdu,
     exception_pdu,
     read_holding_pdu,
+    read_response_pdu,
     registers_of,
     write_multiple_pdu,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "encode_pdu",
     "exception_pdu",
     "read_holding_pdu",
+    "read_response_pdu",
     "registers_of",
     "write_multiple_pdu",
 ]

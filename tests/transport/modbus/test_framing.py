@@ -17,6 +17,7 @@ from transport.modbus import (
     encode_adu,
     exception_pdu,
     read_holding_pdu,
+    read_response_pdu,
     write_multiple_pdu,
 )
 
@@ -122,3 +123,15 @@ def test_request_builders_refuse_impossible_reads(address: int, count: int) -> N
 def test_request_builders_refuse_out_of_range_register_values() -> None:
     with pytest.raises(ValueError, match="0..65535"):
         write_multiple_pdu(0, [70000])
+
+
+@settings(max_examples=30)
+@given(registers=st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125))
+def test_read_answer_round_trips_through_pymodbus_response(registers: list[int]) -> None:
+    from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
+
+    pdu = read_response_pdu(registers)
+    assert (
+        pdu[1:] == ReadHoldingRegistersResponse(registers=registers).encode()
+    )  # same bytes as pymodbus
+    assert list(decode_response(pdu, 3).registers) == registers
