@@ -191,6 +191,11 @@ class SunSpecDriver:
                 alarms = tuple(name for name, bit in symbols.items() if bits >> bit & 1)
         elif battery is not None:
             der_w = battery.value("W")
+        if battery is not None:
+            events = battery.raw("Evt1")
+            if isinstance(events, int):
+                symbols = battery.model.point("Evt1").symbols
+                alarms += tuple(f"battery:{n}" for n, bit in symbols.items() if events >> bit & 1)
         soc = None
         if storage is not None:
             soc = storage.value("SoC")

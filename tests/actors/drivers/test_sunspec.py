@@ -330,3 +330,20 @@ async def test_import_limit_tracks_the_evening_peak(device: Device) -> None:
         await driver.aclose()
     assert worst <= 150.0
     assert device.sim.load_w(device.clock.now) - device.sim.pv_w(device.clock.now) > limit
+
+
+async def test_alarms_are_named_from_the_model_symbols(device: Device) -> None:
+    bank = device.server.map
+    meas, bat = bank.blocks[701], bank.blocks[802]
+    meas_alarm = meas.model.point("Alrm").symbols["OVER_TEMP"]
+    bat_alarm = bat.model.point("Evt1").symbols["OVER_TEMP_ALARM"]
+    device.sim.advance(device.clock.now)
+    meas.set_raw("Alrm", 1 << meas_alarm)
+    bat.set_raw("Evt1", 1 << bat_alarm)
+    bank._sync(701)
+    bank._sync(802)
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        telemetry = await driver.read_telemetry(now=device.clock.now)
+        await driver.aclose()
+    assert telemetry.alarms == ("OVER_TEMP", "battery:OVER_TEMP_ALARM")
