@@ -20,7 +20,8 @@ How the modes combine (CSIP-AUS §2.3 dynamic operating envelopes; IEEE 2030.5 �
    the rest of the site (load and PV) is ``site_w - der_w``, so the DER power that keeps the meter at
    the limit is ``limit - (site_w - der_w)``, less a safety ``margin_w``. Where they conflict with
    the DER bounds, the DER bounds win and the decision says the site limit cannot be met.
-4. Moves are rate limited (``rate_w_per_s``) and small moves inside ``deadband_w`` are not written,
+4. Moves are rate limited (``rate_w_per_s``, or a straight ramp over the control's ``ramp_time_s``
+   when it has one) and small moves inside ``deadband_w`` are not written,
    but neither may ever hold the DER outside a bound: moves towards compliance are immediate.
 """
 
@@ -92,6 +93,8 @@ class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
 class LoopState(msgspec.Struct, frozen=True, kw_only=True):
     setpoint_w: float | None = None
     at_s: float | None = None
+    ramp_to_w: float | None = None  # the target of the ramp in progress (``ramp_time_s``)
+    ramp_w_per_s: float | None = None
 
 
 class Clamp(msgspec.Struct, frozen=True, kw_only=True):
@@ -223,8 +226,20 @@ def step(
         feasible_high = max(min(high, site_high), low)
         power = min(max(power, feasible_low), feasible_high)
     previous = state.setpoint_w
+    ramp_to, ramp_rate = None, None
     if previous is not None and state.at_s is not None:
-        allowed = config.rate_w_per_s * max(0.0, now - state.at_s)
+        rate = config.rate_w_per_s
+        if limits.ramp_time_s is not None:
+            # IEEE 2030.5 §10.10 rampTms: reach the new value in ramp_time_s, i.e. a straight ramp
+            # whose slope is fixed when the target changes (not re-derived every period).
+            ramp_to = power
+            if state.ramp_to_w is not None and abs(state.ramp_to_w - power) < config.deadband_w:
+                ramp_to, ramp_rate = state.ramp_to_w, state.ramp_w_per_s
+            else:
+                distance = abs(power - previous)
+                ramp_rate = math.inf if limits.ramp_time_s == 0 else distance / limits.ramp_time_s
+            rate = math.inf if ramp_rate is None else ramp_rate
+        allowed = rate * max(0.0, now - state.at_s)
         power = min(max(power, previous - allowed), previous + allowed)
         # The rate limit never keeps the DER outside a bound.
         power = min(max(power, feasible_low), feasible_high)
@@ -233,6 +248,6 @@ def step(
                 setpoint_w=previous, write=False, clamps=tuple(clamps), site_limit_met=site_met
             )
     return (
-        LoopState(setpoint_w=power, at_s=now),
+        LoopState(setpoint_w=power, at_s=now, ramp_to_w=ramp_to, ramp_w_per_s=ramp_rate),
         LoopDecision(setpoint_w=power, write=True, clamps=tuple(clamps), site_limit_met=site_met),
     )

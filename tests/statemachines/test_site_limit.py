@@ -235,3 +235,31 @@ def test_setpoint_always_respects_der_bounds_and_meets_feasible_site_limits(
             assert metered <= export + 1e-6
         if import_ is not None:
             assert metered >= -import_ - 1e-6
+
+
+def test_ramp_time_moves_in_a_straight_line_to_the_new_target() -> None:
+    config = LoopConfig(deadband_w=10, rate_w_per_s=1e9, margin_w=0)
+    limits = ControlSettings(target_w=3000, ramp_time_s=10)
+    state = LoopState(setpoint_w=0.0, at_s=0.0)
+    seen = []
+    for now in (2.0, 5.0, 10.0, 12.0):
+        state, decision = step(
+            state, config, now=now, limits=limits, rating=RATING, site_w=None, der_w=None
+        )
+        seen.append(decision.setpoint_w)
+    assert seen == [600, 1500, 3000, 3000]
+
+
+def test_zero_ramp_time_is_immediate() -> None:
+    config = LoopConfig(deadband_w=10, rate_w_per_s=1, margin_w=0)
+    limits = ControlSettings(target_w=3000, ramp_time_s=0)
+    _, decision = step(
+        LoopState(setpoint_w=0.0, at_s=0.0),
+        config,
+        now=1.0,
+        limits=limits,
+        rating=RATING,
+        site_w=None,
+        der_w=None,
+    )
+    assert decision.setpoint_w == 3000

@@ -135,3 +135,21 @@ def test_read_answer_round_trips_through_pymodbus_response(registers: list[int])
         pdu[1:] == ReadHoldingRegistersResponse(registers=registers).encode()
     )  # same bytes as pymodbus
     assert list(decode_response(pdu, 3).registers) == registers
+
+
+@settings(max_examples=200)
+@given(data=st.binary(max_size=300))
+def test_arbitrary_bytes_only_ever_raise_typed_modbus_errors(data: bytes) -> None:
+    reader = MbapReader()
+    reader.feed(data)
+    try:
+        while (frame := reader.next_frame()) is not None:
+            for function in (3, 16):
+                try:
+                    decode_response(frame.pdu, function)
+                except (ModbusProtocolError, ModbusExceptionResponse):
+                    pass
+            request = decode_request(frame.pdu)
+            assert isinstance(request, int) or request.function_code in (3, 6, 16)
+    except ModbusProtocolError:
+        pass
