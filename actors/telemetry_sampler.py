@@ -3,7 +3,9 @@ summaries (mean, min, max) per post interval aligned to whole minutes, for the m
 
 The decisions (when to sample, which interval a sample belongs to, when an interval closes) are the
 pure ``statemachines.telemetry``; this actor only reads the clock it is given, sleeps and does I/O.
-A failed read is a gap (counted in :meth:`statistics`), never a made-up number.
+A failed read is a gap (counted in :meth:`statistics`), never a made-up number. ``now`` is the
+server clock (``actors.clock.Clock.server_time`` in the gateway), so intervals align to the
+utility's minutes.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import anyio
 
+from actors.clock import Clock
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import NotSunSpec, SunSpecDriver
 from sep2gw.sim.battery import BatteryParams, SimBattery, SiteParams
@@ -74,11 +74,12 @@ def _sim_battery(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sep2gw sim-battery: {exc}", file=sys.stderr)
         return 2
-    # The simulation follows the wall clock here: this is the demo/commissioning server.
-    sim = SimBattery(params, SiteParams(), seed=args.seed, start_s=time.time())
-    server = SimModbusServer(sim, clock=time.time)
 
     async def run() -> None:
+        # The demo/commissioning server follows the gateway's clock owner (wall time at start).
+        clock = Clock()
+        sim = SimBattery(params, SiteParams(), seed=args.seed, start_s=clock.server_time())
+        server = SimModbusServer(sim, clock=clock.server_time)
         async with anyio.create_task_group() as tg:
             port = await tg.start(
                 lambda task_status: server.serve(

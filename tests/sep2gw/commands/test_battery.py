@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import queue
+import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -88,3 +92,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_sim_battery_command_serves_a_scannable_device(capsys: pytest.CaptureFixture[str]) -> None:
+    """``sep2gw sim-battery --port 0`` in a child process: it announces its port, and scan reads it."""
+    root = pathlib.Path(__file__).resolve().parents[3]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sep2gw", "sim-battery", "--port", "0", "--seed", "9"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        assert child.stdout is not None
+        threading.Thread(target=lambda: lines.put(child.stdout.readline()), daemon=True).start()
+        announced = lines.get(timeout=30)
+        match = re.search(r"on 127\.0\.0\.1:(\d+)$", announced.strip())
+        assert match, announced
+        assert main(["modbus", "scan", f"127.0.0.1:{match.group(1)}", "--json"]) == 0
+        models = json.loads(capsys.readouterr().out)["models"]
+        assert models[0]["points"]["SN"] == "SIM-9"
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
