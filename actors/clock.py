@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = ["Clock", "ClockReading"]
 
+
 class ClockReading(msgspec.Struct, frozen=True, gc=False):
     """Both clocks read at one instant."""
 

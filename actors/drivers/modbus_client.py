@@ -193,6 +193,11 @@ class ModbusTcpClient:
             except ModbusError:
                 await self._drop()
                 raise
+            except anyio.get_cancelled_exc_class():
+                # Cancelled mid-transaction: the answer may still arrive and would be taken for
+                # the next request's; only a fresh connection is in step again.
+                await self._drop()
+                raise
             self._transactions += 1
             if frame.transaction_id != tid or frame.unit_id != self.unit_id:
                 await self._drop()

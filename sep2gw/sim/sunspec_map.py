@@ -201,6 +201,11 @@ class SunSpecMap:
         for model_id in (701, 713, 802, 203):
             self._sync(model_id)
 
+    def poke(self, model_id: int, name: str, raw: int | float | str | None) -> None:
+        """Set a point as the device itself would (alarms, faults); bypasses write validation."""
+        self.blocks[model_id].set_raw(name, raw)
+        self._sync(model_id)
+
     # -- writing ---------------------------------------------------------------------------------
     def write(self, address: int, values: Sequence[int]) -> None:
         """Apply a Write Multiple Registers; all or nothing."""

@@ -121,13 +121,17 @@ async def test_target_beyond_nameplate_is_clamped_before_writing(device: Device)
 
 
 async def test_settings_below_nameplate_also_clamp(device: Device) -> None:
-    device.sim.settings_discharge_w = 2000  # as if the installer lowered setMaxDischargeRateW
-    device.server.map._commands_to_registers()
+    cap = device.server.map.blocks[702]
+    async with ModbusTcpClient("127.0.0.1", device.port) as client:
+        with trio.fail_after(DEADLINE_S):
+            # As an installer would: setMaxDischargeRateW lowered to 2000 W (W_SF 0).
+            await client.write_registers(cap.address("WDisChaRteMax"), [2000])
     with trio.fail_after(DEADLINE_S):
         driver = driver_for(device)
         report = await driver.apply(ControlSettings(target_w=3000), now=0)
         await driver.aclose()
     assert report.setpoint_w == 2000
+    assert report.clamps[0].bound == "max_discharge_w"
 
 
 @pytest.mark.parametrize(
@@ -337,13 +341,22 @@ async def test_alarms_are_named_from_the_model_symbols(device: Device) -> None:
     meas, bat = bank.blocks[701], bank.blocks[802]
     meas_alarm = meas.model.point("Alrm").symbols["OVER_TEMP"]
     bat_alarm = bat.model.point("Evt1").symbols["OVER_TEMP_ALARM"]
-    device.sim.advance(device.clock.now)
-    meas.set_raw("Alrm", 1 << meas_alarm)
-    bat.set_raw("Evt1", 1 << bat_alarm)
-    bank._sync(701)
-    bank._sync(802)
+    bank.poke(701, "Alrm", 1 << meas_alarm)
+    bank.poke(802, "Evt1", 1 << bat_alarm)
     with trio.fail_after(DEADLINE_S):
         driver = driver_for(device)
         telemetry = await driver.read_telemetry(now=device.clock.now)
         await driver.aclose()
     assert telemetry.alarms == ("OVER_TEMP", "battery:OVER_TEMP_ALARM")
+
+
+async def test_cancelled_transaction_does_not_desynchronise_the_next(
+    device: Device, autojump_clock: trio.testing.MockClock
+) -> None:
+    device.server.faults.silent = 1
+    async with ModbusTcpClient("127.0.0.1", device.port, timeout_s=5.0) as client:
+        with trio.fail_after(DEADLINE_S):
+            with trio.move_on_after(0.1):
+                await client.read_holding(40000, 2)
+            assert not client.connected
+            assert await client.read_holding(40002, 2) == [1, 66]
