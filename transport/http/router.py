@@ -1,5 +1,6 @@
 """A small ``(method, path) -> handler`` router for the server role (simulated utility
-server, notification listener). Path templates use ``{name}`` segments; literal routes win over templates."""
+server, notification listener). Path templates use ``{name}`` segments; literal routes win over
+templates."""
 
 from __future__ import annotations
 
