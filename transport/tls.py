@@ -39,6 +39,7 @@ __all__ = [
     "classify_tls_error",
     "client_context",
     "client_hello_cipher_suites",
+    "peer_certificates",
     "server_context",
 ]
 
@@ -263,3 +264,35 @@ def classify_tls_error(
     return TlsHandshakeFailed(f"TLS handshake with the {peer} failed: {reason or exc}",
                               by_peer=True)
 
+
+
+def peer_certificates(handshake_bytes: bytes) -> list[bytes]:
+    """The DER certificates of the TLS 1.2 Certificate message in the peer's plaintext handshake
+    flight (RFC 5246 §7.4.2), leaf first; empty when there is none (a resumed session) or the bytes
+    are cut short. Python's ``ssl`` exposes only the leaf, so the probe reads the chain here."""
+    payload = bytearray()
+    pos = 0
+    while pos + 5 <= len(handshake_bytes):
+        kind = handshake_bytes[pos]
+        length = int.from_bytes(handshake_bytes[pos + 3 : pos + 5], "big")
+        if kind != 0x16:  # anything else (ChangeCipherSpec, alert) ends the plaintext flight
+            break
+        payload += handshake_bytes[pos + 5 : pos + 5 + length]
+        pos += 5 + length
+    at = 0
+    while at + 4 <= len(payload):
+        msg_type = payload[at]
+        msg_len = int.from_bytes(payload[at + 1 : at + 4], "big")
+        body = bytes(payload[at + 4 : at + 4 + msg_len])
+        if len(body) < msg_len:
+            return []
+        if msg_type == 11:  # Certificate
+            certs: list[bytes] = []
+            inner = 3
+            while inner + 3 <= len(body):
+                cert_len = int.from_bytes(body[inner : inner + 3], "big")
+                certs.append(body[inner + 3 : inner + 3 + cert_len])
+                inner += 3 + cert_len
+            return certs
+        at += 4 + msg_len
+    return []
