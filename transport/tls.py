@@ -257,8 +257,8 @@ def classify_tls_error(
                 "the server refused the handshake after asking for our certificate "
                 "(handshake_failure): it received none it would accept", by_peer=True)
         return CipherMismatch(
-            f"the {peer} refused our hello (handshake_failure): no cipher suite in common "
-            f"(we offer {CCM8})", by_peer=True)
+            f"the {peer} refused the hello (handshake_failure): no cipher suite in common "
+            f"(2030.5 requires {CCM8})", by_peer=True)
     if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE"):
         return ProtocolViolation(f"the {peer} does not speak TLS ({reason})", by_peer=True)
     return TlsHandshakeFailed(f"TLS handshake with the {peer} failed: {reason or exc}",

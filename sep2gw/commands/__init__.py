@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import log
+from sep2gw.commands import certs, ident, log, probe
 
 __all__ = ["COMMAND_MODULES"]
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (log,)
+COMMAND_MODULES: tuple[ModuleType, ...] = (log, certs, ident, probe)
