@@ -114,7 +114,10 @@ class _H2Base:
     def _too_large(self, stream_id: int) -> StreamFailed:
         self._partial.pop(stream_id, None)
         self._unsent.pop(stream_id, None)
-        self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        try:
+            self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        except h2.exceptions.StreamClosedError:
+            pass  # the peer had already ended it: nothing more will arrive on it
         return StreamFailed(stream_id, BodyTooLarge(self._max_body))
 
     def _receive(self, data: bytes, out: list[SessionEvent]) -> list[h2.events.Event]:
