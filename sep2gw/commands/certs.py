@@ -10,8 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transport.identity import CORE_2030_5, CSIP, CSIP_AUS, IdentityProfile, lfdi_from_der, \
-    sfdi_from_lfdi
+from transport.identity import (
+    CORE_2030_5,
+    CSIP,
+    CSIP_AUS,
+    IdentityProfile,
+    lfdi_from_der,
+    sfdi_from_lfdi,
+)
 from transport.pki import certificate_der, chain_pem, mint_demo_pki, private_key_pem
 
 __all__ = ["PROFILES", "register"]
@@ -34,7 +40,7 @@ def register(commands: Any) -> None:
     init.add_argument("--server-name", action="append", default=None,
                       help="DNS name for the server certificate (repeatable; default localhost)")
     init.add_argument("--key-password-env", metavar="VAR",
-                      help="encrypt the private keys with the password in this environment variable")
+                      help="encrypt the private keys with the password in environment variable VAR")
     init.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
     init.set_defaults(handler=_init)
 
