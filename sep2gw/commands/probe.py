@@ -25,7 +25,7 @@ from sep2gw.commands.ident import leaf_der
 from transport.errors import LinkError
 from transport.http.messages import Response
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
-from transport.pki import PkiError
+from transport.pki import PkiError, profile_violations
 from transport.tls import DEFAULT_ALPN, TlsConfigError, TlsMaterial, client_context
 
 __all__ = ["register", "summarise_dcap"]
@@ -133,12 +133,16 @@ def _probe(args: argparse.Namespace) -> int:
             return 2
         password = value.encode()
     try:
-        lfdi = lfdi_from_der(leaf_der(args.cert), PROFILES[args.profile])
+        der = leaf_der(args.cert)
     except (OSError, PkiError) as exc:
         _err(str(exc))
         return 2
+    lfdi = lfdi_from_der(der, PROFILES[args.profile])
     print(f"device LFDI:  {lfdi}")
     print(f"device SFDI:  {sfdi_from_lfdi(lfdi)}")
+    for problem in profile_violations(x509.load_der_x509_certificate(der)):
+        # A utility may refuse such a certificate; say so before the handshake does.
+        print(f"warning:      device certificate departs from the CSIP profile: {problem}")
     print(f"server:       {url.hostname}:{port}")
     material = TlsMaterial(str(args.cert), str(args.key), str(args.ca), password)
     try:

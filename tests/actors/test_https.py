@@ -315,11 +315,11 @@ async def test_request_deadline_raises_link_timeout(
             assert trio.current_time() - before >= 5
 
 
+@pytest.mark.parametrize("alpn", H2_AND_H11)
 async def test_idle_connection_closed_by_server_is_retried_once(
-    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock, alpn: tuple[str, ...]
 ) -> None:
-    server = HttpsServer(_router(), server_context(pki_a.server, alpn=("http/1.1",)),
-                         idle_timeout_s=2)
+    server = HttpsServer(_router(), server_context(pki_a.server, alpn=alpn), idle_timeout_s=2)
     with trio.fail_after(DEADLINE_S):
         async with running(server) as port, HttpsClient(
             "127.0.0.1", port, client_context(pki_a.device)
@@ -380,3 +380,22 @@ def test_client_and_server_also_run_on_asyncio(pki_a: PkiFiles) -> None:
         return seen
 
     assert anyio.run(main, backend="asyncio") == [(200, "h2"), (200, "http/1.1")]
+
+
+async def test_post_on_a_connection_the_server_closed_is_not_resent(
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    router = _router()
+    router.add("POST", "/rsp", _dcap)
+    server = HttpsServer(router, server_context(pki_a.server, alpn=("http/1.1",)),
+                         idle_timeout_s=2)
+    with trio.fail_after(DEADLINE_S):
+        async with running(server) as port, HttpsClient(
+            "127.0.0.1", port, client_context(pki_a.device)
+        ) as client:
+            await client.get("/dcap")
+            await trio.sleep(5)  # mock time: the server closes the idle connection
+            with pytest.raises(ConnectionReset):
+                await client.request("POST", "/rsp", body=b"<Response/>")
+            assert server.statistics().requests == 1  # the POST never reached a handler
+            assert (await client.request("POST", "/rsp", body=b"<Response/>")).status == 200

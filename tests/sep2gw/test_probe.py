@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 import anyio
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from actors.https import HttpsServer, PeerInfo
 from sep2gw.cli import main
@@ -17,7 +21,7 @@ from tests.tls_fixtures import PkiFiles
 from transport.http.messages import SEP_XML, Request, Response
 from transport.http.router import Router
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
-from transport.pki import certificate_der
+from transport.pki import certificate_der, chain_pem
 from transport.tls import CCM8, server_context
 
 DCAP = (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="/dcap" pollRate="300">'
@@ -111,3 +115,27 @@ def test_probe_bad_files_exit_2(pki_a: PkiFiles, capsys: pytest.CaptureFixture[s
     assert main(argv) == 2
     assert "/nonexistent/device.key" in capsys.readouterr().err
     assert main(["probe", "http://x/", "--cert", "a", "--key", "b", "--ca", "c"]) == 2
+
+
+async def test_probe_warns_about_a_device_certificate_outside_the_profile(
+    pki_a: PkiFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Re-issue the device certificate with a 30-year lifetime (CSIP wants 9999-12-31).
+    pki = pki_a.pki
+    device = pki.device.certificate
+    short = (x509.CertificateBuilder().subject_name(device.subject)
+             .issuer_name(pki.mica.certificate.subject).public_key(device.public_key())
+             .serial_number(device.serial_number).not_valid_before(device.not_valid_before_utc)
+             .not_valid_after(device.not_valid_before_utc + dt.timedelta(days=30 * 365)))
+    for extension in device.extensions:
+        short = short.add_extension(extension.value, extension.critical)
+    cert = short.sign(pki.mica.key, hashes.SHA256())
+    chain = tmp_path / "short.pem"
+    chain.write_bytes(chain_pem([cert, pki.mica.certificate, pki.mca.certificate]))
+    argv = _args(pki_a, 0)
+    argv[argv.index("--cert") + 1] = str(chain)
+    with trio.fail_after(30):
+        async with utility(pki_a) as port:
+            argv[1] = f"https://127.0.0.1:{port}/"
+            assert await _probe(argv) == 0  # usable, but flagged
+    assert "departs from the CSIP profile: notAfter" in capsys.readouterr().out
