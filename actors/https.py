@@ -139,7 +139,8 @@ class HttpsClient:
         self._conn: _Connection | None = None
         self._tls_session: ssl.SSLSession | None = None
         self._last_tls: TlsInfo | None = None
-        self._lock = anyio.Lock()
+        # Uncontended in the normal case (one link actor): skip the scheduler round trip.
+        self._lock = anyio.Lock(fast_acquire=True)
         self._stats: Counter[str] = Counter()
 
     async def __aenter__(self) -> HttpsClient:

@@ -4,16 +4,20 @@ independent HTTP/2 server (hypercorn) as a peer, rejections, broken peers and de
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
@@ -22,6 +26,7 @@ from actors.tls_stream import TlsStream
 from tests.tls_fixtures import PkiFiles
 from transport.errors import (
     BodyTooLarge,
+    CertificateRejected,
     CipherMismatch,
     ConnectFailed,
     ConnectionReset,
@@ -35,7 +40,7 @@ from transport.http.messages import SEP_XML, Request, Response
 from transport.http.outcome import BackOff, classify_response
 from transport.http.router import Router
 from transport.identity import lfdi_from_der
-from transport.pki import certificate_der
+from transport.pki import certificate_der, chain_pem
 from transport.tls import CCM8, ccm8_cipher_string, client_context, server_context
 
 DEADLINE_S = 10  # every network wait in these tests is bounded by this
@@ -399,3 +404,44 @@ async def test_post_on_a_connection_the_server_closed_is_not_resent(
                 await client.request("POST", "/rsp", body=b"<Response/>")
             assert server.statistics().requests == 1  # the POST never reached a handler
             assert (await client.request("POST", "/rsp", body=b"<Response/>")).status == 200
+
+
+async def test_expired_client_certificate_is_rejected_by_the_server(
+    pki_a: PkiFiles, tmp_path: Path
+) -> None:
+    pki = pki_a.pki
+    device = pki.device.certificate
+    builder = (x509.CertificateBuilder().subject_name(device.subject)
+               .issuer_name(pki.mica.certificate.subject).public_key(device.public_key())
+               .serial_number(device.serial_number)
+               .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+               .not_valid_after(dt.datetime(2021, 1, 1, tzinfo=dt.UTC)))
+    for extension in device.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    expired = builder.sign(pki.mica.key, hashes.SHA256())
+    chain = tmp_path / "expired.pem"
+    chain.write_bytes(chain_pem([expired, pki.mica.certificate, pki.mca.certificate]))
+    material = dataclasses.replace(pki_a.device, chain=str(chain))
+    server = HttpsServer(_router(), server_context(pki_a.server))
+    with trio.fail_after(DEADLINE_S):
+        async with running(server) as port, HttpsClient(
+            "127.0.0.1", port, client_context(material)
+        ) as client:
+            with pytest.raises(CertificateRejected, match="rejected our certificate") as caught:
+                await client.get("/dcap")
+            await trio.testing.wait_all_tasks_blocked()
+    assert caught.value.by_peer
+    assert server.statistics().errors == {"CertificateRejected": 1}
+
+
+async def test_resumption_can_be_switched_off(pki_a: PkiFiles) -> None:
+    server = HttpsServer(_router(), server_context(pki_a.server))
+    with trio.fail_after(DEADLINE_S):
+        async with running(server) as port, HttpsClient(
+            "127.0.0.1", port, client_context(pki_a.device), resume_sessions=False
+        ) as client:
+            await client.get("/dcap")
+            await client.aclose()
+            await client.get("/dcap")
+    assert client.statistics().handshakes_resumed == 0
+    assert client.tls_info is not None and len(client.tls_info.peer_chain_der) == 2
