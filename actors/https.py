@@ -170,8 +170,7 @@ class HttpsClient:
     async def connect(self) -> TlsInfo:
         """Open the connection now (``sep2gw probe`` reports the handshake before any request)."""
         async with self._lock:
-            with anyio.fail_after(self._connect_timeout_s):
-                conn = await self._connection()
+            conn = await self._connection()
             return conn.tls
 
     async def get(self, target: str, *, timeout_s: float | None = None) -> Response:
@@ -226,7 +225,8 @@ class HttpsClient:
             return self._conn
         if self._conn is not None:
             await self.aclose()
-        with anyio.fail_after(self._connect_timeout_s):
+        stream: TlsStream | None = None
+        with anyio.move_on_after(self._connect_timeout_s):
             try:
                 tcp = await anyio.connect_tcp(self._host, self._port)
             except OSError as exc:
@@ -236,6 +236,9 @@ class HttpsClient:
             stream = await TlsStream.handshake(
                 tcp, self._context, server_side=False,
                 session=self._tls_session if self._resume else None)
+        if stream is None:
+            raise LinkTimeout(f"connecting to {self._host}:{self._port} (TCP and TLS handshake) "
+                              f"took longer than {self._connect_timeout_s:g} s")
         self._stats["connections"] += 1
         if stream.session_reused:
             self._stats["resumed"] += 1
@@ -360,7 +363,17 @@ class HttpsServer:
         logger.info("https server: %s: %s", type(error).__name__, error)
 
     async def serve_connection(self, transport: anyio.abc.ByteStream) -> None:
+        """Serve one accepted connection to its end. Never raises (except cancellation): one
+        misbehaving client must not take the listener down."""
         self._stats["connections"] += 1
+        try:
+            await self._serve_connection(transport)
+        except Exception:
+            logger.exception("https server: connection failed unexpectedly")
+            self._errors["InternalError"] += 1
+            await transport.aclose()
+
+    async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:
         try:
             with anyio.fail_after(self._handshake_timeout_s):
                 stream = await TlsStream.handshake(transport, self._context, server_side=True)

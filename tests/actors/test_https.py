@@ -445,3 +445,38 @@ async def test_resumption_can_be_switched_off(pki_a: PkiFiles) -> None:
             await client.get("/dcap")
     assert client.statistics().handshakes_resumed == 0
     assert client.tls_info is not None and len(client.tls_info.peer_chain_der) == 2
+
+
+async def test_server_that_never_answers_the_hello_is_a_connect_timeout(
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def mute(stream: anyio.abc.SocketStream) -> None:
+        await anyio.sleep_forever()
+
+    with trio.fail_after(DEADLINE_S):
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, mute)
+            async with HttpsClient("127.0.0.1", port, client_context(pki_a.device),
+                                   connect_timeout_s=3, request_timeout_s=60) as client:
+                with pytest.raises(LinkTimeout, match="TLS handshake"):
+                    await client.get("/dcap")
+                with pytest.raises(LinkTimeout, match="TLS handshake"):
+                    await client.connect()
+            tg.cancel_scope.cancel()
+
+
+async def test_client_that_never_says_hello_is_dropped_after_the_handshake_deadline(
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = HttpsServer(_router(), server_context(pki_a.server), handshake_timeout_s=4)
+    with trio.fail_after(DEADLINE_S):
+        async with running(server) as port:
+            tcp = await anyio.connect_tcp("127.0.0.1", port)
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await tcp.receive()  # the server hangs up once its deadline passes
+            await tcp.aclose()
+            await trio.testing.wait_all_tasks_blocked()  # let the server finish its bookkeeping
+    assert server.statistics().errors == {"LinkTimeout": 1}
