@@ -7,6 +7,8 @@ acknowledged as it is consumed so the peer's window never stalls.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import h2.config
 import h2.connection
 import h2.errors
@@ -36,11 +38,12 @@ class _Partial:
         self.body = bytearray()
 
 
-def _decode(raw: object) -> Headers:
+def _decode(raw: Iterable[tuple[bytes | str, bytes | str]] | None) -> Headers:
+    # header_encoding=None: h2 hands over bytes; decode once here, latin-1 being lossless.
     pairs: list[tuple[str, str]] = []
-    for key, value in raw:  # type: ignore[attr-defined]
-        k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-        v = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    for key, value in raw or ():
+        k = key.decode("latin-1") if isinstance(key, bytes) else key
+        v = value.decode("latin-1") if isinstance(value, bytes) else value
         pairs.append((k, v))
     return tuple(pairs)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import h2.config
 import h2.connection
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.transport.http.pump import exchange, pump
 from transport.errors import BodyTooLarge, ConnectionReset, LocalProtocolError, ProtocolViolation
@@ -206,3 +208,31 @@ def test_h2_stream_reset_by_server_fails_only_that_stream() -> None:
     assert any(isinstance(e, StreamFailed) and e.stream_id == first for e in events)
     assert any(isinstance(e, ResponseComplete) and e.stream_id == second for e in events)
     assert client.can_send_request
+
+
+@settings(max_examples=40)
+@given(alpn=st.sampled_from(PROTOCOLS), body=st.binary(max_size=3000),
+       cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+def test_response_is_the_same_however_the_bytes_are_split(
+    alpn: str, body: bytes, cuts: list[int]
+) -> None:
+    client = new_client_session(alpn, max_response_bytes=LIMIT)
+    server = new_server_session(alpn, max_request_bytes=LIMIT)
+    client.send_request(Request("GET", "/split"), authority="h")
+    _, requests = pump(client, server)
+    (request,) = requests
+    assert isinstance(request, RequestComplete)
+    server.send_response(request.stream_id, Response(200, (("content-type", SEP_XML),), body))
+    wire = server.data_to_send()
+    events = []
+    at = 0
+    for cut in cuts:
+        events += client.receive_data(wire[at : at + cut])
+        at += cut
+        if at >= len(wire):
+            break
+    if at < len(wire):
+        events += client.receive_data(wire[at:])
+    (complete,) = [e for e in events if isinstance(e, ResponseComplete)]
+    assert complete.response.body == body
+    assert complete.response.header("content-type") == SEP_XML
