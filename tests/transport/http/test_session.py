@@ -236,3 +236,23 @@ def test_response_is_the_same_however_the_bytes_are_split(
     (complete,) = [e for e in events if isinstance(e, ResponseComplete)]
     assert complete.response.body == body
     assert complete.response.header("content-type") == SEP_XML
+
+
+def test_h2_outbound_names_are_lowercased_and_connection_fields_dropped() -> None:
+    client = H2ClientSession(max_response_bytes=LIMIT)
+    server = H2ServerSession(max_request_bytes=LIMIT)
+    client.send_request(Request("GET", "/", (("Accept", SEP_XML), ("Connection", "keep-alive"))),
+                        authority="h")
+    _, events = pump(client, server)
+    (event,) = events
+    assert isinstance(event, RequestComplete)
+    assert event.request.header("accept") == SEP_XML
+    assert event.request.header("connection") is None
+
+
+@pytest.mark.parametrize("field", [("x-a", "1\r\nx-b: 2"), ("bad name", "v"), (":path", "/x"),
+                                   ("x-nul", "a\x00b")])
+def test_h2_unsendable_header_is_a_local_error_not_sent(field: tuple[str, str]) -> None:
+    client = H2ClientSession(max_response_bytes=LIMIT)
+    with pytest.raises(LocalProtocolError, match="not sendable"):
+        client.send_request(Request("GET", "/", (field,)), authority="h")
