@@ -231,6 +231,12 @@ def classify_tls_error(
             )
         return CertificateRejected(f"the {peer}'s certificate was rejected: {detail}")
     if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+        if peer_hello_seen and role == "client":
+            # Some servers (trio's SSLStream, hence hypercorn) drop the connection without
+            # sending their alert; after the hello, the usual cause is our certificate.
+            return ConnectionReset(
+                "the server closed the connection during the TLS handshake, after its hello and "
+                "without an alert (often: it does not accept our certificate chain)", by_peer=True)
         return ConnectionReset(f"the {peer} closed the connection during the TLS handshake",
                                by_peer=True)
     if reason == "TLSV1_ALERT_UNKNOWN_CA":

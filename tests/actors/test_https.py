@@ -480,3 +480,16 @@ async def test_client_that_never_says_hello_is_dropped_after_the_handshake_deadl
             await tcp.aclose()
             await trio.testing.wait_all_tasks_blocked()  # let the server finish its bookkeeping
     assert server.statistics().errors == {"LinkTimeout": 1}
+
+
+async def test_independent_server_dropping_our_chain_without_alert_is_a_hinted_reset(
+    pki_a: PkiFiles, pki_b: PkiFiles
+) -> None:
+    # hypercorn (trio's SSLStream) closes without sending its unknown_ca alert.
+    foreign = dataclasses.replace(pki_b.device, ca=pki_a.ca)
+    with trio.fail_after(DEADLINE_S):
+        async with hypercorn_server(pki_a, ["h2", "http/1.1"]) as port, HttpsClient(
+            "127.0.0.1", port, client_context(foreign)
+        ) as client:
+            with pytest.raises(ConnectionReset, match="after its hello and without an alert"):
+                await client.get("/dcap")

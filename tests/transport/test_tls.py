@@ -13,6 +13,7 @@ import pytest
 from tests.tls_fixtures import PkiFiles, memory_handshake, write_pki
 from transport.errors import (
     CipherMismatch,
+    ConnectionReset,
     NoClientCertificate,
     TlsVersionMismatch,
     UnknownCA,
@@ -170,3 +171,13 @@ def test_missing_files_and_wrong_key_password_are_config_errors(
     with pytest.raises(TlsConfigError, match="key"):
         client_context(dataclasses.replace(locked.device, key_password=b"wrong"))
     assert client_context(locked.device).verify_mode == ssl.CERT_REQUIRED
+
+
+def test_eof_during_handshake_is_a_reset_with_a_hint_after_the_server_hello() -> None:
+    eof = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    early = classify_tls_error(eof, role="client", peer_hello_seen=False)
+    late = classify_tls_error(eof, role="client", peer_hello_seen=True)
+    assert isinstance(early, ConnectionReset) and isinstance(late, ConnectionReset)
+    assert "certificate" not in str(early)
+    assert "does not accept our certificate chain" in str(late)
+    assert late.retryable
