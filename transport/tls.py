@@ -221,7 +221,7 @@ def classify_tls_error(
     certificate" with the same handshake_failure alert; only *when* it arrives tells them apart
     (before our certificate was ever asked for, it can only be the cipher).
     """
-    reason = exc.reason or ""
+    reason = getattr(exc, "reason", None) or ""  # absent on errors not raised by OpenSSL
     peer = "server" if role == "client" else "client"
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or reason
