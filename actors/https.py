@@ -131,7 +131,8 @@ class HttpsClient:
         self._host = host
         self._port = port
         self._context = context
-        self._authority = authority or (host if port == 443 else f"{host}:{port}")
+        literal = f"[{host}]" if ":" in host else host  # RFC 3986: IPv6 literals in brackets
+        self._authority = authority or (literal if port == 443 else f"{literal}:{port}")
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._max_response_bytes = max_response_bytes

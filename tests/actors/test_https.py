@@ -493,3 +493,23 @@ async def test_independent_server_dropping_our_chain_without_alert_is_a_hinted_r
         ) as client:
             with pytest.raises(ConnectionReset, match="after its hello and without an alert"):
                 await client.get("/dcap")
+
+
+@pytest.mark.parametrize("alpn", H2_AND_H11)
+async def test_ipv6_loopback_with_bracketed_authority(
+    pki_a: PkiFiles, alpn: tuple[str, ...]
+) -> None:
+    seen: list[str | None] = []
+
+    async def host(request: Request, peer: PeerInfo) -> Response:
+        seen.append(request.header("host"))
+        return Response(204)
+
+    server = HttpsServer(_router(host=host), server_context(pki_a.server))
+    with trio.fail_after(DEADLINE_S):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(partial(server.run, host="::1"))
+            async with HttpsClient("::1", port, client_context(pki_a.device, alpn=alpn)) as client:
+                assert (await client.get("/host")).status == 204
+            tg.cancel_scope.cancel()
+    assert seen == [f"[::1]:{port}"]
