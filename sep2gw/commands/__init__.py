@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import battery, config, log
+from sep2gw.commands import battery, certs, config, ident, log, probe
 
 __all__ = ["COMMAND_MODULES"]
 
@@ -12,4 +12,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     log,
     config,
     battery,
+    certs,
+    ident,
+    probe,
 )
