@@ -95,7 +95,9 @@ NEAR_ADJACENT_S: Final = 60
 _SERVER_STATUS_FIELDS: Final = frozenset(
     {"server_status", "status_time_s", "potentially_superseded", "href", "version", "description"}
 )
-_CONTENT_FIELDS: Final = tuple(f for f in Control.__struct_fields__ if f not in _SERVER_STATUS_FIELDS)
+_CONTENT_FIELDS: Final = tuple(
+    f for f in Control.__struct_fields__ if f not in _SERVER_STATUS_FIELDS
+)
 
 
 class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -440,7 +442,9 @@ class ControlsCore:
         rec = self.state.records[c.mrid]
         if c.device_category is not None and not c.device_category & self.config.device_category:
             # §4 rule 14: neither applied nor answered.
-            self._emit(out, ControlIgnored(mrid=c.mrid, reason=IgnoreReason.DEVICE_CATEGORY, at_s=now))
+            self._emit(
+                out, ControlIgnored(mrid=c.mrid, reason=IgnoreReason.DEVICE_CATEGORY, at_s=now)
+            )
             return
         if c.specified_end_s <= now:
             self._ignore_expired(out, rec, now)
@@ -597,7 +601,9 @@ class ControlsCore:
                     if rec.cancel_at_s is None:
                         self._cancel(out, rec, status, now)
                     return
-                bound = max(abs(rec.control.randomize_start_s), abs(rec.control.randomize_duration_s))
+                bound = max(
+                    abs(rec.control.randomize_start_s), abs(rec.control.randomize_duration_s)
+                )
                 delay = draw(0, bound) if bound else 0
                 if delay:
                     self._emit(out, CancelDelayDrawn(mrid=mrid, delay_s=delay, at_s=now))
@@ -608,7 +614,9 @@ class ControlsCore:
                 lost = tuple(sorted(rec.modes - rec.lost))
                 self._emit(
                     out,
-                    ControlSuperseded(mrid=mrid, by="server", modes_lost=lost, fully=True, at_s=now),
+                    ControlSuperseded(
+                        mrid=mrid, by="server", modes_lost=lost, fully=True, at_s=now
+                    ),
                 )
                 self._respond(out, rec, ResponseStatus.SUPERSEDED, now)
             case EventStatus.COMPLETED:
@@ -619,7 +627,9 @@ class ControlsCore:
             case _:
                 assert_never(status)
 
-    def _cancel(self, out: list[Event], rec: ControlRecord, status: EventStatus, now: float) -> None:
+    def _cancel(
+        self, out: list[Event], rec: ControlRecord, status: EventStatus, now: float
+    ) -> None:
         """§4 rule 8: stop now; Response 6, also for an event that never started."""
         self._emit(out, ControlCancelled(mrid=rec.control.mrid, server_status=status, at_s=now))
         self._respond(out, rec, ResponseStatus.CANCELLED, now)
@@ -775,7 +785,9 @@ class ControlsCore:
                 )
 
     def _grad_in_force(self) -> int | None:
-        for program in sorted(self.state.programs.values(), key=lambda p: (p.primacy, p.program_id)):
+        for program in sorted(
+            self.state.programs.values(), key=lambda p: (p.primacy, p.program_id)
+        ):
             default = self.state.defaults.get(program.program_id)
             if default is not None and default.set_grad_w is not None:
                 return default.set_grad_w
