@@ -242,8 +242,21 @@ def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -
     state.outbox = [r for r in state.outbox if not (r.mrid == mrid and r.status == status)]
 
 
+_PRISTINE_CONTROLSSTATE: Final = ControlsState()
+
+
+def _evolve_from_pristine(state: ControlsState, event: Event) -> ControlsState:
+    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
+    if state is _PRISTINE_CONTROLSSTATE:
+        state = ControlsState()
+    return evolve(state, event)
+
+
 CONTROLS_PROJECTION: Final = Projection(
-    name="controls", initial=ControlsState(), evolve=evolve, state_type=ControlsState
+    name="controls",
+    initial=_PRISTINE_CONTROLSSTATE,
+    evolve=_evolve_from_pristine,
+    state_type=ControlsState,
 )
 
 

@@ -96,8 +96,21 @@ def evolve_poll(state: PollState, event: Event) -> PollState:
     return state
 
 
+_PRISTINE_POLLSTATE: Final = PollState()
+
+
+def _evolve_from_pristine(state: PollState, event: Event) -> PollState:
+    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
+    if state is _PRISTINE_POLLSTATE:
+        state = PollState()
+    return evolve_poll(state, event)
+
+
 POLL_PROJECTION: Final = Projection(
-    name="poll", initial=PollState(), evolve=evolve_poll, state_type=PollState
+    name="poll",
+    initial=_PRISTINE_POLLSTATE,
+    evolve=_evolve_from_pristine,
+    state_type=PollState,
 )
 
 

@@ -137,10 +137,20 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
     return state
 
 
+_PRISTINE_REGISTRATIONSTATE: Final = RegistrationState()
+
+
+def _evolve_from_pristine(state: RegistrationState, event: Event) -> RegistrationState:
+    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
+    if state is _PRISTINE_REGISTRATIONSTATE:
+        state = RegistrationState()
+    return evolve_registration(state, event)
+
+
 REGISTRATION_PROJECTION: Final = Projection(
     name="registration",
-    initial=RegistrationState(),
-    evolve=evolve_registration,
+    initial=_PRISTINE_REGISTRATIONSTATE,
+    evolve=_evolve_from_pristine,
     state_type=RegistrationState,
 )
 
