@@ -557,13 +557,23 @@ class ControlsCore:
 
     def _log_gaps(self, out: list[Event], rec: ControlRecord, now: float) -> None:
         """§4 rule 5: near-adjacent events whose effective periods leave a gap fall back to the
-        default in between; record the gap so the fallback is explained."""
-        for other in list(self._live()):
-            if other is rec or not other.modes & rec.modes:
+        default in between; record the gap so the fallback is explained. Only consecutive events
+        count: an event starting in between makes the pair not near-adjacent."""
+        live = [r for r in self._live() if r.modes & rec.modes]
+        for other in live:
+            if other is rec:
                 continue
             for first, second in ((other, rec), (rec, other)):
-                lead = second.control.start_s - first.control.specified_end_s
-                if 0 < lead <= NEAR_ADJACENT_S and first.effective_end_s < second.effective_start_s:
+                gap_from, gap_to = first.control.specified_end_s, second.control.start_s
+                if (
+                    0 < gap_to - gap_from <= NEAR_ADJACENT_S
+                    and first.effective_end_s < second.effective_start_s
+                    and not any(
+                        gap_from <= r.control.start_s < gap_to
+                        for r in live
+                        if r is not first and r is not second
+                    )
+                ):
                     self._emit(
                         out,
                         ControlGap(
