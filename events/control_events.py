@@ -38,6 +38,7 @@ __all__ = [
     "ControlStarted",
     "ControlSuperseded",
     "DefaultChanged",
+    "DeviceWriteResult",
     "IgnoreReason",
     "LimitsInForceChanged",
     "ProgramsChanged",
@@ -99,11 +100,22 @@ class ControlScheduled(Event, tag="control.scheduled.v1", frozen=True, kw_only=T
 
 
 class ControlStarted(Event, tag="control.started.v1", frozen=True, kw_only=True):
-    """Activation at effective start (§4 rule 6); ``late``: discovered already inside its period."""
+    """Activation at effective start (§4 rule 6); ``late``: discovered already inside its period;
+    ``awaiting_write``: Response 2 waits for the device to confirm the write."""
 
     mrid: str
     at_s: float
     late: bool = False
+    awaiting_write: bool = False
+
+
+class DeviceWriteResult(Event, tag="control.device_write.v1", frozen=True, kw_only=True):
+    """The device accepted (``ok``) or refused the limits that started ``mrids`` (§4 rule 6)."""
+
+    mrids: tuple[str, ...]
+    ok: bool
+    detail: str = ""
+    at_s: float
 
 
 class ControlSuperseded(Event, tag="control.superseded.v1", frozen=True, kw_only=True):
@@ -281,6 +293,7 @@ CONTROL_EVENT_TYPES: tuple[type[Event], ...] = (
     RandomizationDrawn,
     ControlScheduled,
     ControlStarted,
+    DeviceWriteResult,
     ControlSuperseded,
     CancelDelayDrawn,
     ControlCancelled,

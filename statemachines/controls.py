@@ -32,6 +32,7 @@ from events.control_events import (
     ControlStarted,
     ControlSuperseded,
     DefaultChanged,
+    DeviceWriteResult,
     IgnoreReason,
     LimitsInForceChanged,
     ProgramsChanged,
@@ -102,13 +103,15 @@ _CONTENT_FIELDS: Final = tuple(
 
 class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Who we are and how we answer: our LFDI, our ``deviceCategory`` bitmap, the Response profile,
-    the modes the device can carry out (``None``: all), and ``setMaxW`` for ramps."""
+    the modes the device can carry out (``None``: all), ``setMaxW`` for ramps, and whether Response 2
+    waits for the device to confirm the write (``confirm_writes``, §4 rule 6)."""
 
     lfdi: str
     device_category: int
     profile: ResponseProfile = CORE_2018
     supported_modes: frozenset[Mode] | None = None
     set_max_w: float | None = None
+    confirm_writes: bool = False
 
 
 class ControlRecord(msgspec.Struct, kw_only=True):
@@ -127,6 +130,7 @@ class ControlRecord(msgspec.Struct, kw_only=True):
     lost: frozenset[Mode] = frozenset()
     cancel_at_s: float | None = None
     started: bool = False
+    awaiting_write: bool = False
     fault: Control | None = None
 
     @property
@@ -184,6 +188,11 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             rec = _record(state, mrid)
             LIFECYCLE.fire(rec, "start")
             rec.started = True
+            rec.awaiting_write = event.awaiting_write
+        case DeviceWriteResult(mrids=mrids, ok=ok):
+            if ok:
+                for mrid in mrids:
+                    _record(state, mrid).awaiting_write = False
         case ControlSuperseded(mrid=mrid):
             rec = _record(state, mrid)
             rec.lost = rec.lost | frozenset(event.modes_lost)
@@ -693,7 +702,15 @@ class ControlsCore:
         """§4 rule 6: activate at effective start (or at once when discovered inside the period),
         then Response 2."""
         late = rec.received_s > rec.effective_start_s
-        self._emit(out, ControlStarted(mrid=rec.control.mrid, late=late, at_s=now))
+        self._emit(
+            out,
+            ControlStarted(
+                mrid=rec.control.mrid,
+                late=late,
+                awaiting_write=self.config.confirm_writes,
+                at_s=now,
+            ),
+        )
 
     def _end(self, out: list[Event], rec: ControlRecord, now: float) -> None:
         mrid = rec.control.mrid
@@ -767,8 +784,35 @@ class ControlsCore:
         for event in list(out):
             if isinstance(event, ControlStarted):
                 rec = self.state.records[event.mrid]
-                if rec.state == ACTIVE:
+                if rec.state == ACTIVE and not rec.awaiting_write:
                     self._respond(out, rec, ResponseStatus.STARTED, now)
+
+    def device_write_result(
+        self, ok: bool, now: float, draw: Draw, detail: str = ""
+    ) -> list[Event]:
+        """§4 rule 6: with ``confirm_writes``, the device's verdict on the limits that started events.
+
+        Accepted: Response 2 for each. Refused: each is rejected with 252 instead of 2, stops, and
+        the modes fall back to what else is in force."""
+        out: list[Event] = []
+        waiting = tuple(
+            sorted(r.control.mrid for r in self._live() if r.state == ACTIVE and r.awaiting_write)
+        )
+        if not waiting:
+            self._advance(out, now, draw)
+            return out
+        self._emit(out, DeviceWriteResult(mrids=waiting, ok=ok, detail=detail, at_s=now))
+        for mrid in waiting:
+            rec = self.state.records[mrid]
+            if ok:
+                self._respond(out, rec, ResponseStatus.STARTED, now)
+            else:
+                why = (
+                    f"device refused the write: {detail}" if detail else "device refused the write"
+                )
+                self._reject(out, rec, ResponseStatus.NOT_APPLICABLE, why, now)
+        self._advance(out, now, draw)
+        return out
 
     def _plan_ramps(
         self,

@@ -5,7 +5,8 @@ receipt, rule 3; not our deviceCategory, rule 14) or rejected (invalid, 253; not
 A scheduled event starts at its effective start (rule 6), is re-planned when an adjacent event pins
 its start (``reschedule``, rule 5), and ends completed (rule 9; or server status 5), cancelled (status
 2, or 3 after its drawn delay, rule 8), superseded (lost every mode, rule 7; or server status 4) or
-removed (its program is no longer ours: silent stop, rule 4). Terminal states have no rows.
+removed (its program is no longer ours: silent stop, rule 4), or rejected when the device refuses the
+write that started it (rule 6). Terminal states have no rows.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ LIFECYCLE_ROWS: Final = (
     Row("cancel", ACTIVE, CANCELLED),
     Row("supersede", ACTIVE, SUPERSEDED),
     Row("remove", ACTIVE, REMOVED),
+    Row("reject", ACTIVE, REJECTED),
 )
 
 TERMINAL_STATES: Final = frozenset({COMPLETED, CANCELLED, SUPERSEDED, IGNORED, REJECTED, REMOVED})

@@ -64,9 +64,14 @@ class Harness:
         device_category: int = 0x1,
         draw: Any = draw_max,
         set_max_w: float | None = None,
+        confirm_writes: bool = False,
     ) -> None:
         self.config = CoreConfig(
-            lfdi=LFDI, device_category=device_category, profile=profile, set_max_w=set_max_w
+            lfdi=LFDI,
+            device_category=device_category,
+            profile=profile,
+            set_max_w=set_max_w,
+            confirm_writes=confirm_writes,
         )
         self.core = ControlsCore(self.config)
         self.draw = draw

@@ -197,6 +197,32 @@ def test_rule6_late_discovery_starts_at_once() -> None:
     assert h.in_force(130)["export_limit_w"][1] == "control:A"
 
 
+@pytest.mark.parametrize(
+    ("ok", "state", "responses"), [(True, "active", [1, 2]), (False, "rejected", [1, 252])]
+)
+def test_rule6_response_2_waits_for_the_device_and_a_refused_write_is_rejected(
+    ok: bool, state: str, responses: list[int]
+) -> None:
+    h = Harness(confirm_writes=True)
+    h.default("P1", 0, export_limit_w=5000.0)
+    h.poll(0, control("A", 100, 60, export_limit_w=1000.0))
+    h.run_until(100)
+    assert h.statuses("A") == [1]  # applied, not yet confirmed
+    h.log += h.core.device_write_result(ok, 101, draw_max, detail="register 704:WMaxLim")
+    assert h.state("A") == state
+    assert h.statuses("A") == responses
+    expected = (1000.0, "control:A") if ok else (5000.0, "default:P1")
+    assert h.in_force(101)["export_limit_w"] == expected
+    h.run_until(200)
+    assert h.statuses("A") == (responses + [3] if ok else responses)
+    assert h.refold() == h.core.state
+
+
+def test_rule6_write_result_with_nothing_waiting_is_not_an_event() -> None:
+    h = Harness(confirm_writes=True)
+    assert h.core.device_write_result(True, 5, draw_max) == []
+
+
 # -- rule 7: supersession -----------------------------------------------------------------------
 
 

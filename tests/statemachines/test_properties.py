@@ -74,7 +74,11 @@ def _history(draw: st.DrawFn) -> tuple[list[Program], list[_Op]]:
         ops.append(
             _Op(
                 draw(st.integers(0, 900)),
-                draw(st.sampled_from(["lost", "restored", "ack", "drop_p3"])),
+                draw(
+                    st.sampled_from(
+                        ["lost", "restored", "ack", "drop_p3", "write_ok", "write_fail"]
+                    )
+                ),
             )
         )
     if draw(st.booleans()):
@@ -148,11 +152,15 @@ def _check_invariants(core: ControlsCore, log: list[Event], now: float) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(history=_history(), seed=st.integers(0, 2**16))
-def test_property_random_histories(history: tuple[list[Program], list[_Op]], seed: int) -> None:
+@given(history=_history(), seed=st.integers(0, 2**16), confirm=st.booleans())
+def test_property_random_histories(
+    history: tuple[list[Program], list[_Op]], seed: int, confirm: bool
+) -> None:
     programs, ops = history
     draw = _draws(seed)
-    core = ControlsCore(CoreConfig(lfdi="ab" * 20, device_category=0x1, set_max_w=5000.0))
+    core = ControlsCore(
+        CoreConfig(lfdi="ab" * 20, device_category=0x1, set_max_w=5000.0, confirm_writes=confirm)
+    )
     log: list[Event] = []
     log += core.receive_programs(programs, 0, draw)
     for op in ops:
@@ -171,6 +179,8 @@ def test_property_random_histories(history: tuple[list[Program], list[_Op]], see
             case "ack":
                 for r in core.responses_to_send():
                     log += core.response_acked(r.mrid, r.status, 201, op.at)
+            case "write_ok" | "write_fail":
+                log += core.device_write_result(op.kind == "write_ok", op.at, draw)
             case "drop_p3":
                 log += core.receive_programs(
                     [p for p in programs if p.program_id != "P3"], op.at, draw
