@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import msgspec
 import pytest
 
@@ -19,8 +21,9 @@ def test_event_type_is_registered_frozen_kw_only_with_versioned_tag(event_type: 
     assert event_type in CATALOGUE.current_types
     tag = tag_of(event_type)
     assert TAG_PATTERN.fullmatch(tag) and tag != event_type.__name__
-    config = event_type.__struct_config__
-    assert config.frozen and config.kw_only
+    assert event_type.__struct_config__.frozen
+    parameters = inspect.signature(event_type).parameters.values()
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters)
 
 
 def test_tags_are_unique() -> None:
