@@ -278,7 +278,7 @@ class ControlsCore:
     def __init__(self, config: CoreConfig, state: ControlsState | None = None) -> None:
         self.config = config
         self.state = state if state is not None else ControlsState()
-        self._candidates: dict[str, Candidate] | None = None
+        self._candidates: list[Candidate] | None = None
         self._defaults: dict[Mode, DefaultSupply] | None = None
 
     # ----------------------------------------------------------------- plumbing
@@ -303,10 +303,11 @@ class ControlsCore:
         return (r for r in self.state.records.values() if r.state in (SCHEDULED, ACTIVE))
 
     def candidates(self) -> list[Candidate]:
-        """The scheduled and active events as arbitration sees them (cached until the next event)."""
+        """The scheduled and active events as arbitration sees them (cached until the next event
+        that can change them; callers must not mutate the list)."""
         if self._candidates is None:
-            self._candidates = {
-                r.control.mrid: Candidate(
+            self._candidates = [
+                Candidate(
                     r.control.mrid,
                     self._rank(r),
                     r.effective_start_s,
@@ -315,8 +316,8 @@ class ControlsCore:
                     r.lost,
                 )
                 for r in self._live()
-            }
-        return list(self._candidates.values())
+            ]
+        return self._candidates
 
     def defaults(self) -> dict[Mode, DefaultSupply]:
         if self._defaults is None:

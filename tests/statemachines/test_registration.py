@@ -207,3 +207,29 @@ def test_replay_fold_of_registration_log_equals_live_state(outcomes: list[str], 
         else:
             log += core.step_failed(step, int(outcome), now, draw)
     assert fold(log, evolve_registration, RegistrationState()) == core.state
+
+
+@settings(max_examples=100)
+@given(
+    failures=st.integers(1, 40),
+    base=st.floats(0.1, 10),
+    cap=st.floats(10, 600),
+    fraction=st.floats(0, 1),
+    pick=st.sampled_from(["low", "high"]),
+)
+def test_property_backoff_is_bounded_by_cap_plus_jitter(
+    failures: int, base: float, cap: float, fraction: float, pick: str
+) -> None:
+    policy = BackoffPolicy(base_s=base, cap_s=cap, jitter_fraction=fraction)
+    core = RegistrationCore(RegistrationConfig(pin=PIN, backoff=policy))
+    core.start(0)
+    now = 0.0
+    for _ in range(failures):
+        (event,) = core.step_failed(
+            S.DEVICE_CAPABILITY, 503, now, lambda lo, hi: lo if pick == "low" else hi
+        )
+        assert isinstance(event, BackoffDrawn)
+        delay = event.retry_at_s - now
+        assert 0 < delay <= cap * (1 + fraction) + 1e-9
+        assert event.base_delay_s <= cap
+        now = event.retry_at_s
