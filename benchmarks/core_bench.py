@@ -38,16 +38,18 @@ MODE_SETS = (
 )
 
 
-def _core_with(n: int, rng: random.Random) -> ControlsCore:
-    """A core that knows ``n`` events over one day in three programs, some overlapping."""
+def _core_with(n: int, rng: random.Random, log: list[Event] | None = None) -> ControlsCore:
+    """A core that knows ``n`` events over one day in three programs, some overlapping; what it
+    emitted is appended to ``log``."""
     core = ControlsCore(CoreConfig(lfdi="ab" * 20, device_category=1))
+    out = log if log is not None else []
 
     def draw(low: int, high: int) -> int:
         return rng.randint(low, high)
 
     programs = [Program(program_id=f"P{i}", primacy=i) for i in (1, 2, 3)]
-    core.receive_programs(programs, T0, draw)
-    core.receive_default(
+    out += core.receive_programs(programs, T0, draw)
+    out += core.receive_default(
         "P3",
         DefaultControl(program_id="P3", settings=ControlSettings(export_limit_w=5000.0)),
         T0,
@@ -69,7 +71,7 @@ def _core_with(n: int, rng: random.Random) -> ControlsCore:
             )
         )
     for pid, controls in by_program.items():
-        core.receive_controls(pid, controls, T0, draw)
+        out += core.receive_controls(pid, controls, T0, draw)
     return core
 
 
@@ -99,6 +101,30 @@ def bench_arbitration(n: int, rng: random.Random, quick: bool) -> float:
     us = _median_us(one, 5 if quick else 9, number)
     print(f"arbitrate over {n:5d} known events: {us:8.1f} µs per call (median)")
     return us
+
+
+def bench_day(n: int, rng: random.Random) -> None:
+    """A whole day driven live (receipt, every start/end, supersession, Responses), then replayed."""
+    start = time.perf_counter()
+    log: list[Event] = []
+    core = _core_with(n, rng, log)
+
+    def draw(low: int, high: int) -> int:
+        return rng.randint(low, high)
+
+    while (due := core.next_deadline()) is not None:
+        log += core.handle_timer(due, draw)
+    live_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state = ControlsState()
+    for event in log:
+        evolve(state, event)
+    replay_s = time.perf_counter() - start
+    assert state == core.state, "replay must rebuild the live state"
+    print(
+        f"a day with {n:5d} events: live {live_s * 1e3:8.1f} ms ({len(log)} events emitted), "
+        f"replay {replay_s * 1e3:6.1f} ms"
+    )
 
 
 class _DictTable:
@@ -190,6 +216,8 @@ def main(argv: list[str]) -> int:
     rng = random.Random(20305)
     print("sep2gw decision-core benchmark (shared machine: figures are noisy, medians of repeats)")
     results = {n: bench_arbitration(n, rng, quick) for n in (10, 100, 1000)}
+    for n in (10, 100) if quick else (10, 100, 1000):
+        bench_day(n, rng)
     ours, floor, raw_ours, raw_floor = bench_lifecycle(quick)
     print(
         json.dumps(

@@ -7,13 +7,14 @@ is carried by each :class:`Candidate`'s ``lost`` set, which the controls core re
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from events.der_model import ControlSettings, DefaultControl, Mode, Program
 
 __all__ = [
+    "MODE_FIELDS",
     "Arbitration",
     "Candidate",
     "DefaultSupply",
@@ -90,10 +91,16 @@ def merge_defaults(
     return merged
 
 
+#: (mode, field name) pairs, so hot loops skip the enum's property lookup.
+MODE_FIELDS: Final = tuple((mode, mode.value) for mode in Mode)
+
+
 def settings_items(settings: ControlSettings) -> tuple[tuple[Mode, Any], ...]:
     """The (mode, value) pairs a settings object sets, in ``Mode`` order."""
     return tuple(
-        (mode, value) for mode in Mode if (value := getattr(settings, mode.value)) is not None
+        (mode, value)
+        for mode, name in MODE_FIELDS
+        if (value := getattr(settings, name)) is not None
     )
 
 

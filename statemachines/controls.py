@@ -11,8 +11,8 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, assert_never
+from collections.abc import Callable, Sequence
+from typing import Any, Final, assert_never
 
 import msgspec
 
@@ -56,6 +56,7 @@ from events.der_model import (
 )
 from events.replay import Projection
 from statemachines.arbitration import (
+    MODE_FIELDS,
     Arbitration,
     Candidate,
     DefaultSupply,
@@ -147,6 +148,9 @@ class ControlsState(msgspec.Struct, kw_only=True):
     programs: dict[str, Program] = msgspec.field(default_factory=dict)
     defaults: dict[str, DefaultControl] = msgspec.field(default_factory=dict)
     records: dict[str, ControlRecord] = msgspec.field(default_factory=dict)
+    #: mRIDs of scheduled and active events, in the order they were scheduled (an index: the
+    #: decisions iterate it instead of every record ever received).
+    live: dict[str, None] = msgspec.field(default_factory=dict)
     responses: dict[str, list[ResponseStatus]] = msgspec.field(default_factory=dict)
     outbox: list[ResponseIntended] = msgspec.field(default_factory=list)
     online: bool = True
@@ -181,6 +185,7 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
         case ControlScheduled(mrid=mrid):
             rec = _record(state, mrid)
             LIFECYCLE.fire(rec, "schedule" if rec.state == RECEIVED else "reschedule")
+            state.live[mrid] = None
             rec.effective_start_s = event.effective_start_s
             rec.effective_end_s = event.effective_end_s
             rec.adjacent_to = event.adjacent_to
@@ -198,18 +203,23 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             rec.lost = rec.lost | frozenset(event.modes_lost)
             if event.fully:
                 LIFECYCLE.fire(rec, "supersede")
+                state.live.pop(mrid, None)
         case CancelDelayDrawn(mrid=mrid):
             _record(state, mrid).cancel_at_s = event.at_s + event.delay_s
         case ControlCancelled(mrid=mrid):
             LIFECYCLE.fire(_record(state, mrid), "cancel")
+            state.live.pop(mrid, None)
         case ControlCompleted(mrid=mrid):
             LIFECYCLE.fire(_record(state, mrid), "complete")
+            state.live.pop(mrid, None)
         case ControlIgnored(mrid=mrid):
             LIFECYCLE.fire(_record(state, mrid), "ignore")
         case ControlRejected(mrid=mrid):
             LIFECYCLE.fire(_record(state, mrid), "reject")
+            state.live.pop(mrid, None)
         case ControlRemoved(mrid=mrid):
             LIFECYCLE.fire(_record(state, mrid), "remove")
+            state.live.pop(mrid, None)
         case ServerFault(mrid=mrid):
             _record(state, mrid).fault = event.received
         case ServerStatusSeen(mrid=mrid):
@@ -273,20 +283,32 @@ class ControlsCore:
     """The decision core of the controls actor. Each input method returns the events it decided,
     already applied to :attr:`state`; the actor appends them to the log before acting on them."""
 
-    __slots__ = ("_candidates", "_defaults", "config", "state")
+    __slots__ = ("_by_mrid", "_candidates", "_defaults", "_items", "config", "state")
 
     def __init__(self, config: CoreConfig, state: ControlsState | None = None) -> None:
         self.config = config
         self.state = state if state is not None else ControlsState()
         self._candidates: list[Candidate] | None = None
+        # One Candidate per mRID, rebuilt only when an event about that mRID (or the programs) changes.
+        self._by_mrid: dict[str, Candidate] = {}
         self._defaults: dict[Mode, DefaultSupply] | None = None
+        # (mode, value) pairs per mRID: content never changes under an mRID (rule 1).
+        self._items: dict[str, tuple[tuple[Mode, Any], ...]] = {}
 
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
         evolve(self.state, event)
         out.append(event)
-        if not isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
-            self._candidates = None
+        if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
+            return
+        self._candidates = None
+        mrid = getattr(event, "mrid", None)
+        if mrid is not None:
+            self._by_mrid.pop(mrid, None)
+        elif isinstance(event, ControlReceived):
+            self._by_mrid.pop(event.control.mrid, None)
+        elif isinstance(event, ProgramsChanged):
+            self._by_mrid.clear()  # primacies, hence ranks, may have changed
         if isinstance(event, ProgramsChanged | DefaultChanged):
             self._defaults = None
 
@@ -299,25 +321,39 @@ class ControlsCore:
         c = rec.control
         return rank(self._primacy(c.program_id), c.creation_time_s, c.mrid)
 
-    def _live(self) -> Iterable[ControlRecord]:
-        return (r for r in self.state.records.values() if r.state in (SCHEDULED, ACTIVE))
+    def _live(self) -> list[ControlRecord]:
+        """Scheduled and active events, in scheduling order (a snapshot: safe to emit while iterating)."""
+        records = self.state.records
+        return [records[mrid] for mrid in self.state.live]
 
     def candidates(self) -> list[Candidate]:
         """The scheduled and active events as arbitration sees them (cached until the next event
         that can change them; callers must not mutate the list)."""
         if self._candidates is None:
-            self._candidates = [
-                Candidate(
-                    r.control.mrid,
-                    self._rank(r),
-                    r.effective_start_s,
-                    r.end_s,
-                    settings_items(r.control.settings),
-                    r.lost,
-                )
-                for r in self._live()
-            ]
+            by_mrid = self._by_mrid
+            records = self.state.records
+            candidates = []
+            for mrid in self.state.live:
+                candidate = by_mrid.get(mrid)
+                if candidate is None:
+                    r = records[mrid]
+                    candidate = by_mrid[mrid] = Candidate(
+                        mrid,
+                        self._rank(r),
+                        r.effective_start_s,
+                        r.end_s,
+                        self._items_of(r.control),
+                        r.lost,
+                    )
+                candidates.append(candidate)
+            self._candidates = candidates
         return self._candidates
+
+    def _items_of(self, c: Control) -> tuple[tuple[Mode, Any], ...]:
+        items = self._items.get(c.mrid)
+        if items is None:
+            items = self._items[c.mrid] = settings_items(c.settings)
+        return items
 
     def defaults(self) -> dict[Mode, DefaultSupply]:
         if self._defaults is None:
@@ -418,7 +454,7 @@ class ControlsCore:
         old = tuple(sorted(self.state.programs.values(), key=lambda p: p.program_id))
         if new != old:
             self._emit(out, ProgramsChanged(programs=new, at_s=now))
-            for rec in list(self._live()):
+            for rec in self._live():
                 if rec.control.program_id not in self.state.programs:
                     self._emit(
                         out,
@@ -548,7 +584,7 @@ class ControlsCore:
     def _pin_followers(self, out: list[Event], rec: ControlRecord, now: float) -> None:
         """§4 rule 5, the other way round: a newly known event may pin a follower not yet started."""
         end = rec.control.specified_end_s
-        for follower in list(self._live()):
+        for follower in self._live():
             fc = follower.control
             if follower.state != SCHEDULED or fc.start_s != end or not follower.modes & rec.modes:
                 continue
@@ -736,20 +772,19 @@ class ControlsCore:
         )
         if not active:
             return
+        live = self._live()
         for winner in active:
             if winner.state != ACTIVE:
                 continue
             w_rank = self._rank(winner)
-            for loser in list(self._live()):
-                if loser is winner:
+            w_start, w_end = winner.effective_start_s, winner.end_s
+            for loser in live:
+                if loser is winner or loser.state not in (SCHEDULED, ACTIVE):
+                    continue
+                if loser.effective_start_s >= w_end or w_start >= loser.end_s:
                     continue
                 common = (winner.modes - winner.lost) & (loser.modes - loser.lost)
-                if (
-                    not common
-                    or self._rank(loser) >= w_rank
-                    or loser.effective_start_s >= winner.end_s
-                    or winner.effective_start_s >= loser.end_s
-                ):
+                if not common or self._rank(loser) >= w_rank:
                     continue
                 fully = loser.lost | common == loser.modes
                 self._emit(
@@ -826,8 +861,8 @@ class ControlsCore:
         """§4 rule 11: ramp each power-valued change at ``rampTms`` of the event now supplying the
         mode, else at the ``setGradW`` of the defaults in force."""
         grad = self._grad_in_force()
-        for mode in Mode:
-            before, after = getattr(old, mode.value), getattr(new, mode.value)
+        for mode, name in MODE_FIELDS:
+            before, after = getattr(old, name), getattr(new, name)
             if before == after:
                 continue
             ramp = plan_ramp(
