@@ -50,6 +50,7 @@ __all__ = [
     "ResponseSent",
     "ServerFault",
     "ServerStatusSeen",
+    "control_event_stream",
     "control_stream",
     "response_stream",
 ]
@@ -63,6 +64,16 @@ def control_stream(mrid: str) -> str:
 
 def response_stream(mrid: str) -> str:
     return f"response:{mrid}"
+
+
+def control_event_stream(event: Event) -> str:
+    """The stream an event of this module is appended to (see the module docstring)."""
+    if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
+        return response_stream(event.mrid)
+    if isinstance(event, ControlReceived):
+        return control_stream(event.control.mrid)
+    mrid = getattr(event, "mrid", None)
+    return control_stream(mrid) if isinstance(mrid, str) else CONTROLS_STREAM
 
 
 class IgnoreReason(StrEnum):

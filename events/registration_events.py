@@ -26,6 +26,7 @@ __all__ = [
     "RegistrationStep",
     "StepDone",
     "TimeOffsetLearned",
+    "registration_event_stream",
 ]
 
 REGISTRATION_STREAM = "registration"
@@ -129,3 +130,10 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     PostRateSeen,
     Posted,
 )
+
+
+def registration_event_stream(event: Event) -> str:
+    """``poll`` for poll and post schedule events, ``registration`` for the walk."""
+    if isinstance(event, PollRateSeen | Polled | PostRateSeen | Posted):
+        return POLL_STREAM
+    return REGISTRATION_STREAM
