@@ -72,7 +72,7 @@ from statemachines.lifecycle import (
     REMOVED,
     SCHEDULED,
 )
-from statemachines.ramps import plan_ramp
+from statemachines.ramps import Ramp, plan_ramp
 from statemachines.responses import CORE_2018, ResponseProfile, should_send
 
 __all__ = [
@@ -157,6 +157,7 @@ class ControlsState(msgspec.Struct, kw_only=True):
     settings: ControlSettings = msgspec.field(default_factory=ControlSettings)
     sources: dict[Mode, str] = msgspec.field(default_factory=dict)
     next_change_s: int | None = None
+    ramps: dict[Mode, RampPlanned] = msgspec.field(default_factory=dict)
 
 
 def content_differs(old: Control, new: Control) -> bool:
@@ -224,8 +225,10 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             _record(state, mrid).fault = event.received
         case ServerStatusSeen(mrid=mrid):
             _record(state, mrid).server_status = event.status
-        case ControlGap() | RampPlanned():
-            pass  # forensic records: they explain, they do not change what is decided
+        case RampPlanned(mode=mode):
+            state.ramps[mode] = event
+        case ControlGap():
+            pass  # a forensic record: it explains a fallback, it does not change what is decided
         case ProgramsChanged(programs=programs):
             state.programs = {p.program_id: p for p in programs}
             state.defaults = {k: v for k, v in state.defaults.items() if k in state.programs}
@@ -859,12 +862,16 @@ class ControlsCore:
         now: float,
     ) -> None:
         """§4 rule 11: ramp each power-valued change at ``rampTms`` of the event now supplying the
-        mode, else at the ``setGradW`` of the defaults in force."""
+        mode, else at the ``setGradW`` of the defaults in force. A change during a ramp starts from
+        where the trajectory is now, never from its old target (no jump)."""
         grad = self._grad_in_force()
         for mode, name in MODE_FIELDS:
             before, after = getattr(old, name), getattr(new, name)
             if before == after:
                 continue
+            running = self.state.ramps.get(mode)
+            if running is not None and before is not None and now < running.end_s:
+                before = _ramp_of(running).value_at(now)
             ramp = plan_ramp(
                 mode,
                 before,
@@ -901,6 +908,16 @@ class ControlsCore:
         if source is None or not source.startswith("control:"):
             return None
         return self.state.records[source.removeprefix("control:")].control.settings.ramp_time_s
+
+
+def _ramp_of(event: RampPlanned) -> Ramp:
+    return Ramp(
+        mode=event.mode,
+        from_value=event.from_value,
+        to_value=event.to_value,
+        start_s=event.start_s,
+        end_s=event.end_s,
+    )
 
 
 def _draw_signed(draw: Draw, bound: int) -> int:

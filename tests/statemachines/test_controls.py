@@ -464,6 +464,23 @@ def test_rule11_ramp_tms_of_the_control_wins_over_set_grad_w() -> None:
     assert ramp.end_s == 112.5
 
 
+def test_rule11_a_change_during_a_ramp_starts_from_where_the_trajectory_is() -> None:
+    h = Harness([program("P1", 1), program("P2", 2)], set_max_w=5000.0)
+    h.default("P2", 0, export_limit_w=5000.0, set_grad_w=100)  # 50 W/s
+    h.poll(0, control("A", 100, 600, program_id="P2", export_limit_w=1000.0))
+    h.poll(0, control("B", 140, 600, program_id="P1", export_limit_w=4000.0))
+    h.run_until(140)
+    first, second = [e for e in h.log if isinstance(e, RampPlanned)]
+    assert (first.from_value, first.to_value) == (5000.0, 1000.0)
+    # 40 s into the 80 s ramp down, the trajectory is at 3000 W: the next ramp starts there.
+    assert (second.from_value, second.to_value, second.start_s, second.end_s) == (
+        3000.0,
+        4000.0,
+        140,
+        160,
+    )
+
+
 # -- rule 12: comms loss ------------------------------------------------------------------------
 
 

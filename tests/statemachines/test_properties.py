@@ -26,7 +26,7 @@ from events.replay import fold
 from statemachines.arbitration import rank
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig, evolve
 from statemachines.lifecycle import ACTIVE
-from statemachines.responses import legal_next
+from statemachines.responses import PROFILES, legal_next
 
 _MODES = (Mode.EXPORT_LIMIT_W, Mode.GENERATION_LIMIT_W, Mode.ENERGIZE)
 _PROGRAMS = ("P1", "P2", "P3")
@@ -152,14 +152,25 @@ def _check_invariants(core: ControlsCore, log: list[Event], now: float) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(history=_history(), seed=st.integers(0, 2**16), confirm=st.booleans())
+@given(
+    history=_history(),
+    seed=st.integers(0, 2**16),
+    confirm=st.booleans(),
+    profile=st.sampled_from(sorted(PROFILES)),
+)
 def test_property_random_histories(
-    history: tuple[list[Program], list[_Op]], seed: int, confirm: bool
+    history: tuple[list[Program], list[_Op]], seed: int, confirm: bool, profile: str
 ) -> None:
     programs, ops = history
     draw = _draws(seed)
     core = ControlsCore(
-        CoreConfig(lfdi="ab" * 20, device_category=0x1, set_max_w=5000.0, confirm_writes=confirm)
+        CoreConfig(
+            lfdi="ab" * 20,
+            device_category=0x1,
+            set_max_w=5000.0,
+            confirm_writes=confirm,
+            profile=PROFILES[profile],
+        )
     )
     log: list[Event] = []
     log += core.receive_programs(programs, 0, draw)
@@ -203,6 +214,8 @@ def test_property_random_histories(
     # No duplicate Responses for any (mRID, status, LFDI).
     keys = [(e.mrid, e.status, e.lfdi) for e in log if isinstance(e, ResponseIntended)]
     assert len(keys) == len(set(keys))
+    # Only the codes the profile allows (SAPN: 1, 2, 3, 6, 7).
+    assert {status for _, status, _ in keys} <= PROFILES[profile].allowed
     # Round trip through the log codec does not change what a fold rebuilds.
     from events.registry import CATALOGUE
 
