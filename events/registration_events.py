@@ -1,0 +1,139 @@
+"""Domain events of discovery, registration, polling and posting (PROTOCOL.md §2, §4 rule 15).
+
+Stream ``registration`` for the discovery walk, ``poll`` for poll and post schedules. Times (``at_s``)
+are UTC epoch seconds on the server's clock. The back-off jitter is recorded (``BackoffDrawn``) so a
+replay never draws again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from events.base import Event
+
+__all__ = [
+    "POLL_STREAM",
+    "REGISTRATION_EVENT_TYPES",
+    "REGISTRATION_STREAM",
+    "BackoffDrawn",
+    "Polled",
+    "PollRateSeen",
+    "PostRateSeen",
+    "Posted",
+    "RediscoveryStarted",
+    "RegistrationHalted",
+    "RegistrationStarted",
+    "RegistrationStep",
+    "StepDone",
+    "TimeOffsetLearned",
+    "registration_event_stream",
+]
+
+REGISTRATION_STREAM = "registration"
+POLL_STREAM = "poll"
+
+
+class RegistrationStep(StrEnum):
+    """The steps of PROTOCOL.md §2, in order."""
+
+    DEVICE_CAPABILITY = "device_capability"  # §2.1
+    TIME = "time"  # §2.2
+    END_DEVICE = "end_device"  # §2.3 (find by LFDI/SFDI, or POST)
+    REGISTRATION = "registration"  # §2.4 (PIN check)
+    CONNECTION_POINT = "connection_point"  # §2.5 (CSIP-AUS NMI)
+    PROGRAMS = "programs"  # §2.6 (FSAs → DERPrograms → defaults, controls)
+    DER = "der"  # §2.7 (DERCapability, DERSettings, DERStatus, DERAvailability PUTs)
+    MIRROR = "mirror"  # §2.8 (MirrorUsagePoints)
+
+
+class RegistrationStarted(Event, tag="registration.started.v1", frozen=True, kw_only=True):
+    at_s: float
+
+
+class StepDone(Event, tag="registration.step_done.v1", frozen=True, kw_only=True):
+    """A step succeeded; ``href`` is what it found or created (e.g. our EndDevice)."""
+
+    step: RegistrationStep
+    href: str | None = None
+    at_s: float
+
+
+class TimeOffsetLearned(Event, tag="registration.time_offset.v1", frozen=True, kw_only=True):
+    """Server clock minus our monotonic-derived clock (§2.2): never step the OS clock."""
+
+    offset_s: float
+    at_s: float
+
+
+class RegistrationHalted(Event, tag="registration.halted.v1", frozen=True, kw_only=True):
+    """All traffic to the server stops, with the reason (PIN mismatch, §2.4)."""
+
+    step: RegistrationStep
+    reason: str
+    at_s: float
+
+
+class RediscoveryStarted(Event, tag="registration.rediscovery.v1", frozen=True, kw_only=True):
+    """A 301 or 404 on ``step``: links may have moved, walk again from DeviceCapability."""
+
+    step: RegistrationStep
+    http_status: int
+    at_s: float
+
+
+class BackoffDrawn(Event, tag="registration.backoff_drawn.v1", frozen=True, kw_only=True):
+    """A failed ``step`` is retried at ``retry_at_s`` = at_s + base_delay_s + jitter_s (capped)."""
+
+    step: RegistrationStep
+    attempt: int
+    base_delay_s: float
+    jitter_s: float
+    retry_at_s: float
+    at_s: float
+
+
+class PollRateSeen(Event, tag="poll.rate.v1", frozen=True, kw_only=True):
+    """The pollRate of the resource containing ``resource`` (§4 rule 15)."""
+
+    resource: str
+    rate_s: int
+    at_s: float
+
+
+class Polled(Event, tag="poll.done.v1", frozen=True, kw_only=True):
+    resource: str
+    at_s: float
+
+
+class PostRateSeen(Event, tag="post.rate.v1", frozen=True, kw_only=True):
+    """The postRate in force for ``mirror`` (EndDevice.postRate wins over local config, §2.8)."""
+
+    mirror: str
+    rate_s: int
+    at_s: float
+
+
+class Posted(Event, tag="post.done.v1", frozen=True, kw_only=True):
+    mirror: str
+    at_s: float
+
+
+REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
+    RegistrationStarted,
+    StepDone,
+    TimeOffsetLearned,
+    RegistrationHalted,
+    RediscoveryStarted,
+    BackoffDrawn,
+    PollRateSeen,
+    Polled,
+    PostRateSeen,
+    Posted,
+)
+
+
+def registration_event_stream(event: Event) -> str:
+    """``poll`` for poll and post schedule events, ``registration`` for the walk."""
+    if isinstance(event, PollRateSeen | Polled | PostRateSeen | Posted):
+        return POLL_STREAM
+    return REGISTRATION_STREAM

@@ -1,0 +1,173 @@
+"""Polling and posting schedules (PROTOCOL.md §4 rule 15, §2.8, §4 rule 12).
+
+Each list is polled at the ``pollRate`` of the resource that contains it; a changed rate applies from
+the next cycle, and a resource is never polled sooner than its rate after its last poll (conformance
+harnesses count extra polls as failures). On recovery from comms loss everything is due at once.
+Readings are posted at ``postRate`` on whole-minute boundaries (seconds = 0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import msgspec
+
+from events.base import Event
+from events.control_events import CommsRestored
+from events.registration_events import Polled, PollRateSeen, Posted, PostRateSeen
+from events.replay import Projection
+
+__all__ = [
+    "POLL_PROJECTION",
+    "PollEntry",
+    "PollSchedule",
+    "PollState",
+    "PostEntry",
+    "evolve_poll",
+    "next_post_s",
+]
+
+
+class PollEntry(msgspec.Struct, kw_only=True):
+    rate_s: int
+    next_s: float
+    last_s: float | None = None
+    pending_rate_s: int | None = None
+
+
+class PostEntry(msgspec.Struct, kw_only=True):
+    rate_s: int
+    next_s: float
+    last_s: float | None = None
+
+
+class PollState(msgspec.Struct, kw_only=True):
+    polls: dict[str, PollEntry] = msgspec.field(default_factory=dict)
+    posts: dict[str, PostEntry] = msgspec.field(default_factory=dict)
+
+
+def next_post_s(after_s: float, rate_s: int) -> int:
+    """§2.8: the first whole-minute instant strictly after ``after_s`` on the ``postRate`` grid.
+
+    A rate that is a whole number of minutes posts on multiples of the rate (300 s → :00, :05, …);
+    any other rate posts at the first whole minute at least one rate after ``after_s``.
+    """
+    if rate_s <= 0:
+        raise ValueError(f"postRate must be positive, got {rate_s}")
+    if rate_s % 60 == 0:
+        return (math.floor(after_s / rate_s) + 1) * rate_s
+    return math.ceil((after_s + rate_s) / 60) * 60
+
+
+def evolve_poll(state: PollState, event: Event) -> PollState:
+    """Apply one event (in place): the fold of the ``poll`` stream (plus comms recovery)."""
+    match event:
+        case PollRateSeen(resource=resource, rate_s=rate, at_s=at_s):
+            entry = state.polls.get(resource)
+            if entry is None:
+                # Seen while its container was fetched during discovery: next poll one rate later.
+                state.polls[resource] = PollEntry(rate_s=rate, next_s=at_s + rate)
+            elif rate != entry.rate_s:
+                entry.pending_rate_s = rate
+            else:
+                entry.pending_rate_s = None
+        case Polled(resource=resource, at_s=at_s):
+            entry = state.polls[resource]
+            if entry.pending_rate_s is not None:
+                entry.rate_s, entry.pending_rate_s = entry.pending_rate_s, None
+            entry.last_s = at_s
+            entry.next_s = at_s + entry.rate_s
+        case PostRateSeen(mirror=mirror, rate_s=rate, at_s=at_s):
+            post = state.posts.get(mirror)
+            if post is None:
+                state.posts[mirror] = PostEntry(rate_s=rate, next_s=next_post_s(at_s, rate))
+            else:
+                post.rate_s = rate
+        case Posted(mirror=mirror, at_s=at_s):
+            post = state.posts[mirror]
+            post.last_s = at_s
+            post.next_s = next_post_s(at_s, post.rate_s)
+        case CommsRestored(at_s=at_s):
+            for entry in state.polls.values():
+                entry.next_s = at_s
+        case _:
+            pass
+    return state
+
+
+_PRISTINE_POLLSTATE: Final = PollState()
+
+
+def _evolve_from_pristine(state: PollState, event: Event) -> PollState:
+    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
+    if state is _PRISTINE_POLLSTATE:
+        state = PollState()
+    return evolve_poll(state, event)
+
+
+POLL_PROJECTION: Final = Projection(
+    name="poll",
+    initial=_PRISTINE_POLLSTATE,
+    evolve=_evolve_from_pristine,
+    state_type=PollState,
+)
+
+
+class PollSchedule:
+    """Sans-IO: tell it what was seen and done; ask what is due and when to wake."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: PollState | None = None) -> None:
+        self.state = state if state is not None else PollState()
+
+    def _emit(self, out: list[Event], event: Event) -> list[Event]:
+        evolve_poll(self.state, event)
+        out.append(event)
+        return out
+
+    def rate_seen(self, resource: str, rate_s: int, now: float) -> list[Event]:
+        """§4 rule 15: the containing resource's ``pollRate``; a change applies on the next cycle."""
+        if rate_s <= 0:
+            raise ValueError(f"pollRate of {resource} must be positive, got {rate_s}")
+        entry = self.state.polls.get(resource)
+        if entry is not None and rate_s == (entry.pending_rate_s or entry.rate_s):
+            return []
+        return self._emit([], PollRateSeen(resource=resource, rate_s=rate_s, at_s=now))
+
+    def polled(self, resource: str, now: float) -> list[Event]:
+        entry = self.state.polls.get(resource)
+        if entry is None:
+            raise KeyError(f"{resource} has no pollRate yet; record rate_seen first")
+        if now < entry.next_s:
+            raise ValueError(f"{resource} polled at {now}, before it is due at {entry.next_s}")
+        return self._emit([], Polled(resource=resource, at_s=now))
+
+    def post_rate_seen(self, mirror: str, rate_s: int, now: float) -> list[Event]:
+        if rate_s <= 0:
+            raise ValueError(f"postRate of {mirror} must be positive, got {rate_s}")
+        post = self.state.posts.get(mirror)
+        if post is not None and post.rate_s == rate_s:
+            return []
+        return self._emit([], PostRateSeen(mirror=mirror, rate_s=rate_s, at_s=now))
+
+    def posted(self, mirror: str, now: float) -> list[Event]:
+        if mirror not in self.state.posts:
+            raise KeyError(f"{mirror} has no postRate yet; record post_rate_seen first")
+        return self._emit([], Posted(mirror=mirror, at_s=now))
+
+    def comms_restored(self, now: float) -> list[Event]:
+        """§4 rule 12: re-poll everything on recovery."""
+        return self._emit([], CommsRestored(at_s=now))
+
+    def due_polls(self, now: float) -> list[str]:
+        return sorted(r for r, e in self.state.polls.items() if e.next_s <= now)
+
+    def due_posts(self, now: float) -> list[str]:
+        return sorted(m for m, p in self.state.posts.items() if p.next_s <= now)
+
+    def next_deadline(self) -> float | None:
+        times = [e.next_s for e in self.state.polls.values()]
+        times += [p.next_s for p in self.state.posts.values()]
+        return min(times) if times else None

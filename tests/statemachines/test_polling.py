@@ -1,0 +1,100 @@
+"""Polling and posting schedules (PROTOCOL.md §4 rule 15, §2.8, §4 rule 12)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.replay import fold
+from statemachines.polling import PollSchedule, PollState, evolve_poll, next_post_s
+
+
+def test_rule15_poll_at_the_containing_resources_rate() -> None:
+    s = PollSchedule()
+    s.rate_seen("/derp/1/derc", 60, 0)
+    assert s.next_deadline() == 60
+    assert s.due_polls(59) == [] and s.due_polls(60) == ["/derp/1/derc"]
+    s.polled("/derp/1/derc", 60)
+    assert s.next_deadline() == 120
+
+
+def test_rule15_changed_rate_applies_on_the_next_cycle() -> None:
+    s = PollSchedule()
+    s.rate_seen("/r", 60, 0)
+    s.rate_seen("/r", 300, 10)
+    assert s.next_deadline() == 60  # the cycle already planned stands
+    s.polled("/r", 60)
+    assert s.next_deadline() == 360
+
+
+def test_rule15_never_poll_more_often_than_asked() -> None:
+    s = PollSchedule()
+    s.rate_seen("/r", 60, 0)
+    s.polled("/r", 60)
+    with pytest.raises(ValueError, match="before it is due at 120"):
+        s.polled("/r", 119)
+
+
+def test_rule15_repeated_rate_is_not_an_event() -> None:
+    s = PollSchedule()
+    assert s.rate_seen("/r", 60, 0)
+    assert s.rate_seen("/r", 60, 5) == []
+
+
+def test_rule12_repoll_everything_on_recovery() -> None:
+    s = PollSchedule()
+    s.rate_seen("/a", 300, 0)
+    s.rate_seen("/b", 900, 0)
+    s.comms_restored(100)
+    assert s.due_polls(100) == ["/a", "/b"]
+    s.polled("/a", 100)
+
+
+def test_unknown_resource_and_bad_rate_are_named() -> None:
+    s = PollSchedule()
+    with pytest.raises(KeyError, match="/x has no pollRate"):
+        s.polled("/x", 0)
+    with pytest.raises(ValueError, match="pollRate of /x must be positive"):
+        s.rate_seen("/x", 0, 0)
+    with pytest.raises(ValueError, match="postRate must be positive"):
+        next_post_s(0, 0)
+
+
+@pytest.mark.parametrize(
+    ("after", "rate", "expected"),
+    [(0, 300, 300), (299.5, 300, 300), (300, 300, 600), (61, 60, 120), (10, 90, 120), (0, 30, 60)],
+)
+def test_section2_8_post_on_whole_minutes(after: float, rate: int, expected: int) -> None:
+    assert next_post_s(after, rate) == expected
+
+
+def test_section2_8_posts_follow_post_rate_minute_aligned() -> None:
+    s = PollSchedule()
+    s.post_rate_seen("/mup/1", 300, 1234)
+    assert s.next_deadline() == 1500
+    s.posted("/mup/1", 1500.2)
+    assert s.due_posts(1799) == [] and s.due_posts(1800) == ["/mup/1"]
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["rate", "poll", "restore"]), st.sampled_from([30, 60, 300])),
+        max_size=30,
+    )
+)
+def test_replay_fold_of_poll_log_equals_live_state(ops: list[tuple[str, int]]) -> None:
+    s = PollSchedule()
+    log = []
+    now = 0.0
+    for op, rate in ops:
+        now += 7
+        if op == "rate":
+            log += s.rate_seen("/r", rate, now)
+        elif op == "poll" and s.state.polls:
+            now = max(now, s.state.polls["/r"].next_s)
+            log += s.polled("/r", now)
+        elif op == "restore":
+            log += s.comms_restored(now)
+    assert fold(log, evolve_poll, PollState()) == s.state

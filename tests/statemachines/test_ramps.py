@@ -1,0 +1,98 @@
+"""Ramps (PROTOCOL.md §4 rule 11): setGradW and rampTms trajectories with deadlines."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.der_model import Mode
+from statemachines.ramps import RampError, plan_ramp, ramp_rate_per_s
+
+
+def test_rule11_set_grad_w_is_hundredths_of_a_percent_of_set_max_w_per_second() -> None:
+    assert ramp_rate_per_s(Mode.EXPORT_LIMIT_W, 100, 5000.0) == 50.0  # 1 %/s
+    assert ramp_rate_per_s(Mode.EXPORT_LIMIT_W, 1, 10000.0) == 1.0  # 0.01 %/s
+    assert ramp_rate_per_s(Mode.MAX_LIMIT_PCT, 250, 5000.0) == 2.5  # percent modes ramp in %/s
+
+
+def test_rule11_set_grad_w_trajectory_and_deadlines() -> None:
+    ramp = plan_ramp(
+        Mode.EXPORT_LIMIT_W, 5000, 1000, 100.0, set_max_w=5000.0, set_grad_w=100, ramp_time_s=None
+    )
+    assert ramp is not None and ramp.end_s == 180.0
+    assert ramp.value_at(99) == 5000 and ramp.value_at(140) == 3000 and ramp.value_at(500) == 1000
+    assert ramp.next_deadline(100.0, 1.0) == 101.0
+    assert ramp.next_deadline(179.5, 1.0) == 180.0
+    assert ramp.next_deadline(180.0, 1.0) is None
+
+
+def test_rule11_ramp_tms_wins_over_set_grad_w() -> None:
+    ramp = plan_ramp(
+        Mode.GENERATION_LIMIT_W, 0, 3000, 10.0, set_max_w=5000.0, set_grad_w=1, ramp_time_s=2.5
+    )
+    assert ramp is not None and (ramp.start_s, ramp.end_s) == (10.0, 12.5)
+
+
+@pytest.mark.parametrize(
+    ("mode", "before", "after"),
+    [
+        (Mode.ENERGIZE, True, False),  # switches apply at once
+        (Mode.VOLT_VAR, "/curve/1", "/curve/2"),  # curves too
+        (Mode.EXPORT_LIMIT_W, None, 1000.0),  # appearing value: nothing to ramp from
+        (Mode.EXPORT_LIMIT_W, 1000.0, 1000.0),  # no change
+    ],
+)
+def test_rule11_no_ramp_where_there_is_nothing_to_ramp(
+    mode: Mode, before: object, after: object
+) -> None:
+    assert (
+        plan_ramp(mode, before, after, 0.0, set_max_w=5000.0, set_grad_w=100, ramp_time_s=None)
+        is None
+    )
+
+
+def test_rule11_no_rate_means_a_step() -> None:
+    assert (
+        plan_ramp(Mode.EXPORT_LIMIT_W, 0, 1, 0.0, set_max_w=None, set_grad_w=None, ramp_time_s=None)
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"set_max_w": 5000.0, "set_grad_w": 0, "ramp_time_s": None}, "setGradW must be positive"),
+        ({"set_max_w": 0.0, "set_grad_w": 10, "ramp_time_s": None}, "setMaxW must be positive"),
+        (
+            {"set_max_w": None, "set_grad_w": None, "ramp_time_s": -1.0},
+            "rampTms must not be negative",
+        ),
+    ],
+)
+def test_bad_ramp_parameters_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(RampError, match=message):
+        plan_ramp(Mode.EXPORT_LIMIT_W, 0, 1000, 0.0, **kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100)
+@given(
+    start=st.floats(-1e4, 1e4, allow_subnormal=False),
+    end=st.floats(-1e4, 1e4, allow_subnormal=False),
+    grad=st.integers(1, 10000),
+    t=st.floats(0, 1e5),
+)
+def test_property_ramp_stays_between_endpoints_and_never_exceeds_the_rate(
+    start: float, end: float, grad: int, t: float
+) -> None:
+    ramp = plan_ramp(
+        Mode.TARGET_W, start, end, 0.0, set_max_w=10000.0, set_grad_w=grad, ramp_time_s=None
+    )
+    rate = ramp_rate_per_s(Mode.TARGET_W, grad, 10000.0)
+    if start == end or abs(end - start) / rate == 0:
+        assert ramp is None  # nothing to ramp, or a change too small to take any time
+        return
+    assert ramp is not None
+    value = ramp.value_at(t)
+    assert min(start, end) - 1e-6 <= value <= max(start, end) + 1e-6
+    assert abs(value - start) <= rate * t * (1 + 1e-9) + 1e-6
