@@ -175,8 +175,9 @@ class HttpsClient:
             return conn.tls
 
     async def get(self, target: str, *, timeout_s: float | None = None) -> Response:
-        return await self.request("GET", target, headers=(("accept", SEP_XML),),
-                                  timeout_s=timeout_s)
+        return await self.request(
+            "GET", target, headers=(("accept", SEP_XML),), timeout_s=timeout_s
+        )
 
     async def request(
         self,
@@ -235,11 +236,16 @@ class HttpsClient:
                     f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
                 ) from exc
             stream = await TlsStream.handshake(
-                tcp, self._context, server_side=False,
-                session=self._tls_session if self._resume else None)
+                tcp,
+                self._context,
+                server_side=False,
+                session=self._tls_session if self._resume else None,
+            )
         if stream is None:
-            raise LinkTimeout(f"connecting to {self._host}:{self._port} (TCP and TLS handshake) "
-                              f"took longer than {self._connect_timeout_s:g} s")
+            raise LinkTimeout(
+                f"connecting to {self._host}:{self._port} (TCP and TLS handshake) "
+                f"took longer than {self._connect_timeout_s:g} s"
+            )
         self._stats["connections"] += 1
         if stream.session_reused:
             self._stats["resumed"] += 1
@@ -276,10 +282,12 @@ class HttpsClient:
                     raise event.error
                 if isinstance(event, ConnectionClosed):
                     raise event.error or ConnectionReset(
-                        "server closed the connection before responding", by_peer=True)
+                        "server closed the connection before responding", by_peer=True
+                    )
             if not data:
-                raise ConnectionReset("server closed the connection before responding",
-                                      by_peer=True)
+                raise ConnectionReset(
+                    "server closed the connection before responding", by_peer=True
+                )
 
     async def _close(self, conn: _Connection) -> None:
         conn.session.close()
@@ -342,8 +350,9 @@ class HttpsServer:
         self.recent_errors: deque[LinkError] = deque(maxlen=_ERROR_HISTORY)
 
     def statistics(self) -> ServerStatistics:
-        return ServerStatistics(self._stats["connections"], self._stats["requests"],
-                                dict(self._errors))
+        return ServerStatistics(
+            self._stats["connections"], self._stats["requests"], dict(self._errors)
+        )
 
     async def run(
         self,
@@ -395,8 +404,12 @@ class HttpsServer:
     def _peer(self, stream: TlsStream) -> PeerInfo:
         der = stream.ssl_object.getpeercert(binary_form=True) or b""
         lfdi = lfdi_from_der(der, self._profile) if der else ""
-        return PeerInfo(der, lfdi, sfdi_from_lfdi(lfdi) if lfdi else 0,
-                        stream.ssl_object.selected_alpn_protocol() or "http/1.1")
+        return PeerInfo(
+            der,
+            lfdi,
+            sfdi_from_lfdi(lfdi) if lfdi else 0,
+            stream.ssl_object.selected_alpn_protocol() or "http/1.1",
+        )
 
     async def _serve(self, stream: TlsStream) -> None:
         peer = self._peer(stream)
@@ -456,4 +469,3 @@ class HttpsServer:
             logger.exception("handler for %s %s failed: %r", request.method, match.path, exc)
             self._errors["HandlerFailed"] += 1
             return Response(500)
-

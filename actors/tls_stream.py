@@ -62,13 +62,15 @@ class TlsStream(anyio.abc.ByteStream):
         ssl_object = context.wrap_bio(incoming, outgoing, server_side=server_side)
         if session is not None:
             ssl_object.session = session  # offered in the ClientHello; the server may decline
-        stream = cls(transport, ssl_object, incoming, outgoing,
-                     "server" if server_side else "client")
+        stream = cls(
+            transport, ssl_object, incoming, outgoing, "server" if server_side else "client"
+        )
         try:
             await stream._call(ssl_object.do_handshake)
         except ssl.SSLError as exc:
-            error = classify_tls_error(exc, role=stream._role,
-                                       peer_hello_seen=stream._peer_hello_seen())
+            error = classify_tls_error(
+                exc, role=stream._role, peer_hello_seen=stream._peer_hello_seen()
+            )
             await stream._abort()
             raise error from exc
         except BaseException:
@@ -107,8 +109,9 @@ class TlsStream(anyio.abc.ByteStream):
             try:
                 await self._transport.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                raise ConnectionReset(f"connection to the peer broke while sending ({exc!r})",
-                                      by_peer=True) from exc
+                raise ConnectionReset(
+                    f"connection to the peer broke while sending ({exc!r})", by_peer=True
+                ) from exc
 
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
         while True:
@@ -121,8 +124,9 @@ class TlsStream(anyio.abc.ByteStream):
                 except anyio.EndOfStream:
                     self._incoming.write_eof()
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise ConnectionReset(f"connection reset by the peer ({exc!r})",
-                                          by_peer=True) from exc
+                    raise ConnectionReset(
+                        f"connection reset by the peer ({exc!r})", by_peer=True
+                    ) from exc
                 else:
                     if self._capturing and len(self._captured) < _HANDSHAKE_CAPTURE_BYTES:
                         self._captured += data
@@ -148,8 +152,9 @@ class TlsStream(anyio.abc.ByteStream):
             # exchange had completed (a close mid-body is a reset at that layer).
             raise anyio.EndOfStream from exc
         except ssl.SSLError as exc:
-            raise ProtocolViolation(f"TLS record error from the peer: {exc.reason or exc}",
-                                    by_peer=True) from exc
+            raise ProtocolViolation(
+                f"TLS record error from the peer: {exc.reason or exc}", by_peer=True
+            ) from exc
         if not data:
             raise anyio.EndOfStream
         return data
@@ -192,8 +197,9 @@ class TlsStream(anyio.abc.ByteStream):
             TLSAttribute.peer_certificate: lambda: self._ssl.getpeercert(False),
             TLSAttribute.peer_certificate_binary: lambda: self._ssl.getpeercert(True),
             TLSAttribute.server_side: lambda: self._ssl.server_side,
-            TLSAttribute.shared_ciphers: lambda: self._ssl.shared_ciphers()
-            if self._ssl.server_side else None,
+            TLSAttribute.shared_ciphers: lambda: (
+                self._ssl.shared_ciphers() if self._ssl.server_side else None
+            ),
             TLSAttribute.ssl_object: lambda: self._ssl,
             TLSAttribute.standard_compatible: lambda: False,
             TLSAttribute.tls_version: self._ssl.version,

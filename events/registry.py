@@ -9,6 +9,7 @@ from __future__ import annotations
 from events.base import Event
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES
+from events.hardware_events import HARDWARE_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
@@ -18,6 +19,7 @@ __all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS"]
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LOG_EVENT_TYPES,
     *RUNTIME_EVENT_TYPES,
+    *HARDWARE_EVENT_TYPES,
     *CONTROL_EVENT_TYPES,
     *REGISTRATION_EVENT_TYPES,
 )

@@ -8,7 +8,7 @@ exponential back-off.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.abc
@@ -66,7 +66,9 @@ class ModbusTcpClient:
         connect_attempts: int = 4,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
+        connector: Callable[[], Awaitable[anyio.abc.ByteStream]] | None = None,
     ) -> None:
+        """``connector`` replaces the TCP connect (simulations use in-memory pipes)."""
         if connect_attempts < 1:
             raise ValueError("connect_attempts must be ≥ 1")
         self.host = host
@@ -76,6 +78,7 @@ class ModbusTcpClient:
         self.connect_attempts = connect_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self._connector = connector
         self._stream: anyio.abc.ByteStream | None = None
         self._reader = MbapReader()
         self._tid = 0
@@ -113,7 +116,11 @@ class ModbusTcpClient:
         for attempt in range(1, self.connect_attempts + 1):
             try:
                 with anyio.fail_after(self.timeout_s):
-                    self._stream = await anyio.connect_tcp(self.host, self.port)
+                    self._stream = await (
+                        self._connector()
+                        if self._connector
+                        else anyio.connect_tcp(self.host, self.port)
+                    )
             except TimeoutError:
                 last = f"connect timed out after {self.timeout_s:g} s"
             except OSError as exc:

@@ -30,17 +30,28 @@ FILES = ("ca.pem", "mca.pem", "mica.pem", "server.pem", "server.key", "device.pe
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "certs", help="certificate tooling (demo PKI in the CSIP profile)")
+        "certs", help="certificate tooling (demo PKI in the CSIP profile)"
+    )
     sub = parser.add_subparsers(dest="certs_command", metavar="ACTION", required=True)
     init = sub.add_parser("init", help="write a demo SERCA/MCA/MICA/server/device PKI into DIR")
     init.add_argument("dir", type=Path)
     init.add_argument("--force", action="store_true", help="overwrite existing files")
-    init.add_argument("--device-serial", default="SEP2GW-DEMO-0001",
-                      help="hwSerialNum written into the device certificate's SAN")
-    init.add_argument("--server-name", action="append", default=None,
-                      help="DNS name for the server certificate (repeatable; default localhost)")
-    init.add_argument("--key-password-env", metavar="VAR",
-                      help="encrypt the private keys with the password in environment variable VAR")
+    init.add_argument(
+        "--device-serial",
+        default="SEP2GW-DEMO-0001",
+        help="hwSerialNum written into the device certificate's SAN",
+    )
+    init.add_argument(
+        "--server-name",
+        action="append",
+        default=None,
+        help="DNS name for the server certificate (repeatable; default localhost)",
+    )
+    init.add_argument(
+        "--key-password-env",
+        metavar="VAR",
+        help="encrypt the private keys with the password in environment variable VAR",
+    )
     init.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
     init.set_defaults(handler=_init)
 
@@ -56,22 +67,29 @@ def _init(args: argparse.Namespace) -> int:
     target: Path = args.dir
     existing = [name for name in FILES if (target / name).exists()]
     if existing and not args.force:
-        print(f"certs init: {target} already holds {', '.join(existing)}; use --force to replace",
-              file=sys.stderr)
+        print(
+            f"certs init: {target} already holds {', '.join(existing)}; use --force to replace",
+            file=sys.stderr,
+        )
         return 2
     password: bytes | None = None
     if args.key_password_env:
         value = os.environ.get(args.key_password_env)
         if not value:
-            print(f"certs init: environment variable {args.key_password_env} is empty or unset",
-                  file=sys.stderr)
+            print(
+                f"certs init: environment variable {args.key_password_env} is empty or unset",
+                file=sys.stderr,
+            )
             return 2
         password = value.encode()
     target.mkdir(parents=True, exist_ok=True)
     # notBefore a day back, so a peer whose clock lags ours a little still accepts the chain.
     not_before = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
-    pki = mint_demo_pki(not_before, device_serial=args.device_serial.encode(),
-                        server_names=tuple(args.server_name or ("localhost",)))
+    pki = mint_demo_pki(
+        not_before,
+        device_serial=args.device_serial.encode(),
+        server_names=tuple(args.server_name or ("localhost",)),
+    )
     _write(target / "ca.pem", chain_pem([pki.serca.certificate]), secret=False)
     _write(target / "mca.pem", chain_pem([pki.mca.certificate]), secret=False)
     _write(target / "mica.pem", chain_pem([pki.mica.certificate]), secret=False)

@@ -19,7 +19,8 @@ __all__ = ["leaf_der", "register"]
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "id", help="print the LFDI and SFDI of a certificate")
+        "id", help="print the LFDI and SFDI of a certificate"
+    )
     parser.add_argument("cert", type=Path, help="certificate file (PEM chain, leaf first, or DER)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
     parser.set_defaults(handler=_id)

@@ -36,21 +36,31 @@ _MAX_DCAP_BYTES = 256 * 1024
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "probe", help="check the secure link to a 2030.5 server and read its DeviceCapability")
+        "probe", help="check the secure link to a 2030.5 server and read its DeviceCapability"
+    )
     parser.add_argument("url", help="server URL, e.g. https://utility.example:8443/")
-    parser.add_argument("--cert", required=True, type=Path,
-                        help="device certificate chain (PEM: device, MICA, MCA)")
+    parser.add_argument(
+        "--cert", required=True, type=Path, help="device certificate chain (PEM: device, MICA, MCA)"
+    )
     parser.add_argument("--key", required=True, type=Path, help="device private key (PEM)")
     parser.add_argument("--ca", required=True, type=Path, help="root CA (SERCA) to verify against")
-    parser.add_argument("--key-password-env", metavar="VAR",
-                        help="read the key password from this environment variable")
-    parser.add_argument("--dcap", default=None,
-                        help="DeviceCapability path (default: the URL's path, else /dcap)")
+    parser.add_argument(
+        "--key-password-env",
+        metavar="VAR",
+        help="read the key password from this environment variable",
+    )
+    parser.add_argument(
+        "--dcap", default=None, help="DeviceCapability path (default: the URL's path, else /dcap)"
+    )
     parser.add_argument("--http1", action="store_true", help="offer only HTTP/1.1 in ALPN")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per step")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
-    parser.add_argument("--extra-cipher", action="append", default=[],
-                        help="also offer this OpenSSL cipher (test servers only; logged)")
+    parser.add_argument(
+        "--extra-cipher",
+        action="append",
+        default=[],
+        help="also offer this OpenSSL cipher (test servers only; logged)",
+    )
     parser.set_defaults(handler=_probe)
 
 
@@ -67,8 +77,13 @@ def _describe(der: bytes) -> str:
 def summarise_dcap(body: bytes) -> list[str]:
     """A few lines about a DeviceCapability document: pollRate and the links it advertises.
     Parsed with entities, DTDs and network access off (the body comes from the network)."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                             huge_tree=False, remove_comments=True)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
     root = etree.fromstring(body, parser)
     local = etree.QName(root).localname
     if local != "DeviceCapability":
@@ -93,13 +108,22 @@ def _print_tls(info: TlsInfo, ca: Path) -> None:
     print(f"verified:     yes, against {ca} (host-name check off, as 2030.5 requires)")
 
 
-async def _run(args: argparse.Namespace, material: TlsMaterial, host: str, port: int,
-               path: str) -> int:
-    context = client_context(material, alpn=("http/1.1",) if args.http1 else DEFAULT_ALPN,
-                             extra_ciphers=args.extra_cipher)
-    async with HttpsClient(host, port, context, connect_timeout_s=args.timeout,
-                           request_timeout_s=args.timeout,
-                           max_response_bytes=_MAX_DCAP_BYTES) as client:
+async def _run(
+    args: argparse.Namespace, material: TlsMaterial, host: str, port: int, path: str
+) -> int:
+    context = client_context(
+        material,
+        alpn=("http/1.1",) if args.http1 else DEFAULT_ALPN,
+        extra_ciphers=args.extra_cipher,
+    )
+    async with HttpsClient(
+        host,
+        port,
+        context,
+        connect_timeout_s=args.timeout,
+        request_timeout_s=args.timeout,
+        max_response_bytes=_MAX_DCAP_BYTES,
+    ) as client:
         info = await client.connect()
         _print_tls(info, args.ca)
         response: Response = await client.get(path)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
@@ -141,6 +142,18 @@ class SimModbusServer:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return False
         return True
+
+    async def serve_pipes(
+        self,
+        accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve in-memory connections (``actors.pipe``) until ``accept`` closes or we are cancelled."""
+        async with accept, anyio.create_task_group() as group:
+            task_status.started()
+            async for stream in accept:
+                group.start_soon(self.handle_connection, stream)
 
     async def serve(
         self,

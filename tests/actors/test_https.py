@@ -98,9 +98,10 @@ async def _read_request(tls: TlsStream) -> None:
 async def test_mutual_tls_loopback_negotiates_ccm8(pki_a: PkiFiles, alpn: tuple[str, ...]) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device, alpn=alpn)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device, alpn=alpn)) as client,
+        ):
             response = await client.get("/dcap")
             info = client.tls_info
     assert info is not None
@@ -114,9 +115,10 @@ async def test_mutual_tls_loopback_negotiates_ccm8(pki_a: PkiFiles, alpn: tuple[
 async def test_alpn_falls_back_to_http11_against_http11_only_server(pki_a: PkiFiles) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server, alpn=("http/1.1",)))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             assert (await client.get("/dcap")).status == 200
             assert client.tls_info is not None and client.tls_info.alpn == "http/1.1"
 
@@ -127,9 +129,10 @@ async def test_connection_kept_alive_then_session_resumed(
 ) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device, alpn=alpn)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device, alpn=alpn)) as client,
+        ):
             for _ in range(3):
                 await client.get("/dcap")
             assert client.statistics().connections_opened == 1
@@ -148,8 +151,13 @@ async def _hypercorn_app(scope: dict[str, Any], receive: Any, send: Any) -> None
             if message["type"] == "lifespan.shutdown":
                 return
     body = f'<DeviceCapability href="{scope["path"]}" v="{scope["http_version"]}"/>'.encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", SEP_XML.encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", SEP_XML.encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -170,15 +178,17 @@ async def hypercorn_server(pki: PkiFiles, alpn: list[str]) -> AsyncIterator[int]
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize(("offered", "expected"), [(["h2", "http/1.1"], "h2"),
-                                                   (["http/1.1"], "http/1.1")])
+@pytest.mark.parametrize(
+    ("offered", "expected"), [(["h2", "http/1.1"], "h2"), (["http/1.1"], "http/1.1")]
+)
 async def test_independent_server_hypercorn_as_peer(
     pki_a: PkiFiles, offered: list[str], expected: str
 ) -> None:
     with trio.fail_after(DEADLINE_S):
-        async with hypercorn_server(pki_a, offered) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            hypercorn_server(pki_a, offered) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             first = await client.get("/dcap")
             second = await client.get("/edev")
             info = client.tls_info
@@ -195,9 +205,10 @@ async def test_client_from_another_ca_is_refused_with_unknown_ca(
     server = HttpsServer(_router(), server_context(pki_a.server))
     foreign = dataclasses.replace(pki_b.device, ca=pki_a.ca)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(foreign)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(foreign)) as client,
+        ):
             with pytest.raises(UnknownCA) as caught:
                 await client.get("/dcap")
             await trio.testing.wait_all_tasks_blocked()
@@ -208,9 +219,10 @@ async def test_client_from_another_ca_is_refused_with_unknown_ca(
 async def test_server_from_another_ca_is_unknown_ca(pki_a: PkiFiles, pki_b: PkiFiles) -> None:
     server = HttpsServer(_router(), server_context(pki_b.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             with pytest.raises(UnknownCA, match="server's certificate chain"):
                 await client.get("/dcap")
 
@@ -237,9 +249,10 @@ async def test_tls13_only_server_is_a_version_mismatch(pki_a: PkiFiles) -> None:
     tls13.load_cert_chain(pki_a.server.chain, pki_a.server.key)
     server = HttpsServer(_router(), tls13)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             with pytest.raises(TlsVersionMismatch):
                 await client.get("/dcap")
 
@@ -251,9 +264,10 @@ async def test_server_without_ccm8_is_a_cipher_mismatch(pki_a: PkiFiles) -> None
     gcm.load_cert_chain(pki_a.server.chain, pki_a.server.key)
     server = HttpsServer(_router(), gcm)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             with pytest.raises(CipherMismatch):
                 await client.get("/dcap")
 
@@ -264,10 +278,10 @@ async def test_malformed_response_is_a_protocol_violation(pki_a: PkiFiles) -> No
         await tls.send(b"HTTP/1.1 two hundred\r\n\r\n")
 
     with trio.fail_after(DEADLINE_S):
-        async with raw_tls_server(server_context(pki_a.server, alpn=("http/1.1",)),
-                                  garbage) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            raw_tls_server(server_context(pki_a.server, alpn=("http/1.1",)), garbage) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             with pytest.raises(ProtocolViolation, match="malformed HTTP/1.1"):
                 await client.get("/dcap")
 
@@ -278,10 +292,10 @@ async def test_server_closing_mid_response_is_a_reset(pki_a: PkiFiles) -> None:
         await tls.send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n<DeviceCap")
 
     with trio.fail_after(DEADLINE_S):
-        async with raw_tls_server(server_context(pki_a.server, alpn=("http/1.1",)),
-                                  half) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            raw_tls_server(server_context(pki_a.server, alpn=("http/1.1",)), half) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             with pytest.raises(ConnectionReset, match="mid-message"):
                 await client.get("/dcap")
 
@@ -293,9 +307,15 @@ async def test_oversized_response_is_body_too_large(pki_a: PkiFiles, alpn: tuple
 
     server = HttpsServer(_router(big=big), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device, alpn=alpn), max_response_bytes=10_000
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient(
+                "127.0.0.1",
+                port,
+                client_context(pki_a.device, alpn=alpn),
+                max_response_bytes=10_000,
+            ) as client,
+        ):
             with pytest.raises(BodyTooLarge):
                 await client.get("/big")
             assert (await client.get("/dcap")).status == 200  # a fresh connection works
@@ -308,12 +328,12 @@ async def test_request_deadline_raises_link_timeout(
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
-    server = HttpsServer(_router(stall=stall), server_context(pki_a.server),
-                         handler_timeout_s=3600)
+    server = HttpsServer(_router(stall=stall), server_context(pki_a.server), handler_timeout_s=3600)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             before = trio.current_time()
             with pytest.raises(LinkTimeout, match="within 5 s"):
                 await client.get("/stall", timeout_s=5)
@@ -326,9 +346,10 @@ async def test_idle_connection_closed_by_server_is_retried_once(
 ) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server, alpn=alpn), idle_timeout_s=2)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             await client.get("/dcap")
             await trio.sleep(5)  # mock time: the server's idle deadline passes
             assert (await client.get("/dcap")).status == 200
@@ -352,9 +373,10 @@ async def test_429_with_retry_after_reaches_the_caller(pki_a: PkiFiles) -> None:
 
     server = HttpsServer(_router(busy=busy), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             response = await client.get("/busy")
     assert classify_response(response, now_epoch_s=0.0) == BackOff(429, 30.0)
 
@@ -362,9 +384,10 @@ async def test_429_with_retry_after_reaches_the_caller(pki_a: PkiFiles) -> None:
 async def test_unknown_path_is_404_and_wrong_method_405(pki_a: PkiFiles) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             assert (await client.get("/nope")).status == 404
             wrong = await client.request("DELETE", "/dcap")
     assert wrong.status == 405 and wrong.header("allow") == "GET"
@@ -377,8 +400,9 @@ def test_client_and_server_also_run_on_asyncio(pki_a: PkiFiles) -> None:
         with anyio.fail_after(DEADLINE_S):
             async with running(server) as port:
                 for alpn in H2_AND_H11:
-                    async with HttpsClient("127.0.0.1", port,
-                                           client_context(pki_a.device, alpn=alpn)) as client:
+                    async with HttpsClient(
+                        "127.0.0.1", port, client_context(pki_a.device, alpn=alpn)
+                    ) as client:
                         response = await client.get("/dcap")
                         assert client.tls_info is not None
                         seen.append((response.status, client.tls_info.alpn))
@@ -392,12 +416,12 @@ async def test_post_on_a_connection_the_server_closed_is_not_resent(
 ) -> None:
     router = _router()
     router.add("POST", "/rsp", _dcap)
-    server = HttpsServer(router, server_context(pki_a.server, alpn=("http/1.1",)),
-                         idle_timeout_s=2)
+    server = HttpsServer(router, server_context(pki_a.server, alpn=("http/1.1",)), idle_timeout_s=2)
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(pki_a.device)) as client,
+        ):
             await client.get("/dcap")
             await trio.sleep(5)  # mock time: the server closes the idle connection
             with pytest.raises(ConnectionReset):
@@ -411,11 +435,15 @@ async def test_expired_client_certificate_is_rejected_by_the_server(
 ) -> None:
     pki = pki_a.pki
     device = pki.device.certificate
-    builder = (x509.CertificateBuilder().subject_name(device.subject)
-               .issuer_name(pki.mica.certificate.subject).public_key(device.public_key())
-               .serial_number(device.serial_number)
-               .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
-               .not_valid_after(dt.datetime(2021, 1, 1, tzinfo=dt.UTC)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(device.subject)
+        .issuer_name(pki.mica.certificate.subject)
+        .public_key(device.public_key())
+        .serial_number(device.serial_number)
+        .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2021, 1, 1, tzinfo=dt.UTC))
+    )
     for extension in device.extensions:
         builder = builder.add_extension(extension.value, extension.critical)
     expired = builder.sign(pki.mica.key, hashes.SHA256())
@@ -424,9 +452,10 @@ async def test_expired_client_certificate_is_rejected_by_the_server(
     material = dataclasses.replace(pki_a.device, chain=str(chain))
     server = HttpsServer(_router(), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(material)
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient("127.0.0.1", port, client_context(material)) as client,
+        ):
             with pytest.raises(CertificateRejected, match="rejected our certificate") as caught:
                 await client.get("/dcap")
             await trio.testing.wait_all_tasks_blocked()
@@ -437,9 +466,12 @@ async def test_expired_client_certificate_is_rejected_by_the_server(
 async def test_resumption_can_be_switched_off(pki_a: PkiFiles) -> None:
     server = HttpsServer(_router(), server_context(pki_a.server))
     with trio.fail_after(DEADLINE_S):
-        async with running(server) as port, HttpsClient(
-            "127.0.0.1", port, client_context(pki_a.device), resume_sessions=False
-        ) as client:
+        async with (
+            running(server) as port,
+            HttpsClient(
+                "127.0.0.1", port, client_context(pki_a.device), resume_sessions=False
+            ) as client,
+        ):
             await client.get("/dcap")
             await client.aclose()
             await client.get("/dcap")
@@ -459,8 +491,13 @@ async def test_server_that_never_answers_the_hello_is_a_connect_timeout(
     with trio.fail_after(DEADLINE_S):
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, mute)
-            async with HttpsClient("127.0.0.1", port, client_context(pki_a.device),
-                                   connect_timeout_s=3, request_timeout_s=60) as client:
+            async with HttpsClient(
+                "127.0.0.1",
+                port,
+                client_context(pki_a.device),
+                connect_timeout_s=3,
+                request_timeout_s=60,
+            ) as client:
                 with pytest.raises(LinkTimeout, match="TLS handshake"):
                     await client.get("/dcap")
                 with pytest.raises(LinkTimeout, match="TLS handshake"):
@@ -488,9 +525,10 @@ async def test_independent_server_dropping_our_chain_without_alert_is_a_hinted_r
     # hypercorn (trio's SSLStream) closes without sending its unknown_ca alert.
     foreign = dataclasses.replace(pki_b.device, ca=pki_a.ca)
     with trio.fail_after(DEADLINE_S):
-        async with hypercorn_server(pki_a, ["h2", "http/1.1"]) as port, HttpsClient(
-            "127.0.0.1", port, client_context(foreign)
-        ) as client:
+        async with (
+            hypercorn_server(pki_a, ["h2", "http/1.1"]) as port,
+            HttpsClient("127.0.0.1", port, client_context(foreign)) as client,
+        ):
             with pytest.raises(ConnectionReset, match="after its hello and without an alert"):
                 await client.get("/dcap")
 

@@ -35,8 +35,7 @@ async def tls_pair(
     ready = anyio.Event()
 
     async def accept(tcp: anyio.abc.SocketStream) -> None:
-        accepted.append(await TlsStream.handshake(tcp, sctx,
-                                                  server_side=True))
+        accepted.append(await TlsStream.handshake(tcp, sctx, server_side=True))
         ready.set()
         await anyio.sleep_forever()
 
@@ -60,17 +59,16 @@ async def test_bytes_flow_both_ways_and_attributes_follow_anyio(pki_a: PkiFiles)
             assert client.extra(TLSAttribute.tls_version) == "TLSv1.2"
             assert client.extra(TLSAttribute.alpn_protocol) == "h2"
             assert server.extra(TLSAttribute.peer_certificate_binary) == certificate_der(
-                pki_a.pki.device.certificate)
+                pki_a.pki.device.certificate
+            )
             assert client.extra(anyio.abc.SocketAttribute.remote_address)[0] == "127.0.0.1"
 
 
 async def test_peer_chain_comes_from_the_handshake(pki_a: PkiFiles) -> None:
     with trio.fail_after(DEADLINE_S):
         async with tls_pair(pki_a) as (client, server):
-            assert client.peer_chain_der() == [certificate_der(c)
-                                               for c in pki_a.pki.server_chain()]
-            assert server.peer_chain_der() == [certificate_der(c)
-                                               for c in pki_a.pki.device_chain()]
+            assert client.peer_chain_der() == [certificate_der(c) for c in pki_a.pki.server_chain()]
+            assert server.peer_chain_der() == [certificate_der(c) for c in pki_a.pki.device_chain()]
 
 
 async def test_offered_session_is_resumed_and_chain_falls_back_to_leaf(pki_a: PkiFiles) -> None:

@@ -1,0 +1,228 @@
+"""The controls actor: owns the controls decision core and carries out what it decides.
+
+decide → persist → act: every input (a poll result, a timer, a write verdict, a Response outcome) is
+handed to :class:`statemachines.controls.ControlsCore`; the events it returns are appended to the log
+and, once durable, the actor acts on them: the limits in force go to the hardware actor, Responses to
+the responder. On start it rebuilds the core by folding the log and applies what is in force before
+anything else happens (PROTOCOL.md §4 rule 13: a restart while offline follows the persisted schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from actors.clock import Clock
+from actors.log_writer import LogWriter
+from actors.mailbox import Latest
+from actors.messages import (
+    ApplyLimits,
+    ControlsInput,
+    ControlsSeen,
+    DefaultSeen,
+    LinkState,
+    ProgramsSeen,
+    ResponseOutcome,
+    SendResponse,
+    WriteOutcome,
+)
+from actors.rng import RandomSource
+from events.base import Event
+from events.control_events import (
+    LimitsInForceChanged,
+    RampPlanned,
+    control_event_stream,
+)
+from events.envelope import Append
+from events.replay import replay
+from events.store import EventStore
+from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
+from statemachines.ramps import Ramp
+
+__all__ = ["ControlsActor", "ControlsStatistics", "RESPONSE_RETRY_S"]
+
+#: A Response that failed with a 5xx or a network error is offered again after this long.
+RESPONSE_RETRY_S: Final = 30.0
+
+
+class ControlsStatistics(msgspec.Struct, frozen=True):
+    inputs: int
+    timers: int
+    events: int
+    limits_published: int
+
+
+class ControlsActor:
+    """Run with ``await task_group.start(actor.run)``; feed it through ``inbox``."""
+
+    def __init__(
+        self,
+        *,
+        config: CoreConfig,
+        store: EventStore,
+        log: LogWriter,
+        clock: Clock,
+        rng: RandomSource,
+        inbox: MemoryObjectReceiveStream[ControlsInput],
+        to_hardware: Latest[ApplyLimits],
+        to_responder: MemoryObjectSendStream[SendResponse],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._log = log
+        self._clock = clock
+        self._rng = rng
+        self._inbox = inbox
+        self._to_hardware = to_hardware
+        self._to_responder = to_responder
+        self.core: ControlsCore | None = None
+        #: Responses handed to the responder and not yet answered, with when they may be offered again.
+        self._in_flight: dict[tuple[str, int], float] = {}
+        self._inputs = self._timers = self._events = self._published = 0
+
+    def statistics(self) -> ControlsStatistics:
+        return ControlsStatistics(self._inputs, self._timers, self._events, self._published)
+
+    def _draw(self, low: int, high: int) -> int:
+        return self._rng.integer(low, high)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self._inbox, self._to_responder:
+            state, _ = replay(self._store, CONTROLS_PROJECTION)
+            core = self.core = ControlsCore(self._config, _fresh(state))
+            # Before anything else, and before the server is reachable: what the log says is in force.
+            await self._publish_limits(core)
+            await self._decide(core.handle_timer(self._clock.server_time(), self._draw))
+            await self._offer_responses(core)
+            task_status.started()
+            while True:
+                message = await self._next_input(core)
+                now = self._clock.server_time()
+                if message is None:
+                    self._timers += 1
+                    events = core.handle_timer(now, self._draw)
+                else:
+                    self._inputs += 1
+                    events = self._dispatch(core, message, now)
+                await self._decide(events)
+                await self._offer_responses(core)
+
+    async def _next_input(self, core: ControlsCore) -> ControlsInput | None:
+        """The next message, or ``None`` when the core's next deadline (or a retry) falls due first."""
+        deadlines = [d for d in (core.next_deadline(), self._next_retry()) if d is not None]
+        try:
+            return self._inbox.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        if not deadlines:
+            return await self._inbox.receive()
+        wait = min(deadlines) - self._clock.server_time()
+        with anyio.move_on_after(max(wait, 0.0)):
+            return await self._inbox.receive()
+        return None
+
+    def _next_retry(self) -> float | None:
+        return min(self._in_flight.values(), default=None) if self._in_flight else None
+
+    def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
+        draw = self._draw
+        match message:
+            case ProgramsSeen(programs=programs):
+                return core.receive_programs(programs, now, draw)
+            case DefaultSeen(program_id=program_id, default=default):
+                return core.receive_default(program_id, default, now, draw)
+            case ControlsSeen(program_id=program_id, controls=controls):
+                return core.receive_controls(program_id, controls, now, draw)
+            case LinkState(online=True):
+                return core.comms_restored(now, draw)
+            case LinkState(online=False):
+                return core.comms_lost(now, draw)
+            case ResponseOutcome():
+                key = (message.mrid, int(message.status))
+                if message.acked:
+                    self._in_flight.pop(key, None)
+                    return core.response_acked(
+                        message.mrid, message.status, message.http_status or 0, now
+                    )
+                events = core.response_failed(
+                    message.mrid, message.status, message.http_status, now
+                )
+                if key in self._in_flight:
+                    self._in_flight[key] = now + RESPONSE_RETRY_S
+                return events
+            case WriteOutcome(ok=ok, detail=detail):
+                return core.device_write_result(ok, now, draw, detail)
+        raise TypeError(f"controls actor: unexpected message {message!r}")
+
+    async def _decide(self, events: Sequence[Event]) -> None:
+        """Persist, then act on what was decided."""
+        if not events:
+            return
+        reading = self._clock.read()
+        await self._log.append(_batch(events, reading.server_time, reading.monotonic))
+        self._events += len(events)
+        if any(isinstance(e, LimitsInForceChanged | RampPlanned) for e in events):
+            assert self.core is not None
+            await self._publish_limits(self.core)
+
+    async def _publish_limits(self, core: ControlsCore) -> None:
+        state = core.state
+        ramps = {
+            mode: Ramp(
+                mode=mode,
+                from_value=r.from_value,
+                to_value=r.to_value,
+                start_s=r.start_s,
+                end_s=r.end_s,
+            )
+            for mode, r in state.ramps.items()
+        }
+        self._to_hardware.put(
+            ApplyLimits(settings=state.settings, ramps=ramps, at_s=self._clock.server_time())
+        )
+        self._published += 1
+
+    async def _offer_responses(self, core: ControlsCore) -> None:
+        """Hand queued Responses to the responder: each once, again only after a failed attempt's
+        retry delay (§4 rule 16: retried on 5xx/network errors, never on 4xx)."""
+        now = self._clock.server_time()
+        for intended in core.responses_to_send():
+            key = (intended.mrid, int(intended.status))
+            retry_at = self._in_flight.get(key)
+            if retry_at is not None and retry_at > now:
+                continue
+            # Reserve the key before posting: the Sent record is durable before the POST leaves.
+            self._in_flight[key] = float("inf")
+            await self._decide(core.response_sent(intended.mrid, intended.status, now))
+            await self._to_responder.send(SendResponse(response=intended))
+
+
+def _fresh(state: ControlsState) -> ControlsState:
+    # The projection's initial state is shared; the core mutates its state, so give it its own.
+    return msgspec.json.decode(msgspec.json.encode(state), type=ControlsState)
+
+
+def _batch(events: Sequence[Event], server_time: float, monotonic: float) -> list[Append]:
+    """Consecutive events of one stream become one Append; the whole decision is one batch."""
+    appends: list[Append] = []
+    current: list[Event] = []
+    stream = ""
+    for event in events:
+        target = control_event_stream(event)
+        if current and target != stream:
+            appends.append(
+                Append(stream=stream, events=current, server_time=server_time, monotonic=monotonic)
+            )
+            current = []
+        stream = target
+        current.append(event)
+    if current:
+        appends.append(
+            Append(stream=stream, events=current, server_time=server_time, monotonic=monotonic)
+        )
+    return appends

@@ -1,0 +1,261 @@
+"""The hardware actor: applies the limits in force to the battery and samples its telemetry.
+
+It is the only user of the DER driver. It writes when new limits arrive, then every control period
+while a closed loop (export/import limits at the connection point) or a ramp needs it, and otherwise
+re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
+the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
+sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from actors.clock import Clock
+from actors.drivers.base import DerDriver, DriverError, Telemetry
+from actors.log_writer import LogWriter
+from actors.mailbox import Latest
+from actors.messages import ApplyLimits, ControlsInput, WriteOutcome
+from events.base import Event
+from events.der_model import ControlSettings, Mode
+from events.envelope import Append
+from events.hardware_events import (
+    HARDWARE_STREAM,
+    AlarmsChanged,
+    DeviceUnreachable,
+    LimitsApplied,
+    NameplateRead,
+    TelemetrySampled,
+)
+from events.telemetry import IntervalSummary
+from statemachines.telemetry import IntervalAggregator, SampleSchedule
+from transport.modbus import ModbusError
+
+__all__ = ["HardwareActor", "HardwareConfig", "HardwareStatistics", "CLOSED_LOOP_MODES"]
+
+#: Modes whose target depends on what the site does, so they are re-evaluated every control period.
+CLOSED_LOOP_MODES: Final = frozenset(
+    {Mode.EXPORT_LIMIT_W, Mode.IMPORT_LIMIT_W, Mode.GENERATION_LIMIT_W, Mode.LOAD_LIMIT_W}
+)
+_DEVICE_ERRORS = (TimeoutError, ModbusError, DriverError, OSError)
+
+
+class HardwareConfig(msgspec.Struct, frozen=True, kw_only=True):
+    control_period_s: float = 1.0
+    sample_period_s: float = 5.0
+    post_interval_s: int = 300
+    reassert_s: float = 60.0
+    io_timeout_s: float = 5.0
+    record_telemetry: bool = True
+
+
+class HardwareStatistics(msgspec.Struct, frozen=True):
+    applies: int
+    writes: int
+    failures: int
+    samples: int
+    summaries_dropped: int
+
+
+class HardwareActor:
+    def __init__(
+        self,
+        *,
+        driver: DerDriver,
+        log: LogWriter,
+        clock: Clock,
+        limits: Latest[ApplyLimits],
+        to_controls: MemoryObjectSendStream[ControlsInput],
+        summaries: MemoryObjectSendStream[list[IntervalSummary]] | None = None,
+        config: HardwareConfig | None = None,
+    ) -> None:
+        config = config or HardwareConfig()
+        self._driver = driver
+        self._log = log
+        self._clock = clock
+        self._limits = limits
+        self._to_controls = to_controls
+        self._summaries = summaries
+        self._config = config
+        self._schedule = SampleSchedule(config.sample_period_s)
+        self._aggregator = IntervalAggregator(config.post_interval_s)
+        self._current: ApplyLimits | None = None
+        self._verdict_owed = False
+        self._last_written: ControlSettings | None = None
+        self._next_apply: float | None = None
+        self._alarms: tuple[str, ...] = ()
+        self._applies = self._writes = self._failures = self._samples = self._dropped = 0
+
+    def statistics(self) -> HardwareStatistics:
+        return HardwareStatistics(
+            self._applies, self._writes, self._failures, self._samples, self._dropped
+        )
+
+    async def _record(self, *events: Event) -> None:
+        reading = self._clock.read()
+        await self._log.append(
+            [
+                Append(
+                    stream=HARDWARE_STREAM,
+                    events=events,
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self._to_controls:
+            await self._read_nameplate()
+            task_status.started()
+            next_sample = self._schedule.next_deadline(self._clock.server_time())
+            while True:
+                now = self._clock.server_time()
+                deadline = (
+                    next_sample if self._next_apply is None else min(next_sample, self._next_apply)
+                )
+                with anyio.move_on_after(max(deadline - now, 0.0)):
+                    self._current = await self._limits.take()
+                    self._verdict_owed = True
+                    self._next_apply = self._clock.server_time()
+                now = self._clock.server_time()
+                if self._next_apply is not None and now >= self._next_apply:
+                    await self._apply(now)
+                if now >= next_sample:
+                    await self._sample(now)
+                    next_sample = self._schedule.next_deadline(now)
+
+    async def _read_nameplate(self) -> None:
+        now = self._clock.server_time()
+        try:
+            with anyio.fail_after(self._config.io_timeout_s):
+                plate = await self._driver.read_nameplate()
+        except _DEVICE_ERRORS as exc:
+            self._failures += 1
+            await self._record(_unreachable("read nameplate", exc, now))
+            return
+        fields = msgspec.structs.asdict(plate)
+        await self._record(
+            NameplateRead(
+                at_s=now, dispatchable=tuple(sorted(self._driver.dispatchable_modes())), **fields
+            )
+        )
+
+    async def _apply(self, now: float) -> None:
+        assert self._current is not None
+        command = self._current
+        settings = _at(command, now)
+        self._applies += 1
+        try:
+            with anyio.fail_after(self._config.io_timeout_s):
+                report = await self._driver.apply(settings, now=now)
+        except _DEVICE_ERRORS as exc:
+            self._failures += 1
+            await self._record(_unreachable("apply limits", exc, now))
+            await self._owe_verdict(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            self._next_apply = now + self._config.control_period_s
+            return
+        if report.wrote:
+            self._writes += 1
+        if report.wrote or settings != self._last_written or self._verdict_owed:
+            await self._record(
+                LimitsApplied(
+                    at_s=now,
+                    settings=settings,
+                    applied=tuple(sorted(report.applied)),
+                    not_applicable=tuple(sorted(report.not_applicable)),
+                    setpoint_w=report.setpoint_w,
+                    wrote=report.wrote,
+                    clamps=tuple(str(c) for c in report.clamps),
+                    site_limit_met=report.site_limit_met,
+                )
+            )
+            self._last_written = settings
+        await self._owe_verdict(ok=True)
+        needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
+            r.end_s > now for r in command.ramps.values()
+        )
+        self._next_apply = now + (
+            self._config.control_period_s if needs_loop else self._config.reassert_s
+        )
+
+    async def _owe_verdict(self, *, ok: bool, detail: str = "") -> None:
+        if self._verdict_owed:
+            self._verdict_owed = False
+            await self._to_controls.send(WriteOutcome(ok=ok, detail=detail))
+
+    async def _sample(self, now: float) -> None:
+        closed = self._aggregator.close_due(now)
+        try:
+            with anyio.fail_after(min(self._config.io_timeout_s, self._config.sample_period_s)):
+                telemetry = await self._driver.read_telemetry(now=now)
+        except _DEVICE_ERRORS as exc:
+            self._failures += 1
+            await self._record(_unreachable("read telemetry", exc, now))
+        else:
+            self._samples += 1
+            closed += self._aggregator.add(telemetry.samples())
+            events: list[Event] = []
+            if self._config.record_telemetry:
+                events.append(_sampled(telemetry))
+            if telemetry.alarms != self._alarms:
+                events.append(
+                    AlarmsChanged(
+                        at_s=now,
+                        raised=tuple(a for a in telemetry.alarms if a not in self._alarms),
+                        cleared=tuple(a for a in self._alarms if a not in telemetry.alarms),
+                        active=telemetry.alarms,
+                    )
+                )
+                self._alarms = telemetry.alarms
+            if events:
+                await self._record(*events)
+        if closed and self._summaries is not None:
+            try:
+                self._summaries.send_nowait(closed)
+            except (anyio.WouldBlock, anyio.BrokenResourceError):
+                self._dropped += len(closed)  # the mirror is stuck or gone; control must go on
+
+
+def _at(command: ApplyLimits, now: float) -> ControlSettings:
+    """The limits with each ramping mode at its point on the trajectory (PROTOCOL.md §4 rule 11)."""
+    if not command.ramps:
+        return command.settings
+    changes = {
+        mode.value: ramp.value_at(now)
+        for mode, ramp in command.ramps.items()
+        if isinstance(getattr(command.settings, mode.value), float | int)
+        and not isinstance(getattr(command.settings, mode.value), bool)
+    }
+    return msgspec.structs.replace(command.settings, **changes) if changes else command.settings
+
+
+def _unreachable(operation: str, exc: BaseException, now: float) -> DeviceUnreachable:
+    return DeviceUnreachable(
+        at_s=now, operation=operation, error_type=type(exc).__name__, error=str(exc)
+    )
+
+
+def _sampled(t: Telemetry) -> TelemetrySampled:
+    def finite(v: float | None) -> float | None:
+        return v if v is not None and math.isfinite(v) else None
+
+    return TelemetrySampled(
+        at_s=t.at_s,
+        site_w=finite(t.site_w),
+        site_var=finite(t.site_var),
+        site_v=finite(t.site_v),
+        site_hz=finite(t.site_hz),
+        der_w=finite(t.der_w),
+        der_var=finite(t.der_var),
+        der_v=finite(t.der_v),
+        soc_pct=finite(t.soc_pct),
+        stored_wh=finite(t.stored_wh),
+        connected=t.connected,
+    )

@@ -1,0 +1,49 @@
+"""A latest-value mailbox: for state (the limits in force), where only the newest value matters.
+
+``put`` never blocks, so two actors that command each other (controls → hardware limits, hardware →
+controls write verdicts) can never deadlock on full buffers; ``get`` waits for a value newer than the
+last one taken.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import anyio
+
+__all__ = ["Latest"]
+
+T = TypeVar("T")
+
+
+class Latest(Generic[T]):
+    __slots__ = ("_changed", "_fresh", "_value", "puts", "overwritten")
+
+    def __init__(self) -> None:
+        self._value: T | None = None
+        self._fresh = False
+        self._changed = anyio.Event()
+        self.puts = 0
+        self.overwritten = 0
+
+    def put(self, value: T) -> None:
+        if self._fresh:
+            self.overwritten += 1
+        self._value = value
+        self._fresh = True
+        self.puts += 1
+        self._changed.set()
+
+    def take_nowait(self) -> T:
+        """The newest value not yet taken; raises ``anyio.WouldBlock`` if there is none."""
+        if not self._fresh:
+            raise anyio.WouldBlock
+        self._fresh = False
+        self._changed = anyio.Event()
+        assert self._value is not None
+        return self._value
+
+    async def take(self) -> T:
+        while not self._fresh:
+            await self._changed.wait()
+        return self.take_nowait()

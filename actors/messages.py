@@ -1,0 +1,79 @@
+"""Messages between actors. They are in-process commands and reports, not log records: whatever
+an actor decides because of one is recorded as an event by that actor."""
+
+from __future__ import annotations
+
+import msgspec
+
+from events.control_events import ResponseIntended
+from events.der_model import Control, ControlSettings, DefaultControl, Mode, Program, ResponseStatus
+from statemachines.ramps import Ramp
+
+__all__ = [
+    "ApplyLimits",
+    "ControlsInput",
+    "ControlsSeen",
+    "DefaultSeen",
+    "LinkState",
+    "ProgramsSeen",
+    "ResponseOutcome",
+    "SendResponse",
+    "WriteOutcome",
+]
+
+
+class ProgramsSeen(msgspec.Struct, frozen=True, kw_only=True):
+    """The DERPrograms our FunctionSetAssignments reference now (one full discovery or re-poll)."""
+
+    programs: tuple[Program, ...]
+
+
+class DefaultSeen(msgspec.Struct, frozen=True, kw_only=True):
+    program_id: str
+    default: DefaultControl | None
+
+
+class ControlsSeen(msgspec.Struct, frozen=True, kw_only=True):
+    """One complete poll of a program's DERControlList (every page)."""
+
+    program_id: str
+    controls: tuple[Control, ...]
+
+
+class LinkState(msgspec.Struct, frozen=True, kw_only=True):
+    online: bool
+
+
+class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one Response POST: ``http_status`` None means a network failure."""
+
+    mrid: str
+    status: ResponseStatus
+    acked: bool
+    http_status: int | None
+
+
+class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The device's verdict on the limits last applied."""
+
+    ok: bool
+    detail: str = ""
+
+
+ControlsInput = (
+    ProgramsSeen | DefaultSeen | ControlsSeen | LinkState | ResponseOutcome | WriteOutcome
+)
+
+
+class ApplyLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Controls → hardware: the limits in force and the ramps towards them."""
+
+    settings: ControlSettings
+    ramps: dict[Mode, Ramp]
+    at_s: float
+
+
+class SendResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """Controls → responder: POST this Response (already recorded as sent)."""
+
+    response: ResponseIntended

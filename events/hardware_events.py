@@ -1,0 +1,101 @@
+"""What the battery side did and measured: the evidence of what the site actually did.
+
+These answer the second half of a dispute ("the battery was told X at 14:05:00, read back X, and the
+site meter read Y"), so writes, their read-back verdicts and telemetry samples are all recorded.
+"""
+
+from __future__ import annotations
+
+from events.base import Event
+from events.der_model import ControlSettings, Mode
+
+__all__ = [
+    "HARDWARE_EVENT_TYPES",
+    "HARDWARE_STREAM",
+    "AlarmsChanged",
+    "DeviceUnreachable",
+    "LimitsApplied",
+    "NameplateRead",
+    "TelemetrySampled",
+]
+
+HARDWARE_STREAM = "hardware"
+
+
+class LimitsApplied(Event, frozen=True, kw_only=True, tag="hardware.limits_applied.v1"):
+    """One write to the DER (or a decision not to write), verified by read-back.
+
+    ``settings`` are the values written at ``at_s`` (ramped modes at their point on the trajectory);
+    ``setpoint_w`` the active-power setpoint the closed loop chose (positive = discharge/export).
+    """
+
+    at_s: float
+    settings: ControlSettings
+    applied: tuple[Mode, ...]
+    not_applicable: tuple[Mode, ...] = ()
+    setpoint_w: float | None = None
+    wrote: bool = False
+    clamps: tuple[str, ...] = ()
+    site_limit_met: bool | None = None
+
+
+class DeviceUnreachable(Event, frozen=True, kw_only=True, tag="hardware.device_unreachable.v1"):
+    """A read or write failed (timeout, Modbus exception, disconnect, write not verified)."""
+
+    at_s: float
+    operation: str
+    error_type: str
+    error: str
+
+
+class TelemetrySampled(
+    Event, frozen=True, kw_only=True, tag="hardware.telemetry.v1", omit_defaults=True
+):
+    """One reading of the site meter and the DER (W positive = export at the site, discharge at the DER)."""
+
+    at_s: float
+    site_w: float | None = None
+    site_var: float | None = None
+    site_v: float | None = None
+    site_hz: float | None = None
+    der_w: float | None = None
+    der_var: float | None = None
+    der_v: float | None = None
+    soc_pct: float | None = None
+    stored_wh: float | None = None
+    connected: bool | None = None
+
+
+class AlarmsChanged(Event, frozen=True, kw_only=True, tag="hardware.alarms_changed.v1"):
+    at_s: float
+    raised: tuple[str, ...]
+    cleared: tuple[str, ...]
+    active: tuple[str, ...]
+
+
+class NameplateRead(Event, frozen=True, kw_only=True, tag="hardware.nameplate.v1"):
+    """Ratings and settings as the DER reports them (the basis of DERCapability/DERSettings)."""
+
+    at_s: float
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    rated_w: float | None = None
+    rated_va: float | None = None
+    rated_var: float | None = None
+    rated_charge_w: float | None = None
+    rated_discharge_w: float | None = None
+    capacity_wh: float | None = None
+    max_w: float | None = None
+    max_charge_w: float | None = None
+    max_discharge_w: float | None = None
+    dispatchable: tuple[Mode, ...] = ()
+
+
+HARDWARE_EVENT_TYPES: tuple[type[Event], ...] = (
+    LimitsApplied,
+    DeviceUnreachable,
+    TelemetrySampled,
+    AlarmsChanged,
+    NameplateRead,
+)
