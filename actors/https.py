@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.tls_stream import TlsStream
 from transport.errors import (
@@ -127,8 +128,12 @@ class HttpsClient:
         request_timeout_s: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_BODY_BYTES,
         resume_sessions: bool = True,
+        connector: Callable[[], Awaitable[anyio.abc.ByteStream]] | None = None,
     ) -> None:
+        """``connector`` replaces the TCP connect under the TLS handshake (simulations connect
+        through in-memory pipes; TLS, certificates and HTTP are exactly as on a socket)."""
         self._host = host
+        self._connector = connector
         self._port = port
         self._context = context
         literal = f"[{host}]" if ":" in host else host  # RFC 3986: IPv6 literals in brackets
@@ -230,7 +235,11 @@ class HttpsClient:
         stream: TlsStream | None = None
         with anyio.move_on_after(self._connect_timeout_s):
             try:
-                tcp = await anyio.connect_tcp(self._host, self._port)
+                tcp = await (
+                    self._connector()
+                    if self._connector is not None
+                    else anyio.connect_tcp(self._host, self._port)
+                )
             except OSError as exc:
                 raise ConnectFailed(
                     f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
@@ -366,6 +375,18 @@ class HttpsServer:
         async with listener:
             task_status.started(listener.extra(SocketAttribute.local_port))
             await listener.serve(self.serve_connection)
+
+    async def serve_pipes(
+        self,
+        accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve in-memory connections (``actors.pipe``) until ``accept`` closes or cancelled."""
+        async with accept, anyio.create_task_group() as group:
+            task_status.started()
+            async for transport in accept:
+                group.start_soon(self.serve_connection, transport)
 
     def _record(self, error: LinkError) -> None:
         self._errors[type(error).__name__] += 1
