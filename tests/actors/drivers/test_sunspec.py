@@ -360,3 +360,24 @@ async def test_cancelled_transaction_does_not_desynchronise_the_next(
                 await client.read_holding(40000, 2)
             assert not client.connected
             assert await client.read_holding(40002, 2) == [1, 66]
+
+
+async def test_setpoint_held_in_the_deadband_is_restored_when_the_device_dropped_it(
+    device: Device,
+) -> None:
+    """A device that reverts or restarts loses WSet; an unchanged target must still be re-sent."""
+    ctl = device.server.map.blocks[704]
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        await driver.apply(ControlSettings(target_w=1000), now=0)
+        assert device.sim.setpoint_w == 1000
+        async with ModbusTcpClient("127.0.0.1", device.port) as local:
+            # As the device's own revert timer would: WSetEna back to DISABLED.
+            await local.write_registers(
+                ctl.address("WSetEna"), [ctl.model.symbol("WSetEna", "DISABLED")]
+            )
+        assert device.sim.setpoint_w is None
+        report = await driver.apply(ControlSettings(target_w=1000), now=5)
+        await driver.aclose()
+    assert report.setpoint_w == 1000
+    assert device.sim.setpoint_w == 1000
