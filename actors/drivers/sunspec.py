@@ -9,7 +9,8 @@ walk the model headers (ID, L) to the end model. Layouts, types and scale factor
   ``statemachines.site_limit.step``; released (``WSetEna=DISABLED``) when no power mode is in force;
 - ``max_limit_pct``: 704 ``WMaxLimPctEna``/``WMaxLimPct``;
 - ``connect``: 802 ``SetOp`` (CONNECT/DISCONNECT); ``energize``: 802 ``SetInvState``
-  (INVERTER_STARTED/INVERTER_STOPPED).
+  (INVERTER_STARTED/INVERTER_STOPPED); once commanded, a control that no longer sets them
+  returns the DER to CONNECT/INVERTER_STARTED.
 
 Every write is read back and compared (:class:`WriteNotVerified` when the device kept another value).
 """
@@ -85,6 +86,7 @@ class SunSpecDriver:
         self._loop_state = LoopState()
         self._nameplate: Nameplate | None = None
         self._written: dict[tuple[int, str], list[int]] = {}
+        self._commanded_op = False  # whether we ever wrote 802 SetOp/SetInvState
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -299,7 +301,13 @@ class SunSpecDriver:
                 },
             )
             wrote = sent and setpoint is not None
-        if 802 in self.headers and (usable.connect is not None or usable.energize is not None):
+        # Once we have commanded SetOp/SetInvState, a control that no longer sets them returns
+        # the DER to normal operation (connected, started); a device we never commanded is left
+        # alone. The write is skipped while the device already holds the values.
+        if 802 in self.headers and (
+            usable.connect is not None or usable.energize is not None or self._commanded_op
+        ):
+            self._commanded_op = True
             bat = await self.read_model(802)
             sym = bat.model.symbol
             await self._write_verified(

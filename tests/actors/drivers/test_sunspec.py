@@ -381,3 +381,29 @@ async def test_setpoint_held_in_the_deadband_is_restored_when_the_device_dropped
         await driver.aclose()
     assert report.setpoint_w == 1000
     assert device.sim.setpoint_w == 1000
+
+
+async def test_disconnect_and_deenergize_end_with_their_control(device: Device) -> None:
+    """IEEE 2030.5 §10.10: when no control sets opModConnect/opModEnergize any more the DER returns
+    to normal operation (connected, energised), not to whatever the last control left."""
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        await driver.apply(ControlSettings(connect=False, energize=False), now=0)
+        assert (device.sim.connected, device.sim.energized) == (False, False)
+        await driver.apply(ControlSettings(), now=1)
+        await driver.aclose()
+    assert (device.sim.connected, device.sim.energized) == (True, True)
+
+
+async def test_connection_state_never_commanded_is_left_to_the_device(device: Device) -> None:
+    bat = device.server.map.blocks[802]
+    async with ModbusTcpClient("127.0.0.1", device.port) as local:
+        with trio.fail_after(DEADLINE_S):
+            await local.write_registers(
+                bat.address("SetOp"), [bat.model.symbol("SetOp", "DISCONNECT")]
+            )
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        await driver.apply(ControlSettings(target_w=0), now=0)
+        await driver.aclose()
+    assert device.sim.connected is False
