@@ -199,15 +199,18 @@ def step(
     site_limited = limits.export_limit_w is not None or limits.import_limit_w is not None
     if site_limited and site_w is not None and der_w is not None:
         rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
+        margin = config.margin_w
+        if limits.export_limit_w is not None and limits.import_limit_w is not None:
+            # Limits closer than two margins (zero exchange: both 0 W): a full margin on each side
+            # would push the meter across the opposite limit, so the margin is half the window.
+            margin = min(margin, (limits.export_limit_w + limits.import_limit_w) / 2)
         site_high = (
-            math.inf
-            if limits.export_limit_w is None
-            else limits.export_limit_w - config.margin_w - rest_w
+            math.inf if limits.export_limit_w is None else limits.export_limit_w - margin - rest_w
         )
         site_low = (
             -math.inf
             if limits.import_limit_w is None
-            else -(limits.import_limit_w - config.margin_w) - rest_w
+            else -(limits.import_limit_w - margin) - rest_w
         )
         site_met = site_low <= high and site_high >= low
         if power > site_high:
