@@ -11,7 +11,9 @@ How the modes combine (CSIP-AUS ยง2.3 dynamic operating envelopes; IEEE 2030.5 ย
 
 1. The *requested* power is ``fixed_w_pct`` (percent of the maximum discharge rate when positive, of
    the maximum charge rate when negative, per ``opModFixedW``), else ``target_w``, else
-   ``storage_target_w``. With none of these but some limit in force the DER holds what it is doing;
+   ``storage_target_w``. With none of these but some limit in force the DER holds what it was doing
+   when the limits took over (not its latest output, which the limits themselves moved: that would
+   ratchet), and moves off it only as far as a bound needs, back again as the bound relaxes;
    with no power mode in force at all the setpoint is released (``None``) to the device's own logic.
 2. DER bounds always hold: nameplate/settings discharge and charge rates, ``setMaxW``,
    ``max_limit_pct`` of ``setMaxW`` and ``generation_limit_w`` on the injecting side,
@@ -95,6 +97,7 @@ class LoopState(msgspec.Struct, frozen=True, kw_only=True):
     at_s: float | None = None
     ramp_to_w: float | None = None  # the target of the ramp in progress (``ramp_time_s``)
     ramp_w_per_s: float | None = None
+    hold_w: float | None = None  # the output held while no power target is in force
 
 
 class Clamp(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,10 +185,15 @@ def step(
         return LoopState(), LoopDecision(setpoint_w=None, write=state.setpoint_w is not None)
     clamps: list[Clamp] = []
     requested = _requested(limits, rating)
+    hold: float | None = None
     if requested is None:
-        # No target: hold what the DER does now (or the last setpoint if it cannot be read).
-        held = der_w if der_w is not None else state.setpoint_w
-        requested = ("hold", 0.0 if held is None else held)
+        # No target: hold what the DER did when the hold began (or the last setpoint if it could
+        # not be read then).
+        hold = state.hold_w
+        if hold is None:
+            held = der_w if der_w is not None else state.setpoint_w
+            hold = 0.0 if held is None else held
+        requested = ("hold", hold)
     mode, power = requested
     low, low_by, high, high_by = _der_bounds(limits, rating)
     if power > high:
@@ -247,10 +255,14 @@ def step(
         # The rate limit never keeps the DER outside a bound.
         power = min(max(power, feasible_low), feasible_high)
         if abs(power - previous) < config.deadband_w and feasible_low <= previous <= feasible_high:
+            if state.hold_w != hold:
+                state = msgspec.structs.replace(state, hold_w=hold)
             return state, LoopDecision(
                 setpoint_w=previous, write=False, clamps=tuple(clamps), site_limit_met=site_met
             )
     return (
-        LoopState(setpoint_w=power, at_s=now, ramp_to_w=ramp_to, ramp_w_per_s=ramp_rate),
+        LoopState(
+            setpoint_w=power, at_s=now, ramp_to_w=ramp_to, ramp_w_per_s=ramp_rate, hold_w=hold
+        ),
         LoopDecision(setpoint_w=power, write=True, clamps=tuple(clamps), site_limit_met=site_met),
     )

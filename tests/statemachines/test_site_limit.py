@@ -279,3 +279,24 @@ def test_margin_never_pushes_the_meter_across_the_opposite_limit() -> None:
         ControlSettings(export_limit_w=60, import_limit_w=0), site_w=1000, der_w=0, config=config
     )
     assert decision.setpoint_w == -970  # the meter at +30 W, inside 0..60 W
+
+
+def test_limit_without_target_relaxes_as_the_site_allows_not_ratchets() -> None:
+    """With only a connection-point limit the DER holds what it did when the limit took over and
+    moves off it only as far as the limit needs, in both directions: when the PV surplus shrinks
+    the absorbing setpoint follows it back up instead of charging from the grid."""
+    limits = ControlSettings(export_limit_w=1000)
+    state, decision = step(
+        LoopState(), FAST, now=0.0, limits=limits, rating=RATING, site_w=3000, der_w=0
+    )
+    assert decision.setpoint_w == -2000  # surplus 3000 W: absorb 2000 W
+    # The surplus falls to 1500 W: with the DER at -2000 W the meter reads -500 W (import).
+    state, decision = step(
+        state, FAST, now=5.0, limits=limits, rating=RATING, site_w=-500, der_w=-2000
+    )
+    assert decision.setpoint_w == -500  # meter back at the 1000 W limit
+    # The surplus is gone: the DER returns to what it held (0 W), not to max charge.
+    _, decision = step(
+        state, FAST, now=10.0, limits=limits, rating=RATING, site_w=-1000, der_w=-500
+    )
+    assert decision.setpoint_w == 0

@@ -296,43 +296,48 @@ async def test_not_a_sunspec_device_is_named(device: Device) -> None:
 
 async def test_export_limit_tracks_varying_load_and_pv(device: Device) -> None:
     """Closed loop over Modbus: a 5 s control period for 30 minutes around noon with noisy load and
-    PV; after the first period the meter stays within 150 W of the 500 W export limit whenever the
-    battery has headroom (tolerance: load/PV change between periods plus the 2500 W/s ramp)."""
+    PV; after the first period the meter stays within 150 W above and 400 W below the 500 W export
+    limit whenever the battery has headroom (tolerance: load/PV change between periods plus the
+    2500 W/s ramp; below, the 50 W margin too). The lower bound is what makes it tracking: a loop
+    that over-absorbs and never lets go (charging from the grid) keeps within the limit as well."""
     limit = 500.0
     with trio.fail_after(60):
         driver = driver_for(device, loop=LoopConfig(deadband_w=20, rate_w_per_s=2000, margin_w=50))
-        worst = -math.inf
+        errors = []
         for period in range(360):
             report = await driver.apply(ControlSettings(export_limit_w=limit), now=device.clock.now)
             device.clock.now += 5
             telemetry = await driver.read_telemetry(now=device.clock.now)
             assert telemetry.site_w is not None
             if period > 0 and report.site_limit_met:
-                worst = max(worst, telemetry.site_w - limit)
+                errors.append(telemetry.site_w - limit)
         await driver.aclose()
-    assert worst <= 150.0
+    assert len(errors) >= 300  # the battery had headroom nearly throughout
+    assert -400.0 <= min(errors) and max(errors) <= 150.0
     assert (
         device.sim.pv_w(device.clock.now) - device.sim.load_w(device.clock.now) > limit
     )  # limit was binding
 
 
 async def test_import_limit_tracks_the_evening_peak(device: Device) -> None:
-    """Evening (no PV, load peak): the battery discharges so import stays within 150 W of 300 W."""
+    """Evening (no PV, load peak): the battery discharges so import stays within 150 W above and
+    400 W below the 300 W import limit."""
     device.clock.now += 7 * 3600  # 19:00
     device.sim.advance(device.clock.now)
     limit = 300.0
     with trio.fail_after(60):
         driver = driver_for(device, loop=LoopConfig(deadband_w=20, rate_w_per_s=2000, margin_w=50))
-        worst = -math.inf
+        errors = []
         for period in range(120):
             report = await driver.apply(ControlSettings(import_limit_w=limit), now=device.clock.now)
             device.clock.now += 5
             telemetry = await driver.read_telemetry(now=device.clock.now)
             assert telemetry.site_w is not None and report.setpoint_w is not None
             if period > 0 and report.site_limit_met:
-                worst = max(worst, -telemetry.site_w - limit)
+                errors.append(-telemetry.site_w - limit)
         await driver.aclose()
-    assert worst <= 150.0
+    assert len(errors) == 119
+    assert -400.0 <= min(errors) and max(errors) <= 150.0
     assert device.sim.load_w(device.clock.now) - device.sim.pv_w(device.clock.now) > limit
 
 
