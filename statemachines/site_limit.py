@@ -11,9 +11,11 @@ How the modes combine (CSIP-AUS ยง2.3 dynamic operating envelopes; IEEE 2030.5 ย
 
 1. The *requested* power is ``fixed_w_pct`` (percent of the maximum discharge rate when positive, of
    the maximum charge rate when negative, per ``opModFixedW``), else ``target_w``, else
-   ``storage_target_w``. With none of these but some limit in force the DER holds what it was doing
-   when the limits took over (not its latest output, which the limits themselves moved: that would
-   ratchet), and moves off it only as far as a bound needs, back again as the bound relaxes;
+   ``storage_target_w``. With none of these but some limit in force the DER's own logic runs as
+   long as its output keeps within the bounds; when it does not, the loop takes over holding the
+   output the DER had then (not its latest output, which the limits themselves moved: that would
+   ratchet), moves off it only as far as a bound needs, and releases the DER again once that held
+   output is inside the bounds by the deadband;
    with no power mode in force at all the setpoint is released (``None``) to the device's own logic.
 2. DER bounds always hold: nameplate/settings discharge and charge rates, ``setMaxW``,
    ``max_limit_pct`` of ``setMaxW`` and ``generation_limit_w`` on the injecting side,
@@ -169,6 +171,30 @@ def _der_bounds(limits: ControlSettings, rating: DerRating) -> tuple[float, str,
     return low, low_by, high, high_by
 
 
+def _site_bounds(
+    limits: ControlSettings, config: LoopConfig, *, site_w: float | None, der_w: float | None
+) -> tuple[float, float] | None:
+    """The DER powers keeping the meter within the connection-point limits (less the margin);
+    ``None`` without such a limit or without both readings."""
+    if limits.export_limit_w is None and limits.import_limit_w is None:
+        return None
+    if site_w is None or der_w is None:
+        return None
+    rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
+    margin = config.margin_w
+    if limits.export_limit_w is not None and limits.import_limit_w is not None:
+        # Limits closer than two margins (zero exchange: both 0 W): a full margin on each side
+        # would push the meter across the opposite limit, so the margin is half the window.
+        margin = min(margin, (limits.export_limit_w + limits.import_limit_w) / 2)
+    site_high = (
+        math.inf if limits.export_limit_w is None else limits.export_limit_w - margin - rest_w
+    )
+    site_low = (
+        -math.inf if limits.import_limit_w is None else -(limits.import_limit_w - margin) - rest_w
+    )
+    return site_low, site_high
+
+
 def step(
     state: LoopState,
     config: LoopConfig,
@@ -184,43 +210,47 @@ def step(
     if not limits.modes() & POWER_MODES:
         return LoopState(), LoopDecision(setpoint_w=None, write=state.setpoint_w is not None)
     clamps: list[Clamp] = []
+    low, low_by, high, high_by = _der_bounds(limits, rating)
+    site = _site_bounds(limits, config, site_w=site_w, der_w=der_w)
+    feasible_low, feasible_high = low, high
+    site_met: bool | None = None
+    if site is not None:
+        site_low, site_high = site
+        site_met = site_low <= high and site_high >= low
+        feasible_low = min(max(low, site_low), high)
+        feasible_high = max(min(high, site_high), low)
     requested = _requested(limits, rating)
     hold: float | None = None
     if requested is None:
-        # No target: hold what the DER did when the hold began (or the last setpoint if it could
-        # not be read then).
-        hold = state.hold_w
-        if hold is None:
-            held = der_w if der_w is not None else state.setpoint_w
-            hold = 0.0 if held is None else held
+        # Limits but no target (CSIP-AUS envelopes are in force all the time): the DER's own logic
+        # runs while it keeps within them; we take over only when it does not, holding what it did
+        # then and moving off that only as far as a bound needs; once that held output is inside
+        # the bounds again (by the deadband), the DER is released back to its own logic.
+        if state.setpoint_w is None:
+            if der_w is not None and feasible_low <= der_w <= feasible_high:
+                return LoopState(), LoopDecision(
+                    setpoint_w=None, write=False, site_limit_met=site_met
+                )
+            hold = 0.0 if der_w is None else der_w
+        else:
+            hold = state.hold_w
+            if hold is None:  # a target just ended: what the DER does now is what to hold
+                hold = der_w if der_w is not None else state.setpoint_w
+            band = config.deadband_w
+            if feasible_low + band <= hold <= feasible_high - band:
+                return LoopState(), LoopDecision(
+                    setpoint_w=None, write=True, site_limit_met=site_met
+                )
         requested = ("hold", hold)
     mode, power = requested
-    low, low_by, high, high_by = _der_bounds(limits, rating)
     if power > high:
         clamps.append(Clamp(mode=mode, requested=power, applied=high, bound=high_by))
         power = high
     elif power < low:
         clamps.append(Clamp(mode=mode, requested=power, applied=low, bound=low_by))
         power = low
-    feasible_low, feasible_high = low, high
-    site_met: bool | None = None
-    site_limited = limits.export_limit_w is not None or limits.import_limit_w is not None
-    if site_limited and site_w is not None and der_w is not None:
-        rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
-        margin = config.margin_w
-        if limits.export_limit_w is not None and limits.import_limit_w is not None:
-            # Limits closer than two margins (zero exchange: both 0 W): a full margin on each side
-            # would push the meter across the opposite limit, so the margin is half the window.
-            margin = min(margin, (limits.export_limit_w + limits.import_limit_w) / 2)
-        site_high = (
-            math.inf if limits.export_limit_w is None else limits.export_limit_w - margin - rest_w
-        )
-        site_low = (
-            -math.inf
-            if limits.import_limit_w is None
-            else -(limits.import_limit_w - margin) - rest_w
-        )
-        site_met = site_low <= high and site_high >= low
+    if site is not None:
+        site_low, site_high = site
         if power > site_high:
             clamps.append(
                 Clamp(
@@ -233,8 +263,6 @@ def step(
                     mode=mode, requested=power, applied=min(site_low, high), bound="import_limit_w"
                 )
             )
-        feasible_low = min(max(low, site_low), high)
-        feasible_high = max(min(high, site_high), low)
         power = min(max(power, feasible_low), feasible_high)
     previous = state.setpoint_w
     ramp_to, ramp_rate = None, None

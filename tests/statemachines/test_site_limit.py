@@ -186,8 +186,38 @@ def test_deadband_does_not_hold_a_setpoint_that_breaks_a_limit() -> None:
     assert (decision.setpoint_w, decision.write) == (-100, True)
 
 
-def test_limit_without_target_holds_the_present_output() -> None:
-    assert once(ControlSettings(export_limit_w=5000), site_w=0, der_w=1200).setpoint_w == 1200
+def test_limit_without_target_leaves_a_compliant_der_to_its_own_logic() -> None:
+    """CSIP-AUS envelopes are in force all day: while the DER keeps within them, no setpoint."""
+    decision = once(ControlSettings(export_limit_w=5000), site_w=0, der_w=1200)
+    assert (decision.setpoint_w, decision.write, decision.site_limit_met) == (None, False, True)
+
+
+def test_limit_without_target_takes_over_at_the_nearest_compliant_output() -> None:
+    decision = once(ControlSettings(export_limit_w=5000), site_w=6000, der_w=1200)
+    assert (decision.setpoint_w, decision.write) == (200, True)
+
+
+def test_end_of_a_target_under_a_standing_limit_releases_a_compliant_der() -> None:
+    config = LoopConfig(deadband_w=50, rate_w_per_s=1e9, margin_w=0)
+    state, _ = step(
+        LoopState(),
+        config,
+        now=0.0,
+        limits=ControlSettings(target_w=-1000, export_limit_w=5000),
+        rating=RATING,
+        site_w=0,
+        der_w=0,
+    )
+    _, decision = step(
+        state,
+        config,
+        now=5.0,
+        limits=ControlSettings(export_limit_w=5000),
+        rating=RATING,
+        site_w=-1000,
+        der_w=-1000,
+    )
+    assert (decision.setpoint_w, decision.write) == (None, True)
 
 
 @settings(max_examples=150)
@@ -226,7 +256,9 @@ def test_setpoint_always_respects_der_bounds_and_meets_feasible_site_limits(
     if not limits.modes():
         assert p is None
         return
-    assert p is not None
+    if p is None:  # released to the DER's own logic: only when that keeps within every bound
+        assert target is None
+        p = der
     high = min(5000, gen if gen is not None else math.inf)
     low = -min(4000, load if load is not None else math.inf)
     assert low - 1e-6 <= p <= high + 1e-6
@@ -282,7 +314,7 @@ def test_margin_never_pushes_the_meter_across_the_opposite_limit() -> None:
 
 
 def test_limit_without_target_relaxes_as_the_site_allows_not_ratchets() -> None:
-    """With only a connection-point limit the DER holds what it did when the limit took over and
+    """With only a connection-point limit the loop holds what the DER did when it took over and
     moves off it only as far as the limit needs, in both directions: when the PV surplus shrinks
     the absorbing setpoint follows it back up instead of charging from the grid."""
     limits = ControlSettings(export_limit_w=1000)
@@ -295,8 +327,9 @@ def test_limit_without_target_relaxes_as_the_site_allows_not_ratchets() -> None:
         state, FAST, now=5.0, limits=limits, rating=RATING, site_w=-500, der_w=-2000
     )
     assert decision.setpoint_w == -500  # meter back at the 1000 W limit
-    # The surplus is gone: the DER returns to what it held (0 W), not to max charge.
+    # The surplus is gone: what the DER did (0 W) is compliant again, so it gets its own logic
+    # back, not a setpoint at full charge.
     _, decision = step(
         state, FAST, now=10.0, limits=limits, rating=RATING, site_w=-1000, der_w=-500
     )
-    assert decision.setpoint_w == 0
+    assert (decision.setpoint_w, decision.write) == (None, True)

@@ -320,13 +320,16 @@ async def test_export_limit_tracks_varying_load_and_pv(device: Device) -> None:
 
 
 async def test_import_limit_tracks_the_evening_peak(device: Device) -> None:
-    """Evening (no PV, load peak): the battery discharges so import stays within 150 W above and
-    400 W below the 300 W import limit."""
+    """Evening (no PV, load peak), the battery idled by an earlier control (its own logic, self-
+    consumption, would keep the meter at 0 W without any loop): when the import limit takes over it
+    discharges so import stays within 150 W above and 400 W below the 300 W limit."""
     device.clock.now += 7 * 3600  # 19:00
     device.sim.advance(device.clock.now)
     limit = 300.0
     with trio.fail_after(60):
         driver = driver_for(device, loop=LoopConfig(deadband_w=20, rate_w_per_s=2000, margin_w=50))
+        await driver.apply(ControlSettings(target_w=0), now=device.clock.now)
+        device.clock.now += 5
         errors = []
         for period in range(120):
             report = await driver.apply(ControlSettings(import_limit_w=limit), now=device.clock.now)
@@ -339,6 +342,24 @@ async def test_import_limit_tracks_the_evening_peak(device: Device) -> None:
     assert len(errors) == 119
     assert -400.0 <= min(errors) and max(errors) <= 150.0
     assert device.sim.load_w(device.clock.now) - device.sim.pv_w(device.clock.now) > limit
+
+
+async def test_standing_envelope_leaves_a_compliant_battery_to_its_own_logic(
+    device: Device,
+) -> None:
+    """CSIP-AUS export/import limits are in force all day: while the battery's own logic keeps the
+    meter within them, no setpoint is written."""
+    device.clock.now += 30
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        for _ in range(3):
+            report = await driver.apply(
+                ControlSettings(export_limit_w=5000, import_limit_w=5000), now=device.clock.now
+            )
+            device.clock.now += 5
+        await driver.aclose()
+    assert (report.setpoint_w, report.wrote, report.site_limit_met) == (None, False, True)
+    assert device.sim.setpoint_w is None
 
 
 async def test_alarms_are_named_from_the_model_symbols(device: Device) -> None:
