@@ -237,7 +237,8 @@ def step(
             if hold is None:  # a target just ended: what the DER does now is what to hold
                 hold = der_w if der_w is not None else state.setpoint_w
             band = config.deadband_w
-            if feasible_low + band <= hold <= feasible_high - band:
+            # Without a DER reading nothing shows its own logic would comply: keep holding.
+            if der_w is not None and feasible_low + band <= hold <= feasible_high - band:
                 return LoopState(), LoopDecision(
                     setpoint_w=None, write=True, site_limit_met=site_met
                 )

@@ -333,3 +333,18 @@ def test_limit_without_target_relaxes_as_the_site_allows_not_ratchets() -> None:
         state, FAST, now=10.0, limits=limits, rating=RATING, site_w=-1000, der_w=-500
     )
     assert (decision.setpoint_w, decision.write) == (None, True)
+
+
+def test_der_without_a_power_reading_is_held_not_released_and_retaken_every_period() -> None:
+    """Without a DER reading nothing shows the DER's own logic complies: it is held at a compliant
+    0 W, written once, instead of flapping between released and taken over."""
+    config = LoopConfig(deadband_w=20, rate_w_per_s=1e9, margin_w=0)
+    limits = ControlSettings(generation_limit_w=1000)
+    state = LoopState()
+    seen = []
+    for now in (0.0, 5.0, 10.0, 15.0):
+        state, decision = step(
+            state, config, now=now, limits=limits, rating=RATING, site_w=None, der_w=None
+        )
+        seen.append((decision.setpoint_w, decision.write))
+    assert seen == [(0.0, True), (0.0, False), (0.0, False), (0.0, False)]
