@@ -18,14 +18,20 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.drivers.base import DerDriver, DriverError
 from events.telemetry import IntervalSummary
-from statemachines.telemetry import DEFAULT_SAMPLE_PERIOD_S, IntervalAggregator, SampleSchedule
+from statemachines.telemetry import (
+    DEFAULT_SAMPLE_PERIOD_S,
+    IntervalAggregator,
+    LateSample,
+    SampleSchedule,
+)
 from transport.modbus import ModbusError
 
 __all__ = ["SamplerStatistics", "TelemetrySampler"]
 
 
 class SamplerStatistics(tuple[int, int, int]):
-    """``(reads, failed_reads, summaries_sent)``."""
+    """``(reads, failed_reads, summaries_sent)``; a read whose sample fell in an interval already
+    summarised (server clock stepped back) counts as failed."""
 
     __slots__ = ()
 
@@ -79,8 +85,14 @@ class TelemetrySampler:
                 except (TimeoutError, ModbusError, DriverError):
                     self._failed += 1
                 else:
-                    self._reads += 1
-                    closed += self.aggregator.add(telemetry.samples())
+                    try:
+                        closed += self.aggregator.add(telemetry.samples())
+                    except LateSample:
+                        # The server-time offset moved back into an interval already summarised
+                        # (PROTOCOL.md §2: the offset is re-learned): a gap, not a crash.
+                        self._failed += 1
+                    else:
+                        self._reads += 1
                 if closed:
                     await self.out.send(closed)
                     self._sent += len(closed)

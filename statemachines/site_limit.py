@@ -11,7 +11,11 @@ How the modes combine (CSIP-AUS ยง2.3 dynamic operating envelopes; IEEE 2030.5 ย
 
 1. The *requested* power is ``fixed_w_pct`` (percent of the maximum discharge rate when positive, of
    the maximum charge rate when negative, per ``opModFixedW``), else ``target_w``, else
-   ``storage_target_w``. With none of these but some limit in force the DER holds what it is doing;
+   ``storage_target_w``. With none of these but some limit in force the DER's own logic runs as
+   long as its output keeps within the bounds; when it does not, the loop takes over holding the
+   output the DER had then (not its latest output, which the limits themselves moved: that would
+   ratchet), moves off it only as far as a bound needs, and releases the DER again once that held
+   output is inside the bounds by the deadband;
    with no power mode in force at all the setpoint is released (``None``) to the device's own logic.
 2. DER bounds always hold: nameplate/settings discharge and charge rates, ``setMaxW``,
    ``max_limit_pct`` of ``setMaxW`` and ``generation_limit_w`` on the injecting side,
@@ -95,6 +99,7 @@ class LoopState(msgspec.Struct, frozen=True, kw_only=True):
     at_s: float | None = None
     ramp_to_w: float | None = None  # the target of the ramp in progress (``ramp_time_s``)
     ramp_w_per_s: float | None = None
+    hold_w: float | None = None  # the output held while no power target is in force
 
 
 class Clamp(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,6 +171,30 @@ def _der_bounds(limits: ControlSettings, rating: DerRating) -> tuple[float, str,
     return low, low_by, high, high_by
 
 
+def _site_bounds(
+    limits: ControlSettings, config: LoopConfig, *, site_w: float | None, der_w: float | None
+) -> tuple[float, float] | None:
+    """The DER powers keeping the meter within the connection-point limits (less the margin);
+    ``None`` without such a limit or without both readings."""
+    if limits.export_limit_w is None and limits.import_limit_w is None:
+        return None
+    if site_w is None or der_w is None:
+        return None
+    rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
+    margin = config.margin_w
+    if limits.export_limit_w is not None and limits.import_limit_w is not None:
+        # Limits closer than two margins (zero exchange: both 0 W): a full margin on each side
+        # would push the meter across the opposite limit, so the margin is half the window.
+        margin = min(margin, (limits.export_limit_w + limits.import_limit_w) / 2)
+    site_high = (
+        math.inf if limits.export_limit_w is None else limits.export_limit_w - margin - rest_w
+    )
+    site_low = (
+        -math.inf if limits.import_limit_w is None else -(limits.import_limit_w - margin) - rest_w
+    )
+    return site_low, site_high
+
+
 def step(
     state: LoopState,
     config: LoopConfig,
@@ -181,35 +210,48 @@ def step(
     if not limits.modes() & POWER_MODES:
         return LoopState(), LoopDecision(setpoint_w=None, write=state.setpoint_w is not None)
     clamps: list[Clamp] = []
-    requested = _requested(limits, rating)
-    if requested is None:
-        # No target: hold what the DER does now (or the last setpoint if it cannot be read).
-        held = der_w if der_w is not None else state.setpoint_w
-        requested = ("hold", 0.0 if held is None else held)
-    mode, power = requested
     low, low_by, high, high_by = _der_bounds(limits, rating)
+    site = _site_bounds(limits, config, site_w=site_w, der_w=der_w)
+    feasible_low, feasible_high = low, high
+    site_met: bool | None = None
+    if site is not None:
+        site_low, site_high = site
+        site_met = site_low <= high and site_high >= low
+        feasible_low = min(max(low, site_low), high)
+        feasible_high = max(min(high, site_high), low)
+    requested = _requested(limits, rating)
+    hold: float | None = None
+    if requested is None:
+        # Limits but no target (CSIP-AUS envelopes are in force all the time): the DER's own logic
+        # runs while it keeps within them; we take over only when it does not, holding what it did
+        # then and moving off that only as far as a bound needs; once that held output is inside
+        # the bounds again (by the deadband), the DER is released back to its own logic.
+        if state.setpoint_w is None:
+            if der_w is not None and feasible_low <= der_w <= feasible_high:
+                return LoopState(), LoopDecision(
+                    setpoint_w=None, write=False, site_limit_met=site_met
+                )
+            hold = 0.0 if der_w is None else der_w
+        else:
+            hold = state.hold_w
+            if hold is None:  # a target just ended: what the DER does now is what to hold
+                hold = der_w if der_w is not None else state.setpoint_w
+            band = config.deadband_w
+            # Without a DER reading nothing shows its own logic would comply: keep holding.
+            if der_w is not None and feasible_low + band <= hold <= feasible_high - band:
+                return LoopState(), LoopDecision(
+                    setpoint_w=None, write=True, site_limit_met=site_met
+                )
+        requested = ("hold", hold)
+    mode, power = requested
     if power > high:
         clamps.append(Clamp(mode=mode, requested=power, applied=high, bound=high_by))
         power = high
     elif power < low:
         clamps.append(Clamp(mode=mode, requested=power, applied=low, bound=low_by))
         power = low
-    feasible_low, feasible_high = low, high
-    site_met: bool | None = None
-    site_limited = limits.export_limit_w is not None or limits.import_limit_w is not None
-    if site_limited and site_w is not None and der_w is not None:
-        rest_w = site_w - der_w  # load and PV: what the meter would read with the DER at 0 W
-        site_high = (
-            math.inf
-            if limits.export_limit_w is None
-            else limits.export_limit_w - config.margin_w - rest_w
-        )
-        site_low = (
-            -math.inf
-            if limits.import_limit_w is None
-            else -(limits.import_limit_w - config.margin_w) - rest_w
-        )
-        site_met = site_low <= high and site_high >= low
+    if site is not None:
+        site_low, site_high = site
         if power > site_high:
             clamps.append(
                 Clamp(
@@ -222,8 +264,6 @@ def step(
                     mode=mode, requested=power, applied=min(site_low, high), bound="import_limit_w"
                 )
             )
-        feasible_low = min(max(low, site_low), high)
-        feasible_high = max(min(high, site_high), low)
         power = min(max(power, feasible_low), feasible_high)
     previous = state.setpoint_w
     ramp_to, ramp_rate = None, None
@@ -244,10 +284,14 @@ def step(
         # The rate limit never keeps the DER outside a bound.
         power = min(max(power, feasible_low), feasible_high)
         if abs(power - previous) < config.deadband_w and feasible_low <= previous <= feasible_high:
+            if state.hold_w != hold:
+                state = msgspec.structs.replace(state, hold_w=hold)
             return state, LoopDecision(
                 setpoint_w=previous, write=False, clamps=tuple(clamps), site_limit_met=site_met
             )
     return (
-        LoopState(setpoint_w=power, at_s=now, ramp_to_w=ramp_to, ramp_w_per_s=ramp_rate),
+        LoopState(
+            setpoint_w=power, at_s=now, ramp_to_w=ramp_to, ramp_w_per_s=ramp_rate, hold_w=hold
+        ),
         LoopDecision(setpoint_w=power, write=True, clamps=tuple(clamps), site_limit_met=site_met),
     )

@@ -319,10 +319,12 @@ class ModelBlock:
         return self.base + self.model.point(name).offset
 
     def raw(self, name: str) -> int | float | str | None:
+        """The raw value of ``name``; ``None`` if not implemented, including a point past the end
+        of a device's shorter (older) version of the model, which the device does not have."""
         point = self.model.point(name)
         end = point.offset + point.size
         if end > len(self.registers):
-            raise SunSpecValueError(f"model {self.model.model_id} {name}", "beyond the model read")
+            return None
         return decode_point(point, self.registers[point.offset : end])
 
     def set_raw(self, name: str, raw: int | float | str | None) -> list[int]:
@@ -368,11 +370,16 @@ class ModelBlock:
         are refused with :class:`SunSpecValueError`.
         """
         where = f"model {self.model.model_id} {name}"
+        point = self.model.point(name)
+        if point.offset + point.size > len(self.registers):
+            # Writing there would land in whatever follows this device's shorter model.
+            raise SunSpecValueError(
+                where, f"not in the device's model (L={len(self.registers) - 2})"
+            )
         if not math.isfinite(value):
             raise SunSpecValueError(where, f"refusing non-finite value {value!r}")
         sf = self.scale_factor(name)
         if sf is None:
             raise SunSpecValueError(where, "its scale factor is not implemented by the device")
-        point = self.model.point(name)
         raw = round(value / 10**sf) if sf >= 0 else round(value * 10**-sf)
         return self.base + point.offset, encode_point(point, raw)

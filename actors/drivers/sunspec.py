@@ -9,7 +9,8 @@ walk the model headers (ID, L) to the end model. Layouts, types and scale factor
   ``statemachines.site_limit.step``; released (``WSetEna=DISABLED``) when no power mode is in force;
 - ``max_limit_pct``: 704 ``WMaxLimPctEna``/``WMaxLimPct``;
 - ``connect``: 802 ``SetOp`` (CONNECT/DISCONNECT); ``energize``: 802 ``SetInvState``
-  (INVERTER_STARTED/INVERTER_STOPPED).
+  (INVERTER_STARTED/INVERTER_STOPPED); once commanded, a control that no longer sets them
+  returns the DER to CONNECT/INVERTER_STARTED.
 
 Every write is read back and compared (:class:`WriteNotVerified` when the device kept another value).
 """
@@ -85,6 +86,7 @@ class SunSpecDriver:
         self._loop_state = LoopState()
         self._nameplate: Nameplate | None = None
         self._written: dict[tuple[int, str], list[int]] = {}
+        self._commanded_op = False  # whether we ever wrote 802 SetOp/SetInvState
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -224,9 +226,9 @@ class SunSpecDriver:
 
     async def _write_verified(
         self, block: ModelBlock, first: str, values: dict[str, float]
-    ) -> None:
+    ) -> bool:
         """Encode ``values`` (engineering units) into the contiguous run starting at ``first``,
-        write it, read it back and compare."""
+        write it, read it back and compare; ``False`` when the device already held exactly that."""
         start = block.model.point(first)
         words = list(block.registers)
         for name, value in values.items():
@@ -237,7 +239,7 @@ class SunSpecDriver:
         run = words[start.offset : end]
         key = (block.model.model_id, first)
         if self._written.get(key) == run and block.registers[start.offset : end] == run:
-            return  # the device already holds exactly this: no write needed
+            return False  # the device already holds exactly this: no write needed
         address = block.base + start.offset
         await self.client.write_registers(address, run)
         back = await self.client.read_holding(address, len(run))
@@ -246,6 +248,7 @@ class SunSpecDriver:
             raise WriteNotVerified(f"model {block.model.model_id} {first}..", _fmt(run), _fmt(back))
         self._written[key] = run
         block.registers[start.offset : end] = run
+        return True
 
     async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
         validate_limits(limits)
@@ -284,19 +287,27 @@ class SunSpecDriver:
                     "WMaxLimPct": 100.0 if pct is None else pct,
                 },
             )
-            if decision.write or decision.setpoint_w is None:
-                setpoint = decision.setpoint_w
-                await self._write_verified(
-                    ctl,
-                    "WSetEna",
-                    {
-                        "WSetEna": sym("WSetEna", "DISABLED" if setpoint is None else "ENABLED"),
-                        "WSetMod": sym("WSetMod", "WATTS"),
-                        "WSet": 0.0 if setpoint is None else setpoint,
-                    },
-                )
-                wrote = setpoint is not None
-        if 802 in self.headers and (usable.connect is not None or usable.energize is not None):
+            # Also when the loop holds its setpoint (deadband): the block was just read, so a
+            # device that reverted or restarted and lost WSet gets it back, and one that still
+            # holds it is not written to.
+            setpoint = decision.setpoint_w
+            sent = await self._write_verified(
+                ctl,
+                "WSetEna",
+                {
+                    "WSetEna": sym("WSetEna", "DISABLED" if setpoint is None else "ENABLED"),
+                    "WSetMod": sym("WSetMod", "WATTS"),
+                    "WSet": 0.0 if setpoint is None else setpoint,
+                },
+            )
+            wrote = sent and setpoint is not None
+        # Once we have commanded SetOp/SetInvState, a control that no longer sets them returns
+        # the DER to normal operation (connected, started); a device we never commanded is left
+        # alone. The write is skipped while the device already holds the values.
+        if 802 in self.headers and (
+            usable.connect is not None or usable.energize is not None or self._commanded_op
+        ):
+            self._commanded_op = True
             bat = await self.read_model(802)
             sym = bat.model.symbol
             await self._write_verified(

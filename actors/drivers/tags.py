@@ -22,6 +22,10 @@ The map names, for each *role* the driver knows, the runtime's tag, its unit and
 SI value = raw × scale × unit factor; a unit must measure what its role measures (``kW`` for a power,
 not ``V``). Sync providers are called inline (they are expected to answer from memory); async ones
 are awaited under the caller's deadline.
+
+Releasing: a setpoint no power mode asks for any more is released through ``setpoint_enable``
+(false) or, without that tag, by writing 0 W; ``max_limit_pct``, ``connect`` and ``energize`` go back
+to 100 %, true and true once no control sets them.
 """
 
 from __future__ import annotations
@@ -221,6 +225,7 @@ class TagDriver:
         self.loop = loop or LoopConfig()
         self._loop_state = LoopState()
         self._nameplate: Nameplate | None = None
+        self._commanded: set[str] = set()  # write roles a control has set (to release later)
 
     async def aclose(self) -> None:
         return None
@@ -338,14 +343,28 @@ class TagDriver:
                     await self._write(write["setpoint_enable"], True)
                 await self._write(write["setpoint_w"], setpoint)
                 wrote = True
-            elif setpoint is None and decision.write and "setpoint_enable" in write:
-                await self._write(write["setpoint_enable"], False)
-        if "max_limit_pct" in write and usable.max_limit_pct is not None:
-            await self._write(write["max_limit_pct"], usable.max_limit_pct)
-        if "connect" in write and usable.connect is not None:
-            await self._write(write["connect"], usable.connect)
-        if "energize" in write and usable.energize is not None:
-            await self._write(write["energize"], usable.energize)
+            elif setpoint is None and decision.write:
+                # Released: back to the runtime's own logic where it has an enable tag; without
+                # one the last command would stay in force indefinitely, so the DER is idled.
+                if "setpoint_enable" in write:
+                    await self._write(write["setpoint_enable"], False)
+                else:
+                    await self._write(write["setpoint_w"], 0.0)
+        # Once commanded, a mode no control sets any more goes back to normal operation
+        # (IEEE 2030.5 §10.10): no power limit, connected, energised.
+        for role, value, normal in (
+            ("max_limit_pct", usable.max_limit_pct, 100.0),
+            ("connect", usable.connect, True),
+            ("energize", usable.energize, True),
+        ):
+            if role not in write:
+                continue
+            if value is not None:
+                self._commanded.add(role)
+                await self._write(write[role], value)
+            elif role in self._commanded:
+                await self._write(write[role], normal)
+                self._commanded.discard(role)
         return ApplyReport(
             applied=frozenset(requested & dispatchable),
             not_applicable=frozenset(requested - dispatchable),

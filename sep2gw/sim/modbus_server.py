@@ -58,6 +58,7 @@ class SimModbusServer:
         self.sim = sim
         self.clock = clock
         self.map = SunSpecMap(sim)
+        self._refreshed_s = sim.now_s  # the physics time the measurement registers show
         self.faults = Faults()
         self.requests = 0
 
@@ -65,7 +66,10 @@ class SimModbusServer:
         now = self.clock()
         if now > self.sim.now_s:
             self.sim.advance(now)
+        # Also when a simulation advanced the battery itself since the last request.
+        if self.sim.now_s != self._refreshed_s:
             self.map.refresh()
+            self._refreshed_s = self.sim.now_s
 
     def handle_pdu(self, pdu: bytes) -> bytes:
         """Answer one request PDU (sans-IO: usable without a socket)."""

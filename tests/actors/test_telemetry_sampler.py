@@ -73,3 +73,34 @@ async def test_failed_reads_are_gaps(autojump_clock: trio.testing.MockClock) -> 
     driver.fail_between = (EPOCH + 60, EPOCH + 90)
     summaries = await collect(driver, 2, autojump_clock)
     assert summaries[1].samples == 6 and summaries[1].minimum == 90
+
+
+async def test_server_clock_stepping_back_drops_samples_instead_of_stopping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The registration actor may move the server-time offset back (PROTOCOL.md §2 step 2); samples
+    that then fall in an already-summarised interval are gaps, and sampling goes on."""
+    offset = [EPOCH]
+    send, receive = anyio.create_memory_object_stream[list[IntervalSummary]](0)
+    sampler = TelemetrySampler(
+        RampDriver(), send, now=lambda: offset[0] + trio.current_time(), interval_s=60
+    )
+    got: list[IntervalSummary] = []
+    with trio.fail_after(400):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sampler.run)
+
+            async def step_back() -> None:
+                await trio.sleep(62)
+                offset[0] -= 30  # server time goes from +62 s back to +32 s
+
+            nursery.start_soon(step_back)
+            async with receive:
+                while len(got) < 2:
+                    got += await receive.receive()
+            nursery.cancel_scope.cancel()
+    assert [s.start_s - EPOCH for s in got] == [0, 60]
+    # Server times +35…+55 s (taken after the step) belong to the summarised first minute: dropped.
+    # The second minute has +60 s twice (before and after the step) and +65…+115 s.
+    assert (got[1].samples, got[1].minimum, got[1].maximum) == (13, 60, 115)
+    assert sampler.statistics().failed_reads == 5

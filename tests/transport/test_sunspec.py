@@ -162,3 +162,22 @@ def test_integer_points_round_trip_like_pysunspec2(data: st.DataObject) -> None:
     block = ModelBlock.blank(701, 0)
     block.registers[point.offset : point.offset + point.size] = words
     assert _pysunspec(block).points[name].value == raw
+
+
+def _short_block(model_id: int, length: int) -> ModelBlock:
+    """A model as a device of an older, shorter version exposes it (L = ``length``)."""
+    full = ModelBlock.blank(model_id, 40000)
+    registers = full.registers[: 2 + length]
+    registers[1] = length
+    return ModelBlock(model=full.model, base=40000, registers=registers)
+
+
+def test_point_missing_from_a_shorter_device_model_reads_as_not_implemented() -> None:
+    block = _short_block(802, 20)  # W (offset 47) and Evt1 (offset 26) are not there
+    assert block.raw("Evt1") is None and block.value("W") is None
+
+
+def test_writing_a_point_missing_from_the_device_model_is_refused() -> None:
+    block = _short_block(704, 20)  # WSet at offset 24 is past this device's model
+    with pytest.raises(SunSpecValueError, match="not in the device's model"):
+        block.encode_value("WSet", 100.0)

@@ -68,3 +68,13 @@ def test_handle_pdu_writes_and_reads_back() -> None:
     answer = server.handle_pdu(read_holding_pdu(start, 4))
     assert answer == bytes.fromhex("0308 0001 0001 0000 05dc")
     assert sim.setpoint_w == 1500
+
+
+def test_registers_follow_a_simulation_advanced_without_the_server() -> None:
+    """Simulations advance the battery directly; the next request must not see stale registers."""
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=3, start_s=NOON)
+    server = SimModbusServer(sim, clock=lambda: NOON + 7 * 3600)
+    sim.advance(NOON + 7 * 3600)  # evening: the released battery covers the load
+    w = address(server.map, 701, "W")
+    answer = server.handle_pdu(read_holding_pdu(w, 1))
+    assert int.from_bytes(answer[2:4], "big", signed=True) == round(sim.power_w) != 0
