@@ -202,3 +202,21 @@ async def test_a_restart_mid_event_reapplies_from_the_log_without_new_responses(
     assert writes[0].event.at_s == start + 200
     assert second.responses == [("C1", ResponseStatus.COMPLETED)]  # never a second 1 or 2
     assert store.verify().ok
+
+
+async def test_a_backwards_clock_step_does_not_stop_telemetry(autojump_clock: trio.abc.Clock) -> None:
+    store = MemoryEventStore(CATALOGUE)
+    clock = Clock(wall_at_start=NOON)
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=3, start_s=NOON)
+    site = Site(store, sim, clock)
+
+    async def step_back() -> None:
+        await clock.sleep_until_server_time(NOON + 200)
+        clock.adopt_server_offset(clock.offset_s - 150)  # the server says we were 150 s fast
+
+    with trio.fail_after(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(step_back)
+            await site.run([], until=NOON + 600)
+    samples = [r.event.at_s for r in events_of(store, TelemetrySampled)]
+    assert any(t > NOON + 400 for t in samples)  # sampling went on after the step back
