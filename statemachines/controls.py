@@ -639,19 +639,21 @@ class ControlsCore:
         self, out: list[Event], rec: ControlRecord, c: Control, now: float, draw: Draw
     ) -> None:
         """§4 rules 1 and 8: the same mRID again. Content changes are a server fault (logged once
-        per distinct content, the first plan stands); a status change is acted on."""
-        if content_differs(rec.control, c):
-            if rec.fault is None or content_differs(rec.fault, c):
-                self._emit(
-                    out,
-                    ServerFault(
-                        mrid=c.mrid,
-                        reason="content changed under the same mRID",
-                        received=c,
-                        at_s=now,
-                    ),
-                )
-            return
+        per distinct content, the first plan stands); a status change is acted on, also when it
+        arrives with (or after) changed content: the status is not content, and a utility that
+        edited an event and then cancels it must see it stop."""
+        if content_differs(rec.control, c) and (
+            rec.fault is None or content_differs(rec.fault, c)
+        ):
+            self._emit(
+                out,
+                ServerFault(
+                    mrid=c.mrid,
+                    reason="content changed under the same mRID",
+                    received=c,
+                    at_s=now,
+                ),
+            )
         if c.server_status != rec.server_status:
             self._emit(out, ServerStatusSeen(mrid=c.mrid, status=c.server_status, at_s=now))
             self._server_status(out, rec, c.server_status, now, draw)

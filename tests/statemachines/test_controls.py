@@ -608,3 +608,28 @@ def test_fold_of_the_log_equals_the_live_state_after_a_busy_day() -> None:
     h.poll(0, control("B", 150, 50, program_id="P1", export_limit_w=0.0))
     h.run_until(500)
     assert h.refold() == h.core.state
+
+
+# -- review: rules 1 and 8 together -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_the_edit", [True, False])
+def test_rule1_rule8_a_cancel_after_a_content_change_still_stops_the_event(
+    with_the_edit: bool,
+) -> None:
+    # The server edits A under the same mRID (a fault: the first plan stands), then cancels it,
+    # either in the same poll as the edit or in a later one. The cancel is a status, not content.
+    h = Harness()
+    h.default("P1", 0, export_limit_w=5000.0)
+    a = control("A", 100, 300, export_limit_w=1000.0)
+    h.poll(0, a)
+    h.run_until(150)
+    edited = control("A", 100, 300, export_limit_w=0.0)
+    if not with_the_edit:
+        h.poll(160, edited)
+    h.poll(170, _status(edited, EventStatus.CANCELLED))  # type: ignore[arg-type]
+    assert len([e for e in h.log if isinstance(e, ServerFault)]) == 1
+    assert h.state("A") == "cancelled"
+    assert h.statuses("A") == [1, 2, 6]
+    assert h.in_force(170)["export_limit_w"] == (5000.0, "default:P1")
+    assert h.refold() == h.core.state
