@@ -585,24 +585,35 @@ class ControlsCore:
         return found
 
     def _pin_followers(self, out: list[Event], rec: ControlRecord, now: float) -> None:
-        """§4 rule 5, the other way round: a newly known event may pin a follower not yet started."""
-        end = rec.control.specified_end_s
-        for follower in self._live():
-            fc = follower.control
-            if follower.state != SCHEDULED or fc.start_s != end or not follower.modes & rec.modes:
-                continue
-            start, adjacent = self._effective_start(fc, follower.start_offset_s)
-            if start != follower.effective_start_s:
-                self._emit(
-                    out,
-                    ControlScheduled(
-                        mrid=fc.mrid,
-                        effective_start_s=start,
-                        effective_end_s=start + fc.duration_s + follower.duration_offset_s,
-                        adjacent_to=adjacent,
-                        at_s=now,
-                    ),
-                )
+        """§4 rule 5, the other way round: a newly known event may pin a follower not yet started,
+        and a follower whose effective end moved pins its own follower in turn, down the chain (a
+        back-to-back series received out of order must end up exactly as if received in order).
+        Terminates: each link starts strictly later (durations are positive)."""
+        pending = [rec]
+        while pending:
+            pred = pending.pop()
+            end = pred.control.specified_end_s
+            for follower in self._live():
+                fc = follower.control
+                if (
+                    follower.state != SCHEDULED
+                    or fc.start_s != end
+                    or not follower.modes & pred.modes
+                ):
+                    continue
+                start, adjacent = self._effective_start(fc, follower.start_offset_s)
+                if start != follower.effective_start_s:
+                    self._emit(
+                        out,
+                        ControlScheduled(
+                            mrid=fc.mrid,
+                            effective_start_s=start,
+                            effective_end_s=start + fc.duration_s + follower.duration_offset_s,
+                            adjacent_to=adjacent,
+                            at_s=now,
+                        ),
+                    )
+                    pending.append(follower)
 
     def _log_gaps(self, out: list[Event], rec: ControlRecord, now: float) -> None:
         """§4 rule 5: near-adjacent events whose effective periods leave a gap fall back to the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from events.control_events import (
@@ -633,3 +635,44 @@ def test_rule1_rule8_a_cancel_after_a_content_change_still_stops_the_event(
     assert h.statuses("A") == [1, 2, 6]
     assert h.in_force(170)["export_limit_w"] == (5000.0, "default:P1")
     assert h.refold() == h.core.state
+
+
+# -- review: rule 5 down a chain, whatever the order of receipt -------------------------------------
+
+
+_CHAIN = (
+    control("C1", 100, 100, extra={"randomize_start_s": 20, "randomize_duration_s": 30}),
+    control("C2", 200, 100, extra={"randomize_duration_s": 15}),
+    control("C3", 300, 100, extra={"randomize_duration_s": 10}),
+    control("C4", 400, 100),
+)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(_CHAIN)))))
+def test_rule5_a_back_to_back_chain_received_in_any_order_is_planned_as_in_order(
+    order: tuple[int, ...],
+) -> None:
+    # Paged lists and later polls deliver a back-to-back series in any order; each follower must
+    # start at its predecessor's effective end, so no two overlap (an overlap would supersede one
+    # with a 7 instead of its 3) and none leaves a gap.
+    in_order = Harness(draw=draw_max)
+    in_order.poll(0, *_CHAIN)
+    shuffled = Harness(draw=draw_max)
+    for i in order:
+        shuffled.poll(0, _CHAIN[i])
+    plan = {
+        c.mrid: (r.effective_start_s, r.effective_end_s)
+        for c in _CHAIN
+        for r in (shuffled.core.state.records[c.mrid],)
+    }
+    assert plan == {
+        c.mrid: (r.effective_start_s, r.effective_end_s)
+        for c in _CHAIN
+        for r in (in_order.core.state.records[c.mrid],)
+    }
+    assert plan == {"C1": (120, 250), "C2": (250, 365), "C3": (365, 475), "C4": (475, 575)}
+    shuffled.run_until(600)
+    assert {c.mrid: shuffled.statuses(c.mrid) for c in _CHAIN} == {
+        c.mrid: [1, 2, 3] for c in _CHAIN
+    }
+    assert shuffled.refold() == shuffled.core.state
