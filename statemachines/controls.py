@@ -653,9 +653,7 @@ class ControlsCore:
         per distinct content, the first plan stands); a status change is acted on, also when it
         arrives with (or after) changed content: the status is not content, and a utility that
         edited an event and then cancels it must see it stop."""
-        if content_differs(rec.control, c) and (
-            rec.fault is None or content_differs(rec.fault, c)
-        ):
+        if content_differs(rec.control, c) and (rec.fault is None or content_differs(rec.fault, c)):
             self._emit(
                 out,
                 ServerFault(
