@@ -734,6 +734,9 @@ class ControlsCore:
             for rec in sorted(self._live(), key=lambda r: r.control.mrid):
                 if rec.state == ACTIVE and rec.end_s <= due:
                     self._end(out, rec, now)
+            # §4 rule 7: an event discovered inside the period of a running event that outranks it
+            # on all its modes is superseded before it starts (1 then 7, never started).
+            self._supersede_pass(out, now)
             starting = [
                 r for r in self._live() if r.state == SCHEDULED and r.effective_start_s <= due
             ]

@@ -676,3 +676,35 @@ def test_rule5_a_back_to_back_chain_received_in_any_order_is_planned_as_in_order
         c.mrid: [1, 2, 3] for c in _CHAIN
     }
     assert shuffled.refold() == shuffled.core.state
+
+
+# -- review: rule 7 for an event discovered inside an outranking event's period -------------------
+
+
+def test_rule7_late_discovered_loser_is_superseded_without_ever_starting() -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    h.poll(0, control("W", 0, 1000, program_id="P1"))
+    h.run_until(10)
+    h.poll(20, control("L", 15, 100, program_id="P2", export_limit_w=3000.0))
+    assert not any(isinstance(e, ControlStarted) and e.mrid == "L" for e in h.log)
+    assert not h.core.state.records["L"].started
+    assert h.state("L") == "superseded" and h.statuses("L") == [1, 7]
+    assert h.in_force(20)["export_limit_w"] == (1000.0, "control:W")
+    assert h.refold() == h.core.state
+
+
+def test_rule7_late_discovered_partial_loser_starts_with_its_other_modes() -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    h.poll(0, control("W", 0, 1000, program_id="P1"))
+    h.run_until(10)
+    h.poll(
+        20,
+        control("L", 15, 100, program_id="P2", export_limit_w=3000.0, import_limit_w=2000.0),
+    )
+    lost = [e for e in h.log if isinstance(e, ControlSuperseded)]
+    assert [(e.mrid, e.modes_lost, e.fully) for e in lost] == [("L", (Mode.EXPORT_LIMIT_W,), False)]
+    assert h.state("L") == "active" and h.statuses("L") == [1, 2]
+    assert h.in_force(20) == {
+        "export_limit_w": (1000.0, "control:W"),
+        "import_limit_w": (2000.0, "control:L"),
+    }
