@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -708,3 +709,62 @@ def test_rule7_late_discovered_partial_loser_starts_with_its_other_modes() -> No
         "export_limit_w": (1000.0, "control:W"),
         "import_limit_w": (2000.0, "control:L"),
     }
+
+
+# -- review: rule 16 bit gating through whole lifecycles ---------------------------------------------
+
+
+def _complete(h: Harness, bits: int) -> None:
+    h.poll(0, control("A", 100, 60, extra={"response_required": bits}))
+    h.run_until(300)
+
+
+def _cancel_before_start(h: Harness, bits: int) -> None:
+    a = control("A", 100, 60, extra={"response_required": bits})
+    h.poll(0, a)
+    h.poll(50, _status(a, EventStatus.CANCELLED))  # type: ignore[arg-type]
+    h.run_until(300)
+
+
+def _supersede_before_start(h: Harness, bits: int) -> None:
+    h.poll(0, control("W", 50, 200, program_id="P1"))
+    h.poll(0, control("A", 100, 60, program_id="P2", extra={"response_required": bits}))
+    h.run_until(300)
+
+
+def _supersede_while_active(h: Harness, bits: int) -> None:
+    h.poll(0, control("A", 100, 100, program_id="P2", extra={"response_required": bits}))
+    h.poll(0, control("W", 150, 100, program_id="P1"))
+    h.run_until(300)
+
+
+def _expired(h: Harness, bits: int) -> None:
+    h.poll(200, control("A", 100, 60, extra={"response_required": bits}))
+
+
+@pytest.mark.parametrize(
+    ("scenario", "bits", "expected"),
+    [
+        (_complete, 0b000, []),
+        (_complete, 0b001, [1]),
+        (_complete, 0b010, [2, 3]),
+        (_complete, 0b011, [1, 2, 3]),
+        (_cancel_before_start, 0b001, [1]),
+        (_cancel_before_start, 0b010, [6]),
+        (_cancel_before_start, 0b011, [1, 6]),
+        (_supersede_before_start, 0b001, [1]),
+        (_supersede_before_start, 0b010, [7]),  # never 2
+        (_supersede_before_start, 0b011, [1, 7]),
+        (_supersede_while_active, 0b010, [2, 7]),  # never 3
+        (_supersede_while_active, 0b011, [1, 2, 7]),
+        (_expired, 0b001, []),
+        (_expired, 0b010, [254]),
+        (_expired, 0b100, []),
+    ],
+)
+def test_rule16_response_required_bits_gate_every_code_through_a_lifecycle(
+    scenario: Callable[[Harness, int], None], bits: int, expected: list[int]
+) -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    scenario(h, bits)
+    assert h.statuses("A") == expected
