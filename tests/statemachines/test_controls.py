@@ -768,3 +768,15 @@ def test_rule16_response_required_bits_gate_every_code_through_a_lifecycle(
     h = Harness([program("P1", 1), program("P2", 2)])
     scenario(h, bits)
     assert h.statuses("A") == expected
+
+
+def test_rule11_a_default_set_grad_w_of_zero_steps_instead_of_failing_the_core() -> None:
+    # A server default with setGradW 0 ("no limit") made every later limit change raise, and a
+    # restart folded the same default back in: the core could never decide again.
+    h = Harness(set_max_w=5000.0)
+    h.default("P1", 0, export_limit_w=5000.0, set_grad_w=0)
+    h.poll(0, control("A", 100, 600, export_limit_w=1000.0))
+    h.run_until(100)
+    assert not [e for e in h.log if isinstance(e, RampPlanned)]
+    assert h.limits_log()[-1].settings.export_limit_w == 1000.0
+    assert h.in_force(100)["export_limit_w"] == (1000.0, "control:A")
