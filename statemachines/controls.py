@@ -528,7 +528,7 @@ class ControlsCore:
                 ),
             )
         start, adjacent = self._effective_start(c, rho_s)
-        end = start + c.duration_s + rho_d
+        end = _effective_end(start, c.duration_s, rho_d)
         if end <= now:
             self._ignore_expired(out, rec, now)
             return
@@ -608,7 +608,9 @@ class ControlsCore:
                         ControlScheduled(
                             mrid=fc.mrid,
                             effective_start_s=start,
-                            effective_end_s=start + fc.duration_s + follower.duration_offset_s,
+                            effective_end_s=_effective_end(
+                                start, fc.duration_s, follower.duration_offset_s
+                            ),
                             adjacent_to=adjacent,
                             at_s=now,
                         ),
@@ -932,6 +934,13 @@ def _ramp_of(event: RampPlanned) -> Ramp:
         start_s=event.start_s,
         end_s=event.end_s,
     )
+
+
+def _effective_end(start: int, duration: int, rho_d: int) -> int:
+    """§4 preamble: effective end = effective start + duration + ρd. A negative randomizeDuration
+    larger than the duration would put the end before the start (and pin an adjacent follower
+    before its predecessor): the period is then empty, never negative."""
+    return max(start, start + duration + rho_d)
 
 
 def _draw_signed(draw: Draw, bound: int) -> int:

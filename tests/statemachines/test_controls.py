@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events.control_events import (
     CancelDelayDrawn,
@@ -780,3 +783,71 @@ def test_rule11_a_default_set_grad_w_of_zero_steps_instead_of_failing_the_core()
     assert not [e for e in h.log if isinstance(e, RampPlanned)]
     assert h.limits_log()[-1].settings.export_limit_w == 1000.0
     assert h.in_force(100)["export_limit_w"] == (1000.0, "control:A")
+
+
+def test_rule9_an_event_that_never_started_completes_without_3() -> None:
+    # The gateway was down for the whole effective period (a restart folds the log afterwards):
+    # the event is completed, but it never ran, so no 2 and no 3.
+    h = Harness()
+    h.poll(0, control("A", 100, 60))
+    h.tick(500)
+    assert h.state("A") == "completed"
+    assert not h.core.state.records["A"].started
+    assert h.statuses("A") == [1]
+
+
+# -- review: rule 5 as a property over random chains, draws and receipt orders ----------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    length=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_property_rule5_chains_are_back_to_back_whatever_the_receipt_order(
+    data: st.DataObject, length: int, seed: int
+) -> None:
+    durations = data.draw(st.lists(st.integers(1, 300), min_size=length, max_size=length))
+    starts = [1000 + sum(durations[:i]) for i in range(length)]
+    chain = [
+        control(
+            f"K{i}",
+            starts[i],
+            durations[i],
+            extra={
+                "randomize_start_s": data.draw(st.sampled_from([0, 30, -30])),
+                "randomize_duration_s": data.draw(st.sampled_from([0, 20, -20])),
+            },
+        )
+        for i in range(length)
+    ]
+    order = data.draw(st.permutations(range(length)))
+    rng = random.Random(seed)
+    h = Harness(draw=lambda low, high: rng.randint(low, high))
+    for t, i in enumerate(order):
+        h.poll(t, chain[i])  # all received before the first can start (earliest 970)
+    records = h.core.state.records
+    for before, after in itertools.pairwise(chain):
+        a, b = records[before.mrid], records[after.mrid]
+        assert a.effective_start_s <= a.effective_end_s, before.mrid  # never a negative period
+        assert b.effective_start_s == a.effective_end_s, (before.mrid, after.mrid)
+    h.run_until(starts[-1] + 2000)
+    for c in chain:
+        rec = records[c.mrid]
+        ran = rec.effective_start_s < rec.effective_end_s
+        assert h.statuses(c.mrid) == ([1, 2, 3] if ran else [1]), c.mrid
+    assert h.refold() == h.core.state
+
+
+def test_rule5_a_negative_randomize_duration_longer_than_the_event_leaves_an_empty_period() -> None:
+    # ρd ∈ [-20, 0] on a 5 s event: the effective period is empty (it never runs), and the
+    # follower pinned to its effective end does not start before its predecessor's start.
+    h = Harness(draw=draw_min)
+    h.poll(0, control("A", 100, 5, extra={"randomize_duration_s": -20}))
+    h.poll(0, control("B", 105, 60))
+    a, b = h.core.state.records["A"], h.core.state.records["B"]
+    assert (a.effective_start_s, a.effective_end_s) == (100, 100)
+    assert (b.effective_start_s, b.effective_end_s) == (100, 160)
+    h.run_until(200)
+    assert h.statuses("A") == [1] and h.statuses("B") == [1, 2, 3]
