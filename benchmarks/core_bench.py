@@ -1,5 +1,7 @@
-"""Decision-core benchmark: arbitration over 10/100/1,000 known events, and the lifecycle step through
-the shared ``transitions`` Machine against a plain dict-table floor measured in the same run.
+"""Decision-core benchmark: arbitration over 10/100/1,000 known events, and the lifecycle transition
+through the shared ``transitions`` Machine against a plain dict-table floor measured in the same run
+(``lifecycle_floor_ratio``: the bare move, the strict reading of the target); the whole ``evolve`` step
+of a lifecycle event with and without the Machine is reported beside it (``evolve_step_floor_ratio``).
 
 Usage: ``python3 benchmarks/core_bench.py [--quick]``. Prints human-readable lines, then one JSON line
 with ``arbitrate_100_us``, ``arbitrate_1000_us`` and ``lifecycle_floor_ratio`` (targets: < 200 µs and
@@ -199,15 +201,15 @@ def bench_lifecycle(quick: bool) -> tuple[float, float, float, float]:
 
     raw_ours, raw_floor = raw(LIFECYCLE.fire), raw(table.fire)
     print(
-        f"lifecycle step (evolve) via transitions: {ours:6.2f} µs; dict-table floor: {floor:6.2f} µs"
+        f"lifecycle transition via the shared transitions Machine: {raw_ours:6.2f} µs; "
+        f"dict-table floor: {raw_floor:6.3f} µs"
     )
-    print(f"  ratio {ours / floor:5.1f}x (target <= 20x)")
+    print(f"  ratio {raw_ours / raw_floor:5.1f}x (target <= 20x; the bare move, nothing around it)")
     print(
-        f"machine move alone via transitions: {raw_ours:6.2f} µs; dict-table floor: {raw_floor:6.3f} µs"
+        f"lifecycle step (evolve of one event) via the Machine: {ours:6.2f} µs; "
+        f"with the dict table swapped in: {floor:6.2f} µs"
     )
-    print(
-        f"  ratio {raw_ours / raw_floor:5.1f}x (the bare state change, without the step around it)"
-    )
+    print(f"  ratio {ours / floor:5.1f}x (what live decisions and replay pay per lifecycle event)")
     return ours, floor, raw_ours, raw_floor
 
 
@@ -225,10 +227,11 @@ def main(argv: list[str]) -> int:
                 "arbitrate_10_us": round(results[10], 2),
                 "arbitrate_100_us": round(results[100], 2),
                 "arbitrate_1000_us": round(results[1000], 2),
-                "lifecycle_step_us": round(ours, 3),
-                "lifecycle_floor_us": round(floor, 3),
-                "lifecycle_floor_ratio": round(ours / floor, 2),
-                "machine_move_floor_ratio": round(raw_ours / raw_floor, 2),
+                "lifecycle_transition_us": round(raw_ours, 3),
+                "lifecycle_floor_us": round(raw_floor, 3),
+                "lifecycle_floor_ratio": round(raw_ours / raw_floor, 2),
+                "evolve_step_us": round(ours, 3),
+                "evolve_step_floor_ratio": round(ours / floor, 2),
             }
         )
     )

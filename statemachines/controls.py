@@ -528,7 +528,7 @@ class ControlsCore:
                 ),
             )
         start, adjacent = self._effective_start(c, rho_s)
-        end = start + c.duration_s + rho_d
+        end = _effective_end(start, c.duration_s, rho_d)
         if end <= now:
             self._ignore_expired(out, rec, now)
             return
@@ -585,24 +585,37 @@ class ControlsCore:
         return found
 
     def _pin_followers(self, out: list[Event], rec: ControlRecord, now: float) -> None:
-        """§4 rule 5, the other way round: a newly known event may pin a follower not yet started."""
-        end = rec.control.specified_end_s
-        for follower in self._live():
-            fc = follower.control
-            if follower.state != SCHEDULED or fc.start_s != end or not follower.modes & rec.modes:
-                continue
-            start, adjacent = self._effective_start(fc, follower.start_offset_s)
-            if start != follower.effective_start_s:
-                self._emit(
-                    out,
-                    ControlScheduled(
-                        mrid=fc.mrid,
-                        effective_start_s=start,
-                        effective_end_s=start + fc.duration_s + follower.duration_offset_s,
-                        adjacent_to=adjacent,
-                        at_s=now,
-                    ),
-                )
+        """§4 rule 5, the other way round: a newly known event may pin a follower not yet started,
+        and a follower whose effective end moved pins its own follower in turn, down the chain (a
+        back-to-back series received out of order must end up exactly as if received in order).
+        Terminates: each link starts strictly later (durations are positive)."""
+        pending = [rec]
+        while pending:
+            pred = pending.pop()
+            end = pred.control.specified_end_s
+            for follower in self._live():
+                fc = follower.control
+                if (
+                    follower.state != SCHEDULED
+                    or fc.start_s != end
+                    or not follower.modes & pred.modes
+                ):
+                    continue
+                start, adjacent = self._effective_start(fc, follower.start_offset_s)
+                if start != follower.effective_start_s:
+                    self._emit(
+                        out,
+                        ControlScheduled(
+                            mrid=fc.mrid,
+                            effective_start_s=start,
+                            effective_end_s=_effective_end(
+                                start, fc.duration_s, follower.duration_offset_s
+                            ),
+                            adjacent_to=adjacent,
+                            at_s=now,
+                        ),
+                    )
+                    pending.append(follower)
 
     def _log_gaps(self, out: list[Event], rec: ControlRecord, now: float) -> None:
         """§4 rule 5: near-adjacent events whose effective periods leave a gap fall back to the
@@ -639,19 +652,19 @@ class ControlsCore:
         self, out: list[Event], rec: ControlRecord, c: Control, now: float, draw: Draw
     ) -> None:
         """§4 rules 1 and 8: the same mRID again. Content changes are a server fault (logged once
-        per distinct content, the first plan stands); a status change is acted on."""
-        if content_differs(rec.control, c):
-            if rec.fault is None or content_differs(rec.fault, c):
-                self._emit(
-                    out,
-                    ServerFault(
-                        mrid=c.mrid,
-                        reason="content changed under the same mRID",
-                        received=c,
-                        at_s=now,
-                    ),
-                )
-            return
+        per distinct content, the first plan stands); a status change is acted on, also when it
+        arrives with (or after) changed content: the status is not content, and a utility that
+        edited an event and then cancels it must see it stop."""
+        if content_differs(rec.control, c) and (rec.fault is None or content_differs(rec.fault, c)):
+            self._emit(
+                out,
+                ServerFault(
+                    mrid=c.mrid,
+                    reason="content changed under the same mRID",
+                    received=c,
+                    at_s=now,
+                ),
+            )
         if c.server_status != rec.server_status:
             self._emit(out, ServerStatusSeen(mrid=c.mrid, status=c.server_status, at_s=now))
             self._server_status(out, rec, c.server_status, now, draw)
@@ -723,6 +736,9 @@ class ControlsCore:
             for rec in sorted(self._live(), key=lambda r: r.control.mrid):
                 if rec.state == ACTIVE and rec.end_s <= due:
                     self._end(out, rec, now)
+            # §4 rule 7: an event discovered inside the period of a running event that outranks it
+            # on all its modes is superseded before it starts (1 then 7, never started).
+            self._supersede_pass(out, now)
             starting = [
                 r for r in self._live() if r.state == SCHEDULED and r.effective_start_s <= due
             ]
@@ -918,6 +934,13 @@ def _ramp_of(event: RampPlanned) -> Ramp:
         start_s=event.start_s,
         end_s=event.end_s,
     )
+
+
+def _effective_end(start: int, duration: int, rho_d: int) -> int:
+    """§4 preamble: effective end = effective start + duration + ρd. A negative randomizeDuration
+    larger than the duration would put the end before the start (and pin an adjacent follower
+    before its predecessor): the period is then empty, never negative."""
+    return max(start, start + duration + rho_d)
 
 
 def _draw_signed(draw: Draw, bound: int) -> int:

@@ -93,7 +93,8 @@ def plan_ramp(
     """§4 rule 11: the trajectory for one mode's change, or ``None`` when it applies at once.
 
     ``rampTms`` (``ramp_time_s``) wins over ``setGradW``; no ramp for a mode outside
-    :data:`RAMPED_MODES`, for an appearing or vanishing value, or without a rate.
+    :data:`RAMPED_MODES`, for an appearing or vanishing value, without a rate, or at a ``setGradW``
+    of 0, which the schema defines as "no limit".
     """
     if mode not in RAMPED_MODES or from_value is None or to_value is None:
         return None
@@ -104,6 +105,8 @@ def plan_ramp(
         if ramp_time_s < 0:
             raise RampError(f"rampTms must not be negative, got {ramp_time_s} s")
         duration = ramp_time_s
+    elif set_grad_w == 0:
+        return None  # sep.xsd DefaultDERControl/DERSettings setGradW: "0 means there is no limit"
     elif set_grad_w is not None and set_max_w is not None:
         duration = abs(target - start) / ramp_rate_per_s(mode, set_grad_w, set_max_w)
     else:

@@ -92,6 +92,8 @@ class RegistrationState(msgspec.Struct, kw_only=True):
 
     state: str = IDLE
     attempt: int = 0
+    #: Re-walks started since the walk last reached ``ready``: from the second on, they back off.
+    rediscoveries: int = 0
     retry_at_s: float | None = None
     hrefs: dict[RegistrationStep, str] = msgspec.field(default_factory=dict)
     time_offset_s: float | None = None
@@ -115,6 +117,8 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
         case StepDone(step=step, href=href):
             REGISTRATION.fire(state, "done")
             state.attempt = 0
+            if state.state == READY:
+                state.rediscoveries = 0
             state.retry_at_s = None
             if href is not None:
                 state.hrefs[step] = href
@@ -128,6 +132,7 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
             REGISTRATION.fire(state, "rediscover")
             state.attempt = 0
             state.retry_at_s = None
+            state.rediscoveries += 1
         case RegistrationHalted(reason=reason):
             REGISTRATION.fire(state, "halt")
             state.halted_reason = reason
@@ -240,11 +245,19 @@ class RegistrationCore:
         self, step: RegistrationStep, http_status: int | None, now: float, draw: Draw
     ) -> list[Event]:
         """§2 and the Links rules: 301/404 → re-discover; 429, 5xx, network (``None``) → back off;
-        any other 4xx → halt (retrying cannot fix it)."""
+        any other 4xx → halt (retrying cannot fix it).
+
+        A re-walk that ends in 301/404 again before reaching ``ready`` (a server that keeps
+        answering 404 for our EndDevice) backs off like any failure: without it the walk would
+        loop through DeviceCapability, Time and EndDevice as fast as the server answers."""
         self._expect(step)
         out: list[Event] = []
         if http_status in (301, 404):
             self._emit(out, RediscoveryStarted(step=step, http_status=http_status, at_s=now))
+            if self.state.rediscoveries > 1:
+                self._backoff(
+                    out, RegistrationStep.DEVICE_CAPABILITY, now, draw, self.state.rediscoveries - 1
+                )
         elif http_status is None or http_status == 429 or http_status >= 500:
             self._backoff(out, step, now, draw)
         else:
@@ -269,9 +282,17 @@ class RegistrationCore:
         )
         return out
 
-    def _backoff(self, out: list[Event], step: RegistrationStep, now: float, draw: Draw) -> None:
+    def _backoff(
+        self,
+        out: list[Event],
+        step: RegistrationStep,
+        now: float,
+        draw: Draw,
+        attempt: int | None = None,
+    ) -> None:
         """Bounded back-off: the delay doubles up to ``cap_s``; the jitter (milliseconds) is drawn."""
-        attempt = self.state.attempt + 1
+        if attempt is None:
+            attempt = self.state.attempt + 1
         policy = self.config.backoff
         base = policy.base_delay(attempt)
         jitter = draw(0, int(base * policy.jitter_fraction * 1000)) / 1000.0

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol
 
-from transitions import Machine, Transition
+from transitions import Machine, MachineError, Transition
+from transitions.core import Event, EventData
 
 __all__ = ["IllegalTransition", "Row", "StatefulModel", "Table"]
 
@@ -62,7 +63,7 @@ class _Machine(Machine):
 class Table:
     """A machine type: its states, its rows, the shared ``Machine`` and the legality index."""
 
-    __slots__ = ("_fire", "initial", "legal", "machine", "name", "rows", "states")
+    __slots__ = ("_events", "initial", "legal", "machine", "name", "rows", "states")
 
     def __init__(self, name: str, states: Iterable[str], initial: str, rows: Iterable[Row]) -> None:
         self.name = name
@@ -93,7 +94,9 @@ class Table:
                 for t in transitions:
                     if t.prepare or t.conditions or t.before or t.after:
                         raise ValueError(f"{name}: callbacks would be skipped on {t}")
-        self._fire = {t: ev.trigger for t, ev in self.machine.events.items()}
+        if self.machine.has_queue:
+            raise ValueError(f"{name}: fire() relies on an unqueued machine")
+        self._events: dict[str, Event] = dict(self.machine.events)
 
     @property
     def triggers(self) -> tuple[str, ...]:
@@ -103,10 +106,23 @@ class Table:
         return (state, trigger) in self.legal
 
     def fire(self, model: StatefulModel, trigger: str) -> None:
-        """Move ``model`` by ``trigger`` through the shared Machine; raise if the table has no row."""
-        if (model.state, trigger) not in self.legal:
+        """Move ``model`` by ``trigger`` through the shared Machine; raise if the table has no row.
+
+        This is ``Event.trigger`` minus its two wrappers: the ``functools.partial`` it builds and
+        ``Machine._process``, whose only job is the transition queue, which an unqueued machine
+        (checked at build) never uses: with an empty queue it just calls ``Event._trigger``. What
+        remains is the library's own step: resolve the model's State, check the source
+        (``MachineError``), prepare callbacks, pick and execute the Transition, finalize callbacks.
+        """
+        event = self._events.get(trigger)
+        if event is None:
             raise IllegalTransition(self.name, model.state, trigger)
-        self._fire[trigger](model)
+        try:
+            moved = event._trigger(EventData(None, event, self.machine, model, (), {}))
+        except MachineError:  # the library's own source check: no row, nothing changed
+            raise IllegalTransition(self.name, model.state, trigger) from None
+        if not moved:
+            raise IllegalTransition(self.name, model.state, trigger)
 
     def mermaid(self) -> str:
         """The table as a Mermaid ``stateDiagram-v2`` (one edge per row, in table order)."""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events.control_events import (
     CancelDelayDrawn,
@@ -608,3 +614,240 @@ def test_fold_of_the_log_equals_the_live_state_after_a_busy_day() -> None:
     h.poll(0, control("B", 150, 50, program_id="P1", export_limit_w=0.0))
     h.run_until(500)
     assert h.refold() == h.core.state
+
+
+# -- review: rules 1 and 8 together -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_the_edit", [True, False])
+def test_rule1_rule8_a_cancel_after_a_content_change_still_stops_the_event(
+    with_the_edit: bool,
+) -> None:
+    # The server edits A under the same mRID (a fault: the first plan stands), then cancels it,
+    # either in the same poll as the edit or in a later one. The cancel is a status, not content.
+    h = Harness()
+    h.default("P1", 0, export_limit_w=5000.0)
+    a = control("A", 100, 300, export_limit_w=1000.0)
+    h.poll(0, a)
+    h.run_until(150)
+    edited = control("A", 100, 300, export_limit_w=0.0)
+    if not with_the_edit:
+        h.poll(160, edited)
+    h.poll(170, _status(edited, EventStatus.CANCELLED))  # type: ignore[arg-type]
+    assert len([e for e in h.log if isinstance(e, ServerFault)]) == 1
+    assert h.state("A") == "cancelled"
+    assert h.statuses("A") == [1, 2, 6]
+    assert h.in_force(170)["export_limit_w"] == (5000.0, "default:P1")
+    assert h.refold() == h.core.state
+
+
+# -- review: rule 5 down a chain, whatever the order of receipt -------------------------------------
+
+
+_CHAIN = (
+    control("C1", 100, 100, extra={"randomize_start_s": 20, "randomize_duration_s": 30}),
+    control("C2", 200, 100, extra={"randomize_duration_s": 15}),
+    control("C3", 300, 100, extra={"randomize_duration_s": 10}),
+    control("C4", 400, 100),
+)
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(_CHAIN)))))
+def test_rule5_a_back_to_back_chain_received_in_any_order_is_planned_as_in_order(
+    order: tuple[int, ...],
+) -> None:
+    # Paged lists and later polls deliver a back-to-back series in any order; each follower must
+    # start at its predecessor's effective end, so no two overlap (an overlap would supersede one
+    # with a 7 instead of its 3) and none leaves a gap.
+    in_order = Harness(draw=draw_max)
+    in_order.poll(0, *_CHAIN)
+    shuffled = Harness(draw=draw_max)
+    for i in order:
+        shuffled.poll(0, _CHAIN[i])
+    plan = {
+        c.mrid: (r.effective_start_s, r.effective_end_s)
+        for c in _CHAIN
+        for r in (shuffled.core.state.records[c.mrid],)
+    }
+    assert plan == {
+        c.mrid: (r.effective_start_s, r.effective_end_s)
+        for c in _CHAIN
+        for r in (in_order.core.state.records[c.mrid],)
+    }
+    assert plan == {"C1": (120, 250), "C2": (250, 365), "C3": (365, 475), "C4": (475, 575)}
+    shuffled.run_until(600)
+    assert {c.mrid: shuffled.statuses(c.mrid) for c in _CHAIN} == {
+        c.mrid: [1, 2, 3] for c in _CHAIN
+    }
+    assert shuffled.refold() == shuffled.core.state
+
+
+# -- review: rule 7 for an event discovered inside an outranking event's period -------------------
+
+
+def test_rule7_late_discovered_loser_is_superseded_without_ever_starting() -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    h.poll(0, control("W", 0, 1000, program_id="P1"))
+    h.run_until(10)
+    h.poll(20, control("L", 15, 100, program_id="P2", export_limit_w=3000.0))
+    assert not any(isinstance(e, ControlStarted) and e.mrid == "L" for e in h.log)
+    assert not h.core.state.records["L"].started
+    assert h.state("L") == "superseded" and h.statuses("L") == [1, 7]
+    assert h.in_force(20)["export_limit_w"] == (1000.0, "control:W")
+    assert h.refold() == h.core.state
+
+
+def test_rule7_late_discovered_partial_loser_starts_with_its_other_modes() -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    h.poll(0, control("W", 0, 1000, program_id="P1"))
+    h.run_until(10)
+    h.poll(
+        20,
+        control("L", 15, 100, program_id="P2", export_limit_w=3000.0, import_limit_w=2000.0),
+    )
+    lost = [e for e in h.log if isinstance(e, ControlSuperseded)]
+    assert [(e.mrid, e.modes_lost, e.fully) for e in lost] == [("L", (Mode.EXPORT_LIMIT_W,), False)]
+    assert h.state("L") == "active" and h.statuses("L") == [1, 2]
+    assert h.in_force(20) == {
+        "export_limit_w": (1000.0, "control:W"),
+        "import_limit_w": (2000.0, "control:L"),
+    }
+
+
+# -- review: rule 16 bit gating through whole lifecycles ---------------------------------------------
+
+
+def _complete(h: Harness, bits: int) -> None:
+    h.poll(0, control("A", 100, 60, extra={"response_required": bits}))
+    h.run_until(300)
+
+
+def _cancel_before_start(h: Harness, bits: int) -> None:
+    a = control("A", 100, 60, extra={"response_required": bits})
+    h.poll(0, a)
+    h.poll(50, _status(a, EventStatus.CANCELLED))  # type: ignore[arg-type]
+    h.run_until(300)
+
+
+def _supersede_before_start(h: Harness, bits: int) -> None:
+    h.poll(0, control("W", 50, 200, program_id="P1"))
+    h.poll(0, control("A", 100, 60, program_id="P2", extra={"response_required": bits}))
+    h.run_until(300)
+
+
+def _supersede_while_active(h: Harness, bits: int) -> None:
+    h.poll(0, control("A", 100, 100, program_id="P2", extra={"response_required": bits}))
+    h.poll(0, control("W", 150, 100, program_id="P1"))
+    h.run_until(300)
+
+
+def _expired(h: Harness, bits: int) -> None:
+    h.poll(200, control("A", 100, 60, extra={"response_required": bits}))
+
+
+@pytest.mark.parametrize(
+    ("scenario", "bits", "expected"),
+    [
+        (_complete, 0b000, []),
+        (_complete, 0b001, [1]),
+        (_complete, 0b010, [2, 3]),
+        (_complete, 0b011, [1, 2, 3]),
+        (_cancel_before_start, 0b001, [1]),
+        (_cancel_before_start, 0b010, [6]),
+        (_cancel_before_start, 0b011, [1, 6]),
+        (_supersede_before_start, 0b001, [1]),
+        (_supersede_before_start, 0b010, [7]),  # never 2
+        (_supersede_before_start, 0b011, [1, 7]),
+        (_supersede_while_active, 0b010, [2, 7]),  # never 3
+        (_supersede_while_active, 0b011, [1, 2, 7]),
+        (_expired, 0b001, []),
+        (_expired, 0b010, [254]),
+        (_expired, 0b100, []),
+    ],
+)
+def test_rule16_response_required_bits_gate_every_code_through_a_lifecycle(
+    scenario: Callable[[Harness, int], None], bits: int, expected: list[int]
+) -> None:
+    h = Harness([program("P1", 1), program("P2", 2)])
+    scenario(h, bits)
+    assert h.statuses("A") == expected
+
+
+def test_rule11_a_default_set_grad_w_of_zero_steps_instead_of_failing_the_core() -> None:
+    # A server default with setGradW 0 ("no limit") made every later limit change raise, and a
+    # restart folded the same default back in: the core could never decide again.
+    h = Harness(set_max_w=5000.0)
+    h.default("P1", 0, export_limit_w=5000.0, set_grad_w=0)
+    h.poll(0, control("A", 100, 600, export_limit_w=1000.0))
+    h.run_until(100)
+    assert not [e for e in h.log if isinstance(e, RampPlanned)]
+    assert h.limits_log()[-1].settings.export_limit_w == 1000.0
+    assert h.in_force(100)["export_limit_w"] == (1000.0, "control:A")
+
+
+def test_rule9_an_event_that_never_started_completes_without_3() -> None:
+    # The gateway was down for the whole effective period (a restart folds the log afterwards):
+    # the event is completed, but it never ran, so no 2 and no 3.
+    h = Harness()
+    h.poll(0, control("A", 100, 60))
+    h.tick(500)
+    assert h.state("A") == "completed"
+    assert not h.core.state.records["A"].started
+    assert h.statuses("A") == [1]
+
+
+# -- review: rule 5 as a property over random chains, draws and receipt orders ----------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    length=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_property_rule5_chains_are_back_to_back_whatever_the_receipt_order(
+    data: st.DataObject, length: int, seed: int
+) -> None:
+    durations = data.draw(st.lists(st.integers(1, 300), min_size=length, max_size=length))
+    starts = [1000 + sum(durations[:i]) for i in range(length)]
+    chain = [
+        control(
+            f"K{i}",
+            starts[i],
+            durations[i],
+            extra={
+                "randomize_start_s": data.draw(st.sampled_from([0, 30, -30])),
+                "randomize_duration_s": data.draw(st.sampled_from([0, 20, -20])),
+            },
+        )
+        for i in range(length)
+    ]
+    order = data.draw(st.permutations(range(length)))
+    rng = random.Random(seed)
+    h = Harness(draw=lambda low, high: rng.randint(low, high))
+    for t, i in enumerate(order):
+        h.poll(t, chain[i])  # all received before the first can start (earliest 970)
+    records = h.core.state.records
+    for before, after in itertools.pairwise(chain):
+        a, b = records[before.mrid], records[after.mrid]
+        assert a.effective_start_s <= a.effective_end_s, before.mrid  # never a negative period
+        assert b.effective_start_s == a.effective_end_s, (before.mrid, after.mrid)
+    h.run_until(starts[-1] + 2000)
+    for c in chain:
+        rec = records[c.mrid]
+        ran = rec.effective_start_s < rec.effective_end_s
+        assert h.statuses(c.mrid) == ([1, 2, 3] if ran else [1]), c.mrid
+    assert h.refold() == h.core.state
+
+
+def test_rule5_a_negative_randomize_duration_longer_than_the_event_leaves_an_empty_period() -> None:
+    # ρd ∈ [-20, 0] on a 5 s event: the effective period is empty (it never runs), and the
+    # follower pinned to its effective end does not start before its predecessor's start.
+    h = Harness(draw=draw_min)
+    h.poll(0, control("A", 100, 5, extra={"randomize_duration_s": -20}))
+    h.poll(0, control("B", 105, 60))
+    a, b = h.core.state.records["A"], h.core.state.records["B"]
+    assert (a.effective_start_s, a.effective_end_s) == (100, 100)
+    assert (b.effective_start_s, b.effective_end_s) == (100, 160)
+    h.run_until(200)
+    assert h.statuses("A") == [1] and h.statuses("B") == [1, 2, 3]

@@ -20,8 +20,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.base import Event
-from events.control_events import ResponseIntended
-from events.der_model import Control, ControlSettings, EventStatus, Mode, Program
+from events.control_events import (
+    ControlReceived,
+    ControlStarted,
+    ControlSuperseded,
+    ResponseIntended,
+)
+from events.der_model import (
+    Control,
+    ControlSettings,
+    EventStatus,
+    Mode,
+    Program,
+    ResponseStatus,
+)
 from events.replay import fold
 from statemachines.arbitration import rank
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig, evolve
@@ -151,6 +163,34 @@ def _check_invariants(core: ControlsCore, log: list[Event], now: float) -> None:
             seq.append(event.status)
 
 
+def _check_supersession_timing(log: list[Event]) -> None:
+    """§4 rule 7: an event loses modes when its winner starts (or, if it was received while the
+    winner was already running, on receipt); a superseded event never starts afterwards, and one
+    that lost everything before it started never answers 2."""
+    started: dict[str, float] = {}
+    received: dict[str, float] = {}
+    superseded_at: dict[str, float] = {}
+    order: dict[str, int] = {}  # the order in which events started
+    for event in log:
+        match event:
+            case ControlReceived(control=c, at_s=at):
+                received[c.mrid] = at
+            case ControlStarted(mrid=mrid, at_s=at):
+                assert mrid not in superseded_at, f"{mrid} started after it was superseded"
+                started[mrid] = at
+                order[mrid] = len(order)
+            case ControlSuperseded(mrid=mrid, by=by, at_s=at) if by != "server":
+                assert by in started, f"{mrid} lost to {by}, which had not started"
+                assert at == max(started[by], received[mrid]), (mrid, by, at)
+                # A winner already running when the loser started took its modes before that
+                # start: an event never starts with a mode an outranking running event holds.
+                assert not (mrid in order and order[by] < order[mrid]), (mrid, by, at)
+                if event.fully:
+                    superseded_at[mrid] = at
+            case ResponseIntended(mrid=mrid, status=ResponseStatus.STARTED):
+                assert mrid in started and mrid not in superseded_at, mrid
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     history=_history(),
@@ -211,6 +251,7 @@ def test_property_random_histories(
         log += core.handle_timer(due, draw)
         _check_invariants(core, log, due)
     assert fold(log, evolve, ControlsState()) == core.state
+    _check_supersession_timing(log)
     # No duplicate Responses for any (mRID, status, LFDI).
     keys = [(e.mrid, e.status, e.lfdi) for e in log if isinstance(e, ResponseIntended)]
     assert len(keys) == len(set(keys))

@@ -62,7 +62,7 @@ def test_rule11_no_rate_means_a_step() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"set_max_w": 5000.0, "set_grad_w": 0, "ramp_time_s": None}, "setGradW must be positive"),
+        ({"set_max_w": 5000.0, "set_grad_w": -1, "ramp_time_s": None}, "setGradW must be positive"),
         ({"set_max_w": 0.0, "set_grad_w": 10, "ramp_time_s": None}, "setMaxW must be positive"),
         (
             {"set_max_w": None, "set_grad_w": None, "ramp_time_s": -1.0},
@@ -96,3 +96,13 @@ def test_property_ramp_stays_between_endpoints_and_never_exceeds_the_rate(
     value = ramp.value_at(t)
     assert min(start, end) - 1e-6 <= value <= max(start, end) + 1e-6
     assert abs(value - start) <= rate * t * (1 + 1e-9) + 1e-6
+
+
+def test_rule11_set_grad_w_zero_means_no_limit_so_the_change_is_a_step() -> None:
+    # sep.xsd (2018 and 2023), DefaultDERControl.setGradW: "A value of 0 means there is no limit."
+    assert (
+        plan_ramp(
+            Mode.EXPORT_LIMIT_W, 5000, 1000, 100.0, set_max_w=5000.0, set_grad_w=0, ramp_time_s=None
+        )
+        is None
+    )

@@ -233,3 +233,33 @@ def test_property_backoff_is_bounded_by_cap_plus_jitter(
         assert 0 < delay <= cap * (1 + fraction) + 1e-9
         assert event.base_delay_s <= cap
         now = event.retry_at_s
+
+
+def test_section2_repeated_rediscovery_backs_off_until_the_walk_completes() -> None:
+    # A server that keeps answering 404 for our EndDevice: the first re-walk is immediate, the
+    # following ones wait a doubling, capped, jittered delay instead of looping DeviceCapability →
+    # Time → EndDevice as fast as the server answers. Reaching ready makes the next one immediate.
+    policy = BackoffPolicy(base_s=2.0, cap_s=30.0, jitter_fraction=0.0)
+    core = RegistrationCore(RegistrationConfig(pin=PIN, backoff=policy))
+    _walk_to(core, S.END_DEVICE)
+    now = 10.0
+    waits = []
+    for _ in range(6):
+        events = core.step_failed(S.END_DEVICE, 404, now, _max)
+        backoffs = [e for e in events if isinstance(e, BackoffDrawn)]
+        waits.append(backoffs[0].base_delay_s if backoffs else 0.0)
+        assert core.next_request(now + waits[-1] - 0.001) is (
+            None if backoffs else S.DEVICE_CAPABILITY
+        )
+        now += waits[-1]
+        assert core.next_request(now) is S.DEVICE_CAPABILITY
+        core.step_done(S.DEVICE_CAPABILITY, now)
+        core.time_learned(now, now, now)
+    assert waits == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    core.step_done(S.END_DEVICE, now)
+    core.registration_pin(PIN, now)
+    for step in (S.PROGRAMS, S.DER, S.MIRROR):
+        core.step_done(step, now)
+    assert core.state.state == READY
+    core.lost_link(404, now + 1)
+    assert core.next_request(now + 1) is S.DEVICE_CAPABILITY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from transitions.core import EventData
 
 from statemachines.table import IllegalTransition, Row, Table
 
@@ -56,3 +57,30 @@ def test_mermaid_has_one_edge_per_row_and_marks_terminal_states() -> None:
         "    b --> c : stop",
         "    c --> [*]",
     ]
+
+
+def test_unknown_trigger_raises_typed_error() -> None:
+    table = Table("t", ["a", "b"], "a", [Row("go", "a", "b")])
+    model = _Model("a")
+    with pytest.raises(IllegalTransition, match="'fly' is not allowed in state 'a'"):
+        table.fire(model, "fly")
+    assert model.state == "a"
+
+
+def test_fire_goes_through_the_shared_machines_event_step() -> None:
+    # fire() skips only Event.trigger's partial and the (unused) transition queue: the library's
+    # own step still runs, so machine-level callbacks see every move, with the model and the row.
+    table = Table("t", ["a", "b"], "a", [Row("go", "a", "b"), Row("back", "b", "a")])
+    seen: list[tuple[str, str, str, bool]] = []
+
+    def finalize(event_data: EventData) -> None:
+        t = event_data.transition
+        assert t is not None and isinstance(event_data.model, _Model)
+        seen.append((event_data.event.name, t.source, t.dest, bool(event_data.result)))
+
+    table.machine.finalize_event = [finalize]
+    model = _Model("a")
+    table.fire(model, "go")
+    table.fire(model, "back")
+    assert seen == [("go", "a", "b", True), ("back", "b", "a", True)]
+    assert not table.machine.has_queue
