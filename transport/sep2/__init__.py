@@ -1,0 +1,1 @@
+"""IEEE 2030.5 wire model and XML codec."""
