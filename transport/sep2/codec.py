@@ -208,29 +208,34 @@ _SCALAR: Final = (
 )
 
 
-def _value_xslt(m: MemberRow) -> str:
+_PLAIN: Final = '"<xsl:value-of select="."/>"'
+
+
+def _value_xslt(m: MemberRow, safe: bool) -> str:
     if m[4]:
         if m[3] == "Resource" and m[0] == "Resource":
             return '<xsl:call-template name="resource-any"/>'
         return f'<xsl:call-template name="T.{m[3]}"/>'
+    if not safe:
+        return _PLAIN
     if m[3] in ("xs:string", "xs:anyURI"):
         return '<xsl:call-template name="str"/>'
     return _SCALAR
 
 
-def _type_xslt(type_name: str) -> str:
+def _type_xslt(type_name: str, safe: bool) -> str:
     members = full_members(type_name)
     parts = [f'<xsl:template name="T.{type_name}">{{"_":0']
     for m in members:
         if m[2]:
-            parts.append(f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m)}</xsl:for-each>')
+            parts.append(f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, safe)}</xsl:for-each>')
     parts.append(f'<xsl:apply-templates select="*" mode="{type_name}"/>')
     for m in members:
         if not m[2] and m[6] != 1:
             q = _q(m[1], m[0])
             parts.append(
                 f'<xsl:if test="{q}">,"{m[0]}":[<xsl:for-each select="{q}">'
-                f'<xsl:if test="position()!=1">,</xsl:if>{_value_xslt(m)}</xsl:for-each>]</xsl:if>'
+                f'<xsl:if test="position()!=1">,</xsl:if>{_value_xslt(m, safe)}</xsl:for-each>]</xsl:if>'
             )
     parts.append("}</xsl:template>")
     # Unknown children (newer editions, other profiles) produce nothing.
@@ -243,7 +248,7 @@ def _type_xslt(type_name: str) -> str:
             parts.append(f'<xsl:template match="{q}" mode="{type_name}"/>')
         else:
             parts.append(
-                f'<xsl:template match="{q}" mode="{type_name}">,"{m[0]}":{_value_xslt(m)}'
+                f'<xsl:template match="{q}" mode="{type_name}">,"{m[0]}":{_value_xslt(m, safe)}'
                 "</xsl:template>"
             )
     return "".join(parts)
@@ -268,7 +273,15 @@ def _resource_any_xslt() -> str:
 
 
 @functools.cache
-def _stylesheet(type_name: str) -> etree.XSLT:
+def _stylesheet(type_name: str, safe: bool) -> etree.XSLT:
+    """The JSON-producing stylesheet for documents of ``type_name``.
+
+    The *safe* variant escapes every string for JSON and normalises whitespace around scalars. The
+    fast variant copies text as is and is only used when :func:`_plain_text_is_safe` proved no text
+    or attribute value holds a quote or backslash (so nothing can break out of a JSON string); any
+    other oddity (a raw newline, blanks around a number) makes msgspec fail, and the document is then
+    decoded again with the safe variant, which gives the final answer.
+    """
     ns_decls = " ".join(f'xmlns:c{i}="{uri}"' for i, uri in enumerate(CSIPAUS_NAMESPACES))
     body = [
         '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" '
@@ -280,7 +293,7 @@ def _stylesheet(type_name: str) -> etree.XSLT:
         _STR_TEMPLATE,
     ]
     reachable = _reachable(type_name)
-    body.extend(_type_xslt(t) for t in reachable)
+    body.extend(_type_xslt(t, safe) for t in reachable)
     if "Notification" in reachable:
         body.append(_resource_any_xslt())
     body.append("</xsl:stylesheet>")
@@ -290,16 +303,31 @@ def _stylesheet(type_name: str) -> etree.XSLT:
     )
 
 
+def _hex_parser(cls: type[HexBinaryValue]) -> Callable[[str], HexBinaryValue]:
+    limit = 1 << (8 * cls.BYTES)
+    make = int.__new__
+
+    def parse(text: str) -> HexBinaryValue:
+        # Digits only: int(..., 16) alone would also take "0x", "_", signs and blanks.
+        if not text.isalnum() or not text.isascii() or "x" in text or "X" in text:
+            raise ValueError(f"not hexBinary: {text[:40]!r}")
+        value = int(text, 16)
+        if value >= limit:
+            raise ValueError(f"{text[:40]!r} is wider than {cls.__name__}")
+        return make(cls, value)
+
+    return parse
+
+
+_HEX_PARSERS: Final = {cls: _hex_parser(cls) for cls in HEX_TYPES.values()}
+
+
 def _hex_hook(type_: type, obj: object) -> object:
-    """hexBinary from its text: digits only (no ``0x``, sign, ``_`` or blanks), value within width."""
-    if isinstance(type_, type) and issubclass(type_, HexBinaryValue) and isinstance(obj, str):
-        if not obj or not obj.isascii() or not obj.isalnum() or "x" in obj or "X" in obj:
-            raise ValueError(f"not hexBinary: {obj[:40]!r}")
-        try:
-            return type_(int(obj, 16))
-        except ValueError:
-            raise ValueError(f"not {type_.__name__}: {obj[:40]!r}") from None
-    raise NotImplementedError(f"no decoder for {type_!r}")
+    """hexBinary from its text: compared numerically, so dropped leading zeros are fine."""
+    parse = _HEX_PARSERS.get(type_)
+    if parse is None or not isinstance(obj, str):
+        raise NotImplementedError(f"no decoder for {type_!r}")
+    return parse(obj)
 
 
 @functools.cache
@@ -355,8 +383,39 @@ def _violation(root_name: str, exc: msgspec.ValidationError) -> SchemaViolation:
     return SchemaViolation(_element_path(root_name, where.rstrip("`")), reason)
 
 
-def _decode_root(root: etree._Element, type_name: str, root_name: str) -> msgspec.Struct:
-    json_bytes = bytes(_stylesheet(type_name)(root))
+_ASCII_COMPATIBLE: Final = frozenset({"UTF-8", "US-ASCII", "ASCII"})
+
+
+def _plain_text_is_safe(data: bytes, root: etree._Element) -> bool:
+    """True when no text node or attribute value can contain ``"`` or ``\\``.
+
+    Text nodes are checked after parsing (references resolved, CDATA included). Attribute values can
+    only get a quote or backslash through a literal backslash, a character or ``&quot;`` reference,
+    or apostrophe-delimited values: all visible in the raw bytes when the encoding is ASCII-compatible.
+    """
+    encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper()
+    if encoding not in _ASCII_COMPATIBLE:
+        return False
+    if b"\\" in data or b"'" in data or b"&#" in data or b"&quot;" in data:
+        return False
+    text = etree.tostring(root, method="text", encoding=str)
+    return '"' not in text and "\\" not in text
+
+
+def _decode_root(
+    root: etree._Element, type_name: str, root_name: str, data: bytes
+) -> msgspec.Struct:
+    if _plain_text_is_safe(data, root):
+        json_bytes = bytes(_stylesheet(type_name, False)(root))
+        try:
+            fast: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass  # decide with the safe variant, which also produces the reportable error
+        else:
+            if type_name == "Notification" and getattr(fast, "Resource", None) is not None:
+                fast = _retype_notification(fast, json_bytes, root_name)
+            return fast
+    json_bytes = bytes(_stylesheet(type_name, True)(root))
     try:
         obj: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
     except msgspec.ValidationError as exc:
@@ -393,7 +452,7 @@ def decode(data: bytes, cls: type[S], limits: Limits = _DEFAULT_LIMITS) -> S:
     got = root.tag if isinstance(root.tag, str) else "?"
     if _ROOT_BY_CLARK.get(got) != type_name or not got.endswith("}" + elem):
         raise UnexpectedDocument("/" + _local(got), f"expected a {elem} document")
-    result = _decode_root(root, type_name, elem)
+    result = _decode_root(root, type_name, elem, bytes(data))
     assert isinstance(result, cls)
     return result
 
@@ -405,7 +464,7 @@ def decode_any(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> msgspec.Struct:
     type_name = _ROOT_BY_CLARK.get(got)
     if type_name is None:
         raise UnexpectedDocument("/" + _local(got), "not a 2030.5 resource this client knows")
-    return _decode_root(root, type_name, _local(got))
+    return _decode_root(root, type_name, _local(got), bytes(data))
 
 
 def _local(clark: str) -> str:
