@@ -90,7 +90,9 @@ _DEFAULT_LIMITS: Final = Limits()
 # ---------------------------------------------------------------------------------------------------
 # Tables
 
-_CLASSES: Final[dict[str, type[msgspec.Struct]]] = {name: getattr(resources, name) for name in TYPES}
+_CLASSES: Final[dict[str, type[msgspec.Struct]]] = {
+    name: getattr(resources, name) for name in TYPES
+}
 _TYPE_NAME: Final[dict[type[msgspec.Struct], str]] = {cls: n for n, cls in _CLASSES.items()}
 # struct class -> (document element name, namespace key)
 _ROOT_OF: Final[dict[type[msgspec.Struct], tuple[str, str]]] = {
@@ -182,7 +184,9 @@ def document_element(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> etree._El
     if root is None:
         raise MalformedXml("/", "empty document")
     docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:  # a DTD in a non-ASCII-compatible encoding
+    if (
+        docinfo.doctype or docinfo.internalDTD is not None
+    ):  # a DTD in a non-ASCII-compatible encoding
         raise _reject("/", "a DTD (<!DOCTYPE>) is not accepted")
     if _depth_probe(limits.max_depth)(root):
         raise _reject("/", f"elements nested deeper than the depth limit {limits.max_depth}")
@@ -203,9 +207,7 @@ str:replace(str:replace(str:replace(string(.), '\\', '\\\\'), '&quot;', '\\&quot
 
 # Numbers, booleans and hex travel as JSON strings (msgspec converts them, lax mode): a quote or
 # backslash in the text is turned into '#', which no number contains, so it fails typing with a path.
-_SCALAR: Final = (
-    "\"<xsl:value-of select=\"translate(normalize-space(.), '&quot;\\', '##')\"/>\""
-)
+_SCALAR: Final = "\"<xsl:value-of select=\"translate(normalize-space(.), '&quot;\\', '##')\"/>\""
 
 
 _PLAIN: Final = '"<xsl:value-of select="."/>"'
@@ -228,7 +230,9 @@ def _type_xslt(type_name: str, safe: bool) -> str:
     parts = [f'<xsl:template name="T.{type_name}">{{"_":0']
     for m in members:
         if m[2]:
-            parts.append(f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, safe)}</xsl:for-each>')
+            parts.append(
+                f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, safe)}</xsl:for-each>'
+            )
     parts.append(f'<xsl:apply-templates select="*" mode="{type_name}"/>')
     for m in members:
         if not m[2] and m[6] != 1:
@@ -265,7 +269,7 @@ def _resource_any_xslt() -> str:
     return (
         '<xsl:template name="resource-any"><xsl:variable name="raw" select="string(@xsi:type)"/>'
         '<xsl:variable name="t"><xsl:choose><xsl:when test="contains($raw, \':\')">'
-        '<xsl:value-of select="substring-after($raw, \':\')"/></xsl:when>'
+        "<xsl:value-of select=\"substring-after($raw, ':')\"/></xsl:when>"
         '<xsl:otherwise><xsl:value-of select="$raw"/></xsl:otherwise></xsl:choose></xsl:variable>'
         f'<xsl:choose>{whens}<xsl:otherwise>{{"_type":"Resource","_body":'
         '<xsl:call-template name="T.Resource"/>}</xsl:otherwise></xsl:choose></xsl:template>'
@@ -406,7 +410,7 @@ def _decode_root(
     root: etree._Element, type_name: str, root_name: str, data: bytes
 ) -> msgspec.Struct:
     if _plain_text_is_safe(data, root):
-        json_bytes = bytes(_stylesheet(type_name, False)(root))
+        json_bytes = bytes(_stylesheet(type_name, False)(root))  # type: ignore[call-overload]
         try:
             fast: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -415,7 +419,7 @@ def _decode_root(
             if type_name == "Notification" and getattr(fast, "Resource", None) is not None:
                 fast = _retype_notification(fast, json_bytes, root_name)
             return fast
-    json_bytes = bytes(_stylesheet(type_name, True)(root))
+    json_bytes = bytes(_stylesheet(type_name, True)(root))  # type: ignore[call-overload]
     try:
         obj: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
     except msgspec.ValidationError as exc:
