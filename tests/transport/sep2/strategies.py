@@ -30,10 +30,8 @@ _RANGES = {
 # XML Char range minus surrogates; \t \n \r included so escaping is exercised. Short, because the
 # schema's StringN types cap lengths (String6 the shortest).
 _TEXT = st.text(
-    alphabet=st.characters(
-        blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"
-    )
-    | st.sampled_from('\t\n\r"\\&<>\''),
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
+    | st.sampled_from("\t\n\r\"\\&<>'"),
     max_size=6,
 )
 _URI = st.from_regex(r"\A/[a-z0-9/]{0,12}\Z")
@@ -76,7 +74,9 @@ def struct_strategy(type_name: str, *, xsd_safe: bool = False) -> st.SearchStrat
             struct_strategy(ty, xsd_safe=xsd_safe) if is_complex else _leaf(ty, xsd_safe=xsd_safe)
         )
         if hi != 1:
-            fields[name] = st.lists(inner, min_size=lo, max_size=max(lo, min(hi or 2, 2))).map(tuple)
+            fields[name] = st.lists(inner, min_size=lo, max_size=max(lo, min(hi or 2, 2))).map(
+                tuple
+            )
         elif lo >= 1:
             fields[name] = inner
         else:

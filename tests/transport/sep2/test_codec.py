@@ -97,9 +97,7 @@ def test_serialiser_writes_schema_order_hex_widths_and_namespaces() -> None:
 
 
 def test_absent_fields_are_omitted_and_mrid_keeps_full_width() -> None:
-    rsp = r.DERControlResponse(
-        endDeviceLFDI=HexBinary160(1), subject=HexBinary128(0xABC), status=1
-    )
+    rsp = r.DERControlResponse(endDeviceLFDI=HexBinary160(1), subject=HexBinary128(0xABC), status=1)
     out = codec.encode(rsp)
     assert b"<subject>00000000000000000000000000000ABC</subject>" in out
     assert b"createdDateTime" not in out and b"href" not in out
@@ -121,9 +119,7 @@ def test_wrong_type_names_the_element_path() -> None:
 
 
 def test_out_of_range_value_is_a_schema_violation() -> None:
-    bad = _corpus("envoy_dercontrol_list.xml").replace(
-        b"<currentStatus>5<", b"<currentStatus>256<"
-    )
+    bad = _corpus("envoy_dercontrol_list.xml").replace(b"<currentStatus>5<", b"<currentStatus>256<")
     with pytest.raises(SchemaViolation) as err:
         codec.decode(bad, r.DERControlList)
     assert err.value.path.endswith("/EventStatus/currentStatus")

@@ -47,7 +47,19 @@ def _mutate(rng: random.Random, doc: bytes) -> bytes:
             del data[pos : pos + rng.randint(1, 16)]
         elif op == 2:
             data[pos:pos] = rng.choice(
-                [b"<", b">", b"&", b'"', b"\\", b"<x>", b"</", b"&amp;", b"\x00", b"\xff", b"1" * 40]
+                [
+                    b"<",
+                    b">",
+                    b"&",
+                    b'"',
+                    b"\\",
+                    b"<x>",
+                    b"</",
+                    b"&amp;",
+                    b"\x00",
+                    b"\xff",
+                    b"1" * 40,
+                ]
             )
         elif op == 3 and data:
             end = min(len(data), pos + rng.randint(1, 64))
