@@ -215,7 +215,24 @@ def test_ten_thousand_deep_nesting_is_rejected() -> None:
         + b"</a>" * 10_000
         + b"</DERControlList>"
     )
-    _timed_reject(deep, Sep2DecodeError)
+    _timed_reject(deep, DocumentRejected)
+
+
+def test_default_depth_limit_is_libxml2s_256() -> None:
+    def nested(depth: int) -> bytes:
+        inner = depth - 1
+        return (
+            b'<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0">'
+            + b"<a>" * inner
+            + b"</a>" * inner
+            + b"</DERControlList>"
+        )
+
+    assert codec.decode(nested(256), r.DERControlList).all == 0
+    with pytest.raises(DocumentRejected):
+        codec.decode(nested(257), r.DERControlList)
+    with pytest.raises(ValueError):
+        codec.Limits(max_depth=257)
 
 
 def test_depth_limit_is_configurable() -> None:
