@@ -70,9 +70,12 @@ def struct_strategy(type_name: str, *, xsd_safe: bool = False) -> st.SearchStrat
     for name, _ns, _attr, ty, is_complex, lo, hi in full_members(type_name):
         if xsd_safe and (type_name, name) == ("DERControlResponse", "modesResponded"):
             continue
-        inner = _ENUMERATED.get(name) or (
-            struct_strategy(ty, xsd_safe=xsd_safe) if is_complex else _leaf(ty, xsd_safe=xsd_safe)
-        )
+        if name in _ENUMERATED:
+            inner = _ENUMERATED[name]
+        elif is_complex:
+            inner = struct_strategy(ty, xsd_safe=xsd_safe)
+        else:
+            inner = _leaf(ty, xsd_safe=xsd_safe)
         if hi != 1:
             fields[name] = st.lists(inner, min_size=lo, max_size=max(lo, min(hi or 2, 2))).map(
                 tuple

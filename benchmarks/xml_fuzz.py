@@ -1,0 +1,194 @@
+"""Mutation fuzzing of the 2030.5 decoder: every input must decode or raise Sep2DecodeError.
+
+Seeds are the test corpus (real-server-shaped documents) plus every resource serialised by the
+codec itself. Each input applies 1-4 mutations (byte flips, cuts, splices, XML-token insertions,
+tag and namespace swaps, extreme numbers, entity and nesting bombs). Anything other than a typed
+decode error is an *unexpected exception*; an input taking longer than ``--hang-s`` is a *hang*
+(interrupted by SIGALRM). Prints progress lines and, last, one JSON line with the counts.
+
+Usage: python3 benchmarks/xml_fuzz.py [--inputs 100000] [--seed 1] [--hang-s 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from transport.sep2 import codec  # noqa: E402
+from transport.sep2.errors import Sep2DecodeError  # noqa: E402
+from transport.sep2.schema_order import ROOTS, TYPES  # noqa: E402
+
+TOKENS = [
+    b"<",
+    b">",
+    b"/>",
+    b"</",
+    b"&",
+    b"&amp;",
+    b"&#0;",
+    b"&#x110000;",
+    b"&lt;",
+    b'"',
+    b"'",
+    b"\\",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xc3\x28",
+    b"<![CDATA[x]]>",
+    b"<!-- c -->",
+    b"<?pi x?>",
+    b'<!DOCTYPE x [<!ENTITY e "ee">]>',
+    b"&e;",
+    b"<x>" * 300,
+    b'xmlns="urn:other"',
+    b' xmlns:csipaus="https://csipaus.org/ns/v1.3"',
+    b' xsi:type="DERControlList"',
+    b"99999999999999999999999999",
+    b"-1",
+    b"0x1F",
+    b"1e3",
+    b" 7 ",
+    b"true",
+    b"NaN",
+    b"\t\n\r",
+]
+NUMBERS = [b"0", b"-1", b"256", b"65536", b"4294967296", b"18446744073709551616", b"-9" * 30, b"FF"]
+
+
+def seeds() -> list[bytes]:
+    docs = [p.read_bytes() for p in sorted((ROOT / "tests/transport/sep2/corpus").glob("*.xml"))]
+    sys.path.insert(0, str(ROOT / "tests" / "transport" / "sep2"))
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.transport.sep2.strategies import struct_strategy
+
+    found: list[bytes] = []
+
+    @settings(
+        max_examples=3, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @given(st.data())
+    def draw(data: st.DataObject) -> None:
+        for _elem, (_ns, ty) in ROOTS.items():
+            found.append(codec.encode(data.draw(struct_strategy(ty))))
+
+    draw()
+    return docs + found
+
+
+ELEMENT_NAMES = sorted({m[0] for _b, members in TYPES.values() for m in members if not m[2]})
+
+
+def mutate(rng: random.Random, doc: bytes) -> bytes:
+    data = bytearray(doc)
+    for _ in range(rng.randint(1, 4)):
+        n = len(data)
+        pos = rng.randrange(n + 1)
+        op = rng.randrange(9)
+        if op == 0 and n:
+            data[min(pos, n - 1)] = rng.randrange(256)
+        elif op == 1:
+            del data[pos : pos + rng.randint(1, 32)]
+        elif op == 2:
+            data[pos:pos] = rng.choice(TOKENS)
+        elif op == 3 and n:
+            a = rng.randrange(n)
+            data[pos:pos] = data[a : a + rng.randint(1, 128)]
+        elif op == 4:
+            data = data[:pos]
+        elif op == 5:
+            old, new = rng.choice(ELEMENT_NAMES).encode(), rng.choice(ELEMENT_NAMES).encode()
+            data = bytearray(bytes(data).replace(old, new, rng.randint(1, 3)))
+        elif op == 6:
+            text_start = bytes(data).find(b">", pos)
+            text_end = bytes(data).find(b"<", text_start + 1) if text_start >= 0 else -1
+            if 0 <= text_start < text_end:
+                data[text_start + 1 : text_end] = rng.choice(NUMBERS)
+        elif op == 7:
+            data = bytearray(
+                bytes(data).replace(b"urn:ieee:std:2030.5:ns", rng.choice([b"urn:x", b""]), 1)
+            )
+        else:
+            depth = rng.choice([10, 300, 3000])
+            data[pos:pos] = b"<d>" * depth + b"</d>" * depth
+    return bytes(data)
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(_signum: int, _frame: FrameType | None) -> None:
+    raise Hang
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hang-s", type=float, default=2.0)
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    corpus = seeds()
+    signal.signal(signal.SIGALRM, _alarm)
+    outcomes: Counter[str] = Counter()
+    unexpected: Counter[str] = Counter()
+    slowest = 0.0
+    started = time.perf_counter()
+    for i in range(1, args.inputs + 1):
+        doc = mutate(rng, rng.choice(corpus))
+        t0 = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, args.hang_s)
+        try:
+            codec.decode_any(doc)
+            outcomes["accepted"] += 1
+        except Sep2DecodeError as exc:
+            outcomes[type(exc).__name__] += 1
+        except Hang:
+            outcomes["hang"] += 1
+        except Exception as exc:  # noqa: BLE001 - counting exactly these is the point
+            outcomes["unexpected"] += 1
+            key = f"{type(exc).__name__}: {exc}"[:160]
+            if not unexpected[key]:
+                traceback.print_exc()
+            unexpected[key] += 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        slowest = max(slowest, time.perf_counter() - t0)
+        if i % 20_000 == 0:
+            print(f"{i:>7} inputs  {dict(outcomes)}  slowest {slowest * 1e3:.1f} ms", flush=True)
+    elapsed = time.perf_counter() - started
+    for key, count in unexpected.most_common(10):
+        print(f"unexpected x{count}: {key}")
+    print(f"{args.inputs} inputs in {elapsed:.1f} s from {len(corpus)} seeds")
+    print(
+        json.dumps(
+            {
+                "inputs": args.inputs,
+                "unexpected_exceptions": outcomes["unexpected"],
+                "hangs": outcomes["hang"],
+                "accepted": outcomes["accepted"],
+                "typed_errors": sum(
+                    v for k, v in outcomes.items() if k not in ("accepted", "hang", "unexpected")
+                ),
+                "slowest_ms": round(slowest * 1e3, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
