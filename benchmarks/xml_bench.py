@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lxml import etree  # noqa: E402
+from lxml import etree
 
-from transport.sep2 import codec  # noqa: E402
-from transport.sep2 import resources as r  # noqa: E402
+from transport.sep2 import codec
+from transport.sep2 import resources as r
 
 CONTROL = """<DERControl href="/edev/1/derp/1/derc/{i}" replyTo="/rsp" responseRequired="03">\
 <mRID>A1B2C3D4E5F6A7B8C9D0{i:04X}00037244</mRID><description>DOE window {i}</description>\
@@ -47,7 +47,8 @@ def document(n: int, csipaus_ns: str) -> bytes:
         f'href="/edev/1/derp/1/derc" all="{n}" results="{n}" subscribable="0">'
     )
     body = "".join(
-        CONTROL.format(i=i, start=1700000300 + 300 * i, imp=1000 + i, exp=5000 - i) for i in range(n)
+        CONTROL.format(i=i, start=1700000300 + 300 * i, imp=1000 + i, exp=5000 - i)
+        for i in range(n)
     )
     return (head + body + "</DERControlList>").encode()
 
@@ -85,7 +86,7 @@ def main() -> None:
             "parse_ours": best(lambda d=ours_doc: codec.decode(d, r.DERControlList), budget),
             "parse_envoy": best(lambda d=envoy_doc: DERControlListResponse.from_xml(d), budget),
             "parse_xsdata": best(lambda d=ours_doc: x_from_xml(d, DercontrolList), budget),
-            "ser_floor": best(lambda: etree.tostring(tree), budget),
+            "ser_floor": best(lambda t=tree: etree.tostring(t), budget),
             "ser_ours": best(lambda o=ours_obj: codec.encode(o), budget),
             "ser_envoy": best(lambda o=envoy_obj: o.to_xml(skip_empty=True), budget),
             "ser_xsdata": best(lambda o=xs_obj: x_to_xml(o, include_csipaus=True), budget),

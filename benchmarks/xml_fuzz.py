@@ -159,7 +159,7 @@ def main() -> None:
             outcomes[type(exc).__name__] += 1
         except Hang:
             outcomes["hang"] += 1
-        except Exception as exc:  # noqa: BLE001 - counting exactly these is the point
+        except Exception as exc:
             outcomes["unexpected"] += 1
             key = f"{type(exc).__name__}: {exc}"[:160]
             if not unexpected[key]:

@@ -1,7 +1,7 @@
 """What the client tells the utility about itself, in SI units, free of the wire format.
 
-``transport.sep2.mapping`` turns these into DERCapability, DERSettings, DERStatus, DERAvailability and
-Response resources (PROTOCOL.md §2.7, §4.16). Readings reuse :mod:`events.telemetry`.
+``transport.sep2.mapping`` turns these into DERCapability, DERSettings, DERStatus, DERAvailability
+and Response resources (PROTOCOL.md §2.7, §4.16). Readings reuse :mod:`events.telemetry`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ __all__ = [
 
 
 class ControlResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """A Response to a DERControl: ``mrid`` of the event (upper-case hex), our LFDI (40 hex digits)."""
+    """A Response to a DERControl: ``mrid`` of the event (upper-case hex), our LFDI (40 hex
+    digits)."""
 
     mrid: str
     status: ResponseStatus
@@ -30,7 +31,8 @@ class ControlResponse(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DerCapabilityInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Nameplate ratings; ``modes_supported`` etc. are the schema bitmaps (DERControlType, DOE, VPP)."""
+    """Nameplate ratings; ``modes_supported`` etc. are the schema bitmaps (DERControlType, DOE,
+    VPP)."""
 
     der_type: int
     modes_supported: int
@@ -62,7 +64,8 @@ class DerSettingsInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DerStatusInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """Status at ``reading_s``; connect bitmaps: bit 0 connected, 1 available, 2 operating, 3 test, 4 fault."""
+    """Status at ``reading_s``; connect bitmaps: bit 0 connected, 1 available, 2 operating, 3 test,
+    4 fault."""
 
     reading_s: int
     gen_connect_status: int | None = None

@@ -3,15 +3,15 @@
 Sans-IO and pure: every function takes bytes or structs and returns structs or bytes.
 
 Decoding (PROTOCOL.md §§1-5; issue #3 scope 2)
-    1. Hardening before any parsing: a size limit (default 1 MiB) and a refusal of any DTD, so entity
-       expansion (billion laughs) and external entities never start. The lxml parser itself runs with
-       entities unresolved, no network, no DTD loading and libxml2's own depth cap.
+    1. Hardening before any parsing: a size limit (default 1 MiB) and a refusal of any DTD, so
+       entity expansion (billion laughs) and external entities never start. The lxml parser itself
+       runs with entities unresolved, no network, no DTD loading and libxml2's own depth cap.
     2. One ``lxml.etree.fromstring`` builds the tree; libxml2 stops at nesting depth 256 (the
        default limit), a compiled XPath probe enforces any lower configured limit in C; the document
        element must be the resource asked for.
-    3. A stylesheet generated from the schema tables (one per document type, compiled once) turns the
-       tree into JSON in C: known elements by name and namespace, in any order; unknown elements (a
-       newer edition's, or another profile's) skipped; every value quoted, so no text can inject
+    3. A stylesheet generated from the schema tables (one per document type, compiled once) turns
+       the tree into JSON in C: known elements by name and namespace, in any order; unknown elements
+       (a newer edition's, or another profile's) skipped; every value quoted, so no text can inject
        structure. ``msgspec`` then decodes that JSON into the frozen structs in C, checking types,
        required elements and integer ranges (``UInt8`` etc.); hexBinary goes through one small hook
        that compares numerically (leading zeros dropped by servers are fine).
@@ -22,11 +22,12 @@ Decoding (PROTOCOL.md §§1-5; issue #3 scope 2)
     the typing in msgspec keeps the whole decode near 3x (see benchmarks/xml_bench.py).
 
 Encoding
-    One function per schema type, generated from the same tables at first use, appends text fragments
-    in schema sequence order (attributes first), skipping absent optional fields; hexBinary is written
-    at its schema width (``HexBinary128``/``160`` full width, bitmaps as the shortest even number of
-    digits, so ``deviceCategory`` 0 is ``00``); the 2030.5 namespace is the default namespace and the
-    CSIP-AUS elements carry the ``csipaus`` prefix bound to the profile's namespace.
+    One function per schema type, generated from the same tables at first use, appends text
+    fragments in schema sequence order (attributes first), skipping absent optional fields;
+    hexBinary is written at its schema width (``HexBinary128``/``160`` full width, bitmaps as the
+    shortest even number of digits, so ``deviceCategory`` 0 is ``00``); the 2030.5 namespace is the
+    default namespace and the CSIP-AUS elements carry the ``csipaus`` prefix bound to the profile's
+    namespace.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from transport.sep2.errors import (
     Sep2EncodeError,
     UnexpectedDocument,
 )
-from transport.sep2.hexbinary import HEX_TYPES, HexBinaryValue
+from transport.sep2.hexbinary import HEX_TYPES
 from transport.sep2.schema_order import ROOTS, TYPES, MemberRow
 
 __all__ = [
@@ -75,8 +76,9 @@ CSIPAUS_NAMESPACES: Final = (CSIPAUS_NS, CSIPAUS_NS_V13, CSIPAUS_NS_V13_STORAGE)
 _XSI_NS: Final = "http://www.w3.org/2001/XMLSchema-instance"
 
 DEFAULT_MAX_BYTES: Final = 1 << 20
-# libxml2 (without XML_PARSE_HUGE) refuses documents nested deeper than 256 while parsing, at no extra
-# cost; that is the default. A lower limit adds an XPath probe of the built tree (~7% of a parse).
+# libxml2 (without XML_PARSE_HUGE) refuses documents nested deeper than 256 while parsing, at no
+# extra cost; that is the default. A lower limit adds an XPath probe of the built tree (~7% of a
+# parse).
 LIBXML2_MAX_DEPTH: Final = 256
 DEFAULT_MAX_DEPTH: Final = LIBXML2_MAX_DEPTH
 
@@ -101,7 +103,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 _DEFAULT_LIMITS: Final = Limits()
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Tables
 
 _CLASSES: Final[dict[str, type[msgspec.Struct]]] = {
@@ -149,7 +151,7 @@ def _uses_csipaus(type_name: str) -> bool:
     return any(m[1] == "csipaus" for t in _reachable(type_name) for m in full_members(t))
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Decoding
 
 
@@ -216,14 +218,23 @@ def _q(ns: str, name: str) -> str:
     return "|".join(f"c{i}:{name}" for i in range(len(CSIPAUS_NAMESPACES)))
 
 
-_STR_TEMPLATE: Final = """<xsl:template name="str">"<xsl:choose>\
-<xsl:when test="translate(., '&quot;\\&#9;&#10;&#13;', '') = string(.)">\
-<xsl:value-of select="."/></xsl:when><xsl:otherwise><xsl:value-of select="str:replace(str:replace(\
-str:replace(str:replace(str:replace(string(.), '\\', '\\\\'), '&quot;', '\\&quot;'), '&#9;', '\\t'), \
-'&#10;', '\\n'), '&#13;', '\\r')"/></xsl:otherwise></xsl:choose>"</xsl:template>"""
+# JSON-escapes the context node's text (backslash first, then quote, tab, newline, CR); text with
+# none of them is copied as is.
+_JSON_ESCAPED: Final = (
+    "str:replace(str:replace(str:replace(str:replace(str:replace(string(.), "
+    "'\\', '\\\\'), '&quot;', '\\&quot;'), '&#9;', '\\t'), '&#10;', '\\n'), '&#13;', '\\r')"
+)
+_STR_TEMPLATE: Final = (
+    '<xsl:template name="str">"<xsl:choose>'
+    "<xsl:when test=\"translate(., '&quot;\\&#9;&#10;&#13;', '') = string(.)\">"
+    '<xsl:value-of select="."/></xsl:when>'
+    f'<xsl:otherwise><xsl:value-of select="{_JSON_ESCAPED}"/></xsl:otherwise>'
+    '</xsl:choose>"</xsl:template>'
+)
 
 # Numbers, booleans and hex travel as JSON strings (msgspec converts them, lax mode): a quote or
-# backslash in the text is turned into '#', which no number contains, so it fails typing with a path.
+# backslash in the text is turned into '#', which no number contains, so it fails typing with a
+# path.
 _SCALAR: Final = "\"<xsl:value-of select=\"translate(normalize-space(.), '&quot;\\', '##')\"/>\""
 
 
@@ -256,7 +267,8 @@ def _type_xslt(type_name: str, safe: bool) -> str:
             q = _q(m[1], m[0])
             parts.append(
                 f'<xsl:if test="{q}">,"{m[0]}":[<xsl:for-each select="{q}">'
-                f'<xsl:if test="position()!=1">,</xsl:if>{_value_xslt(m, safe)}</xsl:for-each>]</xsl:if>'
+                f'<xsl:if test="position()!=1">,</xsl:if>{_value_xslt(m, safe)}'
+                "</xsl:for-each>]</xsl:if>"
             )
     parts.append("}</xsl:template>")
     # Unknown children (newer editions, other profiles) produce nothing.
@@ -276,8 +288,8 @@ def _type_xslt(type_name: str, safe: bool) -> str:
 
 
 def _resource_any_xslt() -> str:
-    # Notification.Resource carries any resource, named by xsi:type; the JSON gets the fields of that
-    # type plus "_type" so the decoder can re-type it.
+    # Notification.Resource carries any resource, named by xsi:type; the JSON gets the fields of
+    # that type plus "_type" so the decoder can re-type it.
     whens = "".join(
         f'<xsl:when test="$t=\'{ty}\'">{{"_type":"{ty}","_body":'
         f'<xsl:call-template name="T.{ty}"/>}}</xsl:when>'
@@ -300,8 +312,8 @@ def _stylesheet(type_name: str, safe: bool) -> etree.XSLT:
     The *safe* variant escapes every string for JSON and normalises whitespace around scalars. The
     fast variant copies text as is and is only used when :func:`_plain_text_is_safe` proved no text
     or attribute value holds a quote or backslash (so nothing can break out of a JSON string); any
-    other oddity (a raw newline, blanks around a number) makes msgspec fail, and the document is then
-    decoded again with the safe variant, which gives the final answer.
+    other oddity (a raw newline, blanks around a number) makes msgspec fail, and the document is
+    then decoded again with the safe variant, which gives the final answer.
     """
     ns_decls = " ".join(f'xmlns:c{i}="{uri}"' for i, uri in enumerate(CSIPAUS_NAMESPACES))
     body = [
@@ -309,8 +321,8 @@ def _stylesheet(type_name: str, safe: bool) -> etree.XSLT:
         f'xmlns:s="{SEP_NS}" {ns_decls} xmlns:xsi="{_XSI_NS}" '
         'xmlns:str="http://exslt.org/strings" extension-element-prefixes="str">'
         '<xsl:output method="text" encoding="UTF-8"/>'
-        f'<xsl:template match="/"><xsl:for-each select="*"><xsl:call-template name="T.{type_name}"/>'
-        "</xsl:for-each></xsl:template>",
+        '<xsl:template match="/"><xsl:for-each select="*">'
+        f'<xsl:call-template name="T.{type_name}"/></xsl:for-each></xsl:template>',
         _STR_TEMPLATE,
     ]
     reachable = _reachable(type_name)
@@ -407,7 +419,8 @@ def _plain_text_is_safe(data: bytes, root: etree._Element) -> bool:
 
     Text nodes are checked after parsing (references resolved, CDATA included). Attribute values can
     only get a quote or backslash through a literal backslash, a character or ``&quot;`` reference,
-    or apostrophe-delimited values: all visible in the raw bytes when the encoding is ASCII-compatible.
+    or apostrophe-delimited values: all visible in the raw bytes when the encoding is
+    ASCII-compatible.
     """
     encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper()
     if encoding not in _ASCII_COMPATIBLE:
@@ -489,7 +502,7 @@ def _local(clark: str) -> str:
     return clark.rpartition("}")[2]
 
 
-# ---------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------------
 # Encoding
 
 _Append = Callable[[str], None]
@@ -595,7 +608,8 @@ def _compile_encoder(type_name: str) -> _Encoder:
         "_check_hex": _check_hex,
         "_enc_any_resource": _enc_any_resource,
     }
-    exec("\n".join(lines), namespace)  # noqa: S102 - source generated from our own schema tables
+    # Source built from our own schema tables, never from input (the dataclasses technique).
+    exec("\n".join(lines), namespace)
     fn: _Encoder = namespace[f"_enc_{type_name}"]
     return fn
 

@@ -1,8 +1,8 @@
 """Typed errors of the 2030.5 XML codec.
 
-Remote errors (the peer sent something we refuse) all derive from :class:`Sep2DecodeError` and name the
-element path that failed, so a log line says *where* a server's document was wrong. Local errors (we
-asked to serialise something that cannot be written) derive from :class:`Sep2EncodeError`.
+Remote errors (the peer sent something we refuse) all derive from :class:`Sep2DecodeError` and name
+the element path that failed, so a log line says *where* a server's document was wrong. Local errors
+(we asked to serialise something that cannot be written) derive from :class:`Sep2EncodeError`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """hexBinary values of the 2030.5 schema: ints that remember their schema width.
 
 Servers echo hex with leading zeros dropped (``0`` for ``00``), so identity is numeric: a hexBinary
-value is an ``int`` and compares as one. The subclass records the schema type so the serialiser writes
-the width the schema and real servers expect (PROTOCOL.md §2.3): identifiers (mRID, LFDI: 64 bits and
-up) at their full width, bitmaps at the shortest even number of digits (``deviceCategory`` ``00``).
+value is an ``int`` and compares as one. The subclass records the schema type so the serialiser
+writes the width the schema and real servers expect (PROTOCOL.md §2.3): identifiers (mRID, LFDI: 64
+bits and up) at their full width, bitmaps at the shortest even number of digits (``deviceCategory``
+``00``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Wire resources <-> domain values (issue #3 scope 3). Pure functions; units in the domain names.
 
 Incoming: DERProgram, DERControl and DefaultDERControl become :mod:`events.der_model` values with
-multipliers applied (``value * 10**multiplier``), hundredths of a percent as percent, hundredths of a
-second as seconds, mRIDs as canonical upper-case hex. Outgoing: :mod:`events.der_info` values and
+multipliers applied (``value * 10**multiplier``), hundredths of a percent as percent, hundredths of
+a second as seconds, mRIDs as canonical upper-case hex. Outgoing: :mod:`events.der_info` values and
 :mod:`events.telemetry` summaries become Response, DER info and MirrorReadingSet resources.
 """
 
@@ -55,7 +55,8 @@ def mrid_text(value: int) -> str:
 
 
 def _si(value: int, multiplier: int) -> float:
-    # Exact for the usual non-negative multipliers; a float only where the schema asks for a fraction.
+    # Exact for the usual non-negative multipliers; a float only where the schema asks for a
+    # fraction.
     return float(value * 10**multiplier) if multiplier >= 0 else value / 10**-multiplier
 
 
@@ -75,7 +76,8 @@ def _w(power: r.ActivePower | None) -> float | None:
 
 
 def settings_from_wire(base: r.DERControlBase) -> ControlSettings:
-    """DERControlBase -> ControlSettings (every 2018 mode, rampTms, CSIP-AUS DOE and storage modes)."""
+    """DERControlBase -> ControlSettings (every 2018 mode, rampTms, CSIP-AUS DOE and storage
+    modes)."""
     fixed_var = base.opModFixedVar
     droop = base.opModFreqDroop
     return ControlSettings(
@@ -186,7 +188,7 @@ def default_control_from_wire(default: r.DefaultDERControl, program_id: str) -> 
     )
 
 
-# ------------------------------------------------------------------------------------------ outgoing
+# ---------------------------------------------------------------------------------------- outgoing
 
 
 def scaled(value: float) -> tuple[int, int]:
@@ -241,7 +243,8 @@ def _hex8(value: int | None) -> HexBinary8 | None:
 
 
 def response_to_wire(response: ControlResponse, href: str | None = None) -> r.DERControlResponse:
-    """A DERControlResponse ``{createdDateTime, endDeviceLFDI, status, subject}`` (PROTOCOL.md §4.16)."""
+    """A DERControlResponse ``{createdDateTime, endDeviceLFDI, status, subject}`` (PROTOCOL.md
+    §4.16)."""
     return r.DERControlResponse(
         href=href,
         createdDateTime=response.created_s,
@@ -273,7 +276,8 @@ def capability_to_wire(info: DerCapabilityInfo) -> r.DERCapability:
 
 
 def settings_to_wire(info: DerSettingsInfo) -> r.DERSettings:
-    """DERSettings (``setMaxW`` and ``setGradW`` mandatory; CSIP-AUS doe/vpp modes, ``setMinWh``)."""
+    """DERSettings (``setMaxW`` and ``setGradW`` mandatory; CSIP-AUS doe/vpp modes,
+    ``setMinWh``)."""
     max_w = _active(info.max_w)
     assert max_w is not None
     return r.DERSettings(
@@ -293,7 +297,8 @@ def settings_to_wire(info: DerSettingsInfo) -> r.DERSettings:
 
 
 def status_to_wire(info: DerStatusInfo) -> r.DERStatus:
-    """DERStatus; each status carries ``readingTime`` as its dateTime. SoC in hundredths of a percent."""
+    """DERStatus; each status carries ``readingTime`` as its dateTime. SoC in hundredths of a
+    percent."""
     at = info.reading_s
 
     def connect(value: int | None) -> r.ConnectStatusType | None:
@@ -346,7 +351,8 @@ def reading_set_to_wire(
 ) -> r.MirrorReadingSet:
     """One MirrorReadingSet posting the interval *average* (PROTOCOL.md §2.8).
 
-    The value is ``mean / 10**power_of_ten`` rounded, matching the ReadingType's powerOfTenMultiplier.
+    The value is ``mean / 10**power_of_ten`` rounded, matching the ReadingType's
+    powerOfTenMultiplier.
     """
     interval = r.DateTimeInterval(start=summary.start_s, duration=summary.interval_s)
     value = round(summary.mean / 10**power_of_ten)
