@@ -341,21 +341,26 @@ _HEX_LIMITS: Final[dict[type, int]] = {cls: 1 << (8 * cls.BYTES) for cls in HEX_
 _make_int: Final = int.__new__
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_hex(type_: type, text: str) -> object:
+    # Cached: the same flags and mRIDs come back on every poll. Bounded, so hostile input cannot
+    # grow it; failures raise and are not cached.
+    if not (text.isascii() and text.isalnum()) or "x" in text or "X" in text:
+        raise ValueError(f"not hexBinary: {text[:40]!r}")
+    value = int(text, 16)
+    if value >= _HEX_LIMITS[type_]:
+        raise ValueError(f"{text[:40]!r} is wider than {type_.__name__}")
+    return _make_int(type_, value)
+
+
 def _hex_hook(type_: type, obj: object) -> object:
     """hexBinary from its text, compared numerically (servers drop leading zeros).
 
-    Digits only: ``int(text, 16)`` alone would also take ``0x``, ``_``, signs and blanks. One flat
-    function because msgspec calls it for every hex value of a document.
+    Digits only: ``int(text, 16)`` alone would also take ``0x``, ``_``, signs and blanks.
     """
-    limit = _HEX_LIMITS.get(type_)
-    if limit is None or type(obj) is not str:
+    if type_ not in _HEX_LIMITS or type(obj) is not str:
         raise NotImplementedError(f"no decoder for {type_!r}")
-    if not (obj.isascii() and obj.isalnum()) or "x" in obj or "X" in obj:
-        raise ValueError(f"not hexBinary: {obj[:40]!r}")
-    value = int(obj, 16)
-    if value >= limit:
-        raise ValueError(f"{obj[:40]!r} is wider than {type_.__name__}")
-    return _make_int(type_, value)
+    return _parse_hex(type_, obj)
 
 
 @functools.cache
@@ -483,7 +488,7 @@ def decode(data: bytes, cls: type[S], limits: Limits = _DEFAULT_LIMITS) -> S:
     got = root.tag if isinstance(root.tag, str) else "?"
     if _ROOT_BY_CLARK.get(got) != type_name or not got.endswith("}" + elem):
         raise UnexpectedDocument("/" + _local(got), f"expected a {elem} document")
-    result = _decode_root(root, type_name, elem, bytes(data))
+    result = _decode_root(root, type_name, elem, data if type(data) is bytes else bytes(data))
     assert isinstance(result, cls)
     return result
 
@@ -495,7 +500,7 @@ def decode_any(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> msgspec.Struct:
     type_name = _ROOT_BY_CLARK.get(got)
     if type_name is None:
         raise UnexpectedDocument("/" + _local(got), "not a 2030.5 resource this client knows")
-    return _decode_root(root, type_name, _local(got), bytes(data))
+    return _decode_root(root, type_name, _local(got), data if type(data) is bytes else bytes(data))
 
 
 def _local(clark: str) -> str:
@@ -532,12 +537,6 @@ def _hex_even(value: int) -> str:
     return digits if len(digits) % 2 == 0 else "0" + digits
 
 
-def _check_hex(value: int, width_bytes: int) -> int:
-    if not 0 <= value < 1 << (8 * width_bytes):
-        raise ValueError(f"{value} does not fit {width_bytes} bytes")
-    return value
-
-
 _ENCODERS: dict[str, _Encoder] = {}
 
 
@@ -545,71 +544,147 @@ def _tag(m: MemberRow) -> str:
     return m[0] if m[1] == "sep" else "csipaus:" + m[0]
 
 
-def _value_expr(m: MemberRow) -> str:
-    """A Python expression (over ``v``) for the text of a leaf member."""
-    ty = m[3]
-    if ty in ("xs:string", "xs:anyURI"):
-        return "_esc_attr(v)" if m[2] else "_esc_text(v)"
-    if ty == "xs:boolean":
-        return "('true' if v else 'false')"
-    if ty in HEX_TYPES:
-        cls = HEX_TYPES[ty]
-        if cls.FULL_WIDTH:
-            return f"format(_check_hex(v, {cls.BYTES}), '0{2 * cls.BYTES}X')"
-        if cls.BYTES == 1:
-            return "format(_check_hex(v, 1), '02X')"
-        return f"_hex_even(_check_hex(v, {cls.BYTES}))"
-    return "format(v, 'd')"
+class _Gen:
+    """Emits one type's serialiser as straight-line Python, nested types inlined.
+
+    Text that is always written (tags, required leaves) accumulates in one f-string and is appended
+    at once; only optional members and lists become branches and loops. The hexBinary width checks
+    of a pending f-string are emitted just before it.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.pending: list[str] = []  # f-string pieces, already escaped for an f'...' literal
+        self.checks: list[str] = []
+        self.counter = 0
+
+    def var(self) -> str:
+        self.counter += 1
+        return f"v{self.counter}"
+
+    def text(self, literal: str) -> None:
+        self.pending.append(literal.replace("{", "{{").replace("}", "}}"))
+
+    def expr(self, code: str) -> None:
+        self.pending.append("{" + code + "}")
+
+    def flush(self, indent: int) -> None:
+        pad = "    " * indent
+        for check in self.checks:
+            self.lines.append(pad + check)
+        if self.pending:
+            self.lines.append(pad + "a(f'" + "".join(self.pending) + "')")
+        self.pending, self.checks = [], []
+
+    def leaf(self, m: MemberRow, value: str) -> None:
+        ty = m[3]
+        if ty in ("xs:string", "xs:anyURI"):
+            self.expr(("_esc_attr(" if m[2] else "_esc_text(") + value + ")")
+        elif ty == "xs:boolean":
+            self.expr(f'"true" if {value} else "false"')
+        elif ty in HEX_TYPES:
+            cls = HEX_TYPES[ty]
+            self.checks.append(
+                f"if not 0 <= {value} < {1 << (8 * cls.BYTES)}: "
+                f"raise ValueError(f'{m[0]}: {{{value}}} does not fit {ty}')"
+            )
+            if cls.FULL_WIDTH:
+                self.expr(f"{value}:0{2 * cls.BYTES}X")
+            elif cls.BYTES == 1:
+                self.expr(f"{value}:02X")
+            else:
+                self.expr(f"_hex_even({value})")
+        else:
+            self.expr(f"{value}:d")
+
+    def struct(self, type_name: str, obj: str, tag: str | None, indent: int) -> None:
+        """Emit ``obj`` (a local variable) as element ``tag`` (``None``: the ``tag`` argument)."""
+        members = full_members(type_name)
+        attrs = [m for m in members if m[2]]
+        elems = [m for m in members if not m[2]]
+        if tag is None:
+            self.text("<")
+            self.expr("tag")
+            self.expr("extra")
+        else:
+            self.text("<" + tag)
+        for m in attrs:
+            if m[5] >= 1:
+                self.text(f' {m[0]}="')
+                self.leaf(m, f"{obj}.{m[0]}")
+                self.text('"')
+                continue
+            v = self.var()
+            self.flush(indent)
+            pad = "    " * indent
+            self.lines.append(f"{pad}{v} = {obj}.{m[0]}")
+            self.lines.append(f"{pad}if {v} is not None:")
+            self.text(f' {m[0]}="')
+            self.leaf(m, v)
+            self.text('"')
+            self.flush(indent + 1)
+        if not elems:
+            self.text("/>")
+            return
+        self.text(">")
+        for m in elems:
+            self.member(m, obj, indent)
+        if tag is None:
+            self.text("</")
+            self.expr("tag")
+            self.text(">")
+        else:
+            self.text(f"</{tag}>")
+
+    def member(self, m: MemberRow, obj: str, indent: int) -> None:
+        pad = "    " * indent
+        tag = _tag(m)
+        required, single = m[5] >= 1, m[6] == 1
+        if single and required:
+            if m[4]:
+                # Binding a local writes nothing, so the pending text need not be flushed first.
+                v = self.var()
+                self.lines.append(f"{pad}{v} = {obj}.{m[0]}")
+                self.struct(m[3], v, tag, indent)
+            else:
+                self.text(f"<{tag}>")
+                self.leaf(m, f"{obj}.{m[0]}")
+                self.text(f"</{tag}>")
+            return
+        v = self.var()
+        self.flush(indent)
+        if single:
+            self.lines.append(f"{pad}{v} = {obj}.{m[0]}")
+            self.lines.append(f"{pad}if {v} is not None:")
+        else:
+            self.lines.append(f"{pad}for {v} in {obj}.{m[0]}:")
+        if m[4] and m[3] == "Resource" and m[0] == "Resource":
+            # Notification.Resource holds any resource: written with its xsi:type.
+            self.lines.append(f"{pad}    _enc_any_resource({v}, a, {tag!r})")
+            return
+        if m[4]:
+            self.struct(m[3], v, tag, indent + 1)
+        else:
+            self.text(f"<{tag}>")
+            self.leaf(m, v)
+            self.text(f"</{tag}>")
+        self.flush(indent + 1)
 
 
 def _compile_encoder(type_name: str) -> _Encoder:
     """Generate the serialiser of one schema type: straight-line code in schema order."""
-    members = full_members(type_name)
-    lines = [f"def _enc_{type_name}(o, a, tag, extra):"]
-    attrs = [m for m in members if m[2]]
-    elems = [m for m in members if not m[2]]
-    lines.append("    a('<' + tag + extra)")
-    for m in attrs:
-        lines.append(f"    v = o.{m[0]}")
-        lines.append("    if v is not None:")
-        lines.append(f"        a(' {m[0]}=\"' + {_value_expr(m)} + '\"')")
-    if not elems:
-        lines.append("    a('/>')")
-        lines.append("    return")
-    else:
-        lines.append("    a('>')")
-    for m in elems:
-        tag = _tag(m)
-        lines.append(f"    v = o.{m[0]}")
-        if m[6] != 1:
-            if m[4]:
-                lines.append(f"    enc = _ENCODERS[{m[3]!r}]")
-                lines.append("    for x in v:")
-                lines.append(f"        enc(x, a, {tag!r}, '')")
-            else:
-                lines.append("    for v in v:")
-                lines.append(f"        a('<{tag}>' + {_value_expr(m)} + '</{tag}>')")
-            continue
-        lines.append("    if v is not None:")
-        if m[4]:
-            if m[3] == "Resource" and m[0] == "Resource":
-                lines.append(f"        _enc_any_resource(v, a, {tag!r})")
-            else:
-                lines.append(f"        _ENCODERS[{m[3]!r}](v, a, {tag!r}, '')")
-        else:
-            lines.append(f"        a('<{tag}>' + {_value_expr(m)} + '</{tag}>')")
-    if elems:
-        lines.append("    a('</' + tag + '>')")
+    gen = _Gen()
+    gen.lines.append(f"def _enc_{type_name}(o, a, tag, extra):")
+    gen.struct(type_name, "o", None, 1)
+    gen.flush(1)
     namespace: dict[str, Any] = {
-        "_ENCODERS": _ENCODERS,
         "_esc_text": _esc_text,
         "_esc_attr": _esc_attr,
         "_hex_even": _hex_even,
-        "_check_hex": _check_hex,
         "_enc_any_resource": _enc_any_resource,
     }
     # Source built from our own schema tables, never from input (the dataclasses technique).
-    exec("\n".join(lines), namespace)
+    exec("\n".join(gen.lines), namespace)
     fn: _Encoder = namespace[f"_enc_{type_name}"]
     return fn
 
