@@ -164,6 +164,14 @@ def test_csipaus_v12_elements_validate_in_the_v12_namespace(xsd_v12: etree.XMLSc
         assert xsd_v12.validate(doc), xsd_v12.error_log.last_error
 
 
+_ENVOY_NAMES = {
+    "MirrorMeterReading": "mirrorMeterReadings",
+    "MirrorReadingSet": "mirrorReadingSets",
+    "Reading": "readings",
+    "ReadingType": "readingType",
+}
+
+
 def _same(ours: Any, theirs: Any, path: str) -> None:
     """Field-by-field equality between our struct and an envoy-schema (pydantic-xml) model."""
     if isinstance(ours, msgspec.Struct):
@@ -171,8 +179,10 @@ def _same(ours: Any, theirs: Any, path: str) -> None:
             value = getattr(ours, name)
             if value is None or value == ():
                 continue
-            # envoy names a field that shadows a Python builtin with a trailing underscore (all_).
-            attr = name + "_" if hasattr(theirs, name + "_") else name
+            # envoy names a field that shadows a Python builtin with a trailing underscore (all_)
+            # and some element lists in the plural (mirrorMeterReadings).
+            attr = _ENVOY_NAMES.get(name, name)
+            attr = attr + "_" if hasattr(theirs, attr + "_") else attr
             assert hasattr(theirs, attr), f"{path}.{name} missing in envoy model"
             _same(value, getattr(theirs, attr), f"{path}.{name}")
     elif isinstance(ours, tuple):
@@ -235,3 +245,63 @@ def test_response_and_end_device_parse_with_envoy_schema() -> None:
         deviceCategory=r.HexBinary32(0),
     )
     _same(edev, envoy_edev.EndDeviceRequest.from_xml(_envoy_xml(edev)), "EndDevice")
+
+
+def test_der_status_and_mirror_usage_point_parse_with_envoy_schema() -> None:
+    from envoy_schema.server.schema.sep2 import log_events as envoy_log
+    from envoy_schema.server.schema.sep2 import metering_mirror as envoy_mirror
+
+    status = r.DERStatus(
+        readingTime=1700000000,
+        genConnectStatus=r.ConnectStatusType(dateTime=1700000000, value=r.HexBinary8(0b111)),
+        operationalModeStatus=r.OperationalModeStatusType(dateTime=1700000000, value=2),
+        stateOfChargeStatus=r.StateOfChargeStatusType(dateTime=1700000000, value=5550),
+        storConnectStatus=r.ConnectStatusType(dateTime=1700000000, value=r.HexBinary8(0b101)),
+    )
+    _same(status, envoy_der.DERStatus.from_xml(_envoy_xml(status)), "DERStatus")
+    interval = r.DateTimeInterval(start=1700000040, duration=300)
+    mup = r.MirrorUsagePoint(
+        mRID=r.HexBinary128(0xABC00037244),
+        description="site",
+        roleFlags=r.HexBinary16(0x03),
+        serviceCategoryKind=0,
+        status=1,
+        deviceLFDI=r.HexBinary160(0x3E4F45AB31EDFE5B67E343E5E4562E31984E23E5),
+        postRate=300,
+        MirrorMeterReading=(
+            r.MirrorMeterReading(
+                mRID=r.HexBinary128(0xDEF00037244),
+                description="site W",
+                ReadingType=r.ReadingType(
+                    accumulationBehaviour=12,
+                    commodity=1,
+                    dataQualifier=2,
+                    flowDirection=1,
+                    intervalLength=300,
+                    kind=37,
+                    phase=0,
+                    powerOfTenMultiplier=0,
+                    uom=38,
+                ),
+                MirrorReadingSet=(
+                    r.MirrorReadingSet(
+                        mRID=r.HexBinary128(0x1),
+                        timePeriod=interval,
+                        Reading=(r.Reading(value=1234, timePeriod=interval),),
+                    ),
+                ),
+            ),
+        ),
+    )
+    theirs = envoy_mirror.MirrorUsagePointRequest.from_xml(_envoy_xml(mup))
+    _same(mup, theirs, "MirrorUsagePoint")
+    log = r.LogEvent(
+        createdDateTime=1700000000,
+        details="inverter fault",
+        functionSet=0,
+        logEventCode=3,
+        logEventID=7,
+        logEventPEN=37244,
+        profileID=2,
+    )
+    _same(log, envoy_log.LogEvent.from_xml(_envoy_xml(log)), "LogEvent")
