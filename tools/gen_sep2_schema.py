@@ -167,11 +167,9 @@ def load_schema() -> Schema:
     }
 
     def primitive(name: str) -> str:
+        # Bounded strings stay as their StringN type, so the serialiser can enforce maxLength.
         seen = name
-        while seen not in PRIMITIVES:
-            if seen.startswith("String") or seen == "LocaleType":
-                seen = simple_base[seen]
-                continue
+        while seen not in PRIMITIVES and seen not in string_max:
             seen = simple_base[seen]
         return seen
 
@@ -345,7 +343,7 @@ _INT_RANGES = {
 def _py_type(m: Member) -> str:
     if m.complex:
         inner = f"_{m.type_name}"
-    elif m.type_name in ("xs:string", "xs:anyURI"):
+    elif m.type_name in ("xs:string", "xs:anyURI") or m.type_name.startswith("String"):
         inner = "str"
     elif m.type_name == "xs:boolean":
         inner = "bool"

@@ -33,6 +33,7 @@ Encoding
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -212,6 +213,10 @@ def document_element(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> etree._El
     return root
 
 
+def _is_text(type_name: str) -> bool:
+    return type_name in ("xs:string", "xs:anyURI") or type_name.startswith("String")
+
+
 def _q(ns: str, name: str) -> str:
     if ns == "sep":
         return f"s:{name}"
@@ -248,7 +253,7 @@ def _value_xslt(m: MemberRow, safe: bool) -> str:
         return f'<xsl:call-template name="T.{m[3]}"/>'
     if not safe:
         return _PLAIN
-    if m[3] in ("xs:string", "xs:anyURI"):
+    if _is_text(m[3]):
         return '<xsl:call-template name="str"/>'
     return _SCALAR
 
@@ -539,6 +544,16 @@ def _hex_even(value: int) -> str:
 
 _ENCODERS: dict[str, _Encoder] = {}
 
+# Integer simple types -> (min, max), read from the Annotated aliases in ``resources`` (the bounds
+# decoding enforces), so encoding can never write what decoding would refuse.
+_INT_RANGES: Final[dict[str, tuple[int, int]]] = {
+    name: (int(meta.ge), int(meta.le))
+    for name in ("UInt8", "UInt16", "UInt32", "UInt40", "UInt48", "UInt64")
+    + ("Int8", "Int16", "Int32", "Int48", "Int64")
+    for meta in typing.get_args(getattr(resources, name))[1:]
+    if isinstance(meta, msgspec.Meta) and meta.ge is not None and meta.le is not None
+}
+
 
 def _tag(m: MemberRow) -> str:
     return m[0] if m[1] == "sep" else "csipaus:" + m[0]
@@ -578,7 +593,13 @@ class _Gen:
 
     def leaf(self, m: MemberRow, value: str) -> None:
         ty = m[3]
-        if ty in ("xs:string", "xs:anyURI"):
+        if _is_text(ty):
+            if ty.startswith("String"):  # StringN: the schema's maxLength, in characters
+                limit = int(ty[len("String") :])
+                self.checks.append(
+                    f"if len({value}) > {limit}: "
+                    f"raise ValueError(f'{m[0]}: longer than {limit} characters')"
+                )
             self.expr(("_esc_attr(" if m[2] else "_esc_text(") + value + ")")
         elif ty == "xs:boolean":
             self.expr(f'"true" if {value} else "false"')
@@ -595,6 +616,11 @@ class _Gen:
             else:
                 self.expr(f"_hex_even({value})")
         else:
+            lo, hi = _INT_RANGES[ty]
+            self.checks.append(
+                f"if not {lo} <= {value} <= {hi}: "
+                f"raise ValueError(f'{m[0]}: {{{value}}} is not {ty}')"
+            )
             self.expr(f"{value}:d")
 
     def struct(self, type_name: str, obj: str, tag: str | None, indent: int) -> None:

@@ -307,8 +307,8 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
     "GPSLocationType": (
         None,
         (
-            ("lat", "sep", False, "xs:string", False, 1, 1),
-            ("lon", "sep", False, "xs:string", False, 1, 1),
+            ("lat", "sep", False, "String32", False, 1, 1),
+            ("lon", "sep", False, "String32", False, 1, 1),
         ),
     ),
     "SupportedLocaleListLink": (
@@ -324,16 +324,16 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
             ("gpsLocation", "sep", False, "GPSLocationType", True, 0, 1),
             ("lFDI", "sep", False, "HexBinary160", False, 1, 1),
             ("mfDate", "sep", False, "Int64", False, 1, 1),
-            ("mfHwVer", "sep", False, "xs:string", False, 1, 1),
+            ("mfHwVer", "sep", False, "String32", False, 1, 1),
             ("mfID", "sep", False, "UInt32", False, 1, 1),
-            ("mfInfo", "sep", False, "xs:string", False, 0, 1),
-            ("mfModel", "sep", False, "xs:string", False, 1, 1),
-            ("mfSerNum", "sep", False, "xs:string", False, 1, 1),
+            ("mfInfo", "sep", False, "String32", False, 0, 1),
+            ("mfModel", "sep", False, "String32", False, 1, 1),
+            ("mfSerNum", "sep", False, "String32", False, 1, 1),
             ("primaryPower", "sep", False, "UInt8", False, 1, 1),
             ("secondaryPower", "sep", False, "UInt8", False, 1, 1),
             ("SupportedLocaleListLink", "sep", False, "SupportedLocaleListLink", True, 0, 1),
             ("swActTime", "sep", False, "Int64", False, 1, 1),
-            ("swVer", "sep", False, "xs:string", False, 1, 1),
+            ("swVer", "sep", False, "String32", False, 1, 1),
         ),
     ),
     "Temperature": (
@@ -387,7 +387,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         (
             ("subscribable", "sep", True, "UInt8", False, 0, 1),
             ("mRID", "sep", False, "HexBinary128", False, 1, 1),
-            ("description", "sep", False, "xs:string", False, 0, 1),
+            ("description", "sep", False, "String32", False, 0, 1),
             ("version", "sep", False, "UInt16", False, 0, 1),
         ),
     ),
@@ -402,7 +402,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         "SubscribableResource",
         (
             ("mRID", "sep", False, "HexBinary128", False, 1, 1),
-            ("description", "sep", False, "xs:string", False, 0, 1),
+            ("description", "sep", False, "String32", False, 0, 1),
             ("version", "sep", False, "UInt16", False, 0, 1),
         ),
     ),
@@ -538,7 +538,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         (
             ("subscribable", "sep", True, "UInt8", False, 0, 1),
             ("mRID", "sep", False, "HexBinary128", False, 1, 1),
-            ("description", "sep", False, "xs:string", False, 0, 1),
+            ("description", "sep", False, "String32", False, 0, 1),
             ("version", "sep", False, "UInt16", False, 0, 1),
         ),
     ),
@@ -549,7 +549,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
             ("dateTime", "sep", False, "Int64", False, 1, 1),
             ("potentiallySuperseded", "sep", False, "xs:boolean", False, 1, 1),
             ("potentiallySupersededTime", "sep", False, "Int64", False, 0, 1),
-            ("reason", "sep", False, "xs:string", False, 0, 1),
+            ("reason", "sep", False, "String192", False, 0, 1),
         ),
     ),
     "DateTimeInterval": (
@@ -596,7 +596,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         "Resource",
         (
             ("mRID", "sep", False, "HexBinary128", False, 1, 1),
-            ("description", "sep", False, "xs:string", False, 0, 1),
+            ("description", "sep", False, "String32", False, 0, 1),
             ("version", "sep", False, "UInt16", False, 0, 1),
         ),
     ),
@@ -828,7 +828,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         None,
         (
             ("dateTime", "sep", False, "Int64", False, 1, 1),
-            ("value", "sep", False, "xs:string", False, 1, 1),
+            ("value", "sep", False, "String6", False, 1, 1),
         ),
     ),
     "OperationalModeStatusType": (
@@ -979,7 +979,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         "Resource",
         (
             ("createdDateTime", "sep", False, "Int64", False, 1, 1),
-            ("details", "sep", False, "xs:string", False, 0, 1),
+            ("details", "sep", False, "String32", False, 0, 1),
             ("extendedData", "sep", False, "UInt32", False, 0, 1),
             ("functionSet", "sep", False, "UInt8", False, 1, 1),
             ("logEventCode", "sep", False, "UInt8", False, 1, 1),
@@ -1012,7 +1012,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
         (
             ("Condition", "sep", False, "Condition", True, 0, 1),
             ("encoding", "sep", False, "UInt8", False, 1, 1),
-            ("level", "sep", False, "xs:string", False, 1, 1),
+            ("level", "sep", False, "String16", False, 1, 1),
             ("limit", "sep", False, "UInt32", False, 1, 1),
             ("notificationURI", "sep", False, "xs:anyURI", False, 1, 1),
         ),
@@ -1042,7 +1042,7 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
     ),
     "ConnectionPointType": (
         "Resource",
-        (("connectionPointId", "csipaus", False, "xs:string", False, 1, 1),),
+        (("connectionPointId", "csipaus", False, "String32", False, 1, 1),),
     ),
 }
 

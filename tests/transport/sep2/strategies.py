@@ -27,13 +27,19 @@ _RANGES = {
     "Int64": (-(2**63), 2**63 - 1),
 }
 
-# XML Char range minus surrogates; \t \n \r included so escaping is exercised. Short, because the
-# schema's StringN types cap lengths (String6 the shortest).
-_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
-    | st.sampled_from("\t\n\r\"\\&<>'"),
-    max_size=6,
-)
+
+# XML Char range minus surrogates; \t \n \r included so escaping is exercised.
+def _text(max_size: int) -> st.SearchStrategy[str]:
+    return st.text(
+        alphabet=st.characters(
+            blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"
+        )
+        | st.sampled_from("\t\n\r\"\\&<>'"),
+        max_size=max_size,
+    )
+
+
+_TEXT = _text(40)  # unbounded xs:string
 _URI = st.from_regex(r"\A/[a-z0-9/]{0,12}\Z")
 
 
@@ -44,6 +50,8 @@ def _leaf(type_name: str, *, xsd_safe: bool) -> st.SearchStrategy[Any]:
         return _URI
     if type_name == "xs:string":
         return _TEXT
+    if type_name.startswith("String"):  # StringN: up to the schema's maxLength
+        return _text(int(type_name[len("String") :]))
     if type_name in HEX_TYPES:
         cls = HEX_TYPES[type_name]
         return st.integers(0, (1 << (8 * cls.BYTES)) - 1).map(cls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from transport.sep2 import codec
@@ -259,3 +260,17 @@ def test_2023_modes_responded_round_trips_and_encode_refuses_a_too_wide_hex() ->
     forged = r.ConnectStatusType(dateTime=0, value=1 << 9)
     with pytest.raises(Sep2EncodeError):
         codec.encode(r.DERStatus(readingTime=0, genConnectStatus=forged))
+
+
+def test_encode_refuses_values_the_schema_cannot_hold() -> None:
+    from transport.sep2.errors import Sep2EncodeError
+
+    program = codec.decode(_corpus("derprogram_list.xml"), r.DERProgramList).DERProgram[0]
+    too_long = msgspec.structs.replace(program, description="x" * 33)  # String32
+    with pytest.raises(Sep2EncodeError) as err:
+        codec.encode(too_long)
+    assert "description" in err.value.reason
+    out_of_range = msgspec.structs.replace(program, primacy=256)  # UInt8
+    with pytest.raises(Sep2EncodeError) as err:
+        codec.encode(out_of_range)
+    assert "primacy" in err.value.reason
