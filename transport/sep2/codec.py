@@ -33,6 +33,7 @@ Encoding
 from __future__ import annotations
 
 import functools
+import threading
 import typing
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -160,16 +161,27 @@ def _reject(path: str, reason: str) -> DocumentRejected:
     return DocumentRejected(path, reason)
 
 
-_PARSER: Final = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,  # keeps libxml2's own caps on depth and text node size
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
+def _hardened_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,  # keeps libxml2's own caps on depth and text node size
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+
+
+class _PerThread(threading.local):
+    # lxml parsers must not be shared between threads; an embedding application may decode from a
+    # worker thread while the gateway's loop decodes on its own.
+    def __init__(self) -> None:
+        self.parser = _hardened_parser()
+
+
+_LOCAL: Final = _PerThread()
 
 
 @functools.cache
@@ -185,8 +197,10 @@ def document_element(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> etree._El
     ``<!DOCTYPE`` (so no internal or external entities exist), malformed XML, nesting deeper than
     ``limits.max_depth``.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise _reject("/", f"expected bytes, got {type(data).__name__}")
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise _reject("/", f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
     size = len(data)
     if size > limits.max_bytes:
         raise _reject("/", f"document of {size} bytes exceeds the {limits.max_bytes}-byte limit")
@@ -194,7 +208,7 @@ def document_element(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> etree._El
     if b"!" in data and b"<!DOCTYPE" in data:
         raise _reject("/", "a DTD (<!DOCTYPE>) is not accepted")
     try:
-        root = etree.fromstring(bytes(data), _PARSER)
+        root = etree.fromstring(data, _LOCAL.parser)
     except etree.XMLSyntaxError as exc:
         if "Excessive depth" in str(exc.msg):
             raise _reject("/", f"elements nested deeper than {LIBXML2_MAX_DEPTH}") from None
@@ -204,9 +218,8 @@ def document_element(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> etree._El
     if root is None:
         raise MalformedXml("/", "empty document")
     docinfo = root.getroottree().docinfo
-    if (
-        docinfo.doctype or docinfo.internalDTD is not None
-    ):  # a DTD in a non-ASCII-compatible encoding
+    # A DTD the byte scan could not see (UTF-16 and other non-ASCII-compatible encodings).
+    if docinfo.doctype or docinfo.internalDTD is not None:
         raise _reject("/", "a DTD (<!DOCTYPE>) is not accepted")
     if limits.max_depth < LIBXML2_MAX_DEPTH and _depth_probe(limits.max_depth)(root):
         raise _reject("/", f"elements nested deeper than the depth limit {limits.max_depth}")
@@ -493,7 +506,7 @@ def decode(data: bytes, cls: type[S], limits: Limits = _DEFAULT_LIMITS) -> S:
     got = root.tag if isinstance(root.tag, str) else "?"
     if _ROOT_BY_CLARK.get(got) != type_name or not got.endswith("}" + elem):
         raise UnexpectedDocument("/" + _local(got), f"expected a {elem} document")
-    result = _decode_root(root, type_name, elem, data if type(data) is bytes else bytes(data))
+    result = _decode_root(root, type_name, elem, bytes(data))
     assert isinstance(result, cls)
     return result
 
@@ -505,7 +518,7 @@ def decode_any(data: bytes, limits: Limits = _DEFAULT_LIMITS) -> msgspec.Struct:
     type_name = _ROOT_BY_CLARK.get(got)
     if type_name is None:
         raise UnexpectedDocument("/" + _local(got), "not a 2030.5 resource this client knows")
-    return _decode_root(root, type_name, _local(got), data if type(data) is bytes else bytes(data))
+    return _decode_root(root, type_name, _local(got), bytes(data))
 
 
 def _local(clark: str) -> str:

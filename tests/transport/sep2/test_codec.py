@@ -274,3 +274,22 @@ def test_encode_refuses_values_the_schema_cannot_hold() -> None:
     with pytest.raises(Sep2EncodeError) as err:
         codec.encode(out_of_range)
     assert "primacy" in err.value.reason
+
+
+def test_bytes_like_input_is_accepted_and_text_is_refused() -> None:
+    doc = _corpus("dcap.xml")
+    assert codec.decode(bytearray(doc), r.DeviceCapability) == codec.decode(
+        memoryview(doc), r.DeviceCapability
+    )
+    with pytest.raises(DocumentRejected):
+        codec.decode(doc.decode(), r.DeviceCapability)  # type: ignore[arg-type]
+
+
+def test_decoding_from_several_threads_at_once_gives_the_same_values() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    doc = _corpus("envoy_dercontrol_list.xml")
+    expected = codec.decode(doc, r.DERControlList)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: codec.decode(doc, r.DERControlList), range(200)))
+    assert all(result == expected for result in results)
