@@ -293,3 +293,29 @@ def test_decoding_from_several_threads_at_once_gives_the_same_values() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: codec.decode(doc, r.DERControlList), range(200)))
     assert all(result == expected for result in results)
+
+
+def test_curves_registration_error_and_connection_point_documents_read() -> None:
+    curves = codec.decode(_corpus("dercurve_list.xml"), r.DERCurveList)
+    (curve,) = curves.DERCurve
+    assert [(p.xvalue, p.yvalue) for p in curve.CurveData] == [(9200, 3000), (10800, -3000)]
+    assert curve.mRID == 0xB0 and curve.xMultiplier == -2
+    rg = codec.decode(_corpus("registration.xml"), r.Registration)
+    assert rg.pIN == 111115 and rg.pollRate == 86400
+    err = codec.decode(_corpus("error.xml"), r.Error)
+    assert (err.reasonCode, err.maxRetryDuration) == (1, 60)
+    cp = codec.decode(_corpus("connection_point.xml"), r.ConnectionPointType)
+    assert cp.connectionPointId == "4310012345"
+    out = codec.encode(cp)
+    assert out.startswith(b"<csipaus:ConnectionPoint ")
+    assert b"<csipaus:connectionPointId>4310012345</csipaus:connectionPointId>" in out
+
+
+def test_lower_case_and_short_hex_echoed_by_servers_compare_numerically() -> None:
+    mups = codec.decode(_corpus("mirror_usage_point_list.xml"), r.MirrorUsagePointList)
+    (mup,) = mups.MirrorUsagePoint
+    assert mup.roleFlags == 0x03 and mup.mRID == 0xABC00037244
+    assert mup.deviceLFDI == 0x3E4F45AB31EDFE5B67E343E5E4562E31984E23E5
+    out = codec.encode(mup)
+    assert b"<roleFlags>03</roleFlags>" in out
+    assert b"<mRID>000000000000000000000ABC00037244</mRID>" in out
