@@ -400,9 +400,11 @@ class _NotificationResource(msgspec.Struct):
 _NOTIFICATION_RESOURCE: Final = msgspec.json.Decoder(_NotificationResource)
 
 
-def _element_path(root_name: str, json_path: str) -> str:
-    """msgspec's ``$.a[2].b`` as the element path ``/Root/a[3]/b`` (XPath positions are 1-based)."""
+def _element_path(root_name: str, type_name: str, json_path: str) -> str:
+    """msgspec's ``$.a[2].b`` as the element path ``/Root/a[3]/b`` (XPath positions are 1-based;
+    attributes as ``@name``)."""
     out = ["/", root_name]
+    current: str | None = type_name
     i = 1
     n = len(json_path)
     while i < n:
@@ -412,11 +414,14 @@ def _element_path(root_name: str, json_path: str) -> str:
             while j < n and json_path[j] not in ".[":
                 j += 1
             name = json_path[i + 1 : j]
-            if name == "_body":
-                i = j
-                continue
-            out.append("/" + name)
             i = j
+            if name in ("_body", "_type"):  # Notification.Resource's re-typing envelope
+                continue
+            member = None
+            if current is not None and current in TYPES:
+                member = next((m for m in full_members(current) if m[0] == name), None)
+            out.append(("/@" if member is not None and member[2] else "/") + name)
+            current = member[3] if member is not None and member[4] else None
         elif ch == "[":
             j = json_path.index("]", i)
             out.append(f"[{int(json_path[i + 1 : j]) + 1}]")
@@ -426,12 +431,12 @@ def _element_path(root_name: str, json_path: str) -> str:
     return "".join(out)
 
 
-def _violation(root_name: str, exc: msgspec.ValidationError) -> SchemaViolation:
+def _violation(root_name: str, type_name: str, exc: msgspec.ValidationError) -> SchemaViolation:
     text = str(exc)
     reason, sep, where = text.rpartition(" - at `")
     if not sep:
         return SchemaViolation("/" + root_name, text)
-    return SchemaViolation(_element_path(root_name, where.rstrip("`")), reason)
+    return SchemaViolation(_element_path(root_name, type_name, where.rstrip("`")), reason)
 
 
 _ASCII_COMPATIBLE: Final = frozenset({"UTF-8", "US-ASCII", "ASCII"})
@@ -462,34 +467,42 @@ def _decode_root(
     if _plain_text_is_safe(data, root):
         json_bytes = bytes(_stylesheet(type_name, False)(root))  # type: ignore[call-overload]
         try:
-            fast: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
+            return _from_json(type_name, json_bytes)
         except (msgspec.ValidationError, msgspec.DecodeError):
             pass  # decide with the safe variant, which also produces the reportable error
-        else:
-            if type_name == "Notification" and getattr(fast, "Resource", None) is not None:
-                fast = _retype_notification(fast, json_bytes, root_name)
-            return fast
     json_bytes = bytes(_stylesheet(type_name, True)(root))  # type: ignore[call-overload]
     try:
-        obj: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
+        return _from_json(type_name, json_bytes)
+    except _InResource as exc:
+        raise _violation(f"{root_name}/Resource", exc.type_name, exc.error) from None
     except msgspec.ValidationError as exc:
-        raise _violation(root_name, exc) from None
+        raise _violation(root_name, type_name, exc) from None
     except msgspec.DecodeError as exc:  # cannot happen for well-formed input; kept typed regardless
         raise SchemaViolation("/" + root_name, f"untranslatable content ({exc})") from None
-    if type_name == "Notification" and getattr(obj, "Resource", None) is not None:
-        obj = _retype_notification(obj, json_bytes, root_name)
-    return obj
 
 
-def _retype_notification(obj: msgspec.Struct, json_bytes: bytes, root_name: str) -> msgspec.Struct:
+class _InResource(msgspec.ValidationError):
+    """A ValidationError inside Notification.Resource, with the type it was decoded as."""
+
+    def __init__(self, type_name: str, error: msgspec.ValidationError) -> None:
+        super().__init__(str(error))
+        self.type_name = type_name
+        self.error = error
+
+
+def _from_json(type_name: str, json_bytes: bytes) -> msgspec.Struct:
+    obj: msgspec.Struct = _json_decoder(type_name).decode(json_bytes)
+    if type_name != "Notification" or getattr(obj, "Resource", None) is None:
+        return obj
+    # Notification.Resource: decode its body again as the resource its xsi:type names.
     wrapper = _NOTIFICATION_RESOURCE.decode(json_bytes).Resource
     if wrapper is None:
         return obj
+    inner_type = wrapper._type if wrapper._type in _CLASSES else "Resource"
     try:
-        inner = _json_decoder(wrapper._type).decode(wrapper._body)
+        inner = _json_decoder(inner_type).decode(wrapper._body)
     except msgspec.ValidationError as exc:
-        v = _violation(f"{root_name}/Resource", exc)
-        raise SchemaViolation(v.path, v.reason) from None
+        raise _InResource(inner_type, exc) from None
     return msgspec.structs.replace(obj, Resource=inner)
 
 

@@ -319,3 +319,27 @@ def test_lower_case_and_short_hex_echoed_by_servers_compare_numerically() -> Non
     out = codec.encode(mup)
     assert b"<roleFlags>03</roleFlags>" in out
     assert b"<mRID>000000000000000000000ABC00037244</mRID>" in out
+
+
+def test_attribute_errors_are_named_with_at() -> None:
+    bad = _corpus("envoy_dercontrol_list.xml").replace(b'all="3"', b'all="many"')
+    with pytest.raises(SchemaViolation) as err:
+        codec.decode(bad, r.DERControlList)
+    assert err.value.path == "/DERControlList/@all"
+    bad = _corpus("envoy_dercontrol_list.xml").replace(
+        b'responseRequired="3"', b'responseRequired="0x3"'
+    )
+    with pytest.raises(SchemaViolation) as err:
+        codec.decode(bad, r.DERControlList)
+    assert err.value.path == "/DERControlList/DERControl[1]/@responseRequired"
+
+
+def test_notification_resource_errors_name_the_path_inside_the_resource() -> None:
+    bad = _corpus("notification.xml").replace(b'all="0"', b'all="none"')
+    with pytest.raises(SchemaViolation) as err:
+        codec.decode(bad, r.Notification)
+    assert err.value.path == "/Notification/Resource/@all"
+    blanks = _corpus("notification.xml").replace(b'all="0"', b'all=" 0 "')
+    assert codec.decode(blanks, r.Notification).Resource == r.DERControlList(
+        href="/derp/1/derc", all=0, results=0
+    )
