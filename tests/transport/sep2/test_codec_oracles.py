@@ -18,7 +18,7 @@ from lxml import etree
 from transport.sep2 import codec
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinaryValue
-from transport.sep2.schema_order import TYPES
+from transport.sep2.schema_order import ROOTS, TYPES
 
 from .strategies import struct_strategy
 
@@ -34,6 +34,7 @@ CLIENT_SENDS = (
     "DERProgram",
     "DERControl",
     "DERCurveList",
+    "DERCurve",
     "DERList",
     "DER",
     "MirrorUsagePointList",
@@ -85,6 +86,10 @@ def _csipaus_profile(obj: Any) -> Any:
         # Mandatory under the CSIP-AUS profile only; the struct also serves plain 2018 servers.
         return msgspec.structs.replace(obj, doeModesSupported=r.HexBinary8(0))
     return obj
+
+
+def test_every_document_type_is_covered_by_the_xsd_oracle() -> None:
+    assert {ty for _ns, ty in ROOTS.values()} == set(CLIENT_SENDS)
 
 
 @pytest.mark.parametrize("type_name", CLIENT_SENDS)
