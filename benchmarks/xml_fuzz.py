@@ -4,7 +4,9 @@ Seeds are the test corpus (real-server-shaped documents) plus every resource ser
 codec itself. Each input applies 1-4 mutations (byte flips, cuts, splices, XML-token insertions,
 tag and namespace swaps, extreme numbers, entity and nesting bombs). Anything other than a typed
 decode error is an *unexpected exception*; an input taking longer than ``--hang-s`` is a *hang*
-(interrupted by SIGALRM). Prints progress lines and, last, one JSON line with the counts.
+(interrupted by SIGALRM). Every accepted input is also written back by the serialiser and read
+again: it must come back equal (or be refused by the serialiser with its typed error). Prints
+progress lines and, last, one JSON line with the counts. Needs the test extra (hypothesis).
 
 Usage: python3 benchmarks/xml_fuzz.py [--inputs 100000] [--seed 1] [--hang-s 2]
 """
@@ -12,6 +14,7 @@ Usage: python3 benchmarks/xml_fuzz.py [--inputs 100000] [--seed 1] [--hang-s 2]
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import signal
@@ -25,8 +28,10 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lxml import etree  # noqa: E402
+
 from transport.sep2 import codec  # noqa: E402
-from transport.sep2.errors import Sep2DecodeError  # noqa: E402
+from transport.sep2.errors import Sep2DecodeError, Sep2EncodeError  # noqa: E402
 from transport.sep2.schema_order import ROOTS, TYPES  # noqa: E402
 
 TOKENS = [
@@ -178,6 +183,60 @@ def time_hostile() -> float:
     return slowest
 
 
+TEXTS = [
+    "",
+    " ",
+    "0",
+    "-1",
+    "255",
+    "256",
+    "65536",
+    "1e3",
+    "0x10",
+    "FF",
+    "ff",
+    "true",
+    "yes",
+    '"',
+    "\\",
+    '","mRID":"1',
+    "\u00e9\u4e2d",
+    "9" * 40,
+    "A" * 300,
+]
+ATTRS = ["href", "all", "results", "subscribable", "responseRequired", "pollRate", "replyTo", "x"]
+NAMESPACES = ["urn:ieee:std:2030.5:ns", *codec.CSIPAUS_NAMESPACES, "urn:other"]
+
+
+def mutate_tree(rng: random.Random, doc: bytes) -> bytes:
+    """Well-formed mutations (values, attributes, element order, names and namespaces), so the
+    schema layer is exercised and not only the parser."""
+    root = etree.fromstring(doc)
+    for _ in range(rng.randint(1, 3)):
+        elems = list(root.iter())
+        e = rng.choice(elems)
+        parent = e.getparent()
+        op = rng.randrange(7)
+        if op == 0:
+            e.text = rng.choice(TEXTS)
+        elif op == 1 and parent is not None:
+            parent.remove(e)
+        elif op == 2 and parent is not None:
+            e.addnext(copy.deepcopy(e))
+        elif op == 3:
+            e.set(rng.choice(ATTRS), rng.choice(TEXTS))
+        elif op == 4:
+            e.append(etree.Element(f"{{{rng.choice(NAMESPACES)}}}{rng.choice(ELEMENT_NAMES)}"))
+        elif op == 5:
+            e.tag = f"{{{rng.choice(NAMESPACES)}}}{rng.choice(ELEMENT_NAMES)}"
+        elif parent is not None and len(parent) > 1:
+            sibling = rng.choice(list(parent))
+            if sibling is not e:
+                e.addnext(copy.deepcopy(sibling))
+                parent.remove(sibling)
+    return bytes(etree.tostring(root))
+
+
 class Hang(Exception):
     pass
 
@@ -202,12 +261,22 @@ def main() -> None:
     slowest = 0.0
     started = time.perf_counter()
     for i in range(1, args.inputs + 1):
-        doc = mutate(rng, rng.choice(corpus))
+        seed = rng.choice(corpus)
+        doc = mutate_tree(rng, seed) if rng.random() < 0.5 else mutate(rng, seed)
         t0 = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, args.hang_s)
         try:
-            codec.decode_any(doc)
+            obj = codec.decode_any(doc)
             outcomes["accepted"] += 1
+            # Whatever is accepted must survive our own serialiser unchanged (or be refused by it
+            # with its typed error: reading is tolerant, e.g. of over-long strings; writing is not).
+            try:
+                again = codec.decode_any(codec.encode(obj))
+            except Sep2EncodeError:
+                outcomes["accepted_but_not_writable"] += 1
+            else:
+                if again != obj:
+                    raise AssertionError(f"round trip changed {type(obj).__name__}")
         except Sep2DecodeError as exc:
             outcomes[type(exc).__name__] += 1
         except Hang:
@@ -235,8 +304,11 @@ def main() -> None:
                 "hangs": outcomes["hang"],
                 "accepted": outcomes["accepted"],
                 "typed_errors": sum(
-                    v for k, v in outcomes.items() if k not in ("accepted", "hang", "unexpected")
+                    v
+                    for k, v in outcomes.items()
+                    if k not in ("accepted", "hang", "unexpected", "accepted_but_not_writable")
                 ),
+                "accepted_but_not_writable": outcomes["accepted_but_not_writable"],
                 "slowest_ms": round(slowest * 1e3, 2),
                 "hostile_max_ms": round(hostile_ms, 3),
             }
