@@ -22,17 +22,20 @@ Decoding (PROTOCOL.md §§1-5; issue #3 scope 2)
     the typing in msgspec keeps the whole decode near 3x (see benchmarks/xml_bench.py).
 
 Encoding
-    One function per schema type, generated from the same tables at first use, appends text
-    fragments in schema sequence order (attributes first), skipping absent optional fields;
-    hexBinary is written at its schema width (``HexBinary128``/``160`` full width, bitmaps as the
-    shortest even number of digits, so ``deviceCategory`` 0 is ``00``); the 2030.5 namespace is the
-    default namespace and the CSIP-AUS elements carry the ``csipaus`` prefix bound to the profile's
-    namespace.
+    One function per schema type, generated from the same tables at import (nested types inlined,
+    always-written text merged into one f-string), writes elements in schema sequence order
+    (attributes first), skipping absent optional fields; hexBinary at its schema width
+    (``HexBinary128``/``160`` full width, bitmaps as the shortest even number of digits, so
+    ``deviceCategory`` 0 is ``00``); the 2030.5 namespace as the default namespace and the CSIP-AUS
+    elements with the ``csipaus`` prefix bound to the profile's namespace. Integer ranges, hex
+    widths and StringN lengths are enforced (:class:`~transport.sep2.errors.Sep2EncodeError`), so
+    nothing invalid is ever sent; reading stays tolerant of over-long strings.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import typing
 from collections.abc import Callable
@@ -545,7 +548,13 @@ _Append = Callable[[str], None]
 _Encoder = Callable[[Any, _Append, str, str], None]
 
 
+# Characters XML 1.0 cannot carry at all (not even as references).
+_NOT_XML_CHAR: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _esc_text(value: str) -> str:
+    if not value.isprintable() and _NOT_XML_CHAR.search(value):
+        raise ValueError(f"{value[:40]!r} holds a character XML cannot carry")
     if "&" in value or "<" in value or ">" in value or "\r" in value:
         return (
             value.replace("&", "&amp;")

@@ -343,3 +343,12 @@ def test_notification_resource_errors_name_the_path_inside_the_resource() -> Non
     assert codec.decode(blanks, r.Notification).Resource == r.DERControlList(
         href="/derp/1/derc", all=0, results=0
     )
+
+
+@pytest.mark.parametrize("bad", ["\x00", "a\x1fb", "\ud800", "\uffff"])
+def test_encode_refuses_characters_xml_cannot_carry(bad: str) -> None:
+    from transport.sep2.errors import Sep2EncodeError
+
+    program = codec.decode(_corpus("derprogram_list.xml"), r.DERProgramList).DERProgram[0]
+    with pytest.raises(Sep2EncodeError):
+        codec.encode(msgspec.structs.replace(program, description=bad))
