@@ -276,6 +276,9 @@ def _value_xslt(m: MemberRow, safe: bool) -> str:
 
 def _type_xslt(type_name: str, safe: bool) -> str:
     members = full_members(type_name)
+    elements = [m for m in members if not m[2]]
+    if not safe and elements and all(not m[4] and m[5] == 1 and m[6] == 1 for m in elements):
+        return _direct_type_xslt(type_name)
     parts = [f'<xsl:template name="T.{type_name}">{{"_":0']
     for m in members:
         if m[2]:
@@ -305,6 +308,25 @@ def _type_xslt(type_name: str, safe: bool) -> str:
                 f'<xsl:template match="{q}" mode="{type_name}">,"{m[0]}":{_value_xslt(m, safe)}'
                 "</xsl:template>"
             )
+    return "".join(parts)
+
+
+def _direct_type_xslt(type_name: str) -> str:
+    """Fast variant for types made only of required single leaves (ActivePower, DateTimeInterval):
+    each value is read by a direct child lookup instead of dispatching every child (measured ~5%
+    of the transform). The last occurrence wins, as in the dispatching variant (msgspec keeps the
+    last of duplicate keys); a missing leaf yields "" and fails typing, so the safe variant then
+    decides and reports it as missing."""
+    parts = [f'<xsl:template name="T.{type_name}">{{"_":0']
+    for m in full_members(type_name):
+        if m[2]:
+            parts.append(
+                f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, False)}</xsl:for-each>'
+            )
+        else:
+            sel = f"({_q(m[1], m[0])})[last()]"
+            parts.append(f',"{m[0]}":"<xsl:value-of select="{sel}"/>"')
+    parts.append("}</xsl:template>")
     return "".join(parts)
 
 

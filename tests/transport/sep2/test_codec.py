@@ -352,3 +352,22 @@ def test_encode_refuses_characters_xml_cannot_carry(bad: str) -> None:
     program = codec.decode(_corpus("derprogram_list.xml"), r.DERProgramList).DERProgram[0]
     with pytest.raises(Sep2EncodeError):
         codec.encode(msgspec.structs.replace(program, description=bad))
+
+
+def test_a_duplicated_single_element_reads_the_same_on_both_decode_paths() -> None:
+    """The last occurrence wins whether or not the document forces the escaping stylesheet."""
+    doc = _corpus("default_der_control.xml").replace(
+        b"<value>5000</value>", b"<value>1</value><value>5000</value>"
+    )
+    fast = codec.decode(doc, r.DefaultDERControl)
+    forced_safe = codec.decode(doc.replace(b"<mRID>", b"<!-- \\ --><mRID>"), r.DefaultDERControl)
+    assert fast.DERControlBase.opModExpLimW == r.ActivePower(multiplier=0, value=5000)
+    assert forced_safe == fast
+
+
+def test_a_missing_required_leaf_is_reported_as_missing_on_the_fast_path_too() -> None:
+    doc = _corpus("default_der_control.xml").replace(b"<multiplier>0</multiplier>", b"")
+    with pytest.raises(SchemaViolation) as err:
+        codec.decode(doc, r.DefaultDERControl)
+    assert err.value.path == "/DefaultDERControl/DERControlBase/opModExpLimW"
+    assert "multiplier" in err.value.reason
