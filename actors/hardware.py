@@ -18,7 +18,8 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
-from actors.drivers.base import DerDriver, DriverError, Telemetry
+from actors.der_info import DerSnapshot
+from actors.drivers.base import DerDriver, DriverError, Nameplate, Telemetry
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.messages import ApplyLimits, ControlsInput, WriteOutcome
@@ -90,7 +91,19 @@ class HardwareActor:
         self._last_written: ControlSettings | None = None
         self._next_apply: float | None = None
         self._alarms: tuple[str, ...] = ()
+        self._nameplate: Nameplate | None = None
+        self._telemetry: Telemetry | None = None
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
+
+    def snapshot(self) -> DerSnapshot | None:
+        """What the DER last reported (for DERCapability/Settings/Status/Availability)."""
+        if self._nameplate is None:
+            return None
+        return DerSnapshot(
+            nameplate=self._nameplate,
+            modes=self._driver.dispatchable_modes(),
+            telemetry=self._telemetry,
+        )
 
     def statistics(self) -> HardwareStatistics:
         return HardwareStatistics(
@@ -140,6 +153,7 @@ class HardwareActor:
             self._failures += 1
             await self._record(_unreachable("read nameplate", exc, now))
             return
+        self._nameplate = plate
         fields = msgspec.structs.asdict(plate)
         await self._record(
             NameplateRead(
@@ -191,6 +205,8 @@ class HardwareActor:
             await self._to_controls.send(WriteOutcome(ok=ok, detail=detail))
 
     async def _sample(self, now: float) -> None:
+        if self._nameplate is None:
+            await self._read_nameplate()  # it failed at start: the DER info PUTs need it
         closed = self._aggregator.close_due(now)
         try:
             with anyio.fail_after(min(self._config.io_timeout_s, self._config.sample_period_s)):
@@ -200,6 +216,7 @@ class HardwareActor:
             await self._record(_unreachable("read telemetry", exc, now))
         else:
             self._samples += 1
+            self._telemetry = telemetry
             closed += self._aggregator.add(telemetry.samples())
             events: list[Event] = []
             if self._config.record_telemetry:

@@ -31,7 +31,7 @@ from transport.http.outcome import (
 from transport.sep2 import Sep2CodecError, decode, encode
 from transport.sep2.codec import CSIPAUS_NS
 
-__all__ = ["HttpFailure", "Link", "LinkStatistics", "PAGE_SIZE"]
+__all__ = ["BadDocument", "HttpFailure", "Link", "LinkHalted", "LinkStatistics", "PAGE_SIZE"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -60,6 +60,10 @@ class HttpFailure(Exception):
         self.path = path
         self.status = status
         self.retry_after_s = retry_after_s
+
+
+class LinkHalted(LinkError):
+    """Traffic to this server was stopped on purpose (e.g. a PIN mismatch, PROTOCOL.md §2.4)."""
 
 
 class BadDocument(HttpFailure):
@@ -92,6 +96,7 @@ class Link:
         self._csipaus_ns = csipaus_ns
         self._timeout_s = timeout_s
         self._reachable: bool | None = None
+        self._halted: str | None = None
         self._requests = 0
         self._failures = 0
 
@@ -106,6 +111,14 @@ class Link:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def halt(self, reason: str) -> None:
+        """Refuse every further request without touching the network, with ``reason``."""
+        self._halted = reason
+
+    @property
+    def halted(self) -> str | None:
+        return self._halted
+
     async def _mark(self, reachable: bool) -> None:
         if reachable != self._reachable:
             self._reachable = reachable
@@ -113,6 +126,8 @@ class Link:
                 await self._on_reachable(reachable)
 
     async def _exchange(self, method: str, path: str, body: bytes = b"") -> Response:
+        if self._halted is not None:
+            raise LinkHalted(f"{method} {path}: traffic to the server is halted: {self._halted}")
         self._requests += 1
         try:
             response = await self._client.request(

@@ -82,6 +82,10 @@ class TlsConfig(_Section, frozen=True, kw_only=True):
 class SiteConfig(_Section, frozen=True, kw_only=True):
     nmi: str | None = None
     time_zone: str = "UTC"
+    #: IANA Private Enterprise Number written into the mRIDs we create (MirrorUsagePoints).
+    pen: int = 0
+    #: DeviceCategoryType bitmap of our EndDevice; bit 25 = "Other Storage System".
+    device_category: int = 1 << 25
 
 
 class BatteryConfig(_Section, frozen=True, kw_only=True):
@@ -179,6 +183,12 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         )
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
+    if not 0 <= config.site.pen <= 0xFFFFFFFF:
+        problems.append(f"site.pen: {config.site.pen} is not a Private Enterprise Number (32 bits)")
+    if not 0 < config.site.device_category <= 0xFFFFFFFF:
+        problems.append(
+            f"site.device_category: {config.site.device_category} is not a DeviceCategoryType bitmap"
+        )
     if config.site.nmi is not None and not _NMI.fullmatch(config.site.nmi):
         problems.append(f"site.nmi: {config.site.nmi!r} is not a 10 or 11 character NMI")
     battery = config.battery

@@ -1,0 +1,221 @@
+"""The mirror actor: the site's and the DER's MirrorUsagePoints and their readings (PROTOCOL.md §2.8).
+
+It creates (or finds) two MUPs — the site (roleFlags 0x03: premises aggregation point, is PEV… as the
+CSIP-AUS test procedures use) and the DER (0x49) — each with one MirrorMeterReading per quantity
+carrying only its ReadingType, then posts the interval *averages* the hardware actor summarises as
+MirrorReadingSets at the server's postRate, on whole minutes, one POST at a time. A 404 from a MUP
+means the server lost it: it is created again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Final
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors.clock import Clock
+from actors.link import HttpFailure, Link
+from actors.log_writer import LogWriter
+from actors.mailbox import Latest
+from actors.registration import MirrorTargets
+from events.base import Event
+from events.envelope import Append
+from events.registration_events import registration_event_stream
+from events.telemetry import IntervalSummary, MeasurementPoint, Quantity
+from statemachines.polling import PollSchedule
+from transport.errors import LinkError
+from transport.identity import IdentityProfile, make_mrid
+from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinary16, HexBinary128, HexBinary160
+from transport.sep2.mapping import reading_set_to_wire, reading_type_for
+
+__all__ = ["MirrorActor", "MirrorStatistics", "ROLE_FLAGS"]
+
+ROLE_FLAGS: Final = {MeasurementPoint.SITE: 0x03, MeasurementPoint.DER: 0x49}
+POSTED: Final = {
+    MeasurementPoint.SITE: (
+        Quantity.ACTIVE_POWER_W,
+        Quantity.REACTIVE_POWER_VAR,
+        Quantity.VOLTAGE_V,
+        Quantity.FREQUENCY_HZ,
+    ),
+    MeasurementPoint.DER: (
+        Quantity.ACTIVE_POWER_W,
+        Quantity.REACTIVE_POWER_VAR,
+        Quantity.STORED_ENERGY_WH,
+    ),
+}
+#: Intervals kept while the server cannot take them (a day of 5-minute posts per quantity).
+MAX_BACKLOG: Final = 288
+
+
+class MirrorStatistics(msgspec.Struct, frozen=True):
+    mups_created: int
+    sets_posted: int
+    post_failures: int
+    dropped: int
+
+
+class MirrorActor:
+    def __init__(
+        self,
+        *,
+        link: Link,
+        log: LogWriter,
+        clock: Clock,
+        lfdi: str,
+        pen: int,
+        profile: IdentityProfile,
+        summaries: MemoryObjectReceiveStream[list[IntervalSummary]],
+        targets: Latest[MirrorTargets],
+    ) -> None:
+        self._link = link
+        self._log = log
+        self._clock = clock
+        self._lfdi = lfdi
+        self._pen = pen
+        self._profile = profile
+        self._summaries = summaries
+        self._targets = targets
+        self._schedule = PollSchedule()
+        self._mups: dict[MeasurementPoint, str] = {}
+        self._backlog: dict[MeasurementPoint, dict[Quantity, list[IntervalSummary]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        self._created = self._posted = self._failures = self._dropped = 0
+
+    def statistics(self) -> MirrorStatistics:
+        return MirrorStatistics(self._created, self._posted, self._failures, self._dropped)
+
+    def _mrid(self, *parts: str) -> HexBinary128:
+        digest = hashlib.sha256(":".join((self._lfdi, *parts)).encode()).digest()
+        return HexBinary128(
+            int(make_mrid(int.from_bytes(digest[:12], "big"), self._pen, self._profile), 16)
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self._summaries:
+            task_status.started()
+            target = await self._targets.take()
+            await self._record(
+                self._schedule.post_rate_seen(
+                    "mirror", target.post_rate_s, self._clock.server_time()
+                )
+            )
+            while True:
+                try:
+                    target = self._targets.take_nowait()
+                    await self._record(
+                        self._schedule.post_rate_seen(
+                            "mirror", target.post_rate_s, self._clock.server_time()
+                        )
+                    )
+                except anyio.WouldBlock:
+                    pass
+                deadline = self._schedule.next_deadline()
+                assert deadline is not None
+                with anyio.move_on_after(max(deadline - self._clock.server_time(), 0.0)):
+                    batch = await self._summaries.receive()
+                    self._keep(batch)
+                    continue
+                await self._post_due(target)
+
+    def _keep(self, batch: list[IntervalSummary]) -> None:
+        for summary in batch:
+            if summary.quantity in POSTED.get(summary.point, ()):
+                queue = self._backlog[summary.point][summary.quantity]
+                queue.append(summary)
+                if len(queue) > MAX_BACKLOG:
+                    del queue[0]
+                    self._dropped += 1
+
+    async def _record(self, events: list[Event]) -> None:
+        if events:
+            reading = self._clock.read()
+            await self._log.append(
+                [
+                    Append(
+                        stream=registration_event_stream(events[0]),
+                        events=events,
+                        server_time=reading.server_time,
+                        monotonic=reading.monotonic,
+                    )
+                ]
+            )
+
+    async def _post_due(self, target: MirrorTargets) -> None:
+        try:
+            for point in (MeasurementPoint.SITE, MeasurementPoint.DER):
+                await self._post_point(target, point)
+        except (HttpFailure, LinkError):
+            self._failures += 1  # kept in the backlog; tried again at the next post instant
+        await self._record(self._schedule.posted("mirror", self._clock.server_time()))
+
+    async def _post_point(self, target: MirrorTargets, point: MeasurementPoint) -> None:
+        for quantity, queue in self._backlog[point].items():
+            while queue:
+                summary = queue[0]
+                mmr = r.MirrorMeterReading(
+                    mRID=self._mrid(point.value, quantity.value),
+                    MirrorReadingSet=(
+                        reading_set_to_wire(
+                            summary,
+                            int(self._mrid(point.value, quantity.value, str(summary.start_s))),
+                        ),
+                    ),
+                    ReadingType=reading_type_for(quantity, summary.interval_s),
+                )
+                href = await self._mup(target, point)
+                try:
+                    await self._link.post(href, mmr)
+                except HttpFailure as failure:
+                    if failure.status != 404:
+                        raise
+                    self._mups.pop(point, None)  # the server lost our MUP: create it again
+                    await self._link.post(await self._mup(target, point), mmr)
+                queue.pop(0)
+                self._posted += 1
+
+    async def _mup(self, target: MirrorTargets, point: MeasurementPoint) -> str:
+        href = self._mups.get(point)
+        if href is not None:
+            return href
+        mrid = self._mrid(point.value)
+        _, existing = await self._link.get_list(
+            target.mup_list, r.MirrorUsagePointList, "MirrorUsagePoint"
+        )
+        found: r.MirrorUsagePoint | None = next(
+            (m for m in existing if int(m.mRID) == int(mrid) and m.href), None
+        )
+        if found is not None and found.href is not None:
+            self._mups[point] = found.href
+            return str(found.href)
+        mup = r.MirrorUsagePoint(
+            mRID=mrid,
+            description=f"sep2gw {point.value}",
+            roleFlags=HexBinary16(ROLE_FLAGS[point]),
+            serviceCategoryKind=0,
+            status=1,
+            deviceLFDI=HexBinary160(int(self._lfdi, 16)),
+            MirrorMeterReading=tuple(
+                r.MirrorMeterReading(
+                    mRID=self._mrid(point.value, q.value),
+                    description=f"{point.value} {q.value}",
+                    ReadingType=reading_type_for(q, target.post_rate_s),
+                )
+                for q in POSTED[point]
+            ),
+        )
+        location = await self._link.post(target.mup_list, mup)
+        if location is None:
+            raise HttpFailure(
+                "POST", target.mup_list, 201, why="MirrorUsagePoint created without a Location"
+            )
+        self._created += 1
+        self._mups[point] = location
+        return location

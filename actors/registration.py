@@ -1,0 +1,475 @@
+"""The registration actor: discovery and registration (PROTOCOL.md §2), then polling.
+
+It drives the pure :class:`statemachines.registration.RegistrationCore` (one HTTP step at a time,
+back-off and halts decided there) and :class:`statemachines.polling.PollSchedule` (when each list is
+due), fetching through the :class:`actors.link.Link`. What it learns about programs, defaults and
+controls goes to the controls actor as domain values; what it must tell the server (EndDevice,
+ConnectionPoint, DER information, MirrorUsagePoints) it PUTs and POSTs. Links are always followed
+from what the server returned, never built (§2). Every decision is durable before it is acted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from actors import der_info
+from actors.clock import Clock
+from actors.der_info import DerSnapshot
+from actors.link import BadDocument, HttpFailure, Link
+from actors.log_writer import LogWriter
+from actors.messages import ControlsInput, ControlsSeen, DefaultSeen, ProgramsSeen
+from actors.rng import RandomSource
+from events.base import Event
+from events.der_model import Control, DefaultControl, Program
+from events.envelope import Append
+from events.registration_events import (
+    RegistrationStep,
+    TimeOffsetLearned,
+    registration_event_stream,
+)
+from events.replay import replay
+from events.store import EventStore
+from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState
+from statemachines.registration import HALTED, READY, RegistrationConfig, RegistrationCore
+from transport.errors import LinkError
+from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinary32, HexBinary160
+from transport.sep2.mapping import (
+    availability_to_wire,
+    capability_to_wire,
+    control_from_wire,
+    default_control_from_wire,
+    program_from_wire,
+    settings_to_wire,
+    status_to_wire,
+)
+
+__all__ = ["Identity", "MirrorTargets", "RegistrationActor", "WalkSettings"]
+
+#: pollRate when a list does not say (the schema's default).
+DEFAULT_POLL_S: Final = 900
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """Who this gateway is to the server (from its certificate and configuration)."""
+
+    lfdi: str
+    sfdi: int
+    device_category: int
+
+
+class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
+    dcap_path: str
+    register_in_band: bool = True
+    nmi: str | None = None
+    default_post_s: int = 300
+
+
+class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the mirror actor posts readings: the MirrorUsagePoint list and the postRate."""
+
+    mup_list: str
+    post_rate_s: int
+
+
+class _Discovered:
+    """Links learned by the current walk (rebuilt by walking again after a restart or a 301/404)."""
+
+    def __init__(self) -> None:
+        self.dcap: r.DeviceCapability | None = None
+        self.edev: r.EndDevice | None = None
+        self.edev_href: str | None = None
+        self.program_lists: dict[str, str] = {}  # FSA href -> DERProgramList href
+        self.programs: dict[str, tuple[Program, ...]] = {}  # DERProgramList href -> its programs
+        self.defaults: dict[str, DefaultControl | None] = {}
+        self.der_hrefs: r.DER | None = None
+
+
+class RegistrationActor:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        walk: WalkSettings,
+        config: RegistrationConfig,
+        link: Link,
+        store: EventStore,
+        log: LogWriter,
+        clock: Clock,
+        rng: RandomSource,
+        to_controls: MemoryObjectSendStream[ControlsInput],
+        der_snapshot: Callable[[], DerSnapshot | None],
+        mirror_targets: Callable[[MirrorTargets], None] | None = None,
+    ) -> None:
+        self._identity = identity
+        self._walk = walk
+        self._config = config
+        self._link = link
+        self._store = store
+        self._log = log
+        self._clock = clock
+        self._rng = rng
+        self._to_controls = to_controls
+        self._der_snapshot = der_snapshot
+        self._mirror_targets = mirror_targets
+        self.core = RegistrationCore(config)
+        self.polls = PollSchedule()
+        self._found = _Discovered()
+        self._last_der_status: object = None
+
+    def _draw(self, low: int, high: int) -> int:
+        return self._rng.integer(low, high)
+
+    async def _persist(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        reading = self._clock.read()
+        appends: list[Append] = []
+        for event in events:
+            stream = registration_event_stream(event)
+            if appends and appends[-1].stream == stream:
+                appends[-1] = msgspec.structs.replace(
+                    appends[-1], events=(*appends[-1].events, event)
+                )
+            else:
+                appends.append(
+                    Append(
+                        stream=stream,
+                        events=(event,),
+                        server_time=reading.server_time,
+                        monotonic=reading.monotonic,
+                    )
+                )
+        await self._log.append(appends)
+        for event in events:
+            if isinstance(event, TimeOffsetLearned):
+                # Act only once it is durable: from now on the server's clock is ours.
+                self._clock.adopt_server_offset(self._clock.offset_s + event.offset_s)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self._to_controls:
+            state, _ = replay(self._store, POLL_PROJECTION)
+            self.polls = PollSchedule(
+                msgspec.json.decode(msgspec.json.encode(state), type=PollState)
+            )
+            # The walk always starts afresh: links are learned, never remembered across restarts.
+            await self._persist(self.core.start(self._clock.server_time()))
+            task_status.started()
+            while True:
+                await self._walk_until_ready()
+                if self.core.state.state == HALTED:
+                    # §2.4: stop all traffic to this server and say why (the log has the reason).
+                    self._link.halt(self.core.state.halted_reason or "registration halted")
+                    await anyio.sleep_forever()
+                await self._poll_until_moved()
+
+    # -- the walk -----------------------------------------------------------------------------------
+
+    async def _walk_until_ready(self) -> None:
+        core = self.core
+        while core.state.state not in (READY, HALTED):
+            now = self._clock.server_time()
+            step = core.next_request(now)
+            if step is None:
+                deadline = core.next_deadline()
+                if deadline is None:
+                    raise RuntimeError(f"registration walk stuck at {core.state.state!r}")
+                await self._clock.sleep_until_server_time(deadline)
+                continue
+            try:
+                events = await self._perform(step)
+            except (HttpFailure, LinkError) as failure:
+                status = _status_of(failure)
+                events = core.step_failed(step, status, self._clock.server_time(), self._draw)
+            await self._persist(events)
+
+    async def _perform(self, step: RegistrationStep) -> list[Event]:
+        match step:
+            case RegistrationStep.DEVICE_CAPABILITY:
+                return await self._device_capability()
+            case RegistrationStep.TIME:
+                return await self._time()
+            case RegistrationStep.END_DEVICE:
+                return await self._end_device()
+            case RegistrationStep.REGISTRATION:
+                return await self._registration()
+            case RegistrationStep.CONNECTION_POINT:
+                return await self._connection_point()
+            case RegistrationStep.PROGRAMS:
+                return await self._programs()
+            case RegistrationStep.DER:
+                return await self._der()
+            case RegistrationStep.MIRROR:
+                return await self._mirror()
+        raise AssertionError(step)
+
+    async def _device_capability(self) -> list[Event]:
+        self._found = _Discovered()
+        dcap = await self._link.get(self._walk.dcap_path, r.DeviceCapability)
+        self._found.dcap = dcap
+        return self.core.step_done(
+            RegistrationStep.DEVICE_CAPABILITY, self._clock.server_time(), dcap.href
+        )
+
+    async def _time(self) -> list[Event]:
+        dcap = self._found.dcap
+        assert dcap is not None
+        if dcap.TimeLink is None:
+            raise HttpFailure(
+                "GET", self._walk.dcap_path, 404, why="DeviceCapability has no TimeLink"
+            )
+        before = self._clock.server_time()
+        time = await self._link.get(dcap.TimeLink.href, r.Time)
+        after = self._clock.server_time()
+        # The server read its clock somewhere during the exchange: take the midpoint as ours.
+        return self.core.time_learned(float(time.currentTime), (before + after) / 2, after)
+
+    async def _end_device(self) -> list[Event]:
+        dcap = self._found.dcap
+        assert dcap is not None
+        if dcap.EndDeviceListLink is None:
+            raise HttpFailure(
+                "GET", self._walk.dcap_path, 404, why="DeviceCapability has no EndDeviceListLink"
+            )
+        list_href = dcap.EndDeviceListLink.href
+        _, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")
+        mine = next((d for d in devices if self._is_me(d)), None)
+        href = mine.href if mine is not None else None
+        if mine is None:
+            if not self._walk.register_in_band:
+                raise HttpFailure(
+                    "GET",
+                    list_href,
+                    404,
+                    why="our EndDevice is not registered and in-band registration is off",
+                )
+            href = await self._link.post(
+                list_href,
+                r.EndDevice(
+                    deviceCategory=HexBinary32(self._identity.device_category),
+                    lFDI=HexBinary160(int(self._identity.lfdi, 16)),
+                    sFDI=self._identity.sfdi,
+                    changedTime=int(self._clock.server_time()),
+                ),
+            )
+            if href is None:
+                raise HttpFailure(
+                    "POST", list_href, 201, why="EndDevice created without a Location"
+                )
+        assert href is not None
+        edev = await self._link.get(href, r.EndDevice)
+        self._found.edev, self._found.edev_href = edev, href
+        return self.core.step_done(RegistrationStep.END_DEVICE, self._clock.server_time(), href)
+
+    def _is_me(self, device: r.EndDevice) -> bool:
+        # Servers may drop leading zeros in hex they echo: compare numerically (PROTOCOL.md §2.3).
+        if device.lFDI is not None and int(device.lFDI) == int(self._identity.lfdi, 16):
+            return True
+        return device.sFDI == self._identity.sfdi and device.lFDI is None
+
+    async def _registration(self) -> list[Event]:
+        edev = self._found.edev
+        assert edev is not None
+        if edev.RegistrationLink is None:
+            raise HttpFailure(
+                "GET", self._found.edev_href or "", 404, why="EndDevice has no RegistrationLink"
+            )
+        registration = await self._link.get(edev.RegistrationLink.href, r.Registration)
+        return self.core.registration_pin(
+            registration.pIN, self._clock.server_time(), edev.RegistrationLink.href
+        )
+
+    async def _connection_point(self) -> list[Event]:
+        edev = self._found.edev
+        assert edev is not None and self._walk.nmi is not None
+        link = edev.ConnectionPointLink
+        if link is None:
+            raise HttpFailure(
+                "GET", self._found.edev_href or "", 404, why="EndDevice has no ConnectionPointLink"
+            )
+        await self._link.put(link.href, r.ConnectionPointType(connectionPointId=self._walk.nmi))
+        return self.core.step_done(
+            RegistrationStep.CONNECTION_POINT, self._clock.server_time(), link.href
+        )
+
+    async def _programs(self) -> list[Event]:
+        edev = self._found.edev
+        assert edev is not None
+        events: list[Event] = []
+        if edev.FunctionSetAssignmentsListLink is not None:
+            events += await self._poll_fsa_list(
+                edev.FunctionSetAssignmentsListLink.href, first=True
+            )
+        return events + self.core.step_done(RegistrationStep.PROGRAMS, self._clock.server_time())
+
+    async def _der(self) -> list[Event]:
+        edev = self._found.edev
+        assert edev is not None
+        if edev.DERListLink is not None:
+            _, ders = await self._link.get_list(edev.DERListLink.href, r.DERList, "DER")
+            if ders:
+                der = ders[0]
+                if der.DERCapabilityLink is None and der.href:
+                    der = await self._link.get(der.href, r.DER)
+                self._found.der_hrefs = der
+                await self._put_der_info(full=True)
+        return self.core.step_done(RegistrationStep.DER, self._clock.server_time())
+
+    async def _mirror(self) -> list[Event]:
+        dcap, edev = self._found.dcap, self._found.edev
+        assert dcap is not None and edev is not None
+        if dcap.MirrorUsagePointListLink is not None and self._mirror_targets is not None:
+            rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
+            self._mirror_targets(
+                MirrorTargets(mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate)
+            )
+        return self.core.step_done(RegistrationStep.MIRROR, self._clock.server_time())
+
+    # -- DER information (§2.7) --------------------------------------------------------------------
+
+    def _set_grad_w(self) -> int:
+        for program in sorted(
+            (p for ps in self._found.programs.values() for p in ps),
+            key=lambda p: (p.primacy, p.program_id),
+        ):
+            default = self._found.defaults.get(program.program_id)
+            if default is not None and default.set_grad_w is not None:
+                return default.set_grad_w
+        return 0  # sep.xsd: 0 = no ramp limit
+
+    async def _put_der_info(self, *, full: bool) -> None:
+        der = self._found.der_hrefs
+        snapshot = self._der_snapshot()
+        if der is None or snapshot is None:
+            return
+        now = self._clock.server_time()
+        status = der_info.status(snapshot, now=now)
+        if full:
+            if der.DERCapabilityLink is not None:
+                await self._link.put(
+                    der.DERCapabilityLink.href, capability_to_wire(der_info.capability(snapshot))
+                )
+            if der.DERSettingsLink is not None:
+                settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
+                await self._link.put(der.DERSettingsLink.href, settings_to_wire(settings))
+            if der.DERAvailabilityLink is not None:
+                await self._link.put(
+                    der.DERAvailabilityLink.href,
+                    availability_to_wire(der_info.availability(snapshot, now=now)),
+                )
+        key = msgspec.structs.replace(status, reading_s=0)
+        if der.DERStatusLink is not None and (full or key != self._last_der_status):
+            await self._link.put(der.DERStatusLink.href, status_to_wire(status))
+            self._last_der_status = key
+
+    # -- polling (§4 rule 15) -----------------------------------------------------------------------
+
+    async def _poll_until_moved(self) -> None:
+        """Poll every list when due; return when a 301/404 says the links moved (walk again)."""
+        while True:
+            now = self._clock.server_time()
+            due = self.polls.due_polls(now)
+            if not due:
+                deadline = self.polls.next_deadline()
+                await self._clock.sleep_until_server_time(
+                    deadline if deadline is not None else now + DEFAULT_POLL_S
+                )
+                continue
+            for resource in due:
+                try:
+                    events = await self._poll(resource)
+                except HttpFailure as failure:
+                    if failure.status in (301, 404):
+                        await self._persist(
+                            self.core.lost_link(failure.status, self._clock.server_time())
+                        )
+                        return
+                    events = []  # 429/5xx: try again at the next cycle, never sooner
+                except LinkError:
+                    events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
+                await self._persist(events + self.polls.polled(resource, self._clock.server_time()))
+            try:
+                await self._put_der_info(full=False)
+            except (HttpFailure, LinkError):
+                pass  # status is re-sent at the next cycle
+
+    async def _poll(self, resource: str) -> list[Event]:
+        kind, _, href = resource.partition(":")
+        if kind == "fsa":
+            return await self._poll_fsa_list(href, first=False)
+        if kind == "derp":
+            return await self._poll_program_list(href)
+        raise ValueError(f"unknown poll resource {resource!r}")
+
+    async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:
+        now = self._clock.server_time()
+        fsa_list, fsas = await self._link.get_list(
+            href, r.FunctionSetAssignmentsList, "FunctionSetAssignments"
+        )
+        events = self.polls.rate_seen(f"fsa:{href}", fsa_list.pollRate or DEFAULT_POLL_S, now)
+        lists = {}
+        for fsa in fsas:
+            if fsa.DERProgramListLink is not None:
+                lists[fsa.href or fsa.DERProgramListLink.href] = fsa.DERProgramListLink.href
+        for gone in set(self._found.programs) - set(lists.values()):
+            # §4 rule 4: a program list no longer referenced takes its programs (and events) with it.
+            del self._found.programs[gone]
+        self._found.program_lists = lists
+        for list_href in sorted(set(lists.values())):
+            events += await self._poll_program_list(list_href, announce=False)
+        await self._announce_programs()
+        return events
+
+    async def _poll_program_list(self, href: str, *, announce: bool = True) -> list[Event]:
+        now = self._clock.server_time()
+        program_list, wire_programs = await self._link.get_list(
+            href, r.DERProgramList, "DERProgram"
+        )
+        events = self.polls.rate_seen(f"derp:{href}", program_list.pollRate or DEFAULT_POLL_S, now)
+        programs = tuple(program_from_wire(p) for p in wire_programs)
+        self._found.programs[href] = programs
+        if announce:
+            await self._announce_programs()
+        for wire, program in zip(wire_programs, programs, strict=True):
+            default: DefaultControl | None = None
+            if wire.DefaultDERControlLink is not None:
+                try:
+                    default = default_control_from_wire(
+                        await self._link.get(wire.DefaultDERControlLink.href, r.DefaultDERControl),
+                        program.program_id,
+                    )
+                except HttpFailure as failure:
+                    if failure.status != 404:
+                        raise
+            self._found.defaults[program.program_id] = default
+            await self._to_controls.send(
+                DefaultSeen(program_id=program.program_id, default=default)
+            )
+            controls: tuple[Control, ...] = ()
+            if wire.DERControlListLink is not None:
+                _, wire_controls = await self._link.get_list(
+                    wire.DERControlListLink.href, r.DERControlList, "DERControl"
+                )
+                controls = tuple(control_from_wire(c, program.program_id) for c in wire_controls)
+            await self._to_controls.send(
+                ControlsSeen(program_id=program.program_id, controls=controls)
+            )
+        return events
+
+    async def _announce_programs(self) -> None:
+        every = {p.program_id: p for ps in self._found.programs.values() for p in ps}
+        await self._to_controls.send(ProgramsSeen(programs=tuple(every[k] for k in sorted(every))))
+
+
+def _status_of(failure: Exception) -> int | None:
+    if isinstance(failure, BadDocument):
+        return None  # a garbled answer: retry after a back-off, as for a network failure
+    if isinstance(failure, HttpFailure):
+        return failure.status
+    return None

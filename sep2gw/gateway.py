@@ -1,0 +1,315 @@
+"""The composition root: a running gateway from a configuration and a DER driver.
+
+    async with Gateway(config, driver) as gateway:   # inside an asyncio (or trio) application
+        ...                                           # it runs until the block exits
+    await run_gateway(config)                         # or run it until cancelled
+
+Every actor is built here and nowhere else. The actors of one gateway form one unit under the
+supervisor: if any of them fails, all are rebuilt from the log (their state is the log's fold) after
+a bounded back-off, which is simpler and safer than restarting one actor whose peers hold streams to
+the old instance.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+from anyio.abc import TaskStatus
+
+from actors.clock import Clock
+from actors.controls import ControlsActor
+from actors.drivers.base import DerDriver
+from actors.drivers.modbus_client import ModbusTcpClient
+from actors.drivers.sunspec import SunSpecDriver
+from actors.hardware import HardwareActor, HardwareConfig
+from actors.https import HttpsClient
+from actors.link import Link
+from actors.log_writer import LogWriter
+from actors.mailbox import Latest
+from actors.messages import ApplyLimits, ControlsInput, LinkState, SendResponse
+from actors.mirror import MirrorActor
+from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
+from actors.responder import ResponderActor
+from actors.rng import RandomSource
+from actors.supervisor import ActorSpec, RestartPolicy, Supervisor
+from events.envelope import Append
+from events.registry import CATALOGUE
+from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
+from events.sqlite_store import SqliteEventStore
+from events.store import EventStore
+from events.telemetry import IntervalSummary
+from sep2gw import __version__
+from sep2gw.config import Config
+from sep2gw.profiles import PROFILES, Profile
+from statemachines.controls import CoreConfig
+from statemachines.registration import RegistrationConfig
+from transport.identity import lfdi_from_der, sfdi_from_lfdi
+from transport.pki import certificate_der, load_pem_chain
+from transport.tls import TlsMaterial, client_context
+
+__all__ = ["Gateway", "GatewayOptions", "run_gateway"]
+
+Connector = Callable[[], Awaitable[anyio.abc.ByteStream]]
+
+
+class GatewayOptions:
+    """What an embedding application, a simulation or a test may replace.
+
+    ``wall_at_start``/``seed``: a reproducible clock anchor and random source. ``store``: a log
+    other than the configured file (simulations use the in-memory store). ``http_connector``:
+    reach the server through a pipe instead of TCP. ``hardware``: control and sampling periods.
+    """
+
+    def __init__(
+        self,
+        *,
+        wall_at_start: float | None = None,
+        seed: int | None = None,
+        store: EventStore | None = None,
+        http_connector: Connector | None = None,
+        hardware: HardwareConfig | None = None,
+        restart: RestartPolicy | None = None,
+    ) -> None:
+        self.wall_at_start = wall_at_start
+        self.seed = seed
+        self.store = store
+        self.http_connector = http_connector
+        self.hardware = hardware
+        self.restart = restart or RestartPolicy(
+            max_restarts=10, window_s=600, backoff_initial_s=1, backoff_max_s=60
+        )
+
+
+def driver_from_config(config: Config) -> DerDriver:
+    battery = config.battery
+    if battery.driver == "sunspec":
+        assert battery.host is not None
+        client = ModbusTcpClient(
+            battery.host, battery.port, unit_id=battery.unit_id, timeout_s=battery.timeout_s
+        )
+        return SunSpecDriver(client)
+    raise ValueError(
+        f"battery.driver {battery.driver!r} needs a driver object from the embedding application "
+        "(Gateway(config, driver=...))"
+    )
+
+
+class _Unit:
+    """One generation of the gateway's actors, wired together (rebuilt whole on failure)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        g = self.gateway
+        config, profile = g.config, g.profile
+        log = LogWriter(g.store, offload=isinstance(g.store, SqliteEventStore))
+        limits: Latest[ApplyLimits] = Latest()
+        targets: Latest[MirrorTargets] = Latest()
+        to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
+        to_responder, responder_inbox = anyio.create_memory_object_stream[SendResponse](64)
+        to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
+        reachable = to_controls.clone()
+
+        async def on_reachable(online: bool) -> None:
+            await reachable.send(LinkState(online=online))
+
+        url = urlsplit(config.server.url)
+        client = HttpsClient(
+            url.hostname or "",
+            url.port or 443,
+            g.tls_context,
+            request_timeout_s=config.server.request_timeout_s,
+            connector=g.options.http_connector,
+        )
+        link = Link(client, clock=g.clock, on_reachable=on_reachable)
+        controls = ControlsActor(
+            config=CoreConfig(
+                lfdi=g.lfdi,
+                device_category=config.site.device_category,
+                profile=profile.responses,
+            ),
+            store=g.store,
+            log=log,
+            clock=g.clock,
+            rng=g.rng.fork("controls"),
+            inbox=controls_inbox,
+            to_hardware=limits,
+            to_responder=to_responder,
+        )
+        hardware = HardwareActor(
+            driver=g.driver,
+            log=log,
+            clock=g.clock,
+            limits=limits,
+            to_controls=to_controls.clone(),
+            summaries=to_mirror,
+            config=g.options.hardware
+            or HardwareConfig(
+                sample_period_s=config.rates.telemetry_sample_s,
+                post_interval_s=config.rates.default_post_s,
+            ),
+        )
+        responder = ResponderActor(link=link, inbox=responder_inbox, report=to_controls.clone())
+        mirror = MirrorActor(
+            link=link,
+            log=log,
+            clock=g.clock,
+            lfdi=g.lfdi,
+            pen=config.site.pen,
+            profile=profile.identity,
+            summaries=summaries,
+            targets=targets,
+        )
+        registration = RegistrationActor(
+            identity=Identity(
+                lfdi=g.lfdi, sfdi=g.sfdi, device_category=config.site.device_category
+            ),
+            walk=WalkSettings(
+                dcap_path=config.server.dcap_path,
+                register_in_band=config.server.register_in_band,
+                nmi=config.site.nmi,
+                default_post_s=config.rates.default_post_s,
+            ),
+            config=RegistrationConfig(pin=config.server.pin or 0, nmi=config.site.nmi),
+            link=link,
+            store=g.store,
+            log=log,
+            clock=g.clock,
+            rng=g.rng.fork("registration"),
+            to_controls=to_controls,
+            der_snapshot=hardware.snapshot,
+            mirror_targets=targets.put,
+        )
+        g.actors = {
+            "controls": controls,
+            "hardware": hardware,
+            "responder": responder,
+            "mirror": mirror,
+            "registration": registration,
+            "link": link,
+            "log": log,
+        }
+        async with reachable, anyio.create_task_group() as group:
+            await group.start(log.run)
+            # Controls first, then hardware: what the log says is in force is applied before the
+            # server is even asked for anything (PROTOCOL.md §4 rule 13).
+            await group.start(controls.run)
+            await group.start(hardware.run)
+            await group.start(responder.run)
+            await group.start(mirror.run)
+            await group.start(registration.run)
+            task_status.started()
+
+
+class Gateway:
+    """A running gateway; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        driver: DerDriver | None = None,
+        *,
+        options: GatewayOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options or GatewayOptions()
+        self.profile: Profile = PROFILES[config.server.profile]
+        self.driver = driver or driver_from_config(config)
+        chain = load_pem_chain(
+            config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
+        )
+        self.lfdi = lfdi_from_der(certificate_der(chain[0]), self.profile.identity)
+        self.sfdi = sfdi_from_lfdi(self.lfdi)
+        password_env = config.tls.key_password_env
+        password = (
+            os.environ[password_env].encode()
+            if password_env and password_env in os.environ
+            else None
+        )
+        self.tls_context: ssl.SSLContext = client_context(
+            TlsMaterial(
+                str(config.path(config.tls.certificate)),
+                str(config.path(config.tls.key)),
+                str(config.path(config.tls.ca)),
+                password,
+            ),
+            alpn=("h2", "http/1.1") if config.server.http2 else ("http/1.1",),
+            extra_ciphers=tuple(config.tls.extra_ciphers),
+        )
+        self.store: EventStore = self.options.store or SqliteEventStore(
+            Path(config.path(config.log.path)), CATALOGUE, max_bytes=config.log.max_bytes
+        )
+        self.actors: dict[str, Any] = {}
+        self._group: anyio.abc.TaskGroup | None = None
+        self.clock: Clock
+        self.rng: RandomSource
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; a clean stop is recorded in the log."""
+        self.clock = Clock(wall_at_start=self.options.wall_at_start)
+        self.rng = RandomSource(self.options.seed)
+        self._append(
+            GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
+        )
+        supervisor = Supervisor(
+            [ActorSpec(name="gateway", factory=lambda: _Unit(self), policy=self.options.restart)],
+            clock=self.clock,
+            record=self._record_failure,
+        )
+        try:
+            await supervisor.run(task_status=task_status)
+        finally:
+            self._append(GatewayStopped(reason="stopped"))  # synchronous: survives cancellation
+
+    def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
+        reading = self.clock.read()
+        self.store.append(
+            [
+                Append(
+                    stream=RUNTIME_STREAM,
+                    events=(event,),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
+
+    async def _record_failure(self, event: ActorFailed) -> None:
+        self._append(event)
+
+    async def __aenter__(self) -> Gateway:
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        try:
+            await group.start(self.run)
+        except BaseException:
+            await group.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        return await self._group.__aexit__(exc_type, exc, tb)
+
+
+async def run_gateway(
+    config: Config, driver: DerDriver | None = None, *, options: GatewayOptions | None = None
+) -> None:
+    """Run a gateway until cancelled (Ctrl-C, SIGTERM handled by the caller's loop)."""
+    await Gateway(config, driver, options=options).run()
