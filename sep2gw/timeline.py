@@ -1,0 +1,173 @@
+"""A readable line per meaningful record: what `sep2gw run` prints live and replay prints later.
+
+Telemetry is summarised (one line per ``every_s`` of battery power) so the timeline stays readable;
+everything a dispute turns on — controls, limits in force, writes, responses, registration — gets
+its own line.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from events.control_events import (
+    CommsLost,
+    CommsRestored,
+    ControlCancelled,
+    ControlCompleted,
+    ControlIgnored,
+    ControlReceived,
+    ControlRejected,
+    ControlRemoved,
+    ControlScheduled,
+    ControlStarted,
+    ControlSuperseded,
+    DefaultChanged,
+    LimitsInForceChanged,
+    RandomizationDrawn,
+    ResponseAcked,
+    ResponseFailed,
+    ResponseSent,
+    ServerFault,
+)
+from events.der_model import ControlSettings
+from events.envelope import Recorded
+from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.registration_events import RegistrationHalted, StepDone, TimeOffsetLearned
+from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
+
+__all__ = ["Timeline", "describe_settings", "short"]
+
+
+def short(mrid: str) -> str:
+    """An mRID as people say it: its significant tail (the full value is in the log)."""
+    return mrid.lstrip("0")[-8:] or "0"
+
+
+def describe_settings(settings: ControlSettings) -> str:
+    parts = []
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        parts.append(f"{name}={value}")
+    return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
+
+
+class Timeline:
+    """Turns records into lines. ``utc_offset_s`` adds the site's local time beside server time."""
+
+    def __init__(self, *, utc_offset_s: int | None = None, telemetry_every_s: float = 60.0) -> None:
+        self._tz = None if utc_offset_s is None else timezone(timedelta(seconds=utc_offset_s))
+        self._every = telemetry_every_s
+        self._last_telemetry: float | None = None
+
+    def stamp(self, t: float) -> str:
+        utc = datetime.fromtimestamp(t, tz=UTC)
+        text = utc.strftime("%Y-%m-%d %H:%M:%S") + "Z"
+        if self._tz is not None:
+            text += " (" + utc.astimezone(self._tz).strftime("%H:%M:%S %z") + ")"
+        return text
+
+    def line(self, record: Recorded) -> str | None:
+        what = self.describe(record)
+        return None if what is None else f"{self.stamp(record.server_time)}  {what}"
+
+    def describe(self, record: Recorded) -> str | None:
+        e = record.event
+        match e:
+            case GatewayStarted():
+                return f"gateway started (sep2gw {e.software_version}, seed {e.rng_seed})"
+            case GatewayStopped():
+                return f"gateway stopped: {e.reason}"
+            case ActorFailed():
+                return f"actor {e.actor} failed: {e.error_type}: {e.error}" + (
+                    " — gave up" if e.gave_up else f" — restarting in {e.restart_in_s:g} s"
+                )
+            case TimeOffsetLearned():
+                return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
+            case StepDone():
+                return f"registration: {e.step.value} done"
+            case RegistrationHalted():
+                return f"REGISTRATION HALTED at {e.step.value}: {e.reason}"
+            case ControlReceived():
+                c = e.control
+                return (
+                    f"control {short(c.mrid)} received: {describe_settings(c.settings)} from "
+                    f"{self.stamp(c.start_s)} for {c.duration_s} s (program {short(c.program_id)})"
+                )
+            case RandomizationDrawn():
+                return f"control {short(e.mrid)} randomisation drawn: start {e.start_offset_s:+d} s, duration {e.duration_offset_s:+d} s"
+            case ControlScheduled():
+                why = f", adjacent to {short(e.adjacent_to)}" if e.adjacent_to else ""
+                return f"control {short(e.mrid)} scheduled {self.stamp(e.effective_start_s)} .. {self.stamp(e.effective_end_s)}{why}"
+            case ControlStarted():
+                return f"control {short(e.mrid)} STARTED" + (" (discovered late)" if e.late else "")
+            case ControlSuperseded():
+                modes = ", ".join(m.value for m in e.modes_lost)
+                return f"control {short(e.mrid)} superseded by {short(e.by)} on {modes}" + (
+                    "" if e.fully else " (keeps its other modes)"
+                )
+            case ControlCancelled():
+                return f"control {short(e.mrid)} CANCELLED by the server (status {int(e.server_status)})"
+            case ControlCompleted():
+                return f"control {short(e.mrid)} completed"
+            case ControlIgnored():
+                return f"control {short(e.mrid)} ignored: {e.reason.value}"
+            case ControlRejected():
+                return f"control {short(e.mrid)} rejected ({int(e.status)}): {e.reason}"
+            case ControlRemoved():
+                return f"control {short(e.mrid)} stopped: its program is no longer assigned"
+            case ServerFault():
+                return (
+                    f"control {short(e.mrid)}: SERVER FAULT — content changed under the same mRID"
+                )
+            case DefaultChanged():
+                what = "removed" if e.default is None else describe_settings(e.default.settings)
+                return f"default of program {short(e.program_id)}: {what}"
+            case LimitsInForceChanged():
+                return f"LIMITS IN FORCE: {describe_settings(e.settings)}"
+            case LimitsApplied():
+                setpoint = "" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W"
+                verdict = "written and verified" if e.wrote else "in force"
+                na = (
+                    f", not applicable: {', '.join(m.value for m in e.not_applicable)}"
+                    if e.not_applicable
+                    else ""
+                )
+                return f"battery: {verdict}{setpoint}{na}"
+            case DeviceUnreachable():
+                return f"battery UNREACHABLE ({e.operation}): {e.error_type}: {e.error}"
+            case AlarmsChanged():
+                return f"battery alarms: raised {list(e.raised)}, cleared {list(e.cleared)}"
+            case TelemetrySampled():
+                if self._last_telemetry is not None and e.at_s - self._last_telemetry < self._every:
+                    return None
+                self._last_telemetry = e.at_s
+                parts = [
+                    f"{name} {getattr(e, key):.0f} {unit}"
+                    for key, name, unit in (
+                        ("site_w", "site", "W"),
+                        ("der_w", "battery", "W"),
+                        ("soc_pct", "SoC", "%"),
+                    )
+                    if getattr(e, key) is not None
+                ]
+                return "measured: " + ", ".join(parts)
+            case ResponseSent():
+                return (
+                    f"response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} sent"
+                )
+            case ResponseAcked():
+                return f"response {int(e.status)} for {short(e.mrid)} acknowledged (HTTP {e.http_status})"
+            case ResponseFailed():
+                status = "network error" if e.http_status is None else f"HTTP {e.http_status}"
+                return f"response {int(e.status)} for {short(e.mrid)} FAILED ({status})" + (
+                    ", will retry" if e.retry else ""
+                )
+            case CommsLost():
+                return "COMMS LOST: following the known schedule, responses queued"
+            case CommsRestored():
+                return "comms restored: re-polling, sending queued responses"
+        return None
