@@ -386,10 +386,7 @@ _HEX_LIMITS: Final[dict[type, int]] = {cls: 1 << (8 * cls.BYTES) for cls in HEX_
 _make_int: Final = int.__new__
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_hex(type_: type, text: str) -> object:
-    # Cached: the same flags and mRIDs come back on every poll. Bounded, so hostile input cannot
-    # grow it; failures raise and are not cached.
     if not (text.isascii() and text.isalnum()) or "x" in text or "X" in text:
         raise ValueError(f"not hexBinary: {text[:40]!r}")
     value = int(text, 16)
@@ -398,14 +395,27 @@ def _parse_hex(type_: type, text: str) -> object:
     return _make_int(type_, value)
 
 
+# (type, text) -> value. The same flags and mRIDs come back on every poll; a plain dict is the
+# cheapest lookup from msgspec's hook. Bounded: emptied when full, so hostile input cannot grow it.
+_HEX_CACHE: Final[dict[tuple[type, str], object]] = {}
+_HEX_CACHE_MAX: Final = 4096
+
+
 def _hex_hook(type_: type, obj: object) -> object:
     """hexBinary from its text, compared numerically (servers drop leading zeros).
 
     Digits only: ``int(text, 16)`` alone would also take ``0x``, ``_``, signs and blanks.
     """
-    if type_ not in _HEX_LIMITS or type(obj) is not str:
+    if type(obj) is not str or type_ not in _HEX_LIMITS:
         raise NotImplementedError(f"no decoder for {type_!r}")
-    return _parse_hex(type_, obj)
+    key = (type_, obj)
+    value = _HEX_CACHE.get(key)
+    if value is None:
+        value = _parse_hex(type_, obj)
+        if len(_HEX_CACHE) >= _HEX_CACHE_MAX:
+            _HEX_CACHE.clear()
+        _HEX_CACHE[key] = value
+    return value
 
 
 @functools.cache
