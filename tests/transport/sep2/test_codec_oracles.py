@@ -13,6 +13,7 @@ from envoy_schema.server.schema.sep2 import der as envoy_der
 from envoy_schema.server.schema.sep2 import end_device as envoy_edev
 from envoy_schema.server.schema.sep2 import response as envoy_response
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from transport.sep2 import codec
@@ -94,7 +95,7 @@ def test_every_document_type_is_covered_by_the_xsd_oracle() -> None:
 
 @pytest.mark.parametrize("type_name", CLIENT_SENDS)
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=__import__("hypothesis").strategies.data())
+@given(data=st.data())
 def test_every_serialised_struct_validates_against_the_xsd(
     xsd_storage: etree.XMLSchema, type_name: str, data: Any
 ) -> None:
@@ -129,7 +130,7 @@ _CSIPAUS_FIELDS = {m[0] for t in TYPES for m in codec.full_members(t) if m[1] ==
 
 @pytest.mark.parametrize("type_name", ["EndDevice", "DERCapability", "DERSettings", "DERControl"])
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=__import__("hypothesis").strategies.data())
+@given(data=st.data())
 def test_plain_2018_documents_validate_against_the_2018_xsd(
     xsd_2018: etree.XMLSchema, type_name: str, data: Any
 ) -> None:
