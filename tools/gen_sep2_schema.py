@@ -261,7 +261,7 @@ def load_schema() -> Schema:
     # sequence as the 2023 schema places them.
     for type_name, extra_name, extra_type in EDITION_2023_EXTRAS:
         visit(type_name)
-        ty = types[type_name]
+        base_type = types[type_name]
         extra_member = Member(
             name=extra_name,
             ns="sep",
@@ -272,7 +272,9 @@ def load_schema() -> Schema:
             max_occurs=1,
             alias=extra_type,
         )
-        types[type_name] = ComplexType(ty.name, ty.base, (*ty.members, extra_member))
+        types[type_name] = ComplexType(
+            base_type.name, base_type.base, (*base_type.members, extra_member)
+        )
 
     roots: dict[str, tuple[str, str]] = {}
     for root in ROOT_ELEMENTS:
@@ -280,8 +282,8 @@ def load_schema() -> Schema:
         roots[root] = ("sep", root)
     visit("ConnectionPointType")
     roots["ConnectionPoint"] = ("csipaus", "ConnectionPointType")
-    for ty in types.values():
-        for m in ty.members:
+    for complex_type in types.values():
+        for m in complex_type.members:
             assert not keyword.iskeyword(m.name), m.name
     return Schema(types=types, simple=simple_base, roots=roots, string_max=string_max)
 

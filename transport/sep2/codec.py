@@ -285,7 +285,10 @@ def _type_xslt(type_name: str, safe: bool) -> str:
             parts.append(
                 f'<xsl:for-each select="@{m[0]}">,"{m[0]}":{_value_xslt(m, safe)}</xsl:for-each>'
             )
-    parts.append(f'<xsl:apply-templates select="*" mode="{type_name}"/>')
+    # No select: libxslt then walks the children directly instead of evaluating an XPath node-set
+    # (measured ~4% of the transform); text children (blanks between elements) match the empty
+    # text() template below.
+    parts.append(f'<xsl:apply-templates mode="{type_name}"/>')
     for m in members:
         if not m[2] and m[6] != 1:
             q = _q(m[1], m[0])
@@ -297,6 +300,7 @@ def _type_xslt(type_name: str, safe: bool) -> str:
     parts.append("}</xsl:template>")
     # Unknown children (newer editions, other profiles) produce nothing.
     parts.append(f'<xsl:template match="*" mode="{type_name}"/>')
+    parts.append(f'<xsl:template match="text()" mode="{type_name}"/>')
     for m in members:
         if m[2]:
             continue
@@ -359,14 +363,16 @@ def _stylesheet(type_name: str, safe: bool) -> etree.XSLT:
     then decoded again with the safe variant, which gives the final answer.
     """
     ns_decls = " ".join(f'xmlns:c{i}="{uri}"' for i, uri in enumerate(CSIPAUS_NAMESPACES))
+    # Only the safe variant uses EXSLT (str:replace); the fast one stays plain XSLT 1.0, which also
+    # spares the per-transform set-up of the extension module.
+    exslt = 'xmlns:str="http://exslt.org/strings" extension-element-prefixes="str"' if safe else ""
     body = [
         '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" '
-        f'xmlns:s="{SEP_NS}" {ns_decls} xmlns:xsi="{_XSI_NS}" '
-        'xmlns:str="http://exslt.org/strings" extension-element-prefixes="str">'
+        f'xmlns:s="{SEP_NS}" {ns_decls} xmlns:xsi="{_XSI_NS}" {exslt}>'
         '<xsl:output method="text" encoding="UTF-8"/>'
         '<xsl:template match="/"><xsl:for-each select="*">'
         f'<xsl:call-template name="T.{type_name}"/></xsl:for-each></xsl:template>',
-        _STR_TEMPLATE,
+        _STR_TEMPLATE if safe else "",
     ]
     reachable = _reachable(type_name)
     body.extend(_type_xslt(t, safe) for t in reachable)
@@ -384,10 +390,7 @@ _HEX_LIMITS: Final[dict[type, int]] = {cls: 1 << (8 * cls.BYTES) for cls in HEX_
 _make_int: Final = int.__new__
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse_hex(type_: type, text: str) -> object:
-    # Cached: the same flags and mRIDs come back on every poll. Bounded, so hostile input cannot
-    # grow it; failures raise and are not cached.
     if not (text.isascii() and text.isalnum()) or "x" in text or "X" in text:
         raise ValueError(f"not hexBinary: {text[:40]!r}")
     value = int(text, 16)
@@ -396,14 +399,27 @@ def _parse_hex(type_: type, text: str) -> object:
     return _make_int(type_, value)
 
 
+# (type, text) -> value. The same flags and mRIDs come back on every poll; a plain dict is the
+# cheapest lookup from msgspec's hook. Bounded: emptied when full, so hostile input cannot grow it.
+_HEX_CACHE: Final[dict[tuple[type, str], object]] = {}
+_HEX_CACHE_MAX: Final = 4096
+
+
 def _hex_hook(type_: type, obj: object) -> object:
     """hexBinary from its text, compared numerically (servers drop leading zeros).
 
     Digits only: ``int(text, 16)`` alone would also take ``0x``, ``_``, signs and blanks.
     """
-    if type_ not in _HEX_LIMITS or type(obj) is not str:
+    if type(obj) is not str or type_ not in _HEX_LIMITS:
         raise NotImplementedError(f"no decoder for {type_!r}")
-    return _parse_hex(type_, obj)
+    key = (type_, obj)
+    value = _HEX_CACHE.get(key)
+    if value is None:
+        value = _parse_hex(type_, obj)
+        if len(_HEX_CACHE) >= _HEX_CACHE_MAX:
+            _HEX_CACHE.clear()
+        _HEX_CACHE[key] = value
+    return value
 
 
 @functools.cache

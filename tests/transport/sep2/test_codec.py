@@ -371,3 +371,23 @@ def test_a_missing_required_leaf_is_reported_as_missing_on_the_fast_path_too() -
         codec.decode(doc, r.DefaultDERControl)
     assert err.value.path == "/DefaultDERControl/DERControlBase/opModExpLimW"
     assert "multiplier" in err.value.reason
+
+
+def test_cdata_comments_and_character_references_read_as_their_text() -> None:
+    doc = (
+        _corpus("derprogram_list.xml")
+        .replace(b"<description>Site DOE", b'<description><![CDATA[Site "DOE" <1>]]>')
+        .replace(b"<primacy>1<", b"<primacy><!-- c -->1<")
+    )
+    prog = codec.decode(doc, r.DERProgramList).DERProgram[0]
+    assert prog.description == 'Site "DOE" <1>' and prog.primacy == 1
+    refs = _corpus("derprogram_list.xml").replace(b"Site DOE", b"Site&#32;&#x44;OE &amp; co")
+    assert codec.decode(refs, r.DERProgramList).DERProgram[0].description == "Site DOE & co"
+
+
+def test_the_hex_cache_stays_bounded_under_many_distinct_values() -> None:
+    from transport.sep2.hexbinary import HexBinary128
+
+    for i in range(codec._HEX_CACHE_MAX + 500):
+        assert codec._hex_hook(HexBinary128, f"{i:X}") == i
+    assert len(codec._HEX_CACHE) <= codec._HEX_CACHE_MAX
