@@ -1,0 +1,1 @@
+"""Development-time tools (code generators); never imported by the running gateway."""
