@@ -1,0 +1,60 @@
+"""The simulated IEEE 2030.5 utility server (issue 7, scope 6): a pure state model of a head-end
+(``state``), scenario files with a timeline of utility actions (``scenario``), switchable real-server
+quirks (``quirks``), and the server on the wire over the project's own mutual TLS and HTTP/1.1 +
+HTTP/2 sessions, recording every request (``server``). See ARCHITECTURE.md, "Simulated utility
+server".
+"""
+
+from sep2gw.simserver.quirks import Quirks, apply_text_quirks
+from sep2gw.simserver.scenario import (
+    Action,
+    CancelControl,
+    ChangeDefault,
+    CreateControl,
+    FailRequests,
+    Modes,
+    ProgramSpec,
+    RemoveProgram,
+    RestoreProgram,
+    Scenario,
+    ScenarioError,
+    ServerSettings,
+    SetPin,
+    SetPollRate,
+    SetPostRate,
+    demo_scenario,
+    load_scenario,
+    parse_scenario,
+)
+from sep2gw.simserver.server import RecordedRequest, ServerClock, SimClock, SimUtilityServer
+from sep2gw.simserver.state import SimReply, UtilityState, event_status
+
+__all__ = [
+    "Action",
+    "CancelControl",
+    "ChangeDefault",
+    "CreateControl",
+    "FailRequests",
+    "Modes",
+    "ProgramSpec",
+    "Quirks",
+    "RecordedRequest",
+    "RemoveProgram",
+    "RestoreProgram",
+    "Scenario",
+    "ScenarioError",
+    "ServerClock",
+    "ServerSettings",
+    "SetPin",
+    "SetPollRate",
+    "SetPostRate",
+    "SimClock",
+    "SimReply",
+    "SimUtilityServer",
+    "UtilityState",
+    "apply_text_quirks",
+    "demo_scenario",
+    "event_status",
+    "load_scenario",
+    "parse_scenario",
+]
