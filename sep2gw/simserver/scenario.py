@@ -316,6 +316,10 @@ def check_scenario(scenario: Scenario) -> list[str]:
         _check_hex(f"{key}.mrid", program.mrid, problems)
         if program.default is not None:
             _check_modes(f"{key}.default", program.default, problems)
+    created: dict[int, float] = {}  # mRID -> at_s of its create_control
+    for action in scenario.actions:
+        if isinstance(action, CreateControl) and action.mrid and _HEX.fullmatch(action.mrid):
+            created.setdefault(int(action.mrid, 16), action.at_s)
     mrids: set[int] = set()
     for i, action in enumerate(scenario.actions):
         key = f"actions[{i}]"
@@ -342,10 +346,15 @@ def check_scenario(scenario: Scenario) -> list[str]:
                     problems.append(f"{key}.{name}: {value} is outside the Int16 range")
         elif isinstance(action, CancelControl):
             _check_hex(f"{key}.mrid", action.mrid, problems)
-            if _HEX.fullmatch(action.mrid) and int(action.mrid, 16) not in mrids:
-                problems.append(
-                    f"{key}.mrid: {action.mrid} is not created by an earlier action in the file"
-                )
+            if _HEX.fullmatch(action.mrid):
+                when = created.get(int(action.mrid, 16))
+                if when is None:
+                    problems.append(f"{key}.mrid: no create_control action creates {action.mrid}")
+                elif when > action.at_s:
+                    problems.append(
+                        f"{key}.mrid: {action.mrid} is cancelled at {action.at_s:g} s, "
+                        f"before it is created at {when:g} s"
+                    )
         elif isinstance(action, ChangeDefault):
             _check_modes(f"{key}.modes", action.modes, problems)
         elif isinstance(action, SetPollRate | SetPostRate):
