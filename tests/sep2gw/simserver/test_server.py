@@ -1,0 +1,329 @@
+"""The simulated utility server over real mutual TLS, driven by ``actors.https.HttpsClient``: over
+in-memory pipes on trio's autojump clock (a scripted client walk, failures, the timeline) and once
+over loopback TCP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from lxml import etree
+
+from actors.https import HttpsClient
+from actors.pipe import pipe_connector, pipe_listener
+from sep2gw.simserver import SimClock, SimUtilityServer, parse_scenario
+from tests.tls_fixtures import PkiFiles, write_pki
+from transport.errors import ConnectionReset
+from transport.http.messages import SEP_XML, Response
+from transport.identity import lfdi_from_der, sfdi_from_lfdi
+from transport.pki import certificate_der
+from transport.sep2 import decode, encode
+from transport.sep2 import resources as r
+
+from .helpers import START, xsd_csipaus
+
+DEADLINE_S = 3600  # virtual seconds on the autojump clock; the scenarios last minutes
+
+SCENARIO = """
+name = "walk"
+[server]
+pin = 111115
+poll_rate_s = 20
+post_rate_s = 60
+
+[[programs]]
+id = "net"
+primacy = 1
+[[programs]]
+id = "ret"
+primacy = 5
+default = { opModExpLimW = 5000 }
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "A1"
+program = "ret"
+start_s = 60
+duration_s = 120
+modes = { opModExpLimW = 1500 }
+
+[[actions]]
+at_s = 30
+kind = "create_control"
+mrid = "B1"
+program = "net"
+start_s = 300
+duration_s = 60
+modes = { opModConnect = false }
+
+[[actions]]
+at_s = 400
+kind = "fail"
+duration_s = 30
+status = 503
+retry_after_s = 10
+
+[[actions]]
+at_s = 500
+kind = "fail"
+duration_s = 30
+reset = true
+paths = ["/tm"]
+"""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    return write_pki(Path(tmp_path_factory.mktemp("sim-pki")))
+
+
+def device_lfdi(pki: PkiFiles) -> str:
+    return lfdi_from_der(certificate_der(pki.pki.device.certificate))
+
+
+@asynccontextmanager
+async def on_pipes(
+    pki: PkiFiles, scenario: str = SCENARIO
+) -> AsyncIterator[tuple[SimUtilityServer, HttpsClient]]:
+    from transport.tls import client_context
+
+    send, accept = pipe_listener()
+    server = SimUtilityServer(parse_scenario(scenario), pki.server, clock=SimClock(START))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve_pipes, accept)
+        async with HttpsClient(
+            "utility.test", 443, client_context(pki.device), connector=pipe_connector(send)
+        ) as client:
+            yield server, client
+        nursery.cancel_scope.cancel()
+
+
+def ok(response: Response, status: int = 200) -> bytes:
+    assert response.status == status, (response.status, response.body[:300])
+    if status == 200:
+        assert response.header("content-type") == SEP_XML
+    return response.body
+
+
+async def post(client: HttpsClient, href: str, obj: msgspec.Struct) -> Response:
+    return await client.request("POST", href, body=encode(obj))
+
+
+async def test_scripted_client_walk_over_pipes(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    lfdi = device_lfdi(pki)
+    lfdi_hex = r.HexBinary160(int(lfdi, 16))
+    documents: list[bytes] = []
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (server, client):
+            # §2.1 DeviceCapability, §2.2 Time
+            documents.append(ok(await client.get("/dcap")))
+            dcap = decode(documents[-1], r.DeviceCapability)
+            assert dcap.TimeLink is not None and dcap.EndDeviceListLink is not None
+            assert dcap.MirrorUsagePointListLink is not None
+            documents.append(ok(await client.get(dcap.TimeLink.href)))
+            assert decode(documents[-1], r.Time).currentTime == START
+            # §2.3 EndDeviceList (empty for us), then in-band registration
+            edevs = decode(ok(await client.get(dcap.EndDeviceListLink.href)), r.EndDeviceList)
+            assert edevs.all == 0
+            edev_post = r.EndDevice(
+                sFDI=sfdi_from_lfdi(lfdi),
+                lFDI=lfdi_hex,
+                deviceCategory=r.HexBinary32(0),
+                changedTime=START,
+            )
+            created = await post(client, dcap.EndDeviceListLink.href, edev_post)
+            assert created.status == 201 and created.header("location") == "/edev/1"
+            documents.append(ok(await client.get("/edev/1")))
+            edev = decode(documents[-1], r.EndDevice)
+            # §2.4 Registration PIN
+            assert edev.RegistrationLink is not None
+            reg = decode(ok(await client.get(edev.RegistrationLink.href)), r.Registration)
+            assert reg.pIN == 111115
+            # §2.5 ConnectionPoint
+            assert edev.ConnectionPointLink is not None
+            cp = r.ConnectionPointType(connectionPointId="4102345678")
+            put_cp = await client.request("PUT", edev.ConnectionPointLink.href, body=encode(cp))
+            assert put_cp.status == 204
+            # §2.6 FSA → programs → default, controls
+            assert edev.FunctionSetAssignmentsListLink is not None
+            fsas = decode(
+                ok(await client.get(edev.FunctionSetAssignmentsListLink.href)),
+                r.FunctionSetAssignmentsList,
+            )
+            program_list = fsas.FunctionSetAssignments[0].DERProgramListLink
+            assert program_list is not None
+            documents.append(ok(await client.get(program_list.href)))
+            programs = decode(documents[-1], r.DERProgramList).DERProgram
+            assert [p.primacy for p in programs] == [1, 5]
+            retailer = programs[1]
+            assert retailer.DefaultDERControlLink and retailer.DERControlListLink
+            default = decode(
+                ok(await client.get(retailer.DefaultDERControlLink.href)), r.DefaultDERControl
+            )
+            assert default.DERControlBase.opModExpLimW == r.ActivePower(value=5000, multiplier=0)
+            documents.append(ok(await client.get(retailer.DERControlListLink.href)))
+            control = decode(documents[-1], r.DERControlList).DERControl[0]
+            assert (int(control.mRID), control.EventStatus.currentStatus) == (0xA1, 0)
+            assert control.replyTo is not None
+            received = r.DERControlResponse(
+                createdDateTime=START, endDeviceLFDI=lfdi_hex, status=1, subject=control.mRID
+            )
+            assert (await post(client, control.replyTo, received)).status == 201
+            # the event starts on the server's clock
+            await trio.sleep(60)
+            active = decode(
+                ok(await client.get(retailer.DERControlListLink.href)), r.DERControlList
+            )
+            assert active.DERControl[0].EventStatus.currentStatus == 1
+            started = msgspec.structs.replace(received, createdDateTime=START + 60, status=2)
+            assert (await post(client, control.replyTo, started)).status == 201
+            # §2.7 DER information
+            ders = decode(ok(await client.get("/edev/1/der")), r.DERList)
+            settings_link = ders.DER[0].DERSettingsLink
+            assert settings_link is not None
+            settings = r.DERSettings(
+                setGradW=0, setMaxW=r.ActivePower(value=5, multiplier=3), updatedTime=START + 60
+            )
+            put = await client.request("PUT", settings_link.href, body=encode(settings))
+            assert put.status == 204
+            # §2.8 mirror usage point, then readings
+            mup = r.MirrorUsagePoint(
+                mRID=r.HexBinary128(0x5173),
+                roleFlags=r.HexBinary16(0x03),
+                serviceCategoryKind=0,
+                status=1,
+                deviceLFDI=lfdi_hex,
+                MirrorMeterReading=(
+                    r.MirrorMeterReading(
+                        mRID=r.HexBinary128(0x5174), ReadingType=r.ReadingType(uom=38)
+                    ),
+                ),
+            )
+            mup_created = await post(client, dcap.MirrorUsagePointListLink.href, mup)
+            mup_href = mup_created.header("location")
+            assert mup_created.status == 201 and mup_href == "/mup/1"
+            readings = r.MirrorMeterReading(
+                mRID=r.HexBinary128(0x5174),
+                MirrorReadingSet=(
+                    r.MirrorReadingSet(
+                        mRID=r.HexBinary128(0x5175),
+                        timePeriod=r.DateTimeInterval(start=START + 60, duration=60),
+                        Reading=(r.Reading(value=-1400),),
+                    ),
+                ),
+            )
+            assert (await post(client, mup_href, readings)).status == 201
+            assert client.tls_info is not None and client.tls_info.alpn == "h2"
+
+    # what the server recorded
+    assert server.response_statuses("A1") == [1, 2]
+    assert [q.time for q in server.responses_for(0xA1)] == [START, START + 60]
+    assert len(server.polls_of("/derp/2/derc")) == 2
+    assert [q.status for q in server.posts_to("/mup/1")] == [201]
+    assert server.posts_to("/mup/1")[0].body == readings
+    assert server.puts_to("/edev/1/der/1/derg")[0].body == settings
+    assert {q.lfdi for q in server.requests} == {lfdi}
+    assert server.state.devices[0].der_settings == settings
+    assert server.state.devices[0].connection_point == cp
+    assert server.state.mirrors[0].readings == [(START + 60, readings)]
+    # B1 was created by the timeline at +30 s while the client walked
+    assert [action.at_s for _, action in server.applied][:2] == [0, 30]
+    schema = xsd_csipaus()
+    for document in documents:
+        assert schema.validate(etree.fromstring(document)), schema.error_log.last_error
+
+
+async def test_failure_windows_answer_503_then_reset_then_recover(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (server, client):
+            await trio.sleep(400)
+            busy = await client.get("/dcap")
+            assert (busy.status, busy.header("retry-after")) == (503, "10")
+            assert b"failing /dcap" in busy.body
+            await trio.sleep(100)  # +500 s: /tm connections are reset
+            with pytest.raises(ConnectionReset):
+                await client.get("/tm")
+            assert (await client.get("/dcap")).status == 200  # another path still answers
+            await trio.sleep(30)
+            assert (await client.get("/tm")).status == 200
+    assert [q.status for q in server.polls_of("/tm")][-2:] == [0, 200]
+    assert server.https.statistics().errors.get("ConnectionReset", 0) >= 1
+
+
+async def test_malformed_body_over_the_wire_is_400_with_the_reason(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (server, client):
+            reply = await client.request("POST", "/edev", body=b"<EndDevice><oops></EndDevice>")
+    assert reply.status == 400 and reply.body.startswith(b"MalformedXml")
+    assert server.requests[-1].status == 400 and server.requests[-1].body is None
+
+
+async def test_unregistered_device_is_refused_beyond_registration(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (_, client):
+            assert (await client.get("/dcap")).status == 200
+            refused = await client.get("/derp/1/derc")
+    assert refused.status == 403 and b"no EndDevice" in refused.body
+
+
+async def test_http11_only_quirk_negotiates_http11(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki, SCENARIO + "\n[quirks]\nhttp2 = false\n") as (server, client):
+            assert (await client.get("/dcap")).status == 200
+            assert client.tls_info is not None and client.tls_info.alpn == "http/1.1"
+    assert server.requests[0].alpn == "http/1.1"
+
+
+async def test_timeline_applies_actions_as_server_time_passes(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (server, _):
+            assert [a.at_s for _, a in server.applied] == [0]
+            await server.wait_for(lambda s: len(s.applied) == 2)
+            assert server.clock.now() == pytest.approx(START + 30)
+            assert server.state.control("B1") is not None
+            await server.wait_for(lambda s: len(s.applied) == 4)
+    assert [t - START for t, _ in server.applied] == pytest.approx([0, 30, 400, 500])
+
+
+async def test_server_serves_over_loopback_tcp(tmp_path: Path) -> None:
+    from transport.tls import client_context
+
+    pki = write_pki(tmp_path / "pki")
+    server = SimUtilityServer(parse_scenario(SCENARIO), pki.server, clock=SimClock(START))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve_tcp)
+            async with HttpsClient("127.0.0.1", port, client_context(pki.device)) as client:
+                dcap = decode(ok(await client.get("/dcap")), r.DeviceCapability)
+                assert dcap.EndDeviceListLink is not None
+                lfdi = device_lfdi(pki)
+                edev = r.EndDevice(
+                    sFDI=sfdi_from_lfdi(lfdi),
+                    lFDI=r.HexBinary160(int(lfdi, 16)),
+                    changedTime=START,
+                )
+                created = await post(client, dcap.EndDeviceListLink.href, edev)
+                assert created.status == 201
+            nursery.cancel_scope.cancel()
+    assert [(q.method, q.path, q.status) for q in server.requests] == [
+        ("GET", "/dcap", 200),
+        ("POST", "/edev", 201),
+    ]
