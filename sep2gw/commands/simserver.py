@@ -19,8 +19,9 @@ from sep2gw.simserver import (
     SimUtilityServer,
     demo_scenario,
     load_scenario,
+    server_material,
 )
-from transport.tls import TlsConfigError, TlsMaterial
+from transport.tls import TlsConfigError
 
 __all__ = ["register"]
 
@@ -77,12 +78,7 @@ def _sim_server(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"sep2gw sim-server: {exc}", file=sys.stderr)
         return 2
-    material = TlsMaterial(
-        str(args.pki / "server.pem"),
-        str(args.pki / "server.key"),
-        str(args.pki / "ca.pem"),
-        password,
-    )
+    material = server_material(args.pki, password)
     wall = time.time()  # the simulated utility's clock starts at this machine's wall time
 
     async def run() -> None:

@@ -26,7 +26,13 @@ from sep2gw.simserver.scenario import (
     load_scenario,
     parse_scenario,
 )
-from sep2gw.simserver.server import RecordedRequest, ServerClock, SimClock, SimUtilityServer
+from sep2gw.simserver.server import (
+    RecordedRequest,
+    ServerClock,
+    SimClock,
+    SimUtilityServer,
+    server_material,
+)
 from sep2gw.simserver.state import SimReply, UtilityState, event_status
 
 __all__ = [
@@ -57,4 +63,5 @@ __all__ = [
     "event_status",
     "load_scenario",
     "parse_scenario",
+    "server_material",
 ]

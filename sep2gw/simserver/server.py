@@ -13,6 +13,7 @@ import contextvars
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -29,10 +30,19 @@ from transport.identity import CORE_2030_5, IdentityProfile
 from transport.sep2 import resources as r
 from transport.tls import TlsMaterial, server_context
 
-__all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer"]
+__all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer", "server_material"]
 
 _MAX_DEPTH = 10  # deepest path the catch-all routes reach (/edev/1/derp/2/derc/3 is 6)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
+
+
+def server_material(pki_dir: str | Path, key_password: bytes | None = None) -> TlsMaterial:
+    """The server's TLS files in a ``sep2gw certs init`` folder: ``server.pem`` (chain),
+    ``server.key``, and ``ca.pem`` (the SERCA its clients must chain to)."""
+    folder = Path(pki_dir)
+    return TlsMaterial(
+        str(folder / "server.pem"), str(folder / "server.key"), str(folder / "ca.pem"), key_password
+    )
 
 
 class ServerClock(Protocol):
@@ -226,8 +236,12 @@ class SimUtilityServer:
         reply = self.state.handle(request.method, request.target, request.body, peer.lfdi, now)
         self._record(now, request, peer, reply)
         if reply.reset:
-            _CONNECTION.get().aborted = True
-            return Response(500)  # never sent: the connection drops instead
+            connection = _CONNECTION.get(None)
+            if connection is not None:
+                connection.aborted = True
+            # Never sent when the connection was accepted by serve_tcp/serve_pipes (it drops);
+            # a connection served some other way gets a bare 500 instead.
+            return Response(500)
         return _response(reply)
 
     # --------------------------------------------------------------------------------- recording
