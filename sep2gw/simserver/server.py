@@ -233,7 +233,14 @@ class SimUtilityServer:
     async def _handle(self, request: Request, peer: PeerInfo) -> Response:
         self._apply_due()  # actions due now are visible to a request at the same instant
         now = self.clock.now()
-        reply = self.state.handle(request.method, request.target, request.body, peer.lfdi, now)
+        reply = self.state.handle(
+            request.method,
+            request.target,
+            request.body,
+            peer.lfdi,
+            now,
+            content_type=request.header("content-type"),
+        )
         self._record(now, request, peer, reply)
         if reply.reset:
             connection = _CONNECTION.get(None)

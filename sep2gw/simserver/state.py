@@ -37,6 +37,7 @@ from sep2gw.simserver.scenario import (
     SetPollRate,
     SetPostRate,
 )
+from transport.http.messages import SEP_XML
 from transport.http.router import Match, Router
 from transport.identity import sfdi_from_lfdi
 from transport.sep2 import Sep2DecodeError, decode, decode_any, encode
@@ -322,9 +323,19 @@ class UtilityState:
     # ------------------------------------------------------------------------------- entry point
 
     def handle(
-        self, method: str, target: str, body: bytes, lfdi: str | int | None, now: float
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        lfdi: str | int | None,
+        now: float,
+        *,
+        content_type: str | None = None,
     ) -> SimReply:
-        """Answer one request from the device whose certificate LFDI is ``lfdi`` at ``now``."""
+        """Answer one request from the device whose certificate LFDI is ``lfdi`` at ``now``.
+
+        ``content_type``: the request's Content-Type, when known; a body in anything but
+        ``application/sep+xml`` (IEEE 2030.5 §B.2) is refused with 415."""
         peer = int(lfdi, 16) if isinstance(lfdi, str) and lfdi else lfdi or None
         match = self.router.resolve(method, target)
         path = target.partition("?")[0]
@@ -338,6 +349,10 @@ class UtilityState:
                 retry_after_s=spec.retry_after_s,
                 reason=f"scenario: failing {path} until t+{failure.end - self.start:g} s",
             )
+        if body and content_type is not None:
+            media = content_type.partition(";")[0].strip().lower()
+            if media != SEP_XML:
+                return SimReply(415, reason=f"Content-Type {content_type!r}: expected {SEP_XML}")
         if not isinstance(match, Match):
             if match.status == 405:
                 return SimReply(405, reason=f"{method} not allowed on {path}")

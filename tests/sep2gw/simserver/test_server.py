@@ -327,3 +327,15 @@ async def test_server_serves_over_loopback_tcp(tmp_path: Path) -> None:
         ("GET", "/dcap", 200),
         ("POST", "/edev", 201),
     ]
+
+
+async def test_body_in_another_media_type_is_415(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(DEADLINE_S):
+        async with on_pipes(pki) as (server, client):
+            reply = await client.request(
+                "POST", "/edev", body=b"{}", headers=(("content-type", "application/json"),)
+            )
+    assert reply.status == 415 and b"application/sep+xml" in reply.body
+    assert server.requests[-1].status == 415
