@@ -82,7 +82,7 @@ def _sim_server(args: argparse.Namespace) -> int:
     wall = time.time()  # the simulated utility's clock starts at this machine's wall time
 
     async def run() -> None:
-        server = SimUtilityServer(scenario, material, clock=SimClock(wall))
+        server = SimUtilityServer(scenario, material, clock=SimClock.for_scenario(scenario, wall))
         async with anyio.create_task_group() as group:
             port = await group.start(
                 lambda task_status: server.serve_tcp(

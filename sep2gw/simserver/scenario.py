@@ -118,7 +118,8 @@ class ProgramSpec(_Strict, frozen=True, kw_only=True):
 
 
 class ServerSettings(_Strict, frozen=True, kw_only=True):
-    #: Server epoch seconds at the scenario start; ``None``: the clock's reading at start.
+    #: The utility clock's reading at the scenario start (``SimClock.for_scenario``), for
+    #: reproducible runs; ``None``: real time at start.
     epoch: int | None = None
     pin: int = 111115
     poll_rate_s: int = 60

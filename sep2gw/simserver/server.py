@@ -65,6 +65,13 @@ class SimClock:
         self._speed = speed
         self._t0 = anyio.current_time()
 
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, wall: float, *, speed: float = 1.0) -> SimClock:
+        """A clock reading the scenario's ``server.epoch`` now when it sets one (reproducible
+        runs), else ``wall`` (the caller's reading of real time)."""
+        epoch = scenario.server.epoch
+        return cls(float(epoch) if epoch is not None else wall, speed=speed)
+
     def now(self) -> float:
         return self._epoch + (anyio.current_time() - self._t0) * self._speed
 
@@ -120,8 +127,9 @@ class SimUtilityServer:
 
     ``tls``: the server's certificate chain, key and the CA its clients must chain to (for
     example ``transport.pki`` / ``sep2gw certs init``: ``server.pem``, ``server.key``,
-    ``ca.pem``). ``clock``: the utility's clock; ``start``: the server time the scenario's offsets
-    count from (default: the scenario's ``server.epoch``, else the clock's reading now).
+    ``ca.pem``). ``clock``: the utility's clock (``SimClock.for_scenario`` starts it at the
+    scenario's ``server.epoch`` when one is set); ``start``: the server time the scenario's offsets
+    count from (default: the clock's reading now).
     """
 
     def __init__(
@@ -137,7 +145,7 @@ class SimUtilityServer:
         self.scenario = scenario
         self.clock = clock
         if start is None:
-            start = scenario.server.epoch if scenario.server.epoch is not None else clock.now()
+            start = clock.now()
         self.state = UtilityState(scenario, start=start)
         self.requests: list[RecordedRequest] = []
         self.applied: list[tuple[float, Action]] = []

@@ -360,3 +360,16 @@ async def test_body_in_another_media_type_is_415(
             )
     assert reply.status == 415 and b"application/sep+xml" in reply.body
     assert server.requests[-1].status == 415
+
+
+async def test_clock_for_a_scenario_starts_at_its_epoch(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    scenario = parse_scenario(f"[server]\nepoch = {START + 86400}\n")
+    server = SimUtilityServer(scenario, pki.server, clock=SimClock.for_scenario(scenario, 5.0))
+    assert server.start == START + 86400
+    assert SimClock.for_scenario(parse_scenario(""), 5.0).now() == 5.0
+    fast = SimClock(START, speed=10)
+    await fast.sleep_until(START + 100)
+    assert fast.now() == pytest.approx(START + 100)
+    assert trio.current_time() == pytest.approx(10)

@@ -446,3 +446,13 @@ def test_server_documents_validate_against_the_csipaus_schema(path: str) -> None
     schema = xsd_csipaus()
     document = etree.fromstring(ok(get(state, path, now=START + 150)))
     assert schema.validate(document), (path, schema.error_log.last_error)
+
+
+def test_failure_window_can_be_limited_to_methods() -> None:
+    text = TWO_PROGRAMS + (
+        '[[actions]]\nat_s = 0\nkind = "fail"\nduration_s = 20\nstatus = 500\nmethods = ["post"]\n'
+    )
+    state = registered(TWO_PROGRAMS)
+    state.apply(parse_scenario(text).actions[2], START)
+    assert get(state, "/dcap").status == 200
+    assert post(state, "/mup", end_device()).status == 500
