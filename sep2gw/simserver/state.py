@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import msgspec
 
@@ -336,7 +336,10 @@ class UtilityState:
 
         ``content_type``: the request's Content-Type, when known; a body in anything but
         ``application/sep+xml`` (IEEE 2030.5 §B.2) is refused with 415."""
-        peer = int(lfdi, 16) if isinstance(lfdi, str) and lfdi else lfdi or None
+        try:
+            peer = int(lfdi, 16) if isinstance(lfdi, str) and lfdi else lfdi or None
+        except ValueError:
+            peer = None  # not an LFDI: treated as a device nobody registered
         match = self.router.resolve(method, target)
         path = target.partition("?")[0]
         failure = self._failure_for(method, path, now)
@@ -422,6 +425,8 @@ class UtilityState:
                 self._program_by_key[action.program].in_fsa = True
             case SetPin():
                 self.pin = action.pin
+            case _:
+                assert_never(action)
 
     def _create_control(self, action: CreateControl, t: int) -> None:
         program = self._program_by_key[action.program]
