@@ -141,7 +141,11 @@ class SimUtilityServer:
         start: float | None = None,
         profile: IdentityProfile = CORE_2030_5,
         idle_timeout_s: float = 120.0,
+        on_request: Callable[[RecordedRequest], None] | None = None,
+        on_action: Callable[[float, Action], None] | None = None,
     ) -> None:
+        """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
+        recorded request and each applied action, e.g. to print a live timeline."""
         self.scenario = scenario
         self.clock = clock
         if start is None:
@@ -149,6 +153,8 @@ class SimUtilityServer:
         self.state = UtilityState(scenario, start=start)
         self.requests: list[RecordedRequest] = []
         self.applied: list[tuple[float, Action]] = []
+        self._on_request = on_request
+        self._on_action = on_action
         self._next_action = 0
         self._timeline = scenario.timeline()
         self._changed = anyio.Event()
@@ -231,6 +237,8 @@ class SimUtilityServer:
             self.state.apply(action, now)
             self.applied.append((now, action))
             self._next_action += 1
+            if self._on_action is not None:
+                self._on_action(now, action)
         self._notify()
 
     async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:
@@ -262,20 +270,21 @@ class SimUtilityServer:
     # --------------------------------------------------------------------------------- recording
 
     def _record(self, now: float, request: Request, peer: PeerInfo, reply: SimReply) -> None:
-        self.requests.append(
-            RecordedRequest(
-                time=now,
-                method=request.method,
-                target=request.target,
-                path=request.target.partition("?")[0],
-                status=0 if reply.reset else reply.status,
-                lfdi=peer.lfdi,
-                body=reply.parsed,
-                location=reply.location,
-                reason=reply.reason,
-                alpn=peer.alpn,
-            )
+        record = RecordedRequest(
+            time=now,
+            method=request.method,
+            target=request.target,
+            path=request.target.partition("?")[0],
+            status=0 if reply.reset else reply.status,
+            lfdi=peer.lfdi,
+            body=reply.parsed,
+            location=reply.location,
+            reason=reply.reason,
+            alpn=peer.alpn,
         )
+        self.requests.append(record)
+        if self._on_request is not None:
+            self._on_request(record)
         self._notify()
 
     def _notify(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 import trio
@@ -24,6 +25,7 @@ from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der
 from transport.sep2 import decode, encode
 from transport.sep2 import resources as r
+from transport.tls import client_context
 
 from .helpers import START, xsd_csipaus
 
@@ -91,8 +93,6 @@ def device_lfdi(pki: PkiFiles) -> str:
 async def on_pipes(
     pki: PkiFiles, scenario: str = SCENARIO
 ) -> AsyncIterator[tuple[SimUtilityServer, HttpsClient]]:
-    from transport.tls import client_context
-
     send, accept = pipe_listener()
     server = SimUtilityServer(parse_scenario(scenario), pki.server, clock=SimClock(START))
     async with trio.open_nursery() as nursery:
@@ -325,8 +325,6 @@ async def test_timeline_applies_actions_as_server_time_passes(
 
 
 async def test_server_serves_over_loopback_tcp(tmp_path: Path) -> None:
-    from transport.tls import client_context
-
     pki = write_pki(tmp_path / "pki")
     server = SimUtilityServer(parse_scenario(SCENARIO), pki.server, clock=SimClock(START))
     with trio.fail_after(10):
@@ -373,3 +371,31 @@ async def test_clock_for_a_scenario_starts_at_its_epoch(
     await fast.sleep_until(START + 100)
     assert fast.now() == pytest.approx(START + 100)
     assert trio.current_time() == pytest.approx(10)
+
+
+def test_server_runs_on_asyncio_and_reports_requests_and_actions(tmp_path: Path) -> None:
+    """The embedding API runs inside asyncio: the server must too (anyio only, no trio-isms)."""
+    pki = write_pki(tmp_path / "pki")
+    seen: list[tuple[str, int]] = []
+    actions: list[float] = []
+
+    async def main() -> None:
+        scenario = parse_scenario(SCENARIO)
+        server = SimUtilityServer(
+            scenario,
+            pki.server,
+            clock=SimClock(START, speed=1000),  # 30 server seconds pass in 30 ms
+            on_request=lambda q: seen.append((q.path, q.status)),
+            on_action=lambda t, a: actions.append(a.at_s),
+        )
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                port = await group.start(server.serve_tcp)
+                async with HttpsClient("127.0.0.1", port, client_context(pki.device)) as client:
+                    assert (await client.get("/dcap")).status == 200
+                    await server.wait_for(lambda s: len(s.applied) >= 2)
+                group.cancel_scope.cancel()
+
+    anyio.run(main, backend="asyncio")
+    assert seen == [("/dcap", 200)]
+    assert actions[:2] == [0, 30]
