@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 
 from sep2gw.simserver import (
+    Action,
+    CancelControl,
+    CreateControl,
+    RecordedRequest,
     ScenarioError,
     SimClock,
     SimUtilityServer,
@@ -23,7 +28,7 @@ from sep2gw.simserver import (
 )
 from transport.tls import TlsConfigError
 
-__all__ = ["register"]
+__all__ = ["describe_action", "register"]
 
 
 def register(commands: Any) -> None:
@@ -48,7 +53,30 @@ def register(commands: Any) -> None:
         metavar="VAR",
         help="the server key's password is in environment variable VAR",
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="do not print each request and utility action"
+    )
     parser.set_defaults(handler=_sim_server)
+
+
+def describe_action(action: Action) -> str:
+    """One line for a utility action of the timeline."""
+    match action:
+        case CreateControl():
+            modes = ", ".join(
+                f"{name}={getattr(action.modes, name)}" for name in sorted(action.modes.modes_set())
+            )
+            return (
+                f"create control {action.mrid or '(generated)'} in {action.program}: {modes} "
+                f"from +{action.start_s:g} s for {action.duration_s} s"
+            )
+        case CancelControl():
+            return f"cancel control {action.mrid}" + (" (randomized)" if action.randomized else "")
+        case _:
+            fields = msgspec.structs.asdict(action)
+            fields.pop("at_s")
+            detail = ", ".join(f"{k}={v}" for k, v in fields.items())
+            return f"{type(action).__name__} {detail}".rstrip()
 
 
 def _sim_server(args: argparse.Namespace) -> int:
@@ -82,7 +110,26 @@ def _sim_server(args: argparse.Namespace) -> int:
     wall = time.time()  # the simulated utility's clock starts at this machine's wall time
 
     async def run() -> None:
-        server = SimUtilityServer(scenario, material, clock=SimClock.for_scenario(scenario, wall))
+        clock = SimClock.for_scenario(scenario, wall)
+        start = clock.now()
+
+        def on_request(q: RecordedRequest) -> None:
+            print(
+                f"t+{q.time - start:7.1f} s  {q.method:<4} {q.target} -> "
+                f"{q.status or 'reset'}{'  ' + q.reason if q.reason else ''}",
+                flush=True,
+            )
+
+        def on_action(t: float, action: Action) -> None:
+            print(f"t+{t - start:7.1f} s  utility: {describe_action(action)}", flush=True)
+
+        server = SimUtilityServer(
+            scenario,
+            material,
+            clock=clock,
+            on_request=None if args.quiet else on_request,
+            on_action=None if args.quiet else on_action,
+        )
         async with anyio.create_task_group() as group:
             port = await group.start(
                 lambda task_status: server.serve_tcp(

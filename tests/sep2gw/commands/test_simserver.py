@@ -58,11 +58,16 @@ def test_sim_server_command_serves_the_demo_over_mutual_tls(tmp_path: pathlib.Pa
     )
     try:
         lines: queue.Queue[str] = queue.Queue()
-        assert child.stdout is not None
-        threading.Thread(target=lambda: lines.put(child.stdout.readline()), daemon=True).start()
-        announced = lines.get(timeout=30)
+        stdout = child.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+        before: list[str] = []
+        while not (announced := lines.get(timeout=30)).startswith("simulated utility server"):
+            before.append(announced)
         match = re.search(r"https://127\.0\.0\.1:(\d+)/dcap$", announced.strip())
         assert match and "demo" in announced, announced
+        # the demo's first actions, applied at the start, are printed as they happen
+        assert any("utility: create control DE0000000000000000000000000000A1" in x for x in before)
         material = TlsMaterial(
             str(pki / "device.pem"), str(pki / "device.key"), str(pki / "ca.pem")
         )
@@ -77,6 +82,8 @@ def test_sim_server_command_serves_the_demo_over_mutual_tls(tmp_path: pathlib.Pa
             return decode(response.body, r.DeviceCapability)
 
         dcap = trio.run(fetch)
+        request_line = lines.get(timeout=10)
+        assert "GET  /dcap -> 200" in request_line, request_line
         assert dcap.EndDeviceListLink is not None and dcap.EndDeviceListLink.href == "/edev"
         assert dcap.pollRate == 10  # the demo's poll rate
     finally:
