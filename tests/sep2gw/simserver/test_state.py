@@ -10,7 +10,7 @@ from sep2gw.simserver import SimReply, UtilityState, parse_scenario
 from transport.sep2 import decode, encode
 from transport.sep2 import resources as r
 
-from .helpers import LFDI, OTHER_LFDI, START, end_device, registered, xsd_csipaus
+from .helpers import LFDI, OTHER_LFDI, START, end_device, registered, xsd_2018, xsd_csipaus
 
 TWO_PROGRAMS = """
 [server]
@@ -441,11 +441,26 @@ def test_a_higher_primacy_overlapping_control_marks_the_loser_potentially_supers
         "/tm",
     ],
 )
-def test_server_documents_validate_against_the_csipaus_schema(path: str) -> None:
+def test_server_documents_validate_against_the_public_schemas(path: str) -> None:
+    """Every document against 2018 + CSIP-AUS v1.2; those without CSIP-AUS elements also against
+    the plain 2018 schema."""
     state = registered(TWO_PROGRAMS)
+    text = ok(get(state, path, now=START + 150))
+    document = etree.fromstring(text)
     schema = xsd_csipaus()
-    document = etree.fromstring(ok(get(state, path, now=START + 150)))
     assert schema.validate(document), (path, schema.error_log.last_error)
+    if b"csipaus" not in text:
+        plain = xsd_2018()
+        assert plain.validate(document), (path, plain.error_log.last_error)
+
+
+def test_documents_with_csipaus_elements_are_the_extension_ones() -> None:
+    state = registered(TWO_PROGRAMS)
+    plain = {"/dcap", "/tm", "/edev/1/rg", "/edev/1/fsa", "/edev/1/fsa/1/derp", "/edev/1/der"}
+    for path in plain:
+        assert b"csipaus" not in ok(get(state, path)), path
+    for path in ("/edev", "/edev/1", "/derp/2/derc", "/derp/2/dderc"):
+        assert b"csipaus:" in ok(get(state, path)), path
 
 
 def test_failure_window_can_be_limited_to_methods() -> None:
