@@ -34,6 +34,7 @@ __all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer", "se
 
 _MAX_DEPTH = 10  # deepest path the catch-all routes reach (/edev/1/derp/2/derc/3 is 6)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
+_EPSILON_S = 1e-6
 
 
 def server_material(pki_dir: str | Path, key_password: bytes | None = None) -> TlsMaterial:
@@ -232,13 +233,16 @@ class SimUtilityServer:
         now = self.clock.now()
         while self._next_action < len(self._timeline):
             _, action = self._timeline[self._next_action]
-            if self.start + action.at_s > now:
+            due = self.start + action.at_s
+            # Tolerance: a clock scaled by `speed` may read a hair before the instant it slept to.
+            if due > now + _EPSILON_S:
                 break
-            self.state.apply(action, now)
-            self.applied.append((now, action))
+            at = max(now, due)  # never stamp an action (a cancel instant…) before its own time
+            self.state.apply(action, at)
+            self.applied.append((at, action))
             self._next_action += 1
             if self._on_action is not None:
-                self._on_action(now, action)
+                self._on_action(at, action)
         self._notify()
 
     async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:

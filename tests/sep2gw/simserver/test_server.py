@@ -402,3 +402,58 @@ def test_server_runs_on_asyncio_and_reports_requests_and_actions(tmp_path: Path)
     anyio.run(main, backend="asyncio")
     assert seen == [("/dcap", 200)]
     assert actions[:2] == [0, 30]
+
+
+async def test_timeline_on_a_scaled_clock_applies_each_action_at_its_instant(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    actions = "".join(
+        f'[[actions]]\nat_s = {t}\nkind = "set_post_rate"\nseconds = {int(t) + 1}\n'
+        for t in (0.1, 0.7, 1.3, 29.9, 33.3)
+    )
+    server = SimUtilityServer(
+        parse_scenario(actions), pki.server, clock=SimClock(START + 0.1, speed=3)
+    )
+    with trio.fail_after(DEADLINE_S):
+        await server.run_timeline()
+    assert [t - server.start for t, _ in server.applied] == pytest.approx(
+        [0.1, 0.7, 1.3, 29.9, 33.3], abs=1e-6
+    )
+    assert all(t >= server.start + a.at_s for t, a in server.applied)
+    assert server.state.post_rate_s == 34
+
+
+class _HairEarlyClock:
+    """A clock that wakes half a microsecond before the instant it was asked to sleep to (float
+    rounding of a scaled clock can do that)."""
+
+    def __init__(self, now: float) -> None:
+        self.t = now
+        self.sleeps = 0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep_until(self, server_time: float) -> None:
+        self.sleeps += 1
+        assert self.sleeps < 100, "the timeline keeps sleeping to an instant it has reached"
+        self.t = max(self.t, server_time - 5e-7)
+        await trio.lowlevel.checkpoint()
+
+
+async def test_timeline_applies_an_action_when_the_clock_reads_a_hair_early(
+    pki: PkiFiles,
+) -> None:
+    scenario = parse_scenario(
+        '[[actions]]\nat_s = 30\nkind = "cancel_control"\nmrid = "A1"\n'
+        '[[actions]]\nat_s = 0\nkind = "create_control"\nmrid = "A1"\n'
+        'program = "p"\nstart_s = 0\nduration_s = 60\n'
+        "modes = { opModConnect = false }\n"
+        '[[programs]]\nid = "p"\nprimacy = 1\n'
+    )
+    clock = _HairEarlyClock(START)
+    server = SimUtilityServer(scenario, pki.server, clock=clock)
+    await server.run_timeline()
+    control = server.state.control("A1")
+    assert control is not None and control.cancelled_at == START + 30  # not START + 29
+    assert [t for t, _ in server.applied] == [START, START + 30]
