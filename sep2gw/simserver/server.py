@@ -323,6 +323,22 @@ class SimUtilityServer:
             and int(q.body.subject) == wanted
         ]
 
+    def duplicate_responses(self) -> list[tuple[int, int, str]]:
+        """(mRID, status, LFDI) keys accepted more than once: a client must never repeat a
+        Response (PROTOCOL.md §4 rule 16)."""
+        seen: dict[tuple[int, int, str], int] = {}
+        for q in self.requests:
+            if q.method == "POST" and q.status == 201 and isinstance(q.body, r.Response):
+                key = (int(q.body.subject), q.body.status or 0, q.lfdi)
+                seen[key] = seen.get(key, 0) + 1
+        return [key for key, count in seen.items() if count > 1]
+
+    def poll_intervals(self, path: str) -> list[float]:
+        """Server seconds between consecutive GETs of ``path`` (to check the client polls at
+        the advertised pollRate, neither missing nor over-polling: PROTOCOL.md §4 rule 15)."""
+        times = [q.time for q in self.polls_of(path)]
+        return [b - a for a, b in zip(times, times[1:], strict=False)]
+
     def response_statuses(self, mrid: int | str) -> list[int]:
         """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …)."""
         return [

@@ -202,6 +202,8 @@ async def test_scripted_client_walk_over_pipes(
             assert active.DERControl[0].EventStatus.currentStatus == 1
             started = msgspec.structs.replace(received, createdDateTime=START + 60, status=2)
             assert (await post(client, control.replyTo, started)).status == 201
+            again = await post(client, control.replyTo, started)  # a client bug, recorded
+            assert again.status == 201
             # §2.7 DER information
             assert edev.DERListLink is not None
             ders = decode(ok(await client.get(edev.DERListLink.href)), r.DERList)
@@ -242,8 +244,10 @@ async def test_scripted_client_walk_over_pipes(
             assert client.tls_info is not None and client.tls_info.alpn == alpn
 
     # what the server recorded
-    assert server.response_statuses("A1") == [1, 2]
-    assert [q.time for q in server.responses_for(0xA1)] == [START, START + 60]
+    assert server.response_statuses("A1") == [1, 2, 2]
+    assert server.duplicate_responses() == [(0xA1, 2, lfdi)]
+    assert server.poll_intervals(controls) == [60.0]
+    assert [q.time for q in server.responses_for(0xA1)] == [START, START + 60, START + 60]
     assert len(server.polls_of(controls)) == 2
     assert all(q.alpn == alpn for q in server.requests)
     assert [q.status for q in server.posts_to("/mup/1")] == [201]
