@@ -166,3 +166,11 @@ def test_demo_has_a_normal_a_superseded_and_a_cancelled_control_within_minutes()
     cancelled = next(a for a in creates if a.mrid == cancels[0].mrid)
     # cancelled while it runs
     assert cancelled.start_s < cancels[0].at_s < cancelled.start_s + cancelled.duration_s
+
+
+def test_the_example_scenario_file_is_valid() -> None:
+    path = Path(__file__).resolve().parents[3] / "examples" / "sim-scenario.toml"
+    scenario = load_scenario(path)
+    kinds = {type(action).__name__ for action in scenario.actions}
+    assert len(kinds) >= 6 and scenario.quirks.path_style == "envoy"
+    assert scenario.duration_s() == 540
