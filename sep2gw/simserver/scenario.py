@@ -32,6 +32,7 @@ Errors (:class:`ScenarioError`) name the key and the problem.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,7 @@ from typing import Literal
 import msgspec
 
 from sep2gw.simserver.quirks import Quirks
+from transport.sep2.mapping import scaled
 
 __all__ = [
     "Action",
@@ -281,16 +283,28 @@ def _check_hex(key: str, text: str | None, problems: list[str]) -> None:
         problems.append(f"{key}: {text!r} is not an mRID (1 to 32 hex digits)")
 
 
-def _check_modes(key: str, modes: Modes, problems: list[str]) -> None:
-    from transport.sep2.mapping import scaled
+_WATT_MODES = frozenset(
+    {
+        "opModExpLimW",
+        "opModImpLimW",
+        "opModGenLimW",
+        "opModLoadLimW",
+        "opModTargetW",
+        "opModStorageTargetW",
+    }
+)
 
+
+def _check_modes(key: str, modes: Modes, problems: list[str]) -> None:
     for name in ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW"):
         value = getattr(modes, name)
         if value is not None and value < 0:
             problems.append(f"{key}.{name}: a limit is not negative, got {value}")
     for name in modes.__struct_fields__:
         value = getattr(modes, name)
-        if isinstance(value, float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{key}.{name}: must be a finite number, got {value}")
+        elif isinstance(value, float) and name in _WATT_MODES:
             try:
                 scaled(value)
             except ValueError:

@@ -174,3 +174,16 @@ def test_the_example_scenario_file_is_valid() -> None:
     kinds = {type(action).__name__ for action in scenario.actions}
     assert len(kinds) >= 6 and scenario.quirks.path_style == "envoy"
     assert scenario.duration_s() == 540
+
+
+def test_non_finite_and_unwritable_powers_are_refused() -> None:
+    found = problems(
+        PROGRAM + '[[actions]]\nat_s = 0\nkind = "create_control"\nprogram = "p"\nstart_s = 0\n'
+        "duration_s = 30\nmodes = { opModTargetW = nan, opModImpLimW = inf, "
+        "opModGenLimW = 1e30 }\n"
+    )
+    assert found == [
+        "actions[0].modes.opModImpLimW: must be a finite number, got inf",
+        "actions[0].modes.opModGenLimW: 1e+30 does not fit the wire's value x 10^n",
+        "actions[0].modes.opModTargetW: must be a finite number, got nan",
+    ]
