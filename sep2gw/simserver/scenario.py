@@ -319,6 +319,11 @@ def _check_modes(key: str, modes: Modes, problems: list[str]) -> None:
         problems.append(f"{key}.rampTms: {modes.rampTms} s is outside 0..655.35 s")
 
 
+def _check_grad(key: str, value: int | None, problems: list[str]) -> None:
+    if value is not None and not 0 <= value <= 0xFFFF:
+        problems.append(f"{key}: {value} is not 0..65535 (hundredths of a percent per second)")
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-references and ranges msgspec's types cannot express."""
     problems: list[str] = []
@@ -330,6 +335,11 @@ def check_scenario(scenario: Scenario) -> list[str]:
             problems.append(f"server.{key}: must be a positive number of seconds, got {value}")
     if not 0 <= server.response_required <= 255:
         problems.append(f"server.response_required: {server.response_required} is not 0..255")
+    if not 3 <= server.time_quality <= 7:
+        problems.append(f"server.time_quality: {server.time_quality} is not a Time quality (3..7)")
+    for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):
+        if not -86400 <= value <= 86400:
+            problems.append(f"server.{key}: {value} s is more than a day")
     problems.extend(scenario.quirks.problems())
     ids: set[str] = set()
     for i, program in enumerate(scenario.programs):
@@ -342,6 +352,7 @@ def check_scenario(scenario: Scenario) -> list[str]:
         _check_hex(f"{key}.mrid", program.mrid, problems)
         if program.default is not None:
             _check_modes(f"{key}.default", program.default, problems)
+        _check_grad(f"{key}.set_grad_w", program.set_grad_w, problems)
     created: dict[int, float] = {}  # mRID -> at_s of its create_control
     for action in scenario.actions:
         if isinstance(action, CreateControl) and action.mrid and _HEX.fullmatch(action.mrid):
@@ -366,6 +377,12 @@ def check_scenario(scenario: Scenario) -> list[str]:
             if action.modes.is_empty():
                 problems.append(f"{key}.modes: a control sets at least one mode")
             _check_modes(f"{key}.modes", action.modes, problems)
+            if action.response_required is not None and not 0 <= action.response_required <= 255:
+                problems.append(
+                    f"{key}.response_required: {action.response_required} is not 0..255"
+                )
+            if action.device_category is not None and not 0 <= action.device_category < 1 << 32:
+                problems.append(f"{key}.device_category: {action.device_category} is not 32 bits")
             for name in ("randomize_start_s", "randomize_duration_s"):
                 value = getattr(action, name)
                 if value is not None and not -32768 <= value <= 32767:
@@ -383,6 +400,7 @@ def check_scenario(scenario: Scenario) -> list[str]:
                     )
         elif isinstance(action, ChangeDefault):
             _check_modes(f"{key}.modes", action.modes, problems)
+            _check_grad(f"{key}.set_grad_w", action.set_grad_w, problems)
         elif isinstance(action, SetPollRate | SetPostRate):
             if not 1 <= action.seconds <= 0xFFFFFFFF:
                 problems.append(f"{key}.seconds: must be positive, got {action.seconds}")

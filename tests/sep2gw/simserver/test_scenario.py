@@ -187,3 +187,20 @@ def test_non_finite_and_unwritable_powers_are_refused() -> None:
         "actions[0].modes.opModGenLimW: 1e+30 does not fit the wire's value x 10^n",
         "actions[0].modes.opModTargetW: must be a finite number, got nan",
     ]
+
+
+def test_server_and_wire_ranges_are_checked() -> None:
+    found = problems(
+        "[server]\ntime_quality = 9\ntz_offset_s = 100000\n"
+        '[[programs]]\nid = "p"\nprimacy = 1\nset_grad_w = 70000\n'
+        '[[actions]]\nat_s = 0\nkind = "create_control"\nprogram = "p"\nstart_s = 0\n'
+        "duration_s = 30\nresponse_required = 256\ndevice_category = -1\n"
+        "modes = { opModConnect = true }\n"
+    )
+    assert found == [
+        "server.time_quality: 9 is not a Time quality (3..7)",
+        "server.tz_offset_s: 100000 s is more than a day",
+        "programs[0].set_grad_w: 70000 is not 0..65535 (hundredths of a percent per second)",
+        "actions[0].response_required: 256 is not 0..255",
+        "actions[0].device_category: -1 is not 32 bits",
+    ]
