@@ -16,6 +16,7 @@ that registered ``id``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
@@ -336,6 +337,9 @@ class UtilityState:
 
         ``content_type``: the request's Content-Type, when known; a body in anything but
         ``application/sep+xml`` (IEEE 2030.5 §B.2) is refused with 415."""
+        if method.upper() == "HEAD":  # RFC 9110 §9.3.2: GET's status and headers, no content
+            reply = self.handle("GET", target, body, lfdi, now, content_type=content_type)
+            return dataclasses.replace(reply, body=b"")
         try:
             peer = int(lfdi, 16) if isinstance(lfdi, str) and lfdi else lfdi or None
         except ValueError:

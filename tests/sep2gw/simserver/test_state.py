@@ -471,3 +471,10 @@ def test_failure_window_can_be_limited_to_methods() -> None:
     state.apply(parse_scenario(text).actions[2], START)
     assert get(state, "/dcap").status == 200
     assert post(state, "/mup", end_device()).status == 500
+
+
+def test_head_answers_gets_status_without_content() -> None:
+    state = registered(TWO_PROGRAMS)
+    head = state.handle("HEAD", "/dcap", b"", LFDI, START)
+    assert (head.status, head.body) == (200, b"")
+    assert state.handle("HEAD", "/nothing", b"", LFDI, START).status == 404
