@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import battery, certs, config, ident, log, probe
+from sep2gw.commands import battery, certs, config, ident, log, probe, simserver
 
 __all__ = ["COMMAND_MODULES"]
 
@@ -15,4 +15,5 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     certs,
     ident,
     probe,
+    simserver,
 )

@@ -1,0 +1,155 @@
+"""``sep2gw sim-server --port N --pki DIR [--scenario FILE]``: the simulated IEEE 2030.5 utility
+server on loopback, over mutual TLS with a demo PKI (``sep2gw certs init DIR`` layout:
+``server.pem``, ``server.key``, ``ca.pem``), following a scenario file or the built-in demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from sep2gw.simserver import (
+    Action,
+    CancelControl,
+    CreateControl,
+    RecordedRequest,
+    ScenarioError,
+    SimClock,
+    SimUtilityServer,
+    demo_scenario,
+    load_scenario,
+    server_material,
+)
+from transport.tls import TlsConfigError
+
+__all__ = ["describe_action", "register"]
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sim-server", help="serve a simulated IEEE 2030.5 utility server (mutual TLS, loopback)"
+    )
+    parser.add_argument("--port", type=int, default=8443, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default loopback)"
+    )
+    parser.add_argument(
+        "--pki",
+        type=Path,
+        required=True,
+        help="folder written by `sep2gw certs init` (server.pem, server.key, ca.pem)",
+    )
+    parser.add_argument(
+        "--scenario", type=Path, help="scenario TOML file (default: the built-in demo)"
+    )
+    parser.add_argument(
+        "--key-password-env",
+        metavar="VAR",
+        help="the server key's password is in environment variable VAR",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="do not print each request and utility action"
+    )
+    parser.set_defaults(handler=_sim_server)
+
+
+def describe_action(action: Action) -> str:
+    """One line for a utility action of the timeline."""
+    match action:
+        case CreateControl():
+            modes = ", ".join(
+                f"{name}={getattr(action.modes, name)}" for name in sorted(action.modes.modes_set())
+            )
+            return (
+                f"create control {action.mrid or '(generated)'} in {action.program}: {modes} "
+                f"from +{action.start_s:g} s for {action.duration_s} s"
+            )
+        case CancelControl():
+            return f"cancel control {action.mrid}" + (" (randomized)" if action.randomized else "")
+        case _:
+            fields = msgspec.structs.asdict(action)
+            fields.pop("at_s")
+            detail = ", ".join(f"{k}={v}" for k, v in fields.items())
+            return f"{type(action).__name__} {detail}".rstrip()
+
+
+def _sim_server(args: argparse.Namespace) -> int:
+    if not 0 <= args.port < 65536:
+        print(f"sep2gw sim-server: --port {args.port} is not in 0..65535", file=sys.stderr)
+        return 2
+    missing = [n for n in ("server.pem", "server.key", "ca.pem") if not (args.pki / n).is_file()]
+    if missing:
+        print(
+            f"sep2gw sim-server: --pki {args.pki} lacks {', '.join(missing)} "
+            "(create it with `sep2gw certs init DIR`)",
+            file=sys.stderr,
+        )
+        return 2
+    password: bytes | None = None
+    if args.key_password_env:
+        value = os.environ.get(args.key_password_env)
+        if not value:
+            print(
+                f"sep2gw sim-server: environment variable {args.key_password_env} is empty or unset",
+                file=sys.stderr,
+            )
+            return 2
+        password = value.encode()
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+    except ScenarioError as exc:
+        print(f"sep2gw sim-server: {exc}", file=sys.stderr)
+        return 2
+    material = server_material(args.pki, password)
+    wall = time.time()  # the simulated utility's clock starts at this machine's wall time
+
+    async def run() -> None:
+        clock = SimClock.for_scenario(scenario, wall)
+        start = clock.now()
+
+        def on_request(q: RecordedRequest) -> None:
+            print(
+                f"t+{q.time - start:7.1f} s  {q.method:<4} {q.target} -> "
+                f"{q.status or 'reset'}{'  ' + q.reason if q.reason else ''}",
+                flush=True,
+            )
+
+        def on_action(t: float, action: Action) -> None:
+            print(f"t+{t - start:7.1f} s  utility: {describe_action(action)}", flush=True)
+
+        server = SimUtilityServer(
+            scenario,
+            material,
+            clock=clock,
+            on_request=None if args.quiet else on_request,
+            on_action=None if args.quiet else on_action,
+        )
+        async with anyio.create_task_group() as group:
+            port = await group.start(
+                lambda task_status: server.serve_tcp(
+                    host=args.host, port=args.port, task_status=task_status
+                )
+            )
+            print(
+                f"simulated utility server ({scenario.name}, {len(scenario.actions)} actions) "
+                f"serving https://{args.host}:{port}/dcap",
+                flush=True,
+            )
+
+    try:
+        anyio.run(run, backend="trio")
+    except TlsConfigError as exc:
+        print(f"sep2gw sim-server: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"sep2gw sim-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0

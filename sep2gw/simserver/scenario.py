@@ -1,0 +1,488 @@
+"""Scenario files of the simulated utility server: what the utility is and does over time (TOML).
+
+A scenario names the server's settings, its quirks (``sep2gw.simserver.quirks``), its DERPrograms
+with their defaults, and a timeline of utility actions at offsets from the scenario start::
+
+    [server]
+    pin = 111115
+    poll_rate_s = 60
+    post_rate_s = 60
+
+    [quirks]
+    path_style = "envoy"
+
+    [[programs]]
+    id = "base"
+    primacy = 20
+    default = { opModExpLimW = 5000 }
+
+    [[actions]]
+    at_s = 0
+    kind = "create_control"
+    mrid = "A1"
+    program = "base"
+    start_s = 60
+    duration_s = 120
+    modes = { opModExpLimW = 1500 }
+
+Mode keys keep the schema's spelling; powers are in watts (written on the wire as value and
+power-of-ten multiplier), ``opModMaxLimW``/``opModFixedW`` in percent, ``rampTms`` in seconds.
+Errors (:class:`ScenarioError`) name the key and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from sep2gw.simserver.quirks import Quirks
+from transport.sep2.mapping import scaled
+
+__all__ = [
+    "Action",
+    "CancelControl",
+    "ChangeDefault",
+    "CreateControl",
+    "FailRequests",
+    "Modes",
+    "ProgramSpec",
+    "RemoveProgram",
+    "RestoreProgram",
+    "Scenario",
+    "ScenarioError",
+    "ServerSettings",
+    "SetPin",
+    "SetPollRate",
+    "SetPostRate",
+    "demo_scenario",
+    "load_scenario",
+    "parse_scenario",
+]
+
+#: Resources whose pollRate a scenario can set (``"all"`` sets every one).
+PollResource = Literal["all", "dcap", "time", "edev", "reg", "fsa", "derp", "der", "mup", "lel"]
+
+_HEX = re.compile(r"[0-9A-Fa-f]{1,32}")
+_PATH_IN_MESSAGE = re.compile(r" - at `\$(?P<key>[^`]*)`$")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; every problem names its key (``actions[2].program``)."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Unknown keys are errors: a misspelt mode silently ignored would make a scenario lie."""
+
+
+class Modes(_Strict, frozen=True, kw_only=True):
+    """Control modes in schema spelling. W in watts, percentages in percent, rampTms in seconds."""
+
+    opModConnect: bool | None = None
+    opModEnergize: bool | None = None
+    opModExpLimW: float | None = None
+    opModImpLimW: float | None = None
+    opModGenLimW: float | None = None
+    opModLoadLimW: float | None = None
+    opModTargetW: float | None = None
+    opModStorageTargetW: float | None = None
+    opModMaxLimW: float | None = None
+    opModFixedW: float | None = None
+    rampTms: float | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in self.__struct_fields__)
+
+    def modes_set(self) -> frozenset[str]:
+        """The control modes this sets (rampTms is a parameter, not a mode)."""
+        return frozenset(
+            name
+            for name in self.__struct_fields__
+            if name != "rampTms" and getattr(self, name) is not None
+        )
+
+
+class ProgramSpec(_Strict, frozen=True, kw_only=True):
+    id: str
+    primacy: int
+    mrid: str | None = None
+    description: str | None = None
+    default: Modes | None = None
+    set_grad_w: int | None = None  # DefaultDERControl.setGradW, hundredths of % of setMaxW per s
+
+
+class ServerSettings(_Strict, frozen=True, kw_only=True):
+    #: The utility clock's reading at the scenario start (``SimClock.for_scenario``), for
+    #: reproducible runs; ``None``: real time at start.
+    epoch: int | None = None
+    pin: int = 111115
+    poll_rate_s: int = 60
+    post_rate_s: int = 60
+    tz_offset_s: int = 0
+    dst_offset_s: int = 0
+    time_quality: int = 4
+    register_in_band: bool = True
+    #: Advertise a CSIP-AUS ConnectionPoint link on each EndDevice.
+    connection_point: bool = True
+    response_required: int = 3  # default responseRequired of created controls (bits 0 and 1)
+
+
+class CreateControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="create_control"):
+    at_s: float
+    program: str
+    start_s: float
+    duration_s: int
+    modes: Modes
+    mrid: str | None = None
+    randomize_start_s: int | None = None
+    randomize_duration_s: int | None = None
+    response_required: int | None = None
+    device_category: int | None = None
+    description: str | None = None
+
+
+class CancelControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cancel_control"):
+    at_s: float
+    mrid: str
+    randomized: bool = False  # status 3 (cancelled with randomisation) instead of 2
+
+
+class ChangeDefault(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="change_default"):
+    at_s: float
+    program: str
+    modes: Modes  # empty table: the program no longer has a default
+    set_grad_w: int | None = None
+
+
+class SetPollRate(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="set_poll_rate"):
+    at_s: float
+    seconds: int
+    resource: PollResource = "all"
+
+
+class SetPostRate(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="set_post_rate"):
+    at_s: float
+    seconds: int
+
+
+class FailRequests(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="fail"):
+    """Fail matching requests for ``duration_s``: answer ``status`` (with ``retry_after_s``), or
+    drop the connection without an answer when ``reset``."""
+
+    at_s: float
+    duration_s: float
+    status: int = 503
+    reset: bool = False
+    paths: list[str] = []  # path prefixes; empty: every path
+    methods: list[str] = []  # empty: every method
+    retry_after_s: int | None = None
+
+
+class RemoveProgram(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="remove_program"):
+    at_s: float
+    program: str
+
+
+class RestoreProgram(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="restore_program"):
+    at_s: float
+    program: str
+
+
+class SetPin(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="set_pin"):
+    at_s: float
+    pin: int
+
+
+Action = (
+    CreateControl
+    | CancelControl
+    | ChangeDefault
+    | SetPollRate
+    | SetPostRate
+    | FailRequests
+    | RemoveProgram
+    | RestoreProgram
+    | SetPin
+)
+
+
+class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    name: str = "scenario"
+    server: ServerSettings = ServerSettings()
+    quirks: Quirks = Quirks()
+    programs: list[ProgramSpec] = []
+    actions: list[Action] = []
+
+    def duration_s(self) -> float:
+        """Seconds from the scenario start to its last action or the end of its last control."""
+        ends = [0.0]
+        for action in self.actions:
+            ends.append(action.at_s)
+            if isinstance(action, CreateControl):
+                ends.append(action.start_s + action.duration_s)
+            elif isinstance(action, FailRequests):
+                ends.append(action.at_s + action.duration_s)
+        return max(ends)
+
+    def timeline(self) -> list[tuple[int, Action]]:
+        """Actions by ``at_s``, file order kept among equal offsets (index first, for sorting)."""
+        ordered = sorted(enumerate(self.actions), key=lambda item: (item[1].at_s, item[0]))
+        return ordered
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(str(source), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    return parse_scenario(data, source=str(source))
+
+
+def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
+    """Decode and check a scenario; raises :class:`ScenarioError` naming every problem found."""
+    try:
+        scenario = msgspec.toml.decode(data, type=Scenario)
+    except msgspec.ValidationError as exc:
+        raise ScenarioError(source, [_name_the_key(str(exc))]) from None
+    except msgspec.DecodeError as exc:
+        raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
+    problems = check_scenario(scenario)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def _name_the_key(message: str) -> str:
+    """msgspec's message, led by the key it concerns (``actions[1].modes.opModExpLimW``)."""
+    match = _PATH_IN_MESSAGE.search(message)
+    key = match["key"].lstrip(".") if match else ""
+    what = message[: match.start()] if match else message
+    prefix = f"{key}." if key else ""
+    if what.startswith("Object missing required field"):
+        return f"{prefix}{what.split('`')[1]}: required key is missing"
+    if what.startswith("Object contains unknown field"):
+        return f"{prefix}{what.split('`')[1]}: unknown key (misspelt?)"
+    if what.startswith("Invalid value") and "kind" in what:
+        return f"{prefix}kind: {what.removeprefix('Invalid value ')} is not an action kind"
+    if what.startswith("Invalid enum value"):
+        return f"{key}: {what.removeprefix('Invalid enum value ')} is not one of the allowed values"
+    return f"{key}: {what[0].lower()}{what[1:]}" if key else what
+
+
+def _check_hex(key: str, text: str | None, problems: list[str]) -> None:
+    if text is not None and not _HEX.fullmatch(text):
+        problems.append(f"{key}: {text!r} is not an mRID (1 to 32 hex digits)")
+
+
+_WATT_MODES = frozenset(
+    {
+        "opModExpLimW",
+        "opModImpLimW",
+        "opModGenLimW",
+        "opModLoadLimW",
+        "opModTargetW",
+        "opModStorageTargetW",
+    }
+)
+
+
+def _check_modes(key: str, modes: Modes, problems: list[str]) -> None:
+    for name in ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW"):
+        value = getattr(modes, name)
+        if value is not None and value < 0:
+            problems.append(f"{key}.{name}: a limit is not negative, got {value}")
+    for name in modes.__struct_fields__:
+        value = getattr(modes, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{key}.{name}: must be a finite number, got {value}")
+        elif isinstance(value, float) and name in _WATT_MODES:
+            try:
+                scaled(value)
+            except ValueError:
+                problems.append(f"{key}.{name}: {value} does not fit the wire's value x 10^n")
+    for name in ("opModMaxLimW",):
+        value = getattr(modes, name)
+        if value is not None and not 0 <= value <= 655.35:
+            problems.append(f"{key}.{name}: {value} is not a percentage in 0..655.35")
+    if modes.opModFixedW is not None and not -100 <= modes.opModFixedW <= 100:
+        problems.append(f"{key}.opModFixedW: {modes.opModFixedW} is not a percentage in -100..100")
+    if modes.rampTms is not None and not 0 <= modes.rampTms <= 655.35:
+        problems.append(f"{key}.rampTms: {modes.rampTms} s is outside 0..655.35 s")
+
+
+def _check_grad(key: str, value: int | None, problems: list[str]) -> None:
+    if value is not None and not 0 <= value <= 0xFFFF:
+        problems.append(f"{key}: {value} is not 0..65535 (hundredths of a percent per second)")
+
+
+def check_scenario(scenario: Scenario) -> list[str]:
+    """Cross-references and ranges msgspec's types cannot express."""
+    problems: list[str] = []
+    server = scenario.server
+    if not 0 <= server.pin <= 999_999:
+        problems.append(f"server.pin: {server.pin} is not a PIN (5 digits and a check digit)")
+    for key, value in (("poll_rate_s", server.poll_rate_s), ("post_rate_s", server.post_rate_s)):
+        if not 1 <= value <= 0xFFFFFFFF:
+            problems.append(f"server.{key}: must be a positive number of seconds, got {value}")
+    if not 0 <= server.response_required <= 255:
+        problems.append(f"server.response_required: {server.response_required} is not 0..255")
+    if not 3 <= server.time_quality <= 7:
+        problems.append(f"server.time_quality: {server.time_quality} is not a Time quality (3..7)")
+    for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):
+        if not -86400 <= value <= 86400:
+            problems.append(f"server.{key}: {value} s is more than a day")
+    problems.extend(scenario.quirks.problems())
+    ids: set[str] = set()
+    for i, program in enumerate(scenario.programs):
+        key = f"programs[{i}]"
+        if program.id in ids:
+            problems.append(f"{key}.id: {program.id!r} is used by another program")
+        ids.add(program.id)
+        if not 0 <= program.primacy <= 255:
+            problems.append(f"{key}.primacy: {program.primacy} is not 0..255")
+        _check_hex(f"{key}.mrid", program.mrid, problems)
+        if program.default is not None:
+            _check_modes(f"{key}.default", program.default, problems)
+        _check_grad(f"{key}.set_grad_w", program.set_grad_w, problems)
+    created: dict[int, float] = {}  # mRID -> at_s of its create_control
+    for action in scenario.actions:
+        if isinstance(action, CreateControl) and action.mrid and _HEX.fullmatch(action.mrid):
+            created.setdefault(int(action.mrid, 16), action.at_s)
+    mrids: set[int] = set()
+    for i, action in enumerate(scenario.actions):
+        key = f"actions[{i}]"
+        if action.at_s < 0:
+            problems.append(f"{key}.at_s: must not be negative, got {action.at_s}")
+        if isinstance(action, CreateControl | ChangeDefault | RemoveProgram | RestoreProgram):
+            if action.program not in ids:
+                problems.append(f"{key}.program: no program has id {action.program!r}")
+        if isinstance(action, CreateControl):
+            _check_hex(f"{key}.mrid", action.mrid, problems)
+            if action.mrid is not None and _HEX.fullmatch(action.mrid):
+                value = int(action.mrid, 16)
+                if value in mrids:
+                    problems.append(f"{key}.mrid: {action.mrid} is created twice")
+                mrids.add(value)
+            if not 0 < action.duration_s <= 0xFFFFFFFF:
+                problems.append(f"{key}.duration_s: must be positive, got {action.duration_s}")
+            if action.modes.is_empty():
+                problems.append(f"{key}.modes: a control sets at least one mode")
+            _check_modes(f"{key}.modes", action.modes, problems)
+            if action.response_required is not None and not 0 <= action.response_required <= 255:
+                problems.append(
+                    f"{key}.response_required: {action.response_required} is not 0..255"
+                )
+            if action.device_category is not None and not 0 <= action.device_category < 1 << 32:
+                problems.append(f"{key}.device_category: {action.device_category} is not 32 bits")
+            for name in ("randomize_start_s", "randomize_duration_s"):
+                value = getattr(action, name)
+                if value is not None and not -32768 <= value <= 32767:
+                    problems.append(f"{key}.{name}: {value} is outside the Int16 range")
+        elif isinstance(action, CancelControl):
+            _check_hex(f"{key}.mrid", action.mrid, problems)
+            if _HEX.fullmatch(action.mrid):
+                when = created.get(int(action.mrid, 16))
+                if when is None:
+                    problems.append(f"{key}.mrid: no create_control action creates {action.mrid}")
+                elif when > action.at_s:
+                    problems.append(
+                        f"{key}.mrid: {action.mrid} is cancelled at {action.at_s:g} s, "
+                        f"before it is created at {when:g} s"
+                    )
+        elif isinstance(action, ChangeDefault):
+            _check_modes(f"{key}.modes", action.modes, problems)
+            _check_grad(f"{key}.set_grad_w", action.set_grad_w, problems)
+        elif isinstance(action, SetPollRate | SetPostRate):
+            if not 1 <= action.seconds <= 0xFFFFFFFF:
+                problems.append(f"{key}.seconds: must be positive, got {action.seconds}")
+        elif isinstance(action, FailRequests):
+            if action.duration_s <= 0:
+                problems.append(f"{key}.duration_s: must be positive, got {action.duration_s}")
+            if not action.reset and not 400 <= action.status <= 599:
+                problems.append(f"{key}.status: {action.status} is not an HTTP error status")
+            for j, prefix in enumerate(action.paths):
+                if not prefix.startswith("/"):
+                    problems.append(f"{key}.paths[{j}]: {prefix!r} must start with '/'")
+        elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
+            problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
+    return problems
+
+
+_DEMO = """
+name = "demo"
+
+[server]
+pin = 111115
+poll_rate_s = 10
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 10
+description = "network limits"
+
+[[programs]]
+id = "retailer"
+primacy = 20
+description = "retailer dispatch"
+default = { opModExpLimW = 5000, opModImpLimW = 5000 }
+
+# A normal control: export limited to 1.5 kW for two minutes.
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "DE0000000000000000000000000000A1"
+program = "retailer"
+start_s = 30
+duration_s = 120
+modes = { opModExpLimW = 1500 }
+
+# A retailer discharge request, superseded by the network's higher-primacy control below.
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "DE0000000000000000000000000000A2"
+program = "retailer"
+start_s = 180
+duration_s = 120
+modes = { opModTargetW = 3000 }
+
+[[actions]]
+at_s = 90
+kind = "create_control"
+mrid = "DE0000000000000000000000000000B1"
+program = "network"
+start_s = 200
+duration_s = 90
+modes = { opModTargetW = 0, opModExpLimW = 0 }
+
+# A control announced, then cancelled by the utility while it runs.
+[[actions]]
+at_s = 120
+kind = "create_control"
+mrid = "DE0000000000000000000000000000A3"
+program = "retailer"
+start_s = 330
+duration_s = 120
+modes = { opModImpLimW = 1000 }
+
+[[actions]]
+at_s = 360
+kind = "cancel_control"
+mrid = "DE0000000000000000000000000000A3"
+"""
+
+
+def demo_scenario() -> Scenario:
+    """The built-in demo (about eight minutes): a normal control, one superseded by a
+    higher-primacy program's control, and one cancelled while active (``sep2gw run``'s default)."""
+    return parse_scenario(_DEMO, source="demo scenario")

@@ -1,0 +1,364 @@
+"""The simulated utility server on the wire: :class:`UtilityState` behind ``actors.https``.
+
+:class:`SimUtilityServer` serves the state over mutual TLS (HTTP/1.1 and, unless the ``http2``
+quirk is off, HTTP/2) on a loopback TCP port or over in-memory pipes, applies the scenario's
+timeline as the server clock passes (a task sleeping on the clock it is given), and records every
+request — server time, method, target, status, the client's LFDI and the parsed body — for
+assertions (:meth:`responses_for`, :meth:`polls_of`, :meth:`posts_to`, :meth:`wait_for`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors.https import Handler, HttpsServer, PeerInfo
+from sep2gw.simserver.scenario import Action, Scenario
+from sep2gw.simserver.state import SimReply, UtilityState
+from transport.http.messages import SEP_XML, Headers, Request, Response
+from transport.http.router import Router
+from transport.identity import CORE_2030_5, IdentityProfile
+from transport.sep2 import resources as r
+from transport.tls import TlsMaterial, server_context
+
+__all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer", "server_material"]
+
+_MAX_DEPTH = 10  # deepest path the catch-all routes reach (/edev/1/derp/2/derc/3 is 6)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
+_EPSILON_S = 1e-6
+
+
+def server_material(pki_dir: str | Path, key_password: bytes | None = None) -> TlsMaterial:
+    """The server's TLS files in a ``sep2gw certs init`` folder: ``server.pem`` (chain),
+    ``server.key``, and ``ca.pem`` (the SERCA its clients must chain to)."""
+    folder = Path(pki_dir)
+    return TlsMaterial(
+        str(folder / "server.pem"), str(folder / "server.key"), str(folder / "ca.pem"), key_password
+    )
+
+
+class ServerClock(Protocol):
+    """The utility's clock: server epoch seconds, and a way to sleep until a reading."""
+
+    def now(self) -> float: ...
+
+    async def sleep_until(self, server_time: float) -> None: ...
+
+
+class SimClock:
+    """Server epoch seconds on the event loop's clock (virtual under trio's ``MockClock``):
+    ``epoch`` at construction, advancing ``speed`` times as fast as the loop's clock. Make it
+    inside the event loop."""
+
+    def __init__(self, epoch: float, *, speed: float = 1.0) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self._epoch = epoch
+        self._speed = speed
+        self._t0 = anyio.current_time()
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, wall: float, *, speed: float = 1.0) -> SimClock:
+        """A clock reading the scenario's ``server.epoch`` now when it sets one (reproducible
+        runs), else ``wall`` (the caller's reading of real time)."""
+        epoch = scenario.server.epoch
+        return cls(float(epoch) if epoch is not None else wall, speed=speed)
+
+    def now(self) -> float:
+        return self._epoch + (anyio.current_time() - self._t0) * self._speed
+
+    async def sleep_until(self, server_time: float) -> None:
+        await anyio.sleep_until(self._t0 + (server_time - self._epoch) / self._speed)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the server saw and answered it. ``status`` 0: the connection was reset."""
+
+    time: float
+    method: str
+    target: str
+    path: str
+    status: int
+    lfdi: str
+    body: msgspec.Struct | None
+    location: str | None
+    reason: str
+    alpn: str
+
+
+class _Resettable(anyio.abc.ByteStream):
+    """A connection the handler can drop: after ``abort`` the next send closes the transport
+    instead of answering (the client sees a connection reset)."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self._inner = inner
+        self.aborted = False
+
+    async def send(self, item: bytes) -> None:
+        if self.aborted:
+            await self._inner.aclose()
+            raise anyio.BrokenResourceError("scenario: connection reset")
+        await self._inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._inner.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+_CONNECTION: contextvars.ContextVar[_Resettable] = contextvars.ContextVar("sim_connection")
+
+
+class SimUtilityServer:
+    """A simulated IEEE 2030.5 utility server driven by a :class:`Scenario`.
+
+    ``tls``: the server's certificate chain, key and the CA its clients must chain to (for
+    example ``transport.pki`` / ``sep2gw certs init``: ``server.pem``, ``server.key``,
+    ``ca.pem``). ``clock``: the utility's clock (``SimClock.for_scenario`` starts it at the
+    scenario's ``server.epoch`` when one is set); ``start``: the server time the scenario's offsets
+    count from (default: the clock's reading now).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        tls: TlsMaterial,
+        *,
+        clock: ServerClock,
+        start: float | None = None,
+        profile: IdentityProfile = CORE_2030_5,
+        idle_timeout_s: float = 120.0,
+        on_request: Callable[[RecordedRequest], None] | None = None,
+        on_action: Callable[[float, Action], None] | None = None,
+    ) -> None:
+        """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
+        recorded request and each applied action, e.g. to print a live timeline."""
+        self.scenario = scenario
+        self.clock = clock
+        if start is None:
+            start = clock.now()
+        self.state = UtilityState(scenario, start=start)
+        self.requests: list[RecordedRequest] = []
+        self.applied: list[tuple[float, Action]] = []
+        self._on_request = on_request
+        self._on_action = on_action
+        self._next_action = 0
+        self._timeline = scenario.timeline()
+        self._changed = anyio.Event()
+        router: Router[Handler] = Router()
+        for depth in range(_MAX_DEPTH + 1):
+            template = "/" + "/".join(f"{{s{i}}}" for i in range(depth))
+            for method in _METHODS:
+                router.add(method, template, self._handle)
+        self._context = server_context(tls, alpn=scenario.quirks.alpn)
+        self.https = HttpsServer(
+            router,
+            self._context,
+            profile=profile,
+            idle_timeout_s=idle_timeout_s,
+        )
+
+    @property
+    def start(self) -> float:
+        """Server time of the scenario start (offsets ``at_s``/``start_s`` count from here)."""
+        return self.state.start
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._context
+
+    # ----------------------------------------------------------------------------------- serving
+
+    async def serve_tcp(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` (0: any free port) and run the timeline until cancelled;
+        ``task_status.started`` receives the bound port."""
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener, anyio.create_task_group() as group:
+            self._apply_due()
+            group.start_soon(self.run_timeline)
+            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await listener.serve(self._serve_connection)
+
+    async def serve_pipes(
+        self,
+        accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve in-memory connections (``actors.pipe.pipe_listener``) and run the timeline until
+        ``accept`` closes or the task is cancelled."""
+        async with accept, anyio.create_task_group() as group:
+            self._apply_due()
+            timeline = anyio.CancelScope()
+
+            async def run_timeline() -> None:
+                with timeline:
+                    await self.run_timeline()
+
+            group.start_soon(run_timeline)
+            task_status.started()
+            async with anyio.create_task_group() as connections:
+                async for transport in accept:
+                    connections.start_soon(self._serve_connection, transport)
+            timeline.cancel()
+
+    async def run_timeline(self) -> None:
+        """Apply the scenario's actions as the server clock reaches them; returns after the last."""
+        while self._next_action < len(self._timeline):
+            _, action = self._timeline[self._next_action]
+            await self.clock.sleep_until(self.start + action.at_s)
+            self._apply_due()
+
+    def _apply_due(self) -> None:
+        now = self.clock.now()
+        while self._next_action < len(self._timeline):
+            _, action = self._timeline[self._next_action]
+            due = self.start + action.at_s
+            # Tolerance: a clock scaled by `speed` may read a hair before the instant it slept to.
+            if due > now + _EPSILON_S:
+                break
+            at = max(now, due)  # never stamp an action (a cancel instant…) before its own time
+            self.state.apply(action, at)
+            self.applied.append((at, action))
+            self._next_action += 1
+            if self._on_action is not None:
+                self._on_action(at, action)
+        self._notify()
+
+    async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:
+        connection = _Resettable(transport)
+        _CONNECTION.set(connection)  # this task's context: the handler finds its connection
+        await self.https.serve_connection(connection)
+
+    async def _handle(self, request: Request, peer: PeerInfo) -> Response:
+        self._apply_due()  # actions due now are visible to a request at the same instant
+        now = self.clock.now()
+        reply = self.state.handle(
+            request.method,
+            request.target,
+            request.body,
+            peer.lfdi,
+            now,
+            content_type=request.header("content-type"),
+        )
+        self._record(now, request, peer, reply)
+        if reply.reset:
+            connection = _CONNECTION.get(None)
+            if connection is not None:
+                connection.aborted = True
+            # Never sent when the connection was accepted by serve_tcp/serve_pipes (it drops);
+            # a connection served some other way gets a bare 500 instead.
+            return Response(500)
+        return _response(reply)
+
+    # --------------------------------------------------------------------------------- recording
+
+    def _record(self, now: float, request: Request, peer: PeerInfo, reply: SimReply) -> None:
+        record = RecordedRequest(
+            time=now,
+            method=request.method,
+            target=request.target,
+            path=request.target.partition("?")[0],
+            status=0 if reply.reset else reply.status,
+            lfdi=peer.lfdi,
+            body=reply.parsed,
+            location=reply.location,
+            reason=reply.reason,
+            alpn=peer.alpn,
+        )
+        self.requests.append(record)
+        if self._on_request is not None:
+            self._on_request(record)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, predicate: Callable[[SimUtilityServer], bool]) -> None:
+        """Wait until ``predicate(self)`` holds, re-checked after every request and action (the
+        caller bounds the wait, e.g. with ``anyio.fail_after``)."""
+        while not predicate(self):
+            await self._changed.wait()
+
+    def polls_of(self, path: str) -> list[RecordedRequest]:
+        """Every GET of ``path`` (query ignored), in order."""
+        return [q for q in self.requests if q.method == "GET" and q.path == path]
+
+    def posts_to(self, path: str) -> list[RecordedRequest]:
+        """Every POST to ``path`` (e.g. a MirrorUsagePoint's href), in order."""
+        return [q for q in self.requests if q.method == "POST" and q.path == path]
+
+    def puts_to(self, path: str) -> list[RecordedRequest]:
+        return [q for q in self.requests if q.method == "PUT" and q.path == path]
+
+    def responses_for(self, mrid: int | str) -> list[RecordedRequest]:
+        """Every Response POST whose subject is ``mrid`` (hex compared numerically), in order."""
+        wanted = int(mrid, 16) if isinstance(mrid, str) else mrid
+        return [
+            q
+            for q in self.requests
+            if q.method == "POST"
+            and isinstance(q.body, r.Response)
+            and int(q.body.subject) == wanted
+        ]
+
+    def duplicate_responses(self) -> list[tuple[int, int, str]]:
+        """(mRID, status, LFDI) keys accepted more than once: a client must never repeat a
+        Response (PROTOCOL.md §4 rule 16)."""
+        seen: dict[tuple[int, int, str], int] = {}
+        for q in self.requests:
+            if q.method == "POST" and q.status == 201 and isinstance(q.body, r.Response):
+                key = (int(q.body.subject), q.body.status or 0, q.lfdi)
+                seen[key] = seen.get(key, 0) + 1
+        return [key for key, count in seen.items() if count > 1]
+
+    def poll_intervals(self, path: str) -> list[float]:
+        """Server seconds between consecutive GETs of ``path`` (to check the client polls at
+        the advertised pollRate, neither missing nor over-polling: PROTOCOL.md §4 rule 15)."""
+        times = [q.time for q in self.polls_of(path)]
+        return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+    def response_statuses(self, mrid: int | str) -> list[int]:
+        """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …)."""
+        return [
+            q.body.status or 0
+            for q in self.responses_for(mrid)
+            if q.status == 201 and isinstance(q.body, r.Response)
+        ]
+
+
+def _response(reply: SimReply) -> Response:
+    headers: list[tuple[str, str]] = []
+    body = reply.body
+    if body:
+        headers.append(("content-type", SEP_XML))
+    elif reply.reason and reply.status >= 400:
+        headers.append(("content-type", "text/plain; charset=utf-8"))
+        body = reply.reason.encode()
+    if reply.location is not None:
+        headers.append(("location", reply.location))
+    if reply.retry_after_s is not None:
+        headers.append(("retry-after", str(reply.retry_after_s)))
+    result: Headers = tuple(headers)
+    return Response(reply.status, result, body)

@@ -1,0 +1,91 @@
+"""``sep2gw sim-server``: refusals with a message, and the command serving a client in a child
+process over loopback mutual TLS with the ``certs init`` PKI."""
+
+from __future__ import annotations
+
+import pathlib
+import queue
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+import trio
+
+from actors.https import HttpsClient
+from sep2gw.cli import main
+from transport.sep2 import decode
+from transport.sep2 import resources as r
+from transport.tls import TlsMaterial, client_context
+
+
+def test_sim_server_refuses_a_pki_folder_without_the_server_files(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim-server", "--pki", str(tmp_path)]) == 2
+    assert "lacks server.pem, server.key, ca.pem" in capsys.readouterr().err
+
+
+def test_sim_server_refuses_a_bad_port(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim-server", "--pki", str(tmp_path), "--port", "70000"]) == 2
+    assert "--port 70000" in capsys.readouterr().err
+
+
+def test_sim_server_refuses_a_bad_scenario_naming_the_key(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["certs", "init", str(tmp_path / "pki")]) == 0
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text("[server]\npoll_rate_s = 0\n")
+    capsys.readouterr()
+    code = main(["sim-server", "--pki", str(tmp_path / "pki"), "--scenario", str(scenario)])
+    assert code == 2
+    assert "server.poll_rate_s: must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_sim_server_command_serves_the_demo_over_mutual_tls(tmp_path: pathlib.Path) -> None:
+    pki = tmp_path / "pki"
+    assert main(["certs", "init", str(pki)]) == 0
+    root = pathlib.Path(__file__).resolve().parents[3]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sep2gw", "sim-server", "--port", "0", "--pki", str(pki)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = child.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+        before: list[str] = []
+        while not (announced := lines.get(timeout=30)).startswith("simulated utility server"):
+            before.append(announced)
+        match = re.search(r"https://127\.0\.0\.1:(\d+)/dcap$", announced.strip())
+        assert match and "demo" in announced, announced
+        # the demo's first actions, applied at the start, are printed as they happen
+        assert any("utility: create control DE0000000000000000000000000000A1" in x for x in before)
+        material = TlsMaterial(
+            str(pki / "device.pem"), str(pki / "device.key"), str(pki / "ca.pem")
+        )
+
+        async def fetch() -> r.DeviceCapability:
+            with trio.fail_after(10):
+                async with HttpsClient(
+                    "127.0.0.1", int(match.group(1)), client_context(material)
+                ) as client:
+                    response = await client.get("/dcap")
+            assert response.status == 200
+            return decode(response.body, r.DeviceCapability)
+
+        dcap = trio.run(fetch)
+        request_line = lines.get(timeout=10)
+        assert "GET  /dcap -> 200" in request_line, request_line
+        assert dcap.EndDeviceListLink is not None and dcap.EndDeviceListLink.href == "/edev"
+        assert dcap.pollRate == 10  # the demo's poll rate
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
