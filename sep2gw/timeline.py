@@ -62,6 +62,7 @@ class Timeline:
         self._tz = None if utc_offset_s is None else timezone(timedelta(seconds=utc_offset_s))
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
+        self._last_write: tuple[float, ControlSettings, float | None] | None = None
 
     def stamp(self, t: float) -> str:
         utc = datetime.fromtimestamp(t, tz=UTC)
@@ -73,6 +74,21 @@ class Timeline:
     def line(self, record: Recorded) -> str | None:
         what = self.describe(record)
         return None if what is None else f"{self.stamp(record.server_time)}  {what}"
+
+    def _write_worth_a_line(self, e: LimitsApplied) -> bool:
+        """Closed-loop corrections come every second: show a write when what is in force changed,
+        the setpoint moved by 100 W or more, or a minute passed (the log keeps every write)."""
+        last = self._last_write
+        if (
+            last is not None
+            and e.settings == last[1]
+            and e.at_s - last[0] < 60
+            and (e.setpoint_w is None) == (last[2] is None)
+            and (e.setpoint_w is None or last[2] is None or abs(e.setpoint_w - last[2]) < 100)
+        ):
+            return False
+        self._last_write = (e.at_s, e.settings, e.setpoint_w)
+        return True
 
     def describe(self, record: Recorded) -> str | None:
         e = record.event
@@ -129,6 +145,8 @@ class Timeline:
             case LimitsInForceChanged():
                 return f"LIMITS IN FORCE: {describe_settings(e.settings)}"
             case LimitsApplied():
+                if not self._write_worth_a_line(e):
+                    return None
                 setpoint = "" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W"
                 verdict = "written and verified" if e.wrote else "in force"
                 na = (

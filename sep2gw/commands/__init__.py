@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sep2gw.commands import battery, certs, config, ident, log, probe, simserver
+from sep2gw.commands import battery, certs, config, ident, log, probe, run, simserver
 
 __all__ = ["COMMAND_MODULES"]
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
+    run,
     log,
     config,
     battery,

@@ -1,0 +1,225 @@
+"""``sep2gw run``: run the gateway.
+
+With ``--config FILE`` it runs against the configured utility server and battery until stopped
+(Ctrl-C or SIGTERM: the log is flushed and the stop recorded). With no arguments it runs the
+embedded demo: a demo PKI, the simulated utility server (real IEEE 2030.5 over mutual TLS on
+loopback) with a short schedule — a normal control, one superseded, one cancelled — and the
+simulated battery's SunSpec Modbus TCP server on loopback, with the gateway between them, printing
+a live timeline. ``--speed`` runs the demo's clock faster than real time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from events.errors import EventLogError
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from sep2gw.config import Config, ConfigError, load_config, parse_config
+from sep2gw.gateway import Gateway
+from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+from sep2gw.sim.modbus_server import SimModbusServer
+from sep2gw.simserver import (
+    CreateControl,
+    Scenario,
+    ScenarioError,
+    SimClock,
+    SimUtilityServer,
+    demo_scenario,
+    load_scenario,
+    server_material,
+)
+from sep2gw.timeline import Timeline
+
+__all__ = ["register"]
+
+DEMO_CONFIG = """\
+# Written by `sep2gw run` for its embedded demo; edit the copy, not this one.
+[server]
+url = "https://127.0.0.1:{http_port}"
+dcap_path = "/dcap"
+pin = {pin}
+profile = "csip-aus"
+
+[tls]
+certificate = "pki/device.pem"
+key = "pki/device.key"
+ca = "pki/ca.pem"
+
+[battery]
+driver = "sunspec"
+host = "127.0.0.1"
+port = {modbus_port}
+
+[rates]
+default_post_s = 60
+
+[log]
+path = "{log}"
+"""
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run", help="run the gateway (no arguments: the embedded demo on loopback)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="gateway configuration (TOML); omit for the demo"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="stop after this many seconds of gateway time"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=None, help="demo only: clock speed (default 10x; 1 = real time)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("sep2gw-demo"),
+        help="demo only: where the PKI and log go",
+    )
+    parser.add_argument(
+        "--scenario", type=Path, help="demo only: a scenario file instead of the built-in one"
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print the timeline")
+    parser.set_defaults(handler=_run)
+
+
+DEMO_SPEED = 10.0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.config is not None and (args.scenario or args.speed is not None):
+        print("sep2gw run: --scenario and --speed are for the demo (no --config)", file=sys.stderr)
+        return 2
+    if args.speed is None:
+        args.speed = DEMO_SPEED
+    if args.speed <= 0 or not math.isfinite(args.speed):
+        print("sep2gw run: --speed must be a positive number", file=sys.stderr)
+        return 2
+    try:
+        if args.config is not None:
+            config = load_config(args.config)
+            return trio.run(_run_configured, config, args)
+        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
+        return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
+    except (ConfigError, ScenarioError) as exc:
+        print(f"sep2gw run: {exc}", file=sys.stderr)
+        return 2
+    except EventLogError as exc:
+        print(f"sep2gw run: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _stop_on_signals(cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            cancel.cancel()
+            return
+
+
+async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
+    """Follow the log file as the gateway writes it (a separate read-only connection)."""
+    after = 0
+    reader: SqliteEventStore | None = None
+    try:
+        while True:
+            if reader is None and await trio.Path(path).exists():
+                reader = SqliteEventStore(path, CATALOGUE, readonly=True)
+            if reader is not None:
+                for record in reader.read(after + 1):
+                    after = record.seq
+                    line = timeline.line(record)
+                    if line and not quiet:
+                        print(line, flush=True)
+            await trio.sleep(0.25)
+    finally:
+        if reader is not None:
+            for record in reader.read(after + 1):  # what arrived since the last poll
+                line = timeline.line(record)
+                if line and not quiet:
+                    print(line, flush=True)
+            reader.close()
+
+
+async def _run_configured(config: Config, args: argparse.Namespace) -> int:
+    log_path = config.path(config.log.path)
+    print(
+        f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
+        flush=True,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        nursery.start_soon(_print_timeline, log_path, Timeline(), args.quiet)
+        async with Gateway(config):
+            if args.duration is not None:
+                await trio.sleep(args.duration)
+            else:
+                await trio.sleep_forever()
+        nursery.cancel_scope.cancel()
+    print(f"sep2gw: stopped; the log is {log_path} (check it with: sep2gw log verify {log_path})")
+    return 0
+
+
+async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
+    from sep2gw.cli import main as cli  # the same command a user would run
+
+    workdir: Path = args.workdir.resolve()
+    pki = workdir / "pki"
+    if not (pki / "device.pem").exists():
+        if cli(["certs", "init", str(pki)]) != 0:
+            return 1
+    log_name = f"demo-{time.strftime('%Y%m%dT%H%M%S')}.sep2gw"
+    wall = time.time()
+    clock = SimClock.for_scenario(scenario, wall)
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=1, start_s=clock.now())
+    duration = args.duration if args.duration is not None else scenario.duration_s() + 30
+    print(
+        f"sep2gw demo: scenario {scenario.name!r}, {duration:.0f} s of gateway time at {args.speed:g}x; "
+        f"work folder {workdir}",
+        flush=True,
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        server = SimUtilityServer(scenario, server_material(pki), clock=clock)
+        http_port = await nursery.start(server.serve_tcp)
+        modbus_port = await nursery.start(SimModbusServer(sim, clock=clock.now).serve)
+        text = DEMO_CONFIG.format(
+            http_port=http_port, modbus_port=modbus_port, pin=scenario.server.pin, log=log_name
+        )
+        (workdir / "demo.toml").write_text(text)
+        config = parse_config(text, source=str(workdir / "demo.toml"), base_dir=workdir)
+        print(
+            f"utility server https://127.0.0.1:{http_port}/dcap (mutual TLS), "
+            f"battery modbus://127.0.0.1:{modbus_port}",
+            flush=True,
+        )
+        log_path = config.path(config.log.path)
+        nursery.start_soon(_print_timeline, log_path, Timeline(telemetry_every_s=15), args.quiet)
+        async with Gateway(config):
+            await trio.sleep(duration)
+        await trio.sleep(0.3)  # let the printer catch the last records
+        nursery.cancel_scope.cancel()
+    statuses = {
+        c.mrid: server.response_statuses(c.mrid)
+        for c in scenario.actions
+        if isinstance(c, CreateControl) and c.mrid is not None
+    }
+    print("\nresponses the utility received, per control:")
+    for mrid, codes in statuses.items():
+        print(f"  {mrid}: {codes}")
+    print(f"\nthe log is {log_path}")
+    print(f"  sep2gw log verify {log_path}\n  sep2gw log tail {log_path} -n 40")
+    return 0

@@ -1,0 +1,50 @@
+"""``sep2gw run``: the embedded demo as a user starts it, over real loopback sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from events.control_events import ControlStarted, LimitsInForceChanged
+from events.hardware_events import LimitsApplied
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from sep2gw.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_demo_runs_end_to_end_over_loopback(tmp_path: Path) -> None:
+    # 150 s of demo time at 50x: registration, the first control's start, a verified battery write.
+    proc = subprocess.run(
+        [sys.executable, "-m", "sep2gw", "run", "--speed", "50", "--duration", "150", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "utility server https://127.0.0.1:" in out and "(mutual TLS)" in out
+    assert "registration: mirror done" in out
+    assert "control 000000A1 STARTED" in out
+    assert "response 2 for 000000A1 acknowledged (HTTP 201)" in out
+    (log,) = tmp_path.glob("demo-*.sep2gw")
+    with SqliteEventStore(log, CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+        events = [r.event for r in store.read()]
+    assert any(isinstance(e, ControlStarted) for e in events)
+    assert any(isinstance(e, LimitsInForceChanged) and e.settings.export_limit_w == 1500 for e in events)
+    assert any(isinstance(e, LimitsApplied) and e.settings.export_limit_w == 1500 for e in events)
+
+
+def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "--speed", "0", "--workdir", str(tmp_path)]) == 2
+    assert "--speed must be a positive number" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: cannot read the file" in capsys.readouterr().err
+    assert main(["run", "--config", str(tmp_path / "x.toml"), "--speed", "5"]) == 2
+    assert "for the demo" in capsys.readouterr().err
