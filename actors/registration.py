@@ -376,10 +376,10 @@ class RegistrationActor:
             now = self._clock.server_time()
             due = self.polls.due_polls(now)
             if not due:
-                deadline = self.polls.next_deadline()
-                await self._clock.sleep_until_server_time(
-                    deadline if deadline is not None else now + DEFAULT_POLL_S
-                )
+                # Only the polls are ours: the post schedule in the same fold is the mirror's.
+                polls = self.polls.state.polls
+                deadline = min((e.next_s for e in polls.values()), default=now + DEFAULT_POLL_S)
+                await self._clock.sleep_until_server_time(deadline)
                 continue
             for resource in due:
                 try:
@@ -422,7 +422,16 @@ class RegistrationActor:
             del self._found.programs[gone]
         self._found.program_lists = lists
         for list_href in sorted(set(lists.values())):
-            events += await self._poll_program_list(list_href, announce=False)
+            key = f"derp:{list_href}"
+            entry = self.polls.state.polls.get(key)
+            if entry is None:
+                # First sight of this list: fetch it now; its own polls follow at its pollRate.
+                events += await self._poll_program_list(list_href, announce=False)
+            elif entry.next_s <= now:
+                events += await self._poll_program_list(list_href, announce=False)
+                events += self.polls.polled(key, now)
+            # else: fetched recently (before a restart or a re-walk); its own poll comes when due,
+            # and the controls actor still holds what it had (folded from the log).
         await self._announce_programs()
         return events
 
@@ -463,6 +472,10 @@ class RegistrationActor:
         return events
 
     async def _announce_programs(self) -> None:
+        """The programs of every list our FSAs reference; only once every list has been read, so a
+        partial view never makes the controls actor drop a program (§4 rule 4)."""
+        if not set(self._found.program_lists.values()) <= set(self._found.programs):
+            return
         every = {p.program_id: p for ps in self._found.programs.values() for p in ps}
         await self._to_controls.send(ProgramsSeen(programs=tuple(every[k] for k in sorted(every))))
 

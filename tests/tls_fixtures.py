@@ -35,12 +35,18 @@ def write_pki(directory: Path, *, key_password: bytes | None = None) -> PkiFiles
         return str(path)
 
     ca = put("ca.pem", chain_pem([pki.serca.certificate]))
-    device = TlsMaterial(put("device.pem", chain_pem(pki.device_chain())),
-                         put("device.key", private_key_pem(pki.device.key, key_password)), ca,
-                         key_password)
-    server = TlsMaterial(put("server.pem", chain_pem(pki.server_chain())),
-                         put("server.key", private_key_pem(pki.server.key, key_password)), ca,
-                         key_password)
+    device = TlsMaterial(
+        put("device.pem", chain_pem(pki.device_chain())),
+        put("device.key", private_key_pem(pki.device.key, key_password)),
+        ca,
+        key_password,
+    )
+    server = TlsMaterial(
+        put("server.pem", chain_pem(pki.server_chain())),
+        put("server.key", private_key_pem(pki.server.key, key_password)),
+        ca,
+        key_password,
+    )
     return PkiFiles(pki, directory, ca, device, server)
 
 
@@ -54,8 +60,9 @@ class MemoryPair:
     to_server: bytes
 
 
-def memory_handshake(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext,
-                     session: ssl.SSLSession | None = None) -> MemoryPair:
+def memory_handshake(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> MemoryPair:
     """Drive both handshakes by moving bytes between memory BIOs until both finish or fail."""
     c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
     client = client_ctx.wrap_bio(c_in, c_out, server_side=False)
@@ -85,9 +92,12 @@ def memory_handshake(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext,
         if moved_back:
             to_client += moved_back
             c_in.write(moved_back)
-        if not moved and not moved_back and (
-            all(done.values()) or any(e is not None for e in errors.values())
+        if (
+            not moved
+            and not moved_back
+            and (all(done.values()) or any(e is not None for e in errors.values()))
         ):
             break
-    return MemoryPair(client, server, errors["client"], errors["server"], bytes(to_client),
-                      bytes(to_server))
+    return MemoryPair(
+        client, server, errors["client"], errors["server"], bytes(to_client), bytes(to_server)
+    )

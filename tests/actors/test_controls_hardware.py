@@ -204,7 +204,9 @@ async def test_a_restart_mid_event_reapplies_from_the_log_without_new_responses(
     assert store.verify().ok
 
 
-async def test_a_backwards_clock_step_does_not_stop_telemetry(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_backwards_clock_step_does_not_stop_telemetry(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     store = MemoryEventStore(CATALOGUE)
     clock = Clock(wall_at_start=NOON)
     sim = SimBattery(BatteryParams(), SiteParams(), seed=3, start_s=NOON)

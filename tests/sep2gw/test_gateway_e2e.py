@@ -3,6 +3,7 @@ autojump clock: discovery → controls → responses → telemetry, over mutual 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,16 @@ from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
 from actors.pipe import pipe_connector, pipe_listener
-from events.control_events import LimitsInForceChanged
+from events.control_events import (
+    CommsLost,
+    CommsRestored,
+    ControlCancelled,
+    ControlCompleted,
+    ControlStarted,
+    ControlSuperseded,
+    LimitsInForceChanged,
+)
+from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted
 from events.registry import CATALOGUE
@@ -24,7 +34,14 @@ from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
-from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, demo_scenario, server_material
+from sep2gw.simserver import (
+    Scenario,
+    SimClock,
+    SimUtilityServer,
+    demo_scenario,
+    parse_scenario,
+    server_material,
+)
 
 EPOCH = 1_764_158_400.0  # 2025-11-26T12:00:00Z
 
@@ -72,6 +89,11 @@ class World:
         self.server: SimUtilityServer | None = None
 
     async def run(self, seconds: float) -> None:
+        await self.run_with_restarts(seconds, [])
+
+    async def run_with_restarts(self, seconds: float, stops: list[float]) -> None:
+        """Run the world for ``seconds``; the gateway is stopped at each of ``stops`` (seconds from
+        the start) and started again at once on the same log, while the utility and battery go on."""
         clock = SimClock(EPOCH)
         self.server = server = SimUtilityServer(
             self.scenario, server_material(self.site / "pki"), clock=clock
@@ -82,18 +104,22 @@ class World:
         driver = SunSpecDriver(
             ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))
         )
-        options = GatewayOptions(
-            wall_at_start=EPOCH,
-            seed=7,
-            store=self.store,
-            http_connector=pipe_connector(http_send),
-            hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=60),
-        )
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_pipes, http_accept)
             await nursery.start(modbus.serve_pipes, modbus_accept)
-            async with Gateway(self.config, driver, options=options):
-                await trio.sleep(seconds)
+            for until in [*stops, seconds]:
+                options = GatewayOptions(
+                    wall_at_start=clock.now(),
+                    seed=7,
+                    store=self.store,
+                    http_connector=pipe_connector(http_send),
+                    hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=60),
+                )
+                driver = SunSpecDriver(
+                    ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))
+                )
+                async with Gateway(self.config, driver, options=options):
+                    await clock.sleep_until(EPOCH + until)
             nursery.cancel_scope.cancel()
 
 
@@ -137,3 +163,116 @@ async def test_pin_mismatch_halts_all_traffic(pki: Path, autojump_clock: trio.ab
     assert halted and "PIN mismatch" in halted[0].reason
     after = [q for q in server.requests if q.time > halted[0].at_s]
     assert after == [], f"traffic after the halt: {[(q.method, q.path) for q in after]}"
+
+
+COMMS_LOSS = """
+name = "seven minutes of comms loss"
+
+[server]
+pin = 111115
+poll_rate_s = 30
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 1
+default = { opModExpLimW = 5000 }
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000001"
+program = "network"
+start_s = 240
+duration_s = 300
+modes = { opModExpLimW = 1000 }
+
+[[actions]]
+at_s = 60
+kind = "fail"
+duration_s = 420
+reset = true
+"""
+
+
+async def test_comms_loss_keeps_the_schedule_and_sends_queued_responses_after(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 12: the server is unreachable from 60 s to 480 s; the control starts at
+    240 s anyway, its Response 2 waits for the link, and everything is re-polled on recovery."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(COMMS_LOSS, source="test"), store)
+    with deadline(3600):
+        await world.run(900)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    started = next(e for e in events if isinstance(e, ControlStarted))
+    assert started.at_s == EPOCH + 240  # on the server clock, with the server unreachable
+    lost = next(e for e in events if isinstance(e, CommsLost))
+    restored = next(e for e in events if isinstance(e, CommsRestored))
+    assert EPOCH + 60 <= lost.at_s < started.at_s < EPOCH + 480 <= restored.at_s
+    applied = [
+        e for e in events if isinstance(e, LimitsApplied) and e.settings.export_limit_w == 1000
+    ]
+    assert applied and applied[0].at_s == started.at_s  # the battery was told while offline
+    mrid = "C0000000000000000000000000000001"
+    assert server.response_statuses(mrid) == [1, 2, 3]
+    accepted_2 = next(
+        q for q in server.responses_for(mrid) if q.status == 201 and q.body.status == 2
+    )
+    assert accepted_2.time >= EPOCH + 480  # queued during the outage, sent after it
+    assert server.duplicate_responses() == []
+    assert [
+        q for q in server.requests if q.status == 201 and EPOCH + 60 <= q.time < EPOCH + 480
+    ] == []
+    # Re-polled at once on recovery, never more often than the pollRate otherwise.
+    after = [
+        q.time
+        for q in server.polls_of("/edev/1/fsa/1/derp")
+        if q.status == 200 and q.time >= EPOCH + 480
+    ]
+    assert after and after[0] - (EPOCH + 480) <= 30
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert all(g >= 30 - 1e-6 for g in gaps)
+
+
+async def test_restarts_mid_event_change_no_decision_and_lose_or_repeat_no_response(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A gateway stopped at random instants and started again on its log decides what an
+    uninterrupted gateway decides, and the utility sees every Response exactly once."""
+    scenario = demo_scenario()
+    horizon = scenario.duration_s() + 60
+
+    def decisions(store: EventStore) -> list[tuple[str, str, float]]:
+        kinds = (ControlStarted, ControlCompleted, ControlCancelled, ControlSuperseded)
+        return sorted(
+            (type(r.event).__name__, r.event.mrid, r.event.at_s)
+            for r in store.read()
+            if isinstance(r.event, kinds)
+        )
+
+    reference = MemoryEventStore(CATALOGUE)
+    with deadline(3600):
+        await World(pki, scenario, reference).run(horizon)
+
+    rng = random.Random(2030)
+    for _ in range(3):
+        stops = sorted(rng.uniform(20, horizon - 20) for _ in range(3))
+        store = MemoryEventStore(CATALOGUE)
+        world = World(pki, scenario, store)
+        with deadline(3600):
+            await world.run_with_restarts(horizon, stops)
+        server = world.server
+        assert server is not None
+        assert decisions(store) == decisions(reference), f"stops at {stops}"
+        for m in ("A1", "A2", "B1", "A3"):
+            mrid = f"DE{'0' * 28}{m}"
+            assert (
+                server.response_statuses(mrid)
+                == {"A1": [1, 2, 3], "A2": [1, 2, 7], "B1": [1, 2, 3], "A3": [1, 2, 6]}[m]
+            ), f"{m} with stops at {stops}"
+        assert server.duplicate_responses() == []
+        assert len(server.posts_to("/edev")) == 1  # registered once, found again after restarts
+        assert store.verify().ok

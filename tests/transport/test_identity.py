@@ -110,8 +110,10 @@ def test_pen_is_binary_in_core_and_decimal_digits_in_csip_aus() -> None:
     assert len(make_mrid(0xABC, 37244, CSIP_AUS)) == 32
 
 
-@given(st.integers(min_value=0, max_value=(1 << 96) - 1),
-       st.integers(min_value=0, max_value=99_999_999))
+@given(
+    st.integers(min_value=0, max_value=(1 << 96) - 1),
+    st.integers(min_value=0, max_value=99_999_999),
+)
 def test_pen_round_trips_through_mrid_per_profile(body: int, pen: int) -> None:
     for profile in (CORE_2030_5, CSIP_AUS):
         mrid = make_mrid(body, pen, profile)

@@ -123,11 +123,13 @@ def test_encrypted_key_loads_with_password_only(pki) -> None:  # type: ignore[no
 
 def test_non_p256_key_is_unsupported() -> None:
     rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
     with pytest.raises(UnsupportedKey, match="P-256"):
         load_private_key(rsa_pem)
     p384 = ec.generate_private_key(ec.SECP384R1()).private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
     with pytest.raises(UnsupportedKey, match="P-256"):
         load_private_key(p384)
 
@@ -135,9 +137,16 @@ def test_non_p256_key_is_unsupported() -> None:
 def test_profile_violations_name_each_departure() -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "x")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(NOW)
-            .not_valid_after(NOW + dt.timedelta(days=365)).sign(key, hashes.SHA384()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .sign(key, hashes.SHA384())
+    )
     problems = profile_violations(cert)
     assert "key is not ECDSA P-256" in problems
     assert "signature is not ecdsa-with-SHA256" in problems

@@ -83,19 +83,22 @@ def test_mutual_handshake_negotiates_ccm8_tls12_and_alpn_h2(pki_a: PkiFiles) -> 
     assert pair.client.cipher()[0] == CCM8  # type: ignore[index]
     assert pair.client.selected_alpn_protocol() == "h2"
     assert pair.server.getpeercert(binary_form=True) == certificate_der(
-        pki_a.pki.device.certificate)
+        pki_a.pki.device.certificate
+    )
 
 
 def test_alpn_falls_back_to_http11_when_server_offers_only_it(pki_a: PkiFiles) -> None:
-    pair = memory_handshake(client_context(pki_a.device),
-                            server_context(pki_a.server, alpn=("http/1.1",)))
+    pair = memory_handshake(
+        client_context(pki_a.device), server_context(pki_a.server, alpn=("http/1.1",))
+    )
     assert pair.client.selected_alpn_protocol() == "http/1.1"
 
 
 def test_peer_chain_is_read_from_the_server_flight(pki_a: PkiFiles) -> None:
     pair = memory_handshake(client_context(pki_a.device), server_context(pki_a.server))
-    assert peer_certificates(pair.to_client) == [certificate_der(c)
-                                                 for c in pki_a.pki.server_chain()]
+    assert peer_certificates(pair.to_client) == [
+        certificate_der(c) for c in pki_a.pki.server_chain()
+    ]
     assert peer_certificates(pair.to_server[:10]) == []
 
 
@@ -109,8 +112,11 @@ def test_session_resumption_is_accepted_by_the_server(pki_a: PkiFiles) -> None:
 
 def _classified(pair_error: ssl.SSLError | None, role: str, to_me: bytes) -> object:
     assert pair_error is not None
-    return classify_tls_error(pair_error, role=role,  # type: ignore[arg-type]
-                              peer_hello_seen=to_me[:1] == b"\x16")
+    return classify_tls_error(
+        pair_error,
+        role=role,  # type: ignore[arg-type]
+        peer_hello_seen=to_me[:1] == b"\x16",
+    )
 
 
 def test_server_from_another_ca_is_unknown_ca(pki_a: PkiFiles, pki_b: PkiFiles) -> None:
@@ -137,10 +143,8 @@ def test_missing_client_certificate_is_named(pki_a: PkiFiles) -> None:
     bare.load_verify_locations(pki_a.ca)
     bare.set_ciphers(ccm8_cipher_string())
     pair = memory_handshake(bare, server_context(pki_a.server))
-    assert isinstance(_classified(pair.server_error, "server", pair.to_server),
-                      NoClientCertificate)
-    assert isinstance(_classified(pair.client_error, "client", pair.to_client),
-                      NoClientCertificate)
+    assert isinstance(_classified(pair.server_error, "server", pair.to_server), NoClientCertificate)
+    assert isinstance(_classified(pair.client_error, "client", pair.to_client), NoClientCertificate)
 
 
 def test_no_shared_cipher_is_a_cipher_mismatch(pki_a: PkiFiles) -> None:

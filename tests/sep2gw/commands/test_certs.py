@@ -21,8 +21,9 @@ def _identity(output: str) -> tuple[str, int]:
     return lfdi.group(1), int(sfdi.group(1))
 
 
-def test_certs_init_writes_a_complete_csip_pki(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_certs_init_writes_a_complete_csip_pki(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["certs", "init", str(tmp_path / "pki")]) == 0
     lfdi, sfdi = _identity(capsys.readouterr().out)
     pki = tmp_path / "pki"
@@ -35,8 +36,9 @@ def test_certs_init_writes_a_complete_csip_pki(tmp_path: Path,
         assert profile_violations(cert) == []
     assert (pki / "device.key").stat().st_mode & 0o077 == 0  # keys are private to the owner
     # The written files are directly usable as TLS material.
-    ctx = client_context(TlsMaterial(str(pki / "device.pem"), str(pki / "device.key"),
-                                     str(pki / "ca.pem")))
+    ctx = client_context(
+        TlsMaterial(str(pki / "device.pem"), str(pki / "device.key"), str(pki / "ca.pem"))
+    )
     assert ctx.verify_mode.name == "CERT_REQUIRED"
 
 

@@ -19,21 +19,26 @@ def _identity(output: str) -> tuple[str, int]:
     return lfdi.group(1), int(sfdi.group(1))
 
 
-def test_id_prints_the_same_identity_as_init(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_id_prints_the_same_identity_as_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     main(["certs", "init", str(tmp_path)])
     from_init = _identity(capsys.readouterr().out)
     assert main(["id", str(tmp_path / "device.pem")]) == 0
     assert _identity(capsys.readouterr().out) == from_init
     der_file = tmp_path / "device.der"
-    der_file.write_bytes(x509.load_pem_x509_certificate(
-        (tmp_path / "device.pem").read_bytes()).public_bytes(Encoding.DER))
+    der_file.write_bytes(
+        x509.load_pem_x509_certificate((tmp_path / "device.pem").read_bytes()).public_bytes(
+            Encoding.DER
+        )
+    )
     assert main(["id", str(der_file)]) == 0
     assert _identity(capsys.readouterr().out) == from_init
 
 
-def test_id_of_a_non_certificate_fails_with_reason(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_id_of_a_non_certificate_fails_with_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("hello")
     assert main(["id", str(junk)]) == 2

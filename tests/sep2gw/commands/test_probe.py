@@ -24,9 +24,11 @@ from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, chain_pem
 from transport.tls import CCM8, server_context
 
-DCAP = (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="/dcap" pollRate="300">'
-        b'<TimeLink href="/tm"/><EndDeviceListLink href="/edev" all="1"/>'
-        b'<MirrorUsagePointListLink href="/mup" all="0"/></DeviceCapability>')
+DCAP = (
+    b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="/dcap" pollRate="300">'
+    b'<TimeLink href="/tm"/><EndDeviceListLink href="/edev" all="1"/>'
+    b'<MirrorUsagePointListLink href="/mup" all="0"/></DeviceCapability>'
+)
 
 
 async def _dcap(request: Request, peer: PeerInfo) -> Response:
@@ -49,8 +51,19 @@ async def utility(pki: PkiFiles) -> AsyncIterator[int]:
 
 
 def _args(pki: PkiFiles, port: int, *extra: str) -> list[str]:
-    return ["probe", f"https://127.0.0.1:{port}/", "--cert", pki.device.chain,
-            "--key", pki.device.key, "--ca", pki.ca, "--timeout", "10", *extra]
+    return [
+        "probe",
+        f"https://127.0.0.1:{port}/",
+        "--cert",
+        pki.device.chain,
+        "--key",
+        pki.device.key,
+        "--ca",
+        pki.ca,
+        "--timeout",
+        "10",
+        *extra,
+    ]
 
 
 async def _probe(argv: list[str]) -> int:
@@ -79,8 +92,9 @@ async def test_probe_reports_tls_identity_and_dcap_summary(
     assert "EndDeviceListLink: /edev (all=1)" in out
 
 
-async def test_probe_http1_flag_limits_alpn(pki_a: PkiFiles,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+async def test_probe_http1_flag_limits_alpn(
+    pki_a: PkiFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
     with trio.fail_after(30):
         async with utility(pki_a) as port:
             assert await _probe(_args(pki_a, port, "--http1")) == 0
@@ -98,8 +112,9 @@ async def test_probe_fails_with_reason_on_untrusted_server(
     assert "link failed: UnknownCA" in capsys.readouterr().err
 
 
-async def test_probe_non_dcap_answer_exits_3(pki_a: PkiFiles,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+async def test_probe_non_dcap_answer_exits_3(
+    pki_a: PkiFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
     with trio.fail_after(30):
         async with utility(pki_a) as port:
             missing = await _probe(_args(pki_a, port, "--dcap", "/nowhere"))
@@ -123,10 +138,15 @@ async def test_probe_warns_about_a_device_certificate_outside_the_profile(
     # Re-issue the device certificate with a 30-year lifetime (CSIP wants 9999-12-31).
     pki = pki_a.pki
     device = pki.device.certificate
-    short = (x509.CertificateBuilder().subject_name(device.subject)
-             .issuer_name(pki.mica.certificate.subject).public_key(device.public_key())
-             .serial_number(device.serial_number).not_valid_before(device.not_valid_before_utc)
-             .not_valid_after(device.not_valid_before_utc + dt.timedelta(days=30 * 365)))
+    short = (
+        x509.CertificateBuilder()
+        .subject_name(device.subject)
+        .issuer_name(pki.mica.certificate.subject)
+        .public_key(device.public_key())
+        .serial_number(device.serial_number)
+        .not_valid_before(device.not_valid_before_utc)
+        .not_valid_after(device.not_valid_before_utc + dt.timedelta(days=30 * 365))
+    )
     for extension in device.extensions:
         short = short.add_extension(extension.value, extension.critical)
     cert = short.sign(pki.mica.key, hashes.SHA256())

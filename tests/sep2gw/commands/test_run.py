@@ -19,7 +19,18 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_demo_runs_end_to_end_over_loopback(tmp_path: Path) -> None:
     # 150 s of demo time at 50x: registration, the first control's start, a verified battery write.
     proc = subprocess.run(
-        [sys.executable, "-m", "sep2gw", "run", "--speed", "50", "--duration", "150", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "sep2gw",
+            "run",
+            "--speed",
+            "50",
+            "--duration",
+            "150",
+            "--workdir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -37,7 +48,9 @@ def test_demo_runs_end_to_end_over_loopback(tmp_path: Path) -> None:
         assert store.verify().ok
         events = [r.event for r in store.read()]
     assert any(isinstance(e, ControlStarted) for e in events)
-    assert any(isinstance(e, LimitsInForceChanged) and e.settings.export_limit_w == 1500 for e in events)
+    assert any(
+        isinstance(e, LimitsInForceChanged) and e.settings.export_limit_w == 1500 for e in events
+    )
     assert any(isinstance(e, LimitsApplied) and e.settings.export_limit_w == 1500 for e in events)
 
 

@@ -8,8 +8,9 @@ from transport.http.session import ClientSession, ServerSession
 __all__ = ["exchange", "pump"]
 
 
-def pump(client: ClientSession, server: ServerSession) -> tuple[list[SessionEvent],
-                                                                 list[SessionEvent]]:
+def pump(
+    client: ClientSession, server: ServerSession
+) -> tuple[list[SessionEvent], list[SessionEvent]]:
     """Move bytes both ways until quiet; returns (client events, server events)."""
     client_events: list[SessionEvent] = []
     server_events: list[SessionEvent] = []

@@ -56,7 +56,8 @@ def test_http11_connection_close_response_ends_reuse() -> None:
     client = H11ClientSession(max_response_bytes=LIMIT)
     client.send_request(Request("GET", "/"), authority="h")
     events = client.receive_data(
-        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+    )
     assert isinstance(events[0], ResponseComplete) and events[0].response.body == b"ok"
     assert not client.can_send_request
 
@@ -71,7 +72,8 @@ def test_http11_second_request_while_busy_is_a_local_error() -> None:
 def test_http11_server_answers_pipelined_requests_in_order() -> None:
     server = H11ServerSession(max_request_bytes=LIMIT)
     events = server.receive_data(
-        b"GET /a HTTP/1.1\r\nhost: h\r\n\r\nGET /b HTTP/1.1\r\nhost: h\r\n\r\n")
+        b"GET /a HTTP/1.1\r\nhost: h\r\n\r\nGET /b HTTP/1.1\r\nhost: h\r\n\r\n"
+    )
     assert [e.request.target for e in events if isinstance(e, RequestComplete)] == ["/a"]
     more = server.send_response(events[0].stream_id, Response(200))  # type: ignore[union-attr]
     assert [e.request.target for e in more if isinstance(e, RequestComplete)] == ["/b"]

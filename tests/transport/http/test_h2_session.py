@@ -78,8 +78,9 @@ def test_h2_stream_reset_by_server_fails_only_that_stream() -> None:
 def test_h2_outbound_names_are_lowercased_and_connection_fields_dropped() -> None:
     client = H2ClientSession(max_response_bytes=LIMIT)
     server = H2ServerSession(max_request_bytes=LIMIT)
-    client.send_request(Request("GET", "/", (("Accept", SEP_XML), ("Connection", "keep-alive"))),
-                        authority="h")
+    client.send_request(
+        Request("GET", "/", (("Accept", SEP_XML), ("Connection", "keep-alive"))), authority="h"
+    )
     _, events = pump(client, server)
     (event,) = events
     assert isinstance(event, RequestComplete)
@@ -87,8 +88,9 @@ def test_h2_outbound_names_are_lowercased_and_connection_fields_dropped() -> Non
     assert event.request.header("connection") is None
 
 
-@pytest.mark.parametrize("field", [("x-a", "1\r\nx-b: 2"), ("bad name", "v"), (":path", "/x"),
-                                   ("x-nul", "a\x00b")])
+@pytest.mark.parametrize(
+    "field", [("x-a", "1\r\nx-b: 2"), ("bad name", "v"), (":path", "/x"), ("x-nul", "a\x00b")]
+)
 def test_h2_unsendable_header_is_a_local_error_not_sent(field: tuple[str, str]) -> None:
     client = H2ClientSession(max_response_bytes=LIMIT)
     with pytest.raises(LocalProtocolError, match="not sendable"):

@@ -25,7 +25,10 @@ def test_template_binds_parameters_and_query() -> None:
     match = _router().resolve("put", "/edev/7?s=0&l=10")
     assert isinstance(match, Match)
     assert (match.handler, dict(match.params), dict(match.query)) == (
-        "edev-put", {"id": "7"}, {"s": "0", "l": "10"})
+        "edev-put",
+        {"id": "7"},
+        {"s": "0", "l": "10"},
+    )
 
 
 def test_literal_route_wins_over_template() -> None:

@@ -24,8 +24,11 @@ LIMIT = 4096
 
 
 def _echo(request: Request) -> Response:
-    return Response(201 if request.method == "POST" else 200,
-                    (("content-type", SEP_XML), ("location", "/edev/3")), request.body[::-1])
+    return Response(
+        201 if request.method == "POST" else 200,
+        (("content-type", SEP_XML), ("location", "/edev/3")),
+        request.body[::-1],
+    )
 
 
 @pytest.mark.parametrize("alpn", PROTOCOLS)
@@ -51,7 +54,10 @@ def test_server_sees_method_target_host_and_body(alpn: str) -> None:
     (event,) = server_events
     assert isinstance(event, RequestComplete)
     assert (event.request.method, event.request.target, event.request.body) == (
-        "PUT", "/der/1/dera?x=1", b"abc")
+        "PUT",
+        "/der/1/dera?x=1",
+        b"abc",
+    )
     assert event.request.header("host") == "h:1"
 
 
@@ -83,14 +89,18 @@ def test_oversized_request_is_refused_by_the_server(alpn: str) -> None:
     server = new_server_session(alpn, max_request_bytes=10)
     client.send_request(Request("POST", "/mup", (), b"y" * 100), authority="h")
     _, server_events = pump(client, server)
-    assert any(isinstance(e, StreamFailed) and isinstance(e.error, BodyTooLarge)
-               for e in server_events)
+    assert any(
+        isinstance(e, StreamFailed) and isinstance(e.error, BodyTooLarge) for e in server_events
+    )
     assert not any(isinstance(e, RequestComplete) for e in server_events)
 
 
 @settings(max_examples=40)
-@given(alpn=st.sampled_from(PROTOCOLS), body=st.binary(max_size=3000),
-       cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+@given(
+    alpn=st.sampled_from(PROTOCOLS),
+    body=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12),
+)
 def test_response_is_the_same_however_the_bytes_are_split(
     alpn: str, body: bytes, cuts: list[int]
 ) -> None:
