@@ -1,0 +1,126 @@
+"""Memory and start-up of a running gateway (issue 7 targets: RSS <= 60 MB, import <= 0.5 s).
+
+The gateway runs in a process of its own (``sep2gw run --config``) against the simulated utility
+server and battery in two other processes, over loopback mutual TLS and Modbus TCP, so the figure is
+the gateway's alone. RSS is sampled once a second; the steady state is the median of the last ten
+samples. Import time is the best of five fresh interpreters importing what ``sep2gw run`` imports.
+
+    python3 benchmarks/footprint.py [--seconds 40]
+    → last line: {"rss_mb": ..., "import_s": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CONFIG = """
+[server]
+url = "https://127.0.0.1:{http}"
+pin = 111115
+[tls]
+certificate = "pki/device.pem"
+key = "pki/device.key"
+ca = "pki/ca.pem"
+[battery]
+driver = "sunspec"
+host = "127.0.0.1"
+port = {modbus}
+[log]
+path = "site.sep2gw"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def sep2gw(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "sep2gw", *args], env=ENV, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+
+
+def import_time() -> float:
+    code = "import time; t = time.perf_counter(); import sep2gw.cli, sep2gw.gateway; print(time.perf_counter() - t)"
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code],
+                env=ENV,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for _ in range(5)
+    ]
+    return min(runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sep2gw-footprint-") as tmp:
+        work = Path(tmp)
+        subprocess.run(
+            [sys.executable, "-m", "sep2gw", "certs", "init", str(work / "pki")],
+            env=ENV,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        http, modbus = free_port(), free_port()
+        (work / "site.toml").write_text(CONFIG.format(http=http, modbus=modbus))
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        server = sep2gw(
+            "sim-server", "--port", str(http), "--pki", str(work / "pki"), "--quiet", **quiet
+        )
+        battery = sep2gw("sim-battery", "--port", str(modbus), **quiet)
+        time.sleep(2)
+        gateway = sep2gw("run", "--config", str(work / "site.toml"), "--quiet", **quiet)
+        samples: list[float] = []
+        try:
+            for _ in range(args.seconds):
+                time.sleep(1)
+                if gateway.poll() is not None:
+                    raise RuntimeError(f"the gateway exited with {gateway.returncode}")
+                samples.append(rss_mb(gateway.pid))
+        finally:
+            for proc in (gateway, server, battery):
+                proc.terminate()
+            for proc in (gateway, server, battery):
+                proc.wait(timeout=20)
+        steady = statistics.median(samples[-10:])
+        print(
+            f"gateway RSS: first {samples[0]:.1f} MB, peak {max(samples):.1f} MB, steady {steady:.1f} MB"
+        )
+    imported = import_time()
+    print(f"import sep2gw.cli + sep2gw.gateway: {imported:.3f} s (best of 5)")
+    print(json.dumps({"rss_mb": round(steady, 1), "import_s": round(imported, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
