@@ -12,7 +12,6 @@ received and what the log recorded.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import itertools
 from collections.abc import Iterator
