@@ -165,11 +165,10 @@ def run_world(
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
     """
-    # trio shuffles tasks that wake together with this generator: seed it for a reproducible run.
-    trio._core._run._r.seed(seed)
     duration = seconds if seconds is not None else scenario.duration_s() + 60
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    result: WorldResult = trio.run(_run, scenario, seed, duration, site, clock=clock)
+    with _deterministic_trio(seed):
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        result: WorldResult = trio.run(_run, scenario, seed, duration, site, clock=clock)
     return result
 
 
