@@ -16,29 +16,22 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
-import trio.testing
 
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
 from sep2gw.gateway import Gateway
-from sep2gw.sim import BatteryParams, SimBattery, SiteParams
-from sep2gw.sim.modbus_server import SimModbusServer
-from sep2gw.simserver import (
-    CreateControl,
-    Scenario,
-    ScenarioError,
-    SimClock,
-    SimUtilityServer,
-    demo_scenario,
-    load_scenario,
-    server_material,
-)
 from sep2gw.timeline import Timeline
+
+if TYPE_CHECKING:
+    from sep2gw.simserver import Scenario
+
+# The demo's simulators, scenario and mock clock (trio.testing) are imported by the demo alone:
+# `sep2gw run --config` carries none of them (start-up and memory budget, issue #7 scope 11).
 
 __all__ = ["register"]
 
@@ -110,10 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.config is not None:
             config = load_config(args.config)
             return trio.run(_run_configured, config, args)
-        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
-        # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
-        return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
-    except (ConfigError, ScenarioError) as exc:
+        return _start_demo(args)
+    except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
         return 2
     except EventLogError as exc:
@@ -121,6 +112,20 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _start_demo(args: argparse.Namespace) -> int:
+    import trio.testing
+
+    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
+        return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
+    except ScenarioError as exc:
+        print(f"sep2gw run: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _stop_on_signals(cancel: trio.CancelScope) -> None:
@@ -175,6 +180,9 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
 
 async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
     from sep2gw.cli import main as cli  # the same command a user would run
+    from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+    from sep2gw.sim.modbus_server import SimModbusServer
+    from sep2gw.simserver import CreateControl, SimClock, SimUtilityServer, server_material
 
     workdir: Path = args.workdir.resolve()
     pki = workdir / "pki"
