@@ -92,9 +92,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--loop",
         choices=("asyncio", "trio"),
-        default="asyncio",
-        help="event loop of a --config run (default asyncio: the production embedding's loop, "
-        "already loaded by pymodbus, so trio's ~5 MB stay out; the demo always runs on trio)",
+        help="event loop of a --config run (default asyncio; the demo runs on trio)",
     )
     parser.set_defaults(handler=_run)
 
@@ -106,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is not None and (args.scenario or args.speed is not None):
         print("sep2gw run: --scenario and --speed are for the demo (no --config)", file=sys.stderr)
         return 2
+    if args.config is None and args.loop is not None:
+        print("sep2gw run: --loop is for --config runs (the demo runs on trio)", file=sys.stderr)
+        return 2
     if args.speed is None:
         args.speed = DEMO_SPEED
     if args.speed <= 0 or not math.isfinite(args.speed):
@@ -114,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.config is not None:
             config = load_config(args.config)
-            return anyio.run(_run_configured, config, args, backend=args.loop)
+            return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
         return _start_demo(args)
     except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)

@@ -122,3 +122,8 @@ def test_an_unknown_loop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--config", "site.toml", "--loop", "uvloop"])
     assert exit_.value.code == 2
     assert "--loop" in capsys.readouterr().err
+
+
+def test_the_loop_is_refused_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--loop", "asyncio"]) == 2
+    assert "--loop is for --config runs" in capsys.readouterr().err
