@@ -1,32 +1,76 @@
 """The ``sep2gw`` command line. Each command group lives in its own module under ``sep2gw.commands``
-and contributes ``register(subparsers)``; this module only assembles them."""
+and contributes ``register(subparsers)``; this module only assembles them.
+
+Only the module of the command being run is imported (``sep2gw.commands.COMMANDS`` gives the others'
+names and helps for ``--help``): start-up time and resident memory of ``sep2gw run`` are budgeted
+(issue #7, scope 11), and the tools and simulators weigh more than the gateway itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sep2gw import __version__
-from sep2gw.commands import COMMAND_MODULES
+from sep2gw.commands import COMMANDS, load
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "command_of", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Only:
+    """The subparsers action as seen by one module's ``register``: only ``name`` is really added.
+
+    A module may register several commands (``battery``: ``sim-battery`` and ``modbus``); the
+    others stay the light placeholders ``build_parser`` adds, so ``--help`` keeps the table's order.
+    """
+
+    def __init__(self, commands: Any, name: str) -> None:
+        self._commands = commands
+        self._name = name
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name == self._name:
+            parser: argparse.ArgumentParser = self._commands.add_parser(name, **kwargs)
+            return parser
+        return argparse.ArgumentParser(prog=name, add_help=False)  # discarded
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv``: its first token that is not an option.
+
+    The top-level parser only has flags that take no value (``-h``, ``--version``), so this is the
+    token argparse itself takes as the command.
+    """
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``sep2gw``, complete for ``command`` (every command when ``None``).
+
+    The other commands get placeholders carrying their name and help only, so that ``--help`` and
+    the error for an unknown command list them all without importing their modules.
+    """
     parser = argparse.ArgumentParser(
         prog="sep2gw",
         description="IEEE 2030.5 DER client for battery gateways, with a replayable event log.",
     )
     parser.add_argument("--version", action="version", version=f"sep2gw {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        module.register(commands)
+    for name, (module, help_) in COMMANDS.items():
+        if command is None or name == command:
+            load(module).register(_Only(commands, name))
+        else:
+            commands.add_parser(name, help=help_, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    command = command_of(argv)
+    parser = build_parser(command if command in COMMANDS else "")
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

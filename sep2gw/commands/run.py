@@ -6,6 +6,10 @@ embedded demo: a demo PKI, the simulated utility server (real IEEE 2030.5 over m
 loopback) with a short schedule — a normal control, one superseded, one cancelled — and the
 simulated battery's SunSpec Modbus TCP server on loopback, with the gateway between them, printing
 a live timeline. ``--speed`` runs the demo's clock faster than real time.
+
+A ``--config`` run goes through anyio on asyncio by default (``--loop trio`` for trio): asyncio is
+the production embedding's loop and is loaded anyway (pymodbus imports it), so trio's modules (~5 MB
+resident) stay out of a running gateway (issue #7 scope 11). The demo needs trio's mock clock.
 """
 
 from __future__ import annotations
@@ -16,29 +20,23 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
-import trio.testing
+import anyio
 
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
 from sep2gw.gateway import Gateway
-from sep2gw.sim import BatteryParams, SimBattery, SiteParams
-from sep2gw.sim.modbus_server import SimModbusServer
-from sep2gw.simserver import (
-    CreateControl,
-    Scenario,
-    ScenarioError,
-    SimClock,
-    SimUtilityServer,
-    demo_scenario,
-    load_scenario,
-    server_material,
-)
-from sep2gw.timeline import Timeline
+
+if TYPE_CHECKING:
+    from sep2gw.simserver import Scenario
+    from sep2gw.timeline import Timeline
+
+# The demo's simulators, scenario and mock clock (trio, trio.testing) are imported by the demo
+# alone, the timeline only when printed: `sep2gw run --config … --quiet` carries none of them
+# (start-up and memory budget, issue #7 scope 11).
 
 __all__ = ["register"]
 
@@ -91,6 +89,11 @@ def register(commands: Any) -> None:
         "--scenario", type=Path, help="demo only: a scenario file instead of the built-in one"
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the timeline")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "trio"),
+        help="event loop of a --config run (default asyncio; the demo runs on trio)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -101,6 +104,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is not None and (args.scenario or args.speed is not None):
         print("sep2gw run: --scenario and --speed are for the demo (no --config)", file=sys.stderr)
         return 2
+    if args.config is None and args.loop is not None:
+        print("sep2gw run: --loop is for --config runs (the demo runs on trio)", file=sys.stderr)
+        return 2
     if args.speed is None:
         args.speed = DEMO_SPEED
     if args.speed <= 0 or not math.isfinite(args.speed):
@@ -109,11 +115,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.config is not None:
             config = load_config(args.config)
-            return trio.run(_run_configured, config, args)
-        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
-        # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
-        return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
-    except (ConfigError, ScenarioError) as exc:
+            return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
+        return _start_demo(args)
+    except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
         return 2
     except EventLogError as exc:
@@ -123,11 +127,32 @@ def _run(args: argparse.Namespace) -> int:
         return 130
 
 
-async def _stop_on_signals(cancel: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+def _start_demo(args: argparse.Namespace) -> int:
+    import trio
+    import trio.testing
+
+    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
+        return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
+    except ScenarioError as exc:
+        print(f"sep2gw run: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _stop_on_signals(cancel: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             cancel.cancel()
             return
+
+
+def _timeline(telemetry_every_s: float = 60.0) -> Timeline:
+    from sep2gw.timeline import Timeline
+
+    return Timeline(telemetry_every_s=telemetry_every_s)
 
 
 async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
@@ -136,7 +161,7 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
     reader: SqliteEventStore | None = None
     try:
         while True:
-            if reader is None and await trio.Path(path).exists():
+            if reader is None and await anyio.Path(path).exists():
                 reader = SqliteEventStore(path, CATALOGUE, readonly=True)
             if reader is not None:
                 for record in reader.read(after + 1):
@@ -144,7 +169,7 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
                     line = timeline.line(record)
                     if line and not quiet:
                         print(line, flush=True)
-            await trio.sleep(0.25)
+            await anyio.sleep(0.25)
     finally:
         if reader is not None:
             for record in reader.read(after + 1):  # what arrived since the last poll
@@ -160,14 +185,15 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
         f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
         flush=True,
     )
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
-        nursery.start_soon(_print_timeline, log_path, Timeline(), args.quiet)
+        if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
+            nursery.start_soon(_print_timeline, log_path, _timeline(), args.quiet)
         async with Gateway(config):
             if args.duration is not None:
-                await trio.sleep(args.duration)
+                await anyio.sleep(args.duration)
             else:
-                await trio.sleep_forever()
+                await anyio.sleep_forever()
         nursery.cancel_scope.cancel()
     print(f"sep2gw: stopped; the log is {log_path} (check it with: sep2gw log verify {log_path})")
     return 0
@@ -175,6 +201,9 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
 
 async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
     from sep2gw.cli import main as cli  # the same command a user would run
+    from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+    from sep2gw.sim.modbus_server import SimModbusServer
+    from sep2gw.simserver import CreateControl, SimClock, SimUtilityServer, server_material
 
     workdir: Path = args.workdir.resolve()
     pki = workdir / "pki"
@@ -191,7 +220,7 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         f"work folder {workdir}",
         flush=True,
     )
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
         server = SimUtilityServer(scenario, server_material(pki), clock=clock)
         http_port = await nursery.start(server.serve_tcp)
@@ -207,10 +236,13 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
             flush=True,
         )
         log_path = config.path(config.log.path)
-        nursery.start_soon(_print_timeline, log_path, Timeline(telemetry_every_s=15), args.quiet)
+        if not args.quiet:
+            nursery.start_soon(
+                _print_timeline, log_path, _timeline(telemetry_every_s=15), args.quiet
+            )
         async with Gateway(config):
-            await trio.sleep(duration)
-        await trio.sleep(0.3)  # let the printer catch the last records
+            await anyio.sleep(duration)
+        await anyio.sleep(0.3)  # let the printer catch the last records
         nursery.cancel_scope.cancel()
     statuses = {
         c.mrid: server.response_statuses(c.mrid)

@@ -615,7 +615,10 @@ def _hex_even(value: int) -> str:
     return digits if len(digits) % 2 == 0 else "0" + digits
 
 
+# type name -> its generated serialiser. Filled on first use (:func:`_encoder`): generating all of
+# them at import cost ~50 ms and ~1 MB for types a gateway never writes (issue #7 scope 11).
 _ENCODERS: dict[str, _Encoder] = {}
+_ENCODERS_LOCK: Final = threading.Lock()
 
 # Integer simple types -> (min, max), read from the Annotated aliases in ``resources`` (the bounds
 # decoding enforces), so encoding can never write what decoding would refuse.
@@ -793,11 +796,23 @@ def _enc_any_resource(value: msgspec.Struct, a: _Append, tag: str) -> None:
     if type_name is None:
         raise TypeError(f"{type(value).__name__} is not a 2030.5 resource")
     extra = "" if type_name == "Resource" else f' xmlns:xsi="{_XSI_NS}" xsi:type="{type_name}"'
-    _ENCODERS[type_name](value, a, tag, extra)
+    encoder = _ENCODERS.get(type_name)
+    if encoder is None:
+        encoder = _encoder(type_name)
+    encoder(value, a, tag, extra)
 
 
-for _name in TYPES:
-    _ENCODERS[_name] = _compile_encoder(_name)
+def _encoder(type_name: str) -> _Encoder:
+    """The serialiser of ``type_name``, generated once on first use and then cached.
+
+    Callers look in ``_ENCODERS`` first (a dict hit is the hot path); the lock only guards the
+    generation, so two threads encoding a new type at once generate it once.
+    """
+    with _ENCODERS_LOCK:
+        encoder = _ENCODERS.get(type_name)
+        if encoder is None:
+            encoder = _ENCODERS[type_name] = _compile_encoder(type_name)
+        return encoder
 
 
 def encode(obj: msgspec.Struct, *, csipaus_ns: str = CSIPAUS_NS) -> bytes:
@@ -816,8 +831,11 @@ def encode(obj: msgspec.Struct, *, csipaus_ns: str = CSIPAUS_NS) -> bytes:
         extra += f' xmlns:csipaus="{csipaus_ns}"'
     parts: list[str] = []
     tag = elem if ns == "sep" else "csipaus:" + elem
+    encoder = _ENCODERS.get(type_name)
+    if encoder is None:
+        encoder = _encoder(type_name)
     try:
-        _ENCODERS[type_name](obj, parts.append, tag, extra)
+        encoder(obj, parts.append, tag, extra)
     except (ValueError, TypeError, AttributeError) as exc:
         raise Sep2EncodeError("/" + elem, str(exc)) from None
     return "".join(parts).encode()

@@ -1,15 +1,20 @@
-"""``sep2gw run``: the embedded demo as a user starts it, over real loopback sockets."""
+"""``sep2gw run``: the embedded demo as a user starts it, over real loopback sockets; a configured
+run on either event loop."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from events.control_events import ControlStarted, LimitsInForceChanged
 from events.hardware_events import LimitsApplied
 from events.registry import CATALOGUE
+from events.runtime_events import GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
 from sep2gw.cli import main
 
@@ -61,3 +66,64 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path, capsys) -> None
     assert "nope.toml: cannot read the file" in capsys.readouterr().err
     assert main(["run", "--config", str(tmp_path / "x.toml"), "--speed", "5"]) == 2
     assert "for the demo" in capsys.readouterr().err
+
+
+UNREACHABLE_SITE = """
+[server]
+url = "https://127.0.0.1:{port}"
+pin = 111115
+[tls]
+certificate = "pki/device.pem"
+key = "pki/device.key"
+ca = "pki/ca.pem"
+[battery]
+driver = "sunspec"
+host = "127.0.0.1"
+port = {port}
+[log]
+path = "site.sep2gw"
+"""
+
+
+@pytest.mark.parametrize(("loop", "trio_loaded"), [("asyncio", False), ("trio", True)])
+def test_a_configured_run_works_on_either_loop_and_asyncio_leaves_trio_out(
+    tmp_path: Path, loop: str, trio_loaded: bool
+) -> None:
+    # Nothing listens on the port: the gateway starts, backs off, stops after --duration, and the
+    # log records the start and the stop. On asyncio (the default) trio is never imported.
+    with socket.socket() as s:  # a port that was free a moment ago and is closed now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["certs", "init", str(tmp_path / "pki")]) == 0
+    (tmp_path / "site.toml").write_text(UNREACHABLE_SITE.format(port=port))
+    argv = ["run", "--config", str(tmp_path / "site.toml"), "--duration", "0.2", "--quiet"]
+    if loop != "asyncio":
+        argv += ["--loop", loop]
+    code = f"import sys\nfrom sep2gw.cli import main\nprint(main({argv!r}), 'trio' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["0", str(trio_loaded)]
+    with SqliteEventStore(tmp_path / "site.sep2gw", CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+        events = [r.event for r in store.read()]
+    assert isinstance(events[0], GatewayStarted)
+    assert isinstance(events[-1], GatewayStopped)
+
+
+def test_an_unknown_loop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--config", "site.toml", "--loop", "uvloop"])
+    assert exit_.value.code == 2
+    assert "--loop" in capsys.readouterr().err
+
+
+def test_the_loop_is_refused_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--loop", "asyncio"]) == 2
+    assert "--loop is for --config runs" in capsys.readouterr().err

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -391,3 +396,59 @@ def test_the_hex_cache_stays_bounded_under_many_distinct_values() -> None:
     for i in range(codec._HEX_CACHE_MAX + 500):
         assert codec._hex_hook(HexBinary128, f"{i:X}") == i
     assert len(codec._HEX_CACHE) <= codec._HEX_CACHE_MAX
+
+
+def test_serialisers_are_generated_on_first_use_not_at_import() -> None:
+    # Start-up budget (issue #7 scope 11): importing the codec generates no serialiser.
+    code = (
+        "from transport.sep2 import codec, resources as r\n"
+        "before = sorted(codec._ENCODERS)\n"
+        "codec.encode(r.Time(currentTime=1, dstEndTime=0, dstOffset=0, dstStartTime=0,"
+        " quality=7, tzOffset=0))\n"
+        "print(before, sorted(codec._ENCODERS))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.split() == ["[]", "['Time']"]
+
+
+def test_a_serialiser_is_generated_once_when_threads_race_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(codec, "_ENCODERS", {})
+    generate = codec._compile_encoder
+    calls: list[str] = []
+    second = threading.Event()
+
+    def slow_generate(type_name: str) -> Any:
+        calls.append(type_name)
+        if len(calls) > 1:
+            second.set()
+        else:  # hold the first generation open long enough for an unguarded rival to start
+            second.wait(timeout=0.2)
+        return generate(type_name)
+
+    monkeypatch.setattr(codec, "_compile_encoder", slow_generate)
+    edev = r.EndDevice(href="/edev/1", sFDI=1, lFDI=2, changedTime=0)
+    start = threading.Barrier(8)
+    outputs: list[bytes] = []
+
+    def encode() -> None:
+        start.wait(timeout=10)
+        outputs.append(codec.encode(edev))
+
+    threads = [threading.Thread(target=encode) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert calls == ["EndDevice"]
+    assert len(outputs) == 8 and len(set(outputs)) == 1
