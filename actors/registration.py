@@ -421,30 +421,49 @@ class RegistrationActor:
             # §4 rule 4: a program list no longer referenced takes its programs (and events) with it.
             del self._found.programs[gone]
         self._found.program_lists = lists
+        fetched: list[tuple[str, list[r.DERProgram]]] = []
         for list_href in sorted(set(lists.values())):
             key = f"derp:{list_href}"
             entry = self.polls.state.polls.get(key)
             if entry is None:
                 # First sight of this list: fetch it now; its own polls follow at its pollRate.
-                events += await self._poll_program_list(list_href, announce=False)
+                events += await self._read_program_list(list_href, fetched)
             elif entry.next_s <= now:
-                events += await self._poll_program_list(list_href, announce=False)
+                events += await self._read_program_list(list_href, fetched)
                 events += self.polls.polled(key, now)
             # else: fetched recently (before a restart or a re-walk); its own poll comes when due,
             # and the controls actor still holds what it had (folded from the log).
+        # The programs first: the controls actor ignores a default or controls of a program it
+        # has not been told about (they would only be seen again one pollRate later).
         await self._announce_programs()
+        for list_href, wire_programs in fetched:
+            await self._read_program_contents(list_href, wire_programs)
         return events
 
-    async def _poll_program_list(self, href: str, *, announce: bool = True) -> list[Event]:
+    async def _poll_program_list(self, href: str) -> list[Event]:
+        fetched: list[tuple[str, list[r.DERProgram]]] = []
+        events = await self._read_program_list(href, fetched)
+        await self._announce_programs()
+        for list_href, wire_programs in fetched:
+            await self._read_program_contents(list_href, wire_programs)
+        return events
+
+    async def _read_program_list(
+        self, href: str, fetched: list[tuple[str, list[r.DERProgram]]]
+    ) -> list[Event]:
+        """GET one DERProgramList; its programs' defaults and controls are read afterwards, once
+        the programs have been announced (:meth:`_read_program_contents`)."""
         now = self._clock.server_time()
         program_list, wire_programs = await self._link.get_list(
             href, r.DERProgramList, "DERProgram"
         )
         events = self.polls.rate_seen(f"derp:{href}", program_list.pollRate or DEFAULT_POLL_S, now)
-        programs = tuple(program_from_wire(p) for p in wire_programs)
-        self._found.programs[href] = programs
-        if announce:
-            await self._announce_programs()
+        self._found.programs[href] = tuple(program_from_wire(p) for p in wire_programs)
+        fetched.append((href, wire_programs))
+        return events
+
+    async def _read_program_contents(self, href: str, wire_programs: list[r.DERProgram]) -> None:
+        programs = self._found.programs.get(href, ())
         for wire, program in zip(wire_programs, programs, strict=True):
             default: DefaultControl | None = None
             if wire.DefaultDERControlLink is not None:
@@ -469,7 +488,6 @@ class RegistrationActor:
             await self._to_controls.send(
                 ControlsSeen(program_id=program.program_id, controls=controls)
             )
-        return events
 
     async def _announce_programs(self) -> None:
         """The programs of every list our FSAs reference; only once every list has been read, so a

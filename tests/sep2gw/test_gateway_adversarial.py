@@ -1,0 +1,118 @@
+"""The whole gateway against a utility server that misbehaves: refusals, failing optional
+resources, missing optional links, bursts of events, outages noticed by a Response, failing actors.
+
+Each test runs a scenario of the simulated utility server on the autojump clock (see
+``tests.sep2gw.world``), and names the rule it checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from actors.drivers.base import DerDriver, Telemetry
+from actors.supervisor import RestartPolicy
+from events.control_events import (
+    CommsRestored,
+    ControlReceived,
+    ControlStarted,
+    ResponseFailed,
+)
+from events.memory_store import MemoryEventStore
+from events.registration_events import RegistrationHalted, StepDone
+from events.registry import CATALOGUE
+from events.runtime_events import ActorFailed
+from sep2gw.simserver import parse_scenario
+from tests.sep2gw.world import EPOCH, World, deadline
+
+MRID = "C0000000000000000000000000000001"
+
+ONE_CONTROL = """
+name = "one control"
+
+[server]
+pin = 111115
+poll_rate_s = 30
+post_rate_s = 60
+{server}
+
+[[programs]]
+id = "network"
+primacy = 1
+default = {{ opModExpLimW = 5000 }}
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000001"
+program = "network"
+start_s = 60
+duration_s = 120
+modes = {{ opModExpLimW = 1000 }}
+{actions}
+"""
+
+
+def one_control(server: str = "", actions: str = "") -> str:
+    return ONE_CONTROL.format(server=server, actions=actions)
+
+
+def started(store: MemoryEventStore, mrid: str) -> list[float]:
+    return [
+        r.event.at_s
+        for r in store.read()
+        if isinstance(r.event, ControlStarted) and r.event.mrid == mrid
+    ]
+
+
+async def test_the_first_walk_hands_over_controls_and_defaults_at_once(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.6 and §4 rules 2, 6, 10: what discovery finds applies at once. The walk used to
+    send a program's default and controls before announcing the program, so the controls actor
+    dropped them and only saw them one pollRate (here 300 s) later: the control started late."""
+    scenario = one_control(server="poll_rate_s = 300").replace(
+        "poll_rate_s = 30\n", "", 1
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    received = [r.event for r in store.read() if isinstance(r.event, ControlReceived)]
+    assert [e.at_s for e in received] == [EPOCH]
+    assert started(store, MRID) == [EPOCH + 60]
+    assert server.response_statuses(MRID) == [1, 2, 3]
+    assert server.responses_for(MRID)[0].time == EPOCH
+
+
+async def test_a_response_refused_with_4xx_is_not_retried_and_does_not_spin(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 16: a Response refused with 4xx is never retried; the actor must not keep
+    a retry deadline for it (a past deadline made the controls actor spin, freezing virtual time)."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 30
+status = 400
+paths = ["/rsps"]
+methods = ["POST"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(300)
+    server = world.server
+    assert server is not None
+    refused = [r.event for r in store.read() if isinstance(r.event, ResponseFailed)]
+    assert [(e.status, e.http_status, e.retry) for e in refused] == [(1, 400, False)]
+    assert [q.status for q in server.responses_for(MRID)] == [400, 201, 201]
+    assert server.response_statuses(MRID) == [2, 3]
+    controls = world.gateways[-1].actors["controls"]
+    assert controls.statistics().timers < 50, controls.statistics()
