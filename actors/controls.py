@@ -36,6 +36,7 @@ from events.base import Event
 from events.control_events import (
     LimitsInForceChanged,
     RampPlanned,
+    ResponseFailed,
     control_event_stream,
 )
 from events.envelope import Append
@@ -127,7 +128,12 @@ class ControlsActor:
         return None
 
     def _next_retry(self) -> float | None:
-        return min(self._in_flight.values(), default=None) if self._in_flight else None
+        """When a failed Response may be offered again. None while offline: nothing is offered then
+        (§4 rule 12), and a retry instant left in the past would make the actor spin."""
+        assert self.core is not None
+        if not self.core.state.online:
+            return None
+        return min(self._in_flight.values(), default=None)
 
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
         draw = self._draw
@@ -152,8 +158,12 @@ class ControlsActor:
                 events = core.response_failed(
                     message.mrid, message.status, message.http_status, now
                 )
-                if key in self._in_flight:
-                    self._in_flight[key] = now + RESPONSE_RETRY_S
+                if any(isinstance(e, ResponseFailed) and e.retry for e in events):
+                    if key in self._in_flight:
+                        self._in_flight[key] = now + RESPONSE_RETRY_S
+                else:
+                    # Refused for good (4xx): it leaves the outbox, and must leave no retry behind.
+                    self._in_flight.pop(key, None)
                 return events
             case WriteOutcome(ok=ok, detail=detail):
                 return core.device_write_result(ok, now, draw, detail)

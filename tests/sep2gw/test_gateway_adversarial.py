@@ -11,18 +11,13 @@ from pathlib import Path
 
 import trio
 
-from actors.drivers.base import DerDriver, Telemetry
-from actors.supervisor import RestartPolicy
 from events.control_events import (
-    CommsRestored,
     ControlReceived,
     ControlStarted,
     ResponseFailed,
 )
 from events.memory_store import MemoryEventStore
-from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
-from events.runtime_events import ActorFailed
 from sep2gw.simserver import parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
 
@@ -112,7 +107,8 @@ methods = ["POST"]
     assert server is not None
     refused = [r.event for r in store.read() if isinstance(r.event, ResponseFailed)]
     assert [(e.status, e.http_status, e.retry) for e in refused] == [(1, 400, False)]
-    assert [q.status for q in server.responses_for(MRID)] == [400, 201, 201]
+    assert [q.status for q in server.posts_to("/rsps/1/rsp")] == [400, 201, 201]
     assert server.response_statuses(MRID) == [2, 3]
     controls = world.gateways[-1].actors["controls"]
     assert controls.statistics().timers < 50, controls.statistics()
+
