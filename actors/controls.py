@@ -9,7 +9,7 @@ anything else happens (PROTOCOL.md §4 rule 13: a restart while offline follows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import anyio
@@ -34,6 +34,7 @@ from actors.messages import (
 from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import (
+    CommsRestored,
     LimitsInForceChanged,
     RampPlanned,
     ResponseFailed,
@@ -72,7 +73,10 @@ class ControlsActor:
         inbox: MemoryObjectReceiveStream[ControlsInput],
         to_hardware: Latest[ApplyLimits],
         to_responder: MemoryObjectSendStream[SendResponse],
+        on_comms_restored: Callable[[CommsRestored], None] | None = None,
     ) -> None:
+        """``on_comms_restored``: told each durable CommsRestored (the registration actor folds it
+        into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12)."""
         self._config = config
         self._store = store
         self._log = log
@@ -81,6 +85,7 @@ class ControlsActor:
         self._inbox = inbox
         self._to_hardware = to_hardware
         self._to_responder = to_responder
+        self._on_comms_restored = on_comms_restored
         self.core: ControlsCore | None = None
         #: Responses handed to the responder and not yet answered, with when they may be offered again.
         self._in_flight: dict[tuple[str, int], float] = {}
@@ -176,6 +181,10 @@ class ControlsActor:
         reading = self._clock.read()
         await self._log.append(_batch(events, reading.server_time, reading.monotonic))
         self._events += len(events)
+        if self._on_comms_restored is not None:
+            for event in events:
+                if isinstance(event, CommsRestored):
+                    self._on_comms_restored(event)
         if any(isinstance(e, LimitsInForceChanged | RampPlanned) for e in events):
             assert self.core is not None
             await self._publish_limits(self.core)

@@ -26,6 +26,7 @@ from actors.log_writer import LogWriter
 from actors.messages import ControlsInput, ControlsSeen, DefaultSeen, ProgramsSeen
 from actors.rng import RandomSource
 from events.base import Event
+from events.control_events import CommsRestored
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
 from events.registration_events import (
@@ -35,7 +36,7 @@ from events.registration_events import (
 )
 from events.replay import replay
 from events.store import EventStore
-from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState
+from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
 from statemachines.registration import HALTED, READY, RegistrationConfig, RegistrationCore
 from transport.errors import LinkError
 from transport.sep2 import resources as r
@@ -122,6 +123,15 @@ class RegistrationActor:
         self.polls = PollSchedule()
         self._found = _Discovered()
         self._last_der_status: object = None
+        self._poll_sleep: anyio.CancelScope | None = None
+
+    def comms_restored(self, event: CommsRestored) -> None:
+        """The link is back (the controls actor has made ``event`` durable): fold it into the poll
+        schedule, as a replay of the log does, so everything is due now (PROTOCOL.md §4 rule 12),
+        and wake the poll loop."""
+        evolve_poll(self.polls.state, event)
+        if self._poll_sleep is not None:
+            self._poll_sleep.cancel()
 
     def _draw(self, low: int, high: int) -> int:
         return self._rng.integer(low, high)
@@ -379,7 +389,9 @@ class RegistrationActor:
                 # Only the polls are ours: the post schedule in the same fold is the mirror's.
                 polls = self.polls.state.polls
                 deadline = min((e.next_s for e in polls.values()), default=now + DEFAULT_POLL_S)
-                await self._clock.sleep_until_server_time(deadline)
+                with anyio.CancelScope() as self._poll_sleep:
+                    await self._clock.sleep_until_server_time(deadline)
+                self._poll_sleep = None
                 continue
             for resource in due:
                 try:

@@ -144,6 +144,7 @@ class _Unit:
             inbox=controls_inbox,
             to_hardware=limits,
             to_responder=to_responder,
+            on_comms_restored=lambda event: registration.comms_restored(event),
         )
         hardware = HardwareActor(
             driver=g.driver,

@@ -11,13 +11,18 @@ from pathlib import Path
 
 import trio
 
+from actors.drivers.base import DerDriver, Telemetry
+from actors.supervisor import RestartPolicy
 from events.control_events import (
+    CommsRestored,
     ControlReceived,
     ControlStarted,
     ResponseFailed,
 )
 from events.memory_store import MemoryEventStore
+from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
+from events.runtime_events import ActorFailed
 from sep2gw.simserver import parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
 
@@ -112,3 +117,65 @@ methods = ["POST"]
     controls = world.gateways[-1].actors["controls"]
     assert controls.statistics().timers < 50, controls.statistics()
 
+
+OUTAGE_NOTICED_BY_A_RESPONSE = """
+name = "an outage the gateway first notices when a Response fails"
+
+[server]
+pin = 111115
+poll_rate_s = 300
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 1
+default = { opModExpLimW = 5000 }
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000001"
+program = "network"
+start_s = 60
+duration_s = 600
+modes = { opModExpLimW = 1000 }
+
+[[actions]]
+at_s = 50
+kind = "fail"
+duration_s = 150
+reset = true
+
+[[actions]]
+at_s = 100
+kind = "create_control"
+mrid = "C0000000000000000000000000000002"
+program = "network"
+start_s = 260
+duration_s = 120
+modes = { opModExpLimW = 2000 }
+"""
+
+
+async def test_an_outage_noticed_by_a_response_neither_spins_nor_delays_the_re_poll(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 12: Responses queue while offline (a failed one's retry instant must not
+    make the controls actor spin once it has passed), and on recovery everything is re-polled at
+    once: the control created during the outage is seen when the link comes back (a mirror post at
+    240 s), not at the next pollRate (300 s), so it starts on time at 260 s."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(OUTAGE_NOTICED_BY_A_RESPONSE, source="test"), store)
+    with deadline(3600):
+        await world.run(420)
+    server = world.server
+    assert server is not None
+    restored = [r.event.at_s for r in store.read() if isinstance(r.event, CommsRestored)]
+    assert restored and EPOCH + 200 <= restored[0] < EPOCH + 260
+    second = "C0000000000000000000000000000002"
+    assert started(store, second) == [EPOCH + 260]
+    assert server.response_statuses(MRID) == [1, 2, 7]  # the later control takes its mode
+    assert server.response_statuses(second) == [1, 2, 3]
+    assert server.duplicate_responses() == []
+    controls = world.gateways[-1].actors["controls"]
+    assert controls.statistics().timers < 50, controls.statistics()
