@@ -124,6 +124,8 @@ class RegistrationActor:
         self._found = _Discovered()
         self._last_der_status: object = None
         self._poll_sleep: anyio.CancelScope | None = None
+        self._der_info_owed = False
+        self._der_info_failures = 0
 
     def comms_restored(self, event: CommsRestored) -> None:
         """The link is back (the controls actor has made ``event`` durable): fold it into the poll
@@ -354,29 +356,43 @@ class RegistrationActor:
         return 0  # sep.xsd: 0 = no ramp limit
 
     async def _put_der_info(self, *, full: bool) -> None:
+        """PUT what the utility should know about the DER. A refused or failed PUT is information
+        not delivered, never a reason to halt or to re-walk: it is PUT again at the next poll cycle.
+        A network failure is raised (the caller's loop decides what offline means)."""
         der = self._found.der_hrefs
         snapshot = self._der_snapshot()
         if der is None or snapshot is None:
             return
+        full = full or self._der_info_owed
+        self._der_info_owed = False
         now = self._clock.server_time()
         status = der_info.status(snapshot, now=now)
         if full:
             if der.DERCapabilityLink is not None:
-                await self._link.put(
+                await self._put_info(
                     der.DERCapabilityLink.href, capability_to_wire(der_info.capability(snapshot))
                 )
             if der.DERSettingsLink is not None:
                 settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
-                await self._link.put(der.DERSettingsLink.href, settings_to_wire(settings))
+                await self._put_info(der.DERSettingsLink.href, settings_to_wire(settings))
             if der.DERAvailabilityLink is not None:
-                await self._link.put(
+                await self._put_info(
                     der.DERAvailabilityLink.href,
                     availability_to_wire(der_info.availability(snapshot, now=now)),
                 )
         key = msgspec.structs.replace(status, reading_s=0)
         if der.DERStatusLink is not None and (full or key != self._last_der_status):
-            await self._link.put(der.DERStatusLink.href, status_to_wire(status))
-            self._last_der_status = key
+            if await self._put_info(der.DERStatusLink.href, status_to_wire(status)):
+                self._last_der_status = key
+
+    async def _put_info(self, href: str, resource: msgspec.Struct) -> bool:
+        try:
+            await self._link.put(href, resource)
+        except HttpFailure:
+            self._der_info_owed = True  # all of it again at the next cycle
+            self._der_info_failures += 1
+            return False
+        return True
 
     # -- polling (§4 rule 15) -----------------------------------------------------------------------
 

@@ -179,3 +179,61 @@ async def test_an_outage_noticed_by_a_response_neither_spins_nor_delays_the_re_p
     assert server.duplicate_responses() == []
     controls = world.gateways[-1].actors["controls"]
     assert controls.statistics().timers < 50, controls.statistics()
+
+
+async def test_a_refused_der_settings_put_neither_halts_nor_stalls_registration(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.7 is information for the utility, not a registration step that can fail: a
+    DERSettings PUT refused with 400 used to halt all traffic (as a 4xx on a walk step does), so
+    the gateway never followed its schedule."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 600
+status = 400
+paths = ["/edev/1/der/1/derg"]
+methods = ["PUT"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    assert not [r for r in store.read() if isinstance(r.event, RegistrationHalted)]
+    assert started(store, MRID) == [EPOCH + 60]
+    assert server.response_statuses(MRID) == [1, 2, 3]
+    assert server.puts_to("/edev/1/der/1/ders"), "DERStatus was not reported"
+
+
+async def test_a_failing_der_capability_put_does_not_keep_the_walk_retrying(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A 503 on DERCapability retried the whole DER step with back-off for as long as it lasted: no
+    poll, no mirror meanwhile. The walk goes on; the information is PUT again later."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 600
+status = 503
+paths = ["/edev/1/der/1/dercap"]
+methods = ["PUT"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    steps = [r.event.step for r in store.read() if isinstance(r.event, StepDone)]
+    assert steps[-1] == "mirror"  # the walk reached ready
+    assert started(store, MRID) == [EPOCH + 60]
+    assert len(server.polls_of("/edev/1/der")) == 1  # no re-walks of the DER step
+
