@@ -302,9 +302,9 @@ class RegistrationActor:
         assert edev is not None and self._walk.nmi is not None
         link = edev.ConnectionPointLink
         if link is None:
-            raise HttpFailure(
-                "GET", self._found.edev_href or "", 404, why="EndDevice has no ConnectionPointLink"
-            )
+            # §2.5: PUT when configured *and* offered; a server without ConnectionPoint resources
+            # is not a moved link (re-discovering would loop forever).
+            return self.core.step_done(RegistrationStep.CONNECTION_POINT, self._clock.server_time())
         await self._link.put(link.href, r.ConnectionPointType(connectionPointId=self._walk.nmi))
         return self.core.step_done(
             RegistrationStep.CONNECTION_POINT, self._clock.server_time(), link.href

@@ -237,3 +237,44 @@ methods = ["PUT"]
     assert started(store, MRID) == [EPOCH + 60]
     assert len(server.polls_of("/edev/1/der")) == 1  # no re-walks of the DER step
 
+
+async def test_an_nmi_without_a_connection_point_link_does_not_block_registration(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.5: the CSIP-AUS ConnectionPoint is PUT *when the server offers it*. With an
+    NMI configured and no ConnectionPointLink the walk used to treat the absent link as a 404 and
+    re-discover forever, never reaching the schedule."""
+    scenario = one_control(server="connection_point = false")
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        parse_scenario(scenario, source="test"),
+        store,
+        config_extra='[site]\nnmi = "4102345678"\n',
+    )
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    assert started(store, MRID) == [EPOCH + 60]
+    assert server.response_statuses(MRID) == [1, 2, 3]
+    assert len(server.polls_of("/dcap")) == 1  # one walk
+
+
+async def test_an_nmi_is_put_to_the_connection_point_the_server_offers(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.5 (the other side of the test above): with the link, the NMI is PUT once."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        parse_scenario(one_control(), source="test"),
+        store,
+        config_extra='[site]\nnmi = "4102345678"\n',
+    )
+    with deadline(3600):
+        await world.run(120)
+    server = world.server
+    assert server is not None
+    assert len(server.puts_to("/edev/1/cp")) == 1
+    assert started(store, MRID) == [EPOCH + 60]
