@@ -39,6 +39,7 @@ from events.store import EventStore
 from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
 from statemachines.registration import HALTED, READY, RegistrationConfig, RegistrationCore
 from transport.errors import LinkError
+from transport.sep2 import SchemaViolation
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary32, HexBinary160
 from transport.sep2.mapping import (
@@ -126,6 +127,8 @@ class RegistrationActor:
         self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
+        #: A program's default or control list that could not be read (skipped for one cycle).
+        self._unread = 0
 
     def comms_restored(self, event: CommsRestored) -> None:
         """The link is back (the controls actor has made ``event`` durable): fold it into the poll
@@ -491,31 +494,57 @@ class RegistrationActor:
         return events
 
     async def _read_program_contents(self, href: str, wire_programs: list[r.DERProgram]) -> None:
+        """Each program's DefaultDERControl and DERControlList, handed to the controls actor.
+
+        A failure of one program's resource (a 404 or 5xx of its DERControlList, a garbled default)
+        skips what could not be read *for that program, this cycle*: nothing is claimed about it
+        (§4 rule 4: a vanished event is not cancelled), the other programs are still read, and it
+        is read again at the list's next poll. Only a failure of the list itself means moved
+        links (§2: 301/404 re-discover); a network failure is raised (offline)."""
         programs = self._found.programs.get(href, ())
         for wire, program in zip(wire_programs, programs, strict=True):
-            default: DefaultControl | None = None
-            if wire.DefaultDERControlLink is not None:
-                try:
-                    default = default_control_from_wire(
-                        await self._link.get(wire.DefaultDERControlLink.href, r.DefaultDERControl),
-                        program.program_id,
-                    )
-                except HttpFailure as failure:
-                    if failure.status != 404:
-                        raise
-            self._found.defaults[program.program_id] = default
-            await self._to_controls.send(
-                DefaultSeen(program_id=program.program_id, default=default)
-            )
+            if wire.DefaultDERControlLink is None:
+                default_seen = True
+                default: DefaultControl | None = None
+            else:
+                default_seen, default = await self._read_default(
+                    wire.DefaultDERControlLink.href, program.program_id
+                )
+            if default_seen:
+                self._found.defaults[program.program_id] = default
+                await self._to_controls.send(
+                    DefaultSeen(program_id=program.program_id, default=default)
+                )
             controls: tuple[Control, ...] = ()
             if wire.DERControlListLink is not None:
-                _, wire_controls = await self._link.get_list(
-                    wire.DERControlListLink.href, r.DERControlList, "DERControl"
-                )
-                controls = tuple(control_from_wire(c, program.program_id) for c in wire_controls)
+                try:
+                    _, wire_controls = await self._link.get_list(
+                        wire.DERControlListLink.href, r.DERControlList, "DERControl"
+                    )
+                    controls = tuple(
+                        control_from_wire(c, program.program_id) for c in wire_controls
+                    )
+                except (HttpFailure, SchemaViolation):
+                    self._unread += 1
+                    continue
             await self._to_controls.send(
                 ControlsSeen(program_id=program.program_id, controls=controls)
             )
+
+    async def _read_default(self, href: str, program_id: str) -> tuple[bool, DefaultControl | None]:
+        """(read, default): a 404 reads as "no default"; other failures as not read this cycle."""
+        try:
+            return True, default_control_from_wire(
+                await self._link.get(href, r.DefaultDERControl), program_id
+            )
+        except HttpFailure as failure:
+            if failure.status == 404 and not isinstance(failure, BadDocument):
+                return True, None
+            self._unread += 1
+            return False, None
+        except SchemaViolation:
+            self._unread += 1
+            return False, None
 
     async def _announce_programs(self) -> None:
         """The programs of every list our FSAs reference; only once every list has been read, so a

@@ -278,3 +278,61 @@ async def test_an_nmi_is_put_to_the_connection_point_the_server_offers(
     assert server is not None
     assert len(server.puts_to("/edev/1/cp")) == 1
     assert started(store, MRID) == [EPOCH + 60]
+
+
+TWO_PROGRAMS = """
+name = "two programs, one of them with a broken control list"
+
+[server]
+pin = 111115
+poll_rate_s = 30
+post_rate_s = 60
+
+[[programs]]
+id = "broken"
+primacy = 1
+
+[[programs]]
+id = "retailer"
+primacy = 2
+default = {{ opModExpLimW = 4000 }}
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000001"
+program = "retailer"
+start_s = 60
+duration_s = 120
+modes = {{ opModExpLimW = 1000 }}
+
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 600
+status = {status}
+paths = ["/derp/1/derc"]
+methods = ["GET"]
+"""
+
+
+async def test_one_programs_failing_control_list_does_not_hide_the_others(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.6 and §4 rule 15: a 404 (or 503) of one program's DERControlList aborted the
+    whole poll; in the walk the 404 re-discovered for as long as it lasted, and the programs listed
+    after the broken one were never read: their controls never ran. Now only that program is
+    skipped for the cycle, and the walk happens once."""
+    for status in (404, 503):
+        store = MemoryEventStore(CATALOGUE)
+        scenario = parse_scenario(TWO_PROGRAMS.format(status=status), source="test")
+        world = World(pki, scenario, store)
+        with deadline(3600):
+            await world.run(240)
+        server = world.server
+        assert server is not None
+        assert started(store, MRID) == [EPOCH + 60], status
+        assert server.response_statuses(MRID) == [1, 2, 3], status
+        assert len(server.polls_of("/dcap")) == 1, status
+        gaps = server.poll_intervals("/derp/1/derc")
+        assert gaps and min(gaps) >= 30 - 1e-6, status  # tried again at the pollRate, no sooner
