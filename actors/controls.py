@@ -215,10 +215,16 @@ class ControlsActor:
             retry_at = self._in_flight.get(key)
             if retry_at is not None and retry_at > now:
                 continue
+            # Never wait on the responder: it waits on our inbox to report outcomes, so a blocking
+            # send with both buffers full would deadlock. What does not fit now is offered again
+            # when an outcome comes back (each frees a place).
+            buffer = self._to_responder.statistics()
+            if buffer.current_buffer_used >= buffer.max_buffer_size:
+                return
             # Reserve the key before posting: the Sent record is durable before the POST leaves.
             self._in_flight[key] = float("inf")
             await self._decide(core.response_sent(intended.mrid, intended.status, now))
-            await self._to_responder.send(SendResponse(response=intended))
+            self._to_responder.send_nowait(SendResponse(response=intended))
 
 
 def _fresh(state: ControlsState) -> ControlsState:

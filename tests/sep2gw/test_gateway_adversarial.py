@@ -336,3 +336,52 @@ async def test_one_programs_failing_control_list_does_not_hide_the_others(
         assert len(server.polls_of("/dcap")) == 1, status
         gaps = server.poll_intervals("/derp/1/derc")
         assert gaps and min(gaps) >= 30 - 1e-6, status  # tried again at the pollRate, no sooner
+
+
+def burst_of_controls(count: int) -> str:
+    actions = "".join(
+        f"""
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "B{i:031X}"
+program = "network"
+start_s = {600 + 10 * i}
+duration_s = 5
+response_required = 1
+modes = {{ opModExpLimW = 1000 }}
+"""
+        for i in range(count)
+    )
+    return f"""
+name = "a burst of controls"
+
+[server]
+pin = 111115
+poll_rate_s = 300
+post_rate_s = 300
+
+[[programs]]
+id = "network"
+primacy = 1
+{actions}
+"""
+
+
+async def test_a_burst_of_responses_cannot_deadlock_controls_and_responder(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Bounded streams, who waits on whom: the controls actor handed Responses to the responder with
+    a blocking send while the responder reported outcomes to the controls actor with one. With more
+    Responses due at once than both buffers hold (150 Received after the first poll), each waited on
+    the other for ever. Every Response must reach the server, once."""
+    count = 150
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(burst_of_controls(count), source="test"), store)
+    with deadline(3600):
+        await world.run(120)
+    server = world.server
+    assert server is not None
+    accepted = [q for q in server.posts_to("/rsps/1/rsp") if q.status == 201]
+    assert len(accepted) == count
+    assert server.duplicate_responses() == []
