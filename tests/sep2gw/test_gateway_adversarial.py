@@ -11,19 +11,23 @@ from pathlib import Path
 
 import trio
 
-from actors.drivers.base import DerDriver, Telemetry
+from actors.drivers.base import ApplyReport, DerDriver, Nameplate, Telemetry
 from actors.supervisor import RestartPolicy
 from events.control_events import (
     CommsRestored,
+    ControlCancelled,
+    ControlCompleted,
     ControlReceived,
     ControlStarted,
+    ControlSuperseded,
     ResponseFailed,
 )
+from events.der_model import ControlSettings, Mode
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
 from events.runtime_events import ActorFailed
-from sep2gw.simserver import parse_scenario
+from sep2gw.simserver import demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
 
 MRID = "C0000000000000000000000000000001"
@@ -385,3 +389,78 @@ async def test_a_burst_of_responses_cannot_deadlock_controls_and_responder(
     accepted = [q for q in server.posts_to("/rsps/1/rsp") if q.status == 201]
     assert len(accepted) == count
     assert server.duplicate_responses() == []
+
+
+class FailsOnce:
+    """A driver whose telemetry read raises an unexpected error once, from ``at_s`` on: a bug in
+    an actor's collaborator, which only the supervisor can recover from."""
+
+    def __init__(self, inner: DerDriver, at_s: float) -> None:
+        self.inner = inner
+        self.at_s = at_s
+        self.failed = False
+
+    def dispatchable_modes(self) -> frozenset[Mode]:
+        return self.inner.dispatchable_modes()
+
+    async def read_nameplate(self) -> Nameplate:
+        return await self.inner.read_nameplate()
+
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        if not self.failed and now >= self.at_s:
+            self.failed = True
+            raise RuntimeError("driver bug: unexpected register layout")
+        return await self.inner.read_telemetry(now=now)
+
+    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+        return await self.inner.apply(limits, now=now)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_an_actor_failure_mid_run_is_recorded_and_the_gateway_goes_on_from_its_log(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """DESIGN.md (supervisor): a failure is recorded as runtime.actor_failed.v1, the actors are
+    rebuilt from the log after the back-off, and the run decides and answers exactly as one
+    without the failure (mid-event: A2 runs, B1 is about to supersede it)."""
+    scenario = demo_scenario()
+    horizon = scenario.duration_s() + 60
+    reference = MemoryEventStore(CATALOGUE)
+    await World(pki, scenario, reference).run(horizon)
+
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        scenario,
+        store,
+        driver_wrapper=lambda inner: FailsOnce(inner, EPOCH + 190),
+        restart=RestartPolicy(max_restarts=3, window_s=600, backoff_initial_s=1),
+    )
+    with deadline(3600):
+        await world.run(horizon)
+    server = world.server
+    assert server is not None
+    failures = [r.event for r in store.read() if isinstance(r.event, ActorFailed)]
+    assert len(failures) == 1
+    failure = failures[0]
+    assert (failure.actor, failure.error_type, failure.gave_up) == ("gateway", "RuntimeError", False)
+    assert "driver bug" in failure.error and failure.restart_in_s == 1
+    assert decisions(store) == decisions(reference)
+    for m, expected in DEMO_RESPONSES.items():
+        assert server.response_statuses(f"DE{'0' * 28}{m}") == expected, m
+    assert server.duplicate_responses() == []
+    assert store.verify().ok
+
+
+DEMO_RESPONSES = {"A1": [1, 2, 3], "A2": [1, 2, 7], "B1": [1, 2, 3], "A3": [1, 2, 6]}
+
+
+def decisions(store: MemoryEventStore) -> list[tuple[str, str, float]]:
+    kinds = (ControlStarted, ControlCompleted, ControlCancelled, ControlSuperseded)
+    return sorted(
+        (type(r.event).__name__, r.event.mrid, r.event.at_s)
+        for r in store.read()
+        if isinstance(r.event, kinds)
+    )
