@@ -127,8 +127,22 @@ class RegistrationActor:
         self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
+        #: Server time before which no request is made (a 429/503's Retry-After; not persisted:
+        #: after a restart the server repeats it if it still applies).
+        self._hold_until = float("-inf")
         #: A program's default or control list that could not be read (skipped for one cycle).
         self._unread = 0
+
+    def _note_retry_after(self, failure: Exception) -> None:
+        """429/503 with Retry-After: the server said when it may be asked again (RFC 9110 §10.2.3);
+        our own back-off or pollRate may be shorter, so nothing is asked before then."""
+        retry_after = getattr(failure, "retry_after_s", None)
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = max(self._hold_until, self._clock.server_time() + retry_after)
+
+    async def _honour_retry_after(self) -> None:
+        if self._hold_until > self._clock.server_time():
+            await self._clock.sleep_until_server_time(self._hold_until)
 
     def comms_restored(self, event: CommsRestored) -> None:
         """The link is back (the controls actor has made ``event`` durable): fold it into the poll
@@ -202,7 +216,9 @@ class RegistrationActor:
             except (HttpFailure, LinkError) as failure:
                 status = _status_of(failure)
                 events = core.step_failed(step, status, self._clock.server_time(), self._draw)
+                self._note_retry_after(failure)
             await self._persist(events)
+            await self._honour_retry_after()
 
     async def _perform(self, step: RegistrationStep) -> list[Event]:
         match step:
@@ -391,7 +407,8 @@ class RegistrationActor:
     async def _put_info(self, href: str, resource: msgspec.Struct) -> bool:
         try:
             await self._link.put(href, resource)
-        except HttpFailure:
+        except HttpFailure as failure:
+            self._note_retry_after(failure)
             self._der_info_owed = True  # all of it again at the next cycle
             self._der_info_failures += 1
             return False
@@ -416,6 +433,7 @@ class RegistrationActor:
                 try:
                     events = await self._poll(resource)
                 except HttpFailure as failure:
+                    self._note_retry_after(failure)
                     if failure.status in (301, 404):
                         await self._persist(
                             self.core.lost_link(failure.status, self._clock.server_time())
@@ -425,6 +443,7 @@ class RegistrationActor:
                 except LinkError:
                     events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
                 await self._persist(events + self.polls.polled(resource, self._clock.server_time()))
+                await self._honour_retry_after()
             try:
                 await self._put_der_info(full=False)
             except (HttpFailure, LinkError):

@@ -464,3 +464,31 @@ def decisions(store: MemoryEventStore) -> list[tuple[str, str, float]]:
         for r in store.read()
         if isinstance(r.event, kinds)
     )
+
+
+async def test_the_walk_waits_as_long_as_retry_after_says(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """429 with Retry-After: 120 (and 503 the same): the walk's own back-off (2 s, 4 s, 8 s, …) must
+    not ask again before the server said it may; it asked six times inside the two minutes."""
+    for status in (429, 503):
+        scenario = one_control(
+            actions=f"""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 100
+status = {status}
+retry_after_s = 120
+paths = ["/tm"]
+"""
+        ).replace("start_s = 60", "start_s = 200")
+        store = MemoryEventStore(CATALOGUE)
+        world = World(pki, parse_scenario(scenario, source="test"), store)
+        with deadline(3600):
+            await world.run(400)
+        server = world.server
+        assert server is not None
+        times = [q.time - EPOCH for q in server.polls_of("/tm")]
+        assert len(times) == 2 and times[1] >= 120, (status, times)
+        assert started(store, MRID) == [EPOCH + 200]
