@@ -492,3 +492,36 @@ paths = ["/tm"]
         times = [q.time - EPOCH for q in server.polls_of("/tm")]
         assert len(times) == 2 and times[1] >= 120, (status, times)
         assert started(store, MRID) == [EPOCH + 200]
+
+
+async def test_readings_refused_at_one_mirror_neither_block_the_other_nor_repeat(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.8 with §4 rule 16's retry rule: the site MirrorUsagePoint refuses every
+    reading with 400. A refused reading is not retried (it never becomes acceptable), and the DER
+    mirror's readings still go out at every post: the refusal at the site used to abort the post,
+    so the DER's readings were never sent, and the site's first reading blocked its queue."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 3600
+status = 400
+paths = ["/mup/1"]
+methods = ["POST"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(400)
+    server = world.server
+    assert server is not None
+    assert [q.path for q in server.posts_to("/mup")][:2] == ["/mup", "/mup"]  # site, then DER
+    der = [q for q in server.posts_to("/mup/2") if q.status == 201]
+    assert len({q.time for q in der}) >= 5  # at every post instant (60 s) once readings exist
+    mirror = world.gateways[-1].actors["mirror"]
+    refused = server.posts_to("/mup/1")
+    assert refused and all(q.status == 400 for q in refused)
+    assert len(refused) == mirror.statistics().dropped  # each refused reading tried once
