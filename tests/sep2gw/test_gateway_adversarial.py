@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 import trio
 
 from actors.drivers.base import ApplyReport, DerDriver, Nameplate, Telemetry
@@ -76,9 +78,7 @@ async def test_the_first_walk_hands_over_controls_and_defaults_at_once(
     """PROTOCOL.md §2.6 and §4 rules 2, 6, 10: what discovery finds applies at once. The walk used to
     send a program's default and controls before announcing the program, so the controls actor
     dropped them and only saw them one pollRate (here 300 s) later: the control started late."""
-    scenario = one_control(server="poll_rate_s = 300").replace(
-        "poll_rate_s = 30\n", "", 1
-    )
+    scenario = one_control(server="poll_rate_s = 300").replace("poll_rate_s = 30\n", "", 1)
     store = MemoryEventStore(CATALOGUE)
     world = World(pki, parse_scenario(scenario, source="test"), store)
     with deadline(3600):
@@ -445,7 +445,11 @@ async def test_an_actor_failure_mid_run_is_recorded_and_the_gateway_goes_on_from
     failures = [r.event for r in store.read() if isinstance(r.event, ActorFailed)]
     assert len(failures) == 1
     failure = failures[0]
-    assert (failure.actor, failure.error_type, failure.gave_up) == ("gateway", "RuntimeError", False)
+    assert (failure.actor, failure.error_type, failure.gave_up) == (
+        "gateway",
+        "RuntimeError",
+        False,
+    )
     assert "driver bug" in failure.error and failure.restart_in_s == 1
     assert decisions(store) == decisions(reference)
     for m, expected in DEMO_RESPONSES.items():
@@ -525,3 +529,42 @@ methods = ["POST"]
     refused = server.posts_to("/mup/1")
     assert refused and all(q.status == 400 for q in refused)
     assert len(refused) == mirror.statistics().dropped  # each refused reading tried once
+
+
+async def test_the_demo_runs_the_same_against_a_quirky_server(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2: follow hrefs (envoy paths, replies under /edev/1/rsps), page lists (one item
+    unless asked), compare echoed hex numerically (leading zeros dropped), speak HTTP/1.1 when that
+    is all the server offers, and treat the server's status 4 (superseded) as informational."""
+    quirks = msgspec.structs.replace(
+        demo_scenario().quirks,
+        one_item_default_paging=True,
+        drop_hex_leading_zeros=True,
+        path_style="envoy",
+        http2=False,
+        status_superseded=True,
+    )
+    scenario = msgspec.structs.replace(demo_scenario(), quirks=quirks)
+    reference = MemoryEventStore(CATALOGUE)
+    await World(pki, demo_scenario(), reference).run(scenario.duration_s() + 60)
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, scenario, store)
+    with deadline(3600):
+        await world.run(scenario.duration_s() + 60)
+    server = world.server
+    assert server is not None
+    # Status 4 on A2 (from B1's creation at 90 s) is "treat as 7" (§4 rule 8): A2 never starts.
+    assert [d for d in decisions(store) if d[1][-2:] != "A2"] == [
+        d for d in decisions(reference) if d[1][-2:] != "A2"
+    ]
+    for m, expected in {**DEMO_RESPONSES, "A2": [1, 7]}.items():
+        mrid = f"DE{'0' * 28}{m}"
+        assert server.response_statuses(mrid) == expected, m
+        assert {q.path for q in server.responses_for(mrid)} <= {
+            "/edev/1/rsps/1/rsp",
+            "/edev/1/rsps/2/rsp",
+        }
+    assert {q.alpn for q in server.requests} == {"http/1.1"}
+    assert len(server.posts_to("/edev")) == 1
+    assert server.duplicate_responses() == []
