@@ -127,6 +127,7 @@ class RegistrationActor:
         self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
+        self._targets: MirrorTargets | None = None
         #: Server time before which no request is made (a 429/503's Retry-After; not persisted:
         #: after a restart the server repeats it if it still applies).
         self._hold_until = float("-inf")
@@ -269,7 +270,7 @@ class RegistrationActor:
                 "GET", self._walk.dcap_path, 404, why="DeviceCapability has no EndDeviceListLink"
             )
         list_href = dcap.EndDeviceListLink.href
-        _, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")
+        device_list, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")
         mine = next((d for d in devices if self._is_me(d)), None)
         href = mine.href if mine is not None else None
         if mine is None:
@@ -296,7 +297,10 @@ class RegistrationActor:
         assert href is not None
         edev = await self._link.get(href, r.EndDevice)
         self._found.edev, self._found.edev_href = edev, href
-        return self.core.step_done(RegistrationStep.END_DEVICE, self._clock.server_time(), href)
+        now = self._clock.server_time()
+        # Our EndDevice is read again at its list's pollRate: its postRate may change (§2.8).
+        rate = self.polls.rate_seen(f"edev:{href}", device_list.pollRate or DEFAULT_POLL_S, now)
+        return rate + self.core.step_done(RegistrationStep.END_DEVICE, now, href)
 
     def _is_me(self, device: r.EndDevice) -> bool:
         # Servers may drop leading zeros in hex they echo: compare numerically (PROTOCOL.md §2.3).
@@ -357,9 +361,10 @@ class RegistrationActor:
         assert dcap is not None and edev is not None
         if dcap.MirrorUsagePointListLink is not None and self._mirror_targets is not None:
             rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
-            self._mirror_targets(
-                MirrorTargets(mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate)
+            self._targets = MirrorTargets(
+                mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate
             )
+            self._mirror_targets(self._targets)
         return self.core.step_done(RegistrationStep.MIRROR, self._clock.server_time())
 
     # -- DER information (§2.7) --------------------------------------------------------------------
@@ -455,7 +460,22 @@ class RegistrationActor:
             return await self._poll_fsa_list(href, first=False)
         if kind == "derp":
             return await self._poll_program_list(href)
+        if kind == "edev":
+            return await self._poll_end_device(href)
         raise ValueError(f"unknown poll resource {resource!r}")
+
+    async def _poll_end_device(self, href: str) -> list[Event]:
+        """Our EndDevice again: a changed postRate goes to the mirror actor (§2.8)."""
+        edev = await self._link.get(href, r.EndDevice)
+        if href == self._found.edev_href:
+            self._found.edev = edev
+        targets = self._targets
+        if targets is not None and self._mirror_targets is not None:
+            rate = edev.postRate or self._walk.default_post_s
+            if rate != targets.post_rate_s:
+                self._targets = msgspec.structs.replace(targets, post_rate_s=rate)
+                self._mirror_targets(self._targets)
+        return []
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:
         now = self._clock.server_time()

@@ -568,3 +568,28 @@ async def test_the_demo_runs_the_same_against_a_quirky_server(
     assert {q.alpn for q in server.requests} == {"http/1.1"}
     assert len(server.posts_to("/edev")) == 1
     assert server.duplicate_responses() == []
+
+
+async def test_a_changed_post_rate_is_followed(pki: Path, autojump_clock: trio.abc.Clock) -> None:
+    """PROTOCOL.md §2.8: readings go at the server's postRate (EndDevice.postRate). The utility
+    changes it from 60 s to 180 s at 100 s; the EndDevice was read once, during the walk, so the
+    change was never seen and the gateway went on posting every minute."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 100
+kind = "set_post_rate"
+seconds = 180
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(900)
+    server = world.server
+    assert server is not None
+    instants = sorted({q.time - EPOCH for q in server.posts_to("/mup/2") if q.status == 201})
+    later = [t for t in instants if t > 200]
+    assert later and all(t % 180 == 0 for t in later), instants
+    gaps = server.poll_intervals("/edev/1")
+    assert gaps and min(gaps) >= 30 - 1e-6  # the EndDevice is read at its list's pollRate
