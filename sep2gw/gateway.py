@@ -199,16 +199,21 @@ class _Unit:
             "link": link,
             "log": log,
         }
-        async with reachable, anyio.create_task_group() as group:
-            await group.start(log.run)
-            # Controls first, then hardware: what the log says is in force is applied before the
-            # server is even asked for anything (PROTOCOL.md §4 rule 13).
-            await group.start(controls.run)
-            await group.start(hardware.run)
-            await group.start(responder.run)
-            await group.start(mirror.run)
-            await group.start(registration.run)
-            task_status.started()
+        try:
+            async with reachable, anyio.create_task_group() as group:
+                await group.start(log.run)
+                # Controls first, then hardware: what the log says is in force is applied before
+                # the server is even asked for anything (PROTOCOL.md §4 rule 13).
+                await group.start(controls.run)
+                await group.start(hardware.run)
+                await group.start(responder.run)
+                await group.start(mirror.run)
+                await group.start(registration.run)
+                task_status.started()
+        finally:
+            # On shutdown and before a rebuild: the next generation opens its own connection.
+            with anyio.CancelScope(shield=True):
+                await link.aclose()
 
 
 class Gateway:

@@ -170,6 +170,8 @@ class World:
                     if self.check_fold:
                         await trio.testing.wait_all_tasks_blocked()
                         assert_live_state_is_the_fold(gateway, self.store)
+                # A stopped gateway leaves no connection open behind it.
+                assert not gateway.actors["link"].connected, "the stopped gateway left its link open"
             nursery.cancel_scope.cancel()
 
 
