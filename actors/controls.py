@@ -35,6 +35,7 @@ from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import (
     CommsRestored,
+    ControlStarted,
     LimitsInForceChanged,
     RampPlanned,
     ResponseFailed,
@@ -74,9 +75,12 @@ class ControlsActor:
         to_hardware: Latest[ApplyLimits],
         to_responder: MemoryObjectSendStream[SendResponse],
         on_comms_restored: Callable[[CommsRestored], None] | None = None,
+        on_control_started: Callable[[], None] | None = None,
     ) -> None:
         """``on_comms_restored``: told each durable CommsRestored (the registration actor folds it
-        into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12)."""
+        into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12).
+        ``on_control_started``: told when a control has taken effect (the registration actor
+        re-PUTs the DER information, §2.7)."""
         self._config = config
         self._store = store
         self._log = log
@@ -86,6 +90,7 @@ class ControlsActor:
         self._to_hardware = to_hardware
         self._to_responder = to_responder
         self._on_comms_restored = on_comms_restored
+        self._on_control_started = on_control_started
         self.core: ControlsCore | None = None
         #: Responses handed to the responder and not yet answered, with when they may be offered again.
         self._in_flight: dict[tuple[str, int], float] = {}
@@ -185,6 +190,10 @@ class ControlsActor:
             for event in events:
                 if isinstance(event, CommsRestored):
                     self._on_comms_restored(event)
+        if self._on_control_started is not None and any(
+            isinstance(e, ControlStarted) for e in events
+        ):
+            self._on_control_started()
         if any(isinstance(e, LimitsInForceChanged | RampPlanned) for e in events):
             assert self.core is not None
             await self._publish_limits(self.core)

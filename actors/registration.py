@@ -124,6 +124,8 @@ class RegistrationActor:
         self.polls = PollSchedule()
         self._found = _Discovered()
         self._last_der_status: object = None
+        self._last_der_settings: object = None
+        self._der_info_now = False
         self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
@@ -144,6 +146,13 @@ class RegistrationActor:
     async def _honour_retry_after(self) -> None:
         if self._hold_until > self._clock.server_time():
             await self._clock.sleep_until_server_time(self._hold_until)
+
+    def control_took_effect(self) -> None:
+        """A control started (durable in the log): PUT the DER information now, not at the next
+        poll (PROTOCOL.md §2.7: re-PUT after each control takes effect)."""
+        self._der_info_now = True
+        if self._poll_sleep is not None:
+            self._poll_sleep.cancel()
 
     def comms_restored(self, event: CommsRestored) -> None:
         """The link is back (the controls actor has made ``event`` durable): fold it into the poll
@@ -389,6 +398,13 @@ class RegistrationActor:
             return
         full = full or self._der_info_owed
         self._der_info_owed = False
+        try:
+            await self._put_der_documents(der, snapshot, full=full)
+        except LinkError:
+            self._der_info_owed = full
+            raise
+
+    async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
         now = self._clock.server_time()
         status = der_info.status(snapshot, now=now)
         if full:
@@ -396,9 +412,15 @@ class RegistrationActor:
                 await self._put_info(
                     der.DERCapabilityLink.href, capability_to_wire(der_info.capability(snapshot))
                 )
-            if der.DERSettingsLink is not None:
-                settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
-                await self._put_info(der.DERSettingsLink.href, settings_to_wire(settings))
+        if der.DERSettingsLink is not None:
+            # On change too (§4 rule 10: a default's setGradW is reflected in DERSettings).
+            settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
+            settings_key = msgspec.structs.replace(settings, updated_s=0)
+            if (full or settings_key != self._last_der_settings) and await self._put_info(
+                der.DERSettingsLink.href, settings_to_wire(settings)
+            ):
+                self._last_der_settings = settings_key
+        if full:
             if der.DERAvailabilityLink is not None:
                 await self._put_info(
                     der.DERAvailabilityLink.href,
@@ -426,6 +448,15 @@ class RegistrationActor:
         while True:
             now = self._clock.server_time()
             due = self.polls.due_polls(now)
+            if not due and self._der_info_now:
+                # Once per wake-up: a failed PUT is owed to the next poll cycle, never retried
+                # here (that would hammer a server that refuses it).
+                self._der_info_now = False
+                try:
+                    await self._put_der_info(full=True)
+                except LinkError:
+                    pass  # offline: owed again at the next cycle
+                continue
             if not due:
                 # Only the polls are ours: the post schedule in the same fold is the mirror's.
                 polls = self.polls.state.polls

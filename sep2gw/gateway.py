@@ -145,6 +145,7 @@ class _Unit:
             to_hardware=limits,
             to_responder=to_responder,
             on_comms_restored=lambda event: registration.comms_restored(event),
+            on_control_started=lambda: registration.control_took_effect(),
         )
         hardware = HardwareActor(
             driver=g.driver,

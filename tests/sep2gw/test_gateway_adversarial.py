@@ -593,3 +593,33 @@ seconds = 180
     assert later and all(t % 180 == 0 for t in later), instants
     gaps = server.poll_intervals("/edev/1")
     assert gaps and min(gaps) >= 30 - 1e-6  # the EndDevice is read at its list's pollRate
+
+
+async def test_der_information_is_put_when_a_control_takes_effect_and_when_settings_change(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.7 and §4 rule 10: DER information is re-PUT after each control takes effect
+    (here at 60 s, long before the next poll at 300 s), and DERSettings again when the default's
+    setGradW changes (at the poll that sees it). Only the walk used to PUT them."""
+    scenario = one_control(
+        server="poll_rate_s = 300",
+        actions="""
+[[actions]]
+at_s = 400
+kind = "change_default"
+program = "network"
+modes = { opModExpLimW = 5000 }
+set_grad_w = 500
+""",
+    ).replace("poll_rate_s = 30\n", "", 1)
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(700)
+    server = world.server
+    assert server is not None
+    status_puts = [q.time - EPOCH for q in server.puts_to("/edev/1/der/1/ders")]
+    assert 60 in status_puts, status_puts
+    settings = [q for q in server.puts_to("/edev/1/der/1/derg") if q.status == 204]
+    assert [q.body.setGradW for q in settings if q.time - EPOCH >= 400][:1] == [500]
+    assert settings[-1].time - EPOCH == 600  # the poll that saw the new default
