@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
-
 import trio
 
 from actors.drivers.base import ApplyReport, DerDriver, Nameplate, Telemetry
