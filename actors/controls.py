@@ -175,7 +175,11 @@ class ControlsActor:
                     # Refused for good (4xx): it leaves the outbox, and must leave no retry behind.
                     self._in_flight.pop(key, None)
                 return events
-            case WriteOutcome(ok=ok, detail=detail):
+            case WriteOutcome(ok=ok, detail=detail, seq=seq):
+                if seq is not None and seq != self._published:
+                    # The verdict on limits published before the newest: the events now awaiting
+                    # a verdict started with the newest, whose verdict is still to come.
+                    return core.handle_timer(now, draw)
                 return core.device_write_result(ok, now, draw, detail)
         raise TypeError(f"controls actor: unexpected message {message!r}")
 
@@ -210,10 +214,15 @@ class ControlsActor:
             )
             for mode, r in state.ramps.items()
         }
-        self._to_hardware.put(
-            ApplyLimits(settings=state.settings, ramps=ramps, at_s=self._clock.server_time())
-        )
         self._published += 1
+        self._to_hardware.put(
+            ApplyLimits(
+                settings=state.settings,
+                ramps=ramps,
+                at_s=self._clock.server_time(),
+                seq=self._published,
+            )
+        )
 
     async def _offer_responses(self, core: ControlsCore) -> None:
         """Hand queued Responses to the responder: each once, again only after a failed attempt's

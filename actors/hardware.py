@@ -202,7 +202,8 @@ class HardwareActor:
     async def _owe_verdict(self, *, ok: bool, detail: str = "") -> None:
         if self._verdict_owed:
             self._verdict_owed = False
-            await self._to_controls.send(WriteOutcome(ok=ok, detail=detail))
+            seq = self._current.seq if self._current is not None else None
+            await self._to_controls.send(WriteOutcome(ok=ok, detail=detail, seq=seq))
 
     async def _sample(self, now: float) -> None:
         if self._nameplate is None:

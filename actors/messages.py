@@ -54,10 +54,12 @@ class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The device's verdict on the limits last applied."""
+    """The device's verdict on the limits last applied; ``seq``: which :class:`ApplyLimits` (a
+    verdict on limits older than the newest published is not the verdict the controls await)."""
 
     ok: bool
     detail: str = ""
+    seq: int | None = None
 
 
 ControlsInput = (
@@ -71,6 +73,7 @@ class ApplyLimits(msgspec.Struct, frozen=True, kw_only=True):
     settings: ControlSettings
     ramps: dict[Mode, Ramp]
     at_s: float
+    seq: int = 0
 
 
 class SendResponse(msgspec.Struct, frozen=True, kw_only=True):

@@ -136,6 +136,8 @@ class _Unit:
                 lfdi=g.lfdi,
                 device_category=config.site.device_category,
                 profile=profile.responses,
+                # §4 rule 6: Response 2 only once the battery took the limits; 252 if it refused.
+                confirm_writes=True,
             ),
             store=g.store,
             log=log,

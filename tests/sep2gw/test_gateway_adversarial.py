@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import trio
 
-from actors.drivers.base import ApplyReport, DerDriver, Nameplate, Telemetry
+from actors.drivers.base import ApplyReport, DerDriver, DriverError, Nameplate, Telemetry
 from actors.supervisor import RestartPolicy
 from events.control_events import (
     CommsRestored,
@@ -24,6 +24,7 @@ from events.control_events import (
     ResponseFailed,
 )
 from events.der_model import ControlSettings, Mode
+from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
@@ -622,3 +623,49 @@ set_grad_w = 500
     settings = [q for q in server.puts_to("/edev/1/der/1/derg") if q.status == 204]
     assert [q.body.setGradW for q in settings if q.time - EPOCH >= 400][:1] == [500]
     assert settings[-1].time - EPOCH == 600  # the poll that saw the new default
+
+
+class RefusesExportLimit:
+    """A battery whose controller refuses one export limit (a firmware that rejects the value)."""
+
+    def __init__(self, inner: DerDriver, refused_w: float) -> None:
+        self.inner = inner
+        self.refused_w = refused_w
+
+    def dispatchable_modes(self) -> frozenset[Mode]:
+        return self.inner.dispatchable_modes()
+
+    async def read_nameplate(self) -> Nameplate:
+        return await self.inner.read_nameplate()
+
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        return await self.inner.read_telemetry(now=now)
+
+    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+        if limits.export_limit_w == self.refused_w:
+            raise DriverError(f"export limit {limits.export_limit_w} W refused by the controller")
+        return await self.inner.apply(limits, now=now)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_control_the_device_refuses_is_answered_with_a_rejection_not_started(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 6: "apply, then Response 2 … if the device write fails, send the matching
+    rejection code instead of 2". The gateway answered 2 (and 3) whatever the battery said."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        parse_scenario(one_control(), source="test"),
+        store,
+        driver_wrapper=lambda inner: RefusesExportLimit(inner, 1000),
+    )
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    assert server.response_statuses(MRID) == [1, 252]
+    applied = [r.event for r in store.read() if isinstance(r.event, LimitsApplied)]
+    assert applied[-1].settings.export_limit_w == 5000  # back on the default
