@@ -30,6 +30,7 @@ from events.control_events import CommsRestored
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
 from events.registration_events import (
+    Polled,
     RegistrationStep,
     TimeOffsetLearned,
     registration_event_stream,
@@ -308,8 +309,22 @@ class RegistrationActor:
         self._found.edev, self._found.edev_href = edev, href
         now = self._clock.server_time()
         # Our EndDevice is read again at its list's pollRate: its postRate may change (§2.8).
-        rate = self.polls.rate_seen(f"edev:{href}", device_list.pollRate or DEFAULT_POLL_S, now)
-        return rate + self.core.step_done(RegistrationStep.END_DEVICE, now, href)
+        key = f"edev:{href}"
+        known = key in self.polls.state.polls
+        rate = self.polls.rate_seen(key, device_list.pollRate or DEFAULT_POLL_S, now)
+        return rate + self._read_counts_as_poll(key, now, known=known) + self.core.step_done(
+            RegistrationStep.END_DEVICE, now, href
+        )
+
+    def _read_counts_as_poll(self, resource: str, now: float, *, known: bool) -> list[Event]:
+        """The walk read a resource that also has its own poll (after a restart or a re-walk): that
+        read is its poll, so the next one comes a pollRate later, not when the old schedule said
+        (§4 rule 15: never more often than pollRate)."""
+        if not known:
+            return []  # first sight: its rate was just seen, the next poll is one rate away
+        event = Polled(resource=resource, at_s=now)
+        evolve_poll(self.polls.state, event)
+        return [event]
 
     def _is_me(self, device: r.EndDevice) -> bool:
         # Servers may drop leading zeros in hex they echo: compare numerically (PROTOCOL.md §2.3).
@@ -513,7 +528,11 @@ class RegistrationActor:
         fsa_list, fsas = await self._link.get_list(
             href, r.FunctionSetAssignmentsList, "FunctionSetAssignments"
         )
-        events = self.polls.rate_seen(f"fsa:{href}", fsa_list.pollRate or DEFAULT_POLL_S, now)
+        key = f"fsa:{href}"
+        known = key in self.polls.state.polls
+        events = self.polls.rate_seen(key, fsa_list.pollRate or DEFAULT_POLL_S, now)
+        if first:
+            events += self._read_counts_as_poll(key, now, known=known)
         lists = {}
         for fsa in fsas:
             if fsa.DERProgramListLink is not None:

@@ -669,3 +669,23 @@ async def test_a_control_the_device_refuses_is_answered_with_a_rejection_not_sta
     assert server.response_statuses(MRID) == [1, 252]
     applied = [r.event for r in store.read() if isinstance(r.event, LimitsApplied)]
     assert applied[-1].settings.export_limit_w == 5000  # back on the default
+
+
+async def test_restarts_and_re_walks_do_not_poll_a_list_twice_within_its_poll_rate(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 15: never more often than pollRate. The walk after a restart must read
+    the FunctionSetAssignmentsList and our EndDevice (links are learned, not remembered), but it
+    did not count that read as their poll, so the old schedule's poll followed 15 s later."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(one_control(), source="test"), store)
+    restarts = [75, 150]
+    with deadline(3600):
+        await world.run_with_restarts(300, restarts)
+    server = world.server
+    assert server is not None
+    for path in ("/edev/1/fsa", "/edev/1/fsa/1/derp", "/derp/1/derc", "/edev/1"):
+        times = [q.time - EPOCH for q in server.polls_of(path)]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b not in restarts]
+        assert gaps and min(gaps) >= 30 - 1e-6, (path, times)
+    assert server.response_statuses(MRID) == [1, 2, 3]
