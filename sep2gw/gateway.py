@@ -39,7 +39,7 @@ from actors.mirror import MirrorActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
-from actors.supervisor import ActorSpec, RestartPolicy, Supervisor
+from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.envelope import Append
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
@@ -274,10 +274,15 @@ class Gateway:
             clock=self.clock,
             record=self._record_failure,
         )
+        reason = "stopped"
         try:
             await supervisor.run(task_status=task_status)
+        except* SupervisorGaveUp as gave_up:
+            # The log's last word says why the gateway stopped, not "stopped" as for a Ctrl-C.
+            reason = f"gave up: {gave_up.exceptions[0]}"
+            raise
         finally:
-            self._append(GatewayStopped(reason="stopped"))  # synchronous: survives cancellation
+            self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
 
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
         reading = self.clock.read()

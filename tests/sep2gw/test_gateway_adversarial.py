@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import pytest
 import trio
 
 from actors.drivers.base import ApplyReport, DerDriver, DriverError, Nameplate, Telemetry
-from actors.supervisor import RestartPolicy
+from actors.supervisor import RestartPolicy, SupervisorGaveUp
 from events.control_events import (
     CommsRestored,
     ControlCancelled,
@@ -28,7 +29,7 @@ from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
-from events.runtime_events import ActorFailed
+from events.runtime_events import ActorFailed, GatewayStopped
 from sep2gw.simserver import demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
 
@@ -689,3 +690,33 @@ async def test_restarts_and_re_walks_do_not_poll_a_list_twice_within_its_poll_ra
         gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b not in restarts]
         assert gaps and min(gaps) >= 30 - 1e-6, (path, times)
     assert server.response_statuses(MRID) == [1, 2, 3]
+
+
+class AlwaysFails(FailsOnce):
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        if now >= self.at_s:
+            raise RuntimeError("driver bug: unexpected register layout")
+        return await self.inner.read_telemetry(now=now)
+
+
+async def test_a_gateway_that_gives_up_says_so_in_its_log(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """DESIGN.md (supervisor: restarts with bounded back-off, then gives up). The last record of
+    the log must say the gateway gave up and why; it said "stopped", as for a clean Ctrl-C."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        parse_scenario(one_control(), source="test"),
+        store,
+        driver_wrapper=lambda inner: AlwaysFails(inner, EPOCH + 30),
+        restart=RestartPolicy(max_restarts=2, window_s=600, backoff_initial_s=1),
+        check_fold=False,
+    )
+    with deadline(3600), pytest.RaisesGroup(SupervisorGaveUp, flatten_subgroups=True):
+        await world.run(300)
+    failures = [r.event for r in store.read() if isinstance(r.event, ActorFailed)]
+    assert [f.gave_up for f in failures] == [False, False, True]
+    last = list(store.read())[-1].event
+    assert isinstance(last, GatewayStopped)
+    assert "gave up" in last.reason and "RuntimeError" in last.reason, last.reason
