@@ -25,7 +25,7 @@ from events.control_events import (
     ResponseFailed,
 )
 from events.der_model import ControlSettings, Mode
-from events.hardware_events import LimitsApplied
+from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
@@ -720,3 +720,20 @@ async def test_a_gateway_that_gives_up_says_so_in_its_log(
     last = list(store.read())[-1].event
     assert isinstance(last, GatewayStopped)
     assert "gave up" in last.reason and "RuntimeError" in last.reason, last.reason
+
+
+async def test_adopting_the_server_clock_backwards_does_not_pause_the_battery_loop(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §2.2: the gateway's clock was 10 minutes fast; the Time resource sets it back.
+    The hardware actor's next sample and next write were instants on the old reading, so telemetry
+    and the closed export-limit loop stopped for the 10 minutes it took the new clock to get
+    there. Sampling goes on at its period whatever the offset does."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(one_control(), source="test"), store, wall_skew_s=600)
+    with deadline(3600):
+        await world.run(240)
+    sampled = [r.monotonic for r in store.read() if isinstance(r.event, TelemetrySampled)]
+    gaps = [b - a for a, b in zip(sampled, sampled[1:], strict=False)]
+    assert sampled and max(gaps) <= 10, max(gaps)
+    assert started(store, MRID) == [EPOCH + 60]  # on the server's clock

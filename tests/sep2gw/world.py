@@ -118,7 +118,9 @@ class World:
         driver_wrapper: Callable[[DerDriver], DerDriver] | None = None,
         restart: RestartPolicy | None = None,
         check_fold: bool = True,
+        wall_skew_s: float = 0.0,
     ) -> None:
+        """``wall_skew_s``: how far the gateway's own wall clock is off the utility's at start."""
         self.site = site
         self.scenario = scenario
         self.store = store
@@ -128,6 +130,7 @@ class World:
         self.driver_wrapper = driver_wrapper
         self.restart = restart
         self.check_fold = check_fold
+        self.wall_skew_s = wall_skew_s
         self.gateways: list[Gateway] = []
 
     async def run(self, seconds: float) -> None:
@@ -152,7 +155,7 @@ class World:
             await nursery.start(modbus.serve_pipes, modbus_accept)
             for until in [*stops, seconds]:
                 options = GatewayOptions(
-                    wall_at_start=clock.now(),
+                    wall_at_start=clock.now() + self.wall_skew_s,
                     seed=7,
                     store=self.store,
                     http_connector=pipe_connector(http_send),
