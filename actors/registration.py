@@ -505,6 +505,10 @@ class RegistrationActor:
         if kind == "fsa":
             return await self._poll_fsa_list(href, first=False)
         if kind == "derp":
+            if href not in self._found.program_lists.values():
+                # Our FSAs no longer reference this list (§4 rule 4): reading it would put its
+                # programs back among ours. Its schedule stays (the fold has no removal); no GET.
+                return []
             return await self._poll_program_list(href)
         if kind == "edev":
             return await self._poll_end_device(href)

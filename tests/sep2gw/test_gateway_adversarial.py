@@ -31,7 +31,9 @@ from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
 from events.runtime_events import ActorFailed, GatewayStopped
 from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver.state import DeviceRecord, UtilityState
 from tests.sep2gw.world import EPOCH, World, deadline
+from transport.sep2 import resources as r
 
 MRID = "C0000000000000000000000000000001"
 
@@ -737,3 +739,38 @@ async def test_adopting_the_server_clock_backwards_does_not_pause_the_battery_lo
     gaps = [b - a for a, b in zip(sampled, sampled[1:], strict=False)]
     assert sampled and max(gaps) <= 10, max(gaps)
     assert started(store, MRID) == [EPOCH + 60]  # on the server's clock
+
+
+async def test_a_program_list_no_longer_referenced_is_no_longer_polled(
+    pki: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROTOCOL.md §2 (follow hrefs) and §4 rule 4: from 100 s the FunctionSetAssignments link a
+    new DERProgramList. The old list kept its own poll for ever, and each poll put its programs
+    back among the ones our FSAs reference (a dropped program would never stop applying)."""
+    original = UtilityState._fsa
+    moved_at = EPOCH + 100
+
+    def moving_fsa(self: UtilityState, device: DeviceRecord) -> r.FunctionSetAssignments:
+        fsa = original(self, device)
+        if world.server is None or world.server.clock.now() < moved_at:
+            return fsa
+        link = msgspec.structs.replace(
+            fsa.DERProgramListLink, href=f"/edev/{device.id}/fsa/1/derp?v=2"
+        )
+        return msgspec.structs.replace(fsa, DERProgramListLink=link)
+
+    monkeypatch.setattr(UtilityState, "_fsa", moving_fsa)
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(one_control(), source="test"), store)
+    with deadline(3600):
+        await world.run(300)
+    server = world.server
+    assert server is not None
+    old = [
+        q.time - EPOCH
+        for q in server.polls_of("/edev/1/fsa/1/derp")
+        if q.target.startswith("/edev/1/fsa/1/derp?s=")
+    ]
+    new = [q.time - EPOCH for q in server.polls_of("/edev/1/fsa/1/derp") if "v=2" in q.target]
+    assert new and max(old) <= 120, old  # the FSA poll at 120 s is the first to see the move
+    assert server.response_statuses(MRID) == [1, 2, 3]
