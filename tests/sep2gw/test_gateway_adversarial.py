@@ -8,6 +8,7 @@ Each test runs a scenario of the simulated utility server on the autojump clock 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -31,8 +32,9 @@ from events.registration_events import RegistrationHalted, StepDone
 from events.registry import CATALOGUE
 from events.runtime_events import ActorFailed, GatewayStopped
 from sep2gw.simserver import demo_scenario, parse_scenario
-from sep2gw.simserver.state import DeviceRecord, UtilityState
+from sep2gw.simserver.state import DeviceRecord, SimReply, UtilityState
 from tests.sep2gw.world import EPOCH, World, deadline
+from transport.sep2 import decode
 from transport.sep2 import resources as r
 
 MRID = "C0000000000000000000000000000001"
@@ -774,3 +776,31 @@ async def test_a_program_list_no_longer_referenced_is_no_longer_polled(
     new = [q.time - EPOCH for q in server.polls_of("/edev/1/fsa/1/derp") if "v=2" in q.target]
     assert new and max(old) <= 120, old  # the FSA poll at 120 s is the first to see the move
     assert server.response_statuses(MRID) == [1, 2, 3]
+
+
+async def test_a_server_without_der_or_mirror_links_still_gets_the_schedule_followed(
+    pki: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROTOCOL.md §2.7, §2.8: DERList and MirrorUsagePointList are optional links; without them the
+    walk reaches ready and the schedule is followed (nothing is PUT or POSTed there)."""
+    end_device, get_dcap = UtilityState._end_device, UtilityState._get_dcap
+
+    def no_der(self: UtilityState, device: DeviceRecord) -> r.EndDevice:
+        return msgspec.structs.replace(end_device(self, device), DERListLink=None)
+
+    def no_mup(self: UtilityState, ctx: Any) -> SimReply:
+        reply = get_dcap(self, ctx)
+        dcap = decode(reply.body, r.DeviceCapability)
+        return self._doc(msgspec.structs.replace(dcap, MirrorUsagePointListLink=None))
+
+    monkeypatch.setattr(UtilityState, "_end_device", no_der)
+    monkeypatch.setattr(UtilityState, "_get_dcap", no_mup)
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(one_control(), source="test"), store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    assert started(store, MRID) == [EPOCH + 60]
+    assert server.response_statuses(MRID) == [1, 2, 3]
+    assert not [q for q in server.requests if q.path.startswith(("/mup", "/edev/1/der"))]
