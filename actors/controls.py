@@ -91,6 +91,7 @@ class ControlsActor:
         self._to_responder = to_responder
         self._on_comms_restored = on_comms_restored
         self._on_control_started = on_control_started
+        self._hold_until = float("-inf")
         self.core: ControlsCore | None = None
         #: Responses handed to the responder and not yet answered, with when they may be offered again.
         self._in_flight: dict[tuple[str, int], float] = {}
@@ -143,7 +144,13 @@ class ControlsActor:
         assert self.core is not None
         if not self.core.state.online:
             return None
-        return min(self._in_flight.values(), default=None)
+        # Nothing is offered before a Retry-After ends: no retry instant may fall before it (a
+        # past one would make the actor spin while the hold lasts).
+        hold = self._hold_until
+        times = [max(t, hold) for t in self._in_flight.values()]
+        if hold > self._clock.server_time() and self.core.responses_to_send():
+            times.append(hold)  # Responses intended during the hold go when it ends
+        return min(times, default=None)
 
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
         draw = self._draw
@@ -168,9 +175,12 @@ class ControlsActor:
                 events = core.response_failed(
                     message.mrid, message.status, message.http_status, now
                 )
+                if message.retry_after_s is not None:
+                    # The server said when it takes Responses again: none before then.
+                    self._hold_until = max(self._hold_until, now + message.retry_after_s)
                 if any(isinstance(e, ResponseFailed) and e.retry for e in events):
                     if key in self._in_flight:
-                        self._in_flight[key] = now + RESPONSE_RETRY_S
+                        self._in_flight[key] = max(now + RESPONSE_RETRY_S, self._hold_until)
                 else:
                     # Refused for good (4xx): it leaves the outbox, and must leave no retry behind.
                     self._in_flight.pop(key, None)
@@ -228,6 +238,8 @@ class ControlsActor:
         """Hand queued Responses to the responder: each once, again only after a failed attempt's
         retry delay (§4 rule 16: retried on 5xx/network errors, never on 4xx)."""
         now = self._clock.server_time()
+        if now < self._hold_until:
+            return  # a 429/503's Retry-After is still running
         for intended in core.responses_to_send():
             key = (intended.mrid, int(intended.status))
             retry_at = self._in_flight.get(key)

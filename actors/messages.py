@@ -51,6 +51,8 @@ class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):
     status: ResponseStatus
     acked: bool
     http_status: int | None
+    #: The server's Retry-After (429/503), seconds: no Response is offered again before then.
+    retry_after_s: float | None = None
 
 
 class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):

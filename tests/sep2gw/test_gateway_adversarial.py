@@ -804,3 +804,32 @@ async def test_a_server_without_der_or_mirror_links_still_gets_the_schedule_foll
     assert started(store, MRID) == [EPOCH + 60]
     assert server.response_statuses(MRID) == [1, 2, 3]
     assert not [q for q in server.requests if q.path.startswith(("/mup", "/edev/1/der"))]
+
+
+async def test_a_response_answered_503_with_retry_after_waits_that_long(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """PROTOCOL.md §4 rule 16 (retried on 5xx) with RFC 9110 Retry-After: the Response is offered
+    again when the server said, not every 30 s meanwhile (four refused POSTs in two minutes)."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 100
+status = 503
+retry_after_s = 120
+paths = ["/rsps"]
+methods = ["POST"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(300)
+    server = world.server
+    assert server is not None
+    posts = [(q.time - EPOCH, q.status) for q in server.posts_to("/rsps/1/rsp")]
+    assert [p for p in posts if p[1] == 503] == [(0.0, 503)], posts
+    assert server.response_statuses(MRID) == [1, 2, 3]
+    assert server.duplicate_responses() == []
