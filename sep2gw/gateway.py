@@ -232,6 +232,9 @@ class Gateway:
         self.config = config
         self.options = options or GatewayOptions()
         self.profile: Profile = PROFILES[config.server.profile]
+        #: A driver made here from the configuration is the gateway's to close; one handed in
+        #: stays the embedding application's.
+        self._owns_driver = driver is None
         self.driver = driver or driver_from_config(config)
         chain = load_pem_chain(
             config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
@@ -283,6 +286,9 @@ class Gateway:
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            if self._owns_driver:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self.driver.aclose()
 
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
         reading = self.clock.read()

@@ -833,3 +833,35 @@ methods = ["POST"]
     assert [p for p in posts if p[1] == 503] == [(0.0, 503)], posts
     assert server.response_statuses(MRID) == [1, 2, 3]
     assert server.duplicate_responses() == []
+
+
+class ClosedOnce(RefusesExportLimit):
+    """Records whether the gateway closed it."""
+
+    def __init__(self, inner: DerDriver) -> None:
+        super().__init__(inner, refused_w=-1.0)
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+
+async def test_the_gateway_closes_the_driver_it_made_and_only_that_one(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A gateway made from a configuration (``sep2gw run``, ``run_gateway(config)``) owns its battery
+    connection and must close it when it stops; it stayed open. A driver the embedding application
+    passed in stays the application's."""
+    for own in (True, False):
+        store = MemoryEventStore(CATALOGUE)
+        world = World(
+            pki,
+            parse_scenario(one_control(), source="test"),
+            store,
+            driver_wrapper=ClosedOnce,
+            own_driver=own,
+        )
+        with deadline(3600):
+            await world.run_with_restarts(120, [60])
+        assert [d.closed for d in world.drivers if isinstance(d, ClosedOnce)] == [own, own]

@@ -17,6 +17,7 @@ import msgspec
 import trio
 import trio.testing
 
+import sep2gw.gateway as gateway_module
 from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
@@ -26,7 +27,7 @@ from actors.supervisor import RestartPolicy
 from events.replay import replay
 from events.store import EventStore
 from sep2gw.config import Config, parse_config
-from sep2gw.gateway import Gateway, GatewayOptions
+from sep2gw.gateway import Gateway, GatewayOptions, driver_from_config
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, server_material
@@ -119,8 +120,11 @@ class World:
         restart: RestartPolicy | None = None,
         check_fold: bool = True,
         wall_skew_s: float = 0.0,
+        own_driver: bool = False,
     ) -> None:
-        """``wall_skew_s``: how far the gateway's own wall clock is off the utility's at start."""
+        """``wall_skew_s``: how far the gateway's own wall clock is off the utility's at start.
+        ``own_driver``: the gateway makes its driver from the configuration (as ``sep2gw run``
+        does) instead of being handed one by the embedding application."""
         self.site = site
         self.scenario = scenario
         self.store = store
@@ -131,6 +135,8 @@ class World:
         self.restart = restart
         self.check_fold = check_fold
         self.wall_skew_s = wall_skew_s
+        self.own_driver = own_driver
+        self.drivers: list[DerDriver] = []
         self.gateways: list[Gateway] = []
 
     async def run(self, seconds: float) -> None:
@@ -167,7 +173,15 @@ class World:
                 )
                 if self.driver_wrapper is not None:
                     driver = self.driver_wrapper(driver)
-                async with Gateway(self.config, driver, options=options) as gateway:
+                self.drivers.append(driver)
+                if self.own_driver:
+                    gateway_module.driver_from_config = _returning(driver)
+                try:
+                    handed = None if self.own_driver else driver
+                    gateway = Gateway(self.config, handed, options=options)
+                finally:
+                    gateway_module.driver_from_config = driver_from_config
+                async with gateway:
                     self.gateways.append(gateway)
                     await clock.sleep_until(EPOCH + until)
                     if self.check_fold:
@@ -176,6 +190,10 @@ class World:
                 # A stopped gateway leaves no connection open behind it.
                 assert not gateway.actors["link"].connected, "the stopped gateway left its link open"
             nursery.cancel_scope.cancel()
+
+
+def _returning(driver: DerDriver) -> Callable[[Config], DerDriver]:
+    return lambda config: driver
 
 
 @contextmanager
