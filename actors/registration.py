@@ -10,6 +10,7 @@ from what the server returned, never built (§2). Every decision is durable befo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -72,6 +73,8 @@ class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
     register_in_band: bool = True
     nmi: str | None = None
     default_post_s: int = 300
+    #: IANA Private Enterprise Number written as ``logEventPEN`` of our LogEvents.
+    pen: int = 0
 
 
 class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +130,7 @@ class RegistrationActor:
         self._last_der_status: object = None
         self._last_der_settings: object = None
         self._der_info_now = False
+        self._alarms_reported: set[str] = set()
         self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
@@ -446,6 +450,38 @@ class RegistrationActor:
             if await self._put_info(der.DERStatusLink.href, status_to_wire(status)):
                 self._last_der_status = key
 
+    async def _post_alarms(self) -> None:
+        """PROTOCOL.md §2.9: each alarm the DER raises is POSTed once to our EndDevice's
+        LogEventList (profileID 2 = IEEE 2030.5, functionSet 11 = DER); one that clears and is
+        raised again is reported again. A refused POST is not retried (4xx); a network failure is
+        raised and the alarm is reported at the next cycle."""
+        edev, snapshot = self._found.edev, self._der_snapshot()
+        if edev is None or edev.LogEventListLink is None or snapshot is None:
+            return
+        if snapshot.telemetry is None:
+            return
+        active = snapshot.telemetry.alarms
+        for alarm in active:
+            if alarm in self._alarms_reported:
+                continue
+            event = r.LogEvent(
+                createdDateTime=int(self._clock.server_time()),
+                functionSet=_DER_FUNCTION_SET,
+                logEventCode=0,
+                logEventID=_alarm_id(alarm),
+                logEventPEN=self._walk.pen,
+                profileID=_PROFILE_IEEE_2030_5,
+                details=f"DER alarm raised: {alarm}"[:32],
+            )
+            try:
+                await self._link.post(edev.LogEventListLink.href, event)
+            except HttpFailure as failure:
+                self._note_retry_after(failure)
+                if not 400 <= failure.status < 500 or failure.status == 429:
+                    raise  # 5xx/429: reported at the next cycle
+            self._alarms_reported.add(alarm)
+        self._alarms_reported &= set(active)
+
     async def _put_info(self, href: str, resource: msgspec.Struct) -> bool:
         try:
             await self._link.put(href, resource)
@@ -497,6 +533,7 @@ class RegistrationActor:
                 await self._honour_retry_after()
             try:
                 await self._put_der_info(full=False)
+                await self._post_alarms()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
 
@@ -646,6 +683,16 @@ class RegistrationActor:
             return
         every = {p.program_id: p for ps in self._found.programs.values() for p in ps}
         await self._to_controls.send(ProgramsSeen(programs=tuple(every[k] for k in sorted(every))))
+
+
+#: LogEvent.profileID 2: IEEE 2030.5; LogEvent.functionSet 11: Distributed Energy Resources.
+_PROFILE_IEEE_2030_5: Final = 2
+_DER_FUNCTION_SET: Final = 11
+
+
+def _alarm_id(alarm: str) -> int:
+    """A stable 16-bit logEventID per alarm name (the same alarm, the same ID, across restarts)."""
+    return int.from_bytes(hashlib.sha256(alarm.encode()).digest()[:2], "big")
 
 
 def _status_of(failure: Exception) -> int | None:

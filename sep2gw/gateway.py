@@ -182,6 +182,7 @@ class _Unit:
                 register_in_band=config.server.register_in_band,
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,
+                pen=config.site.pen,
             ),
             config=RegistrationConfig(pin=config.server.pin or 0, nmi=config.site.nmi),
             link=link,

@@ -865,3 +865,43 @@ async def test_the_gateway_closes_the_driver_it_made_and_only_that_one(
         with deadline(3600):
             await world.run_with_restarts(120, [60])
         assert [d.closed for d in world.drivers if isinstance(d, ClosedOnce)] == [own, own]
+
+
+class RaisesAlarm(RefusesExportLimit):
+    """A battery that raises a fault alarm from ``at_s`` on."""
+
+    def __init__(self, inner: DerDriver, at_s: float) -> None:
+        super().__init__(inner, refused_w=-1.0)
+        self.at_s = at_s
+
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        telemetry = await self.inner.read_telemetry(now=now)
+        if now < self.at_s:
+            return telemetry
+        return msgspec.structs.replace(telemetry, alarms=("ground_fault",))
+
+
+async def test_a_device_fault_is_reported_once_as_a_log_event(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Issue 7 (mirror: LogEvents for device faults) and PROTOCOL.md §2.9: an alarm the battery
+    raises is POSTed once to our EndDevice's LogEventList (profileID 2, the DER function set);
+    nothing was ever POSTed there."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(
+        pki,
+        parse_scenario(one_control(), source="test"),
+        store,
+        driver_wrapper=lambda inner: RaisesAlarm(inner, EPOCH + 100),
+    )
+    with deadline(3600):
+        await world.run(300)
+    server = world.server
+    assert server is not None
+    posted = [q for q in server.posts_to("/edev/1/lel") if q.status == 201]
+    assert len(posted) == 1
+    event = posted[0].body
+    assert isinstance(event, r.LogEvent)
+    assert (event.profileID, event.functionSet) == (2, 11)
+    assert event.details is not None and "ground_fault" in event.details
+    assert 100 <= posted[0].time - EPOCH <= 130  # at the first poll cycle after it was sampled
