@@ -144,6 +144,11 @@ class ControlsActor:
         assert self.core is not None
         if not self.core.state.online:
             return None
+        buffer = self._to_responder.statistics()
+        if buffer.current_buffer_used >= buffer.max_buffer_size:
+            # The responder is full: an outcome will come back and wake us (each frees a place);
+            # a retry instant already past would only make the actor spin until then.
+            return None
         # Nothing is offered before a Retry-After ends: no retry instant may fall before it (a
         # past one would make the actor spin while the hold lasts).
         hold = self._hold_until

@@ -905,3 +905,32 @@ async def test_a_device_fault_is_reported_once_as_a_log_event(
     assert (event.profileID, event.functionSet) == (2, 11)
     assert event.details is not None and "ground_fault" in event.details
     assert 100 <= posted[0].time - EPOCH <= 130  # at the first poll cycle after it was sampled
+
+
+async def test_a_burst_of_responses_to_retry_waits_for_the_responder_without_spinning(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """150 Responses refused with 503, retried 30 s later: more than the responder's buffer holds
+    are due at once. Those that do not fit wait for an outcome to free a place; their retry instants,
+    already past, must not make the controls actor spin meanwhile."""
+    count = 150
+    scenario = burst_of_controls(count) + """
+[[actions]]
+at_s = 0
+kind = "fail"
+duration_s = 10
+status = 503
+paths = ["/rsps"]
+methods = ["POST"]
+"""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(120)
+    server = world.server
+    assert server is not None
+    accepted = [q for q in server.posts_to("/rsps/1/rsp") if q.status == 201]
+    assert len(accepted) == count
+    assert server.duplicate_responses() == []
+    controls = world.gateways[-1].actors["controls"]
+    assert controls.statistics().timers < 50, controls.statistics()
