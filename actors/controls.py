@@ -9,7 +9,7 @@ anything else happens (PROTOCOL.md §4 rule 13: a restart while offline follows 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import anyio
@@ -34,8 +34,11 @@ from actors.messages import (
 from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import (
+    CommsRestored,
+    ControlStarted,
     LimitsInForceChanged,
     RampPlanned,
+    ResponseFailed,
     control_event_stream,
 )
 from events.envelope import Append
@@ -71,7 +74,13 @@ class ControlsActor:
         inbox: MemoryObjectReceiveStream[ControlsInput],
         to_hardware: Latest[ApplyLimits],
         to_responder: MemoryObjectSendStream[SendResponse],
+        on_comms_restored: Callable[[CommsRestored], None] | None = None,
+        on_control_started: Callable[[], None] | None = None,
     ) -> None:
+        """``on_comms_restored``: told each durable CommsRestored (the registration actor folds it
+        into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12).
+        ``on_control_started``: told when a control has taken effect (the registration actor
+        re-PUTs the DER information, §2.7)."""
         self._config = config
         self._store = store
         self._log = log
@@ -80,6 +89,9 @@ class ControlsActor:
         self._inbox = inbox
         self._to_hardware = to_hardware
         self._to_responder = to_responder
+        self._on_comms_restored = on_comms_restored
+        self._on_control_started = on_control_started
+        self._hold_until = float("-inf")
         self.core: ControlsCore | None = None
         #: Responses handed to the responder and not yet answered, with when they may be offered again.
         self._in_flight: dict[tuple[str, int], float] = {}
@@ -127,7 +139,23 @@ class ControlsActor:
         return None
 
     def _next_retry(self) -> float | None:
-        return min(self._in_flight.values(), default=None) if self._in_flight else None
+        """When a failed Response may be offered again. None while offline: nothing is offered then
+        (§4 rule 12), and a retry instant left in the past would make the actor spin."""
+        assert self.core is not None
+        if not self.core.state.online:
+            return None
+        buffer = self._to_responder.statistics()
+        if buffer.current_buffer_used >= buffer.max_buffer_size:
+            # The responder is full: an outcome will come back and wake us (each frees a place);
+            # a retry instant already past would only make the actor spin until then.
+            return None
+        # Nothing is offered before a Retry-After ends: no retry instant may fall before it (a
+        # past one would make the actor spin while the hold lasts).
+        hold = self._hold_until
+        times = [max(t, hold) for t in self._in_flight.values()]
+        if hold > self._clock.server_time() and self.core.responses_to_send():
+            times.append(hold)  # Responses intended during the hold go when it ends
+        return min(times, default=None)
 
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
         draw = self._draw
@@ -152,10 +180,21 @@ class ControlsActor:
                 events = core.response_failed(
                     message.mrid, message.status, message.http_status, now
                 )
-                if key in self._in_flight:
-                    self._in_flight[key] = now + RESPONSE_RETRY_S
+                if message.retry_after_s is not None:
+                    # The server said when it takes Responses again: none before then.
+                    self._hold_until = max(self._hold_until, now + message.retry_after_s)
+                if any(isinstance(e, ResponseFailed) and e.retry for e in events):
+                    if key in self._in_flight:
+                        self._in_flight[key] = max(now + RESPONSE_RETRY_S, self._hold_until)
+                else:
+                    # Refused for good (4xx): it leaves the outbox, and must leave no retry behind.
+                    self._in_flight.pop(key, None)
                 return events
-            case WriteOutcome(ok=ok, detail=detail):
+            case WriteOutcome(ok=ok, detail=detail, seq=seq):
+                if seq is not None and seq != self._published:
+                    # The verdict on limits published before the newest: the events now awaiting
+                    # a verdict started with the newest, whose verdict is still to come.
+                    return core.handle_timer(now, draw)
                 return core.device_write_result(ok, now, draw, detail)
         raise TypeError(f"controls actor: unexpected message {message!r}")
 
@@ -166,6 +205,14 @@ class ControlsActor:
         reading = self._clock.read()
         await self._log.append(_batch(events, reading.server_time, reading.monotonic))
         self._events += len(events)
+        if self._on_comms_restored is not None:
+            for event in events:
+                if isinstance(event, CommsRestored):
+                    self._on_comms_restored(event)
+        if self._on_control_started is not None and any(
+            isinstance(e, ControlStarted) for e in events
+        ):
+            self._on_control_started()
         if any(isinstance(e, LimitsInForceChanged | RampPlanned) for e in events):
             assert self.core is not None
             await self._publish_limits(self.core)
@@ -182,24 +229,37 @@ class ControlsActor:
             )
             for mode, r in state.ramps.items()
         }
-        self._to_hardware.put(
-            ApplyLimits(settings=state.settings, ramps=ramps, at_s=self._clock.server_time())
-        )
         self._published += 1
+        self._to_hardware.put(
+            ApplyLimits(
+                settings=state.settings,
+                ramps=ramps,
+                at_s=self._clock.server_time(),
+                seq=self._published,
+            )
+        )
 
     async def _offer_responses(self, core: ControlsCore) -> None:
         """Hand queued Responses to the responder: each once, again only after a failed attempt's
         retry delay (§4 rule 16: retried on 5xx/network errors, never on 4xx)."""
         now = self._clock.server_time()
+        if now < self._hold_until:
+            return  # a 429/503's Retry-After is still running
         for intended in core.responses_to_send():
             key = (intended.mrid, int(intended.status))
             retry_at = self._in_flight.get(key)
             if retry_at is not None and retry_at > now:
                 continue
+            # Never wait on the responder: it waits on our inbox to report outcomes, so a blocking
+            # send with both buffers full would deadlock. What does not fit now is offered again
+            # when an outcome comes back (each frees a place).
+            buffer = self._to_responder.statistics()
+            if buffer.current_buffer_used >= buffer.max_buffer_size:
+                return
             # Reserve the key before posting: the Sent record is durable before the POST leaves.
             self._in_flight[key] = float("inf")
             await self._decide(core.response_sent(intended.mrid, intended.status, now))
-            await self._to_responder.send(SendResponse(response=intended))
+            self._to_responder.send_nowait(SendResponse(response=intended))
 
 
 def _fresh(state: ControlsState) -> ControlsState:

@@ -35,7 +35,7 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.telemetry import IntervalSummary
-from statemachines.telemetry import IntervalAggregator, SampleSchedule
+from statemachines.telemetry import IntervalAggregator, LateSample, SampleSchedule
 from transport.modbus import ModbusError
 
 __all__ = ["HardwareActor", "HardwareConfig", "HardwareStatistics", "CLOSED_LOOP_MODES"]
@@ -94,6 +94,7 @@ class HardwareActor:
         self._nameplate: Nameplate | None = None
         self._telemetry: Telemetry | None = None
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
+        self._late = 0
 
     def snapshot(self) -> DerSnapshot | None:
         """What the DER last reported (for DERCapability/Settings/Status/Availability)."""
@@ -130,6 +131,14 @@ class HardwareActor:
             next_sample = self._schedule.next_deadline(self._clock.server_time())
             while True:
                 now = self._clock.server_time()
+                # The server clock can step back when its offset is adopted (PROTOCOL.md §2.2): an
+                # instant planned on the old reading is then further away than a whole period, and
+                # waiting for it would pause sampling and the closed loop for the size of the step.
+                if next_sample - now > self._config.sample_period_s:
+                    next_sample = self._schedule.next_deadline(now)
+                longest = max(self._config.control_period_s, self._config.reassert_s)
+                if self._next_apply is not None and self._next_apply - now > longest:
+                    self._next_apply = now
                 deadline = (
                     next_sample if self._next_apply is None else min(next_sample, self._next_apply)
                 )
@@ -202,7 +211,8 @@ class HardwareActor:
     async def _owe_verdict(self, *, ok: bool, detail: str = "") -> None:
         if self._verdict_owed:
             self._verdict_owed = False
-            await self._to_controls.send(WriteOutcome(ok=ok, detail=detail))
+            seq = self._current.seq if self._current is not None else None
+            await self._to_controls.send(WriteOutcome(ok=ok, detail=detail, seq=seq))
 
     async def _sample(self, now: float) -> None:
         if self._nameplate is None:
@@ -217,7 +227,13 @@ class HardwareActor:
         else:
             self._samples += 1
             self._telemetry = telemetry
-            closed += self._aggregator.add(telemetry.samples())
+            try:
+                closed += self._aggregator.add(telemetry.samples())
+            except LateSample:
+                # The server clock stepped back behind an interval already summarised: the sample
+                # is recorded, but it cannot join a summary that was already handed on (a gap in
+                # the readings, never a second reading for the same interval).
+                self._late += 1
             events: list[Event] = []
             if self._config.record_telemetry:
                 events.append(_sampled(telemetry))

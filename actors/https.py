@@ -156,6 +156,11 @@ class HttpsClient:
         await self.aclose()
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection is open (kept alive between requests until :meth:`aclose`)."""
+        return self._conn is not None
+
+    @property
     def tls_info(self) -> TlsInfo | None:
         """The TLS parameters of the most recent handshake."""
         return self._last_tls

@@ -108,6 +108,11 @@ class Link:
         """``None`` until the first request has an outcome."""
         return self._reachable
 
+    @property
+    def connected(self) -> bool:
+        """Whether the client holds an open connection to the server."""
+        return self._client.connected
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

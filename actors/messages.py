@@ -51,13 +51,17 @@ class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):
     status: ResponseStatus
     acked: bool
     http_status: int | None
+    #: The server's Retry-After (429/503), seconds: no Response is offered again before then.
+    retry_after_s: float | None = None
 
 
 class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The device's verdict on the limits last applied."""
+    """The device's verdict on the limits last applied; ``seq``: which :class:`ApplyLimits` (a
+    verdict on limits older than the newest published is not the verdict the controls await)."""
 
     ok: bool
     detail: str = ""
+    seq: int | None = None
 
 
 ControlsInput = (
@@ -71,6 +75,7 @@ class ApplyLimits(msgspec.Struct, frozen=True, kw_only=True):
     settings: ControlSettings
     ramps: dict[Mode, Ramp]
     at_s: float
+    seq: int = 0
 
 
 class SendResponse(msgspec.Struct, frozen=True, kw_only=True):

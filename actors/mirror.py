@@ -149,11 +149,16 @@ class MirrorActor:
             )
 
     async def _post_due(self, target: MirrorTargets) -> None:
-        try:
-            for point in (MeasurementPoint.SITE, MeasurementPoint.DER):
+        for point in (MeasurementPoint.SITE, MeasurementPoint.DER):
+            try:
                 await self._post_point(target, point)
-        except (HttpFailure, LinkError):
-            self._failures += 1  # kept in the backlog; tried again at the next post instant
+            except LinkError:
+                self._failures += 1  # offline: all kept in the backlog for the next post instant
+                break
+            except HttpFailure:
+                # This mirror failed this time (kept, tried again at the next post instant); the
+                # other one's readings still go out.
+                self._failures += 1
         await self._record(self._schedule.posted("mirror", self._clock.server_time()))
 
     async def _post_point(self, target: MirrorTargets, point: MeasurementPoint) -> None:
@@ -172,12 +177,21 @@ class MirrorActor:
                 )
                 href = await self._mup(target, point)
                 try:
-                    await self._link.post(href, mmr)
+                    try:
+                        await self._link.post(href, mmr)
+                    except HttpFailure as failure:
+                        if failure.status != 404:
+                            raise
+                        self._mups.pop(point, None)  # the server lost our MUP: create it again
+                        await self._link.post(await self._mup(target, point), mmr)
                 except HttpFailure as failure:
-                    if failure.status != 404:
+                    if not _refused_for_good(failure.status):
                         raise
-                    self._mups.pop(point, None)  # the server lost our MUP: create it again
-                    await self._link.post(await self._mup(target, point), mmr)
+                    # 4xx: this reading will never be accepted; retrying it would hold back
+                    # every reading queued behind it (as Responses: PROTOCOL.md §4 rule 16).
+                    queue.pop(0)
+                    self._dropped += 1
+                    continue
                 queue.pop(0)
                 self._posted += 1
 
@@ -219,3 +233,8 @@ class MirrorActor:
         self._created += 1
         self._mups[point] = location
         return location
+
+
+def _refused_for_good(status: int) -> bool:
+    """4xx other than 404 (handled: the MUP is re-created) and 429 (back off, then retry)."""
+    return 400 <= status < 500 and status not in (404, 429)

@@ -10,6 +10,7 @@ from what the server returned, never built (§2). Every decision is durable befo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -26,18 +27,21 @@ from actors.log_writer import LogWriter
 from actors.messages import ControlsInput, ControlsSeen, DefaultSeen, ProgramsSeen
 from actors.rng import RandomSource
 from events.base import Event
+from events.control_events import CommsRestored
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
 from events.registration_events import (
+    Polled,
     RegistrationStep,
     TimeOffsetLearned,
     registration_event_stream,
 )
 from events.replay import replay
 from events.store import EventStore
-from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState
+from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
 from statemachines.registration import HALTED, READY, RegistrationConfig, RegistrationCore
 from transport.errors import LinkError
+from transport.sep2 import SchemaViolation
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary32, HexBinary160
 from transport.sep2.mapping import (
@@ -69,6 +73,8 @@ class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
     register_in_band: bool = True
     nmi: str | None = None
     default_post_s: int = 300
+    #: IANA Private Enterprise Number written as ``logEventPEN`` of our LogEvents.
+    pen: int = 0
 
 
 class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,6 +128,44 @@ class RegistrationActor:
         self.polls = PollSchedule()
         self._found = _Discovered()
         self._last_der_status: object = None
+        self._last_der_settings: object = None
+        self._der_info_now = False
+        self._alarms_reported: set[str] = set()
+        self._poll_sleep: anyio.CancelScope | None = None
+        self._der_info_owed = False
+        self._der_info_failures = 0
+        self._targets: MirrorTargets | None = None
+        #: Server time before which no request is made (a 429/503's Retry-After; not persisted:
+        #: after a restart the server repeats it if it still applies).
+        self._hold_until = float("-inf")
+        #: A program's default or control list that could not be read (skipped for one cycle).
+        self._unread = 0
+
+    def _note_retry_after(self, failure: Exception) -> None:
+        """429/503 with Retry-After: the server said when it may be asked again (RFC 9110 §10.2.3);
+        our own back-off or pollRate may be shorter, so nothing is asked before then."""
+        retry_after = getattr(failure, "retry_after_s", None)
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = max(self._hold_until, self._clock.server_time() + retry_after)
+
+    async def _honour_retry_after(self) -> None:
+        if self._hold_until > self._clock.server_time():
+            await self._clock.sleep_until_server_time(self._hold_until)
+
+    def control_took_effect(self) -> None:
+        """A control started (durable in the log): PUT the DER information now, not at the next
+        poll (PROTOCOL.md §2.7: re-PUT after each control takes effect)."""
+        self._der_info_now = True
+        if self._poll_sleep is not None:
+            self._poll_sleep.cancel()
+
+    def comms_restored(self, event: CommsRestored) -> None:
+        """The link is back (the controls actor has made ``event`` durable): fold it into the poll
+        schedule, as a replay of the log does, so everything is due now (PROTOCOL.md §4 rule 12),
+        and wake the poll loop."""
+        evolve_poll(self.polls.state, event)
+        if self._poll_sleep is not None:
+            self._poll_sleep.cancel()
 
     def _draw(self, low: int, high: int) -> int:
         return self._rng.integer(low, high)
@@ -187,7 +231,9 @@ class RegistrationActor:
             except (HttpFailure, LinkError) as failure:
                 status = _status_of(failure)
                 events = core.step_failed(step, status, self._clock.server_time(), self._draw)
+                self._note_retry_after(failure)
             await self._persist(events)
+            await self._honour_retry_after()
 
     async def _perform(self, step: RegistrationStep) -> list[Event]:
         match step:
@@ -238,7 +284,7 @@ class RegistrationActor:
                 "GET", self._walk.dcap_path, 404, why="DeviceCapability has no EndDeviceListLink"
             )
         list_href = dcap.EndDeviceListLink.href
-        _, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")
+        device_list, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")
         mine = next((d for d in devices if self._is_me(d)), None)
         href = mine.href if mine is not None else None
         if mine is None:
@@ -265,7 +311,24 @@ class RegistrationActor:
         assert href is not None
         edev = await self._link.get(href, r.EndDevice)
         self._found.edev, self._found.edev_href = edev, href
-        return self.core.step_done(RegistrationStep.END_DEVICE, self._clock.server_time(), href)
+        now = self._clock.server_time()
+        # Our EndDevice is read again at its list's pollRate: its postRate may change (§2.8).
+        key = f"edev:{href}"
+        known = key in self.polls.state.polls
+        rate = self.polls.rate_seen(key, device_list.pollRate or DEFAULT_POLL_S, now)
+        return rate + self._read_counts_as_poll(key, now, known=known) + self.core.step_done(
+            RegistrationStep.END_DEVICE, now, href
+        )
+
+    def _read_counts_as_poll(self, resource: str, now: float, *, known: bool) -> list[Event]:
+        """The walk read a resource that also has its own poll (after a restart or a re-walk): that
+        read is its poll, so the next one comes a pollRate later, not when the old schedule said
+        (§4 rule 15: never more often than pollRate)."""
+        if not known:
+            return []  # first sight: its rate was just seen, the next poll is one rate away
+        event = Polled(resource=resource, at_s=now)
+        evolve_poll(self.polls.state, event)
+        return [event]
 
     def _is_me(self, device: r.EndDevice) -> bool:
         # Servers may drop leading zeros in hex they echo: compare numerically (PROTOCOL.md §2.3).
@@ -290,9 +353,9 @@ class RegistrationActor:
         assert edev is not None and self._walk.nmi is not None
         link = edev.ConnectionPointLink
         if link is None:
-            raise HttpFailure(
-                "GET", self._found.edev_href or "", 404, why="EndDevice has no ConnectionPointLink"
-            )
+            # §2.5: PUT when configured *and* offered; a server without ConnectionPoint resources
+            # is not a moved link (re-discovering would loop forever).
+            return self.core.step_done(RegistrationStep.CONNECTION_POINT, self._clock.server_time())
         await self._link.put(link.href, r.ConnectionPointType(connectionPointId=self._walk.nmi))
         return self.core.step_done(
             RegistrationStep.CONNECTION_POINT, self._clock.server_time(), link.href
@@ -326,9 +389,10 @@ class RegistrationActor:
         assert dcap is not None and edev is not None
         if dcap.MirrorUsagePointListLink is not None and self._mirror_targets is not None:
             rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
-            self._mirror_targets(
-                MirrorTargets(mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate)
+            self._targets = MirrorTargets(
+                mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate
             )
+            self._mirror_targets(self._targets)
         return self.core.step_done(RegistrationStep.MIRROR, self._clock.server_time())
 
     # -- DER information (§2.7) --------------------------------------------------------------------
@@ -344,29 +408,89 @@ class RegistrationActor:
         return 0  # sep.xsd: 0 = no ramp limit
 
     async def _put_der_info(self, *, full: bool) -> None:
+        """PUT what the utility should know about the DER. A refused or failed PUT is information
+        not delivered, never a reason to halt or to re-walk: it is PUT again at the next poll cycle.
+        A network failure is raised (the caller's loop decides what offline means)."""
         der = self._found.der_hrefs
         snapshot = self._der_snapshot()
         if der is None or snapshot is None:
             return
+        full = full or self._der_info_owed
+        self._der_info_owed = False
+        try:
+            await self._put_der_documents(der, snapshot, full=full)
+        except LinkError:
+            self._der_info_owed = full
+            raise
+
+    async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
         now = self._clock.server_time()
         status = der_info.status(snapshot, now=now)
         if full:
             if der.DERCapabilityLink is not None:
-                await self._link.put(
+                await self._put_info(
                     der.DERCapabilityLink.href, capability_to_wire(der_info.capability(snapshot))
                 )
-            if der.DERSettingsLink is not None:
-                settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
-                await self._link.put(der.DERSettingsLink.href, settings_to_wire(settings))
+        if der.DERSettingsLink is not None:
+            # On change too (§4 rule 10: a default's setGradW is reflected in DERSettings).
+            settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
+            settings_key = msgspec.structs.replace(settings, updated_s=0)
+            if (full or settings_key != self._last_der_settings) and await self._put_info(
+                der.DERSettingsLink.href, settings_to_wire(settings)
+            ):
+                self._last_der_settings = settings_key
+        if full:
             if der.DERAvailabilityLink is not None:
-                await self._link.put(
+                await self._put_info(
                     der.DERAvailabilityLink.href,
                     availability_to_wire(der_info.availability(snapshot, now=now)),
                 )
         key = msgspec.structs.replace(status, reading_s=0)
         if der.DERStatusLink is not None and (full or key != self._last_der_status):
-            await self._link.put(der.DERStatusLink.href, status_to_wire(status))
-            self._last_der_status = key
+            if await self._put_info(der.DERStatusLink.href, status_to_wire(status)):
+                self._last_der_status = key
+
+    async def _post_alarms(self) -> None:
+        """PROTOCOL.md §2.9: each alarm the DER raises is POSTed once to our EndDevice's
+        LogEventList (profileID 2 = IEEE 2030.5, functionSet 11 = DER); one that clears and is
+        raised again is reported again. A refused POST is not retried (4xx); a network failure is
+        raised and the alarm is reported at the next cycle."""
+        edev, snapshot = self._found.edev, self._der_snapshot()
+        if edev is None or edev.LogEventListLink is None or snapshot is None:
+            return
+        if snapshot.telemetry is None:
+            return
+        active = snapshot.telemetry.alarms
+        for alarm in active:
+            if alarm in self._alarms_reported:
+                continue
+            event = r.LogEvent(
+                createdDateTime=int(self._clock.server_time()),
+                functionSet=_DER_FUNCTION_SET,
+                logEventCode=0,
+                logEventID=_alarm_id(alarm),
+                logEventPEN=self._walk.pen,
+                profileID=_PROFILE_IEEE_2030_5,
+                details=f"DER alarm raised: {alarm}"[:32],
+            )
+            try:
+                await self._link.post(edev.LogEventListLink.href, event)
+            except HttpFailure as failure:
+                self._note_retry_after(failure)
+                if not 400 <= failure.status < 500 or failure.status == 429:
+                    raise  # 5xx/429: reported at the next cycle
+            self._alarms_reported.add(alarm)
+        self._alarms_reported &= set(active)
+
+    async def _put_info(self, href: str, resource: msgspec.Struct) -> bool:
+        try:
+            await self._link.put(href, resource)
+        except HttpFailure as failure:
+            self._note_retry_after(failure)
+            self._der_info_owed = True  # all of it again at the next cycle
+            self._der_info_failures += 1
+            return False
+        return True
 
     # -- polling (§4 rule 15) -----------------------------------------------------------------------
 
@@ -375,16 +499,28 @@ class RegistrationActor:
         while True:
             now = self._clock.server_time()
             due = self.polls.due_polls(now)
+            if not due and self._der_info_now:
+                # Once per wake-up: a failed PUT is owed to the next poll cycle, never retried
+                # here (that would hammer a server that refuses it).
+                self._der_info_now = False
+                try:
+                    await self._put_der_info(full=True)
+                except LinkError:
+                    pass  # offline: owed again at the next cycle
+                continue
             if not due:
                 # Only the polls are ours: the post schedule in the same fold is the mirror's.
                 polls = self.polls.state.polls
                 deadline = min((e.next_s for e in polls.values()), default=now + DEFAULT_POLL_S)
-                await self._clock.sleep_until_server_time(deadline)
+                with anyio.CancelScope() as self._poll_sleep:
+                    await self._clock.sleep_until_server_time(deadline)
+                self._poll_sleep = None
                 continue
             for resource in due:
                 try:
                     events = await self._poll(resource)
                 except HttpFailure as failure:
+                    self._note_retry_after(failure)
                     if failure.status in (301, 404):
                         await self._persist(
                             self.core.lost_link(failure.status, self._clock.server_time())
@@ -394,8 +530,10 @@ class RegistrationActor:
                 except LinkError:
                     events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
                 await self._persist(events + self.polls.polled(resource, self._clock.server_time()))
+                await self._honour_retry_after()
             try:
                 await self._put_der_info(full=False)
+                await self._post_alarms()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
 
@@ -404,15 +542,38 @@ class RegistrationActor:
         if kind == "fsa":
             return await self._poll_fsa_list(href, first=False)
         if kind == "derp":
+            if href not in self._found.program_lists.values():
+                # Our FSAs no longer reference this list (§4 rule 4): reading it would put its
+                # programs back among ours. Its schedule stays (the fold has no removal); no GET.
+                return []
             return await self._poll_program_list(href)
+        if kind == "edev":
+            return await self._poll_end_device(href)
         raise ValueError(f"unknown poll resource {resource!r}")
+
+    async def _poll_end_device(self, href: str) -> list[Event]:
+        """Our EndDevice again: a changed postRate goes to the mirror actor (§2.8)."""
+        edev = await self._link.get(href, r.EndDevice)
+        if href == self._found.edev_href:
+            self._found.edev = edev
+        targets = self._targets
+        if targets is not None and self._mirror_targets is not None:
+            rate = edev.postRate or self._walk.default_post_s
+            if rate != targets.post_rate_s:
+                self._targets = msgspec.structs.replace(targets, post_rate_s=rate)
+                self._mirror_targets(self._targets)
+        return []
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:
         now = self._clock.server_time()
         fsa_list, fsas = await self._link.get_list(
             href, r.FunctionSetAssignmentsList, "FunctionSetAssignments"
         )
-        events = self.polls.rate_seen(f"fsa:{href}", fsa_list.pollRate or DEFAULT_POLL_S, now)
+        key = f"fsa:{href}"
+        known = key in self.polls.state.polls
+        events = self.polls.rate_seen(key, fsa_list.pollRate or DEFAULT_POLL_S, now)
+        if first:
+            events += self._read_counts_as_poll(key, now, known=known)
         lists = {}
         for fsa in fsas:
             if fsa.DERProgramListLink is not None:
@@ -421,55 +582,99 @@ class RegistrationActor:
             # §4 rule 4: a program list no longer referenced takes its programs (and events) with it.
             del self._found.programs[gone]
         self._found.program_lists = lists
+        fetched: list[tuple[str, list[r.DERProgram]]] = []
         for list_href in sorted(set(lists.values())):
             key = f"derp:{list_href}"
             entry = self.polls.state.polls.get(key)
             if entry is None:
                 # First sight of this list: fetch it now; its own polls follow at its pollRate.
-                events += await self._poll_program_list(list_href, announce=False)
+                events += await self._read_program_list(list_href, fetched)
             elif entry.next_s <= now:
-                events += await self._poll_program_list(list_href, announce=False)
+                events += await self._read_program_list(list_href, fetched)
                 events += self.polls.polled(key, now)
             # else: fetched recently (before a restart or a re-walk); its own poll comes when due,
             # and the controls actor still holds what it had (folded from the log).
+        # The programs first: the controls actor ignores a default or controls of a program it
+        # has not been told about (they would only be seen again one pollRate later).
         await self._announce_programs()
+        for list_href, wire_programs in fetched:
+            await self._read_program_contents(list_href, wire_programs)
         return events
 
-    async def _poll_program_list(self, href: str, *, announce: bool = True) -> list[Event]:
+    async def _poll_program_list(self, href: str) -> list[Event]:
+        fetched: list[tuple[str, list[r.DERProgram]]] = []
+        events = await self._read_program_list(href, fetched)
+        await self._announce_programs()
+        for list_href, wire_programs in fetched:
+            await self._read_program_contents(list_href, wire_programs)
+        return events
+
+    async def _read_program_list(
+        self, href: str, fetched: list[tuple[str, list[r.DERProgram]]]
+    ) -> list[Event]:
+        """GET one DERProgramList; its programs' defaults and controls are read afterwards, once
+        the programs have been announced (:meth:`_read_program_contents`)."""
         now = self._clock.server_time()
         program_list, wire_programs = await self._link.get_list(
             href, r.DERProgramList, "DERProgram"
         )
         events = self.polls.rate_seen(f"derp:{href}", program_list.pollRate or DEFAULT_POLL_S, now)
-        programs = tuple(program_from_wire(p) for p in wire_programs)
-        self._found.programs[href] = programs
-        if announce:
-            await self._announce_programs()
+        self._found.programs[href] = tuple(program_from_wire(p) for p in wire_programs)
+        fetched.append((href, wire_programs))
+        return events
+
+    async def _read_program_contents(self, href: str, wire_programs: list[r.DERProgram]) -> None:
+        """Each program's DefaultDERControl and DERControlList, handed to the controls actor.
+
+        A failure of one program's resource (a 404 or 5xx of its DERControlList, a garbled default)
+        skips what could not be read *for that program, this cycle*: nothing is claimed about it
+        (§4 rule 4: a vanished event is not cancelled), the other programs are still read, and it
+        is read again at the list's next poll. Only a failure of the list itself means moved
+        links (§2: 301/404 re-discover); a network failure is raised (offline)."""
+        programs = self._found.programs.get(href, ())
         for wire, program in zip(wire_programs, programs, strict=True):
-            default: DefaultControl | None = None
-            if wire.DefaultDERControlLink is not None:
-                try:
-                    default = default_control_from_wire(
-                        await self._link.get(wire.DefaultDERControlLink.href, r.DefaultDERControl),
-                        program.program_id,
-                    )
-                except HttpFailure as failure:
-                    if failure.status != 404:
-                        raise
-            self._found.defaults[program.program_id] = default
-            await self._to_controls.send(
-                DefaultSeen(program_id=program.program_id, default=default)
-            )
+            if wire.DefaultDERControlLink is None:
+                default_seen = True
+                default: DefaultControl | None = None
+            else:
+                default_seen, default = await self._read_default(
+                    wire.DefaultDERControlLink.href, program.program_id
+                )
+            if default_seen:
+                self._found.defaults[program.program_id] = default
+                await self._to_controls.send(
+                    DefaultSeen(program_id=program.program_id, default=default)
+                )
             controls: tuple[Control, ...] = ()
             if wire.DERControlListLink is not None:
-                _, wire_controls = await self._link.get_list(
-                    wire.DERControlListLink.href, r.DERControlList, "DERControl"
-                )
-                controls = tuple(control_from_wire(c, program.program_id) for c in wire_controls)
+                try:
+                    _, wire_controls = await self._link.get_list(
+                        wire.DERControlListLink.href, r.DERControlList, "DERControl"
+                    )
+                    controls = tuple(
+                        control_from_wire(c, program.program_id) for c in wire_controls
+                    )
+                except (HttpFailure, SchemaViolation):
+                    self._unread += 1
+                    continue
             await self._to_controls.send(
                 ControlsSeen(program_id=program.program_id, controls=controls)
             )
-        return events
+
+    async def _read_default(self, href: str, program_id: str) -> tuple[bool, DefaultControl | None]:
+        """(read, default): a 404 reads as "no default"; other failures as not read this cycle."""
+        try:
+            return True, default_control_from_wire(
+                await self._link.get(href, r.DefaultDERControl), program_id
+            )
+        except HttpFailure as failure:
+            if failure.status == 404 and not isinstance(failure, BadDocument):
+                return True, None
+            self._unread += 1
+            return False, None
+        except SchemaViolation:
+            self._unread += 1
+            return False, None
 
     async def _announce_programs(self) -> None:
         """The programs of every list our FSAs reference; only once every list has been read, so a
@@ -478,6 +683,16 @@ class RegistrationActor:
             return
         every = {p.program_id: p for ps in self._found.programs.values() for p in ps}
         await self._to_controls.send(ProgramsSeen(programs=tuple(every[k] for k in sorted(every))))
+
+
+#: LogEvent.profileID 2: IEEE 2030.5; LogEvent.functionSet 11: Distributed Energy Resources.
+_PROFILE_IEEE_2030_5: Final = 2
+_DER_FUNCTION_SET: Final = 11
+
+
+def _alarm_id(alarm: str) -> int:
+    """A stable 16-bit logEventID per alarm name (the same alarm, the same ID, across restarts)."""
+    return int.from_bytes(hashlib.sha256(alarm.encode()).digest()[:2], "big")
 
 
 def _status_of(failure: Exception) -> int | None:

@@ -66,7 +66,11 @@ class ResponderActor:
         except HttpFailure as failure:
             self._failed += 1
             return ResponseOutcome(
-                mrid=mrid, status=status, acked=False, http_status=failure.status
+                mrid=mrid,
+                status=status,
+                acked=False,
+                http_status=failure.status,
+                retry_after_s=failure.retry_after_s,
             )
         except LinkError:
             self._failed += 1

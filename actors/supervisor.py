@@ -91,7 +91,7 @@ class Supervisor:
             except* Exception as errors:
                 if not started:
                     raise  # a failure before the first start is a configuration error: escalate
-                failure = errors.exceptions[0]
+                failure = _first_leaf(errors)
             if failure is None:
                 return  # the actor finished on its own
             now = self._clock.monotonic()
@@ -115,6 +115,14 @@ class Supervisor:
                 raise SupervisorGaveUp(spec.name, len(failures), spec.policy.window_s, failure)
             await anyio.sleep(delay)
             self._restarts[spec.name] += 1
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The error itself, not the task groups it travelled through: the log must say what failed
+    (``RuntimeError: …``), not ``ExceptionGroup: unhandled errors in a TaskGroup``."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 async def _run_actor(actor: Actor, *, task_status: TaskStatus[Any]) -> None:

@@ -39,7 +39,7 @@ from actors.mirror import MirrorActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
-from actors.supervisor import ActorSpec, RestartPolicy, Supervisor
+from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.envelope import Append
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
@@ -136,6 +136,8 @@ class _Unit:
                 lfdi=g.lfdi,
                 device_category=config.site.device_category,
                 profile=profile.responses,
+                # §4 rule 6: Response 2 only once the battery took the limits; 252 if it refused.
+                confirm_writes=True,
             ),
             store=g.store,
             log=log,
@@ -144,6 +146,8 @@ class _Unit:
             inbox=controls_inbox,
             to_hardware=limits,
             to_responder=to_responder,
+            on_comms_restored=lambda event: registration.comms_restored(event),
+            on_control_started=lambda: registration.control_took_effect(),
         )
         hardware = HardwareActor(
             driver=g.driver,
@@ -178,6 +182,7 @@ class _Unit:
                 register_in_band=config.server.register_in_band,
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,
+                pen=config.site.pen,
             ),
             config=RegistrationConfig(pin=config.server.pin or 0, nmi=config.site.nmi),
             link=link,
@@ -198,16 +203,21 @@ class _Unit:
             "link": link,
             "log": log,
         }
-        async with reachable, anyio.create_task_group() as group:
-            await group.start(log.run)
-            # Controls first, then hardware: what the log says is in force is applied before the
-            # server is even asked for anything (PROTOCOL.md §4 rule 13).
-            await group.start(controls.run)
-            await group.start(hardware.run)
-            await group.start(responder.run)
-            await group.start(mirror.run)
-            await group.start(registration.run)
-            task_status.started()
+        try:
+            async with reachable, anyio.create_task_group() as group:
+                await group.start(log.run)
+                # Controls first, then hardware: what the log says is in force is applied before
+                # the server is even asked for anything (PROTOCOL.md §4 rule 13).
+                await group.start(controls.run)
+                await group.start(hardware.run)
+                await group.start(responder.run)
+                await group.start(mirror.run)
+                await group.start(registration.run)
+                task_status.started()
+        finally:
+            # On shutdown and before a rebuild: the next generation opens its own connection.
+            with anyio.CancelScope(shield=True):
+                await link.aclose()
 
 
 class Gateway:
@@ -223,6 +233,9 @@ class Gateway:
         self.config = config
         self.options = options or GatewayOptions()
         self.profile: Profile = PROFILES[config.server.profile]
+        #: A driver made here from the configuration is the gateway's to close; one handed in
+        #: stays the embedding application's.
+        self._owns_driver = driver is None
         self.driver = driver or driver_from_config(config)
         chain = load_pem_chain(
             config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
@@ -265,10 +278,18 @@ class Gateway:
             clock=self.clock,
             record=self._record_failure,
         )
+        reason = "stopped"
         try:
             await supervisor.run(task_status=task_status)
+        except* SupervisorGaveUp as gave_up:
+            # The log's last word says why the gateway stopped, not "stopped" as for a Ctrl-C.
+            reason = f"gave up: {gave_up.exceptions[0]}"
+            raise
         finally:
-            self._append(GatewayStopped(reason="stopped"))  # synchronous: survives cancellation
+            self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            if self._owns_driver:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self.driver.aclose()
 
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
         reading = self.clock.read()

@@ -4,17 +4,10 @@ autojump clock: discovery → controls → responses → telemetry, over mutual 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import trio
 
-from actors.drivers.modbus_client import ModbusTcpClient
-from actors.drivers.sunspec import SunSpecDriver
-from actors.hardware import HardwareConfig
-from actors.pipe import pipe_connector, pipe_listener
 from events.control_events import (
     CommsLost,
     CommsRestored,
@@ -29,104 +22,8 @@ from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationHalted
 from events.registry import CATALOGUE
 from events.store import EventStore
-from sep2gw.cli import main
-from sep2gw.config import Config, parse_config
-from sep2gw.gateway import Gateway, GatewayOptions
-from sep2gw.sim import BatteryParams, SimBattery, SiteParams
-from sep2gw.sim.modbus_server import SimModbusServer
-from sep2gw.simserver import (
-    Scenario,
-    SimClock,
-    SimUtilityServer,
-    demo_scenario,
-    parse_scenario,
-    server_material,
-)
-
-EPOCH = 1_764_158_400.0  # 2025-11-26T12:00:00Z
-
-CONFIG = """
-[server]
-url = "https://utility.example:443"
-dcap_path = "/dcap"
-pin = {pin}
-profile = "csip-aus"
-
-[tls]
-certificate = "pki/device.pem"
-key = "pki/device.key"
-ca = "pki/ca.pem"
-
-[battery]
-driver = "sunspec"
-host = "127.0.0.1"
-
-[log]
-path = "site.sep2gw"
-"""
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site = tmp_path_factory.mktemp("site")
-    assert main(["certs", "init", str(site / "pki")]) == 0
-    return site
-
-
-def config_for(site: Path, pin: int = 111115) -> Config:
-    return parse_config(CONFIG.format(pin=pin), source="test config", base_dir=site)
-
-
-class World:
-    def __init__(
-        self, site: Path, scenario: Scenario, store: EventStore, *, pin: int = 111115
-    ) -> None:
-        self.site = site
-        self.scenario = scenario
-        self.store = store
-        self.config = config_for(site, pin)
-        self.sim = SimBattery(BatteryParams(), SiteParams(), seed=5, start_s=EPOCH)
-        self.server: SimUtilityServer | None = None
-
-    async def run(self, seconds: float) -> None:
-        await self.run_with_restarts(seconds, [])
-
-    async def run_with_restarts(self, seconds: float, stops: list[float]) -> None:
-        """Run the world for ``seconds``; the gateway is stopped at each of ``stops`` (seconds from
-        the start) and started again at once on the same log, while the utility and battery go on."""
-        clock = SimClock(EPOCH)
-        self.server = server = SimUtilityServer(
-            self.scenario, server_material(self.site / "pki"), clock=clock
-        )
-        http_send, http_accept = pipe_listener()
-        modbus_send, modbus_accept = pipe_listener()
-        modbus = SimModbusServer(self.sim, clock=clock.now)
-        driver = SunSpecDriver(
-            ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve_pipes, http_accept)
-            await nursery.start(modbus.serve_pipes, modbus_accept)
-            for until in [*stops, seconds]:
-                options = GatewayOptions(
-                    wall_at_start=clock.now(),
-                    seed=7,
-                    store=self.store,
-                    http_connector=pipe_connector(http_send),
-                    hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=60),
-                )
-                driver = SunSpecDriver(
-                    ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))
-                )
-                async with Gateway(self.config, driver, options=options):
-                    await clock.sleep_until(EPOCH + until)
-            nursery.cancel_scope.cancel()
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    with trio.fail_after(seconds):
-        yield
+from sep2gw.simserver import demo_scenario, parse_scenario
+from tests.sep2gw.world import EPOCH, World, deadline
 
 
 async def test_demo_scenario_end_to_end(pki: Path, autojump_clock: trio.abc.Clock) -> None:
