@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -107,6 +108,9 @@ class SqliteEventStore(EventStore):
         except sqlite3.Error as exc:
             raise NotAnEventLog(self.where, f"cannot open: {exc}") from None
         self._conn = conn
+        # The log actor commits from a worker thread while actors read (replay at start) on the event
+        # loop's thread: one connection, so a reader must never run inside a writer's transaction.
+        self._lock = threading.RLock()
         try:
             self._open(readonly=readonly)
         except BaseException:
@@ -188,6 +192,10 @@ class SqliteEventStore(EventStore):
         return Head(int(seq), bytes(digest) if seq else GENESIS)
 
     def append(self, appends: Sequence[Append]) -> list[Recorded]:
+        with self._lock:
+            return self._append(appends)
+
+    def _append(self, appends: Sequence[Append]) -> list[Recorded]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -233,10 +241,15 @@ class SqliteEventStore(EventStore):
     # -- reading -------------------------------------------------------------------------------
 
     def head(self) -> Head:
-        self._head = self._read_head()
+        with self._lock:
+            self._head = self._read_head()
         return self._head
 
     def stream_version(self, stream: str) -> int:
+        with self._lock:
+            return self._stream_version(stream)
+
+    def _stream_version(self, stream: str) -> int:
         row = self._conn.execute(
             "SELECT max(version) FROM events WHERE stream = ?", (stream,)
         ).fetchone()
@@ -285,11 +298,15 @@ class SqliteEventStore(EventStore):
         """Batches of rows; a damaged page becomes LogDamaged naming the last good record."""
         last = before
         try:
-            cursor = self._conn.execute(query, args)
-            while rows := cursor.fetchmany(_FETCH):
+            with self._lock:
+                cursor = self._conn.execute(query, args)
+            while True:
+                with self._lock:
+                    rows = cursor.fetchmany(_FETCH)
+                if not rows:
+                    return
                 yield rows
                 last = rows[-1][0]
-            return
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise
@@ -297,7 +314,8 @@ class SqliteEventStore(EventStore):
         # Re-read one row at a time past the last batch delivered, so every readable record before
         # the damage is still delivered and the error names the last good one exactly.
         try:
-            cursor = self._conn.execute(query, args)
+            with self._lock:
+                cursor = self._conn.execute(query, args)
             while (row := cursor.fetchone()) is not None:
                 if row[0] > last:
                     yield [row]
@@ -357,7 +375,8 @@ class SqliteEventStore(EventStore):
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         """Run a read-only query for tools (``log inspect``)."""
-        return self._conn.execute(sql, args)
+        with self._lock:
+            return self._conn.execute(sql, args)
 
 
 def _as_text_rows(

@@ -341,3 +341,43 @@ def test_damaged_table_pages_name_the_last_good_record(tmp_path: Path) -> None:
         with pytest.raises(LogDamaged, match="copied.sep2gw: the file is damaged after record"):
             for _ in store.read():
                 pass
+
+
+def test_readers_never_see_a_batch_being_written_from_another_thread(tmp_path: Path) -> None:
+    """The log actor commits in a worker thread while actors replay on the event loop's thread,
+    through one connection: every read must see whole batches only."""
+    import threading
+
+    store = SqliteEventStore(tmp_path / "shared.sep2gw", TEST_CATALOGUE)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for batch in range(150):
+                store.append_events(
+                    f"s{batch % 4}",
+                    [Deposited(account=str(batch), amount=i) for i in range(50)],
+                    server_time=float(batch),
+                    monotonic=float(batch),
+                )
+        except BaseException as exc:  # surfaced by the assertion below
+            failures.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reads = 0
+    while not done.is_set() or reads == 0:
+        counts: dict[str, int] = {}
+        for record in store.read():
+            event = record.event
+            assert isinstance(event, Deposited)
+            counts[event.account] = counts.get(event.account, 0) + 1
+        assert all(n == 50 for n in counts.values()), "a partial batch was visible"
+        reads += 1
+    thread.join()
+    assert not failures, failures
+    assert store.head().seq == 150 * 50 and store.verify().ok
+    store.close()
