@@ -44,6 +44,8 @@ __all__ = ["HardwareActor", "HardwareConfig", "HardwareStatistics", "CLOSED_LOOP
 CLOSED_LOOP_MODES: Final = frozenset(
     {Mode.EXPORT_LIMIT_W, Mode.IMPORT_LIMIT_W, Mode.GENERATION_LIMIT_W, Mode.LOAD_LIMIT_W}
 )
+#: While a device operation keeps failing the same way, it is recorded again at most this often.
+UNREACHABLE_REMINDER_S: Final = 60.0
 _DEVICE_ERRORS = (TimeoutError, ModbusError, DriverError, OSError)
 
 
@@ -93,6 +95,7 @@ class HardwareActor:
         self._alarms: tuple[str, ...] = ()
         self._nameplate: Nameplate | None = None
         self._telemetry: Telemetry | None = None
+        self._last_failure: dict[str, tuple[tuple[str, str, str], float]] = {}
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
         self._late = 0
 
@@ -110,6 +113,19 @@ class HardwareActor:
         return HardwareStatistics(
             self._applies, self._writes, self._failures, self._samples, self._dropped
         )
+
+    async def _device_failed(self, operation: str, exc: BaseException, now: float) -> None:
+        """Record a failed device operation: the first of a run of equal failures, then at most one
+        reminder per ``UNREACHABLE_REMINDER_S`` (a dead inverter must not add a record a second)."""
+        key = (operation, type(exc).__name__, str(exc))
+        last = self._last_failure.get(operation)
+        if last is not None and last[0] == key and now - last[1] < UNREACHABLE_REMINDER_S:
+            return
+        self._last_failure[operation] = (key, now)
+        await self._record(_unreachable(operation, exc, now))
+
+    def _device_ok(self, operation: str) -> None:
+        self._last_failure.pop(operation, None)
 
     async def _record(self, *events: Event) -> None:
         reading = self._clock.read()
@@ -160,8 +176,9 @@ class HardwareActor:
                 plate = await self._driver.read_nameplate()
         except _DEVICE_ERRORS as exc:
             self._failures += 1
-            await self._record(_unreachable("read nameplate", exc, now))
+            await self._device_failed("read nameplate", exc, now)
             return
+        self._device_ok("read nameplate")
         self._nameplate = plate
         fields = msgspec.structs.asdict(plate)
         await self._record(
@@ -180,10 +197,12 @@ class HardwareActor:
                 report = await self._driver.apply(settings, now=now)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
-            await self._record(_unreachable("apply limits", exc, now))
+            await self._device_failed("apply limits", exc, now)
+            self._last_written = None  # the next successful write is recorded: the recovery
             await self._owe_verdict(ok=False, detail=f"{type(exc).__name__}: {exc}")
             self._next_apply = now + self._config.control_period_s
             return
+        self._device_ok("apply limits")
         if report.wrote:
             self._writes += 1
         if report.wrote or settings != self._last_written or self._verdict_owed:
@@ -223,8 +242,9 @@ class HardwareActor:
                 telemetry = await self._driver.read_telemetry(now=now)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
-            await self._record(_unreachable("read telemetry", exc, now))
+            await self._device_failed("read telemetry", exc, now)
         else:
+            self._device_ok("read telemetry")
             self._samples += 1
             self._telemetry = telemetry
             try:

@@ -28,7 +28,7 @@ from actors.pipe import pipe_connector, pipe_listener
 from actors.rng import RandomSource
 from events.control_events import ControlStarted, LimitsInForceChanged, ResponseSent
 from events.der_model import Control, ControlSettings, Program, ResponseStatus
-from events.hardware_events import LimitsApplied, NameplateRead, TelemetrySampled
+from events.hardware_events import DeviceUnreachable, LimitsApplied, NameplateRead, TelemetrySampled
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.store import EventStore
@@ -68,7 +68,7 @@ class Site:
     ) -> None:
         """Run the actors, feed ``inputs`` at their server times, stop at ``until`` (cancel = crash)."""
         clock = self.clock
-        server = SimModbusServer(self.sim, clock=clock.server_time)
+        server = self.modbus = SimModbusServer(self.sim, clock=clock.server_time)
         accept_send, accept_receive = pipe_listener()
         log = LogWriter(self.store, offload=False)
         limits: Latest[ApplyLimits] = Latest()
@@ -222,3 +222,36 @@ async def test_a_backwards_clock_step_does_not_stop_telemetry(
             await site.run([], until=NOON + 600)
     samples = [r.event.at_s for r in events_of(store, TelemetrySampled)]
     assert any(t > NOON + 400 for t in samples)  # sampling went on after the step back
+
+
+async def test_a_dead_battery_is_recorded_without_flooding_the_log(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Five minutes of a silent inverter: failures are recorded when they start, then at most once a
+    minute per operation, and the first write after recovery is recorded."""
+    store = MemoryEventStore(CATALOGUE)
+    clock = Clock(wall_at_start=NOON)
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=3, start_s=NOON)
+    site = Site(store, sim, clock)
+    start = NOON + 60
+    inputs: list[tuple[float, ControlsInput]] = [
+        (NOON + 10, ProgramsSeen(programs=(PROGRAM,))),
+        (NOON + 10, ControlsSeen(program_id="A1", controls=(discharge("C1", start, 900, 2000.0),))),
+    ]
+
+    async def outage() -> None:
+        await clock.sleep_until_server_time(NOON + 120)
+        site.modbus.faults.silent = 10**9
+        await clock.sleep_until_server_time(NOON + 420)
+        site.modbus.faults.silent = 0
+
+    with trio.fail_after(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(outage)
+            await site.run(inputs, until=NOON + 600)
+    failures = [r.event for r in events_of(store, DeviceUnreachable)]
+    assert failures, "the outage was not recorded"
+    assert len(failures) <= 2 * (300 / 60 + 1)  # two operations, one record a minute at most
+    assert {f.operation for f in failures} <= {"apply limits", "read telemetry"}
+    recovered = [r.event for r in events_of(store, LimitsApplied) if r.event.at_s >= NOON + 420]
+    assert recovered and recovered[0].settings.target_w == 2000.0
