@@ -212,6 +212,9 @@ class RegistrationActor:
                     self._link.halt(self.core.state.halted_reason or "registration halted")
                     await anyio.sleep_forever()
                 await self._poll_until_moved()
+                if self.core.state.state == HALTED:
+                    self._link.halt(self.core.state.halted_reason or "registration halted")
+                    await anyio.sleep_forever()
 
     # -- the walk -----------------------------------------------------------------------------------
 
@@ -343,10 +346,17 @@ class RegistrationActor:
             raise HttpFailure(
                 "GET", self._found.edev_href or "", 404, why="EndDevice has no RegistrationLink"
             )
-        registration = await self._link.get(edev.RegistrationLink.href, r.Registration)
-        return self.core.registration_pin(
-            registration.pIN, self._clock.server_time(), edev.RegistrationLink.href
-        )
+        href = edev.RegistrationLink.href
+        registration = await self._link.get(href, r.Registration)
+        now = self._clock.server_time()
+        events = self.core.registration_pin(registration.pIN, now, href)
+        if self.core.state.state == HALTED:
+            return events
+        # Read again at its pollRate while running: a utility may change the PIN (§2.4).
+        key = f"rg:{href}"
+        known = key in self.polls.state.polls
+        rate = self.polls.rate_seen(key, registration.pollRate or DEFAULT_POLL_S, now)
+        return rate + self._read_counts_as_poll(key, now, known=known) + events
 
     async def _connection_point(self) -> list[Event]:
         edev = self._found.edev
@@ -530,6 +540,8 @@ class RegistrationActor:
                 except LinkError:
                     events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
                 await self._persist(events + self.polls.polled(resource, self._clock.server_time()))
+                if self.core.state.state == HALTED:
+                    return  # the PIN changed under us: run() stops all traffic (§2.4)
                 await self._honour_retry_after()
             try:
                 await self._put_der_info(full=False)
@@ -549,6 +561,9 @@ class RegistrationActor:
             return await self._poll_program_list(href)
         if kind == "edev":
             return await self._poll_end_device(href)
+        if kind == "rg":
+            registration = await self._link.get(href, r.Registration)
+            return self.core.pin_seen(registration.pIN, self._clock.server_time())
         raise ValueError(f"unknown poll resource {resource!r}")
 
     async def _poll_end_device(self, href: str) -> list[Event]:

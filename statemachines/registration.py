@@ -237,6 +237,23 @@ class RegistrationCore:
         self._skip_connection_point(out, now)
         return out
 
+    def pin_seen(self, pin: int, now: float) -> list[Event]:
+        """§2.4 while ready: the Registration is read again at its pollRate; a PIN that no longer
+        matches stops all traffic, exactly as a mismatch found during the walk does."""
+        if self.state.state != READY:
+            raise ValueError(f"pin_seen while at {self.state.state!r}")
+        out: list[Event] = []
+        if pin != self.config.pin:
+            self._emit(
+                out,
+                RegistrationHalted(
+                    step=RegistrationStep.REGISTRATION,
+                    reason=f"PIN mismatch: server has {pin:06d}, configured {self.config.pin:06d}",
+                    at_s=now,
+                ),
+            )
+        return out
+
     def _skip_connection_point(self, out: list[Event], now: float) -> None:
         if self.step is RegistrationStep.CONNECTION_POINT and self.config.nmi is None:
             self._emit(out, StepDone(step=RegistrationStep.CONNECTION_POINT, at_s=now))

@@ -173,3 +173,48 @@ async def test_restarts_mid_event_change_no_decision_and_lose_or_repeat_no_respo
         assert server.duplicate_responses() == []
         assert len(server.posts_to("/edev")) == 1  # registered once, found again after restarts
         assert store.verify().ok
+
+
+PIN_CHANGE = """
+name = "the utility changes the registration PIN"
+
+[server]
+pin = 111115
+poll_rate_s = 30
+
+[[programs]]
+id = "network"
+primacy = 1
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000002"
+program = "network"
+start_s = 600
+duration_s = 300
+modes = { opModExpLimW = 1000 }
+
+[[actions]]
+at_s = 120
+kind = "set_pin"
+pin = 222228
+"""
+
+
+async def test_a_pin_changed_while_running_halts_all_traffic(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§2.4 holds after registration too: the Registration is re-read at its pollRate, and a PIN
+    that no longer matches stops every request, as a mismatch found during the walk does."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(PIN_CHANGE, source="test"), store)
+    with deadline(3600):
+        await world.run(900)
+    server = world.server
+    assert server is not None
+    halted = [r.event for r in store.read() if isinstance(r.event, RegistrationHalted)]
+    assert len(halted) == 1 and "server has 222228" in halted[0].reason
+    assert EPOCH + 120 <= halted[0].at_s <= EPOCH + 120 + 60  # within a pollRate or two
+    after = [q for q in server.requests if q.time > halted[0].at_s]
+    assert after == [], f"traffic after the halt: {[(q.method, q.path) for q in after]}"

@@ -263,3 +263,14 @@ def test_section2_repeated_rediscovery_backs_off_until_the_walk_completes() -> N
     assert core.state.state == READY
     core.lost_link(404, now + 1)
     assert core.next_request(now + 1) is S.DEVICE_CAPABILITY
+
+
+def test_section2_4_a_pin_changed_while_ready_halts() -> None:
+    ready = RegistrationCore(RegistrationConfig(pin=PIN), RegistrationState(state=READY))
+    assert ready.pin_seen(PIN, 10.0) == []
+    assert ready.state.state == READY
+    (halted,) = ready.pin_seen(222228, 20.0)
+    assert isinstance(halted, RegistrationHalted)
+    assert "server has 222228" in halted.reason and ready.state.state == HALTED
+    with pytest.raises(ValueError, match="pin_seen while at"):
+        RegistrationCore(RegistrationConfig(pin=PIN)).pin_seen(PIN, 0.0)
