@@ -218,3 +218,34 @@ async def test_a_pin_changed_while_running_halts_all_traffic(
     assert EPOCH + 120 <= halted[0].at_s <= EPOCH + 120 + 60  # within a pollRate or two
     after = [q for q in server.requests if q.time > halted[0].at_s]
     assert after == [], f"traffic after the halt: {[(q.method, q.path) for q in after]}"
+
+
+async def test_a_mirror_usage_point_the_server_lost_is_created_again(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§2.8: a 404 from our MirrorUsagePoint means the server lost it: create it again and go on
+    posting readings there."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, demo_scenario(), store)
+
+    async def server_loses_its_mirrors() -> None:
+        await trio.sleep(300)
+        assert world.server is not None
+        world.server.state.mirrors.clear()
+
+    with deadline(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server_loses_its_mirrors)
+            await world.run(600)
+    server = world.server
+    assert server is not None
+    created = [q for q in server.posts_to("/mup") if q.status == 201]
+    assert len(created) == 4  # site and DER at the start, both again after the loss
+    assert created[2].time >= EPOCH + 300
+    later = [
+        q
+        for q in server.requests
+        if q.method == "POST" and q.path.startswith("/mup/") and q.time > EPOCH + 420
+    ]
+    assert later and all(q.status == 201 for q in later)
+    assert len(server.state.mirrors) == 2
