@@ -93,6 +93,9 @@ class ControlsActor:
         self._on_control_started = on_control_started
         self._hold_until = float("-inf")
         self.core: ControlsCore | None = None
+        #: Waiting for input: every decision so far is durable, so the core's state is the log's
+        #: fold (between an input and its append the core is ahead of the log by design).
+        self.idle = False
         #: Responses handed to the responder and not yet answered, with when they may be offered again.
         self._in_flight: dict[tuple[str, int], float] = {}
         self._inputs = self._timers = self._events = self._published = 0
@@ -113,7 +116,9 @@ class ControlsActor:
             await self._offer_responses(core)
             task_status.started()
             while True:
+                self.idle = True
                 message = await self._next_input(core)
+                self.idle = False
                 now = self._clock.server_time()
                 if message is None:
                     self._timers += 1

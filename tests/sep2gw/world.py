@@ -97,9 +97,13 @@ def assert_live_state_is_the_fold(gateway: Gateway, store: EventStore) -> None:
     controls = gateway.actors["controls"]
     folded, _ = replay(store, CONTROLS_PROJECTION)
     assert controls.core is not None
-    assert msgspec.json.encode(controls.core.state) == msgspec.json.encode(folded), (
-        "controls: live state differs from the fold of the log"
-    )
+    a = msgspec.json.decode(msgspec.json.encode(controls.core.state))
+    b = msgspec.json.decode(msgspec.json.encode(folded))
+    if a != b:
+        for k in a:
+            if a[k] != b[k]:
+                print("DIFF", k, str(a[k])[:900], "\n  FOLD", str(b[k])[:900])
+    assert a == b, "controls: live state differs from the fold of the log"
     registration = gateway.actors["registration"]
     polls, _ = replay(store, POLL_PROJECTION)
     assert msgspec.json.encode(registration.polls.state.polls) == msgspec.json.encode(
@@ -185,7 +189,12 @@ class World:
                     self.gateways.append(gateway)
                     await clock.sleep_until(EPOCH + until)
                     if self.check_fold:
-                        await trio.testing.wait_all_tasks_blocked()
+                        # Compare only while the controls actor waits for input: between an input
+                        # and the append of its events the core is ahead of the log by design.
+                        for _ in range(1000):
+                            await trio.testing.wait_all_tasks_blocked()
+                            if gateway.actors["controls"].idle:
+                                break
                         assert_live_state_is_the_fold(gateway, self.store)
                 # A stopped gateway leaves no connection open behind it.
                 assert not gateway.actors["link"].connected, "the stopped gateway left its link open"
