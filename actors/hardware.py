@@ -34,6 +34,7 @@ from events.hardware_events import (
     NameplateRead,
     TelemetrySampled,
 )
+from events.store import EventStore
 from events.telemetry import IntervalSummary
 from statemachines.telemetry import IntervalAggregator, LateSample, SampleSchedule
 from transport.modbus import ModbusError
@@ -77,8 +78,12 @@ class HardwareActor:
         to_controls: MemoryObjectSendStream[ControlsInput],
         summaries: MemoryObjectSendStream[list[IntervalSummary]] | None = None,
         config: HardwareConfig | None = None,
+        store: EventStore | None = None,
     ) -> None:
+        """``store``: on start, fold the log's samples of the interval in progress back into its
+        summary, so a restart does not split an interval in two (the mirror posts it once, whole)."""
         config = config or HardwareConfig()
+        self._store = store
         self._driver = driver
         self._log = log
         self._clock = clock
@@ -140,7 +145,18 @@ class HardwareActor:
             ]
         )
 
+    def _resume_interval(self) -> None:
+        if self._store is None:
+            return
+        now = self._clock.server_time()
+        current = self._aggregator.start_of(now)
+        for record in self._store.read(types=("hardware.telemetry.v1",)):
+            event = record.event
+            if isinstance(event, TelemetrySampled) and current <= event.at_s < now:
+                self._aggregator.add(Telemetry(**msgspec.structs.asdict(event)).samples())
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._resume_interval()
         async with self._to_controls:
             await self._read_nameplate()
             task_status.started()

@@ -19,22 +19,30 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.clock import Clock
+from actors.drivers.base import Telemetry
 from actors.link import HttpFailure, Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.registration import MirrorTargets
 from events.base import Event
 from events.envelope import Append
+from events.hardware_events import TelemetrySampled
+from events.mirror_events import MIRROR_STREAM, ReadingPosted
 from events.registration_events import registration_event_stream
+from events.store import EventStore
 from events.telemetry import IntervalSummary, MeasurementPoint, Quantity
 from statemachines.polling import PollSchedule
+from statemachines.telemetry import IntervalAggregator, LateSample
 from transport.errors import LinkError
 from transport.identity import IdentityProfile, make_mrid
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary16, HexBinary128, HexBinary160
 from transport.sep2.mapping import reading_set_to_wire, reading_type_for
 
-__all__ = ["MirrorActor", "MirrorStatistics", "ROLE_FLAGS"]
+__all__ = ["MirrorActor", "MirrorStatistics", "ROLE_FLAGS", "unposted_intervals"]
+
+TELEMETRY_TAG: Final = "hardware.telemetry.v1"
+POSTED_TAG: Final = "mirror.reading_posted.v1"
 
 ROLE_FLAGS: Final = {MeasurementPoint.SITE: 0x03, MeasurementPoint.DER: 0x49}
 POSTED: Final = {
@@ -73,7 +81,11 @@ class MirrorActor:
         profile: IdentityProfile,
         summaries: MemoryObjectReceiveStream[list[IntervalSummary]],
         targets: Latest[MirrorTargets],
+        store: EventStore | None = None,
+        interval_s: int | None = None,
     ) -> None:
+        """``store``/``interval_s``: rebuild, on start, the backlog of intervals the log has samples
+        for but no ``mirror.reading_posted.v1`` (readings of an outage survive a restart)."""
         self._link = link
         self._log = log
         self._clock = clock
@@ -82,6 +94,8 @@ class MirrorActor:
         self._profile = profile
         self._summaries = summaries
         self._targets = targets
+        self._store = store
+        self._interval_s = interval_s
         self._schedule = PollSchedule()
         self._mups: dict[MeasurementPoint, str] = {}
         self._backlog: dict[MeasurementPoint, dict[Quantity, list[IntervalSummary]]] = defaultdict(
@@ -100,6 +114,12 @@ class MirrorActor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self._summaries:
+            if self._store is not None and self._interval_s is not None:
+                self._keep(
+                    unposted_intervals(
+                        self._store, self._interval_s, before_s=self._clock.server_time()
+                    )
+                )
             task_status.started()
             target = await self._targets.take()
             await self._record(
@@ -191,9 +211,33 @@ class MirrorActor:
                     # every reading queued behind it (as Responses: PROTOCOL.md §4 rule 16).
                     queue.pop(0)
                     self._dropped += 1
+                    await self._posted_record(summary, refused=True)
                     continue
                 queue.pop(0)
                 self._posted += 1
+                await self._posted_record(summary, refused=False)
+
+    async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
+        """Durable once the server answered: a restart never posts this interval again."""
+        reading = self._clock.read()
+        event = ReadingPosted(
+            point=summary.point,
+            quantity=summary.quantity,
+            start_s=summary.start_s,
+            interval_s=summary.interval_s,
+            at_s=reading.server_time,
+            refused=refused,
+        )
+        await self._log.append(
+            [
+                Append(
+                    stream=MIRROR_STREAM,
+                    events=(event,),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
 
     async def _mup(self, target: MirrorTargets, point: MeasurementPoint) -> str:
         href = self._mups.get(point)
@@ -238,3 +282,32 @@ class MirrorActor:
 def _refused_for_good(status: int) -> bool:
     """4xx other than 404 (handled: the MUP is re-created) and 429 (back off, then retry)."""
     return 400 <= status < 500 and status not in (404, 429)
+
+
+def unposted_intervals(
+    store: EventStore, interval_s: int, *, before_s: float
+) -> list[IntervalSummary]:
+    """The interval averages the log's samples give for every interval that ended before the
+    interval in progress at ``before_s`` and that no ``mirror.reading_posted.v1`` covers, oldest first.
+
+    The interval in progress is left to the hardware actor, which folds its earlier samples back in
+    on start (:func:`actors.hardware.samples_of_interval`), so it is summarised once, whole."""
+    aggregator = IntervalAggregator(interval_s)
+    current = aggregator.start_of(before_s)
+    posted: set[tuple[MeasurementPoint, Quantity, int]] = set()
+    summaries: list[IntervalSummary] = []
+    for record in store.read(types=(TELEMETRY_TAG, POSTED_TAG)):
+        event = record.event
+        if isinstance(event, ReadingPosted):
+            posted.add((event.point, event.quantity, event.start_s))
+        elif isinstance(event, TelemetrySampled) and aggregator.start_of(event.at_s) < current:
+            try:
+                summaries += aggregator.add(_telemetry(event).samples())
+            except LateSample:
+                continue  # a sample from before a backwards clock step: it was a gap live too
+    summaries += [s for s in aggregator.close_due(current) if s.start_s < current]
+    return [s for s in summaries if (s.point, s.quantity, s.start_s) not in posted]
+
+
+def _telemetry(event: TelemetrySampled) -> Telemetry:
+    return Telemetry(**msgspec.structs.asdict(event))

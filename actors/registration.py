@@ -319,8 +319,10 @@ class RegistrationActor:
         key = f"edev:{href}"
         known = key in self.polls.state.polls
         rate = self.polls.rate_seen(key, device_list.pollRate or DEFAULT_POLL_S, now)
-        return rate + self._read_counts_as_poll(key, now, known=known) + self.core.step_done(
-            RegistrationStep.END_DEVICE, now, href
+        return (
+            rate
+            + self._read_counts_as_poll(key, now, known=known)
+            + self.core.step_done(RegistrationStep.END_DEVICE, now, href)
         )
 
     def _read_counts_as_poll(self, resource: str, now: float, *, known: bool) -> list[Event]:

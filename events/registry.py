@@ -11,6 +11,7 @@ from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES
 from events.hardware_events import HARDWARE_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
+from events.mirror_events import MIRROR_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
 
@@ -20,6 +21,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LOG_EVENT_TYPES,
     *RUNTIME_EVENT_TYPES,
     *HARDWARE_EVENT_TYPES,
+    *MIRROR_EVENT_TYPES,
     *CONTROL_EVENT_TYPES,
     *REGISTRATION_EVENT_TYPES,
 )

@@ -149,6 +149,10 @@ class _Unit:
             on_comms_restored=lambda event: registration.comms_restored(event),
             on_control_started=lambda: registration.control_took_effect(),
         )
+        hardware_config = g.options.hardware or HardwareConfig(
+            sample_period_s=config.rates.telemetry_sample_s,
+            post_interval_s=config.rates.default_post_s,
+        )
         hardware = HardwareActor(
             driver=g.driver,
             log=log,
@@ -156,11 +160,8 @@ class _Unit:
             limits=limits,
             to_controls=to_controls.clone(),
             summaries=to_mirror,
-            config=g.options.hardware
-            or HardwareConfig(
-                sample_period_s=config.rates.telemetry_sample_s,
-                post_interval_s=config.rates.default_post_s,
-            ),
+            config=hardware_config,
+            store=g.store,
         )
         responder = ResponderActor(link=link, inbox=responder_inbox, report=to_controls.clone())
         mirror = MirrorActor(
@@ -172,6 +173,8 @@ class _Unit:
             profile=profile.identity,
             summaries=summaries,
             targets=targets,
+            store=g.store,
+            interval_s=hardware_config.post_interval_s,
         )
         registration = RegistrationActor(
             identity=Identity(

@@ -77,7 +77,10 @@ def register(commands: Any) -> None:
         "--duration", type=float, help="stop after this many seconds of gateway time"
     )
     parser.add_argument(
-        "--speed", type=float, default=None, help="demo only: clock speed (default 10x; 1 = real time)"
+        "--speed",
+        type=float,
+        default=None,
+        help="demo only: clock speed (default 10x; 1 = real time)",
     )
     parser.add_argument(
         "--workdir",

@@ -50,16 +50,16 @@ class RampDriver:
 
 
 async def collect(
-    driver: RampDriver, minutes: int
+    driver: RampDriver, minutes: int, *, store: MemoryEventStore | None = None, start: float = EPOCH
 ) -> tuple[list[IntervalSummary], MemoryEventStore]:
-    store = MemoryEventStore(CATALOGUE)
+    store = store or MemoryEventStore(CATALOGUE)
     log = LogWriter(store, offload=False)
     to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
     to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](16)
     got: list[IntervalSummary] = []
     with trio.fail_after(minutes * 60 + 30):
         async with trio.open_nursery() as nursery:
-            clock = Clock(wall_at_start=EPOCH)
+            clock = Clock(wall_at_start=start)
             hardware = HardwareActor(
                 driver=driver,
                 log=log,
@@ -68,6 +68,7 @@ async def collect(
                 to_controls=to_controls,
                 summaries=to_mirror,
                 config=HardwareConfig(sample_period_s=5.0, post_interval_s=60),
+                store=store,
             )
             await nursery.start(log.run)
             await nursery.start(hardware.run)
@@ -100,3 +101,22 @@ async def test_failed_reads_are_gaps(autojump_clock: trio.testing.MockClock) -> 
     assert summaries[1].samples == 6 and summaries[1].minimum == 90
     failures = [r.event for r in store.read() if isinstance(r.event, DeviceUnreachable)]
     assert len(failures) == 1 and failures[0].operation == "read telemetry"
+
+
+async def test_a_restart_inside_an_interval_keeps_its_earlier_samples(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The gateway stopped 30 s into a minute: the samples it took before are in the log, and the
+    restarted actor's summary of that minute includes them (posted once, whole)."""
+    store = MemoryEventStore(CATALOGUE)
+    store.append_events(
+        "hardware",
+        [TelemetrySampled(at_s=EPOCH + t, site_w=float(t)) for t in (5, 10, 15, 20, 25)],
+        server_time=EPOCH + 25,
+        monotonic=0.0,
+    )
+    summaries, _ = await collect(RampDriver(), 1, store=store, start=EPOCH + 30)
+    (first,) = summaries
+    assert first.start_s == EPOCH
+    assert first.samples == 10  # 5..25 s from the log, 35..55 s after the restart
+    assert (first.minimum, first.maximum) == (5, 55)

@@ -67,4 +67,8 @@ def test_gateway_runs_inside_asyncio_run(tmp_path: Path) -> None:
     with SqliteEventStore(tmp_path / "site.sep2gw", CATALOGUE, readonly=True) as log:
         assert log.verify().ok
         tags = {CATALOGUE.tag(r.event) for r in log.read()}
-    assert {"runtime.gateway_started.v1", "runtime.gateway_stopped.v1", "control.received.v1"} <= tags
+    assert {
+        "runtime.gateway_started.v1",
+        "runtime.gateway_stopped.v1",
+        "control.received.v1",
+    } <= tags

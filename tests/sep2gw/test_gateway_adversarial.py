@@ -914,7 +914,9 @@ async def test_a_burst_of_responses_to_retry_waits_for_the_responder_without_spi
     are due at once. Those that do not fit wait for an outcome to free a place; their retry instants,
     already past, must not make the controls actor spin meanwhile."""
     count = 150
-    scenario = burst_of_controls(count) + """
+    scenario = (
+        burst_of_controls(count)
+        + """
 [[actions]]
 at_s = 0
 kind = "fail"
@@ -923,6 +925,7 @@ status = 503
 paths = ["/rsps"]
 methods = ["POST"]
 """
+    )
     store = MemoryEventStore(CATALOGUE)
     world = World(pki, parse_scenario(scenario, source="test"), store)
     with deadline(3600):

@@ -24,6 +24,7 @@ from events.registry import CATALOGUE
 from events.store import EventStore
 from sep2gw.simserver import demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
+from transport.sep2 import resources as r
 
 
 async def test_demo_scenario_end_to_end(pki: Path, autojump_clock: trio.abc.Clock) -> None:
@@ -249,3 +250,50 @@ async def test_a_mirror_usage_point_the_server_lost_is_created_again(
     ]
     assert later and all(q.status == 201 for q in later)
     assert len(server.state.mirrors) == 2
+
+
+LONG_OUTAGE = """
+name = "a twenty-minute outage with a restart in it"
+
+[server]
+pin = 111115
+poll_rate_s = 60
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 1
+
+[[actions]]
+at_s = 60
+kind = "fail"
+duration_s = 1140
+reset = true
+"""
+
+
+async def test_readings_of_an_outage_survive_a_restart_and_are_posted_once(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§2.8: every interval average is posted, once. The server is unreachable from 60 s to 1200 s
+    and the gateway restarts at 600 s: the intervals measured before the restart are rebuilt from
+    the log's samples and posted after recovery with the rest, none twice."""
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(LONG_OUTAGE, source="test"), store)
+    with deadline(7200):
+        await world.run_with_restarts(1800, [600])
+    server = world.server
+    assert server is not None
+    posted: dict[tuple[str, int, int], int] = {}
+    for q in server.requests:
+        if q.method == "POST" and q.path.startswith("/mup/") and q.status == 201:
+            body = q.body
+            assert isinstance(body, r.MirrorMeterReading)
+            for reading_set in body.MirrorReadingSet:
+                assert reading_set.timePeriod is not None
+                key = (q.path, int(body.mRID), reading_set.timePeriod.start)
+                posted[key] = posted.get(key, 0) + 1
+    assert posted and all(n == 1 for n in posted.values()), "an interval was posted twice"
+    starts = {start - int(EPOCH) for (_, _, start) in posted}
+    # Every minute of the outage, before and after the restart, reached the utility.
+    assert set(range(120, 1200, 60)) <= starts, sorted(starts)

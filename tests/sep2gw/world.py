@@ -197,7 +197,9 @@ class World:
                                 break
                         assert_live_state_is_the_fold(gateway, self.store)
                 # A stopped gateway leaves no connection open behind it.
-                assert not gateway.actors["link"].connected, "the stopped gateway left its link open"
+                assert not gateway.actors["link"].connected, (
+                    "the stopped gateway left its link open"
+                )
             nursery.cancel_scope.cancel()
 
 
