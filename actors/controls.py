@@ -138,10 +138,22 @@ class ControlsActor:
             pass
         if not deadlines:
             return await self._inbox.receive()
-        wait = min(deadlines) - self._clock.server_time()
-        with anyio.move_on_after(max(wait, 0.0)):
-            return await self._inbox.receive()
-        return None
+        deadline = min(deadlines)
+        if deadline <= self._clock.server_time():
+            return None
+        # The deadline is on the server's clock, whose offset the registration actor may change
+        # while we wait (Time resource): the clock's own sleep follows such a change.
+        message: list[ControlsInput] = []
+        async with anyio.create_task_group() as group:
+
+            async def timer() -> None:
+                await self._clock.sleep_until_server_time(deadline)
+                group.cancel_scope.cancel()
+
+            group.start_soon(timer)
+            message.append(await self._inbox.receive())
+            group.cancel_scope.cancel()
+        return message[0] if message else None
 
     def _next_retry(self) -> float | None:
         """When a failed Response may be offered again. None while offline: nothing is offered then

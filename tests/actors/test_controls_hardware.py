@@ -255,3 +255,33 @@ async def test_a_dead_battery_is_recorded_without_flooding_the_log(
     assert {f.operation for f in failures} <= {"apply limits", "read telemetry"}
     recovered = [r.event for r in events_of(store, LimitsApplied) if r.event.at_s >= NOON + 420]
     assert recovered and recovered[0].settings.target_w == 2000.0
+
+
+async def test_a_control_starts_on_time_when_the_server_clock_jumps_while_waiting(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The controls actor sleeps until a start on the server's clock; when the Time resource moves
+    that clock (here 1000 s ahead while waiting), the start happens at once, not 1000 s late."""
+    store = MemoryEventStore(CATALOGUE)
+    clock = Clock(wall_at_start=NOON)
+    sim = SimBattery(BatteryParams(), SiteParams(), seed=3, start_s=NOON)
+    site = Site(store, sim, clock)
+    start = NOON + 600
+    inputs: list[tuple[float, ControlsInput]] = [
+        (NOON + 10, ProgramsSeen(programs=(PROGRAM,))),
+        (
+            NOON + 10,
+            ControlsSeen(program_id="A1", controls=(discharge("C1", start, 3600, 1000.0),)),
+        ),
+    ]
+
+    async def time_sync() -> None:
+        await clock.sleep_until_monotonic(clock.monotonic() + 60)
+        clock.adopt_server_offset(clock.offset_s + 1000)  # now server time NOON + 1060
+
+    with trio.fail_after(7200):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(time_sync)
+            await site.run(inputs, until=NOON + 1200)
+    (started,) = [r.event for r in events_of(store, ControlStarted)]
+    assert NOON + 1060 <= started.at_s <= NOON + 1061
