@@ -19,6 +19,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from actors.pipe import serve_pipes
 from actors.tls_stream import TlsStream
 from transport.errors import (
     BodyTooLarge,
@@ -388,10 +389,7 @@ class HttpsServer:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve in-memory connections (``actors.pipe``) until ``accept`` closes or cancelled."""
-        async with accept, anyio.create_task_group() as group:
-            task_status.started()
-            async for transport in accept:
-                group.start_soon(self.serve_connection, transport)
+        await serve_pipes(accept, self.serve_connection, task_status=task_status)
 
     def _record(self, error: LinkError) -> None:
         self._errors[type(error).__name__] += 1

@@ -7,14 +7,14 @@ loop, so trio's autojump clock and seeded scheduling govern it exactly as the re
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["PipeEnd", "byte_stream_pair", "pipe_connector", "pipe_listener"]
+__all__ = ["PipeEnd", "byte_stream_pair", "pipe_connector", "pipe_listener", "serve_pipes"]
 
 #: Chunks in flight per direction; a writer waits beyond this, as with a socket's buffer.
 PIPE_CHUNKS: Final = 64
@@ -74,3 +74,17 @@ def pipe_connector(
         return near
 
     return connect
+
+
+async def serve_pipes(
+    accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
+    handler: Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """An in-memory server's accept loop: each connection gets ``handler`` in a task of its own, until
+    ``accept`` closes or the caller is cancelled."""
+    async with accept, anyio.create_task_group() as group:
+        task_status.started()
+        async for stream in accept:
+            group.start_soon(handler, stream)

@@ -25,6 +25,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
+from actors.pipe import serve_pipes
 from sep2gw.sim.battery import SimBattery
 from sep2gw.sim.sunspec_map import SunSpecMap, WriteRefused
 from transport.modbus import (
@@ -154,10 +155,7 @@ class SimModbusServer:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve in-memory connections (``actors.pipe``) until ``accept`` closes or we are cancelled."""
-        async with accept, anyio.create_task_group() as group:
-            task_status.started()
-            async for stream in accept:
-                group.start_soon(self.handle_connection, stream)
+        await serve_pipes(accept, self.handle_connection, task_status=task_status)
 
     async def serve(
         self,
