@@ -163,7 +163,7 @@ class RegistrationActor:
         """The link is back (the controls actor has made ``event`` durable): fold it into the poll
         schedule, as a replay of the log does, so everything is due now (PROTOCOL.md §4 rule 12),
         and wake the poll loop."""
-        evolve_poll(self.polls.state, event)
+        self.polls.comms_restored(event)
         if self._poll_sleep is not None:
             self._poll_sleep.cancel()
 

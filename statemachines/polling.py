@@ -157,9 +157,10 @@ class PollSchedule:
             raise KeyError(f"{mirror} has no postRate yet; record post_rate_seen first")
         return self._emit([], Posted(mirror=mirror, at_s=now))
 
-    def comms_restored(self, now: float) -> list[Event]:
-        """§4 rule 12: re-poll everything on recovery."""
-        return self._emit([], CommsRestored(at_s=now))
+    def comms_restored(self, event: CommsRestored) -> None:
+        """§4 rule 12: re-poll everything on recovery. The event is the controls actor's (one fact,
+        recorded once); the schedule applies it as the fold of the log does, emitting nothing."""
+        evolve_poll(self.state, event)
 
     def due_polls(self, now: float) -> list[str]:
         return sorted(r for r, e in self.state.polls.items() if e.next_s <= now)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events.control_events import CommsRestored
 from events.replay import fold
 from statemachines.polling import PollSchedule, PollState, evolve_poll, next_post_s
 
@@ -46,7 +47,7 @@ def test_rule12_repoll_everything_on_recovery() -> None:
     s = PollSchedule()
     s.rate_seen("/a", 300, 0)
     s.rate_seen("/b", 900, 0)
-    s.comms_restored(100)
+    s.comms_restored(CommsRestored(at_s=100))
     assert s.due_polls(100) == ["/a", "/b"]
     s.polled("/a", 100)
 
@@ -96,5 +97,7 @@ def test_replay_fold_of_poll_log_equals_live_state(ops: list[tuple[str, int]]) -
             now = max(now, s.state.polls["/r"].next_s)
             log += s.polled("/r", now)
         elif op == "restore":
-            log += s.comms_restored(now)
+            restored = CommsRestored(at_s=now)  # recorded by the controls actor, applied here
+            s.comms_restored(restored)
+            log.append(restored)
     assert fold(log, evolve_poll, PollState()) == s.state
