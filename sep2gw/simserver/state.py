@@ -17,7 +17,7 @@ that registered ``id``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
 
 # Fixed mRID bodies of server-made identifiers (an "issuer" prefix, then a counter).
 _PROGRAM_MRID = 0xD1500000_00000000_00000000_00000000
@@ -583,8 +584,7 @@ class UtilityState:
 
     def _get_edev_list(self, ctx: _Ctx) -> SimReply:
         devices = self._visible_devices(ctx)
-        start, limit = _page(ctx.query, len(devices), self.quirks.one_item_default_paging)
-        page = devices[start : start + limit]
+        page = self._page_of(ctx, devices)
         return self._doc(
             r.EndDeviceList(
                 href="/edev",
@@ -639,6 +639,11 @@ class UtilityState:
     def _get_edev(self, ctx: _Ctx) -> SimReply:
         return self._doc(self._end_device(self._own_device(ctx)))
 
+    def _page_of(self, ctx: _Ctx, items: Sequence[T]) -> list[T]:
+        """The page of a list that ``?s=&l=`` asks for (one item by default under the quirk)."""
+        start, limit = _page(ctx.query, len(items), self.quirks.one_item_default_paging)
+        return list(items[start : start + limit])
+
     def _get_registration(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
         return self._doc(
@@ -668,8 +673,7 @@ class UtilityState:
     def _get_fsa_list(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
         items = [self._fsa(device)]
-        start, limit = _page(ctx.query, len(items), self.quirks.one_item_default_paging)
-        page = items[start : start + limit]
+        page = self._page_of(ctx, items)
         return self._doc(
             r.FunctionSetAssignmentsList(
                 href=f"/edev/{device.id}/fsa",
@@ -709,8 +713,7 @@ class UtilityState:
             return SimReply(404, reason=f"no FunctionSetAssignments {ctx.params['f']!r}")
         device = self._own_device(ctx)
         programs = self._fsa_programs()
-        start, limit = _page(ctx.query, len(programs), self.quirks.one_item_default_paging)
-        page = programs[start : start + limit]
+        page = self._page_of(ctx, programs)
         return self._doc(
             r.DERProgramList(
                 href=f"/edev/{device.id}/fsa/1/derp",
@@ -774,8 +777,7 @@ class UtilityState:
     ) -> SimReply:
         device = self._own_device(ctx)
         ordered = self._ordered(controls)
-        start, limit = _page(ctx.query, len(ordered), self.quirks.one_item_default_paging)
-        page = ordered[start : start + limit]
+        page = self._page_of(ctx, ordered)
         return self._doc(
             r.DERControlList(
                 href=href,
@@ -854,8 +856,7 @@ class UtilityState:
     def _get_der_list(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
         items = [self._der(device)]
-        start, limit = _page(ctx.query, len(items), self.quirks.one_item_default_paging)
-        page = items[start : start + limit]
+        page = self._page_of(ctx, items)
         return self._doc(
             r.DERList(
                 href=f"/edev/{device.id}/der",
@@ -921,8 +922,7 @@ class UtilityState:
     def _get_log_events(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
         events = device.log_events
-        start, limit = _page(ctx.query, len(events), self.quirks.one_item_default_paging)
-        page = events[start : start + limit]
+        page = self._page_of(ctx, events)
         return self._doc(
             r.LogEventList(
                 href=f"/edev/{device.id}/lel",
@@ -955,8 +955,7 @@ class UtilityState:
 
     def _get_mup_list(self, ctx: _Ctx) -> SimReply:
         mirrors = self._visible_mirrors(ctx)
-        start, limit = _page(ctx.query, len(mirrors), self.quirks.one_item_default_paging)
-        page = mirrors[start : start + limit]
+        page = self._page_of(ctx, mirrors)
         return self._doc(
             r.MirrorUsagePointList(
                 href="/mup",
