@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 import trio
@@ -35,13 +35,20 @@ from events.store import EventStore
 from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+from sep2gw.sim.direct_driver import direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, server_material
 from statemachines.controls import CONTROLS_PROJECTION
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
 
-__all__ = ["DEFAULT_EPOCH", "Violation", "WorldResult", "check", "run_world"]
+__all__ = ["DEFAULT_EPOCH", "BatteryPath", "Violation", "WorldResult", "check", "run_world"]
+
+#: How the gateway reaches the simulated battery: ``"sunspec"`` (default) SunSpec over Modbus TCP
+#: framing on an in-memory pipe, as on a site; ``"direct"`` the same SunSpec driver reading and
+#: writing the simulated device's register map in-process (no MBAP framing, no pipe): for long
+#: runs (``benchmarks/sim_bench.py``), see ARCHITECTURE.md.
+BatteryPath = Literal["sunspec", "direct"]
 
 #: 2025-11-26T00:00:00Z: worlds start at a fixed instant unless the scenario names one.
 DEFAULT_EPOCH: Final = 1_764_115_200
@@ -94,7 +101,14 @@ def _config(site: Path, scenario: Scenario) -> Config:
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 
-async def _run(scenario: Scenario, seed: int, seconds: float, site: Path) -> WorldResult:
+async def _run(
+    scenario: Scenario,
+    seed: int,
+    seconds: float,
+    site: Path,
+    hardware: HardwareConfig | None,
+    battery: BatteryPath,
+) -> WorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)
     server = SimUtilityServer(scenario, server_material(site / "pki"), clock=clock)
@@ -102,20 +116,26 @@ async def _run(scenario: Scenario, seed: int, seconds: float, site: Path) -> Wor
     store = MemoryEventStore(CATALOGUE)
     http_send, http_accept = pipe_listener()
     modbus_send, modbus_accept = pipe_listener()
-    driver = SunSpecDriver(
-        ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
+    driver = (
+        direct_sunspec_driver(sim, clock=clock.now)
+        if battery == "direct"
+        else SunSpecDriver(
+            ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
+        )
     )
     options = GatewayOptions(
         wall_at_start=epoch,
         seed=seed,
         store=store,
         http_connector=pipe_connector(http_send),
-        hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
+        hardware=hardware
+        or HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
     )
     live = b""
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_pipes, http_accept)
-        await nursery.start(SimModbusServer(sim, clock=clock.now).serve_pipes, modbus_accept)
+        if battery == "sunspec":
+            await nursery.start(SimModbusServer(sim, clock=clock.now).serve_pipes, modbus_accept)
         gateway = Gateway(_config(site, scenario), driver, options=options)
         async with gateway:
             await clock.sleep_until(epoch + seconds)
@@ -164,17 +184,26 @@ def _deterministic_trio(seed: int) -> Iterator[None]:
 
 
 def run_world(
-    scenario: Scenario, *, seed: int, seconds: float | None = None, site: Path
+    scenario: Scenario,
+    *,
+    seed: int,
+    seconds: float | None = None,
+    site: Path,
+    hardware: HardwareConfig | None = None,
+    battery: BatteryPath = "sunspec",
 ) -> WorldResult:
     """Run ``scenario`` for ``seconds`` (default: its duration plus a minute) in a fresh trio loop.
 
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
+    ``hardware``: the hardware actor's periods (default: 5 s samples, posts at the scenario's rate).
     """
     duration = seconds if seconds is not None else scenario.duration_s() + 60
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
-        result: WorldResult = trio.run(_run, scenario, seed, duration, site, clock=clock)
+        result: WorldResult = trio.run(
+            _run, scenario, seed, duration, site, hardware, battery, clock=clock
+        )
     return result
 
 
