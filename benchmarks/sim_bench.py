@@ -113,7 +113,9 @@ def verify(result: WorldResult, scenario: Scenario, seconds: float) -> list[str]
         if got[: len(expected)] != expected or len(got) > len(expected) + 1:
             problems.append(f"responses for {mrid}: {got}, expected {expected}")
     readings = sum(
-        1 for q in result.server.requests if q.method == "POST" and "/mup" in q.path and q.status < 300
+        1
+        for q in result.server.requests
+        if q.method == "POST" and "/mup" in q.path and q.status < 300
     )
     minutes = seconds / 60
     if readings < 0.9 * minutes - 5:
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=72.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--battery", choices=("direct", "sunspec"), default="direct")
+    parser.add_argument("--battery", choices=("direct", "registers", "sunspec"), default="direct")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the run")
     args = parser.parse_args(argv)
     scenario = sim_72h_scenario()
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if profiler is not None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(30)
-        stats.sort_stats("cumulative").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(
+            r"sep2gw|actors|events|statemachines|transport", 60
+        )
     print(f"battery path       : {args.battery}")
     print(f"simulated          : {seconds:.0f} s ({hours:g} h), seed {args.seed}")
     print(f"wall               : {wall:.2f} s   (process {cpu:.2f} s; noisy: shared cores)")

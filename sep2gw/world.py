@@ -23,6 +23,7 @@ import msgspec
 import trio
 import trio.testing
 
+from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
@@ -35,7 +36,7 @@ from events.store import EventStore
 from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
-from sep2gw.sim.direct_driver import direct_sunspec_driver
+from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, server_material
 from statemachines.controls import CONTROLS_PROJECTION
@@ -45,10 +46,11 @@ from transport.sep2 import resources as r
 __all__ = ["DEFAULT_EPOCH", "BatteryPath", "Violation", "WorldResult", "check", "run_world"]
 
 #: How the gateway reaches the simulated battery: ``"sunspec"`` (default) SunSpec over Modbus TCP
-#: framing on an in-memory pipe, as on a site; ``"direct"`` the same SunSpec driver reading and
-#: writing the simulated device's register map in-process (no MBAP framing, no pipe): for long
-#: runs (``benchmarks/sim_bench.py``), see ARCHITECTURE.md.
-BatteryPath = Literal["sunspec", "direct"]
+#: framing on an in-memory pipe, as on a site; ``"registers"`` the same SunSpec driver on the
+#: device's register map in-process (no framing, no pipe); ``"direct"`` a driver over the battery
+#: model itself (``sep2gw.sim.direct_driver``), for long runs (``benchmarks/sim_bench.py``); see
+#: ARCHITECTURE.md.
+BatteryPath = Literal["sunspec", "registers", "direct"]
 
 #: 2025-11-26T00:00:00Z: worlds start at a fixed instant unless the scenario names one.
 DEFAULT_EPOCH: Final = 1_764_115_200
@@ -116,13 +118,15 @@ async def _run(
     store = MemoryEventStore(CATALOGUE)
     http_send, http_accept = pipe_listener()
     modbus_send, modbus_accept = pipe_listener()
-    driver = (
-        direct_sunspec_driver(sim, clock=clock.now)
-        if battery == "direct"
-        else SunSpecDriver(
+    driver: DerDriver
+    if battery == "direct":
+        driver = SimBatteryDriver(sim, clock=clock.now)
+    elif battery == "registers":
+        driver = direct_sunspec_driver(sim, clock=clock.now)
+    else:
+        driver = SunSpecDriver(
             ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
         )
-    )
     options = GatewayOptions(
         wall_at_start=epoch,
         seed=seed,
