@@ -15,7 +15,8 @@ and that the mirror posted about one reading a minute. Prints human lines, then 
 ``sim_speedup`` (simulated seconds per wall second), ``events``, ``requests``, ``process_s`` and the
 per-hour figures.
 
-    python3 benchmarks/sim_bench.py [--hours H] [--seed S] [--battery direct|sunspec] [--profile]
+    python3 benchmarks/sim_bench.py [--hours H] [--seed S] [--battery direct|registers|sunspec]
+                                    [--http1] [--profile]
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
+
 from actors.hardware import HardwareConfig  # noqa: E402
 from sep2gw.cli import main as cli_main  # noqa: E402
 from sep2gw.simserver import Scenario, parse_scenario  # noqa: E402
+from sep2gw.simserver.quirks import Quirks  # noqa: E402
 from sep2gw.world import WorldResult, check, run_world  # noqa: E402
 
 HOUR = 3600
@@ -128,9 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=72.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--battery", choices=("direct", "registers", "sunspec"), default="direct")
+    parser.add_argument(
+        "--http1",
+        action="store_true",
+        help="the utility offers only HTTP/1.1 (quirk http2 = false); default: h2 negotiated",
+    )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the run")
     args = parser.parse_args(argv)
     scenario = sim_72h_scenario()
+    if args.http1:
+        scenario = msgspec.structs.replace(scenario, quirks=Quirks(http2=False))
     seconds = args.hours * HOUR
     hardware = HardwareConfig(control_period_s=1.0, sample_period_s=1.0, post_interval_s=60)
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     speedup = seconds / wall
     if profiler is not None:
         stats = pstats.Stats(profiler)
-        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("tottime").print_stats(45)
         stats.sort_stats("cumulative").print_stats(
             r"sep2gw|actors|events|statemachines|transport", 60
         )
-    print(f"battery path       : {args.battery}")
+    print(
+        f"battery path       : {args.battery}, HTTP {'1.1' if args.http1 else '2'} over mutual TLS"
+    )
     print(f"simulated          : {seconds:.0f} s ({hours:g} h), seed {args.seed}")
     print(f"wall               : {wall:.2f} s   (process {cpu:.2f} s; noisy: shared cores)")
     print(f"speedup            : {speedup:,.0f}x real time (target 25,000x)")
@@ -180,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sim_speedup": round(speedup),
                 "hours": hours,
                 "battery": args.battery,
+                "http": "1.1" if args.http1 else "2",
                 "process_s": round(cpu, 3),
                 "process_ms_per_sim_hour": round(cpu / hours * 1000, 2),
                 "events": events,

@@ -168,17 +168,18 @@ class SimBatteryDriver:
         site_w = sim.site_w()
         v = round(sim.site_v() * 10) / 10
         soc = round(sim.soc_pct * 10) / 10
+        hz = sim.site_hz()
         running = sim.connected and sim.energized
         return Telemetry(
             at_s=now,
             site_w=float(round(site_w)),
             site_var=float(round(sim.site_var())),
             site_v=v,
-            site_hz=round(sim.site_hz() * 100) / 100,
+            site_hz=round(hz * 100) / 100,  # meter 203: Hz_SF = -2
             der_w=float(round(sim.power_w)),
             der_var=0.0,
             der_v=v,
-            der_hz=round(sim.site_hz() * 1000) / 1000,
+            der_hz=round(hz * 1000) / 1000,  # 701: Hz_SF = -3
             soc_pct=soc,
             stored_wh=round(b.capacity_wh / 10) * 10 * soc / 100.0,
             connected=sim.connected,

@@ -53,7 +53,8 @@ async def test_model_driver_reports_what_the_sunspec_driver_reads_from_the_same_
     direct = SimBatteryDriver(sim(), clock=lambda: now)
     sunspec = SunSpecDriver(DirectRegisterClient(sim(), clock=lambda: now))
     a, b = await direct.read_telemetry(now=now), await sunspec.read_telemetry(now=now)
-    for field in ("site_w", "site_var", "site_v", "site_hz", "der_w", "soc_pct", "stored_wh"):
+    fields = ("site_w", "site_var", "site_v", "site_hz", "der_w", "der_var", "der_v", "der_hz")
+    for field in (*fields, "soc_pct", "stored_wh"):
         assert getattr(a, field) == pytest.approx(getattr(b, field), abs=1e-6), field
     assert (a.connected, a.operating) == (b.connected, b.operating)
     assert await direct.read_nameplate() == await sunspec.read_nameplate()
