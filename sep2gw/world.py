@@ -17,7 +17,7 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 import trio
@@ -201,7 +201,10 @@ def run_world(
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
     ``hardware``: the hardware actor's periods (default: 5 s samples, posts at the scenario's rate).
+    ``battery``: how the gateway reaches the simulated battery (:data:`BatteryPath`).
     """
+    if battery not in get_args(BatteryPath):
+        raise ValueError(f"battery: {battery!r} is not one of {list(get_args(BatteryPath))}")
     duration = seconds if seconds is not None else scenario.duration_s() + 60
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)

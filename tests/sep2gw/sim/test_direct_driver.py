@@ -109,3 +109,8 @@ def test_the_direct_path_reproduces_from_its_seed(pki: Path) -> None:
     ]
     assert logs[0] == logs[2]
     assert logs[0] != logs[1]
+
+
+def test_an_unknown_battery_path_is_refused_by_name(pki: Path) -> None:
+    with pytest.raises(ValueError, match="battery: 'modbus-rtu' is not one of"):
+        run_world(demo_scenario(), seed=1, site=pki, battery="modbus-rtu")  # type: ignore[arg-type]
