@@ -487,13 +487,12 @@ class Forensics:
                 self.responses[(mrid, int(status))] = ResponseRow(
                     mrid=mrid, status=status, intended_s=at, intended_seq=seq
                 )
-                queued = "" if state.online else "; comms are down: queued (§4 rule 12)"
                 step(
                     mrid,
                     seq,
                     at,
                     f"Response {int(status)} ({status.name.lower()}) intended",
-                    "key (mRID, status, LFDI) reserved before posting (§4 rule 16)" + queued,
+                    "" if state.online else "comms are down: queued until they return (§4 rule 12)",
                 )
             case ResponseSent(mrid=mrid, status=status, at_s=at):
                 row = self._row(mrid, status)
@@ -589,7 +588,7 @@ class Forensics:
                         mrid,
                         seq,
                         event.at_s,
-                        f"{count - 1} further battery writes while in force",
+                        _further(count - 1),
                         "closed-loop corrections (hardware.limits_applied records)",
                     )
                 continue
@@ -599,9 +598,9 @@ class Forensics:
                     "" if event.setpoint_w is None else f", setpoint {event.setpoint_w:.0f} W"
                 )
                 verdict = (
-                    "written and read back equal"
+                    "limits applied, setpoint written and read back equal"
                     if event.wrote
-                    else "already in force on the device (no write needed)"
+                    else "limits applied, no setpoint written (the DER's own output was within them)"
                 )
                 na = (
                     f"; not applicable on this device: {', '.join(m.value for m in event.not_applicable)}"
@@ -643,11 +642,15 @@ class Forensics:
                     mrid,
                     last.seq,
                     last.at_s,
-                    f"{count - 1} further battery writes while in force",
+                    _further(count - 1),
                     "closed-loop corrections",
                 )
         self._writes_since.clear()
         self._capture_until(math.inf)
+
+
+def _further(n: int) -> str:
+    return f"{n} further battery write{'s' if n != 1 else ''} while in force"
 
 
 def _copy(state: ControlsState) -> ControlsState:

@@ -349,7 +349,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             f"  battery last told at {timeline.stamp(write.at_s)} (record {write.seq}): "
             f"{describe_settings(e.settings)}"
             + ("" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W")
-            + (", written and read back" if e.wrote else ", no write needed")
+            + (", setpoint written and read back" if e.wrote else ", no setpoint written")
         )
     return lines
 

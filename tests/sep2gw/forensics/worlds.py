@@ -22,7 +22,7 @@ from sep2gw.simserver import demo_scenario, parse_scenario
 from sep2gw.world import _deterministic_trio, run_world
 from tests.sep2gw.world import World
 
-__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite"]
+__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
 
 COMMS_LOSS: Final = """
 name = "comms-loss"
@@ -139,3 +139,22 @@ def build(name: str, site: Path, path: Path) -> Path:
 
 
 WORLDS: Final = ("demo", "comms", "restart")
+
+
+_LOGS: dict[str, Path] = {}
+
+
+def logs(base: Path) -> dict[str, Path]:
+    """Every world's log, built once per test session under ``base`` (a fresh site identity)."""
+    if not _LOGS:
+        import contextlib
+        import io
+
+        from sep2gw.cli import main
+
+        base.mkdir(parents=True, exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["certs", "init", str(base / "pki")]) == 0
+        for name in WORLDS:
+            _LOGS[name] = build(name, base, base / f"{name}.sep2gw")
+    return dict(_LOGS)
