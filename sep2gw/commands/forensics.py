@@ -32,7 +32,7 @@ from sep2gw.forensics.compliance import (
     compliance_series,
     summarise,
 )
-from sep2gw.forensics.model import Forensics, analyse
+from sep2gw.forensics.model import FoldFailed, Forensics, analyse
 from sep2gw.forensics.render import (
     BadInstant,
     ForensicTimeline,
@@ -184,7 +184,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
             except BadInstant as exc:
                 print(f"sep2gw {name}: {exc}", file=sys.stderr)
                 return EXIT_BAD_ARGUMENT
-            except EventLogError as exc:
+            except (EventLogError, FoldFailed) as exc:
                 print(f"sep2gw {name}: {exc}", file=sys.stderr)
                 return EXIT_REFUSED
 
