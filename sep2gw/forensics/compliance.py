@@ -20,7 +20,7 @@ part beyond the tolerance) times its seconds as energy over.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 import msgspec
@@ -167,9 +167,8 @@ def _s(value: float | str | None) -> str | None:
     return value
 
 
-def _on_ramp(ramps: object, limit: float, since_s: float, t: float) -> float:
+def _on_ramp(ramps: Sequence[RampPlanned], limit: float, since_s: float, t: float) -> float:
     """The limit on the ramp planned towards it at the change that put it in force (§4 rule 11)."""
-    assert isinstance(ramps, list | tuple)
     for ramp in reversed(ramps):
         if ramp.start_s > t:
             continue
@@ -189,7 +188,7 @@ _FIELDS: Final = {
 
 
 def summarise(
-    rows: Iterator[ComplianceRow] | list[ComplianceRow], settings: ComplianceSettings | None = None
+    rows: Iterable[ComplianceRow], settings: ComplianceSettings | None = None
 ) -> list[SourceSummary]:
     """Seconds and energy over each limit, per mode and supplier, in order of first appearance."""
     tolerance = (settings or ComplianceSettings()).tolerance_w

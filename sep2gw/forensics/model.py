@@ -662,6 +662,8 @@ class Forensics:
         """Close the pass: stamp the records that carry no time of their own, capture late instants."""
         for seq, items in self._untimed.items():
             t = untimed.get(seq, math.nan)
+            if not math.isnan(t) and (self.last_s is None or t > self.last_s):
+                self.last_s = t
             for item in items:
                 if isinstance(item, Step):
                     item.at_s = t
