@@ -86,6 +86,11 @@ Progress = Callable[[int, int], None]
 
 _CONTROL_TYPES: Final = frozenset(CONTROL_EVENT_TYPES)
 _POLL_TYPES: Final = frozenset({PollRateSeen, Polled, PostRateSeen, Posted, CommsRestored})
+_FOLDED_TYPES: Final = (
+    _CONTROL_TYPES
+    | _POLL_TYPES
+    | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
+)
 _UNTIMED_TAGS: Final = (
     "runtime.gateway_started.v1",
     "runtime.gateway_stopped.v1",
@@ -248,15 +253,11 @@ class Forensics:
         shortest path (measured: this is most of what the forensic memory costs)."""
         self.seq = seq = self.seq + 1
         if type(event) is TelemetrySampled:
-            t = event.at_s
-            if t > self._next_capture:
-                self._capture_until(t)
-            self._append_t(t)
+            self._append_t(event.at_s)
             site, der = event.site_w, event.der_w
             self._append_site(_NAN if site is None else site)
             self._append_der(_NAN if der is None else der)
-            self.last_s = t
-        else:
+        elif type(event) in _FOLDED_TYPES:
             try:
                 self.evolve(event, seq)
             except (KeyError, ValueError, AttributeError, TypeError) as exc:
@@ -272,13 +273,13 @@ class Forensics:
             self.seq = seq - 1
             self.fold(None, event)
             return
+        if kind not in _FOLDED_TYPES:
+            return  # mirror posts, polls' neighbours, nameplate…: nothing here depends on them
         at = getattr(event, "at_s", None)
-        if isinstance(at, float | int):
-            if at > self._next_capture:
-                self._capture_until(at)
-            self.last_s = at
-            if self.first_s is None:
-                self.first_s = at
+        if isinstance(at, float | int) and at > self._next_capture:
+            # only these records change the controls state: capturing here is capturing at the
+            # first record later than the instant
+            self._capture_until(at)
         if kind in _CONTROL_TYPES:
             self.controls = CONTROLS_PROJECTION.evolve(self.controls, event)
             self._control(event, seq)
@@ -682,9 +683,6 @@ class Forensics:
                     "closed-loop corrections",
                 )
         self._writes_since.clear()
-        if self.sample_t:
-            first = self.sample_t[0]
-            self.first_s = first if self.first_s is None else min(self.first_s, first)
         self._capture_until(math.inf)
 
 
@@ -731,11 +729,26 @@ def analyse(
     if not model.report.ok and force:
         model.forced = True
         _fold_the_rest(store, model, model.seq + 1)
+    _span(store, model)
     untimed = {r.seq: r.server_time for r in _untimed_records(store, model)}
     model.finish(untimed)
     if progress is not None:
         progress(model.total, model.total)
     return model
+
+
+def _span(store: EventStore, model: Forensics) -> None:
+    """The log's span: its first and last folded records' server time (read once, not per record)."""
+    if not model.records:
+        return
+    try:
+        model.first_s = next(store.read_raw(1)).server_time
+        for raw in store.read_raw(model.records):
+            if raw.seq == model.records:
+                model.last_s = raw.server_time
+                break
+    except (EventLogError, StopIteration):
+        return
 
 
 def _untimed_records(store: EventStore, model: Forensics) -> Iterable[Any]:
