@@ -204,8 +204,10 @@ class Forensics:
         self._append_der = self.sample_der.append
         self._captured: dict[float, ControlsState] = {}
         self._untimed: dict[int, list[Any]] = {}
-        # per control: (index in writes of the first write since it last gained a mode, count)
+        # per control supplying a limit in force: battery writes since it came into force
         self._writes_since: dict[str, int] = {}
+        # the controls supplying some limit in force now (kept with the limit periods)
+        self._suppliers: set[str] = set()
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -516,6 +518,9 @@ class Forensics:
                 )
                 before = previous.sources if previous is not None else {}
                 self._limit_steps(before, event, seq)
+                self._suppliers = {
+                    s[8:] for s in event.sources.values() if s.startswith("control:")
+                }
             case RampPlanned():
                 self.ramps.append(event)
             case ResponseIntended(mrid=mrid, status=status, at_s=at):
@@ -614,7 +619,7 @@ class Forensics:
     def _write_steps(self, event: LimitsApplied, seq: int) -> None:
         """The battery's first write after a control came into force is a step of its story; the
         closed loop's later corrections are counted, not listed."""
-        suppliers = {s[8:] for s in self.controls.sources.values() if s.startswith("control:")}
+        suppliers = self._suppliers
         for mrid in list(self._writes_since):
             if mrid not in suppliers:
                 count = self._writes_since.pop(mrid)
