@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from html import escape
 
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
@@ -170,7 +170,16 @@ def _chart(model: Forensics, tl: ForensicTimeline) -> str:
         t = t0 + span * k / 4
         svg.append(
             f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>"
-            f"{escape(tl.stamp(t))}</text>"
+            f"{datetime.fromtimestamp(t, tz=UTC):%m-%d %H:%M:%S}Z</text>"
+        )
+    for down in model.comms:
+        end = down.restored_s if down.restored_s is not None else t1
+        xa, xb = x(max(down.lost_s, t0)), x(min(end, t1))
+        svg.append(
+            f"<rect class='comms-down' x='{xa:.1f}' y='{_TOP + ph - 8}' "
+            f"width='{max(xb - xa, 1):.1f}' height='8' fill='#888'>"
+            f"<title>comms with the server down {_stamp(tl, down.lost_s)} .. "
+            f"{_stamp(tl, down.restored_s)}</title></rect>"
         )
     for name, colour, dash in (
         ("export", "#c00", ""),
@@ -217,7 +226,8 @@ def _chart(model: Forensics, tl: ForensicTimeline) -> str:
     return (
         "".join(svg)
         + "<p>Bands: periods a control supplied a limit in force. Dots above the chart: Responses "
-        "(green acknowledged, red not acknowledged); hover for details.</p>"
+        "(green acknowledged, red not acknowledged). Grey strip at the bottom: comms with the "
+        "server down. Axis times are server time (UTC); hover for details.</p>"
     )
 
 

@@ -92,3 +92,8 @@ def test_a_forced_report_says_the_log_did_not_verify(
     html = _report(log, tmp_path / "r.html", "--force")
     assert "THE LOG DID NOT VERIFY" in html and "record 200" in html
     assert "The log verified" not in html
+
+
+def test_comms_loss_is_marked_on_the_chart(world_logs: dict[str, Path], tmp_path: Path) -> None:
+    assert "class='comms-down'" in _report(world_logs["comms"], tmp_path / "c.html")
+    assert "class='comms-down'" not in _report(world_logs["demo"], tmp_path / "d.html")
