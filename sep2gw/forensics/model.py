@@ -300,6 +300,12 @@ class Forensics:
             self._untimed.setdefault(seq, []).append(run)
             if self.runs[:-1]:
                 for mrid in self.controls.live:
+                    count = self._writes_since.get(mrid)
+                    if count is not None:
+                        if count > 1:
+                            self._step(mrid, seq, math.nan, _further(count - 1))
+                        # the restarted gateway's first write is part of the story again
+                        self._writes_since[mrid] = 0
                     self._step(
                         mrid,
                         seq,

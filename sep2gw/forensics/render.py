@@ -23,6 +23,7 @@ from events.control_events import (
 )
 from events.der_model import Mode
 from events.envelope import Recorded
+from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
 from sep2gw.timeline import Timeline, describe_settings, short
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
@@ -238,8 +239,15 @@ def find_mrid(model: Forensics, text: str) -> str:
     )
 
 
-def explain_control(model: Forensics, mrid: str, timeline: ForensicTimeline) -> list[str]:
-    """The whole story of one control, each step with its reason and the record that says so."""
+def explain_control(
+    model: Forensics,
+    mrid: str,
+    timeline: ForensicTimeline,
+    compliance: ComplianceSettings | None = None,
+) -> list[str]:
+    """The whole story of one control, each step with its reason and the record that says so,
+    and how the measured power kept to the limits it supplied."""
+    compliance = compliance or ComplianceSettings()
     state = model.controls
     rec = state.records.get(mrid)
     lines = [f"control {mrid}"]
@@ -266,6 +274,27 @@ def explain_control(model: Forensics, mrid: str, timeline: ForensicTimeline) -> 
         lines.append(f"  {step.seq:>7}  {timeline.stamp(step.at_s)}  {step.what}")
         if step.why:
             lines.append(f"{'':>11}why: {step.why}")
+    summaries = [
+        s
+        for s in summarise(compliance_series(model, compliance), compliance)
+        if s.source == f"control:{mrid}"
+    ]
+    if summaries:
+        lines.append(
+            f"while it supplied a limit in force (measured against it, tolerance "
+            f"{compliance.tolerance_w:g} W):"
+        )
+        for s in summaries:
+            over = (
+                f"{s.seconds_over:.0f} s over, {s.energy_over_wh:.3f} Wh over, largest excess "
+                f"{s.max_over_w:.0f} W, first at {timeline.stamp(s.first_over_s)}"
+                if s.first_over_s is not None
+                else "never over"
+            )
+            lines.append(
+                f"  {s.mode.value} {s.limit_min_w:.0f} W: {s.samples} samples over {s.seconds:.0f} s, "
+                + over
+            )
     rows = sorted(
         (r for r in model.responses.values() if r.mrid == mrid), key=lambda r: r.intended_seq
     )
@@ -318,6 +347,15 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             f"  limits in force since {timeline.stamp(period.start_s)} (record {period.seq}):"
         )
         lines += _per_mode(state, period, t, timeline)
+    for ramp in model.ramps:
+        if ramp.start_s <= t < ramp.end_s and (period is None or ramp.at_s >= period.start_s):
+            fraction = (t - ramp.start_s) / (ramp.end_s - ramp.start_s)
+            now = ramp.from_value + (ramp.to_value - ramp.from_value) * fraction
+            lines.append(
+                f"  {ramp.mode.value} was ramping {_v(ramp.from_value)} -> {_v(ramp.to_value)} "
+                f"over {timeline.stamp(ramp.start_s)} .. {timeline.stamp(ramp.end_s)}: "
+                f"{now:.0f} at this instant (§4 rule 11)"
+            )
     core = ControlsCore(CoreConfig(lfdi="", device_category=0), state)
     arbitration = core.arbitration(t)
     if period is not None and (

@@ -114,6 +114,8 @@ def test_a_restart_inside_a_control_is_part_of_its_story(world_logs: dict[str, P
     steps = [s for s in model.stories["D0000000000000000000000000000001"]]
     restarted = [s for s in steps if s.what == "gateway restarted"]
     assert [s.at_s for s in restarted] == [restart]
+    after = steps[steps.index(restarted[0]) + 1]
+    assert after.what.startswith("battery: limits applied") and after.at_s == restart
 
 
 def test_a_tampered_log_is_folded_only_when_forced(
