@@ -78,7 +78,12 @@ def register(commands: Any) -> None:
         "replay", help="rebuild the state at any instant and print the log as a timeline"
     )
     _common(replay)
-    replay.add_argument("--at", metavar="TIME", help="print the state at this instant")
+    replay.add_argument(
+        "--at",
+        metavar="TIME",
+        help="print the state rebuilt at this instant (alone, unless --from/--to ask for the "
+        "timeline too)",
+    )
     replay.add_argument("--from", dest="start", metavar="T1", help="timeline from this instant")
     replay.add_argument("--to", dest="end", metavar="T2", help="timeline up to this instant")
     replay.add_argument(
@@ -97,6 +102,7 @@ def register(commands: Any) -> None:
     _common(explain)
     explain.add_argument("mrid", nargs="?", metavar="MRID", help="the control (mRID or its tail)")
     explain.add_argument("--at", metavar="TIME", help="explain the limits in force at this instant")
+    _compliance_args(explain)
     explain.set_defaults(handler=_handler(_explain))
 
     report = commands.add_parser(
@@ -257,7 +263,7 @@ def _explain(
     for line in verification_lines(model):
         print(line)
     lines = (
-        explain_control(model, find_mrid(model, args.mrid), tl)
+        explain_control(model, find_mrid(model, args.mrid), tl, _settings(args))
         if args.mrid is not None
         else explain_instant(model, at, tl)
     )
