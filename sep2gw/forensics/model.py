@@ -16,6 +16,7 @@ drawn offsets, the ``adjacent_to`` of the schedule, the programs' primacy), neve
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -187,9 +188,11 @@ class Forensics:
         self.ramps: list[RampPlanned] = []
         self.writes: list[Write] = []
         self.unreachable: list[tuple[int, DeviceUnreachable]] = []
-        self.sample_t: list[float] = []
-        self.sample_site: list[float] = []
-        self.sample_der: list[float] = []
+        # C arrays of doubles: a month of 5-s samples is 4 MB each, and appending copies the value
+        # out of the decoded event instead of keeping a float object alive per sample
+        self.sample_t = array("d")
+        self.sample_site = array("d")
+        self.sample_der = array("d")
         self.responses: dict[tuple[str, int], ResponseRow] = {}
         self.comms: list[CommsPeriod] = []
         self.runs: list[GatewayRun] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from events.registry import CATALOGUE
@@ -42,7 +41,8 @@ def test_state_at_an_instant_equals_the_live_fold_replayed_to_that_record(
                     break
                 last = seq
             expected, _ = replay(store, CONTROLS_PROJECTION, to_seq=last)
-            assert msgspec.json.encode(model.state_at(t)) == msgspec.json.encode(expected), t
+            # structural equality: frozensets rebuilt from JSON may iterate in another order
+            assert model.state_at(t) == expected, t
 
 
 def test_the_final_state_is_the_fold_of_the_whole_log(world_logs: dict[str, Path]) -> None:
@@ -50,7 +50,7 @@ def test_the_final_state_is_the_fold_of_the_whole_log(world_logs: dict[str, Path
         model = _analyse(path)
         with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
             expected, _ = replay(store, CONTROLS_PROJECTION)
-        assert msgspec.json.encode(model.controls) == msgspec.json.encode(expected)
+        assert model.controls == expected
         assert model.verified
 
 
