@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -372,8 +373,9 @@ class Forensics:
                     at,
                     f"randomisation drawn: start {event.start_offset_s:+d} s, duration "
                     f"{event.duration_offset_s:+d} s",
-                    f"drawn once from [0, {c.randomize_start_s}] and [0, {c.randomize_duration_s}] "
-                    "and persisted: a re-poll or a restart reuses it (PROTOCOL.md §4 preamble)",
+                    f"drawn once from {_bounds(c.randomize_start_s)} and "
+                    f"{_bounds(c.randomize_duration_s)} and persisted: a re-poll or a restart "
+                    "reuses it (PROTOCOL.md §4 preamble)",
                 )
             case ControlScheduled(mrid=mrid, at_s=at):
                 rec = state.records[mrid]
@@ -714,9 +716,12 @@ def _value(v: object) -> str:
     return str(v)
 
 
-def _utc(t: float) -> str:
-    from datetime import UTC, datetime
+def _bounds(bound: int) -> str:
+    """The interval a randomisation is drawn from; a negative bound keeps its sign (§4 preamble)."""
+    return f"[{min(0, bound)}, {max(0, bound)}] s"
 
+
+def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
