@@ -134,6 +134,13 @@ def _compliance_args(parser: argparse.ArgumentParser) -> None:
         help="excess over a limit not counted as over (W, default %(default)s)",
     )
     parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=ComplianceSettings().grace_s,
+        help="seconds after a limit changed during which an excess is not counted "
+        "(the DER's response time; default %(default)s)",
+    )
+    parser.add_argument(
         "--max-hold-s",
         type=float,
         default=None,
@@ -276,7 +283,9 @@ def _explain(
 
 
 def _settings(args: argparse.Namespace) -> ComplianceSettings:
-    return ComplianceSettings(tolerance_w=args.tolerance_w, max_hold_s=args.max_hold_s)
+    return ComplianceSettings(
+        tolerance_w=args.tolerance_w, grace_s=args.grace_s, max_hold_s=args.max_hold_s
+    )
 
 
 def _report(

@@ -12,9 +12,11 @@ Where each limit is measured (CSIP-AUS dynamic operating envelopes; ``events.tel
 - ``generation_limit_w``: DER power (positive = discharge/injection at the DER terminals);
 - ``load_limit_w``: minus DER power.
 
-A sample is *over* a limit when the measured power exceeds the limit by more than ``tolerance_w``;
-its seconds count as seconds over, and its excess above the limit (the whole excess, not only the
-part beyond the tolerance) times its seconds as energy over.
+A sample is *over* a limit when the measured power exceeds the limit by more than ``tolerance_w``
+and the limit has held its value for at least ``grace_s`` (the DER's response time; 0 by default:
+a sample taken as a limit changes is judged against the new limit); its seconds count as seconds
+over, and its excess above the limit (the whole excess, not only the part beyond the tolerance)
+times its seconds as energy over.
 """
 
 from __future__ import annotations
@@ -50,33 +52,40 @@ DEFAULT_TOLERANCE_W: Final = 50.0
 
 
 class ComplianceSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """``tolerance_w``: excess not counted as over; ``max_hold_s``: the longest a sample stands for
-    (``None``: three times the median sample interval)."""
+    """``tolerance_w``: excess not counted as over; ``grace_s``: how long after a limit took its
+    value an excess is not counted (the DER's response time; 0: judged at once); ``max_hold_s``:
+    the longest a sample stands for (``None``: three times the median sample interval)."""
 
     tolerance_w: float = DEFAULT_TOLERANCE_W
+    grace_s: float = 0.0
     max_hold_s: float | None = None
 
 
 class ComplianceRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One sample with the limits commanded then; ``*_over_w`` is the excess above the limit
-    (0 when within it, ``None`` when no such limit was in force or nothing was measured)."""
+    """One sample with the limits commanded then; ``*_since_s`` is when the limit took this value
+    and supplier; ``*_over_w`` is the excess above the limit (0 when within it, ``None`` when no
+    such limit was in force or nothing was measured)."""
 
     at_s: float
     hold_s: float
     site_w: float | None
     der_w: float | None
-    export_limit_w: float | None
-    export_source: str | None
-    export_over_w: float | None
-    import_limit_w: float | None
-    import_source: str | None
-    import_over_w: float | None
-    generation_limit_w: float | None
-    generation_source: str | None
-    generation_over_w: float | None
-    load_limit_w: float | None
-    load_source: str | None
-    load_over_w: float | None
+    export_limit_w: float | None = None
+    export_source: str | None = None
+    export_since_s: float | None = None
+    export_over_w: float | None = None
+    import_limit_w: float | None = None
+    import_source: str | None = None
+    import_since_s: float | None = None
+    import_over_w: float | None = None
+    generation_limit_w: float | None = None
+    generation_source: str | None = None
+    generation_since_s: float | None = None
+    generation_over_w: float | None = None
+    load_limit_w: float | None = None
+    load_source: str | None = None
+    load_since_s: float | None = None
+    load_over_w: float | None = None
 
 
 class SourceSummary(msgspec.Struct, kw_only=True):
@@ -114,6 +123,7 @@ def compliance_series(
     ramps: dict[Mode, list[RampPlanned]] = {}
     for ramp in model.ramps:
         ramps.setdefault(ramp.mode, []).append(ramp)
+    since = _since(model)
     period_index = -1
     count = len(times)
     for i in range(count):
@@ -122,49 +132,41 @@ def compliance_series(
             period_index += 1
         period = limits[period_index] if period_index >= 0 else None
         hold = min(times[i + 1] - t, cap) if i + 1 < count else nominal
-        hold = max(hold, 0.0)
         site = None if math.isnan(sites[i]) else sites[i]
         der = None if math.isnan(ders[i]) else ders[i]
-        values: list[float | str | None] = []
+        fields: dict[str, float | str | None] = {}
         for mode, point, sign in COMPLIANCE_MODES:
+            prefix = _PREFIX[mode]
             limit: float | None = None
-            source: str | None = None
-            if period is not None:
-                raw = getattr(period.settings, mode.value)
-                if raw is not None:
-                    limit = _on_ramp(ramps.get(mode, ()), float(raw), period.start_s, t)
-                    source = period.sources.get(mode)
+            if period is not None and (raw := getattr(period.settings, mode.value)) is not None:
+                limit = _on_ramp(ramps.get(mode, ()), float(raw), period.start_s, t)
+                fields[f"{prefix}_source"] = period.sources.get(mode)
+                fields[f"{prefix}_since_s"] = since[period_index].get(mode)
             measured = site if point == "site" else der
-            over = None if limit is None or measured is None else max(0.0, sign * measured - limit)
-            values.extend((limit, source, over))
-        yield ComplianceRow(
-            at_s=t,
-            hold_s=hold,
-            site_w=site,
-            der_w=der,
-            export_limit_w=_f(values[0]),
-            export_source=_s(values[1]),
-            export_over_w=_f(values[2]),
-            import_limit_w=_f(values[3]),
-            import_source=_s(values[4]),
-            import_over_w=_f(values[5]),
-            generation_limit_w=_f(values[6]),
-            generation_source=_s(values[7]),
-            generation_over_w=_f(values[8]),
-            load_limit_w=_f(values[9]),
-            load_source=_s(values[10]),
-            load_over_w=_f(values[11]),
-        )
+            if limit is not None and measured is not None:
+                fields[f"{prefix}_over_w"] = max(0.0, sign * measured - limit)
+            fields[f"{prefix}_limit_w"] = limit
+        yield ComplianceRow(at_s=t, hold_s=max(hold, 0.0), site_w=site, der_w=der, **fields)  # type: ignore[arg-type]
 
 
-def _f(value: float | str | None) -> float | None:
-    assert not isinstance(value, str)
-    return value
-
-
-def _s(value: float | str | None) -> str | None:
-    assert value is None or isinstance(value, str)
-    return value
+def _since(model: Forensics) -> list[dict[Mode, float]]:
+    """For each limit period, when each judged mode took the value (and supplier) it has in it."""
+    out: list[dict[Mode, float]] = []
+    previous: dict[Mode, tuple[object, str | None, float]] = {}
+    for period in model.limits:
+        current: dict[Mode, float] = {}
+        for mode, _, _ in COMPLIANCE_MODES:
+            value = getattr(period.settings, mode.value)
+            if value is None:
+                previous.pop(mode, None)
+                continue
+            key = (value, period.sources.get(mode))
+            held = previous.get(mode)
+            start = held[2] if held is not None and held[:2] == key else period.start_s
+            previous[mode] = (*key, start)
+            current[mode] = start
+        out.append(current)
+    return out
 
 
 def _on_ramp(ramps: Sequence[RampPlanned], limit: float, since_s: float, t: float) -> float:
@@ -179,11 +181,15 @@ def _on_ramp(ramps: Sequence[RampPlanned], limit: float, since_s: float, t: floa
     return limit
 
 
+_PREFIX: Final = {
+    Mode.EXPORT_LIMIT_W: "export",
+    Mode.IMPORT_LIMIT_W: "import",
+    Mode.GENERATION_LIMIT_W: "generation",
+    Mode.LOAD_LIMIT_W: "load",
+}
 _FIELDS: Final = {
-    Mode.EXPORT_LIMIT_W: ("export_limit_w", "export_source", "export_over_w"),
-    Mode.IMPORT_LIMIT_W: ("import_limit_w", "import_source", "import_over_w"),
-    Mode.GENERATION_LIMIT_W: ("generation_limit_w", "generation_source", "generation_over_w"),
-    Mode.LOAD_LIMIT_W: ("load_limit_w", "load_source", "load_over_w"),
+    mode: (f"{p}_limit_w", f"{p}_source", f"{p}_over_w", f"{p}_since_s")
+    for mode, p in _PREFIX.items()
 }
 
 
@@ -191,10 +197,11 @@ def summarise(
     rows: Iterable[ComplianceRow], settings: ComplianceSettings | None = None
 ) -> list[SourceSummary]:
     """Seconds and energy over each limit, per mode and supplier, in order of first appearance."""
-    tolerance = (settings or ComplianceSettings()).tolerance_w
+    settings = settings or ComplianceSettings()
+    tolerance, grace = settings.tolerance_w, settings.grace_s
     out: dict[tuple[Mode, str], SourceSummary] = {}
     for row in rows:
-        for mode, (limit_f, source_f, over_f) in _FIELDS.items():
+        for mode, (limit_f, source_f, over_f, since_f) in _FIELDS.items():
             limit = getattr(row, limit_f)
             over = getattr(row, over_f)
             if limit is None or over is None:
@@ -207,7 +214,8 @@ def summarise(
             summary.seconds += row.hold_s
             summary.limit_min_w = min(summary.limit_min_w, limit)
             summary.limit_max_w = max(summary.limit_max_w, limit)
-            if over > tolerance:
+            since = getattr(row, since_f)
+            if over > tolerance and (since is None or row.at_s - since >= grace):
                 summary.seconds_over += row.hold_s
                 summary.energy_over_wh += over * row.hold_s / 3600.0
                 summary.max_over_w = max(summary.max_over_w, over)

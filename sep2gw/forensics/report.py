@@ -323,8 +323,15 @@ def _compliance(
         f"{'three median sample intervals' if settings.max_hold_s is None else f'{settings.max_hold_s:g} s'}). "
         "Export and import limits are compared with the site meter, generation and load limits with "
         f"the DER's own power. A sample is over a limit when it exceeds it by more than "
-        f"<b>{settings.tolerance_w:g} W</b> (the stated tolerance); energy over counts its whole "
-        "excess above the limit for the time the sample stands for.</p>",
+        f"<b>{settings.tolerance_w:g} W</b> (the stated tolerance) "
+        + (
+            f"once the limit has held its value for <b>{settings.grace_s:g} s</b> (the DER's "
+            "response time)"
+            if settings.grace_s
+            else "from the instant the limit is in force (no grace for the DER's response time)"
+        )
+        + "; energy over counts its whole excess above the limit for the time the sample stands "
+        "for.</p>",
         "<table id='compliance'><tr><th>mode</th><th>supplied by</th><th>limit (W)</th>"
         "<th>samples</th><th>seconds in force</th><th>seconds over</th><th>energy over (Wh)</th>"
         "<th>largest excess (W)</th><th>first over</th></tr>",

@@ -161,3 +161,17 @@ def test_a_telemetry_gap_is_not_held_longer_than_three_sample_intervals() -> Non
     )
     rows = list(compliance_series(analyse(store)))
     assert [r.hold_s for r in rows] == [5.0, 5.0, 5.0, 15.0, 5.0]
+
+
+def test_a_grace_after_a_limit_change_is_not_counted_but_the_series_says_since_when() -> None:
+    store = _model(ControlSettings(export_limit_w=1000.0), sites=[1500.0] * 4, ders=[0.0] * 4)
+    model = analyse(store)
+    rows = list(compliance_series(model))
+    assert {r.export_since_s for r in rows} == {T0}
+    samples_at = [r.at_s - T0 for r in rows]  # 5, 10, 15, 20 s after the change
+    assert samples_at == [5, 10, 15, 20]
+    graced = ComplianceSettings(grace_s=10)
+    summary = summarise(compliance_series(model, graced), graced)[0]
+    assert summary.seconds_over == 15.0  # the sample 5 s after the change is within the grace
+    assert summary.first_over_s == T0 + 10
+    assert summarise(rows)[0].seconds_over == 20.0
