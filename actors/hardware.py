@@ -5,6 +5,10 @@ while a closed loop (export/import limits at the connection point) or a ramp nee
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
 the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
+
+Both run on grids (multiples of their period; the first write after new limits is immediate): when
+a loop instant is a sampling instant, the actor wakes once and the sample's device read is the
+reading the closed loop acts on (``DerDriver.apply(reading=…)``), one read where there were two.
 """
 
 from __future__ import annotations
