@@ -5,6 +5,10 @@ while a closed loop (export/import limits at the connection point) or a ramp nee
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
 the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
+
+Both run on grids (multiples of their period; the first write after new limits is immediate): when
+a loop instant is a sampling instant, the actor wakes once and the sample's device read is the
+reading the closed loop acts on (``DerDriver.apply(reading=…)``), one read where there were two.
 """
 
 from __future__ import annotations
@@ -179,11 +183,16 @@ class HardwareActor:
                     self._verdict_owed = True
                     self._next_apply = self._clock.server_time()
                 now = self._clock.server_time()
-                if self._next_apply is not None and now >= self._next_apply:
-                    await self._apply(now)
+                apply_due = self._next_apply is not None and now >= self._next_apply
                 if now >= next_sample:
-                    await self._sample(now)
+                    # The loop instants lie on the sampling grid: one device read serves both.
+                    reading = await self._read(now)
+                    if apply_due:
+                        await self._apply(now, reading)
+                    await self._sample(now, reading)
                     next_sample = self._schedule.next_deadline(now)
+                elif apply_due:
+                    await self._apply(now, None)
 
     async def _read_nameplate(self) -> None:
         now = self._clock.server_time()
@@ -203,20 +212,22 @@ class HardwareActor:
             )
         )
 
-    async def _apply(self, now: float) -> None:
+    async def _apply(self, now: float, reading: Telemetry | None) -> None:
+        """One control period: ``reading`` is the sample taken at ``now`` (if any), which the
+        driver's closed loop uses instead of reading the meter a second time."""
         assert self._current is not None
         command = self._current
         settings = _at(command, now)
         self._applies += 1
         try:
             with anyio.fail_after(self._config.io_timeout_s):
-                report = await self._driver.apply(settings, now=now)
+                report = await self._driver.apply(settings, now=now, reading=reading)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
             await self._device_failed("apply limits", exc, now)
             self._last_written = None  # the next successful write is recorded: the recovery
             await self._owe_verdict(ok=False, detail=f"{type(exc).__name__}: {exc}")
-            self._next_apply = now + self._config.control_period_s
+            self._next_apply = _next_on_grid(now, self._config.control_period_s)
             return
         self._device_ok("apply limits")
         if report.wrote:
@@ -239,8 +250,11 @@ class HardwareActor:
         needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
             r.end_s > now for r in command.ramps.values()
         )
-        self._next_apply = now + (
-            self._config.control_period_s if needs_loop else self._config.reassert_s
+        # On the period's grid (as the samples are on theirs), not ``now`` + period: when the
+        # periods agree the loop instant is a sampling instant, so the actor wakes once and reads
+        # the device once for both (the first apply after new limits is still immediate).
+        self._next_apply = _next_on_grid(
+            now, self._config.control_period_s if needs_loop else self._config.reassert_s
         )
 
     async def _owe_verdict(self, *, ok: bool, detail: str = "") -> None:
@@ -249,18 +263,23 @@ class HardwareActor:
             seq = self._current.seq if self._current is not None else None
             await self._to_controls.send(WriteOutcome(ok=ok, detail=detail, seq=seq))
 
-    async def _sample(self, now: float) -> None:
+    async def _read(self, now: float) -> Telemetry | None:
+        """The sample's device read (``None`` when it failed, which is recorded)."""
         if self._nameplate is None:
             await self._read_nameplate()  # it failed at start: the DER info PUTs need it
-        closed = self._aggregator.close_due(now)
         try:
             with anyio.fail_after(min(self._config.io_timeout_s, self._config.sample_period_s)):
                 telemetry = await self._driver.read_telemetry(now=now)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
             await self._device_failed("read telemetry", exc, now)
-        else:
-            self._device_ok("read telemetry")
+            return None
+        self._device_ok("read telemetry")
+        return telemetry
+
+    async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
+        closed = self._aggregator.close_due(now)
+        if telemetry is not None:
             self._samples += 1
             self._telemetry = telemetry
             try:
@@ -303,6 +322,11 @@ def _at(command: ApplyLimits, now: float) -> ControlSettings:
         and not isinstance(getattr(command.settings, mode.value), bool)
     }
     return msgspec.structs.replace(command.settings, **changes) if changes else command.settings
+
+
+def _next_on_grid(now: float, period_s: float) -> float:
+    """The first multiple of ``period_s`` strictly after ``now`` (as ``SampleSchedule``)."""
+    return (math.floor(now / period_s) + 1) * period_s
 
 
 def _unreachable(operation: str, exc: BaseException, now: float) -> DeviceUnreachable:

@@ -40,6 +40,9 @@ PAGE_SIZE: Final = 100
 #: A list is read through at most this many pages: a server whose ``all`` keeps growing cannot
 #: keep the walk busy forever.
 MAX_PAGES: Final = 50
+#: Documents remembered for ``get`` (by path): the polled resources and their pages. A server that
+#: keeps inventing paths only evicts the oldest.
+DECODED_CACHE: Final = 64
 
 
 class HttpFailure(Exception):
@@ -97,6 +100,10 @@ class Link:
         self._timeout_s = timeout_s
         self._reachable: bool | None = None
         self._halted: str | None = None
+        # path -> (type, body, resource): a poll whose body is byte-identical to the previous one
+        # of that path is not parsed again (resources are frozen values, so sharing one is safe).
+        self._decoded: dict[str, tuple[type[Any], bytes, Any]] = {}
+        self.decode_hits = 0
         self._requests = 0
         self._failures = 0
 
@@ -165,12 +172,26 @@ class Link:
         raise AssertionError(outcome)
 
     async def get(self, path: str, cls: type[S]) -> S:
+        """GET and decode. Most polls return what the previous poll of ``path`` returned: the same
+        bytes are the same document, so its decoded resource is reused (the caller sees and records
+        the poll exactly as before; only the XML parse and validation are skipped)."""
         response = await self._exchange("GET", path)
+        body = response.body
+        cached = self._decoded.get(path)
+        if cached is not None and cached[0] is cls and cached[1] == body:
+            self.decode_hits += 1
+            resource: S = cached[2]
+            return resource
         try:
-            return decode(response.body, cls)
+            resource = decode(body, cls)
         except Sep2CodecError as exc:
             self._failures += 1
+            self._decoded.pop(path, None)
             raise BadDocument("GET", path, response.status, exc) from exc
+        if path not in self._decoded and len(self._decoded) >= DECODED_CACHE:
+            del self._decoded[next(iter(self._decoded))]  # the oldest
+        self._decoded[path] = (cls, bytes(body), resource)
+        return resource
 
     async def get_list(self, path: str, cls: type[S], items: str) -> tuple[S, list[Any]]:
         """Every item of a paged list (``items`` names the repeated element field): the first page's

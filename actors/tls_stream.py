@@ -113,24 +113,26 @@ class TlsStream(anyio.abc.ByteStream):
                     f"connection to the peer broke while sending ({exc!r})", by_peer=True
                 ) from exc
 
+    async def _fill(self) -> None:
+        """Send what is pending, then wait for the peer's next bytes (or its EOF)."""
+        await self._flush()
+        try:
+            data = await self._transport.receive(_RECEIVE_BYTES)
+        except anyio.EndOfStream:
+            self._incoming.write_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ConnectionReset(f"connection reset by the peer ({exc!r})", by_peer=True) from exc
+        else:
+            if self._capturing and len(self._captured) < _HANDSHAKE_CAPTURE_BYTES:
+                self._captured += data
+            self._incoming.write(data)
+
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
         while True:
             try:
                 result = func(*args)
             except ssl.SSLWantReadError:
-                await self._flush()
-                try:
-                    data = await self._transport.receive(_RECEIVE_BYTES)
-                except anyio.EndOfStream:
-                    self._incoming.write_eof()
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                    raise ConnectionReset(
-                        f"connection reset by the peer ({exc!r})", by_peer=True
-                    ) from exc
-                else:
-                    if self._capturing and len(self._captured) < _HANDSHAKE_CAPTURE_BYTES:
-                        self._captured += data
-                    self._incoming.write(data)
+                await self._fill()
             except ssl.SSLWantWriteError:
                 await self._flush()
             except ssl.SSLError:
@@ -145,6 +147,10 @@ class TlsStream(anyio.abc.ByteStream):
                 return result
 
     async def receive(self, max_bytes: int = _RECEIVE_BYTES) -> bytes:
+        if not (self._incoming.pending or self._incoming.eof or self._ssl.pending()):
+            # Nothing buffered at either level: a read could only ask for more bytes (by raising
+            # SSLWantReadError), so fetch them first and spare the exception.
+            await self._fill()
         try:
             data = await self._call(self._ssl.read, max_bytes)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:

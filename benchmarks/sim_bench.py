@@ -15,8 +15,11 @@ and that the mirror posted about one reading a minute. Prints human lines, then 
 ``sim_speedup`` (simulated seconds per wall second), ``events``, ``requests``, ``process_s`` and the
 per-hour figures.
 
+HTTP/1.1 by default, as every deployed 2030.5 server speaks it (PROTOCOL.md §3); ``--http 2`` has
+the utility offer h2 by ALPN too (the gateway then negotiates it).
+
     python3 benchmarks/sim_bench.py [--hours H] [--seed S] [--battery direct|registers|sunspec]
-                                    [--http1] [--profile]
+                                    [--http 1.1|2] [--profile]
 """
 
 from __future__ import annotations
@@ -133,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--battery", choices=("direct", "registers", "sunspec"), default="direct")
     parser.add_argument(
-        "--http1",
-        action="store_true",
-        help="the utility offers only HTTP/1.1 (quirk http2 = false); default: h2 negotiated",
+        "--http",
+        choices=("1.1", "2"),
+        default="1.1",
+        help="1.1 (default): the utility speaks HTTP/1.1 only (quirk http2 = false), as deployed "
+        "servers do; 2: it offers h2 by ALPN, which the gateway takes",
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the run")
     args = parser.parse_args(argv)
     scenario = sim_72h_scenario()
-    if args.http1:
+    if args.http == "1.1":
         scenario = msgspec.structs.replace(scenario, quirks=Quirks(http2=False))
     seconds = args.hours * HOUR
     hardware = HardwareConfig(control_period_s=1.0, sample_period_s=1.0, post_interval_s=60)
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             r"sep2gw|actors|events|statemachines|transport", 60
         )
     print(
-        f"battery path       : {args.battery}, HTTP {'1.1' if args.http1 else '2'} over mutual TLS"
+        f"battery path       : {args.battery}, HTTP/{args.http} over mutual TLS"
     )
     print(f"simulated          : {seconds:.0f} s ({hours:g} h), seed {args.seed}")
     print(f"wall               : {wall:.2f} s   (process {cpu:.2f} s; noisy: shared cores)")
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sim_speedup": round(speedup),
                 "hours": hours,
                 "battery": args.battery,
-                "http": "1.1" if args.http1 else "2",
+                "http": args.http,
                 "process_s": round(cpu, 3),
                 "process_ms_per_sim_hour": round(cpu / hours * 1000, 2),
                 "events": events,

@@ -111,7 +111,8 @@ class _Unit:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         g = self.gateway
         config, profile = g.config, g.profile
-        log = LogWriter(g.store, offload=isinstance(g.store, SqliteEventStore))
+        offload = isinstance(g.store, SqliteEventStore)
+        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload)
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)

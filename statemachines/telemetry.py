@@ -111,26 +111,33 @@ class IntervalAggregator:
     def add(self, samples: Iterable[Sample]) -> list[IntervalSummary]:
         """Add samples; returns the summaries of intervals that these samples closed."""
         closed: list[IntervalSummary] = []
+        accs = self._accs
+        checked_at: float | None = None
         for sample in samples:
-            if not math.isfinite(sample.value):
+            value = sample.value
+            if not math.isfinite(value):
                 continue  # a failed read is a gap, not a number to average
-            start = self.start_of(sample.at_s)
-            if self._floor_s is not None and start < self._floor_s:
-                raise LateSample(sample, self._floor_s)
-            if self._open_start is None:
-                self._open_start = start
-            elif start < self._open_start:
-                raise LateSample(sample, self._open_start)
-            elif start > self._open_start:
-                closed.extend(self._close())
-                self._floor_s = start
-                self._open_start = start
+            # The interval checks depend on the instant only, and one reading's samples share it.
+            if sample.at_s != checked_at:
+                start = self.start_of(sample.at_s)
+                if self._floor_s is not None and start < self._floor_s:
+                    raise LateSample(sample, self._floor_s)
+                if self._open_start is None:
+                    self._open_start = start
+                elif start < self._open_start:
+                    raise LateSample(sample, self._open_start)
+                elif start > self._open_start:
+                    closed.extend(self._close())
+                    self._floor_s = start
+                    self._open_start = start
+                    accs = self._accs
+                checked_at = sample.at_s
             key = (sample.point, sample.quantity)
-            acc = self._accs.get(key)
+            acc = accs.get(key)
             if acc is None:
-                self._accs[key] = _Acc(sample.value)
+                accs[key] = _Acc(value)
             else:
-                acc.add(sample.value)
+                acc.add(value)
         return closed
 
     def close_due(self, now: float) -> list[IntervalSummary]:

@@ -66,6 +66,15 @@ class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
         A DER that reports neither for a direction is given 0 W there: never command what we cannot
         bound.
         """
+        # The closed loop asks every control period for the same (frozen) nameplate.
+        global _last_rating
+        if _last_rating is not None and _last_rating[0] is self:
+            return _last_rating[1]
+        rating = self._rating()
+        _last_rating = (self, rating)
+        return rating
+
+    def _rating(self) -> DerRating:
 
         def least(*values: float | None) -> float:
             known = [v for v in values if v is not None and math.isfinite(v) and v >= 0]
@@ -77,6 +86,9 @@ class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
             max_charge_w=least(self.rated_charge_w, self.max_charge_w, max_w),
             max_w=max_w,
         )
+
+
+_last_rating: tuple[Nameplate, DerRating] | None = None
 
 
 class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,22 +111,39 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
 
     def samples(self) -> list[Sample]:
         """The numeric readings as ``Sample`` values (missing readings are skipped)."""
-        out: list[Sample] = []
-        for point, quantity, value in (
-            (MeasurementPoint.SITE, Quantity.ACTIVE_POWER_W, self.site_w),
-            (MeasurementPoint.SITE, Quantity.REACTIVE_POWER_VAR, self.site_var),
-            (MeasurementPoint.SITE, Quantity.VOLTAGE_V, self.site_v),
-            (MeasurementPoint.SITE, Quantity.FREQUENCY_HZ, self.site_hz),
-            (MeasurementPoint.DER, Quantity.ACTIVE_POWER_W, self.der_w),
-            (MeasurementPoint.DER, Quantity.REACTIVE_POWER_VAR, self.der_var),
-            (MeasurementPoint.DER, Quantity.VOLTAGE_V, self.der_v),
-            (MeasurementPoint.DER, Quantity.FREQUENCY_HZ, self.der_hz),
-            (MeasurementPoint.DER, Quantity.STATE_OF_CHARGE_PCT, self.soc_pct),
-            (MeasurementPoint.DER, Quantity.STORED_ENERGY_WH, self.stored_wh),
-        ):
-            if value is not None and math.isfinite(value):
-                out.append(Sample(at_s=self.at_s, point=point, quantity=quantity, value=value))
-        return out
+        at_s = self.at_s
+        values = (
+            self.site_w,
+            self.site_var,
+            self.site_v,
+            self.site_hz,
+            self.der_w,
+            self.der_var,
+            self.der_v,
+            self.der_hz,
+            self.soc_pct,
+            self.stored_wh,
+        )
+        return [
+            Sample(at_s=at_s, point=point, quantity=quantity, value=value)
+            for (point, quantity), value in zip(_SAMPLED, values, strict=True)
+            if value is not None and math.isfinite(value)
+        ]
+
+
+#: What :meth:`Telemetry.samples` reports, in the order of its fields.
+_SAMPLED: tuple[tuple[MeasurementPoint, Quantity], ...] = (
+    (MeasurementPoint.SITE, Quantity.ACTIVE_POWER_W),
+    (MeasurementPoint.SITE, Quantity.REACTIVE_POWER_VAR),
+    (MeasurementPoint.SITE, Quantity.VOLTAGE_V),
+    (MeasurementPoint.SITE, Quantity.FREQUENCY_HZ),
+    (MeasurementPoint.DER, Quantity.ACTIVE_POWER_W),
+    (MeasurementPoint.DER, Quantity.REACTIVE_POWER_VAR),
+    (MeasurementPoint.DER, Quantity.VOLTAGE_V),
+    (MeasurementPoint.DER, Quantity.FREQUENCY_HZ),
+    (MeasurementPoint.DER, Quantity.STATE_OF_CHARGE_PCT),
+    (MeasurementPoint.DER, Quantity.STORED_ENERGY_WH),
+)
 
 
 class ApplyReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,8 +170,14 @@ class DerDriver(Protocol):
 
     async def read_telemetry(self, *, now: float) -> Telemetry: ...
 
-    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
-        """Apply ``limits`` (one control period of the closed loop), write and verify."""
+    async def apply(
+        self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
+    ) -> ApplyReport:
+        """Apply ``limits`` (one control period of the closed loop), write and verify.
+
+        ``reading``: telemetry the caller took at ``now``; the closed loop uses it instead of
+        reading the meter again (one device read per instant serves sampling and control). A
+        reading of another instant is ignored."""
         ...
 
     async def aclose(self) -> None: ...

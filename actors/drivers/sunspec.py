@@ -262,7 +262,9 @@ class SunSpecDriver:
         block.registers[start.offset : end] = run
         return True
 
-    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+    async def apply(
+        self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
+    ) -> ApplyReport:
         validate_limits(limits)
         await self._ensure()
         dispatchable = self.dispatchable_modes()
@@ -271,7 +273,11 @@ class SunSpecDriver:
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES:
-            telemetry = await self.read_telemetry(now=now)
+            telemetry = (
+                reading
+                if reading is not None and reading.at_s == now
+                else await self.read_telemetry(now=now)
+            )
             site_w, der_w = telemetry.site_w, telemetry.der_w
         usable = ControlSettings(
             **{m.value: getattr(limits, m.value) for m in requested & dispatchable},

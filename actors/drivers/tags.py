@@ -297,7 +297,9 @@ class TagDriver:
             values[role] = bool(value) if role == "connected" else value
         return Telemetry(at_s=now, **values)
 
-    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+    async def apply(
+        self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
+    ) -> ApplyReport:
         validate_limits(limits)
         dispatchable = self.dispatchable_modes()
         requested = limits.modes()
@@ -308,10 +310,13 @@ class TagDriver:
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES and "setpoint_w" in self.map.write:
-            if "site_w" in self.map.read:
-                site_w = await self._read(self.map.read["site_w"])
-            if "der_w" in self.map.read:
-                der_w = await self._read(self.map.read["der_w"])
+            if reading is not None and reading.at_s == now:
+                site_w, der_w = reading.site_w, reading.der_w  # the sample of this instant
+            else:
+                if "site_w" in self.map.read:
+                    site_w = await self._read(self.map.read["site_w"])
+                if "der_w" in self.map.read:
+                    der_w = await self._read(self.map.read["der_w"])
         write = self.map.write
         # With a dedicated max_limit_pct tag the device applies that limit itself.
         loop_limits = (

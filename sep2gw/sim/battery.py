@@ -87,6 +87,10 @@ class SimBattery:
         self.charged_wh = 0.0
         self.discharged_wh = 0.0
         self._draws: dict[tuple[str, int], float] = {}
+        # load_w and pv_w are functions of t alone; the meter asks for the same instant several
+        # times per reading (W, VAR, V), so the last value of each is kept.
+        self._load_at = (math.nan, 0.0)
+        self._pv_at = (math.nan, 0.0)
 
     # -- the site -------------------------------------------------------------------------------
     def _noise(self, kind: str, t: float) -> float:
@@ -111,6 +115,13 @@ class SimBattery:
         return ((t + self.site.utc_offset_s) % 86_400) / 3_600.0
 
     def load_w(self, t: float) -> float:
+        if t == self._load_at[0]:
+            return self._load_at[1]
+        load = self._load_w(t)
+        self._load_at = (t, load)
+        return load
+
+    def _load_w(self, t: float) -> float:
         hour = self._hour(t)
         shape = math.exp(-(((hour - 7.5) / 1.5) ** 2)) + 1.2 * math.exp(
             -(((hour - 19.0) / 2.0) ** 2)
@@ -119,6 +130,13 @@ class SimBattery:
         return max(0.0, load + self.site.load_noise_w * self._noise("load", t))
 
     def pv_w(self, t: float) -> float:
+        if t == self._pv_at[0]:
+            return self._pv_at[1]
+        pv = self._pv_w(t)
+        self._pv_at = (t, pv)
+        return pv
+
+    def _pv_w(self, t: float) -> float:
         hour = self._hour(t)
         if not 6.0 < hour < 18.0:
             return 0.0

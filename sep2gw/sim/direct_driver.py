@@ -186,7 +186,9 @@ class SimBatteryDriver:
             operating="RUNNING" if running else ("STANDBY" if sim.energized else "OFF"),
         )
 
-    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+    async def apply(
+        self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
+    ) -> ApplyReport:
         """As :meth:`SunSpecDriver.apply`: validate, close the loop on the meter, command."""
         validate_limits(limits)
         requested = limits.modes()
@@ -194,7 +196,11 @@ class SimBatteryDriver:
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES:
-            telemetry = await self.read_telemetry(now=now)
+            telemetry = (
+                reading
+                if reading is not None and reading.at_s == now
+                else await self.read_telemetry(now=now)
+            )
             site_w, der_w = telemetry.site_w, telemetry.der_w
         usable = ControlSettings(
             **{m.value: getattr(limits, m.value) for m in usable_modes},

@@ -64,6 +64,8 @@ _PROGRAM_MRID = 0xD1500000_00000000_00000000_00000000
 _DEFAULT_MRID = 0xDDC00000_00000000_00000000_00000000
 _CONTROL_MRID = 0xDC000000_00000000_00000000_00000000
 _FSA_MRID = 0xF5A00000_00000000_00000000_00000000
+#: Rendered documents kept (all are forgotten when full: a long run's documents change slowly).
+_RENDERED_CACHE = 256
 _OPEN_PATHS = frozenset({("GET", "/dcap"), ("GET", "/tm"), ("GET", "/edev"), ("POST", "/edev")})
 _SUBSCRIBABLE_NONE = 0
 
@@ -241,6 +243,8 @@ class UtilityState:
     def __init__(self, scenario: Scenario, *, start: float) -> None:
         self.scenario = scenario
         self.quirks = scenario.quirks
+        self._rendered: dict[msgspec.Struct, bytes] = {}
+        self._rendered_with = self.quirks
         self.start = int(start)
         settings = scenario.server
         self.pin = settings.pin
@@ -519,8 +523,25 @@ class UtilityState:
     # ------------------------------------------------------------------------------- documents
 
     def _doc(self, obj: msgspec.Struct, status: int = 200) -> SimReply:
+        # A resource whose value has not changed since it was last served renders to the same
+        # bytes (under the same quirks): most polls ask for an unchanged document.
+        if self._rendered_with is not self.quirks:
+            self._rendered.clear()
+            self._rendered_with = self.quirks
+        try:
+            data = self._rendered.get(obj)
+        except TypeError:  # a value that cannot be hashed is rendered every time
+            return SimReply(status, self._render(obj))
+        if data is None:
+            data = self._render(obj)
+            if len(self._rendered) >= _RENDERED_CACHE:
+                self._rendered.clear()
+            self._rendered[obj] = data
+        return SimReply(status, data)
+
+    def _render(self, obj: msgspec.Struct) -> bytes:
         data = encode(obj, csipaus_ns=self.quirks.csipaus_ns)
-        return SimReply(status, apply_text_quirks(data, self.quirks))
+        return apply_text_quirks(data, self.quirks)
 
     def _get_dcap(self, ctx: _Ctx) -> SimReply:
         return self._doc(

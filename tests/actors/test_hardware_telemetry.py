@@ -40,7 +40,9 @@ class RampDriver:
             raise DriverError("device busy")
         return Telemetry(at_s=now, site_w=now - EPOCH)
 
-    async def apply(self, limits: ControlSettings, *, now: float) -> ApplyReport:
+    async def apply(
+        self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
+    ) -> ApplyReport:
         return ApplyReport(
             applied=frozenset(), not_applicable=frozenset(), setpoint_w=None, wrote=False
         )

@@ -134,3 +134,57 @@ async def test_offloaded_commits_to_sqlite_are_durable_on_return(tmp_path: Path)
     with SqliteEventStore(path, TEST_CATALOGUE, readonly=True) as reader:
         assert reader.head().seq == 20
         assert reader.verify().ok
+
+
+async def test_an_idle_writer_lets_the_caller_commit_inline_in_call_order(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """inline_when_idle: with nothing handed to the writer, each append is committed by its caller
+    (one commit each, no round trip); appends made before the writer ran are queued and committed
+    first, and none made later overtakes them."""
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=True)
+    order: list[int] = []
+
+    async def producer(i: int) -> None:
+        records = await writer.append(append_to("s", i))
+        order.append(records[0].seq)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for i in range(3):
+                nursery.start_soon(producer, i)
+            await trio.sleep(1)  # queued: the writer is not running yet
+            await nursery.start(writer.run)
+            await producer(3)  # handed-over requests are still uncommitted: it queues behind
+            for i in range(4, 8):
+                await producer(i)  # the writer is idle now: committed inline
+            nursery.cancel_scope.cancel()
+    amounts = [r.event.amount for r in store.read() if isinstance(r.event, Deposited)]
+    assert sorted(amounts[:3]) == [0, 1, 2]  # the queued ones, in the scheduler's order
+    assert amounts[3:] == list(range(3, 8))
+    assert sorted(order) == list(range(1, 9))
+    assert writer.statistics().commits >= 5  # the last four were one commit each
+    assert store.verify().ok
+
+
+async def test_an_inline_commit_error_reaches_its_caller_only(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=True)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.append(append_to("a", 1, expected=0))
+            with pytest.raises(ConcurrencyConflict):
+                await writer.append(append_to("a", 2, expected=0))
+            records = await writer.append(append_to("b", 3))
+            nursery.cancel_scope.cancel()
+    assert records[0].seq == 2
+    assert writer.statistics().failed_requests == 1
+
+
+def test_inline_commits_need_a_synchronous_store() -> None:
+    with pytest.raises(ValueError, match="offload=False"):
+        LogWriter(MemoryEventStore(TEST_CATALOGUE), offload=True, inline_when_idle=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["Match", "Miss", "RouteError", "Router", "split_target"]
+__all__ = ["Match", "Miss", "RESOLVED_CACHE", "RouteError", "Router", "split_target"]
 
 H = TypeVar("H")
 
@@ -44,10 +44,16 @@ def _segments(path: str) -> tuple[str, ...]:
     return tuple(path.strip("/").split("/")) if path.strip("/") else ()
 
 
+#: Resolutions remembered per router (all forgotten when full, or when a route is added).
+RESOLVED_CACHE = 512
+
+
 class Router(Generic[H]):
     def __init__(self) -> None:
         self._exact: dict[str, dict[str, H]] = {}
         self._templates: list[tuple[tuple[str, ...], dict[str, H]]] = []
+        # (method, target) -> result: a polling client asks for the same few targets all day.
+        self._resolved: dict[tuple[str, str], Match[H] | Miss] = {}
 
     def add(self, method: str, path: str, handler: H) -> None:
         if not path.startswith("/"):
@@ -68,8 +74,21 @@ class Router(Generic[H]):
         if method in methods:
             raise RouteError(f"route {method} {path} is already defined")
         methods[method] = handler
+        self._resolved.clear()
 
     def resolve(self, method: str, target: str) -> Match[H] | Miss:
+        """The handler for ``method target`` (its path parameters and query), or why not. The
+        mappings of a ``Match`` are shared between equal requests: read them, never change them."""
+        key = (method, target)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolve(method, target)
+            if len(self._resolved) >= RESOLVED_CACHE:
+                self._resolved.clear()
+            self._resolved[key] = found
+        return found
+
+    def _resolve(self, method: str, target: str) -> Match[H] | Miss:
         path, query = split_target(target)
         segs = _segments(path)
         candidates: list[tuple[dict[str, H], dict[str, str]]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transport.http.router import Match, Miss, RouteError, Router
+from transport.http.router import RESOLVED_CACHE, Match, Miss, RouteError, Router
 
 
 def _router() -> Router[str]:
@@ -52,3 +52,24 @@ def test_duplicate_and_malformed_routes_are_refused() -> None:
         router.add("GET", "dcap", "x")
     with pytest.raises(RouteError, match="parameter segment"):
         router.add("GET", "/edev/{id", "x")
+
+
+def test_a_route_added_after_a_miss_is_found() -> None:
+    """Resolutions are remembered; adding a route forgets them, so the new route is reachable."""
+    router: Router[str] = Router()
+    router.add("GET", "/a", "a")
+    assert router.resolve("GET", "/b") == Miss(404)
+    router.add("GET", "/b", "b")
+    found = router.resolve("GET", "/b")
+    assert isinstance(found, Match) and found.handler == "b"
+
+
+def test_remembered_resolutions_are_bounded_and_stay_right() -> None:
+    router: Router[str] = Router()
+    router.add("GET", "/edev/{e}", "edev")
+    for i in range(RESOLVED_CACHE + 5):
+        found = router.resolve("GET", f"/edev/{i}?s=0&l=1")
+        assert isinstance(found, Match) and found.params == {"e": str(i)}
+        assert found.query == {"s": "0", "l": "1"}
+    assert len(router._resolved) <= RESOLVED_CACHE
+    assert router.resolve("POST", "/edev/1") == Miss(405, ("GET",))
