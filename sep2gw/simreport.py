@@ -173,10 +173,23 @@ def failure_report(
     return "\n".join(lines)
 
 
+#: Periodic records the excerpt leaves out when the timeline has no line for them.
+_ROUTINE = frozenset(
+    {
+        "hardware.telemetry.v1",
+        "hardware.limits_applied.v1",
+        "mirror.reading_posted.v1",
+        "poll.done.v1",
+        "post.done.v1",
+    }
+)
+
+
 def _line(timeline: Timeline, record: Recorded) -> str | None:
     text = timeline.line(record)
-    if text is None:  # every record gets a line here: the excerpt is short
-        text = f"{timeline.stamp(record.server_time)}  {record.event.__struct_config__.tag}"
+    tag = str(record.event.__struct_config__.tag)
+    if text is None and tag not in _ROUTINE:  # the rest get their tag: the excerpt is short
+        text = f"{timeline.stamp(record.server_time)}  {tag}"
     return text
 
 
