@@ -14,6 +14,12 @@ The invariants, precisely:
     recorded limits never lag what arbitration gives for longer than ``LAG_S`` of gateway time while
     a gateway is up (checked whenever a record is committed).
 
+``hardware applies the limits in force``
+    Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
+    says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
+    ends; within ``LAG_S`` after a change the previous value is also accepted (the command reaches
+    the hardware actor after the controls actor's append).
+
 ``nameplate and settings never exceeded``
     Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
     holds (its setpoint, ``WMax`` setting) stay within the battery's ratings (max charge / discharge
@@ -70,6 +76,7 @@ from sep2gw.simserver import (
     TlsFail,
 )
 from sep2gw.simserver.scenario import Action
+from statemachines.arbitration import MODE_FIELDS
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
@@ -90,6 +97,7 @@ _W_SLACK: Final = 0.5  # register rounding (whole watts)
 
 INVARIANTS: Final = (
     "limits in force come from arbitration",
+    "hardware applies the limits in force",
     "nameplate and settings never exceeded",
     "legal response sequences",
     "no duplicate responses",
@@ -139,6 +147,8 @@ class Monitor:
         self._down_since: float | None = None
         self._lag_since: float | None = None
         self._last_lag_check = -math.inf
+        #: The settings in force before the latest change, and when it changed.
+        self._previous: tuple[ControlSettings, float] = (ControlSettings(), -math.inf)
         self.now_s = 0.0  # latest time seen (server epoch seconds)
 
     # ------------------------------------------------------------------------------- wiring
@@ -185,8 +195,10 @@ class Monitor:
             self.now_s = max(self.now_s, record.server_time)
             if isinstance(event, LimitsInForceChanged):
                 self._check_arbitration(event)
+                self._previous = (self.fold.settings, event.at_s)
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
+                self._check_applied(event)
             elif isinstance(event, CommsRestored):
                 self._disturb(self._server_now(), self._server_now())
             if type(event).__module__ == "events.control_events":
@@ -232,6 +244,33 @@ class Monitor:
                 f"force, but arbitration gives {_describe(settings)}",
                 now,
             )
+
+    def _check_applied(self, event: LimitsApplied) -> None:
+        in_force = self.fold.settings
+        previous, changed_at = self._previous
+        recent = event.at_s - changed_at <= LAG_S
+        for mode, name in MODE_FIELDS:
+            value = getattr(event.settings, name)
+            wanted = getattr(in_force, name)
+            if value == wanted or (recent and value == getattr(previous, name)):
+                continue
+            ramp = self.fold.ramps.get(mode)
+            if (
+                ramp is not None
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and min(ramp.from_value, ramp.to_value) - _W_SLACK
+                <= value
+                <= max(ramp.from_value, ramp.to_value) + _W_SLACK
+            ):
+                continue
+            self._violate(
+                "hardware applies the limits in force",
+                f"the hardware actor applied {name}={value}; the log says {wanted} is in force",
+                event.at_s,
+            )
+            return
+        self._held("hardware applies the limits in force")
 
     def _check_setpoint(self, event: LimitsApplied, at_s: float) -> None:
         if self._battery is None or event.setpoint_w is None:
