@@ -17,6 +17,7 @@ from events.control_events import (
     LimitsInForceChanged,
 )
 from events.hardware_events import AlarmsChanged, DeviceUnreachable
+from events.registration_events import TimeOffsetLearned
 from events.runtime_events import GatewayStarted
 from sep2gw.cli import main
 from sep2gw.invariants import Monitor
@@ -175,7 +176,7 @@ def test_tls_failures_and_slow_answers_are_retried_and_recovered_from(site: Path
         assert result.server.response_statuses(mrid) == [1, 2, 3]
 
 
-def test_clock_skew_steps_the_utility_clock_only(site: Path) -> None:
+def test_clock_skew_steps_the_utility_clock_and_the_gateway_follows_it(site: Path) -> None:
     result = world(
         site, scenario("skew", '[[actions]]\nkind = "clock_skew"\nat_s = 100\nseconds = 40\n')
     )
@@ -185,6 +186,12 @@ def test_clock_skew_steps_the_utility_clock_only(site: Path) -> None:
     assert result.battery is not None
     # The battery's physics ran on the device's clock, 40 s behind the utility's by the end.
     assert result.server.requests[-1].time - result.battery.now_s == pytest.approx(40, abs=10)
+    # The gateway re-read Time at its pollRate and took the step, so C2 started at 200 s on the
+    # utility's clock (not 40 s late, at the device's 200 s).
+    offsets = [e.offset_s for e in events_of(result, TimeOffsetLearned)]  # type: ignore[attr-defined]
+    assert len(offsets) == 2 and offsets[1] == pytest.approx(40, abs=1.5)
+    (started,) = [q for q in result.server.responses_for("C2") if q.body.status == 2]  # type: ignore[union-attr]
+    assert 200 <= started.time - result.server.start < 203
 
 
 def test_a_retried_response_is_never_overtaken_by_a_later_status(site: Path) -> None:
@@ -215,6 +222,22 @@ paths = ["/rsps"]
     result = world(site, text)
     assert result.server.response_statuses("D1") == [1, 2, 3]
     assert check(result) == []
+
+
+def test_a_changed_registration_poll_rate_is_followed(site: Path) -> None:
+    """Regression (found by the swarm): Registration carries its own pollRate, but a re-read
+    Registration's rate was ignored, so /rg stayed on the walk's rate for good (over-polling)."""
+    result = world(
+        site,
+        scenario(
+            "reg rate",
+            '[[actions]]\nkind = "set_poll_rate"\nat_s = 100\nseconds = 30\nresource = "reg"\n',
+        ),
+    )
+    assert check(result) == []
+    times = [q.time - result.server.start for q in result.server.polls_of("/edev/1/rg")]
+    later = [b - a for a, b in zip(times, times[1:], strict=False) if a >= 130]
+    assert later and all(gap >= 30 for gap in later), times
 
 
 # ------------------------------------------------------------------ monitor, reports, command
