@@ -94,7 +94,15 @@ if TYPE_CHECKING:
     from sep2gw.sim import SimBattery
     from sep2gw.simserver import SimUtilityServer
 
-__all__ = ["INVARIANTS", "LAG_S", "POLL_SLACK_S", "Monitor", "Violation", "recovery_s"]
+__all__ = [
+    "INVARIANTS",
+    "LAG_S",
+    "POLL_SLACK_S",
+    "Monitor",
+    "Violation",
+    "recovery_s",
+    "same_controls_state",
+]
 
 #: How long (gateway seconds) the recorded limits may lag arbitration: the controls actor wakes
 #: at the deadline, but other actors may commit at the same instant first.
@@ -102,6 +110,7 @@ LAG_S: Final = 2.0
 #: Rounding allowance on poll gaps (the server stamps whole requests, the client sleeps to floats).
 POLL_SLACK_S: Final = 1.0
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
+_CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
 
 INVARIANTS: Final = (
     "limits in force come from arbitration",
@@ -115,6 +124,18 @@ INVARIANTS: Final = (
     "replay equals live state",
     "log verifies",
 )
+
+
+def same_controls_state(live: ControlsState, folded: ControlsState) -> bool:
+    """Whether two controls states are the same decision state: equal when encoded, but for the
+    iteration order of sets (a frozenset's order follows its insertion history and the per-process
+    string hash seed, so a state rebuilt from the log may list ``lost`` modes in another order).
+    Dict order is kept where it means something: the ``live`` index is the scheduling order."""
+    if msgspec.json.encode(live) == msgspec.json.encode(folded):
+        return True
+    return _CANONICAL.encode(live) == _CANONICAL.encode(folded) and list(live.live) == list(
+        folded.live
+    )
 
 
 def recovery_s(rate_s: float) -> float:
@@ -339,14 +360,11 @@ class Monitor:
         core = None if controls is None else controls.core
         if core is None:
             return
+        if same_controls_state(core.state, self.fold):
+            self._held("replay equals live state")
+            return
         live = msgspec.json.encode(core.state)
-        if live == msgspec.json.encode(self.fold):
-            self._held("replay equals live state")
-            return
         a, b = msgspec.json.decode(live), msgspec.json.decode(msgspec.json.encode(self.fold))
-        if a == b:
-            self._held("replay equals live state")
-            return
         keys = sorted(k for k in a if a.get(k) != b.get(k))
         self._violate(
             "replay equals live state",
