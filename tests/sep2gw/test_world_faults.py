@@ -396,3 +396,16 @@ def test_the_reproduce_command_gives_the_same_log_in_fresh_processes(
         assert "F3=[1" in proc.stdout  # the partially superseded control was answered
         heads.append(proc.stdout.split(" head ")[1].split("…")[0])
     assert heads[0] == heads[1]
+
+
+def test_sim_command_refuses_bad_input_naming_it(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(scenario("bad", '[[actions]]\nkind = "crash"\nat_s = 5\ndown_s = -3\n'))
+    assert main(["sim", str(bad), "--site", str(site)]) == 2
+    assert "actions[2].down_s" in capsys.readouterr().err
+    assert main(["sim", "--seeds", "0", "--site", str(site)]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert main(["sim", "--hours", "-1", "--site", str(site)]) == 2
+    assert "--hours" in capsys.readouterr().err
