@@ -25,7 +25,7 @@ from events.runtime_events import GatewayStarted
 from sep2gw.cli import main
 from sep2gw.invariants import Monitor
 from sep2gw.simreport import failure_report, scenario_toml
-from sep2gw.simserver import ScenarioError, parse_scenario
+from sep2gw.simserver import ScenarioError, SimClock, parse_scenario
 from sep2gw.world import WorldResult, check, run_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +187,7 @@ def test_clock_skew_steps_the_utility_clock_and_the_gateway_follows_it(site: Pat
     )
     assert check(result) == []
     clock = result.server.clock
-    assert isinstance(clock, world_module.SimClock) and clock.skew_s == 40
+    assert isinstance(clock, SimClock) and clock.skew_s == 40
     assert result.battery is not None
     # The battery's physics ran on the device's clock, 40 s behind the utility's by the end.
     assert result.server.requests[-1].time - result.battery.now_s == pytest.approx(40, abs=10)
