@@ -162,7 +162,8 @@ def test_battery_fault_rejects_the_control_that_starts_during_it(site: Path) -> 
         "000000000000000000000000000000C2"
     ]
     raised = [e for e in events_of(result, AlarmsChanged) if e.raised]  # type: ignore[attr-defined]
-    assert raised  # the trip is reported
+    assert raised  # the trip is recorded, and reported to the utility as a LogEvent (§2.9)
+    assert [q.status for q in result.server.posts_to("/edev/1/lel")][:1] == [201]
 
 
 def test_tls_failures_and_slow_answers_are_retried_and_recovered_from(site: Path) -> None:
