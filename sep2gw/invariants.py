@@ -2,8 +2,9 @@
 
 The world feeds a :class:`Monitor` everything that happens: each batch the gateway's log writer
 commits (``on_records``), each request the utility server answered (``on_request``), each utility
-action and fault the scenario applied (``on_action``), and the gateway's crashes and restarts
-(``gateway_down`` / ``gateway_up``). The monitor checks after each of them and stops the world at
+action and fault the scenario applied (``on_action``), each write the battery accepted
+(``on_hardware_write``), and the gateway's crashes and restarts (``gateway_down`` /
+``gateway_up``). The monitor checks after each of them and stops the world at
 the first violation (``stop``), recording it with the simulated time.
 
 The invariants, precisely:
@@ -23,7 +24,8 @@ The invariants, precisely:
 ``nameplate and settings never exceeded``
     Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
     holds (its setpoint, ``WMax`` setting) stay within the battery's ratings (max charge / discharge
-    rate, ``WMax``) and the ``WMax`` setting in force; checked on every record and server request.
+    rate, ``WMax``) and the ``WMax`` setting in force; checked after every write the battery
+    accepted, and on every record and server request.
 
 ``legal response sequences`` and ``no duplicate responses``
     Each Response the server accepts (201) is legal after the ones it accepted before for the
@@ -371,6 +373,12 @@ class Monitor:
             f"the controls actor's live state differs from the fold of the log in {keys}",
             at_s,
         )
+
+    # ----------------------------------------------------------------------------- the battery
+    def on_hardware_write(self) -> None:
+        """After each control write the battery accepted: what it now holds is within its ratings."""
+        if self.violation is None and self._battery is not None:
+            self._check_battery(self._battery.now_s)
 
     # ---------------------------------------------------------------------------- the server
     def on_action(self, at: float, action: Action) -> None:

@@ -229,6 +229,7 @@ async def _run(
     async with trio.open_nursery() as nursery:
         if monitor is not None:
             monitor.attach(server=server, battery=sim, stop=nursery.cancel_scope.cancel)
+            modbus.on_write = monitor.on_hardware_write
         await nursery.start(server.serve_pipes, http_accept)
         await nursery.start(modbus.serve_pipes, modbus_accept)
         nursery.start_soon(_device_faults, scenario, device, epoch, modbus, sim)

@@ -63,6 +63,8 @@ class SimModbusServer:
         self._refreshed_s = sim.now_s  # the physics time the measurement registers show
         self.faults = Faults()
         self.requests = 0
+        #: Called after each write the battery accepted (a simulation's invariant monitor).
+        self.on_write: Callable[[], None] | None = None
 
     def _now(self) -> None:
         now = self.clock()
@@ -89,6 +91,8 @@ class SimModbusServer:
                     self.faults.ignore_writes -= 1
                 else:
                     self.map.write(request.address, list(request.registers))
+                    if self.on_write is not None:
+                        self.on_write()
                 if isinstance(request, WriteSingleRegisterRequest):
                     return encode_pdu(
                         WriteSingleRegisterResponse(

@@ -170,3 +170,14 @@ def test_a_setpoint_beyond_the_rating_is_a_violation() -> None:
     m.on_request(request(0, "GET", "/tm"))
     assert m.violation is not None
     assert m.violation.invariant == "nameplate and settings never exceeded"
+
+
+def test_a_write_beyond_the_wmax_setting_is_caught_at_the_write() -> None:
+    m, _ = monitor()
+    assert m._battery is not None
+    m._battery.settings_max_w = 3_000.0
+    m._battery.setpoint_w = 3_500.0  # within the 5 kW rating, beyond the 3 kW WMax setting
+    m.on_hardware_write()
+    assert m.violation is not None
+    assert m.violation.invariant == "nameplate and settings never exceeded"
+    assert "3000" in m.violation.detail
