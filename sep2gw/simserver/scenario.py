@@ -25,6 +25,13 @@ with their defaults, and a timeline of utility actions at offsets from the scena
     duration_s = 120
     modes = { opModExpLimW = 1500 }
 
+Faults are actions too: ``fail`` (5xx answers or connection resets for a window), ``slow``
+(answers ``delay_s`` late), ``tls_fail`` (handshakes fail, open connections drop), ``clock_skew``
+(the utility's clock steps by ``seconds``) are the server's; ``modbus_timeout``, ``battery_fault``
+and ``crash`` (the gateway dies, losing what its log writer had not committed, and restarts on the
+same log ``down_s`` later) are carried out by the simulated world (``sep2gw.world``) on the device's
+clock, and ignored by the server's state model.
+
 Mode keys keep the schema's spelling; powers are in watts (written on the wire as value and
 power-of-ten multiplier), ``opModMaxLimW``/``opModFixedW`` in percent, ``rampTms`` in seconds.
 Errors (:class:`ScenarioError`) name the key and the problem.
