@@ -88,6 +88,7 @@ from sep2gw.simserver import (
 from sep2gw.simserver.scenario import Action
 from statemachines.arbitration import MODE_FIELDS
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
+from statemachines.registration import BackoffPolicy
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
 
@@ -141,9 +142,11 @@ def same_controls_state(live: ControlsState, folded: ControlsState) -> bool:
 
 
 def recovery_s(rate_s: float) -> float:
-    """Time after a disturbance during which poll gaps are not judged: back-off (up to 60 s per
-    retry), the re-walk, and a cycle on the new footing."""
-    return max(2.0 * rate_s, 300.0)
+    """Time after a disturbance during which poll gaps are not judged: the registration walk's
+    longest back-off (``BackoffPolicy``: 300 s cap plus 25 % jitter), then one cycle — and at least
+    two cycles."""
+    walk = BackoffPolicy()
+    return max(2.0 * rate_s, walk.cap_s * (1 + walk.jitter_fraction) + rate_s)
 
 
 class Violation(msgspec.Struct, frozen=True, kw_only=True):
