@@ -40,11 +40,15 @@ The invariants, precisely:
     is the rate the containing resource (Time, EndDeviceList, Registration,
     FunctionSetAssignmentsList, DERProgramList; §4 rule 15) carried when the gateway last read it
     (a rate the gateway was never shown cannot bind it), checked at every poll and, for overdue
-    polls, at every request the server answers. Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
-    ``tls_fail`` window, a ``clock_skew`` step, a ``set_poll_rate``, ``remove_program`` or
-    ``restore_program`` action, a gateway crash (down until it restarts), or a ``CommsRestored``
-    the gateway logged (the protocol's recovery re-poll) — extended by ``recovery_s(rate)`` after
-    it (back-off and re-walk time); ``set_pin`` is a disturbance too. A list whose program is not in
+    polls, at every request the server answers. Exempt: a gap that touches a *disturbance* (within
+    ``POLL_SLACK_S``) — a ``fail`` or ``tls_fail`` window, a ``slow`` window extended by its delay,
+    a ``clock_skew`` step (from the earlier to the later reading), a ``set_poll_rate``,
+    ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway crash (down until it
+    restarts), a ``CommsRestored`` the gateway logged (the protocol's recovery re-poll), an offset
+    it adopted from Time (its schedule re-bases), a changed rate the gateway was shown (it applies
+    from the next cycle) — so the recovery poll after a disturbance is never judged, the one after
+    it is. A poll still outstanding is excused only until ``recovery_s(rate)`` after the
+    disturbance ended (the walk's longest back-off, then a cycle). A list whose program is not in
     the FunctionSetAssignments is not expected to be polled, nor is anything after the gateway
     logged ``RegistrationHalted`` (until it restarts).
 
@@ -72,7 +76,7 @@ from events.control_events import CommsRestored, LimitsInForceChanged
 from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
-from events.registration_events import RegistrationHalted
+from events.registration_events import RegistrationHalted, TimeOffsetLearned
 from sep2gw.simserver import (
     ClockSkew,
     FailRequests,
@@ -243,6 +247,9 @@ class Monitor:
                 self._disturb(self._server_now(), self._server_now())
             elif isinstance(event, RegistrationHalted):
                 self._halted = True
+            elif isinstance(event, TimeOffsetLearned):
+                # The gateway's server clock re-based: instants planned on the old one move.
+                self._disturb(self._server_now(), self._server_now())
             if type(event).__module__ == "events.control_events":
                 controls_batch = True
             self.fold = self._evolve(self.fold, event)
@@ -385,8 +392,11 @@ class Monitor:
 
     # ---------------------------------------------------------------------------- the server
     def on_action(self, at: float, action: Action) -> None:
-        if isinstance(action, FailRequests | SlowResponses | TlsFail):
+        if isinstance(action, FailRequests | TlsFail):
             self._disturb(at, at + action.duration_s)
+        elif isinstance(action, SlowResponses):
+            # A request held at the window's end is recorded ``delay_s`` later.
+            self._disturb(at, at + action.duration_s + action.delay_s)
         elif isinstance(action, ClockSkew):
             # Server times around a step are on both footings: from the earlier reading to the later.
             self._disturb(min(at, at + action.seconds), max(at, at + action.seconds))
@@ -446,11 +456,16 @@ class Monitor:
         assert self._server is not None
         return float(self._server.state.poll_rates[key])
 
-    def _disturbed(self, start: float, end: float, rate: float) -> bool:
+    def _disturbed(self, start: float, end: float, rate: float, *, overdue: bool = False) -> bool:
+        """Whether the gap ``[start, end]`` between polls touches a disturbance; for a poll still
+        outstanding (``overdue``), only until ``recovery_s`` after the disturbance ends."""
         if self._down_since is not None or self._gateway is None:
             return True
-        slack = recovery_s(rate)
-        return any(a <= end and start <= b + slack for a, b in self._disturbances)
+        for a, b in self._disturbances:
+            if a - POLL_SLACK_S <= end and start <= b + POLL_SLACK_S:
+                if not overdue or end <= b + recovery_s(rate):
+                    return True
+        return False
 
     def _check_poll(self, q: RecordedRequest) -> None:
         query = q.target.partition("?")[2]
@@ -495,7 +510,7 @@ class Monitor:
                 continue
             if track.program_index and not self._in_fsa(track.program_index):
                 continue
-            if self._disturbed(track.last_s, now, rate):
+            if self._disturbed(track.last_s, now, rate, overdue=True):
                 continue
             self._violate(
                 "polls within 1.5x pollRate",

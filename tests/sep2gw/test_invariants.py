@@ -97,23 +97,30 @@ def test_a_later_page_is_not_a_second_poll() -> None:
 def test_an_overdue_poll_is_seen_at_the_next_request_of_any_kind() -> None:
     m, _ = monitor()
     poll(m, 0)
-    m.on_request(request(95, "GET", "/tm"))
+    m.on_request(request(95, "GET", "/dcap"))
     assert m.violation is not None and m.violation.invariant == "polls within 1.5x pollRate"
     assert m.violation.at_s == T0 + 91  # when 1.5 x 60 s (+1 s slack) ran out
 
 
-def test_gaps_touching_a_fault_window_are_exempt_until_recovery() -> None:
+def test_the_recovery_poll_after_a_fault_window_is_exempt_the_next_one_is_not() -> None:
     m, _ = monitor()
     poll(m, 0)
     m.on_action(T0 + 30, FailRequests(at_s=30, duration_s=100))
-    m.on_request(request(200, "GET", "/tm"))  # overdue, but inside the disturbance
-    poll(m, 210)
-    poll(m, 215)  # the recovery re-poll: sooner than asked, still exempt
+    m.on_request(request(200, "GET", "/dcap"))  # overdue, but the client may still be backing off
+    poll(m, 210)  # the recovery poll: its gap touches the window
     assert m.violation is None
-    after = 130 + recovery_s(60) + 10
-    poll(m, after)
-    poll(m, after + 20)
+    poll(m, 215)  # the next one is judged again
     assert m.violation is not None and m.violation.invariant == "polls never more often than asked"
+
+
+def test_an_outstanding_poll_is_excused_only_until_recovery_after_the_window() -> None:
+    m, _ = monitor()
+    poll(m, 0)
+    m.on_action(T0 + 30, FailRequests(at_s=30, duration_s=100))
+    m.on_request(request(130 + recovery_s(60) - 5, "GET", "/dcap"))
+    assert m.violation is None
+    m.on_request(request(130 + recovery_s(60) + 5, "GET", "/dcap"))
+    assert m.violation is not None and m.violation.invariant == "polls within 1.5x pollRate"
 
 
 def response(t: float, status: int, mrid: int = 0xC1) -> RecordedRequest:
@@ -167,7 +174,7 @@ def test_a_setpoint_beyond_the_rating_is_a_violation() -> None:
     m, _ = monitor()
     assert m._battery is not None
     m._battery.setpoint_w = 7_000.0  # rated 5 kW
-    m.on_request(request(0, "GET", "/tm"))
+    m.on_request(request(0, "GET", "/dcap"))
     assert m.violation is not None
     assert m.violation.invariant == "nameplate and settings never exceeded"
 
