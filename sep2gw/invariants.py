@@ -277,14 +277,14 @@ class Monitor:
             self._held(invariant)
 
     def _check_lag(self, now: float) -> None:
-        if self._gateway is None or now - self._last_lag_check < 1.0:
+        if self._gateway is None or abs(now - self._last_lag_check) < 1.0:  # clocks step back
             return
         self._last_lag_check = now
         settings, _ = self._arbitrate(now)
         if settings == self.fold.settings:
             self._lag_since = None
             return
-        if self._lag_since is None:
+        if self._lag_since is None or now < self._lag_since:
             self._lag_since = now
         elif now - self._lag_since > LAG_S:
             self._violate(

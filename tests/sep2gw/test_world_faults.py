@@ -200,6 +200,29 @@ def test_clock_skew_steps_the_utility_clock_and_the_gateway_follows_it(site: Pat
     assert 200 <= started.time - result.server.start < 203
 
 
+def test_an_active_control_comes_back_into_force_after_the_server_clock_steps_back(
+    site: Path,
+) -> None:
+    """Regression (found by the swarm): the utility's clock stepped back past the start of a running
+    control and the gateway followed it; nothing re-arbitrated at the step (the old limits stayed
+    recorded), and nothing woke the controls actor at the control's start again (an active event's
+    only deadline is its end), so the default stayed in force until some poll re-arbitrated."""
+    text = scenario("back", '[[actions]]\nkind = "clock_skew"\nat_s = 100\nseconds = -90\n')
+    result = world(site, text.replace("poll_rate_s = 10", "poll_rate_s = 30"))
+    assert check(result) == []
+    start = result.server.start
+    changes = [
+        (rec.server_time - start, rec.event.settings.export_limit_w)
+        for rec in result.store.read()
+        if isinstance(rec.event, LimitsInForceChanged)
+    ]
+    # The step back is re-arbitrated at once (before C1's start again: the default), and C1
+    # comes back into force at its start.
+    back = next(i for i in range(1, len(changes)) if changes[i][0] < changes[i - 1][0])
+    assert changes[back][1] == 5000 and changes[back][0] < 60, changes
+    assert changes[back + 1][1] == 1500 and 60 <= changes[back + 1][0] < 61, changes
+
+
 def test_a_retried_response_is_never_overtaken_by_a_later_status(site: Path) -> None:
     """Regression (found by the swarm): Response 2 failed with a 503 and waited for its retry
     while the control completed; 3 went out first, so the utility saw 1, 3, 2."""
