@@ -45,7 +45,8 @@ The invariants, precisely:
     a ``clock_skew`` step (from the earlier to the later reading), a ``set_poll_rate``,
     ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway crash (down until it
     restarts), a ``CommsRestored`` the gateway logged (the protocol's recovery re-poll), an offset
-    it adopted from Time (its schedule re-bases), a changed rate the gateway was shown (it applies
+    it adopted from Time (its poll schedule is kept in server time and not re-based on a step:
+    a known limit, see ARCHITECTURE.md), a changed rate the gateway was shown (it applies
     from the next cycle) — so the recovery poll after a disturbance is never judged, the one after
     it is. A poll still outstanding is excused only until ``recovery_s(rate)`` after the
     disturbance ended (the walk's longest back-off, then a cycle). A list whose program is not in
