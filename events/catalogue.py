@@ -117,6 +117,31 @@ class Catalogue:
                 events[index] = event
         return events
 
+    def decode_stored_batch(self, bodies: list[bytes]) -> list[tuple[str, Event]] | None:
+        """Decode many stored bodies in one call, each as (the tag it was stored under, the event
+        upcast to its current type); ``None`` if any of them fails, as :meth:`decode_batch`.
+
+        The stored tag is the tag of the class the body decoded as, before upcasting: a tagged union
+        decodes a body only into the class its ``type`` field names, so this is the body's own tag
+        without a second parse (what verification compares with the row's type column)."""
+        try:
+            events = self._decoder.decode_lines(b"\n".join(bodies))
+        except msgspec.MsgspecError:
+            return None
+        if len(events) != len(bodies):
+            return None
+        tags_of = self._tags_of
+        upcasters = self._upcasters
+        decoded: list[tuple[str, Event]] = []
+        for event in events:
+            stored = tags_of[type(event)]
+            upcast = upcasters.get(type(event))
+            while upcast is not None:
+                event = upcast(event)
+                upcast = upcasters.get(type(event))
+            decoded.append((stored, event))
+        return decoded
+
     def with_types(
         self, more: Iterable[type[Event]], upcasters: Mapping[type[Event], Upcaster] | None = None
     ) -> Catalogue:

@@ -166,7 +166,12 @@ class ControlSettings(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 
     def modes(self) -> frozenset[Mode]:
         """The modes this settings object sets."""
-        return frozenset(mode for mode in Mode if getattr(self, mode.value) is not None)
+        # A plain tuple of (field, mode): iterating the enum and reading ``.value`` cost more than
+        # the getattr calls themselves (the hardware actor asks several times a second).
+        return frozenset([mode for name, mode in _MODE_FIELDS if getattr(self, name) is not None])
+
+
+_MODE_FIELDS: tuple[tuple[str, Mode], ...] = tuple((mode.value, mode) for mode in Mode)
 
 
 class Program(msgspec.Struct, frozen=True, kw_only=True):

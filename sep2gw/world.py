@@ -18,12 +18,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 import trio
 import trio.testing
 
+from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
@@ -38,6 +39,7 @@ from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
 from sep2gw.invariants import Monitor, Violation, same_controls_state
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
+from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import (
     BatteryFault,
@@ -52,7 +54,24 @@ from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
 
-__all__ = ["DEFAULT_EPOCH", "Violation", "WorldResult", "boot_seed", "check", "run_world"]
+__all__ = [
+    "DEFAULT_EPOCH",
+    "BatteryPath",
+    "Violation",
+    "WorldResult",
+    "boot_seed",
+    "check",
+    "run_world",
+]
+
+#: How the gateway reaches the simulated battery: ``"sunspec"`` (default) SunSpec over Modbus TCP
+#: framing on an in-memory pipe, as on a site; ``"registers"`` the same SunSpec driver on the
+#: device's register map in-process (no framing, no pipe); ``"direct"`` a driver over the battery
+#: model itself (``sep2gw.sim.direct_driver``), for long runs (``benchmarks/sim_bench.py``); see
+#: ARCHITECTURE.md. A ``modbus_timeout`` fault needs the ``"sunspec"`` path (there is no Modbus
+#: server on the others); a ``battery_fault`` on the ``"direct"`` path trips the physics only
+#: (the register map, which reports the trip and refuses writes, is not on that path).
+BatteryPath = Literal["sunspec", "registers", "direct"]
 
 #: 2025-11-26T00:00:00Z: worlds start at a fixed instant unless the scenario names one.
 DEFAULT_EPOCH: Final = 1_764_115_200
@@ -191,6 +210,15 @@ def _crashes(scenario: Scenario) -> list[CrashGateway]:
     )
 
 
+def _driver(battery: BatteryPath, sim: SimBattery, device: SimClock, modbus_send: Any) -> DerDriver:
+    """A new driver for one gateway boot (a restarted process opens its own connection)."""
+    if battery == "direct":
+        return SimBatteryDriver(sim, clock=device.now)
+    if battery == "registers":
+        return direct_sunspec_driver(sim, clock=device.now)
+    return SunSpecDriver(ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send)))
+
+
 async def _run(
     scenario: Scenario,
     seed: int,
@@ -198,6 +226,8 @@ async def _run(
     site: Path,
     monitor: Monitor | None,
     progress: Callable[[float], None] | None,
+    hardware: HardwareConfig | None,
+    battery: BatteryPath,
 ) -> WorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)  # the utility's clock (a clock_skew fault steps it)
@@ -231,7 +261,8 @@ async def _run(
             monitor.attach(server=server, battery=sim, stop=nursery.cancel_scope.cancel)
             modbus.on_write = monitor.on_hardware_write
         await nursery.start(server.serve_pipes, http_accept)
-        await nursery.start(modbus.serve_pipes, modbus_accept)
+        if battery == "sunspec":
+            await nursery.start(modbus.serve_pipes, modbus_accept)
         nursery.start_soon(_device_faults, scenario, device, epoch, modbus, sim)
         end = epoch + seconds
         crashes = [c for c in _crashes(scenario) if c.at_s < seconds]
@@ -241,17 +272,14 @@ async def _run(
             if crash is not None and epoch + crash.at_s < up_at:
                 continue  # it would crash a gateway that is still down: nothing to kill
             view = _Disk(disk, on_records)
-            driver = SunSpecDriver(
-                ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
-            )
+            driver = _driver(battery, sim, device, modbus_send)
             options = GatewayOptions(
                 wall_at_start=device.now(),
                 seed=boot_seed(seed, boot),
                 store=view,
                 http_connector=pipe_connector(http_send),
-                hardware=HardwareConfig(
-                    sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s
-                ),
+                hardware=hardware
+                or HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
             )
             gateway = Gateway(config, driver, options=options)
             boots += 1
@@ -331,6 +359,8 @@ def run_world(
     site: Path,
     monitor: bool | Monitor = True,
     progress: Callable[[float], None] | None = None,
+    hardware: HardwareConfig | None = None,
+    battery: BatteryPath = "sunspec",
 ) -> WorldResult:
     """Run ``scenario`` for ``seconds`` (default: its duration plus a minute) in a fresh trio loop.
 
@@ -339,13 +369,30 @@ def run_world(
     ``monitor``: check the invariants continuously (``sep2gw.invariants.Monitor``) and stop at the
     first violation (``result.violation``); ``False`` runs without (benchmarks). ``progress`` is
     called with the device's clock (epoch seconds) as the log grows (a progress bar).
+    ``hardware``: the hardware actor's periods (default: 5 s samples, posts at the scenario's rate).
+    ``battery``: how the gateway reaches the simulated battery (:data:`BatteryPath`).
     """
+    if battery not in get_args(BatteryPath):
+        raise ValueError(f"battery: {battery!r} is not one of {list(get_args(BatteryPath))}")
+    if battery != "sunspec" and any(isinstance(a, ModbusTimeout) for a in scenario.actions):
+        raise ValueError(
+            f"battery: a modbus_timeout fault needs the 'sunspec' path, not {battery!r}"
+        )
     duration = seconds if seconds is not None else scenario.duration_s() + 60
     watcher = monitor if isinstance(monitor, Monitor) else Monitor(scenario) if monitor else None
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
         result: WorldResult = trio.run(
-            _run, scenario, seed, duration, site, watcher, progress, clock=clock
+            _run,
+            scenario,
+            seed,
+            duration,
+            site,
+            watcher,
+            progress,
+            hardware,
+            battery,
+            clock=clock,
         )
     return result
 

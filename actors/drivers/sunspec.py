@@ -18,6 +18,7 @@ Every write is read back and compared (:class:`WriteNotVerified` when the device
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from actors.drivers.base import ApplyReport, DriverError, Nameplate, Telemetry, WriteNotVerified
 from actors.drivers.modbus_client import ModbusTcpClient
@@ -33,11 +34,22 @@ from transport.sunspec import (
     parse_header,
 )
 
-__all__ = ["METER_MODELS", "NotSunSpec", "SunSpecDriver", "discover"]
+__all__ = ["METER_MODELS", "NotSunSpec", "RegisterClient", "SunSpecDriver", "discover"]
 
 #: SunSpec meter models (single phase, split phase, wye, delta); all share the points we read.
 METER_MODELS = (201, 202, 203, 204)
 _MAX_MODELS = 64  # a walk that has not ended after this many models is reading garbage
+
+
+class RegisterClient(Protocol):
+    """What the driver needs of a Modbus master: :class:`ModbusTcpClient` on a site; a simulation
+    may hand in a client that reaches a simulated device's registers in-process."""
+
+    async def read_holding(self, address: int, count: int) -> list[int]: ...
+
+    async def write_registers(self, address: int, registers: Sequence[int]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class NotSunSpec(DriverError):
@@ -46,7 +58,7 @@ class NotSunSpec(DriverError):
         self.why = why
 
 
-async def discover(client: ModbusTcpClient) -> tuple[ModelHeader, ...]:
+async def discover(client: RegisterClient) -> tuple[ModelHeader, ...]:
     """The models a device exposes, in map order (base addresses per SunSpec §4.2)."""
     for base in SUNSPEC_BASE_ADDRESSES:
         try:
@@ -74,7 +86,7 @@ class SunSpecDriver:
 
     def __init__(
         self,
-        client: ModbusTcpClient,
+        client: ModbusTcpClient | RegisterClient,
         *,
         loop: LoopConfig | None = None,
         meter_import_positive: bool = True,

@@ -19,6 +19,16 @@ __all__ = ["COMMANDS", "COMMAND_MODULES", "load"]
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "run": ("run", "run the gateway (no arguments: the embedded demo on loopback)"),
     "log": ("log", "inspect, tail, export and verify an event log (read-only)"),
+    "replay": ("forensics", "rebuild the state at any instant and print the log as a timeline"),
+    "explain": (
+        "forensics",
+        "the story of one control, or why the limits at an instant were what they were",
+    ),
+    "report": (
+        "forensics",
+        "write a self-contained HTML dispute report (chart, tables, compliance)",
+    ),
+    "export": ("forensics", "export the verified events or the per-sample compliance series"),
     "check-config": ("config", "validate a configuration file; exit 0 only if it is usable"),
     "sim-battery": ("battery", "serve a simulated battery over SunSpec Modbus TCP"),
     "modbus": ("battery", "Modbus/SunSpec tools"),

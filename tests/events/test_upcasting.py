@@ -71,3 +71,18 @@ def test_log_written_by_older_builds_reads_as_current_types(tmp_path: Path) -> N
         ]
         # Upcasting changes what readers see, never what is stored: the chain still verifies.
         assert new.verify().ok
+
+
+def test_batch_decoding_for_verification_keeps_each_bodys_stored_tag() -> None:
+    """Verification compares a row's type column with the tag the body was stored under, not the
+    upcast type's tag; one call decodes a whole batch, and any bad body refuses the batch."""
+    bodies = [
+        OLD_BUILD.encode(SetpointWrittenV1(kw=0.5)),
+        NEW_BUILD.encode(SetpointWritten(power_w=7, source="default")),
+    ]
+    assert NEW_BUILD.decode_stored_batch(bodies) == [
+        ("test.setpoint_written.v1", SetpointWritten(power_w=500, source="unknown (v1 record)")),
+        ("test.setpoint_written.v3", SetpointWritten(power_w=7, source="default")),
+    ]
+    assert NEW_BUILD.decode_stored_batch([*bodies, b'{"type":"test.setpoint_written.v3"}']) is None
+    assert NEW_BUILD.decode_stored_batch([bodies[0] + b"\n" + bodies[1]]) is None

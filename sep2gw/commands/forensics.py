@@ -1,0 +1,355 @@
+"""``sep2gw replay | explain | report | export``: dispute forensics over a log copied off a site.
+
+Integrity first: each command opens the log read-only and verifies it (``EventStore.verify``, the
+same check as ``sep2gw log verify``) in the same pass that folds it through the live gateway's
+folds. A log that does not verify is refused, naming the first bad record, unless ``--force``; then
+every output says loudly that it did not verify.
+
+Exit codes: 0 done; 1 a bad argument (an unknown mRID, an unreadable time or zone); 2 the log was
+refused (it did not verify) or could not be read as a sep2gw log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from events.envelope import Recorded
+from events.errors import EventLogError
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from sep2gw.forensics.compliance import (
+    ComplianceRow,
+    ComplianceSettings,
+    compliance_series,
+    summarise,
+)
+from sep2gw.forensics.model import FoldFailed, Forensics, analyse
+from sep2gw.forensics.render import (
+    BadInstant,
+    ForensicTimeline,
+    explain_control,
+    explain_instant,
+    find_mrid,
+    parse_instant,
+    parse_zone,
+    state_text,
+    verification_lines,
+)
+from sep2gw.forensics.report import render_report
+
+__all__ = ["EXIT_BAD_ARGUMENT", "EXIT_OK", "EXIT_REFUSED", "register"]
+
+EXIT_OK = 0
+EXIT_BAD_ARGUMENT = 1
+EXIT_REFUSED = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", type=Path, metavar="LOG", help="the event log (opened read-only)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="go on when the log does not verify (every output then says so)",
+    )
+    parser.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="the site's time zone for local times: IANA name (Australia/Adelaide) or +10:30; "
+        "the log does not record it (default: UTC)",
+    )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on standard error (default: only when it is a terminal)",
+    )
+
+
+def register(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="rebuild the state at any instant and print the log as a timeline"
+    )
+    _common(replay)
+    replay.add_argument(
+        "--at",
+        metavar="TIME",
+        help="print the state rebuilt at this instant (alone, unless --from/--to ask for the "
+        "timeline too)",
+    )
+    replay.add_argument("--from", dest="start", metavar="T1", help="timeline from this instant")
+    replay.add_argument("--to", dest="end", metavar="T2", help="timeline up to this instant")
+    replay.add_argument(
+        "--telemetry-every",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="one measurement line per S seconds (default 60)",
+    )
+    replay.set_defaults(handler=_handler(_replay))
+
+    explain = commands.add_parser(
+        "explain",
+        help="the story of one control, or why the limits at an instant were what they were",
+    )
+    _common(explain)
+    explain.add_argument("mrid", nargs="?", metavar="MRID", help="the control (mRID or its tail)")
+    explain.add_argument("--at", metavar="TIME", help="explain the limits in force at this instant")
+    _compliance_args(explain)
+    explain.set_defaults(handler=_handler(_explain))
+
+    report = commands.add_parser(
+        "report", help="write a self-contained HTML dispute report (chart, tables, compliance)"
+    )
+    _common(report)
+    report.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    _compliance_args(report)
+    report.set_defaults(handler=_handler(_report))
+
+    export = commands.add_parser(
+        "export", help="export the verified events or the per-sample compliance series"
+    )
+    _common(export)
+    export.add_argument("--what", choices=("events", "compliance"), default="events")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument(
+        "-o", "--output", type=Path, help="file to write (default: standard output)"
+    )
+    _compliance_args(export)
+    export.set_defaults(handler=_handler(_export))
+
+
+def _compliance_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tolerance-w",
+        type=float,
+        default=ComplianceSettings().tolerance_w,
+        help="excess over a limit not counted as over (W, default %(default)s)",
+    )
+    parser.add_argument(
+        "--grace-s",
+        type=float,
+        default=ComplianceSettings().grace_s,
+        help="seconds after a limit changed during which an excess is not counted "
+        "(the DER's response time; default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-hold-s",
+        type=float,
+        default=None,
+        help="the longest a sample stands for (default: three median sample intervals)",
+    )
+
+
+Command = Callable[[argparse.Namespace, SqliteEventStore, Forensics, ForensicTimeline], int]
+
+
+def _instants(args: argparse.Namespace, zone: Any) -> dict[str, float | None]:
+    return {
+        name: None
+        if getattr(args, name, None) is None
+        else parse_instant(getattr(args, name), zone)
+        for name in ("at", "start", "end")
+    }
+
+
+def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
+    name = command.__name__.lstrip("_")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            zone = parse_zone(args.tz)
+            args.instants = _instants(args, zone)
+        except BadInstant as exc:
+            print(f"sep2gw {name}: {exc}", file=sys.stderr)
+            return EXIT_BAD_ARGUMENT
+        try:
+            store = SqliteEventStore(args.log, CATALOGUE, readonly=True)
+        except EventLogError as exc:
+            print(f"sep2gw {name}: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        with store:
+            try:
+                at = [t for t in (args.instants["at"],) if t is not None]
+                show = args.progress or sys.stderr.isatty()
+                model = analyse(
+                    store, at=at, force=args.force, progress=_Progress() if show else None
+                )
+                if not model.verified:
+                    assert model.report is not None
+                    if not args.force:
+                        print(
+                            f"sep2gw {name}: refused: the log did not verify: "
+                            f"{model.report.describe()} (--force to go on regardless)",
+                            file=sys.stderr,
+                        )
+                        return EXIT_REFUSED
+                    for line in verification_lines(model):
+                        print(line, file=sys.stderr)
+                return command(args, store, model, ForensicTimeline(zone))
+            except BadInstant as exc:
+                print(f"sep2gw {name}: {exc}", file=sys.stderr)
+                return EXIT_BAD_ARGUMENT
+            except (EventLogError, FoldFailed) as exc:
+                print(f"sep2gw {name}: {exc}", file=sys.stderr)
+                return EXIT_REFUSED
+
+    return run
+
+
+class _Progress:
+    """``\\r`` progress on standard error: records folded, share done, events per second."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        sys.stderr.write(
+            f"\rverifying and replaying [{bar:<30}] {share:6.1%} {done:,}/{total:,} records "
+            f"{done / elapsed:,.0f}/s"
+        )
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _records(store: SqliteEventStore, model: Forensics) -> Iterator[Recorded]:
+    """Records for printing; after ``--force`` on a damaged log, those that still decode."""
+    if not model.forced:
+        yield from store.read()
+        return
+    for raw in store.read_raw():
+        try:
+            event = store.catalogue.decode(raw.body)
+        except (EventLogError, msgspec.MsgspecError):
+            continue
+        yield Recorded(
+            raw.seq, raw.stream, raw.version, raw.server_time, raw.monotonic, event, raw.hash
+        )
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+
+def _replay(
+    args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
+) -> int:
+    instants = args.instants
+    for line in verification_lines(model):
+        print(line)
+    timeline = ForensicTimeline(tl.zone, telemetry_every_s=args.telemetry_every)
+    start, end = instants["start"], instants["end"]
+    if instants["at"] is None or start is not None or end is not None:
+        for line in timeline.lines(_records(store, model), start, end):
+            print(line)
+    if instants["at"] is not None:
+        for line in state_text(model, instants["at"], timeline):
+            print(line)
+    return EXIT_OK
+
+
+# -- explain ---------------------------------------------------------------------------------------
+
+
+def _explain(
+    args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
+) -> int:
+    at = args.instants["at"]
+    if (args.mrid is None) == (at is None):
+        raise BadInstant("name either a control (MRID) or an instant (--at TIME), not both")
+    for line in verification_lines(model):
+        print(line)
+    lines = (
+        explain_control(model, find_mrid(model, args.mrid), tl, _settings(args))
+        if args.mrid is not None
+        else explain_instant(model, at, tl)
+    )
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> ComplianceSettings:
+    return ComplianceSettings(
+        tolerance_w=args.tolerance_w, grace_s=args.grace_s, max_hold_s=args.max_hold_s
+    )
+
+
+def _report(
+    args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
+) -> int:
+    settings = _settings(args)
+    summary = summarise(compliance_series(model, settings), settings)
+    html = render_report(
+        model, source=str(args.log), zone=tl.zone, settings=settings, summary=summary
+    )
+    _write_atomically(args.output, lambda out: out.write(html))
+    verdict = "verified" if model.verified else "DID NOT VERIFY (forced)"
+    print(f"wrote {args.output}: {len(model.stories)} controls, the log {verdict}")
+    return EXIT_OK
+
+
+def _write_atomically(path: Path, write: Callable[[IO[str]], object]) -> None:
+    """Written aside and renamed, so a failed run never leaves a plausible-looking file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", newline="", encoding="utf-8") as out:
+            write(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def _export(
+    args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
+) -> int:
+    def write(out: IO[str]) -> None:
+        if args.what == "events":
+            # the same rows as `sep2gw log export`, after verification
+            from sep2gw.commands.log import _write_export
+
+            _write_export(store.read_raw(), args.format, out)
+        else:
+            _write_compliance(compliance_series(model, _settings(args)), args.format, out)
+
+    if args.output is None:
+        write(sys.stdout)
+    else:
+        _write_atomically(args.output, write)
+    return EXIT_OK
+
+
+COMPLIANCE_COLUMNS = ComplianceRow.__struct_fields__
+
+
+def _write_compliance(rows: Iterator[ComplianceRow], fmt: str, out: IO[str]) -> None:
+    if fmt == "jsonl":
+        encode = msgspec.json.Encoder().encode
+        for row in rows:
+            out.write(encode(row).decode())
+            out.write("\n")
+        return
+    writer = csv.writer(out)
+    writer.writerow(COMPLIANCE_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            "" if (v := getattr(row, name)) is None else repr(v) if isinstance(v, float) else v
+            for name in COMPLIANCE_COLUMNS
+        )

@@ -1,0 +1,804 @@
+"""The forensic model of a log: one verified pass through the live gateway's own folds.
+
+Integrity first: the pass *is* the log's verification (``EventStore.verify``, the same path as
+``sep2gw log verify``), with the forensic fold attached as a projection, so every record is decoded
+once, checked against the hash chain, and only then folded. The controls state is the live gateway's
+fold (``statemachines.controls.CONTROLS_PROJECTION``) and the poll schedule its fold
+(``POLL_PROJECTION``): this module never interprets a control a second time. What it adds is
+*memory*: the steps of each control's story, the limits in force as periods, the battery's writes,
+the measured samples, the Responses' four stages, comms and gateway runs, each tied to the record
+(``seq``) that says so, and copies of the fold's state at the instants asked for.
+
+A reason given in a story is read from the fold's state right after the record that caused it (the
+drawn offsets, the ``adjacent_to`` of the schedule, the programs' primacy), never re-derived.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from events.base import Event
+from events.control_events import (
+    CONTROL_EVENT_TYPES,
+    CancelDelayDrawn,
+    CommsLost,
+    CommsRestored,
+    ControlCancelled,
+    ControlCompleted,
+    ControlGap,
+    ControlIgnored,
+    ControlReceived,
+    ControlRejected,
+    ControlRemoved,
+    ControlScheduled,
+    ControlStarted,
+    ControlSuperseded,
+    DeviceWriteResult,
+    LimitsInForceChanged,
+    RampPlanned,
+    RandomizationDrawn,
+    ResponseAcked,
+    ResponseFailed,
+    ResponseIntended,
+    ResponseSent,
+    ServerFault,
+    ServerStatusSeen,
+)
+from events.der_model import ControlSettings, Mode, ResponseStatus
+from events.errors import EventLogError
+from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.registration_events import Polled, PollRateSeen, Posted, PostRateSeen
+from events.replay import Projection
+from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
+from events.store import EventStore, VerifyReport
+from sep2gw.projections import PROJECTIONS
+from sep2gw.timeline import describe_settings, short
+from statemachines.controls import CONTROLS_PROJECTION, ControlsState
+from statemachines.polling import POLL_PROJECTION, PollState
+
+__all__ = [
+    "FORENSICS_PROJECTION",
+    "FoldFailed",
+    "CommsPeriod",
+    "Forensics",
+    "GatewayRun",
+    "LimitPeriod",
+    "Progress",
+    "ResponseRow",
+    "Step",
+    "Write",
+    "analyse",
+]
+
+#: The name the forensic fold runs under inside verification (never snapshotted).
+FORENSICS_PROJECTION: Final = "forensics"
+#: How often (in records) the progress callback is told.
+PROGRESS_EVERY: Final = 1 << 15
+_PROGRESS_MASK: Final = PROGRESS_EVERY - 1
+_NAN: Final = math.nan
+
+#: ``progress(done, total)`` while the pass runs.
+Progress = Callable[[int, int], None]
+
+_CONTROL_TYPES: Final = frozenset(CONTROL_EVENT_TYPES)
+_POLL_TYPES: Final = frozenset({PollRateSeen, Polled, PostRateSeen, Posted, CommsRestored})
+_FOLDED_TYPES: Final = (
+    _CONTROL_TYPES
+    | _POLL_TYPES
+    | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
+)
+_UNTIMED_TAGS: Final = (
+    "runtime.gateway_started.v1",
+    "runtime.gateway_stopped.v1",
+    "runtime.actor_failed.v1",
+)
+
+
+class FoldFailed(Exception):
+    """A record that verified but that the live folds cannot apply (e.g. a start for an mRID never
+    received): the log was written by something other than the gateway, or by a gateway bug."""
+
+    def __init__(self, seq: int, why: str) -> None:
+        super().__init__(f"record {seq}: the live folds cannot apply it ({why})")
+        self.seq = seq
+        self.why = why
+
+
+class Step(msgspec.Struct, kw_only=True):
+    """One step of a control's story: what happened, why, and the record that says so."""
+
+    seq: int
+    at_s: float
+    what: str
+    why: str = ""
+
+
+class ResponseRow(msgspec.Struct, kw_only=True):
+    """A Response through its four recorded stages (PROTOCOL.md §4 rule 16)."""
+
+    mrid: str
+    status: ResponseStatus
+    intended_s: float
+    intended_seq: int
+    sent_s: list[float] = msgspec.field(default_factory=list)
+    acked_s: float | None = None
+    http_status: int | None = None
+    failures: list[tuple[float, int | None, bool]] = msgspec.field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        if self.acked_s is not None:
+            return "acknowledged"
+        if self.failures and not self.failures[-1][2]:
+            return "refused"
+        if self.sent_s:
+            return "sent, not acknowledged"
+        return "queued, never sent"
+
+
+class LimitPeriod(msgspec.Struct, kw_only=True):
+    """The arbitrated limits recorded in force from ``start_s`` (until the next period starts)."""
+
+    seq: int
+    start_s: float
+    settings: ControlSettings
+    sources: dict[Mode, str]
+    end_s: float | None = None
+
+
+class Write(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    seq: int
+    at_s: float
+    event: LimitsApplied
+
+
+class CommsPeriod(msgspec.Struct, kw_only=True):
+    lost_s: float
+    lost_seq: int
+    restored_s: float | None = None
+
+
+class GatewayRun(msgspec.Struct, kw_only=True):
+    started_seq: int
+    started_s: float = math.nan
+    stopped_s: float | None = None
+    stop_reason: str = ""
+
+
+class Forensics:
+    """Everything one pass learns. ``report`` is the verification's verdict; ``forced`` says the
+    records after a failed verification were folded anyway (``--force``)."""
+
+    def __init__(self, at: Iterable[float] = ()) -> None:
+        self.report: VerifyReport | None = None
+        self.forced = False
+        self.forced_skipped: list[str] = []
+        self.records = 0
+        self.first_s: float | None = None
+        self.last_s: float | None = None
+        self.controls: ControlsState = CONTROLS_PROJECTION.initial
+        self.polls: PollState = POLL_PROJECTION.initial
+        self.stories: dict[str, list[Step]] = {}
+        self.limits: list[LimitPeriod] = []
+        self.ramps: list[RampPlanned] = []
+        self.writes: list[Write] = []
+        self.unreachable: list[tuple[int, DeviceUnreachable]] = []
+        # C arrays of doubles: a month of 5-s samples is 4 MB each, and appending copies the value
+        # out of the decoded event instead of keeping a float object alive per sample
+        self.sample_t = array("d")
+        self.sample_site = array("d")
+        self.sample_der = array("d")
+        self.responses: dict[tuple[str, int], ResponseRow] = {}
+        self.comms: list[CommsPeriod] = []
+        self.runs: list[GatewayRun] = []
+        self.actor_failures: list[tuple[int, ActorFailed]] = []
+        self._at = sorted(set(at))
+        self._next_capture = self._at[0] if self._at else math.inf
+        self.seq = 0
+        self.total = 0
+        self.progress: Progress | None = None
+        self._append_t = self.sample_t.append
+        self._append_site = self.sample_site.append
+        self._append_der = self.sample_der.append
+        self._captured: dict[float, ControlsState] = {}
+        self._untimed: dict[int, list[Any]] = {}
+        # per control supplying a limit in force: battery writes since it came into force
+        self._writes_since: dict[str, int] = {}
+        # the controls supplying some limit in force now (kept with the limit periods)
+        self._suppliers: set[str] = set()
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def verified(self) -> bool:
+        return self.report is not None and self.report.ok
+
+    def state_at(self, t: float) -> ControlsState:
+        """The controls fold as of instant ``t`` (every record up to the first one later than ``t``)."""
+        try:
+            return self._captured[t]
+        except KeyError:
+            raise KeyError(f"instant {t} was not asked for before the pass") from None
+
+    def limit_at(self, t: float) -> LimitPeriod | None:
+        """The limits recorded in force at ``t`` (half-open periods)."""
+        found = None
+        for period in self.limits:
+            if period.start_s > t:
+                break
+            found = period
+        return found
+
+    def running_at(self, t: float) -> bool:
+        """Whether a gateway process was running at ``t`` (between its start and stop records)."""
+        for run in self.runs:
+            end = run.stopped_s if run.stopped_s is not None else self.last_s
+            if run.started_s <= t and (end is None or t <= end):
+                return True
+        return not self.runs  # a log without runtime records: assume it ran throughout
+
+    def comms_down_at(self, t: float) -> bool:
+        return any(p.lost_s <= t and (p.restored_s is None or t < p.restored_s) for p in self.comms)
+
+    # -- the fold --------------------------------------------------------------------------------
+
+    def _capture_until(self, t: float) -> None:
+        while self._at and self._at[0] < t:
+            self._captured[self._at.pop(0)] = _copy(self.controls)
+        self._next_capture = self._at[0] if self._at else math.inf
+
+    def fold(self, state: None, event: Event) -> None:
+        """The projection's evolve inside verification: records arrive in order, each once, after
+        it verified, so its position is a count. Telemetry, the bulk of every log, takes the
+        shortest path (measured: this is most of what the forensic memory costs)."""
+        self.seq = seq = self.seq + 1
+        if type(event) is TelemetrySampled:
+            self._append_t(event.at_s)
+            site, der = event.site_w, event.der_w
+            self._append_site(_NAN if site is None else site)
+            self._append_der(_NAN if der is None else der)
+        elif type(event) in _FOLDED_TYPES:
+            try:
+                self.evolve(event, seq)
+            except (KeyError, ValueError, AttributeError, TypeError) as exc:
+                raise FoldFailed(seq, f"{type(exc).__name__}: {exc}") from exc
+        if not seq & _PROGRESS_MASK and self.progress is not None:
+            self.progress(seq, self.total)
+
+    def evolve(self, event: Event, seq: int) -> None:
+        """Fold one record (``seq``) into the model."""
+        kind = type(event)
+        if kind is TelemetrySampled:
+            assert isinstance(event, TelemetrySampled)
+            self.seq = seq - 1
+            self.fold(None, event)
+            return
+        if kind not in _FOLDED_TYPES:
+            return  # mirror posts, polls' neighbours, nameplate…: nothing here depends on them
+        at = getattr(event, "at_s", None)
+        if isinstance(at, float | int) and at > self._next_capture:
+            # only these records change the controls state: capturing here is capturing at the
+            # first record later than the instant
+            self._capture_until(at)
+        if kind in _CONTROL_TYPES:
+            self.controls = CONTROLS_PROJECTION.evolve(self.controls, event)
+            self._control(event, seq)
+        if kind in _POLL_TYPES:
+            self.polls = POLL_PROJECTION.evolve(self.polls, event)
+        if kind is LimitsApplied:
+            assert isinstance(event, LimitsApplied)
+            self.writes.append(Write(seq=seq, at_s=event.at_s, event=event))
+            self._write_steps(event, seq)
+        elif kind is DeviceUnreachable:
+            assert isinstance(event, DeviceUnreachable)
+            self.unreachable.append((seq, event))
+        elif kind is GatewayStarted:
+            run = GatewayRun(started_seq=seq)
+            self.runs.append(run)
+            self._untimed.setdefault(seq, []).append(run)
+            if self.runs[:-1]:
+                for mrid in self.controls.live:
+                    count = self._writes_since.get(mrid)
+                    if count is not None:
+                        if count > 1:
+                            self._step(mrid, seq, math.nan, _further(count - 1))
+                        # the restarted gateway's first write is part of the story again
+                        self._writes_since[mrid] = 0
+                    self._step(
+                        mrid,
+                        seq,
+                        math.nan,
+                        "gateway restarted",
+                        "its schedule and drawn offsets were rebuilt from the log before the "
+                        "server was reachable (PROTOCOL.md §4 rule 13)",
+                    )
+        elif kind is GatewayStopped:
+            assert isinstance(event, GatewayStopped)
+            if self.runs:
+                self.runs[-1].stop_reason = event.reason
+                self._untimed.setdefault(seq, []).append(("stop", self.runs[-1]))
+        elif kind is ActorFailed:
+            assert isinstance(event, ActorFailed)
+            self.actor_failures.append((seq, event))
+
+    # -- stories ---------------------------------------------------------------------------------
+
+    def _step(self, mrid: str, seq: int, at_s: float, what: str, why: str = "") -> None:
+        step = Step(seq=seq, at_s=at_s, what=what, why=why)
+        self.stories.setdefault(mrid, []).append(step)
+        if math.isnan(at_s):
+            self._untimed.setdefault(seq, []).append(step)
+
+    def _program(self, program_id: str) -> str:
+        program = self.controls.programs.get(program_id)
+        if program is None:
+            return f"program {short(program_id)} (no longer assigned)"
+        name = f" '{program.description}'" if program.description else ""
+        return f"program {short(program_id)}{name} (primacy {program.primacy})"
+
+    def _rank_words(self, mrid: str) -> str:
+        rec = self.controls.records.get(mrid)
+        if rec is None:
+            return f"{short(mrid)} (not received)"
+        c = rec.control
+        return f"{short(mrid)} of {self._program(c.program_id)}, created {_utc(c.creation_time_s)}"
+
+    def _control(self, event: Event, seq: int) -> None:
+        state = self.controls
+        step = self._step
+        match event:
+            case ControlReceived(control=c, at_s=at):
+                step(
+                    c.mrid,
+                    seq,
+                    at,
+                    f"received: {describe_settings(c.settings)}, from {_utc(c.start_s)} for "
+                    f"{c.duration_s} s",
+                    f"first sight of this mRID (PROTOCOL.md §4 rule 2); {self._program(c.program_id)}"
+                    f", created {_utc(c.creation_time_s)}, randomizeStart {c.randomize_start_s} s, "
+                    f"randomizeDuration {c.randomize_duration_s} s, responseRequired "
+                    f"{c.response_required:#04x}",
+                )
+            case RandomizationDrawn(mrid=mrid, at_s=at):
+                c = state.records[mrid].control
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"randomisation drawn: start {event.start_offset_s:+d} s, duration "
+                    f"{event.duration_offset_s:+d} s",
+                    f"drawn once from {_bounds(c.randomize_start_s)} and "
+                    f"{_bounds(c.randomize_duration_s)} and persisted: a re-poll or a restart "
+                    "reuses it (PROTOCOL.md §4 preamble)",
+                )
+            case ControlScheduled(mrid=mrid, at_s=at):
+                rec = state.records[mrid]
+                c = rec.control
+                if event.adjacent_to is not None:
+                    why = (
+                        f"adjacent: it starts where {short(event.adjacent_to)} specified its end, "
+                        f"so it starts at that event's effective end, with no randomisation gap "
+                        "(PROTOCOL.md §4 rule 5)"
+                    )
+                elif rec.start_offset_s:
+                    why = (
+                        f"effective start = specified start {_utc(c.start_s)} "
+                        f"{rec.start_offset_s:+d} s randomisation"
+                    )
+                else:
+                    why = "effective start = specified start (no randomisation)"
+                if rec.duration_offset_s:
+                    why += f"; end = start + {c.duration_s} s {rec.duration_offset_s:+d} s drawn"
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"scheduled [{_utc(event.effective_start_s)}, {_utc(event.effective_end_s)})",
+                    why,
+                )
+            case ControlStarted(mrid=mrid, at_s=at):
+                rec = state.records[mrid]
+                if event.late:
+                    why = (
+                        "discovered already inside its period: started at once "
+                        "(PROTOCOL.md §4 rule 6)"
+                    )
+                elif rec.adjacent_to is not None:
+                    why = f"its effective start, pinned to the effective end of {short(rec.adjacent_to)} (adjacency, §4 rule 5)"
+                elif rec.start_offset_s:
+                    why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation (§4 rule 6)"
+                else:
+                    why = "its effective start, the specified start (§4 rule 6)"
+                delay = at - rec.effective_start_s
+                if not event.late and delay >= 1:
+                    why += f"; {delay:.0f} s after it was due (the gateway was not running then)"
+                if event.awaiting_write:
+                    why += "; Response 2 waits for the device to confirm the write"
+                step(mrid, seq, at, "STARTED", why)
+            case DeviceWriteResult(mrids=mrids, ok=ok, at_s=at):
+                for mrid in mrids:
+                    step(
+                        mrid,
+                        seq,
+                        at,
+                        "device confirmed the write" if ok else "device REFUSED the write",
+                        event.detail,
+                    )
+            case ControlSuperseded(mrid=mrid, by=by, at_s=at):
+                modes = ", ".join(m.value for m in event.modes_lost)
+                if by == "server":
+                    why = "the server marked it Superseded (status 4, treated as 7, §4 rule 8)"
+                else:
+                    why = (
+                        f"{self._rank_words(by)} outranks {self._rank_words(mrid)} and their "
+                        "effective periods intersect (PROTOCOL.md §4 rule 7: lower primacy wins, "
+                        "then the later creationTime)"
+                    )
+                what = f"superseded by {short(by)} on {modes}" + (
+                    "" if event.fully else " (keeps its other modes running)"
+                )
+                step(mrid, seq, at, what, why)
+                if by != "server":
+                    step(
+                        by,
+                        seq,
+                        at,
+                        f"superseded {short(mrid)} on {modes}",
+                        "it outranks that event on these modes (§4 rule 7)",
+                    )
+            case CancelDelayDrawn(mrid=mrid, at_s=at):
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"cancel delay drawn: {event.delay_s} s",
+                    "cancelled with randomisation (status 3): stops after a random delay "
+                    "(§4 rule 8)",
+                )
+            case ControlCancelled(mrid=mrid, at_s=at):
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    "CANCELLED",
+                    f"the server set EventStatus {int(event.server_status)} "
+                    f"({event.server_status.name.lower()}) (PROTOCOL.md §4 rule 8)",
+                )
+            case ControlCompleted(mrid=mrid, at_s=at):
+                rec = state.records[mrid]
+                if event.by_server:
+                    why = "the server marked it Completed (status 5)"
+                elif not rec.started:
+                    why = "its whole period passed while the gateway could not act: it never ran"
+                else:
+                    why = f"its effective end {_utc(rec.effective_end_s)} (§4 rule 9)"
+                step(mrid, seq, at, "completed", why)
+            case ControlIgnored(mrid=mrid, at_s=at):
+                step(mrid, seq, at, f"ignored: {event.reason.value}", "§4 rules 3 and 14")
+            case ControlRejected(mrid=mrid, at_s=at):
+                step(mrid, seq, at, f"rejected with {int(event.status)}", event.reason)
+            case ControlRemoved(mrid=mrid, at_s=at):
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    "removed",
+                    f"program {short(event.program_id)} is no longer referenced by our FSAs: "
+                    "it stops silently (§4 rule 4)",
+                )
+            case ServerFault(mrid=mrid, at_s=at):
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    "SERVER FAULT",
+                    event.reason + "; the first plan stands (§4 rule 1)",
+                )
+            case ServerStatusSeen(mrid=mrid, at_s=at):
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"server status now {int(event.status)} ({event.status.name.lower()})",
+                )
+            case ControlGap(at_s=at):
+                modes = ", ".join(m.value for m in event.modes)
+                text = f"gap [{_utc(event.start_s)}, {_utc(event.end_s)}) between {short(event.before)} and {short(event.after)} on {modes}"
+                for mrid in (event.before, event.after):
+                    step(
+                        mrid,
+                        seq,
+                        at,
+                        text,
+                        "near-adjacent events: the default applies in the gap (§4 rule 5)",
+                    )
+            case LimitsInForceChanged(at_s=at):
+                previous = self.limits[-1] if self.limits else None
+                if previous is not None:
+                    previous.end_s = at
+                self.limits.append(
+                    LimitPeriod(
+                        seq=seq, start_s=at, settings=event.settings, sources=dict(event.sources)
+                    )
+                )
+                before = previous.sources if previous is not None else {}
+                self._limit_steps(before, event, seq)
+                self._suppliers = {
+                    s[8:] for s in event.sources.values() if s.startswith("control:")
+                }
+            case RampPlanned():
+                self.ramps.append(event)
+            case ResponseIntended(mrid=mrid, status=status, at_s=at):
+                self.responses[(mrid, int(status))] = ResponseRow(
+                    mrid=mrid, status=status, intended_s=at, intended_seq=seq
+                )
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"Response {int(status)} ({status.name.lower()}) intended",
+                    "" if state.online else "comms are down: queued until they return (§4 rule 12)",
+                )
+            case ResponseSent(mrid=mrid, status=status, at_s=at):
+                row = self._row(mrid, status)
+                if row is not None:
+                    row.sent_s.append(at)
+                attempt = (
+                    "" if row is None or len(row.sent_s) == 1 else f" (attempt {len(row.sent_s)})"
+                )
+                step(mrid, seq, at, f"Response {int(status)} sent{attempt}")
+            case ResponseAcked(mrid=mrid, status=status, at_s=at):
+                row = self._row(mrid, status)
+                if row is not None:
+                    row.acked_s, row.http_status = at, event.http_status
+                step(
+                    mrid, seq, at, f"Response {int(status)} acknowledged (HTTP {event.http_status})"
+                )
+            case ResponseFailed(mrid=mrid, status=status, at_s=at):
+                row = self._row(mrid, status)
+                if row is not None:
+                    row.failures.append((at, event.http_status, event.retry))
+                http = "network error" if event.http_status is None else f"HTTP {event.http_status}"
+                step(
+                    mrid,
+                    seq,
+                    at,
+                    f"Response {int(status)} FAILED ({http})",
+                    "will be retried (5xx or network)"
+                    if event.retry
+                    else "not retried (4xx, §4 rule 16)",
+                )
+            case CommsLost(at_s=at):
+                self.comms.append(CommsPeriod(lost_s=at, lost_seq=seq))
+                for mrid in state.live:
+                    step(
+                        mrid,
+                        seq,
+                        at,
+                        "comms lost",
+                        "the known schedule is kept; Responses queue (§4 rule 12)",
+                    )
+            case CommsRestored(at_s=at):
+                if self.comms and self.comms[-1].restored_s is None:
+                    self.comms[-1].restored_s = at
+                for mrid in state.live:
+                    step(
+                        mrid,
+                        seq,
+                        at,
+                        "comms restored",
+                        "queued Responses are sent, everything re-polled",
+                    )
+            case _:
+                pass  # programs and defaults: read from the fold's state when explaining
+
+    def _row(self, mrid: str, status: ResponseStatus) -> ResponseRow | None:
+        return self.responses.get((mrid, int(status)))
+
+    def _limit_steps(
+        self, before: Mapping[Mode, str], event: LimitsInForceChanged, seq: int
+    ) -> None:
+        """Tell each control when it began or stopped supplying a mode of the limits in force."""
+        gained: dict[str, list[str]] = {}
+        lost: dict[str, list[str]] = {}
+        for mode, source in event.sources.items():
+            if before.get(mode) != source and source.startswith("control:"):
+                gained.setdefault(source[8:], []).append(
+                    f"{mode.value}={_value(getattr(event.settings, mode.value))}"
+                )
+        for mode, source in before.items():
+            if event.sources.get(mode) != source and source.startswith("control:"):
+                lost.setdefault(source[8:], []).append(mode.value)
+        for mrid, items in gained.items():
+            self._step(
+                mrid,
+                seq,
+                event.at_s,
+                f"in force: {', '.join(items)}",
+                "the arbitration winner for these modes (§4 rules 7, 10)",
+            )
+            self._writes_since[mrid] = 0
+        for mrid, modes in lost.items():
+            self._step(mrid, seq, event.at_s, f"no longer in force on {', '.join(modes)}")
+
+    def _write_steps(self, event: LimitsApplied, seq: int) -> None:
+        """The battery's first write after a control came into force is a step of its story; the
+        closed loop's later corrections are counted, not listed."""
+        suppliers = self._suppliers
+        for mrid in list(self._writes_since):
+            if mrid not in suppliers:
+                count = self._writes_since.pop(mrid)
+                if count > 1:
+                    self._step(
+                        mrid,
+                        seq,
+                        event.at_s,
+                        _further(count - 1),
+                        "closed-loop corrections (hardware.limits_applied records)",
+                    )
+                continue
+            count = self._writes_since[mrid] = self._writes_since[mrid] + 1
+            if count == 1:
+                setpoint = (
+                    "" if event.setpoint_w is None else f", setpoint {event.setpoint_w:.0f} W"
+                )
+                verdict = (
+                    "limits applied, setpoint written and read back equal"
+                    if event.wrote
+                    else "limits applied, no setpoint written (the DER's own output was within them)"
+                )
+                na = (
+                    f"; not applicable on this device: {', '.join(m.value for m in event.not_applicable)}"
+                    if event.not_applicable
+                    else ""
+                )
+                met = (
+                    ""
+                    if event.site_limit_met is None
+                    else (
+                        "; site limit met"
+                        if event.site_limit_met
+                        else "; site limit NOT met by the DER's range"
+                    )
+                )
+                self._step(
+                    mrid,
+                    seq,
+                    event.at_s,
+                    f"battery: {verdict}{setpoint}",
+                    f"{describe_settings(event.settings)}{na}{met}",
+                )
+
+    def finish(self, untimed: Mapping[int, float]) -> None:
+        """Close the pass: stamp the records that carry no time of their own, capture late instants."""
+        for seq, items in self._untimed.items():
+            t = untimed.get(seq, math.nan)
+            if not math.isnan(t) and (self.last_s is None or t > self.last_s):
+                self.last_s = t
+            for item in items:
+                if isinstance(item, Step):
+                    item.at_s = t
+                elif isinstance(item, GatewayRun):
+                    item.started_s = t
+                else:
+                    item[1].stopped_s = t
+        for mrid, count in self._writes_since.items():
+            if count > 1 and self.stories.get(mrid):
+                last = self.stories[mrid][-1]
+                self._step(
+                    mrid,
+                    last.seq,
+                    last.at_s,
+                    _further(count - 1),
+                    "closed-loop corrections",
+                )
+        self._writes_since.clear()
+        self._capture_until(math.inf)
+
+
+def _further(n: int) -> str:
+    return f"{n} further battery write{'s' if n != 1 else ''} while in force"
+
+
+def _copy(state: ControlsState) -> ControlsState:
+    return CONTROLS_PROJECTION.decode_state(CONTROLS_PROJECTION.encode_state(state))
+
+
+def _value(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _bounds(bound: int) -> str:
+    """The interval a randomisation is drawn from; a negative bound keeps its sign (§4 preamble)."""
+    return f"[{min(0, bound)}, {max(0, bound)}] s"
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def analyse(
+    store: EventStore,
+    *,
+    at: Iterable[float] = (),
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Forensics:
+    """Verify ``store`` and fold it into a :class:`Forensics` in the same pass.
+
+    Verification stops at the first bad record; then, only with ``force``, the remaining records
+    are folded too (each that still decodes), and ``forced`` is set so every output can say so.
+    """
+    model = Forensics(at)
+    model.total = store.head().seq
+    model.progress = progress
+    projection: Projection[None] = Projection(
+        name=FORENSICS_PROJECTION, initial=None, evolve=model.fold, state_type=type(None)
+    )
+    model.report = store.verify({**PROJECTIONS, FORENSICS_PROJECTION: projection})
+    model.records = model.seq
+    if not model.report.ok and force:
+        model.forced = True
+        _fold_the_rest(store, model, model.seq + 1)
+    _span(store, model)
+    untimed = {r.seq: r.server_time for r in _untimed_records(store, model)}
+    model.finish(untimed)
+    if progress is not None:
+        progress(model.total, model.total)
+    return model
+
+
+def _span(store: EventStore, model: Forensics) -> None:
+    """The log's span: its first and last folded records' server time (read once, not per record)."""
+    if not model.records:
+        return
+    try:
+        model.first_s = next(store.read_raw(1)).server_time
+        for raw in store.read_raw(model.records):
+            if raw.seq == model.records:
+                model.last_s = raw.server_time
+                break
+    except (EventLogError, StopIteration):
+        return
+
+
+def _untimed_records(store: EventStore, model: Forensics) -> Iterable[Any]:
+    if not model._untimed:
+        return ()
+    try:
+        return list(store.read(types=_UNTIMED_TAGS))
+    except (EventLogError, msgspec.MsgspecError):
+        return [r for r in store.read_raw() if r.type in _UNTIMED_TAGS]
+
+
+def _fold_the_rest(store: EventStore, model: Forensics, from_seq: int) -> None:
+    """``--force``: fold what still decodes after the first bad record, noting what does not."""
+    decode = store.catalogue.decode
+    folded = from_seq - 1
+    try:
+        for raw in store.read_raw(from_seq):
+            try:
+                event = decode(raw.body)
+            except (EventLogError, msgspec.MsgspecError) as exc:
+                model.forced_skipped.append(
+                    f"record {raw.seq}: skipped, it does not decode ({exc})"
+                )
+                continue
+            try:
+                model.evolve(event, raw.seq)
+            except (KeyError, ValueError, AttributeError) as exc:
+                model.forced_skipped.append(
+                    f"record {raw.seq}: skipped, the fold cannot apply it ({type(exc).__name__}: {exc})"
+                )
+            folded = raw.seq
+    except EventLogError as exc:
+        model.forced_skipped.append(f"the rest of the file is unreadable: {exc}")
+    model.records = folded

@@ -1,0 +1,161 @@
+"""``sep2gw replay | explain | report | export``: integrity first, typed refusals, exports."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from sep2gw.cli import main
+from sep2gw.commands.forensics import EXIT_BAD_ARGUMENT, EXIT_OK, EXIT_REFUSED
+from sep2gw.forensics.compliance import ComplianceRow
+from tests.sep2gw.forensics.worlds import logs
+
+COMMANDS = (
+    ["replay"],
+    ["explain", "A1"],
+    ["explain", "--at", "2025-11-26T00:01:00Z"],
+    ["report", "-o", "{tmp}/r.html"],
+    ["export", "--what", "compliance"],
+    ["export", "--what", "events", "--format", "csv"],
+)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return logs(tmp_path_factory.mktemp("forensic-worlds"))["demo"]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _command(args: list[str], log: Path, tmp: Path) -> list[str]:
+    return [args[0], str(log), *(a.format(tmp=tmp) for a in args[1:])]
+
+
+def _tampered(demo: Path, tmp: Path, sql: str) -> Path:
+    log = tmp / "tampered.sep2gw"
+    log.write_bytes(demo.read_bytes())
+    with sqlite3.connect(log) as db:
+        db.execute(sql)
+    return log
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: "-".join(a[:2]))
+def test_every_command_refuses_a_tampered_log_naming_the_first_bad_record(
+    args: list[str], demo: Path, tmp_path: Path
+) -> None:
+    log = _tampered(
+        demo, tmp_path, "UPDATE events SET body = replace(body, '1500', '9500') WHERE seq = 19"
+    )
+    code, out, err = run(*_command(args, log, tmp_path))
+    assert code == EXIT_REFUSED
+    assert out == ""
+    assert "refused: the log did not verify" in err and "record 19: hash chain broken" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: "-".join(a[:2]))
+def test_every_command_goes_on_with_force_and_says_so_loudly(
+    args: list[str], demo: Path, tmp_path: Path
+) -> None:
+    log = _tampered(
+        demo, tmp_path, "UPDATE events SET body = replace(body, '1500', '9500') WHERE seq = 19"
+    )
+    code, out, err = run(*_command(args, log, tmp_path), "--force")
+    assert code == EXIT_OK
+    assert "!!! THE LOG DID NOT VERIFY" in err and "record 19" in err
+    if args[0] in ("replay", "explain"):
+        assert out.startswith("!!! THE LOG DID NOT VERIFY")
+
+
+def test_records_removed_from_the_end_are_refused(demo: Path, tmp_path: Path) -> None:
+    log = _tampered(demo, tmp_path, "DELETE FROM events WHERE seq > 400")
+    code, _, err = run("replay", str(log))
+    assert code == EXIT_REFUSED and "records were removed from the end" in err
+
+
+def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    code, _, err = run("explain", str(path), "--at", "0")
+    assert code == EXIT_REFUSED and "notes.txt" in err
+    code, _, err = run("replay", str(tmp_path / "missing.sep2gw"))
+    assert code == EXIT_REFUSED and "missing.sep2gw" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "{log}", "FFFF"], "no control with mRID 'FFFF' in the log; known: DE00"),
+        (["explain", "{log}"], "name either a control (MRID) or an instant (--at TIME)"),
+        (["explain", "{log}", "A1", "--at", "0"], "not both"),
+        (["replay", "{log}", "--at", "yesterday"], "'yesterday' is not a time"),
+        (["replay", "{log}", "--tz", "Mars/Olympus"], "--tz 'Mars/Olympus': not a time zone"),
+    ],
+)
+def test_bad_arguments_get_exit_1_and_name_what_was_wrong(
+    argv: list[str], message: str, demo: Path
+) -> None:
+    code, out, err = run(*(a.format(log=demo) for a in argv))
+    assert code == EXIT_BAD_ARGUMENT, err
+    assert message in err
+
+
+def test_times_may_be_epoch_utc_or_site_local(demo: Path) -> None:
+    outputs = {
+        run("replay", str(demo), "--at", at, *tz)[1].split("state at")[1]
+        for at, tz in (
+            ("1764115410", []),
+            ("2025-11-26T00:03:30Z", []),
+            ("2025-11-26T10:33:30+10:30", []),
+        )
+    }
+    assert len(outputs) == 1
+    local = run("replay", str(demo), "--at", "2025-11-26T10:33:30", "--tz", "+10:30")[1]
+    assert "state at 2025-11-26 00:03:30Z (10:33:30 +1030)" in local
+
+
+def test_events_export_is_the_log_export_after_verification(demo: Path) -> None:
+    for fmt in ("jsonl", "csv"):
+        code, ours, _ = run("export", str(demo), "--what", "events", "--format", fmt)
+        assert code == EXIT_OK
+        assert ours == run("log", "export", str(demo), "--format", fmt)[1]
+
+
+def test_the_compliance_series_exports_one_row_per_sample(demo: Path, tmp_path: Path) -> None:
+    with sqlite3.connect(demo) as db:
+        samples = db.execute(
+            "SELECT count(*) FROM events WHERE type = 'hardware.telemetry.v1'"
+        ).fetchone()[0]
+    code, out, _ = run("export", str(demo), "--what", "compliance")
+    rows = [msgspec.json.decode(line, type=ComplianceRow) for line in out.splitlines()]
+    assert code == EXIT_OK and len(rows) == samples
+    target = tmp_path / "c.csv"
+    assert (
+        run("export", str(demo), "--what", "compliance", "--format", "csv", "-o", str(target))[0]
+        == 0
+    )
+    table = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert len(table) == samples
+    first = table[0]
+    assert float(first["at_s"]) == rows[0].at_s and first["generation_limit_w"] == ""
+    assert json.loads(out.splitlines()[0])["export_source"].startswith("default:")
+
+
+def test_progress_goes_to_stderr_when_asked(demo: Path) -> None:
+    code, out, err = run("explain", str(demo), "A1", "--progress")
+    assert code == EXIT_OK
+    assert "verifying and replaying" in err and "456/456 records" in err
+    assert "verifying" not in out
+    assert "verifying" not in run("explain", str(demo), "A1")[2]

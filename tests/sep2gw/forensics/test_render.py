@@ -1,0 +1,96 @@
+"""Times, zones and instants as an operator types them; a gateway that was not running is said so."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta, timezone
+
+import pytest
+
+from events.control_events import DefaultChanged, LimitsInForceChanged, ProgramsChanged
+from events.der_model import ControlSettings, DefaultControl, Mode, Program
+from events.hardware_events import TelemetrySampled
+from events.memory_store import MemoryEventStore
+from events.registry import CATALOGUE
+from events.runtime_events import GatewayStarted, GatewayStopped
+from sep2gw.forensics import analyse
+from sep2gw.forensics.render import (
+    BadInstant,
+    ForensicTimeline,
+    explain_instant,
+    parse_instant,
+    parse_zone,
+)
+
+T0 = 1_764_115_200.0  # 2025-11-26T00:00:00Z
+
+
+def test_instants_are_epoch_or_iso_8601_and_naive_ones_are_site_local() -> None:
+    adelaide = parse_zone("Australia/Adelaide")  # +10:30 in November (daylight saving)
+    assert parse_instant("1764115200") == T0
+    assert parse_instant("2025-11-26T00:00:00Z") == T0
+    assert parse_instant("2025-11-26T10:30:00+10:30") == T0
+    assert parse_instant("2025-11-26T10:30:00", adelaide) == T0
+    assert parse_instant("2025-11-26T00:00:00") == T0  # no zone given: UTC
+
+
+def test_zones_are_iana_names_or_fixed_offsets() -> None:
+    assert parse_zone(None) is None
+    assert parse_zone("utc") is UTC
+    assert parse_zone("+10:30") == timezone(timedelta(hours=10, minutes=30))
+    assert parse_zone("-0500") == timezone(timedelta(hours=-5))
+    with pytest.raises(BadInstant, match="'Nowhere/City': not a time zone"):
+        parse_zone("Nowhere/City")
+    with pytest.raises(BadInstant, match="at most 24 hours"):
+        parse_zone("+25:00")
+    with pytest.raises(BadInstant, match="'noon' is not a time"):
+        parse_instant("noon")
+
+
+def test_the_timeline_shows_server_time_and_site_local_time() -> None:
+    timeline = ForensicTimeline(parse_zone("Australia/Adelaide"))
+    assert timeline.stamp(T0) == "2025-11-26 00:00:00Z (10:30:00 +1030)"
+    winter = T0 + 200 * 86400  # June: standard time
+    assert timeline.stamp(winter).endswith("(09:30:00 +0930)")
+
+
+def _log_with_a_stop() -> MemoryEventStore:
+    store = MemoryEventStore(CATALOGUE)
+    limits = ControlSettings(export_limit_w=5000.0)
+
+    def at(t: float, stream: str, *events: object) -> None:
+        store.append_events(stream, list(events), server_time=t, monotonic=t - T0)  # type: ignore[arg-type]
+
+    at(T0, "runtime", GatewayStarted(software_version="t", rng_seed=1, clock_synced=True))
+    at(
+        T0,
+        "controls",
+        ProgramsChanged(programs=(Program(program_id="P1", primacy=1),), at_s=T0),
+        DefaultChanged(
+            program_id="P1", default=DefaultControl(program_id="P1", settings=limits), at_s=T0
+        ),
+        LimitsInForceChanged(
+            settings=limits,
+            sources={Mode.EXPORT_LIMIT_W: "default:P1"},
+            next_change_s=None,
+            at_s=T0,
+        ),
+    )
+    at(T0 + 5, "hardware", TelemetrySampled(at_s=T0 + 5, site_w=4000.0, der_w=1000.0))
+    at(T0 + 60, "runtime", GatewayStopped(reason="power cut"))
+    at(T0 + 600, "runtime", GatewayStarted(software_version="t", rng_seed=1, clock_synced=True))
+    return store
+
+
+def test_an_instant_when_the_gateway_was_down_is_said_to_be_so() -> None:
+    store = _log_with_a_stop()
+    model = analyse(store, at=[T0 + 30, T0 + 300])
+    assert [(r.started_s, r.stopped_s, r.stop_reason) for r in model.runs] == [
+        (T0, T0 + 60, "power cut"),
+        (T0 + 600, None, ""),
+    ]
+    timeline = ForensicTimeline(None)
+    down = "\n".join(explain_instant(model, T0 + 300, timeline))
+    up = "\n".join(explain_instant(model, T0 + 30, timeline))
+    assert "the gateway was NOT RUNNING" in down
+    assert "NOT RUNNING" not in up
+    assert "export_limit_w = 5000" in up and "DefaultDERControl of program P1" in up

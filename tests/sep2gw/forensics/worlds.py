@@ -1,0 +1,160 @@
+"""The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
+comms loss (with a randomised start and an adjacent follower), and a gateway restart mid-control.
+
+Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
+files, as an operator would receive them from a site.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import trio
+import trio.testing
+
+from events.envelope import Append
+from events.memory_store import MemoryEventStore
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from events.store import EventStore
+from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.world import _deterministic_trio, run_world
+from tests.sep2gw.world import World
+
+__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
+
+COMMS_LOSS: Final = """
+name = "comms-loss"
+[server]
+pin = 111115
+poll_rate_s = 10
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 10
+description = "network limits"
+default = { opModExpLimW = 5000, opModImpLimW = 5000 }
+
+# A randomised start, then an adjacent follower (it starts at the first one's effective end).
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000001"
+program = "network"
+start_s = 60
+duration_s = 120
+randomize_start_s = 30
+modes = { opModExpLimW = 1000 }
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C0000000000000000000000000000002"
+program = "network"
+start_s = 180
+duration_s = 120
+modes = { opModExpLimW = 200 }
+
+# The utility becomes unreachable for two minutes across the hand-over.
+[[actions]]
+at_s = 100
+kind = "fail"
+duration_s = 120
+reset = true
+"""
+
+RESTART: Final = """
+name = "restart"
+[server]
+pin = 111115
+poll_rate_s = 10
+post_rate_s = 60
+
+[[programs]]
+id = "network"
+primacy = 10
+description = "network limits"
+default = { opModExpLimW = 5000, opModImpLimW = 5000 }
+
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "D0000000000000000000000000000001"
+program = "network"
+start_s = 60
+duration_s = 180
+randomize_start_s = 20
+modes = { opModExpLimW = 800 }
+"""
+
+#: Where the restart world stops its gateway (seconds from the start): inside the control.
+RESTART_AT_S: Final = 150.0
+RESTART_SECONDS: Final = 300.0
+
+
+def copy_to_sqlite(store: EventStore, path: Path) -> Path:
+    """The log as an operator gets it: the same records (times, streams, hashes) in one file."""
+    with SqliteEventStore(path, CATALOGUE) as out:
+        out.append(
+            [
+                Append(
+                    stream=r.stream,
+                    events=[r.event],
+                    server_time=r.server_time,
+                    monotonic=r.monotonic,
+                )
+                for r in store.read()
+            ]
+        )
+        assert out.head() == store.head()
+    return path
+
+
+def _restart_world(site: Path) -> EventStore:
+    store = MemoryEventStore(CATALOGUE)
+    world = World(site, parse_scenario(RESTART, source="restart world"), store)
+    with _deterministic_trio(7):
+        trio.run(
+            world.run_with_restarts,
+            RESTART_SECONDS,
+            [RESTART_AT_S],
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+    return store
+
+
+def build(name: str, site: Path, path: Path) -> Path:
+    """Run the world ``name`` (one of WORLDS) with the identity in ``site`` and write its log."""
+    if name == "demo":
+        store: EventStore = run_world(demo_scenario(), seed=5, site=site).store
+    elif name == "comms":
+        store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
+    elif name == "restart":
+        store = _restart_world(site)
+    else:
+        raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
+    return copy_to_sqlite(store, path)
+
+
+WORLDS: Final = ("demo", "comms", "restart")
+
+
+_LOGS: dict[str, Path] = {}
+
+
+def logs(base: Path) -> dict[str, Path]:
+    """Every world's log, built once per test session under ``base`` (a fresh site identity)."""
+    if not _LOGS:
+        import contextlib
+        import io
+
+        from sep2gw.cli import main
+
+        base.mkdir(parents=True, exist_ok=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["certs", "init", str(base / "pki")]) == 0
+        for name in WORLDS:
+            _LOGS[name] = build(name, base, base / f"{name}.sep2gw")
+    return dict(_LOGS)
