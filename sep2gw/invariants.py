@@ -18,8 +18,9 @@ The invariants, precisely:
 ``hardware applies the limits in force``
     Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
     says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
-    ends; a value in force at any time in the last ``LAG_S`` is also accepted (the command reaches
-    the hardware actor after the controls actor's append).
+    ends; a value in force at any time in the last ``LAG_S`` (monotonic: the server clock may step
+    in between) is also accepted (the command reaches the hardware actor after the controls
+    actor's append).
 
 ``nameplate and settings never exceeded``
     Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
@@ -239,11 +240,12 @@ class Monitor:
             self.now_s = max(self.now_s, record.server_time)
             if isinstance(event, LimitsInForceChanged):
                 self._check_arbitration(event)
-                self._superseded.append((self.fold.settings, event.at_s))
+                # On the monotonic clock: the server's may step between the change and a write.
+                self._superseded.append((self.fold.settings, record.monotonic))
                 del self._superseded[:-8]
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
-                self._check_applied(event)
+                self._check_applied(event, record.monotonic)
             elif isinstance(event, CommsRestored):
                 self._disturb(self._server_now(), self._server_now())
             elif isinstance(event, RegistrationHalted):
@@ -295,10 +297,10 @@ class Monitor:
                 now,
             )
 
-    def _check_applied(self, event: LimitsApplied) -> None:
+    def _check_applied(self, event: LimitsApplied, monotonic: float) -> None:
         in_force = self.fold.settings
         # In force within the last LAG_S: the hardware may still be carrying out any of those.
-        recent = [old for old, until in self._superseded if event.at_s - until <= LAG_S]
+        recent = [old for old, until in self._superseded if monotonic - until <= LAG_S]
         for mode, name in MODE_FIELDS:
             value = getattr(event.settings, name)
             wanted = getattr(in_force, name)
