@@ -53,6 +53,8 @@ class WorldSummary(msgspec.Struct, kw_only=True):
     head_hash: str
     invariants_held: dict[str, int]
     violations: list[Violation]
+    #: Responses accepted again after an answer the gateway never got (see sep2gw.invariants).
+    ambiguous_deliveries: int = 0
 
     def lines(self) -> list[str]:
         status = "VIOLATED" if self.violations else "all invariants held"
@@ -70,6 +72,11 @@ class WorldSummary(msgspec.Struct, kw_only=True):
             + ", ".join(f"{name} ×{n}" for name, n in self.invariants_held.items() if n)
             + ")",
         ]
+        if self.ambiguous_deliveries:
+            out.append(
+                f"  {self.ambiguous_deliveries} Response(s) delivered twice after a lost answer "
+                "(retried as §4 rule 16 says; not a violation)"
+            )
         out += [f"  VIOLATED {v.invariant}: {v.detail}" for v in self.violations]
         return out
 
@@ -121,6 +128,7 @@ def summarize(result: WorldResult) -> WorldSummary:
         head_hash=head.hash.hex(),
         invariants_held={name: held.get(name, 0) for name in INVARIANTS},
         violations=violations,
+        ambiguous_deliveries=0 if result.monitor is None else result.monitor.ambiguous_deliveries,
     )
 
 
