@@ -68,6 +68,10 @@ class Clock:
         self._offset_changed.set()
         self._offset_changed = anyio.Event()
 
+    async def wait_offset_change(self) -> None:
+        """Return once the server offset changes (a re-read Time found the server's clock stepped)."""
+        await self._offset_changed.wait()
+
     def to_monotonic(self, server_time: float) -> float:
         return server_time - self._offset
 

@@ -130,27 +130,37 @@ class ControlsActor:
                 await self._offer_responses(core)
 
     async def _next_input(self, core: ControlsCore) -> ControlsInput | None:
-        """The next message, or ``None`` when the core's next deadline (or a retry) falls due first."""
-        deadlines = [d for d in (core.next_deadline(), self._next_retry()) if d is not None]
+        """The next message, or ``None`` when the core's next deadline (or a retry, or the next
+        change of arbitration) falls due first — or when the server's clock stepped: what is in
+        force is then re-arbitrated at once on the new reading (PROTOCOL.md §2.2)."""
+        deadlines = [
+            d
+            for d in (core.next_deadline(), core.next_change(), self._next_retry())
+            if d is not None
+        ]
         try:
             return self._inbox.receive_nowait()
         except anyio.WouldBlock:
             pass
-        if not deadlines:
-            return await self._inbox.receive()
-        deadline = min(deadlines)
-        if deadline <= self._clock.server_time():
+        deadline = min(deadlines) if deadlines else None
+        if deadline is not None and deadline <= self._clock.server_time():
             return None
         # The deadline is on the server's clock, whose offset the registration actor may change
         # while we wait (Time resource): the clock's own sleep follows such a change.
         message: list[ControlsInput] = []
         async with anyio.create_task_group() as group:
 
-            async def timer() -> None:
-                await self._clock.sleep_until_server_time(deadline)
+            async def timer(at: float) -> None:
+                await self._clock.sleep_until_server_time(at)
                 group.cancel_scope.cancel()
 
-            group.start_soon(timer)
+            async def stepped() -> None:
+                await self._clock.wait_offset_change()
+                group.cancel_scope.cancel()
+
+            if deadline is not None:
+                group.start_soon(timer, deadline)
+            group.start_soon(stepped)
             message.append(await self._inbox.receive())
             group.cancel_scope.cancel()
         return message[0] if message else None
@@ -262,7 +272,14 @@ class ControlsActor:
         now = self._clock.server_time()
         if now < self._hold_until:
             return  # a 429/503's Retry-After is still running
+        # One Response per mRID on its way at a time, in the order intended: a later status must
+        # not overtake an earlier one that waits for its retry (the utility would see 3 before 2,
+        # or 2 after the terminal 6 — §4 rules 9 and 16).
+        waiting: set[str] = set()
         for intended in core.responses_to_send():
+            if intended.mrid in waiting:
+                continue
+            waiting.add(intended.mrid)
             key = (intended.mrid, int(intended.status))
             retry_at = self._in_flight.get(key)
             if retry_at is not None and retry_at > now:

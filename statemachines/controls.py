@@ -286,7 +286,15 @@ class ControlsCore:
     """The decision core of the controls actor. Each input method returns the events it decided,
     already applied to :attr:`state`; the actor appends them to the log before acting on them."""
 
-    __slots__ = ("_by_mrid", "_candidates", "_defaults", "_items", "config", "state")
+    __slots__ = (
+        "_by_mrid",
+        "_candidates",
+        "_defaults",
+        "_items",
+        "_next_change",
+        "config",
+        "state",
+    )
 
     def __init__(self, config: CoreConfig, state: ControlsState | None = None) -> None:
         self.config = config
@@ -297,6 +305,8 @@ class ControlsCore:
         self._defaults: dict[Mode, DefaultSupply] | None = None
         # (mode, value) pairs per mRID: content never changes under an mRID (rule 1).
         self._items: dict[str, tuple[tuple[Mode, Any], ...]] = {}
+        # When arbitration alone next changes what is in force (as of the last re-arbitration).
+        self._next_change: float | None = self.state.next_change_s
 
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
@@ -366,6 +376,13 @@ class ControlsCore:
     def arbitration(self, now: float) -> Arbitration:
         """§4 rules 7 and 10: what is in force at ``now`` and who supplies it."""
         return arbitrate(self.candidates(), self.defaults(), now)
+
+    def next_change(self) -> float | None:
+        """When what is in force next changes by arbitration alone (§4 rules 7, 10), as of the last
+        re-arbitration. Usually a start or an end :meth:`next_deadline` has too — but not when the
+        server's clock stepped back (PROTOCOL.md §2.2) so that an event already active starts again
+        ahead: it must come back into force then (a timer at this instant re-arbitrates)."""
+        return self._next_change
 
     def next_deadline(self) -> float | None:
         """The next instant a start, an end or a drawn cancel falls due (§4 rules 6, 8, 9)."""
@@ -822,6 +839,7 @@ class ControlsCore:
     def _rearbitrate(self, out: list[Event], now: float) -> None:
         """Record the limits in force whenever they (or their suppliers) change; plan ramps."""
         arb = self.arbitration(now)
+        self._next_change = arb.next_change_s
         settings = arb.settings()
         if settings != self.state.settings or arb.sources != self.state.sources:
             self._plan_ramps(out, self.state.settings, settings, arb.sources, now)

@@ -50,6 +50,7 @@ class Faults:
         self.garbage: bytes | None = None  # answer the next request with these bytes
         self.hang_up_mid_answer = False  # send half the next answer, then close
         self.ignore_writes = 0  # acknowledge this many writes without storing them
+        self.unresponsive = False  # while set, swallow every request (a ``modbus_timeout`` window)
 
 
 class SimModbusServer:
@@ -62,6 +63,8 @@ class SimModbusServer:
         self._refreshed_s = sim.now_s  # the physics time the measurement registers show
         self.faults = Faults()
         self.requests = 0
+        #: Called after each write the battery accepted (a simulation's invariant monitor).
+        self.on_write: Callable[[], None] | None = None
 
     def _now(self) -> None:
         now = self.clock()
@@ -88,6 +91,8 @@ class SimModbusServer:
                     self.faults.ignore_writes -= 1
                 else:
                     self.map.write(request.address, list(request.registers))
+                    if self.on_write is not None:
+                        self.on_write()
                 if isinstance(request, WriteSingleRegisterRequest):
                     return encode_pdu(
                         WriteSingleRegisterResponse(
@@ -126,6 +131,8 @@ class SimModbusServer:
 
     async def _answer(self, stream: anyio.abc.ByteStream, tid: int, unit: int, pdu: bytes) -> bool:
         faults = self.faults
+        if faults.unresponsive:
+            return True
         if faults.silent:
             faults.silent -= 1
             return True

@@ -21,11 +21,16 @@ On loopback TCP (``sep2gw run``, ``sep2gw sim-server``)::
 
 from sep2gw.simserver.quirks import Quirks, apply_text_quirks
 from sep2gw.simserver.scenario import (
+    WORLD_FAULTS,
     Action,
+    BatteryFault,
     CancelControl,
     ChangeDefault,
+    ClockSkew,
+    CrashGateway,
     CreateControl,
     FailRequests,
+    ModbusTimeout,
     Modes,
     ProgramSpec,
     RemoveProgram,
@@ -36,6 +41,8 @@ from sep2gw.simserver.scenario import (
     SetPin,
     SetPollRate,
     SetPostRate,
+    SlowResponses,
+    TlsFail,
     demo_scenario,
     load_scenario,
     parse_scenario,
@@ -50,11 +57,16 @@ from sep2gw.simserver.server import (
 from sep2gw.simserver.state import SimReply, UtilityState, event_status
 
 __all__ = [
+    "WORLD_FAULTS",
     "Action",
+    "BatteryFault",
     "CancelControl",
     "ChangeDefault",
+    "ClockSkew",
+    "CrashGateway",
     "CreateControl",
     "FailRequests",
+    "ModbusTimeout",
     "Modes",
     "ProgramSpec",
     "Quirks",
@@ -71,6 +83,8 @@ __all__ = [
     "SimClock",
     "SimReply",
     "SimUtilityServer",
+    "SlowResponses",
+    "TlsFail",
     "UtilityState",
     "apply_text_quirks",
     "demo_scenario",

@@ -1,0 +1,629 @@
+"""Invariants of a simulated world, checked continuously while it runs (issue 8, scope 3).
+
+The world feeds a :class:`Monitor` everything that happens: each batch the gateway's log writer
+commits (``on_records``), each request the utility server answered (``on_request``), each utility
+action and fault the scenario applied (``on_action``), each write the battery accepted
+(``on_hardware_write``), and the gateway's crashes and restarts (``gateway_down`` /
+``gateway_up``). The monitor checks after each of them and stops the world at
+the first violation (``stop``), recording it with the simulated time.
+
+The invariants, precisely:
+
+``limits in force come from arbitration``
+    Every ``LimitsInForceChanged`` record equals what §4 rules 7 and 10 give (the arbitration of the
+    log's fold just before it, at its ``at_s``): same settings, same supplier per mode. And the
+    recorded limits never lag what arbitration gives for longer than ``LAG_S`` of gateway time while
+    a gateway is up (checked whenever a record is committed).
+
+``hardware applies the limits in force``
+    Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
+    says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
+    ends; a value in force at any time in the last ``LAG_S`` (monotonic: the server clock may step
+    in between) is also accepted (the command reaches the hardware actor after the controls
+    actor's append).
+
+``nameplate and settings never exceeded``
+    Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
+    holds (its setpoint, ``WMax`` setting) stay within the battery's ratings (max charge / discharge
+    rate, ``WMax``) and the ``WMax`` setting in force; checked after every write the battery
+    accepted, and on every record and server request.
+
+``legal response sequences`` and ``no duplicate responses``
+    Each Response the server accepts (201) is legal after the ones it accepted before for the
+    same mRID and LFDI (``statemachines.responses.legal_next``, §4 rules 2, 3, 9, 16) and repeats
+    none the gateway had logged as acknowledged. A repeat of one whose acknowledgement the gateway
+    never got (its answer lost to a crash, a reset or a timeout: §4 rule 16 retries it, and no
+    client can tell that delivery from a lost one) is counted in ``ambiguous_deliveries`` instead.
+
+``polls within 1.5x pollRate`` and ``polls never more often than asked``
+    For each resource the gateway polls — Time, its EndDevice, Registration, FunctionSetAssignmentsList,
+    DERProgramList, and each program's DERControlList, DefaultDERControl and ActiveDERControlList
+    (first pages: no ``s`` query or ``s=0``) — server time between consecutive polls is at least
+    ``pollRate - POLL_SLACK_S`` and at most ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate``
+    is the rate the containing resource (Time, EndDeviceList, Registration,
+    FunctionSetAssignmentsList, DERProgramList; §4 rule 15) carried when the gateway last read it
+    (a rate the gateway was never shown cannot bind it), checked at every poll and, for overdue
+    polls, at every request the server answers. Exempt: a gap that touches a *disturbance* (within
+    ``POLL_SLACK_S``) — a ``fail`` or ``tls_fail`` window, a ``slow`` window extended by its delay,
+    a ``clock_skew`` step (from the earlier to the later reading), a ``set_poll_rate``,
+    ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway crash (down until it
+    restarts), a ``CommsRestored`` the gateway logged (the protocol's recovery re-poll), an offset
+    it adopted from Time (its poll schedule is kept in server time and not re-based on a step:
+    a known limit, see ARCHITECTURE.md), a changed rate the gateway was shown (it applies
+    from the next cycle) — so the recovery poll after a disturbance is never judged, the one after
+    it is. A poll still outstanding is excused only until ``recovery_s(rate)`` after the
+    disturbance ended (the walk's longest back-off, then a cycle). A list whose program is not in
+    the FunctionSetAssignments is not expected to be polled, nor is anything after the gateway
+    logged ``RegistrationHalted`` (until it restarts).
+
+``readings minute-aligned``
+    Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
+
+``replay equals live state``
+    After every committed batch with a controls event, the fold of the log (kept incrementally)
+    equals the live controls actor's state (the actor waits for its append, so at that instant its
+    state is exactly the log's).
+
+:meth:`Monitor.finish` adds the log's hash chain check at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from events.control_events import CommsRestored, LimitsInForceChanged, ResponseAcked
+from events.der_model import ControlSettings, ResponseStatus
+from events.envelope import Recorded
+from events.hardware_events import LimitsApplied
+from events.registration_events import RegistrationHalted, TimeOffsetLearned
+from sep2gw.simserver import (
+    ClockSkew,
+    FailRequests,
+    RecordedRequest,
+    RemoveProgram,
+    RestoreProgram,
+    Scenario,
+    SetPin,
+    SetPollRate,
+    SlowResponses,
+    TlsFail,
+)
+from sep2gw.simserver.scenario import Action
+from statemachines.arbitration import MODE_FIELDS
+from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
+from statemachines.registration import BackoffPolicy
+from statemachines.responses import legal_next
+from transport.sep2 import resources as r
+
+if TYPE_CHECKING:
+    from sep2gw.gateway import Gateway
+    from sep2gw.sim import SimBattery
+    from sep2gw.simserver import SimUtilityServer
+
+__all__ = [
+    "INVARIANTS",
+    "LAG_S",
+    "POLL_SLACK_S",
+    "Monitor",
+    "Violation",
+    "recovery_s",
+    "same_controls_state",
+]
+
+#: How long (gateway seconds) the recorded limits may lag arbitration: the controls actor wakes
+#: at the deadline, but other actors may commit at the same instant first.
+LAG_S: Final = 2.0
+#: Rounding allowance on poll gaps (the server stamps whole requests, the client sleeps to floats).
+POLL_SLACK_S: Final = 1.0
+_W_SLACK: Final = 0.5  # register rounding (whole watts)
+_CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
+
+INVARIANTS: Final = (
+    "limits in force come from arbitration",
+    "hardware applies the limits in force",
+    "nameplate and settings never exceeded",
+    "legal response sequences",
+    "no duplicate responses",
+    "polls within 1.5x pollRate",
+    "polls never more often than asked",
+    "readings minute-aligned",
+    "replay equals live state",
+    "log verifies",
+)
+
+
+def same_controls_state(live: ControlsState, folded: ControlsState) -> bool:
+    """Whether two controls states are the same decision state: equal when encoded, but for the
+    iteration order of sets (a frozenset's order follows its insertion history and the per-process
+    string hash seed, so a state rebuilt from the log may list ``lost`` modes in another order).
+    Dict order is kept where it means something: the ``live`` index is the scheduling order."""
+    if msgspec.json.encode(live) == msgspec.json.encode(folded):
+        return True
+    return _CANONICAL.encode(live) == _CANONICAL.encode(folded) and list(live.live) == list(
+        folded.live
+    )
+
+
+def recovery_s(rate_s: float) -> float:
+    """Time after a disturbance during which poll gaps are not judged: the registration walk's
+    longest back-off (``BackoffPolicy``: 300 s cap plus 25 % jitter), then one cycle — and at least
+    two cycles."""
+    walk = BackoffPolicy()
+    return max(2.0 * rate_s, walk.cap_s * (1 + walk.jitter_fraction) + rate_s)
+
+
+class Violation(msgspec.Struct, frozen=True, kw_only=True):
+    invariant: str
+    detail: str
+    at_s: float | None = None  # server epoch seconds of the first sign (None: found after the run)
+
+
+class _PollTrack(msgspec.Struct):
+    last_s: float
+    program_index: int  # 0: not under a DERProgram
+    rate_key: str  # which of the server's pollRates governs it
+
+
+class Monitor:
+    """See the module docstring. Make one per world; the world calls :meth:`attach` first."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.violation: Violation | None = None
+        #: How many times each invariant was checked (and held), for the summary.
+        self.checks: dict[str, int] = dict.fromkeys(INVARIANTS, 0)
+        self.fold: ControlsState = ControlsState()
+        self._evolve = CONTROLS_PROJECTION.evolve
+        self._core_config = CoreConfig(lfdi="0", device_category=0)
+        self._server: SimUtilityServer | None = None
+        self._battery: SimBattery | None = None
+        self._stop: Callable[[], None] = lambda: None
+        self._gateway: Gateway | None = None
+        self._accepted: dict[tuple[int, str], list[ResponseStatus]] = {}
+        self._acked: set[tuple[int, ResponseStatus]] = set()  # as the gateway's log says
+        #: Responses accepted again that the gateway never knew were accepted the first time.
+        self.ambiguous_deliveries = 0
+        self._polls: dict[str, _PollTrack] = {}
+        self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
+        self._down_since: float | None = None
+        self._halted = False  # this boot's registration halted (no polling expected)
+        #: pollRate per rate key as carried by the containing resource the gateway last read.
+        self._seen_rates: dict[str, float] = {}
+        self._lag_since: float | None = None
+        self._last_lag_check = -math.inf
+        #: Settings that were in force until the instant paired with them (the latest few).
+        self._superseded: list[tuple[ControlSettings, float]] = [(ControlSettings(), -math.inf)]
+        self.now_s = 0.0  # latest time seen (server epoch seconds)
+
+    # ------------------------------------------------------------------------------- wiring
+    def attach(
+        self, *, server: SimUtilityServer, battery: SimBattery, stop: Callable[[], None]
+    ) -> None:
+        self._server = server
+        self._battery = battery
+        self._stop = stop
+
+    def gateway_up(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._halted = False
+        if self._down_since is not None:
+            self._disturb(self._down_since, self._server_now())
+            self._down_since = None
+        self._lag_since = None
+
+    def gateway_down(self, now: float) -> None:
+        self._gateway = None
+        self._down_since = self._server_now()
+        self._lag_since = None
+
+    def _server_now(self) -> float:
+        return self._server.clock.now() if self._server is not None else self.now_s
+
+    def _disturb(self, start: float, end: float) -> None:
+        self._disturbances.append((start, end))
+
+    def _violate(self, invariant: str, detail: str, at_s: float) -> None:
+        if self.violation is None:
+            self.violation = Violation(invariant=invariant, detail=detail, at_s=at_s)
+            self._stop()
+
+    def _held(self, invariant: str) -> None:
+        self.checks[invariant] += 1
+
+    # ------------------------------------------------------------------------------- the log
+    def on_records(self, records: list[Recorded]) -> None:
+        if self.violation is not None:
+            return
+        controls_batch = False
+        for record in records:
+            event = record.event
+            self.now_s = max(self.now_s, record.server_time)
+            if isinstance(event, LimitsInForceChanged):
+                self._check_arbitration(event)
+                # On the monotonic clock: the server's may step between the change and a write.
+                self._superseded.append((self.fold.settings, record.monotonic))
+                del self._superseded[:-8]
+            elif isinstance(event, LimitsApplied):
+                self._check_setpoint(event, record.server_time)
+                self._check_applied(event, record.monotonic)
+            elif isinstance(event, ResponseAcked):
+                self._acked.add((int(event.mrid, 16), event.status))
+            elif isinstance(event, CommsRestored):
+                self._disturb(self._server_now(), self._server_now())
+            elif isinstance(event, RegistrationHalted):
+                self._halted = True
+            elif isinstance(event, TimeOffsetLearned):
+                # The gateway's server clock re-based: instants planned on the old one move.
+                self._disturb(self._server_now(), self._server_now())
+            if type(event).__module__ == "events.control_events":
+                controls_batch = True
+            self.fold = self._evolve(self.fold, event)
+        if records:
+            self._check_lag(records[-1].server_time)
+            self._check_battery(records[-1].server_time)
+        if controls_batch:
+            self._check_replay(records[-1].server_time)
+
+    def _arbitrate(self, now: float) -> tuple[ControlSettings, dict[Any, str]]:
+        arbitration = ControlsCore(self._core_config, self.fold).arbitration(now)
+        return arbitration.settings(), dict(arbitration.sources)
+
+    def _check_arbitration(self, event: LimitsInForceChanged) -> None:
+        invariant = "limits in force come from arbitration"
+        settings, sources = self._arbitrate(event.at_s)
+        if settings != event.settings or sources != dict(event.sources):
+            self._violate(
+                invariant,
+                f"recorded {_describe(event.settings)} from {_sources(event.sources)}; "
+                f"arbitration of the log gives {_describe(settings)} from {_sources(sources)}",
+                event.at_s,
+            )
+        else:
+            self._held(invariant)
+
+    def _check_lag(self, now: float) -> None:
+        if self._gateway is None or abs(now - self._last_lag_check) < 1.0:  # clocks step back
+            return
+        self._last_lag_check = now
+        settings, _ = self._arbitrate(now)
+        if settings == self.fold.settings:
+            self._lag_since = None
+            return
+        if self._lag_since is None or now < self._lag_since:
+            self._lag_since = now
+        elif now - self._lag_since > LAG_S:
+            self._violate(
+                "limits in force come from arbitration",
+                f"since {self._lag_since:.0f} the log says {_describe(self.fold.settings)} is in "
+                f"force, but arbitration gives {_describe(settings)}",
+                now,
+            )
+
+    def _check_applied(self, event: LimitsApplied, monotonic: float) -> None:
+        in_force = self.fold.settings
+        # In force within the last LAG_S: the hardware may still be carrying out any of those.
+        recent = [old for old, until in self._superseded if monotonic - until <= LAG_S]
+        for mode, name in MODE_FIELDS:
+            value = getattr(event.settings, name)
+            wanted = getattr(in_force, name)
+            if value == wanted or any(value == getattr(old, name) for old in recent):
+                continue
+            ramp = self.fold.ramps.get(mode)
+            if (
+                ramp is not None
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and min(ramp.from_value, ramp.to_value) - _W_SLACK
+                <= value
+                <= max(ramp.from_value, ramp.to_value) + _W_SLACK
+            ):
+                continue
+            self._violate(
+                "hardware applies the limits in force",
+                f"the hardware actor applied {name}={value}; the log says {wanted} is in force",
+                event.at_s,
+            )
+            return
+        self._held("hardware applies the limits in force")
+
+    def _check_setpoint(self, event: LimitsApplied, at_s: float) -> None:
+        if self._battery is None or event.setpoint_w is None:
+            return
+        b = self._battery.battery
+        low = -min(b.max_charge_w, b.max_w) - _W_SLACK
+        high = min(b.max_discharge_w, b.max_w) + _W_SLACK
+        if not low <= event.setpoint_w <= high:
+            self._violate(
+                "nameplate and settings never exceeded",
+                f"the hardware actor wrote a setpoint of {event.setpoint_w:.1f} W; the battery is "
+                f"rated {-low + _W_SLACK:.0f} W charge / {high - _W_SLACK:.0f} W discharge",
+                at_s,
+            )
+        else:
+            self._held("nameplate and settings never exceeded")
+
+    def _check_battery(self, at_s: float) -> None:
+        sim = self._battery
+        if sim is None:
+            return
+        b = sim.battery
+        invariant = "nameplate and settings never exceeded"
+        if sim.settings_max_w > b.max_w + _W_SLACK:
+            self._violate(
+                invariant, f"WMax set to {sim.settings_max_w:.0f} W > rating {b.max_w:.0f} W", at_s
+            )
+            return
+        setpoint = sim.setpoint_w
+        if setpoint is not None:
+            cap = min(b.max_w, sim.settings_max_w)
+            if (
+                setpoint > min(cap, b.max_discharge_w) + _W_SLACK
+                or setpoint < -min(cap, b.max_charge_w) - _W_SLACK
+            ):
+                self._violate(
+                    invariant,
+                    f"the battery holds a setpoint of {setpoint:.1f} W beyond its WMax "
+                    f"{cap:.0f} W or its charge/discharge rates",
+                    at_s,
+                )
+                return
+        self._held(invariant)
+
+    def _check_replay(self, at_s: float) -> None:
+        gateway = self._gateway
+        if gateway is None:
+            return
+        controls = gateway.actors.get("controls")
+        core = None if controls is None else controls.core
+        if core is None:
+            return
+        if same_controls_state(core.state, self.fold):
+            self._held("replay equals live state")
+            return
+        live = msgspec.json.encode(core.state)
+        a, b = msgspec.json.decode(live), msgspec.json.decode(msgspec.json.encode(self.fold))
+        keys = sorted(k for k in a if a.get(k) != b.get(k))
+        self._violate(
+            "replay equals live state",
+            f"the controls actor's live state differs from the fold of the log in {keys}",
+            at_s,
+        )
+
+    # ----------------------------------------------------------------------------- the battery
+    def on_hardware_write(self) -> None:
+        """After each control write the battery accepted: what it now holds is within its ratings."""
+        if self.violation is None and self._battery is not None:
+            self._check_battery(self._battery.now_s)
+
+    # ---------------------------------------------------------------------------- the server
+    def on_action(self, at: float, action: Action) -> None:
+        if isinstance(action, FailRequests | TlsFail):
+            self._disturb(at, at + action.duration_s)
+        elif isinstance(action, SlowResponses):
+            # A request held at the window's end is recorded ``delay_s`` later.
+            self._disturb(at, at + action.duration_s + action.delay_s)
+        elif isinstance(action, ClockSkew):
+            # Server times around a step are on both footings: from the earlier reading to the later.
+            self._disturb(min(at, at + action.seconds), max(at, at + action.seconds))
+        elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram | SetPin):
+            self._disturb(at, at)
+
+    def on_request(self, q: RecordedRequest) -> None:
+        if self.violation is not None:
+            return
+        self._check_battery(q.time)
+        if q.status != 201 and not (q.method == "GET" and q.status == 200):
+            return
+        if q.method == "POST" and isinstance(q.body, r.Response):
+            self._check_response(q)
+        elif q.method == "GET" and _rate_key(q.path) is not None:
+            self._check_poll(q)
+        if q.method == "GET" and self._server is not None:
+            carried = _carries_rate(q.path)
+            if carried is not None:
+                rate = float(self._server.state.poll_rates[carried])
+                if self._seen_rates.get(carried, rate) != rate:
+                    # A changed rate applies from the next cycle (§4 rule 15): the cycle under
+                    # way still runs on the old one.
+                    self._disturb(q.time, q.time)
+                self._seen_rates[carried] = rate
+        elif q.method == "POST" and q.path.startswith("/mup/"):
+            self._check_readings(q)
+        self._check_overdue(q.time)
+
+    def _check_response(self, q: RecordedRequest) -> None:
+        assert isinstance(q.body, r.Response)
+        mrid = int(q.body.subject)
+        status = ResponseStatus(q.body.status or 0)
+        sent = self._accepted.setdefault((mrid, q.lfdi), [])
+        if status in sent:
+            if (mrid, status) not in self._acked:
+                # The gateway never learned that the first one arrived (its answer was lost to
+                # a crash, a reset or a timeout): resending is §4 rule 16's retry, and no client
+                # can tell such a delivery from a lost one. Counted, not a violation.
+                self.ambiguous_deliveries += 1
+                return
+            self._violate(
+                "no duplicate responses",
+                f"Response {int(status)} for mRID {mrid:032X} accepted twice, the second time "
+                "after the gateway had logged its acknowledgement",
+                q.time,
+            )
+        elif not legal_next(sent, status):
+            self._violate(
+                "legal response sequences",
+                f"mRID {mrid:032X}: Response {int(status)} after {[int(s) for s in sent]}",
+                q.time,
+            )
+        else:
+            self._held("no duplicate responses")
+            self._held("legal response sequences")
+        sent.append(status)
+
+    def _rate(self, key: str) -> float:
+        """The pollRate the gateway was last told for ``key`` (the server's, if never read)."""
+        seen = self._seen_rates.get(key)
+        if seen is not None:
+            return seen
+        assert self._server is not None
+        return float(self._server.state.poll_rates[key])
+
+    def _disturbed(self, start: float, end: float, rate: float, *, overdue: bool = False) -> bool:
+        """Whether the gap ``[start, end]`` between polls touches a disturbance; for a poll still
+        outstanding (``overdue``), only until ``recovery_s`` after the disturbance ends."""
+        if self._down_since is not None or self._gateway is None:
+            return True
+        for a, b in self._disturbances:
+            if a - POLL_SLACK_S <= end and start <= b + POLL_SLACK_S:
+                if not overdue or end <= b + recovery_s(rate):
+                    return True
+        return False
+
+    def _check_poll(self, q: RecordedRequest) -> None:
+        query = q.target.partition("?")[2]
+        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        if params.get("s", "0") != "0":
+            return  # a later page of the same poll
+        key = _rate_key(q.path)
+        assert key is not None
+        track = self._polls.get(q.path)
+        self._polls[q.path] = _PollTrack(q.time, _program_index(q.path), key)
+        if track is None:
+            return
+        rate = self._rate(key)
+        gap = q.time - track.last_s
+        if self._disturbed(track.last_s, q.time, rate):
+            return
+        if gap < rate - POLL_SLACK_S:
+            self._violate(
+                "polls never more often than asked",
+                f"{q.path} polled {gap:.1f} s after the previous poll; pollRate is {rate:.0f} s",
+                q.time,
+            )
+        elif gap > 1.5 * rate + POLL_SLACK_S:
+            self._violate(
+                "polls within 1.5x pollRate",
+                f"{q.path} polled {gap:.1f} s after the previous poll; pollRate is {rate:.0f} s",
+                q.time,
+            )
+        else:
+            self._held("polls never more often than asked")
+            self._held("polls within 1.5x pollRate")
+
+    def _check_overdue(self, now: float) -> None:
+        if self._server is None or not self._polls:
+            return
+        if self._halted:
+            return  # registration halted: the gateway stops polling by design (PROTOCOL.md §2)
+        for path, track in self._polls.items():
+            rate = self._rate(track.rate_key)
+            limit = 1.5 * rate + POLL_SLACK_S
+            if now - track.last_s <= limit:
+                continue
+            if track.program_index and not self._in_fsa(track.program_index):
+                continue
+            if self._disturbed(track.last_s, now, rate, overdue=True):
+                continue
+            self._violate(
+                "polls within 1.5x pollRate",
+                f"{path} not polled for {now - track.last_s:.0f} s; pollRate is {rate:.0f} s",
+                track.last_s + limit,
+            )
+            return
+
+    def _in_fsa(self, index: int) -> bool:
+        assert self._server is not None
+        programs = self._server.state.programs
+        return 1 <= index <= len(programs) and programs[index - 1].in_fsa
+
+    def _check_readings(self, q: RecordedRequest) -> None:
+        for reading_set in _reading_sets(q.body):
+            period = reading_set.timePeriod
+            if period is None:
+                continue
+            if period.start % 60:
+                self._violate(
+                    "readings minute-aligned",
+                    f"{q.path}: a MirrorReadingSet starts at {period.start} (second "
+                    f"{period.start % 60} of its minute)",
+                    q.time,
+                )
+                return
+            self._held("readings minute-aligned")
+
+    # ------------------------------------------------------------------------------- the end
+    def finish(self, now: float) -> None:
+        """Checks at the end of the run: nothing overdue."""
+        if self.violation is None:
+            self._check_overdue(self._server_now())
+
+
+_DEVICE = re.compile(r"/edev/[^/]+")
+
+
+def _rate_key(path: str) -> str | None:
+    """The server pollRate that governs polls of ``path`` (§4 rule 15: a list is polled at the rate
+    of the resource that contains it); ``None``: not a polled resource."""
+    if path.endswith(("/derc", "/dderc", "/actderc", "/derp")):
+        return "derp"
+    if path.endswith("/fsa"):
+        return "fsa"
+    if path.endswith("/rg"):
+        return "reg"
+    if path == "/tm":
+        return "time"
+    if _DEVICE.fullmatch(path):
+        return "edev"
+    return None
+
+
+def _carries_rate(path: str) -> str | None:
+    """The rate key whose pollRate the document at ``path`` carries (the containing resources)."""
+    if path == "/edev":
+        return "edev"
+    if path == "/tm":
+        return "time"
+    if path.endswith("/rg"):
+        return "reg"
+    if path.endswith("/fsa"):
+        return "fsa"
+    if path.endswith("/derp"):
+        return "derp"
+    return None
+
+
+def _program_index(path: str) -> int:
+    parts = path.strip("/").split("/")
+    try:
+        return int(parts[parts.index("derp") + 1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _reading_sets(body: msgspec.Struct | None) -> list[r.MirrorReadingSet]:
+    readings: list[r.MirrorMeterReading] = []
+    if isinstance(body, r.MirrorMeterReading):
+        readings = [body]
+    elif isinstance(body, r.MirrorMeterReadingList):
+        readings = list(body.MirrorMeterReading)
+    elif isinstance(body, r.MirrorUsagePoint):
+        readings = list(body.MirrorMeterReading)
+    return [s for m in readings for s in m.MirrorReadingSet]
+
+
+def _describe(settings: ControlSettings) -> str:
+    parts = [
+        f"{name}={getattr(settings, name)}"
+        for name in settings.__struct_fields__
+        if getattr(settings, name) is not None
+    ]
+    return "{" + ", ".join(parts) + "}"
+
+
+def _sources(sources: Any) -> str:
+    return "{" + ", ".join(f"{getattr(k, 'value', k)}: {v}" for k, v in sources.items()) + "}"
