@@ -39,15 +39,20 @@ from typing import Literal
 
 import msgspec
 
+from events.registry import CATALOGUE
+from sep2gw.simserver.expectations import Expect, check_expect
 from sep2gw.simserver.quirks import Quirks
 from transport.sep2.mapping import scaled
 
 __all__ = [
     "Action",
     "CancelControl",
+    "ChangeControl",
     "ChangeDefault",
     "CreateControl",
+    "DeleteControl",
     "FailRequests",
+    "LoseMirrors",
     "Modes",
     "ProgramSpec",
     "RemoveProgram",
@@ -155,6 +160,27 @@ class CancelControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="c
     randomized: bool = False  # status 3 (cancelled with randomisation) instead of 2
 
 
+class ChangeControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="change_control"):
+    """The server rewrites a control's modes under the same mRID (a server fault, §4 rule 1)."""
+
+    at_s: float
+    mrid: str
+    modes: Modes
+
+
+class DeleteControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="delete_control"):
+    """The control vanishes from its lists without being cancelled (§4 rule 4: not a cancel)."""
+
+    at_s: float
+    mrid: str
+
+
+class LoseMirrors(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="lose_mirrors"):
+    """The server forgets every MirrorUsagePoint (the client must create them again, §2 step 8)."""
+
+    at_s: float
+
+
 class ChangeDefault(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="change_default"):
     at_s: float
     program: str
@@ -204,6 +230,9 @@ class SetPin(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="set_pin"
 Action = (
     CreateControl
     | CancelControl
+    | ChangeControl
+    | DeleteControl
+    | LoseMirrors
     | ChangeDefault
     | SetPollRate
     | SetPostRate
@@ -220,6 +249,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
     actions: list[Action] = []
+    #: Outcomes the protocol demands (``sep2gw.simserver.expectations``), checked after a world.
+    expect: Expect | None = None
 
     def duration_s(self) -> float:
         """Seconds from the scenario start to its last action or the end of its last control."""
@@ -324,6 +355,13 @@ def _check_grad(key: str, value: int | None, problems: list[str]) -> None:
         problems.append(f"{key}: {value} is not 0..65535 (hundredths of a percent per second)")
 
 
+_VERB: dict[type[Action], str] = {
+    CancelControl: "cancelled",
+    ChangeControl: "changed",
+    DeleteControl: "deleted",
+}
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-references and ranges msgspec's types cannot express."""
     problems: list[str] = []
@@ -387,15 +425,19 @@ def check_scenario(scenario: Scenario) -> list[str]:
                 value = getattr(action, name)
                 if value is not None and not -32768 <= value <= 32767:
                     problems.append(f"{key}.{name}: {value} is outside the Int16 range")
-        elif isinstance(action, CancelControl):
+        elif isinstance(action, CancelControl | ChangeControl | DeleteControl):
             _check_hex(f"{key}.mrid", action.mrid, problems)
+            if isinstance(action, ChangeControl):
+                if action.modes.is_empty():
+                    problems.append(f"{key}.modes: a control sets at least one mode")
+                _check_modes(f"{key}.modes", action.modes, problems)
             if _HEX.fullmatch(action.mrid):
                 when = created.get(int(action.mrid, 16))
                 if when is None:
                     problems.append(f"{key}.mrid: no create_control action creates {action.mrid}")
                 elif when > action.at_s:
                     problems.append(
-                        f"{key}.mrid: {action.mrid} is cancelled at {action.at_s:g} s, "
+                        f"{key}.mrid: {action.mrid} is {_VERB[type(action)]} at {action.at_s:g} s, "
                         f"before it is created at {when:g} s"
                     )
         elif isinstance(action, ChangeDefault):
@@ -414,6 +456,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
                     problems.append(f"{key}.paths[{j}]: {prefix!r} must start with '/'")
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
+    if scenario.expect is not None:
+        problems.extend(check_expect(scenario.expect, set(created), CATALOGUE.tags))
     return problems
 
 
