@@ -277,25 +277,26 @@ def _ramps(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
 
 
 def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
-    """§4 rule 10: a changed default's setGradW is reflected in DERSettings."""
-    if not expect.der_settings:
-        return
+    """§4 rule 10 and §2 step 7: a changed default's setGradW is reflected in DERSettings."""
+    start = result.server.start
     accepted = [
-        q.body
+        q
         for q in result.server.requests
         if q.method == "PUT" and q.status in (200, 201, 204) and isinstance(q.body, r.DERSettings)
     ]
-    last = accepted[-1] if accepted else None
-    for name, wanted in expect.der_settings.items():
-        got = getattr(last, name, None) if last is not None else None
-        if got != wanted:
-            out.append(
-                Violation(
-                    invariant="expect.der_settings",
-                    detail=f"{name}: expected {wanted}, last DERSettings accepted "
-                    + ("none" if last is None else f"has {got}"),
+    for spec in expect.der_settings:
+        before = [q.body for q in accepted if q.time <= start + spec.at_s]
+        last = before[-1] if before else None
+        for name, wanted in spec.fields.items():
+            got = getattr(last, name, None) if last is not None else None
+            if got != wanted:
+                out.append(
+                    Violation(
+                        invariant="expect.der_settings",
+                        detail=f"at +{spec.at_s:g} s {name}: expected {wanted}, last DERSettings "
+                        + ("none accepted" if last is None else f"accepted has {got}"),
+                    )
                 )
-            )
 
 
 def _halted(expect: Expect, result: WorldResult, out: list[Violation]) -> None:

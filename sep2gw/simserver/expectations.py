@@ -34,7 +34,8 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``[[expect.ramps]]`` with ``mode``, ``to`` and ``duration_s`` (``tolerance_s``, default 1): a ramp
     towards ``to`` lasting ``duration_s`` was planned (§4 rule 11).
 
-``der_settings = { setGradW = 500 }``: fields of the last DERSettings the server accepted (§4 rule 10).
+``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
+    last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
 
 ``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
     (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
@@ -52,6 +53,7 @@ import msgspec
 
 __all__ = [
     "LIMIT_MODES",
+    "DerSettingsAt",
     "Expect",
     "LimitAt",
     "PollIntervals",
@@ -148,6 +150,11 @@ class RampExpect(_Strict, frozen=True, kw_only=True):
     tolerance_s: float = 1.0
 
 
+class DerSettingsAt(_Strict, frozen=True, kw_only=True):
+    at_s: float
+    fields: dict[str, int | float | bool]
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
     limits: list[LimitAt] = []
@@ -155,7 +162,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     requests: list[RequestCount] = []
     poll_intervals: list[PollIntervals] = []
     ramps: list[RampExpect] = []
-    der_settings: dict[str, int | float | bool] = {}
+    der_settings: list[DerSettingsAt] = []
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
@@ -237,6 +244,9 @@ def check_expect(
             problems.append(
                 f"expect.ramps[{i}].mode: {ramp.mode!r} is not one of {list(LIMIT_MODES)}"
             )
+    for i, settings in enumerate(expect.der_settings):
+        if not settings.fields:
+            problems.append(f"expect.der_settings[{i}].fields: names no field to check")
     for i, name in enumerate(expect.log_events):
         if name not in known_event_types:
             problems.append(f"expect.log_events[{i}]: {name!r} is not a record type of the log")
