@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -28,20 +29,30 @@ from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
 from actors.pipe import pipe_connector, pipe_listener
 from events.der_model import ResponseStatus
+from events.envelope import Append, RawRecord, Recorded
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.replay import replay
-from events.store import EventStore
+from events.store import EventStore, Head, plan_append
 from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
+from sep2gw.invariants import Monitor, Violation
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
-from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, server_material
+from sep2gw.simserver import (
+    BatteryFault,
+    CrashGateway,
+    ModbusTimeout,
+    Scenario,
+    SimClock,
+    SimUtilityServer,
+    server_material,
+)
 from statemachines.controls import CONTROLS_PROJECTION
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
 
-__all__ = ["DEFAULT_EPOCH", "Violation", "WorldResult", "check", "run_world"]
+__all__ = ["DEFAULT_EPOCH", "Violation", "WorldResult", "boot_seed", "check", "run_world"]
 
 #: 2025-11-26T00:00:00Z: worlds start at a fixed instant unless the scenario names one.
 DEFAULT_EPOCH: Final = 1_764_115_200
@@ -65,18 +76,19 @@ path = "world.sep2gw"
 """
 
 
-class Violation(msgspec.Struct, frozen=True, kw_only=True):
-    invariant: str
-    detail: str
-
-
 class WorldResult(msgspec.Struct, kw_only=True):
     seed: int
     scenario: str
     seconds: float
     store: EventStore
     server: SimUtilityServer
-    live_controls: bytes  # the controls actor's state at the end, msgspec JSON
+    #: The controls actor's state at the end, msgspec JSON (empty: no gateway was running then).
+    live_controls: bytes
+    battery: SimBattery | None = None
+    boots: int = 1  # gateway starts (1 + the crashes that restarted it)
+    #: The first invariant the continuous monitor saw violated (the run stopped there).
+    violation: Violation | None = None
+    monitor: Monitor | None = None
 
     def log_bytes(self) -> bytes:
         """The whole log as stored (bodies, times, hashes): what 'byte-identical' compares."""
@@ -94,41 +106,178 @@ def _config(site: Path, scenario: Scenario) -> Config:
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 
-async def _run(scenario: Scenario, seed: int, seconds: float, site: Path) -> WorldResult:
+class _Disk(EventStore):
+    """One boot's view of the world's log: the gateway writes through it to the shared in-memory
+    store (the "disk"), which outlives the process. :meth:`kill` is the SIGKILL instant: every
+    append after it is lost (planned, so callers still get records, but never stored), which is
+    what happens to what a log writer had not committed when its process dies."""
+
+    def __init__(
+        self, disk: MemoryEventStore, on_records: Callable[[list[Recorded]], None]
+    ) -> None:
+        self.disk = disk
+        self.catalogue = disk.catalogue
+        self.alive = True
+        self._on_records = on_records
+
+    def kill(self) -> None:
+        self.alive = False
+
+    def append(self, appends: Sequence[Append]) -> list[Recorded]:
+        if not self.alive:
+            return plan_append(
+                appends, self.catalogue, self.disk.head(), self.disk.stream_version
+            ).records
+        records = self.disk.append(appends)
+        self._on_records(records)
+        return records
+
+    def read(
+        self,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        *,
+        stream: str | None = None,
+        types: Iterable[str] | None = None,
+    ) -> Iterator[Recorded]:
+        return self.disk.read(from_seq, to_seq, stream=stream, types=types)
+
+    def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
+        return self.disk.read_raw(from_seq)
+
+    def head(self) -> Head:
+        return self.disk.head()
+
+    def stream_version(self, stream: str) -> int:
+        return self.disk.stream_version(stream)
+
+    def latest_snapshot(
+        self, projection: str, *, at_or_before: int | None = None
+    ) -> Recorded | None:
+        return self.disk.latest_snapshot(projection, at_or_before=at_or_before)
+
+
+def boot_seed(seed: int, boot: int) -> int:
+    """The gateway's RandomSource seed for its ``boot``-th start (0: the world's seed itself)."""
+    return seed if boot == 0 else random.Random(f"{seed}:boot:{boot}").getrandbits(63)
+
+
+async def _device_faults(
+    scenario: Scenario, device: SimClock, start: float, modbus: SimModbusServer, sim: SimBattery
+) -> None:
+    """Carry out ``modbus_timeout`` and ``battery_fault`` windows on the device's clock (world
+    faults follow the device's time, which a ``clock_skew`` of the utility does not move).
+    Overlapping windows of one kind nest: the fault lasts until the last of them ends."""
+    changes: list[tuple[float, int, str, int]] = []  # (time, order, what, +1 start / -1 end)
+    for index, action in scenario.timeline():
+        if isinstance(action, ModbusTimeout | BatteryFault):
+            what = "modbus" if isinstance(action, ModbusTimeout) else "battery"
+            changes.append((start + action.at_s, index, what, +1))
+            changes.append((start + action.at_s + action.duration_s, index, what, -1))
+    depth = {"modbus": 0, "battery": 0}
+    for at, _, what, delta in sorted(changes, key=lambda c: (c[0], -c[3], c[1])):
+        await device.sleep_until(at)
+        depth[what] += delta
+        if what == "modbus":
+            modbus.faults.unresponsive = depth[what] > 0
+        else:
+            sim.advance(device.now())  # the physics up to the trip runs on the old state
+            sim.tripped = depth[what] > 0
+
+
+def _crashes(scenario: Scenario) -> list[CrashGateway]:
+    return sorted(
+        (a for a in scenario.actions if isinstance(a, CrashGateway)), key=lambda a: a.at_s
+    )
+
+
+async def _run(
+    scenario: Scenario, seed: int, seconds: float, site: Path, monitor: Monitor | None
+) -> WorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
-    clock = SimClock(epoch)
-    server = SimUtilityServer(scenario, server_material(site / "pki"), clock=clock)
+    clock = SimClock(epoch)  # the utility's clock (a clock_skew fault steps it)
+    device = SimClock(epoch)  # the device's: the battery's physics and the world's faults
     sim = SimBattery(BatteryParams(), SiteParams(), seed=seed, start_s=epoch)
-    store = MemoryEventStore(CATALOGUE)
+    server = SimUtilityServer(
+        scenario,
+        server_material(site / "pki"),
+        clock=clock,
+        on_request=None if monitor is None else monitor.on_request,
+        on_action=None if monitor is None else monitor.on_action,
+    )
+    disk = MemoryEventStore(CATALOGUE)
     http_send, http_accept = pipe_listener()
     modbus_send, modbus_accept = pipe_listener()
-    driver = SunSpecDriver(
-        ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
-    )
-    options = GatewayOptions(
-        wall_at_start=epoch,
-        seed=seed,
-        store=store,
-        http_connector=pipe_connector(http_send),
-        hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
-    )
+    modbus = SimModbusServer(sim, clock=device.now)
+    config = _config(site, scenario)
     live = b""
+    boots = 0
     async with trio.open_nursery() as nursery:
+        if monitor is not None:
+            monitor.attach(server=server, battery=sim, stop=nursery.cancel_scope.cancel)
         await nursery.start(server.serve_pipes, http_accept)
-        await nursery.start(SimModbusServer(sim, clock=clock.now).serve_pipes, modbus_accept)
-        gateway = Gateway(_config(site, scenario), driver, options=options)
-        async with gateway:
-            await clock.sleep_until(epoch + seconds)
-            live = msgspec.json.encode(gateway.actors["controls"].core.state)
+        await nursery.start(modbus.serve_pipes, modbus_accept)
+        nursery.start_soon(_device_faults, scenario, device, epoch, modbus, sim)
+        end = epoch + seconds
+        crashes = [c for c in _crashes(scenario) if c.at_s < seconds]
+        up_at = epoch
+        for boot in range(len(crashes) + 1):
+            crash = crashes[boot] if boot < len(crashes) else None
+            if crash is not None and epoch + crash.at_s < up_at:
+                continue  # it would crash a gateway that is still down: nothing to kill
+            view = _Disk(disk, monitor.on_records if monitor is not None else _ignore)
+            driver = SunSpecDriver(
+                ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
+            )
+            options = GatewayOptions(
+                wall_at_start=device.now(),
+                seed=boot_seed(seed, boot),
+                store=view,
+                http_connector=pipe_connector(http_send),
+                hardware=HardwareConfig(
+                    sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s
+                ),
+            )
+            gateway = Gateway(config, driver, options=options)
+            boots += 1
+            async with gateway:
+                if monitor is not None:
+                    monitor.gateway_up(gateway)
+                stop_at = end if crash is None else epoch + crash.at_s
+                await device.sleep_until(stop_at)
+                if crash is None:
+                    core = gateway.actors["controls"].core
+                    live = b"" if core is None else msgspec.json.encode(core.state)
+                else:
+                    view.kill()  # SIGKILL: from this instant nothing more reaches the disk
+                    if monitor is not None:
+                        monitor.gateway_down(device.now())
+            with trio.CancelScope(shield=True):
+                await driver.aclose()  # the dead process's sockets close with it
+            if crash is not None:
+                up_at = epoch + crash.at_s + crash.down_s
+                await device.sleep_until(min(up_at, end))
+                if up_at >= end:
+                    break
+        if monitor is not None:
+            monitor.finish(device.now())
         nursery.cancel_scope.cancel()
     return WorldResult(
         seed=seed,
         scenario=scenario.name,
         seconds=seconds,
-        store=store,
+        store=disk,
         server=server,
         live_controls=live,
+        battery=sim,
+        boots=boots,
+        violation=None if monitor is None else monitor.violation,
+        monitor=monitor,
     )
+
+
+def _ignore(records: list[Recorded]) -> None:
+    pass
 
 
 @contextmanager
@@ -164,23 +313,32 @@ def _deterministic_trio(seed: int) -> Iterator[None]:
 
 
 def run_world(
-    scenario: Scenario, *, seed: int, seconds: float | None = None, site: Path
+    scenario: Scenario,
+    *,
+    seed: int,
+    seconds: float | None = None,
+    site: Path,
+    monitor: bool | Monitor = True,
 ) -> WorldResult:
     """Run ``scenario`` for ``seconds`` (default: its duration plus a minute) in a fresh trio loop.
 
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
+    ``monitor``: check the invariants continuously (``sep2gw.invariants.Monitor``) and stop at the
+    first violation (``result.violation``); ``False`` runs without (benchmarks).
     """
     duration = seconds if seconds is not None else scenario.duration_s() + 60
+    watcher = monitor if isinstance(monitor, Monitor) else Monitor(scenario) if monitor else None
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
-        result: WorldResult = trio.run(_run, scenario, seed, duration, site, clock=clock)
+        result: WorldResult = trio.run(_run, scenario, seed, duration, site, watcher, clock=clock)
     return result
 
 
 def check(result: WorldResult) -> list[Violation]:
-    """Invariants over a finished world (PROTOCOL.md §4 rules 15 and 16, the log's integrity, replay)."""
-    violations: list[Violation] = []
+    """Invariants over a finished world (PROTOCOL.md §4 rules 15 and 16, the log's integrity, replay);
+    the continuous monitor's first violation, if any, comes first."""
+    violations: list[Violation] = [] if result.violation is None else [result.violation]
     server = result.server
     for key in server.duplicate_responses():
         violations.append(
@@ -210,7 +368,7 @@ def check(result: WorldResult) -> list[Violation]:
     if not report.ok:
         violations.append(Violation(invariant="log verifies", detail=report.describe()))
     replayed, _ = replay(result.store, CONTROLS_PROJECTION)
-    if msgspec.json.encode(replayed) != result.live_controls:
+    if result.live_controls and msgspec.json.encode(replayed) != result.live_controls:
         violations.append(
             Violation(invariant="replay equals live state", detail="controls state differs")
         )

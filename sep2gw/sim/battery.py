@@ -81,6 +81,8 @@ class SimBattery:
         self.max_limit_pct: float | None = None
         self.connected = True
         self.energized = True
+        #: Tripped (a ``battery_fault``): no output, the fault is reported, control writes refused.
+        self.tripped = False
         self.settings_max_w = battery.max_w
         self.settings_charge_w = battery.max_charge_w
         self.settings_discharge_w = battery.max_discharge_w
@@ -135,7 +137,7 @@ class SimBattery:
 
     def limits_w(self) -> tuple[float, float]:
         """(max charge, max discharge) the converter may do now, both ≥ 0."""
-        if not (self.connected and self.energized):
+        if self.tripped or not (self.connected and self.energized):
             return 0.0, 0.0
         b = self.battery
         discharge = min(b.max_discharge_w, self.settings_discharge_w, self.settings_max_w, b.max_w)

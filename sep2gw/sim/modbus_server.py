@@ -50,6 +50,7 @@ class Faults:
         self.garbage: bytes | None = None  # answer the next request with these bytes
         self.hang_up_mid_answer = False  # send half the next answer, then close
         self.ignore_writes = 0  # acknowledge this many writes without storing them
+        self.unresponsive = False  # while set, swallow every request (a ``modbus_timeout`` window)
 
 
 class SimModbusServer:
@@ -126,6 +127,8 @@ class SimModbusServer:
 
     async def _answer(self, stream: anyio.abc.ByteStream, tid: int, unit: int, pdu: bytes) -> bool:
         faults = self.faults
+        if faults.unresponsive:
+            return True
         if faults.silent:
             faults.silent -= 1
             return True

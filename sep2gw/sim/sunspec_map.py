@@ -156,11 +156,15 @@ class SunSpecMap:
         meas.set_raw("ACType", meas.model.symbol("ACType", "SINGLE_PHASE"))
         meas.set_raw("St", meas.model.symbol("St", "ON" if sim.energized else "OFF"))
         inv = "RUNNING" if running else ("STANDBY" if sim.energized else "OFF")
+        if sim.tripped:
+            inv = "FAULT"
         meas.set_raw("InvSt", meas.model.symbol("InvSt", inv))
         meas.set_raw(
             "ConnSt", meas.model.symbol("ConnSt", "CONNECTED" if sim.connected else "DISCONNECTED")
         )
-        meas.set_raw("Alrm", 0)
+        meas.set_raw(
+            "Alrm", 1 << meas.model.point("Alrm").symbols["GROUND_FAULT"] if sim.tripped else 0
+        )
         meas.set_raw("W", round(der_w))
         meas.set_raw("VA", round(abs(der_w)))
         meas.set_raw("Var", 0)
@@ -208,7 +212,10 @@ class SunSpecMap:
 
     # -- writing ---------------------------------------------------------------------------------
     def write(self, address: int, values: Sequence[int]) -> None:
-        """Apply a Write Multiple Registers; all or nothing."""
+        """Apply a Write Multiple Registers; all or nothing. A tripped battery refuses every write
+        (Modbus exception 4, server device failure)."""
+        if self.sim.tripped:
+            raise WriteRefused(4, "the battery has tripped (fault)")
         end = address + len(values)
         touched: set[int] = set()
         for a in range(address, end):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -46,13 +46,17 @@ from transport.sep2.mapping import scaled
 
 __all__ = [
     "Action",
+    "BatteryFault",
     "CancelControl",
     "ChangeControl",
     "ChangeDefault",
+    "ClockSkew",
+    "CrashGateway",
     "CreateControl",
     "DeleteControl",
     "FailRequests",
     "LoseMirrors",
+    "ModbusTimeout",
     "Modes",
     "ProgramSpec",
     "RemoveProgram",
@@ -63,6 +67,9 @@ __all__ = [
     "SetPin",
     "SetPollRate",
     "SetPostRate",
+    "SlowResponses",
+    "TlsFail",
+    "WORLD_FAULTS",
     "demo_scenario",
     "load_scenario",
     "parse_scenario",
@@ -227,6 +234,54 @@ class SetPin(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="set_pin"
     pin: int
 
 
+class SlowResponses(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="slow"):
+    """Answer matching requests ``delay_s`` late for ``duration_s`` (the server holds the request,
+    then handles it: a client that gave up meanwhile may still have been heard)."""
+
+    at_s: float
+    duration_s: float
+    delay_s: float
+    paths: list[str] = []  # path prefixes; empty: every path
+    methods: list[str] = []  # empty: every method
+
+
+class TlsFail(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="tls_fail"):
+    """Every TLS handshake begun in the window fails: the server hangs up on the ClientHello."""
+
+    at_s: float
+    duration_s: float
+
+
+class ClockSkew(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="clock_skew"):
+    """The utility's clock steps by ``seconds`` (positive: ahead) relative to the device's."""
+
+    at_s: float
+    seconds: float
+
+
+class ModbusTimeout(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="modbus_timeout"):
+    """World-level: the battery's Modbus server stops answering for ``duration_s``."""
+
+    at_s: float
+    duration_s: float
+
+
+class BatteryFault(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="battery_fault"):
+    """World-level: the battery trips for ``duration_s`` (no output, reports the fault, refuses
+    control writes with Modbus exception 4)."""
+
+    at_s: float
+    duration_s: float
+
+
+class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="crash"):
+    """World-level: the gateway dies abruptly at ``at_s`` (what its log writer had not committed
+    is lost, as with SIGKILL) and starts again on the same log ``down_s`` later."""
+
+    at_s: float
+    down_s: float = 0.0
+
+
 Action = (
     CreateControl
     | CancelControl
@@ -240,7 +295,17 @@ Action = (
     | RemoveProgram
     | RestoreProgram
     | SetPin
+    | SlowResponses
+    | TlsFail
+    | ClockSkew
+    | ModbusTimeout
+    | BatteryFault
+    | CrashGateway
 )
+
+#: Carried out by the simulated world (``sep2gw.world``), not the utility server: its state model
+#: ignores them.
+WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, CrashGateway)
 
 
 class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -259,8 +324,12 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             ends.append(action.at_s)
             if isinstance(action, CreateControl):
                 ends.append(action.start_s + action.duration_s)
-            elif isinstance(action, FailRequests):
+            elif isinstance(
+                action, FailRequests | SlowResponses | TlsFail | ModbusTimeout | BatteryFault
+            ):
                 ends.append(action.at_s + action.duration_s)
+            elif isinstance(action, CrashGateway):
+                ends.append(action.at_s + action.down_s)
         return max(ends)
 
     def timeline(self) -> list[tuple[int, Action]]:
@@ -362,6 +431,11 @@ _VERB: dict[type[Action], str] = {
 }
 
 
+def _check_window(key: str, duration_s: float, problems: list[str]) -> None:
+    if not (math.isfinite(duration_s) and duration_s > 0):
+        problems.append(f"{key}.duration_s: must be positive, got {duration_s}")
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-references and ranges msgspec's types cannot express."""
     problems: list[str] = []
@@ -454,6 +528,25 @@ def check_scenario(scenario: Scenario) -> list[str]:
             for j, prefix in enumerate(action.paths):
                 if not prefix.startswith("/"):
                     problems.append(f"{key}.paths[{j}]: {prefix!r} must start with '/'")
+        elif isinstance(action, SlowResponses):
+            _check_window(key, action.duration_s, problems)
+            if not (math.isfinite(action.delay_s) and 0 < action.delay_s <= 3600):
+                problems.append(f"{key}.delay_s: must be in (0, 3600] s, got {action.delay_s}")
+            for j, prefix in enumerate(action.paths):
+                if not prefix.startswith("/"):
+                    problems.append(f"{key}.paths[{j}]: {prefix!r} must start with '/'")
+        elif isinstance(action, TlsFail | ModbusTimeout | BatteryFault):
+            _check_window(key, action.duration_s, problems)
+        elif isinstance(action, ClockSkew):
+            if not math.isfinite(action.seconds) or action.seconds == 0:
+                problems.append(
+                    f"{key}.seconds: must be a non-zero finite step, got {action.seconds}"
+                )
+            elif abs(action.seconds) > 86400 * 365:
+                problems.append(f"{key}.seconds: {action.seconds:g} s is more than a year")
+        elif isinstance(action, CrashGateway):
+            if not (math.isfinite(action.down_s) and 0 <= action.down_s <= 86400 * 7):
+                problems.append(f"{key}.down_s: must be 0 .. 604800 s, got {action.down_s}")
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
     if scenario.expect is not None:

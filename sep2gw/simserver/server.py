@@ -22,7 +22,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.https import Handler, HttpsServer, PeerInfo
-from sep2gw.simserver.scenario import Action, Scenario
+from sep2gw.simserver.scenario import Action, ClockSkew, Scenario
 from sep2gw.simserver.state import SimReply, UtilityState
 from transport.http.messages import SEP_XML, Headers, Request, Response
 from transport.http.router import Router
@@ -35,6 +35,7 @@ __all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer", "se
 _MAX_DEPTH = 10  # deepest path the catch-all routes reach (/edev/1/derp/2/derc/3 is 6)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE")
 _EPSILON_S = 1e-6
+_HANDSHAKE_WAIT_S = 5.0  # how long a failing handshake waits for the ClientHello
 
 
 def server_material(pki_dir: str | Path, key_password: bytes | None = None) -> TlsMaterial:
@@ -56,8 +57,8 @@ class ServerClock(Protocol):
 
 class SimClock:
     """Server epoch seconds on the event loop's clock (virtual under trio's ``MockClock``):
-    ``epoch`` at construction, advancing ``speed`` times as fast as the loop's clock. Make it
-    inside the event loop."""
+    ``epoch`` at construction, advancing ``speed`` times as fast as the loop's clock, plus the
+    steps made by :meth:`step` (a ``clock_skew`` fault). Make it inside the event loop."""
 
     def __init__(self, epoch: float, *, speed: float = 1.0) -> None:
         if not speed > 0:
@@ -65,6 +66,8 @@ class SimClock:
         self._epoch = epoch
         self._speed = speed
         self._t0 = anyio.current_time()
+        self._skew = 0.0
+        self._stepped = anyio.Event()
 
     @classmethod
     def for_scenario(cls, scenario: Scenario, wall: float, *, speed: float = 1.0) -> SimClock:
@@ -73,11 +76,28 @@ class SimClock:
         epoch = scenario.server.epoch
         return cls(float(epoch) if epoch is not None else wall, speed=speed)
 
+    @property
+    def skew_s(self) -> float:
+        """The sum of the steps so far (server clock minus the clock it would read without them)."""
+        return self._skew
+
     def now(self) -> float:
-        return self._epoch + (anyio.current_time() - self._t0) * self._speed
+        return self._epoch + self._skew + (anyio.current_time() - self._t0) * self._speed
+
+    def step(self, seconds: float) -> None:
+        """Step the clock by ``seconds`` (positive: ahead); sleepers recompute their wake-up."""
+        self._skew += seconds
+        self._stepped.set()
+        self._stepped = anyio.Event()
 
     async def sleep_until(self, server_time: float) -> None:
-        await anyio.sleep_until(self._t0 + (server_time - self._epoch) / self._speed)
+        while True:
+            stepped = self._stepped
+            deadline = self._t0 + (server_time - self._epoch - self._skew) / self._speed
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await stepped.wait()
+            if scope.cancelled_caught:
+                return
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +176,8 @@ class SimUtilityServer:
         self.applied: list[tuple[float, Action]] = []
         self._on_request = on_request
         self._on_action = on_action
+        #: Connections hung up on during ``tls_fail`` windows.
+        self.tls_refused = 0
         self._next_action = 0
         self._timeline = scenario.timeline()
         self._changed = anyio.Event()
@@ -239,6 +261,9 @@ class SimUtilityServer:
                 break
             at = max(now, due)  # never stamp an action (a cancel instant…) before its own time
             self.state.apply(action, at)
+            if isinstance(action, ClockSkew) and isinstance(self.clock, SimClock):
+                self.clock.step(action.seconds)
+                now = self.clock.now()
             self.applied.append((at, action))
             self._next_action += 1
             if self._on_action is not None:
@@ -246,6 +271,16 @@ class SimUtilityServer:
         self._notify()
 
     async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:
+        if self.state.tls_fails(self.clock.now()):
+            # A ``tls_fail`` window: take the ClientHello, then hang up without a ServerHello.
+            with anyio.move_on_after(_HANDSHAKE_WAIT_S):
+                try:
+                    await transport.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+            self.tls_refused += 1
+            await transport.aclose()
+            return
         connection = _Resettable(transport)
         _CONNECTION.set(connection)  # this task's context: the handler finds its connection
         await self.https.serve_connection(connection)
@@ -253,6 +288,11 @@ class SimUtilityServer:
     async def _handle(self, request: Request, peer: PeerInfo) -> Response:
         self._apply_due()  # actions due now are visible to a request at the same instant
         now = self.clock.now()
+        delay = self.state.delay_for(request.method, request.target.partition("?")[0], now)
+        if delay > 0:
+            await self.clock.sleep_until(now + delay)  # a ``slow`` window: held, then handled
+            self._apply_due()
+            now = self.clock.now()
         reply = self.state.handle(
             request.method,
             request.target,

@@ -25,10 +25,12 @@ import msgspec
 
 from sep2gw.simserver.quirks import Quirks, apply_text_quirks
 from sep2gw.simserver.scenario import (
+    WORLD_FAULTS,
     Action,
     CancelControl,
     ChangeControl,
     ChangeDefault,
+    ClockSkew,
     CreateControl,
     DeleteControl,
     FailRequests,
@@ -40,6 +42,8 @@ from sep2gw.simserver.scenario import (
     SetPin,
     SetPollRate,
     SetPostRate,
+    SlowResponses,
+    TlsFail,
 )
 from transport.http.messages import SEP_XML
 from transport.http.router import Match, Router
@@ -271,6 +275,8 @@ class UtilityState:
         self.mirrors: list[MirrorRecord] = []
         self.responses: list[tuple[int, r.Response]] = []  # (server time, as posted)
         self.failures: list[_Failure] = []
+        self.slow: list[tuple[float, float, SlowResponses]] = []  # (start, end, spec)
+        self.tls_failures: list[tuple[float, float]] = []  # [start, end) windows
         self._controls_by_mrid: dict[int, ControlRecord] = {}
         self._control_counter = 0
         self.router: Router[_Fn] = Router()
@@ -403,6 +409,24 @@ class UtilityState:
             return failure
         return None
 
+    def delay_for(self, method: str, path: str, now: float) -> float:
+        """Seconds a request arriving at ``now`` is held before it is handled (``slow`` windows;
+        the longest delay of the windows that match)."""
+        delay = 0.0
+        for start, end, spec in self.slow:
+            if not start <= now < end:
+                continue
+            if spec.methods and method.upper() not in {m.upper() for m in spec.methods}:
+                continue
+            if spec.paths and not any(path.startswith(prefix) for prefix in spec.paths):
+                continue
+            delay = max(delay, spec.delay_s)
+        return delay
+
+    def tls_fails(self, now: float) -> bool:
+        """Whether a TLS handshake begun at ``now`` fails (a ``tls_fail`` window)."""
+        return any(start <= now < end for start, end in self.tls_failures)
+
     # ---------------------------------------------------------------------------------- actions
 
     def apply(self, action: Action, now: float) -> None:
@@ -442,6 +466,14 @@ class UtilityState:
                 self._program_by_key[action.program].in_fsa = True
             case SetPin():
                 self.pin = action.pin
+            case SlowResponses():
+                self.slow.append((now, now + action.duration_s, action))
+            case TlsFail():
+                self.tls_failures.append((now, now + action.duration_s))
+            case ClockSkew():
+                pass  # the server's clock steps (SimUtilityServer), not its state
+            case _ if isinstance(action, WORLD_FAULTS):
+                pass  # carried out by the simulated world (sep2gw.world)
             case _:
                 assert_never(action)
 

@@ -1,0 +1,460 @@
+"""Invariants of a simulated world, checked continuously while it runs (issue 8, scope 3).
+
+The world feeds a :class:`Monitor` everything that happens: each batch the gateway's log writer
+commits (``on_records``), each request the utility server answered (``on_request``), each utility
+action and fault the scenario applied (``on_action``), and the gateway's crashes and restarts
+(``gateway_down`` / ``gateway_up``). The monitor checks after each of them and stops the world at
+the first violation (``stop``), recording it with the simulated time.
+
+The invariants, precisely:
+
+``limits in force come from arbitration``
+    Every ``LimitsInForceChanged`` record equals what §4 rules 7 and 10 give (the arbitration of the
+    log's fold just before it, at its ``at_s``): same settings, same supplier per mode. And the
+    recorded limits never lag what arbitration gives for longer than ``LAG_S`` of gateway time while
+    a gateway is up (checked whenever a record is committed).
+
+``nameplate and settings never exceeded``
+    Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
+    holds (its setpoint, ``WMax`` setting) stay within the battery's ratings (max charge / discharge
+    rate, ``WMax``) and the ``WMax`` setting in force; checked on every record and server request.
+
+``legal response sequences`` and ``no duplicate responses``
+    Each Response the server accepts (201) is legal after the ones it accepted before for the
+    same mRID and LFDI (``statemachines.responses.legal_next``, §4 rules 2, 3, 9, 16) and repeats
+    none of them.
+
+``polls within 1.5x pollRate`` and ``polls never more often than asked``
+    For each DERControlList the gateway polls (first pages: no ``s`` query or ``s=0``), server time
+    between consecutive polls is at least ``pollRate - POLL_SLACK_S`` and at most
+    ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate`` is the DERProgramList's rate the server
+    advertises (§4 rule 15). Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
+    ``tls_fail`` window, a ``clock_skew`` step, a ``set_poll_rate``, ``remove_program`` or
+    ``restore_program`` action, a gateway crash (down until it restarts), or a ``CommsRestored``
+    the gateway logged (the protocol's recovery re-poll) — extended by ``recovery_s(rate)`` after
+    it (back-off and re-walk time). A list whose program is not in the FunctionSetAssignments is
+    not expected to be polled.
+
+``readings minute-aligned``
+    Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
+
+``replay equals live state``
+    After every committed batch with a controls event, the fold of the log (kept incrementally)
+    equals the live controls actor's state (the actor waits for its append, so at that instant its
+    state is exactly the log's).
+
+:meth:`Monitor.finish` adds the log's hash chain check at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from events.control_events import CommsRestored, LimitsInForceChanged
+from events.der_model import ControlSettings, ResponseStatus
+from events.envelope import Recorded
+from events.hardware_events import LimitsApplied
+from sep2gw.simserver import (
+    ClockSkew,
+    FailRequests,
+    RecordedRequest,
+    RemoveProgram,
+    RestoreProgram,
+    Scenario,
+    SetPollRate,
+    SlowResponses,
+    TlsFail,
+)
+from sep2gw.simserver.scenario import Action
+from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
+from statemachines.responses import legal_next
+from transport.sep2 import resources as r
+
+if TYPE_CHECKING:
+    from sep2gw.gateway import Gateway
+    from sep2gw.sim import SimBattery
+    from sep2gw.simserver import SimUtilityServer
+
+__all__ = ["INVARIANTS", "LAG_S", "POLL_SLACK_S", "Monitor", "Violation", "recovery_s"]
+
+#: How long (gateway seconds) the recorded limits may lag arbitration: the controls actor wakes
+#: at the deadline, but other actors may commit at the same instant first.
+LAG_S: Final = 2.0
+#: Rounding allowance on poll gaps (the server stamps whole requests, the client sleeps to floats).
+POLL_SLACK_S: Final = 1.0
+_W_SLACK: Final = 0.5  # register rounding (whole watts)
+
+INVARIANTS: Final = (
+    "limits in force come from arbitration",
+    "nameplate and settings never exceeded",
+    "legal response sequences",
+    "no duplicate responses",
+    "polls within 1.5x pollRate",
+    "polls never more often than asked",
+    "readings minute-aligned",
+    "replay equals live state",
+    "log verifies",
+)
+
+
+def recovery_s(rate_s: float) -> float:
+    """Time after a disturbance during which poll gaps are not judged: back-off (up to 60 s per
+    retry), the re-walk, and a cycle on the new footing."""
+    return max(2.0 * rate_s, 300.0)
+
+
+class Violation(msgspec.Struct, frozen=True, kw_only=True):
+    invariant: str
+    detail: str
+    at_s: float | None = None  # server epoch seconds of the first sign (None: found after the run)
+
+
+class _PollTrack(msgspec.Struct):
+    last_s: float
+    program_index: int
+
+
+class Monitor:
+    """See the module docstring. Make one per world; the world calls :meth:`attach` first."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.violation: Violation | None = None
+        #: How many times each invariant was checked (and held), for the summary.
+        self.checks: dict[str, int] = dict.fromkeys(INVARIANTS, 0)
+        self.fold: ControlsState = ControlsState()
+        self._evolve = CONTROLS_PROJECTION.evolve
+        self._core_config = CoreConfig(lfdi="0", device_category=0)
+        self._server: SimUtilityServer | None = None
+        self._battery: SimBattery | None = None
+        self._stop: Callable[[], None] = lambda: None
+        self._gateway: Gateway | None = None
+        self._accepted: dict[tuple[int, str], list[ResponseStatus]] = {}
+        self._polls: dict[str, _PollTrack] = {}
+        self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
+        self._down_since: float | None = None
+        self._lag_since: float | None = None
+        self._last_lag_check = -math.inf
+        self.now_s = 0.0  # latest time seen (server epoch seconds)
+
+    # ------------------------------------------------------------------------------- wiring
+    def attach(
+        self, *, server: SimUtilityServer, battery: SimBattery, stop: Callable[[], None]
+    ) -> None:
+        self._server = server
+        self._battery = battery
+        self._stop = stop
+
+    def gateway_up(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        if self._down_since is not None:
+            self._disturb(self._down_since, self._server_now())
+            self._down_since = None
+        self._lag_since = None
+
+    def gateway_down(self, now: float) -> None:
+        self._gateway = None
+        self._down_since = self._server_now()
+        self._lag_since = None
+
+    def _server_now(self) -> float:
+        return self._server.clock.now() if self._server is not None else self.now_s
+
+    def _disturb(self, start: float, end: float) -> None:
+        self._disturbances.append((start, end))
+
+    def _violate(self, invariant: str, detail: str, at_s: float) -> None:
+        if self.violation is None:
+            self.violation = Violation(invariant=invariant, detail=detail, at_s=at_s)
+            self._stop()
+
+    def _held(self, invariant: str) -> None:
+        self.checks[invariant] += 1
+
+    # ------------------------------------------------------------------------------- the log
+    def on_records(self, records: list[Recorded]) -> None:
+        if self.violation is not None:
+            return
+        controls_batch = False
+        for record in records:
+            event = record.event
+            self.now_s = max(self.now_s, record.server_time)
+            if isinstance(event, LimitsInForceChanged):
+                self._check_arbitration(event)
+            elif isinstance(event, LimitsApplied):
+                self._check_setpoint(event, record.server_time)
+            elif isinstance(event, CommsRestored):
+                self._disturb(self._server_now(), self._server_now())
+            if type(event).__module__ == "events.control_events":
+                controls_batch = True
+            self.fold = self._evolve(self.fold, event)
+        if records:
+            self._check_lag(records[-1].server_time)
+            self._check_battery(records[-1].server_time)
+        if controls_batch:
+            self._check_replay(records[-1].server_time)
+
+    def _arbitrate(self, now: float) -> tuple[ControlSettings, dict[Any, str]]:
+        arbitration = ControlsCore(self._core_config, self.fold).arbitration(now)
+        return arbitration.settings(), dict(arbitration.sources)
+
+    def _check_arbitration(self, event: LimitsInForceChanged) -> None:
+        invariant = "limits in force come from arbitration"
+        settings, sources = self._arbitrate(event.at_s)
+        if settings != event.settings or sources != dict(event.sources):
+            self._violate(
+                invariant,
+                f"recorded {_describe(event.settings)} from {_sources(event.sources)}; "
+                f"arbitration of the log gives {_describe(settings)} from {_sources(sources)}",
+                event.at_s,
+            )
+        else:
+            self._held(invariant)
+
+    def _check_lag(self, now: float) -> None:
+        if self._gateway is None or now - self._last_lag_check < 1.0:
+            return
+        self._last_lag_check = now
+        settings, _ = self._arbitrate(now)
+        if settings == self.fold.settings:
+            self._lag_since = None
+            return
+        if self._lag_since is None:
+            self._lag_since = now
+        elif now - self._lag_since > LAG_S:
+            self._violate(
+                "limits in force come from arbitration",
+                f"since {self._lag_since:.0f} the log says {_describe(self.fold.settings)} is in "
+                f"force, but arbitration gives {_describe(settings)}",
+                now,
+            )
+
+    def _check_setpoint(self, event: LimitsApplied, at_s: float) -> None:
+        if self._battery is None or event.setpoint_w is None:
+            return
+        b = self._battery.battery
+        low = -min(b.max_charge_w, b.max_w) - _W_SLACK
+        high = min(b.max_discharge_w, b.max_w) + _W_SLACK
+        if not low <= event.setpoint_w <= high:
+            self._violate(
+                "nameplate and settings never exceeded",
+                f"the hardware actor wrote a setpoint of {event.setpoint_w:.1f} W; the battery is "
+                f"rated {-low + _W_SLACK:.0f} W charge / {high - _W_SLACK:.0f} W discharge",
+                at_s,
+            )
+        else:
+            self._held("nameplate and settings never exceeded")
+
+    def _check_battery(self, at_s: float) -> None:
+        sim = self._battery
+        if sim is None:
+            return
+        b = sim.battery
+        invariant = "nameplate and settings never exceeded"
+        if sim.settings_max_w > b.max_w + _W_SLACK:
+            self._violate(
+                invariant, f"WMax set to {sim.settings_max_w:.0f} W > rating {b.max_w:.0f} W", at_s
+            )
+            return
+        setpoint = sim.setpoint_w
+        if setpoint is not None:
+            cap = min(b.max_w, sim.settings_max_w)
+            if (
+                setpoint > min(cap, b.max_discharge_w) + _W_SLACK
+                or setpoint < -min(cap, b.max_charge_w) - _W_SLACK
+            ):
+                self._violate(
+                    invariant,
+                    f"the battery holds a setpoint of {setpoint:.1f} W beyond its WMax "
+                    f"{cap:.0f} W or its charge/discharge rates",
+                    at_s,
+                )
+                return
+        self._held(invariant)
+
+    def _check_replay(self, at_s: float) -> None:
+        gateway = self._gateway
+        if gateway is None:
+            return
+        controls = gateway.actors.get("controls")
+        core = None if controls is None else controls.core
+        if core is None:
+            return
+        live = msgspec.json.encode(core.state)
+        if live == msgspec.json.encode(self.fold):
+            self._held("replay equals live state")
+            return
+        a, b = msgspec.json.decode(live), msgspec.json.decode(msgspec.json.encode(self.fold))
+        if a == b:
+            self._held("replay equals live state")
+            return
+        keys = sorted(k for k in a if a.get(k) != b.get(k))
+        self._violate(
+            "replay equals live state",
+            f"the controls actor's live state differs from the fold of the log in {keys}",
+            at_s,
+        )
+
+    # ---------------------------------------------------------------------------- the server
+    def on_action(self, at: float, action: Action) -> None:
+        if isinstance(action, FailRequests | SlowResponses | TlsFail):
+            self._disturb(at, at + action.duration_s)
+        elif isinstance(action, ClockSkew):
+            self._disturb(at, at + max(0.0, action.seconds))
+        elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram):
+            self._disturb(at, at)
+
+    def on_request(self, q: RecordedRequest) -> None:
+        if self.violation is not None:
+            return
+        self._check_battery(q.time)
+        if q.status != 201 and not (q.method == "GET" and q.status == 200):
+            return
+        if q.method == "POST" and isinstance(q.body, r.Response):
+            self._check_response(q)
+        elif q.method == "GET" and q.path.endswith("/derc"):
+            self._check_poll(q)
+        elif q.method == "POST" and q.path.startswith("/mup/"):
+            self._check_readings(q)
+        self._check_overdue(q.time)
+
+    def _check_response(self, q: RecordedRequest) -> None:
+        assert isinstance(q.body, r.Response)
+        mrid = int(q.body.subject)
+        status = ResponseStatus(q.body.status or 0)
+        sent = self._accepted.setdefault((mrid, q.lfdi), [])
+        if status in sent:
+            self._violate(
+                "no duplicate responses",
+                f"Response {int(status)} for mRID {mrid:032X} accepted twice",
+                q.time,
+            )
+        elif not legal_next(sent, status):
+            self._violate(
+                "legal response sequences",
+                f"mRID {mrid:032X}: Response {int(status)} after {[int(s) for s in sent]}",
+                q.time,
+            )
+        else:
+            self._held("no duplicate responses")
+            self._held("legal response sequences")
+        sent.append(status)
+
+    def _rate(self) -> float:
+        assert self._server is not None
+        return float(self._server.state.poll_rates["derp"])
+
+    def _disturbed(self, start: float, end: float, rate: float) -> bool:
+        if self._down_since is not None or self._gateway is None:
+            return True
+        slack = recovery_s(rate)
+        return any(a <= end and start <= b + slack for a, b in self._disturbances)
+
+    def _check_poll(self, q: RecordedRequest) -> None:
+        query = q.target.partition("?")[2]
+        params = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        if params.get("s", "0") != "0":
+            return  # a later page of the same poll
+        index = _program_index(q.path)
+        track = self._polls.get(q.path)
+        self._polls[q.path] = _PollTrack(q.time, index)
+        if track is None:
+            return
+        rate = self._rate()
+        gap = q.time - track.last_s
+        if self._disturbed(track.last_s, q.time, rate):
+            return
+        if gap < rate - POLL_SLACK_S:
+            self._violate(
+                "polls never more often than asked",
+                f"{q.path} polled {gap:.1f} s after the previous poll; pollRate is {rate:.0f} s",
+                q.time,
+            )
+        elif gap > 1.5 * rate + POLL_SLACK_S:
+            self._violate(
+                "polls within 1.5x pollRate",
+                f"{q.path} polled {gap:.1f} s after the previous poll; pollRate is {rate:.0f} s",
+                q.time,
+            )
+        else:
+            self._held("polls never more often than asked")
+            self._held("polls within 1.5x pollRate")
+
+    def _check_overdue(self, now: float) -> None:
+        if self._server is None or not self._polls:
+            return
+        rate = self._rate()
+        limit = 1.5 * rate + POLL_SLACK_S
+        for path, track in self._polls.items():
+            if now - track.last_s <= limit or not self._in_fsa(track.program_index):
+                continue
+            if self._disturbed(track.last_s, now, rate):
+                continue
+            self._violate(
+                "polls within 1.5x pollRate",
+                f"{path} not polled for {now - track.last_s:.0f} s; pollRate is {rate:.0f} s",
+                track.last_s + limit,
+            )
+            return
+
+    def _in_fsa(self, index: int) -> bool:
+        assert self._server is not None
+        programs = self._server.state.programs
+        return 1 <= index <= len(programs) and programs[index - 1].in_fsa
+
+    def _check_readings(self, q: RecordedRequest) -> None:
+        for reading_set in _reading_sets(q.body):
+            period = reading_set.timePeriod
+            if period is None:
+                continue
+            if period.start % 60:
+                self._violate(
+                    "readings minute-aligned",
+                    f"{q.path}: a MirrorReadingSet starts at {period.start} (second "
+                    f"{period.start % 60} of its minute)",
+                    q.time,
+                )
+                return
+            self._held("readings minute-aligned")
+
+    # ------------------------------------------------------------------------------- the end
+    def finish(self, now: float) -> None:
+        """Checks at the end of the run: nothing overdue."""
+        if self.violation is None:
+            self._check_overdue(self._server_now())
+
+
+def _program_index(path: str) -> int:
+    parts = path.strip("/").split("/")
+    try:
+        return int(parts[parts.index("derp") + 1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _reading_sets(body: msgspec.Struct | None) -> list[r.MirrorReadingSet]:
+    readings: list[r.MirrorMeterReading] = []
+    if isinstance(body, r.MirrorMeterReading):
+        readings = [body]
+    elif isinstance(body, r.MirrorMeterReadingList):
+        readings = list(body.MirrorMeterReading)
+    elif isinstance(body, r.MirrorUsagePoint):
+        readings = list(body.MirrorMeterReading)
+    return [s for m in readings for s in m.MirrorReadingSet]
+
+
+def _describe(settings: ControlSettings) -> str:
+    parts = [
+        f"{name}={getattr(settings, name)}"
+        for name in settings.__struct_fields__
+        if getattr(settings, name) is not None
+    ]
+    return "{" + ", ".join(parts) + "}"
+
+
+def _sources(sources: Any) -> str:
+    return "{" + ", ".join(f"{getattr(k, 'value', k)}: {v}" for k, v in sources.items()) + "}"
