@@ -304,7 +304,8 @@ class Monitor:
         if isinstance(action, FailRequests | SlowResponses | TlsFail):
             self._disturb(at, at + action.duration_s)
         elif isinstance(action, ClockSkew):
-            self._disturb(at, at + max(0.0, action.seconds))
+            # Server times around a step are on both footings: from the earlier reading to the later.
+            self._disturb(min(at, at + action.seconds), max(at, at + action.seconds))
         elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram):
             self._disturb(at, at)
 

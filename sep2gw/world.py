@@ -192,7 +192,12 @@ def _crashes(scenario: Scenario) -> list[CrashGateway]:
 
 
 async def _run(
-    scenario: Scenario, seed: int, seconds: float, site: Path, monitor: Monitor | None
+    scenario: Scenario,
+    seed: int,
+    seconds: float,
+    site: Path,
+    monitor: Monitor | None,
+    progress: Callable[[float], None] | None,
 ) -> WorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)  # the utility's clock (a clock_skew fault steps it)
@@ -210,6 +215,15 @@ async def _run(
     modbus_send, modbus_accept = pipe_listener()
     modbus = SimModbusServer(sim, clock=device.now)
     config = _config(site, scenario)
+
+    def on_records(records: list[Recorded]) -> None:
+        # Fed synchronously from the log's appends: no task of its own, so watching a world
+        # (monitor, progress bar) never changes how trio schedules it.
+        if monitor is not None:
+            monitor.on_records(records)
+        if progress is not None:
+            progress(device.now())
+
     live = b""
     boots = 0
     async with trio.open_nursery() as nursery:
@@ -225,7 +239,7 @@ async def _run(
             crash = crashes[boot] if boot < len(crashes) else None
             if crash is not None and epoch + crash.at_s < up_at:
                 continue  # it would crash a gateway that is still down: nothing to kill
-            view = _Disk(disk, monitor.on_records if monitor is not None else _ignore)
+            view = _Disk(disk, on_records)
             driver = SunSpecDriver(
                 ModbusTcpClient("battery.sim", 502, connector=pipe_connector(modbus_send))
             )
@@ -276,10 +290,6 @@ async def _run(
     )
 
 
-def _ignore(records: list[Recorded]) -> None:
-    pass
-
-
 @contextmanager
 def _deterministic_trio(seed: int) -> Iterator[None]:
     """Make trio's scheduling a function of the seed alone.
@@ -319,19 +329,23 @@ def run_world(
     seconds: float | None = None,
     site: Path,
     monitor: bool | Monitor = True,
+    progress: Callable[[float], None] | None = None,
 ) -> WorldResult:
     """Run ``scenario`` for ``seconds`` (default: its duration plus a minute) in a fresh trio loop.
 
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
     ``monitor``: check the invariants continuously (``sep2gw.invariants.Monitor``) and stop at the
-    first violation (``result.violation``); ``False`` runs without (benchmarks).
+    first violation (``result.violation``); ``False`` runs without (benchmarks). ``progress`` is
+    called with the device's clock (epoch seconds) as the log grows (a progress bar).
     """
     duration = seconds if seconds is not None else scenario.duration_s() + 60
     watcher = monitor if isinstance(monitor, Monitor) else Monitor(scenario) if monitor else None
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
-        result: WorldResult = trio.run(_run, scenario, seed, duration, site, watcher, clock=clock)
+        result: WorldResult = trio.run(
+            _run, scenario, seed, duration, site, watcher, progress, clock=clock
+        )
     return result
 
 

@@ -29,6 +29,7 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "simserver",
         "serve a simulated IEEE 2030.5 utility server (mutual TLS, loopback)",
     ),
+    "sim": ("sim", "run seeded simulated worlds with fault injection and invariant checks"),
 }
 
 COMMAND_MODULES: Final[tuple[str, ...]] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))

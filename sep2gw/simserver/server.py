@@ -22,7 +22,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.https import Handler, HttpsServer, PeerInfo
-from sep2gw.simserver.scenario import Action, ClockSkew, Scenario
+from sep2gw.simserver.scenario import Action, ClockSkew, Scenario, TlsFail
 from sep2gw.simserver.state import SimReply, UtilityState
 from transport.http.messages import SEP_XML, Headers, Request, Response
 from transport.http.router import Router
@@ -178,6 +178,7 @@ class SimUtilityServer:
         self._on_action = on_action
         #: Connections hung up on during ``tls_fail`` windows.
         self.tls_refused = 0
+        self._connections: set[_Resettable] = set()
         self._next_action = 0
         self._timeline = scenario.timeline()
         self._changed = anyio.Event()
@@ -261,6 +262,11 @@ class SimUtilityServer:
                 break
             at = max(now, due)  # never stamp an action (a cancel instant…) before its own time
             self.state.apply(action, at)
+            if isinstance(action, TlsFail):
+                # Open connections drop too (the next answer on each is a reset), so the client
+                # must handshake again inside the window.
+                for open_connection in self._connections:
+                    open_connection.aborted = True
             if isinstance(action, ClockSkew) and isinstance(self.clock, SimClock):
                 self.clock.step(action.seconds)
                 now = self.clock.now()
@@ -283,7 +289,11 @@ class SimUtilityServer:
             return
         connection = _Resettable(transport)
         _CONNECTION.set(connection)  # this task's context: the handler finds its connection
-        await self.https.serve_connection(connection)
+        self._connections.add(connection)
+        try:
+            await self.https.serve_connection(connection)
+        finally:
+            self._connections.discard(connection)
 
     async def _handle(self, request: Request, peer: PeerInfo) -> Response:
         self._apply_due()  # actions due now are visible to a request at the same instant

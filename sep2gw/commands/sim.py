@@ -1,0 +1,205 @@
+"""``sep2gw sim [SCENARIO...] [--seed S] [--seeds N] [--hours H] [--log PATH] [--site DIR]``: run
+simulated worlds (issue 8, scope 5).
+
+Each scenario (a TOML file; none: the built-in demo) runs in a seeded world (``sep2gw.world``) with
+the continuous invariant monitor (``sep2gw.invariants``): ``--seed S`` runs seed S, ``--seeds N``
+runs seeds S, S+1, …, S+N-1. A progress bar on stderr follows simulated time to the scenario's end;
+each world prints a summary (responses per control, energy curtailed, polls, posts, invariants).
+Any violation prints a failure report (with the command that reproduces it) and the exit code is 1.
+
+The world's identity (its PKI: certificates carry random signatures, and the LFDI, which the log
+records, is their hash) lives in ``--site`` (default ``~/.cache/sep2gw/sim-site``, created on first
+use), so runs on one machine reproduce byte for byte. ``--log PATH`` copies each world's log into
+a SQLite event log (``sep2gw log`` reads it): the same records, times and hash chain as the
+in-memory log the world ran on, so the head hash printed in the summary identifies the run (the
+SQLite file's own pages are not compared). With several worlds the seed and scenario go into the
+file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from events.envelope import Append
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from events.store import EventStore
+
+__all__ = ["default_site", "ensure_site", "register", "write_log"]
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sim", help="run seeded simulated worlds with fault injection and invariant checks"
+    )
+    parser.add_argument(
+        "scenarios", nargs="*", type=Path, metavar="SCENARIO", help="scenario TOML files"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
+    parser.add_argument("--seeds", type=int, default=1, help="how many seeds per scenario")
+    parser.add_argument(
+        "--hours", type=float, help="simulated hours per world (default: the scenario's length)"
+    )
+    parser.add_argument("--log", type=Path, help="write each world's log to this SQLite file")
+    parser.add_argument(
+        "--site", type=Path, help="folder with the world's PKI (default ~/.cache/sep2gw/sim-site)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_sim)
+
+
+def default_site() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "sep2gw" / "sim-site"
+
+
+def ensure_site(site: Path) -> None:
+    """Create the world's PKI in ``site/pki`` unless it is there (``sep2gw certs init``)."""
+    if (site / "pki" / "device.pem").is_file():
+        return
+    from sep2gw.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["certs", "init", str(site / "pki")])
+    if code != 0:
+        raise OSError(f"could not create the simulation PKI in {site / 'pki'}")
+
+
+def write_log(store: EventStore, path: Path) -> str:
+    """Copy ``store``'s records into a new SQLite log at ``path``; returns its head hash (hex),
+    which equals the source's: same events, times and order give the same hash chain."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists; an event log is never overwritten")
+    appends = [
+        Append(
+            stream=rec.stream,
+            events=(rec.event,),
+            server_time=rec.server_time,
+            monotonic=rec.monotonic,
+        )
+        for rec in store.read()
+    ]
+    with SqliteEventStore(path, CATALOGUE) as target:
+        if appends:
+            target.append(appends)
+        return target.head().hash.hex()
+
+
+class _Progress:
+    """``[#####.....] 1.2 h / 3.0 h`` on stderr, redrawn at most every 0.1 s of real time."""
+
+    def __init__(self, out: TextIO, label: str, start: float, total_s: float) -> None:
+        self.out, self.label, self.start, self.total = out, label, start, max(total_s, 1.0)
+        self._drawn = 0.0
+
+    def __call__(self, now: float) -> None:
+        wall = time.perf_counter()
+        if wall - self._drawn < 0.1:
+            return
+        self._drawn = wall
+        self._draw(now - self.start)
+
+    def _draw(self, done: float) -> None:
+        frac = min(max(done / self.total, 0.0), 1.0)
+        bar = "#" * round(frac * 30)
+        self.out.write(f"\r{self.label} [{bar:<30}] {_span(done)} / {_span(self.total)} (sim time)")
+        self.out.flush()
+
+    def close(self) -> None:
+        self._draw(self.total)
+        self.out.write("\n")
+        self.out.flush()
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from sep2gw.simreport import failure_report, summarize
+    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+    from sep2gw.world import run_world
+
+    if args.seeds < 1:
+        print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    if args.hours is not None and not args.hours > 0:
+        print(f"sep2gw sim: --hours must be positive, got {args.hours}", file=sys.stderr)
+        return 2
+    worlds: list[tuple[Path | None, Any]] = []
+    try:
+        for path in args.scenarios:
+            worlds.append((path, load_scenario(path)))
+    except ScenarioError as exc:
+        print(f"sep2gw sim: {exc}", file=sys.stderr)
+        return 2
+    if not worlds:
+        worlds.append((None, demo_scenario()))
+    site: Path = args.site or default_site()
+    try:
+        ensure_site(site)
+    except OSError as exc:
+        print(f"sep2gw sim: {exc}", file=sys.stderr)
+        return 2
+    many = len(worlds) * args.seeds > 1
+    failed = 0
+    for path, scenario in worlds:
+        for seed in range(args.seed, args.seed + args.seeds):
+            seconds = args.hours * 3600 if args.hours is not None else scenario.duration_s() + 60
+            progress = None
+            if not args.quiet:
+                progress = _Progress(sys.stderr, f"{scenario.name} seed {seed}", 0.0, seconds)
+            started = time.perf_counter()
+            result = run_world(
+                scenario,
+                seed=seed,
+                seconds=seconds,
+                site=site,
+                progress=None if progress is None else _relative(progress, scenario),
+            )
+            if progress is not None:
+                progress.close()
+            wall = time.perf_counter() - started
+            summary = summarize(result)
+            for line in summary.lines():
+                print(line)
+            print(f"  wall {wall:.2f} s ({seconds / max(wall, 1e-9):,.0f}x real time)")
+            if args.log is not None:
+                target = args.log
+                if many:
+                    stem = f"{args.log.stem}-{_slug(scenario.name)}-{seed}"
+                    target = args.log.with_name(stem + args.log.suffix)
+                try:
+                    write_log(result.store, target)
+                except (OSError, FileExistsError) as exc:
+                    print(f"sep2gw sim: cannot write the log: {exc}", file=sys.stderr)
+                    return 2
+                print(f"  log written to {target}")
+            if summary.violations:
+                failed += 1
+                print(
+                    failure_report(
+                        result, summary.violations[0], scenario_path=path, site=args.site
+                    )
+                )
+    total = len(worlds) * args.seeds
+    print(f"{total} world(s), {failed} with violations")
+    return 1 if failed else 0
+
+
+def _relative(progress: _Progress, scenario: Any) -> Any:
+    from sep2gw.world import DEFAULT_EPOCH
+
+    epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
+    return lambda now: progress(now - epoch)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-") or "world"
