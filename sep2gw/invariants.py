@@ -58,6 +58,7 @@ from events.control_events import CommsRestored, LimitsInForceChanged
 from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
+from events.registration_events import RegistrationHalted
 from sep2gw.simserver import (
     ClockSkew,
     FailRequests,
@@ -137,6 +138,9 @@ class Monitor:
         self._polls: dict[str, _PollTrack] = {}
         self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
         self._down_since: float | None = None
+        #: A registration halt (PIN mismatch, PROTOCOL.md §2 step 4) stops all traffic: no poll
+        #: is owed after it.
+        self._halted = False
         self._lag_since: float | None = None
         self._last_lag_check = -math.inf
         self.now_s = 0.0  # latest time seen (server epoch seconds)
@@ -189,6 +193,8 @@ class Monitor:
                 self._check_setpoint(event, record.server_time)
             elif isinstance(event, CommsRestored):
                 self._disturb(self._server_now(), self._server_now())
+            elif isinstance(event, RegistrationHalted):
+                self._halted = True
             if type(event).__module__ == "events.control_events":
                 controls_batch = True
             self.fold = self._evolve(self.fold, event)
@@ -386,7 +392,7 @@ class Monitor:
             self._held("polls within 1.5x pollRate")
 
     def _check_overdue(self, now: float) -> None:
-        if self._server is None or not self._polls:
+        if self._server is None or not self._polls or self._halted:
             return
         rate = self._rate()
         limit = 1.5 * rate + POLL_SLACK_S
