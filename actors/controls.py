@@ -277,7 +277,14 @@ class ControlsActor:
         now = self._clock.server_time()
         if now < self._hold_until:
             return  # a 429/503's Retry-After is still running
+        # One Response per mRID on its way at a time, in the order intended: a later status must
+        # not overtake an earlier one that waits for its retry (the utility would see 3 before 2,
+        # or 2 after the terminal 6 — §4 rules 9 and 16).
+        waiting: set[str] = set()
         for intended in core.responses_to_send():
+            if intended.mrid in waiting:
+                continue
+            waiting.add(intended.mrid)
             key = (intended.mrid, int(intended.status))
             retry_at = self._in_flight.get(key)
             if retry_at is not None and retry_at > now:

@@ -98,15 +98,28 @@ def random_scenario(rng: random.Random, index: int) -> Scenario:
 def _fault(rng: random.Random, length: int) -> str:
     at = rng.randint(5, length)
     kind = rng.choice(
-        ("fail", "reset", "slow", "tls_fail", "modbus_timeout", "battery_fault", "clock_skew", "crash")
+        (
+            "fail",
+            "reset",
+            "slow",
+            "tls_fail",
+            "modbus_timeout",
+            "battery_fault",
+            "clock_skew",
+            "crash",
+        )
     )
     window = rng.randint(5, 120)
     if kind == "fail":
-        return f'kind = "fail"\nat_s = {at}\nduration_s = {window}\nstatus = {rng.choice((500, 503))}'
+        return (
+            f'kind = "fail"\nat_s = {at}\nduration_s = {window}\nstatus = {rng.choice((500, 503))}'
+        )
     if kind == "reset":
         return f'kind = "fail"\nat_s = {at}\nduration_s = {window}\nreset = true'
     if kind == "slow":
-        return f'kind = "slow"\nat_s = {at}\nduration_s = {window}\ndelay_s = {rng.choice((1, 5, 20))}'
+        return (
+            f'kind = "slow"\nat_s = {at}\nduration_s = {window}\ndelay_s = {rng.choice((1, 5, 20))}'
+        )
     if kind == "clock_skew":
         return f'kind = "clock_skew"\nat_s = {at}\nseconds = {rng.choice((-120, -5, 5, 30, 300))}'
     if kind == "crash":

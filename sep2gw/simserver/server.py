@@ -303,6 +303,11 @@ class SimUtilityServer:
             await self.clock.sleep_until(now + delay)  # a ``slow`` window: held, then handled
             self._apply_due()
             now = self.clock.now()
+        connection = _CONNECTION.get(None)
+        if connection is not None and connection.aborted:
+            # Dropped (a tls_fail began): the request is not handled, the client sees a reset.
+            self._record(now, request, peer, SimReply(0, reset=True, reason="connection dropped"))
+            return Response(500)
         reply = self.state.handle(
             request.method,
             request.target,

@@ -1,0 +1,339 @@
+"""The fault plan of the simulated world (issue 8): each fault kind parses, is checked, and does
+something the gateway must handle; the continuous monitor, failure reports and ``sep2gw sim``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+import sep2gw.world as world_module
+from events.control_events import (
+    CommsLost,
+    CommsRestored,
+    ControlRejected,
+    LimitsInForceChanged,
+)
+from events.hardware_events import AlarmsChanged, DeviceUnreachable
+from events.runtime_events import GatewayStarted
+from sep2gw.cli import main
+from sep2gw.invariants import Monitor
+from sep2gw.simreport import failure_report, scenario_toml
+from sep2gw.simserver import ScenarioError, parse_scenario
+from sep2gw.world import WorldResult, check, run_world
+
+BASE = """
+name = "{name}"
+[server]
+poll_rate_s = 10
+post_rate_s = 60
+[[programs]]
+id = "net"
+primacy = 10
+default = {{ opModExpLimW = 5000 }}
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C1"
+program = "net"
+start_s = 60
+duration_s = 120
+modes = {{ opModExpLimW = 1500 }}
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "C2"
+program = "net"
+start_s = 200
+duration_s = 60
+modes = {{ opModTargetW = 1000 }}
+"""
+
+
+def scenario(name: str, faults: str = "") -> str:
+    return BASE.format(name=name) + faults
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("faults")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["certs", "init", str(folder / "pki")]) == 0
+    return folder
+
+
+def events_of(result: WorldResult, kind: type) -> list[object]:
+    return [rec.event for rec in result.store.read() if isinstance(rec.event, kind)]
+
+
+def world(site: Path, text: str, seed: int = 3) -> WorldResult:
+    return run_world(parse_scenario(text, source="test"), seed=seed, site=site)
+
+
+# ------------------------------------------------------------------------------------ parsing
+@pytest.mark.parametrize(
+    ("fault", "key"),
+    [
+        ('kind = "slow"\nat_s = 1\nduration_s = 5', "actions[2].delay_s"),
+        ('kind = "slow"\nat_s = 1\nduration_s = 5\ndelay_s = 0', "actions[2].delay_s"),
+        ('kind = "tls_fail"\nat_s = 1\nduration_s = -5', "actions[2].duration_s"),
+        ('kind = "modbus_timeout"\nat_s = 1\nduration_s = 0', "actions[2].duration_s"),
+        ('kind = "battery_fault"\nat_s = 1\nduration_s = 5\nsevere = true', "actions[2].severe"),
+        ('kind = "clock_skew"\nat_s = 1\nseconds = 0', "actions[2].seconds"),
+        ('kind = "crash"\nat_s = 1\ndown_s = -1', "actions[2].down_s"),
+        ('kind = "crash"\nat_s = -1', "actions[2].at_s"),
+    ],
+)
+def test_bad_fault_actions_are_refused_naming_the_key(fault: str, key: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(scenario("bad", f"[[actions]]\n{fault}\n"), source="bad")
+    assert any(problem.startswith(key) for problem in caught.value.problems), caught.value.problems
+
+
+def test_fault_windows_count_in_the_scenario_duration_and_survive_a_toml_round_trip() -> None:
+    text = scenario(
+        "windows",
+        '[[actions]]\nkind = "modbus_timeout"\nat_s = 250\nduration_s = 100\n'
+        '[[actions]]\nkind = "crash"\nat_s = 300\ndown_s = 90\n'
+        '[[actions]]\nkind = "slow"\nat_s = 10\nduration_s = 5\ndelay_s = 2\nmethods = ["POST"]\n',
+    )
+    parsed = parse_scenario(text, source="windows")
+    assert parsed.duration_s() == 390
+    assert parse_scenario(scenario_toml(parsed), source="round trip") == parsed
+
+
+# ------------------------------------------------------------------------------ each fault acts
+def test_crash_mid_event_gives_every_response_once_and_the_same_decisions(site: Path) -> None:
+    calm = world(site, scenario("calm"))
+    crashed = world(
+        site,
+        scenario(
+            "crashes",
+            '[[actions]]\nkind = "crash"\nat_s = 90\ndown_s = 5\n'
+            '[[actions]]\nkind = "crash"\nat_s = 200\n',
+        ),
+    )
+    assert crashed.boots == 3 and len(events_of(crashed, GatewayStarted)) == 3
+    assert check(crashed) == []
+    for mrid in ("C1", "C2"):
+        assert crashed.server.response_statuses(mrid) == [1, 2, 3]
+        assert crashed.server.response_statuses(mrid) == calm.server.response_statuses(mrid)
+
+    def decisions(result: WorldResult) -> list[object]:
+        out: list[object] = []
+        for event in events_of(result, LimitsInForceChanged):
+            assert isinstance(event, LimitsInForceChanged)
+            if not out or out[-1] != event.settings:
+                out.append(event.settings)
+        return out
+
+    assert decisions(crashed) == decisions(calm)
+
+
+def test_modbus_timeout_makes_the_battery_unreachable_then_recovers(site: Path) -> None:
+    result = world(
+        site,
+        scenario("modbus", '[[actions]]\nkind = "modbus_timeout"\nat_s = 100\nduration_s = 30\n'),
+    )
+    assert check(result) == []
+    unreachable = events_of(result, DeviceUnreachable)
+    assert unreachable and all(
+        isinstance(e, DeviceUnreachable) and 100 <= e.at_s - result.server.start < 140
+        for e in unreachable
+    )
+    assert result.server.response_statuses("C2") == [1, 2, 3]  # the battery came back
+
+
+def test_battery_fault_rejects_the_control_that_starts_during_it(site: Path) -> None:
+    result = world(
+        site, scenario("trip", '[[actions]]\nkind = "battery_fault"\nat_s = 190\nduration_s = 40\n')
+    )
+    assert check(result) == []
+    assert result.server.response_statuses("C2") == [1, 252]
+    assert [e.mrid for e in events_of(result, ControlRejected)] == [  # type: ignore[attr-defined]
+        "000000000000000000000000000000C2"
+    ]
+    raised = [e for e in events_of(result, AlarmsChanged) if e.raised]  # type: ignore[attr-defined]
+    assert raised  # the trip is reported
+
+
+def test_tls_failures_and_slow_answers_are_retried_and_recovered_from(site: Path) -> None:
+    result = world(
+        site,
+        scenario(
+            "network",
+            '[[actions]]\nkind = "tls_fail"\nat_s = 55\nduration_s = 30\n'
+            '[[actions]]\nkind = "slow"\nat_s = 150\nduration_s = 30\ndelay_s = 45\n',
+        ),
+    )
+    assert check(result) == []
+    assert result.server.tls_refused > 0
+    assert events_of(result, CommsLost) and events_of(result, CommsRestored)
+    for mrid in ("C1", "C2"):
+        assert result.server.response_statuses(mrid) == [1, 2, 3]
+
+
+def test_clock_skew_steps_the_utility_clock_only(site: Path) -> None:
+    result = world(
+        site, scenario("skew", '[[actions]]\nkind = "clock_skew"\nat_s = 100\nseconds = 40\n')
+    )
+    assert check(result) == []
+    clock = result.server.clock
+    assert isinstance(clock, world_module.SimClock) and clock.skew_s == 40
+    assert result.battery is not None
+    # The battery's physics ran on the device's clock, 40 s behind the utility's by the end.
+    assert result.server.requests[-1].time - result.battery.now_s == pytest.approx(40, abs=10)
+
+
+def test_a_retried_response_is_never_overtaken_by_a_later_status(site: Path) -> None:
+    """Regression (found by the swarm): Response 2 failed with a 503 and waited for its retry
+    while the control completed; 3 went out first, so the utility saw 1, 3, 2."""
+    text = """
+name = "overtaking"
+[server]
+poll_rate_s = 10
+[[programs]]
+id = "net"
+primacy = 10
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "D1"
+program = "net"
+start_s = 60
+duration_s = 10
+modes = { opModExpLimW = 1000 }
+[[actions]]
+at_s = 59
+kind = "fail"
+duration_s = 3
+methods = ["POST"]
+paths = ["/rsps"]
+"""
+    result = world(site, text)
+    assert result.server.response_statuses("D1") == [1, 2, 3]
+    assert check(result) == []
+
+
+# ------------------------------------------------------------------ monitor, reports, command
+class _StrictMonitor(Monitor):
+    """Flags the first LimitsInForceChanged, to exercise the stop and the report."""
+
+    def on_records(self, records: list) -> None:  # type: ignore[type-arg]
+        for record in records:
+            if (
+                isinstance(record.event, LimitsInForceChanged)
+                and record.event.settings.export_limit_w == 1500
+            ):
+                self._violate("limits in force come from arbitration", "test", record.server_time)
+        super().on_records(records)
+
+
+def test_the_monitor_stops_the_world_at_the_first_violation_and_reports_it(site: Path) -> None:
+    parsed = parse_scenario(scenario("strict"), source="strict")
+    result = run_world(parsed, seed=4, site=site, monitor=_StrictMonitor(parsed))
+    assert result.violation is not None
+    assert result.violation.at_s == pytest.approx(result.server.start + 60, abs=1)
+    assert result.store.head().seq < 200  # stopped, not run to the end
+    report = failure_report(result, result.violation, scenario_path=Path("x.toml"))
+    assert "INVARIANT VIOLATED: limits in force come from arbitration" in report
+    assert "python3 -m sep2gw sim x.toml --seed 4" in report
+    assert "LIMITS IN FORCE" in report  # the log excerpt around it
+
+
+def test_sim_command_summarises_and_exits_1_with_a_report_on_a_violation(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(scenario("cli"))
+    log = tmp_path / "out.sep2gw"
+    assert main(["sim", str(path), "--seed", "2", "--site", str(site), "--log", str(log)]) == 0
+    out = capsys.readouterr()
+    assert "C1=[1, 2, 3]" in out.out and "all invariants held" in out.out
+    assert "(sim time)" in out.err  # the progress bar
+    assert log.is_file()
+    assert main(["log", "verify", str(log)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(world_module, "Monitor", _StrictMonitor)
+    assert main(["sim", str(path), "--seed", "2", "--site", str(site), "--quiet"]) == 1
+    out = capsys.readouterr()
+    assert "INVARIANT VIOLATED" in out.out
+    assert f"python3 -m sep2gw sim {path} --seed 2 --site {site}" in out.out
+
+
+FAMILY = """
+name = "fault family"
+[server]
+poll_rate_s = 10
+post_rate_s = 60
+[[programs]]
+id = "net"
+primacy = 10
+default = {{ opModExpLimW = 4000 }}
+[[programs]]
+id = "retail"
+primacy = 20
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "F1"
+program = "retail"
+start_s = 30
+duration_s = 90
+modes = {{ opModTargetW = 2000 }}
+[[actions]]
+at_s = 20
+kind = "create_control"
+mrid = "F2"
+program = "net"
+start_s = 60
+duration_s = 60
+modes = {{ opModExpLimW = 0 }}
+[[actions]]
+at_s = {fail_at}
+kind = "fail"
+duration_s = 20
+reset = {reset}
+[[actions]]
+at_s = {crash_at}
+kind = "crash"
+down_s = {down}
+[[actions]]
+at_s = {modbus_at}
+kind = "modbus_timeout"
+duration_s = 15
+[[actions]]
+at_s = 100
+kind = "clock_skew"
+seconds = {skew}
+"""
+
+
+def family_member(seed: int) -> str:
+    """A fault-heavy family: the same controls, faults moved and varied by the seed."""
+    return FAMILY.format(
+        fail_at=20 + seed * 7 % 100,
+        reset=str(seed % 2 == 0).lower(),
+        crash_at=40 + seed * 13 % 100,
+        down=seed % 3 * 5,
+        modbus_at=30 + seed * 11 % 90,
+        skew=(-1) ** seed * (5 + seed % 4 * 10),
+    )
+
+
+def test_twenty_seeds_of_a_fault_heavy_family_keep_every_invariant(site: Path) -> None:
+    for seed in range(20):
+        result = world(site, family_member(seed), seed=seed)
+        assert check(result) == [], (seed, check(result))
+        assert result.boots >= 2
+        for mrid in ("F1", "F2"):
+            assert result.server.response_statuses(mrid)[0] == 1, (seed, mrid)
+
+
+def test_same_seed_of_the_family_gives_a_byte_identical_log(site: Path) -> None:
+    for seed in (3, 8):
+        first = world(site, family_member(seed), seed=seed).log_bytes()
+        again = world(site, family_member(seed), seed=seed).log_bytes()
+        assert first == again, seed
