@@ -2,10 +2,12 @@
 run, ``sep2gw.world.check``) and so does every outcome its ``[expect]`` section demands
 (``sep2gw.expect.check_expectations``). CI runs each family over at least 20 seeds (issue 8,
 scope 3): the seeds of a family are dealt round-robin to its scenarios, so each scenario runs at
-least once and the family as a whole over ``SEEDS_PER_FAMILY`` distinct seeds."""
+least once and the family as a whole over ``SEEDS_PER_FAMILY`` distinct seeds. Same seed ⇒
+byte-identical log is checked once per family against the log of its first world."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Final
@@ -31,6 +33,8 @@ def family_runs() -> list[tuple[str, LibraryScenario, int]]:
 
 
 RUNS: Final = family_runs()
+#: (file, seed) → SHA-256 of the world's log, filled by the world test (one process, in order).
+LOG_HASHES: dict[tuple[str, int], str] = {}
 
 
 def test_each_family_runs_over_at_least_20_seeds_and_every_scenario_runs() -> None:
@@ -50,9 +54,22 @@ def test_library_world_keeps_invariants_and_expectations(
     family: str, entry: LibraryScenario, seed: int, pki: Path
 ) -> None:
     result = run_world(entry.scenario, seed=seed, site=pki)
+    LOG_HASHES[(entry.file, seed)] = hashlib.sha256(result.log_bytes()).hexdigest()
     violations = check(result) + check_expectations(entry.scenario, result)
     assert not violations, (
         f"{family}/{entry.file} seed {seed} (reproduce: python3 -m sep2gw sim "
         f"sep2gw/simserver/scenarios/{entry.file} --seed {seed}):\n"
         + "\n".join(f"  {v.invariant}: {v.detail}" for v in violations)
     )
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_same_seed_gives_a_byte_identical_log_in_every_family(family: str, pki: Path) -> None:
+    _, entry, seed = next(run for run in RUNS if run[0] == family)
+
+    def log_hash() -> str:
+        result = run_world(entry.scenario, seed=seed, site=pki)
+        return hashlib.sha256(result.log_bytes()).hexdigest()
+
+    first = LOG_HASHES.get((entry.file, seed)) or log_hash()
+    assert log_hash() == first, f"{family}/{entry.file} seed {seed}: the log differs"
