@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from events.control_events import LimitsInForceChanged, RampPlanned
+from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
 from events.der_model import Mode
 from events.registration_events import RegistrationHalted
 from sep2gw.simserver import Scenario
@@ -33,6 +33,8 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
         return []
     violations: list[Violation] = []
     _responses(expect, result, violations)
+    _response_times(expect, result, violations)
+    _adjacent(expect, result, violations)
     _limits(expect, result, violations)
     if expect.telemetry is not None:
         _telemetry(expect.telemetry, result, violations)
@@ -54,6 +56,51 @@ def _responses(expect: Expect, result: WorldResult, out: list[Violation]) -> Non
                 Violation(
                     invariant="expect.responses",
                     detail=f"mRID {mrid}: expected {wanted}, the server accepted {got}",
+                )
+            )
+
+
+def _response_times(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rules 6, 7, 9: Responses at the instants they are owed (when the server is reachable)."""
+    start = result.server.start
+    for spec in expect.response_times:
+        times = [
+            q.time - start
+            for q in result.server.responses_for(spec.mrid)
+            if q.status == 201 and isinstance(q.body, r.Response) and q.body.status == spec.status
+        ]
+        if not any(spec.at_s <= t <= spec.at_s + spec.tolerance_s for t in times):
+            out.append(
+                Violation(
+                    invariant="expect.response_times",
+                    detail=f"mRID {spec.mrid} status {spec.status}: expected at +{spec.at_s:g} s "
+                    f"(+{spec.tolerance_s:g} s), accepted at {[f'+{t:g} s' for t in times]}",
+                )
+            )
+
+
+def _adjacent(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rule 5: an adjacent event starts at its predecessor's *effective* end."""
+    if not expect.adjacent:
+        return
+    scheduled: dict[int, ControlScheduled] = {}
+    for rec in result.store.read():
+        if isinstance(rec.event, ControlScheduled):
+            scheduled[int(rec.event.mrid, 16)] = rec.event  # the last plan counts
+    for pair in expect.adjacent:
+        first, then = scheduled.get(int(pair.first, 16)), scheduled.get(int(pair.then, 16))
+        if first is None or then is None:
+            missing = pair.first if first is None else pair.then
+            out.append(
+                Violation(invariant="expect.adjacent", detail=f"{missing} was never scheduled")
+            )
+        elif then.effective_start_s != first.effective_end_s:
+            start = result.server.start
+            out.append(
+                Violation(
+                    invariant="expect.adjacent",
+                    detail=f"{pair.then} starts at +{then.effective_start_s - start:g} s, "
+                    f"{pair.first} ends at +{first.effective_end_s - start:g} s",
                 )
             )
 

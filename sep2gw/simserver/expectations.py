@@ -9,6 +9,13 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
     Per mRID (hex, compared as a number) the Response statuses the server *accepted* (201), in
     order; ``[]``: never answered (§4 rules 2-9, 14, 16).
 
+``[[expect.response_times]]`` with ``mrid``, ``status``, ``at_s`` (``tolerance_s``, default 1): the
+    server accepted that status for that mRID within ``[at_s, at_s + tolerance_s]`` (activation at
+    the effective start, rule 6; 7 at the superseding event's start, rule 7; 3 at the end, rule 9).
+
+``[[expect.adjacent]]`` with ``first`` and ``then`` (mRIDs): ``then``'s effective start, as the log
+    last scheduled it, is ``first``'s effective end (§4 rule 5: no randomisation gap).
+
 ``[[expect.limits]]`` with ``at_s`` and mode keys in schema spelling
     What the controls actor decided was in force at that offset (the last ``control.limits_in_force``
     record at or before it): a number (W, or percent for ``opModMaxLimW``/``opModFixedW``), a
@@ -53,6 +60,7 @@ import msgspec
 
 __all__ = [
     "LIMIT_MODES",
+    "Adjacent",
     "DerSettingsAt",
     "Expect",
     "LimitAt",
@@ -60,6 +68,7 @@ __all__ = [
     "PostInterval",
     "RampExpect",
     "RequestCount",
+    "ResponseAt",
     "TelemetryExpect",
     "check_expect",
 ]
@@ -155,8 +164,22 @@ class DerSettingsAt(_Strict, frozen=True, kw_only=True):
     fields: dict[str, int | float | bool]
 
 
+class ResponseAt(_Strict, frozen=True, kw_only=True):
+    mrid: str
+    status: int
+    at_s: float
+    tolerance_s: float = 1.0
+
+
+class Adjacent(_Strict, frozen=True, kw_only=True):
+    first: str
+    then: str
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
+    response_times: list[ResponseAt] = []
+    adjacent: list[Adjacent] = []
     limits: list[LimitAt] = []
     telemetry: TelemetryExpect | None = None
     requests: list[RequestCount] = []
@@ -166,6 +189,13 @@ class Expect(_Strict, frozen=True, kw_only=True):
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
+
+
+def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
+    if not _HEX.fullmatch(text):
+        problems.append(f"{key}: {text!r} is not an mRID (1 to 32 hex digits)")
+    elif int(text, 16) not in created:
+        problems.append(f"{key}: no create_control action creates {text}")
 
 
 def _regex(key: str, text: str, problems: list[str]) -> None:
@@ -196,6 +226,16 @@ def check_expect(
         for j, status in enumerate(statuses):
             if not 0 <= status <= 255:
                 problems.append(f"{key}[{j}]: {status} is not a Response status (0..255)")
+    for i, timed in enumerate(expect.response_times):
+        key = f"expect.response_times[{i}]"
+        _mrid(f"{key}.mrid", timed.mrid, created_mrids, problems)
+        if not 0 <= timed.status <= 255:
+            problems.append(f"{key}.status: {timed.status} is not a Response status (0..255)")
+        if timed.tolerance_s < 0:
+            problems.append(f"{key}.tolerance_s: must not be negative, got {timed.tolerance_s:g}")
+    for i, pair in enumerate(expect.adjacent):
+        _mrid(f"expect.adjacent[{i}].first", pair.first, created_mrids, problems)
+        _mrid(f"expect.adjacent[{i}].then", pair.then, created_mrids, problems)
     for i, limit in enumerate(expect.limits):
         key = f"expect.limits[{i}]"
         if limit.at_s < 0:

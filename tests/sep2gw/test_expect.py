@@ -40,6 +40,14 @@ HOLDS = """
 responses = { A1 = [1, 2, 3] }
 no_log_events = ["registration.halted.v1"]
 halted = false
+[[expect.response_times]]
+mrid = "A1"
+status = 2
+at_s = 60
+[[expect.response_times]]
+mrid = "A1"
+status = 3
+at_s = 120
 [[expect.limits]]
 at_s = 90
 opModExpLimW = 1500
@@ -76,6 +84,13 @@ BROKEN = """
 responses = { A1 = [1, 2] }
 log_events = ["control.gap.v1"]
 halted = true
+[[expect.response_times]]
+mrid = "A1"
+status = 2
+at_s = 90
+[[expect.adjacent]]
+first = "A1"
+then = "A1"
 [[expect.limits]]
 at_s = 90
 opModExpLimW = 1400
@@ -127,6 +142,8 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
         "expect.der_settings": 1,
         "expect.halted": 1,
         "expect.log_events": 1,
+        "expect.response_times": 1,
+        "expect.adjacent": 1,
     }
     assert keys["expect.telemetry"] >= 3 and keys["expect.poll_intervals"] >= 1
     details = {v.invariant: v.detail for v in found}
@@ -140,6 +157,10 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
     )
     assert details["expect.halted"] == "no registration.halted record"
     assert details["expect.log_events"] == "no control.gap.v1 record"
+    assert details["expect.response_times"] == (
+        "mRID A1 status 2: expected at +90 s (+1 s), accepted at ['+60 s']"
+    )
+    assert details["expect.adjacent"] == "A1 starts at +60 s, A1 ends at +120 s"
 
 
 def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> None:
@@ -195,6 +216,14 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
         (
             "[expect.telemetry]\npost_intervals = [{ from_s = 0, interval_s = 0 }]\n",
             "expect.telemetry.post_intervals[0].interval_s: must be positive",
+        ),
+        (
+            '[[expect.response_times]]\nmrid = "B2"\nstatus = 2\nat_s = 1\ntolerance_s = -1\n',
+            "expect.response_times[0].mrid: no create_control action creates B2",
+        ),
+        (
+            '[[expect.adjacent]]\nfirst = "A1"\nthen = "G"\n',
+            "expect.adjacent[0].then: 'G' is not an mRID",
         ),
         (
             "[[expect.der_settings]]\nat_s = 1\nfields = {}\n",
