@@ -14,6 +14,12 @@ The invariants, precisely:
     recorded limits never lag what arbitration gives for longer than ``LAG_S`` of gateway time while
     a gateway is up (checked whenever a record is committed).
 
+``hardware applies the limits in force``
+    Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
+    says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
+    ends; within ``LAG_S`` after a change the previous value is also accepted (the command reaches
+    the hardware actor after the controls actor's append).
+
 ``nameplate and settings never exceeded``
     Every setpoint the hardware actor wrote (``LimitsApplied.setpoint_w``) and what the battery
     holds (its setpoint, ``WMax`` setting) stay within the battery's ratings (max charge / discharge
@@ -25,15 +31,19 @@ The invariants, precisely:
     none of them.
 
 ``polls within 1.5x pollRate`` and ``polls never more often than asked``
-    For each DERControlList the gateway polls (first pages: no ``s`` query or ``s=0``), server time
-    between consecutive polls is at least ``pollRate - POLL_SLACK_S`` and at most
-    ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate`` is the DERProgramList's rate the server
-    advertises (§4 rule 15). Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
+    For each resource the gateway polls — its EndDevice, Registration, FunctionSetAssignmentsList,
+    DERProgramList, and each program's DERControlList, DefaultDERControl and ActiveDERControlList
+    (first pages: no ``s`` query or ``s=0``) — server time between consecutive polls is at least
+    ``pollRate - POLL_SLACK_S`` and at most ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate``
+    is the rate the server advertises on the containing resource (EndDeviceList, Registration,
+    FunctionSetAssignmentsList, DERProgramList; §4 rule 15), checked at every poll and, for
+    overdue polls, at every request the server answers. Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
     ``tls_fail`` window, a ``clock_skew`` step, a ``set_poll_rate``, ``remove_program`` or
     ``restore_program`` action, a gateway crash (down until it restarts), or a ``CommsRestored``
     the gateway logged (the protocol's recovery re-poll) — extended by ``recovery_s(rate)`` after
-    it (back-off and re-walk time). A list whose program is not in the FunctionSetAssignments is
-    not expected to be polled.
+    it (back-off and re-walk time); ``set_pin`` is a disturbance too. A list whose program is not in
+    the FunctionSetAssignments is not expected to be polled, nor is anything after the gateway
+    logged ``RegistrationHalted`` (until it restarts).
 
 ``readings minute-aligned``
     Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
@@ -49,6 +59,7 @@ The invariants, precisely:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -66,11 +77,13 @@ from sep2gw.simserver import (
     RemoveProgram,
     RestoreProgram,
     Scenario,
+    SetPin,
     SetPollRate,
     SlowResponses,
     TlsFail,
 )
 from sep2gw.simserver.scenario import Action
+from statemachines.arbitration import MODE_FIELDS
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
@@ -91,6 +104,7 @@ _W_SLACK: Final = 0.5  # register rounding (whole watts)
 
 INVARIANTS: Final = (
     "limits in force come from arbitration",
+    "hardware applies the limits in force",
     "nameplate and settings never exceeded",
     "legal response sequences",
     "no duplicate responses",
@@ -116,7 +130,8 @@ class Violation(msgspec.Struct, frozen=True, kw_only=True):
 
 class _PollTrack(msgspec.Struct):
     last_s: float
-    program_index: int
+    program_index: int  # 0: not under a DERProgram
+    rate_key: str  # which of the server's pollRates governs it
 
 
 class Monitor:
@@ -138,11 +153,11 @@ class Monitor:
         self._polls: dict[str, _PollTrack] = {}
         self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
         self._down_since: float | None = None
-        #: A registration halt (PIN mismatch, PROTOCOL.md §2 step 4) stops all traffic: no poll
-        #: is owed after it.
-        self._halted = False
+        self._halted = False  # this boot's registration halted (no polling expected)
         self._lag_since: float | None = None
         self._last_lag_check = -math.inf
+        #: The settings in force before the latest change, and when it changed.
+        self._previous: tuple[ControlSettings, float] = (ControlSettings(), -math.inf)
         self.now_s = 0.0  # latest time seen (server epoch seconds)
 
     # ------------------------------------------------------------------------------- wiring
@@ -155,6 +170,7 @@ class Monitor:
 
     def gateway_up(self, gateway: Gateway) -> None:
         self._gateway = gateway
+        self._halted = False
         if self._down_since is not None:
             self._disturb(self._down_since, self._server_now())
             self._down_since = None
@@ -189,8 +205,10 @@ class Monitor:
             self.now_s = max(self.now_s, record.server_time)
             if isinstance(event, LimitsInForceChanged):
                 self._check_arbitration(event)
+                self._previous = (self.fold.settings, event.at_s)
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
+                self._check_applied(event)
             elif isinstance(event, CommsRestored):
                 self._disturb(self._server_now(), self._server_now())
             elif isinstance(event, RegistrationHalted):
@@ -238,6 +256,33 @@ class Monitor:
                 f"force, but arbitration gives {_describe(settings)}",
                 now,
             )
+
+    def _check_applied(self, event: LimitsApplied) -> None:
+        in_force = self.fold.settings
+        previous, changed_at = self._previous
+        recent = event.at_s - changed_at <= LAG_S
+        for mode, name in MODE_FIELDS:
+            value = getattr(event.settings, name)
+            wanted = getattr(in_force, name)
+            if value == wanted or (recent and value == getattr(previous, name)):
+                continue
+            ramp = self.fold.ramps.get(mode)
+            if (
+                ramp is not None
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and min(ramp.from_value, ramp.to_value) - _W_SLACK
+                <= value
+                <= max(ramp.from_value, ramp.to_value) + _W_SLACK
+            ):
+                continue
+            self._violate(
+                "hardware applies the limits in force",
+                f"the hardware actor applied {name}={value}; the log says {wanted} is in force",
+                event.at_s,
+            )
+            return
+        self._held("hardware applies the limits in force")
 
     def _check_setpoint(self, event: LimitsApplied, at_s: float) -> None:
         if self._battery is None or event.setpoint_w is None:
@@ -312,7 +357,7 @@ class Monitor:
         elif isinstance(action, ClockSkew):
             # Server times around a step are on both footings: from the earlier reading to the later.
             self._disturb(min(at, at + action.seconds), max(at, at + action.seconds))
-        elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram):
+        elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram | SetPin):
             self._disturb(at, at)
 
     def on_request(self, q: RecordedRequest) -> None:
@@ -323,7 +368,7 @@ class Monitor:
             return
         if q.method == "POST" and isinstance(q.body, r.Response):
             self._check_response(q)
-        elif q.method == "GET" and q.path.endswith("/derc"):
+        elif q.method == "GET" and _rate_key(q.path) is not None:
             self._check_poll(q)
         elif q.method == "POST" and q.path.startswith("/mup/"):
             self._check_readings(q)
@@ -351,9 +396,9 @@ class Monitor:
             self._held("legal response sequences")
         sent.append(status)
 
-    def _rate(self) -> float:
+    def _rate(self, key: str) -> float:
         assert self._server is not None
-        return float(self._server.state.poll_rates["derp"])
+        return float(self._server.state.poll_rates[key])
 
     def _disturbed(self, start: float, end: float, rate: float) -> bool:
         if self._down_since is not None or self._gateway is None:
@@ -366,12 +411,13 @@ class Monitor:
         params = dict(part.partition("=")[::2] for part in query.split("&") if part)
         if params.get("s", "0") != "0":
             return  # a later page of the same poll
-        index = _program_index(q.path)
+        key = _rate_key(q.path)
+        assert key is not None
         track = self._polls.get(q.path)
-        self._polls[q.path] = _PollTrack(q.time, index)
+        self._polls[q.path] = _PollTrack(q.time, _program_index(q.path), key)
         if track is None:
             return
-        rate = self._rate()
+        rate = self._rate(key)
         gap = q.time - track.last_s
         if self._disturbed(track.last_s, q.time, rate):
             return
@@ -392,12 +438,16 @@ class Monitor:
             self._held("polls within 1.5x pollRate")
 
     def _check_overdue(self, now: float) -> None:
-        if self._server is None or not self._polls or self._halted:
+        if self._server is None or not self._polls:
             return
-        rate = self._rate()
-        limit = 1.5 * rate + POLL_SLACK_S
+        if self._halted:
+            return  # registration halted: the gateway stops polling by design (PROTOCOL.md §2)
         for path, track in self._polls.items():
-            if now - track.last_s <= limit or not self._in_fsa(track.program_index):
+            rate = self._rate(track.rate_key)
+            limit = 1.5 * rate + POLL_SLACK_S
+            if now - track.last_s <= limit:
+                continue
+            if track.program_index and not self._in_fsa(track.program_index):
                 continue
             if self._disturbed(track.last_s, now, rate):
                 continue
@@ -433,6 +483,23 @@ class Monitor:
         """Checks at the end of the run: nothing overdue."""
         if self.violation is None:
             self._check_overdue(self._server_now())
+
+
+_DEVICE = re.compile(r"/edev/[^/]+")
+
+
+def _rate_key(path: str) -> str | None:
+    """The server pollRate that governs polls of ``path`` (§4 rule 15: a list is polled at the rate
+    of the resource that contains it); ``None``: not a polled resource."""
+    if path.endswith(("/derc", "/dderc", "/actderc", "/derp")):
+        return "derp"
+    if path.endswith("/fsa"):
+        return "fsa"
+    if path.endswith("/rg"):
+        return "reg"
+    if _DEVICE.fullmatch(path):
+        return "edev"
+    return None
 
 
 def _program_index(path: str) -> int:
