@@ -277,7 +277,12 @@ class RegistrationActor:
         time = await self._link.get(dcap.TimeLink.href, r.Time)
         after = self._clock.server_time()
         # The server read its clock somewhere during the exchange: take the midpoint as ours.
-        return self.core.time_learned(float(time.currentTime), (before + after) / 2, after)
+        events = self.core.time_learned(float(time.currentTime), (before + after) / 2, after)
+        # Time is read again at its own pollRate: a server clock that steps is followed (§2.2).
+        key = f"tm:{dcap.TimeLink.href}"
+        known = key in self.polls.state.polls
+        events += self.polls.rate_seen(key, time.pollRate or DEFAULT_POLL_S, after)
+        return events + self._read_counts_as_poll(key, after, known=known)
 
     async def _end_device(self) -> list[Event]:
         dcap = self._found.dcap
@@ -563,10 +568,19 @@ class RegistrationActor:
             return await self._poll_program_list(href)
         if kind == "edev":
             return await self._poll_end_device(href)
+        if kind == "tm":
+            before = self._clock.server_time()
+            time = await self._link.get(href, r.Time)
+            after = self._clock.server_time()
+            rate = self.polls.rate_seen(resource, time.pollRate or DEFAULT_POLL_S, after)
+            return rate + self.core.time_resynced(
+                float(time.currentTime), (before + after) / 2, after
+            )
         if kind == "rg":
             registration = await self._link.get(href, r.Registration)
             now = self._clock.server_time()
-            # Registration carries its own pollRate: a changed one applies next cycle (§4 rule 15).
+            # Registration carries its own pollRate: a change applies from the next cycle (§4
+            # rule 15; the swarm found it ignored, so /rg stayed on the walk's rate for good).
             rate = self.polls.rate_seen(resource, registration.pollRate or DEFAULT_POLL_S, now)
             return rate + self.core.pin_seen(registration.pIN, now)
         raise ValueError(f"unknown poll resource {resource!r}")

@@ -17,7 +17,7 @@ The invariants, precisely:
 ``hardware applies the limits in force``
     Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
     says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
-    ends; within ``LAG_S`` after a change the previous value is also accepted (the command reaches
+    ends; a value in force at any time in the last ``LAG_S`` is also accepted (the command reaches
     the hardware actor after the controls actor's append).
 
 ``nameplate and settings never exceeded``
@@ -31,13 +31,14 @@ The invariants, precisely:
     none of them.
 
 ``polls within 1.5x pollRate`` and ``polls never more often than asked``
-    For each resource the gateway polls — its EndDevice, Registration, FunctionSetAssignmentsList,
+    For each resource the gateway polls — Time, its EndDevice, Registration, FunctionSetAssignmentsList,
     DERProgramList, and each program's DERControlList, DefaultDERControl and ActiveDERControlList
     (first pages: no ``s`` query or ``s=0``) — server time between consecutive polls is at least
     ``pollRate - POLL_SLACK_S`` and at most ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate``
-    is the rate the server advertises on the containing resource (EndDeviceList, Registration,
-    FunctionSetAssignmentsList, DERProgramList; §4 rule 15), checked at every poll and, for
-    overdue polls, at every request the server answers. Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
+    is the rate the containing resource (Time, EndDeviceList, Registration,
+    FunctionSetAssignmentsList, DERProgramList; §4 rule 15) carried when the gateway last read it
+    (a rate the gateway was never shown cannot bind it), checked at every poll and, for overdue
+    polls, at every request the server answers. Exempt: a gap that touches a *disturbance* — a ``fail``, ``slow`` or
     ``tls_fail`` window, a ``clock_skew`` step, a ``set_poll_rate``, ``remove_program`` or
     ``restore_program`` action, a gateway crash (down until it restarts), or a ``CommsRestored``
     the gateway logged (the protocol's recovery re-poll) — extended by ``recovery_s(rate)`` after
@@ -93,7 +94,15 @@ if TYPE_CHECKING:
     from sep2gw.sim import SimBattery
     from sep2gw.simserver import SimUtilityServer
 
-__all__ = ["INVARIANTS", "LAG_S", "POLL_SLACK_S", "Monitor", "Violation", "recovery_s"]
+__all__ = [
+    "INVARIANTS",
+    "LAG_S",
+    "POLL_SLACK_S",
+    "Monitor",
+    "Violation",
+    "recovery_s",
+    "same_controls_state",
+]
 
 #: How long (gateway seconds) the recorded limits may lag arbitration: the controls actor wakes
 #: at the deadline, but other actors may commit at the same instant first.
@@ -101,6 +110,7 @@ LAG_S: Final = 2.0
 #: Rounding allowance on poll gaps (the server stamps whole requests, the client sleeps to floats).
 POLL_SLACK_S: Final = 1.0
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
+_CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
 
 INVARIANTS: Final = (
     "limits in force come from arbitration",
@@ -114,6 +124,18 @@ INVARIANTS: Final = (
     "replay equals live state",
     "log verifies",
 )
+
+
+def same_controls_state(live: ControlsState, folded: ControlsState) -> bool:
+    """Whether two controls states are the same decision state: equal when encoded, but for the
+    iteration order of sets (a frozenset's order follows its insertion history and the per-process
+    string hash seed, so a state rebuilt from the log may list ``lost`` modes in another order).
+    Dict order is kept where it means something: the ``live`` index is the scheduling order."""
+    if msgspec.json.encode(live) == msgspec.json.encode(folded):
+        return True
+    return _CANONICAL.encode(live) == _CANONICAL.encode(folded) and list(live.live) == list(
+        folded.live
+    )
 
 
 def recovery_s(rate_s: float) -> float:
@@ -154,10 +176,12 @@ class Monitor:
         self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
         self._down_since: float | None = None
         self._halted = False  # this boot's registration halted (no polling expected)
+        #: pollRate per rate key as carried by the containing resource the gateway last read.
+        self._seen_rates: dict[str, float] = {}
         self._lag_since: float | None = None
         self._last_lag_check = -math.inf
-        #: The settings in force before the latest change, and when it changed.
-        self._previous: tuple[ControlSettings, float] = (ControlSettings(), -math.inf)
+        #: Settings that were in force until the instant paired with them (the latest few).
+        self._superseded: list[tuple[ControlSettings, float]] = [(ControlSettings(), -math.inf)]
         self.now_s = 0.0  # latest time seen (server epoch seconds)
 
     # ------------------------------------------------------------------------------- wiring
@@ -205,7 +229,8 @@ class Monitor:
             self.now_s = max(self.now_s, record.server_time)
             if isinstance(event, LimitsInForceChanged):
                 self._check_arbitration(event)
-                self._previous = (self.fold.settings, event.at_s)
+                self._superseded.append((self.fold.settings, event.at_s))
+                del self._superseded[:-8]
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
                 self._check_applied(event)
@@ -259,12 +284,12 @@ class Monitor:
 
     def _check_applied(self, event: LimitsApplied) -> None:
         in_force = self.fold.settings
-        previous, changed_at = self._previous
-        recent = event.at_s - changed_at <= LAG_S
+        # In force within the last LAG_S: the hardware may still be carrying out any of those.
+        recent = [old for old, until in self._superseded if event.at_s - until <= LAG_S]
         for mode, name in MODE_FIELDS:
             value = getattr(event.settings, name)
             wanted = getattr(in_force, name)
-            if value == wanted or (recent and value == getattr(previous, name)):
+            if value == wanted or any(value == getattr(old, name) for old in recent):
                 continue
             ramp = self.fold.ramps.get(mode)
             if (
@@ -335,14 +360,11 @@ class Monitor:
         core = None if controls is None else controls.core
         if core is None:
             return
+        if same_controls_state(core.state, self.fold):
+            self._held("replay equals live state")
+            return
         live = msgspec.json.encode(core.state)
-        if live == msgspec.json.encode(self.fold):
-            self._held("replay equals live state")
-            return
         a, b = msgspec.json.decode(live), msgspec.json.decode(msgspec.json.encode(self.fold))
-        if a == b:
-            self._held("replay equals live state")
-            return
         keys = sorted(k for k in a if a.get(k) != b.get(k))
         self._violate(
             "replay equals live state",
@@ -370,6 +392,15 @@ class Monitor:
             self._check_response(q)
         elif q.method == "GET" and _rate_key(q.path) is not None:
             self._check_poll(q)
+        if q.method == "GET" and self._server is not None:
+            carried = _carries_rate(q.path)
+            if carried is not None:
+                rate = float(self._server.state.poll_rates[carried])
+                if self._seen_rates.get(carried, rate) != rate:
+                    # A changed rate applies from the next cycle (§4 rule 15): the cycle under
+                    # way still runs on the old one.
+                    self._disturb(q.time, q.time)
+                self._seen_rates[carried] = rate
         elif q.method == "POST" and q.path.startswith("/mup/"):
             self._check_readings(q)
         self._check_overdue(q.time)
@@ -397,6 +428,10 @@ class Monitor:
         sent.append(status)
 
     def _rate(self, key: str) -> float:
+        """The pollRate the gateway was last told for ``key`` (the server's, if never read)."""
+        seen = self._seen_rates.get(key)
+        if seen is not None:
+            return seen
         assert self._server is not None
         return float(self._server.state.poll_rates[key])
 
@@ -504,8 +539,25 @@ def _rate_key(path: str) -> str | None:
         return "fsa"
     if path.endswith("/rg"):
         return "reg"
+    if path == "/tm":
+        return "time"
     if _DEVICE.fullmatch(path):
         return "edev"
+    return None
+
+
+def _carries_rate(path: str) -> str | None:
+    """The rate key whose pollRate the document at ``path`` carries (the containing resources)."""
+    if path == "/edev":
+        return "edev"
+    if path == "/tm":
+        return "time"
+    if path.endswith("/rg"):
+        return "reg"
+    if path.endswith("/fsa"):
+        return "fsa"
+    if path.endswith("/derp"):
+        return "derp"
     return None
 
 

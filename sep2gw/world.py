@@ -36,7 +36,7 @@ from events.replay import replay
 from events.store import EventStore, Head, plan_append
 from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
-from sep2gw.invariants import Monitor, Violation
+from sep2gw.invariants import Monitor, Violation, same_controls_state
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import (
@@ -48,7 +48,7 @@ from sep2gw.simserver import (
     SimUtilityServer,
     server_material,
 )
-from statemachines.controls import CONTROLS_PROJECTION
+from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
 
@@ -382,7 +382,9 @@ def check(result: WorldResult) -> list[Violation]:
     if not report.ok:
         violations.append(Violation(invariant="log verifies", detail=report.describe()))
     replayed, _ = replay(result.store, CONTROLS_PROJECTION)
-    if result.live_controls and msgspec.json.encode(replayed) != result.live_controls:
+    if result.live_controls and not same_controls_state(
+        msgspec.json.decode(result.live_controls, type=ControlsState), replayed
+    ):
         violations.append(
             Violation(invariant="replay equals live state", detail="controls state differs")
         )

@@ -40,11 +40,15 @@ __all__ = [
     "RegistrationConfig",
     "RegistrationCore",
     "RegistrationState",
+    "TIME_RESYNC_S",
     "evolve_registration",
     "pin_check_digit",
 ]
 
 IDLE: Final = "idle"
+#: A re-read of Time corrects the offset only when the server's clock moved further than this from
+#: ours: Time.currentTime is whole seconds, so smaller differences are its resolution, not a step.
+TIME_RESYNC_S: Final = 2.0
 READY: Final = "ready"
 HALTED: Final = "halted"
 _STEPS: Final = tuple(RegistrationStep)
@@ -217,6 +221,17 @@ class RegistrationCore:
         out: list[Event] = []
         self._emit(out, TimeOffsetLearned(offset_s=server_time_s - local_time_s, at_s=now))
         self._emit(out, StepDone(step=RegistrationStep.TIME, at_s=now))
+        return out
+
+    def time_resynced(self, server_time_s: float, local_time_s: float, now: float) -> list[Event]:
+        """§2.2 and §4 rule 15: Time is polled at its pollRate; a server clock that stepped (more
+        than :data:`TIME_RESYNC_S` away from our offset) gives a new offset, so event times stay on
+        the server's clock. Nothing is recorded for resolution noise."""
+        offset = server_time_s - local_time_s
+        if abs(offset) <= TIME_RESYNC_S:
+            return []
+        out: list[Event] = []
+        self._emit(out, TimeOffsetLearned(offset_s=offset, at_s=now))
         return out
 
     def registration_pin(self, pin: int, now: float, href: str | None = None) -> list[Event]:

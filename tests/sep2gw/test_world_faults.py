@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +20,15 @@ from events.control_events import (
     LimitsInForceChanged,
 )
 from events.hardware_events import AlarmsChanged, DeviceUnreachable
+from events.registration_events import TimeOffsetLearned
 from events.runtime_events import GatewayStarted
 from sep2gw.cli import main
 from sep2gw.invariants import Monitor
 from sep2gw.simreport import failure_report, scenario_toml
 from sep2gw.simserver import ScenarioError, parse_scenario
 from sep2gw.world import WorldResult, check, run_world
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """
 name = "{name}"
@@ -175,7 +181,7 @@ def test_tls_failures_and_slow_answers_are_retried_and_recovered_from(site: Path
         assert result.server.response_statuses(mrid) == [1, 2, 3]
 
 
-def test_clock_skew_steps_the_utility_clock_only(site: Path) -> None:
+def test_clock_skew_steps_the_utility_clock_and_the_gateway_follows_it(site: Path) -> None:
     result = world(
         site, scenario("skew", '[[actions]]\nkind = "clock_skew"\nat_s = 100\nseconds = 40\n')
     )
@@ -185,6 +191,12 @@ def test_clock_skew_steps_the_utility_clock_only(site: Path) -> None:
     assert result.battery is not None
     # The battery's physics ran on the device's clock, 40 s behind the utility's by the end.
     assert result.server.requests[-1].time - result.battery.now_s == pytest.approx(40, abs=10)
+    # The gateway re-read Time at its pollRate and took the step, so C2 started at 200 s on the
+    # utility's clock (not 40 s late, at the device's 200 s).
+    offsets = [e.offset_s for e in events_of(result, TimeOffsetLearned)]  # type: ignore[attr-defined]
+    assert len(offsets) == 2 and offsets[1] == pytest.approx(40, abs=1.5)
+    (started,) = [q for q in result.server.responses_for("C2") if q.body.status == 2]  # type: ignore[union-attr]
+    assert 200 <= started.time - result.server.start < 203
 
 
 def test_a_retried_response_is_never_overtaken_by_a_later_status(site: Path) -> None:
@@ -215,6 +227,22 @@ paths = ["/rsps"]
     result = world(site, text)
     assert result.server.response_statuses("D1") == [1, 2, 3]
     assert check(result) == []
+
+
+def test_a_changed_registration_poll_rate_is_followed(site: Path) -> None:
+    """Regression (found by the swarm): Registration carries its own pollRate, but a re-read
+    Registration's rate was ignored, so /rg stayed on the walk's rate for good (over-polling)."""
+    result = world(
+        site,
+        scenario(
+            "reg rate",
+            '[[actions]]\nkind = "set_poll_rate"\nat_s = 100\nseconds = 30\nresource = "reg"\n',
+        ),
+    )
+    assert check(result) == []
+    times = [q.time - result.server.start for q in result.server.polls_of("/edev/1/rg")]
+    later = [b - a for a, b in zip(times, times[1:], strict=False) if a >= 130]
+    assert later and all(gap >= 30 for gap in later), times
 
 
 # ------------------------------------------------------------------ monitor, reports, command
@@ -337,3 +365,34 @@ def test_same_seed_of_the_family_gives_a_byte_identical_log(site: Path) -> None:
         first = world(site, family_member(seed), seed=seed).log_bytes()
         again = world(site, family_member(seed), seed=seed).log_bytes()
         assert first == again, seed
+
+
+def test_the_reproduce_command_gives_the_same_log_in_fresh_processes(
+    site: Path, tmp_path: Path
+) -> None:
+    """``python3 -m sep2gw sim PATH --seed S`` is what a failure report prints: in two fresh
+    processes with different string-hash seeds (set iteration order differs between them) a
+    fault-heavy world with partial supersession and a crash gives the same log (head hash)."""
+    path = tmp_path / "family.toml"
+    path.write_text(
+        family_member(5)
+        + '[[actions]]\nat_s = 25\nkind = "create_control"\nmrid = "F3"\nprogram = "retail"\n'
+        "start_s = 50\nduration_s = 60\nmodes = { opModTargetW = 1500, opModExpLimW = 800, "
+        "opModImpLimW = 700 }\n"
+    )
+    command = [sys.executable, "-m", "sep2gw", "sim", str(path), "--seed", "5"]
+    heads = []
+    for hash_seed in ("1", "2"):
+        proc = subprocess.run(
+            [*command, "--site", str(site), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": hash_seed},
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "F3=[1" in proc.stdout  # the partially superseded control was answered
+        heads.append(proc.stdout.split(" head ")[1].split("…")[0])
+    assert heads[0] == heads[1]

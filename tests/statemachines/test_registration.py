@@ -274,3 +274,16 @@ def test_section2_4_a_pin_changed_while_ready_halts() -> None:
     assert "server has 222228" in halted.reason and ready.state.state == HALTED
     with pytest.raises(ValueError, match="pin_seen while at"):
         RegistrationCore(RegistrationConfig(pin=PIN)).pin_seen(PIN, 0.0)
+
+
+def test_a_time_reread_adopts_a_stepped_server_clock_but_not_resolution_noise() -> None:
+    """§2.2: Time is polled at its pollRate; a server clock that stepped gives a new offset."""
+    from events.registration_events import TimeOffsetLearned
+    from statemachines.registration import TIME_RESYNC_S
+
+    core = RegistrationCore(RegistrationConfig(pin=PIN))
+    assert core.time_resynced(1000.0, 999.3, 5) == []  # whole-second Time: not a step
+    assert core.time_resynced(1000.0, 1000.0 + TIME_RESYNC_S, 5) == []
+    (event,) = core.time_resynced(1040.0, 1000.0, 5)
+    assert isinstance(event, TimeOffsetLearned) and event.offset_s == 40.0
+    assert core.state.time_offset_s == 40.0
