@@ -32,8 +32,10 @@ from transport.http.router import Router
 from transport.pki import chain_pem, mint_demo_pki, private_key_pem
 from transport.tls import TlsMaterial, client_context, server_context
 
-BODY = (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="/dcap" pollRate="300">'
-        b'<TimeLink href="/tm"/><EndDeviceListLink href="/edev" all="1"/></DeviceCapability>')
+BODY = (
+    b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="/dcap" pollRate="300">'
+    b'<TimeLink href="/tm"/><EndDeviceListLink href="/edev" all="1"/></DeviceCapability>'
+)
 
 
 def write_pki(directory: Path) -> tuple[TlsMaterial, TlsMaterial]:
@@ -48,8 +50,10 @@ def write_pki(directory: Path) -> tuple[TlsMaterial, TlsMaterial]:
     for name, data in files.items():
         (directory / name).write_bytes(data)
     ca = str(directory / "ca.pem")
-    return (TlsMaterial(str(directory / "device.pem"), str(directory / "device.key"), ca),
-            TlsMaterial(str(directory / "server.pem"), str(directory / "server.key"), ca))
+    return (
+        TlsMaterial(str(directory / "device.pem"), str(directory / "device.key"), ca),
+        TlsMaterial(str(directory / "server.pem"), str(directory / "server.key"), ca),
+    )
 
 
 async def dcap(request: Request, peer: PeerInfo) -> Response:
@@ -64,8 +68,9 @@ def summary(name: str, samples: list[float], unit: str, scale: float) -> float:
     return median
 
 
-async def bench(device: TlsMaterial, server_mat: TlsMaterial, handshakes: int,
-                requests: int) -> dict[str, float]:
+async def bench(
+    device: TlsMaterial, server_mat: TlsMaterial, handshakes: int, requests: int
+) -> dict[str, float]:
     router: Router[object] = Router()
     router.add("GET", "/dcap", dcap)
     server = HttpsServer(router, server_context(server_mat))  # type: ignore[arg-type]
@@ -148,11 +153,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         device, server = write_pki(Path(tmp))
         print(f"secure link benchmark ({args.backend}, loopback, TLS 1.2 CCM8, mutual auth)")
-        results = anyio.run(bench, device, server, args.handshakes, args.requests,
-                            backend=args.backend)
+        results = anyio.run(
+            bench, device, server, args.handshakes, args.requests, backend=args.backend
+        )
     floor = results["floor_pingpong_us"]
-    print(f"HTTP overhead over floor: h11 {results['h11_get_us'] - floor:.0f} us, "
-          f"h2 {results['h2_get_us'] - floor:.0f} us (shared machine: figures are noisy)")
+    print(
+        f"HTTP overhead over floor: h11 {results['h11_get_us'] - floor:.0f} us, "
+        f"h2 {results['h2_get_us'] - floor:.0f} us (shared machine: figures are noisy)"
+    )
     print(json.dumps({k: round(v, 1) for k, v in results.items()}))
 
 

@@ -6,6 +6,8 @@ Each world draws a scenario — programs with defaults, controls (some supersedi
 default changes, poll-rate changes and faults of every kind of the fault plan (5xx windows, resets,
 slow answers, TLS failures, Modbus timeouts, battery trips, clock steps, crashes) — and a seed, runs
 it with the continuous invariant monitor, and goes on until the budget (real seconds) is spent.
+Programs may also be removed from and restored to the FunctionSetAssignments, the postRate may
+change, and controls may carry opModMaxLimW, opModEnergize, opModConnect and rampTms.
 Every scenario that broke an invariant is saved as TOML under ``--out`` and its failure report
 (with the command that reproduces it) printed. The last line is JSON: ``{"worlds": W,
 "violations": V}``.
@@ -33,14 +35,22 @@ __all__ = ["random_scenario"]
 _MODES = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
 
 
-def _modes(rng: random.Random) -> dict[str, float]:
+def _modes(rng: random.Random) -> dict[str, float | bool]:
     chosen = rng.sample(_MODES, rng.randint(1, 2))
-    modes: dict[str, float] = {}
+    modes: dict[str, float | bool] = {}
     for name in chosen:
         if name == "opModTargetW":
             modes[name] = float(rng.choice((-3000, -1000, 0, 1000, 2500)))
         else:
             modes[name] = float(rng.choice((0, 500, 1500, 3000, 5000)))
+    if rng.random() < 0.1:
+        modes["opModMaxLimW"] = float(rng.choice((0, 50, 100)))
+    if rng.random() < 0.05:
+        modes["opModEnergize"] = rng.random() < 0.5
+    if rng.random() < 0.05:
+        modes["opModConnect"] = rng.random() < 0.5
+    if rng.random() < 0.1:
+        modes["rampTms"] = float(rng.choice((5, 30, 120)))
     return modes
 
 
@@ -60,7 +70,7 @@ def random_scenario(rng: random.Random, index: int) -> Scenario:
         if rng.random() < 0.6:
             lines.append(f"default = {_inline(_modes(rng))}")
     actions: list[str] = []
-    mrids: list[tuple[str, float]] = []
+    mrids: list[tuple[str, int]] = []
     for c in range(rng.randint(1, 6)):
         at = rng.randint(0, length // 2)
         mrid = f"5A{index % 0xFFFF:04X}{c:02X}"
@@ -88,6 +98,18 @@ def random_scenario(rng: random.Random, index: int) -> Scenario:
         actions.append(
             f'kind = "set_poll_rate"\nat_s = {rng.randint(0, length)}\n'
             f"seconds = {rng.choice((10, 20, 60))}"
+        )
+    if programs > 1 and rng.random() < 0.15:
+        gone = rng.randint(0, length)
+        program = f"p{rng.randrange(programs)}"
+        actions.append(f'kind = "remove_program"\nat_s = {gone}\nprogram = "{program}"')
+        if rng.random() < 0.6:
+            back = gone + rng.randint(10, 300)
+            actions.append(f'kind = "restore_program"\nat_s = {back}\nprogram = "{program}"')
+    if rng.random() < 0.1:
+        actions.append(
+            f'kind = "set_post_rate"\nat_s = {rng.randint(0, length)}\n'
+            f"seconds = {rng.choice((60, 120, 300))}"
         )
     for _ in range(rng.randint(1, 4)):
         actions.append(_fault(rng, length))
@@ -127,8 +149,11 @@ def _fault(rng: random.Random, length: int) -> str:
     return f'kind = "{kind}"\nat_s = {at}\nduration_s = {window}'
 
 
-def _inline(modes: dict[str, float]) -> str:
-    return "{ " + ", ".join(f"{k} = {v:g}" for k, v in modes.items()) + " }"
+def _inline(modes: dict[str, float | bool]) -> str:
+    def text(value: float | bool) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else f"{value:g}"
+
+    return "{ " + ", ".join(f"{k} = {text(v)}" for k, v in modes.items()) + " }"
 
 
 def main(argv: list[str] | None = None) -> int:

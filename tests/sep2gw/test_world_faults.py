@@ -25,7 +25,7 @@ from events.runtime_events import GatewayStarted
 from sep2gw.cli import main
 from sep2gw.invariants import Monitor
 from sep2gw.simreport import failure_report, scenario_toml
-from sep2gw.simserver import ScenarioError, parse_scenario
+from sep2gw.simserver import ScenarioError, SimClock, parse_scenario
 from sep2gw.world import WorldResult, check, run_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +162,8 @@ def test_battery_fault_rejects_the_control_that_starts_during_it(site: Path) -> 
         "000000000000000000000000000000C2"
     ]
     raised = [e for e in events_of(result, AlarmsChanged) if e.raised]  # type: ignore[attr-defined]
-    assert raised  # the trip is reported
+    assert raised  # the trip is recorded, and reported to the utility as a LogEvent (§2.9)
+    assert [q.status for q in result.server.posts_to("/edev/1/lel")][:1] == [201]
 
 
 def test_tls_failures_and_slow_answers_are_retried_and_recovered_from(site: Path) -> None:
@@ -187,7 +188,7 @@ def test_clock_skew_steps_the_utility_clock_and_the_gateway_follows_it(site: Pat
     )
     assert check(result) == []
     clock = result.server.clock
-    assert isinstance(clock, world_module.SimClock) and clock.skew_s == 40
+    assert isinstance(clock, SimClock) and clock.skew_s == 40
     assert result.battery is not None
     # The battery's physics ran on the device's clock, 40 s behind the utility's by the end.
     assert result.server.requests[-1].time - result.battery.now_s == pytest.approx(40, abs=10)
@@ -396,3 +397,16 @@ def test_the_reproduce_command_gives_the_same_log_in_fresh_processes(
         assert "F3=[1" in proc.stdout  # the partially superseded control was answered
         heads.append(proc.stdout.split(" head ")[1].split("…")[0])
     assert heads[0] == heads[1]
+
+
+def test_sim_command_refuses_bad_input_naming_it(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(scenario("bad", '[[actions]]\nkind = "crash"\nat_s = 5\ndown_s = -3\n'))
+    assert main(["sim", str(bad), "--site", str(site)]) == 2
+    assert "actions[2].down_s" in capsys.readouterr().err
+    assert main(["sim", "--seeds", "0", "--site", str(site)]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert main(["sim", "--hours", "-1", "--site", str(site)]) == 2
+    assert "--hours" in capsys.readouterr().err
