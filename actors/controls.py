@@ -76,11 +76,14 @@ class ControlsActor:
         to_responder: MemoryObjectSendStream[SendResponse],
         on_comms_restored: Callable[[CommsRestored], None] | None = None,
         on_control_started: Callable[[], None] | None = None,
+        set_max_w: Callable[[], float | None] | None = None,
     ) -> None:
         """``on_comms_restored``: told each durable CommsRestored (the registration actor folds it
         into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12).
         ``on_control_started``: told when a control has taken effect (the registration actor
-        re-PUTs the DER information, §2.7)."""
+        re-PUTs the DER information, §2.7).
+        ``set_max_w``: the DER's setMaxW as last read (``None`` until known), which setGradW is a
+        fraction of (§4 rule 11); it overrides ``config.set_max_w`` once known."""
         self._config = config
         self._store = store
         self._log = log
@@ -91,6 +94,7 @@ class ControlsActor:
         self._to_responder = to_responder
         self._on_comms_restored = on_comms_restored
         self._on_control_started = on_control_started
+        self._set_max_w = set_max_w
         self._hold_until = float("-inf")
         self.core: ControlsCore | None = None
         #: Waiting for input: every decision so far is durable, so the core's state is the log's
@@ -110,6 +114,7 @@ class ControlsActor:
         async with self._inbox, self._to_responder:
             state, _ = replay(self._store, CONTROLS_PROJECTION)
             core = self.core = ControlsCore(self._config, _fresh(state))
+            self._learn_set_max_w(core)
             # Before anything else, and before the server is reachable: what the log says is in force.
             await self._publish_limits(core)
             await self._decide(core.handle_timer(self._clock.server_time(), self._draw))
@@ -119,6 +124,7 @@ class ControlsActor:
                 self.idle = True
                 message = await self._next_input(core)
                 self.idle = False
+                self._learn_set_max_w(core)
                 now = self._clock.server_time()
                 if message is None:
                     self._timers += 1
@@ -164,6 +170,15 @@ class ControlsActor:
             message.append(await self._inbox.receive())
             group.cancel_scope.cancel()
         return message[0] if message else None
+
+    def _learn_set_max_w(self, core: ControlsCore) -> None:
+        """§4 rule 11: setGradW ramps need setMaxW, which only the hardware knows (its nameplate).
+        Ramps are decisions in the log (``RampPlanned``), so replay never needs this value."""
+        if self._set_max_w is None:
+            return
+        watts = self._set_max_w()
+        if watts is not None and watts > 0 and watts != core.config.set_max_w:
+            core.config = msgspec.structs.replace(core.config, set_max_w=watts)
 
     def _next_retry(self) -> float | None:
         """When a failed Response may be offered again. None while offline: nothing is offered then

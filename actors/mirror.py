@@ -39,7 +39,14 @@ from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary16, HexBinary128, HexBinary160
 from transport.sep2.mapping import reading_set_to_wire, reading_type_for
 
-__all__ = ["MirrorActor", "MirrorStatistics", "ROLE_FLAGS", "unposted_intervals"]
+__all__ = [
+    "MirrorActor",
+    "MirrorStatistics",
+    "ROLE_FLAGS",
+    "due_interval",
+    "merge_summaries",
+    "unposted_intervals",
+]
 
 TELEMETRY_TAG: Final = "hardware.telemetry.v1"
 POSTED_TAG: Final = "mirror.reading_posted.v1"
@@ -184,7 +191,10 @@ class MirrorActor:
     async def _post_point(self, target: MirrorTargets, point: MeasurementPoint) -> None:
         for quantity, queue in self._backlog[point].items():
             while queue:
-                summary = queue[0]
+                taken = due_interval(queue, target.post_rate_s)
+                if not taken:
+                    break  # the post-rate interval in progress: posted once it is whole
+                summary = merge_summaries(taken, target.post_rate_s)
                 mmr = r.MirrorMeterReading(
                     mRID=self._mrid(point.value, quantity.value),
                     MirrorReadingSet=(
@@ -209,13 +219,17 @@ class MirrorActor:
                         raise
                     # 4xx: this reading will never be accepted; retrying it would hold back
                     # every reading queued behind it (as Responses: PROTOCOL.md §4 rule 16).
-                    queue.pop(0)
+                    del queue[: len(taken)]
                     self._dropped += 1
-                    await self._posted_record(summary, refused=True)
+                    for part in taken:
+                        await self._posted_record(part, refused=True)
                     continue
-                queue.pop(0)
+                del queue[: len(taken)]
                 self._posted += 1
-                await self._posted_record(summary, refused=False)
+                # One record per interval the hardware summarised: what a restart's backlog
+                # rebuild (unposted_intervals) compares against.
+                for part in taken:
+                    await self._posted_record(part, refused=False)
 
     async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
         """Durable once the server answered: a restart never posts this interval again."""
@@ -277,6 +291,56 @@ class MirrorActor:
         self._created += 1
         self._mups[point] = location
         return location
+
+
+def due_interval(queue: list[IntervalSummary], post_rate_s: int) -> list[IntervalSummary]:
+    """The summaries at the head of ``queue`` that make up the next interval to post.
+
+    Readings are averages over the *server's* post interval (PROTOCOL.md §2 step 8; the
+    EndDevice's postRate wins over the local interval the hardware summarises at): when the
+    postRate is a whole multiple of the hardware's interval, consecutive summaries within one
+    postRate-aligned interval are posted as one average, once that interval is over (a summary of a
+    later interval is queued, or the last one reaches its end). Otherwise each summary goes as is.
+    """
+    first = queue[0]
+    step = first.interval_s
+    if post_rate_s <= step or post_rate_s % step:
+        return [first]
+    end = first.start_s - first.start_s % post_rate_s + post_rate_s
+    taken: list[IntervalSummary] = []
+    for summary in queue:
+        if summary.start_s >= end or summary.interval_s != step:
+            return taken  # a later interval (or another footing) has begun: this one is whole
+        taken.append(summary)
+    last = taken[-1]
+    return taken if last.start_s + last.interval_s >= end else []
+
+
+def merge_summaries(parts: list[IntervalSummary], post_rate_s: int) -> IntervalSummary:
+    """One average (weighted by samples) over the postRate-aligned interval ``parts`` fall in, from
+    the first part's start: after a rate change, a restart or a gap, the first interval may be
+    shorter, never overlapping one already posted."""
+    first = parts[0]
+    step = first.interval_s
+    if len(parts) == 1 and (post_rate_s <= step or post_rate_s % step):
+        return first
+    end = first.start_s - first.start_s % post_rate_s + post_rate_s
+    samples = sum(p.samples for p in parts)
+    mean = (
+        sum(p.mean * p.samples for p in parts) / samples
+        if samples
+        else sum(p.mean for p in parts) / len(parts)
+    )
+    return IntervalSummary(
+        point=first.point,
+        quantity=first.quantity,
+        start_s=first.start_s,
+        interval_s=end - first.start_s,
+        mean=mean,
+        minimum=min(p.minimum for p in parts),
+        maximum=max(p.maximum for p in parts),
+        samples=samples,
+    )
 
 
 def _refused_for_good(status: int) -> bool:

@@ -586,7 +586,21 @@ class RegistrationActor:
         raise ValueError(f"unknown poll resource {resource!r}")
 
     async def _poll_end_device(self, href: str) -> list[Event]:
-        """Our EndDevice again: a changed postRate goes to the mirror actor (§2.8)."""
+        """Our EndDevice again: a changed postRate goes to the mirror actor (§2.8).
+
+        Its pollRate is the EndDeviceList's (an EndDevice carries none), so the list's first page is
+        read too: a rate the server changed applies from the next cycle (§4 rule 15); reading only
+        the EndDevice kept the rate of the walk for good and over-polled it."""
+        events: list[Event] = []
+        dcap = self._found.dcap
+        if dcap is not None and dcap.EndDeviceListLink is not None:
+            list_href = dcap.EndDeviceListLink.href
+            separator = "&" if "?" in list_href else "?"
+            device_list = await self._link.get(f"{list_href}{separator}s=0&l=1", r.EndDeviceList)
+            if device_list.pollRate:
+                events += self.polls.rate_seen(
+                    f"edev:{href}", device_list.pollRate, self._clock.server_time()
+                )
         edev = await self._link.get(href, r.EndDevice)
         if href == self._found.edev_href:
             self._found.edev = edev
@@ -596,7 +610,7 @@ class RegistrationActor:
             if rate != targets.post_rate_s:
                 self._targets = msgspec.structs.replace(targets, post_rate_s=rate)
                 self._mirror_targets(self._targets)
-        return []
+        return events
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:
         now = self._clock.server_time()

@@ -26,6 +26,7 @@ from anyio.abc import TaskStatus
 
 from actors.clock import Clock
 from actors.controls import ControlsActor
+from actors.der_info import DerSnapshot
 from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
@@ -102,6 +103,11 @@ def driver_from_config(config: Config) -> DerDriver:
     )
 
 
+def _set_max_w(snapshot: DerSnapshot | None) -> float | None:
+    """setMaxW as DERSettings reports it (``actors.der_info.settings``), once the nameplate is read."""
+    return None if snapshot is None else snapshot.nameplate.rating().max_w
+
+
 class _Unit:
     """One generation of the gateway's actors, wired together (rebuilt whole on failure)."""
 
@@ -149,6 +155,8 @@ class _Unit:
             to_responder=to_responder,
             on_comms_restored=lambda event: registration.comms_restored(event),
             on_control_started=lambda: registration.control_took_effect(),
+            # §4 rule 11: setGradW is a fraction of setMaxW, the DERSettings value we PUT.
+            set_max_w=lambda: _set_max_w(hardware.snapshot()),
         )
         hardware_config = g.options.hardware or HardwareConfig(
             sample_period_s=config.rates.telemetry_sample_s,

@@ -527,6 +527,8 @@ class Monitor:
                 continue
             if track.program_index and not self._in_fsa(track.program_index):
                 continue
+            if path.endswith("/dderc") and not self._has_default(track.program_index):
+                continue  # the program's DefaultDERControl is gone: no link left to poll
             if self._disturbed(track.last_s, now, rate, overdue=True):
                 continue
             self._violate(
@@ -535,6 +537,11 @@ class Monitor:
                 track.last_s + limit,
             )
             return
+
+    def _has_default(self, index: int) -> bool:
+        assert self._server is not None
+        programs = self._server.state.programs
+        return 1 <= index <= len(programs) and programs[index - 1].default is not None
 
     def _in_fsa(self, index: int) -> bool:
         assert self._server is not None

@@ -208,7 +208,7 @@ def scenario_toml(scenario: Scenario) -> str:
     assert isinstance(data, dict)
     out: list[str] = []
     for key, value in data.items():
-        if not isinstance(value, dict | list):
+        if value is not None and not isinstance(value, dict | list):  # None: an absent section
             out.append(f"{key} = {_toml_value(value)}")
     for key, value in data.items():
         if isinstance(value, dict):

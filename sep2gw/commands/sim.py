@@ -123,6 +123,7 @@ def _span(seconds: float) -> str:
 
 
 def _sim(args: argparse.Namespace) -> int:
+    from sep2gw.expect import check_expectations
     from sep2gw.simreport import failure_report, summarize
     from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
     from sep2gw.world import run_world
@@ -168,6 +169,8 @@ def _sim(args: argparse.Namespace) -> int:
                 progress.close()
             wall = time.perf_counter() - started
             summary = summarize(result)
+            # The outcomes the scenario's [expect] section demands count as violations too.
+            summary.violations.extend(check_expectations(scenario, result))
             for line in summary.lines():
                 print(line)
             print(f"  wall {wall:.2f} s ({seconds / max(wall, 1e-9):,.0f}x real time)")

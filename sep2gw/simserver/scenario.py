@@ -46,6 +46,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from events.registry import CATALOGUE
+from sep2gw.simserver.expectations import Expect, check_expect
 from sep2gw.simserver.quirks import Quirks
 from transport.sep2.mapping import scaled
 
@@ -53,11 +55,14 @@ __all__ = [
     "Action",
     "BatteryFault",
     "CancelControl",
+    "ChangeControl",
     "ChangeDefault",
     "ClockSkew",
     "CrashGateway",
     "CreateControl",
+    "DeleteControl",
     "FailRequests",
+    "LoseMirrors",
     "ModbusTimeout",
     "Modes",
     "ProgramSpec",
@@ -169,6 +174,27 @@ class CancelControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="c
     randomized: bool = False  # status 3 (cancelled with randomisation) instead of 2
 
 
+class ChangeControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="change_control"):
+    """The server rewrites a control's modes under the same mRID (a server fault, §4 rule 1)."""
+
+    at_s: float
+    mrid: str
+    modes: Modes
+
+
+class DeleteControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="delete_control"):
+    """The control vanishes from its lists without being cancelled (§4 rule 4: not a cancel)."""
+
+    at_s: float
+    mrid: str
+
+
+class LoseMirrors(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="lose_mirrors"):
+    """The server forgets every MirrorUsagePoint (the client must create them again, §2 step 8)."""
+
+    at_s: float
+
+
 class ChangeDefault(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="change_default"):
     at_s: float
     program: str
@@ -266,6 +292,9 @@ class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cr
 Action = (
     CreateControl
     | CancelControl
+    | ChangeControl
+    | DeleteControl
+    | LoseMirrors
     | ChangeDefault
     | SetPollRate
     | SetPostRate
@@ -292,6 +321,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
     actions: list[Action] = []
+    #: Outcomes the protocol demands (``sep2gw.simserver.expectations``), checked after a world.
+    expect: Expect | None = None
 
     def duration_s(self) -> float:
         """Seconds from the scenario start to its last action or the end of its last control."""
@@ -400,6 +431,13 @@ def _check_grad(key: str, value: int | None, problems: list[str]) -> None:
         problems.append(f"{key}: {value} is not 0..65535 (hundredths of a percent per second)")
 
 
+_VERB: dict[type[Action], str] = {
+    CancelControl: "cancelled",
+    ChangeControl: "changed",
+    DeleteControl: "deleted",
+}
+
+
 def _check_window(key: str, duration_s: float, problems: list[str]) -> None:
     if not (math.isfinite(duration_s) and duration_s > 0):
         problems.append(f"{key}.duration_s: must be positive, got {duration_s}")
@@ -468,15 +506,19 @@ def check_scenario(scenario: Scenario) -> list[str]:
                 value = getattr(action, name)
                 if value is not None and not -32768 <= value <= 32767:
                     problems.append(f"{key}.{name}: {value} is outside the Int16 range")
-        elif isinstance(action, CancelControl):
+        elif isinstance(action, CancelControl | ChangeControl | DeleteControl):
             _check_hex(f"{key}.mrid", action.mrid, problems)
+            if isinstance(action, ChangeControl):
+                if action.modes.is_empty():
+                    problems.append(f"{key}.modes: a control sets at least one mode")
+                _check_modes(f"{key}.modes", action.modes, problems)
             if _HEX.fullmatch(action.mrid):
                 when = created.get(int(action.mrid, 16))
                 if when is None:
                     problems.append(f"{key}.mrid: no create_control action creates {action.mrid}")
                 elif when > action.at_s:
                     problems.append(
-                        f"{key}.mrid: {action.mrid} is cancelled at {action.at_s:g} s, "
+                        f"{key}.mrid: {action.mrid} is {_VERB[type(action)]} at {action.at_s:g} s, "
                         f"before it is created at {when:g} s"
                     )
         elif isinstance(action, ChangeDefault):
@@ -514,6 +556,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
                 problems.append(f"{key}.down_s: must be 0 .. 604800 s, got {action.down_s}")
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
+    if scenario.expect is not None:
+        problems.extend(check_expect(scenario.expect, set(created), CATALOGUE.tags))
     return problems
 
 

@@ -28,10 +28,13 @@ from sep2gw.simserver.scenario import (
     WORLD_FAULTS,
     Action,
     CancelControl,
+    ChangeControl,
     ChangeDefault,
     ClockSkew,
     CreateControl,
+    DeleteControl,
     FailRequests,
+    LoseMirrors,
     Modes,
     RemoveProgram,
     RestoreProgram,
@@ -125,6 +128,7 @@ class ControlRecord:
     superseded_by: int | None = None
     superseded_at: int | None = None
     potentially_superseded_at: int | None = None
+    deleted: bool = False  # vanished from the lists without a cancel (delete_control)
 
 
 @dataclass(slots=True)
@@ -440,6 +444,14 @@ class UtilityState:
                 if control.cancelled_at is None:
                     control.cancelled_at = t
                     control.cancel_status = 3 if action.randomized else 2
+            case ChangeControl():
+                control = self._controls_by_mrid[int(action.mrid, 16)]
+                control.base = control_base(action.modes)
+                control.modes = action.modes.modes_set()
+            case DeleteControl():
+                self._controls_by_mrid[int(action.mrid, 16)].deleted = True
+            case LoseMirrors():
+                self.mirrors.clear()
             case ChangeDefault():
                 program = self._program_by_key[action.program]
                 program.default = None if action.modes.is_empty() else control_base(action.modes)
@@ -757,7 +769,9 @@ class UtilityState:
             DefaultDERControlLink=(
                 r.DefaultDERControlLink(href=f"{base}/dderc") if program.default else None
             ),
-            DERControlListLink=r.DERControlListLink(href=f"{base}/derc", all=len(program.controls)),
+            DERControlListLink=r.DERControlListLink(
+                href=f"{base}/derc", all=len(self._listed(program))
+            ),
             DERCurveListLink=r.DERCurveListLink(href=f"{base}/dc", all=0),
         )
 
@@ -844,10 +858,15 @@ class UtilityState:
     def _get_control_list(self, ctx: _Ctx) -> SimReply:
         program = self._program_param(ctx)
         href = self.program_path(program, self._own_device(ctx)) + "/derc"
-        return self._control_page(ctx, program, program.controls, href)
+        return self._control_page(ctx, program, self._listed(program), href)
+
+    def _listed(self, program: ProgramRecord) -> list[ControlRecord]:
+        return [c for c in program.controls if not c.deleted]
 
     def _active(self, program: ProgramRecord, now: float) -> list[ControlRecord]:
-        return [c for c in program.controls if event_status(c, now, self.quirks).currentStatus == 1]
+        return [
+            c for c in self._listed(program) if event_status(c, now, self.quirks).currentStatus == 1
+        ]
 
     def _get_active_list(self, ctx: _Ctx) -> SimReply:
         program = self._program_param(ctx)
@@ -860,6 +879,10 @@ class UtilityState:
         if not (text.isdigit() and 1 <= int(text) <= len(program.controls)):
             return SimReply(404, reason=f"no DERControl {text!r} in DERProgram {program.index}")
         control = program.controls[int(text) - 1]
+        if control.deleted:
+            return SimReply(
+                404, reason=f"DERControl {text!r} of DERProgram {program.index} is gone"
+            )
         return self._doc(self._wire_control(program, control, self._own_device(ctx), ctx.now))
 
     def _get_curve_list(self, ctx: _Ctx) -> SimReply:

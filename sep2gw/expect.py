@@ -1,0 +1,386 @@
+"""Check a finished world against its scenario's ``[expect]`` section (issue 8, scope 2).
+
+The keys and what each demands are documented in :mod:`sep2gw.simserver.expectations`. Evidence
+comes from two places only: what the simulated utility *accepted* (Responses, readings, mirrors,
+DERSettings, every request it saw) and what the gateway's log *decided* (limits in force, ramps,
+halts, faults). Each failed expectation is one :class:`sep2gw.world.Violation` whose invariant
+names the key (``expect.responses``) and whose detail says what was expected and what happened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
+from events.der_model import Mode
+from events.registration_events import RegistrationHalted
+from sep2gw.simserver import Scenario
+from sep2gw.simserver.expectations import LIMIT_MODES, Expect, TelemetryExpect
+from sep2gw.simserver.server import RecordedRequest
+from sep2gw.world import Violation, WorldResult
+from transport.sep2 import resources as r
+
+__all__ = ["check_expectations", "reading_intervals"]
+
+_TOLERANCE_W = 0.01
+
+
+def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violation]:
+    """Every expectation of ``scenario`` that ``result`` does not meet (empty: all met)."""
+    expect = scenario.expect
+    if expect is None:
+        return []
+    violations: list[Violation] = []
+    _responses(expect, result, violations)
+    _response_times(expect, result, violations)
+    _adjacent(expect, result, violations)
+    _limits(expect, result, violations)
+    if expect.telemetry is not None:
+        _telemetry(expect.telemetry, result, violations)
+    _requests(expect, result, violations)
+    _poll_intervals(expect, result, violations)
+    _ramps(expect, result, violations)
+    _der_settings(expect, result, violations)
+    _halted(expect, result, violations)
+    _log_events(expect, result, violations)
+    return violations
+
+
+def _responses(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rules 2-9, 14 and 16: the statuses the utility accepted per mRID, in order."""
+    for mrid, wanted in expect.responses.items():
+        got = result.server.response_statuses(mrid)
+        if got != wanted:
+            out.append(
+                Violation(
+                    invariant="expect.responses",
+                    detail=f"mRID {mrid}: expected {wanted}, the server accepted {got}",
+                )
+            )
+
+
+def _response_times(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rules 6, 7, 9: Responses at the instants they are owed (when the server is reachable)."""
+    start = result.server.start
+    for spec in expect.response_times:
+        times = [
+            q.time - start
+            for q in result.server.responses_for(spec.mrid)
+            if q.status == 201 and isinstance(q.body, r.Response) and q.body.status == spec.status
+        ]
+        if not any(spec.at_s <= t <= spec.at_s + spec.tolerance_s for t in times):
+            out.append(
+                Violation(
+                    invariant="expect.response_times",
+                    detail=f"mRID {spec.mrid} status {spec.status}: expected at +{spec.at_s:g} s "
+                    f"(+{spec.tolerance_s:g} s), accepted at {[f'+{t:g} s' for t in times]}",
+                )
+            )
+
+
+def _adjacent(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rule 5: an adjacent event starts at its predecessor's *effective* end."""
+    if not expect.adjacent:
+        return
+    scheduled: dict[int, ControlScheduled] = {}
+    for rec in result.store.read():
+        if isinstance(rec.event, ControlScheduled):
+            scheduled[int(rec.event.mrid, 16)] = rec.event  # the last plan counts
+    for pair in expect.adjacent:
+        first, then = scheduled.get(int(pair.first, 16)), scheduled.get(int(pair.then, 16))
+        if first is None or then is None:
+            missing = pair.first if first is None else pair.then
+            out.append(
+                Violation(invariant="expect.adjacent", detail=f"{missing} was never scheduled")
+            )
+        elif then.effective_start_s != first.effective_end_s:
+            start = result.server.start
+            out.append(
+                Violation(
+                    invariant="expect.adjacent",
+                    detail=f"{pair.then} starts at +{then.effective_start_s - start:g} s, "
+                    f"{pair.first} ends at +{first.effective_end_s - start:g} s",
+                )
+            )
+
+
+def _limits(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """What the controls actor had in force at each offset (its ``limits_in_force`` records)."""
+    if not expect.limits:
+        return
+    start = result.server.start
+    records = [
+        rec.event for rec in result.store.read() if isinstance(rec.event, LimitsInForceChanged)
+    ]
+    for limit in expect.limits:
+        instant = start + limit.at_s
+        in_force = None
+        for event in records:  # log order: the last decision made for a time at or before it
+            if event.at_s <= instant:
+                in_force = event
+        for mode, wanted in limit.expected().items():
+            field = LIMIT_MODES[mode]
+            got = None if in_force is None else getattr(in_force.settings, field)
+            if not _same(got, wanted):
+                source = "" if in_force is None else in_force.sources.get(Mode(field), "")
+                out.append(
+                    Violation(
+                        invariant="expect.limits",
+                        detail=f"at +{limit.at_s:g} s {mode}: expected "
+                        f"{'none' if wanted is None else wanted}, in force "
+                        f"{'none' if got is None else got}"
+                        + (f" (from {source})" if source else ""),
+                    )
+                )
+
+
+def _same(got: object, wanted: float | bool | None) -> bool:
+    if wanted is None or got is None or isinstance(wanted, bool) or isinstance(got, bool):
+        return got is wanted or got == wanted
+    if not isinstance(got, int | float):
+        return False
+    return abs(float(got) - float(wanted)) <= _TOLERANCE_W
+
+
+def reading_intervals(result: WorldResult) -> dict[tuple[str, int], list[tuple[int, int]]]:
+    """(mirror path, MirrorMeterReading mRID) → the (start, duration) of every MirrorReadingSet
+    the server accepted, in arrival order (duplicates kept)."""
+    out: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for q in result.server.requests:
+        if q.method != "POST" or q.status != 201 or not q.path.startswith("/mup/"):
+            continue
+        body = q.body
+        readings = (
+            list(body.MirrorMeterReading)
+            if isinstance(body, r.MirrorMeterReadingList)
+            else [body]
+            if isinstance(body, r.MirrorMeterReading)
+            else []
+        )
+        for reading in readings:
+            for reading_set in reading.MirrorReadingSet:
+                period = reading_set.timePeriod
+                if period is not None:
+                    out[(q.path, int(reading.mRID))].append((period.start, period.duration))
+    return out
+
+
+def _telemetry(expect: TelemetryExpect, result: WorldResult, out: list[Violation]) -> None:
+    """§2 step 8: averages at the post rate, minute-aligned, each interval once, none lost."""
+    start = result.server.start
+    intervals = reading_intervals(result)
+
+    def fail(detail: str) -> None:
+        out.append(Violation(invariant="expect.telemetry", detail=detail))
+
+    per_mirror: dict[str, set[int]] = defaultdict(set)
+    for (mirror, _), periods in intervals.items():
+        per_mirror[mirror].update(s for s, _ in periods)
+    if expect.min_reading_posts is not None:
+        if not per_mirror and expect.min_reading_posts > 0:
+            fail(f"expected {expect.min_reading_posts} intervals per mirror, no readings accepted")
+        for mirror, distinct in sorted(per_mirror.items()):
+            if len(distinct) < expect.min_reading_posts:
+                fail(
+                    f"{mirror}: {len(distinct)} intervals accepted, "
+                    f"expected at least {expect.min_reading_posts}"
+                )
+    for (path, mrid), periods in sorted(intervals.items()):
+        where = f"{path} reading {mrid:X}"
+        starts = [s for s, _ in periods]
+        if expect.every_interval_once:
+            twice = sorted({s for s in starts if starts.count(s) > 1})
+            if twice:
+                fail(f"{where}: intervals posted twice at +{[s - start for s in twice]} s")
+            ordered = sorted(set(periods))
+            for (a, da), (b, _) in zip(ordered, ordered[1:], strict=False):
+                if b > a + da:
+                    fail(
+                        f"{where}: intervals from +{a + da - start:g} s to +{b - start:g} s missing"
+                    )
+        if expect.minute_aligned:
+            off = sorted({s - start for s in starts if s % 60})
+            if off:
+                fail(f"{where}: intervals not on a whole minute at +{off} s")
+        for rule in expect.post_intervals:
+            wrong = sorted(
+                {
+                    (s - start, d)
+                    for s, d in periods
+                    if s >= start + rule.from_s and d != rule.interval_s
+                }
+            )
+            if wrong:
+                fail(
+                    f"{where}: from +{rule.from_s:g} s intervals last {rule.interval_s} s, "
+                    f"got (offset, seconds) {wrong[:5]}"
+                )
+        if expect.covered_from_s is not None and expect.covered_to_s is not None and periods:
+            step = periods[-1][1]
+            first = start + expect.covered_from_s
+            grid = range(int(first + (-first) % step), int(start + expect.covered_to_s), step)
+            missing = [t - start for t in grid if t not in set(starts)]
+            if missing:
+                fail(f"{where}: intervals at +{missing[:10]} s never reached the server")
+    if expect.min_mirrors_created is not None:
+        created = [
+            q
+            for q in result.server.requests
+            if q.method == "POST" and q.path == "/mup" and q.status == 201
+        ]
+        if len(created) < expect.min_mirrors_created:
+            fail(
+                f"{len(created)} MirrorUsagePoints created, "
+                f"expected at least {expect.min_mirrors_created}"
+            )
+
+
+def _window(
+    requests: list[RecordedRequest], start: float, from_s: float, to_s: float | None
+) -> list[RecordedRequest]:
+    end = float("inf") if to_s is None else start + to_s
+    return [q for q in requests if start + from_s <= q.time < end]
+
+
+def _requests(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    start = result.server.start
+    for spec in expect.requests:
+        pattern = re.compile(spec.path)
+        matching = [
+            q
+            for q in _window(result.server.requests, start, spec.from_s, spec.to_s)
+            if q.method == spec.method
+            and pattern.fullmatch(q.path)
+            and (spec.status is None or q.status == spec.status)
+        ]
+        count = len(matching)
+        if count < spec.min_count or (spec.max_count is not None and count > spec.max_count):
+            bounds = f">= {spec.min_count}" + (
+                "" if spec.max_count is None else f" and <= {spec.max_count}"
+            )
+            status = "" if spec.status is None else f" -> {spec.status}"
+            out.append(
+                Violation(
+                    invariant="expect.requests",
+                    detail=f"{spec.method} {spec.path}{status} in [+{spec.from_s:g}, "
+                    f"+{'end' if spec.to_s is None else f'{spec.to_s:g}'}) s: {count} seen, "
+                    f"expected {bounds}",
+                )
+            )
+
+
+def _poll_intervals(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rule 15: each list polled at its pollRate, neither missed nor over-polled."""
+    start = result.server.start
+    for spec in expect.poll_intervals:
+        pattern = re.compile(spec.path)
+        by_path: dict[str, list[float]] = defaultdict(list)
+        for q in _window(result.server.requests, start, spec.from_s, spec.to_s):
+            if q.method == "GET" and pattern.fullmatch(q.path):
+                by_path[q.path].append(q.time)
+        if not by_path:
+            out.append(
+                Violation(invariant="expect.poll_intervals", detail=f"no GET of {spec.path} seen")
+            )
+        for path, times in sorted(by_path.items()):
+            for a, b in zip(times, times[1:], strict=False):
+                gap = b - a
+                if gap < spec.min_s or (spec.max_s is not None and gap > spec.max_s):
+                    out.append(
+                        Violation(
+                            invariant="expect.poll_intervals",
+                            detail=f"{path}: polled {gap:g} s apart at +{a - start:g} s, "
+                            f"expected {spec.min_s:g}..{spec.max_s if spec.max_s is not None else 'any'} s",
+                        )
+                    )
+
+
+def _ramps(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rule 11: a ramp to the new limit over setGradW's or rampTms' time."""
+    if not expect.ramps:
+        return
+    ramps = [rec.event for rec in result.store.read() if isinstance(rec.event, RampPlanned)]
+    for spec in expect.ramps:
+        field = LIMIT_MODES[spec.mode]
+        found = [
+            ramp
+            for ramp in ramps
+            if ramp.mode.value == field and abs(ramp.to_value - spec.to) <= _TOLERANCE_W
+        ]
+        if not any(
+            abs(ramp.end_s - ramp.start_s - spec.duration_s) <= spec.tolerance_s for ramp in found
+        ):
+            seen = [
+                (round(ramp.to_value, 2), round(ramp.end_s - ramp.start_s, 2)) for ramp in found
+            ]
+            out.append(
+                Violation(
+                    invariant="expect.ramps",
+                    detail=f"{spec.mode} -> {spec.to:g} over {spec.duration_s:g} s not planned; "
+                    f"ramps to it (value, seconds): {seen}",
+                )
+            )
+
+
+def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§4 rule 10 and §2 step 7: a changed default's setGradW is reflected in DERSettings."""
+    start = result.server.start
+    accepted = [
+        q
+        for q in result.server.requests
+        if q.method == "PUT" and q.status in (200, 201, 204) and isinstance(q.body, r.DERSettings)
+    ]
+    for spec in expect.der_settings:
+        before = [q.body for q in accepted if q.time <= start + spec.at_s]
+        last = before[-1] if before else None
+        for name, wanted in spec.fields.items():
+            got = getattr(last, name, None) if last is not None else None
+            if got != wanted:
+                out.append(
+                    Violation(
+                        invariant="expect.der_settings",
+                        detail=f"at +{spec.at_s:g} s {name}: expected {wanted}, last DERSettings "
+                        + ("none accepted" if last is None else f"accepted has {got}"),
+                    )
+                )
+
+
+def _halted(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§2 step 4: on a PIN mismatch all traffic to the server stops."""
+    if expect.halted is None:
+        return
+    halts = [rec.event for rec in result.store.read() if isinstance(rec.event, RegistrationHalted)]
+    if not expect.halted:
+        if halts:
+            out.append(
+                Violation(
+                    invariant="expect.halted", detail=f"halted unexpectedly: {halts[0].reason}"
+                )
+            )
+        return
+    if not halts:
+        out.append(Violation(invariant="expect.halted", detail="no registration.halted record"))
+        return
+    after = [q for q in result.server.requests if q.time > halts[0].at_s]
+    if after:
+        q = after[0]
+        out.append(
+            Violation(
+                invariant="expect.halted",
+                detail=f"{len(after)} requests after the halt, first {q.method} {q.path} "
+                f"at +{q.time - result.server.start:g} s",
+            )
+        )
+
+
+def _log_events(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    if not expect.log_events and not expect.no_log_events:
+        return
+    seen = {rec.type for rec in result.store.read_raw()}
+    for name in expect.log_events:
+        if name not in seen:
+            out.append(Violation(invariant="expect.log_events", detail=f"no {name} record"))
+    for name in expect.no_log_events:
+        if name in seen:
+            out.append(Violation(invariant="expect.no_log_events", detail=f"a {name} record"))

@@ -1,0 +1,296 @@
+"""The ``[expect]`` section of a scenario: the outcomes PROTOCOL.md demands, checked after a world
+has run by :func:`sep2gw.expect.check_expectations` (issue 8, scope 2).
+
+Every key is optional; an expectation not written is not checked. Times (``at_s``, ``from_s``,
+``to_s``) are offsets from the scenario start on the utility's clock. Unknown keys are errors
+(``expect.limits[0].opModExpLimitW: unknown key (misspelt?)``), as everywhere in a scenario.
+
+``responses = { A1 = [1, 2, 3], B1 = [] }``
+    Per mRID (hex, compared as a number) the Response statuses the server *accepted* (201), in
+    order; ``[]``: never answered (§4 rules 2-9, 14, 16).
+
+``[[expect.response_times]]`` with ``mrid``, ``status``, ``at_s`` (``tolerance_s``, default 1): the
+    server accepted that status for that mRID within ``[at_s, at_s + tolerance_s]`` (activation at
+    the effective start, rule 6; 7 at the superseding event's start, rule 7; 3 at the end, rule 9).
+
+``[[expect.adjacent]]`` with ``first`` and ``then`` (mRIDs): ``then``'s effective start, as the log
+    last scheduled it, is ``first``'s effective end (§4 rule 5: no randomisation gap).
+
+``[[expect.limits]]`` with ``at_s`` and mode keys in schema spelling
+    What the controls actor decided was in force at that offset (the last ``control.limits_in_force``
+    record at or before it): a number (W, or percent for ``opModMaxLimW``/``opModFixedW``), a
+    boolean (``opModConnect``/``opModEnergize``), or ``"none"`` for "no limit in this mode".
+
+``[expect.telemetry]`` (§2 step 8), over the MirrorReadingSets the server accepted:
+    ``min_reading_posts``: each mirror got at least this many distinct intervals;
+    ``every_interval_once``: per mirror and reading no interval twice and none skipped between the
+    first and the last; ``minute_aligned``: every interval starts on a whole minute;
+    ``post_intervals = [{ from_s, interval_s }]``: intervals starting at or after ``from_s`` last
+    ``interval_s`` (the EndDevice's postRate wins); ``covered_from_s``/``covered_to_s``: every
+    interval starting in that window reached the server (an outage's backlog);
+    ``min_mirrors_created``: MirrorUsagePoint POSTs accepted (re-created when the server lost them).
+
+``[[expect.requests]]`` with ``method``, ``path`` (regular expression, full match, no query),
+    optional ``status``, ``from_s``, ``to_s``, ``min_count``, ``max_count``: how many such requests
+    the server saw in the window (registration POSTs, PUTs, Response retries, silence after a halt).
+
+``[[expect.poll_intervals]]`` with ``path`` (regular expression), ``from_s``, ``to_s``, ``min_s``,
+    ``max_s``: every gap between consecutive GETs of one matching path inside the window lies in
+    ``[min_s, max_s]`` (§4 rule 15: neither over- nor under-polling).
+
+``[[expect.ramps]]`` with ``mode``, ``to`` and ``duration_s`` (``tolerance_s``, default 1): a ramp
+    towards ``to`` lasting ``duration_s`` was planned (§4 rule 11).
+
+``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
+    last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
+
+``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
+    (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
+
+``log_events = ["control.server_fault.v1"]`` / ``no_log_events = [...]``: record types that must
+    (must not) appear in the log (faults, gaps, ignored controls).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "LIMIT_MODES",
+    "Adjacent",
+    "DerSettingsAt",
+    "Expect",
+    "LimitAt",
+    "PollIntervals",
+    "PostInterval",
+    "RampExpect",
+    "RequestCount",
+    "ResponseAt",
+    "TelemetryExpect",
+    "check_expect",
+]
+
+_HEX = re.compile(r"[0-9A-Fa-f]{1,32}")
+
+#: Scenario (schema) mode names → ``ControlSettings`` field names.
+LIMIT_MODES: dict[str, str] = {
+    "opModConnect": "connect",
+    "opModEnergize": "energize",
+    "opModExpLimW": "export_limit_w",
+    "opModImpLimW": "import_limit_w",
+    "opModGenLimW": "generation_limit_w",
+    "opModLoadLimW": "load_limit_w",
+    "opModTargetW": "target_w",
+    "opModStorageTargetW": "storage_target_w",
+    "opModMaxLimW": "max_limit_pct",
+    "opModFixedW": "fixed_w_pct",
+}
+
+_None = Literal["none"]
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Unknown keys are errors: a misspelt expectation silently unchecked would make a scenario lie."""
+
+
+class LimitAt(_Strict, frozen=True, kw_only=True):
+    at_s: float
+    opModConnect: bool | _None | None = None
+    opModEnergize: bool | _None | None = None
+    opModExpLimW: float | _None | None = None
+    opModImpLimW: float | _None | None = None
+    opModGenLimW: float | _None | None = None
+    opModLoadLimW: float | _None | None = None
+    opModTargetW: float | _None | None = None
+    opModStorageTargetW: float | _None | None = None
+    opModMaxLimW: float | _None | None = None
+    opModFixedW: float | _None | None = None
+
+    def expected(self) -> dict[str, float | bool | None]:
+        """Schema mode name → the value expected (``None``: no limit in that mode)."""
+        out: dict[str, float | bool | None] = {}
+        for name in LIMIT_MODES:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = None if value == "none" else value
+        return out
+
+
+class PostInterval(_Strict, frozen=True, kw_only=True):
+    from_s: float
+    interval_s: int
+
+
+class TelemetryExpect(_Strict, frozen=True, kw_only=True):
+    min_reading_posts: int | None = None
+    every_interval_once: bool = False
+    minute_aligned: bool = False
+    post_intervals: list[PostInterval] = []
+    covered_from_s: float | None = None
+    covered_to_s: float | None = None
+    min_mirrors_created: int | None = None
+
+
+class RequestCount(_Strict, frozen=True, kw_only=True):
+    method: str
+    path: str
+    status: int | None = None
+    from_s: float = 0.0
+    to_s: float | None = None
+    min_count: int = 0
+    max_count: int | None = None
+
+
+class PollIntervals(_Strict, frozen=True, kw_only=True):
+    path: str
+    from_s: float = 0.0
+    to_s: float | None = None
+    min_s: float = 0.0
+    max_s: float | None = None
+
+
+class RampExpect(_Strict, frozen=True, kw_only=True):
+    mode: str
+    to: float
+    duration_s: float
+    tolerance_s: float = 1.0
+
+
+class DerSettingsAt(_Strict, frozen=True, kw_only=True):
+    at_s: float
+    fields: dict[str, int | float | bool]
+
+
+class ResponseAt(_Strict, frozen=True, kw_only=True):
+    mrid: str
+    status: int
+    at_s: float
+    tolerance_s: float = 1.0
+
+
+class Adjacent(_Strict, frozen=True, kw_only=True):
+    first: str
+    then: str
+
+
+class Expect(_Strict, frozen=True, kw_only=True):
+    responses: dict[str, list[int]] = {}
+    response_times: list[ResponseAt] = []
+    adjacent: list[Adjacent] = []
+    limits: list[LimitAt] = []
+    telemetry: TelemetryExpect | None = None
+    requests: list[RequestCount] = []
+    poll_intervals: list[PollIntervals] = []
+    ramps: list[RampExpect] = []
+    der_settings: list[DerSettingsAt] = []
+    halted: bool | None = None
+    log_events: list[str] = []
+    no_log_events: list[str] = []
+
+
+def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
+    if not _HEX.fullmatch(text):
+        problems.append(f"{key}: {text!r} is not an mRID (1 to 32 hex digits)")
+    elif int(text, 16) not in created:
+        problems.append(f"{key}: no create_control action creates {text}")
+
+
+def _regex(key: str, text: str, problems: list[str]) -> None:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        problems.append(f"{key}: {text!r} is not a regular expression ({exc})")
+
+
+def _window(key: str, from_s: float, to_s: float | None, problems: list[str]) -> None:
+    if from_s < 0:
+        problems.append(f"{key}.from_s: must not be negative, got {from_s:g}")
+    if to_s is not None and to_s <= from_s:
+        problems.append(f"{key}.to_s: {to_s:g} is not after from_s {from_s:g}")
+
+
+def check_expect(
+    expect: Expect, created_mrids: set[int], known_event_types: frozenset[str]
+) -> list[str]:
+    """Ranges and cross-references of an ``[expect]`` section; every problem names its key."""
+    problems: list[str] = []
+    for mrid, statuses in expect.responses.items():
+        key = f"expect.responses.{mrid}"
+        if not _HEX.fullmatch(mrid):
+            problems.append(f"{key}: {mrid!r} is not an mRID (1 to 32 hex digits)")
+        elif int(mrid, 16) not in created_mrids:
+            problems.append(f"{key}: no create_control action creates {mrid}")
+        for j, status in enumerate(statuses):
+            if not 0 <= status <= 255:
+                problems.append(f"{key}[{j}]: {status} is not a Response status (0..255)")
+    for i, timed in enumerate(expect.response_times):
+        key = f"expect.response_times[{i}]"
+        _mrid(f"{key}.mrid", timed.mrid, created_mrids, problems)
+        if not 0 <= timed.status <= 255:
+            problems.append(f"{key}.status: {timed.status} is not a Response status (0..255)")
+        if timed.tolerance_s < 0:
+            problems.append(f"{key}.tolerance_s: must not be negative, got {timed.tolerance_s:g}")
+    for i, pair in enumerate(expect.adjacent):
+        _mrid(f"expect.adjacent[{i}].first", pair.first, created_mrids, problems)
+        _mrid(f"expect.adjacent[{i}].then", pair.then, created_mrids, problems)
+    for i, limit in enumerate(expect.limits):
+        key = f"expect.limits[{i}]"
+        if limit.at_s < 0:
+            problems.append(f"{key}.at_s: must not be negative, got {limit.at_s:g}")
+        if not limit.expected():
+            problems.append(f"{key}: names no mode to check")
+    telemetry = expect.telemetry
+    if telemetry is not None:
+        for name in ("min_reading_posts", "min_mirrors_created"):
+            value = getattr(telemetry, name)
+            if value is not None and value < 0:
+                problems.append(f"expect.telemetry.{name}: must not be negative, got {value}")
+        for j, period in enumerate(telemetry.post_intervals):
+            if period.interval_s <= 0:
+                problems.append(
+                    f"expect.telemetry.post_intervals[{j}].interval_s: must be positive, "
+                    f"got {period.interval_s}"
+                )
+        if (telemetry.covered_from_s is None) != (telemetry.covered_to_s is None):
+            problems.append(
+                "expect.telemetry.covered_to_s: covered_from_s and covered_to_s go together"
+            )
+        elif telemetry.covered_from_s is not None and telemetry.covered_to_s is not None:
+            _window(
+                "expect.telemetry.covered",
+                telemetry.covered_from_s,
+                telemetry.covered_to_s,
+                problems,
+            )
+    for i, request in enumerate(expect.requests):
+        key = f"expect.requests[{i}]"
+        if request.method not in ("GET", "HEAD", "POST", "PUT", "DELETE"):
+            problems.append(f"{key}.method: {request.method!r} is not an HTTP method")
+        _regex(f"{key}.path", request.path, problems)
+        _window(key, request.from_s, request.to_s, problems)
+        if request.max_count is not None and request.max_count < request.min_count:
+            problems.append(f"{key}.max_count: {request.max_count} is below min_count")
+    for i, polls in enumerate(expect.poll_intervals):
+        key = f"expect.poll_intervals[{i}]"
+        _regex(f"{key}.path", polls.path, problems)
+        _window(key, polls.from_s, polls.to_s, problems)
+        if polls.max_s is not None and polls.max_s < polls.min_s:
+            problems.append(f"{key}.max_s: {polls.max_s:g} is below min_s {polls.min_s:g}")
+    for i, ramp in enumerate(expect.ramps):
+        if ramp.mode not in LIMIT_MODES:
+            problems.append(
+                f"expect.ramps[{i}].mode: {ramp.mode!r} is not one of {list(LIMIT_MODES)}"
+            )
+    for i, settings in enumerate(expect.der_settings):
+        if not settings.fields:
+            problems.append(f"expect.der_settings[{i}].fields: names no field to check")
+    for i, name in enumerate(expect.log_events):
+        if name not in known_event_types:
+            problems.append(f"expect.log_events[{i}]: {name!r} is not a record type of the log")
+    for i, name in enumerate(expect.no_log_events):
+        if name not in known_event_types:
+            problems.append(f"expect.no_log_events[{i}]: {name!r} is not a record type of the log")
+    return problems

@@ -1,0 +1,105 @@
+"""The scenario library (issue 8, scope 2): TOML scenarios shipped as package data under
+``sep2gw/simserver/scenarios/``, each naming the PROTOCOL.md rules it covers and its family.
+
+Every file opens with comment lines: a description, then ``# rules: 4.2 4.6 2.8`` (``4.N`` is §4
+rule N, ``2.N`` §2 step N, ``3`` §3) and ``# family: events``. The family groups scenarios for CI
+seeds (each family runs over at least 20 seeds, see ``tests/sep2gw/test_library_worlds.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Final
+
+import msgspec
+
+from sep2gw.simserver.scenario import Scenario, ScenarioError, parse_scenario
+
+__all__ = [
+    "FAMILIES",
+    "LibraryScenario",
+    "library",
+    "library_files",
+    "load_library_scenario",
+    "parse_header",
+]
+
+#: The families, in the order CI runs them.
+FAMILIES: Final = (
+    "events",
+    "supersession",
+    "cancel",
+    "defaults",
+    "discovery",
+    "telemetry",
+    "faults",
+)
+
+_RULES = re.compile(r"^#\s*rules:\s*(?P<rules>.+)$", re.MULTILINE)
+_FAMILY = re.compile(r"^#\s*family:\s*(?P<family>\S+)\s*$", re.MULTILINE)
+_RULE = re.compile(r"[234](\.[0-9]{1,2})?")
+_RULE_RANGE: Final = {"2": range(1, 11), "4": range(1, 17)}
+
+
+class LibraryScenario(msgspec.Struct, frozen=True, kw_only=True):
+    """One library file: its scenario, the rules its header names and its family."""
+
+    file: str
+    scenario: Scenario
+    rules: frozenset[str]
+    family: str
+
+
+def library_files() -> list[Traversable]:
+    """The library's TOML files, sorted by name."""
+    folder = resources.files("sep2gw.simserver") / "scenarios"
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+
+
+def parse_header(text: str, *, source: str) -> tuple[frozenset[str], str]:
+    """The ``# rules:`` and ``# family:`` of a library file; :class:`ScenarioError` names what is
+    missing or wrong."""
+    problems: list[str] = []
+    rules_line = _RULES.search(text)
+    family_line = _FAMILY.search(text)
+    rules: set[str] = set()
+    if rules_line is None:
+        problems.append("header: no '# rules:' line naming the PROTOCOL.md rules covered")
+    else:
+        for token in rules_line["rules"].split():
+            if not _RULE.fullmatch(token):
+                problems.append(f"header rules: {token!r} is not a rule (4.N, 2.N or 3)")
+                continue
+            section, _, number = token.partition(".")
+            allowed = _RULE_RANGE.get(section)
+            if allowed is not None and (not number or int(number) not in allowed):
+                problems.append(f"header rules: {token!r} is not a rule of PROTOCOL.md §{section}")
+                continue
+            rules.add(token)
+    family = ""
+    if family_line is None:
+        problems.append(f"header: no '# family:' line (one of {', '.join(FAMILIES)})")
+    elif family_line["family"] not in FAMILIES:
+        problems.append(
+            f"header family: {family_line['family']!r} is not one of {', '.join(FAMILIES)}"
+        )
+    else:
+        family = family_line["family"]
+    if problems:
+        raise ScenarioError(source, problems)
+    return frozenset(rules), family
+
+
+def load_library_scenario(file: Traversable) -> LibraryScenario:
+    text = file.read_text(encoding="utf-8")
+    source = f"library/{file.name}"
+    rules, family = parse_header(text, source=source)
+    scenario = parse_scenario(text, source=source)
+    return LibraryScenario(file=file.name, scenario=scenario, rules=rules, family=family)
+
+
+def library() -> list[LibraryScenario]:
+    """Every library scenario, parsed and checked (raises on the first bad file)."""
+    return [load_library_scenario(f) for f in library_files()]

@@ -1,0 +1,237 @@
+"""``[expect]``: strictly validated (errors name the key), and each expectation a world does not
+meet is reported with what was expected and what happened (issue 8, scope 2)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sep2gw.expect import check_expectations
+from sep2gw.simserver import Scenario, ScenarioError, parse_scenario
+from sep2gw.world import WorldResult, check, run_world
+
+BASE = """
+name = "expect under test"
+[server]
+poll_rate_s = 20
+[[programs]]
+id = "retailer"
+primacy = 20
+default = { opModExpLimW = 5000 }
+set_grad_w = 1000
+[[actions]]
+at_s = 0
+kind = "create_control"
+mrid = "A1"
+program = "retailer"
+start_s = 60
+duration_s = 60
+modes = { opModExpLimW = 1500 }
+[[actions]]
+at_s = 180
+kind = "set_post_rate"
+seconds = 60
+"""
+
+HOLDS = """
+[expect]
+responses = { A1 = [1, 2, 3] }
+no_log_events = ["registration.halted.v1"]
+halted = false
+[[expect.response_times]]
+mrid = "A1"
+status = 2
+at_s = 60
+[[expect.response_times]]
+mrid = "A1"
+status = 3
+at_s = 120
+[[expect.limits]]
+at_s = 90
+opModExpLimW = 1500
+opModImpLimW = "none"
+[[expect.ramps]]
+mode = "opModExpLimW"
+to = 1500
+duration_s = 7
+[[expect.der_settings]]
+at_s = 30
+fields = { setGradW = 1000 }
+[[expect.requests]]
+method = "POST"
+path = "/edev"
+status = 201
+min_count = 1
+max_count = 1
+[[expect.poll_intervals]]
+path = "/derp/[0-9]+/derc"
+min_s = 19.5
+max_s = 30
+[expect.telemetry]
+min_reading_posts = 2
+every_interval_once = true
+minute_aligned = true
+post_intervals = [{ from_s = 0, interval_s = 60 }]
+covered_from_s = 60
+covered_to_s = 120
+min_mirrors_created = 2
+"""
+
+BROKEN = """
+[expect]
+responses = { A1 = [1, 2] }
+log_events = ["control.gap.v1"]
+halted = true
+[[expect.response_times]]
+mrid = "A1"
+status = 2
+at_s = 90
+[[expect.adjacent]]
+first = "A1"
+then = "A1"
+[[expect.limits]]
+at_s = 90
+opModExpLimW = 1400
+[[expect.ramps]]
+mode = "opModExpLimW"
+to = 1500
+duration_s = 30
+[[expect.der_settings]]
+at_s = 30
+fields = { setGradW = 7 }
+[[expect.requests]]
+method = "POST"
+path = "/edev"
+min_count = 2
+[[expect.poll_intervals]]
+path = "/derp/[0-9]+/derc"
+max_s = 10
+[expect.telemetry]
+min_reading_posts = 50
+post_intervals = [{ from_s = 0, interval_s = 300 }]
+min_mirrors_created = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def world(pki: Path) -> WorldResult:
+    return run_world(parse_scenario(BASE + HOLDS, source="test"), seed=4, site=pki)
+
+
+def with_expect(section: str) -> Scenario:
+    return parse_scenario(BASE + section, source="test")
+
+
+def test_every_kind_of_expectation_holds_on_a_world_that_meets_it(world: WorldResult) -> None:
+    assert check(world) == []
+    assert check_expectations(with_expect(HOLDS), world) == []
+
+
+def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResult) -> None:
+    found = check_expectations(with_expect(BROKEN), world)
+    keys = Counter(v.invariant for v in found)
+    assert keys == {
+        "expect.responses": 1,
+        "expect.limits": 1,
+        "expect.telemetry": keys.get("expect.telemetry", 0),
+        "expect.requests": 1,
+        "expect.poll_intervals": keys.get("expect.poll_intervals", 0),
+        "expect.ramps": 1,
+        "expect.der_settings": 1,
+        "expect.halted": 1,
+        "expect.log_events": 1,
+        "expect.response_times": 1,
+        "expect.adjacent": 1,
+    }
+    assert keys["expect.telemetry"] >= 3 and keys["expect.poll_intervals"] >= 1
+    details = {v.invariant: v.detail for v in found}
+    assert details["expect.responses"] == "mRID A1: expected [1, 2], the server accepted [1, 2, 3]"
+    assert details["expect.limits"].startswith(
+        "at +90 s opModExpLimW: expected 1400.0, in force 1500"
+    )
+    assert (
+        details["expect.der_settings"]
+        == "at +30 s setGradW: expected 7, last DERSettings accepted has 1000"
+    )
+    assert details["expect.halted"] == "no registration.halted record"
+    assert details["expect.log_events"] == "no control.gap.v1 record"
+    assert details["expect.response_times"] == (
+        "mRID A1 status 2: expected at +90 s (+1 s), accepted at ['+60 s']"
+    )
+    assert details["expect.adjacent"] == "A1 starts at +60 s, A1 ends at +120 s"
+
+
+def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> None:
+    assert check_expectations(parse_scenario(BASE, source="test"), world) == []
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("[expect]\nresponse = { A1 = [1] }\n", "expect.response: unknown key (misspelt?)"),
+        (
+            "[expect]\nresponses = { B9 = [1] }\n",
+            "expect.responses.B9: no create_control action creates B9",
+        ),
+        (
+            "[expect]\nresponses = { A1 = [1, 300] }\n",
+            "expect.responses.A1[1]: 300 is not a Response status",
+        ),
+        (
+            "[[expect.limits]]\nat_s = 5\nopModExpLimitW = 5\n",
+            "expect.limits[0].opModExpLimitW: unknown key",
+        ),
+        ("[[expect.limits]]\nat_s = 5\n", "expect.limits[0]: names no mode to check"),
+        ('[[expect.limits]]\nat_s = 5\nopModExpLimW = "nil"\n', "expect.limits[0].opModExpLimW"),
+        (
+            '[[expect.requests]]\nmethod = "FETCH"\npath = "/x"\n',
+            "expect.requests[0].method: 'FETCH' is not an HTTP method",
+        ),
+        (
+            '[[expect.requests]]\nmethod = "GET"\npath = "("\n',
+            "expect.requests[0].path: '(' is not a regular expression",
+        ),
+        (
+            '[[expect.requests]]\nmethod = "GET"\npath = "/x"\nmin_count = 3\nmax_count = 1\n',
+            "expect.requests[0].max_count: 1 is below min_count",
+        ),
+        (
+            '[[expect.poll_intervals]]\npath = "/x"\nfrom_s = 50\nto_s = 10\n',
+            "expect.poll_intervals[0].to_s: 10 is not after from_s 50",
+        ),
+        (
+            '[[expect.ramps]]\nmode = "opModVoltVar"\nto = 1\nduration_s = 1\n',
+            "expect.ramps[0].mode: 'opModVoltVar' is not one of",
+        ),
+        (
+            '[expect]\nlog_events = ["control.nothing.v1"]\n',
+            "expect.log_events[0]: 'control.nothing.v1' is not a record type of the log",
+        ),
+        (
+            "[expect.telemetry]\ncovered_from_s = 5\n",
+            "expect.telemetry.covered_to_s: covered_from_s and covered_to_s go together",
+        ),
+        (
+            "[expect.telemetry]\npost_intervals = [{ from_s = 0, interval_s = 0 }]\n",
+            "expect.telemetry.post_intervals[0].interval_s: must be positive",
+        ),
+        (
+            '[[expect.response_times]]\nmrid = "B2"\nstatus = 2\nat_s = 1\ntolerance_s = -1\n',
+            "expect.response_times[0].mrid: no create_control action creates B2",
+        ),
+        (
+            '[[expect.adjacent]]\nfirst = "A1"\nthen = "G"\n',
+            "expect.adjacent[0].then: 'G' is not an mRID",
+        ),
+        (
+            "[[expect.der_settings]]\nat_s = 1\nfields = {}\n",
+            "expect.der_settings[0].fields: names no field to check",
+        ),
+    ],
+)
+def test_a_bad_expectation_is_refused_naming_its_key(section: str, problem: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        with_expect(section)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
