@@ -6,12 +6,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from events.control_events import ResponseAcked
-from events.der_model import ResponseStatus
+from events.control_events import LimitsInForceChanged, ResponseAcked
+from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
+from events.hardware_events import LimitsApplied
 from sep2gw.invariants import Monitor, recovery_s
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.simserver import FailRequests, RecordedRequest, UtilityState, parse_scenario
+from statemachines.controls import ControlsState
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary128, HexBinary160
 
@@ -209,3 +211,65 @@ def test_a_write_beyond_the_wmax_setting_is_caught_at_the_write() -> None:
     assert m.violation is not None
     assert m.violation.invariant == "nameplate and settings never exceeded"
     assert "3000" in m.violation.detail
+
+
+# -- the invariants on the log: each fires when broken -------------------------------------------
+
+
+def limits(t: float, settings: ControlSettings, sources: dict[Any, str]) -> Recorded:
+    event = LimitsInForceChanged(
+        settings=settings, sources=sources, next_change_s=None, at_s=T0 + t
+    )
+    return Recorded(1, "controls", 1, T0 + t, t, event, b"")
+
+
+def applied(t: float, settings: ControlSettings) -> Recorded:
+    event = LimitsApplied(at_s=T0 + t, settings=settings, applied=())
+    return Recorded(2, "hardware", 1, T0 + t, t, event, b"")
+
+
+def test_limits_in_force_that_match_arbitration_hold() -> None:
+    m, _ = monitor()
+    m.on_records([limits(0, ControlSettings(), {})])
+    assert m.violation is None and m.checks["limits in force come from arbitration"] == 1
+
+
+def test_a_limit_in_force_that_no_control_or_default_supplies_is_a_violation() -> None:
+    """Nothing was received, so arbitration gives no limit: a recorded 1 kW export limit from a
+    control nobody sent is not from the arbitration winner or the default."""
+    m, _ = monitor()
+    m.on_records(
+        [limits(0, ControlSettings(export_limit_w=1000.0), {"export_limit_w": "control:X"})]
+    )
+    assert m.violation is not None
+    assert m.violation.invariant == "limits in force come from arbitration"
+
+
+def test_hardware_applying_a_limit_not_in_force_is_a_violation() -> None:
+    m, _ = monitor()
+    m.on_records([applied(0, ControlSettings(export_limit_w=999.0))])
+    assert m.violation is not None
+    assert m.violation.invariant == "hardware applies the limits in force"
+
+
+def test_hardware_applying_the_limits_in_force_holds() -> None:
+    m, _ = monitor()
+    m.on_records([applied(0, ControlSettings())])
+    assert m.violation is None and m.checks["hardware applies the limits in force"] == 1
+
+
+def test_a_live_controls_state_that_differs_from_the_fold_is_a_violation() -> None:
+    m, _ = monitor()
+    live = ControlsState(settings=ControlSettings(export_limit_w=1.0))
+    controls = SimpleNamespace(core=SimpleNamespace(state=live))
+    m._gateway = SimpleNamespace(actors={"controls": controls})  # type: ignore[assignment]
+    m.on_records([limits(0, ControlSettings(), {})])
+    assert m.violation is not None and m.violation.invariant == "replay equals live state"
+
+
+def test_a_live_controls_state_equal_to_the_fold_holds() -> None:
+    m, _ = monitor()
+    controls = SimpleNamespace(core=SimpleNamespace(state=ControlsState()))
+    m._gateway = SimpleNamespace(actors={"controls": controls})  # type: ignore[assignment]
+    m.on_records([limits(0, ControlSettings(), {})])
+    assert m.violation is None and m.checks["replay equals live state"] == 1
