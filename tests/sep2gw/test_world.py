@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from events.memory_store import MemoryEventStore
 from sep2gw.cli import main
 from sep2gw.simserver import demo_scenario
 from sep2gw.world import check, run_world
@@ -65,3 +67,16 @@ def test_demo_world_keeps_every_invariant(site: Path) -> None:
     result = run_world(demo_scenario(), seed=5, site=site)
     assert check(result) == []
     assert result.server.response_statuses("DE0000000000000000000000000000A1") == [1, 2, 3]
+
+
+def test_an_altered_log_fails_the_log_verifies_invariant(site: Path) -> None:
+    """The end-of-run check re-verifies the hash chain: a record altered after it was written is
+    named, so ``log verifies`` can fire."""
+    result = run_world(demo_scenario(), seed=5, site=site)
+    store = result.store
+    assert isinstance(store, MemoryEventStore)
+    raw = store._raw[9]
+    store._raw[9] = msgspec.structs.replace(raw, server_time=raw.server_time + 60)
+    violations = check(result)
+    assert [v.invariant for v in violations] == ["log verifies"]
+    assert "record 10" in violations[0].detail
