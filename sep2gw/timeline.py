@@ -35,7 +35,14 @@ from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsAppli
 from events.registration_events import RegistrationHalted, StepDone, TimeOffsetLearned
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 
-__all__ = ["Timeline", "describe_settings", "short"]
+__all__ = ["Timeline", "describe_settings", "short", "whole"]
+
+
+def whole(value: float) -> str:
+    """``value`` rounded to a whole number for display; a small negative reading shows as 0, not
+    the ``-0`` that ``format(-0.3, ".0f")`` gives."""
+    text = f"{value:.0f}"
+    return "0" if text == "-0" else text
 
 
 def short(mrid: str) -> str:
@@ -164,7 +171,7 @@ class Timeline:
                     return None
                 self._last_telemetry = e.at_s
                 parts = [
-                    f"{name} {getattr(e, key):.0f} {unit}"
+                    f"{name} {whole(getattr(e, key))} {unit}"
                     for key, name, unit in (
                         ("site_w", "site", "W"),
                         ("der_w", "battery", "W"),

@@ -25,7 +25,7 @@ from events.der_model import Mode
 from events.envelope import Recorded
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_settings, short
+from sep2gw.timeline import Timeline, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -73,18 +73,30 @@ def parse_instant(text: str, zone: tzinfo | None = None) -> float:
     """An instant as epoch seconds, ISO-8601 (``2025-11-26T14:05:00Z``, ``…+10:00``), or ISO-8601
     without an offset, read in the site's zone ``zone`` (UTC when no zone was given)."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            raise BadInstant(
+                f"{text!r} is not a time: give epoch seconds or ISO-8601 like 2025-11-26T14:05:00Z"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone or UTC)
+        seconds = parsed.timestamp()
+    # nan, inf and instants before 1970 or near year 9999 parse, but name no instant a log can
+    # hold (and would crash every rendering of a time).
+    if not _EARLIEST_S <= seconds <= _LATEST_S:
         raise BadInstant(
-            f"{text!r} is not a time: give epoch seconds or ISO-8601 like 2025-11-26T14:05:00Z"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone or UTC)
-    return parsed.timestamp()
+            f"{text!r} is not a time a log can hold: it must lie between 1970-01-01 and "
+            "9999-12-30 (epoch seconds 0 to 253402128000)"
+        )
+    return seconds
+
+
+_EARLIEST_S = 0.0
+#: The last second a ``datetime`` (and so every rendered time) can show, less a day of zone offsets.
+_LATEST_S = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 
 
 class ForensicTimeline(Timeline):
@@ -209,7 +221,7 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
 
 
 def _w(value: float) -> str:
-    return "n/a" if value != value else f"{value:.0f} W"
+    return "n/a" if value != value else f"{whole(value)} W"
 
 
 def _sample_at(model: Forensics, t: float) -> tuple[float, float, float] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta, timezone
 
 import pytest
@@ -20,6 +21,7 @@ from sep2gw.forensics.render import (
     parse_instant,
     parse_zone,
 )
+from sep2gw.timeline import whole
 
 T0 = 1_764_115_200.0  # 2025-11-26T00:00:00Z
 
@@ -31,6 +33,21 @@ def test_instants_are_epoch_or_iso_8601_and_naive_ones_are_site_local() -> None:
     assert parse_instant("2025-11-26T10:30:00+10:30") == T0
     assert parse_instant("2025-11-26T10:30:00", adelaide) == T0
     assert parse_instant("2025-11-26T00:00:00") == T0  # no zone given: UTC
+
+
+@pytest.mark.parametrize(
+    "text", ["nan", "inf", "-1", "1e30", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-10:00"]
+)
+def test_an_instant_no_log_can_hold_is_refused_naming_it(text: str) -> None:
+    """These parse as numbers or dates, but rendering them crashed (OverflowError) or meant nothing."""
+    with pytest.raises(BadInstant, match=f"'{re.escape(text)}' is not a time a log can hold"):
+        parse_instant(text)
+
+
+def test_a_small_negative_reading_shows_as_0_not_minus_0() -> None:
+    assert (
+        whole(-0.3) == "0" and whole(0.4) == "0" and whole(-0.6) == "-1" and whole(1499.6) == "1500"
+    )
 
 
 def test_zones_are_iana_names_or_fixed_offsets() -> None:
