@@ -152,12 +152,17 @@ Command = Callable[[argparse.Namespace, SqliteEventStore, Forensics, ForensicTim
 
 
 def _instants(args: argparse.Namespace, zone: Any) -> dict[str, float | None]:
-    return {
+    instants = {
         name: None
         if getattr(args, name, None) is None
         else parse_instant(getattr(args, name), zone)
         for name in ("at", "start", "end")
     }
+    start, end = instants["start"], instants["end"]
+    if start is not None and end is not None and start > end:
+        # An empty window would print nothing and look like a quiet log.
+        raise BadInstant(f"--from {args.start} lies after --to {args.end}")
+    return instants
 
 
 def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -194,7 +199,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
                     for line in verification_lines(model):
                         print(line, file=sys.stderr)
                 return command(args, store, model, ForensicTimeline(zone))
-            except BadInstant as exc:
+            except (BadInstant, OutputUnwritable) as exc:
                 print(f"sep2gw {name}: {exc}", file=sys.stderr)
                 return EXIT_BAD_ARGUMENT
             except (EventLogError, FoldFailed) as exc:
@@ -265,8 +270,10 @@ def _explain(
     args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
 ) -> int:
     at = args.instants["at"]
-    if (args.mrid is None) == (at is None):
+    if args.mrid is not None and at is not None:
         raise BadInstant("name either a control (MRID) or an instant (--at TIME), not both")
+    if args.mrid is None and at is None:
+        raise BadInstant("name either a control (MRID) or an instant (--at TIME)")
     for line in verification_lines(model):
         print(line)
     lines = (
@@ -306,12 +313,24 @@ def _write_atomically(path: Path, write: Callable[[IO[str]], object]) -> None:
     """Written aside and renamed, so a failed run never leaves a plausible-looking file."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("w", newline="", encoding="utf-8") as out:
+        out_file = partial.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise OutputUnwritable(f"{path}: cannot write it: {exc.strerror or exc}") from None
+    try:
+        with out_file as out:
             write(out)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputUnwritable(f"{path}: cannot write it: {exc.strerror or exc}") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    os.replace(partial, path)
+
+
+class OutputUnwritable(Exception):
+    """The output file named by ``-o`` cannot be created or written (missing folder, no permission,
+    disk full): reported as a bad argument naming the file, not a traceback."""
 
 
 # -- export ----------------------------------------------------------------------------------------

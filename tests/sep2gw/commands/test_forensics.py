@@ -114,6 +114,14 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path) -> None:
         (["explain", "{log}", "A1", "--at", "0"], "not both"),
         (["replay", "{log}", "--at", "yesterday"], "'yesterday' is not a time"),
         (["replay", "{log}", "--tz", "Mars/Olympus"], "--tz 'Mars/Olympus': not a time zone"),
+        (["replay", "{log}", "--at", "1e30"], "'1e30' is not a time a log can hold"),
+        (["explain", "{log}", "--at", "nan"], "'nan' is not a time a log can hold"),
+        (
+            ["replay", "{log}", "--from", "2025-11-26T00:05:00Z", "--to", "2025-11-26T00:01:00Z"],
+            "--from 2025-11-26T00:05:00Z lies after --to 2025-11-26T00:01:00Z",
+        ),
+        (["report", "{log}", "-o", "{log}/no/such/dir/r.html"], "cannot write it"),
+        (["export", "{log}", "-o", "{log}/no/such/dir/e.csv"], "cannot write it"),
     ],
 )
 def test_bad_arguments_get_exit_1_and_name_what_was_wrong(
@@ -122,6 +130,13 @@ def test_bad_arguments_get_exit_1_and_name_what_was_wrong(
     code, out, err = run(*(a.format(log=demo) for a in argv))
     assert code == EXIT_BAD_ARGUMENT, err
     assert message in err
+    assert "Traceback" not in err
+
+
+def test_explain_with_neither_control_nor_instant_does_not_say_both(demo: Path) -> None:
+    """Given neither, the refusal used to read '…, not both'."""
+    code, _, err = run("explain", str(demo))
+    assert code == EXIT_BAD_ARGUMENT and "not both" not in err
 
 
 def test_times_may_be_epoch_utc_or_site_local(demo: Path) -> None:
