@@ -188,10 +188,24 @@ def verification_lines(model: Forensics) -> list[str]:
     return lines
 
 
+def _outside_log(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
+    """A warning when ``t`` lies outside the log's span: the log says nothing of that instant (an
+    operator who types ``--at 150`` meaning "150 s in" gets 1970 and must be told so)."""
+    if model.first_s is not None and t < model.first_s:
+        return [
+            f"  NOTE: this instant lies BEFORE the log's first record ({timeline.stamp(model.first_s)})"
+        ]
+    if model.last_s is not None and t > model.last_s:
+        return [
+            f"  NOTE: this instant lies AFTER the log's last record ({timeline.stamp(model.last_s)})"
+        ]
+    return []
+
+
 def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
     """The state rebuilt by the live folds at instant ``t``."""
     state = model.state_at(t)
-    lines = [f"state at {timeline.stamp(t)}:"]
+    lines = [f"state at {timeline.stamp(t)}:", *_outside_log(model, t, timeline)]
     lines.append(f"  gateway running: {'yes' if model.running_at(t) else 'NO'}")
     lines.append(f"  comms with the server: {'down' if model.comms_down_at(t) else 'up'}")
     lines.append("  limits in force: " + _limits_with_sources(state.settings, state.sources))
@@ -342,7 +356,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
     the events it beat, and a check that the live arbitration over the fold agrees."""
     state = model.state_at(t)
     period = model.limit_at(t)
-    lines = [f"at {timeline.stamp(t)}:"]
+    lines = [f"at {timeline.stamp(t)}:", *_outside_log(model, t, timeline)]
     if not model.running_at(t):
         lines.append(
             "  the gateway was NOT RUNNING: the battery kept whatever it was last told "

@@ -20,6 +20,7 @@ from sep2gw.forensics.render import (
     explain_instant,
     parse_instant,
     parse_zone,
+    state_text,
 )
 from sep2gw.timeline import whole
 
@@ -111,3 +112,16 @@ def test_an_instant_when_the_gateway_was_down_is_said_to_be_so() -> None:
     assert "the gateway was NOT RUNNING" in down
     assert "NOT RUNNING" not in up
     assert "export_limit_w = 5000" in up and "DefaultDERControl of program P1" in up
+
+
+def test_an_instant_outside_the_log_is_said_to_be_so() -> None:
+    """``--at 150`` is epoch 150 (1970): the answer must not read like a finding about the site."""
+    store = _log_with_a_stop()
+    model = analyse(store, at=[150.0, T0 + 30, T0 + 10_000])
+    timeline = ForensicTimeline(None)
+    before = "\n".join(explain_instant(model, 150.0, timeline))
+    inside = "\n".join(explain_instant(model, T0 + 30, timeline))
+    after = "\n".join(state_text(model, T0 + 10_000, timeline))
+    assert "lies BEFORE the log's first record (2025-11-26 00:00:00Z" in before
+    assert "lies AFTER the log's last record (2025-11-26 00:10:00Z" in after
+    assert "NOTE" not in inside
