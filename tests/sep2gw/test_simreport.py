@@ -6,9 +6,14 @@ from __future__ import annotations
 import importlib.util
 import random
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
-from sep2gw.simreport import reproduce_command, scenario_toml
+import pytest
+
+from events.hardware_events import TelemetrySampled
+from events.memory_store import MemoryEventStore
+from events.registry import CATALOGUE
+from sep2gw.simreport import energy_curtailed_kwh, reproduce_command, scenario_toml
 from sep2gw.simserver import demo_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,3 +54,21 @@ def test_the_demo_survives_the_toml_round_trip() -> None:
 def test_the_reproduce_command_names_the_scenario_seed_and_site() -> None:
     assert reproduce_command(Path("a b.toml"), 7) == "python3 -m sep2gw sim 'a b.toml' --seed 7"
     assert reproduce_command(None, 3, Path("/s")) == "python3 -m sep2gw sim --seed 3 --site /s"
+
+
+def test_energy_curtailed_is_the_shortfall_against_self_consumption_over_each_sample() -> None:
+    """The summary's figure is computed from the log's samples: the battery would have covered the
+    2 kW load (capped at its 1.5 kW discharge rating) but delivered 500 W, for 3 periods of 5 s;
+    an output at or above what it would have done on its own counts nothing, and a gap in the
+    samples counts at most 10 s."""
+    t0 = 1_764_115_200.0
+    store = MemoryEventStore(CATALOGUE)
+    for t, der in ((0, 500.0), (5, 500.0), (10, 500.0), (15, 500.0), (20, 1600.0), (80, 1500.0)):
+        sample = TelemetrySampled(at_s=t0 + t, site_w=0.0, der_w=der)
+        store.append_events("hardware", [sample], server_time=t0 + t, monotonic=float(t))
+    battery = SimpleNamespace(max_w=5000.0, max_charge_w=5000.0, max_discharge_w=1500.0)
+    sim = SimpleNamespace(battery=battery, load_w=lambda t: 2000.0, pv_w=lambda t: 0.0)
+    result = SimpleNamespace(battery=sim, store=store)
+    expected_wh = 1000.0 * 3 * 5 / 3600  # 1.5 kW available - 0.5 kW delivered, 15 s
+    assert energy_curtailed_kwh(result) == pytest.approx(expected_wh / 1000)  # type: ignore[arg-type]
+    assert energy_curtailed_kwh(SimpleNamespace(battery=None, store=store)) == 0.0  # type: ignore[arg-type]
