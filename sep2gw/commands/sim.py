@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import sys
 import time
@@ -131,8 +132,9 @@ def _sim(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
         return 2
-    if args.hours is not None and not args.hours > 0:
-        print(f"sep2gw sim: --hours must be positive, got {args.hours}", file=sys.stderr)
+    # inf parsed as a float and ran a world that never ends.
+    if args.hours is not None and not 0 < args.hours < math.inf:
+        print(f"sep2gw sim: --hours must be positive and finite, got {args.hours}", file=sys.stderr)
         return 2
     worlds: list[tuple[Path | None, Any]] = []
     try:

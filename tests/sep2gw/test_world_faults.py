@@ -433,3 +433,5 @@ def test_sim_command_refuses_bad_input_naming_it(
     assert "--seeds" in capsys.readouterr().err
     assert main(["sim", "--hours", "-1", "--site", str(site)]) == 2
     assert "--hours" in capsys.readouterr().err
+    assert main(["sim", "--hours", "inf", "--site", str(site)]) == 2  # ran forever
+    assert "--hours must be positive and finite, got inf" in capsys.readouterr().err
