@@ -6,8 +6,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from events.control_events import LimitsInForceChanged, ResponseAcked
-from events.der_model import ControlSettings, ResponseStatus
+from events.control_events import (
+    DefaultChanged,
+    LimitsInForceChanged,
+    ProgramsChanged,
+    ResponseAcked,
+)
+from events.der_model import ControlSettings, DefaultControl, Program, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
 from sep2gw.invariants import Monitor, recovery_s
@@ -273,3 +278,23 @@ def test_a_live_controls_state_equal_to_the_fold_holds() -> None:
     m._gateway = SimpleNamespace(actors={"controls": controls})  # type: ignore[assignment]
     m.on_records([limits(0, ControlSettings(), {})])
     assert m.violation is None and m.checks["replay equals live state"] == 1
+
+
+def test_limits_that_lag_arbitration_for_more_than_lag_s_are_a_violation() -> None:
+    """A default arrived but no LimitsInForceChanged followed: arbitration says 5 kW is in force,
+    the log says nothing is. Within LAG_S that is the actor not having committed yet; after, a
+    violation."""
+    m, _ = monitor()
+    limits_5k = ControlSettings(export_limit_w=5000.0)
+    program = ProgramsChanged(programs=(Program(program_id="P1", primacy=1),), at_s=T0)
+    default = DefaultChanged(
+        program_id="P1", default=DefaultControl(program_id="P1", settings=limits_5k), at_s=T0
+    )
+    m.on_records([Recorded(1, "controls", 1, T0, 0.0, program, b"")])
+    m.on_records([Recorded(2, "controls", 2, T0 + 1, 1.0, default, b"")])
+    m.on_records([Recorded(3, "controls", 3, T0 + 2, 2.0, program, b"")])
+    assert m.violation is None
+    m.on_records([Recorded(4, "controls", 4, T0 + 4, 4.0, program, b"")])
+    assert m.violation is not None
+    assert m.violation.invariant == "limits in force come from arbitration"
+    assert "arbitration gives {export_limit_w=5000.0}" in m.violation.detail
