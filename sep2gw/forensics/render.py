@@ -21,7 +21,7 @@ from events.control_events import (
     ResponseIntended,
     ServerStatusSeen,
 )
-from events.der_model import Mode
+from events.der_model import Mode, Program
 from events.envelope import Recorded
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
@@ -188,6 +188,11 @@ def verification_lines(model: Forensics) -> list[str]:
     return lines
 
 
+def _named(program: Program) -> str:
+    """A program's description in quotes, or nothing when the server gave none (not ``''``)."""
+    return f" '{program.description}'" if program.description else ""
+
+
 def _outside_log(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
     """A warning when ``t`` lies outside the log's span: the log says nothing of that instant (an
     operator who types ``--at 150`` meaning "150 s in" gets 1970 and must be told so)."""
@@ -282,7 +287,7 @@ def explain_control(
         program = state.programs.get(c.program_id)
         lines.append(
             f"  program {c.program_id}"
-            + (f" '{program.description}' primacy {program.primacy}" if program else "")
+            + (f"{_named(program)} primacy {program.primacy}" if program else "")
         )
         lines.append(f"  modes: {describe_settings(c.settings)}")
         lines.append(
@@ -447,7 +452,7 @@ def _per_mode(
             program = state.programs.get(ident)
             lines.append(
                 f"      from the DefaultDERControl of program {ident}"
-                + (f" '{program.description}' (primacy {program.primacy})" if program else "")
+                + (f"{_named(program)} (primacy {program.primacy})" if program else "")
             )
             better = [p for p in ordered if program is not None and p.primacy < program.primacy]
             lines.append(

@@ -125,3 +125,11 @@ def test_an_instant_outside_the_log_is_said_to_be_so() -> None:
     assert "lies BEFORE the log's first record (2025-11-26 00:00:00Z" in before
     assert "lies AFTER the log's last record (2025-11-26 00:10:00Z" in after
     assert "NOTE" not in inside
+
+
+def test_a_program_without_a_description_is_not_shown_with_empty_quotes() -> None:
+    store = _log_with_a_stop()
+    model = analyse(store, at=[T0 + 30])
+    text = "\n".join(explain_instant(model, T0 + 30, ForensicTimeline(None)))
+    assert "DefaultDERControl of program P1 (primacy 1)" in text
+    assert "''" not in text
