@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from events.envelope import Append
+from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
@@ -151,6 +152,12 @@ def _sim(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sep2gw sim: {exc}", file=sys.stderr)
         return 2
+    if args.log is not None and not args.log.parent.is_dir():
+        # Found out before the worlds run, not after the first one.
+        print(
+            f"sep2gw sim: cannot write the log: {args.log.parent} is not a folder", file=sys.stderr
+        )
+        return 2
     many = len(worlds) * args.seeds > 1
     failed = 0
     for path, scenario in worlds:
@@ -183,7 +190,7 @@ def _sim(args: argparse.Namespace) -> int:
                     target = args.log.with_name(stem + args.log.suffix)
                 try:
                     write_log(result.store, target)
-                except (OSError, FileExistsError) as exc:
+                except (OSError, EventLogError) as exc:
                     print(f"sep2gw sim: cannot write the log: {exc}", file=sys.stderr)
                     return 2
                 print(f"  log written to {target}")

@@ -362,6 +362,11 @@ def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
         raise ScenarioError(source, [_name_the_key(str(exc))]) from None
     except msgspec.DecodeError as exc:
         raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 text; the TOML decoder lets the codec's error through.
+        raise ScenarioError(
+            source, [f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start]:#04x})"]
+        ) from None
     problems = check_scenario(scenario)
     if problems:
         raise ScenarioError(source, problems)

@@ -435,3 +435,6 @@ def test_sim_command_refuses_bad_input_naming_it(
     assert "--hours" in capsys.readouterr().err
     assert main(["sim", "--hours", "inf", "--site", str(site)]) == 2  # ran forever
     assert "--hours must be positive and finite, got inf" in capsys.readouterr().err
+    missing = tmp_path / "no" / "such" / "folder" / "w.sep2gw"
+    assert main(["sim", "--log", str(missing), "--site", str(site), "--quiet"]) == 2  # traceback
+    assert f"cannot write the log: {missing.parent} is not a folder" in capsys.readouterr().err

@@ -135,6 +135,15 @@ def test_invalid_toml_is_reported() -> None:
     assert len(found) == 1 and found[0].startswith("not valid TOML")
 
 
+def test_a_file_that_is_not_utf_8_is_reported_not_a_traceback() -> None:
+    """msgspec's TOML decoder let the UnicodeDecodeError through."""
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(b"\xff\xfename = 'x'\n", source="latin.toml")
+    assert "latin.toml" in str(caught.value) and "not UTF-8 text (byte 0: 0xff)" in str(
+        caught.value
+    )
+
+
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read the file"):
         load_scenario(tmp_path / "missing.toml")
