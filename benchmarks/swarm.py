@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=Path("swarm-failures"), help="where failing scenarios go"
     )
     args = parser.parse_args(argv)
+    if not 0 < args.budget < math.inf:
+        # A budget of 0 or less printed {"worlds": 0, "violations": 0}: a pass with no work done.
+        parser.error(f"--budget must be positive and finite, got {args.budget:g}")
     swarm_seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     rng = random.Random(swarm_seed)
     site = args.site or default_site()

@@ -72,3 +72,14 @@ def test_energy_curtailed_is_the_shortfall_against_self_consumption_over_each_sa
     expected_wh = 1000.0 * 3 * 5 / 3600  # 1.5 kW available - 0.5 kW delivered, 15 s
     assert energy_curtailed_kwh(result) == pytest.approx(expected_wh / 1000)  # type: ignore[arg-type]
     assert energy_curtailed_kwh(SimpleNamespace(battery=None, store=store)) == 0.0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "inf", "nan"])
+def test_the_swarm_refuses_a_budget_that_is_not_positive_and_finite(
+    budget: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zero budget printed {"worlds": 0, "violations": 0}, which reads as a clean swarm."""
+    with pytest.raises(SystemExit) as exit_:
+        swarm().main(["--budget", budget])
+    assert exit_.value.code == 2
+    assert "--budget must be positive and finite" in capsys.readouterr().err
