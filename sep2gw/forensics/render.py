@@ -21,7 +21,7 @@ from events.control_events import (
     ResponseIntended,
     ServerStatusSeen,
 )
-from events.der_model import Mode, Program
+from events.der_model import ControlSettings, Mode, Program
 from events.envelope import Recorded
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
@@ -389,9 +389,9 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             )
     core = ControlsCore(CoreConfig(lfdi="", device_category=0), state)
     arbitration = core.arbitration(t)
-    if period is not None and (
-        arbitration.settings() != period.settings or arbitration.sources != period.sources
-    ):
+    # With nothing recorded in force yet, what arbitration must agree with is "no limits".
+    recorded = (ControlSettings(), {}) if period is None else (period.settings, period.sources)
+    if arbitration.settings() != recorded[0] or dict(arbitration.sources) != dict(recorded[1]):
         lines.append(
             "  NOTE: arbitrating the fold's state at this instant gives "
             + _limits_with_sources(arbitration.settings(), arbitration.sources)

@@ -133,3 +133,31 @@ def test_a_program_without_a_description_is_not_shown_with_empty_quotes() -> Non
     text = "\n".join(explain_instant(model, T0 + 30, ForensicTimeline(None)))
     assert "DefaultDERControl of program P1 (primacy 1)" in text
     assert "''" not in text
+
+
+def test_with_nothing_recorded_in_force_the_arbitration_check_is_still_made() -> None:
+    """A default arrived but the log holds no LimitsInForceChanged (the gateway died first): the
+    'check: … gives the same limits' line used to be printed without comparing anything."""
+    store = MemoryEventStore(CATALOGUE)
+    limits = ControlSettings(export_limit_w=5000.0)
+    started = GatewayStarted(software_version="t", rng_seed=1, clock_synced=True)
+    store.append_events("runtime", [started], server_time=T0, monotonic=0.0)
+    store.append_events(
+        "controls",
+        [
+            ProgramsChanged(programs=(Program(program_id="P1", primacy=1),), at_s=T0),
+            DefaultChanged(
+                program_id="P1", default=DefaultControl(program_id="P1", settings=limits), at_s=T0
+            ),
+        ],
+        server_time=T0,
+        monotonic=0.0,
+    )
+    store.append_events(
+        "runtime", [GatewayStopped(reason="power cut")], server_time=T0 + 60, monotonic=60.0
+    )
+    model = analyse(store, at=[T0 + 30])
+    text = "\n".join(explain_instant(model, T0 + 30, ForensicTimeline(None)))
+    assert "no limits had been recorded in force yet" in text
+    assert "gives the same limits" not in text
+    assert "NOTE: arbitrating the fold's state at this instant gives export_limit_w=5000" in text
