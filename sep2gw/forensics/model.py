@@ -40,6 +40,7 @@ from events.control_events import (
     ControlStarted,
     ControlSuperseded,
     DeviceWriteResult,
+    IgnoreReason,
     LimitsInForceChanged,
     RampPlanned,
     RandomizationDrawn,
@@ -480,7 +481,7 @@ class Forensics:
                     why = f"its effective end {_utc(rec.effective_end_s)} (§4 rule 9)"
                 step(mrid, seq, at, "completed", why)
             case ControlIgnored(mrid=mrid, at_s=at):
-                step(mrid, seq, at, f"ignored: {event.reason.value}", "§4 rules 3 and 14")
+                step(mrid, seq, at, f"ignored: {event.reason.value}", _IGNORED_WHY[event.reason])
             case ControlRejected(mrid=mrid, at_s=at):
                 step(mrid, seq, at, f"rejected with {int(event.status)}", event.reason)
             case ControlRemoved(mrid=mrid, at_s=at):
@@ -700,6 +701,15 @@ class Forensics:
                 )
         self._writes_since.clear()
         self._capture_until(math.inf)
+
+
+#: Why a control was ignored, in the words of the rule that says so (one reason, one rule).
+_IGNORED_WHY: Final[dict[IgnoreReason, str]] = {
+    IgnoreReason.EXPIRED_ON_RECEIPT: "its specified end had passed when it was first seen "
+    "(PROTOCOL.md §4 rule 3)",
+    IgnoreReason.DEVICE_CATEGORY: "its deviceCategory does not include ours: neither applied nor "
+    "answered (PROTOCOL.md §4 rule 14)",
+}
 
 
 def _further(n: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sqlite3
 from pathlib import Path
 
@@ -10,9 +12,15 @@ import pytest
 from events.registry import CATALOGUE
 from events.replay import replay
 from events.sqlite_store import SqliteEventStore
+from sep2gw.cli import main
+from sep2gw.commands.sim import write_log
 from sep2gw.forensics import analyse
 from sep2gw.forensics.model import Forensics
+from sep2gw.simserver.scenario import load_scenario
+from sep2gw.world import run_world
 from statemachines.controls import CONTROLS_PROJECTION
+
+SCENARIOS = Path(__file__).resolve().parents[3] / "sep2gw" / "simserver" / "scenarios"
 
 DEMO_T0 = 1_764_115_200.0
 RESTART_T0 = 1_764_158_400.0
@@ -156,3 +164,26 @@ def test_limit_periods_follow_the_recorded_limits_in_force(
     for before, after in zip(model.limits, model.limits[1:], strict=False):
         assert before.end_s == after.start_s
     assert model.limits[-1].settings == model.controls.settings
+
+
+@pytest.mark.parametrize(
+    ("scenario", "mrid", "rule"),
+    [
+        ("expired_on_receipt.toml", "E1", "§4 rule 3)"),
+        ("device_category_mismatch.toml", "C0", "§4 rule 14)"),
+    ],
+)
+def test_an_ignored_control_is_explained_by_its_own_rule(
+    scenario: str, mrid: str, rule: str, pki: Path, tmp_path: Path
+) -> None:
+    """The story cited 'rules 3 and 14' for either reason; each reason has one rule."""
+    result = run_world(load_scenario(SCENARIOS / scenario), seed=1, site=pki)
+    log = tmp_path / "w.sep2gw"
+    write_log(result.store, log)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["explain", str(log), mrid]) == 0
+    lines = out.getvalue().splitlines()
+    ignored = next(i for i, line in enumerate(lines) if "ignored:" in line)
+    assert lines[ignored + 1].strip().startswith("why:")
+    assert lines[ignored + 1].strip().endswith(rule)
