@@ -155,7 +155,18 @@ class Timeline:
                 if not self._write_worth_a_line(e):
                     return None
                 setpoint = "" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W"
-                verdict = "written and verified" if e.wrote else "in force"
+                # Say what the battery was told ("battery: in force" alone left the reader of a
+                # dispute to find the limits in an earlier line), in explain's words.
+                told = (
+                    "no limits"
+                    if e.settings == ControlSettings()
+                    else describe_settings(e.settings)
+                )
+                verdict = f"{told} applied, " + (
+                    "setpoint written and read back equal"
+                    if e.wrote
+                    else "no setpoint written (the DER's own output was within them)"
+                )
                 na = (
                     f", not applicable: {', '.join(m.value for m in e.not_applicable)}"
                     if e.not_applicable

@@ -9,7 +9,8 @@ import pytest
 
 from events.control_events import DefaultChanged, LimitsInForceChanged, ProgramsChanged
 from events.der_model import ControlSettings, DefaultControl, Mode, Program
-from events.hardware_events import TelemetrySampled
+from events.envelope import Recorded
+from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.runtime_events import GatewayStarted, GatewayStopped
@@ -161,3 +162,32 @@ def test_with_nothing_recorded_in_force_the_arbitration_check_is_still_made() ->
     assert "no limits had been recorded in force yet" in text
     assert "gives the same limits" not in text
     assert "NOTE: arbitrating the fold's state at this instant gives export_limit_w=5000" in text
+
+
+def test_a_battery_line_of_the_timeline_says_what_the_battery_was_told() -> None:
+    """It read 'battery: in force', naming no limit."""
+    timeline = ForensicTimeline(None)
+    wrote = LimitsApplied(
+        at_s=T0,
+        settings=ControlSettings(export_limit_w=1000.0),
+        applied=(Mode.EXPORT_LIMIT_W,),
+        setpoint_w=-250.0,
+        wrote=True,
+    )
+    kept = LimitsApplied(at_s=T0 + 60, settings=ControlSettings(), applied=())
+    lines = list(
+        timeline.lines(
+            [
+                Recorded(1, "hardware", 1, T0, 0.0, wrote, b""),
+                Recorded(2, "hardware", 2, T0 + 60, 60.0, kept, b""),
+            ],
+            None,
+            None,
+        )
+    )
+    assert lines[0].endswith(
+        "battery: export_limit_w=1000 applied, setpoint written and read back equal, setpoint -250 W"
+    )
+    assert lines[1].endswith(
+        "battery: no limits applied, no setpoint written (the DER's own output was within them)"
+    )
