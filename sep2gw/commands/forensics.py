@@ -172,6 +172,10 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             zone = parse_zone(args.tz)
             args.instants = _instants(args, zone)
+            if name == "explain":
+                # Before the log is verified and folded: a 30-day log takes a while to tell you
+                # that the arguments were wrong.
+                _explain_target(args)
         except BadInstant as exc:
             print(f"sep2gw {name}: {exc}", file=sys.stderr)
             return EXIT_BAD_ARGUMENT
@@ -266,14 +270,18 @@ def _replay(
 # -- explain ---------------------------------------------------------------------------------------
 
 
+def _explain_target(args: argparse.Namespace) -> None:
+    """``explain`` takes a control or an instant: exactly one."""
+    if args.mrid is not None and args.instants["at"] is not None:
+        raise BadInstant("name either a control (MRID) or an instant (--at TIME), not both")
+    if args.mrid is None and args.instants["at"] is None:
+        raise BadInstant("name either a control (MRID) or an instant (--at TIME)")
+
+
 def _explain(
     args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
 ) -> int:
     at = args.instants["at"]
-    if args.mrid is not None and at is not None:
-        raise BadInstant("name either a control (MRID) or an instant (--at TIME), not both")
-    if args.mrid is None and at is None:
-        raise BadInstant("name either a control (MRID) or an instant (--at TIME)")
     for line in verification_lines(model):
         print(line)
     lines = (

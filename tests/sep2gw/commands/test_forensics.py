@@ -188,3 +188,10 @@ def test_progress_goes_to_stderr_when_asked(demo: Path) -> None:
     assert "verifying and replaying" in err and f"{records}/{records} records" in err
     assert "verifying" not in out
     assert "verifying" not in run("explain", str(demo), "A1")[2]
+
+
+def test_explain_checks_its_arguments_before_reading_the_log(tmp_path: Path) -> None:
+    """A long log was verified and folded before being told the arguments were wrong."""
+    code, out, err = run("explain", str(tmp_path / "never-opened.sep2gw"))
+    assert code == EXIT_BAD_ARGUMENT and out == ""
+    assert "name either a control (MRID) or an instant (--at TIME)" in err
