@@ -176,7 +176,12 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
                 # Before the log is verified and folded: a 30-day log takes a while to tell you
                 # that the arguments were wrong.
                 _explain_target(args)
-        except BadInstant as exc:
+            output = getattr(args, "output", None)
+            if output is not None and not output.parent.is_dir():
+                raise OutputUnwritable(
+                    f"{output}: cannot write it: {output.parent} is not a folder"
+                )
+        except (BadInstant, OutputUnwritable) as exc:
             print(f"sep2gw {name}: {exc}", file=sys.stderr)
             return EXIT_BAD_ARGUMENT
         try:

@@ -195,3 +195,13 @@ def test_explain_checks_its_arguments_before_reading_the_log(tmp_path: Path) -> 
     code, out, err = run("explain", str(tmp_path / "never-opened.sep2gw"))
     assert code == EXIT_BAD_ARGUMENT and out == ""
     assert "name either a control (MRID) or an instant (--at TIME)" in err
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_an_output_in_a_missing_folder_is_refused_before_reading_the_log(
+    command: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "no" / "such" / "out.file"
+    code, _, err = run(command, str(tmp_path / "never-opened.sep2gw"), "-o", str(target))
+    assert code == EXIT_BAD_ARGUMENT
+    assert f"{target}: cannot write it: {target.parent} is not a folder" in err
