@@ -9,14 +9,23 @@ names the key (``expect.responses``) and whose detail says what was expected and
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 
 from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
 from events.der_model import Mode
 from events.registration_events import RegistrationHalted
+from sep2gw.forensics.compliance import (
+    COMPLIANCE_MODES,
+    ComplianceRow,
+    ComplianceSettings,
+    compliance_series,
+    summarise,
+)
+from sep2gw.forensics.model import analyse
 from sep2gw.simserver import Scenario
-from sep2gw.simserver.expectations import LIMIT_MODES, Expect, TelemetryExpect
+from sep2gw.simserver.expectations import LIMIT_MODES, ComplianceExpect, Expect, TelemetryExpect
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import Violation, WorldResult
 from transport.sep2 import resources as r
@@ -42,6 +51,8 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _poll_intervals(expect, result, violations)
     _ramps(expect, result, violations)
     _der_settings(expect, result, violations)
+    if expect.compliance:
+        _compliance(expect.compliance, result, violations)
     _halted(expect, result, violations)
     _log_events(expect, result, violations)
     return violations
@@ -344,6 +355,54 @@ def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> 
                         + ("none accepted" if last is None else f"accepted has {got}"),
                     )
                 )
+
+
+def _compliance(specs: list[ComplianceExpect], result: WorldResult, out: list[Violation]) -> None:
+    """§5: limits met where they apply (the connection point or the DER), judged exactly as the
+    dispute report judges them: the log's limits in force against its telemetry samples."""
+    model = analyse(result.store)
+    start = result.server.start
+    for spec in specs:
+        mode = Mode(LIMIT_MODES[spec.mode])
+        settings = ComplianceSettings(tolerance_w=spec.tolerance_w, grace_s=spec.grace_s)
+        until = math.inf if spec.to_s is None else start + spec.to_s
+        rows = [
+            row
+            for row in compliance_series(model, settings)
+            if start + spec.from_s <= row.at_s < until
+        ]
+        over = sum(s.seconds_over for s in summarise(rows, settings) if s.mode is mode)
+        binding = _seconds_binding(rows, mode, spec.tolerance_w)
+        window = f"+{spec.from_s:g}..{'end' if spec.to_s is None else f'+{spec.to_s:g}'} s"
+        if over > spec.max_seconds_over:
+            out.append(
+                Violation(
+                    invariant="expect.compliance",
+                    detail=f"{spec.mode} in {window}: {over:g} s over the limit by more than "
+                    f"{spec.tolerance_w:g} W (at most {spec.max_seconds_over:g} s allowed)",
+                )
+            )
+        if binding < spec.min_seconds_binding:
+            out.append(
+                Violation(
+                    invariant="expect.compliance",
+                    detail=f"{spec.mode} in {window}: within {spec.tolerance_w:g} W of the limit "
+                    f"for {binding:g} s, expected at least {spec.min_seconds_binding:g} s (the "
+                    "limit never mattered)",
+                )
+            )
+
+
+def _seconds_binding(rows: list[ComplianceRow], mode: Mode, tolerance_w: float) -> float:
+    """Seconds the measured power ran within ``tolerance_w`` of (or above) the limit in force."""
+    point, sign = next((p, sign) for m, p, sign in COMPLIANCE_MODES if m is mode)
+    seconds = 0.0
+    for row in rows:
+        limit = getattr(row, mode.value)  # the row's limit fields are named as the modes
+        measured = row.site_w if point == "site" else row.der_w
+        if limit is not None and measured is not None and sign * measured >= limit - tolerance_w:
+            seconds += row.hold_s
+    return seconds
 
 
 def _halted(expect: Expect, result: WorldResult, out: list[Violation]) -> None:

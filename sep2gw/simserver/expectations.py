@@ -44,6 +44,15 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
     last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
 
+``[[expect.compliance]]`` with ``mode`` (``opModExpLimW``, ``opModImpLimW``, ``opModGenLimW`` or
+    ``opModLoadLimW``), optional ``from_s``, ``to_s``, ``tolerance_w`` (default 50), ``grace_s``
+    (default 0), ``max_seconds_over`` (default 0) and ``min_seconds_binding`` (default 0): judged by
+    the forensic compliance series (:mod:`sep2gw.forensics.compliance`, what ``sep2gw report``
+    prints), the measured power stayed within the limit in force (seconds over at most
+    ``max_seconds_over``), and it ran within ``tolerance_w`` of that limit for at least
+    ``min_seconds_binding`` seconds, so the limit is shown to have mattered (§5: limits are met at
+    the connection point by closing the loop on the site meter).
+
 ``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
     (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
 
@@ -60,7 +69,9 @@ import msgspec
 
 __all__ = [
     "LIMIT_MODES",
+    "COMPLIANCE_MODES",
     "Adjacent",
+    "ComplianceExpect",
     "DerSettingsAt",
     "Expect",
     "LimitAt",
@@ -176,6 +187,25 @@ class Adjacent(_Strict, frozen=True, kw_only=True):
     then: str
 
 
+#: The modes a compliance expectation can judge (schema spelling), measured at the meter or DER.
+COMPLIANCE_MODES: tuple[str, ...] = (
+    "opModExpLimW",
+    "opModImpLimW",
+    "opModGenLimW",
+    "opModLoadLimW",
+)
+
+
+class ComplianceExpect(_Strict, frozen=True, kw_only=True):
+    mode: str
+    from_s: float = 0.0
+    to_s: float | None = None
+    tolerance_w: float = 50.0
+    grace_s: float = 0.0
+    max_seconds_over: float = 0.0
+    min_seconds_binding: float = 0.0
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
     response_times: list[ResponseAt] = []
@@ -186,6 +216,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     poll_intervals: list[PollIntervals] = []
     ramps: list[RampExpect] = []
     der_settings: list[DerSettingsAt] = []
+    compliance: list[ComplianceExpect] = []
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
@@ -287,6 +318,15 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
+    for i, spec in enumerate(expect.compliance):
+        key = f"expect.compliance[{i}]"
+        if spec.mode not in COMPLIANCE_MODES:
+            problems.append(f"{key}.mode: {spec.mode!r} is not one of {list(COMPLIANCE_MODES)}")
+        _window(key, spec.from_s, spec.to_s, problems)
+        for name in ("tolerance_w", "grace_s", "max_seconds_over", "min_seconds_binding"):
+            value = getattr(spec, name)
+            if not value >= 0 or value == float("inf"):
+                problems.append(f"{key}.{name}: must be a finite number >= 0, got {value:g}")
     for i, name in enumerate(expect.log_events):
         if name not in known_event_types:
             problems.append(f"expect.log_events[{i}]: {name!r} is not a record type of the log")

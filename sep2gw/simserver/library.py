@@ -39,7 +39,7 @@ FAMILIES: Final = (
 
 _RULES = re.compile(r"^#\s*rules:\s*(?P<rules>.+)$", re.MULTILINE)
 _FAMILY = re.compile(r"^#\s*family:\s*(?P<family>\S+)\s*$", re.MULTILINE)
-_RULE = re.compile(r"[234](\.[0-9]{1,2})?")
+_RULE = re.compile(r"[2345](\.[0-9]{1,2})?")
 _RULE_RANGE: Final = {"2": range(1, 11), "4": range(1, 17)}
 
 
@@ -70,7 +70,7 @@ def parse_header(text: str, *, source: str) -> tuple[frozenset[str], str]:
     else:
         for token in rules_line["rules"].split():
             if not _RULE.fullmatch(token):
-                problems.append(f"header rules: {token!r} is not a rule (4.N, 2.N or 3)")
+                problems.append(f"header rules: {token!r} is not a rule (4.N, 2.N, 3 or 5)")
                 continue
             section, _, number = token.partition(".")
             allowed = _RULE_RANGE.get(section)

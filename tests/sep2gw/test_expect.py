@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sep2gw.expect import check_expectations
 from sep2gw.simserver import Scenario, ScenarioError, parse_scenario
+from sep2gw.simserver.library import library
 from sep2gw.world import WorldResult, check, run_world
 
 BASE = """
@@ -229,9 +231,60 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
             "[[expect.der_settings]]\nat_s = 1\nfields = {}\n",
             "expect.der_settings[0].fields: names no field to check",
         ),
+        (
+            '[[expect.compliance]]\nmode = "opModTargetW"\n',
+            "expect.compliance[0].mode: 'opModTargetW' is not one of",
+        ),
+        (
+            '[[expect.compliance]]\nmode = "opModExpLimW"\ntolerance_w = -5\n',
+            "expect.compliance[0].tolerance_w: must be a finite number >= 0",
+        ),
     ],
 )
 def test_a_bad_expectation_is_refused_naming_its_key(section: str, problem: str) -> None:
     with pytest.raises(ScenarioError) as caught:
         with_expect(section)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+COMPLIANCE = """
+[[expect.compliance]]
+mode = "opModExpLimW"
+from_s = 60
+to_s = 120
+tolerance_w = 150
+grace_s = 10
+{extra}
+"""
+
+
+def test_compliance_is_judged_as_the_dispute_report_judges_it(world: WorldResult) -> None:
+    """§5: the export limit of A1 (1.5 kW, +60..+120 s) held; it fires when the window allows no
+    response time (the samples as the limit changes) or when the limit is said to have bound for
+    longer than the window lasts."""
+    assert check_expectations(with_expect(COMPLIANCE.format(extra="")), world) == []
+    found = check_expectations(
+        with_expect(COMPLIANCE.format(extra="min_seconds_binding = 61")), world
+    )
+    assert [v.invariant for v in found] == ["expect.compliance"]
+    assert "the limit never mattered" in found[0].detail
+
+
+def test_compliance_counts_the_seconds_over_a_limit_that_binds(pki: Path) -> None:
+    """The library's envelope over a commanded discharge: met once the battery had 10 s to
+    respond; judged from the instant the limit changed (no grace), the seconds before the battery
+    followed are over, and are reported."""
+    scenario = next(e.scenario for e in library() if e.file == "export_limit_caps_discharge.toml")
+    result = run_world(scenario, seed=3, site=pki)
+    assert check_expectations(scenario, result) == []
+    expect = scenario.expect
+    assert expect is not None
+    strict = msgspec.structs.replace(expect.compliance[0], grace_s=0.0, min_seconds_binding=0.0)
+    found = check_expectations(
+        msgspec.structs.replace(
+            scenario, expect=msgspec.structs.replace(expect, compliance=[strict])
+        ),
+        result,
+    )
+    assert [v.invariant for v in found] == ["expect.compliance"]
+    assert "over the limit by more than 150 W" in found[0].detail
