@@ -12,6 +12,7 @@ out-of-range limits are refused with :class:`statemachines.site_limit.InvalidLim
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -27,6 +28,8 @@ __all__ = [
     "Nameplate",
     "Telemetry",
     "WriteNotVerified",
+    "reading_at",
+    "usable_settings",
 ]
 
 
@@ -155,6 +158,25 @@ class ApplyReport(msgspec.Struct, frozen=True, kw_only=True):
     wrote: bool
     clamps: tuple[Clamp, ...] = ()
     site_limit_met: bool | None = None
+
+
+def usable_settings(limits: ControlSettings, dispatchable: frozenset[Mode]) -> ControlSettings:
+    """The requested modes a driver can dispatch, with the ramp parameter; the others are reported
+    not applicable by the caller (PROTOCOL.md §5: parsed but never dispatched is the field failure)."""
+    return ControlSettings(
+        **{m.value: getattr(limits, m.value) for m in limits.modes() & dispatchable},
+        ramp_time_s=limits.ramp_time_s,
+    )
+
+
+async def reading_at(
+    now: float, reading: Telemetry | None, read: Callable[..., Awaitable[Telemetry]]
+) -> Telemetry:
+    """The meter at ``now``: the hardware actor's sample of this very instant when it has one
+    (one device read serves the sample and the closed loop), else a fresh ``read(now=now)``."""
+    if reading is not None and reading.at_s == now:
+        return reading
+    return await read(now=now)
 
 
 @runtime_checkable

@@ -20,7 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from actors.drivers.base import ApplyReport, DriverError, Nameplate, Telemetry, WriteNotVerified
+from actors.drivers.base import (
+    ApplyReport,
+    DriverError,
+    Nameplate,
+    Telemetry,
+    WriteNotVerified,
+    reading_at,
+    usable_settings,
+)
 from actors.drivers.modbus_client import ModbusTcpClient
 from events.der_model import ControlSettings, Mode
 from statemachines.site_limit import POWER_MODES, LoopConfig, LoopState, step, validate_limits
@@ -273,16 +281,9 @@ class SunSpecDriver:
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES:
-            telemetry = (
-                reading
-                if reading is not None and reading.at_s == now
-                else await self.read_telemetry(now=now)
-            )
+            telemetry = await reading_at(now, reading, self.read_telemetry)
             site_w, der_w = telemetry.site_w, telemetry.der_w
-        usable = ControlSettings(
-            **{m.value: getattr(limits, m.value) for m in requested & dispatchable},
-            ramp_time_s=limits.ramp_time_s,
-        )
+        usable = usable_settings(limits, dispatchable)
         self._loop_state, decision = step(
             self._loop_state,
             self.loop,

@@ -38,7 +38,14 @@ from typing import Any, Protocol
 
 import msgspec
 
-from actors.drivers.base import ApplyReport, DriverError, Nameplate, Telemetry, WriteNotVerified
+from actors.drivers.base import (
+    ApplyReport,
+    DriverError,
+    Nameplate,
+    Telemetry,
+    WriteNotVerified,
+    usable_settings,
+)
 from events.der_model import ControlSettings, Mode
 from statemachines.site_limit import (
     POWER_MODES,
@@ -303,10 +310,7 @@ class TagDriver:
         validate_limits(limits)
         dispatchable = self.dispatchable_modes()
         requested = limits.modes()
-        usable = ControlSettings(
-            **{m.value: getattr(limits, m.value) for m in requested & dispatchable},
-            ramp_time_s=limits.ramp_time_s,
-        )
+        usable = usable_settings(limits, dispatchable)
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES and "setpoint_w" in self.map.write:

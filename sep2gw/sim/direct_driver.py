@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from actors.drivers.base import ApplyReport, Nameplate, Telemetry
+from actors.drivers.base import ApplyReport, Nameplate, Telemetry, reading_at, usable_settings
 from actors.drivers.sunspec import SunSpecDriver
 from events.der_model import ControlSettings, Mode
 from sep2gw.sim.battery import SimBattery
@@ -196,16 +196,9 @@ class SimBatteryDriver:
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
         if requested & POWER_MODES:
-            telemetry = (
-                reading
-                if reading is not None and reading.at_s == now
-                else await self.read_telemetry(now=now)
-            )
+            telemetry = await reading_at(now, reading, self.read_telemetry)
             site_w, der_w = telemetry.site_w, telemetry.der_w
-        usable = ControlSettings(
-            **{m.value: getattr(limits, m.value) for m in usable_modes},
-            ramp_time_s=limits.ramp_time_s,
-        )
+        usable = usable_settings(limits, _DISPATCHABLE)
         self._loop_state, decision = step(
             self._loop_state,
             self.loop,
