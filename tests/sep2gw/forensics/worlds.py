@@ -1,5 +1,6 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
-comms loss (with a randomised start and an adjacent follower), and a gateway restart mid-control.
+comms loss (with a randomised start and an adjacent follower), and a gateway crash and restart
+mid-control (the world's ``crash`` fault).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -10,17 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-import trio
-import trio.testing
-
-from events.envelope import Append
-from events.memory_store import MemoryEventStore
-from events.registry import CATALOGUE
-from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
+from sep2gw.commands.sim import write_log
 from sep2gw.simserver import demo_scenario, parse_scenario
-from sep2gw.world import _deterministic_trio, run_world
-from tests.sep2gw.world import World
+from sep2gw.world import run_world
 
 __all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
 
@@ -68,6 +62,7 @@ reset = true
 RESTART: Final = """
 name = "restart"
 [server]
+epoch = 1764158400  # 12:00 UTC: the goldens' instants are read on this clock
 pin = 111115
 poll_rate_s = 10
 post_rate_s = 60
@@ -87,42 +82,20 @@ start_s = 60
 duration_s = 180
 randomize_start_s = 20
 modes = { opModExpLimW = 800 }
-"""
 
-#: Where the restart world stops its gateway (seconds from the start): inside the control.
-RESTART_AT_S: Final = 150.0
-RESTART_SECONDS: Final = 300.0
+# The gateway dies inside the control (SIGKILL: what it had not committed is lost) and is back
+# 20 s later on the same log.
+[[actions]]
+at_s = 150
+kind = "crash"
+down_s = 20
+"""
 
 
 def copy_to_sqlite(store: EventStore, path: Path) -> Path:
     """The log as an operator gets it: the same records (times, streams, hashes) in one file."""
-    with SqliteEventStore(path, CATALOGUE) as out:
-        out.append(
-            [
-                Append(
-                    stream=r.stream,
-                    events=[r.event],
-                    server_time=r.server_time,
-                    monotonic=r.monotonic,
-                )
-                for r in store.read()
-            ]
-        )
-        assert out.head() == store.head()
+    assert write_log(store, path) == store.head().hash.hex()
     return path
-
-
-def _restart_world(site: Path) -> EventStore:
-    store = MemoryEventStore(CATALOGUE)
-    world = World(site, parse_scenario(RESTART, source="restart world"), store)
-    with _deterministic_trio(7):
-        trio.run(
-            world.run_with_restarts,
-            RESTART_SECONDS,
-            [RESTART_AT_S],
-            clock=trio.testing.MockClock(autojump_threshold=0),
-        )
-    return store
 
 
 def build(name: str, site: Path, path: Path) -> Path:
@@ -132,7 +105,7 @@ def build(name: str, site: Path, path: Path) -> Path:
     elif name == "comms":
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
-        store = _restart_world(site)
+        store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
