@@ -238,15 +238,7 @@ class RegistrationCore:
         """§2.4: the server's PIN must equal ours, else stop all traffic and say why."""
         self._expect(RegistrationStep.REGISTRATION)
         out: list[Event] = []
-        if pin != self.config.pin:
-            self._emit(
-                out,
-                RegistrationHalted(
-                    step=RegistrationStep.REGISTRATION,
-                    reason=f"PIN mismatch: server has {pin:06d}, configured {self.config.pin:06d}",
-                    at_s=now,
-                ),
-            )
+        if self._halted_on_pin(out, pin, now):
             return out
         self._emit(out, StepDone(step=RegistrationStep.REGISTRATION, href=href, at_s=now))
         self._skip_connection_point(out, now)
@@ -258,16 +250,22 @@ class RegistrationCore:
         if self.state.state != READY:
             raise ValueError(f"pin_seen while at {self.state.state!r}")
         out: list[Event] = []
-        if pin != self.config.pin:
-            self._emit(
-                out,
-                RegistrationHalted(
-                    step=RegistrationStep.REGISTRATION,
-                    reason=f"PIN mismatch: server has {pin:06d}, configured {self.config.pin:06d}",
-                    at_s=now,
-                ),
-            )
+        self._halted_on_pin(out, pin, now)
         return out
+
+    def _halted_on_pin(self, out: list[Event], pin: int, now: float) -> bool:
+        """Halt (into ``out``) when the server's PIN is not ours; says whether it did."""
+        if pin == self.config.pin:
+            return False
+        self._emit(
+            out,
+            RegistrationHalted(
+                step=RegistrationStep.REGISTRATION,
+                reason=f"PIN mismatch: server has {pin:06d}, configured {self.config.pin:06d}",
+                at_s=now,
+            ),
+        )
+        return True
 
     def _skip_connection_point(self, out: list[Event], now: float) -> None:
         if self.step is RegistrationStep.CONNECTION_POINT and self.config.nmi is None:
