@@ -107,19 +107,12 @@ class Catalogue:
             return None
         if len(events) != len(bodies):
             return None
-        upcasters = self._upcasters
-        if upcasters:
-            for index, event in enumerate(events):
-                upcast = upcasters.get(type(event))
-                while upcast is not None:
-                    event = upcast(event)
-                    upcast = upcasters.get(type(event))
-                events[index] = event
+        self._upcast_all(events)
         return events
 
-    def decode_stored_batch(self, bodies: list[bytes]) -> list[tuple[str, Event]] | None:
-        """Decode many stored bodies in one call, each as (the tag it was stored under, the event
-        upcast to its current type); ``None`` if any of them fails, as :meth:`decode_batch`.
+    def decode_stored_batch(self, bodies: list[bytes]) -> tuple[list[str], list[Event]] | None:
+        """Decode many stored bodies in one call: the tag each was stored under, and the events
+        upcast to their current types; ``None`` if any of them fails, as :meth:`decode_batch`.
 
         The stored tag is the tag of the class the body decoded as, before upcasting: a tagged union
         decodes a body only into the class its ``type`` field names, so this is the body's own tag
@@ -131,16 +124,20 @@ class Catalogue:
         if len(events) != len(bodies):
             return None
         tags_of = self._tags_of
+        tags = [tags_of[type(event)] for event in events]
+        self._upcast_all(events)
+        return tags, events
+
+    def _upcast_all(self, events: list[Event]) -> None:
+        """Upcast each event in place to its current type (nothing to do without upcasters)."""
         upcasters = self._upcasters
-        decoded: list[tuple[str, Event]] = []
-        for event in events:
-            stored = tags_of[type(event)]
-            upcast = upcasters.get(type(event))
-            while upcast is not None:
-                event = upcast(event)
+        if upcasters:
+            for index, event in enumerate(events):
                 upcast = upcasters.get(type(event))
-            decoded.append((stored, event))
-        return decoded
+                while upcast is not None:
+                    event = upcast(event)
+                    upcast = upcasters.get(type(event))
+                events[index] = event
 
     def with_types(
         self, more: Iterable[type[Event]], upcasters: Mapping[type[Event], Upcaster] | None = None

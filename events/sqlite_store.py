@@ -26,10 +26,18 @@ from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
 from events.errors import LogDamaged, LogFull, LogMissing, LogNewerSchema, NotAnEventLog
-from events.hashchain import GENESIS
+from events.hashchain import GENESIS, Row
 from events.log_events import snapshot_stream
 from events.replay import Projection
-from events.store import SNAPSHOT_TAG, EventStore, Head, Problem, VerifyReport, plan_append
+from events.store import (
+    SNAPSHOT_TAG,
+    VERIFY_BATCH,
+    EventStore,
+    Head,
+    Problem,
+    VerifyReport,
+    plan_append,
+)
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SqliteEventStore"]
 
@@ -73,6 +81,12 @@ _INSERT = (
 )
 _COLUMNS = "seq, stream, version, server_time, monotonic, body, hash"
 _FETCH = 2048
+#: Rows as stored (``Row``). Bodies are stored as JSON text (queryable with json_extract); SQLite
+#: hands back the same bytes as a BLOB, which spares an encode per record.
+_RAW_QUERY = (
+    "SELECT seq, stream, version, type, server_time, monotonic, CAST(body AS BLOB), hash "
+    "FROM events WHERE seq >= ? ORDER BY seq"
+)
 
 
 class SqliteEventStore(EventStore):
@@ -278,15 +292,34 @@ class SqliteEventStore(EventStore):
         query = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
         return self._decode_rows(query, args, from_seq - 1)
 
-    def verify(self, projections: Mapping[str, Projection[Any]] | None = None) -> VerifyReport:
-        """The records' checks, then SQLite's own structural check of pages and indexes."""
-        report = super().verify(projections)
-        if not report.ok:
-            return report
+    def verify(
+        self,
+        projections: Mapping[str, Projection[Any]] | None = None,
+        *,
+        parallel: bool | None = None,
+    ) -> VerifyReport:
+        """The records' checks, and SQLite's own structural check of pages and indexes.
+
+        The structural check (``PRAGMA quick_check``: ~0.3 s for a month of records) runs on a
+        second read-only connection in a thread alongside the records' pass; SQLite releases the
+        GIL while it works, so on a second core it costs the pass nothing. ``parallel=False``, or
+        a second connection that cannot be opened, runs it after the pass on this connection.
+        """
+        aside = _QuickCheck.start(self.path) if parallel is not False else None
         try:
-            findings = [row[0] for row in self._conn.execute("PRAGMA quick_check(5)")]
-        except sqlite3.DatabaseError as exc:
-            findings = [str(exc)]
+            report = super().verify(projections)
+        except BaseException:
+            if aside is not None:
+                aside.cancel()
+            raise
+        if not report.ok:
+            if aside is not None:
+                aside.cancel()
+            return report
+        findings = aside.result() if aside is not None else None
+        if findings is None:
+            with self._lock:
+                findings = _quick_check(self._conn)
         if findings != ["ok"]:
             return msgspec.structs.replace(
                 report,
@@ -294,7 +327,9 @@ class SqliteEventStore(EventStore):
             )
         return report
 
-    def _rows(self, query: str, args: Sequence[object], before: int) -> Iterator[list[Any]]:
+    def _rows(
+        self, query: str, args: Sequence[object], before: int, *, fetch: int = _FETCH
+    ) -> Iterator[list[Any]]:
         """Batches of rows; a damaged page becomes LogDamaged naming the last good record."""
         last = before
         try:
@@ -302,7 +337,7 @@ class SqliteEventStore(EventStore):
                 cursor = self._conn.execute(query, args)
             while True:
                 with self._lock:
-                    rows = cursor.fetchmany(_FETCH)
+                    rows = cursor.fetchmany(fetch)
                 if not rows:
                     return
                 yield rows
@@ -345,16 +380,13 @@ class SqliteEventStore(EventStore):
                 yield make(seq, stream, version, server_time, monotonic, event, digest)
 
     def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
-        query = (
-            # Bodies are stored as JSON text (queryable with json_extract); SQLite hands back the
-            # same bytes as a BLOB, which spares an encode per record.
-            "SELECT seq, stream, version, type, server_time, monotonic, CAST(body AS BLOB), hash "
-            "FROM events WHERE seq >= ? ORDER BY seq"
-        )
         make = RawRecord
-        for rows in self._rows(query, (from_seq,), from_seq - 1):
+        for rows in self._rows(_RAW_QUERY, (from_seq,), from_seq - 1):
             for row in rows:
                 yield make(*row)
+
+    def read_raw_rows(self, from_seq: int = 1) -> Iterator[list[Row]]:
+        return self._rows(_RAW_QUERY, (from_seq,), from_seq - 1, fetch=VERIFY_BATCH)
 
     def latest_snapshot(
         self, projection: str, *, at_or_before: int | None = None
@@ -371,6 +403,48 @@ class SqliteEventStore(EventStore):
         """Run a read-only query for tools (``log inspect``)."""
         with self._lock:
             return self._conn.execute(sql, args)
+
+
+def _quick_check(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's check of the file's pages and indexes: ``["ok"]`` or up to five findings."""
+    try:
+        return [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+
+
+class _QuickCheck:
+    """:func:`_quick_check` in a thread, on a read-only connection of its own."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._findings: list[str] | None = None
+        self._thread = threading.Thread(target=self._run, name="sep2gw-quick-check", daemon=True)
+
+    @classmethod
+    def start(cls, path: Path) -> _QuickCheck | None:
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        except sqlite3.Error:
+            return None  # the caller checks on its own connection
+        check = cls(conn)
+        check._thread.start()
+        return check
+
+    def _run(self) -> None:
+        self._findings = _quick_check(self._conn)
+
+    def result(self) -> list[str] | None:
+        self._thread.join()
+        self._conn.close()
+        return self._findings
+
+    def cancel(self) -> None:
+        """The records already failed: stop the structural check (its answer is not wanted)."""
+        self._conn.interrupt()
+        self.result()
 
 
 def _as_text_rows(

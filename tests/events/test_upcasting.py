@@ -80,9 +80,12 @@ def test_batch_decoding_for_verification_keeps_each_bodys_stored_tag() -> None:
         OLD_BUILD.encode(SetpointWrittenV1(kw=0.5)),
         NEW_BUILD.encode(SetpointWritten(power_w=7, source="default")),
     ]
-    assert NEW_BUILD.decode_stored_batch(bodies) == [
-        ("test.setpoint_written.v1", SetpointWritten(power_w=500, source="unknown (v1 record)")),
-        ("test.setpoint_written.v3", SetpointWritten(power_w=7, source="default")),
-    ]
+    assert NEW_BUILD.decode_stored_batch(bodies) == (
+        ["test.setpoint_written.v1", "test.setpoint_written.v3"],
+        [
+            SetpointWritten(power_w=500, source="unknown (v1 record)"),
+            SetpointWritten(power_w=7, source="default"),
+        ],
+    )
     assert NEW_BUILD.decode_stored_batch([*bodies, b'{"type":"test.setpoint_written.v3"}']) is None
     assert NEW_BUILD.decode_stored_batch([bodies[0] + b"\n" + bodies[1]]) is None
