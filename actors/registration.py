@@ -546,7 +546,13 @@ class RegistrationActor:
                     events = []  # 429/5xx: try again at the next cycle, never sooner
                 except LinkError:
                     events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
-                await self._persist(events + self.polls.polled(resource, self._clock.server_time()))
+                now = self._clock.server_time()
+                # A re-read Time that found the server's clock stepped moves the whole schedule
+                # with it, this poll included (recorded after it, on the clock before the step).
+                step_s = sum(e.offset_s for e in events if isinstance(e, TimeOffsetLearned))
+                await self._persist(
+                    events + self.polls.polled(resource, now) + self.polls.shifted(step_s, now)
+                )
                 if self.core.state.state == HALTED:
                     return  # the PIN changed under us: run() stops all traffic (§2.4)
                 await self._honour_retry_after()

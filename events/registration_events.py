@@ -18,6 +18,7 @@ __all__ = [
     "BackoffDrawn",
     "Polled",
     "PollRateSeen",
+    "PollsShifted",
     "PostRateSeen",
     "Posted",
     "RediscoveryStarted",
@@ -105,6 +106,16 @@ class Polled(Event, tag="poll.done.v1", frozen=True, kw_only=True):
     at_s: float
 
 
+class PollsShifted(Event, tag="poll.shifted.v1", frozen=True, kw_only=True):
+    """The server's clock stepped by ``by_s`` (a re-read Time, §2.2): every planned poll moves with
+    it, so each list is still polled one pollRate after its last poll on the device's own clock
+    (§4 rule 15), instead of pausing for a backward step or all falling due at a forward one.
+    ``at_s`` is on the clock before the step."""
+
+    by_s: float
+    at_s: float
+
+
 class PostRateSeen(Event, tag="post.rate.v1", frozen=True, kw_only=True):
     """The postRate in force for ``mirror`` (EndDevice.postRate wins over local config, §2.8)."""
 
@@ -127,6 +138,7 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     BackoffDrawn,
     PollRateSeen,
     Polled,
+    PollsShifted,
     PostRateSeen,
     Posted,
 )
@@ -134,6 +146,6 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
 
 def registration_event_stream(event: Event) -> str:
     """``poll`` for poll and post schedule events, ``registration`` for the walk."""
-    if isinstance(event, PollRateSeen | Polled | PostRateSeen | Posted):
+    if isinstance(event, PollRateSeen | Polled | PollsShifted | PostRateSeen | Posted):
         return POLL_STREAM
     return REGISTRATION_STREAM

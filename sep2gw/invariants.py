@@ -38,23 +38,24 @@ The invariants, precisely:
 ``polls within 1.5x pollRate`` and ``polls never more often than asked``
     For each resource the gateway polls — Time, its EndDevice, Registration, FunctionSetAssignmentsList,
     DERProgramList, and each program's DERControlList, DefaultDERControl and ActiveDERControlList
-    (first pages: no ``s`` query or ``s=0``) — server time between consecutive polls is at least
+    (first pages: no ``s`` query or ``s=0``) — the time between consecutive polls is at least
     ``pollRate - POLL_SLACK_S`` and at most ``1.5 * pollRate + POLL_SLACK_S``, where ``pollRate``
     is the rate the containing resource (Time, EndDeviceList, Registration,
     FunctionSetAssignmentsList, DERProgramList; §4 rule 15) carried when the gateway last read it
     (a rate the gateway was never shown cannot bind it), checked at every poll and, for overdue
     polls, at every request the server answers. Exempt: a gap that touches a *disturbance* (within
-    ``POLL_SLACK_S``) — a ``fail`` or ``tls_fail`` window, a ``slow`` window extended by its delay,
-    a ``clock_skew`` step (from the earlier to the later reading), a ``set_poll_rate``,
-    ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway crash (down until it
-    restarts), a ``CommsRestored`` the gateway logged (the protocol's recovery re-poll), an offset
-    it adopted from Time (its poll schedule is kept in server time and not re-based on a step:
-    a known limit, see ARCHITECTURE.md), a changed rate the gateway was shown (it applies
-    from the next cycle) — so the recovery poll after a disturbance is never judged, the one after
+    ``POLL_SLACK_S``) — a ``fail`` or ``tls_fail`` window, a ``slow`` window extended by its delay
+    (these on the server's clock, which re-enters them after a step back),
+    a ``set_poll_rate``, ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway
+    crash (down until it restarts), a ``CommsRestored`` the gateway logged (the protocol's
+    recovery re-poll), a changed rate the gateway was shown (it applies from the next cycle) — so
+    the recovery poll after a disturbance is never judged, the one after
     it is. A poll still outstanding is excused only until ``recovery_s(rate)`` after the
     disturbance ended (the walk's longest back-off, then a cycle). A list whose program is not in
     the FunctionSetAssignments is not expected to be polled, nor is anything after the gateway
-    logged ``RegistrationHalted`` (until it restarts).
+    logged ``RegistrationHalted`` (until it restarts). Gaps are measured on the server's clock
+    without its ``clock_skew`` steps (the world's own clock): a step of the utility's clock is
+    no excuse — the gateway must keep its cadence across it (``poll.shifted.v1``).
 
 ``readings minute-aligned``
     Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
@@ -71,7 +72,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -80,7 +81,7 @@ from events.control_events import CommsRestored, LimitsInForceChanged, ResponseA
 from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
-from events.registration_events import RegistrationHalted, TimeOffsetLearned
+from events.registration_events import RegistrationHalted
 from sep2gw.simserver import (
     ClockSkew,
     FailRequests,
@@ -164,7 +165,7 @@ class Violation(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _PollTrack(msgspec.Struct):
-    last_s: float
+    last_s: float  # the steady clock (the server's without its steps)
     program_index: int  # 0: not under a DERProgram
     rate_key: str  # which of the server's pollRates governs it
 
@@ -189,8 +190,13 @@ class Monitor:
         #: Responses accepted again that the gateway never knew were accepted the first time.
         self.ambiguous_deliveries = 0
         self._polls: dict[str, _PollTrack] = {}
-        self._disturbances: list[tuple[float, float]] = []  # server time [start, end]
-        self._down_since: float | None = None
+        # [start, end] on the steady clock (the server's without its clock_skew steps)
+        self._disturbances: list[tuple[float, float]] = []
+        # the server's fault windows, on its own clock (a step back re-enters them)
+        self._server_windows: list[tuple[float, float]] = []
+        # (from this instant on the steady clock, the server's clock was this far off it)
+        self._skews: list[tuple[float, float]] = [(-math.inf, 0.0)]
+        self._down_since: float | None = None  # steady clock
         self._halted = False  # this boot's registration halted (no polling expected)
         #: pollRate per rate key as carried by the containing resource the gateway last read.
         self._seen_rates: dict[str, float] = {}
@@ -212,20 +218,31 @@ class Monitor:
         self._gateway = gateway
         self._halted = False
         if self._down_since is not None:
-            self._disturb(self._down_since, self._server_now())
+            self._disturbances.append((self._down_since, self._steady_now()))
             self._down_since = None
         self._lag_since = None
 
     def gateway_down(self, now: float) -> None:
         self._gateway = None
-        self._down_since = self._server_now()
+        self._down_since = self._steady_now()
         self._lag_since = None
 
     def _server_now(self) -> float:
         return self._server.clock.now() if self._server is not None else self.now_s
 
+    def _skew(self) -> float:
+        """How far the utility's clock has been stepped so far (``clock_skew`` faults)."""
+        clock = self._server.clock if self._server is not None else None
+        return float(getattr(clock, "skew_s", 0.0))  # a SimClock's; a real clock never steps
+
+    def _steady_now(self) -> float:
+        """The server's clock without its steps: what poll cadence is judged on."""
+        return self._server_now() - self._skew()
+
     def _disturb(self, start: float, end: float) -> None:
-        self._disturbances.append((start, end))
+        """A disturbance from ``start`` to ``end``, both on the server's clock as it reads now."""
+        skew = self._skew()
+        self._disturbances.append((start - skew, end - skew))
 
     def _violate(self, invariant: str, detail: str, at_s: float) -> None:
         if self.violation is None:
@@ -257,9 +274,6 @@ class Monitor:
                 self._disturb(self._server_now(), self._server_now())
             elif isinstance(event, RegistrationHalted):
                 self._halted = True
-            elif isinstance(event, TimeOffsetLearned):
-                # The gateway's server clock re-based: instants planned on the old one move.
-                self._disturb(self._server_now(), self._server_now())
             if type(event).__module__ == "events.control_events":
                 controls_batch = True
             self.fold = self._evolve(self.fold, event)
@@ -403,13 +417,14 @@ class Monitor:
     # ---------------------------------------------------------------------------- the server
     def on_action(self, at: float, action: Action) -> None:
         if isinstance(action, FailRequests | TlsFail):
-            self._disturb(at, at + action.duration_s)
+            self._server_windows.append((at, at + action.duration_s))
         elif isinstance(action, SlowResponses):
             # A request held at the window's end is recorded ``delay_s`` later.
-            self._disturb(at, at + action.duration_s + action.delay_s)
+            self._server_windows.append((at, at + action.duration_s + action.delay_s))
         elif isinstance(action, ClockSkew):
-            # Server times around a step are on both footings: from the earlier reading to the later.
-            self._disturb(min(at, at + action.seconds), max(at, at + action.seconds))
+            # called after the step: ``at`` is the reading just before it
+            skew = self._skew()
+            self._skews.append((at - (skew - action.seconds), skew))
         elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram | SetPin):
             self._disturb(at, at)
 
@@ -434,7 +449,7 @@ class Monitor:
                 self._seen_rates[carried] = rate
         elif q.method == "POST" and q.path.startswith("/mup/"):
             self._check_readings(q)
-        self._check_overdue(q.time)
+        self._check_overdue(q.time - self._skew())
 
     def _check_response(self, q: RecordedRequest) -> None:
         assert isinstance(q.body, r.Response)
@@ -473,12 +488,23 @@ class Monitor:
         assert self._server is not None
         return float(self._server.state.poll_rates[key])
 
+    def _on_steady_clock(self, a: float, b: float) -> Iterator[tuple[float, float]]:
+        """When the server's clock read between ``a`` and ``b``, on the steady clock: once, or
+        again after each step back into it."""
+        skews = self._skews
+        for index, (since, skew) in enumerate(skews):
+            until = skews[index + 1][0] if index + 1 < len(skews) else math.inf
+            start, end = max(a - skew, since), min(b - skew, until)
+            if start <= end:
+                yield start, end
+
     def _disturbed(self, start: float, end: float, rate: float, *, overdue: bool = False) -> bool:
-        """Whether the gap ``[start, end]`` between polls touches a disturbance; for a poll still
-        outstanding (``overdue``), only until ``recovery_s`` after the disturbance ends."""
+        """Whether the gap ``[start, end]`` (steady clock) between polls touches a disturbance;
+        for a poll still outstanding (``overdue``), only until ``recovery_s`` after it ended."""
         if self._down_since is not None or self._gateway is None:
             return True
-        for a, b in self._disturbances:
+        windows = [w for a, b in self._server_windows for w in self._on_steady_clock(a, b)]
+        for a, b in (*self._disturbances, *windows):
             if a - POLL_SLACK_S <= end and start <= b + POLL_SLACK_S:
                 if not overdue or end <= b + recovery_s(rate):
                     return True
@@ -492,12 +518,13 @@ class Monitor:
         key = _rate_key(q.path)
         assert key is not None
         track = self._polls.get(q.path)
-        self._polls[q.path] = _PollTrack(q.time, _program_index(q.path), key)
+        at = q.time - self._skew()  # the server recorded it just now: the skew is this request's
+        self._polls[q.path] = _PollTrack(at, _program_index(q.path), key)
         if track is None:
             return
         rate = self._rate(key)
-        gap = q.time - track.last_s
-        if self._disturbed(track.last_s, q.time, rate):
+        gap = at - track.last_s
+        if self._disturbed(track.last_s, at, rate):
             return
         if gap < rate - POLL_SLACK_S:
             self._violate(
@@ -516,6 +543,7 @@ class Monitor:
             self._held("polls within 1.5x pollRate")
 
     def _check_overdue(self, now: float) -> None:
+        """``now`` on the steady clock."""
         if self._server is None or not self._polls:
             return
         if self._halted:
@@ -534,7 +562,7 @@ class Monitor:
             self._violate(
                 "polls within 1.5x pollRate",
                 f"{path} not polled for {now - track.last_s:.0f} s; pollRate is {rate:.0f} s",
-                track.last_s + limit,
+                track.last_s + limit + self._skew(),
             )
             return
 
@@ -567,7 +595,7 @@ class Monitor:
     def finish(self, now: float) -> None:
         """Checks at the end of the run: nothing overdue."""
         if self.violation is None:
-            self._check_overdue(self._server_now())
+            self._check_overdue(self._steady_now())
 
 
 _DEVICE = re.compile(r"/edev/[^/]+")

@@ -32,7 +32,12 @@ from events.control_events import (
 from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
-from events.registration_events import RegistrationHalted, StepDone, TimeOffsetLearned
+from events.registration_events import (
+    PollsShifted,
+    RegistrationHalted,
+    StepDone,
+    TimeOffsetLearned,
+)
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 
 __all__ = ["Timeline", "describe_settings", "short", "whole"]
@@ -110,6 +115,8 @@ class Timeline:
                 )
             case TimeOffsetLearned():
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
+            case PollsShifted():
+                return f"poll schedule moved {e.by_s:+.0f} s with the server's clock"
             case StepDone():
                 return f"registration: {e.step.value} done"
             case RegistrationHalted():

@@ -15,7 +15,7 @@ import msgspec
 
 from events.base import Event
 from events.control_events import CommsRestored
-from events.registration_events import Polled, PollRateSeen, Posted, PostRateSeen
+from events.registration_events import Polled, PollRateSeen, PollsShifted, Posted, PostRateSeen
 from events.replay import Projection
 
 __all__ = [
@@ -91,6 +91,18 @@ def evolve_poll(state: PollState, event: Event) -> PollState:
         case CommsRestored(at_s=at_s):
             for entry in state.polls.values():
                 entry.next_s = at_s
+        case PollsShifted(by_s=by_s, at_s=at_s):
+            # Intervals are kept on the device's clock; posts stay on the server's minute grid.
+            for entry in state.polls.values():
+                entry.next_s += by_s
+                if entry.last_s is not None:
+                    entry.last_s += by_s
+            for post in state.posts.values():
+                if post.last_s is not None:
+                    post.last_s += by_s
+                post.next_s = next_post_s(
+                    post.last_s if post.last_s is not None else at_s + by_s, post.rate_s
+                )
         case _:
             pass
     return state
@@ -156,6 +168,13 @@ class PollSchedule:
         if mirror not in self.state.posts:
             raise KeyError(f"{mirror} has no postRate yet; record post_rate_seen first")
         return self._emit([], Posted(mirror=mirror, at_s=now))
+
+    def shifted(self, by_s: float, now: float) -> list[Event]:
+        """§2.2 with §4 rule 15: the server's clock stepped by ``by_s`` (``now`` on the clock
+        before the step); the schedule moves with it. Nothing for no step."""
+        if not by_s:
+            return []
+        return self._emit([], PollsShifted(by_s=by_s, at_s=now))
 
     def comms_restored(self, event: CommsRestored) -> None:
         """§4 rule 12: re-poll everything on recovery. The event is the controls actor's (one fact,

@@ -54,7 +54,7 @@ from events.control_events import (
 from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.errors import EventLogError
 from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
-from events.registration_events import Polled, PollRateSeen, Posted, PostRateSeen
+from events.registration_events import Polled, PollRateSeen, PollsShifted, Posted, PostRateSeen
 from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
@@ -88,7 +88,9 @@ _NAN: Final = math.nan
 Progress = Callable[[int, int], None]
 
 _CONTROL_TYPES: Final = frozenset(CONTROL_EVENT_TYPES)
-_POLL_TYPES: Final = frozenset({PollRateSeen, Polled, PostRateSeen, Posted, CommsRestored})
+_POLL_TYPES: Final = frozenset(
+    {PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored}
+)
 _FOLDED_TYPES: Final = (
     _CONTROL_TYPES
     | _POLL_TYPES

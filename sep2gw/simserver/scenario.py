@@ -325,7 +325,10 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     expect: Expect | None = None
 
     def duration_s(self) -> float:
-        """Seconds from the scenario start to its last action or the end of its last control."""
+        """Seconds from the scenario start to its last action or the end of its last control.
+
+        Offsets are on the server's clock: a ``clock_skew`` step back by S seconds makes every
+        later offset come S seconds later on the world's own clock, so those are added."""
         ends = [0.0]
         for action in self.actions:
             ends.append(action.at_s)
@@ -337,7 +340,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                 ends.append(action.at_s + action.duration_s)
             elif isinstance(action, CrashGateway):
                 ends.append(action.at_s + action.down_s)
-        return max(ends)
+        back = sum(-a.seconds for a in self.actions if isinstance(a, ClockSkew) and a.seconds < 0)
+        return max(ends) + back
 
     def timeline(self) -> list[tuple[int, Action]]:
         """Actions by ``at_s``, file order kept among equal offsets (index first, for sorting)."""

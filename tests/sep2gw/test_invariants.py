@@ -17,7 +17,13 @@ from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
 from sep2gw.invariants import Monitor, recovery_s
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
-from sep2gw.simserver import FailRequests, RecordedRequest, UtilityState, parse_scenario
+from sep2gw.simserver import (
+    ClockSkew,
+    FailRequests,
+    RecordedRequest,
+    UtilityState,
+    parse_scenario,
+)
 from statemachines.controls import ControlsState
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary128, HexBinary160
@@ -38,6 +44,7 @@ primacy = 10
 class _Clock:
     def __init__(self) -> None:
         self.t = T0
+        self.skew_s = 0.0  # as a SimClock stepped by clock_skew faults
 
     def now(self) -> float:
         return self.t
@@ -298,3 +305,43 @@ def test_limits_that_lag_arbitration_for_more_than_lag_s_are_a_violation() -> No
     assert m.violation is not None
     assert m.violation.invariant == "limits in force come from arbitration"
     assert "arbitration gives {export_limit_w=5000.0}" in m.violation.detail
+
+
+def test_poll_cadence_is_judged_on_the_clock_without_the_servers_steps() -> None:
+    """The utility's clock steps back 600 s: polls that keep their cadence on the device's clock
+    hold (their server times jump back); a schedule left on the old clock pauses them, caught."""
+    m, _ = monitor()
+    poll(m, 0)
+    poll(m, 60)
+    m._server.clock.skew_s = -600.0  # type: ignore[union-attr]
+    poll(m, 120 - 600)
+    assert m.violation is None
+    poll(m, 180 - 600)
+    assert m.violation is None and m.checks["polls within 1.5x pollRate"] == 3
+    poll(m, 240 - 600 + 600)  # the old bug: paused by the step
+    assert m.violation is not None and m.violation.invariant == "polls within 1.5x pollRate"
+
+
+def test_a_step_back_re_enters_a_fault_window_on_the_servers_clock() -> None:
+    """Fault windows are on the server's clock: after a step back it answers 503 again, so the
+    poll after that second pass is exempt, though on the steady clock the window was long over."""
+    m, _ = monitor()
+    poll(m, 0)
+    m.on_action(T0 + 30, FailRequests(at_s=30, duration_s=20))
+    poll(m, 60)  # the recovery poll after the window
+    m._server.clock.skew_s = -40.0  # type: ignore[union-attr]
+    m.on_action(T0 + 70, ClockSkew(at_s=70, seconds=-40))
+    # from steady 70 the server reads 30 again: failing until it reads 50 (steady 90)
+    poll(m, 160 - 40)  # 100 s after the last success on the steady clock
+    assert m.violation is None
+    poll(m, 170 - 40)
+    assert m.violation is not None and m.violation.invariant == "polls never more often than asked"
+
+
+def test_without_a_step_the_same_gap_is_a_violation() -> None:
+    m, _ = monitor()
+    poll(m, 0)
+    m.on_action(T0 + 30, FailRequests(at_s=30, duration_s=20))
+    poll(m, 60)
+    poll(m, 160)
+    assert m.violation is not None and m.violation.invariant == "polls within 1.5x pollRate"

@@ -52,6 +52,31 @@ def test_rule12_repoll_everything_on_recovery() -> None:
     s.polled("/a", 100)
 
 
+@pytest.mark.parametrize("step_s", [-3600.0, -45.0, 90.0, 7200.0])
+def test_section2_2_a_stepped_server_clock_moves_the_schedule_with_it(step_s: float) -> None:
+    """Polls keep their cadence on the device's clock across a step of the server's (a backward
+    step must not pause them, a forward one must not make them all due at once); posts stay on
+    the server's whole minutes."""
+    s = PollSchedule()
+    log = [
+        *s.rate_seen("/a", 60, 0),
+        *s.rate_seen("/b", 300, 0),
+        *s.polled("/a", 60),
+        *s.post_rate_seen("mirror", 60, 0),
+        *s.posted("mirror", 60),
+        # 20 s after the poll, Time says the server's clock is step_s away: now reads 80 + step_s
+        *s.shifted(step_s, 80),
+    ]
+    now = 80 + step_s
+    assert s.state.polls["/a"].next_s - now == 40  # one rate after the poll, on the device's clock
+    assert s.state.polls["/b"].next_s - now == 220
+    assert s.due_polls(now) == []
+    post = s.state.posts["mirror"].next_s
+    assert post % 60 == 0 and 0 < post - now <= 60
+    assert s.shifted(0.0, 80) == []
+    assert fold(log, evolve_poll, PollState()) == s.state  # what a restart rebuilds
+
+
 def test_unknown_resource_and_bad_rate_are_named() -> None:
     s = PollSchedule()
     with pytest.raises(KeyError, match="/x has no pollRate"):
@@ -81,7 +106,9 @@ def test_section2_8_posts_follow_post_rate_minute_aligned() -> None:
 @settings(max_examples=60)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["rate", "poll", "restore"]), st.sampled_from([30, 60, 300])),
+        st.tuples(
+            st.sampled_from(["rate", "poll", "restore", "step"]), st.sampled_from([30, 60, 300])
+        ),
         max_size=30,
     )
 )
@@ -100,4 +127,7 @@ def test_replay_fold_of_poll_log_equals_live_state(ops: list[tuple[str, int]]) -
             restored = CommsRestored(at_s=now)  # recorded by the controls actor, applied here
             s.comms_restored(restored)
             log.append(restored)
+        elif op == "step":
+            log += s.shifted(-rate / 2, now)
+            now -= rate / 2
     assert fold(log, evolve_poll, PollState()) == s.state
