@@ -100,6 +100,8 @@ class HardwareActor:
         self._current: ApplyLimits | None = None
         self._verdict_owed = False
         self._last_written: ControlSettings | None = None
+        self._last_site_met: bool | None = None  # as last recorded
+        self._last_applied_s = -math.inf  # when a LimitsApplied was last recorded
         self._next_apply: float | None = None
         self._alarms: tuple[str, ...] = ()
         self._nameplate: Nameplate | None = None
@@ -232,7 +234,19 @@ class HardwareActor:
         self._device_ok("apply limits")
         if report.wrote:
             self._writes += 1
-        if report.wrote or settings != self._last_written or self._verdict_owed:
+        # Recorded: every write, new limits, an owed verdict, and whether the DER's range can
+        # meet the site limits when that changes (the load or PV moved past what it can cover: a
+        # dispute turns on when the site limit stopped being achievable) — at most once a sample
+        # period, so a site hovering at the edge does not flood the log.
+        if (
+            report.wrote
+            or settings != self._last_written
+            or self._verdict_owed
+            or (
+                report.site_limit_met != self._last_site_met
+                and now - self._last_applied_s >= self._config.sample_period_s
+            )
+        ):
             await self._record(
                 LimitsApplied(
                     at_s=now,
@@ -246,6 +260,8 @@ class HardwareActor:
                 )
             )
             self._last_written = settings
+            self._last_site_met = report.site_limit_met
+            self._last_applied_s = now
         await self._owe_verdict(ok=True)
         needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
             r.end_s > now for r in command.ramps.values()

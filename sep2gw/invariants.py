@@ -18,8 +18,8 @@ The invariants, precisely:
 ``hardware applies the limits in force``
     Every ``LimitsApplied`` the hardware actor records carries, for each mode, the value the log
     says is in force — or, for a mode with a planned ramp (§4 rule 11), a value between the ramp's
-    ends; a value in force at any time in the last ``LAG_S`` (monotonic: the server clock may step
-    in between) is also accepted (the command reaches the hardware actor after the controls
+    ends; a value in force (or a point of a ramp then planned) at any time in the last ``LAG_S``
+    (monotonic: the server clock may step in between) is also accepted (the command reaches the hardware actor after the controls
     actor's append).
 
 ``nameplate and settings never exceeded``
@@ -60,6 +60,16 @@ The invariants, precisely:
 ``readings minute-aligned``
     Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
 
+``site within the limits in force``
+    What the utility disputes: the measured power (the gateway's telemetry: site meter for the
+    export and import limits, DER terminals for the generation and load limits, the dispute
+    report's compliance signs) stays within each limit in force. Judged on the mean excess over
+    ``SITE_WINDOW_S`` of samples, once the limit has held its value for ``SITE_SETTLE_S`` (a ramp
+    towards it counts as not yet held): over by more than ``SITE_TOLERANCE_W`` is a violation.
+    Not judged while the gateway is down or just restarted, during a ``modbus_timeout`` or
+    ``battery_fault`` window, or after the gateway logged that the DER's range cannot meet a site
+    limit (``LimitsApplied.site_limit_met`` false: the site's own PV or load is beyond it).
+
 ``replay equals live state``
     After every committed batch with a controls event, the fold of the log (kept incrementally)
     equals the live controls actor's state (the actor waits for its append, so at that instant its
@@ -77,14 +87,21 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from events.control_events import CommsRestored, LimitsInForceChanged, ResponseAcked
+from events.control_events import (
+    CommsRestored,
+    LimitsInForceChanged,
+    RampPlanned,
+    ResponseAcked,
+)
 from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
-from events.hardware_events import LimitsApplied
+from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.registration_events import RegistrationHalted
 from sep2gw.simserver import (
+    BatteryFault,
     ClockSkew,
     FailRequests,
+    ModbusTimeout,
     RecordedRequest,
     RemoveProgram,
     RestoreProgram,
@@ -110,6 +127,9 @@ __all__ = [
     "INVARIANTS",
     "LAG_S",
     "POLL_SLACK_S",
+    "SITE_SETTLE_S",
+    "SITE_TOLERANCE_W",
+    "SITE_WINDOW_S",
     "Monitor",
     "Violation",
     "recovery_s",
@@ -121,6 +141,20 @@ __all__ = [
 LAG_S: Final = 2.0
 #: Rounding allowance on poll gaps (the server stamps whole requests, the client sleeps to floats).
 POLL_SLACK_S: Final = 1.0
+#: How long a limit must have held its value before the site is judged against it: the closed
+#: loop (1 s), the DER's response and a telemetry sample (5 s), twice.
+SITE_SETTLE_S: Final = 15.0
+#: The span of samples whose mean excess is judged (load and cloud noise average out).
+SITE_WINDOW_S: Final = 30.0
+#: Mean excess above a limit that is a violation.
+SITE_TOLERANCE_W: Final = 100.0
+#: (limit, measured by the site meter or the DER, sign): as the dispute report's compliance.
+_SITE_MODES: Final = (
+    ("export_limit_w", "site_w", 1.0),
+    ("import_limit_w", "site_w", -1.0),
+    ("generation_limit_w", "der_w", 1.0),
+    ("load_limit_w", "der_w", -1.0),
+)
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
 _CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
 
@@ -133,6 +167,7 @@ INVARIANTS: Final = (
     "polls within 1.5x pollRate",
     "polls never more often than asked",
     "readings minute-aligned",
+    "site within the limits in force",
     "replay equals live state",
     "log verifies",
 )
@@ -203,8 +238,21 @@ class Monitor:
         self._lag_since: float | None = None
         self._last_lag_check = -math.inf
         #: Settings that were in force until the instant paired with them (the latest few).
-        self._superseded: list[tuple[ControlSettings, float]] = [(ControlSettings(), -math.inf)]
+        self._superseded: list[tuple[ControlSettings, dict[Any, RampPlanned], float]] = [
+            (ControlSettings(), {}, -math.inf)
+        ]
         self.now_s = 0.0  # latest time seen (server epoch seconds)
+        # per limit: since when (steady clock) it has held its value, and its recent samples'
+        # (steady time, excess over it)
+        self._limit_since: dict[str, float] = {}
+        self._excess: dict[str, list[tuple[float, float]]] = {f: [] for f, _, _ in _SITE_MODES}
+        self._device_faults = [
+            (a.at_s, a.at_s + a.duration_s)
+            for a in scenario.actions
+            if isinstance(a, ModbusTimeout | BatteryFault)
+        ]
+        self._start_s: float | None = None  # the scenario's start on the steady clock
+        self._unmeetable = False  # the gateway said the DER's range cannot meet a site limit
 
     # ------------------------------------------------------------------------------- wiring
     def attach(
@@ -213,6 +261,7 @@ class Monitor:
         self._server = server
         self._battery = battery
         self._stop = stop
+        self._start_s = getattr(server, "start", None)
 
     def gateway_up(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -221,6 +270,10 @@ class Monitor:
             self._disturbances.append((self._down_since, self._steady_now()))
             self._down_since = None
         self._lag_since = None
+        self._unmeetable = False
+        for field, _, _ in _SITE_MODES:  # a new process settles its loop afresh
+            self._limit_since[field] = self._steady_now()
+            self._excess[field].clear()
 
     def gateway_down(self, now: float) -> None:
         self._gateway = None
@@ -260,14 +313,26 @@ class Monitor:
         for record in records:
             event = record.event
             self.now_s = max(self.now_s, record.server_time)
-            if isinstance(event, LimitsInForceChanged):
+            if isinstance(event, TelemetrySampled):
+                self._check_site(event)
+            elif isinstance(event, LimitsInForceChanged):
+                self._limits_changed(event.settings)
                 self._check_arbitration(event)
                 # On the monotonic clock: the server's may step between the change and a write.
-                self._superseded.append((self.fold.settings, record.monotonic))
+                self._superseded.append(
+                    (self.fold.settings, dict(self.fold.ramps), record.monotonic)
+                )
                 del self._superseded[:-8]
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
                 self._check_applied(event, record.monotonic)
+                self._unmeetable = event.site_limit_met is False
+            elif isinstance(event, RampPlanned):
+                # the limit is on its way: judged once the ramp has ended and the loop settled
+                field = event.mode.value
+                if field in self._excess:
+                    self._limit_since[field] = self._steady_now() + (event.end_s - event.at_s)
+                    self._excess[field].clear()
             elif isinstance(event, ResponseAcked):
                 self._acked.add((int(event.mrid, 16), event.status))
             elif isinstance(event, CommsRestored):
@@ -321,20 +386,26 @@ class Monitor:
     def _check_applied(self, event: LimitsApplied, monotonic: float) -> None:
         in_force = self.fold.settings
         # In force within the last LAG_S: the hardware may still be carrying out any of those.
-        recent = [old for old, until in self._superseded if monotonic - until <= LAG_S]
+        # (with their ramps: a step that ends a ramp reaches the hardware a moment later)
+        recent = [
+            (old, ramps) for old, ramps, until in self._superseded if monotonic - until <= LAG_S
+        ]
         for mode, name in MODE_FIELDS:
             value = getattr(event.settings, name)
             wanted = getattr(in_force, name)
-            if value == wanted or any(value == getattr(old, name) for old in recent):
+            if value == wanted or any(value == getattr(old, name) for old, _ in recent):
                 continue
-            ramp = self.fold.ramps.get(mode)
+            ramps = [self.fold.ramps.get(mode), *(old.get(mode) for _, old in recent)]
             if (
-                ramp is not None
-                and isinstance(value, int | float)
+                isinstance(value, int | float)
                 and not isinstance(value, bool)
-                and min(ramp.from_value, ramp.to_value) - _W_SLACK
-                <= value
-                <= max(ramp.from_value, ramp.to_value) + _W_SLACK
+                and any(
+                    min(r.from_value, r.to_value) - _W_SLACK
+                    <= value
+                    <= max(r.from_value, r.to_value) + _W_SLACK
+                    for r in ramps
+                    if r is not None
+                )
             ):
                 continue
             self._violate(
@@ -387,6 +458,55 @@ class Monitor:
                 )
                 return
         self._held(invariant)
+
+    def _limits_changed(self, settings: ControlSettings) -> None:
+        now = self._steady_now()
+        for field, _, _ in _SITE_MODES:
+            if getattr(settings, field) != getattr(self.fold.settings, field):
+                self._limit_since[field] = max(now, self._limit_since.get(field, now))
+                self._excess[field].clear()
+
+    def _device_fault_at(self, now: float) -> bool:
+        if self._start_s is None:
+            return False
+        return any(
+            self._start_s + a - SITE_SETTLE_S <= now <= self._start_s + b + SITE_SETTLE_S
+            for a, b in self._device_faults
+        )
+
+    def _check_site(self, sample: TelemetrySampled) -> None:
+        invariant = "site within the limits in force"
+        now = self._steady_now()
+        judged = self._gateway is not None and not self._device_fault_at(now)
+        settings = self.fold.settings
+        for field, measured_by, sign in _SITE_MODES:
+            samples = self._excess[field]
+            limit = getattr(settings, field)
+            value = getattr(sample, measured_by)
+            if (
+                not judged
+                or limit is None
+                or value is None
+                or now < self._limit_since.get(field, -math.inf) + SITE_SETTLE_S
+                or (self._unmeetable and measured_by == "site_w")
+            ):
+                samples.clear()
+                continue
+            samples.append((now, sign * value - limit))
+            while samples[0][0] <= now - SITE_WINDOW_S:
+                del samples[0]
+            if now - samples[0][0] < SITE_WINDOW_S / 2:
+                continue  # too few samples yet to judge a mean
+            mean = sum(excess for _, excess in samples) / len(samples)
+            if mean > SITE_TOLERANCE_W:
+                self._violate(
+                    invariant,
+                    f"{field} {limit:.0f} W: measured {mean + limit:.0f} W on average over the "
+                    f"last {now - samples[0][0]:.0f} s ({measured_by}), {mean:.0f} W over it",
+                    sample.at_s,
+                )
+                return
+            self._held(invariant)
 
     def _check_replay(self, at_s: float) -> None:
         gateway = self._gateway

@@ -241,6 +241,11 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             state.settings = event.settings
             state.sources = dict(event.sources)
             state.next_change_s = event.next_change_s
+            # §4 rule 11: a ramp leads to the value in force. One towards another value is over:
+            # the mode changed since without a ramp of its own (a ramped control ended and the
+            # default has no setGradW), and its end point must not stand in for the new value.
+            for mode in [m for m, r in state.ramps.items() if r.to_value != _value(event, m)]:
+                del state.ramps[mode]
         case ResponseIntended(mrid=mrid, status=status):
             state.responses.setdefault(mrid, []).append(status)
             state.outbox.append(event)
@@ -942,6 +947,10 @@ class ControlsCore:
         if source is None or not source.startswith("control:"):
             return None
         return self.state.records[source.removeprefix("control:")].control.settings.ramp_time_s
+
+
+def _value(event: LimitsInForceChanged, mode: Mode) -> object:
+    return getattr(event.settings, mode.value)
 
 
 def _ramp_of(event: RampPlanned) -> Ramp:

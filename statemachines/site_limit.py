@@ -154,6 +154,12 @@ def _requested(limits: ControlSettings, rating: DerRating) -> tuple[str, float] 
 
 
 def _der_bounds(limits: ControlSettings, rating: DerRating) -> tuple[float, str, float, str]:
+    """The DER powers the limits and the rating allow: none but 0 W while it is told to cease to
+    energize or to disconnect (opModEnergize / opModConnect false), so a site limit that needs the
+    DER is then honestly not met by its range."""
+    for mode in ("energize", "connect"):
+        if getattr(limits, mode) is False:
+            return 0.0, mode, 0.0, mode
     high, high_by = rating.max_discharge_w, "max_discharge_w"
     for value, name in (
         (rating.max_w, "max_w"),

@@ -10,9 +10,10 @@ from events.control_events import (
     DefaultChanged,
     LimitsInForceChanged,
     ProgramsChanged,
+    RampPlanned,
     ResponseAcked,
 )
-from events.der_model import ControlSettings, DefaultControl, Program, ResponseStatus
+from events.der_model import ControlSettings, DefaultControl, Mode, Program, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied
 from sep2gw.invariants import Monitor, recovery_s
@@ -345,3 +346,23 @@ def test_without_a_step_the_same_gap_is_a_violation() -> None:
     poll(m, 60)
     poll(m, 160)
     assert m.violation is not None and m.violation.invariant == "polls within 1.5x pollRate"
+
+
+def test_a_ramp_point_of_the_command_a_step_just_replaced_is_accepted_within_lag_s() -> None:
+    """The swarm found it: a ramp was running, a step to another value ended it (the fold drops
+    a ramp whose target is no longer in force), and the hardware's next apply, a moment later,
+    still carried the old command's ramp point. Within LAG_S that is the command in flight."""
+    ramp = RampPlanned(
+        mode=Mode.TARGET_W, from_value=0.0, to_value=-2000.0, start_s=T0, end_s=T0 + 80, at_s=T0
+    )
+    m, _ = monitor()
+    m._check_arbitration = lambda event: None  # type: ignore[method-assign]  # not under test
+    m.on_records([Recorded(1, "controls", 1, T0, 0.0, ramp, b"")])
+    m.on_records([limits(0, ControlSettings(target_w=-2000.0), {})])
+    m.on_records([limits(40, ControlSettings(target_w=2500.0), {})])
+    assert Mode.TARGET_W not in m.fold.ramps
+    m.on_records([applied(41, ControlSettings(target_w=-1025.0))])
+    assert m.violation is None
+    m.on_records([applied(45, ControlSettings(target_w=-1125.0))])
+    assert m.violation is not None
+    assert m.violation.invariant == "hardware applies the limits in force"

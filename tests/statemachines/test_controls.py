@@ -487,6 +487,22 @@ def test_rule11_a_change_during_a_ramp_starts_from_where_the_trajectory_is() -> 
     )
 
 
+def test_rule11_a_ramped_control_that_ends_leaves_no_ramp_behind() -> None:
+    """The swarm found it: a control ramped in by its rampTms ended, the default came back with no
+    setGradW (no ramp of its own), and the finished ramp stayed in the state, so the hardware kept
+    applying the control's value (its end point) instead of the default's."""
+    h = Harness(set_max_w=5000.0)
+    h.default("P1", 0, generation_limit_w=0.0)
+    h.poll(0, control("A", 100, 60, generation_limit_w=3000.0, ramp_time_s=10.0))
+    h.run_until(100)
+    assert h.core.state.ramps[Mode.GENERATION_LIMIT_W].to_value == 3000.0
+    h.run_until(200)
+    assert h.core.state.settings.generation_limit_w == 0.0
+    assert Mode.GENERATION_LIMIT_W not in h.core.state.ramps
+    replayed = fold(h.log, CONTROLS_PROJECTION.evolve, CONTROLS_PROJECTION.initial)
+    assert replayed.ramps == h.core.state.ramps  # what a restart rebuilds
+
+
 # -- rule 12: comms loss ------------------------------------------------------------------------
 
 

@@ -348,3 +348,16 @@ def test_der_without_a_power_reading_is_held_not_released_and_retaken_every_peri
         )
         seen.append((decision.setpoint_w, decision.write))
     assert seen == [(0.0, True), (0.0, False), (0.0, False), (0.0, False)]
+
+
+@pytest.mark.parametrize("mode", ["energize", "connect"])
+def test_a_der_told_to_cease_or_disconnect_cannot_meet_a_site_limit(mode: str) -> None:
+    """The swarm found it: with opModEnergize false the loop still planned a discharge to keep
+    import under 0 W and logged the site limit as met, while the DER (correctly) produced nothing
+    and the site imported its load. The DER's range is then 0 W, and the log says so."""
+    limits = ControlSettings(import_limit_w=0.0, **{mode: False})
+    decision = once(limits, site_w=-600.0, der_w=0.0)
+    assert decision.site_limit_met is False
+    assert decision.setpoint_w in (None, 0.0)
+    met = once(ControlSettings(import_limit_w=0.0, **{mode: True}), site_w=-600.0, der_w=0.0)
+    assert met.site_limit_met is True and met.setpoint_w == 600.0
