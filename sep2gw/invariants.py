@@ -83,7 +83,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec
 
 import msgspec
 
@@ -191,6 +191,31 @@ def recovery_s(rate_s: float) -> float:
     two cycles."""
     walk = BackoffPolicy()
     return max(2.0 * rate_s, walk.cap_s * (1 + walk.jitter_fraction) + rate_s)
+
+
+_P = ParamSpec("_P")
+
+#: The violation recorded when the monitor itself raises: a bug of sep2gw.invariants, which must
+#: never reach the gateway (the world calls the monitor from inside the gateway's log writer).
+MONITOR_FAILED: Final = "the monitor itself failed"
+
+
+def _guarded(
+    method: Callable[Concatenate[Monitor, _P], None],
+) -> Callable[Concatenate[Monitor, _P], None]:
+    def guarded(monitor: Monitor, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            method(monitor, *args, **kwargs)
+        except Exception as exc:  # reported as what it is; the world stops
+            monitor._violate(
+                MONITOR_FAILED,
+                f"{type(exc).__name__}: {exc} (in Monitor.{method.__name__}; a bug of "
+                "sep2gw.invariants, not of the gateway)",
+                monitor.now_s,
+            )
+
+    guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
+    return guarded
 
 
 class Violation(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,6 +331,7 @@ class Monitor:
         self.checks[invariant] += 1
 
     # ------------------------------------------------------------------------------- the log
+    @_guarded
     def on_records(self, records: list[Recorded]) -> None:
         if self.violation is not None:
             return
@@ -529,12 +555,14 @@ class Monitor:
         )
 
     # ----------------------------------------------------------------------------- the battery
+    @_guarded
     def on_hardware_write(self) -> None:
         """After each control write the battery accepted: what it now holds is within its ratings."""
         if self.violation is None and self._battery is not None:
             self._check_battery(self._battery.now_s)
 
     # ---------------------------------------------------------------------------- the server
+    @_guarded
     def on_action(self, at: float, action: Action) -> None:
         if isinstance(action, FailRequests | TlsFail):
             self._server_windows.append((at, at + action.duration_s))
@@ -548,6 +576,7 @@ class Monitor:
         elif isinstance(action, SetPollRate | RemoveProgram | RestoreProgram | SetPin):
             self._disturb(at, at)
 
+    @_guarded
     def on_request(self, q: RecordedRequest) -> None:
         if self.violation is not None:
             return

@@ -15,8 +15,8 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, DefaultControl, Mode, Program, ResponseStatus
 from events.envelope import Recorded
-from events.hardware_events import LimitsApplied
-from sep2gw.invariants import Monitor, recovery_s
+from events.hardware_events import LimitsApplied, TelemetrySampled
+from sep2gw.invariants import MONITOR_FAILED, Monitor, recovery_s
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.simserver import (
     ClockSkew,
@@ -366,3 +366,16 @@ def test_a_ramp_point_of_the_command_a_step_just_replaced_is_accepted_within_lag
     m.on_records([applied(45, ControlSettings(target_w=-1125.0))])
     assert m.violation is not None
     assert m.violation.invariant == "hardware applies the limits in force"
+
+
+def test_a_bug_in_the_monitor_is_reported_as_one_and_never_reaches_the_gateway() -> None:
+    """The world calls the monitor from inside the gateway's log writer: an exception there would
+    surface as a gateway actor failing (it did once: a KeyError on a ramp of a mode the monitor
+    did not track). It is a violation naming the monitor instead, and the world stops."""
+    m, stops = monitor()
+    m._check_site = lambda sample: {}["boom"]  # type: ignore[method-assign]
+    sample = TelemetrySampled(at_s=T0, site_w=0.0, der_w=0.0)
+    m.on_records([Recorded(1, "hardware", 1, T0, 0.0, sample, b"")])
+    assert m.violation is not None and m.violation.invariant == MONITOR_FAILED
+    assert "KeyError" in m.violation.detail and "on_records" in m.violation.detail
+    assert stops == [1]
