@@ -89,6 +89,9 @@ class NameplateRead(Event, frozen=True, kw_only=True, tag="hardware.nameplate.v1
     max_w: float | None = None
     max_charge_w: float | None = None
     max_discharge_w: float | None = None
+    # added in session 3 (optional: logs written before decode with None)
+    soc_min_pct: float | None = None
+    soc_max_pct: float | None = None
     dispatchable: tuple[Mode, ...] = ()
 
 

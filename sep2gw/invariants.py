@@ -68,9 +68,8 @@ The invariants, precisely:
     towards it counts as not yet held): over by more than ``SITE_TOLERANCE_W`` is a violation.
     Not judged while the gateway is down or just restarted, during a ``modbus_timeout`` or
     ``battery_fault`` window, after the gateway logged that the DER's range cannot meet a site
-    limit (``LimitsApplied.site_limit_met`` false: the site's own PV or load is beyond it), nor
-    while the battery is full or charging at its rate (export) or empty or discharging at its
-    rate (import).
+    limit (``LimitsApplied.site_limit_met`` false: the site's own PV or load is beyond it, or the
+    battery is full or at its floor).
 
 ``replay equals live state``
     After every committed batch with a controls event, the fold of the log (kept incrementally)
@@ -502,30 +501,11 @@ class Monitor:
             for a, b in self._device_faults
         )
 
-    def _battery_saturated(self) -> frozenset[str]:
-        """The site limits the battery cannot help with now: export when it is full or already
-        charging at its rate, import when it is empty or already discharging at its rate. (The
-        gateway's loop bounds are the nameplate's; a full battery is a physical limit it does not
-        see, see ARCHITECTURE.md.)"""
-        sim = self._battery
-        if sim is None:
-            return frozenset()
-        b = sim.battery
-        full = sim.stored_wh >= b.capacity_wh * b.soc_max_pct / 100 - 1.0
-        empty = sim.stored_wh <= b.capacity_wh * b.soc_min_pct / 100 + 1.0
-        out = set()
-        if full or sim.power_w <= -min(b.max_charge_w, b.max_w) + SITE_TOLERANCE_W:
-            out.add("export_limit_w")
-        if empty or sim.power_w >= min(b.max_discharge_w, b.max_w) - SITE_TOLERANCE_W:
-            out.add("import_limit_w")
-        return frozenset(out)
-
     def _check_site(self, sample: TelemetrySampled) -> None:
         invariant = "site within the limits in force"
         now = self._steady_now()
         judged = self._gateway is not None and not self._device_fault_at(now)
         settings = self.fold.settings
-        saturated = self._battery_saturated()
         for field, measured_by, sign in _SITE_MODES:
             samples = self._excess[field]
             limit = getattr(settings, field)
@@ -536,7 +516,6 @@ class Monitor:
                 or value is None
                 or now < self._limit_since.get(field, -math.inf) + SITE_SETTLE_S
                 or (self._unmeetable and measured_by == "site_w")
-                or field in saturated
             ):
                 samples.clear()
                 continue

@@ -32,6 +32,7 @@ How the modes combine (CSIP-AUS ยง2.3 dynamic operating envelopes; IEEE 2030.5 ย
 from __future__ import annotations
 
 import math
+from typing import Final
 
 import msgspec
 
@@ -45,6 +46,8 @@ __all__ = [
     "LoopConfig",
     "LoopDecision",
     "LoopState",
+    "SOC_EDGE_PCT",
+    "rating_at_charge",
     "step",
     "validate_limits",
 ]
@@ -151,6 +154,34 @@ def _requested(limits: ControlSettings, rating: DerRating) -> tuple[str, float] 
     if limits.storage_target_w is not None:
         return "storage_target_w", limits.storage_target_w
     return None
+
+
+#: How near a state-of-charge bound a battery counts as at it (DERs report SoC rounded).
+SOC_EDGE_PCT: Final = 0.5
+
+
+def rating_at_charge(
+    rating: DerRating,
+    soc_pct: float | None,
+    *,
+    soc_min_pct: float | None = None,
+    soc_max_pct: float | None = None,
+) -> DerRating:
+    """A battery at a bound of its state of charge can only move away from it: full, it cannot
+    charge; at its floor, it cannot discharge. Without a reading the rating stands; bounds the DER
+    does not report are 0 % and 100 %. (The swarm's 72 h world showed the loop planning a charge
+    of a full battery under a morning export envelope and logging the limit as met.)"""
+    if soc_pct is None:
+        return rating
+    full = soc_pct >= (100.0 if soc_max_pct is None else soc_max_pct) - SOC_EDGE_PCT
+    empty = soc_pct <= (0.0 if soc_min_pct is None else soc_min_pct) + SOC_EDGE_PCT
+    if not full and not empty:
+        return rating
+    return msgspec.structs.replace(
+        rating,
+        max_charge_w=0.0 if full else rating.max_charge_w,
+        max_discharge_w=0.0 if empty else rating.max_discharge_w,
+    )
 
 
 def _der_bounds(limits: ControlSettings, rating: DerRating) -> tuple[float, str, float, str]:

@@ -19,9 +19,10 @@ import msgspec
 
 from events.der_model import ControlSettings, Mode
 from events.telemetry import MeasurementPoint, Quantity, Sample
-from statemachines.site_limit import Clamp, DerRating
+from statemachines.site_limit import Clamp, DerRating, rating_at_charge
 
 __all__ = [
+    "loop_rating",
     "ApplyReport",
     "DerDriver",
     "DriverError",
@@ -62,6 +63,8 @@ class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
     max_w: float | None = None  # setMaxW
     max_charge_w: float | None = None  # setMaxChargeRateW
     max_discharge_w: float | None = None  # setMaxDischargeRateW
+    soc_min_pct: float | None = None  # the state of charge it will not discharge below
+    soc_max_pct: float | None = None  # the state of charge it will not charge above
 
     def rating(self) -> DerRating:
         """What the DER may be asked for: the lesser of each rating and its setting.
@@ -166,6 +169,17 @@ def usable_settings(limits: ControlSettings, dispatchable: frozenset[Mode]) -> C
     return ControlSettings(
         **{m.value: getattr(limits, m.value) for m in limits.modes() & dispatchable},
         ramp_time_s=limits.ramp_time_s,
+    )
+
+
+def loop_rating(nameplate: Nameplate, telemetry: Telemetry | None) -> DerRating:
+    """The rating the closed loop works with now: the nameplate's, narrowed at the battery's
+    state-of-charge bounds (``statemachines.site_limit.rating_at_charge``)."""
+    return rating_at_charge(
+        nameplate.rating(),
+        None if telemetry is None else telemetry.soc_pct,
+        soc_min_pct=nameplate.soc_min_pct,
+        soc_max_pct=nameplate.soc_max_pct,
     )
 
 

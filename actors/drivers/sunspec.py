@@ -26,6 +26,7 @@ from actors.drivers.base import (
     Nameplate,
     Telemetry,
     WriteNotVerified,
+    loop_rating,
     reading_at,
     usable_settings,
 )
@@ -177,6 +178,8 @@ class SunSpecDriver:
             max_w=v(cap, "WMax"),
             max_charge_w=v(cap, "WChaRteMax"),
             max_discharge_w=v(cap, "WDisChaRteMax"),
+            soc_min_pct=v(battery, "SoCMin"),
+            soc_max_pct=v(battery, "SoCMax"),
         )
         self._nameplate = nameplate
         return nameplate
@@ -280,6 +283,7 @@ class SunSpecDriver:
         not_applicable = frozenset(requested - dispatchable)
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
+        telemetry: Telemetry | None = None
         if requested & POWER_MODES:
             telemetry = await reading_at(now, reading, self.read_telemetry)
             site_w, der_w = telemetry.site_w, telemetry.der_w
@@ -289,7 +293,7 @@ class SunSpecDriver:
             self.loop,
             now=now,
             limits=usable,
-            rating=nameplate.rating(),
+            rating=loop_rating(nameplate, telemetry),
             site_w=site_w,
             der_w=der_w,
         )

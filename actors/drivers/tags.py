@@ -44,6 +44,7 @@ from actors.drivers.base import (
     Nameplate,
     Telemetry,
     WriteNotVerified,
+    loop_rating,
     usable_settings,
 )
 from events.der_model import ControlSettings, Mode
@@ -312,15 +313,18 @@ class TagDriver:
         requested = limits.modes()
         usable = usable_settings(limits, dispatchable)
         nameplate = self._nameplate or await self.read_nameplate()
-        site_w = der_w = None
+        site_w = der_w = soc = None
         if requested & POWER_MODES and "setpoint_w" in self.map.write:
             if reading is not None and reading.at_s == now:
-                site_w, der_w = reading.site_w, reading.der_w  # the sample of this instant
+                # the sample of this instant
+                site_w, der_w, soc = reading.site_w, reading.der_w, reading.soc_pct
             else:
                 if "site_w" in self.map.read:
                     site_w = await self._read(self.map.read["site_w"])
                 if "der_w" in self.map.read:
                     der_w = await self._read(self.map.read["der_w"])
+                if "soc_pct" in self.map.read:
+                    soc = await self._read(self.map.read["soc_pct"])
         write = self.map.write
         # With a dedicated max_limit_pct tag the device applies that limit itself.
         loop_limits = (
@@ -338,7 +342,7 @@ class TagDriver:
                 self.loop,
                 now=now,
                 limits=loop_limits,
-                rating=nameplate.rating(),
+                rating=loop_rating(nameplate, Telemetry(at_s=now, soc_pct=soc)),
                 site_w=site_w,
                 der_w=der_w,
             )

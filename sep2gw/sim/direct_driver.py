@@ -28,7 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from actors.drivers.base import ApplyReport, Nameplate, Telemetry, reading_at, usable_settings
+from actors.drivers.base import (
+    ApplyReport,
+    Nameplate,
+    Telemetry,
+    loop_rating,
+    reading_at,
+    usable_settings,
+)
 from actors.drivers.sunspec import SunSpecDriver
 from events.der_model import ControlSettings, Mode
 from sep2gw.sim.battery import SimBattery
@@ -157,6 +164,8 @@ class SimBatteryDriver:
             max_w=float(round(sim.settings_max_w)),
             max_charge_w=float(round(sim.settings_charge_w)),
             max_discharge_w=float(round(sim.settings_discharge_w)),
+            soc_min_pct=b.soc_min_pct,
+            soc_max_pct=b.soc_max_pct,
         )
         self._nameplate = nameplate
         return nameplate
@@ -195,6 +204,7 @@ class SimBatteryDriver:
         usable_modes = requested & _DISPATCHABLE
         nameplate = self._nameplate or await self.read_nameplate()
         site_w = der_w = None
+        telemetry: Telemetry | None = None
         if requested & POWER_MODES:
             telemetry = await reading_at(now, reading, self.read_telemetry)
             site_w, der_w = telemetry.site_w, telemetry.der_w
@@ -204,7 +214,7 @@ class SimBatteryDriver:
             self.loop,
             now=now,
             limits=usable,
-            rating=nameplate.rating(),
+            rating=loop_rating(nameplate, telemetry),
             site_w=site_w,
             der_w=der_w,
         )

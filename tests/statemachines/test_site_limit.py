@@ -14,6 +14,7 @@ from statemachines.site_limit import (
     InvalidLimit,
     LoopConfig,
     LoopState,
+    rating_at_charge,
     step,
     validate_limits,
 )
@@ -361,3 +362,25 @@ def test_a_der_told_to_cease_or_disconnect_cannot_meet_a_site_limit(mode: str) -
     assert decision.setpoint_w in (None, 0.0)
     met = once(ControlSettings(import_limit_w=0.0, **{mode: True}), site_w=-600.0, der_w=0.0)
     assert met.site_limit_met is True and met.setpoint_w == 600.0
+
+
+def test_a_battery_at_a_bound_of_its_charge_can_only_move_away_from_it() -> None:
+    assert rating_at_charge(RATING, None) == RATING
+    assert rating_at_charge(RATING, 50.0, soc_min_pct=5, soc_max_pct=95) == RATING
+    full = rating_at_charge(RATING, 94.6, soc_min_pct=5, soc_max_pct=95)
+    assert (full.max_charge_w, full.max_discharge_w) == (0.0, RATING.max_discharge_w)
+    empty = rating_at_charge(RATING, 5.2, soc_min_pct=5, soc_max_pct=95)
+    assert (empty.max_charge_w, empty.max_discharge_w) == (RATING.max_charge_w, 0.0)
+    assert rating_at_charge(RATING, 100.0).max_charge_w == 0.0  # unreported bounds: 0 and 100 %
+    # a full battery under a zero-export envelope with 3 kW of PV surplus: not met, no charge
+    decision = step(
+        LoopState(),
+        FAST,
+        now=0.0,
+        limits=ControlSettings(export_limit_w=0.0),
+        rating=full,
+        site_w=3000.0,
+        der_w=0.0,
+    )[1]
+    assert decision.site_limit_met is False
+    assert decision.setpoint_w is None or decision.setpoint_w >= 0

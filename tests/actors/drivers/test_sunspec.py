@@ -433,3 +433,27 @@ async def test_connection_state_never_commanded_is_left_to_the_device(device: De
         await driver.apply(ControlSettings(target_w=0), now=0)
         await driver.aclose()
     assert device.sim.connected is False
+
+
+async def test_a_full_battery_is_not_asked_to_charge_and_the_export_limit_is_logged_unmet(
+    device: Device,
+) -> None:
+    """Midday under a zero-export envelope: half full, the loop charges the battery with the PV
+    surplus and the limit is met; full (model 802 says SoCMax 100 %), it cannot charge, so the loop
+    does not ask it to and says the limit is beyond the DER's range (sim_bench found the old loop
+    logging it as met)."""
+    b = device.sim.battery
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        nameplate = await driver.read_nameplate()
+        half = await driver.apply(ControlSettings(export_limit_w=0.0), now=0)
+        device.sim.stored_wh = b.capacity_wh * b.soc_max_pct / 100
+        device.clock.now += 1  # the registers follow the battery as its clock moves
+        full_driver = driver_for(device)
+        full = await full_driver.apply(ControlSettings(export_limit_w=0.0), now=1)
+        await driver.aclose()
+        await full_driver.aclose()
+    assert (nameplate.soc_min_pct, nameplate.soc_max_pct) == (b.soc_min_pct, b.soc_max_pct)
+    assert half.site_limit_met is True and half.setpoint_w is not None and half.setpoint_w < 0
+    assert full.site_limit_met is False
+    assert full.setpoint_w is None or full.setpoint_w >= 0
