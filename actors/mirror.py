@@ -355,12 +355,16 @@ def unposted_intervals(
     interval in progress at ``before_s`` and that no ``mirror.reading_posted.v1`` covers, oldest first.
 
     The interval in progress is left to the hardware actor, which folds its earlier samples back in
-    on start (:func:`actors.hardware.samples_of_interval`), so it is summarised once, whole."""
+    on start (:func:`actors.hardware.samples_of_interval`), so it is summarised once, whole. Only
+    the last ``MAX_BACKLOG`` intervals are looked at: the backlog drops older ones anyway."""
     aggregator = IntervalAggregator(interval_s)
     current = aggregator.start_of(before_s)
     posted: set[tuple[MeasurementPoint, Quantity, int]] = set()
     summaries: list[IntervalSummary] = []
-    for record in store.read(types=(TELEMETRY_TAG, POSTED_TAG)):
+    # Only the intervals the backlog can hold are rebuilt (older ones would be dropped as soon as
+    # they were kept): a gateway restarted on a year of log reads hours of it, not the year.
+    horizon = store.first_seq_since(current - (MAX_BACKLOG + 1) * interval_s)
+    for record in store.read(horizon, types=(TELEMETRY_TAG, POSTED_TAG)):
         event = record.event
         if isinstance(event, ReadingPosted):
             posted.add((event.point, event.quantity, event.start_s))

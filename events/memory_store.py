@@ -58,6 +58,12 @@ class MemoryEventStore(EventStore):
     def read_raw(self, from_seq: int = 1) -> Iterator[RawRecord]:
         yield from self._raw[max(from_seq, 1) - 1 :]
 
+    def first_seq_since(self, server_time: float) -> int:
+        for raw in self._raw:
+            if raw.server_time >= server_time:
+                return raw.seq
+        return len(self._raw) + 1
+
     def head(self) -> Head:
         if not self._raw:
             return Head(0, GENESIS)

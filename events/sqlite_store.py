@@ -259,6 +259,15 @@ class SqliteEventStore(EventStore):
             self._head = self._read_head()
         return self._head
 
+    def first_seq_since(self, server_time: float) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT min(seq) FROM events WHERE server_time >= ?", (server_time,)
+            ).fetchone()
+            if row[0] is not None:
+                return int(row[0])
+            return self._read_head().seq + 1
+
     def stream_version(self, stream: str) -> int:
         with self._lock:
             return self._stream_version(stream)

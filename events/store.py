@@ -57,6 +57,12 @@ class EventStore(abc.ABC):
         """Records as stored, bodies undecoded (verification, export)."""
 
     @abc.abstractmethod
+    def first_seq_since(self, server_time: float) -> int:
+        """The first record whose server time is at or after ``server_time`` (the head's seq + 1
+        when there is none): every record before it is earlier. Readers that only need the recent
+        past (the mirror's backlog) start there instead of at record 1."""
+
+    @abc.abstractmethod
     def head(self) -> Head:
         """The newest record's seq and hash (seq 0 and the genesis hash for an empty log)."""
 

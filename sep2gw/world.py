@@ -167,6 +167,9 @@ class _Disk(EventStore):
     def head(self) -> Head:
         return self.disk.head()
 
+    def first_seq_since(self, server_time: float) -> int:
+        return self.disk.first_seq_since(server_time)
+
     def stream_version(self, stream: str) -> int:
         return self.disk.stream_version(stream)
 

@@ -18,6 +18,7 @@ import msgspec
 
 from events.base import Event
 from events.control_events import (
+    CONTROL_EVENT_TYPES,
     CancelDelayDrawn,
     CommsLost,
     CommsRestored,
@@ -284,6 +285,7 @@ CONTROLS_PROJECTION: Final = Projection(
     initial=_PRISTINE_CONTROLSSTATE,
     evolve=_evolve_from_pristine,
     state_type=ControlsState,
+    types=CONTROL_EVENT_TYPES,  # ``evolve`` passes every other type by
 )
 
 

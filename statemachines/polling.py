@@ -123,6 +123,7 @@ POLL_PROJECTION: Final = Projection(
     initial=_PRISTINE_POLLSTATE,
     evolve=_evolve_from_pristine,
     state_type=PollState,
+    types=(PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored),
 )
 
 

@@ -14,6 +14,7 @@ from events.envelope import Append
 from events.errors import ConcurrencyConflict
 from events.hashchain import GENESIS
 from events.memory_store import MemoryEventStore
+from events.registration_events import Polled
 from events.replay import Projection, fold, replay, snapshot_of
 from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
@@ -190,6 +191,42 @@ class StoreContract:
         assert store.latest_snapshot("balances", at_or_before=0) is None
         assert store.latest_snapshot("other") is None
         assert replay(store, BALANCES, to_seq=2) == (Balances({"a": 1}, 1), 2)
+
+    def test_first_seq_since_finds_the_first_record_at_or_after_an_instant(
+        self, store: EventStore
+    ) -> None:
+        for t in (10.0, 20.0, 20.0, 35.0):
+            store.append_events("a", [deposit("a", 1)], server_time=t, monotonic=t)
+        assert store.first_seq_since(0.0) == 1
+        assert store.first_seq_since(20.0) == 2
+        assert store.first_seq_since(20.5) == 4
+        assert store.first_seq_since(36.0) == 5  # none: the next record to come
+
+    def test_a_replay_restricted_to_its_types_equals_the_whole_fold(
+        self, store: EventStore
+    ) -> None:
+        """A projection that names the types it changes state on reads only those records (the
+        gateway's start on a long log); the other records leave its state as it is."""
+        store.append_events("a", [deposit("a", 1)], server_time=1.0, monotonic=1.0)
+        store.append_events(
+            "poll", [Polled(resource="/x", at_s=1.5)], server_time=1.5, monotonic=1.5
+        )
+        store.append_events(
+            "a", [Withdrawn(account="a", amount=5), deposit("b", 2)], server_time=2.0, monotonic=2.0
+        )
+        store.append_events(
+            "poll", [Polled(resource="/x", at_s=3.0)], server_time=3.0, monotonic=3.0
+        )
+        typed = Projection(
+            name="balances",
+            initial=Balances(),
+            evolve=evolve,
+            state_type=Balances,
+            types=(Deposited, Withdrawn),
+        )
+        whole = (Balances({"a": -4, "b": 2}, 3), 5)
+        assert replay(store, typed) == replay(store, BALANCES) == whole
+        assert replay(store, typed, to_seq=2) == (Balances({"a": 1}, 1), 2)
 
     # Each backend subclass runs this property with its own store: differing executors by design.
     @settings(max_examples=25, suppress_health_check=[HealthCheck.differing_executors])
