@@ -428,6 +428,7 @@ class _QuickCheck:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._findings: list[str] | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._run, name="sep2gw-quick-check", daemon=True)
 
     @classmethod
@@ -443,7 +444,8 @@ class _QuickCheck:
         return check
 
     def _run(self) -> None:
-        self._findings = _quick_check(self._conn)
+        if not self._cancelled:
+            self._findings = _quick_check(self._conn)
 
     def result(self) -> list[str] | None:
         self._thread.join()
@@ -451,13 +453,15 @@ class _QuickCheck:
         return self._findings
 
     def cancel(self) -> None:
-        """The records already failed: stop the structural check (its answer is not wanted)."""
+        """The records already failed: stop the structural check (its answer is not wanted);
+        one not started yet never starts."""
+        self._cancelled = True
         self._conn.interrupt()
         self.result()
 
 
 def _as_text_rows(
-    rows: list[tuple[int, str, int, str, float, float, bytes, bytes]],
+    rows: list[Row],
 ) -> Iterator[tuple[int, str, int, str, float, float, str, bytes]]:
     # Bodies are stored as TEXT so that json_extract works on them (a BLOB would be read as JSONB).
     for seq, stream, version, type_tag, server_time, monotonic, body, digest in rows:

@@ -17,7 +17,7 @@ import msgspec
 from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
-from events.errors import ConcurrencyConflict
+from events.errors import ConcurrencyConflict, EventLogError
 from events.hashchain import Row, link
 from events.log_events import Snapshot
 from events.replay import Projection
@@ -133,16 +133,23 @@ class EventStore(abc.ABC):
         )
 
     def _snapshot_through_seqs(self) -> dict[str, set[int]]:
+        """The records each projection's snapshots cover, read before the pass so the fold keeps
+        its state at those records. Best effort: a damaged page or a body that no longer decodes
+        ends the look-ahead, and the pass itself then names that record (a damaged file is a failed
+        check, never an exception)."""
         wanted: dict[str, set[int]] = {}
-        for record in self.read(types=(SNAPSHOT_TAG,)):
-            body = record.event
-            if isinstance(body, Snapshot):
-                wanted.setdefault(body.projection, set()).add(body.through_seq)
+        try:
+            for record in self.read(types=(SNAPSHOT_TAG,)):
+                body = record.event
+                if isinstance(body, Snapshot):
+                    wanted.setdefault(body.projection, set()).add(body.through_seq)
+        except (EventLogError, msgspec.MsgspecError):
+            pass
         return wanted
 
 
 class AppendPlan(msgspec.Struct, gc=False):
-    rows: list[tuple[int, str, int, str, float, float, bytes, bytes]]
+    rows: list[Row]
     records: list[Recorded]
     versions: dict[str, int]
 
@@ -158,7 +165,7 @@ def plan_append(
     ``version_of(stream) -> int`` gives a stream's committed version. Raises ConcurrencyConflict before
     anything is written.
     """
-    rows: list[tuple[int, str, int, str, float, float, bytes, bytes]] = []
+    rows: list[Row] = []
     records: list[Recorded] = []
     versions: dict[str, int] = {}
     seq = head.seq

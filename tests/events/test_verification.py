@@ -261,3 +261,44 @@ def test_a_damaged_index_is_found_by_the_structure_check(
     assert report.problem is not None and report.problem.seq is None
     assert "structure is damaged" in report.problem.why
     assert report.records == RECORDS
+
+
+def test_a_damaged_page_anywhere_is_a_failed_check_never_an_exception(
+    tmp_path: Path, pristine: bytes
+) -> None:
+    """The snapshots are looked up before the pass: a damaged page there (or a snapshot body that
+    no longer decodes) must still end in a report naming the damage, as everywhere else."""
+    source = tmp_path / "pristine.sep2gw"
+    source.write_bytes(pristine)
+    conn = sqlite3.connect(source)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    leaves = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno"
+        )
+    ]
+    conn.close()
+    for page in leaves:
+        path = tmp_path / f"page-{page}.sep2gw"
+        path.write_bytes(source.read_bytes())
+        with path.open("r+b") as f:
+            f.seek(page_size * (page - 1))
+            f.write(b"\xa5" * page_size)
+        with SqliteEventStore(path, TEST_CATALOGUE, readonly=True) as store:
+            report = store.verify({TOTAL.name: TOTAL})
+        assert not report.ok, page
+    path = tmp_path / "bad-snapshot.sep2gw"
+    path.write_bytes(pristine)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        'UPDATE events SET body = \'{"type":"log.snapshot.v1","projection":1}\' '
+        "WHERE type = 'log.snapshot.v1' AND seq = (SELECT min(seq) FROM events "
+        "WHERE type = 'log.snapshot.v1')"
+    )
+    conn.commit()
+    conn.close()
+    with SqliteEventStore(path, TEST_CATALOGUE, readonly=True) as store:
+        report = store.verify({TOTAL.name: TOTAL})
+    assert report.problem is not None and "does not decode" in report.problem.why
