@@ -39,7 +39,13 @@ from events.registration_events import (
 from events.replay import replay
 from events.store import EventStore
 from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
-from statemachines.registration import HALTED, READY, RegistrationConfig, RegistrationCore
+from statemachines.registration import (
+    HALTED,
+    READY,
+    TIME_RESYNC_S,
+    RegistrationConfig,
+    RegistrationCore,
+)
 from transport.errors import LinkError
 from transport.sep2 import SchemaViolation
 from transport.sep2 import resources as r
@@ -235,7 +241,7 @@ class RegistrationActor:
                 status = _status_of(failure)
                 events = core.step_failed(step, status, self._clock.server_time(), self._draw)
                 self._note_retry_after(failure)
-            await self._persist(events)
+            await self._persist(events + self._schedule_follows(events, self._clock.server_time()))
             await self._honour_retry_after()
 
     async def _perform(self, step: RegistrationStep) -> list[Event]:
@@ -547,11 +553,9 @@ class RegistrationActor:
                 except LinkError:
                     events = []  # offline: the controls actor keeps the schedule (§4 rule 12)
                 now = self._clock.server_time()
-                # A re-read Time that found the server's clock stepped moves the whole schedule
-                # with it, this poll included (recorded after it, on the clock before the step).
-                step_s = sum(e.offset_s for e in events if isinstance(e, TimeOffsetLearned))
+                # this poll is recorded before a shift, on the clock before the step
                 await self._persist(
-                    events + self.polls.polled(resource, now) + self.polls.shifted(step_s, now)
+                    events + self.polls.polled(resource, now) + self._schedule_follows(events, now)
                 )
                 if self.core.state.state == HALTED:
                     return  # the PIN changed under us: run() stops all traffic (§2.4)
@@ -561,6 +565,16 @@ class RegistrationActor:
                 await self._post_alarms()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
+
+    def _schedule_follows(self, events: Sequence[Event], now: float) -> list[Event]:
+        """§2.2 with §4 rule 15: a Time read (a poll, or the walk again after links moved) that
+        found the utility's clock stepped moves the poll schedule with it — but not in a process's
+        first walk, whose clock starts on the device's own and whose replayed schedule is already
+        on the server's."""
+        step_s = sum(e.offset_s for e in events if isinstance(e, TimeOffsetLearned))
+        if not self._clock.synced or abs(step_s) <= TIME_RESYNC_S:
+            return []
+        return self.polls.shifted(step_s, now)
 
     async def _poll(self, resource: str) -> list[Event]:
         kind, _, href = resource.partition(":")
