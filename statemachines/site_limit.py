@@ -169,12 +169,21 @@ def rating_at_charge(
 ) -> DerRating:
     """A battery at a bound of its state of charge can only move away from it: full, it cannot
     charge; at its floor, it cannot discharge. Without a reading the rating stands; bounds the DER
-    does not report are 0 % and 100 %. (The swarm's 72 h world showed the loop planning a charge
+    does not report, or reports as no usable range, are 0 % and 100 %. (The swarm's 72 h world showed the loop planning a charge
     of a full battery under a morning export envelope and logging the limit as met.)"""
     if soc_pct is None:
         return rating
-    full = soc_pct >= (100.0 if soc_max_pct is None else soc_max_pct) - SOC_EDGE_PCT
-    empty = soc_pct <= (0.0 if soc_min_pct is None else soc_min_pct) + SOC_EDGE_PCT
+    if (
+        soc_min_pct is None
+        or soc_max_pct is None
+        or not 0.0 <= soc_min_pct < soc_max_pct - 2 * SOC_EDGE_PCT
+        or soc_max_pct > 100.0
+    ):
+        # bounds a device cannot mean (or reports only in part): the whole range instead of
+        # never charging or never discharging again
+        soc_min_pct, soc_max_pct = 0.0, 100.0
+    full = soc_pct >= soc_max_pct - SOC_EDGE_PCT
+    empty = soc_pct <= soc_min_pct + SOC_EDGE_PCT
     if not full and not empty:
         return rating
     return msgspec.structs.replace(

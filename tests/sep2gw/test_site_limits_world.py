@@ -73,7 +73,8 @@ def test_a_site_limit_the_der_cannot_meet_is_logged_when_it_changes_and_excused(
 ) -> None:
     """The DER may not discharge (opModMaxLimW 0) and the night load wanders around the 600 W
     import limit: the gateway logs each time the limit stops or starts being within the DER's
-    range (at most once a sample period), and the monitor excuses what it logged as unmeetable."""
+    range, and the monitor excuses what it logged as unmeetable (how often it may log is
+    tests/actors/test_hardware_site_limit.py's)."""
     result = run_world(parse_scenario(UNMEETABLE, source="test"), seed=2, site=site)
     assert result.violation is None, result.violation
     flips = []
@@ -83,6 +84,5 @@ def test_a_site_limit_the_der_cannot_meet_is_logged_when_it_changes_and_excused(
         if isinstance(event, LimitsApplied) and event.site_limit_met != last:
             flips.append((event.at_s, event.site_limit_met))
             last = event.site_limit_met
-    assert False in [met for _, met in flips] and True in [met for _, met in flips[1:]]
-    gaps = [b[0] - a[0] for a, b in zip(flips[1:], flips[2:], strict=False)]
-    assert gaps and min(gaps) >= 5.0
+    assert [met for _, met in flips].count(False) >= 2
+    assert [met for _, met in flips[2:]].count(True) >= 2

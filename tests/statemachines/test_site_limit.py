@@ -372,6 +372,9 @@ def test_a_battery_at_a_bound_of_its_charge_can_only_move_away_from_it() -> None
     empty = rating_at_charge(RATING, 5.2, soc_min_pct=5, soc_max_pct=95)
     assert (empty.max_charge_w, empty.max_discharge_w) == (RATING.max_charge_w, 0.0)
     assert rating_at_charge(RATING, 100.0).max_charge_w == 0.0  # unreported bounds: 0 and 100 %
+    # bounds no device can mean are read as unreported, not as "never charge again"
+    assert rating_at_charge(RATING, 50.0, soc_min_pct=0, soc_max_pct=0) == RATING
+    assert rating_at_charge(RATING, 50.0, soc_min_pct=60, soc_max_pct=40) == RATING
     # a full battery under a zero-export envelope with 3 kW of PV surplus: not met, no charge
     decision = step(
         LoopState(),
