@@ -37,17 +37,19 @@ from events.replay import replay
 from events.store import EventStore, Head, plan_append
 from sep2gw.config import Config, parse_config
 from sep2gw.gateway import Gateway, GatewayOptions
-from sep2gw.invariants import Monitor, Violation, same_controls_state
+from sep2gw.invariants import Monitor, Violation, recovery_s, same_controls_state
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import (
     BatteryFault,
     CrashGateway,
+    FailRequests,
     ModbusTimeout,
     Scenario,
     SimClock,
     SimUtilityServer,
+    TlsFail,
     server_material,
 )
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
@@ -58,6 +60,7 @@ __all__ = [
     "DEFAULT_EPOCH",
     "BatteryPath",
     "Violation",
+    "default_duration_s",
     "WorldResult",
     "boot_seed",
     "check",
@@ -177,6 +180,22 @@ class _Disk(EventStore):
         self, projection: str, *, at_or_before: int | None = None
     ) -> Recorded | None:
         return self.disk.latest_snapshot(projection, at_or_before=at_or_before)
+
+
+def default_duration_s(scenario: Scenario) -> float:
+    """How long a world runs when not told: to the scenario's last instant and a minute more —
+    and, after its last fault that cuts the gateway off (``fail``, ``tls_fail``, ``crash``), for
+    as long as the protocol's recovery may take (the walk's longest back-off, then a poll cycle:
+    ``recovery_s``), so outcomes that follow recovery (the Responses owed) can be seen."""
+    end = scenario.duration_s()
+    cut_off = [
+        a.at_s + (a.down_s if isinstance(a, CrashGateway) else a.duration_s)
+        for a in scenario.actions
+        if isinstance(a, FailRequests | TlsFail | CrashGateway)
+    ]
+    if cut_off:
+        end = max(end, max(cut_off) + recovery_s(scenario.server.poll_rate_s))
+    return end + 60
 
 
 def boot_seed(seed: int, boot: int) -> int:
@@ -365,7 +384,7 @@ def run_world(
     hardware: HardwareConfig | None = None,
     battery: BatteryPath = "sunspec",
 ) -> WorldResult:
-    """Run ``scenario`` for ``seconds`` (default: its duration plus a minute) in a fresh trio loop.
+    """Run ``scenario`` for ``seconds`` (default: ``default_duration_s``) in a fresh trio loop.
 
     ``site`` holds the gateway's PKI (``pki/`` as ``sep2gw certs init`` writes it): certificates are
     signed with random nonces, so a world reuses one identity for its runs to be comparable.
@@ -381,7 +400,7 @@ def run_world(
         raise ValueError(
             f"battery: a modbus_timeout fault needs the 'sunspec' path, not {battery!r}"
         )
-    duration = seconds if seconds is not None else scenario.duration_s() + 60
+    duration = seconds if seconds is not None else default_duration_s(scenario)
     watcher = monitor if isinstance(monitor, Monitor) else Monitor(scenario) if monitor else None
     with _deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)

@@ -128,7 +128,7 @@ def _sim(args: argparse.Namespace) -> int:
     from sep2gw.expect import check_expectations
     from sep2gw.simreport import failure_report, summarize
     from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
-    from sep2gw.world import run_world
+    from sep2gw.world import default_duration_s, run_world
 
     if args.seeds < 1:
         print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
@@ -162,7 +162,7 @@ def _sim(args: argparse.Namespace) -> int:
     failed = 0
     for path, scenario in worlds:
         for seed in range(args.seed, args.seed + args.seeds):
-            seconds = args.hours * 3600 if args.hours is not None else scenario.duration_s() + 60
+            seconds = args.hours * 3600 if args.hours is not None else default_duration_s(scenario)
             progress = None
             if not args.quiet:
                 progress = _Progress(sys.stderr, f"{scenario.name} seed {seed}", 0.0, seconds)
