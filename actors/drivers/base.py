@@ -19,9 +19,19 @@ import msgspec
 
 from events.der_model import ControlSettings, Mode
 from events.telemetry import MeasurementPoint, Quantity, Sample
-from statemachines.site_limit import Clamp, DerRating, rating_at_charge
+from statemachines.site_limit import (
+    POWER_MODES,
+    Clamp,
+    DerRating,
+    LoopConfig,
+    LoopDecision,
+    LoopState,
+    rating_at_charge,
+    step,
+)
 
 __all__ = [
+    "closed_loop",
     "loop_rating",
     "ApplyReport",
     "DerDriver",
@@ -180,6 +190,32 @@ def loop_rating(nameplate: Nameplate, telemetry: Telemetry | None) -> DerRating:
         None if telemetry is None else telemetry.soc_pct,
         soc_min_pct=nameplate.soc_min_pct,
         soc_max_pct=nameplate.soc_max_pct,
+    )
+
+
+async def closed_loop(
+    state: LoopState,
+    config: LoopConfig,
+    *,
+    requested: frozenset[Mode],
+    usable: ControlSettings,
+    nameplate: Nameplate,
+    now: float,
+    reading: Telemetry | None,
+    read: Callable[..., Awaitable[Telemetry]],
+) -> tuple[LoopState, LoopDecision]:
+    """One control period of ``statemachines.site_limit.step`` for a driver: the meter read only
+    when a power mode is requested (the sample of this instant when there is one), the rating
+    narrowed at the battery's state-of-charge bounds."""
+    telemetry = await reading_at(now, reading, read) if requested & POWER_MODES else None
+    return step(
+        state,
+        config,
+        now=now,
+        limits=usable,
+        rating=loop_rating(nameplate, telemetry),
+        site_w=None if telemetry is None else telemetry.site_w,
+        der_w=None if telemetry is None else telemetry.der_w,
     )
 
 

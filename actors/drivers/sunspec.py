@@ -26,13 +26,12 @@ from actors.drivers.base import (
     Nameplate,
     Telemetry,
     WriteNotVerified,
-    loop_rating,
-    reading_at,
+    closed_loop,
     usable_settings,
 )
 from actors.drivers.modbus_client import ModbusTcpClient
 from events.der_model import ControlSettings, Mode
-from statemachines.site_limit import POWER_MODES, LoopConfig, LoopState, step, validate_limits
+from statemachines.site_limit import LoopConfig, LoopState, validate_limits
 from transport.modbus import ModbusExceptionResponse
 from transport.sunspec import (
     SUNSPEC_BASE_ADDRESSES,
@@ -282,20 +281,16 @@ class SunSpecDriver:
         requested = limits.modes()
         not_applicable = frozenset(requested - dispatchable)
         nameplate = self._nameplate or await self.read_nameplate()
-        site_w = der_w = None
-        telemetry: Telemetry | None = None
-        if requested & POWER_MODES:
-            telemetry = await reading_at(now, reading, self.read_telemetry)
-            site_w, der_w = telemetry.site_w, telemetry.der_w
         usable = usable_settings(limits, dispatchable)
-        self._loop_state, decision = step(
+        self._loop_state, decision = await closed_loop(
             self._loop_state,
             self.loop,
+            requested=requested,
+            usable=usable,
+            nameplate=nameplate,
             now=now,
-            limits=usable,
-            rating=loop_rating(nameplate, telemetry),
-            site_w=site_w,
-            der_w=der_w,
+            reading=reading,
+            read=self.read_telemetry,
         )
         wrote = False
         if 704 in self.headers:

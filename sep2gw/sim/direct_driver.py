@@ -32,15 +32,14 @@ from actors.drivers.base import (
     ApplyReport,
     Nameplate,
     Telemetry,
-    loop_rating,
-    reading_at,
+    closed_loop,
     usable_settings,
 )
 from actors.drivers.sunspec import SunSpecDriver
 from events.der_model import ControlSettings, Mode
 from sep2gw.sim.battery import SimBattery
 from sep2gw.sim.sunspec_map import SunSpecMap, WriteRefused
-from statemachines.site_limit import POWER_MODES, LoopConfig, LoopState, step, validate_limits
+from statemachines.site_limit import LoopConfig, LoopState, validate_limits
 from transport.modbus import MAX_READ_REGISTERS, MAX_WRITE_REGISTERS, ModbusExceptionResponse
 
 __all__ = ["DirectRegisterClient", "SimBatteryDriver", "direct_sunspec_driver"]
@@ -203,20 +202,16 @@ class SimBatteryDriver:
         requested = limits.modes()
         usable_modes = requested & _DISPATCHABLE
         nameplate = self._nameplate or await self.read_nameplate()
-        site_w = der_w = None
-        telemetry: Telemetry | None = None
-        if requested & POWER_MODES:
-            telemetry = await reading_at(now, reading, self.read_telemetry)
-            site_w, der_w = telemetry.site_w, telemetry.der_w
         usable = usable_settings(limits, _DISPATCHABLE)
-        self._loop_state, decision = step(
+        self._loop_state, decision = await closed_loop(
             self._loop_state,
             self.loop,
+            requested=requested,
+            usable=usable,
+            nameplate=nameplate,
             now=now,
-            limits=usable,
-            rating=loop_rating(nameplate, telemetry),
-            site_w=site_w,
-            der_w=der_w,
+            reading=reading,
+            read=self.read_telemetry,
         )
         sim = self.sim
         pct = usable.max_limit_pct
