@@ -98,6 +98,7 @@ from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.registration_events import RegistrationHalted
+from sep2gw.forensics.compliance import COMPLIANCE_MODES
 from sep2gw.simserver import (
     BatteryFault,
     ClockSkew,
@@ -149,13 +150,8 @@ SITE_SETTLE_S: Final = 15.0
 SITE_WINDOW_S: Final = 30.0
 #: Mean excess above a limit that is a violation.
 SITE_TOLERANCE_W: Final = 100.0
-#: (limit, measured by the site meter or the DER, sign): as the dispute report's compliance.
-_SITE_MODES: Final = (
-    ("export_limit_w", "site_w", 1.0),
-    ("import_limit_w", "site_w", -1.0),
-    ("generation_limit_w", "der_w", 1.0),
-    ("load_limit_w", "der_w", -1.0),
-)
+#: (limit, measured by the site meter or the DER, sign): the dispute report's compliance table.
+_SITE_MODES: Final = tuple((m.value, f"{point}_w", sign) for m, point, sign in COMPLIANCE_MODES)
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
 _CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
 
