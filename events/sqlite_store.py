@@ -305,7 +305,7 @@ class SqliteEventStore(EventStore):
         self,
         projections: Mapping[str, Projection[Any]] | None = None,
         *,
-        parallel: bool | None = None,
+        parallel: bool = True,
     ) -> VerifyReport:
         """The records' checks, and SQLite's own structural check of pages and indexes.
 
@@ -314,7 +314,7 @@ class SqliteEventStore(EventStore):
         GIL while it works, so on a second core it costs the pass nothing. ``parallel=False``, or
         a second connection that cannot be opened, runs it after the pass on this connection.
         """
-        aside = _QuickCheck.start(self.path) if parallel is not False else None
+        aside = _QuickCheck.start(self.path) if parallel else None
         try:
             report = super().verify(projections)
         except BaseException:

@@ -114,15 +114,9 @@ class EventStore(abc.ABC):
         while batch := list(islice(iterator, VERIFY_BATCH)):
             yield batch
 
-    def verify(
-        self,
-        projections: Mapping[str, Projection[Any]] | None = None,
-        *,
-        parallel: bool | None = None,
-    ) -> VerifyReport:
+    def verify(self, projections: Mapping[str, Projection[Any]] | None = None) -> VerifyReport:
         """Check the whole log in one pass; see :func:`events.verification.verify_records`. A
-        damaged file is a failed check. ``parallel`` is a hint a backend may follow (None: it
-        decides); this one verifies in one pass."""
+        damaged file is a failed check."""
         return verify_records(
             self.read_raw_rows(),
             self.catalogue,

@@ -340,9 +340,7 @@ class BodyCheck:
 def merge(chain: ChainCheck, bodies: BodyCheck, *, head: Head, where: str) -> VerifyReport:
     """The report of the two halves, as one pass would give it: the first finding of either, the
     record count before it, and only the warnings and snapshot checks of the records before it."""
-    finding = first_of(
-        chain.finish(head) if chain.finding is None else chain.finding, bodies.finding
-    )
+    finding = first_of(chain.finish(head), bodies.finding)
     if finding is None:
         return VerifyReport(
             where=where,
