@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sep2gw.tomlfile import TomlProblem, decode_toml
+
 __all__ = [
     "BatteryConfig",
     "Config",
@@ -123,7 +125,6 @@ class Config(_Section, frozen=True, kw_only=True):
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
 
 
-_PATH_IN_MESSAGE = re.compile(r" - at `\$\.(?P<key>[^`]+)`$")
 _NMI = re.compile(r"[A-HJ-NP-Z0-9]{10,11}")
 
 
@@ -141,30 +142,14 @@ def parse_config(
     data: bytes | str, *, source: str, base_dir: Path, check_files: bool = True
 ) -> Config:
     try:
-        config = msgspec.toml.decode(data, type=Config)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(source, [_name_the_key(str(exc))]) from None
-    except msgspec.DecodeError as exc:
-        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+        config = decode_toml(data, Config)
+    except TomlProblem as exc:
+        raise ConfigError(source, [str(exc)]) from None
     config = msgspec.structs.replace(config, base_dir=str(base_dir))
     problems = _check(config, check_files=check_files)
     if problems:
         raise ConfigError(source, problems)
     return config
-
-
-def _name_the_key(message: str) -> str:
-    """msgspec's message, rephrased to lead with the dotted key it concerns."""
-    match = _PATH_IN_MESSAGE.search(message)
-    prefix = f"{match['key']}." if match else ""
-    what = message[: match.start()] if match else message
-    if what.startswith("Object missing required field"):
-        return f"{prefix}{what.split('`')[1]}: required key is missing"
-    if what.startswith("Object contains unknown field"):
-        return f"{prefix}{what.split('`')[1]}: unknown key (misspelt?)"
-    if what.startswith("Invalid enum value"):
-        return f"{prefix.rstrip('.')}: {what.removeprefix('Invalid enum value ')} is not one of the allowed values"
-    return f"{prefix.rstrip('.')}: {what[0].lower()}{what[1:]}" if match else what
 
 
 def _check(config: Config, *, check_files: bool) -> list[str]:

@@ -49,6 +49,7 @@ import msgspec
 from events.registry import CATALOGUE
 from sep2gw.simserver.expectations import Expect, check_expect
 from sep2gw.simserver.quirks import Quirks
+from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.sep2.mapping import scaled
 
 __all__ = [
@@ -86,7 +87,6 @@ __all__ = [
 PollResource = Literal["all", "dcap", "time", "edev", "reg", "fsa", "derp", "der", "mup", "lel"]
 
 _HEX = re.compile(r"[0-9A-Fa-f]{1,32}")
-_PATH_IN_MESSAGE = re.compile(r" - at `\$(?P<key>[^`]*)`$")
 
 
 class ScenarioError(ValueError):
@@ -361,37 +361,13 @@ def load_scenario(path: str | Path) -> Scenario:
 def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
     """Decode and check a scenario; raises :class:`ScenarioError` naming every problem found."""
     try:
-        scenario = msgspec.toml.decode(data, type=Scenario)
-    except msgspec.ValidationError as exc:
-        raise ScenarioError(source, [_name_the_key(str(exc))]) from None
-    except msgspec.DecodeError as exc:
-        raise ScenarioError(source, [f"not valid TOML: {exc}"]) from None
-    except UnicodeDecodeError as exc:
-        # TOML is UTF-8 text; the TOML decoder lets the codec's error through.
-        raise ScenarioError(
-            source, [f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start]:#04x})"]
-        ) from None
+        scenario = decode_toml(data, Scenario)
+    except TomlProblem as exc:
+        raise ScenarioError(source, [str(exc)]) from None
     problems = check_scenario(scenario)
     if problems:
         raise ScenarioError(source, problems)
     return scenario
-
-
-def _name_the_key(message: str) -> str:
-    """msgspec's message, led by the key it concerns (``actions[1].modes.opModExpLimW``)."""
-    match = _PATH_IN_MESSAGE.search(message)
-    key = match["key"].lstrip(".") if match else ""
-    what = message[: match.start()] if match else message
-    prefix = f"{key}." if key else ""
-    if what.startswith("Object missing required field"):
-        return f"{prefix}{what.split('`')[1]}: required key is missing"
-    if what.startswith("Object contains unknown field"):
-        return f"{prefix}{what.split('`')[1]}: unknown key (misspelt?)"
-    if what.startswith("Invalid value") and "kind" in what:
-        return f"{prefix}kind: {what.removeprefix('Invalid value ')} is not an action kind"
-    if what.startswith("Invalid enum value"):
-        return f"{key}: {what.removeprefix('Invalid enum value ')} is not one of the allowed values"
-    return f"{key}: {what[0].lower()}{what[1:]}" if key else what
 
 
 def _check_hex(key: str, text: str | None, problems: list[str]) -> None:

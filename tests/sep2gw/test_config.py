@@ -117,6 +117,13 @@ def test_several_problems_are_reported_together(site: Path) -> None:
     assert len(info.value.problems) == 2
 
 
+def test_a_file_that_is_not_utf_8_is_named_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "latin.toml"
+    bad.write_bytes(b"[server]\nurl = 'https://x/\xe9'\n")
+    with pytest.raises(ConfigError, match=r"latin.toml: not UTF-8 text \(byte 26: 0xe9\)"):
+        load_config(bad)
+
+
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.toml: cannot read the file"):
         load_config(tmp_path / "nope.toml")
