@@ -216,11 +216,14 @@ class ControlsActor:
                 key = (message.mrid, int(message.status))
                 if message.acked:
                     self._in_flight.pop(key, None)
-                    return core.response_acked(
-                        message.mrid, message.status, message.http_status or 0, now
-                    )
+                    assert message.http_status is not None  # an acknowledgement is an answer
+                    return core.response_acked(message.mrid, message.status, message.http_status, now)
                 events = core.response_failed(
-                    message.mrid, message.status, message.http_status, now
+                    message.mrid,
+                    message.status,
+                    message.http_status,
+                    now,
+                    undeliverable=message.undeliverable,
                 )
                 if message.retry_after_s is not None:
                     # The server said when it takes Responses again: none before then.

@@ -211,9 +211,13 @@ class Link:
 
     async def post(self, path: str, resource: msgspec.Struct) -> str | None:
         """POST; returns the ``Location`` of a 201 (absolute paths only: the link has one origin)."""
+        return (await self.post_answered(path, resource))[1]
+
+    async def post_answered(self, path: str, resource: msgspec.Struct) -> tuple[int, str | None]:
+        """POST; returns the HTTP status the server answered (2xx) and the ``Location``, if any."""
         response = await self._exchange("POST", path, encode(resource, csipaus_ns=self._csipaus_ns))
         location = response.header("location")
-        return _path_of(location) if location else None
+        return response.status, (_path_of(location) if location else None)
 
     async def put(self, path: str, resource: msgspec.Struct) -> None:
         await self._exchange("PUT", path, encode(resource, csipaus_ns=self._csipaus_ns))

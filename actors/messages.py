@@ -53,6 +53,8 @@ class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):
     http_status: int | None
     #: The server's Retry-After (429/503), seconds: no Response is offered again before then.
     retry_after_s: float | None = None
+    #: Why nothing was sent at all (``http_status`` is then None and there is no retry).
+    undeliverable: str | None = None
 
 
 class WriteOutcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,14 +11,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from actors.link import HttpFailure, Link
 from actors.messages import ControlsInput, ResponseOutcome, SendResponse
+from events.control_events import NOT_SENT
 from events.der_info import ControlResponse
 from transport.errors import LinkError
 from transport.sep2.mapping import response_to_wire
 
-__all__ = ["NO_REPLY_TO", "ResponderActor", "ResponderStatistics"]
-
-#: Reported as the HTTP status of a Response that names no ``replyTo``: nowhere to send it, ever.
-NO_REPLY_TO = 400
+__all__ = ["ResponderActor", "ResponderStatistics"]
 
 
 class ResponderStatistics(msgspec.Struct, frozen=True):
@@ -53,8 +51,12 @@ class ResponderActor:
         intended = command.response
         mrid, status = intended.mrid, intended.status
         if not intended.reply_to:
+            # The controls core never hands one out (it records it as undeliverable); an older
+            # log's reservation may: nothing is sent, and the outcome says so without a status.
             self._failed += 1
-            return ResponseOutcome(mrid=mrid, status=status, acked=False, http_status=NO_REPLY_TO)
+            return ResponseOutcome(
+                mrid=mrid, status=status, acked=False, http_status=None, undeliverable=NOT_SENT
+            )
         wire = response_to_wire(
             ControlResponse(
                 mrid=mrid, status=status, created_s=intended.created_s, lfdi=intended.lfdi
@@ -62,7 +64,7 @@ class ResponderActor:
         )
         self._posted += 1
         try:
-            await self._link.post(intended.reply_to, wire)
+            answered, _ = await self._link.post_answered(intended.reply_to, wire)
         except HttpFailure as failure:
             self._failed += 1
             return ResponseOutcome(
@@ -76,4 +78,4 @@ class ResponderActor:
             self._failed += 1
             return ResponseOutcome(mrid=mrid, status=status, acked=False, http_status=None)
         self._acked += 1
-        return ResponseOutcome(mrid=mrid, status=status, acked=True, http_status=201)
+        return ResponseOutcome(mrid=mrid, status=status, acked=True, http_status=answered)

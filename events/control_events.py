@@ -41,6 +41,7 @@ __all__ = [
     "DeviceWriteResult",
     "IgnoreReason",
     "LimitsInForceChanged",
+    "NOT_SENT",
     "ProgramsChanged",
     "RampPlanned",
     "RandomizationDrawn",
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 CONTROLS_STREAM = "controls"
+#: ``ResponseFailed.undeliverable`` of a Response whose control names no ``replyTo``.
+NOT_SENT = "the control names no replyTo: there is nowhere to send it"
 
 
 def control_stream(mrid: str) -> str:
@@ -278,13 +281,17 @@ class ResponseAcked(Event, tag="response.acked.v1", frozen=True, kw_only=True):
 
 
 class ResponseFailed(Event, tag="response.failed.v1", frozen=True, kw_only=True):
-    """A POST failed; ``retry`` is False for a 4xx (never retried, §4 rule 16)."""
+    """A POST failed; ``retry`` is False for a 4xx (never retried, §4 rule 16).
+
+    ``http_status`` is what the server answered, None when no answer came (a network failure) or
+    nothing was sent; ``undeliverable`` says why nothing was sent (e.g. :data:`NOT_SENT`)."""
 
     mrid: str
     status: ResponseStatus
     http_status: int | None
     retry: bool
     at_s: float
+    undeliverable: str | None = None
 
 
 class CommsLost(Event, tag="comms.lost.v1", frozen=True, kw_only=True):

@@ -204,6 +204,8 @@ class Timeline:
                 )
             case ResponseAcked():
                 return f"response {int(e.status)} for {short(e.mrid)} acknowledged (HTTP {e.http_status})"
+            case ResponseFailed(undeliverable=str()):
+                return f"response {int(e.status)} for {short(e.mrid)} not sent: {e.undeliverable}"
             case ResponseFailed():
                 status = "network error" if e.http_status is None else f"HTTP {e.http_status}"
                 return f"response {int(e.status)} for {short(e.mrid)} FAILED ({status})" + (

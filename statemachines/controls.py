@@ -19,6 +19,7 @@ import msgspec
 from events.base import Event
 from events.control_events import (
     CONTROL_EVENT_TYPES,
+    NOT_SENT,
     CancelDelayDrawn,
     CommsLost,
     CommsRestored,
@@ -428,6 +429,19 @@ class ControlsCore:
                 at_s=now,
             ),
         )
+        if not c.reply_to:
+            # Nothing can be sent: recorded as such, with no HTTP status nobody answered.
+            self._emit(
+                out,
+                ResponseFailed(
+                    mrid=c.mrid,
+                    status=status,
+                    http_status=None,
+                    retry=False,
+                    at_s=now,
+                    undeliverable=NOT_SENT,
+                ),
+            )
 
     def response_sent(self, mrid: str, status: ResponseStatus, now: float) -> list[Event]:
         out: list[Event] = []
@@ -442,15 +456,27 @@ class ControlsCore:
         return out
 
     def response_failed(
-        self, mrid: str, status: ResponseStatus, http_status: int | None, now: float
+        self,
+        mrid: str,
+        status: ResponseStatus,
+        http_status: int | None,
+        now: float,
+        *,
+        undeliverable: str | None = None,
     ) -> list[Event]:
-        """§4 rule 16: retried on 5xx and network errors (``http_status`` None), never on 4xx."""
-        retry = http_status is None or http_status >= 500
+        """§4 rule 16: retried on 5xx and network errors (``http_status`` None), never on 4xx,
+        and never when there is nowhere to send it (``undeliverable``)."""
+        retry = undeliverable is None and (http_status is None or http_status >= 500)
         out: list[Event] = []
         self._emit(
             out,
             ResponseFailed(
-                mrid=mrid, status=status, http_status=http_status, retry=retry, at_s=now
+                mrid=mrid,
+                status=status,
+                http_status=http_status,
+                retry=retry,
+                at_s=now,
+                undeliverable=undeliverable,
             ),
         )
         return out

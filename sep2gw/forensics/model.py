@@ -132,12 +132,16 @@ class ResponseRow(msgspec.Struct, kw_only=True):
     sent_s: list[float] = msgspec.field(default_factory=list)
     acked_s: float | None = None
     http_status: int | None = None
-    failures: list[tuple[float, int | None, bool]] = msgspec.field(default_factory=list)
+    #: (when, what happened in words: "HTTP 503", "network error" or why nothing was sent, retried)
+    failures: list[tuple[float, str, bool]] = msgspec.field(default_factory=list)
+    undeliverable: bool = False
 
     @property
     def outcome(self) -> str:
         if self.acked_s is not None:
             return "acknowledged"
+        if self.undeliverable:
+            return "not sent"
         if self.failures and not self.failures[-1][2]:
             return "refused"
         if self.sent_s:
@@ -565,18 +569,22 @@ class Forensics:
                 )
             case ResponseFailed(mrid=mrid, status=status, at_s=at):
                 row = self._row(mrid, status)
+                what = failure_words(event)
                 if row is not None:
-                    row.failures.append((at, event.http_status, event.retry))
-                http = "network error" if event.http_status is None else f"HTTP {event.http_status}"
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"Response {int(status)} FAILED ({http})",
-                    "will be retried (5xx or network)"
-                    if event.retry
-                    else "not retried (4xx, §4 rule 16)",
-                )
+                    row.failures.append((at, what, event.retry))
+                    row.undeliverable = event.undeliverable is not None
+                if event.undeliverable is not None:
+                    step(mrid, seq, at, f"Response {int(status)} not sent: {what}")
+                else:
+                    step(
+                        mrid,
+                        seq,
+                        at,
+                        f"Response {int(status)} FAILED ({what})",
+                        "will be retried (5xx or network)"
+                        if event.retry
+                        else "not retried (4xx, §4 rule 16)",
+                    )
             case CommsLost(at_s=at):
                 self.comms.append(CommsPeriod(lost_s=at, lost_seq=seq))
                 for mrid in state.live:
@@ -814,3 +822,11 @@ def _fold_the_rest(store: EventStore, model: Forensics, from_seq: int) -> None:
     except EventLogError as exc:
         model.forced_skipped.append(f"the rest of the file is unreadable: {exc}")
     model.records = folded
+
+
+def failure_words(event: ResponseFailed) -> str:
+    """What became of a failed Response, in the words the log supports: the server's status, no
+    answer at all, or why nothing was sent."""
+    if event.undeliverable is not None:
+        return event.undeliverable
+    return "network error" if event.http_status is None else f"HTTP {event.http_status}"

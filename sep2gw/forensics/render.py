@@ -345,10 +345,12 @@ def response_line(row: ResponseRow, timeline: ForensicTimeline) -> str:
             f"sent {timeline.stamp(row.sent_s[0])}"
             + (f" ({len(row.sent_s)} attempts)" if len(row.sent_s) > 1 else "")
         )
-    for at, http, retry in row.failures:
+    for at, what, retry in row.failures:
+        if row.undeliverable:
+            parts.append(f"not sent ({what})")
+            continue
         parts.append(
-            f"failed {timeline.stamp(at)} ({'network' if http is None else f'HTTP {http}'}"
-            + (", retried)" if retry else ", not retried)")
+            f"failed {timeline.stamp(at)} ({what}" + (", retried)" if retry else ", not retried)")
         )
     if row.acked_s is not None:
         parts.append(f"acknowledged {timeline.stamp(row.acked_s)} (HTTP {row.http_status})")

@@ -298,8 +298,7 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
     ]
     for r in sorted(model.responses.values(), key=lambda r: r.intended_seq):
         fails = "; ".join(
-            f"{_stamp(tl, at)} {'network' if http is None else 'HTTP ' + str(http)}"
-            for at, http, _ in r.failures
+            f"{_stamp(tl, at)} {escape(what)}" for at, what, _ in r.failures
         )
         sent = _stamp(tl, r.sent_s[0]) if r.sent_s else ""
         if len(r.sent_s) > 1:

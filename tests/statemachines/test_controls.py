@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.control_events import (
+    NOT_SENT,
     CancelDelayDrawn,
     ControlGap,
     ControlIgnored,
@@ -21,6 +22,8 @@ from events.control_events import (
     IgnoreReason,
     RampPlanned,
     RandomizationDrawn,
+    ResponseFailed,
+    ResponseSent,
     ServerFault,
 )
 from events.der_model import EventStatus, Mode, ResponseStatus
@@ -620,6 +623,20 @@ def test_rule16_acked_response_leaves_the_queue() -> None:
     h.log += h.core.response_sent("A", R.RECEIVED, 1)
     assert h.core.responses_to_send()
     h.log += h.core.response_acked("A", R.RECEIVED, 201, 2)
+    assert h.core.responses_to_send() == []
+
+
+def test_rule16_a_control_without_reply_to_records_its_responses_as_not_sent() -> None:
+    """Nothing is posted and nothing claims a server answered: no HTTP status, no retry."""
+    h = Harness()
+    h.poll(0, control("A", 100, 60, extra={"reply_to": None}))
+    h.run_until(200)
+    failed = [e for e in h.log if isinstance(e, ResponseFailed)]
+    assert [int(e.status) for e in failed] == [1, 2, 3]
+    assert all(
+        e.http_status is None and not e.retry and e.undeliverable == NOT_SENT for e in failed
+    )
+    assert not any(isinstance(e, ResponseSent) for e in h.log)
     assert h.core.responses_to_send() == []
 
 
