@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"world {index} seed {seed}: ok ({result.boots} boots; {', '.join(kinds)})")
     print(f"{worlds} worlds ({sim_s / 3600:.1f} simulated hours), {violations} with violations")
     print(json.dumps({"worlds": worlds, "violations": violations}))
-    return 0
+    return 1 if violations else 0
 
 
 if __name__ == "__main__":

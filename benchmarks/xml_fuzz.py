@@ -6,7 +6,9 @@ tag and namespace swaps, extreme numbers, entity and nesting bombs). Anything ot
 decode error is an *unexpected exception*; an input taking longer than ``--hang-s`` is a *hang*
 (interrupted by SIGALRM). Every accepted input is also written back by the serialiser and read
 again: it must come back equal (or be refused by the serialiser with its typed error). Prints
-progress lines and, last, one JSON line with the counts. Needs the test extra (hypothesis).
+progress lines and, last, one JSON line with the counts; exits 1 when a target is missed (an
+unexpected exception, a hang, a hostile case accepted or refused slower than HOSTILE_TARGET_MS).
+Needs the test extra (hypothesis).
 
 Usage: python3 benchmarks/xml_fuzz.py [--inputs 100000] [--seed 1] [--hang-s 2]
 """
@@ -163,9 +165,11 @@ def hostile_cases() -> dict[str, bytes]:
     }
 
 
-def time_hostile() -> float:
-    """Refuse each hostile case; return the slowest refusal in ms (median of 5 runs each)."""
+def time_hostile() -> tuple[float, int]:
+    """Refuse each hostile case: the slowest refusal in ms (median of 5 runs each) and how many
+    cases were accepted (each one a bug)."""
     slowest = 0.0
+    accepted = 0
     for name, data in hostile_cases().items():
         runs = []
         for _ in range(5):
@@ -177,10 +181,11 @@ def time_hostile() -> float:
             else:
                 kind = "ACCEPTED (bug)"
             runs.append(time.perf_counter() - t0)
+        accepted += kind == "ACCEPTED (bug)"
         ms = sorted(runs)[2] * 1e3
         slowest = max(slowest, ms)
         print(f"hostile {name:<16} {kind:<18} {ms:8.3f} ms")
-    return slowest
+    return slowest, accepted
 
 
 TEXTS = [
@@ -237,6 +242,10 @@ def mutate_tree(rng: random.Random, doc: bytes) -> bytes:
     return bytes(etree.tostring(root))
 
 
+#: Every hostile document (bombs, DTDs, deep nesting, bad encodings) is refused within this.
+HOSTILE_TARGET_MS = 1.0
+
+
 class Hang(Exception):
     pass
 
@@ -245,14 +254,14 @@ def _alarm(_signum: int, _frame: FrameType | None) -> None:
     raise Hang
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hang-s", type=float, default=2.0)
     args = parser.parse_args()
 
-    hostile_ms = time_hostile()
+    hostile_ms, hostile_accepted = time_hostile()
     rng = random.Random(args.seed)
     corpus = seeds()
     signal.signal(signal.SIGALRM, _alarm)
@@ -311,10 +320,20 @@ def main() -> None:
                 "accepted_but_not_writable": outcomes["accepted_but_not_writable"],
                 "slowest_ms": round(slowest * 1e3, 2),
                 "hostile_max_ms": round(hostile_ms, 3),
+                "hostile_accepted": hostile_accepted,
             }
         )
     )
+    # The targets: no exception but the codec's typed errors, no input that hangs the parser,
+    # every hostile document refused within HOSTILE_TARGET_MS.
+    missed = (
+        outcomes["unexpected"]
+        or outcomes["hang"]
+        or hostile_accepted
+        or hostile_ms > HOSTILE_TARGET_MS
+    )
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
