@@ -12,11 +12,8 @@ received and what the log recorded.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -52,6 +49,7 @@ from sep2gw.simserver import (
     TlsFail,
     server_material,
 )
+from sep2gw.trio_determinism import deterministic_trio
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.responses import legal_next
 from transport.sep2 import resources as r
@@ -341,38 +339,6 @@ async def _run(
     )
 
 
-@contextmanager
-def _deterministic_trio(seed: int) -> Iterator[None]:
-    """Make trio's scheduling a function of the seed alone.
-
-    trio orders the tasks that wake together as they were woken, which follows iteration over sets
-    of tasks (cancel delivery), i.e. memory addresses; with its deterministic mode on (the one its
-    Hypothesis plugin uses) it sorts them by creation order and shuffles them with a module-level
-    generator, which is seeded here. It also breaks
-    ties between equal deadlines by ``id()`` of the cancel scope, i.e. by memory address — under a
-    virtual clock many tasks sleep until the very same instant, so that alone reorders a run. For
-    the simulation the tie is broken by registration order instead (deterministic, because
-    everything before it is).
-    """
-    run_module: Any = trio._core._run
-    original = run_module.Deadlines.add
-    order = itertools.count()
-
-    def add(self: Any, deadline: float, cancel_scope: Any) -> None:
-        heapq.heappush(self._heap, (deadline, next(order), cancel_scope))
-        self._active += 1
-
-    run_module.Deadlines.add = add
-    shuffle_by_seed = run_module._ALLOW_DETERMINISTIC_SCHEDULING
-    run_module._ALLOW_DETERMINISTIC_SCHEDULING = True
-    run_module._r.seed(seed)
-    try:
-        yield
-    finally:
-        run_module.Deadlines.add = original
-        run_module._ALLOW_DETERMINISTIC_SCHEDULING = shuffle_by_seed
-
-
 def run_world(
     scenario: Scenario,
     *,
@@ -402,7 +368,7 @@ def run_world(
         )
     duration = seconds if seconds is not None else default_duration_s(scenario)
     watcher = monitor if isinstance(monitor, Monitor) else Monitor(scenario) if monitor else None
-    with _deterministic_trio(seed):
+    with deterministic_trio(seed):
         clock = trio.testing.MockClock(autojump_threshold=0)
         result: WorldResult = trio.run(
             _run,
