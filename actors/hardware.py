@@ -54,6 +54,9 @@ UNREACHABLE_REMINDER_S: Final = 60.0
 _DEVICE_ERRORS = (TimeoutError, ModbusError, DriverError, OSError)
 
 
+#: How far before the interval in progress a restart looks for its samples (see _resume_interval).
+_RESUME_MARGIN_S = 3600.0
+
 class HardwareConfig(msgspec.Struct, frozen=True, kw_only=True):
     control_period_s: float = 1.0
     sample_period_s: float = 5.0
@@ -152,11 +155,15 @@ class HardwareActor:
         )
 
     def _resume_interval(self) -> None:
+        """Fold the samples of the interval in progress back in (a restart inside it). Only the
+        recent past is read: a month of samples decoded to keep a minute's would make every start
+        pay for the whole history. The margin covers a server clock stepped since a sample."""
         if self._store is None:
             return
         now = self._clock.server_time()
         current = self._aggregator.start_of(now)
-        for record in self._store.read(types=("hardware.telemetry.v1",)):
+        since = self._store.first_seq_since(current - _RESUME_MARGIN_S)
+        for record in self._store.read(since, types=("hardware.telemetry.v1",)):
             event = record.event
             if isinstance(event, TelemetrySampled) and current <= event.at_s < now:
                 self._aggregator.add(Telemetry(**msgspec.structs.asdict(event)).samples())

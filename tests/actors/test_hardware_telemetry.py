@@ -105,6 +105,36 @@ async def test_failed_reads_are_gaps(autojump_clock: trio.testing.MockClock) -> 
     assert len(failures) == 1 and failures[0].operation == "read telemetry"
 
 
+class CountingStore(MemoryEventStore):
+    """Counts the records handed out by ``read`` (each one decoded on a real store)."""
+
+    read_records = 0
+
+    def read(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for record in super().read(*args, **kwargs):  # type: ignore[arg-type]
+            self.read_records += 1
+            yield record
+
+
+async def test_a_restart_reads_only_the_recent_samples_not_the_whole_history(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Ten days of samples before the restart: the actor decodes an hour's worth at most."""
+    store = CountingStore(CATALOGUE)
+    day = 86_400
+    for minute in range(10 * day // 60):
+        t = EPOCH - 10 * day + minute * 60
+        store.append_events(
+            "hardware", [TelemetrySampled(at_s=t, site_w=1.0)], server_time=t, monotonic=0.0
+        )
+    store.append_events(
+        "hardware", [TelemetrySampled(at_s=EPOCH + 5, site_w=7.0)], server_time=EPOCH + 5, monotonic=0.0
+    )
+    summaries, _ = await collect(RampDriver(), 1, store=store, start=EPOCH + 30)
+    assert summaries[0].samples == 6 and summaries[0].minimum == 7  # 5 s from the log, 35..55 s
+    assert store.read_records <= 61 + 1 + 10
+
+
 async def test_a_restart_inside_an_interval_keeps_its_earlier_samples(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
