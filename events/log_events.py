@@ -6,7 +6,17 @@ import msgspec
 
 from events.base import Event
 
-__all__ = ["LOG_EVENT_TYPES", "Snapshot", "snapshot_stream"]
+__all__ = [
+    "CHECKPOINT_STREAM",
+    "LOG_EVENT_TYPES",
+    "LogCheckpoint",
+    "PreviousLogSetAside",
+    "Snapshot",
+    "snapshot_stream",
+]
+
+#: The stream of :class:`LogCheckpoint` records.
+CHECKPOINT_STREAM = "checkpoint"
 
 
 class Snapshot(Event, frozen=True, kw_only=True, tag="log.snapshot.v1"):
@@ -25,4 +35,36 @@ def snapshot_stream(projection: str) -> str:
     return f"snapshot:{projection}"
 
 
-LOG_EVENT_TYPES: tuple[type[Event], ...] = (Snapshot,)
+class LogCheckpoint(Event, frozen=True, kw_only=True, tag="log.checkpoint.v1"):
+    """Keyed evidence: the gateway's device key signed the log's head as record ``through_seq``
+    with hash ``head_hash`` (hex). Without the key, a chain recomputed end to end after an edit no
+    longer matches the signed hashes (``sep2gw log verify`` checks them).
+
+    ``signature``: ECDSA P-256 / SHA-256 (DER, hex) over ``checkpoint_message(...)`` of
+    ``sep2gw.logtrust``; ``lfdi``: the signer's, from its certificate; ``certificate``: the signer's
+    certificate (DER, hex) — carried by the first checkpoint a process writes, so a copy of the log
+    can be checked on its own (and against the LFDI the utility knows).
+    """
+
+    through_seq: int
+    head_hash: str
+    signature: str
+    lfdi: str
+    certificate: str | None = None
+
+
+class PreviousLogSetAside(Event, frozen=True, kw_only=True, tag="log.previous_set_aside.v1"):
+    """The first record of a log started because the previous one did not verify on start.
+
+    The old file was renamed, untouched otherwise, to ``kept_as`` (evidence); ``verified_records``
+    records of it verified, ending with hash ``verified_head_hash`` (hex); ``finding`` is what
+    verification said about the first bad record. Nothing of the old log was folded into decisions:
+    the gateway starts afresh and rediscovers from the server."""
+
+    kept_as: str
+    verified_records: int
+    verified_head_hash: str
+    finding: str
+
+
+LOG_EVENT_TYPES: tuple[type[Event], ...] = (Snapshot, LogCheckpoint, PreviousLogSetAside)

@@ -24,6 +24,7 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
+from actors.checkpoint import CheckpointActor
 from actors.clock import Clock
 from actors.controls import ControlsActor
 from actors.der_info import DerSnapshot
@@ -42,6 +43,7 @@ from actors.responder import ResponderActor
 from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.envelope import Append
+from events.log_events import PreviousLogSetAside
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
@@ -49,11 +51,12 @@ from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
 from sep2gw.config import Config
+from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.profiles import PROFILES, Profile
 from statemachines.controls import CoreConfig
 from statemachines.registration import RegistrationConfig
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
-from transport.pki import certificate_der, load_pem_chain
+from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context
 
 __all__ = ["Gateway", "GatewayOptions", "run_gateway"]
@@ -67,6 +70,9 @@ class GatewayOptions:
     ``wall_at_start``/``seed``: a reproducible clock anchor and random source. ``store``: a log
     other than the configured file (simulations use the in-memory store). ``http_connector``:
     reach the server through a pipe instead of TCP. ``hardware``: control and sampling periods.
+    ``log_in_thread``: the log file's commits and the start-up verification run in a worker thread
+    (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
+    clock turn it off, because that clock jumps ahead while a thread works.
     """
 
     def __init__(
@@ -78,12 +84,14 @@ class GatewayOptions:
         http_connector: Connector | None = None,
         hardware: HardwareConfig | None = None,
         restart: RestartPolicy | None = None,
+        log_in_thread: bool = True,
     ) -> None:
         self.wall_at_start = wall_at_start
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
         self.hardware = hardware
+        self.log_in_thread = log_in_thread
         self.restart = restart or RestartPolicy(
             max_restarts=10, window_s=600, backoff_initial_s=1, backoff_max_s=60
         )
@@ -117,7 +125,7 @@ class _Unit:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         g = self.gateway
         config, profile = g.config, g.profile
-        offload = isinstance(g.store, SqliteEventStore)
+        offload = isinstance(g.store, SqliteEventStore) and g.options.log_in_thread
         log = LogWriter(g.store, offload=offload, inline_when_idle=not offload)
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
@@ -270,18 +278,69 @@ class Gateway:
             alpn=("h2", "http/1.1") if config.server.http2 else ("http/1.1",),
             extra_ciphers=tuple(config.tls.extra_ciphers),
         )
-        self.store: EventStore = self.options.store or SqliteEventStore(
-            Path(config.path(config.log.path)), CATALOGUE, max_bytes=config.log.max_bytes
+        self.log_path = Path(config.path(config.log.path))
+        #: The configured log file is evidence: it is verified before it is trusted, and its head
+        #: is signed with the device key (a simulation's in-memory store is neither).
+        self._evidence = self.options.store is None
+        self._signer = (
+            DeviceSigner(
+                load_private_key(
+                    config.path(config.tls.key).read_bytes(), password, source=config.tls.key
+                ),
+                certificate_der(chain[0]),
+            )
+            if self._evidence
+            else None
         )
+        self.store: EventStore = self.options.store or self._open_log()
         self.actors: dict[str, Any] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self.clock: Clock
         self.rng: RandomSource
 
+    def _open_log(self) -> SqliteEventStore:
+        return SqliteEventStore(self.log_path, CATALOGUE, max_bytes=self.config.log.max_bytes)
+
+    async def _trust_or_set_aside(self) -> None:
+        """Issue 16: a log is folded into decisions only if it verifies. One that does not is kept,
+        untouched, under another name as evidence; a new log starts with a record naming it and
+        what was wrong, and the gateway rediscovers everything from the server."""
+        if not self._evidence or self.store.head().seq == 0:
+            return
+        if self.options.log_in_thread:
+            verdict = await anyio.to_thread.run_sync(verify_for_start, self.log_path, CATALOGUE)
+        else:
+            verdict = verify_for_start(self.log_path, CATALOGUE)
+        if verdict.ok:
+            return
+        assert isinstance(self.store, SqliteEventStore)
+        self.store.close()
+        kept = set_aside(self.log_path, now=self.clock.server_time())
+        self.store = self._open_log()
+        reading = self.clock.read()
+        self.store.append(
+            [
+                Append(
+                    stream=RUNTIME_STREAM,
+                    events=(
+                        PreviousLogSetAside(
+                            kept_as=str(kept),
+                            verified_records=verdict.records,
+                            verified_head_hash=verdict.head.hash.hex(),
+                            finding=verdict.finding or "",
+                        ),
+                    ),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; a clean stop is recorded in the log."""
         self.clock = Clock(wall_at_start=self.options.wall_at_start)
         self.rng = RandomSource(self.options.seed)
+        await self._trust_or_set_aside()
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
@@ -290,15 +349,34 @@ class Gateway:
             clock=self.clock,
             record=self._record_failure,
         )
+        signer = self._signer
+        checkpoints = (
+            None
+            if signer is None
+            else CheckpointActor(
+                store=self.store,
+                clock=self.clock,
+                sign=lambda head, with_certificate: signer.checkpoint(
+                    head, with_certificate=with_certificate
+                ),
+                every_s=CHECKPOINT_EVERY_S,
+            )
+        )
         reason = "stopped"
         try:
-            await supervisor.run(task_status=task_status)
+            async with anyio.create_task_group() as group:
+                if checkpoints is not None:
+                    await group.start(checkpoints.run)
+                await supervisor.run(task_status=task_status)
+                group.cancel_scope.cancel()
         except* SupervisorGaveUp as gave_up:
             # The log's last word says why the gateway stopped, not "stopped" as for a Ctrl-C.
             reason = f"gave up: {gave_up.exceptions[0]}"
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            if checkpoints is not None:
+                checkpoints.checkpoint_now()  # the last records are signed too
             if self._owns_driver:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self.driver.aclose()

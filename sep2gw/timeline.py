@@ -32,6 +32,7 @@ from events.control_events import (
 from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.log_events import PreviousLogSetAside
 from events.registration_events import (
     PollsShifted,
     RegistrationHalted,
@@ -109,6 +110,12 @@ class Timeline:
                 return f"gateway started (sep2gw {e.software_version}, seed {e.rng_seed})"
             case GatewayStopped():
                 return f"gateway stopped: {e.reason}"
+            case PreviousLogSetAside():
+                return (
+                    f"ALARM: the log did not verify ({e.finding}); kept untouched as {e.kept_as} "
+                    f"({e.verified_records} records verified); started this new log, nothing of "
+                    "the old one is used: rediscovering from the server"
+                )
             case ActorFailed():
                 return f"actor {e.actor} failed: {e.error_type}: {e.error}" + (
                     " — gave up" if e.gave_up else f" — restarting in {e.restart_in_s:g} s"

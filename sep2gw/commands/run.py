@@ -162,10 +162,19 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
     """Follow the log file as the gateway writes it (a separate read-only connection)."""
     after = 0
     reader: SqliteEventStore | None = None
+    followed: int | None = None  # the inode followed: a log set aside at start is replaced
     try:
         while True:
-            if reader is None and await anyio.Path(path).exists():
+            try:
+                inode: int | None = (await anyio.Path(path).stat()).st_ino
+            except FileNotFoundError:
+                inode = None
+            if reader is not None and inode is not None and inode != followed:
+                reader.close()  # the gateway set that log aside; follow the new one from record 1
+                reader, after = None, 0
+            if reader is None and inode is not None:
                 reader = SqliteEventStore(path, CATALOGUE, readonly=True)
+                followed = inode
             if reader is not None:
                 for record in reader.read(after + 1):
                     after = record.seq

@@ -115,7 +115,7 @@ class World:
         self,
         site: Path,
         scenario: Scenario,
-        store: EventStore,
+        store: EventStore | None,
         *,
         pin: int = 111115,
         config_extra: str = "",
@@ -127,7 +127,8 @@ class World:
     ) -> None:
         """``wall_skew_s``: how far the gateway's own wall clock is off the utility's at start.
         ``own_driver``: the gateway makes its driver from the configuration (as ``sep2gw run``
-        does) instead of being handed one by the embedding application."""
+        does) instead of being handed one by the embedding application. ``store`` None: the
+        gateway opens its configured log file (``site/site.sep2gw``), as a real site does."""
         self.site = site
         self.scenario = scenario
         self.store = store
@@ -170,6 +171,7 @@ class World:
                     http_connector=pipe_connector(http_send),
                     hardware=HardwareConfig(sample_period_s=5.0, post_interval_s=60),
                     restart=self.restart,
+                    log_in_thread=self.store is not None,
                 )
                 driver: DerDriver = SunSpecDriver(
                     ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))
@@ -194,7 +196,7 @@ class World:
                             await trio.testing.wait_all_tasks_blocked()
                             if gateway.actors["controls"].idle:
                                 break
-                        assert_live_state_is_the_fold(gateway, self.store)
+                        assert_live_state_is_the_fold(gateway, gateway.store)
                 # A stopped gateway leaves no connection open behind it.
                 assert not gateway.actors["link"].connected, (
                     "the stopped gateway left its link open"

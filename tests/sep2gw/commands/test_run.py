@@ -13,10 +13,12 @@ import pytest
 
 from events.control_events import ControlStarted, LimitsInForceChanged
 from events.hardware_events import LimitsApplied
+from events.log_events import LogCheckpoint
 from events.registry import CATALOGUE
 from events.runtime_events import GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
 from sep2gw.cli import main
+from sep2gw.logtrust import check_checkpoints
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -113,8 +115,11 @@ def test_a_configured_run_works_on_either_loop_and_asyncio_leaves_trio_out(
     with SqliteEventStore(tmp_path / "site.sep2gw", CATALOGUE, readonly=True) as store:
         assert store.verify().ok
         events = [r.event for r in store.read()]
+        signed = check_checkpoints(store)
     assert isinstance(events[0], GatewayStarted)
-    assert isinstance(events[-1], GatewayStopped)
+    # The stop is the last word, and the device key signed the log through it on the way out.
+    assert isinstance(events[-2], GatewayStopped) and isinstance(events[-1], LogCheckpoint)
+    assert signed.ok and signed.last_through_seq == len(events) - 1, signed.describe()
 
 
 def test_an_unknown_loop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

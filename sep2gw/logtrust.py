@@ -1,0 +1,342 @@
+"""Trusting a log: keyed checkpoints, the start-up verification, setting a bad log aside, salvage.
+
+The hash chain shows that no record changed since it was written, unless someone recomputed the
+chain after an edit: anyone can, it has no key. Two things close that gap:
+
+* **Signed checkpoints** (:class:`events.log_events.LogCheckpoint`): the gateway signs the log's
+  head with its device key (the key of its TLS identity, whose LFDI the utility knows) when it
+  starts and every :data:`CHECKPOINT_EVERY_S` after. A chain recomputed without the key no longer
+  matches the signed hashes; :func:`check_checkpoints` is what ``sep2gw log verify`` adds to the
+  chain's own checks.
+* **Anchors** (:func:`make_anchor`, :func:`check_anchor`): a signed statement of the head that
+  the operator keeps off site; a log later cut short of it, or rewritten, no longer contains it.
+
+On start the gateway verifies the whole log before anything is folded into a decision
+(:func:`verify_for_start`); a log that does not verify is renamed aside, untouched, as evidence
+(:func:`set_aside`), and a new log begins with a record naming it. ``sep2gw log salvage`` copies
+the verifiable prefix of a bad log into a new file for analysis (:func:`salvage`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import msgspec
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from events.base import tag_of
+from events.catalogue import Catalogue
+from events.envelope import Append
+from events.errors import EventLogError
+from events.log_events import LogCheckpoint
+from events.sqlite_store import SqliteEventStore
+from events.store import EventStore, Head
+from transport.identity import lfdi_from_der
+
+__all__ = [
+    "CHECKPOINT_EVERY_S",
+    "CheckpointReport",
+    "DeviceSigner",
+    "StartVerdict",
+    "check_anchor",
+    "check_checkpoints",
+    "checkpoint_message",
+    "make_anchor",
+    "salvage",
+    "set_aside",
+    "verify_for_start",
+]
+
+#: How often a running gateway signs its log's head (and once at each start).
+CHECKPOINT_EVERY_S: Final = 900.0
+
+_DOMAIN: Final = b"sep2gw log head v1\n"
+_ANCHOR_KIND: Final = "sep2gw log anchor v1"
+
+
+def checkpoint_message(through_seq: int, head_hash: bytes) -> bytes:
+    """What a checkpoint or an anchor signs: a fixed domain string, the record's sequence number
+    (8 bytes, big-endian) and its 32-byte hash — nothing a signature over other data could match."""
+    return _DOMAIN + through_seq.to_bytes(8, "big") + head_hash
+
+
+class DeviceSigner:
+    """The device's private key and certificate: signs heads of its own log."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate_der: bytes) -> None:
+        self._key = key
+        self.certificate_der = certificate_der
+        self.lfdi = lfdi_from_der(certificate_der).upper()
+
+    def sign(self, through_seq: int, head_hash: bytes) -> bytes:
+        """Deterministic ECDSA (RFC 6979): the same head always gets the same signature, so a log
+        stays reproducible; where the OpenSSL in use cannot, an ordinary ECDSA signature."""
+        message = checkpoint_message(through_seq, head_hash)
+        try:
+            return self._key.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+        except UnsupportedAlgorithm:
+            return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+    def checkpoint(self, head: Head, *, with_certificate: bool) -> LogCheckpoint:
+        return LogCheckpoint(
+            through_seq=head.seq,
+            head_hash=head.hash.hex(),
+            signature=self.sign(head.seq, head.hash).hex(),
+            lfdi=self.lfdi,
+            certificate=self.certificate_der.hex() if with_certificate else None,
+        )
+
+
+def _signature_valid(certificate_der: bytes, through_seq: int, head_hash: bytes, sig: bytes) -> bool:
+    try:
+        key = x509.load_der_x509_certificate(certificate_der).public_key()
+    except ValueError:
+        return False
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(sig, checkpoint_message(through_seq, head_hash), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+class CheckpointReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What the signed checkpoints of a log say: ``problem`` names the first that fails."""
+
+    checked: int
+    last_through_seq: int | None
+    signers: tuple[str, ...]
+    problem: str | None = None
+    problem_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def describe(self) -> str:
+        if self.problem is not None:
+            return f"signed checkpoint at record {self.problem_seq}: {self.problem}"
+        if not self.checked:
+            return (
+                "no signed checkpoint: the chain alone cannot tell an intact log from one "
+                "recomputed after an edit"
+            )
+        return (
+            f"{self.checked} signed checkpoint(s) by LFDI {', '.join(self.signers)} verified; "
+            f"the last covers records 1-{self.last_through_seq}"
+        )
+
+
+def _stored_hash(store: EventStore, seq: int) -> bytes | None:
+    for raw in store.read_raw(seq):
+        return raw.hash if raw.seq == seq else None
+    return None
+
+
+def check_checkpoints(store: EventStore, *, certificate_der: bytes | None = None) -> CheckpointReport:
+    """Every signed checkpoint of a log whose chain verified: signed by the certificate it carries
+    (or the last one carried before it, or ``certificate_der`` when given: then only that signer is
+    accepted), by the LFDI it names, over the hash the log holds at that record."""
+    known = certificate_der
+    checked = 0
+    last: int | None = None
+    signers: list[str] = []
+
+    def problem(seq: int, why: str) -> CheckpointReport:
+        return CheckpointReport(
+            checked=checked, last_through_seq=last, signers=tuple(signers), problem=why,
+            problem_seq=seq,
+        )
+
+    for record in store.read(types=(tag_of(LogCheckpoint),)):
+        cp = record.event
+        assert isinstance(cp, LogCheckpoint)
+        try:
+            carried = bytes.fromhex(cp.certificate) if cp.certificate else None
+            head_hash = bytes.fromhex(cp.head_hash)
+            signature = bytes.fromhex(cp.signature)
+        except ValueError:
+            return problem(record.seq, "a field is not hexadecimal")
+        if carried is not None and certificate_der is None:
+            known = carried
+        if known is None:
+            return problem(record.seq, "no certificate to check the signature with")
+        if certificate_der is not None and carried is not None and carried != certificate_der:
+            return problem(record.seq, "signed by another certificate than the one given")
+        try:
+            lfdi = lfdi_from_der(known).upper()
+        except ValueError:
+            return problem(record.seq, "the certificate it carries is not a certificate")
+        if lfdi != cp.lfdi.upper():
+            return problem(record.seq, f"names LFDI {cp.lfdi} but the certificate's is {lfdi}")
+        if not cp.through_seq < record.seq:
+            return problem(record.seq, f"covers record {cp.through_seq}, not an earlier one")
+        if _stored_hash(store, cp.through_seq) != head_hash:
+            return problem(
+                record.seq,
+                f"the log's hash of record {cp.through_seq} is not the one signed: the records "
+                "up to it were rewritten and the chain recomputed",
+            )
+        if not _signature_valid(known, cp.through_seq, head_hash, signature):
+            return problem(record.seq, f"the signature does not verify with LFDI {lfdi}'s key")
+        checked += 1
+        last = cp.through_seq
+        if lfdi not in signers:
+            signers.append(lfdi)
+    return CheckpointReport(checked=checked, last_through_seq=last, signers=tuple(signers))
+
+
+# -- anchors -------------------------------------------------------------------------------------
+
+
+def make_anchor(store: EventStore, signer: DeviceSigner, *, now: float) -> str:
+    """A signed statement of the log's head, as JSON text, for the operator to keep off site."""
+    head = store.head()
+    return json.dumps(
+        {
+            "kind": _ANCHOR_KIND,
+            "log": str(getattr(store, "path", "")),
+            "seq": head.seq,
+            "head_hash": head.hash.hex(),
+            "lfdi": signer.lfdi,
+            "signed_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+            "certificate": signer.certificate_der.hex(),
+            "signature": signer.sign(head.seq, head.hash).hex(),
+        },
+        indent=2,
+    )
+
+
+class AnchorError(ValueError):
+    """The anchor file itself is unusable (not ours, not JSON, a bad field)."""
+
+
+def check_anchor(store: EventStore, text: str) -> str | None:
+    """None when the log holds the anchored head (same record, same hash); otherwise what differs.
+    Raises :class:`AnchorError` for an anchor that cannot be read or whose signature is false."""
+    try:
+        anchor = json.loads(text)
+        if anchor.get("kind") != _ANCHOR_KIND:
+            raise AnchorError("not a sep2gw log anchor (its 'kind' is missing or other)")
+        seq = int(anchor["seq"])
+        head_hash = bytes.fromhex(anchor["head_hash"])
+        certificate = bytes.fromhex(anchor["certificate"])
+        signature = bytes.fromhex(anchor["signature"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AnchorError(f"not a usable anchor: {exc}") from None
+    if not _signature_valid(certificate, seq, head_hash, signature):
+        raise AnchorError("the anchor's signature does not verify with the certificate it carries")
+    head = store.head()
+    if head.seq < seq:
+        return f"the log ends at record {head.seq}, short of the anchored record {seq}: cut short"
+    if _stored_hash(store, seq) != head_hash:
+        return f"record {seq} does not have the anchored hash: the log was rewritten"
+    return None
+
+
+# -- start-up verification, setting aside, salvage ----------------------------------------------
+
+
+class StartVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """The start-up verification of an existing log: ``records`` verified, ending at ``head``."""
+
+    ok: bool
+    records: int
+    head: Head
+    finding: str | None = None
+    seconds: float = 0.0
+
+
+def verify_for_start(path: Path, catalogue: Catalogue) -> StartVerdict:
+    """Verify a log before any of it is folded into a decision (issue 16: a tampered log was
+    trusted on restart). Runs in a worker thread: a month of records takes a few seconds."""
+    started = time.perf_counter()
+    try:
+        with SqliteEventStore(path, catalogue, readonly=True) as store:
+            report = store.verify()
+            checkpoints = check_checkpoints(store) if report.ok else None
+    except EventLogError as exc:
+        return StartVerdict(ok=False, records=0, head=Head(0, bytes(32)), finding=str(exc))
+    took = time.perf_counter() - started
+    if not report.ok:
+        assert report.problem is not None
+        where = "" if report.problem.seq is None else f"record {report.problem.seq}: "
+        return StartVerdict(
+            ok=False, records=report.records, head=_verified_head(path, catalogue, report.records),
+            finding=where + report.problem.why, seconds=took,
+        )
+    if checkpoints is not None and not checkpoints.ok:
+        return StartVerdict(
+            ok=False, records=report.records, head=report.head, finding=checkpoints.describe(),
+            seconds=took,
+        )
+    return StartVerdict(ok=True, records=report.records, head=report.head, seconds=took)
+
+
+def _verified_head(path: Path, catalogue: Catalogue, records: int) -> Head:
+    """The stored link of the last record that verified (genesis for none)."""
+    if records == 0:
+        return Head(0, bytes(32))
+    try:
+        with SqliteEventStore(path, catalogue, readonly=True) as store:
+            digest = _stored_hash(store, records)
+    except EventLogError:
+        digest = None
+    return Head(records, digest or bytes(32))
+
+
+def _companions(path: Path) -> Iterator[tuple[Path, str]]:
+    yield path, ""
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            yield companion, suffix
+
+
+def set_aside(path: Path, *, now: float) -> Path:
+    """Rename the log (with its SQLite companions, so the WAL stays with its file) to
+    ``<name>.untrusted-<UTC time>``: kept untouched as evidence, never appended to again."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.untrusted-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.untrusted-{stamp}-{n}")
+    for file, suffix in list(_companions(path)):
+        os.replace(file, target.with_name(target.name + suffix))
+    return target
+
+
+def salvage(old: Path, new: Path, catalogue: Catalogue) -> tuple[int, Head]:
+    """Copy the records of ``old`` that verify (the prefix before the first bad one) into the new
+    file ``new``: same events, streams, times and order, hence the same hashes. Returns how many
+    records were copied and the head they end at."""
+    if new.exists():
+        raise FileExistsError(f"{new} exists; salvage never overwrites a file")
+    with SqliteEventStore(old, catalogue, readonly=True) as source:
+        report = source.verify()
+        keep = report.records
+        appends = [
+            Append(
+                stream=rec.stream,
+                events=(rec.event,),
+                server_time=rec.server_time,
+                monotonic=rec.monotonic,
+            )
+            for rec in source.read(1, keep)
+        ] if keep else []
+    with SqliteEventStore(new, catalogue) as target:
+        for start in range(0, len(appends), 1000):
+            target.append(appends[start : start + 1000])
+        head = target.head()
+    return keep, head

@@ -1,0 +1,196 @@
+"""A log is trusted only if it verifies (issue 16): signed checkpoints, the start-up check that
+sets a bad log aside, anchors kept off site, and salvage of the verifiable prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from events.control_events import LimitsInForceChanged
+from events.hardware_events import LimitsApplied
+from events.hashchain import GENESIS, link
+from events.log_events import LogCheckpoint, PreviousLogSetAside
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from sep2gw.logtrust import (
+    AnchorError,
+    DeviceSigner,
+    check_anchor,
+    check_checkpoints,
+    make_anchor,
+    salvage,
+)
+from sep2gw.simserver import demo_scenario
+from tests.sep2gw.world import World, deadline
+from transport.pki import certificate_der, load_pem_chain, load_private_key
+
+ROWS = "SELECT seq, stream, version, type, server_time, monotonic, CAST(body AS BLOB) FROM events"
+
+
+@pytest.fixture
+def site(pki: Path, tmp_path: Path) -> Path:
+    shutil.copytree(pki / "pki", tmp_path / "pki")
+    return tmp_path
+
+
+def signer_of(site: Path) -> DeviceSigner:
+    key = load_private_key((site / "pki" / "device.key").read_bytes())
+    chain = load_pem_chain((site / "pki" / "device.pem").read_bytes())
+    return DeviceSigner(key, certificate_der(chain[0]))
+
+
+async def run_site(site: Path, seconds: float) -> World:
+    """The demo scenario on the site's own log file, as ``sep2gw run`` keeps it."""
+    world = World(site, demo_scenario(), None)
+    with deadline(3600):
+        await world.run(seconds)
+    for gateway in world.gateways:
+        gateway.store.close()
+    return world
+
+
+def received_a1(path: Path) -> int:
+    """The record holding A1's content as received (its 1.5 kW export limit)."""
+    with sqlite3.connect(path) as conn:
+        (seq,) = conn.execute(
+            "SELECT seq FROM events WHERE type = 'control.received.v1' AND body LIKE '%A1\"%'"
+        ).fetchone()
+    return int(seq)
+
+
+def raise_export_limit(path: Path, seq: int, *, recompute_chain: bool) -> None:
+    """Edit A1's export limit 1500 → 15000 W in record ``seq``; optionally recompute every hash
+    from there to the head, as someone without the device key could."""
+    conn = sqlite3.connect(path)
+    (body,) = conn.execute("SELECT CAST(body AS BLOB) FROM events WHERE seq = ?", (seq,)).fetchone()
+    edited = body.replace(b'"export_limit_w":1500.0', b'"export_limit_w":15000.0')
+    assert edited != body
+    conn.execute("UPDATE events SET body = ? WHERE seq = ?", (edited, seq))
+    if recompute_chain:
+        (previous,) = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()
+        rows = conn.execute(ROWS + " WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
+        for row in rows:
+            previous = link(previous or GENESIS, *row)
+            conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (previous, row[0]))
+        conn.execute("UPDATE head SET hash = ? WHERE id = 1", (previous,))
+    conn.commit()
+    conn.close()
+
+
+def set_aside_logs(site: Path) -> list[Path]:
+    aside = sorted(site.glob("site.sep2gw.untrusted-*"))
+    return [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_the_gateway_signs_its_log_and_the_signatures_verify(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    await run_site(site, 120)
+    with SqliteEventStore(site / "site.sep2gw", CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+        report = check_checkpoints(store)
+        checkpoints = [r.event for r in store.read() if isinstance(r.event, LogCheckpoint)]
+        head = store.head()
+    assert report.ok and report.checked == len(checkpoints) >= 2, report.describe()
+    assert report.signers == (signer_of(site).lfdi,)
+    assert checkpoints[0].certificate is not None  # a copy of the log can be checked on its own
+    assert report.last_through_seq == head.seq - 1  # the last records are signed on the way out
+
+
+async def test_a_chain_recomputed_after_an_edit_is_caught_by_the_signatures(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    await run_site(site, 120)
+    path = site / "site.sep2gw"
+    raise_export_limit(path, received_a1(path), recompute_chain=True)
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        assert store.verify().ok  # the chain alone cannot tell
+        report = check_checkpoints(store)
+    assert not report.ok and "rewritten" in (report.problem or ""), report.describe()
+
+
+@pytest.mark.parametrize("recompute_chain", [False, True])
+async def test_a_log_that_does_not_verify_is_set_aside_and_never_folded(
+    site: Path, autojump_clock: trio.abc.Clock, recompute_chain: bool
+) -> None:
+    """The issue's case: A1's received content edited 1500 → 15000 W between two runs. The next
+    start keeps the file untouched under another name, starts a new log naming it, and never
+    applies 15000 W."""
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    edited = received_a1(path)
+    raise_export_limit(path, edited, recompute_chain=recompute_chain)
+    before = digest(path)
+    await run_site(site, 60)
+    (kept,) = set_aside_logs(site)
+    assert digest(kept) == before
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        records = list(store.read())
+        assert store.verify().ok
+    first = records[0].event
+    assert isinstance(first, PreviousLogSetAside) and first.kept_as == str(kept)
+    if recompute_chain:
+        assert "signed checkpoint" in first.finding
+    else:
+        assert first.verified_records == edited - 1 and f"record {edited}:" in first.finding
+    exports = [
+        e.event.settings.export_limit_w
+        for e in records
+        if isinstance(e.event, LimitsInForceChanged | LimitsApplied)
+    ]
+    assert exports and 15000.0 not in exports
+
+
+async def test_an_anchor_detects_a_log_cut_short_or_rewritten(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        anchor = make_anchor(store, signer_of(site), now=1.7e9)
+        assert check_anchor(store, anchor) is None
+        anchored = store.head().seq
+    with pytest.raises(AnchorError, match="signature"):
+        with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+            check_anchor(store, anchor.replace('"seq": ', '"seq": 1'))
+    cut = site / "cut.sep2gw"
+    shutil.copy(path, cut)
+    with sqlite3.connect(cut) as conn:
+        conn.execute("DELETE FROM events WHERE seq >= ?", (anchored - 3,))
+        conn.execute(
+            "UPDATE head SET seq = ?, hash = (SELECT hash FROM events WHERE seq = ?) WHERE id = 1",
+            (anchored - 4, anchored - 4),
+        )
+    with SqliteEventStore(cut, CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+        assert "cut short" in (check_anchor(store, anchor) or "")
+    raise_export_limit(path, received_a1(path), recompute_chain=True)
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+        assert "rewritten" in (check_anchor(store, anchor) or "")
+
+
+async def test_salvage_copies_the_verifiable_prefix_with_the_same_hashes(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    edited = received_a1(path)
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        (before_edit,) = [r.hash for r in store.read_raw(edited - 1)][:1]
+    raise_export_limit(path, edited, recompute_chain=False)
+    copied, head = salvage(path, site / "salvaged.sep2gw", CATALOGUE)
+    assert copied == edited - 1 and head.seq == copied and head.hash == before_edit
+    with SqliteEventStore(site / "salvaged.sep2gw", CATALOGUE, readonly=True) as store:
+        assert store.verify().ok
+    with pytest.raises(FileExistsError):
+        salvage(path, site / "salvaged.sep2gw", CATALOGUE)
