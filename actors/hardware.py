@@ -26,7 +26,7 @@ from actors.der_info import DerSnapshot
 from actors.drivers.base import DerDriver, DriverError, Nameplate, Telemetry
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, WriteOutcome
+from actors.messages import ApplyLimits, ControlsInput, DeviceStatus, WriteOutcome
 from events.base import Event
 from events.der_model import ControlSettings, Mode
 from events.envelope import Append
@@ -83,9 +83,12 @@ class HardwareActor:
         summaries: MemoryObjectSendStream[list[IntervalSummary]] | None = None,
         config: HardwareConfig | None = None,
         store: EventStore | None = None,
+        status: Latest[DeviceStatus] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
-        summary, so a restart does not split an interval in two (the mirror posts it once, whole)."""
+        summary, so a restart does not split an interval in two (the mirror posts it once, whole).
+        ``status``: where the device's status goes after every sample and whenever the control
+        in force changes (the DER status actor's mailbox)."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -109,6 +112,10 @@ class HardwareActor:
         self._last_failure: dict[str, tuple[tuple[str, str, str], float]] = {}
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
         self._late = 0
+        self._status = status
+        self._read_once = False  # a sample was attempted: the status has something to say
+        self._sampled_seq: int | None = None  # the limits in force at the last sample
+        self._reachable = True
 
     def snapshot(self) -> DerSnapshot | None:
         """What the DER last reported (for DERCapability/Settings/Status/Availability)."""
@@ -184,6 +191,7 @@ class HardwareActor:
                     self._current = await self._limits.take()
                     self._verdict_owed = True
                     self._next_apply = self._clock.server_time()
+                    self._publish_status(self._next_apply)
                 now = self._clock.server_time()
                 apply_due = self._next_apply is not None and now >= self._next_apply
                 if now >= next_sample:
@@ -293,7 +301,28 @@ class HardwareActor:
         self._device_ok("read telemetry")
         return telemetry
 
+    def _publish_status(self, now: float) -> None:
+        """PROTOCOL.md §2.7: the device's status, with the control in force as the fallback for
+        what it cannot report, to the DER status actor — once a sample was attempted (the first
+        DERStatus waits for the first reading)."""
+        if self._status is None or not self._read_once:
+            return
+        settings = None if self._current is None else self._current.settings
+        self._status.put(
+            DeviceStatus(
+                at_s=now,
+                telemetry=self._telemetry,
+                reachable=self._reachable,
+                connect=None if settings is None else settings.connect,
+                energize=None if settings is None else settings.energize,
+                control_seq=self._sampled_seq,
+            )
+        )
+
     async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
+        self._read_once = True
+        self._reachable = telemetry is not None
+        self._sampled_seq = None if self._current is None else self._current.seq
         closed = self._aggregator.close_due(now)
         if telemetry is not None:
             self._samples += 1
@@ -320,6 +349,7 @@ class HardwareActor:
                 self._alarms = telemetry.alarms
             if events:
                 await self._record(*events)
+        self._publish_status(now)
         if closed and self._summaries is not None:
             try:
                 self._summaries.send_nowait(closed)
