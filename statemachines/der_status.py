@@ -148,7 +148,8 @@ class StatusReporter:
         if not self.owed():
             self._due_s = None  # back to what the server has: nothing to send
         elif self._due_s is None:
-            self._due_s = now + delay_s  # an open window or a back-off keeps its end
+            # An open window or a back-off keeps its end; a first status does not wait for one.
+            self._due_s = now + (0.0 if self._sent is None and not self._failures else delay_s)
 
     def next_deadline(self) -> float | None:
         """When :meth:`due` will hand out a PUT (``None``: nothing owed, or no target yet)."""
