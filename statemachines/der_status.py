@@ -186,7 +186,9 @@ class StatusReporter:
         self._in_flight = False
         self._failures += 1
         config = self.config
-        delay = min(config.retry_max_s, config.retry_initial_s * 2 ** (self._failures - 1))
+        delay: float = min(
+            config.retry_max_s, config.retry_initial_s * 2.0 ** (self._failures - 1)
+        )
         if retry_after_s is not None and retry_after_s > delay:
             delay = min(retry_after_s, config.retry_max_s * 10)
         self._due_s = None

@@ -346,12 +346,12 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
-    for i, status in enumerate(expect.der_status):
+    for i, status_at in enumerate(expect.der_status):
         key = f"expect.der_status[{i}]"
-        _window(key, status.from_s, status.to_s, problems)
-        if not status.fields:
+        _window(key, status_at.from_s, status_at.to_s, problems)
+        if not status_at.fields:
             problems.append(f"{key}.fields: names no field to check")
-        for name in sorted(set(status.fields) - DER_STATUS_FIELDS):
+        for name in sorted(set(status_at.fields) - DER_STATUS_FIELDS):
             problems.append(
                 f"{key}.fields.{name}: not a DERStatus field (one of {sorted(DER_STATUS_FIELDS)})"
             )
