@@ -33,6 +33,7 @@ from events.envelope import Append
 from events.hardware_events import (
     HARDWARE_STREAM,
     AlarmsChanged,
+    DeviceStatusChanged,
     DeviceUnreachable,
     LimitsApplied,
     NameplateRead,
@@ -115,6 +116,7 @@ class HardwareActor:
         self._status = status
         self._read_once = False  # a sample was attempted: the status has something to say
         self._sampled_seq: int | None = None  # the limits in force at the last sample
+        self._device_status: DeviceStatusChanged | None = None  # as last recorded
         self._reachable = True
 
     def snapshot(self) -> DerSnapshot | None:
@@ -337,6 +339,17 @@ class HardwareActor:
             events: list[Event] = []
             if self._config.record_telemetry:
                 events.append(_sampled(telemetry))
+            reported = DeviceStatusChanged(
+                at_s=now,
+                state=telemetry.state,
+                connected=telemetry.connected,
+                storage_connected=telemetry.storage_connected,
+                operating=telemetry.operating,
+            )
+            last = self._device_status
+            if last is None or msgspec.structs.replace(reported, at_s=last.at_s) != last:
+                events.append(reported)
+                self._device_status = reported
             if telemetry.alarms != self._alarms:
                 events.append(
                     AlarmsChanged(

@@ -21,6 +21,7 @@ from actors.mailbox import Latest
 from actors.messages import ApplyLimits, ControlsInput, DerStatusTarget, DeviceStatus
 from events.der_model import ControlSettings, Mode
 from events.der_status_events import DerStatusPut
+from events.hardware_events import DeviceStatusChanged
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.telemetry import OperatingState
@@ -171,6 +172,13 @@ async def test_a_stop_at_the_device_is_put_within_a_sample_period_and_the_deboun
     after = [(t, shown(body)) for t, body in server.puts if t > 100]
     assert after and after[0][1] == (0b011, 1)
     assert after[0][0] <= 102 + 5 + 2
+    reported = [
+        e for e in (rec.event for rec in store.read()) if isinstance(e, DeviceStatusChanged)
+    ]
+    assert [(e.at_s - EPOCH, e.state, e.operating) for e in reported] == [
+        (5, OperatingState.OPERATING, None),
+        (105, OperatingState.OFF, None),
+    ]  # the device's status is recorded when it changes, not with every sample
     logged = puts_logged(store)[-1]
     assert logged.reasons == (
         "genConnectStatus",
