@@ -12,6 +12,10 @@ walk the model headers (ID, L) to the end model. Layouts, types and scale factor
   (INVERTER_STARTED/INVERTER_STOPPED); once commanded, a control that no longer sets them
   returns the DER to CONNECT/INVERTER_STARTED.
 
+Status (DERStatus, PROTOCOL.md §2.7): the converter's state from 701 ``InvSt`` (else 802
+``SetInvState``/``State``; an 802 ``State`` of FAULT wins), the AC connection from 701 ``ConnSt``,
+the battery's from 802 ``State``, alarms from 701 ``Alrm`` and 802 ``Evt1`` — all by symbol name.
+
 Every write is read back and compared (:class:`WriteNotVerified` when the device kept another value).
 """
 

@@ -19,6 +19,15 @@ The map names, for each *role* the driver knows, the runtime's tag, its unit and
     max_discharge_w = { value = 5000, unit = "W" }
     max_charge_w = { tag = "PCS.Pmax_charge_kW", unit = "kW" }
 
+Status roles (optional, for DERStatus): ``connected`` and ``storage_connected`` (``bool``), ``fault``
+(``bool``: true reports the state ``fault`` and the alarm ``fault``) and ``state``, whose
+``states`` table names what each value of the runtime's tag means::
+
+    state = { tag = "PCS.State", unit = "state", states = { "0" = "off", "1" = "standby", "3" = "operating" } }
+
+(the states of ``events.telemetry.OperatingState``; a value the table does not name is a read error).
+What the map does not read, DERStatus takes from the control in force (``actors.der_info.status``).
+
 SI value = raw × scale × unit factor; a unit must measure what its role measures (``kW`` for a power,
 not ``V``). Sync providers are called inline (they are expected to answer from memory); async ones
 are awaited under the caller's deadline.
