@@ -5,6 +5,10 @@ while a closed loop (export/import limits at the connection point) or a ramp nee
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
 the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
+After every sample, and whenever new limits arrive, the device's status (the reading, whether the
+device answered, the ``connect``/``energize`` in force) goes to the DER status actor through a
+latest-value mailbox (``DeviceStatus``); a change of what the device reports of its status is
+recorded (``hardware.device_status.v1``).
 
 Both run on grids (multiples of their period; the first write after new limits is immediate): when
 a loop instant is a sampling instant, the actor wakes once and the sample's device read is the

@@ -13,7 +13,7 @@ import trio.testing
 
 from actors.clock import Clock
 from actors.der_status import DerStatusActor
-from actors.drivers.base import ApplyReport, Nameplate, Telemetry
+from actors.drivers.base import ApplyReport, DriverError, Nameplate, Telemetry
 from actors.hardware import HardwareActor, HardwareConfig
 from actors.link import HttpFailure, LinkHalted
 from actors.log_writer import LogWriter
@@ -34,11 +34,13 @@ HREF = "/edev/1/der/1/ders"
 
 class Inverter:
     """A DER whose converter state the test sets; ``reports_state`` False: a device that cannot
-    say whether it is running (the control's effect is then the fallback)."""
+    say whether it is running (the control's effect is then the fallback); ``silent`` True: reads
+    fail as a dead Modbus link's would."""
 
     def __init__(self, *, reports_state: bool = True) -> None:
         self.state = OperatingState.OPERATING
         self.reports_state = reports_state
+        self.silent = False
 
     def dispatchable_modes(self) -> frozenset[Mode]:
         return frozenset({Mode.ENERGIZE, Mode.CONNECT})
@@ -47,6 +49,8 @@ class Inverter:
         return Nameplate(rated_w=5000.0)
 
     async def read_telemetry(self, *, now: float) -> Telemetry:
+        if self.silent:
+            raise DriverError("no answer")
         return Telemetry(
             at_s=now,
             soc_pct=60.0,
@@ -237,3 +241,22 @@ async def test_a_halted_link_ends_the_reporting_without_failing_the_actor(
 ) -> None:
     server, store = await world(Inverter(), idle, until_s=60, failures=[LinkHalted("PIN mismatch")])
     assert server.puts == [] and puts_logged(store) == []
+
+
+async def test_a_device_that_stops_answering_is_reported_with_the_fault_bit_then_recovers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What is known is reported: a device the gateway can no longer read is not reported as
+    still operating normally (fault bit set, not available), and recovers when it answers again."""
+    driver = Inverter()
+
+    async def silence(clock: Clock, limits: Latest[ApplyLimits]) -> None:
+        await trio.sleep(50 - (clock.server_time() - EPOCH))
+        driver.silent = True
+        await trio.sleep(30)
+        driver.silent = False
+
+    server, _ = await world(driver, silence, until_s=120)
+    shown_after = [(t, shown(body)) for t, body in server.puts]
+    assert [s for _, s in shown_after] == [(0b111, 2), (0b10101, 2), (0b111, 2)]
+    assert 50 <= shown_after[1][0] <= 57 and 80 <= shown_after[2][0] <= 87
