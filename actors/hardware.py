@@ -5,8 +5,8 @@ while a closed loop (export/import limits at the connection point) or a ramp nee
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
 the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
-After every sample, and whenever new limits arrive, the device's status (the reading, whether the
-device answered, the ``connect``/``energize`` in force) goes to the DER status actor through a
+After every sample, and whenever the device took new limits, the device's status (the reading,
+whether it answered, the ``connect``/``energize`` it last took) goes to the DER status actor through a
 latest-value mailbox (``DeviceStatus``); a change of what the device reports of its status is
 recorded (``hardware.device_status.v1``).
 
@@ -119,7 +119,10 @@ class HardwareActor:
         self._late = 0
         self._status = status
         self._read_once = False  # a sample was attempted: the status has something to say
-        self._sampled_seq: int | None = None  # the limits in force at the last sample
+        #: The limits the device last took (a verified write), and which ``ApplyLimits`` they were.
+        self._effective: ApplyLimits | None = None
+        self._sampled_seq: int | None = None  # the limits the device had at the last sample
+        self._read_seq: int | None = None  # ... at the last read (before a write at that instant)
         self._device_status: DeviceStatusChanged | None = None  # as last recorded
         self._reachable = True
 
@@ -197,7 +200,6 @@ class HardwareActor:
                     self._current = await self._limits.take()
                     self._verdict_owed = True
                     self._next_apply = self._clock.server_time()
-                    self._publish_status(self._next_apply)
                 now = self._clock.server_time()
                 apply_due = self._next_apply is not None and now >= self._next_apply
                 if now >= next_sample:
@@ -276,6 +278,10 @@ class HardwareActor:
             self._last_written = settings
             self._last_site_met = report.site_limit_met
             self._last_applied_s = now
+        if self._effective is not command:
+            # The device took new limits: what DERStatus falls back on changed with them.
+            self._effective = command
+            self._publish_status(now)
         await self._owe_verdict(ok=True)
         needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
             r.end_s > now for r in command.ramps.values()
@@ -305,6 +311,7 @@ class HardwareActor:
             await self._device_failed("read telemetry", exc, now)
             return None
         self._device_ok("read telemetry")
+        self._read_seq = None if self._effective is None else self._effective.seq
         return telemetry
 
     def _publish_status(self, now: float) -> None:
@@ -313,7 +320,7 @@ class HardwareActor:
         DERStatus waits for the first reading)."""
         if self._status is None or not self._read_once:
             return
-        settings = None if self._current is None else self._current.settings
+        settings = None if self._effective is None else self._effective.settings
         self._status.put(
             DeviceStatus(
                 at_s=now,
@@ -328,7 +335,7 @@ class HardwareActor:
     async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
         self._read_once = True
         self._reachable = telemetry is not None
-        self._sampled_seq = None if self._current is None else self._current.seq
+        self._sampled_seq = self._read_seq
         closed = self._aggregator.close_due(now)
         if telemetry is not None:
             self._samples += 1

@@ -41,6 +41,7 @@ class Inverter:
         self.state = OperatingState.OPERATING
         self.reports_state = reports_state
         self.silent = False
+        self.refuse = False  # writes fail (the device refuses the limits)
 
     def dispatchable_modes(self) -> frozenset[Mode]:
         return frozenset({Mode.ENERGIZE, Mode.CONNECT})
@@ -61,6 +62,8 @@ class Inverter:
     async def apply(
         self, limits: ControlSettings, *, now: float, reading: Telemetry | None = None
     ) -> ApplyReport:
+        if self.refuse:
+            raise DriverError("write refused")
         return ApplyReport(
             applied=limits.modes(), not_applicable=frozenset(), setpoint_w=None, wrote=True
         )
@@ -210,6 +213,24 @@ async def test_a_control_that_de_energizes_a_der_that_cannot_report_it_is_put_at
     assert after and after[0][1] == (0b011, 1) and after[0][0] <= 62
     changed = next(e for e in puts_logged(store) if e.status.operational_mode_status == 1)
     assert changed.from_control == ("state",)
+
+
+async def test_a_control_the_device_refused_is_not_reported_as_its_effect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The fallback is the effect of the control the device *took*: a de-energize whose write
+    failed leaves a DER that cannot report its state shown as operating."""
+    driver = Inverter(reports_state=False)
+    driver.refuse = True
+
+    async def de_energize(clock: Clock, limits: Latest[ApplyLimits]) -> None:
+        await trio.sleep(60 - (clock.server_time() - EPOCH))
+        limits.put(
+            ApplyLimits(settings=ControlSettings(energize=False), ramps={}, at_s=EPOCH + 60, seq=1)
+        )
+
+    server, _ = await world(driver, de_energize, until_s=120)
+    assert {shown(body) for _, body in server.puts} == {(0b111, 2)}
 
 
 async def test_a_refused_put_is_retried_with_back_off_until_the_server_has_the_last_state(
