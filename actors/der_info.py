@@ -8,17 +8,56 @@ from typing import Final
 import msgspec
 
 from actors.drivers.base import Nameplate, Telemetry
+from actors.messages import DeviceStatus
 from events.der_info import DerAvailabilityInfo, DerCapabilityInfo, DerSettingsInfo, DerStatusInfo
 from events.der_model import Mode
+from events.telemetry import OperatingState
 from transport.sep2.bitmaps import der_control_type, doe_control_type, vpp_control_type
 
-__all__ = ["DerSnapshot", "DER_TYPE_STORAGE", "capability", "settings", "status", "availability"]
+__all__ = [
+    "DerSnapshot",
+    "DER_TYPE_STORAGE",
+    "capability",
+    "settings",
+    "status",
+    "status_with_sources",
+    "availability",
+]
 
 #: ``DERType`` 80: storage (a battery system).
 DER_TYPE_STORAGE: Final = 80
-# ConnectStatusType bits and OperationalModeStatusType values of the schema.
-_CONNECTED, _AVAILABLE, _OPERATING, _FAULT = 1 << 0, 1 << 1, 1 << 2, 1 << 4
-_OPERATIONAL_MODE: Final = 2
+# The schema's (sep.xsd 2018) ConnectStatusType bits, OperationalModeStatusType and
+# InverterStatusType values, and DERStatus alarmStatus bits.
+_CONNECTED, _AVAILABLE, _OPERATING, _TEST, _FAULT = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4
+_MODE_UNKNOWN, _MODE_OFF, _MODE_OPERATIONAL, _MODE_TEST = 0, 1, 2, 3
+_INVERTER_NA: Final = 0
+_INVERTER_STATUS: Final[dict[OperatingState, int]] = {
+    OperatingState.OFF: 1,
+    OperatingState.SLEEPING: 2,
+    OperatingState.STARTING: 3,
+    OperatingState.OPERATING: 4,
+    OperatingState.THROTTLED: 5,
+    OperatingState.SHUTTING_DOWN: 6,
+    OperatingState.FAULT: 7,
+    OperatingState.STANDBY: 8,
+    OperatingState.TEST: 9,
+}
+_OPERATING_STATES: Final = frozenset({OperatingState.OPERATING, OperatingState.THROTTLED})
+#: Alarm names the drivers report (SunSpec 701 ``Alrm``, 802 ``Evt1``) → alarmStatus bits
+#: (0 over current, 1 over voltage, 2 under voltage, 3 over frequency, 4 under frequency,
+#: 5 voltage imbalance, 6 current imbalance, 7 local emergency); the others have no bit.
+_ALARM_BITS: Final[dict[str, int]] = {
+    "OVER_CHARGE_CURRENT_ALARM": 1 << 0,
+    "OVER_DISCHARGE_CURRENT_ALARM": 1 << 0,
+    "AC_OVER_VOLT": 1 << 1,
+    "DC_OVER_VOLT": 1 << 1,
+    "OVER_VOLT_ALARM": 1 << 1,
+    "AC_UNDER_VOLT": 1 << 2,
+    "UNDER_VOLT_ALARM": 1 << 2,
+    "OVER_FREQUENCY": 1 << 3,
+    "UNDER_FREQUENCY": 1 << 4,
+    "MANUAL_SHUTDOWN": 1 << 7,
+}
 
 
 class DerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,23 +111,93 @@ def settings(snapshot: DerSnapshot, *, now: float, set_grad_w: int) -> DerSettin
     )
 
 
-def status(snapshot: DerSnapshot, *, now: float) -> DerStatusInfo:
-    """DERStatus: connection bits, operational mode, state of charge, as last sampled."""
-    t = snapshot.telemetry
+def status(observed: DeviceStatus) -> DerStatusInfo:
+    """DERStatus from what the device reports (PROTOCOL.md §2.7: it follows the device), every
+    mandatory field filled from the first reading. See :func:`status_with_sources`."""
+    return status_with_sources(observed)[0]
+
+
+def status_with_sources(observed: DeviceStatus) -> tuple[DerStatusInfo, tuple[str, ...]]:
+    """DERStatus and the fields that came from the control in force rather than the device.
+
+    PROTOCOL.md §2.7 and §5: the device's own report wins; the control's effect is the fallback
+    only where the device cannot report it — ``connected`` unknown: disconnected when the control
+    in force says ``opModConnect`` false; the converter's state unknown: ``off`` when it says
+    ``opModEnergize`` false, ``standby`` when disconnected, else ``operating``. A device that could
+    not be read is reported as it last was, with the fault bit set (what is known: it is not
+    answering); one never read yet as a fault alone (``operationalModeStatus`` 0, unknown).
+
+    genConnectStatus/storConnectStatus bits: 0 connected; 1 available (not faulted); 2 operating
+    (connected, state ``operating``/``throttled``); 3 test; 4 fault (state ``fault``, an alarm that
+    is not a warning, or the device not answering). storConnectStatus takes the battery's own
+    connection where the device reports it. operationalModeStatus: 1 off (``off``, ``fault``),
+    3 test, else 2. inverterStatus: the schema's InverterStatusType for the state."""
+    t = observed.telemetry
     if t is None:
-        return DerStatusInfo(reading_s=int(now))
-    bits = _AVAILABLE
-    if t.connected is not False:
-        bits |= _CONNECTED | _OPERATING
-    if t.alarms:
-        bits |= _FAULT
-    return DerStatusInfo(
-        reading_s=int(t.at_s),
-        gen_connect_status=bits,
-        stor_connect_status=bits,
-        operational_mode_status=_OPERATIONAL_MODE,
-        state_of_charge_pct=t.soc_pct,
+        info = DerStatusInfo(
+            reading_s=int(observed.at_s),
+            gen_connect_status=_FAULT,
+            stor_connect_status=_FAULT,
+            operational_mode_status=_MODE_UNKNOWN,
+            inverter_status=_INVERTER_NA,
+        )
+        return info, ()
+    from_control: list[str] = []
+    connected = t.connected
+    if connected is None:
+        connected = observed.connect is not False
+        if observed.connect is not None:
+            from_control.append("connected")
+    state = t.state
+    if state is None:
+        if observed.energize is False:
+            state = OperatingState.OFF
+        elif not connected:
+            state = OperatingState.STANDBY
+        else:
+            state = OperatingState.OPERATING
+        if observed.energize is not None or observed.connect is not None:
+            from_control.append("state")
+    faulted = (
+        state == OperatingState.FAULT
+        or any("WARNING" not in alarm.upper() for alarm in t.alarms)
+        or not observed.reachable
     )
+
+    def bits(is_connected: bool) -> int:
+        value = 0
+        if is_connected:
+            value |= _CONNECTED
+            if state in _OPERATING_STATES:
+                value |= _OPERATING
+        if not faulted:
+            value |= _AVAILABLE
+        if state == OperatingState.TEST:
+            value |= _TEST
+        if faulted:
+            value |= _FAULT
+        return value
+
+    storage = connected if t.storage_connected is None else (connected and t.storage_connected)
+    if state in (OperatingState.OFF, OperatingState.FAULT):
+        mode = _MODE_OFF
+    elif state == OperatingState.TEST:
+        mode = _MODE_TEST
+    else:
+        mode = _MODE_OPERATIONAL
+    alarm_bits = 0
+    for alarm in t.alarms:
+        alarm_bits |= _ALARM_BITS.get(alarm.removeprefix("battery:"), 0)
+    info = DerStatusInfo(
+        reading_s=int(t.at_s),
+        gen_connect_status=bits(connected),
+        stor_connect_status=bits(storage),
+        operational_mode_status=mode,
+        state_of_charge_pct=t.soc_pct,
+        inverter_status=_INVERTER_STATUS[state],
+        alarm_status=alarm_bits,
+    )
+    return info, tuple(from_control)
 
 
 def availability(snapshot: DerSnapshot, *, now: float) -> DerAvailabilityInfo:

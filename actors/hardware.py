@@ -5,6 +5,10 @@ while a closed loop (export/import limits at the connection point) or a ramp nee
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
 the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
+After every sample, and whenever the device took new limits, the device's status (the reading,
+whether it answered, the ``connect``/``energize`` it last took) goes to the DER status actor through a
+latest-value mailbox (``DeviceStatus``); a change of what the device reports of its status is
+recorded (``hardware.device_status.v1``).
 
 Both run on grids (multiples of their period; the first write after new limits is immediate): when
 a loop instant is a sampling instant, the actor wakes once and the sample's device read is the
@@ -26,13 +30,14 @@ from actors.der_info import DerSnapshot
 from actors.drivers.base import DerDriver, DriverError, Nameplate, Telemetry
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, WriteOutcome
+from actors.messages import ApplyLimits, ControlsInput, DeviceStatus, WriteOutcome
 from events.base import Event
 from events.der_model import ControlSettings, Mode
 from events.envelope import Append
 from events.hardware_events import (
     HARDWARE_STREAM,
     AlarmsChanged,
+    DeviceStatusChanged,
     DeviceUnreachable,
     LimitsApplied,
     NameplateRead,
@@ -86,9 +91,12 @@ class HardwareActor:
         summaries: MemoryObjectSendStream[list[IntervalSummary]] | None = None,
         config: HardwareConfig | None = None,
         store: EventStore | None = None,
+        status: Latest[DeviceStatus] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
-        summary, so a restart does not split an interval in two (the mirror posts it once, whole)."""
+        summary, so a restart does not split an interval in two (the mirror posts it once, whole).
+        ``status``: where the device's status goes after every sample and whenever the control
+        in force changes (the DER status actor's mailbox)."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -112,6 +120,14 @@ class HardwareActor:
         self._last_failure: dict[str, tuple[tuple[str, str, str], float]] = {}
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
         self._late = 0
+        self._status = status
+        self._read_once = False  # a sample was attempted: the status has something to say
+        #: The limits the device last took (a verified write), and which ``ApplyLimits`` they were.
+        self._effective: ApplyLimits | None = None
+        self._sampled_seq: int | None = None  # the limits the device had at the last sample
+        self._read_seq: int | None = None  # ... at the last read (before a write at that instant)
+        self._device_status: DeviceStatusChanged | None = None  # as last recorded
+        self._reachable = True
 
     def snapshot(self) -> DerSnapshot | None:
         """What the DER last reported (for DERCapability/Settings/Status/Availability)."""
@@ -269,6 +285,10 @@ class HardwareActor:
             self._last_written = settings
             self._last_site_met = report.site_limit_met
             self._last_applied_s = now
+        if self._effective is not command:
+            # The device took new limits: what DERStatus falls back on changed with them.
+            self._effective = command
+            self._publish_status(now)
         await self._owe_verdict(ok=True)
         needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
             r.end_s > now for r in command.ramps.values()
@@ -298,9 +318,31 @@ class HardwareActor:
             await self._device_failed("read telemetry", exc, now)
             return None
         self._device_ok("read telemetry")
+        self._read_seq = None if self._effective is None else self._effective.seq
         return telemetry
 
+    def _publish_status(self, now: float) -> None:
+        """PROTOCOL.md §2.7: the device's status, with the control in force as the fallback for
+        what it cannot report, to the DER status actor — once a sample was attempted (the first
+        DERStatus waits for the first reading)."""
+        if self._status is None or not self._read_once:
+            return
+        settings = None if self._effective is None else self._effective.settings
+        self._status.put(
+            DeviceStatus(
+                at_s=now,
+                telemetry=self._telemetry,
+                reachable=self._reachable,
+                connect=None if settings is None else settings.connect,
+                energize=None if settings is None else settings.energize,
+                control_seq=self._sampled_seq,
+            )
+        )
+
     async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
+        self._read_once = True
+        self._reachable = telemetry is not None
+        self._sampled_seq = self._read_seq
         closed = self._aggregator.close_due(now)
         if telemetry is not None:
             self._samples += 1
@@ -315,6 +357,17 @@ class HardwareActor:
             events: list[Event] = []
             if self._config.record_telemetry:
                 events.append(_sampled(telemetry))
+            reported = DeviceStatusChanged(
+                at_s=now,
+                state=telemetry.state,
+                connected=telemetry.connected,
+                storage_connected=telemetry.storage_connected,
+                operating=telemetry.operating,
+            )
+            last = self._device_status
+            if last is None or msgspec.structs.replace(reported, at_s=last.at_s) != last:
+                events.append(reported)
+                self._device_status = reported
             if telemetry.alarms != self._alarms:
                 events.append(
                     AlarmsChanged(
@@ -327,6 +380,7 @@ class HardwareActor:
                 self._alarms = telemetry.alarms
             if events:
                 await self._record(*events)
+        self._publish_status(now)
         if closed and self._summaries is not None:
             try:
                 self._summaries.send_nowait(closed)

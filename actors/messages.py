@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
+from actors.drivers.base import Telemetry
 from events.control_events import ResponseIntended
 from events.der_model import Control, ControlSettings, DefaultControl, Mode, Program, ResponseStatus
 from statemachines.ramps import Ramp
@@ -14,6 +15,8 @@ __all__ = [
     "ControlsInput",
     "ControlsSeen",
     "DefaultSeen",
+    "DerStatusTarget",
+    "DeviceStatus",
     "LinkState",
     "ProgramsSeen",
     "ResponseOutcome",
@@ -84,3 +87,25 @@ class SendResponse(msgspec.Struct, frozen=True, kw_only=True):
     """Controls → responder: POST this Response (already recorded as sent)."""
 
     response: ResponseIntended
+
+
+class DeviceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Hardware → DER status reporter (a latest-value mailbox): the device's last reading at
+    ``at_s`` (``reachable`` False: the last read failed; ``telemetry`` is then the one before, if
+    any) and the ``connect``/``energize`` of the control in force (``None``: not constrained), the
+    fallback for what the device cannot report. ``control_seq``: the ``ApplyLimits.seq`` in force
+    when the device was last sampled (the DERStatus after a control took effect)."""
+
+    at_s: float
+    telemetry: Telemetry | None
+    reachable: bool = True
+    connect: bool | None = None
+    energize: bool | None = None
+    control_seq: int | None = None
+
+
+class DerStatusTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Registration → DER status reporter: the DERStatus resource the walk found (PROTOCOL.md
+    §2.7); each walk sends it again and the reporter then PUTs the whole status."""
+
+    href: str

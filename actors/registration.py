@@ -24,7 +24,13 @@ from actors.clock import Clock
 from actors.der_info import DerSnapshot
 from actors.link import BadDocument, HttpFailure, Link
 from actors.log_writer import LogWriter
-from actors.messages import ControlsInput, ControlsSeen, DefaultSeen, ProgramsSeen
+from actors.messages import (
+    ControlsInput,
+    ControlsSeen,
+    DefaultSeen,
+    DerStatusTarget,
+    ProgramsSeen,
+)
 from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import CommsRestored
@@ -57,7 +63,6 @@ from transport.sep2.mapping import (
     default_control_from_wire,
     program_from_wire,
     settings_to_wire,
-    status_to_wire,
 )
 
 __all__ = ["Identity", "MirrorTargets", "RegistrationActor", "WalkSettings"]
@@ -118,7 +123,10 @@ class RegistrationActor:
         to_controls: MemoryObjectSendStream[ControlsInput],
         der_snapshot: Callable[[], DerSnapshot | None],
         mirror_targets: Callable[[MirrorTargets], None] | None = None,
+        der_status_target: Callable[[DerStatusTarget], None] | None = None,
     ) -> None:
+        """``der_status_target``: where the DERStatus href goes once the walk found the DER (the DER
+        status actor PUTs DERStatus; this actor the other DER documents)."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -130,10 +138,10 @@ class RegistrationActor:
         self._to_controls = to_controls
         self._der_snapshot = der_snapshot
         self._mirror_targets = mirror_targets
+        self._der_status_target = der_status_target
         self.core = RegistrationCore(config)
         self.polls = PollSchedule()
         self._found = _Discovered()
-        self._last_der_status: object = None
         self._last_der_settings: object = None
         self._der_info_now = False
         self._alarms_reported: set[str] = set()
@@ -404,6 +412,8 @@ class RegistrationActor:
                 if der.DERCapabilityLink is None and der.href:
                     der = await self._link.get(der.href, r.DER)
                 self._found.der_hrefs = der
+                if der.DERStatusLink is not None and self._der_status_target is not None:
+                    self._der_status_target(DerStatusTarget(href=der.DERStatusLink.href))
                 await self._put_der_info(full=True)
         return self.core.step_done(RegistrationStep.DER, self._clock.server_time())
 
@@ -448,7 +458,6 @@ class RegistrationActor:
 
     async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
         now = self._clock.server_time()
-        status = der_info.status(snapshot, now=now)
         if full:
             if der.DERCapabilityLink is not None:
                 await self._put_info(
@@ -468,10 +477,6 @@ class RegistrationActor:
                     der.DERAvailabilityLink.href,
                     availability_to_wire(der_info.availability(snapshot, now=now)),
                 )
-        key = msgspec.structs.replace(status, reading_s=0)
-        if der.DERStatusLink is not None and (full or key != self._last_der_status):
-            if await self._put_info(der.DERStatusLink.href, status_to_wire(status)):
-                self._last_der_status = key
 
     async def _post_alarms(self) -> None:
         """PROTOCOL.md §2.9: each alarm the DER raises is POSTed once to our EndDevice's

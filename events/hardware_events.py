@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from events.base import Event
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 
 __all__ = [
     "HARDWARE_EVENT_TYPES",
     "HARDWARE_STREAM",
     "AlarmsChanged",
+    "DeviceStatusChanged",
     "DeviceUnreachable",
     "LimitsApplied",
     "NameplateRead",
@@ -66,6 +68,20 @@ class TelemetrySampled(
     connected: bool | None = None
 
 
+class DeviceStatusChanged(
+    Event, frozen=True, kw_only=True, tag="hardware.device_status.v1", omit_defaults=True
+):
+    """What the device reports of its status changed (first sample included): the converter's
+    ``state``, its AC and battery connection, the device's own name for the state (SunSpec 701
+    ``InvSt``). ``None``: not reported. The evidence behind each DERStatus (PROTOCOL.md §2.7)."""
+
+    at_s: float
+    state: OperatingState | None = None
+    connected: bool | None = None
+    storage_connected: bool | None = None
+    operating: str | None = None
+
+
 class AlarmsChanged(Event, frozen=True, kw_only=True, tag="hardware.alarms_changed.v1"):
     at_s: float
     raised: tuple[str, ...]
@@ -101,4 +117,5 @@ HARDWARE_EVENT_TYPES: tuple[type[Event], ...] = (
     TelemetrySampled,
     AlarmsChanged,
     NameplateRead,
+    DeviceStatusChanged,
 )

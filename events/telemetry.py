@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import msgspec
 
-__all__ = ["IntervalSummary", "MeasurementPoint", "Quantity", "Sample"]
+__all__ = ["IntervalSummary", "MeasurementPoint", "OperatingState", "Quantity", "Sample"]
 
 
 class MeasurementPoint(StrEnum):
@@ -25,6 +25,23 @@ class Quantity(StrEnum):
     FREQUENCY_HZ = "hz"  # uom 33
     STORED_ENERGY_WH = "wh"  # uom 72
     STATE_OF_CHARGE_PCT = "soc_pct"
+
+
+class OperatingState(StrEnum):
+    """What the DER's converter is doing, as the device reports it, the same for every driver.
+
+    The SunSpec driver reads it from 701 ``InvSt`` (else 802 ``SetInvState``/``State``); a tag
+    driver from its ``state`` tag. ``OFF`` is a stopped (not energized) inverter."""
+
+    OFF = "off"
+    SLEEPING = "sleeping"
+    STARTING = "starting"
+    OPERATING = "operating"
+    THROTTLED = "throttled"
+    SHUTTING_DOWN = "shutting_down"
+    FAULT = "fault"
+    STANDBY = "standby"
+    TEST = "test"
 
 
 class Sample(msgspec.Struct, frozen=True, kw_only=True, gc=False):

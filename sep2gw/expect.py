@@ -51,6 +51,7 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _poll_intervals(expect, result, violations)
     _ramps(expect, result, violations)
     _der_settings(expect, result, violations)
+    _der_status(expect, result, violations)
     if expect.compliance:
         _compliance(expect.compliance, result, violations)
     _halted(expect, result, violations)
@@ -355,6 +356,43 @@ def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> 
                         + ("none accepted" if last is None else f"accepted has {got}"),
                     )
                 )
+
+
+def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§2 step 7: DERStatus follows the device — a PUT showing the change arrived in the window."""
+    start = result.server.start
+    accepted = [
+        q
+        for q in result.server.requests
+        if q.method == "PUT" and q.status in (200, 201, 204) and isinstance(q.body, r.DERStatus)
+    ]
+    for spec in expect.der_status:
+        window = [
+            q.body
+            for q in accepted
+            if start + spec.from_s <= q.time <= start + spec.to_s
+            and isinstance(q.body, r.DERStatus)
+        ]
+        if any(_status_fields(body, spec.fields) == spec.fields for body in window):
+            continue
+        seen = [_status_fields(body, spec.fields) for body in window]
+        out.append(
+            Violation(
+                invariant="expect.der_status",
+                detail=f"+{spec.from_s:g}..+{spec.to_s:g} s: expected a DERStatus with "
+                f"{spec.fields}, accepted {seen if seen else 'none'}",
+            )
+        )
+
+
+def _status_fields(body: r.DERStatus, names: dict[str, int]) -> dict[str, int | None]:
+    """The named fields of a DERStatus as numbers (a status type's ``value``)."""
+    out: dict[str, int | None] = {}
+    for name in names:
+        field = getattr(body, name, None)
+        value = getattr(field, "value", field)
+        out[name] = None if value is None else int(value)
+    return out
 
 
 def _compliance(specs: list[ComplianceExpect], result: WorldResult, out: list[Violation]) -> None:

@@ -28,6 +28,7 @@ from actors.checkpoint import CheckpointActor
 from actors.clock import Clock
 from actors.controls import ControlsActor
 from actors.der_info import DerSnapshot
+from actors.der_status import DerStatusActor
 from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
@@ -36,7 +37,14 @@ from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, LinkState, SendResponse
+from actors.messages import (
+    ApplyLimits,
+    ControlsInput,
+    DerStatusTarget,
+    DeviceStatus,
+    LinkState,
+    SendResponse,
+)
 from actors.mirror import MirrorActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
@@ -129,6 +137,8 @@ class _Unit:
         log = LogWriter(g.store, offload=offload, inline_when_idle=not offload)
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
+        device_status: Latest[DeviceStatus] = Latest()
+        status_targets: Latest[DerStatusTarget] = Latest()
         to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
         to_responder, responder_inbox = anyio.create_memory_object_stream[SendResponse](64)
         to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
@@ -179,6 +189,10 @@ class _Unit:
             summaries=to_mirror,
             config=hardware_config,
             store=g.store,
+            status=device_status,
+        )
+        der_status = DerStatusActor(
+            link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
         )
         responder = ResponderActor(link=link, inbox=responder_inbox, report=to_controls.clone())
         mirror = MirrorActor(
@@ -213,12 +227,14 @@ class _Unit:
             to_controls=to_controls,
             der_snapshot=hardware.snapshot,
             mirror_targets=targets.put,
+            der_status_target=status_targets.put,
         )
         g.actors = {
             "controls": controls,
             "hardware": hardware,
             "responder": responder,
             "mirror": mirror,
+            "der_status": der_status,
             "registration": registration,
             "link": link,
             "log": log,
@@ -232,6 +248,7 @@ class _Unit:
                 await group.start(hardware.run)
                 await group.start(responder.run)
                 await group.start(mirror.run)
+                await group.start(der_status.run)
                 await group.start(registration.run)
                 task_status.started()
         finally:

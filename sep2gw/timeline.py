@@ -30,8 +30,15 @@ from events.control_events import (
     ServerFault,
 )
 from events.der_model import ControlSettings
+from events.der_status_events import DerStatusPut
 from events.envelope import Recorded
-from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.hardware_events import (
+    AlarmsChanged,
+    DeviceStatusChanged,
+    DeviceUnreachable,
+    LimitsApplied,
+    TelemetrySampled,
+)
 from events.log_events import PreviousLogSetAside
 from events.registration_events import (
     PollsShifted,
@@ -191,6 +198,27 @@ class Timeline:
                 return f"battery UNREACHABLE ({e.operation}): {e.error_type}: {e.error}"
             case AlarmsChanged():
                 return f"battery alarms: raised {list(e.raised)}, cleared {list(e.cleared)}"
+            case DeviceStatusChanged():
+                connected = {True: "connected", False: "DISCONNECTED", None: "connection unknown"}
+                state = "state unknown" if e.state is None else e.state.value.upper()
+                return f"battery reports: {state}, {connected[e.connected]}"
+            case DerStatusPut():
+                bits = e.status.gen_connect_status or 0
+                shown = ", ".join(
+                    name
+                    for bit, name in enumerate(
+                        ("connected", "available", "operating", "test", "fault")
+                    )
+                    if bits >> bit & 1
+                )
+                outcome = "acknowledged"
+                if e.outcome != "acked":
+                    retry = "" if e.retry_in_s is None else f", retry in {e.retry_in_s:g} s"
+                    outcome = f"{e.outcome.upper()} ({e.http_status or e.error}){retry}"
+                return (
+                    f"DERStatus [{shown or 'nothing'}] mode {e.status.operational_mode_status} "
+                    f"because {', '.join(e.reasons)}: {outcome}"
+                )
             case TelemetrySampled():
                 if self._last_telemetry is not None and e.at_s - self._last_telemetry < self._every:
                     return None

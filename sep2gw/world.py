@@ -43,6 +43,7 @@ from sep2gw.simserver import (
     CrashGateway,
     FailRequests,
     ModbusTimeout,
+    OperatorCommand,
     Scenario,
     SimClock,
     SimUtilityServer,
@@ -204,18 +205,28 @@ def boot_seed(seed: int, boot: int) -> int:
 async def _device_faults(
     scenario: Scenario, device: SimClock, start: float, modbus: SimModbusServer, sim: SimBattery
 ) -> None:
-    """Carry out ``modbus_timeout`` and ``battery_fault`` windows on the device's clock (world
-    faults follow the device's time, which a ``clock_skew`` of the utility does not move).
-    Overlapping windows of one kind nest: the fault lasts until the last of them ends."""
+    """Carry out ``modbus_timeout`` and ``battery_fault`` windows and ``operator`` commands on the
+    device's clock (world faults follow the device's time, which a ``clock_skew`` of the utility
+    does not move). Overlapping windows of one kind nest: the fault lasts until the last of them
+    ends."""
     changes: list[tuple[float, int, str, int]] = []  # (time, order, what, +1 start / -1 end)
+    operator: dict[int, OperatorCommand] = {}
     for index, action in scenario.timeline():
+        if isinstance(action, OperatorCommand):
+            operator[index] = action
+            changes.append((start + action.at_s, index, "operator", 0))
         if isinstance(action, ModbusTimeout | BatteryFault):
             what = "modbus" if isinstance(action, ModbusTimeout) else "battery"
             changes.append((start + action.at_s, index, what, +1))
             changes.append((start + action.at_s + action.duration_s, index, what, -1))
     depth = {"modbus": 0, "battery": 0}
-    for at, _, what, delta in sorted(changes, key=lambda c: (c[0], -c[3], c[1])):
+    for at, index, what, delta in sorted(changes, key=lambda c: (c[0], -c[3], c[1])):
         await device.sleep_until(at)
+        if what == "operator":
+            sim.advance(device.now())  # the physics up to the command runs on the old state
+            command = operator[index]
+            sim.operator(inverter=command.inverter, connect=command.connect)
+            continue
         depth[what] += delta
         if what == "modbus":
             modbus.faults.unresponsive = depth[what] > 0

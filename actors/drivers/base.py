@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from events.der_model import ControlSettings, Mode
-from events.telemetry import MeasurementPoint, Quantity, Sample
+from events.telemetry import MeasurementPoint, OperatingState, Quantity, Sample
 from statemachines.site_limit import (
     POWER_MODES,
     Clamp,
@@ -108,7 +108,12 @@ _last_rating: tuple[Nameplate, DerRating] | None = None
 
 
 class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
-    """One reading of the site meter and the DER. Power signs as in ``events.telemetry``."""
+    """One reading of the site meter and the DER. Power signs as in ``events.telemetry``.
+
+    Status (what DERStatus reports, ``actors.der_info.status``): ``connected`` the DER's AC
+    connection, ``storage_connected`` the battery's (``None``: not reported), ``state`` what the
+    converter is doing, ``operating`` the device's own name for it (SunSpec 701 ``InvSt``),
+    ``alarms`` the active alarm names."""
 
     at_s: float
     site_w: float | None = None
@@ -124,6 +129,8 @@ class Telemetry(msgspec.Struct, frozen=True, kw_only=True):
     connected: bool | None = None
     operating: str | None = None
     alarms: tuple[str, ...] = ()
+    state: OperatingState | None = None
+    storage_connected: bool | None = None
 
     def samples(self) -> list[Sample]:
         """The numeric readings as ``Sample`` values (missing readings are skipped)."""

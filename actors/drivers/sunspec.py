@@ -12,6 +12,10 @@ walk the model headers (ID, L) to the end model. Layouts, types and scale factor
   (INVERTER_STARTED/INVERTER_STOPPED); once commanded, a control that no longer sets them
   returns the DER to CONNECT/INVERTER_STARTED.
 
+Status (DERStatus, PROTOCOL.md §2.7): the converter's state from 701 ``InvSt`` (else 802
+``SetInvState``/``State``; an 802 ``State`` of FAULT wins), the AC connection from 701 ``ConnSt``,
+the battery's from 802 ``State``, alarms from 701 ``Alrm`` and 802 ``Evt1`` — all by symbol name.
+
 Every write is read back and compared (:class:`WriteNotVerified` when the device kept another value).
 """
 
@@ -31,6 +35,7 @@ from actors.drivers.base import (
 )
 from actors.drivers.modbus_client import ModbusTcpClient
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 from statemachines.site_limit import LoopConfig, LoopState, validate_limits
 from transport.modbus import ModbusExceptionResponse
 from transport.sunspec import (
@@ -199,16 +204,16 @@ class SunSpecDriver:
             site_v = meter.value("PhV") if meter.value("PhV") is not None else meter.value("PhVphA")
             site_hz = meter.value("Hz")
         alarms: tuple[str, ...] = ()
-        connected = operating = None
+        connected = operating = storage_connected = None
+        state: OperatingState | None = None
         der_w = der_var = der_v = der_hz = None
         if meas is not None:
             der_w, der_var, der_hz = meas.value("W"), meas.value("Var"), meas.value("Hz")
             der_v = meas.value("LNV") if meas.value("LNV") is not None else meas.value("LLV")
-            conn = meas.raw("ConnSt")
-            if isinstance(conn, int):
-                connected = meas.model.symbol_name("ConnSt", conn) == "CONNECTED"
-            inv = meas.raw("InvSt")
-            operating = meas.model.symbol_name("InvSt", inv) if isinstance(inv, int) else None
+            conn = _symbol(meas, "ConnSt")
+            connected = None if conn is None else conn == "CONNECTED"
+            operating = _symbol(meas, "InvSt")
+            state = None if operating is None else _INV_ST.get(operating)
             bits = meas.raw("Alrm")
             if isinstance(bits, int):
                 symbols = meas.model.point("Alrm").symbols
@@ -220,6 +225,7 @@ class SunSpecDriver:
             if isinstance(events, int):
                 symbols = battery.model.point("Evt1").symbols
                 alarms += tuple(f"battery:{n}" for n, bit in symbols.items() if events >> bit & 1)
+            state, storage_connected = _battery_state(battery, state)
         soc = None
         if storage is not None:
             soc = storage.value("SoC")
@@ -244,6 +250,8 @@ class SunSpecDriver:
             connected=connected,
             operating=operating,
             alarms=alarms,
+            state=state,
+            storage_connected=storage_connected,
         )
 
     async def _write_verified(
@@ -347,6 +355,59 @@ class SunSpecDriver:
             clamps=decision.clamps,
             site_limit_met=decision.site_limit_met,
         )
+
+
+def _symbol(block: ModelBlock, name: str) -> str | None:
+    """The symbol name of an enumerated point as the device holds it (``None``: unimplemented or
+    a value the definition does not name)."""
+    raw = block.raw(name)
+    return block.model.symbol_name(name, raw) if isinstance(raw, int) else None
+
+
+def _battery_state(
+    battery: ModelBlock, inverter: OperatingState | None
+) -> tuple[OperatingState | None, bool | None]:
+    """The converter's state and the battery's connection from model 802 (SunSpec 802 ``State``,
+    ``SetInvState``): a battery in ``FAULT`` is a fault whatever 701 says; without 701's ``InvSt``
+    the state is what ``SetInvState`` and ``State`` report. ``State`` DISCONNECTED/CONNECTED is
+    the battery's connection; its other values do not say."""
+    bank = _symbol(battery, "State")
+    storage_connected = {"DISCONNECTED": False, "CONNECTED": True}.get(bank or "")
+    if bank == "FAULT":
+        return OperatingState.FAULT, storage_connected
+    if inverter is not None:
+        return inverter, storage_connected
+    commanded = _symbol(battery, "SetInvState")
+    if commanded in _SET_INV_STATE:
+        return _SET_INV_STATE[commanded], storage_connected
+    return _BANK_STATE.get(bank or ""), storage_connected
+
+
+#: 701 ``InvSt`` symbols → the normalised state (names from pysunspec2's model 701).
+_INV_ST: dict[str, OperatingState] = {
+    "OFF": OperatingState.OFF,
+    "SLEEPING": OperatingState.SLEEPING,
+    "STARTING": OperatingState.STARTING,
+    "RUNNING": OperatingState.OPERATING,
+    "THROTTLED": OperatingState.THROTTLED,
+    "SHUTTING_DOWN": OperatingState.SHUTTING_DOWN,
+    "FAULT": OperatingState.FAULT,
+    "STANDBY": OperatingState.STANDBY,
+}
+#: 802 ``SetInvState`` symbols that fix the state when 701 does not report it.
+_SET_INV_STATE: dict[str, OperatingState] = {
+    "INVERTER_STOPPED": OperatingState.OFF,
+    "INVERTER_STANDBY": OperatingState.STANDBY,
+}
+#: 802 ``State`` symbols of a started inverter without 701.
+_BANK_STATE: dict[str, OperatingState] = {
+    "CONNECTED": OperatingState.OPERATING,
+    "STANDBY": OperatingState.STANDBY,
+    "INITIALIZING": OperatingState.STARTING,
+    "SUSPENDING": OperatingState.SHUTTING_DOWN,
+    "SOC PROTECTION": OperatingState.STANDBY,
+    "DISCONNECTED": OperatingState.OFF,
+}
 
 
 def _fmt(words: Sequence[int]) -> str:

@@ -19,6 +19,15 @@ The map names, for each *role* the driver knows, the runtime's tag, its unit and
     max_discharge_w = { value = 5000, unit = "W" }
     max_charge_w = { tag = "PCS.Pmax_charge_kW", unit = "kW" }
 
+Status roles (optional, for DERStatus): ``connected`` and ``storage_connected`` (``bool``), ``fault``
+(``bool``: true reports the state ``fault`` and the alarm ``fault``) and ``state``, whose
+``states`` table names what each value of the runtime's tag means::
+
+    state = { tag = "PCS.State", unit = "state", states = { "0" = "off", "1" = "standby", "3" = "operating" } }
+
+(the states of ``events.telemetry.OperatingState``; a value the table does not name is a read error).
+What the map does not read, DERStatus takes from the control in force (``actors.der_info.status``).
+
 SI value = raw × scale × unit factor; a unit must measure what its role measures (``kW`` for a power,
 not ``V``). Sync providers are called inline (they are expected to answer from memory); async ones
 are awaited under the caller's deadline.
@@ -48,6 +57,7 @@ from actors.drivers.base import (
     usable_settings,
 )
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 from statemachines.site_limit import (
     POWER_MODES,
     Clamp,
@@ -67,12 +77,13 @@ _UNITS: dict[str, tuple[str, float]] = {
     "Hz": ("frequency", 1.0),
     "Wh": ("energy", 1.0), "kWh": ("energy", 1e3), "MWh": ("energy", 1e6),
     "%": ("percent", 1.0), "fraction": ("percent", 100.0),
-    "bool": ("bool", 1.0),
+    "bool": ("bool", 1.0), "state": ("state", 1.0),
 }  # fmt: skip
 _READ_ROLES = {
     "site_w": "power", "site_var": "reactive", "site_v": "voltage", "site_hz": "frequency",
     "der_w": "power", "der_var": "reactive", "der_v": "voltage", "der_hz": "frequency",
     "soc_pct": "percent", "stored_wh": "energy", "connected": "bool",
+    "storage_connected": "bool", "fault": "bool", "state": "state",
 }  # fmt: skip
 _WRITE_ROLES = {
     "setpoint_w": "power", "setpoint_enable": "bool", "max_limit_pct": "percent",
@@ -116,6 +127,8 @@ class TagEntry(msgspec.Struct, frozen=True, kw_only=True):
     unit: str
     scale: float = 1.0
     value: float | None = None  # a constant instead of a tag (nameplate only)
+    #: The ``state`` role: the runtime's value → the converter's state.
+    states: Mapping[int, OperatingState] | None = None
 
     @property
     def factor(self) -> float:
@@ -174,9 +187,10 @@ def _section(
             raise TagMapError(where, f"unknown role (known: {', '.join(sorted(roles))})")
         if not isinstance(spec, dict):
             raise TagMapError(where, "must be an inline table { tag = ..., unit = ... }")
-        extra = set(spec) - {"tag", "unit", "scale", "value"}
+        extra = set(spec) - {"tag", "unit", "scale", "value", "states"}
         if extra:
             raise TagMapError(where, f"unknown key {sorted(extra)[0]!r}")
+        states = _states(where, spec.get("states"), roles[role] == "state")
         unit = spec.get("unit")
         if unit not in _UNITS:
             raise TagMapError(where, f"unit {unit!r} is not one of {', '.join(_UNITS)}")
@@ -212,7 +226,32 @@ def _section(
             unit=unit,
             scale=float(scale),
             value=None if value is None else float(value),
+            states=states,
         )
+    return out
+
+
+def _states(where: str, table: object, wanted: bool) -> dict[int, OperatingState] | None:
+    """The ``states`` table of the ``state`` role: ``{ "0" = "off", "3" = "operating" }``, each key
+    a value the runtime's tag takes, each value one of ``events.telemetry.OperatingState``."""
+    if not wanted:
+        if table is not None:
+            raise TagMapError(where, "states is only for the state role")
+        return None
+    if not isinstance(table, dict) or not table:
+        raise TagMapError(
+            where, 'needs states = { "<tag value>" = "<state>", ... } naming the values it reports'
+        )
+    known = ", ".join(s.value for s in OperatingState)
+    out: dict[int, OperatingState] = {}
+    for key, name in table.items():
+        try:
+            number = int(key)
+        except ValueError:
+            raise TagMapError(where, f"states key {key!r} is not an integer tag value") from None
+        if name not in {s.value for s in OperatingState}:
+            raise TagMapError(where, f"states[{key!r}] = {name!r} is not one of {known}")
+        out[number] = OperatingState(name)
     return out
 
 
@@ -299,10 +338,28 @@ class TagDriver:
         return self._nameplate
 
     async def read_telemetry(self, *, now: float) -> Telemetry:
+        """The mapped readings; the status roles: ``state`` through its ``states`` table (a value
+        it does not name is an error naming the tag), ``fault`` true → state ``fault`` and the
+        alarm ``fault``."""
         values: dict[str, Any] = {}
+        fault = False
         for role, entry in self.map.read.items():
             value = await self._read(entry)
-            values[role] = bool(value) if role == "connected" else value
+            if role == "state":
+                assert entry.states is not None and entry.tag is not None
+                state = entry.states.get(int(value)) if value.is_integer() else None
+                if state is None:
+                    raise TagReadError(entry.tag, value, "not a value its states table names")
+                values[role] = state
+            elif role == "fault":
+                fault = bool(value)
+            elif role in ("connected", "storage_connected"):
+                values[role] = bool(value)
+            else:
+                values[role] = value
+        if fault:
+            values["state"] = OperatingState.FAULT
+            values["alarms"] = ("fault",)
         return Telemetry(at_s=now, **values)
 
     async def apply(

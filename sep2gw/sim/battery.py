@@ -79,8 +79,9 @@ class SimBattery:
         # Commands (the Modbus server writes these from the control registers).
         self.setpoint_w: float | None = None
         self.max_limit_pct: float | None = None
-        self.connected = True
-        self.energized = True
+        self.connected = True  # 802 SetOp CONNECT
+        self.energized = True  # 802 SetInvState not INVERTER_STOPPED
+        self.standby = False  # 802 SetInvState INVERTER_STANDBY: energized, holding no power
         #: Tripped (a ``battery_fault``): no output, the fault is reported, control writes refused.
         self.tripped = False
         self.settings_max_w = battery.max_w
@@ -148,6 +149,31 @@ class SimBattery:
 
     # -- the battery ----------------------------------------------------------------------------
     @property
+    def state(self) -> str:
+        """What the converter is doing, as a SunSpec inverter reports it (701 ``InvSt``): ``fault``
+        when tripped, ``stopped`` when told to stop (``SetInvState``), ``standby`` when told to
+        stand by or when disconnected (``SetOp``), else ``operating``."""
+        if self.tripped:
+            return "fault"
+        if not self.energized:
+            return "stopped"
+        if self.standby or not self.connected:
+            return "standby"
+        return "operating"
+
+    def operator(self, *, inverter: str | None = None, connect: bool | None = None) -> None:
+        """An operator at the device (its display or local Modbus) sets ``SetInvState`` to
+        ``started``/``standby``/``stopped`` or ``SetOp`` to connect/disconnect, as a remote
+        command would; the register map shows it from its next refresh."""
+        if inverter is not None:
+            if inverter not in ("started", "standby", "stopped"):
+                raise ValueError(f"inverter={inverter!r}: one of started, standby, stopped")
+            self.energized = inverter != "stopped"
+            self.standby = inverter == "standby"
+        if connect is not None:
+            self.connected = connect
+
+    @property
     def soc_pct(self) -> float:
         return (
             100.0 * self.stored_wh / self.battery.capacity_wh if self.battery.capacity_wh else 0.0
@@ -155,7 +181,7 @@ class SimBattery:
 
     def limits_w(self) -> tuple[float, float]:
         """(max charge, max discharge) the converter may do now, both ≥ 0."""
-        if self.tripped or not (self.connected and self.energized):
+        if self.state != "operating":
             return 0.0, 0.0
         b = self.battery
         discharge = min(b.max_discharge_w, self.settings_discharge_w, self.settings_max_w, b.max_w)

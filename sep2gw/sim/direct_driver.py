@@ -37,7 +37,9 @@ from actors.drivers.base import (
 )
 from actors.drivers.sunspec import SunSpecDriver
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 from sep2gw.sim.battery import SimBattery
+from sep2gw.sim.sunspec_map import INV_ST as _INV_ST
 from sep2gw.sim.sunspec_map import SunSpecMap, WriteRefused
 from statemachines.site_limit import LoopConfig, LoopState, validate_limits
 from transport.modbus import MAX_READ_REGISTERS, MAX_WRITE_REGISTERS, ModbusExceptionResponse
@@ -60,6 +62,14 @@ _DISPATCHABLE = frozenset(
         Mode.ENERGIZE,
     }
 )
+
+#: ``SimBattery.state`` as the SunSpec driver reads it from 701 ``InvSt``.
+_STATE: dict[str, OperatingState] = {
+    "operating": OperatingState.OPERATING,
+    "standby": OperatingState.STANDBY,
+    "stopped": OperatingState.OFF,
+    "fault": OperatingState.FAULT,
+}
 
 _READ_HOLDING = 3
 _WRITE_MULTIPLE = 16
@@ -137,6 +147,7 @@ class SimBatteryDriver:
         self._loop_state = LoopState()
         self._nameplate: Nameplate | None = None
         self._setpoint: tuple[bool, float] = (False, 0.0)  # (WSetEna, WSet) as last written
+        self._commanded_op = False  # whether SetOp/SetInvState were ever written
         self.reads = self.writes = 0
 
     def dispatchable_modes(self) -> frozenset[Mode]:
@@ -177,7 +188,6 @@ class SimBatteryDriver:
         v = round(sim.site_v() * 10) / 10
         soc = round(sim.soc_pct * 10) / 10
         hz = sim.site_hz()
-        running = sim.connected and sim.energized
         return Telemetry(
             at_s=now,
             site_w=float(round(site_w)),
@@ -191,7 +201,10 @@ class SimBatteryDriver:
             soc_pct=soc,
             stored_wh=round(b.capacity_wh / 10) * 10 * soc / 100.0,
             connected=sim.connected,
-            operating="RUNNING" if running else ("STANDBY" if sim.energized else "OFF"),
+            storage_connected=sim.connected,
+            operating=_INV_ST[sim.state],
+            state=_STATE[sim.state],
+            alarms=("GROUND_FAULT",) if sim.tripped else (),
         )
 
     async def apply(
@@ -224,8 +237,13 @@ class SimBatteryDriver:
             self.writes += 1
             self._setpoint = held
         sim.setpoint_w = held[1] if held[0] else None
-        sim.connected = usable.connect is not False
-        sim.energized = usable.energize is not False
+        # As SunSpecDriver: once commanded, a control that no longer sets them writes both back
+        # to normal; a device never commanded is left as its operator set it.
+        if usable.connect is not None or usable.energize is not None or self._commanded_op:
+            self._commanded_op = True
+            sim.connected = usable.connect is not False
+            sim.energized = usable.energize is not False
+            sim.standby = False
         return ApplyReport(
             applied=frozenset(usable_modes),
             not_applicable=frozenset(requested - _DISPATCHABLE),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sep2gw.sim.battery import SimBattery
 from transport.sunspec import SUNS_MARKER, ModelBlock, SunSpecValueError
 
-__all__ = ["BASE_ADDRESS", "MODEL_IDS", "SunSpecMap", "WriteRefused"]
+__all__ = ["BASE_ADDRESS", "INV_ST", "MODEL_IDS", "SunSpecMap", "WriteRefused"]
 
 BASE_ADDRESS = 40000
 MODEL_IDS = (1, 701, 702, 704, 713, 802, 203)
@@ -32,6 +32,15 @@ _SCALE_FACTORS: dict[int, dict[str, int]] = {
     203: {"A_SF": -2, "V_SF": -1, "Hz_SF": -2, "W_SF": 0, "VA_SF": 0, "VAR_SF": 0, "PF_SF": -3,
           "TotWh_SF": 0, "TotVAh_SF": 0, "TotVArh_SF": 0},
 }  # fmt: skip
+
+
+#: ``SimBattery.state`` → the 701 ``InvSt`` symbol a SunSpec inverter reports for it.
+INV_ST: dict[str, str] = {
+    "operating": "RUNNING",
+    "standby": "STANDBY",
+    "stopped": "OFF",
+    "fault": "FAULT",
+}
 
 
 class WriteRefused(Exception):
@@ -137,28 +146,35 @@ class SunSpecMap:
         cap.set_raw("WMax", round(sim.settings_max_w))
         cap.set_raw("WChaRteMax", round(sim.settings_charge_w))
         cap.set_raw("WDisChaRteMax", round(sim.settings_discharge_w))
-        bat = self.blocks[802]
+        self._operation_to_registers()
+        self._sync(702)
+        self._sync(802)
+
+    def _operation_to_registers(self) -> None:
+        """802 ``SetOp``/``SetInvState`` as the device holds them: what was last written, or what
+        an operator set at the device (``SimBattery.operator``)."""
+        sim, bat = self.sim, self.blocks[802]
         bat.set_raw(
             "SetOp", bat.model.symbol("SetOp", "CONNECT" if sim.connected else "DISCONNECT")
         )
-        state = "INVERTER_STARTED" if sim.energized else "INVERTER_STOPPED"
+        if not sim.energized:
+            state = "INVERTER_STOPPED"
+        elif sim.standby:
+            state = "INVERTER_STANDBY"
+        else:
+            state = "INVERTER_STARTED"
         bat.set_raw("SetInvState", bat.model.symbol("SetInvState", state))
-        self._sync(702)
-        self._sync(802)
 
     def refresh(self) -> None:
         """Copy the physics' present state into the measurement registers."""
         sim, b = self.sim, self.sim.battery
         site_w, der_w = sim.site_w(), sim.power_w
         v = sim.site_v()
-        running = sim.connected and sim.energized
+        state = sim.state
         meas = self.blocks[701]
         meas.set_raw("ACType", meas.model.symbol("ACType", "SINGLE_PHASE"))
         meas.set_raw("St", meas.model.symbol("St", "ON" if sim.energized else "OFF"))
-        inv = "RUNNING" if running else ("STANDBY" if sim.energized else "OFF")
-        if sim.tripped:
-            inv = "FAULT"
-        meas.set_raw("InvSt", meas.model.symbol("InvSt", inv))
+        meas.set_raw("InvSt", meas.model.symbol("InvSt", INV_ST[state]))
         meas.set_raw(
             "ConnSt", meas.model.symbol("ConnSt", "CONNECTED" if sim.connected else "DISCONNECTED")
         )
@@ -192,7 +208,14 @@ class SunSpecMap:
         else:
             cha = "HOLDING"
         bat.set_raw("ChaSt", bat.model.symbol("ChaSt", cha))
-        bat.set_raw("State", bat.model.symbol("State", "CONNECTED" if running else "STANDBY"))
+        if state == "fault":
+            bat_state = "FAULT"
+        elif not sim.connected:
+            bat_state = "DISCONNECTED"
+        else:
+            bat_state = "CONNECTED" if state == "operating" else "STANDBY"
+        bat.set_raw("State", bat.model.symbol("State", bat_state))
+        self._operation_to_registers()
         bat.set_raw("V", round(b.battery_v * 10))
         bat.set_raw("A", round(der_w / b.battery_v * 10))
         bat.set_raw("W", round(der_w))
@@ -216,6 +239,9 @@ class SunSpecMap:
         (Modbus exception 4, server device failure)."""
         if self.sim.tripped:
             raise WriteRefused(4, "the battery has tripped (fault)")
+        # An operator may have set SetOp/SetInvState at the device since the last refresh: the
+        # write must not put back what the registers showed before.
+        self._operation_to_registers()
         end = address + len(values)
         touched: set[int] = set()
         for a in range(address, end):
@@ -280,3 +306,4 @@ class SunSpecMap:
         sim.setpoint_w = (wset or 0.0) if wset_on else None
         sim.connected = op != "DISCONNECT"
         sim.energized = inv != "INVERTER_STOPPED"
+        sim.standby = inv == "INVERTER_STANDBY"

@@ -44,6 +44,12 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
     last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
 
+``[[expect.der_status]]`` with ``from_s``, ``to_s`` and ``fields = { operationalModeStatus = 1 }``:
+    the server accepted a DERStatus PUT inside the window whose fields have those values (the
+    status's ``value``: genConnectStatus/storConnectStatus bitmaps, operationalModeStatus,
+    inverterStatus, stateOfChargeStatus in hundredths of a percent, alarmStatus) — §2 step 7:
+    DERStatus follows the device, promptly.
+
 ``[[expect.compliance]]`` with ``mode`` (``opModExpLimW``, ``opModImpLimW``, ``opModGenLimW`` or
     ``opModLoadLimW``), optional ``from_s``, ``to_s``, ``tolerance_w`` (default 50), ``grace_s``
     (default 0), ``max_seconds_over`` (default 0) and ``min_seconds_binding`` (default 0): judged by
@@ -72,7 +78,9 @@ __all__ = [
     "COMPLIANCE_MODES",
     "Adjacent",
     "ComplianceExpect",
+    "DER_STATUS_FIELDS",
     "DerSettingsAt",
+    "DerStatusIn",
     "Expect",
     "LimitAt",
     "PollIntervals",
@@ -175,6 +183,25 @@ class DerSettingsAt(_Strict, frozen=True, kw_only=True):
     fields: dict[str, int | float | bool]
 
 
+#: The DERStatus fields a ``der_status`` expectation can name (schema spelling).
+DER_STATUS_FIELDS: frozenset[str] = frozenset(
+    {
+        "genConnectStatus",
+        "storConnectStatus",
+        "operationalModeStatus",
+        "inverterStatus",
+        "stateOfChargeStatus",
+        "alarmStatus",
+    }
+)
+
+
+class DerStatusIn(_Strict, frozen=True, kw_only=True):
+    from_s: float
+    to_s: float
+    fields: dict[str, int]
+
+
 class ResponseAt(_Strict, frozen=True, kw_only=True):
     mrid: str
     status: int
@@ -216,6 +243,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     poll_intervals: list[PollIntervals] = []
     ramps: list[RampExpect] = []
     der_settings: list[DerSettingsAt] = []
+    der_status: list[DerStatusIn] = []
     compliance: list[ComplianceExpect] = []
     halted: bool | None = None
     log_events: list[str] = []
@@ -318,6 +346,15 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
+    for i, status_at in enumerate(expect.der_status):
+        key = f"expect.der_status[{i}]"
+        _window(key, status_at.from_s, status_at.to_s, problems)
+        if not status_at.fields:
+            problems.append(f"{key}.fields: names no field to check")
+        for name in sorted(set(status_at.fields) - DER_STATUS_FIELDS):
+            problems.append(
+                f"{key}.fields.{name}: not a DERStatus field (one of {sorted(DER_STATUS_FIELDS)})"
+            )
     for i, spec in enumerate(expect.compliance):
         key = f"expect.compliance[{i}]"
         if spec.mode not in COMPLIANCE_MODES:

@@ -27,8 +27,8 @@ with their defaults, and a timeline of utility actions at offsets from the scena
 
 Faults are actions too: ``fail`` (5xx answers or connection resets for a window), ``slow``
 (answers ``delay_s`` late), ``tls_fail`` (handshakes fail, open connections drop), ``clock_skew``
-(the utility's clock steps by ``seconds``) are the server's; ``modbus_timeout``, ``battery_fault``
-and ``crash`` (the gateway dies, losing what its log writer had not committed, and restarts on the
+(the utility's clock steps by ``seconds``) are the server's; ``modbus_timeout``, ``battery_fault``,
+``operator`` (someone at the device stops, starts or disconnects the inverter) and ``crash`` (the gateway dies, losing what its log writer had not committed, and restarts on the
 same log ``down_s`` later) are carried out by the simulated world (``sep2gw.world``) on the device's
 clock, and ignored by the server's state model.
 
@@ -66,6 +66,7 @@ __all__ = [
     "LoseMirrors",
     "ModbusTimeout",
     "Modes",
+    "OperatorCommand",
     "ProgramSpec",
     "RemoveProgram",
     "RestoreProgram",
@@ -281,6 +282,16 @@ class BatteryFault(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="ba
     duration_s: float
 
 
+class OperatorCommand(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="operator"):
+    """World-level: an operator at the device (its display or local Modbus) sets the inverter
+    ``started``/``standby``/``stopped`` (SunSpec 802 ``SetInvState``) and/or ``connect``s or
+    disconnects it (``SetOp``); the gateway is not told, it sees it in the device's readings."""
+
+    at_s: float
+    inverter: Literal["started", "standby", "stopped"] | None = None
+    connect: bool | None = None
+
+
 class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="crash"):
     """World-level: the gateway dies abruptly at ``at_s`` (what its log writer had not committed
     is lost, as with SIGKILL) and starts again on the same log ``down_s`` later."""
@@ -307,12 +318,13 @@ Action = (
     | ClockSkew
     | ModbusTimeout
     | BatteryFault
+    | OperatorCommand
     | CrashGateway
 )
 
 #: Carried out by the simulated world (``sep2gw.world``), not the utility server: its state model
 #: ignores them.
-WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, CrashGateway)
+WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, OperatorCommand, CrashGateway)
 
 
 class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -539,6 +551,9 @@ def check_scenario(scenario: Scenario) -> list[str]:
         elif isinstance(action, CrashGateway):
             if not (math.isfinite(action.down_s) and 0 <= action.down_s <= 86400 * 7):
                 problems.append(f"{key}.down_s: must be 0 .. 604800 s, got {action.down_s}")
+        elif isinstance(action, OperatorCommand):
+            if action.inverter is None and action.connect is None:
+                problems.append(f"{key}: an operator command sets inverter or connect (or both)")
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
     if scenario.expect is not None:

@@ -61,6 +61,10 @@ duration_s = 7
 [[expect.der_settings]]
 at_s = 30
 fields = { setGradW = 1000 }
+[[expect.der_status]]
+from_s = 0
+to_s = 30
+fields = { genConnectStatus = 7, operationalModeStatus = 2 }
 [[expect.requests]]
 method = "POST"
 path = "/edev"
@@ -103,6 +107,10 @@ duration_s = 30
 [[expect.der_settings]]
 at_s = 30
 fields = { setGradW = 7 }
+[[expect.der_status]]
+from_s = 60
+to_s = 62
+fields = { operationalModeStatus = 1 }
 [[expect.requests]]
 method = "POST"
 path = "/edev"
@@ -142,6 +150,7 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
         "expect.poll_intervals": keys.get("expect.poll_intervals", 0),
         "expect.ramps": 1,
         "expect.der_settings": 1,
+        "expect.der_status": 1,
         "expect.halted": 1,
         "expect.log_events": 1,
         "expect.response_times": 1,
@@ -156,6 +165,9 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
     assert (
         details["expect.der_settings"]
         == "at +30 s setGradW: expected 7, last DERSettings accepted has 1000"
+    )
+    assert details["expect.der_status"] == (
+        "+60..+62 s: expected a DERStatus with {'operationalModeStatus': 1}, accepted none"
     )
     assert details["expect.halted"] == "no registration.halted record"
     assert details["expect.log_events"] == "no control.gap.v1 record"
@@ -230,6 +242,14 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
         (
             "[[expect.der_settings]]\nat_s = 1\nfields = {}\n",
             "expect.der_settings[0].fields: names no field to check",
+        ),
+        (
+            "[[expect.der_status]]\nfrom_s = 1\nto_s = 5\nfields = { opModeStatus = 1 }\n",
+            "expect.der_status[0].fields.opModeStatus: not a DERStatus field",
+        ),
+        (
+            "[[expect.der_status]]\nfrom_s = 5\nto_s = 1\nfields = { inverterStatus = 1 }\n",
+            "expect.der_status[0].to_s: 1 is not after from_s 5",
         ),
         (
             '[[expect.compliance]]\nmode = "opModTargetW"\n',

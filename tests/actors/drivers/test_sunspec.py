@@ -10,6 +10,7 @@ import trio
 
 from actors.drivers import DerDriver, ModbusTcpClient, NotSunSpec, SunSpecDriver, WriteNotVerified
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 from statemachines.site_limit import InvalidLimit, LoopConfig
 from tests.actors.drivers.conftest import Device
 from transport.modbus import (
@@ -457,3 +458,51 @@ async def test_a_full_battery_is_not_asked_to_charge_and_the_export_limit_is_log
     assert half.site_limit_met is True and half.setpoint_w is not None and half.setpoint_w < 0
     assert full.site_limit_met is False
     assert full.setpoint_w is None or full.setpoint_w >= 0
+
+
+async def test_the_converter_state_follows_set_inv_state_and_set_op_written_at_the_device(
+    device: Device,
+) -> None:
+    """PROTOCOL.md §2.7: DERStatus follows the device. An operator's 802 SetInvState (stopped,
+    standby) and SetOp (disconnect) at the device show in what the driver reads: 701 InvSt, ConnSt
+    and 802 State (the issue's procedure stopped the inverter on the device side)."""
+    bat = device.server.map.blocks[802]
+    seen = []
+    with trio.fail_after(DEADLINE_S):
+        driver = driver_for(device)
+        async with ModbusTcpClient("127.0.0.1", device.port) as local:
+            for point, symbol in (
+                ("SetInvState", "INVERTER_STARTED"),
+                ("SetInvState", "INVERTER_STOPPED"),
+                ("SetInvState", "INVERTER_STANDBY"),
+                ("SetOp", "DISCONNECT"),
+            ):
+                await local.write_registers(bat.address(point), [bat.model.symbol(point, symbol)])
+                device.clock.now += 1
+                t = await driver.read_telemetry(now=device.clock.now)
+                seen.append((t.state, t.operating, t.connected, t.storage_connected))
+        device.sim.tripped = True
+        device.clock.now += 1
+        faulted = await driver.read_telemetry(now=device.clock.now)
+        await driver.aclose()
+    assert seen == [
+        (OperatingState.OPERATING, "RUNNING", True, True),
+        (OperatingState.OFF, "OFF", True, None),  # 802 State STANDBY: says nothing
+        (OperatingState.STANDBY, "STANDBY", True, None),
+        (OperatingState.STANDBY, "STANDBY", False, False),
+    ]
+    assert faulted.state is OperatingState.FAULT and "GROUND_FAULT" in faulted.alarms
+
+
+def test_the_status_tables_use_the_model_definitions_own_symbols() -> None:
+    """Enumerations are looked up by symbol name in pysunspec2's JSON, never typed in: every
+    name the driver and the simulated device map is a symbol of its point."""
+    from actors.drivers import sunspec
+    from sep2gw.sim.sunspec_map import INV_ST
+
+    for model_id, point, names in (
+        (701, "InvSt", set(sunspec._INV_ST) | set(INV_ST.values())),
+        (802, "SetInvState", set(sunspec._SET_INV_STATE)),
+        (802, "State", set(sunspec._BANK_STATE)),
+    ):
+        assert names <= set(model_def(model_id).point(point).symbols), (model_id, point)

@@ -9,6 +9,7 @@ import trio
 
 from actors.drivers import DerDriver, TagDriver, TagMap, TagMapError, TagReadError, WriteNotVerified
 from events.der_model import ControlSettings, Mode
+from events.telemetry import OperatingState
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from statemachines.site_limit import InvalidLimit, LoopConfig
 
@@ -250,3 +251,65 @@ async def test_released_setpoint_without_an_enable_tag_idles_the_der() -> None:
         report = await driver.apply(ControlSettings(), now=NOON + 5)
     assert report.setpoint_w is None
     assert sim.setpoint_w == 0 and runtime.writes[-1] == ("PCS.P_setpoint_kW", 0.0)
+
+
+STATUS_MAP = """
+[read]
+connected = { tag = "PCS.Connected", unit = "bool" }
+storage_connected = { tag = "BMS.Contactor", unit = "bool" }
+state = { tag = "PCS.State", unit = "state", states = { "0" = "off", "1" = "standby", "3" = "operating" } }
+fault = { tag = "PCS.Fault", unit = "bool" }
+"""
+
+
+class StatusRuntime:
+    def __init__(self) -> None:
+        self.tags: dict[str, object] = {
+            "PCS.Connected": True,
+            "BMS.Contactor": 1,
+            "PCS.State": 3,
+            "PCS.Fault": False,
+        }
+
+    def read_tag(self, name: str) -> object:
+        return self.tags[name]
+
+    def write_tag(self, name: str, value: float | bool) -> None:
+        self.tags[name] = value
+
+
+async def test_the_status_tags_report_the_converter_state_the_battery_and_a_fault() -> None:
+    """PROTOCOL.md §2.7: the tag driver's optional status tags feed DERStatus — the runtime's
+    state values through the map's ``states`` table, a fault tag as state ``fault`` and an alarm."""
+    runtime = StatusRuntime()
+    driver = TagDriver(runtime, TagMap.from_toml(STATUS_MAP))
+    with trio.fail_after(5):
+        running = await driver.read_telemetry(now=NOON)
+        runtime.tags.update({"PCS.State": 0, "BMS.Contactor": 0})
+        stopped = await driver.read_telemetry(now=NOON + 5)
+        runtime.tags["PCS.Fault"] = True
+        faulted = await driver.read_telemetry(now=NOON + 10)
+        runtime.tags["PCS.State"] = 2
+        with pytest.raises(TagReadError, match="PCS.State.*states table"):
+            await driver.read_telemetry(now=NOON + 15)
+    assert (running.state, running.connected, running.storage_connected) == (
+        OperatingState.OPERATING,
+        True,
+        True,
+    )
+    assert (stopped.state, stopped.storage_connected) == (OperatingState.OFF, False)
+    assert (faulted.state, faulted.alarms) == (OperatingState.FAULT, ("fault",))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[read]\nstate = { tag = 'x', unit = 'state' }", "needs states"),
+        ("[read]\nstate = { tag = 'x', unit = 'state', states = { a = 'off' } }", "not an integer"),
+        ("[read]\nstate = { tag = 'x', unit = 'state', states = { 1 = 'paused' } }", "paused"),
+        ("[read]\nfault = { tag = 'x', unit = 'bool', states = { 1 = 'off' } }", "only for"),
+    ],
+)
+def test_a_bad_state_table_is_refused_naming_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(TagMapError, match=problem):
+        TagMap.from_toml(text)

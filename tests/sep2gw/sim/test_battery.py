@@ -101,3 +101,32 @@ def test_released_battery_does_self_consumption() -> None:
 def test_impossible_parameters_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="BatteryParams"):
         BatteryParams(**bad)
+
+
+@pytest.mark.parametrize(
+    ("inverter", "connect", "tripped", "state"),
+    [
+        ("started", True, False, "operating"),
+        ("stopped", True, False, "stopped"),
+        ("standby", True, False, "standby"),
+        ("started", False, False, "standby"),
+        ("started", True, True, "fault"),
+    ],
+)
+def test_a_stopped_standing_by_disconnected_or_faulted_inverter_delivers_nothing(
+    inverter: str, connect: bool, tripped: bool, state: str
+) -> None:
+    """SunSpec 802 SetInvState stop/standby and SetOp disconnect, or a trip, leave the converter
+    with no power to give or take, and its state says which."""
+    battery = make()
+    battery.operator(inverter=inverter, connect=connect)
+    battery.tripped = tripped
+    battery.setpoint_w = 3000.0
+    battery.advance(NOON + 60)
+    assert battery.state == state
+    assert (battery.power_w != 0.0) == (state == "operating")
+
+
+def test_an_operator_command_the_device_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="inverter='paused'"):
+        make().operator(inverter="paused")

@@ -114,3 +114,49 @@ def test_the_direct_path_reproduces_from_its_seed(pki: Path) -> None:
 def test_an_unknown_battery_path_is_refused_by_name(pki: Path) -> None:
     with pytest.raises(ValueError, match="battery: 'modbus-rtu' is not one of"):
         run_world(demo_scenario(), seed=1, site=pki, battery="modbus-rtu")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("inverter", "connect", "tripped"),
+    [
+        ("started", True, False),
+        ("stopped", True, False),
+        ("standby", True, False),
+        ("started", False, False),
+        ("started", True, True),
+    ],
+)
+async def test_both_drivers_report_the_same_status_in_every_state_of_the_device(
+    inverter: str, connect: bool, tripped: bool
+) -> None:
+    """PROTOCOL.md §2.7: operating, stopped, standby, disconnected and faulted devices read the
+    same through the model driver as through the SunSpec registers (an operator's command at the
+    device included)."""
+    now = NOON + 30
+    devices = sim(), sim()
+    for device in devices:
+        device.operator(inverter=inverter, connect=connect)
+        device.tripped = tripped
+    direct = SimBatteryDriver(devices[0], clock=lambda: now)
+    sunspec = SunSpecDriver(DirectRegisterClient(devices[1], clock=lambda: now))
+    a, b = await direct.read_telemetry(now=now), await sunspec.read_telemetry(now=now)
+    assert (a.state, a.operating, a.connected, a.alarms) == (
+        b.state,
+        b.operating,
+        b.connected,
+        b.alarms,
+    )
+    assert a.state is not None
+
+
+async def test_a_device_never_commanded_keeps_the_state_its_operator_set() -> None:
+    """As the SunSpec driver: a control that sets neither opModConnect nor opModEnergize leaves
+    SetOp/SetInvState alone (the operator's stop stands); once commanded, they return to normal."""
+    battery = sim()
+    battery.operator(inverter="stopped")
+    driver = SimBatteryDriver(battery, clock=lambda: NOON)
+    await driver.apply(ControlSettings(target_w=0.0), now=NOON)
+    assert battery.state == "stopped"
+    await driver.apply(ControlSettings(energize=False), now=NOON + 1)
+    await driver.apply(ControlSettings(), now=NOON + 2)
+    assert battery.state == "operating"

@@ -10,6 +10,7 @@ from sep2gw.simserver import (
     CancelControl,
     CreateControl,
     FailRequests,
+    OperatorCommand,
     ScenarioError,
     demo_scenario,
     load_scenario,
@@ -213,3 +214,19 @@ def test_server_and_wire_ranges_are_checked() -> None:
         "actions[0].response_required: 256 is not 0..255",
         "actions[0].device_category: -1 is not 32 bits",
     ]
+
+
+def test_an_operator_command_at_the_device_decodes_and_must_set_something() -> None:
+    """PROTOCOL.md §2.7 scenarios: an operator stops, starts or disconnects the inverter at the
+    device (world-level, SunSpec 802 SetInvState/SetOp); a command that sets nothing is named."""
+    scenario = parse_scenario('[[actions]]\nat_s = 5\nkind = "operator"\ninverter = "stopped"\n')
+    ((_, action),) = scenario.timeline()
+    assert isinstance(action, OperatorCommand)
+    assert (action.inverter, action.connect) == ("stopped", None)
+    assert problems('[[actions]]\nat_s = 5\nkind = "operator"\n') == [
+        "actions[0]: an operator command sets inverter or connect (or both)"
+    ]
+    assert any(
+        p.startswith("actions[0].inverter")
+        for p in problems('[[actions]]\nat_s = 5\nkind = "operator"\ninverter = "paused"\n')
+    )
