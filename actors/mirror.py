@@ -10,6 +10,7 @@ means the server lost it: it is created again.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from typing import Final
 
@@ -67,6 +68,10 @@ POSTED: Final = {
 }
 #: Intervals kept while the server cannot take them (a day of 5-minute posts per quantity).
 MAX_BACKLOG: Final = 288
+#: How long a post instant waits for the hardware actor to summarise the interval that has just
+#: ended (its first sample at or after the boundary, one device read under its I/O deadline):
+#: a few seconds, never a whole cycle.
+POST_GRACE_S: Final = 10.0
 
 
 class MirrorStatistics(msgspec.Struct, frozen=True):
@@ -109,6 +114,8 @@ class MirrorActor:
             lambda: defaultdict(list)
         )
         self._created = self._posted = self._failures = self._dropped = 0
+        #: The end of the latest interval the hardware actor has summarised (server clock).
+        self._closed_until = -math.inf
 
     def statistics(self) -> MirrorStatistics:
         return MirrorStatistics(self._created, self._posted, self._failures, self._dropped)
@@ -150,10 +157,25 @@ class MirrorActor:
                     batch = await self._summaries.receive()
                     self._keep(batch)
                     continue
+                await self._await_closing_interval()
                 await self._post_due(target)
+
+    async def _await_closing_interval(self) -> None:
+        """PROTOCOL.md §2 step 8: each interval is posted at the first post instant after it
+        closes. The hardware actor summarises an interval at its first sample at or after the
+        boundary, a moment *after* the post instant on the same boundary: wait for that summary (at
+        most ``POST_GRACE_S``), or the interval would wait a whole cycle for the next instant."""
+        if self._interval_s is None:
+            return
+        now = self._clock.server_time()
+        boundary = now - now % self._interval_s
+        with anyio.move_on_after(POST_GRACE_S):
+            while self._closed_until < boundary:
+                self._keep(await self._summaries.receive())
 
     def _keep(self, batch: list[IntervalSummary]) -> None:
         for summary in batch:
+            self._closed_until = max(self._closed_until, summary.start_s + summary.interval_s)
             if summary.quantity in POSTED.get(summary.point, ()):
                 queue = self._backlog[summary.point][summary.quantity]
                 queue.append(summary)
