@@ -31,7 +31,13 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings
 from events.envelope import Recorded
-from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.hardware_events import (
+    AlarmsChanged,
+    DeviceUnreachable,
+    LimitsApplied,
+    RampStarted,
+    TelemetrySampled,
+)
 from events.registration_events import (
     PollsShifted,
     RegistrationHalted,
@@ -180,6 +186,16 @@ class Timeline:
                     else ""
                 )
                 return f"battery: {verdict}{setpoint}{na}"
+            case RampStarted():
+                where = (
+                    f"measured {e.measured:g}"
+                    if e.measured is not None
+                    else "not measured" + ("" if e.rating is None else f", rating {e.rating:g}")
+                )
+                return (
+                    f"battery: {e.mode.value} ramp from {e.from_value:g} ({where}; planned from "
+                    f"{e.planned:g}) to {e.to_value:g} in {e.end_s - e.at_s:.1f} s"
+                )
             case DeviceUnreachable():
                 return f"battery UNREACHABLE ({e.operation}): {e.error_type}: {e.error}"
             case AlarmsChanged():
