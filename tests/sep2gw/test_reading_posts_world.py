@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from actors.mirror import POST_GRACE_S
+from actors.mirror import BACKLOG_PACE_S, MAX_SETS_PER_POST, POST_GRACE_S
 from sep2gw.cli import main
 from sep2gw.simserver.scenario import load_scenario
-from sep2gw.world import WorldResult, run_world
+from sep2gw.world import WorldResult, check, run_world
 
 SCENARIOS = Path(__file__).parents[2] / "sep2gw" / "simserver" / "scenarios"
 
@@ -50,3 +51,23 @@ def test_rule_2_8_each_interval_is_posted_at_the_first_post_instant_after_it_clo
     assert len(sets) >= 4 * 7
     late = [(at, start, end) for at, start, end in sets if not end <= at <= end + POST_GRACE_S]
     assert late == []
+
+
+def test_rule_2_8_a_backlog_goes_as_batches_of_reading_sets_at_a_bounded_pace(site: Path) -> None:
+    """Six minutes without the server: its seven intervals of each of the seven quantities went
+    out as 49 POSTs in one second. Now each quantity's intervals go as one MirrorMeterReading
+    with several MirrorReadingSets, at most one such POST per BACKLOG_PACE_S — and still every
+    interval once (the scenario's own expectations)."""
+    result = world("telemetry_outage_backlog", site)
+    assert check(result) == []
+    posts = sorted(
+        (at, len(reading.MirrorReadingSet))
+        for mirror in result.server.state.mirrors
+        for at, reading in mirror.readings
+    )
+    batches = [at for at, sets in posts if sets > 1]
+    assert len(batches) == 7  # the backlog: one POST per quantity
+    assert all(b - a >= BACKLOG_PACE_S for a, b in zip(batches, batches[1:], strict=False))
+    per_second = Counter(at for at, _ in posts)
+    assert max(per_second.values()) <= 7  # a normal cycle: one POST per quantity
+    assert all(sets <= MAX_SETS_PER_POST for _, sets in posts)
