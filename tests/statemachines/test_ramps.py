@@ -187,6 +187,6 @@ def test_property_a_ramp_from_where_the_der_is_is_never_looser_nor_later_than_pl
     value = target if ramp is None else ramp.value_at(at)
     assert value <= planned.value_at(at) + 1e-6
     if ramp is not None:
-        if target < planned.value_at(now):  # tightening: curtailed no later than planned
+        if start > target:  # curtailing: at the target no later than planned
             assert ramp.end_s <= planned.end_s + 1e-6
         assert abs(ramp.value_at(at) - start) <= 300.0 * t * (1 + 1e-9) + 1e-6
