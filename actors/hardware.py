@@ -41,10 +41,12 @@ from events.hardware_events import (
     DeviceUnreachable,
     LimitsApplied,
     NameplateRead,
+    RampStarted,
     TelemetrySampled,
 )
 from events.store import EventStore
 from events.telemetry import IntervalSummary
+from statemachines.ramps import LIMIT_MODES, Ramp, measured_for, start_from
 from statemachines.telemetry import IntervalAggregator, LateSample, SampleSchedule
 from transport.modbus import ModbusError
 
@@ -109,6 +111,9 @@ class HardwareActor:
         self._schedule = SampleSchedule(config.sample_period_s)
         self._aggregator = IntervalAggregator(config.post_interval_s)
         self._current: ApplyLimits | None = None
+        #: Per ramping mode: the ramp the controls core planned, and the one the device follows
+        #: (a limit's starts from where the DER is; ``None``: it stepped to its target).
+        self._ramps: dict[Mode, tuple[Ramp, Ramp | None]] = {}
         self._verdict_owed = False
         self._last_written: ControlSettings | None = None
         self._last_site_met: bool | None = None  # as last recorded
@@ -242,7 +247,9 @@ class HardwareActor:
         driver's closed loop uses instead of reading the meter a second time."""
         assert self._current is not None
         command = self._current
-        settings = _at(command, now)
+        reading = await self._start_ramps(command, now, reading)
+        ramps = {m: ramp for m, (_, ramp) in self._ramps.items() if ramp is not None}
+        settings = _at(command.settings, ramps, now)
         self._applies += 1
         try:
             with anyio.fail_after(self._config.io_timeout_s):
@@ -291,7 +298,7 @@ class HardwareActor:
             self._publish_status(now)
         await self._owe_verdict(ok=True)
         needs_loop = bool(settings.modes() & CLOSED_LOOP_MODES) or any(
-            r.end_s > now for r in command.ramps.values()
+            r.end_s > now for r in ramps.values()
         )
         # On the period's grid (as the samples are on theirs), not ``now`` + period: when the
         # periods agree the loop instant is a sampling instant, so the actor wakes once and reads
@@ -299,6 +306,81 @@ class HardwareActor:
         self._next_apply = _next_on_grid(
             now, self._config.control_period_s if needs_loop else self._config.reassert_s
         )
+
+    async def _start_ramps(
+        self, command: ApplyLimits, now: float, reading: Telemetry | None
+    ) -> Telemetry | None:
+        """PROTOCOL.md §4 rule 11: a limit's ramp starts from where the DER is, not from the old
+        limit (a 10 kW limit on a 5 kW DER handing over to 1 kW would otherwise spend half its ramp
+        constraining nothing). Each newly planned ramp of a limit mode is moved, at its slope, to
+        start from the DER's measured output (a fresh reading, unless ``reading`` is of ``now``),
+        or from its rating when the reading fails; where it started is recorded
+        (``hardware.ramp_started.v1``). Returns the reading, for the closed loop to reuse."""
+        previous = self._ramps
+        self._ramps = {m: pair for m, pair in previous.items() if command.ramps.get(m) == pair[0]}
+        new = {m: r for m, r in command.ramps.items() if m not in self._ramps}
+        for mode, planned in list(new.items()):
+            if planned.end_s <= now:  # over already (limits re-published, a restart): the target
+                self._ramps[mode] = (planned, None)
+                del new[mode]
+        if not new:
+            return reading
+        if any(m in LIMIT_MODES for m in new) and (reading is None or reading.at_s != now):
+            reading = await self._read(now)
+        events: list[Event] = []
+        for mode, planned in sorted(new.items()):
+            if mode not in LIMIT_MODES:
+                self._ramps[mode] = (planned, planned)
+                continue
+            held = previous.get(mode)
+            applied = (
+                held[1].value_at(now)
+                if held is not None and held[1] is not None
+                else _number(self._last_written, mode)
+            )
+            measured = (
+                None
+                if reading is None
+                else measured_for(
+                    mode, site_w=reading.site_w, der_w=reading.der_w, max_w=self._max_w()
+                )
+            )
+            rating = self._rating_for(mode)
+            start = start_from(planned, now, applied=applied, measured=measured, rating=rating)
+            ramp = planned.rebased(start, now)
+            self._ramps[mode] = (planned, ramp)
+            events.append(
+                RampStarted(
+                    at_s=now,
+                    mode=mode,
+                    planned=planned.value_at(now),
+                    applied=applied,
+                    measured=measured,
+                    rating=rating,
+                    from_value=start,
+                    to_value=planned.to_value,
+                    end_s=now if ramp is None else ramp.end_s,
+                )
+            )
+        if events:
+            await self._record(*events)
+        return reading
+
+    def _max_w(self) -> float | None:
+        if self._nameplate is None:
+            return None
+        return self._nameplate.rating().max_w or None
+
+    def _rating_for(self, mode: Mode) -> float | None:
+        """The most the DER can do in a limit mode's unit (``None``: its nameplate is unknown)."""
+        if mode is Mode.MAX_LIMIT_PCT:
+            return 100.0
+        if self._nameplate is None:
+            return None
+        rating = self._nameplate.rating()
+        if mode in (Mode.EXPORT_LIMIT_W, Mode.GENERATION_LIMIT_W):
+            return rating.max_discharge_w
+        return rating.max_charge_w
 
     async def _owe_verdict(self, *, ok: bool, detail: str = "") -> None:
         if self._verdict_owed:
@@ -388,17 +470,24 @@ class HardwareActor:
                 self._dropped += len(closed)  # the mirror is stuck or gone; control must go on
 
 
-def _at(command: ApplyLimits, now: float) -> ControlSettings:
+def _at(settings: ControlSettings, ramps: dict[Mode, Ramp], now: float) -> ControlSettings:
     """The limits with each ramping mode at its point on the trajectory (PROTOCOL.md §4 rule 11)."""
-    if not command.ramps:
-        return command.settings
+    if not ramps:
+        return settings
     changes = {
         mode.value: ramp.value_at(now)
-        for mode, ramp in command.ramps.items()
-        if isinstance(getattr(command.settings, mode.value), float | int)
-        and not isinstance(getattr(command.settings, mode.value), bool)
+        for mode, ramp in ramps.items()
+        if _number(settings, mode) is not None
     }
-    return msgspec.structs.replace(command.settings, **changes) if changes else command.settings
+    return msgspec.structs.replace(settings, **changes) if changes else settings
+
+
+def _number(settings: ControlSettings | None, mode: Mode) -> float | None:
+    """The mode's numeric value in ``settings`` (``None``: unset, or not a number)."""
+    value = None if settings is None else getattr(settings, mode.value)
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        return None
+    return float(value)
 
 
 def _next_on_grid(now: float, period_s: float) -> float:

@@ -10,6 +10,7 @@ means the server lost it: it is created again.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from typing import Final
 
@@ -42,6 +43,9 @@ from transport.sep2.mapping import reading_set_to_wire, reading_type_for
 __all__ = [
     "MirrorActor",
     "MirrorStatistics",
+    "BACKLOG_PACE_S",
+    "MAX_SETS_PER_POST",
+    "POST_GRACE_S",
     "ROLE_FLAGS",
     "due_interval",
     "merge_summaries",
@@ -67,6 +71,15 @@ POSTED: Final = {
 }
 #: Intervals kept while the server cannot take them (a day of 5-minute posts per quantity).
 MAX_BACKLOG: Final = 288
+#: How long a post instant waits for the hardware actor to summarise the interval that has just
+#: ended (its first sample at or after the boundary, one device read under its I/O deadline):
+#: a few seconds, never a whole cycle.
+POST_GRACE_S: Final = 10.0
+#: A backlog (after an outage) goes as batches of MirrorReadingSets, at most this many per POST
+#: (an hour of 5-minute readings) ...
+MAX_SETS_PER_POST: Final = 12
+#: ... and at most one such POST per this many seconds.
+BACKLOG_PACE_S: Final = 1.0
 
 
 class MirrorStatistics(msgspec.Struct, frozen=True):
@@ -109,6 +122,12 @@ class MirrorActor:
             lambda: defaultdict(list)
         )
         self._created = self._posted = self._failures = self._dropped = 0
+        #: The end of the latest interval the hardware actor has summarised (server clock).
+        self._closed_until = -math.inf
+        #: No POST before this (monotonic): the pace of a backlog.
+        self._paced_until = -math.inf
+        #: The server refused a batch of MirrorReadingSets: one per POST from then on.
+        self._one_set_per_post = False
 
     def statistics(self) -> MirrorStatistics:
         return MirrorStatistics(self._created, self._posted, self._failures, self._dropped)
@@ -150,10 +169,25 @@ class MirrorActor:
                     batch = await self._summaries.receive()
                     self._keep(batch)
                     continue
+                await self._await_closing_interval()
                 await self._post_due(target)
+
+    async def _await_closing_interval(self) -> None:
+        """PROTOCOL.md §2 step 8: each interval is posted at the first post instant after it
+        closes. The hardware actor summarises an interval at its first sample at or after the
+        boundary, a moment *after* the post instant on the same boundary: wait for that summary (at
+        most ``POST_GRACE_S``), or the interval would wait a whole cycle for the next instant."""
+        if self._interval_s is None:
+            return
+        now = self._clock.server_time()
+        boundary = now - now % self._interval_s
+        with anyio.move_on_after(POST_GRACE_S):
+            while self._closed_until < boundary:
+                self._keep(await self._summaries.receive())
 
     def _keep(self, batch: list[IntervalSummary]) -> None:
         for summary in batch:
+            self._closed_until = max(self._closed_until, summary.start_s + summary.interval_s)
             if summary.quantity in POSTED.get(summary.point, ()):
                 queue = self._backlog[summary.point][summary.quantity]
                 queue.append(summary)
@@ -189,23 +223,32 @@ class MirrorActor:
         await self._record(self._schedule.posted("mirror", self._clock.server_time()))
 
     async def _post_point(self, target: MirrorTargets, point: MeasurementPoint) -> None:
+        """PROTOCOL.md §2 step 8: each quantity's due intervals as MirrorReadingSets of one
+        MirrorMeterReading, sequentially. A backlog goes as batches of at most
+        ``MAX_SETS_PER_POST`` sets, one POST per ``BACKLOG_PACE_S`` (a server back from an outage
+        is not sent a day of readings in one second); a server that refuses a batch with a 4xx is
+        sent one set per POST from then on (it may not take several)."""
         for quantity, queue in self._backlog[point].items():
             while queue:
-                taken = due_interval(queue, target.post_rate_s)
-                if not taken:
+                parts = self._next_batch(queue, target.post_rate_s)
+                if not parts:
                     break  # the post-rate interval in progress: posted once it is whole
-                summary = merge_summaries(taken, target.post_rate_s)
+                sets = [merge_summaries(taken, target.post_rate_s) for taken in parts]
+                consumed = sum(len(taken) for taken in parts)
                 mmr = r.MirrorMeterReading(
                     mRID=self._mrid(point.value, quantity.value),
-                    MirrorReadingSet=(
+                    MirrorReadingSet=tuple(
                         reading_set_to_wire(
                             summary,
                             int(self._mrid(point.value, quantity.value, str(summary.start_s))),
-                        ),
+                        )
+                        for summary in sets
                     ),
-                    ReadingType=reading_type_for(quantity, summary.interval_s),
+                    ReadingType=reading_type_for(quantity, sets[0].interval_s),
                 )
                 href = await self._mup(target, point)
+                if self._clock.monotonic() < self._paced_until:
+                    await self._clock.sleep_until_monotonic(self._paced_until)
                 try:
                     try:
                         await self._link.post(href, mmr)
@@ -217,19 +260,49 @@ class MirrorActor:
                 except HttpFailure as failure:
                     if not _refused_for_good(failure.status):
                         raise
+                    if len(sets) > 1:
+                        self._one_set_per_post = True  # try them again one by one
+                        continue
                     # 4xx: this reading will never be accepted; retrying it would hold back
                     # every reading queued behind it (as Responses: PROTOCOL.md §4 rule 16).
-                    del queue[: len(taken)]
+                    del queue[:consumed]
                     self._dropped += 1
-                    for part in taken:
-                        await self._posted_record(part, refused=True)
+                    for taken in parts:
+                        for part in taken:
+                            await self._posted_record(part, refused=True)
                     continue
-                del queue[: len(taken)]
+                finally:
+                    if len(sets) > 1:
+                        self._paced_until = self._clock.monotonic() + BACKLOG_PACE_S
+                del queue[:consumed]
                 self._posted += 1
                 # One record per interval the hardware summarised: what a restart's backlog
                 # rebuild (unposted_intervals) compares against.
-                for part in taken:
-                    await self._posted_record(part, refused=False)
+                for taken in parts:
+                    for part in taken:
+                        await self._posted_record(part, refused=False)
+
+    def _next_batch(
+        self, queue: list[IntervalSummary], post_rate_s: int
+    ) -> list[list[IntervalSummary]]:
+        """The whole intervals at the head of ``queue`` that go in one POST, each as the summaries
+        it merges: up to ``MAX_SETS_PER_POST`` (1 once the server refused a batch), all of one
+        length (one ReadingType per MirrorMeterReading)."""
+        limit = 1 if self._one_set_per_post else MAX_SETS_PER_POST
+        parts: list[list[IntervalSummary]] = []
+        at = 0
+        length: int | None = None
+        while at < len(queue) and len(parts) < limit:
+            taken = due_interval(queue[at:], post_rate_s)
+            if not taken:
+                break
+            merged = merge_summaries(taken, post_rate_s).interval_s
+            if length is not None and merged != length:
+                break
+            length = merged
+            parts.append(taken)
+            at += len(taken)
+        return parts
 
     async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
         """Durable once the server answered: a restart never posts this interval again."""

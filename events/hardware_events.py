@@ -18,6 +18,7 @@ __all__ = [
     "DeviceUnreachable",
     "LimitsApplied",
     "NameplateRead",
+    "RampStarted",
     "TelemetrySampled",
 ]
 
@@ -111,6 +112,25 @@ class NameplateRead(Event, frozen=True, kw_only=True, tag="hardware.nameplate.v1
     dispatchable: tuple[Mode, ...] = ()
 
 
+class RampStarted(Event, frozen=True, kw_only=True, tag="hardware.ramp_started.v1"):
+    """Where a limit's ramp started on the device (PROTOCOL.md §4 rule 11): the controls core
+    planned it from the old limit (``planned``, the plan's value at ``at_s``); it starts from where
+    the DER is. ``applied`` is the value the device held, ``measured`` what the limited quantity
+    measured then (``None``: not measured), ``rating`` the DER's rating in the mode's unit (the
+    start when nothing was measured). The device follows ``from_value`` → ``to_value`` from ``at_s``
+    to ``end_s`` (``end_s == at_s``: a step). Values in the mode's unit (W, or percent)."""
+
+    at_s: float
+    mode: Mode
+    planned: float
+    applied: float | None = None
+    measured: float | None = None
+    rating: float | None = None
+    from_value: float
+    to_value: float
+    end_s: float
+
+
 HARDWARE_EVENT_TYPES: tuple[type[Event], ...] = (
     LimitsApplied,
     DeviceUnreachable,
@@ -118,4 +138,5 @@ HARDWARE_EVENT_TYPES: tuple[type[Event], ...] = (
     AlarmsChanged,
     NameplateRead,
     DeviceStatusChanged,
+    RampStarted,
 )

@@ -96,7 +96,7 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, ResponseStatus
 from events.envelope import Recorded
-from events.hardware_events import LimitsApplied, TelemetrySampled
+from events.hardware_events import LimitsApplied, RampStarted, TelemetrySampled
 from events.registration_events import RegistrationHalted
 from sep2gw.forensics.compliance import COMPLIANCE_MODES
 from sep2gw.simserver import (
@@ -263,6 +263,8 @@ class Monitor:
         self._superseded: list[tuple[ControlSettings, dict[Any, RampPlanned], float]] = [
             (ControlSettings(), {}, -math.inf)
         ]
+        #: Per mode, where the hardware actor last started a limit's ramp (from where the DER was).
+        self._device_ramps: dict[Any, RampStarted] = {}
         self.now_s = 0.0  # latest time seen (server epoch seconds)
         # per limit: since when (steady clock) it has held its value, and its recent samples'
         # (steady time, excess over it)
@@ -350,6 +352,8 @@ class Monitor:
                 self._check_setpoint(event, record.server_time)
                 self._check_applied(event, record.monotonic)
                 self._unmeetable = event.site_limit_met is False
+            elif isinstance(event, RampStarted):
+                self._device_ramps[event.mode] = event
             elif isinstance(event, RampPlanned):
                 # the limit is on its way: judged once the ramp has ended and the loop settled
                 field = event.mode.value
@@ -418,7 +422,17 @@ class Monitor:
             wanted = getattr(in_force, name)
             if value == wanted or any(value == getattr(old, name) for old, _ in recent):
                 continue
-            ramps = [self.fold.ramps.get(mode), *(old.get(mode) for _, old in recent)]
+            ramps: list[RampPlanned | RampStarted | None] = [
+                self.fold.ramps.get(mode),
+                *(old.get(mode) for _, old in recent),
+            ]
+            # §4 rule 11: the device's ramp, started from where the DER was, towards a value in force
+            started = self._device_ramps.get(mode)
+            if started is not None and (
+                started.to_value == wanted
+                or any(started.to_value == getattr(old, name) for old, _ in recent)
+            ):
+                ramps.append(started)
             if (
                 isinstance(value, int | float)
                 and not isinstance(value, bool)

@@ -37,6 +37,7 @@ from events.hardware_events import (
     DeviceStatusChanged,
     DeviceUnreachable,
     LimitsApplied,
+    RampStarted,
     TelemetrySampled,
 )
 from events.log_events import PreviousLogSetAside
@@ -194,6 +195,16 @@ class Timeline:
                     else ""
                 )
                 return f"battery: {verdict}{setpoint}{na}"
+            case RampStarted():
+                where = (
+                    f"measured {e.measured:g}"
+                    if e.measured is not None
+                    else "not measured" + ("" if e.rating is None else f", rating {e.rating:g}")
+                )
+                return (
+                    f"battery: {e.mode.value} ramp from {e.from_value:g} ({where}; planned from "
+                    f"{e.planned:g}) to {e.to_value:g} in {e.end_s - e.at_s:.1f} s"
+                )
             case DeviceUnreachable():
                 return f"battery UNREACHABLE ({e.operation}): {e.error_type}: {e.error}"
             case AlarmsChanged():

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.der_model import Mode
-from statemachines.ramps import RampError, plan_ramp, ramp_rate_per_s
+from statemachines.ramps import (
+    Ramp,
+    RampError,
+    measured_for,
+    plan_ramp,
+    ramp_rate_per_s,
+    start_from,
+)
 
 
 def test_rule11_set_grad_w_is_hundredths_of_a_percent_of_set_max_w_per_second() -> None:
@@ -106,3 +113,80 @@ def test_rule11_set_grad_w_zero_means_no_limit_so_the_change_is_a_step() -> None
         )
         is None
     )
+
+
+PLANNED = Ramp(
+    mode=Mode.EXPORT_LIMIT_W, from_value=10000.0, to_value=1000.0, start_s=0.0, end_s=30.0
+)
+
+
+def test_rule11_a_tighter_limit_ramps_from_the_measured_output_at_the_planned_slope() -> None:
+    """10 kW → 1 kW at 300 W/s on a DER making 5 kW: from 5 kW, curtailed in 13⅓ s, not 30 s."""
+    start = start_from(PLANNED, 0.0, applied=10000.0, measured=5000.0, rating=5000.0)
+    assert start == 5000.0
+    ramp = PLANNED.rebased(start, 0.0)
+    assert ramp is not None
+    assert (ramp.from_value, ramp.to_value, ramp.start_s) == (5000.0, 1000.0, 0.0)
+    assert ramp.end_s == pytest.approx(4000.0 / 300.0)
+
+
+def test_rule11_unmeasured_a_tighter_limit_ramps_from_the_lesser_of_old_limit_and_rating() -> None:
+    assert start_from(PLANNED, 0.0, applied=10000.0, measured=None, rating=5000.0) == 5000.0
+    assert start_from(PLANNED, 0.0, applied=3000.0, measured=None, rating=5000.0) == 3000.0
+    assert start_from(PLANNED, 0.0, applied=None, measured=None, rating=None) == 10000.0
+
+
+def test_rule11_an_output_already_under_the_new_limit_means_a_step() -> None:
+    start = start_from(PLANNED, 0.0, applied=10000.0, measured=400.0, rating=5000.0)
+    assert start == 1000.0 and PLANNED.rebased(start, 0.0) is None
+
+
+def test_rule11_a_looser_limit_ramps_from_the_old_limit_never_from_below_it() -> None:
+    up = Ramp(mode=Mode.EXPORT_LIMIT_W, from_value=1000.0, to_value=5000.0, start_s=0.0, end_s=8.0)
+    assert start_from(up, 0.0, applied=1000.0, measured=200.0, rating=5000.0) == 1000.0
+
+
+def test_rule11_the_start_is_never_looser_than_the_plan_or_what_the_device_holds() -> None:
+    # mid-plan: the plan is at 7000, the device already holds 2500 (its own ramp went faster)
+    assert start_from(PLANNED, 10.0, applied=2500.0, measured=4000.0, rating=5000.0) == 2500.0
+    # the device holds less than the new target: it ramps up to it, from what it holds
+    assert start_from(PLANNED, 10.0, applied=800.0, measured=800.0, rating=5000.0) == 800.0
+
+
+def test_measured_for_reads_each_limit_in_its_unit_and_sign() -> None:
+    reading = {"site_w": -1200.0, "der_w": 2500.0, "max_w": 5000.0}
+    assert measured_for(Mode.EXPORT_LIMIT_W, **reading) == -1200.0
+    assert measured_for(Mode.IMPORT_LIMIT_W, **reading) == 1200.0
+    assert measured_for(Mode.GENERATION_LIMIT_W, **reading) == 2500.0
+    assert measured_for(Mode.LOAD_LIMIT_W, **reading) == -2500.0
+    assert measured_for(Mode.MAX_LIMIT_PCT, **reading) == 50.0
+    assert measured_for(Mode.TARGET_W, **reading) is None  # a setpoint, not a limit
+    assert measured_for(Mode.EXPORT_LIMIT_W, site_w=None, der_w=1.0, max_w=None) is None
+
+
+@settings(max_examples=200)
+@given(
+    old=st.floats(0, 2e4),
+    target=st.floats(0, 2e4),
+    measured=st.none() | st.floats(-1e4, 2e4),
+    applied=st.none() | st.floats(0, 2e4),
+    now=st.floats(0, 100),
+    t=st.floats(0, 400),
+)
+def test_property_a_ramp_from_where_the_der_is_is_never_looser_nor_later_than_planned(
+    old: float, target: float, measured: float | None, applied: float | None, now: float, t: float
+) -> None:
+    planned = plan_ramp(
+        Mode.EXPORT_LIMIT_W, old, target, 0.0, set_max_w=5000.0, set_grad_w=600, ramp_time_s=None
+    )
+    if planned is None:
+        return
+    start = start_from(planned, now, applied=applied, measured=measured, rating=5000.0)
+    ramp = planned.rebased(start, now)
+    at = now + t
+    value = target if ramp is None else ramp.value_at(at)
+    assert value <= planned.value_at(at) + 1e-6
+    if ramp is not None:
+        if start > target:  # curtailing: at the target no later than planned
+            assert ramp.end_s <= planned.end_s + 1e-6
+        assert abs(ramp.value_at(at) - start) <= 300.0 * t * (1 + 1e-9) + 1e-6
