@@ -388,7 +388,7 @@ class Gateway:
                 group.cancel_scope.cancel()
         except* SupervisorGaveUp as gave_up:
             # The log's last word says why the gateway stopped, not "stopped" as for a Ctrl-C.
-            reason = f"gave up: {gave_up.exceptions[0]}"
+            reason = f"gave up: {_first_leaf(gave_up)}"
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
@@ -441,3 +441,9 @@ async def run_gateway(
 ) -> None:
     """Run a gateway until cancelled (Ctrl-C, SIGTERM handled by the caller's loop)."""
     await Gateway(config, driver, options=options).run()
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a (possibly nested) group: what actually happened."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
