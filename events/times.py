@@ -10,10 +10,10 @@ gateway can plan with, store, compare and render; a server time outside it is a 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-__all__ = ["EARLIEST_S", "LATEST_S", "representable", "utc_datetime"]
+__all__ = ["EARLIEST_S", "LATEST_S", "not_a_date", "representable", "utc_datetime", "zoned"]
 
 #: 1970-01-01T00:00:00Z: 2030.5 times are epoch seconds; none before the epoch is meaningful.
 EARLIEST_S: Final = 0
@@ -31,3 +31,16 @@ def utc_datetime(t: float) -> datetime | None:
     if not representable(t):
         return None
     return datetime.fromtimestamp(t, tz=UTC)
+
+
+def zoned(utc: datetime, zone: tzinfo) -> datetime | None:
+    """``utc`` in ``zone``, or ``None`` when the zone's offset carries it past year 1 or 9999."""
+    try:
+        return utc.astimezone(zone)
+    except (OverflowError, ValueError):
+        return None
+
+
+def not_a_date(t: float) -> str:
+    """How a time no date can hold is shown: its number, said to be out of range."""
+    return f"{t!r} s (not a date: outside 1970..9999)"

@@ -76,8 +76,8 @@ from statemachines.lifecycle import (
     SCHEDULED,
 )
 from statemachines.ramps import Ramp, plan_ramp
-from statemachines.site_limit import InvalidLimit, validate_limits
 from statemachines.responses import CORE_2018, ResponseProfile, should_send
+from statemachines.site_limit import InvalidLimit, validate_limits
 
 __all__ = [
     "CONTROLS_PROJECTION",

@@ -6,9 +6,9 @@ import email.utils
 
 from transport.http.messages import Response
 from transport.http.outcome import (
+    MAX_RETRY_AFTER_S,
     BackOff,
     ClientError,
-    MAX_RETRY_AFTER_S,
     Created,
     Moved,
     Ok,
