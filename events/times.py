@@ -13,12 +13,35 @@ import math
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-__all__ = ["EARLIEST_S", "LATEST_S", "not_a_date", "representable", "utc_datetime", "zoned"]
+__all__ = [
+    "EARLIEST_S",
+    "LATEST_S",
+    "PLAUSIBLE_EARLIEST_S",
+    "PLAUSIBLE_LATEST_S",
+    "not_a_date",
+    "plausible_clock",
+    "representable",
+    "utc_datetime",
+    "zoned",
+]
 
 #: 1970-01-01T00:00:00Z: 2030.5 times are epoch seconds; none before the epoch is meaningful.
 EARLIEST_S: Final = 0
 #: 9999-12-31T23:59:59Z: the last second a ``datetime`` can hold.
 LATEST_S: Final = 253_402_300_799
+
+#: A server clock (``Time.currentTime``) is adopted only within 2000-01-01 … 2100-01-01 (exclusive):
+#: outside it the server's clock is broken (a 1970 reset, a 2100 or Int64 value), and adopting it
+#: would put every decision and every Response's ``createdDateTime`` on that broken clock.
+PLAUSIBLE_EARLIEST_S: Final = 946_684_800
+PLAUSIBLE_LATEST_S: Final = 4_102_444_800
+
+
+def plausible_clock(t: float) -> bool:
+    """Whether a server's current time may be adopted (see :data:`PLAUSIBLE_EARLIEST_S`)."""
+    return not (isinstance(t, float) and math.isnan(t)) and (
+        PLAUSIBLE_EARLIEST_S <= t < PLAUSIBLE_LATEST_S
+    )
 
 
 def representable(t: float) -> bool:

@@ -38,6 +38,7 @@ from events.registration_events import (
     RegistrationHalted,
     StepDone,
     TimeOffsetLearned,
+    TimeRefused,
 )
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
@@ -121,6 +122,8 @@ class Timeline:
                 )
             case TimeOffsetLearned():
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
+            case TimeRefused():
+                return f"SERVER FAULT: {e.reason}"
             case PollsShifted():
                 return f"poll schedule moved {e.by_s:+.0f} s with the server's clock"
             case StepDone():
