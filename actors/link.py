@@ -301,8 +301,9 @@ class Link:
             )
         except LinkError as error:
             self._failures += 1
-            await self._mark(False)
+            # Recorded before the reachability change, so the log says why before COMMS LOST.
             await self._hold(method, path, error, None)
+            await self._mark(False)
             raise
         await self._mark(True)
         self._held.pop(_WHOLE_LINK, None)  # an HTTP answer: the link itself works

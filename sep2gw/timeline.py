@@ -79,6 +79,7 @@ class Timeline:
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
+        self._last_link_failure = ""
 
     def stamp(self, t: float) -> str:
         """``t`` as UTC (and site-local) text; total over every number (issue 15: time is total)."""
@@ -125,6 +126,7 @@ class Timeline:
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
             case LinkBackedOff():
                 what = f"HTTP {e.http_status}" if e.http_status is not None else e.error
+                self._last_link_failure = f"{e.method} {e.path}: {what}"
                 return (
                     f"LINK: {e.method} {e.path} failed ({what}: {e.reason}); not asked again "
                     f"for {e.hold_s + e.jitter_s:.0f} s (failure {e.failures} in a row)"
@@ -232,7 +234,10 @@ class Timeline:
                     ", will retry" if e.retry else ""
                 )
             case CommsLost():
-                return "COMMS LOST: following the known schedule, responses queued"
+                why = self._last_link_failure
+                return "COMMS LOST: following the known schedule, responses queued" + (
+                    f" (last failure: {why}; `sep2gw probe` checks the link)" if why else ""
+                )
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 
 from events.control_events import (
+    CommsLost,
     ControlIgnored,
     ControlReceived,
     ControlRejected,
@@ -134,3 +135,21 @@ def test_refusal_a_link_hold_is_on_the_timeline_with_the_resource_and_reason() -
     assert line is not None
     assert "GET /derp/1/derc" in line and "ConnectionReset" in line and "10 s" in line
     assert "sep2gw probe" in line
+
+
+def test_refusal_comms_lost_says_why() -> None:
+    """Issue 15 point 4: ``COMMS LOST`` names the link failure recorded before it."""
+    held = LinkBackedOff(
+        method="GET",
+        path="/dcap",
+        error="UnknownCA",
+        reason="the server's chain does not lead to the configured root",
+        failures=1,
+        hold_s=2.0,
+        until_s=T0 + 2,
+        at_s=T0,
+    )
+    timeline = Timeline()
+    timeline.line(Recorded(1, "link", 1, T0, 0.0, held, b""))
+    line = timeline.line(Recorded(2, "controls", 1, T0, 0.0, CommsLost(at_s=T0), b""))
+    assert line is not None and "COMMS LOST" in line and "GET /dcap: UnknownCA" in line
