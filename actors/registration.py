@@ -11,6 +11,7 @@ from what the server returned, never built (§2). Every decision is durable befo
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -22,7 +23,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from actors import der_info
 from actors.clock import Clock
 from actors.der_info import DerSnapshot
-from actors.link import BadDocument, HttpFailure, Link
+from actors.link import BadDocument, HttpFailure, Link, LinkBackingOff
 from actors.log_writer import LogWriter
 from actors.messages import (
     ControlsInput,
@@ -59,13 +60,15 @@ from transport.sep2.hexbinary import HexBinary32, HexBinary160
 from transport.sep2.mapping import (
     availability_to_wire,
     capability_to_wire,
-    control_from_wire,
+    controls_from_wire,
     default_control_from_wire,
     program_from_wire,
     settings_to_wire,
 )
 
 __all__ = ["Identity", "MirrorTargets", "RegistrationActor", "WalkSettings"]
+
+logger = logging.getLogger(__name__)
 
 #: pollRate when a list does not say (the schema's default).
 DEFAULT_POLL_S: Final = 900
@@ -291,7 +294,7 @@ class RegistrationActor:
         time = await self._link.get(dcap.TimeLink.href, r.Time)
         after = self._clock.server_time()
         # The server read its clock somewhere during the exchange: take the midpoint as ours.
-        events = self.core.time_learned(float(time.currentTime), (before + after) / 2, after)
+        events = self.core.time_learned(time.currentTime, (before + after) / 2, after)
         # Time is read again at its own pollRate: a server clock that steps is followed (§2.2).
         key = f"tm:{dcap.TimeLink.href}"
         known = key in self.polls.state.polls
@@ -599,7 +602,7 @@ class RegistrationActor:
             after = self._clock.server_time()
             rate = self.polls.rate_seen(resource, time.pollRate or DEFAULT_POLL_S, after)
             return rate + self.core.time_resynced(
-                float(time.currentTime), (before + after) / 2, after
+                time.currentTime, (before + after) / 2, after
             )
         if kind == "rg":
             registration = await self._link.get(href, r.Registration)
@@ -724,10 +727,11 @@ class RegistrationActor:
                     _, wire_controls = await self._link.get_list(
                         wire.DERControlListLink.href, r.DERControlList, "DERControl"
                     )
-                    controls = tuple(
-                        control_from_wire(c, program.program_id) for c in wire_controls
-                    )
-                except (HttpFailure, SchemaViolation):
+                    controls, skipped = controls_from_wire(wire_controls, program.program_id)
+                    for reason in skipped:
+                        logger.warning("server fault: %s (left out; the rest go on)", reason)
+                except (HttpFailure, SchemaViolation, LinkBackingOff):
+                    # LinkBackingOff: the link holds this list back after failures (issue 15).
                     self._unread += 1
                     continue
             await self._to_controls.send(
@@ -745,7 +749,7 @@ class RegistrationActor:
                 return True, None
             self._unread += 1
             return False, None
-        except SchemaViolation:
+        except (SchemaViolation, LinkBackingOff):
             self._unread += 1
             return False, None
 
