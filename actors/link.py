@@ -90,7 +90,7 @@ class Link:
         *,
         clock: Clock,
         on_reachable: Callable[[bool], Awaitable[None]] | None = None,
-        csipaus_ns: str = CSIPAUS_NS,
+        csipaus_ns: str | None = CSIPAUS_NS,
         timeout_s: float | None = None,
     ) -> None:
         self._client = client
@@ -109,6 +109,12 @@ class Link:
 
     def statistics(self) -> LinkStatistics:
         return LinkStatistics(self._requests, self._failures, bool(self._reachable))
+
+    @property
+    def csipaus_ns(self) -> str | None:
+        """The CSIP-AUS namespace requests are written in (``None``: plain 2018); what is put
+        in a DER information document depends on it (PROTOCOL.md §5)."""
+        return self._csipaus_ns
 
     @property
     def reachable(self) -> bool | None:

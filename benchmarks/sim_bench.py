@@ -52,10 +52,10 @@ DAY = 24 * HOUR
 SLOT = 6 * HOUR
 #: (modes, TOML) of the four daily slots, 00:00, 06:00, 12:00, 18:00 UTC.
 SLOTS = (
-    "{ opModStorageTargetW = -2500 }",  # charge overnight
+    "{ opModTargetW = -2500 }",  # charge overnight
     "{ opModExpLimW = 1500 }",  # export limited in the morning
     "{ opModExpLimW = 0 }",  # zero export at the solar peak
-    "{ opModStorageTargetW = 3000 }",  # discharge for the evening peak
+    "{ opModTargetW = 3000 }",  # discharge for the evening peak
 )
 
 

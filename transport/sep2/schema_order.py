@@ -10,7 +10,7 @@ min, max)`` with ``max`` 0 for unbounded, in schema sequence order (attributes f
 
 from __future__ import annotations
 
-__all__ = ["ROOTS", "TYPES", "MemberRow"]
+__all__ = ["CSIPAUS_ELEMENTS", "ROOTS", "TYPES", "MemberRow"]
 
 MemberRow = tuple[str, str, bool, str, bool, int, int]
 
@@ -1087,4 +1087,34 @@ ROOTS: dict[str, tuple[str, str]] = {
     "Notification": ("sep", "Notification"),
     "Error": ("sep", "Error"),
     "ConnectionPoint": ("csipaus", "ConnectionPointType"),
+}
+
+# CSIP-AUS namespace -> schema type -> ((element, minOccurs), ...): the extension
+# elements that namespace's published schema defines (csipaus-core*.xsd).
+CSIPAUS_ELEMENTS: dict[str, dict[str, tuple[tuple[str, int], ...]]] = {
+    "https://csipaus.org/ns": {
+        "DERControlBase": (
+            ("opModImpLimW", 0),
+            ("opModExpLimW", 0),
+            ("opModGenLimW", 0),
+            ("opModLoadLimW", 0),
+        ),
+        "DERSettings": (("doeModesEnabled", 0),),
+        "DERCapability": (("doeModesSupported", 1),),
+        "EndDevice": (("ConnectionPointLink", 0),),
+        "ConnectionPointType": (("connectionPointId", 1),),
+    },
+    "https://csipaus.org/ns/v1.3-beta/storage": {
+        "DERControlBase": (
+            ("opModImpLimW", 0),
+            ("opModExpLimW", 0),
+            ("opModGenLimW", 0),
+            ("opModLoadLimW", 0),
+            ("opModStorageTargetW", 0),
+        ),
+        "DERSettings": (("doeModesEnabled", 0), ("vppModesEnabled", 0), ("setMinWh", 0)),
+        "DERCapability": (("doeModesSupported", 1), ("vppModesSupported", 0)),
+        "EndDevice": (("ConnectionPointLink", 0),),
+        "ConnectionPointType": (("connectionPointId", 1),),
+    },
 }
