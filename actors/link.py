@@ -134,7 +134,7 @@ class Link:
         *,
         clock: Clock,
         on_reachable: Callable[[bool], Awaitable[None]] | None = None,
-        csipaus_ns: str = CSIPAUS_NS,
+        csipaus_ns: str | None = CSIPAUS_NS,
         timeout_s: float | None = None,
         backoff: BackoffPolicy | None = None,
         log: LogWriter | None = None,
@@ -240,6 +240,12 @@ class Link:
                 )
             ]
         )
+
+    @property
+    def csipaus_ns(self) -> str | None:
+        """The CSIP-AUS namespace requests are written in (``None``: plain 2018); what is put
+        in a DER information document depends on it (PROTOCOL.md §5)."""
+        return self._csipaus_ns
 
     @property
     def reachable(self) -> bool | None:

@@ -463,15 +463,18 @@ class RegistrationActor:
         now = self._clock.server_time()
         if full:
             if der.DERCapabilityLink is not None:
+                capability = der_info.capability(snapshot)
                 await self._put_info(
-                    der.DERCapabilityLink.href, capability_to_wire(der_info.capability(snapshot))
+                    der.DERCapabilityLink.href,
+                    capability_to_wire(capability, csipaus_ns=self._link.csipaus_ns),
                 )
         if der.DERSettingsLink is not None:
             # On change too (§4 rule 10: a default's setGradW is reflected in DERSettings).
             settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
             settings_key = msgspec.structs.replace(settings, updated_s=0)
             if (full or settings_key != self._last_der_settings) and await self._put_info(
-                der.DERSettingsLink.href, settings_to_wire(settings)
+                der.DERSettingsLink.href,
+                settings_to_wire(settings, csipaus_ns=self._link.csipaus_ns),
             ):
                 self._last_der_settings = settings_key
         if full:

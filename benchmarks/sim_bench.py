@@ -1,8 +1,9 @@
 """How fast the deterministic world runs (issue 8, scope 7): 72 simulated hours, target ≤ 10 s wall.
 
 The scenario (``sim_72h_scenario``): a utility program with a default export limit of 5 kW and four
-6-hour controls a day — charge from the grid overnight (storage target), export limited to 1.5 kW
-in the morning, zero export at the solar peak, discharge for the evening peak (storage target) —,
+6-hour controls a day — charge from the grid overnight (``opModTargetW``: the storage target is
+a v1.3 storage element the v1.2 server cannot serve), export limited to 1.5 kW in the morning,
+zero export at the solar peak, discharge for the evening peak (``opModTargetW``) —,
 each announced an hour before it starts; pollRate and postRate 60 s; the hardware actor samples the
 battery at 1 Hz and runs its closed loop every second while an export limit is in force (the
 default's and the controls'), as on a real site.
@@ -52,10 +53,10 @@ DAY = 24 * HOUR
 SLOT = 6 * HOUR
 #: (modes, TOML) of the four daily slots, 00:00, 06:00, 12:00, 18:00 UTC.
 SLOTS = (
-    "{ opModStorageTargetW = -2500 }",  # charge overnight
+    "{ opModTargetW = -2500 }",  # charge overnight
     "{ opModExpLimW = 1500 }",  # export limited in the morning
     "{ opModExpLimW = 0 }",  # zero export at the solar peak
-    "{ opModStorageTargetW = 3000 }",  # discharge for the evening peak
+    "{ opModTargetW = 3000 }",  # discharge for the evening peak
 )
 
 

@@ -60,6 +60,12 @@ The invariants, precisely:
 ``readings minute-aligned``
     Every MirrorReadingSet the server accepted starts on a whole minute (§2.8).
 
+``requests schema-valid``
+    Every request body the gateway sends is valid against the published 2030.5-2018 schema as
+    redefined by the CSIP-AUS schema of the namespace the server serves (§5: only the elements
+    that version defines, in its namespace): the strict server (``sep2gw.simserver.validation``)
+    answers an invalid one 400 and records why; each such request is a violation.
+
 ``site within the limits in force``
     What the utility disputes: the measured power (the gateway's telemetry: site meter for the
     export and import limits, DER terminals for the generation and load limits, the dispute
@@ -164,6 +170,7 @@ INVARIANTS: Final = (
     "polls within 1.5x pollRate",
     "polls never more often than asked",
     "readings minute-aligned",
+    "requests schema-valid",
     "site within the limits in force",
     "replay equals live state",
     "log verifies",
@@ -592,6 +599,11 @@ class Monitor:
         if self.violation is not None:
             return
         self._check_battery(q.time)
+        if q.schema_error:
+            self._violate("requests schema-valid", f"{q.method} {q.path}: {q.schema_error}", q.time)
+            return
+        if q.method in ("POST", "PUT") and self._server is not None and self._server.validator:
+            self._held("requests schema-valid")
         if q.status != 201 and not (q.method == "GET" and q.status == 200):
             return
         if q.method == "POST" and isinstance(q.body, r.Response):

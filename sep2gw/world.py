@@ -405,6 +405,14 @@ def check(result: WorldResult) -> list[Violation]:
         # The monitor judged every Response as it was accepted, knowing what the gateway had
         # logged as acknowledged by then (a repeat after a lost answer is not a violation).
         return violations + _log_checks(result)
+    for q in server.schema_invalid():
+        violations.append(
+            Violation(
+                invariant="requests schema-valid",
+                detail=f"{q.method} {q.path}: {q.schema_error}",
+                at_s=q.time,
+            )
+        )
     for key in server.duplicate_responses():
         violations.append(
             Violation(

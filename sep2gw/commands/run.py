@@ -247,6 +247,8 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
             f"battery modbus://127.0.0.1:{modbus_port}",
             flush=True,
         )
+        if server.validation_off:
+            print(f"sep2gw demo: utility server: {server.validation_off}", file=sys.stderr)
         log_path = config.path(config.log.path)
         if not args.quiet:
             nursery.start_soon(

@@ -160,6 +160,7 @@ def _sim(args: argparse.Namespace) -> int:
         return 2
     many = len(worlds) * args.seeds > 1
     failed = 0
+    unvalidated_said = False
     for path, scenario in worlds:
         for seed in range(args.seed, args.seed + args.seeds):
             seconds = args.hours * 3600 if args.hours is not None else default_duration_s(scenario)
@@ -176,6 +177,9 @@ def _sim(args: argparse.Namespace) -> int:
             )
             if progress is not None:
                 progress.close()
+            if result.server.validation_off and not unvalidated_said:
+                unvalidated_said = True  # said once, plainly (the worlds' server is not strict)
+                print(f"sep2gw sim: {result.server.validation_off}", file=sys.stderr)
             wall = time.perf_counter() - started
             summary = summarize(result)
             # The outcomes the scenario's [expect] section demands count as violations too.

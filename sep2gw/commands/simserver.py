@@ -141,6 +141,8 @@ def _sim_server(args: argparse.Namespace) -> int:
                 f"serving https://{args.host}:{port}/dcap",
                 flush=True,
             )
+            if server.validation_off:
+                print(f"sep2gw sim-server: {server.validation_off}", file=sys.stderr, flush=True)
 
     try:
         anyio.run(run, backend="trio")

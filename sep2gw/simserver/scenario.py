@@ -50,7 +50,9 @@ from events.registry import CATALOGUE
 from sep2gw.simserver.expectations import Expect, check_expect
 from sep2gw.simserver.quirks import Quirks
 from sep2gw.tomlfile import TomlProblem, decode_toml
+from transport.sep2.codec import csipaus_defines
 from transport.sep2.mapping import scaled
+from transport.sep2.schema_order import TYPES
 
 __all__ = [
     "Action",
@@ -423,6 +425,32 @@ def _check_modes(key: str, modes: Modes, problems: list[str]) -> None:
         problems.append(f"{key}.rampTms: {modes.rampTms} s is outside 0..655.35 s")
 
 
+#: The CSIP-AUS extension elements a control's modes may name.
+_EXTENSION_MODES: Final = frozenset(m[0] for m in TYPES["DERControlBase"][1] if m[1] == "csipaus")
+
+
+def _check_namespace(scenario: Scenario, problems: list[str]) -> None:
+    """PROTOCOL.md §5: the server writes only the elements its CSIP-AUS namespace defines, so a
+    mode from another version (``opModStorageTargetW`` is v1.3 storage's) cannot be served."""
+    ns = scenario.quirks.csipaus_ns
+    keyed: list[tuple[str, Modes]] = [
+        (f"programs[{i}].default", p.default)
+        for i, p in enumerate(scenario.programs)
+        if p.default is not None
+    ]
+    for i, action in enumerate(scenario.actions):
+        modes = getattr(action, "modes", None)
+        if isinstance(modes, Modes):
+            keyed.append((f"actions[{i}].modes", modes))
+    for key, modes in keyed:
+        for name in _EXTENSION_MODES:
+            if getattr(modes, name, None) is not None and not csipaus_defines(ns, name):
+                problems.append(
+                    f"{key}.{name}: not an element of the CSIP-AUS namespace {ns} this server "
+                    "serves (quirks.csipaus_ns)"
+                )
+
+
 def _check_grad(key: str, value: int | None, problems: list[str]) -> None:
     if value is not None and not 0 <= value <= 0xFFFF:
         problems.append(f"{key}: {value} is not 0..65535 (hundredths of a percent per second)")
@@ -457,6 +485,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
         if not -86400 <= value <= 86400:
             problems.append(f"server.{key}: {value} s is more than a day")
     problems.extend(scenario.quirks.problems())
+    if not scenario.quirks.problems():
+        _check_namespace(scenario, problems)
     ids: set[str] = set()
     for i, program in enumerate(scenario.programs):
         key = f"programs[{i}]"

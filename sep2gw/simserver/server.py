@@ -4,7 +4,9 @@
 quirk is off, HTTP/2) on a loopback TCP port or over in-memory pipes, applies the scenario's
 timeline as the server clock passes (a task sleeping on the clock it is given), and records every
 request — server time, method, target, status, the client's LFDI and the parsed body — for
-assertions (:meth:`responses_for`, :meth:`polls_of`, :meth:`posts_to`, :meth:`wait_for`).
+assertions (:meth:`responses_for`, :meth:`polls_of`, :meth:`posts_to`, :meth:`wait_for`). Like a
+strict CSIP-AUS test server it validates every request body against the published schemas of the
+namespace it serves (:mod:`sep2gw.simserver.validation`) and answers an invalid one 400.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from actors.https import Handler, HttpsServer, PeerInfo
 from sep2gw.simserver.scenario import Action, ClockSkew, Scenario, TlsFail
 from sep2gw.simserver.state import SimReply, UtilityState
+from sep2gw.simserver.validation import RequestValidator, ValidationUnavailable, request_validator
 from transport.http.messages import SEP_XML, Headers, Request, Response
 from transport.http.router import Router
 from transport.identity import CORE_2030_5, IdentityProfile
@@ -102,7 +105,8 @@ class SimClock:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """One request as the server saw and answered it. ``status`` 0: the connection was reset."""
+    """One request as the server saw and answered it. ``status`` 0: the connection was reset.
+    ``schema_error``: why the body was not schema-valid (answered 400), else empty."""
 
     time: float
     method: str
@@ -114,6 +118,7 @@ class RecordedRequest:
     location: str | None
     reason: str
     alpn: str
+    schema_error: str = ""
 
 
 class _Resettable(anyio.abc.ByteStream):
@@ -164,15 +169,28 @@ class SimUtilityServer:
         idle_timeout_s: float = 120.0,
         on_request: Callable[[RecordedRequest], None] | None = None,
         on_action: Callable[[float, Action], None] | None = None,
+        validate: bool = True,
     ) -> None:
         """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
-        recorded request and each applied action, e.g. to print a live timeline."""
+        recorded request and each applied action, e.g. to print a live timeline. ``validate``:
+        check every request body against the schemas (when they are installed; if not,
+        :attr:`validation_off` says why, for the caller to print once)."""
         self.scenario = scenario
         self.clock = clock
         if start is None:
             start = clock.now()
         self.state = UtilityState(scenario, start=start)
         self.requests: list[RecordedRequest] = []
+        #: Checks request bodies against the served namespace's schemas (None: not validating).
+        self.validator: RequestValidator | None = None
+        #: Why requests are not validated (empty when they are).
+        self.validation_off = "requests are not schema-validated (validate=False)"
+        if validate:
+            try:
+                self.validator = request_validator(scenario.quirks.csipaus_ns)
+                self.validation_off = ""
+            except ValidationUnavailable as exc:
+                self.validation_off = str(exc)
         self.applied: list[tuple[float, Action]] = []
         self._on_request = on_request
         self._on_action = on_action
@@ -308,15 +326,21 @@ class SimUtilityServer:
             # Dropped (a tls_fail began): the request is not handled, the client sees a reset.
             self._record(now, request, peer, SimReply(0, reset=True, reason="connection dropped"))
             return Response(500)
-        reply = self.state.handle(
-            request.method,
-            request.target,
-            request.body,
-            peer.lfdi,
-            now,
-            content_type=request.header("content-type"),
-        )
-        self._record(now, request, peer, reply)
+        content_type = request.header("content-type")
+        schema_error = self._schema_error(request, content_type)
+        if schema_error:
+            # A strict server refuses before acting on it (issue 14: "all requests XSD-valid").
+            reply = SimReply(400, reason=schema_error)
+        else:
+            reply = self.state.handle(
+                request.method,
+                request.target,
+                request.body,
+                peer.lfdi,
+                now,
+                content_type=content_type,
+            )
+        self._record(now, request, peer, reply, schema_error)
         if reply.reset:
             connection = _CONNECTION.get(None)
             if connection is not None:
@@ -326,9 +350,20 @@ class SimUtilityServer:
             return Response(500)
         return _response(reply)
 
+    def _schema_error(self, request: Request, content_type: str | None) -> str:
+        """Why the body of a POST/PUT in 2030.5 XML is not valid against the served schemas
+        (empty: valid, no body, or not validating). Another media type is the state's 415."""
+        if self.validator is None or not request.body or request.method not in ("POST", "PUT"):
+            return ""
+        if content_type is not None and content_type.partition(";")[0].strip().lower() != SEP_XML:
+            return ""
+        return self.validator.check(request.body) or ""
+
     # --------------------------------------------------------------------------------- recording
 
-    def _record(self, now: float, request: Request, peer: PeerInfo, reply: SimReply) -> None:
+    def _record(
+        self, now: float, request: Request, peer: PeerInfo, reply: SimReply, schema_error: str = ""
+    ) -> None:
         record = RecordedRequest(
             time=now,
             method=request.method,
@@ -340,6 +375,7 @@ class SimUtilityServer:
             location=reply.location,
             reason=reply.reason,
             alpn=peer.alpn,
+            schema_error=schema_error,
         )
         self.requests.append(record)
         if self._on_request is not None:
@@ -355,6 +391,10 @@ class SimUtilityServer:
         caller bounds the wait, e.g. with ``anyio.fail_after``)."""
         while not predicate(self):
             await self._changed.wait()
+
+    def schema_invalid(self) -> list[RecordedRequest]:
+        """Every request whose body was not valid against the served schemas (answered 400)."""
+        return [q for q in self.requests if q.schema_error]
 
     def polls_of(self, path: str) -> list[RecordedRequest]:
         """Every GET of ``path`` (query ignored), in order."""

@@ -3,6 +3,7 @@ documented exemptions (disturbances) hold."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,6 +58,7 @@ class _Server:
     def __init__(self) -> None:
         self.state = UtilityState(SCENARIO, start=T0)
         self.clock = _Clock()
+        self.validator = object()  # a strict server: it validates request bodies
 
 
 def monitor() -> tuple[Monitor, list[int]]:
@@ -204,6 +206,23 @@ def test_a_reading_set_off_the_minute_is_a_violation() -> None:
     off = reading(1_764_115_265)
     m.on_request(request(1, "POST", "/mup/1", off, status=201))
     assert m.violation is not None and m.violation.invariant == "readings minute-aligned"
+
+
+def test_a_schema_invalid_request_is_a_violation() -> None:
+    """Issue 14 / PROTOCOL.md §5: the strict server answered a request 400 because its body was
+    not valid against the served schemas; a valid one is a check that held."""
+    m, stops = monitor()
+    status = r.DERStatus(readingTime=1_764_115_260)
+    m.on_request(request(0, "PUT", "/edev/1/der/1/ders", status, status=204))
+    assert m.violation is None and m.checks["requests schema-valid"] == 1
+    invalid = dataclasses.replace(
+        request(1, "PUT", "/edev/1/der/1/dercap", status=400),
+        schema_error="not valid against csipaus-core.xsd: Element 'x': This element is not expected.",
+    )
+    m.on_request(invalid)
+    assert m.violation is not None and m.violation.invariant == "requests schema-valid"
+    assert "PUT /edev/1/der/1/dercap: not valid against csipaus-core.xsd" in m.violation.detail
+    assert stops == [1]
 
 
 def test_a_setpoint_beyond_the_rating_is_a_violation() -> None:

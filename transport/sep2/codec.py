@@ -29,7 +29,12 @@ Encoding
     ``deviceCategory`` 0 is ``00``); the 2030.5 namespace as the default namespace and the CSIP-AUS
     elements with the ``csipaus`` prefix bound to the profile's namespace. Integer ranges, hex
     widths and StringN lengths are enforced (:class:`~transport.sep2.errors.Sep2EncodeError`), so
-    nothing invalid is ever sent; reading stays tolerant of over-long strings.
+    nothing invalid is ever sent; reading stays tolerant of over-long strings. Each CSIP-AUS
+    version has its own namespace and elements (PROTOCOL.md §5): an extension element the
+    profile's namespace does not define (a v1.3 storage ``vppModesSupported`` under v1.2's
+    ``https://csipaus.org/ns``) is refused, and one it makes mandatory (``doeModesSupported``) must
+    be there. The tables come from each namespace's published schema (``CSIPAUS_ELEMENTS``); the
+    serialisers are generated per (type, namespace).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from transport.sep2.errors import (
     UnexpectedDocument,
 )
 from transport.sep2.hexbinary import HEX_TYPES
-from transport.sep2.schema_order import ROOTS, TYPES, MemberRow
+from transport.sep2.schema_order import CSIPAUS_ELEMENTS, ROOTS, TYPES, MemberRow
 
 __all__ = [
     "CSIPAUS_NAMESPACES",
@@ -67,6 +72,7 @@ __all__ = [
     "SEP_NS",
     "Limits",
     "NameBudget",
+    "csipaus_defines",
     "decode",
     "decode_any",
     "document_element",
@@ -163,6 +169,46 @@ def _reachable(type_name: str) -> tuple[str, ...]:
 
 def _uses_csipaus(type_name: str) -> bool:
     return any(m[1] == "csipaus" for t in _reachable(type_name) for m in full_members(t))
+
+
+def _defined_elements() -> dict[str | None, dict[str, int]]:
+    """CSIP-AUS namespace -> {extension element: minOccurs} (``None``: plain 2018, none)."""
+    declared = [m[0] for _base, own in TYPES.values() for m in own if m[1] == "csipaus"]
+    # Extension elements are told apart by name alone: no two types declare the same one.
+    assert len(declared) == len(set(declared)), declared
+    out: dict[str | None, dict[str, int]] = {None: {}}
+    for uri, table in CSIPAUS_ELEMENTS.items():
+        out[uri] = {name: low for elements in table.values() for name, low in elements}
+        assert set(out[uri]) <= set(declared), uri
+    # No v1.3 schema is published in any installed package: v1.3 keeps what the code knows, the
+    # v1.3 storage beta's elements (envoy-schema's v1.3 models carry the same ones).
+    out[CSIPAUS_NS_V13] = dict(out[CSIPAUS_NS_V13_STORAGE])
+    assert set(out) == {None, *CSIPAUS_NAMESPACES}
+    return out
+
+
+# CSIP-AUS namespace -> the extension elements it defines, with their minOccurs.
+_DEFINED: Final = _defined_elements()
+
+
+def _known_namespace(csipaus_ns: str | None) -> dict[str, int]:
+    defined = _DEFINED.get(csipaus_ns)
+    if defined is None:
+        raise ValueError(
+            f"{csipaus_ns!r} is not a CSIP-AUS namespace this codec knows "
+            f"(one of {list(CSIPAUS_NAMESPACES)}, or None for plain 2018)"
+        )
+    return defined
+
+
+def csipaus_defines(csipaus_ns: str | None, element: str) -> bool:
+    """Whether CSIP-AUS namespace ``csipaus_ns`` defines extension element ``element``.
+
+    PROTOCOL.md §5: each CSIP-AUS version has its own namespace and schema; write only the
+    elements the server's version defines. ``None`` is plain 2018 (no extension elements). An
+    unknown namespace raises ``ValueError``.
+    """
+    return element in _known_namespace(csipaus_ns)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -693,9 +739,9 @@ def _hex_even(value: int) -> str:
     return digits if len(digits) % 2 == 0 else "0" + digits
 
 
-# type name -> its generated serialiser. Filled on first use (:func:`_encoder`): generating all of
+# (type name, CSIP-AUS namespace) -> its generated serialiser. Filled on first use (:func:`_encoder`): generating all of
 # them at import cost ~50 ms and ~1 MB for types a gateway never writes (issue #7 scope 11).
-_ENCODERS: dict[str, _Encoder] = {}
+_ENCODERS: dict[tuple[str, str | None], _Encoder] = {}
 _ENCODERS_LOCK: Final = threading.Lock()
 
 # Integer simple types -> (min, max), read from the Annotated aliases in ``resources`` (the bounds
@@ -721,7 +767,9 @@ class _Gen:
     of a pending f-string are emitted just before it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, csipaus_ns: str | None) -> None:
+        self.csipaus_ns = csipaus_ns
+        self.defined = _known_namespace(csipaus_ns)
         self.lines: list[str] = []
         self.pending: list[str] = []  # f-string pieces, already escaped for an f'...' literal
         self.checks: list[str] = []
@@ -819,6 +867,14 @@ class _Gen:
     def member(self, m: MemberRow, obj: str, indent: int) -> None:
         pad = "    " * indent
         tag = _tag(m)
+        if m[1] == "csipaus" and not self._csipaus_member(m, obj, indent):
+            return
+        if m[1] == "csipaus" and self.defined[m[0]] >= 1 and m[5] < 1:
+            m = (*m[:5], 1, m[6])  # mandatory in this namespace (doeModesSupported)
+            self.checks.append(
+                f"if {obj}.{m[0]} is None: raise ValueError("
+                f"{f'{tag} is mandatory in CSIP-AUS namespace {self.csipaus_ns}'!r})"
+            )
         required, single = m[5] >= 1, m[6] == 1
         if single and required:
             if m[4]:
@@ -840,7 +896,7 @@ class _Gen:
             self.lines.append(f"{pad}for {v} in {obj}.{m[0]}:")
         if m[4] and m[3] == "Resource" and m[0] == "Resource":
             # Notification.Resource holds any resource: written with its xsi:type.
-            self.lines.append(f"{pad}    _enc_any_resource({v}, a, {tag!r})")
+            self.lines.append(f"{pad}    _enc_any_resource({v}, a, {tag!r}, {self.csipaus_ns!r})")
             return
         if m[4]:
             self.struct(m[3], v, tag, indent + 1)
@@ -850,10 +906,27 @@ class _Gen:
             self.text(f"</{tag}>")
         self.flush(indent + 1)
 
+    def _csipaus_member(self, m: MemberRow, obj: str, indent: int) -> bool:
+        """Whether extension element ``m`` is written; one the namespace does not define is
+        refused when set (PROTOCOL.md §5: never send what the server's schema has no place for)."""
+        if m[0] in self.defined:
+            return True
+        where = (
+            "plain 2018 (no CSIP-AUS namespace)"
+            if self.csipaus_ns is None
+            else f"CSIP-AUS namespace {self.csipaus_ns}"
+        )
+        message = f"{_tag(m)} is not an element of {where}"
+        self.flush(indent)
+        test = f"{obj}.{m[0]} is not None" if m[6] == 1 else f"{obj}.{m[0]}"
+        self.lines.append(f"{'    ' * indent}if {test}: raise ValueError({message!r})")
+        return False
 
-def _compile_encoder(type_name: str) -> _Encoder:
-    """Generate the serialiser of one schema type: straight-line code in schema order."""
-    gen = _Gen()
+
+def _compile_encoder(type_name: str, csipaus_ns: str | None) -> _Encoder:
+    """Generate the serialiser of one schema type for one CSIP-AUS namespace: straight-line code
+    in schema order."""
+    gen = _Gen(csipaus_ns)
     gen.lines.append(f"def _enc_{type_name}(o, a, tag, extra):")
     gen.struct(type_name, "o", None, 1)
     gen.flush(1)
@@ -869,35 +942,39 @@ def _compile_encoder(type_name: str) -> _Encoder:
     return fn
 
 
-def _enc_any_resource(value: msgspec.Struct, a: _Append, tag: str) -> None:
+def _enc_any_resource(value: msgspec.Struct, a: _Append, tag: str, csipaus_ns: str | None) -> None:
     type_name = _TYPE_NAME.get(type(value))
     if type_name is None:
         raise TypeError(f"{type(value).__name__} is not a 2030.5 resource")
     extra = "" if type_name == "Resource" else f' xmlns:xsi="{_XSI_NS}" xsi:type="{type_name}"'
-    encoder = _ENCODERS.get(type_name)
+    encoder = _ENCODERS.get((type_name, csipaus_ns))
     if encoder is None:
-        encoder = _encoder(type_name)
+        encoder = _encoder(type_name, csipaus_ns)
     encoder(value, a, tag, extra)
 
 
-def _encoder(type_name: str) -> _Encoder:
+def _encoder(type_name: str, csipaus_ns: str | None) -> _Encoder:
     """The serialiser of ``type_name``, generated once on first use and then cached.
 
     Callers look in ``_ENCODERS`` first (a dict hit is the hot path); the lock only guards the
     generation, so two threads encoding a new type at once generate it once.
     """
     with _ENCODERS_LOCK:
-        encoder = _ENCODERS.get(type_name)
+        key = (type_name, csipaus_ns)
+        encoder = _ENCODERS.get(key)
         if encoder is None:
-            encoder = _ENCODERS[type_name] = _compile_encoder(type_name)
+            encoder = _ENCODERS[key] = _compile_encoder(type_name, csipaus_ns)
         return encoder
 
 
-def encode(obj: msgspec.Struct, *, csipaus_ns: str = CSIPAUS_NS) -> bytes:
+def encode(obj: msgspec.Struct, *, csipaus_ns: str | None = CSIPAUS_NS) -> bytes:
     """Serialise a resource as its 2030.5 document (UTF-8, no XML declaration).
 
-    ``csipaus_ns`` is the namespace the profile uses for CSIP-AUS elements (PROTOCOL.md §1).
-    Raises :class:`~transport.sep2.errors.Sep2EncodeError` for a value its schema type cannot hold.
+    ``csipaus_ns`` is the namespace the profile uses for CSIP-AUS elements (PROTOCOL.md §1), one
+    of ``CSIPAUS_NAMESPACES``, or ``None`` for plain 2018. PROTOCOL.md §5: only the extension
+    elements that namespace's schema defines are written, and its mandatory ones must be there.
+    Raises :class:`~transport.sep2.errors.Sep2EncodeError` for a value its schema type cannot
+    hold, or an extension element the namespace does not define (naming both).
     """
     root = _ROOT_OF.get(type(obj))
     if root is None:
@@ -905,13 +982,18 @@ def encode(obj: msgspec.Struct, *, csipaus_ns: str = CSIPAUS_NS) -> bytes:
     elem, ns = root
     type_name = _TYPE_NAME[type(obj)]
     extra = f' xmlns="{SEP_NS}"'
-    if ns == "csipaus" or _uses_csipaus_cached(type_name):
+    if csipaus_ns is not None and (ns == "csipaus" or _uses_csipaus_cached(type_name)):
         extra += f' xmlns:csipaus="{csipaus_ns}"'
+    elif ns == "csipaus":
+        raise Sep2EncodeError("/" + elem, "a CSIP-AUS document needs a CSIP-AUS namespace")
     parts: list[str] = []
     tag = elem if ns == "sep" else "csipaus:" + elem
-    encoder = _ENCODERS.get(type_name)
+    encoder = _ENCODERS.get((type_name, csipaus_ns))
     if encoder is None:
-        encoder = _encoder(type_name)
+        try:
+            encoder = _encoder(type_name, csipaus_ns)
+        except ValueError as exc:  # an unknown namespace
+            raise Sep2EncodeError("/" + elem, str(exc)) from None
     try:
         encoder(obj, parts.append, tag, extra)
     except (ValueError, TypeError, AttributeError) as exc:

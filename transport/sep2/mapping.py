@@ -9,6 +9,7 @@ a second as seconds, mRIDs as canonical upper-case hex. Outgoing: :mod:`events.d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from events.der_info import (
     ControlResponse,
@@ -29,6 +30,7 @@ from events.der_model import (
 )
 from events.telemetry import IntervalSummary, Quantity
 from transport.sep2 import resources as r
+from transport.sep2.codec import CSIPAUS_NS, csipaus_defines
 from transport.sep2.errors import SchemaViolation
 from transport.sep2.hexbinary import HexBinary8, HexBinary32, HexBinary128, HexBinary160
 
@@ -276,8 +278,20 @@ def response_to_wire(response: ControlResponse, href: str | None = None) -> r.DE
     )
 
 
-def capability_to_wire(info: DerCapabilityInfo) -> r.DERCapability:
-    """DERCapability (nameplate, modesSupported, CSIP-AUS doe/vpp modes)."""
+_T = TypeVar("_T")
+
+
+def _if_defined(csipaus_ns: str | None, element: str, value: _T | None) -> _T | None:
+    """PROTOCOL.md §5: a CSIP-AUS element is written only under a namespace that defines it (v1.2
+    has no ``vppModesSupported``, ``vppModesEnabled`` or ``setMinWh``: they are v1.3 storage's)."""
+    return value if csipaus_defines(csipaus_ns, element) else None
+
+
+def capability_to_wire(
+    info: DerCapabilityInfo, *, csipaus_ns: str | None = CSIPAUS_NS
+) -> r.DERCapability:
+    """DERCapability (nameplate, modesSupported, CSIP-AUS doe/vpp modes as far as the profile's
+    namespace ``csipaus_ns`` defines them: PROTOCOL.md §5)."""
     max_w = _active(info.max_w)
     assert max_w is not None
     return r.DERCapability(
@@ -289,14 +303,20 @@ def capability_to_wire(info: DerCapabilityInfo) -> r.DERCapability:
         rtgMaxChargeRateW=_active(info.max_charge_rate_w),
         rtgMaxDischargeRateW=_active(info.max_discharge_rate_w),
         rtgMaxWh=_wh(info.max_wh),
-        doeModesSupported=_hex8(info.doe_modes_supported),
-        vppModesSupported=_hex8(info.vpp_modes_supported),
+        doeModesSupported=_if_defined(
+            csipaus_ns, "doeModesSupported", _hex8(info.doe_modes_supported)
+        ),
+        vppModesSupported=_if_defined(
+            csipaus_ns, "vppModesSupported", _hex8(info.vpp_modes_supported)
+        ),
     )
 
 
-def settings_to_wire(info: DerSettingsInfo) -> r.DERSettings:
-    """DERSettings (``setMaxW`` and ``setGradW`` mandatory; CSIP-AUS doe/vpp modes,
-    ``setMinWh``)."""
+def settings_to_wire(
+    info: DerSettingsInfo, *, csipaus_ns: str | None = CSIPAUS_NS
+) -> r.DERSettings:
+    """DERSettings (``setMaxW`` and ``setGradW`` mandatory; CSIP-AUS doe/vpp modes and
+    ``setMinWh`` as far as the profile's namespace ``csipaus_ns`` defines them: PROTOCOL.md §5)."""
     max_w = _active(info.max_w)
     assert max_w is not None
     return r.DERSettings(
@@ -309,9 +329,9 @@ def settings_to_wire(info: DerSettingsInfo) -> r.DERSettings:
         setMaxChargeRateW=_active(info.max_charge_rate_w),
         setMaxDischargeRateW=_active(info.max_discharge_rate_w),
         setMaxWh=_wh(info.max_wh),
-        setMinWh=_wh(info.min_wh),
-        doeModesEnabled=_hex8(info.doe_modes_enabled),
-        vppModesEnabled=_hex8(info.vpp_modes_enabled),
+        setMinWh=_if_defined(csipaus_ns, "setMinWh", _wh(info.min_wh)),
+        doeModesEnabled=_if_defined(csipaus_ns, "doeModesEnabled", _hex8(info.doe_modes_enabled)),
+        vppModesEnabled=_if_defined(csipaus_ns, "vppModesEnabled", _hex8(info.vpp_modes_enabled)),
     )
 
 

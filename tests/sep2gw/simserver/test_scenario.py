@@ -230,3 +230,22 @@ def test_an_operator_command_at_the_device_decodes_and_must_set_something() -> N
         p.startswith("actions[0].inverter")
         for p in problems('[[actions]]\nat_s = 5\nkind = "operator"\ninverter = "paused"\n')
     )
+
+
+def test_a_mode_the_served_csipaus_namespace_does_not_define_is_refused() -> None:
+    """PROTOCOL.md §5: v1.2 (the default namespace) has no opModStorageTargetW; v1.3 storage has."""
+    control = (
+        '[[actions]]\nat_s = 0\nkind = "create_control"\nprogram = "p"\nstart_s = 0\n'
+        "duration_s = 60\nmodes = { opModStorageTargetW = 100 }\n"
+    )
+    found = problems(
+        '[[programs]]\nid = "p"\nprimacy = 1\ndefault = { opModStorageTargetW = 5 }\n' + control
+    )
+    assert found == [
+        "programs[0].default.opModStorageTargetW: not an element of the CSIP-AUS namespace "
+        "https://csipaus.org/ns this server serves (quirks.csipaus_ns)",
+        "actions[0].modes.opModStorageTargetW: not an element of the CSIP-AUS namespace "
+        "https://csipaus.org/ns this server serves (quirks.csipaus_ns)",
+    ]
+    storage = '[quirks]\ncsipaus_ns = "https://csipaus.org/ns/v1.3-beta/storage"\n'
+    parse_scenario(storage + PROGRAM + control, source="t.toml")

@@ -5,13 +5,43 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 
 from transport.sep2 import resources
-from transport.sep2.codec import full_members
+from transport.sep2.codec import csipaus_defines, full_members
 from transport.sep2.hexbinary import HEX_TYPES
+from transport.sep2.schema_order import CSIPAUS_ELEMENTS, TYPES
 
-__all__ = ["struct_strategy"]
+__all__ = ["fit_namespace", "struct_strategy"]
+
+_EXTENSION = {m[0] for _base, own in TYPES.values() for m in own if m[1] == "csipaus"}
+
+
+def fit_namespace(obj: Any, csipaus_ns: str | None) -> Any:
+    """``obj`` with only the CSIP-AUS extension elements ``csipaus_ns`` defines (the others
+    cleared) and its mandatory ones present (``doeModesSupported`` 0 when absent)."""
+    if isinstance(obj, tuple):
+        return tuple(fit_namespace(x, csipaus_ns) for x in obj)
+    if not isinstance(obj, msgspec.Struct):
+        return obj
+    table = CSIPAUS_ELEMENTS.get(csipaus_ns or "", {}).get(type(obj).__name__, ())
+    mandatory = {name for name, low in table if low >= 1} if csipaus_ns else set()
+    changes: dict[str, Any] = {}
+    for name in obj.__struct_fields__:
+        value = getattr(obj, name)
+        if name in _EXTENSION and not csipaus_defines(csipaus_ns, name):
+            changes[name] = None
+        elif (
+            name == "doeModesSupported"
+            and value is None
+            and (mandatory or (csipaus_ns is not None and csipaus_ns not in CSIPAUS_ELEMENTS))
+        ):
+            changes[name] = resources.HexBinary8(0)
+        elif isinstance(value, msgspec.Struct | tuple):
+            changes[name] = fit_namespace(value, csipaus_ns)
+    return msgspec.structs.replace(obj, **changes)
+
 
 _RANGES = {
     "UInt8": (0, 2**8 - 1),

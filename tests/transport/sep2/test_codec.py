@@ -19,6 +19,7 @@ from transport.sep2.errors import (
     MalformedXml,
     SchemaViolation,
     Sep2DecodeError,
+    Sep2EncodeError,
     UnexpectedDocument,
 )
 from transport.sep2.hexbinary import HexBinary32, HexBinary128, HexBinary160
@@ -114,6 +115,86 @@ def test_csipaus_namespace_follows_the_profile() -> None:
     out = codec.encode(dflt, csipaus_ns=codec.CSIPAUS_NS_V13)
     assert b'xmlns:csipaus="https://csipaus.org/ns/v1.3"' in out
     assert codec.decode(out, r.DefaultDERControl) == dflt
+
+
+def _capability(**extensions: Any) -> r.DERCapability:
+    return r.DERCapability(
+        modesSupported=HexBinary32(0x500088),
+        rtgMaxW=r.ActivePower(multiplier=0, value=5000),
+        type=80,
+        **extensions,
+    )
+
+
+@pytest.mark.parametrize(
+    ("obj", "element"),
+    [
+        (
+            _capability(doeModesSupported=r.HexBinary8(1), vppModesSupported=r.HexBinary8(1)),
+            "vppModesSupported",
+        ),
+        (
+            r.DERSettings(
+                setGradW=27,
+                setMaxW=r.ActivePower(multiplier=0, value=5000),
+                updatedTime=0,
+                vppModesEnabled=r.HexBinary8(1),
+            ),
+            "vppModesEnabled",
+        ),
+        (
+            r.DERSettings(
+                setGradW=27,
+                setMaxW=r.ActivePower(multiplier=0, value=5000),
+                updatedTime=0,
+                setMinWh=r.WattHour(multiplier=0, value=1),
+            ),
+            "setMinWh",
+        ),
+        (
+            r.DERControl(
+                mRID=HexBinary128(1),
+                creationTime=0,
+                EventStatus=r.EventStatus(currentStatus=0, dateTime=0, potentiallySuperseded=False),
+                interval=r.DateTimeInterval(duration=60, start=0),
+                DERControlBase=r.DERControlBase(
+                    opModStorageTargetW=r.ActivePower(multiplier=0, value=1)
+                ),
+            ),
+            "opModStorageTargetW",
+        ),
+    ],
+)
+def test_only_elements_the_csipaus_namespace_defines_are_written(
+    obj: msgspec.Struct, element: str
+) -> None:
+    """PROTOCOL.md §5: a v1.3 storage element under v1.2's namespace makes the request
+    schema-invalid, so it is refused, naming the element and the namespace; the storage
+    namespace (and v1.3, which keeps the storage elements) writes it."""
+    with pytest.raises(Sep2EncodeError) as err:
+        codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS)
+    assert f"csipaus:{element}" in str(err.value)
+    assert codec.CSIPAUS_NS in str(err.value)
+    for ns in (codec.CSIPAUS_NS_V13_STORAGE, codec.CSIPAUS_NS_V13):
+        assert f"<csipaus:{element}>".encode() in codec.encode(obj, csipaus_ns=ns)
+
+
+def test_a_mandatory_csipaus_element_must_be_written() -> None:
+    """PROTOCOL.md §5: CSIP-AUS makes ``doeModesSupported`` mandatory in DERCapability."""
+    with pytest.raises(Sep2EncodeError, match="csipaus:doeModesSupported is mandatory"):
+        codec.encode(_capability(), csipaus_ns=codec.CSIPAUS_NS)
+    out = codec.encode(_capability(doeModesSupported=r.HexBinary8(0)))
+    assert b"<csipaus:doeModesSupported>00</csipaus:doeModesSupported>" in out
+
+
+def test_plain_2018_writes_no_csipaus_element_and_an_unknown_namespace_is_refused() -> None:
+    assert b"csipaus" not in codec.encode(_capability(), csipaus_ns=None)
+    with pytest.raises(Sep2EncodeError, match="csipaus:doeModesSupported is not an element"):
+        codec.encode(_capability(doeModesSupported=r.HexBinary8(0)), csipaus_ns=None)
+    with pytest.raises(Sep2EncodeError, match="needs a CSIP-AUS namespace"):
+        codec.encode(r.ConnectionPointType(connectionPointId="1"), csipaus_ns=None)
+    with pytest.raises(Sep2EncodeError, match="'urn:x' is not a CSIP-AUS namespace"):
+        codec.encode(_capability(), csipaus_ns="urn:x")
 
 
 def test_wrong_type_names_the_element_path() -> None:
@@ -405,7 +486,7 @@ def test_serialisers_are_generated_on_first_use_not_at_import() -> None:
         "before = sorted(codec._ENCODERS)\n"
         "codec.encode(r.Time(currentTime=1, dstEndTime=0, dstOffset=0, dstStartTime=0,"
         " quality=7, tzOffset=0))\n"
-        "print(before, sorted(codec._ENCODERS))"
+        "print(before, sorted(name for name, _ns in codec._ENCODERS))"
     )
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run(
@@ -428,13 +509,13 @@ def test_a_serialiser_is_generated_once_when_threads_race_for_it(
     calls: list[str] = []
     second = threading.Event()
 
-    def slow_generate(type_name: str) -> Any:
+    def slow_generate(type_name: str, csipaus_ns: str | None) -> Any:
         calls.append(type_name)
         if len(calls) > 1:
             second.set()
         else:  # hold the first generation open long enough for an unguarded rival to start
             second.wait(timeout=0.2)
-        return generate(type_name)
+        return generate(type_name, csipaus_ns)
 
     monkeypatch.setattr(codec, "_compile_encoder", slow_generate)
     edev = r.EndDevice(href="/edev/1", sFDI=1, lFDI=2, changedTime=0)

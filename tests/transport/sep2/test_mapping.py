@@ -178,7 +178,8 @@ def test_der_info_maps_with_si_units() -> None:
     assert cap.rtgMaxW == r.ActivePower(value=5000, multiplier=0)
     assert cap.rtgMaxWh == r.WattHour(value=13500, multiplier=0)
     sets = mapping.settings_to_wire(
-        DerSettingsInfo(updated_s=5, max_w=50000, set_grad_w=27, min_wh=1000.5)
+        DerSettingsInfo(updated_s=5, max_w=50000, set_grad_w=27, min_wh=1000.5),
+        csipaus_ns=codec.CSIPAUS_NS_V13_STORAGE,
     )
     assert sets.setMaxW == r.ActivePower(value=5000, multiplier=1)
     assert sets.setMinWh == r.WattHour(value=10005, multiplier=-1)
@@ -191,8 +192,51 @@ def test_der_info_maps_with_si_units() -> None:
         DerAvailabilityInfo(reading_s=7, stat_w_avail=3000, reserve_pct=20)
     )
     assert avail.reservePercent == 2000
-    for obj in (cap, sets, status, avail):
+    for obj in (cap, status, avail):
         assert codec.decode(codec.encode(obj), type(obj)) == obj
+    ns = codec.CSIPAUS_NS_V13_STORAGE
+    assert codec.decode(codec.encode(sets, csipaus_ns=ns), type(sets)) == sets
+
+
+def test_der_info_writes_only_the_csipaus_elements_the_namespace_defines() -> None:
+    """PROTOCOL.md §5: v1.2 (``https://csipaus.org/ns``) has no vpp modes or ``setMinWh``; the
+    v1.3 storage namespace has them; plain 2018 has no extension element at all."""
+    cap_info = DerCapabilityInfo(
+        der_type=80,
+        modes_supported=0x500088,
+        max_w=5000,
+        doe_modes_supported=0x0F,
+        vpp_modes_supported=0x01,
+    )
+    set_info = DerSettingsInfo(
+        updated_s=5,
+        max_w=5000,
+        set_grad_w=27,
+        min_wh=500,
+        doe_modes_enabled=0x0F,
+        vpp_modes_enabled=0x01,
+    )
+    v12_cap = mapping.capability_to_wire(cap_info, csipaus_ns=codec.CSIPAUS_NS)
+    v12_set = mapping.settings_to_wire(set_info, csipaus_ns=codec.CSIPAUS_NS)
+    assert (v12_cap.doeModesSupported, v12_cap.vppModesSupported) == (0x0F, None)
+    assert (v12_set.doeModesEnabled, v12_set.vppModesEnabled, v12_set.setMinWh) == (
+        0x0F,
+        None,
+        None,
+    )
+    for obj in (v12_cap, v12_set):
+        out = codec.encode(obj, csipaus_ns=codec.CSIPAUS_NS)
+        assert b"vppModes" not in out and b"setMinWh" not in out
+    ns = codec.CSIPAUS_NS_V13_STORAGE
+    storage_cap = mapping.capability_to_wire(cap_info, csipaus_ns=ns)
+    storage_set = mapping.settings_to_wire(set_info, csipaus_ns=ns)
+    assert storage_cap.vppModesSupported == 0x01
+    assert (storage_set.vppModesEnabled, storage_set.setMinWh) == (
+        0x01,
+        r.WattHour(value=500, multiplier=0),
+    )
+    plain = mapping.settings_to_wire(set_info, csipaus_ns=None)
+    assert b"csipaus" not in codec.encode(plain, csipaus_ns=None)
 
 
 def test_interval_average_becomes_a_mirror_reading_set() -> None:
