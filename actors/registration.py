@@ -41,6 +41,7 @@ from events.store import EventStore
 from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
 from statemachines.registration import (
     HALTED,
+    IN_BAND_PROJECTION,
     READY,
     TIME_RESYNC_S,
     RegistrationConfig,
@@ -208,7 +209,10 @@ class RegistrationActor:
             self.polls = PollSchedule(
                 msgspec.json.decode(msgspec.json.encode(state), type=PollState)
             )
-            # The walk always starts afresh: links are learned, never remembered across restarts.
+            # The walk always starts afresh: links are learned, never remembered across restarts;
+            # only which EndDevices this gateway registered itself is (§2.4: no PIN to compare).
+            in_band, _ = replay(self._store, IN_BAND_PROJECTION)
+            self.core.state.in_band = list(in_band.hrefs)
             await self._persist(self.core.start(self._clock.server_time()))
             task_status.started()
             while True:
@@ -322,6 +326,9 @@ class RegistrationActor:
                 raise HttpFailure(
                     "POST", list_href, 201, why="EndDevice created without a Location"
                 )
+            registered = self.core.end_device_registered(href, self._clock.server_time())
+        else:
+            registered = []
         assert href is not None
         edev = await self._link.get(href, r.EndDevice)
         self._found.edev, self._found.edev_href = edev, href
@@ -331,7 +338,8 @@ class RegistrationActor:
         known = key in self.polls.state.polls
         rate = self.polls.rate_seen(key, device_list.pollRate or DEFAULT_POLL_S, now)
         return (
-            rate
+            registered
+            + rate
             + self._read_counts_as_poll(key, now, known=known)
             + self.core.step_done(RegistrationStep.END_DEVICE, now, href)
         )
@@ -356,9 +364,8 @@ class RegistrationActor:
         edev = self._found.edev
         assert edev is not None
         if edev.RegistrationLink is None:
-            raise HttpFailure(
-                "GET", self._found.edev_href or "", 404, why="EndDevice has no RegistrationLink"
-            )
+            # §2.4: nothing to check; not a moved link (re-walking would never end)
+            return self.core.registration_link_missing(self._clock.server_time())
         href = edev.RegistrationLink.href
         registration = await self._link.get(href, r.Registration)
         now = self._clock.server_time()
@@ -602,7 +609,7 @@ class RegistrationActor:
             # Registration carries its own pollRate: a change applies from the next cycle (§4
             # rule 15; the swarm found it ignored, so /rg stayed on the walk's rate for good).
             rate = self.polls.rate_seen(resource, registration.pollRate or DEFAULT_POLL_S, now)
-            return rate + self.core.pin_seen(registration.pIN, now)
+            return rate + self.core.pin_seen(registration.pIN, now, href)
         raise ValueError(f"unknown poll resource {resource!r}")
 
     async def _poll_end_device(self, href: str) -> list[Event]:

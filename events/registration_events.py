@@ -16,6 +16,8 @@ __all__ = [
     "REGISTRATION_EVENT_TYPES",
     "REGISTRATION_STREAM",
     "BackoffDrawn",
+    "EndDeviceRegistered",
+    "PinCase",
     "Polled",
     "PollRateSeen",
     "PollsShifted",
@@ -23,8 +25,10 @@ __all__ = [
     "Posted",
     "RediscoveryStarted",
     "RegistrationHalted",
+    "RegistrationLinkMissing",
     "RegistrationStarted",
     "RegistrationStep",
+    "ServerPinRecorded",
     "StepDone",
     "TimeOffsetLearned",
     "registration_event_stream",
@@ -71,6 +75,43 @@ class RegistrationHalted(Event, tag="registration.halted.v1", frozen=True, kw_on
 
     step: RegistrationStep
     reason: str
+    at_s: float
+
+
+class EndDeviceRegistered(
+    Event, tag="registration.end_device_registered.v1", frozen=True, kw_only=True
+):
+    """This gateway POSTed its own EndDevice (in-band registration, §2.3) and the server created it
+    at ``href``: the Registration found there has no installer's PIN to compare with (§2.4)."""
+
+    href: str
+    at_s: float
+
+
+class PinCase(StrEnum):
+    """Why the server's PIN was recorded instead of compared (PROTOCOL.md §2.4)."""
+
+    REGISTERED_IN_BAND = "registered_in_band"  # this gateway POSTed its EndDevice
+    NOT_CONFIGURED = "not_configured"  # server.pin unset: a warning, nothing to compare
+
+
+class ServerPinRecorded(Event, tag="registration.server_pin.v1", frozen=True, kw_only=True):
+    """The Registration's PIN as the server reported it, not compared (§2.4, ``case`` says why);
+    recorded when first read and again whenever the server changes it."""
+
+    pin: int
+    case: PinCase
+    href: str | None = None
+    at_s: float
+
+
+class RegistrationLinkMissing(
+    Event, tag="registration.no_registration_link.v1", frozen=True, kw_only=True
+):
+    """Our EndDevice (``end_device``) offers no RegistrationLink: no PIN to check, the walk goes on
+    to the next step (§2.4)."""
+
+    end_device: str | None = None
     at_s: float
 
 
@@ -136,6 +177,9 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     RegistrationHalted,
     RediscoveryStarted,
     BackoffDrawn,
+    EndDeviceRegistered,
+    ServerPinRecorded,
+    RegistrationLinkMissing,
     PollRateSeen,
     Polled,
     PollsShifted,

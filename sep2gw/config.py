@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from transport.identity import check_digit, verify_pin
+
 __all__ = [
     "BatteryConfig",
     "Config",
@@ -167,6 +169,20 @@ def _name_the_key(message: str) -> str:
     return f"{prefix.rstrip('.')}: {what[0].lower()}{what[1:]}" if match else what
 
 
+def _pin_problems(pin: int) -> list[str]:
+    """PROTOCOL.md §2.4/§3: a registration PIN is 5 digits and the sum-of-digits check digit
+    (11111 → 111115); a wrong check digit is a mistyped PIN that would halt registration."""
+    if not 0 <= pin <= 999_999:
+        return [f"server.pin: {pin} is not a registration PIN (5 digits and a check digit)"]
+    if not verify_pin(pin):
+        five = f"{pin:06d}"[:5]
+        return [
+            f"server.pin: {pin:06d} has a wrong check digit: after {five} it must be "
+            f"{check_digit(five)} (a mistyped PIN?)"
+        ]
+    return []
+
+
 def _check(config: Config, *, check_files: bool) -> list[str]:
     problems: list[str] = []
     url = urlsplit(config.server.url)
@@ -177,10 +193,8 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         )
     if not config.server.dcap_path.startswith("/"):
         problems.append(f"server.dcap_path: {config.server.dcap_path!r} must start with '/'")
-    if config.server.pin is not None and not 0 <= config.server.pin <= 999_999:
-        problems.append(
-            f"server.pin: {config.server.pin} is not a registration PIN (5 digits and a check digit)"
-        )
+    if config.server.pin is not None:
+        problems += _pin_problems(config.server.pin)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
     if not 0 <= config.site.pen <= 0xFFFFFFFF:

@@ -33,8 +33,12 @@ from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
 from events.registration_events import (
+    EndDeviceRegistered,
+    PinCase,
     PollsShifted,
     RegistrationHalted,
+    RegistrationLinkMissing,
+    ServerPinRecorded,
     StepDone,
     TimeOffsetLearned,
 )
@@ -121,6 +125,17 @@ class Timeline:
                 return f"registration: {e.step.value} done"
             case RegistrationHalted():
                 return f"REGISTRATION HALTED at {e.step.value}: {e.reason}"
+            case EndDeviceRegistered():
+                return f"registration: EndDevice registered in-band at {e.href}"
+            case ServerPinRecorded() if e.case is PinCase.NOT_CONFIGURED:
+                return (
+                    f"WARNING: no registration PIN configured (server.pin): the server's PIN "
+                    f"{e.pin:06d} was not checked"
+                )
+            case ServerPinRecorded():
+                return f"registration: server's PIN {e.pin:06d} recorded (registered in-band)"
+            case RegistrationLinkMissing():
+                return "registration: the EndDevice has no RegistrationLink (no PIN to check)"
             case ControlReceived():
                 c = e.control
                 return (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import msgspec
 import trio
 
 from events.control_events import (
@@ -19,10 +20,16 @@ from events.control_events import (
 )
 from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
-from events.registration_events import RegistrationHalted
+from events.registration_events import (
+    EndDeviceRegistered,
+    PinCase,
+    RegistrationHalted,
+    RegistrationLinkMissing,
+    ServerPinRecorded,
+)
 from events.registry import CATALOGUE
 from events.store import EventStore
-from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver import Scenario, SimUtilityServer, demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
 from transport.sep2 import resources as r
 
@@ -50,9 +57,16 @@ async def test_demo_scenario_end_to_end(pki: Path, autojump_clock: trio.abc.Cloc
     assert any(req.path.startswith("/mup/") and req.method == "POST" for req in server.requests)
 
 
+def _out_of_band(scenario: Scenario) -> Scenario:
+    """The scenario with the EndDevice registered by an installer, out of band (§2.4)."""
+    return msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, pre_registered=True)
+    )
+
+
 async def test_pin_mismatch_halts_all_traffic(pki: Path, autojump_clock: trio.abc.Clock) -> None:
     store = MemoryEventStore(CATALOGUE)
-    world = World(pki, demo_scenario(), store, pin=222228)
+    world = World(pki, _out_of_band(demo_scenario()), store, pin=222220)
     with deadline(3600):
         await world.run(300)
     server = world.server
@@ -182,6 +196,7 @@ name = "the utility changes the registration PIN"
 [server]
 pin = 111115
 poll_rate_s = 30
+pre_registered = true
 
 [[programs]]
 id = "network"
@@ -297,3 +312,68 @@ async def test_readings_of_an_outage_survive_a_restart_and_are_posted_once(
     starts = {start - int(EPOCH) for (_, _, start) in posted}
     # Every minute of the outage, before and after the restart, reached the utility.
     assert set(range(120, 1200, 60)) <= starts, sorted(starts)
+
+
+def _reached_the_der(server: SimUtilityServer) -> bool:
+    fsa = any(q.method == "GET" and q.path.endswith("/fsa") for q in server.requests)
+    der = any(q.method == "PUT" and "/der/" in q.path for q in server.requests)
+    return fsa and der
+
+
+async def test_section2_4_in_band_registration_records_the_server_chosen_pin_and_goes_on(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The server chose the PIN of the EndDevice this gateway POSTed: nothing to compare; the PIN
+    is recorded and the walk reaches the programs and the DER."""
+    scenario = demo_scenario()
+    scenario = msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, in_band_pin=261582)
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, scenario, store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted)]
+    assert [e.href for e in events if isinstance(e, EndDeviceRegistered)] == ["/edev/1"]
+    (pin,) = [e for e in events if isinstance(e, ServerPinRecorded)]
+    assert pin.pin == 261582 and pin.case is PinCase.REGISTERED_IN_BAND
+    assert _reached_the_der(server)
+
+
+async def test_section2_4_pin_not_configured_is_a_warning_not_a_halt(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, _out_of_band(demo_scenario()), store, pin=None)
+    with deadline(3600):
+        await world.run(240)
+    assert world.server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted)]
+    (warning,) = [e for e in events if isinstance(e, ServerPinRecorded)]
+    assert warning.case is PinCase.NOT_CONFIGURED and warning.pin == 111115
+    assert not [e for e in events if isinstance(e, EndDeviceRegistered)]  # out of band
+    assert _reached_the_der(world.server)
+
+
+async def test_section2_4_no_registration_link_goes_on_to_the_programs_and_der(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    scenario = demo_scenario()
+    scenario = msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, registration_link=False)
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, scenario, store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert len([e for e in events if isinstance(e, RegistrationLinkMissing)]) == 1
+    assert _reached_the_der(server)
+    walks = [q for q in server.requests if q.method == "GET" and q.path == "/dcap"]
+    assert len(walks) <= 2, f"DeviceCapability read {len(walks)} times in 4 minutes"
