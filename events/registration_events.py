@@ -17,6 +17,7 @@ __all__ = [
     "REGISTRATION_STREAM",
     "BackoffDrawn",
     "EndDeviceRegistered",
+    "LinksChanged",
     "PinCase",
     "Polled",
     "PollRateSeen",
@@ -120,6 +121,14 @@ class RediscoveryStarted(Event, tag="registration.rediscovery.v1", frozen=True, 
 
     step: RegistrationStep
     http_status: int
+    at_s: float
+
+
+class LinksChanged(Event, tag="registration.links_changed.v1", frozen=True, kw_only=True):
+    """A re-read of ``resource`` (a DeviceCapability polled at its pollRate, §4 rule 15) found the
+    links the walk followed changed: walk again from DeviceCapability (§2: follow hrefs)."""
+
+    resource: str
     at_s: float
 
 

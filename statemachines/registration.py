@@ -22,6 +22,7 @@ from events.base import Event
 from events.registration_events import (
     BackoffDrawn,
     EndDeviceRegistered,
+    LinksChanged,
     PinCase,
     RediscoveryStarted,
     RegistrationHalted,
@@ -138,7 +139,7 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
             REGISTRATION.fire(state, "retry")
             state.attempt = event.attempt
             state.retry_at_s = event.retry_at_s
-        case RediscoveryStarted():
+        case RediscoveryStarted() | LinksChanged():
             REGISTRATION.fire(state, "rediscover")
             state.attempt = 0
             state.retry_at_s = None
@@ -393,6 +394,15 @@ class RegistrationCore:
             out,
             RediscoveryStarted(step=RegistrationStep.MIRROR, http_status=http_status, at_s=now),
         )
+        return out
+
+    def links_changed(self, resource: str, now: float) -> list[Event]:
+        """§4 rule 15 with §2: a dependency re-read while ready (DeviceCapability) whose links
+        changed means the walk's hrefs are stale: walk again from DeviceCapability."""
+        if self.state.state != READY:
+            raise ValueError(f"links_changed while at {self.state.state!r}")
+        out: list[Event] = []
+        self._emit(out, LinksChanged(resource=resource, at_s=now))
         return out
 
     def _backoff(

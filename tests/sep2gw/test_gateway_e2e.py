@@ -23,9 +23,12 @@ from events.memory_store import MemoryEventStore
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
+    RediscoveryStarted,
     RegistrationHalted,
     RegistrationLinkMissing,
+    RegistrationStep,
     ServerPinRecorded,
+    StepDone,
 )
 from events.registry import CATALOGUE
 from events.store import EventStore
@@ -375,5 +378,6 @@ async def test_section2_4_no_registration_link_goes_on_to_the_programs_and_der(
     events = [r.event for r in store.read()]
     assert len([e for e in events if isinstance(e, RegistrationLinkMissing)]) == 1
     assert _reached_the_der(server)
-    walks = [q for q in server.requests if q.method == "GET" and q.path == "/dcap"]
-    assert len(walks) <= 2, f"DeviceCapability read {len(walks)} times in 4 minutes"
+    walks = [e for e in events if isinstance(e, StepDone) and e.step is RegistrationStep.END_DEVICE]
+    assert len(walks) == 1, f"walked {len(walks)} times in 4 minutes"
+    assert not [e for e in events if isinstance(e, RediscoveryStarted)]
