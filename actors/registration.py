@@ -498,20 +498,24 @@ class RegistrationActor:
                 return default.set_grad_w
         return 0  # sep.xsd: 0 = no ramp limit
 
-    async def _put_der_info(self, *, full: bool) -> None:
-        """PUT what the utility should know about the DER. A refused or failed PUT is information
-        not delivered, never a reason to halt or to re-walk: it is PUT again at the next poll cycle.
-        A network failure is raised (the caller's loop decides what offline means)."""
+    async def _put_der_info(self, *, full: bool, cycle: bool = True) -> None:
+        """PUT what the utility should know about the DER (§2.7). A refused or failed PUT is
+        information not delivered, never a reason to halt or to re-walk: the whole set is owed to
+        the next DER cycle (``cycle``: this wake-up polled the DERList, §4 rule 15) and goes out
+        then, once, however many other polls fall due meanwhile — also while offline. A network
+        failure is raised (the caller's loop decides what offline means)."""
         der = self._found.der_hrefs
         snapshot = self._der_snapshot()
         if der is None or snapshot is None:
+            return
+        if self._der_info_owed and not (full or cycle):
             return
         full = full or self._der_info_owed
         self._der_info_owed = False
         try:
             await self._put_der_documents(der, snapshot, full=full)
         except LinkError:
-            self._der_info_owed = full
+            self._der_info_owed = True
             raise
 
     async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
@@ -631,7 +635,8 @@ class RegistrationActor:
                     return
                 await self._honour_retry_after()
             try:
-                await self._put_der_info(full=False)
+                # One DER cycle per DERList poll: what is owed goes out there, not after each poll.
+                await self._put_der_info(full=False, cycle=any(d.startswith("der:") for d in due))
                 await self._post_alarms()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle

@@ -104,3 +104,46 @@ def test_rule_15_a_mirror_usage_point_list_that_lost_ours_has_them_created_again
     assert readings and all(q.status == 201 for q in readings), [
         (q.time - start, q.path, q.status) for q in readings
     ]
+
+
+OUTAGE = """
+name = "ten minutes of 503 with every pollRate at 60 s"
+[server]
+poll_rate_s = 60
+post_rate_s = 300
+[[programs]]
+id = "retailer"
+primacy = 20
+default = { opModExpLimW = 5000 }
+# A real network: every answer takes a while, so the polls of one cycle fall due apart.
+[[actions]]
+at_s = 0
+kind = "slow"
+duration_s = 1000
+delay_s = 0.3
+[[actions]]
+at_s = 120
+kind = "fail"
+duration_s = 600
+status = 503
+[[actions]]
+at_s = 960
+kind = "set_post_rate"
+seconds = 300
+"""
+
+
+def test_section2_7_der_information_goes_out_at_most_once_per_cycle_during_an_outage(
+    pki: Path,
+) -> None:
+    """§2.7 with §4 rule 15: the DER information set is owed after a refused PUT and sent again at
+    the next cycle, once, however many polls fall due in that cycle (it went out after each)."""
+    result = run_world(parse_scenario(OUTAGE, source="test"), seed=6, site=pki, monitor=False)
+    server, start = result.server, result.server.start
+    for info in ("dercap", "derg", "derav"):
+        times = [q.time - start for q in server.puts_to(f"/edev/1/der/1/{info}")]
+        during = [t for t in times if 120 <= t < 720]
+        assert len(during) <= 11, (info, times)  # ten minutes at one cycle a minute
+        gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+        assert all(gap >= 60 - 1e-6 for gap in gaps), (info, times)
+        assert any(t >= 720 for t in times), (info, times)  # sent again after the outage

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from events.registration_events import (
     BackoffDrawn,
     EndDeviceRegistered,
+    LinksChanged,
     PinCase,
     RegistrationHalted,
     RegistrationLinkMissing,
@@ -395,3 +396,17 @@ def test_section2_4_a_pin_changed_later_follows_the_same_case_rules() -> None:
         out_of_band.step_done(step, 4)
     (halted,) = out_of_band.pin_seen(261582, 60)
     assert isinstance(halted, RegistrationHalted) and out_of_band.state.state == HALTED
+
+
+def test_rule_15_a_device_capability_whose_links_changed_starts_the_walk_again() -> None:
+    core = RegistrationCore(RegistrationConfig(pin=PIN))
+    _walk_to(core, S.MIRROR)
+    core.step_done(S.MIRROR, 3)
+    (event,) = core.links_changed("dcap:/dcap", 60)
+    assert event == LinksChanged(resource="dcap:/dcap", at_s=60)
+    assert core.next_request(60) is S.DEVICE_CAPABILITY
+    assert fold([event], evolve_registration, RegistrationState(state=READY)).state == (
+        S.DEVICE_CAPABILITY.value
+    )
+    with pytest.raises(ValueError, match="links_changed while at"):
+        core.links_changed("dcap:/dcap", 61)
