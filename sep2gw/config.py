@@ -1,7 +1,10 @@
 """Gateway configuration: one TOML file, validated with errors that name the key and the problem.
 
 Relative paths in the file are relative to the file's own directory, so a site's configuration
-folder can be moved as a whole. A minimal file::
+folder can be moved as a whole. ``server.pin`` is the registration PIN an installer registered the
+device with (5 digits and the check digit, checked here); leave it out when there is none: the
+server's PIN is then recorded with a warning instead of compared (PROTOCOL.md §2.4). A minimal
+file::
 
     [server]
     url = "https://derms.example.net:8443"
