@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sep2gw.simserver import parse_scenario
 from sep2gw.world import run_world
 
@@ -125,7 +127,7 @@ delay_s = 0.3
 at_s = 120
 kind = "fail"
 duration_s = 600
-status = 503
+{failure}
 [[actions]]
 at_s = 960
 kind = "set_post_rate"
@@ -133,12 +135,14 @@ seconds = 300
 """
 
 
+@pytest.mark.parametrize("failure", ["status = 503", "reset = true"], ids=["503", "offline"])
 def test_section2_7_der_information_goes_out_at_most_once_per_cycle_during_an_outage(
-    pki: Path,
+    pki: Path, failure: str
 ) -> None:
     """§2.7 with §4 rule 15: the DER information set is owed after a refused PUT and sent again at
     the next cycle, once, however many polls fall due in that cycle (it went out after each)."""
-    result = run_world(parse_scenario(OUTAGE, source="test"), seed=6, site=pki, monitor=False)
+    scenario = parse_scenario(OUTAGE.replace("{failure}", failure), source="test")
+    result = run_world(scenario, seed=6, site=pki, monitor=False)
     server, start = result.server, result.server.start
     for info in ("dercap", "derg", "derav"):
         times = [q.time - start for q in server.puts_to(f"/edev/1/der/1/{info}")]
