@@ -189,6 +189,7 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     EndDeviceRegistered,
     ServerPinRecorded,
     RegistrationLinkMissing,
+    LinksChanged,
     PollRateSeen,
     Polled,
     PollsShifted,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import trio
@@ -22,6 +23,7 @@ from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
 from events.registration_events import (
     EndDeviceRegistered,
+    LinksChanged,
     PinCase,
     RediscoveryStarted,
     RegistrationHalted,
@@ -34,6 +36,7 @@ from events.registry import CATALOGUE
 from events.store import EventStore
 from sep2gw.simserver import Scenario, SimUtilityServer, demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
+from transport.sep2 import encode
 from transport.sep2 import resources as r
 
 
@@ -381,3 +384,48 @@ async def test_section2_4_no_registration_link_goes_on_to_the_programs_and_der(
     walks = [e for e in events if isinstance(e, StepDone) and e.step is RegistrationStep.END_DEVICE]
     assert len(walks) == 1, f"walked {len(walks)} times in 4 minutes"
     assert not [e for e in events if isinstance(e, RediscoveryStarted)]
+
+
+async def test_rule_15_a_device_capability_whose_links_changed_is_walked_again(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§4 rule 15 with §2 (follow hrefs, never build them): DeviceCapability is re-read at its
+    pollRate; when the EndDeviceList it links moved, the walk starts again and follows it."""
+    from sep2gw.simserver.state import SimReply, UtilityState
+    from transport.http.router import Router
+
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, demo_scenario(), store)
+
+    def moved_dcap(state: UtilityState, ctx: object) -> SimReply:
+        dcap = r.DeviceCapability(
+            href="/dcap",
+            pollRate=state.poll_rates["dcap"],
+            TimeLink=r.TimeLink(href="/tm"),
+            EndDeviceListLink=r.EndDeviceListLink(href="/edev?moved=1", all=1),
+            MirrorUsagePointListLink=r.MirrorUsagePointListLink(href="/mup", all=0),
+        )
+        return SimReply(200, encode(dcap))
+
+    async def the_utility_moves_the_end_device_list() -> None:
+        await trio.sleep(120)
+        assert world.server is not None
+        state = world.server.state
+        router: Router[Any] = Router()
+        for method, template, fn in state._routes():
+            router.add(method, template, moved_dcap if template == "/dcap" else fn)
+        state.router = router
+
+    with deadline(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_utility_moves_the_end_device_list)
+            await world.run(300)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    (changed,) = [e for e in events if isinstance(e, LinksChanged)]
+    assert EPOCH + 120 <= changed.at_s <= EPOCH + 120 + 60
+    walks = [e for e in events if isinstance(e, StepDone) and e.step is RegistrationStep.END_DEVICE]
+    assert len(walks) == 2
+    moved = [q for q in server.requests if "moved=1" in q.target]
+    assert moved and all(q.time >= changed.at_s for q in moved)
