@@ -429,3 +429,47 @@ async def test_rule_15_a_device_capability_whose_links_changed_is_walked_again(
     assert len(walks) == 2
     moved = [q for q in server.requests if "moved=1" in q.target]
     assert moved and all(q.time >= changed.at_s for q in moved)
+
+
+async def test_rule_15_a_der_whose_links_changed_gets_its_information_there(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§2 step 7 with §4 rule 15: the DERList is re-read at its pollRate; a DER whose links changed
+    gets the full DER information set at its new links in that cycle."""
+    from sep2gw.simserver.state import SimReply, UtilityState
+    from transport.http.router import Router
+
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, demo_scenario(), store)
+
+    def moved_der_list(state: UtilityState, ctx: Any) -> SimReply:
+        der = state._der(state._own_device(ctx))
+        moved = msgspec.structs.replace(
+            der,
+            DERCapabilityLink=r.DERCapabilityLink(href=f"{der.href}/dercap?moved=1"),
+        )
+        return SimReply(
+            200, encode(r.DERList(href="/edev/1/der", all=1, results=1, pollRate=10, DER=(moved,)))
+        )
+
+    async def the_utility_moves_the_der_capability() -> None:
+        await trio.sleep(120)
+        assert world.server is not None
+        state = world.server.state
+        router: Router[Any] = Router()
+        for method, template, fn in state._routes():
+            router.add(method, template, moved_der_list if template == "/edev/{e}/der" else fn)
+        state.router = router
+
+    with deadline(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_utility_moves_the_der_capability)
+            await world.run(240)
+    server = world.server
+    assert server is not None
+    moved = [q for q in server.requests if q.method == "PUT" and "moved=1" in q.target]
+    assert moved and EPOCH + 120 <= moved[0].time <= EPOCH + 120 + 10, moved
+    old = [q for q in server.puts_to("/edev/1/der/1/dercap") if "moved=1" not in q.target]
+    assert all(q.time < moved[0].time for q in old)
+    availability = [q.time for q in server.puts_to("/edev/1/der/1/derav")]
+    assert moved[0].time in availability, availability  # the whole set, in that cycle
