@@ -469,10 +469,21 @@ class RegistrationActor:
     async def _read_mirror_list(self, href: str) -> list[Event]:
         """GET the MirrorUsagePointList (§2.8, §4 rule 15) and tell the mirror actor (through its
         MirrorTargets) which of ours it lists: one the mirror created and the server no longer
-        lists was lost, and is created again before the next post."""
-        mup_list, mups = await self._link.get_list(href, r.MirrorUsagePointList, "MirrorUsagePoint")
+        lists was lost, and is created again before the next post.
+
+        A server that refuses to list them (any HTTP failure, a garbled list) is not a moved link:
+        nothing is claimed about our MirrorUsagePoints and the list is tried again a pollRate later
+        (the mirror still learns a lost one from a refused reading). A network failure is raised."""
+        key = f"mup:{href}"
+        try:
+            mup_list, mups = await self._link.get_list(
+                href, r.MirrorUsagePointList, "MirrorUsagePoint"
+            )
+        except (HttpFailure, SchemaViolation) as failure:
+            self._note_retry_after(failure)
+            return self.polls.rate_seen(key, self._poll_s(None), self._clock.server_time())
         events = self.polls.rate_seen(
-            f"mup:{href}", self._poll_s(mup_list.pollRate), self._clock.server_time()
+            key, self._poll_s(mup_list.pollRate), self._clock.server_time()
         )
         lfdi = int(self._identity.lfdi, 16)
         ours = frozenset(

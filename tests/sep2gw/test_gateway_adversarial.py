@@ -28,7 +28,12 @@ from events.control_events import (
 from events.der_model import ControlSettings, Mode
 from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.memory_store import MemoryEventStore
-from events.registration_events import BackoffDrawn, RegistrationHalted, StepDone
+from events.registration_events import (
+    BackoffDrawn,
+    RediscoveryStarted,
+    RegistrationHalted,
+    StepDone,
+)
 from events.registry import CATALOGUE
 from events.runtime_events import ActorFailed, GatewayStopped
 from sep2gw.simserver import demo_scenario, parse_scenario
@@ -961,3 +966,43 @@ methods = ["POST"]
     assert server.duplicate_responses() == []
     controls = world.gateways[-1].actors["controls"]
     assert controls.statistics().timers < 50, controls.statistics()
+
+
+async def test_a_mirror_usage_point_list_that_cannot_be_read_neither_halts_nor_re_walks(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§4 rule 15 re-reads the MirrorUsagePointList; a server that refuses that GET (here 404 and
+    403 for a while) has not moved its links: no re-walk, no halt, and the list is read again
+    after the refusals end."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 150
+kind = "fail"
+duration_s = 60
+status = 404
+paths = ["/mup"]
+methods = ["GET"]
+
+[[actions]]
+at_s = 210
+kind = "fail"
+duration_s = 60
+status = 403
+paths = ["/mup"]
+methods = ["GET"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(360)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted | RediscoveryStarted)]
+    assert walks(store) == 1
+    refused = [q for q in server.polls_of("/mup") if q.status in (403, 404)]
+    assert refused and any(
+        q.status == 200 and q.time > EPOCH + 270 for q in server.polls_of("/mup")
+    )
