@@ -47,3 +47,8 @@ class Latest(Generic[T]):
         while not self._fresh:
             await self._changed.wait()
         return self.take_nowait()
+
+    def peek(self) -> T | None:
+        """The newest value put, taken or not (``None`` before the first): for a reader that must
+        act on the latest news without consuming it."""
+        return self._value

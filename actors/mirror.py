@@ -147,7 +147,7 @@ class MirrorActor:
                     )
                 )
             task_status.started()
-            target = await self._targets.take()
+            target = self._forget_lost(await self._targets.take())
             await self._record(
                 self._schedule.post_rate_seen(
                     "mirror", target.post_rate_s, self._clock.server_time()
@@ -155,7 +155,7 @@ class MirrorActor:
             )
             while True:
                 try:
-                    target = self._targets.take_nowait()
+                    target = self._forget_lost(self._targets.take_nowait())
                     await self._record(
                         self._schedule.post_rate_seen(
                             "mirror", target.post_rate_s, self._clock.server_time()
@@ -170,6 +170,9 @@ class MirrorActor:
                     self._keep(batch)
                     continue
                 await self._await_closing_interval()
+                latest = self._targets.peek()
+                if latest is not None:
+                    self._forget_lost(latest)  # news of lost MirrorUsagePoints since the wait began
                 await self._post_due(target)
 
     async def _await_closing_interval(self) -> None:
@@ -184,6 +187,15 @@ class MirrorActor:
         with anyio.move_on_after(POST_GRACE_S):
             while self._closed_until < boundary:
                 self._keep(await self._summaries.receive())
+
+    def _forget_lost(self, target: MirrorTargets) -> MirrorTargets:
+        """§2.8: MirrorUsagePoints the server no longer lists (``target.listed``, from the
+        registration actor's re-read of the list) are created again before the next post."""
+        if target.listed is not None:
+            for point, href in list(self._mups.items()):
+                if href not in target.listed:
+                    del self._mups[point]
+        return target
 
     def _keep(self, batch: list[IntervalSummary]) -> None:
         for summary in batch:

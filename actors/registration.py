@@ -48,6 +48,7 @@ from events.store import EventStore
 from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
 from statemachines.registration import (
     HALTED,
+    IN_BAND_PROJECTION,
     READY,
     TIME_RESYNC_S,
     RegistrationConfig,
@@ -70,7 +71,7 @@ __all__ = ["Identity", "MirrorTargets", "RegistrationActor", "WalkSettings"]
 
 logger = logging.getLogger(__name__)
 
-#: pollRate when a list does not say (the schema's default).
+#: pollRate when neither a resource, its list nor the DeviceCapability says (the schema's default).
 DEFAULT_POLL_S: Final = 900
 
 
@@ -92,10 +93,15 @@ class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
-    """Where the mirror actor posts readings: the MirrorUsagePoint list and the postRate."""
+    """Where the mirror actor posts readings: the MirrorUsagePoint list and the postRate.
+
+    ``listed``: the hrefs of our MirrorUsagePoints the MirrorUsagePointList held when last read
+    (§4 rule 15; ``None``: not read yet). The mirror forgets every other one it created, so it is
+    created again (§2.8: re-create the MUP if the server lost it)."""
 
     mup_list: str
     post_rate_s: int
+    listed: tuple[str, ...] | None = None
 
 
 class _Discovered:
@@ -142,6 +148,7 @@ class RegistrationActor:
         self._der_snapshot = der_snapshot
         self._mirror_targets = mirror_targets
         self._der_status_target = der_status_target
+        self._status_told: str | None = None
         self.core = RegistrationCore(config)
         self.polls = PollSchedule()
         self._found = _Discovered()
@@ -184,6 +191,14 @@ class RegistrationActor:
         if self._poll_sleep is not None:
             self._poll_sleep.cancel()
 
+    def _poll_s(self, own: int | None) -> int:
+        """§4 rule 15: a resource's pollRate is its own (or its list's, passed as ``own``), else
+        the DeviceCapability's, else the schema's default."""
+        if own:
+            return own
+        dcap = self._found.dcap
+        return dcap.pollRate if dcap is not None and dcap.pollRate else DEFAULT_POLL_S
+
     def _draw(self, low: int, high: int) -> int:
         return self._rng.integer(low, high)
 
@@ -219,7 +234,10 @@ class RegistrationActor:
             self.polls = PollSchedule(
                 msgspec.json.decode(msgspec.json.encode(state), type=PollState)
             )
-            # The walk always starts afresh: links are learned, never remembered across restarts.
+            # The walk always starts afresh: links are learned, never remembered across restarts;
+            # only which EndDevices this gateway registered itself is (§2.4: no PIN to compare).
+            in_band, _ = replay(self._store, IN_BAND_PROJECTION)
+            self.core.state.in_band = list(in_band.hrefs)
             await self._persist(self.core.start(self._clock.server_time()))
             task_status.started()
             while True:
@@ -279,8 +297,15 @@ class RegistrationActor:
         self._found = _Discovered()
         dcap = await self._link.get(self._walk.dcap_path, r.DeviceCapability)
         self._found.dcap = dcap
-        return self.core.step_done(
-            RegistrationStep.DEVICE_CAPABILITY, self._clock.server_time(), dcap.href
+        now = self._clock.server_time()
+        # Read again at its own pollRate (§4 rule 15): links it gives may change.
+        key = f"dcap:{self._walk.dcap_path}"
+        known = key in self.polls.state.polls
+        events = self.polls.rate_seen(key, self._poll_s(dcap.pollRate), now)
+        return (
+            events
+            + self._read_counts_as_poll(key, now, known=known)
+            + self.core.step_done(RegistrationStep.DEVICE_CAPABILITY, now, dcap.href)
         )
 
     async def _time(self) -> list[Event]:
@@ -298,7 +323,7 @@ class RegistrationActor:
         # Time is read again at its own pollRate: a server clock that steps is followed (§2.2).
         key = f"tm:{dcap.TimeLink.href}"
         known = key in self.polls.state.polls
-        events += self.polls.rate_seen(key, time.pollRate or DEFAULT_POLL_S, after)
+        events += self.polls.rate_seen(key, self._poll_s(time.pollRate), after)
         return events + self._read_counts_as_poll(key, after, known=known)
 
     async def _end_device(self) -> list[Event]:
@@ -333,6 +358,9 @@ class RegistrationActor:
                 raise HttpFailure(
                     "POST", list_href, 201, why="EndDevice created without a Location"
                 )
+            registered = self.core.end_device_registered(href, self._clock.server_time())
+        else:
+            registered = []
         assert href is not None
         edev = await self._link.get(href, r.EndDevice)
         self._found.edev, self._found.edev_href = edev, href
@@ -340,9 +368,10 @@ class RegistrationActor:
         # Our EndDevice is read again at its list's pollRate: its postRate may change (§2.8).
         key = f"edev:{href}"
         known = key in self.polls.state.polls
-        rate = self.polls.rate_seen(key, device_list.pollRate or DEFAULT_POLL_S, now)
+        rate = self.polls.rate_seen(key, self._poll_s(device_list.pollRate), now)
         return (
-            rate
+            registered
+            + rate
             + self._read_counts_as_poll(key, now, known=known)
             + self.core.step_done(RegistrationStep.END_DEVICE, now, href)
         )
@@ -367,9 +396,8 @@ class RegistrationActor:
         edev = self._found.edev
         assert edev is not None
         if edev.RegistrationLink is None:
-            raise HttpFailure(
-                "GET", self._found.edev_href or "", 404, why="EndDevice has no RegistrationLink"
-            )
+            # §2.4: nothing to check; not a moved link (re-walking would never end)
+            return self.core.registration_link_missing(self._clock.server_time())
         href = edev.RegistrationLink.href
         registration = await self._link.get(href, r.Registration)
         now = self._clock.server_time()
@@ -379,7 +407,7 @@ class RegistrationActor:
         # Read again at its pollRate while running: a utility may change the PIN (§2.4).
         key = f"rg:{href}"
         known = key in self.polls.state.polls
-        rate = self.polls.rate_seen(key, registration.pollRate or DEFAULT_POLL_S, now)
+        rate = self.polls.rate_seen(key, self._poll_s(registration.pollRate), now)
         return rate + self._read_counts_as_poll(key, now, known=known) + events
 
     async def _connection_point(self) -> list[Event]:
@@ -408,28 +436,85 @@ class RegistrationActor:
     async def _der(self) -> list[Event]:
         edev = self._found.edev
         assert edev is not None
+        events: list[Event] = []
         if edev.DERListLink is not None:
-            _, ders = await self._link.get_list(edev.DERListLink.href, r.DERList, "DER")
-            if ders:
-                der = ders[0]
-                if der.DERCapabilityLink is None and der.href:
-                    der = await self._link.get(der.href, r.DER)
-                self._found.der_hrefs = der
-                if der.DERStatusLink is not None and self._der_status_target is not None:
-                    self._der_status_target(DerStatusTarget(href=der.DERStatusLink.href))
+            key = f"der:{edev.DERListLink.href}"
+            known = key in self.polls.state.polls
+            self._status_told = None  # each walk tells the DER status reporter again
+            events += await self._read_der_list(edev.DERListLink.href)
+            events += self._read_counts_as_poll(key, self._clock.server_time(), known=known)
+            if self._found.der_hrefs is not None:
                 await self._put_der_info(full=True)
-        return self.core.step_done(RegistrationStep.DER, self._clock.server_time())
+        return events + self.core.step_done(RegistrationStep.DER, self._clock.server_time())
+
+    async def _read_der_list(self, href: str) -> list[Event]:
+        """GET the DERList and our DER (§2.7); the list is read again at its pollRate (§4 rule 15).
+        A DER whose links changed gets the full DER information set at this cycle."""
+        der_list, ders = await self._link.get_list(href, r.DERList, "DER")
+        events = self.polls.rate_seen(
+            f"der:{href}", self._poll_s(der_list.pollRate), self._clock.server_time()
+        )
+        if ders:
+            der = ders[0]
+            if der.DERCapabilityLink is None and der.href:
+                der = await self._link.get(der.href, r.DER)
+            if self._found.der_hrefs is not None and der != self._found.der_hrefs:
+                self._der_info_owed = True
+            self._found.der_hrefs = der
+            status = None if der.DERStatusLink is None else der.DERStatusLink.href
+            if status is not None and status != self._status_told and self._der_status_target:
+                # Told once a walk, and again when a re-read finds it moved: each telling makes
+                # the reporter PUT the whole status, which a re-read of the same list must not.
+                self._der_status_target(DerStatusTarget(href=status))
+                self._status_told = status
+        return events
 
     async def _mirror(self) -> list[Event]:
         dcap, edev = self._found.dcap, self._found.edev
         assert dcap is not None and edev is not None
+        events: list[Event] = []
         if dcap.MirrorUsagePointListLink is not None and self._mirror_targets is not None:
+            href = dcap.MirrorUsagePointListLink.href
             rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
-            self._targets = MirrorTargets(
-                mup_list=dcap.MirrorUsagePointListLink.href, post_rate_s=rate
-            )
+            self._targets = MirrorTargets(mup_list=href, post_rate_s=rate)
             self._mirror_targets(self._targets)
-        return self.core.step_done(RegistrationStep.MIRROR, self._clock.server_time())
+            # Read again at its pollRate (§4 rule 15): a list that lost ours is told to the mirror.
+            key = f"mup:{href}"
+            known = key in self.polls.state.polls
+            events += await self._read_mirror_list(href)
+            events += self._read_counts_as_poll(key, self._clock.server_time(), known=known)
+        return events + self.core.step_done(RegistrationStep.MIRROR, self._clock.server_time())
+
+    async def _read_mirror_list(self, href: str) -> list[Event]:
+        """GET the MirrorUsagePointList (§2.8, §4 rule 15) and tell the mirror actor (through its
+        MirrorTargets) which of ours it lists: one the mirror created and the server no longer
+        lists was lost, and is created again before the next post.
+
+        A server that refuses to list them (any HTTP failure, a garbled list) is not a moved link:
+        nothing is claimed about our MirrorUsagePoints and the list is tried again a pollRate later
+        (the mirror still learns a lost one from a refused reading). A network failure is raised."""
+        key = f"mup:{href}"
+        try:
+            mup_list, mups = await self._link.get_list(
+                href, r.MirrorUsagePointList, "MirrorUsagePoint"
+            )
+        except (HttpFailure, SchemaViolation) as failure:
+            self._note_retry_after(failure)
+            return self.polls.rate_seen(key, self._poll_s(None), self._clock.server_time())
+        events = self.polls.rate_seen(
+            key, self._poll_s(mup_list.pollRate), self._clock.server_time()
+        )
+        lfdi = int(self._identity.lfdi, 16)
+        ours = frozenset(
+            m.href
+            for m in mups
+            if m.href is not None and (m.deviceLFDI is None or int(m.deviceLFDI) == lfdi)
+        )
+        targets = self._targets
+        if targets is not None and self._mirror_targets is not None:
+            self._targets = msgspec.structs.replace(targets, listed=tuple(sorted(ours)))
+            self._mirror_targets(self._targets)
+        return events
 
     # -- DER information (§2.7) --------------------------------------------------------------------
 
@@ -443,20 +528,24 @@ class RegistrationActor:
                 return default.set_grad_w
         return 0  # sep.xsd: 0 = no ramp limit
 
-    async def _put_der_info(self, *, full: bool) -> None:
-        """PUT what the utility should know about the DER. A refused or failed PUT is information
-        not delivered, never a reason to halt or to re-walk: it is PUT again at the next poll cycle.
-        A network failure is raised (the caller's loop decides what offline means)."""
+    async def _put_der_info(self, *, full: bool, cycle: bool = True) -> None:
+        """PUT what the utility should know about the DER (§2.7). A refused or failed PUT is
+        information not delivered, never a reason to halt or to re-walk: the whole set is owed to
+        the next DER cycle (``cycle``: this wake-up polled the DERList, §4 rule 15) and goes out
+        then, once, however many other polls fall due meanwhile — also while offline. A network
+        failure is raised (the caller's loop decides what offline means)."""
         der = self._found.der_hrefs
         snapshot = self._der_snapshot()
         if der is None or snapshot is None:
+            return
+        if self._der_info_owed and not (full or cycle):
             return
         full = full or self._der_info_owed
         self._der_info_owed = False
         try:
             await self._put_der_documents(der, snapshot, full=full)
         except LinkError:
-            self._der_info_owed = full
+            self._der_info_owed = True
             raise
 
     async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
@@ -568,11 +657,14 @@ class RegistrationActor:
                 await self._persist(
                     events + self.polls.polled(resource, now) + self._schedule_follows(events, now)
                 )
-                if self.core.state.state == HALTED:
-                    return  # the PIN changed under us: run() stops all traffic (§2.4)
+                if self.core.state.state != READY:
+                    # the PIN changed under us: run() stops all traffic (§2.4); or links changed:
+                    # walk again (§2)
+                    return
                 await self._honour_retry_after()
             try:
-                await self._put_der_info(full=False)
+                # One DER cycle per DERList poll: what is owed goes out there, not after each poll.
+                await self._put_der_info(full=False, cycle=any(d.startswith("der:") for d in due))
                 await self._post_alarms()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
@@ -599,11 +691,24 @@ class RegistrationActor:
             return await self._poll_program_list(href)
         if kind == "edev":
             return await self._poll_end_device(href)
+        if kind == "dcap":
+            return await self._poll_device_capability(href)
+        if kind == "der":
+            edev = self._found.edev
+            if edev is None or edev.DERListLink is None or edev.DERListLink.href != href:
+                return []  # no longer our EndDevice's DERList: its schedule stays, no GET
+            return await self._read_der_list(href)
+        if kind == "mup":
+            dcap = self._found.dcap
+            link = None if dcap is None else dcap.MirrorUsagePointListLink
+            if link is None or link.href != href:
+                return []  # no longer the DeviceCapability's MirrorUsagePointList: no GET
+            return await self._read_mirror_list(href)
         if kind == "tm":
             before = self._clock.server_time()
             time = await self._link.get(href, r.Time)
             after = self._clock.server_time()
-            rate = self.polls.rate_seen(resource, time.pollRate or DEFAULT_POLL_S, after)
+            rate = self.polls.rate_seen(resource, self._poll_s(time.pollRate), after)
             return rate + self.core.time_resynced(
                 time.currentTime, (before + after) / 2, after
             )
@@ -612,9 +717,21 @@ class RegistrationActor:
             now = self._clock.server_time()
             # Registration carries its own pollRate: a change applies from the next cycle (§4
             # rule 15; the swarm found it ignored, so /rg stayed on the walk's rate for good).
-            rate = self.polls.rate_seen(resource, registration.pollRate or DEFAULT_POLL_S, now)
-            return rate + self.core.pin_seen(registration.pIN, now)
+            rate = self.polls.rate_seen(resource, self._poll_s(registration.pollRate), now)
+            return rate + self.core.pin_seen(registration.pIN, now, href)
         raise ValueError(f"unknown poll resource {resource!r}")
+
+    async def _poll_device_capability(self, href: str) -> list[Event]:
+        """§4 rule 15: DeviceCapability at its own pollRate. Links the walk followed that changed
+        (Time, EndDeviceList, MirrorUsagePointList) make the walk start again (§2: follow hrefs)."""
+        dcap = await self._link.get(href, r.DeviceCapability)
+        now = self._clock.server_time()
+        events = self.polls.rate_seen(f"dcap:{href}", self._poll_s(dcap.pollRate), now)
+        before = self._found.dcap
+        self._found.dcap = dcap
+        if before is not None and _walked_links(before) != _walked_links(dcap):
+            events += self.core.links_changed(f"dcap:{href}", now)
+        return events
 
     async def _poll_end_device(self, href: str) -> list[Event]:
         """Our EndDevice again: a changed postRate goes to the mirror actor (§2.8).
@@ -650,7 +767,7 @@ class RegistrationActor:
         )
         key = f"fsa:{href}"
         known = key in self.polls.state.polls
-        events = self.polls.rate_seen(key, fsa_list.pollRate or DEFAULT_POLL_S, now)
+        events = self.polls.rate_seen(key, self._poll_s(fsa_list.pollRate), now)
         if first:
             events += self._read_counts_as_poll(key, now, known=known)
         lists = {}
@@ -697,7 +814,7 @@ class RegistrationActor:
         program_list, wire_programs = await self._link.get_list(
             href, r.DERProgramList, "DERProgram"
         )
-        events = self.polls.rate_seen(f"derp:{href}", program_list.pollRate or DEFAULT_POLL_S, now)
+        events = self.polls.rate_seen(f"derp:{href}", self._poll_s(program_list.pollRate), now)
         self._found.programs[href] = tuple(program_from_wire(p) for p in wire_programs)
         fetched.append((href, wire_programs))
         return events
@@ -773,6 +890,14 @@ _DER_FUNCTION_SET: Final = 11
 def _alarm_id(alarm: str) -> int:
     """A stable 16-bit logEventID per alarm name (the same alarm, the same ID, across restarts)."""
     return int.from_bytes(hashlib.sha256(alarm.encode()).digest()[:2], "big")
+
+
+def _walked_links(dcap: r.DeviceCapability) -> tuple[str | None, ...]:
+    """The DeviceCapability links the walk follows (§2 steps 2, 3 and 8)."""
+    return tuple(
+        None if link is None else link.href
+        for link in (dcap.TimeLink, dcap.EndDeviceListLink, dcap.MirrorUsagePointListLink)
+    )
 
 
 def _status_of(failure: Exception) -> int | None:

@@ -16,6 +16,9 @@ __all__ = [
     "REGISTRATION_EVENT_TYPES",
     "REGISTRATION_STREAM",
     "BackoffDrawn",
+    "EndDeviceRegistered",
+    "LinksChanged",
+    "PinCase",
     "Polled",
     "PollRateSeen",
     "PollsShifted",
@@ -23,8 +26,10 @@ __all__ = [
     "Posted",
     "RediscoveryStarted",
     "RegistrationHalted",
+    "RegistrationLinkMissing",
     "RegistrationStarted",
     "RegistrationStep",
+    "ServerPinRecorded",
     "StepDone",
     "TimeOffsetLearned",
     "TimeRefused",
@@ -85,11 +90,56 @@ class RegistrationHalted(Event, tag="registration.halted.v1", frozen=True, kw_on
     at_s: float
 
 
+class EndDeviceRegistered(
+    Event, tag="registration.end_device_registered.v1", frozen=True, kw_only=True
+):
+    """This gateway POSTed its own EndDevice (in-band registration, §2.3) and the server created it
+    at ``href``: the Registration found there has no installer's PIN to compare with (§2.4)."""
+
+    href: str
+    at_s: float
+
+
+class PinCase(StrEnum):
+    """Why the server's PIN was recorded instead of compared (PROTOCOL.md §2.4)."""
+
+    REGISTERED_IN_BAND = "registered_in_band"  # this gateway POSTed its EndDevice
+    NOT_CONFIGURED = "not_configured"  # server.pin unset: a warning, nothing to compare
+
+
+class ServerPinRecorded(Event, tag="registration.server_pin.v1", frozen=True, kw_only=True):
+    """The Registration's PIN as the server reported it, not compared (§2.4, ``case`` says why);
+    recorded when first read and again whenever the server changes it."""
+
+    pin: int
+    case: PinCase
+    href: str | None = None
+    at_s: float
+
+
+class RegistrationLinkMissing(
+    Event, tag="registration.no_registration_link.v1", frozen=True, kw_only=True
+):
+    """Our EndDevice (``end_device``) offers no RegistrationLink: no PIN to check, the walk goes on
+    to the next step (§2.4)."""
+
+    end_device: str | None = None
+    at_s: float
+
+
 class RediscoveryStarted(Event, tag="registration.rediscovery.v1", frozen=True, kw_only=True):
     """A 301 or 404 on ``step``: links may have moved, walk again from DeviceCapability."""
 
     step: RegistrationStep
     http_status: int
+    at_s: float
+
+
+class LinksChanged(Event, tag="registration.links_changed.v1", frozen=True, kw_only=True):
+    """A re-read of ``resource`` (a DeviceCapability polled at its pollRate, §4 rule 15) found the
+    links the walk followed changed: walk again from DeviceCapability (§2: follow hrefs)."""
+
+    resource: str
     at_s: float
 
 
@@ -148,6 +198,10 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     RegistrationHalted,
     RediscoveryStarted,
     BackoffDrawn,
+    EndDeviceRegistered,
+    ServerPinRecorded,
+    RegistrationLinkMissing,
+    LinksChanged,
     PollRateSeen,
     Polled,
     PollsShifted,

@@ -1,7 +1,10 @@
 """Gateway configuration: one TOML file, validated with errors that name the key and the problem.
 
 Relative paths in the file are relative to the file's own directory, so a site's configuration
-folder can be moved as a whole. A minimal file::
+folder can be moved as a whole. ``server.pin`` is the registration PIN an installer registered the
+device with (5 digits and the check digit, checked here); leave it out when there is none: the
+server's PIN is then recorded with a warning instead of compared (PROTOCOL.md §2.4). A minimal
+file::
 
     [server]
     url = "https://derms.example.net:8443"
@@ -33,6 +36,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sep2gw.tomlfile import TomlProblem, decode_toml
+from transport.identity import check_digit, verify_pin
 
 __all__ = [
     "BatteryConfig",
@@ -152,6 +156,20 @@ def parse_config(
     return config
 
 
+def _pin_problems(pin: int) -> list[str]:
+    """PROTOCOL.md §2.4/§3: a registration PIN is 5 digits and the sum-of-digits check digit
+    (11111 → 111115); a wrong check digit is a mistyped PIN that would halt registration."""
+    if not 0 <= pin <= 999_999:
+        return [f"server.pin: {pin} is not a registration PIN (5 digits and a check digit)"]
+    if not verify_pin(pin):
+        five = f"{pin:06d}"[:5]
+        return [
+            f"server.pin: {pin:06d} has a wrong check digit: after {five} it must be "
+            f"{check_digit(five)} (a mistyped PIN?)"
+        ]
+    return []
+
+
 def _check(config: Config, *, check_files: bool) -> list[str]:
     problems: list[str] = []
     url = urlsplit(config.server.url)
@@ -162,10 +180,8 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         )
     if not config.server.dcap_path.startswith("/"):
         problems.append(f"server.dcap_path: {config.server.dcap_path!r} must start with '/'")
-    if config.server.pin is not None and not 0 <= config.server.pin <= 999_999:
-        problems.append(
-            f"server.pin: {config.server.pin} is not a registration PIN (5 digits and a check digit)"
-        )
+    if config.server.pin is not None:
+        problems += _pin_problems(config.server.pin)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
     if not 0 <= config.site.pen <= 0xFFFFFFFF:

@@ -220,7 +220,7 @@ class _Unit:
                 default_post_s=config.rates.default_post_s,
                 pen=config.site.pen,
             ),
-            config=RegistrationConfig(pin=config.server.pin or 0, nmi=config.site.nmi),
+            config=RegistrationConfig(pin=config.server.pin, nmi=config.site.nmi),
             link=link,
             store=g.store,
             log=log,

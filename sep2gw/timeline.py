@@ -44,8 +44,12 @@ from events.hardware_events import (
 from events.link_events import LinkBackedOff
 from events.log_events import PreviousLogSetAside
 from events.registration_events import (
+    EndDeviceRegistered,
+    PinCase,
     PollsShifted,
     RegistrationHalted,
+    RegistrationLinkMissing,
+    ServerPinRecorded,
     StepDone,
     TimeOffsetLearned,
     TimeRefused,
@@ -176,6 +180,17 @@ class Timeline:
                 return f"registration: {e.step.value} done"
             case RegistrationHalted():
                 return f"REGISTRATION HALTED at {e.step.value}: {e.reason}"
+            case EndDeviceRegistered():
+                return f"registration: EndDevice registered in-band at {e.href}"
+            case ServerPinRecorded() if e.case is PinCase.NOT_CONFIGURED:
+                return (
+                    f"WARNING: no registration PIN configured (server.pin): the server's PIN "
+                    f"{e.pin:06d} was not checked"
+                )
+            case ServerPinRecorded():
+                return f"registration: server's PIN {e.pin:06d} recorded (registered in-band)"
+            case RegistrationLinkMissing():
+                return "registration: the EndDevice has no RegistrationLink (no PIN to check)"
             case ControlReceived():
                 c = e.control
                 return (

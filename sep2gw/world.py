@@ -81,8 +81,7 @@ DEFAULT_EPOCH: Final = 1_764_115_200
 _CONFIG = """
 [server]
 url = "https://utility.sim:443"
-pin = {pin}
-profile = "csip-aus"
+{pin}profile = "csip-aus"
 [tls]
 certificate = "pki/device.pem"
 key = "pki/device.key"
@@ -123,7 +122,10 @@ class WorldResult(msgspec.Struct, kw_only=True):
 
 
 def _config(site: Path, scenario: Scenario) -> Config:
-    text = _CONFIG.format(pin=scenario.server.pin, post=scenario.server.post_rate_s)
+    pin = scenario.gateway.configured_pin(scenario.server)
+    text = _CONFIG.format(
+        pin="" if pin is None else f"pin = {pin}\n", post=scenario.server.post_rate_s
+    )
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 

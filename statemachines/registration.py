@@ -4,23 +4,32 @@ The walk follows §2 in order (DeviceCapability → Time → EndDevice → Regis
 programs → DER → mirror → ready). Each step is one request the actor makes (:meth:`RegistrationCore.
 next_request`); its outcome comes back as an input. A 301 or 404 means links moved: walk again from
 DeviceCapability. 429, 5xx and network errors retry the same step after a capped exponential delay
-plus a jitter drawn by the caller's seeded RNG and recorded (``BackoffDrawn``). A PIN mismatch halts
-all traffic to the server with the reason (§2.4). Other 4xx halt too: retrying cannot fix them.
+plus a jitter drawn by the caller's seeded RNG and recorded (``BackoffDrawn``). The Registration step
+follows §2.4 by case: an out-of-band registration is checked against the configured PIN and a
+mismatch halts all traffic to the server with the reason; a registration this gateway made itself
+(in-band), or no configured PIN, records the server's PIN instead; an EndDevice without a
+RegistrationLink goes on to the next step, recorded. Other 4xx halt too: retrying cannot fix them.
 """
 
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import urlsplit
 
 import msgspec
 
 from events.base import Event
 from events.registration_events import (
     BackoffDrawn,
+    EndDeviceRegistered,
+    LinksChanged,
+    PinCase,
     RediscoveryStarted,
     RegistrationHalted,
+    RegistrationLinkMissing,
     RegistrationStarted,
     RegistrationStep,
+    ServerPinRecorded,
     StepDone,
     TimeOffsetLearned,
     TimeRefused,
@@ -33,18 +42,20 @@ from statemachines.table import Row, Table
 __all__ = [
     "HALTED",
     "IDLE",
+    "IN_BAND_PROJECTION",
     "READY",
     "REGISTRATION",
     "REGISTRATION_PROJECTION",
     "REGISTRATION_ROWS",
     "REGISTRATION_STATES",
     "BackoffPolicy",
+    "InBandRegistrations",
     "RegistrationConfig",
     "RegistrationCore",
     "RegistrationState",
     "TIME_RESYNC_S",
+    "evolve_in_band",
     "evolve_registration",
-    "pin_check_digit",
 ]
 
 IDLE: Final = "idle"
@@ -85,10 +96,10 @@ class BackoffPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RegistrationConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """``pin``: the configured registration PIN (with its check digit); ``nmi``: the CSIP-AUS
-    ConnectionPoint to PUT (``None``: the step is skipped)."""
+    """``pin``: the configured registration PIN (with its check digit; ``None``: not configured,
+    never compared); ``nmi``: the CSIP-AUS ConnectionPoint to PUT (``None``: the step is skipped)."""
 
-    pin: int
+    pin: int | None
     nmi: str | None = None
     backoff: BackoffPolicy = BackoffPolicy()
 
@@ -104,15 +115,11 @@ class RegistrationState(msgspec.Struct, kw_only=True):
     hrefs: dict[RegistrationStep, str] = msgspec.field(default_factory=dict)
     time_offset_s: float | None = None
     halted_reason: str | None = None
-
-
-def pin_check_digit(pin5: int) -> int:
-    """§2.4/§3: the 6-digit PIN is the 5 digits plus a check digit making the digit sum a multiple
-    of 10 (11111 → 111115)."""
-    if not 0 <= pin5 <= 99999:
-        raise ValueError(f"a registration PIN has 5 digits before its check digit, got {pin5}")
-    total = sum(int(d) for d in str(pin5))
-    return pin5 * 10 + (10 - total % 10) % 10
+    #: EndDevices (hrefs) this gateway POSTed itself, in any walk of any process (the log knows).
+    in_band: list[str] = msgspec.field(default_factory=list)
+    #: The server's PIN last recorded uncompared (:class:`ServerPinRecorded`), so a poll that finds
+    #: it unchanged records nothing.
+    server_pin: int | None = None
 
 
 def evolve_registration(state: RegistrationState, event: Event) -> RegistrationState:
@@ -134,7 +141,7 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
             REGISTRATION.fire(state, "retry")
             state.attempt = event.attempt
             state.retry_at_s = event.retry_at_s
-        case RediscoveryStarted():
+        case RediscoveryStarted() | LinksChanged():
             REGISTRATION.fire(state, "rediscover")
             state.attempt = 0
             state.retry_at_s = None
@@ -143,9 +150,43 @@ def evolve_registration(state: RegistrationState, event: Event) -> RegistrationS
             REGISTRATION.fire(state, "halt")
             state.halted_reason = reason
             state.retry_at_s = None
+        case EndDeviceRegistered(href=href):
+            if href not in state.in_band:
+                state.in_band.append(href)
+        case ServerPinRecorded(pin=pin):
+            state.server_pin = pin
         case _:
             pass
     return state
+
+
+def _path_of(href: str) -> str:
+    parts = urlsplit(href)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class InBandRegistrations(msgspec.Struct, frozen=True, kw_only=True):
+    """The EndDevices (hrefs) this gateway registered in-band, over the whole log."""
+
+    hrefs: tuple[str, ...] = ()
+
+
+def evolve_in_band(state: InBandRegistrations, event: Event) -> InBandRegistrations:
+    """§2.3/§2.4: a POSTed EndDevice stays ours-by-registration across restarts (pure fold)."""
+    if isinstance(event, EndDeviceRegistered) and event.href not in state.hrefs:
+        return InBandRegistrations(hrefs=(*state.hrefs, event.href))
+    return state
+
+
+#: What a restart needs of past walks: the walk itself starts afresh, but a PIN is never compared
+#: for an EndDevice an earlier process registered in-band.
+IN_BAND_PROJECTION: Final = Projection(
+    name="registration_in_band",
+    initial=InBandRegistrations(),
+    evolve=evolve_in_band,
+    state_type=InBandRegistrations,
+    types=(EndDeviceRegistered,),
+)
 
 
 _PRISTINE_REGISTRATIONSTATE: Final = RegistrationState()
@@ -244,34 +285,77 @@ class RegistrationCore:
         self._emit(out, TimeOffsetLearned(offset_s=offset, at_s=now))
         return out
 
+    def end_device_registered(self, href: str, now: float) -> list[Event]:
+        """§2.3: this gateway POSTed its EndDevice (in-band registration) and the server created it
+        at ``href``. Recorded before the walk goes on, so the PIN rule of §2.4 knows it, in this
+        walk and every later one (:data:`IN_BAND_PROJECTION`)."""
+        self._expect(RegistrationStep.END_DEVICE)
+        out: list[Event] = []
+        self._emit(out, EndDeviceRegistered(href=href, at_s=now))
+        return out
+
+    def registered_in_band(self) -> bool:
+        """Whether the EndDevice this walk found is one this gateway POSTed (§2.4). A Location may
+        be absolute where the list's href is a path: the paths are compared."""
+        found = self.state.hrefs.get(RegistrationStep.END_DEVICE)
+        if found is None:
+            return False
+        return _path_of(found) in {_path_of(h) for h in self.state.in_band}
+
     def registration_pin(self, pin: int, now: float, href: str | None = None) -> list[Event]:
-        """§2.4: the server's PIN must equal ours, else stop all traffic and say why."""
+        """§2.4 by case: an out-of-band registration with a configured PIN must carry ours, else
+        stop all traffic and say why; a registration made in-band by this gateway, or no configured
+        PIN, has nothing to compare: the server's PIN is recorded (a warning when unconfigured)."""
         self._expect(RegistrationStep.REGISTRATION)
         out: list[Event] = []
-        if self._halted_on_pin(out, pin, now):
+        if self._pin_rule(out, pin, now, href):
             return out
         self._emit(out, StepDone(step=RegistrationStep.REGISTRATION, href=href, at_s=now))
         self._skip_connection_point(out, now)
         return out
 
-    def pin_seen(self, pin: int, now: float) -> list[Event]:
-        """§2.4 while ready: the Registration is read again at its pollRate; a PIN that no longer
-        matches stops all traffic, exactly as a mismatch found during the walk does."""
+    def registration_link_missing(self, now: float) -> list[Event]:
+        """§2.4: an EndDevice with no RegistrationLink has no PIN to check; that is not an error:
+        record it and go on to the next step (ConnectionPoint, programs, DER)."""
+        self._expect(RegistrationStep.REGISTRATION)
+        out: list[Event] = []
+        self._emit(
+            out,
+            RegistrationLinkMissing(
+                end_device=self.state.hrefs.get(RegistrationStep.END_DEVICE), at_s=now
+            ),
+        )
+        self._emit(out, StepDone(step=RegistrationStep.REGISTRATION, at_s=now))
+        self._skip_connection_point(out, now)
+        return out
+
+    def pin_seen(self, pin: int, now: float, href: str | None = None) -> list[Event]:
+        """§2.4 while ready: the Registration is read again at its pollRate and the same case rules
+        apply: a PIN that no longer matches an out-of-band registration stops all traffic, as a
+        mismatch found during the walk does; otherwise a changed PIN is recorded."""
         if self.state.state != READY:
             raise ValueError(f"pin_seen while at {self.state.state!r}")
         out: list[Event] = []
-        self._halted_on_pin(out, pin, now)
+        self._pin_rule(out, pin, now, href)
         return out
 
-    def _halted_on_pin(self, out: list[Event], pin: int, now: float) -> bool:
-        """Halt (into ``out``) when the server's PIN is not ours; says whether it did."""
-        if pin == self.config.pin:
+    def _pin_rule(self, out: list[Event], pin: int, now: float, href: str | None) -> bool:
+        """§2.4's cases (into ``out``); says whether the walk halted."""
+        configured = self.config.pin
+        if self.registered_in_band() or configured is None:
+            case = (
+                PinCase.REGISTERED_IN_BAND if self.registered_in_band() else PinCase.NOT_CONFIGURED
+            )
+            if pin != self.state.server_pin:
+                self._emit(out, ServerPinRecorded(pin=pin, case=case, href=href, at_s=now))
+            return False
+        if pin == configured:
             return False
         self._emit(
             out,
             RegistrationHalted(
                 step=RegistrationStep.REGISTRATION,
-                reason=f"PIN mismatch: server has {pin:06d}, configured {self.config.pin:06d}",
+                reason=f"PIN mismatch: server has {pin:06d}, configured {configured:06d}",
                 at_s=now,
             ),
         )
@@ -320,6 +404,15 @@ class RegistrationCore:
             out,
             RediscoveryStarted(step=RegistrationStep.MIRROR, http_status=http_status, at_s=now),
         )
+        return out
+
+    def links_changed(self, resource: str, now: float) -> list[Event]:
+        """§4 rule 15 with §2: a dependency re-read while ready (DeviceCapability) whose links
+        changed means the walk's hrefs are stale: walk again from DeviceCapability."""
+        if self.state.state != READY:
+            raise ValueError(f"links_changed while at {self.state.state!r}")
+        out: list[Event] = []
+        self._emit(out, LinksChanged(resource=resource, at_s=now))
         return out
 
     def _backoff(

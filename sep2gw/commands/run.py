@@ -45,8 +45,7 @@ DEMO_CONFIG = """\
 [server]
 url = "https://127.0.0.1:{http_port}"
 dcap_path = "/dcap"
-pin = {pin}
-profile = "csip-aus"
+{pin}profile = "csip-aus"
 
 [tls]
 certificate = "pki/device.pem"
@@ -128,6 +127,13 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _pin_line(scenario: Scenario) -> str:
+    """The demo gateway's ``server.pin`` line: the scenario's ``[gateway] pin`` (§2.4; none when
+    it says the PIN is not configured)."""
+    pin = scenario.gateway.configured_pin(scenario.server)
+    return "" if pin is None else f"pin = {pin}\n"
 
 
 def _start_demo(args: argparse.Namespace) -> int:
@@ -238,7 +244,7 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         http_port = await nursery.start(server.serve_tcp)
         modbus_port = await nursery.start(SimModbusServer(sim, clock=clock.now).serve)
         text = DEMO_CONFIG.format(
-            http_port=http_port, modbus_port=modbus_port, pin=scenario.server.pin, log=log_name
+            http_port=http_port, modbus_port=modbus_port, pin=_pin_line(scenario), log=log_name
         )
         (workdir / "demo.toml").write_text(text)
         config = parse_config(text, source=str(workdir / "demo.toml"), base_dir=workdir)

@@ -65,6 +65,7 @@ __all__ = [
     "CreateControl",
     "DeleteControl",
     "FailRequests",
+    "GatewaySettings",
     "LoseMirrors",
     "ModbusTimeout",
     "Modes",
@@ -145,7 +146,16 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: The utility clock's reading at the scenario start (``SimClock.for_scenario``), for
     #: reproducible runs; ``None``: real time at start.
     epoch: int | None = None
+    #: The Registration PIN (§2.4) of an EndDevice an installer registered out of band, and of one
+    #: the device registered in-band unless ``in_band_pin`` says otherwise.
     pin: int = 111115
+    #: The PIN this server chooses for a device that registers itself in-band (``None``: ``pin``).
+    in_band_pin: int | None = None
+    #: An installer registered the device out of band before the start (with ``pin``): its
+    #: EndDevice is in the list from the device's first request, no POST needed.
+    pre_registered: bool = False
+    #: Offer a RegistrationLink on each EndDevice (``false``: none, §2.4).
+    registration_link: bool = True
     poll_rate_s: int = 60
     post_rate_s: int = 60
     tz_offset_s: int = 0
@@ -155,6 +165,22 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: Advertise a CSIP-AUS ConnectionPoint link on each EndDevice.
     connection_point: bool = True
     response_required: int = 3  # default responseRequired of created controls (bits 0 and 1)
+
+
+class GatewaySettings(_Strict, frozen=True, kw_only=True):
+    """The simulated gateway's own configuration where a scenario needs it to differ.
+
+    ``pin``: its configured registration PIN: ``"server"`` (default) the server's ``pin``, a number,
+    or ``"unset"`` (not configured, §2.4)."""
+
+    pin: int | Literal["server", "unset"] = "server"
+
+    def configured_pin(self, server: ServerSettings) -> int | None:
+        if self.pin == "server":
+            return server.pin
+        if self.pin == "unset":
+            return None
+        return self.pin
 
 
 class CreateControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="create_control"):
@@ -332,6 +358,7 @@ WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, OperatorCommand, CrashGatewa
 class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     name: str = "scenario"
     server: ServerSettings = ServerSettings()
+    gateway: GatewaySettings = GatewaySettings()
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
     actions: list[Action] = []
@@ -474,6 +501,13 @@ def check_scenario(scenario: Scenario) -> list[str]:
     server = scenario.server
     if not 0 <= server.pin <= 999_999:
         problems.append(f"server.pin: {server.pin} is not a PIN (5 digits and a check digit)")
+    if server.in_band_pin is not None and not 0 <= server.in_band_pin <= 999_999:
+        problems.append(
+            f"server.in_band_pin: {server.in_band_pin} is not a PIN (5 digits and a check digit)"
+        )
+    gateway_pin = scenario.gateway.pin
+    if isinstance(gateway_pin, int) and not 0 <= gateway_pin <= 999_999:
+        problems.append(f"gateway.pin: {gateway_pin} is not a PIN (5 digits and a check digit)")
     for key, value in (("poll_rate_s", server.poll_rate_s), ("post_rate_s", server.post_rate_s)):
         if not 1 <= value <= 0xFFFFFFFF:
             problems.append(f"server.{key}: must be a positive number of seconds, got {value}")

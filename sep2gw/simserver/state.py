@@ -75,6 +75,9 @@ _FSA_MRID = 0xF5A00000_00000000_00000000_00000000
 _RENDERED_CACHE = 256
 _OPEN_PATHS = frozenset({("GET", "/dcap"), ("GET", "/tm"), ("GET", "/edev"), ("POST", "/edev")})
 _SUBSCRIBABLE_NONE = 0
+#: deviceCategory an installer enters for a pre-registered battery gateway (bit 25 of
+#: DeviceCategoryType, the gateway's configured default).
+_INSTALLER_DEVICE_CATEGORY = 1 << 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,11 @@ class DeviceRecord:
     device_category: int
     changed_time: int
     registered_at: int
+    #: The Registration's pIN (§2.4): the installer's for an out-of-band registration, the server's
+    #: choice for an in-band one.
+    pin: int = 111115
+    #: Registered by the device's own POST (``False``: by an installer, out of band).
+    in_band: bool = True
     der_capability: r.DERCapability | None = None
     der_settings: r.DERSettings | None = None
     der_status: r.DERStatus | None = None
@@ -359,6 +367,8 @@ class UtilityState:
             peer = int(lfdi, 16) if isinstance(lfdi, str) and lfdi else lfdi or None
         except ValueError:
             peer = None  # not an LFDI: treated as a device nobody registered
+        if peer is not None and self.scenario.server.pre_registered:
+            self._pre_register(peer, now)
         match = self.router.resolve(method, target)
         path = target.partition("?")[0]
         failure = self._failure_for(method, path, now)
@@ -400,6 +410,25 @@ class UtilityState:
             return SimReply(404, reason=str(exc))
         except ValueError as exc:  # bad paging parameters and other malformed input
             return SimReply(400, reason=str(exc))
+
+    def _pre_register(self, lfdi: int, now: float) -> None:
+        """``pre_registered``: an installer registered the device out of band (§2.4) with the
+        scenario's PIN; the server holds its EndDevice before the device first asks for anything.
+        Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered)."""
+        if self.device_by_lfdi(lfdi) is not None:
+            return
+        self.devices.append(
+            DeviceRecord(
+                id=len(self.devices) + 1,
+                lfdi=lfdi,
+                sfdi=sfdi_from_lfdi(f"{lfdi:040X}"),
+                device_category=_INSTALLER_DEVICE_CATEGORY,
+                changed_time=self.start,
+                registered_at=self.start,
+                pin=self.pin,
+                in_band=False,
+            )
+        )
 
     def _failure_for(self, method: str, path: str, now: float) -> _Failure | None:
         for failure in self.failures:
@@ -470,6 +499,8 @@ class UtilityState:
                 self._program_by_key[action.program].in_fsa = True
             case SetPin():
                 self.pin = action.pin
+                for device in self.devices:
+                    device.pin = action.pin
             case SlowResponses():
                 self.slow.append((now, now + action.duration_s, action))
             case TlsFail():
@@ -641,7 +672,11 @@ class UtilityState:
                 href=f"{base}/fsa", all=1
             ),
             postRate=self.post_rate_s,
-            RegistrationLink=r.RegistrationLink(href=f"{base}/rg"),
+            RegistrationLink=(
+                r.RegistrationLink(href=f"{base}/rg")
+                if self.scenario.server.registration_link
+                else None
+            ),
             ConnectionPointLink=(
                 r.Link(href=f"{base}/cp") if self.scenario.server.connection_point else None
             ),
@@ -697,6 +732,9 @@ class UtilityState:
             device_category=int(edev.deviceCategory or 0),
             changed_time=edev.changedTime,
             registered_at=int(ctx.now),
+            pin=self.scenario.server.in_band_pin
+            if self.scenario.server.in_band_pin is not None
+            else self.pin,
         )
         self.devices.append(device)
         return SimReply(201, location=f"/edev/{device.id}", parsed=edev)
@@ -711,11 +749,13 @@ class UtilityState:
 
     def _get_registration(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
+        if not self.scenario.server.registration_link:
+            return SimReply(404, reason=f"EndDevice {device.id} has no Registration")
         return self._doc(
             r.Registration(
                 href=f"/edev/{device.id}/rg",
                 dateTimeRegistered=device.registered_at,
-                pIN=self.pin,
+                pIN=device.pin,
                 pollRate=self.poll_rates["reg"],
             )
         )

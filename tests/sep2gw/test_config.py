@@ -80,6 +80,10 @@ def test_a_complete_file_loads_with_paths_relative_to_it(site: Path) -> None:
         ),
         (("pin = 111115", "pin = 12345678"), "server.pin: 12345678 is not a registration PIN"),
         (
+            ("pin = 111115", "pin = 111116"),
+            "server.pin: 111116 has a wrong check digit: after 11111 it must be 5",
+        ),
+        (
             ('nmi = "4407123456"', 'nmi = "44-07"'),
             "site.nmi: '44-07' is not a 10 or 11 character NMI",
         ),

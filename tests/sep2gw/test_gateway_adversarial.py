@@ -28,7 +28,12 @@ from events.control_events import (
 from events.der_model import ControlSettings, Mode
 from events.hardware_events import LimitsApplied, TelemetrySampled
 from events.memory_store import MemoryEventStore
-from events.registration_events import RegistrationHalted, StepDone
+from events.registration_events import (
+    BackoffDrawn,
+    RediscoveryStarted,
+    RegistrationHalted,
+    StepDone,
+)
 from events.registry import CATALOGUE
 from events.runtime_events import ActorFailed, GatewayStopped
 from sep2gw.simserver import demo_scenario, parse_scenario
@@ -244,7 +249,11 @@ methods = ["PUT"]
     steps = [r.event.step for r in store.read() if isinstance(r.event, StepDone)]
     assert steps[-1] == "mirror"  # the walk reached ready
     assert started(store, MRID) == [EPOCH + 60]
-    assert len(server.polls_of("/edev/1/der")) == 1  # no re-walks of the DER step
+    # no re-walks of the DER step (the DERList itself is re-read at its pollRate, §4 rule 15)
+    assert not [
+        r.event for r in store.read() if isinstance(r.event, BackoffDrawn) and r.event.step == "der"
+    ]
+    assert walks(store) == 1
 
 
 async def test_an_nmi_without_a_connection_point_link_does_not_block_registration(
@@ -267,7 +276,7 @@ async def test_an_nmi_without_a_connection_point_link_does_not_block_registratio
     assert server is not None
     assert started(store, MRID) == [EPOCH + 60]
     assert server.response_statuses(MRID) == [1, 2, 3]
-    assert len(server.polls_of("/dcap")) == 1  # one walk
+    assert walks(store) == 1
 
 
 async def test_an_nmi_is_put_to_the_connection_point_the_server_offers(
@@ -342,9 +351,21 @@ async def test_one_programs_failing_control_list_does_not_hide_the_others(
         assert server is not None
         assert started(store, MRID) == [EPOCH + 60], status
         assert server.response_statuses(MRID) == [1, 2, 3], status
-        assert len(server.polls_of("/dcap")) == 1, status
+        assert walks(store) == 1, status
         gaps = server.poll_intervals("/derp/1/derc")
         assert gaps and min(gaps) >= 30 - 1e-6, status  # tried again at the pollRate, no sooner
+
+
+def walks(store: MemoryEventStore) -> int:
+    """How many discovery walks began (DeviceCapability is also re-read at its pollRate, so its
+    GETs do not count walks)."""
+    return len(
+        [
+            r
+            for r in store.read()
+            if isinstance(r.event, StepDone) and r.event.step == "device_capability"
+        ]
+    )
 
 
 def burst_of_controls(count: int) -> str:
@@ -946,3 +967,43 @@ methods = ["POST"]
     assert server.duplicate_responses() == []
     controls = world.gateways[-1].actors["controls"]
     assert controls.statistics().timers < 50, controls.statistics()
+
+
+async def test_a_mirror_usage_point_list_that_cannot_be_read_neither_halts_nor_re_walks(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§4 rule 15 re-reads the MirrorUsagePointList; a server that refuses that GET (here 404 and
+    403 for a while) has not moved its links: no re-walk, no halt, and the list is read again
+    after the refusals end."""
+    scenario = one_control(
+        actions="""
+[[actions]]
+at_s = 150
+kind = "fail"
+duration_s = 60
+status = 404
+paths = ["/mup"]
+methods = ["GET"]
+
+[[actions]]
+at_s = 210
+kind = "fail"
+duration_s = 60
+status = 403
+paths = ["/mup"]
+methods = ["GET"]
+"""
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, parse_scenario(scenario, source="test"), store)
+    with deadline(3600):
+        await world.run(360)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted | RediscoveryStarted)]
+    assert walks(store) == 1
+    refused = [q for q in server.polls_of("/mup") if q.status in (403, 404)]
+    assert refused and any(
+        q.status == 200 and q.time > EPOCH + 270 for q in server.polls_of("/mup")
+    )

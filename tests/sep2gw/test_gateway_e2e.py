@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import trio
 
 from events.control_events import (
@@ -19,11 +21,22 @@ from events.control_events import (
 )
 from events.hardware_events import LimitsApplied
 from events.memory_store import MemoryEventStore
-from events.registration_events import RegistrationHalted
+from events.registration_events import (
+    EndDeviceRegistered,
+    LinksChanged,
+    PinCase,
+    RediscoveryStarted,
+    RegistrationHalted,
+    RegistrationLinkMissing,
+    RegistrationStep,
+    ServerPinRecorded,
+    StepDone,
+)
 from events.registry import CATALOGUE
 from events.store import EventStore
-from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver import Scenario, SimUtilityServer, demo_scenario, parse_scenario
 from tests.sep2gw.world import EPOCH, World, deadline
+from transport.sep2 import encode
 from transport.sep2 import resources as r
 
 
@@ -50,9 +63,16 @@ async def test_demo_scenario_end_to_end(pki: Path, autojump_clock: trio.abc.Cloc
     assert any(req.path.startswith("/mup/") and req.method == "POST" for req in server.requests)
 
 
+def _out_of_band(scenario: Scenario) -> Scenario:
+    """The scenario with the EndDevice registered by an installer, out of band (§2.4)."""
+    return msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, pre_registered=True)
+    )
+
+
 async def test_pin_mismatch_halts_all_traffic(pki: Path, autojump_clock: trio.abc.Clock) -> None:
     store = MemoryEventStore(CATALOGUE)
-    world = World(pki, demo_scenario(), store, pin=222228)
+    world = World(pki, _out_of_band(demo_scenario()), store, pin=222220)
     with deadline(3600):
         await world.run(300)
     server = world.server
@@ -182,6 +202,7 @@ name = "the utility changes the registration PIN"
 [server]
 pin = 111115
 poll_rate_s = 30
+pre_registered = true
 
 [[programs]]
 id = "network"
@@ -297,3 +318,158 @@ async def test_readings_of_an_outage_survive_a_restart_and_are_posted_once(
     starts = {start - int(EPOCH) for (_, _, start) in posted}
     # Every minute of the outage, before and after the restart, reached the utility.
     assert set(range(120, 1200, 60)) <= starts, sorted(starts)
+
+
+def _reached_the_der(server: SimUtilityServer) -> bool:
+    fsa = any(q.method == "GET" and q.path.endswith("/fsa") for q in server.requests)
+    der = any(q.method == "PUT" and "/der/" in q.path for q in server.requests)
+    return fsa and der
+
+
+async def test_section2_4_in_band_registration_records_the_server_chosen_pin_and_goes_on(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The server chose the PIN of the EndDevice this gateway POSTed: nothing to compare; the PIN
+    is recorded and the walk reaches the programs and the DER."""
+    scenario = demo_scenario()
+    scenario = msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, in_band_pin=261582)
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, scenario, store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted)]
+    assert [e.href for e in events if isinstance(e, EndDeviceRegistered)] == ["/edev/1"]
+    (pin,) = [e for e in events if isinstance(e, ServerPinRecorded)]
+    assert pin.pin == 261582 and pin.case is PinCase.REGISTERED_IN_BAND
+    assert _reached_the_der(server)
+
+
+async def test_section2_4_pin_not_configured_is_a_warning_not_a_halt(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, _out_of_band(demo_scenario()), store, pin=None)
+    with deadline(3600):
+        await world.run(240)
+    assert world.server is not None
+    events = [r.event for r in store.read()]
+    assert not [e for e in events if isinstance(e, RegistrationHalted)]
+    (warning,) = [e for e in events if isinstance(e, ServerPinRecorded)]
+    assert warning.case is PinCase.NOT_CONFIGURED and warning.pin == 111115
+    assert not [e for e in events if isinstance(e, EndDeviceRegistered)]  # out of band
+    assert _reached_the_der(world.server)
+
+
+async def test_section2_4_no_registration_link_goes_on_to_the_programs_and_der(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    scenario = demo_scenario()
+    scenario = msgspec.structs.replace(
+        scenario, server=msgspec.structs.replace(scenario.server, registration_link=False)
+    )
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, scenario, store)
+    with deadline(3600):
+        await world.run(240)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    assert len([e for e in events if isinstance(e, RegistrationLinkMissing)]) == 1
+    assert _reached_the_der(server)
+    walks = [e for e in events if isinstance(e, StepDone) and e.step is RegistrationStep.END_DEVICE]
+    assert len(walks) == 1, f"walked {len(walks)} times in 4 minutes"
+    assert not [e for e in events if isinstance(e, RediscoveryStarted)]
+
+
+async def test_rule_15_a_device_capability_whose_links_changed_is_walked_again(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§4 rule 15 with §2 (follow hrefs, never build them): DeviceCapability is re-read at its
+    pollRate; when the EndDeviceList it links moved, the walk starts again and follows it."""
+    from sep2gw.simserver.state import SimReply, UtilityState
+    from transport.http.router import Router
+
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, demo_scenario(), store)
+
+    def moved_dcap(state: UtilityState, ctx: object) -> SimReply:
+        dcap = r.DeviceCapability(
+            href="/dcap",
+            pollRate=state.poll_rates["dcap"],
+            TimeLink=r.TimeLink(href="/tm"),
+            EndDeviceListLink=r.EndDeviceListLink(href="/edev?moved=1", all=1),
+            MirrorUsagePointListLink=r.MirrorUsagePointListLink(href="/mup", all=0),
+        )
+        return SimReply(200, encode(dcap))
+
+    async def the_utility_moves_the_end_device_list() -> None:
+        await trio.sleep(120)
+        assert world.server is not None
+        state = world.server.state
+        router: Router[Any] = Router()
+        for method, template, fn in state._routes():
+            router.add(method, template, moved_dcap if template == "/dcap" else fn)
+        state.router = router
+
+    with deadline(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_utility_moves_the_end_device_list)
+            await world.run(300)
+    server = world.server
+    assert server is not None
+    events = [r.event for r in store.read()]
+    (changed,) = [e for e in events if isinstance(e, LinksChanged)]
+    assert EPOCH + 120 <= changed.at_s <= EPOCH + 120 + 60
+    walks = [e for e in events if isinstance(e, StepDone) and e.step is RegistrationStep.END_DEVICE]
+    assert len(walks) == 2
+    moved = [q for q in server.requests if "moved=1" in q.target]
+    assert moved and all(q.time >= changed.at_s for q in moved)
+
+
+async def test_rule_15_a_der_whose_links_changed_gets_its_information_there(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """§2 step 7 with §4 rule 15: the DERList is re-read at its pollRate; a DER whose links changed
+    gets the full DER information set at its new links in that cycle."""
+    from sep2gw.simserver.state import SimReply, UtilityState
+    from transport.http.router import Router
+
+    store = MemoryEventStore(CATALOGUE)
+    world = World(pki, demo_scenario(), store)
+
+    def moved_der_list(state: UtilityState, ctx: Any) -> SimReply:
+        der = state._der(state._own_device(ctx))
+        moved = msgspec.structs.replace(
+            der,
+            DERCapabilityLink=r.DERCapabilityLink(href=f"{der.href}/dercap?moved=1"),
+        )
+        return SimReply(
+            200, encode(r.DERList(href="/edev/1/der", all=1, results=1, pollRate=10, DER=(moved,)))
+        )
+
+    async def the_utility_moves_the_der_capability() -> None:
+        await trio.sleep(120)
+        assert world.server is not None
+        state = world.server.state
+        router: Router[Any] = Router()
+        for method, template, fn in state._routes():
+            router.add(method, template, moved_der_list if template == "/edev/{e}/der" else fn)
+        state.router = router
+
+    with deadline(3600):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(the_utility_moves_the_der_capability)
+            await world.run(240)
+    server = world.server
+    assert server is not None
+    moved = [q for q in server.requests if q.method == "PUT" and "moved=1" in q.target]
+    assert moved and EPOCH + 120 <= moved[0].time <= EPOCH + 120 + 10, moved
+    old = [q for q in server.puts_to("/edev/1/der/1/dercap") if "moved=1" not in q.target]
+    assert all(q.time < moved[0].time for q in old)
+    availability = [q.time for q in server.puts_to("/edev/1/der/1/derav")]
+    assert moved[0].time in availability, availability  # the whole set, in that cycle

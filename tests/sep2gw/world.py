@@ -54,8 +54,7 @@ CONFIG = """
 [server]
 url = "https://utility.example:443"
 dcap_path = "/dcap"
-pin = {pin}
-profile = "csip-aus"
+{pin}profile = "csip-aus"
 
 [tls]
 certificate = "pki/device.pem"
@@ -72,8 +71,10 @@ path = "site.sep2gw"
 """
 
 
-def config_for(site: Path, pin: int = 111115, extra: str = "") -> Config:
-    return parse_config(CONFIG.format(pin=pin, extra=extra), source="test config", base_dir=site)
+def config_for(site: Path, pin: int | None = 111115, extra: str = "") -> Config:
+    """``pin`` ``None``: no PIN configured (PROTOCOL.md §2.4)."""
+    line = "" if pin is None else f"pin = {pin}\n"
+    return parse_config(CONFIG.format(pin=line, extra=extra), source="test config", base_dir=site)
 
 
 @contextmanager
@@ -117,7 +118,7 @@ class World:
         scenario: Scenario,
         store: EventStore | None,
         *,
-        pin: int = 111115,
+        pin: int | None = 111115,
         config_extra: str = "",
         driver_wrapper: Callable[[DerDriver], DerDriver] | None = None,
         restart: RestartPolicy | None = None,

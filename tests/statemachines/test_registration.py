@@ -9,10 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.registration_events import BackoffDrawn, RegistrationHalted, RegistrationStep, StepDone
+from events.registration_events import (
+    BackoffDrawn,
+    EndDeviceRegistered,
+    LinksChanged,
+    PinCase,
+    RegistrationHalted,
+    RegistrationLinkMissing,
+    RegistrationStep,
+    ServerPinRecorded,
+    StepDone,
+)
 from events.replay import fold
 from statemachines.registration import (
     HALTED,
+    IN_BAND_PROJECTION,
     READY,
     REGISTRATION,
     REGISTRATION_ROWS,
@@ -21,15 +32,15 @@ from statemachines.registration import (
     RegistrationConfig,
     RegistrationCore,
     RegistrationState,
+    evolve_in_band,
     evolve_registration,
-    pin_check_digit,
 )
 from statemachines.table import IllegalTransition
 
 S = RegistrationStep
 _EXPECTED = {(r.source, r.trigger): r.dest for r in REGISTRATION_ROWS}
 _PAIRS = list(itertools.product(REGISTRATION_STATES, REGISTRATION.triggers))
-PIN = pin_check_digit(11111)
+PIN = 111115  # 11111 and its check digit (transport.identity.pin_with_check_digit)
 #: A plausible server clock (2025-11-26): 2030.5 times are epoch seconds.
 T0 = 1_764_115_200
 
@@ -61,13 +72,6 @@ def test_registration_every_state_input_pair(state: str, trigger: str) -> None:
         with pytest.raises(IllegalTransition):
             REGISTRATION.fire(model, trigger)
         assert model.state == state
-
-
-def test_pin_check_digit_makes_digit_sum_a_multiple_of_ten() -> None:
-    assert pin_check_digit(11111) == 111115
-    assert pin_check_digit(0) == 0
-    with pytest.raises(ValueError, match="5 digits"):
-        pin_check_digit(123456)
 
 
 def test_section2_steps_in_order_then_ready() -> None:
@@ -178,7 +182,9 @@ def test_a_success_resets_the_backoff() -> None:
 
 
 _OUTCOMES = st.lists(
-    st.sampled_from(["ok", "500", "404", "429", "pin_bad"]), min_size=1, max_size=40
+    st.sampled_from(["ok", "500", "404", "429", "pin_bad", "posted", "no_rg_link"]),
+    min_size=1,
+    max_size=40,
 )
 
 
@@ -206,6 +212,13 @@ def test_replay_fold_of_registration_log_equals_live_state(outcomes: list[str], 
                 log += core.step_done(step, now, href=f"/{step.value}/{now}")
         elif outcome == "pin_bad":
             log += core.registration_pin(PIN + 1, now)
+        elif outcome == "posted":
+            if step is S.END_DEVICE:
+                log += core.end_device_registered(f"/edev/{now}", now)
+                log += core.step_done(step, now, href=f"/edev/{now}")
+        elif outcome == "no_rg_link":
+            if step is S.REGISTRATION:
+                log += core.registration_link_missing(now)
         else:
             log += core.step_failed(step, int(outcome), now, draw)
     assert fold(log, evolve_registration, RegistrationState()) == core.state
@@ -313,3 +326,113 @@ def test_time_is_total_an_implausible_server_clock_is_a_server_fault_not_adopted
     ready = RegistrationCore(RegistrationConfig(pin=PIN), RegistrationState(state=READY))
     (again,) = ready.time_resynced(current_time, T0, 5)
     assert isinstance(again, TimeRefused) and ready.state.time_offset_s is None
+
+
+def _at_registration(config: RegistrationConfig, *, posted: bool) -> RegistrationCore:
+    """A walk at the Registration step; ``posted``: this gateway POSTed the EndDevice (§2.3)."""
+    core = RegistrationCore(config)
+    core.start(0)
+    core.step_done(S.DEVICE_CAPABILITY, 1, href="/dcap")
+    core.time_learned(1000.0, 990.0, 1)
+    if posted:
+        core.end_device_registered("https://utility.example/edev/7", 2)
+    core.step_done(S.END_DEVICE, 2, href="/edev/7")
+    assert core.step is S.REGISTRATION
+    return core
+
+
+def test_section2_4_out_of_band_registration_with_a_configured_pin_halts_on_mismatch() -> None:
+    core = _at_registration(RegistrationConfig(pin=PIN), posted=False)
+    assert not core.registered_in_band()
+    (halted,) = core.registration_pin(222220, 3, href="/edev/7/rg")
+    assert isinstance(halted, RegistrationHalted) and "server has 222220" in halted.reason
+    assert core.state.state == HALTED
+
+
+def test_section2_4_in_band_registration_records_the_server_pin_without_comparing() -> None:
+    # The server chose the PIN of an EndDevice this gateway POSTed: nothing to compare (the
+    # absolute Location and the list's path name the same EndDevice).
+    core = _at_registration(RegistrationConfig(pin=PIN), posted=True)
+    assert core.registered_in_band()
+    events = core.registration_pin(261582, 3, href="/edev/7/rg")
+    assert events[0] == ServerPinRecorded(
+        pin=261582, case=PinCase.REGISTERED_IN_BAND, href="/edev/7/rg", at_s=3
+    )
+    assert not any(isinstance(e, RegistrationHalted) for e in events)
+    assert core.step is S.PROGRAMS
+
+
+def test_section2_4_in_band_registration_by_an_earlier_process_is_known_from_the_log() -> None:
+    earlier = [
+        EndDeviceRegistered(href="/edev/7", at_s=2),
+        EndDeviceRegistered(href="/edev/7", at_s=9),
+    ]
+    known = fold(earlier, evolve_in_band, IN_BAND_PROJECTION.initial)
+    assert known.hrefs == ("/edev/7",)
+    assert IN_BAND_PROJECTION.initial.hrefs == ()  # the fold is pure
+    # A new process: the walk finds its EndDevice in the list (no POST this time).
+    core = RegistrationCore(
+        RegistrationConfig(pin=PIN), RegistrationState(in_band=list(known.hrefs))
+    )
+    core.start(10)
+    core.step_done(S.DEVICE_CAPABILITY, 11)
+    core.time_learned(1000.0, 990.0, 11)
+    core.step_done(S.END_DEVICE, 12, href="/edev/7")
+    (recorded, *_) = core.registration_pin(261582, 13)
+    assert isinstance(recorded, ServerPinRecorded) and core.state.state != HALTED
+
+
+def test_section2_4_pin_not_configured_records_a_warning_once_and_never_compares() -> None:
+    core = _at_registration(RegistrationConfig(pin=None), posted=False)
+    events = core.registration_pin(222220, 3)
+    assert events[0] == ServerPinRecorded(pin=222220, case=PinCase.NOT_CONFIGURED, at_s=3)
+    for step in (S.PROGRAMS, S.DER, S.MIRROR):
+        core.step_done(step, 4)
+    assert core.pin_seen(222220, 60) == []  # the same PIN again: not recorded (nor warned) twice
+    (changed,) = core.pin_seen(333335, 120)
+    assert changed == ServerPinRecorded(pin=333335, case=PinCase.NOT_CONFIGURED, at_s=120)
+    assert core.state.state == READY
+
+
+def test_section2_4_no_registration_link_proceeds_to_the_next_step_recorded() -> None:
+    core = _at_registration(RegistrationConfig(pin=PIN, nmi="4012345678"), posted=False)
+    missing, done = core.registration_link_missing(3)
+    assert missing == RegistrationLinkMissing(end_device="/edev/7", at_s=3)
+    assert isinstance(done, StepDone) and done.step is S.REGISTRATION
+    assert core.step is S.CONNECTION_POINT
+    skipped = _at_registration(RegistrationConfig(pin=PIN), posted=False)
+    skipped.registration_link_missing(3)
+    assert skipped.step is S.PROGRAMS  # no NMI: ConnectionPoint skipped as after a PIN check
+
+
+def test_section2_4_a_pin_changed_later_follows_the_same_case_rules() -> None:
+    in_band = _at_registration(RegistrationConfig(pin=PIN), posted=True)
+    in_band.registration_pin(261582, 3)
+    for step in (S.PROGRAMS, S.DER, S.MIRROR):
+        in_band.step_done(step, 4)
+    assert in_band.pin_seen(261582, 60) == []
+    (changed,) = in_band.pin_seen(PIN, 120, href="/edev/7/rg")
+    assert changed == ServerPinRecorded(
+        pin=PIN, case=PinCase.REGISTERED_IN_BAND, href="/edev/7/rg", at_s=120
+    )
+    assert in_band.state.state == READY
+    out_of_band = _at_registration(RegistrationConfig(pin=PIN), posted=False)
+    out_of_band.registration_pin(PIN, 3)
+    for step in (S.PROGRAMS, S.DER, S.MIRROR):
+        out_of_band.step_done(step, 4)
+    (halted,) = out_of_band.pin_seen(261582, 60)
+    assert isinstance(halted, RegistrationHalted) and out_of_band.state.state == HALTED
+
+
+def test_rule_15_a_device_capability_whose_links_changed_starts_the_walk_again() -> None:
+    core = RegistrationCore(RegistrationConfig(pin=PIN))
+    _walk_to(core, S.MIRROR)
+    core.step_done(S.MIRROR, 3)
+    (event,) = core.links_changed("dcap:/dcap", 60)
+    assert event == LinksChanged(resource="dcap:/dcap", at_s=60)
+    assert core.next_request(60) is S.DEVICE_CAPABILITY
+    assert fold([event], evolve_registration, RegistrationState(state=READY)).state == (
+        S.DEVICE_CAPABILITY.value
+    )
+    with pytest.raises(ValueError, match="links_changed while at"):
+        core.links_changed("dcap:/dcap", 61)

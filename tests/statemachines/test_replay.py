@@ -21,7 +21,6 @@ from statemachines.registration import (
     REGISTRATION_PROJECTION,
     RegistrationConfig,
     RegistrationCore,
-    pin_check_digit,
 )
 from tests.statemachines.builders import Harness, control, draw_max, program
 
@@ -62,7 +61,7 @@ def test_rule13_snapshot_plus_tail_rebuilds_the_controls_state(store: EventStore
 
 
 def test_registration_and_poll_schedules_replay_from_the_store(store: EventStore) -> None:
-    reg = RegistrationCore(RegistrationConfig(pin=pin_check_digit(11111)))
+    reg = RegistrationCore(RegistrationConfig(pin=111115))
     polls = PollSchedule()
     log = reg.start(0) + reg.step_failed(reg.step, 503, 1, draw_max)  # type: ignore[arg-type]
     log += reg.step_done(reg.step, 20, href="/dcap")  # type: ignore[arg-type]

@@ -132,3 +132,14 @@ def test_an_unknown_loop_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_loop_is_refused_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--loop", "asyncio"]) == 2
     assert "--loop is for --config runs" in capsys.readouterr().err
+
+
+def test_section2_4_the_demo_gateway_configures_the_pin_the_scenario_gives_it() -> None:
+    from sep2gw.commands.run import _pin_line
+    from sep2gw.simserver import parse_scenario
+
+    assert _pin_line(parse_scenario("[server]\npin = 222220\n")) == "pin = 222220\n"
+    assert _pin_line(parse_scenario('[gateway]\npin = "unset"\n')) == ""
+    assert _pin_line(parse_scenario("[gateway]\npin = 111115\n[server]\npin = 3\n")) == (
+        "pin = 111115\n"
+    )

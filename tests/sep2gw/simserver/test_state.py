@@ -478,3 +478,30 @@ def test_head_answers_gets_status_without_content() -> None:
     head = state.handle("HEAD", "/dcap", b"", LFDI, START)
     assert (head.status, head.body) == (200, b"")
     assert state.handle("HEAD", "/nothing", b"", LFDI, START).status == 404
+
+
+def test_section2_4_a_pre_registered_end_device_carries_the_installers_pin() -> None:
+    """Out-of-band registration: the EndDevice is listed from the device's first request (no
+    POST) and its Registration carries the scenario's PIN."""
+    state = UtilityState(
+        parse_scenario("[server]\npin = 222220\npre_registered = true\nin_band_pin = 261582\n"),
+        start=START,
+    )
+    listed = decode(ok(get(state, "/edev")), r.EndDeviceList)
+    assert [d.href for d in listed.EndDevice] == ["/edev/1"]
+    assert not state.devices[0].in_band
+    assert decode(ok(get(state, "/edev/1/rg")), r.Registration).pIN == 222220
+
+
+def test_section2_4_in_band_registration_gets_the_pin_the_server_chooses() -> None:
+    state = UtilityState(
+        parse_scenario("[server]\npin = 222220\nin_band_pin = 261582\n"), start=START
+    )
+    ok(state.handle("POST", "/edev", encode(end_device()), LFDI, START), 201)
+    assert decode(ok(get(state, "/edev/1/rg")), r.Registration).pIN == 261582
+
+
+def test_section2_4_an_end_device_without_a_registration_link() -> None:
+    state = registered("[server]\nregistration_link = false\n")
+    assert decode(ok(get(state, "/edev/1")), r.EndDevice).RegistrationLink is None
+    assert get(state, "/edev/1/rg").status == 404

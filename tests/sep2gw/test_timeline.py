@@ -1,0 +1,38 @@
+"""What `sep2gw run` prints from the log as the gateway writes it (sep2gw/timeline.py)."""
+
+from __future__ import annotations
+
+from events.base import Event
+from events.envelope import Recorded
+from events.registration_events import (
+    EndDeviceRegistered,
+    PinCase,
+    RegistrationLinkMissing,
+    ServerPinRecorded,
+)
+from sep2gw.timeline import Timeline
+
+
+def _record(event: Event, seq: int = 1) -> Recorded:
+    return Recorded(seq, "registration", seq, 0.0, 0.0, event, b"")
+
+
+def test_section2_4_an_unconfigured_pin_is_printed_as_a_warning() -> None:
+    line = Timeline().line(
+        _record(ServerPinRecorded(pin=222220, case=PinCase.NOT_CONFIGURED, at_s=0))
+    )
+    assert line is not None and "WARNING" in line and "222220" in line and "server.pin" in line
+
+
+def test_section2_4_registration_cases_each_get_a_line() -> None:
+    timeline = Timeline()
+    lines = [
+        timeline.line(_record(EndDeviceRegistered(href="/edev/1", at_s=0))),
+        timeline.line(
+            _record(ServerPinRecorded(pin=261582, case=PinCase.REGISTERED_IN_BAND, at_s=0))
+        ),
+        timeline.line(_record(RegistrationLinkMissing(end_device="/edev/1", at_s=0))),
+    ]
+    assert all(lines), lines
+    assert "in-band" in (lines[0] or "") and "261582" in (lines[1] or "")
+    assert "RegistrationLink" in (lines[2] or "")
