@@ -56,6 +56,16 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
     (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
 
+``[expect.audit]``: the audits a strict CSIP-AUS test server runs over the client's traffic
+    (:mod:`sep2gw.simserver.audit`), each enabled by its table (``{}``: its defaults), each
+    finding a violation ``audit.<name>``: ``poll_cadence = { from_s, to_s, slack_s (1),
+    late_factor (1.5) }`` every depended-on resource re-read at its advertised pollRate;
+    ``der_info = {}`` every DER information PUT complete from the first; ``duplicate_puts = {}``
+    no unchanged DER information PUT again within a cycle; ``reading_lateness = { grace_s (10) }``
+    each interval posted in the first cycle after it closes; ``curtailment = { tolerance_s (10),
+    tolerance_w (100) }`` a lower export/generation limit reached within the time its rampTms or
+    the declared setGradW implies.
+
 ``log_events = ["control.server_fault.v1"]`` / ``no_log_events = [...]``: record types that must
     (must not) appear in the log (faults, gaps, ignored controls).
 """
@@ -71,6 +81,7 @@ __all__ = [
     "LIMIT_MODES",
     "COMPLIANCE_MODES",
     "Adjacent",
+    "AuditExpect",
     "ComplianceExpect",
     "DerSettingsAt",
     "Expect",
@@ -206,6 +217,40 @@ class ComplianceExpect(_Strict, frozen=True, kw_only=True):
     min_seconds_binding: float = 0.0
 
 
+class PollCadenceAudit(_Strict, frozen=True, kw_only=True):
+    from_s: float = 0.0
+    to_s: float | None = None
+    slack_s: float = 1.0
+    late_factor: float = 1.5
+
+
+class DerInfoAudit(_Strict, frozen=True, kw_only=True):
+    """No options: every DER information PUT is judged."""
+
+
+class DuplicatePutsAudit(_Strict, frozen=True, kw_only=True):
+    slack_s: float = 1.0
+
+
+class ReadingLatenessAudit(_Strict, frozen=True, kw_only=True):
+    grace_s: float = 10.0
+
+
+class CurtailmentAudit(_Strict, frozen=True, kw_only=True):
+    tolerance_s: float = 10.0
+    tolerance_w: float = 100.0
+
+
+class AuditExpect(_Strict, frozen=True, kw_only=True):
+    """Which server-side audits run (``sep2gw.simserver.audit``); a table enables one."""
+
+    poll_cadence: PollCadenceAudit | None = None
+    der_info: DerInfoAudit | None = None
+    duplicate_puts: DuplicatePutsAudit | None = None
+    reading_lateness: ReadingLatenessAudit | None = None
+    curtailment: CurtailmentAudit | None = None
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
     response_times: list[ResponseAt] = []
@@ -220,6 +265,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
+    audit: AuditExpect | None = None
 
 
 def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
@@ -327,6 +373,8 @@ def check_expect(
             value = getattr(spec, name)
             if not value >= 0 or value == float("inf"):
                 problems.append(f"{key}.{name}: must be a finite number >= 0, got {value:g}")
+    if expect.audit is not None:
+        _check_audit(expect.audit, problems)
     for i, name in enumerate(expect.log_events):
         if name not in known_event_types:
             problems.append(f"expect.log_events[{i}]: {name!r} is not a record type of the log")
@@ -334,3 +382,25 @@ def check_expect(
         if name not in known_event_types:
             problems.append(f"expect.no_log_events[{i}]: {name!r} is not a record type of the log")
     return problems
+
+
+def _check_audit(audit: AuditExpect, problems: list[str]) -> None:
+    """Ranges of ``[expect.audit]``: every number finite and not negative, windows in order."""
+    for name in audit.__struct_fields__:
+        spec = getattr(audit, name)
+        if spec is None:
+            continue
+        for option in spec.__struct_fields__:
+            value = getattr(spec, option)
+            if value is not None and (not value >= 0 or value == float("inf")):
+                problems.append(
+                    f"expect.audit.{name}.{option}: must be a finite number >= 0, got {value:g}"
+                )
+    cadence = audit.poll_cadence
+    if cadence is not None:
+        _window("expect.audit.poll_cadence", cadence.from_s, cadence.to_s, problems)
+        if cadence.late_factor < 1:
+            problems.append(
+                "expect.audit.poll_cadence.late_factor: a poll is late only after its pollRate "
+                f"has passed (>= 1), got {cadence.late_factor:g}"
+            )

@@ -3,6 +3,7 @@ meet is reported with what was expected and what happened (issue 8, scope 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 from sep2gw.expect import check_expectations
 from sep2gw.simserver import Scenario, ScenarioError, parse_scenario
 from sep2gw.simserver.library import library
+from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import WorldResult, check, run_world
+from transport.sep2 import resources as r
 
 BASE = """
 name = "expect under test"
@@ -239,6 +242,19 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
             '[[expect.compliance]]\nmode = "opModExpLimW"\ntolerance_w = -5\n',
             "expect.compliance[0].tolerance_w: must be a finite number >= 0",
         ),
+        (
+            "[expect.audit]\nreading_lateness = { grace_s = -1 }\n",
+            "expect.audit.reading_lateness.grace_s: must be a finite number >= 0, got -1",
+        ),
+        (
+            "[expect.audit]\npoll_cadence = { late_factor = 0.5 }\n",
+            "expect.audit.poll_cadence.late_factor: a poll is late only after its pollRate",
+        ),
+        (
+            "[expect.audit]\npoll_cadence = { from_s = 50, to_s = 10 }\n",
+            "expect.audit.poll_cadence.to_s: 10 is not after from_s 50",
+        ),
+        ("[expect.audit]\nschema = {}\n", "expect.audit.schema: unknown key"),
     ],
 )
 def test_a_bad_expectation_is_refused_naming_its_key(section: str, problem: str) -> None:
@@ -288,3 +304,62 @@ def test_compliance_counts_the_seconds_over_a_limit_that_binds(pki: Path) -> Non
     )
     assert [v.invariant for v in found] == ["expect.compliance"]
     assert "over the limit by more than 150 W" in found[0].detail
+
+
+AUDITS = """
+[expect.audit]
+poll_cadence = {}
+der_info = {}
+duplicate_puts = {}
+reading_lateness = {}
+curtailment = {}
+"""
+
+
+def test_the_server_audits_named_in_expect_fail_the_world_on_what_they_find(pki: Path) -> None:
+    """Issue 14: the audits a strict server runs are expectations; each finding is a violation
+    ``audit.<name>`` naming what was wrong. The recorded traffic is doctored after the run with
+    requests no client may send (an empty DERStatus, a poll one second after the last, the same
+    DERStatus again), so what is found does not depend on how the gateway behaves today."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    scenario = with_expect(AUDITS)
+    before = {(v.invariant, v.detail) for v in check_expectations(scenario, result)}
+    server = result.server
+    last_tm = [q for q in server.requests if q.method == "GET" and q.path == "/tm"][-1]
+    empty = r.DERStatus(readingTime=int(last_tm.time))
+    server.requests.append(dataclasses.replace(last_tm, time=last_tm.time + 1))
+    for delay in (2, 3):
+        server.requests.append(
+            RecordedRequest(
+                time=last_tm.time + delay,
+                method="PUT",
+                target="/edev/1/der/1/ders",
+                path="/edev/1/der/1/ders",
+                status=204,
+                lfdi=last_tm.lfdi,
+                body=empty,
+                location=None,
+                reason="",
+                alpn=last_tm.alpn,
+            )
+        )
+    after = check_expectations(scenario, result)
+    new = [v for v in after if (v.invariant, v.detail) not in before]
+    at = last_tm.time - server.start
+    assert {v.invariant for v in new} == {
+        "audit.poll_cadence",
+        "audit.der_info",
+        "audit.duplicate_puts",
+    }
+    details: dict[str, str] = {}
+    for v in new:
+        details.setdefault(v.invariant, v.detail)  # the first of each
+    assert details["audit.poll_cadence"].startswith(f"/tm read again 1.0 s after +{at:g} s")
+    assert details["audit.der_info"] == (
+        f"DERStatus PUT to /edev/1/der/1/ders at +{at + 2:g} s lacks genConnectStatus, "
+        "operationalModeStatus"
+    )
+    assert details["audit.duplicate_puts"].startswith(
+        f"DERStatus PUT to /edev/1/der/1/ders at +{at + 3:g} s unchanged since the one accepted "
+        f"at +{at + 2:g} s"
+    )
