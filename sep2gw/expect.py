@@ -51,6 +51,7 @@ from sep2gw.simserver.expectations import (
     LIMIT_MODES,
     AuditExpect,
     ComplianceExpect,
+    DerStatusAt,
     Expect,
     TelemetryExpect,
 )
@@ -79,6 +80,7 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _poll_intervals(expect, result, violations)
     _ramps(expect, result, violations)
     _der_settings(expect, result, violations)
+    _der_status(expect, result, violations)
     if expect.compliance:
         _compliance(expect.compliance, result, violations)
     _halted(expect, result, violations)
@@ -388,6 +390,56 @@ def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> 
                         + ("none accepted" if last is None else f"accepted has {got}"),
                     )
                 )
+
+
+def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§2 step 7: DERStatus follows the device — the change reported within ``within_s``."""
+    if not expect.der_status:
+        return
+    start = result.server.start
+    accepted = [
+        (q.time, q.body)
+        for q in result.server.requests
+        if q.method == "PUT" and 200 <= q.status < 300 and isinstance(q.body, r.DERStatus)
+    ]
+    for spec in expect.der_status:
+        window = [
+            (t, doc)
+            for t, doc in accepted
+            if start + spec.at_s <= t <= start + spec.at_s + spec.within_s
+        ]
+        if any(_reports(spec, doc) for _, doc in window):
+            continue
+        wanted = [f"{name}={str(value).lower()}" for name, (_, value) in spec.bits().items()]
+        if spec.operational_mode is not None:
+            wanted.append(f"operational_mode={spec.operational_mode}")
+        seen = [f"+{t - start:g} s {_status_text(doc)}" for t, doc in window]
+        out.append(
+            Violation(
+                invariant="expect.der_status",
+                detail=f"no DERStatus with {', '.join(wanted)} accepted in "
+                f"[+{spec.at_s:g}, +{spec.at_s + spec.within_s:g}] s; accepted there: "
+                + (", ".join(seen) if seen else "none"),
+            )
+        )
+
+
+def _reports(spec: DerStatusAt, doc: r.DERStatus) -> bool:
+    connect = doc.genConnectStatus
+    for bit, wanted in spec.bits().values():
+        if connect is None or bool(int(connect.value) >> bit & 1) != wanted:
+            return False
+    if spec.operational_mode is not None:
+        mode = doc.operationalModeStatus
+        if mode is None or mode.value != spec.operational_mode:
+            return False
+    return True
+
+
+def _status_text(doc: r.DERStatus) -> str:
+    connect = "none" if doc.genConnectStatus is None else f"{int(doc.genConnectStatus.value):#x}"
+    mode = doc.operationalModeStatus
+    return f"(genConnectStatus {connect}, operationalModeStatus {'none' if mode is None else mode.value})"
 
 
 def _compliance(specs: list[ComplianceExpect], result: WorldResult, out: list[Violation]) -> None:

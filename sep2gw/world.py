@@ -125,6 +125,8 @@ class WorldResult(msgspec.Struct, kw_only=True):
 
 def _config(site: Path, scenario: Scenario) -> Config:
     text = _CONFIG.format(pin=scenario.server.pin, post=scenario.server.post_rate_s)
+    if scenario.server.nmi is not None:
+        text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 

@@ -44,6 +44,12 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
     last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
 
+``[[expect.der_status]]`` with ``at_s``, ``within_s`` (default 5) and any of ``connected``,
+    ``available``, ``operating``, ``fault`` (``genConnectStatus`` bits 0, 1, 2, 4) and
+    ``operational_mode`` (``operationalModeStatus``): the server accepted, within
+    ``[at_s, at_s + within_s]``, a DERStatus reporting all of them (§2 step 7: DERStatus follows
+    the device promptly, whatever caused the change).
+
 ``[[expect.compliance]]`` with ``mode`` (``opModExpLimW``, ``opModImpLimW``, ``opModGenLimW`` or
     ``opModLoadLimW``), optional ``from_s``, ``to_s``, ``tolerance_w`` (default 50), ``grace_s``
     (default 0), ``max_seconds_over`` (default 0) and ``min_seconds_binding`` (default 0): judged by
@@ -84,6 +90,7 @@ __all__ = [
     "AuditExpect",
     "ComplianceExpect",
     "DerSettingsAt",
+    "DerStatusAt",
     "Expect",
     "LimitAt",
     "PollIntervals",
@@ -186,6 +193,25 @@ class DerSettingsAt(_Strict, frozen=True, kw_only=True):
     fields: dict[str, int | float | bool]
 
 
+class DerStatusAt(_Strict, frozen=True, kw_only=True):
+    at_s: float
+    within_s: float = 5.0
+    connected: bool | None = None
+    available: bool | None = None
+    operating: bool | None = None
+    fault: bool | None = None
+    operational_mode: int | None = None
+
+    def bits(self) -> dict[str, tuple[int, bool]]:
+        """``genConnectStatus`` bits named here: name → (bit, wanted)."""
+        named = {"connected": 0, "available": 1, "operating": 2, "fault": 4}
+        return {
+            name: (bit, wanted)
+            for name, bit in named.items()
+            if (wanted := getattr(self, name)) is not None
+        }
+
+
 class ResponseAt(_Strict, frozen=True, kw_only=True):
     mrid: str
     status: int
@@ -261,6 +287,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     poll_intervals: list[PollIntervals] = []
     ramps: list[RampExpect] = []
     der_settings: list[DerSettingsAt] = []
+    der_status: list[DerStatusAt] = []
     compliance: list[ComplianceExpect] = []
     halted: bool | None = None
     log_events: list[str] = []
@@ -364,6 +391,17 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
+    for i, status in enumerate(expect.der_status):
+        key = f"expect.der_status[{i}]"
+        if not status.bits() and status.operational_mode is None:
+            problems.append(f"{key}: names no status to check")
+        if status.at_s < 0 or not 0 <= status.within_s < float("inf"):
+            problems.append(f"{key}: at_s and within_s must be finite and not negative")
+        if status.operational_mode is not None and not 0 <= status.operational_mode <= 255:
+            problems.append(
+                f"{key}.operational_mode: {status.operational_mode} is not an "
+                "operationalModeStatus (0..255)"
+            )
     for i, spec in enumerate(expect.compliance):
         key = f"expect.compliance[{i}]"
         if spec.mode not in COMPLIANCE_MODES:

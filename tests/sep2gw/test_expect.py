@@ -16,6 +16,7 @@ from sep2gw.simserver.library import library
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import WorldResult, check, run_world
 from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinary8
 
 BASE = """
 name = "expect under test"
@@ -255,6 +256,11 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
             "expect.audit.poll_cadence.to_s: 10 is not after from_s 50",
         ),
         ("[expect.audit]\nschema = {}\n", "expect.audit.schema: unknown key"),
+        ("[[expect.der_status]]\nat_s = 5\n", "expect.der_status[0]: names no status to check"),
+        (
+            "[[expect.der_status]]\nat_s = 5\nwithin_s = -1\nconnected = true\n",
+            "expect.der_status[0]: at_s and within_s must be finite and not negative",
+        ),
     ],
 )
 def test_a_bad_expectation_is_refused_naming_its_key(section: str, problem: str) -> None:
@@ -363,3 +369,40 @@ def test_the_server_audits_named_in_expect_fail_the_world_on_what_they_find(pki:
         f"DERStatus PUT to /edev/1/der/1/ders at +{at + 3:g} s unchanged since the one accepted "
         f"at +{at + 2:g} s"
     )
+
+
+def put_status(at: float, like: RecordedRequest, value: int, mode: int) -> RecordedRequest:
+    stamp = int(at)
+    body = r.DERStatus(
+        readingTime=stamp,
+        genConnectStatus=r.ConnectStatusType(dateTime=stamp, value=HexBinary8(value)),
+        operationalModeStatus=r.OperationalModeStatusType(dateTime=stamp, value=mode),
+    )
+    path = "/edev/1/der/1/ders"
+    return dataclasses.replace(
+        like, time=at, method="PUT", target=path, path=path, body=body, status=204
+    )
+
+
+def test_der_status_expectation_wants_the_change_reported_within_its_window(pki: Path) -> None:
+    """§2 step 7: DERStatus follows the device. After the run a disconnected, not operating
+    DERStatus (genConnectStatus 0x2, mode 1) is recorded as accepted at +400 s; an expectation
+    for it holds in a window around it and fails, naming what was seen, in one before it."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    server = result.server
+    server.requests.append(put_status(server.start + 400, server.requests[-1], 0x2, 1))
+    holds = with_expect(
+        "[[expect.der_status]]\nat_s = 395\nwithin_s = 10\nconnected = false\n"
+        "available = true\noperating = false\noperational_mode = 1\n"
+    )
+    assert [
+        v for v in check_expectations(holds, result) if v.invariant == "expect.der_status"
+    ] == []
+    early = with_expect("[[expect.der_status]]\nat_s = 396\nwithin_s = 10\nfault = true\n")
+    found = [
+        v.detail for v in check_expectations(early, result) if v.invariant == "expect.der_status"
+    ]
+    assert found == [
+        "no DERStatus with fault=true accepted in [+396, +406] s; accepted there: +400 s "
+        "(genConnectStatus 0x2, operationalModeStatus 1)"
+    ]
