@@ -391,15 +391,15 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
-    for i, status in enumerate(expect.der_status):
+    for i, reported in enumerate(expect.der_status):
         key = f"expect.der_status[{i}]"
-        if not status.bits() and status.operational_mode is None:
+        if not reported.bits() and reported.operational_mode is None:
             problems.append(f"{key}: names no status to check")
-        if status.at_s < 0 or not 0 <= status.within_s < float("inf"):
+        if reported.at_s < 0 or not 0 <= reported.within_s < float("inf"):
             problems.append(f"{key}: at_s and within_s must be finite and not negative")
-        if status.operational_mode is not None and not 0 <= status.operational_mode <= 255:
+        if reported.operational_mode is not None and not 0 <= reported.operational_mode <= 255:
             problems.append(
-                f"{key}.operational_mode: {status.operational_mode} is not an "
+                f"{key}.operational_mode: {reported.operational_mode} is not an "
                 "operationalModeStatus (0..255)"
             )
     for i, spec in enumerate(expect.compliance):
