@@ -10,6 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from events.envelope import Append
+from events.registration_events import RegistrationHalted, RegistrationStep
 from sep2gw.expect import check_expectations
 from sep2gw.simserver import Scenario, ScenarioError, parse_scenario
 from sep2gw.simserver.library import library
@@ -406,3 +408,29 @@ def test_der_status_expectation_wants_the_change_reported_within_its_window(pki:
         "no DERStatus with fault=true accepted in [+396, +406] s; accepted there: +400 s "
         "(genConnectStatus 0x2, operationalModeStatus 1)"
     ]
+
+
+def test_the_poll_cadence_audit_ends_where_registration_halted(pki: Path) -> None:
+    """§2 step 4: after a halt (PIN mismatch) the client stops all traffic, so nothing it read is
+    overdue afterwards. Doctored: the traffic after +150 s is dropped and a halt recorded there;
+    the audit then judges exactly what an audit ending at +150 s judges."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    server = result.server
+    halt = server.start + 150
+    server.requests[:] = [q for q in server.requests if q.time <= halt]
+
+    def polls(section: str) -> list[str]:
+        found = check_expectations(with_expect(section), result)
+        return [v.detail for v in found if v.invariant == "audit.poll_cadence"]
+
+    audit = "[expect.audit]\npoll_cadence = {}\n"
+    until_halt = polls("[expect.audit]\npoll_cadence = { to_s = 150 }\n")
+    silent = polls(audit)
+    assert any(d.startswith("/tm read at +") and "never read again" in d for d in silent)
+    assert not any(d.startswith("/tm ") for d in until_halt)
+    halted = RegistrationHalted(step=RegistrationStep.REGISTRATION, reason="PIN", at_s=halt)
+    monotonic = list(result.store.read())[-1].monotonic + 1
+    result.store.append(
+        [Append(stream="registration", events=(halted,), server_time=halt, monotonic=monotonic)]
+    )
+    assert polls(audit) == until_halt
