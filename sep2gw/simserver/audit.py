@@ -16,7 +16,8 @@ The audits, precisely:
     read no longer than that before the end of the run. A gap that touches a disturbance (the
     server failing, slow or refusing TLS, a crash of the gateway, a clock step, a change of
     programs or PIN) is not judged; while a rate changes, the gap is judged against every rate
-    in force during it.
+    in force during it. Reading a list again around a POST to it (looking for what was just
+    created) is part of creating, not an extra poll.
 
 ``der_info`` (§2 step 7)
     Every DERCapability, DERSettings, DERStatus and DERAvailability the client PUT carries every
@@ -170,7 +171,10 @@ def audit_poll_cadence(
     """PROTOCOL.md §2 step 7 and §4 rule 15: every resource the client read in
     ``[start_s, end_s]`` is re-read at its advertised pollRate, neither missed nor over-polled."""
     polls: dict[str, list[float]] = defaultdict(list)
+    posts: dict[str, list[float]] = defaultdict(list)  # creating in a list is not polling it
     for q in requests:
+        if q.method == "POST":
+            posts[q.path].append(q.time)
         if (
             q.method == "GET"
             and q.status == 200
@@ -191,7 +195,8 @@ def audit_poll_cadence(
             candidates = rates.during(key, a - rates.at(key, a), until)
             low, high = min(candidates) - slack_s, max(candidates) * late_factor + slack_s
             gap = until - a
-            if not last and gap < low:
+            creating = any(a - slack_s <= t <= until + slack_s for t in posts[path])
+            if not last and gap < low and not creating:
                 findings.append(
                     Finding(
                         audit="poll_cadence",

@@ -239,3 +239,15 @@ def test_rule_4_11_a_control_ramp_time_overrides_the_gradient_in_the_audit() -> 
     # already below the new limit before it starts: nothing to curtail
     low = [(T0 + t, None, -50.0) for t in range(0, 200, 5)]
     assert audit_curtailment([step], samples=low, settings=settings(1000), start_s=T0) == []
+
+
+def test_rule_4_15_reading_a_list_again_while_creating_in_it_is_not_an_extra_poll() -> None:
+    creating = [
+        q(120, "GET", "/mup"),
+        q(120, "POST", "/mup", status=201),
+        q(120.5, "GET", "/mup"),
+        q(121, "POST", "/mup", status=201),
+        *gets("/mup", [180, 240, 300]),
+    ]
+    assert cadence(creating, start_s=T0 + 100) == []
+    assert cadence([c for c in creating if c.method == "GET"], start_s=T0 + 100) != []
