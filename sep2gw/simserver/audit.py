@@ -344,6 +344,7 @@ def audit_reading_lateness(
             if period is not None:
                 first.setdefault((q.path, mrid, period.start), (q.time, period.duration))
     late: dict[str, list[str]] = defaultdict(list)  # path -> late intervals (one per period)
+    first_late: dict[str, float] = {}  # path -> when the first late interval arrived
     for (path, _, interval), (posted, duration) in sorted(
         first.items(), key=lambda item: (item[0][0], item[0][2], item[0][1])
     ):
@@ -354,10 +355,11 @@ def audit_reading_lateness(
         note = f"+{interval - start_s:g}..+{close - start_s:g} s posted at +{posted - start_s:g} s"
         if note not in late[path]:
             late[path].append(note)
+            first_late[path] = min(first_late.get(path, posted), posted)
     return [
         Finding(
             audit="reading_lateness",
-            at_s=start_s,
+            at_s=first_late[path],
             detail=f"{path}: {len(notes)} interval(s) posted more than {grace_s:g} s after they "
             f"closed: {'; '.join(notes[:3])}" + (" …" if len(notes) > 3 else ""),
         )

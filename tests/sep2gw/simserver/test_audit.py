@@ -251,3 +251,9 @@ def test_rule_4_15_reading_a_list_again_while_creating_in_it_is_not_an_extra_pol
     ]
     assert cadence(creating, start_s=T0 + 100) == []
     assert cadence([c for c in creating if c.method == "GET"], start_s=T0 + 100) != []
+
+
+def test_rule_2_8_a_late_interval_is_reported_when_it_arrived() -> None:
+    late = [readings(61, 0), readings(180, 60), readings(240, 120)]
+    (finding,) = audit_reading_lateness(late, disturbances=[], start_s=T0)
+    assert finding.at_s == T0 + 180
