@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
 from events.der_model import Mode
+from events.hardware_events import TelemetrySampled
 from events.registration_events import RegistrationHalted
 from sep2gw.forensics.compliance import (
     COMPLIANCE_MODES,
@@ -24,13 +25,41 @@ from sep2gw.forensics.compliance import (
     summarise,
 )
 from sep2gw.forensics.model import analyse
-from sep2gw.simserver import Scenario
-from sep2gw.simserver.expectations import LIMIT_MODES, ComplianceExpect, Expect, TelemetryExpect
+from sep2gw.simserver import (
+    ClockSkew,
+    CrashGateway,
+    FailRequests,
+    RemoveProgram,
+    RestoreProgram,
+    Scenario,
+    SetPin,
+    SetPollRate,
+    SlowResponses,
+    TlsFail,
+)
+from sep2gw.simserver.audit import (
+    Finding,
+    LimitStep,
+    RateTimeline,
+    audit_curtailment,
+    audit_der_info,
+    audit_duplicate_puts,
+    audit_poll_cadence,
+    audit_reading_lateness,
+)
+from sep2gw.simserver.expectations import (
+    LIMIT_MODES,
+    AuditExpect,
+    ComplianceExpect,
+    DerStatusAt,
+    Expect,
+    TelemetryExpect,
+)
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import Violation, WorldResult
 from transport.sep2 import resources as r
 
-__all__ = ["check_expectations", "reading_intervals"]
+__all__ = ["check_expectations", "disturbances", "reading_intervals", "run_audits"]
 
 _TOLERANCE_W = 0.01
 
@@ -51,11 +80,17 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _poll_intervals(expect, result, violations)
     _ramps(expect, result, violations)
     _der_settings(expect, result, violations)
+    _der_status_fields(expect, result, violations)
     _der_status(expect, result, violations)
     if expect.compliance:
         _compliance(expect.compliance, result, violations)
     _halted(expect, result, violations)
     _log_events(expect, result, violations)
+    if expect.audit is not None:
+        violations.extend(
+            Violation(invariant=f"audit.{f.audit}", detail=f.detail, at_s=f.at_s)
+            for f in run_audits(expect.audit, result)
+        )
     return violations
 
 
@@ -358,7 +393,7 @@ def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> 
                 )
 
 
-def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+def _der_status_fields(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
     """§2 step 7: DERStatus follows the device — a PUT showing the change arrived in the window."""
     start = result.server.start
     accepted = [
@@ -366,7 +401,7 @@ def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> No
         for q in result.server.requests
         if q.method == "PUT" and q.status in (200, 201, 204) and isinstance(q.body, r.DERStatus)
     ]
-    for spec in expect.der_status:
+    for spec in expect.der_status_fields:
         window = [
             q.body
             for q in accepted
@@ -378,9 +413,41 @@ def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> No
         seen = [_status_fields(body, spec.fields) for body in window]
         out.append(
             Violation(
-                invariant="expect.der_status",
+                invariant="expect.der_status_fields",
                 detail=f"+{spec.from_s:g}..+{spec.to_s:g} s: expected a DERStatus with "
                 f"{spec.fields}, accepted {seen if seen else 'none'}",
+            )
+        )
+
+
+def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """§2 step 7: DERStatus follows the device — the change reported within ``within_s``."""
+    if not expect.der_status:
+        return
+    start = result.server.start
+    accepted = [
+        (q.time, q.body)
+        for q in result.server.requests
+        if q.method == "PUT" and 200 <= q.status < 300 and isinstance(q.body, r.DERStatus)
+    ]
+    for spec in expect.der_status:
+        window = [
+            (t, doc)
+            for t, doc in accepted
+            if start + spec.at_s <= t <= start + spec.at_s + spec.within_s
+        ]
+        if any(_reports(spec, doc) for _, doc in window):
+            continue
+        wanted = [f"{name}={str(value).lower()}" for name, (_, value) in spec.bits().items()]
+        if spec.operational_mode is not None:
+            wanted.append(f"operational_mode={spec.operational_mode}")
+        seen = [f"+{t - start:g} s {_status_text(doc)}" for t, doc in window]
+        out.append(
+            Violation(
+                invariant="expect.der_status",
+                detail=f"no DERStatus with {', '.join(wanted)} accepted in "
+                f"[+{spec.at_s:g}, +{spec.at_s + spec.within_s:g}] s; accepted there: "
+                + (", ".join(seen) if seen else "none"),
             )
         )
 
@@ -393,6 +460,24 @@ def _status_fields(body: r.DERStatus, names: dict[str, int]) -> dict[str, int | 
         value = getattr(field, "value", field)
         out[name] = None if value is None else int(value)
     return out
+
+
+def _reports(spec: DerStatusAt, doc: r.DERStatus) -> bool:
+    connect = doc.genConnectStatus
+    for bit, wanted in spec.bits().values():
+        if connect is None or bool(int(connect.value) >> bit & 1) != wanted:
+            return False
+    if spec.operational_mode is not None:
+        mode = doc.operationalModeStatus
+        if mode is None or mode.value != spec.operational_mode:
+            return False
+    return True
+
+
+def _status_text(doc: r.DERStatus) -> str:
+    connect = "none" if doc.genConnectStatus is None else f"{int(doc.genConnectStatus.value):#x}"
+    mode = doc.operationalModeStatus
+    return f"(genConnectStatus {connect}, operationalModeStatus {'none' if mode is None else mode.value})"
 
 
 def _compliance(specs: list[ComplianceExpect], result: WorldResult, out: list[Violation]) -> None:
@@ -481,3 +566,123 @@ def _log_events(expect: Expect, result: WorldResult, out: list[Violation]) -> No
     for name in expect.no_log_events:
         if name in seen:
             out.append(Violation(invariant="expect.no_log_events", detail=f"a {name} record"))
+
+
+def disturbances(result: WorldResult) -> list[tuple[float, float]]:
+    """Windows (server epoch seconds) in which the server or the world disturbed the client — a
+    failing, slow or TLS-refusing server, a gateway crash until its restart, a clock step, a
+    change of programs or PIN — each followed by one poll cycle of recovery."""
+    windows: list[tuple[float, float]] = []
+    for at, action in result.server.applied:
+        if isinstance(action, FailRequests | TlsFail):
+            end = at + action.duration_s
+        elif isinstance(action, SlowResponses):
+            end = at + action.duration_s + action.delay_s
+        elif isinstance(action, CrashGateway):
+            end = at + action.down_s
+        elif isinstance(action, ClockSkew | RemoveProgram | RestoreProgram | SetPin):
+            end = at
+        else:
+            continue
+        windows.append((at, end + max(result.server.state.poll_rates.values())))
+    return windows
+
+
+def _rates(result: WorldResult) -> RateTimeline:
+    changes = [
+        (at, a.resource, float(a.seconds))
+        for at, a in result.server.applied
+        if isinstance(a, SetPollRate)
+    ]
+    return RateTimeline(float(result.server.state.scenario.server.poll_rate_s), changes)
+
+
+def _limit_steps(result: WorldResult) -> list[LimitStep]:
+    """The export and generation limits of the controls the server served, as the server planned
+    them: not randomised, not deleted, superseded or cancelled before they started."""
+    steps: list[LimitStep] = []
+    for program in result.server.state.programs:
+        for c in program.controls:
+            if c.deleted or c.superseded_by is not None or c.randomize_start:
+                continue
+            until = c.start + c.duration
+            if c.cancelled_at is not None:
+                until = min(until, c.cancelled_at)
+            if until <= c.start:
+                continue
+            for mode in ("opModExpLimW", "opModGenLimW"):
+                power = getattr(c.base, mode)
+                if power is None:
+                    continue
+                steps.append(
+                    LimitStep(
+                        label=f"control {c.mrid:X}",
+                        mode=mode,
+                        at_s=float(c.start),
+                        until_s=float(until),
+                        limit_w=power.value * 10.0**power.multiplier,
+                        ramp_s=None if c.base.rampTms is None else c.base.rampTms / 100,
+                    )
+                )
+    return steps
+
+
+def run_audits(audit: AuditExpect, result: WorldResult) -> list[Finding]:
+    """The server-side audits ``audit`` enables over ``result`` (``sep2gw.simserver.audit``)."""
+    server = result.server
+    start = server.start
+    requests = server.requests
+    end = start + result.seconds
+    windows = disturbances(result)
+    rates = _rates(result)
+    findings: list[Finding] = []
+    if audit.poll_cadence is not None:
+        spec = audit.poll_cadence
+        halts = [
+            rec.event.at_s
+            for rec in result.store.read()
+            if isinstance(rec.event, RegistrationHalted)
+        ]
+        until = min([end, *halts, *([start + spec.to_s] if spec.to_s is not None else [])])
+        findings += audit_poll_cadence(
+            requests,
+            rates=rates,
+            disturbances=windows,
+            start_s=start + spec.from_s,
+            end_s=until,
+            slack_s=spec.slack_s,
+            late_factor=spec.late_factor,
+        )
+    if audit.der_info is not None:
+        findings += audit_der_info(requests, start_s=start)
+    if audit.duplicate_puts is not None:
+        findings += audit_duplicate_puts(
+            requests, rates=rates, start_s=start, slack_s=audit.duplicate_puts.slack_s
+        )
+    if audit.reading_lateness is not None:
+        findings += audit_reading_lateness(
+            requests,
+            disturbances=windows,
+            start_s=start,
+            grace_s=audit.reading_lateness.grace_s,
+        )
+    if audit.curtailment is not None:
+        samples = [
+            (rec.event.at_s, rec.event.site_w, rec.event.der_w)
+            for rec in result.store.read()
+            if isinstance(rec.event, TelemetrySampled)
+        ]
+        settings = [
+            (q.time, q.body)
+            for q in requests
+            if q.method == "PUT" and 200 <= q.status < 300 and isinstance(q.body, r.DERSettings)
+        ]
+        findings += audit_curtailment(
+            _limit_steps(result),
+            samples=samples,
+            settings=settings,
+            start_s=start,
+            tolerance_s=audit.curtailment.tolerance_s,
+            tolerance_w=audit.curtailment.tolerance_w,
+        )
+    return findings

@@ -126,6 +126,8 @@ def _config(site: Path, scenario: Scenario) -> Config:
     text = _CONFIG.format(
         pin="" if pin is None else f"pin = {pin}\n", post=scenario.server.post_rate_s
     )
+    if scenario.server.nmi is not None:
+        text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 

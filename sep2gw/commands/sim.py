@@ -1,5 +1,5 @@
 """``sep2gw sim [SCENARIO...] [--seed S] [--seeds N] [--hours H] [--log PATH] [--site DIR]``: run
-simulated worlds (issue 8, scope 5).
+simulated worlds (issue 8, scope 5); ``sep2gw sim --conformance``: the conformance family.
 
 Each scenario (a TOML file; none: the built-in demo) runs in a seeded world (``sep2gw.world``) with
 the continuous invariant monitor (``sep2gw.invariants``): ``--seed S`` runs seed S, ``--seeds N``
@@ -14,6 +14,11 @@ a SQLite event log (``sep2gw log`` reads it): the same records, times and hash c
 in-memory log the world ran on, so the head hash printed in the summary identifies the run (the
 SQLite file's own pages are not compared). With several worlds the seed and scenario go into the
 file name.
+
+``--conformance`` runs the library's conformance family (``sep2gw.simserver.library``: one
+scenario per intent of the published CSIP-AUS client test procedures, each with the audits a
+strict test server runs) and prints one line per intent — PASS, or FAIL with the first failed
+expectation, invariant or audit — then how many passed; the exit code is 1 if any failed.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ def register(commands: Any) -> None:
         "--site", type=Path, help="folder with the world's PKI (default ~/.cache/sep2gw/sim-site)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--conformance",
+        action="store_true",
+        help="run the conformance scenario family: one PASS/FAIL line per procedure intent",
+    )
     parser.set_defaults(handler=_sim)
 
 
@@ -133,6 +143,8 @@ def _sim(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
         return 2
+    if args.conformance:
+        return _conformance(args)
     # inf parsed as a float and ran a world that never ends.
     if args.hours is not None and not 0 < args.hours < math.inf:
         print(f"sep2gw sim: --hours must be positive and finite, got {args.hours}", file=sys.stderr)
@@ -207,6 +219,60 @@ def _sim(args: argparse.Namespace) -> int:
                 )
     total = len(worlds) * args.seeds
     print(f"{total} world(s), {failed} with violations")
+    return 1 if failed else 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    """Issue 14: every conformance intent as PASS or FAIL (with the first failure), exit 1 on any
+    FAIL; ``--seed``/``--seeds`` choose the worlds (an intent passes when all its worlds do)."""
+    from sep2gw.expect import check_expectations
+    from sep2gw.simserver import ScenarioError
+    from sep2gw.simserver.library import CONFORMANCE, library
+    from sep2gw.world import check, run_world
+
+    refused = [
+        name
+        for name, given in (
+            ("SCENARIO", bool(args.scenarios)),
+            ("--hours", args.hours is not None),
+            ("--log", args.log is not None),
+        )
+        if given
+    ]
+    if refused:
+        print(
+            f"sep2gw sim: --conformance runs the library's conformance family; it does not take "
+            f"{', '.join(refused)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        entries = [entry for entry in library() if entry.family == CONFORMANCE]
+    except ScenarioError as exc:
+        print(f"sep2gw sim: {exc}", file=sys.stderr)
+        return 2
+    site: Path = args.site or default_site()
+    try:
+        ensure_site(site)
+    except OSError as exc:
+        print(f"sep2gw sim: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    width = max((len(entry.scenario.name) for entry in entries), default=0)
+    for entry in entries:
+        first = None
+        for seed in range(args.seed, args.seed + args.seeds):
+            result = run_world(entry.scenario, seed=seed, site=site)
+            violations = check(result) + check_expectations(entry.scenario, result)
+            if violations:
+                v = violations[0]
+                first = f"seed {seed}: {v.invariant}: {v.detail}"
+                break
+        verdict = "PASS" if first is None else "FAIL"
+        line = f"{verdict}  {entry.scenario.name:<{width}}  {entry.intent}"
+        print(line if first is None else f"{line} — {first}")
+        failed += first is not None
+    print(f"{len(entries) - failed} of {len(entries)} conformance intents pass")
     return 1 if failed else 0
 
 

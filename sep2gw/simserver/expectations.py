@@ -44,11 +44,16 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 ``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
     last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
 
-``[[expect.der_status]]`` with ``from_s``, ``to_s`` and ``fields = { operationalModeStatus = 1 }``:
+``[[expect.der_status_fields]]`` with ``from_s``, ``to_s`` and ``fields = { operationalModeStatus = 1 }``:
     the server accepted a DERStatus PUT inside the window whose fields have those values (the
     status's ``value``: genConnectStatus/storConnectStatus bitmaps, operationalModeStatus,
     inverterStatus, stateOfChargeStatus in hundredths of a percent, alarmStatus) — §2 step 7:
     DERStatus follows the device, promptly.
+``[[expect.der_status]]`` with ``at_s``, ``within_s`` (default 5) and any of ``connected``,
+    ``available``, ``operating``, ``fault`` (``genConnectStatus`` bits 0, 1, 2, 4) and
+    ``operational_mode`` (``operationalModeStatus``): the server accepted, within
+    ``[at_s, at_s + within_s]``, a DERStatus reporting all of them (§2 step 7: DERStatus follows
+    the device promptly, whatever caused the change).
 
 ``[[expect.compliance]]`` with ``mode`` (``opModExpLimW``, ``opModImpLimW``, ``opModGenLimW`` or
     ``opModLoadLimW``), optional ``from_s``, ``to_s``, ``tolerance_w`` (default 50), ``grace_s``
@@ -61,6 +66,16 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 
 ``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
     (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
+
+``[expect.audit]``: the audits a strict CSIP-AUS test server runs over the client's traffic
+    (:mod:`sep2gw.simserver.audit`), each enabled by its table (``{}``: its defaults), each
+    finding a violation ``audit.<name>``: ``poll_cadence = { from_s, to_s, slack_s (1),
+    late_factor (1.5) }`` every depended-on resource re-read at its advertised pollRate;
+    ``der_info = {}`` every DER information PUT complete from the first; ``duplicate_puts = {}``
+    no unchanged DER information PUT again within a cycle; ``reading_lateness = { grace_s (10) }``
+    each interval posted in the first cycle after it closes; ``curtailment = { tolerance_s (10),
+    tolerance_w (100) }`` a lower export/generation limit reached within the time its rampTms or
+    the declared setGradW implies.
 
 ``log_events = ["control.server_fault.v1"]`` / ``no_log_events = [...]``: record types that must
     (must not) appear in the log (faults, gaps, ignored controls).
@@ -77,10 +92,12 @@ __all__ = [
     "LIMIT_MODES",
     "COMPLIANCE_MODES",
     "Adjacent",
+    "AuditExpect",
     "ComplianceExpect",
     "DER_STATUS_FIELDS",
     "DerSettingsAt",
     "DerStatusIn",
+    "DerStatusAt",
     "Expect",
     "LimitAt",
     "PollIntervals",
@@ -202,6 +219,25 @@ class DerStatusIn(_Strict, frozen=True, kw_only=True):
     fields: dict[str, int]
 
 
+class DerStatusAt(_Strict, frozen=True, kw_only=True):
+    at_s: float
+    within_s: float = 5.0
+    connected: bool | None = None
+    available: bool | None = None
+    operating: bool | None = None
+    fault: bool | None = None
+    operational_mode: int | None = None
+
+    def bits(self) -> dict[str, tuple[int, bool]]:
+        """``genConnectStatus`` bits named here: name → (bit, wanted)."""
+        named = {"connected": 0, "available": 1, "operating": 2, "fault": 4}
+        return {
+            name: (bit, wanted)
+            for name, bit in named.items()
+            if (wanted := getattr(self, name)) is not None
+        }
+
+
 class ResponseAt(_Strict, frozen=True, kw_only=True):
     mrid: str
     status: int
@@ -233,6 +269,40 @@ class ComplianceExpect(_Strict, frozen=True, kw_only=True):
     min_seconds_binding: float = 0.0
 
 
+class PollCadenceAudit(_Strict, frozen=True, kw_only=True):
+    from_s: float = 0.0
+    to_s: float | None = None
+    slack_s: float = 1.0
+    late_factor: float = 1.5
+
+
+class DerInfoAudit(_Strict, frozen=True, kw_only=True):
+    """No options: every DER information PUT is judged."""
+
+
+class DuplicatePutsAudit(_Strict, frozen=True, kw_only=True):
+    slack_s: float = 1.0
+
+
+class ReadingLatenessAudit(_Strict, frozen=True, kw_only=True):
+    grace_s: float = 10.0
+
+
+class CurtailmentAudit(_Strict, frozen=True, kw_only=True):
+    tolerance_s: float = 10.0
+    tolerance_w: float = 100.0
+
+
+class AuditExpect(_Strict, frozen=True, kw_only=True):
+    """Which server-side audits run (``sep2gw.simserver.audit``); a table enables one."""
+
+    poll_cadence: PollCadenceAudit | None = None
+    der_info: DerInfoAudit | None = None
+    duplicate_puts: DuplicatePutsAudit | None = None
+    reading_lateness: ReadingLatenessAudit | None = None
+    curtailment: CurtailmentAudit | None = None
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
     response_times: list[ResponseAt] = []
@@ -243,11 +313,13 @@ class Expect(_Strict, frozen=True, kw_only=True):
     poll_intervals: list[PollIntervals] = []
     ramps: list[RampExpect] = []
     der_settings: list[DerSettingsAt] = []
-    der_status: list[DerStatusIn] = []
+    der_status_fields: list[DerStatusIn] = []
+    der_status: list[DerStatusAt] = []
     compliance: list[ComplianceExpect] = []
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
+    audit: AuditExpect | None = None
 
 
 def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
@@ -346,14 +418,25 @@ def check_expect(
     for i, settings in enumerate(expect.der_settings):
         if not settings.fields:
             problems.append(f"expect.der_settings[{i}].fields: names no field to check")
-    for i, status_at in enumerate(expect.der_status):
-        key = f"expect.der_status[{i}]"
+    for i, status_at in enumerate(expect.der_status_fields):
+        key = f"expect.der_status_fields[{i}]"
         _window(key, status_at.from_s, status_at.to_s, problems)
         if not status_at.fields:
             problems.append(f"{key}.fields: names no field to check")
         for name in sorted(set(status_at.fields) - DER_STATUS_FIELDS):
             problems.append(
                 f"{key}.fields.{name}: not a DERStatus field (one of {sorted(DER_STATUS_FIELDS)})"
+            )
+    for i, reported in enumerate(expect.der_status):
+        key = f"expect.der_status[{i}]"
+        if not reported.bits() and reported.operational_mode is None:
+            problems.append(f"{key}: names no status to check")
+        if reported.at_s < 0 or not 0 <= reported.within_s < float("inf"):
+            problems.append(f"{key}: at_s and within_s must be finite and not negative")
+        if reported.operational_mode is not None and not 0 <= reported.operational_mode <= 255:
+            problems.append(
+                f"{key}.operational_mode: {reported.operational_mode} is not an "
+                "operationalModeStatus (0..255)"
             )
     for i, spec in enumerate(expect.compliance):
         key = f"expect.compliance[{i}]"
@@ -364,6 +447,8 @@ def check_expect(
             value = getattr(spec, name)
             if not value >= 0 or value == float("inf"):
                 problems.append(f"{key}.{name}: must be a finite number >= 0, got {value:g}")
+    if expect.audit is not None:
+        _check_audit(expect.audit, problems)
     for i, name in enumerate(expect.log_events):
         if name not in known_event_types:
             problems.append(f"expect.log_events[{i}]: {name!r} is not a record type of the log")
@@ -371,3 +456,25 @@ def check_expect(
         if name not in known_event_types:
             problems.append(f"expect.no_log_events[{i}]: {name!r} is not a record type of the log")
     return problems
+
+
+def _check_audit(audit: AuditExpect, problems: list[str]) -> None:
+    """Ranges of ``[expect.audit]``: every number finite and not negative, windows in order."""
+    for name in audit.__struct_fields__:
+        spec = getattr(audit, name)
+        if spec is None:
+            continue
+        for option in spec.__struct_fields__:
+            value = getattr(spec, option)
+            if value is not None and (not value >= 0 or value == float("inf")):
+                problems.append(
+                    f"expect.audit.{name}.{option}: must be a finite number >= 0, got {value:g}"
+                )
+    cadence = audit.poll_cadence
+    if cadence is not None:
+        _window("expect.audit.poll_cadence", cadence.from_s, cadence.to_s, problems)
+        if cadence.late_factor < 1:
+            problems.append(
+                "expect.audit.poll_cadence.late_factor: a poll is late only after its pollRate "
+                f"has passed (>= 1), got {cadence.late_factor:g}"
+            )

@@ -4,6 +4,11 @@
 Every file opens with comment lines: a description, then ``# rules: 4.2 4.6 2.8`` (``4.N`` is §4
 rule N, ``2.N`` §2 step N, ``3`` §3) and ``# family: events``. The family groups scenarios for CI
 seeds (each family runs over at least 20 seeds, see ``tests/sep2gw/test_library_worlds.py``).
+
+The ``conformance`` family walks the intents of the published CSIP-AUS client test procedures,
+one file per intent (``conformance_*.toml``), each with the audits a strict test server runs
+(``[expect.audit]``); its files also carry ``# intent: <one line>``, the procedure intent that
+``sep2gw sim --conformance`` prints with PASS or FAIL.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import msgspec
 from sep2gw.simserver.scenario import Scenario, ScenarioError, parse_scenario
 
 __all__ = [
+    "CONFORMANCE",
     "FAMILIES",
     "LibraryScenario",
     "library",
     "library_files",
     "load_library_scenario",
     "parse_header",
+    "parse_intent",
 ]
 
 #: The families, in the order CI runs them.
@@ -35,10 +42,15 @@ FAMILIES: Final = (
     "discovery",
     "telemetry",
     "faults",
+    "conformance",
 )
+
+#: The family ``sep2gw sim --conformance`` runs; its files name their intent.
+CONFORMANCE: Final = "conformance"
 
 _RULES = re.compile(r"^#\s*rules:\s*(?P<rules>.+)$", re.MULTILINE)
 _FAMILY = re.compile(r"^#\s*family:\s*(?P<family>\S+)\s*$", re.MULTILINE)
+_INTENT = re.compile(r"^#\s*intent:\s*(?P<intent>\S.*?)\s*$", re.MULTILINE)
 _RULE = re.compile(r"[2345](\.[0-9]{1,2})?")
 _RULE_RANGE: Final = {"2": range(1, 11), "4": range(1, 17)}
 
@@ -50,6 +62,7 @@ class LibraryScenario(msgspec.Struct, frozen=True, kw_only=True):
     scenario: Scenario
     rules: frozenset[str]
     family: str
+    intent: str = ""  # the procedure intent (conformance family)
 
 
 def library_files() -> list[Traversable]:
@@ -92,12 +105,25 @@ def parse_header(text: str, *, source: str) -> tuple[frozenset[str], str]:
     return frozenset(rules), family
 
 
+def parse_intent(text: str, family: str, *, source: str) -> str:
+    """The ``# intent:`` line of a library file; required in the conformance family."""
+    line = _INTENT.search(text)
+    if line is None and family == CONFORMANCE:
+        raise ScenarioError(
+            source, ["header: no '# intent:' line (every conformance scenario names its intent)"]
+        )
+    return "" if line is None else line["intent"]
+
+
 def load_library_scenario(file: Traversable) -> LibraryScenario:
     text = file.read_text(encoding="utf-8")
     source = f"library/{file.name}"
     rules, family = parse_header(text, source=source)
+    intent = parse_intent(text, family, source=source)
     scenario = parse_scenario(text, source=source)
-    return LibraryScenario(file=file.name, scenario=scenario, rules=rules, family=family)
+    return LibraryScenario(
+        file=file.name, scenario=scenario, rules=rules, family=family, intent=intent
+    )
 
 
 def library() -> list[LibraryScenario]:

@@ -91,6 +91,7 @@ __all__ = [
 PollResource = Literal["all", "dcap", "time", "edev", "reg", "fsa", "derp", "der", "mup", "lel"]
 
 _HEX = re.compile(r"[0-9A-Fa-f]{1,32}")
+_NMI = re.compile(r"[A-HJ-NP-Z0-9]{10,11}")  # as sep2gw.config checks a site's NMI
 
 
 class ScenarioError(ValueError):
@@ -164,6 +165,9 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     register_in_band: bool = True
     #: Advertise a CSIP-AUS ConnectionPoint link on each EndDevice.
     connection_point: bool = True
+    #: The NMI the site's gateway is configured with (a world's ``[site] nmi``; PROTOCOL.md §2
+    #: step 5 PUTs it as the ConnectionPoint); ``None``: none configured, nothing PUT.
+    nmi: str | None = None
     response_required: int = 3  # default responseRequired of created controls (bits 0 and 1)
 
 
@@ -511,6 +515,8 @@ def check_scenario(scenario: Scenario) -> list[str]:
     for key, value in (("poll_rate_s", server.poll_rate_s), ("post_rate_s", server.post_rate_s)):
         if not 1 <= value <= 0xFFFFFFFF:
             problems.append(f"server.{key}: must be a positive number of seconds, got {value}")
+    if server.nmi is not None and not _NMI.fullmatch(server.nmi):
+        problems.append(f"server.nmi: {server.nmi!r} is not a 10 or 11 character NMI")
     if not 0 <= server.response_required <= 255:
         problems.append(f"server.response_required: {server.response_required} is not 0..255")
     if not 3 <= server.time_quality <= 7:

@@ -3,16 +3,22 @@ meet is reported with what was expected and what happened (issue 8, scope 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from events.envelope import Append
+from events.registration_events import RegistrationHalted, RegistrationStep
 from sep2gw.expect import check_expectations
 from sep2gw.simserver import Scenario, ScenarioError, parse_scenario
 from sep2gw.simserver.library import library
+from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import WorldResult, check, run_world
+from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinary8
 
 BASE = """
 name = "expect under test"
@@ -61,7 +67,7 @@ duration_s = 7
 [[expect.der_settings]]
 at_s = 30
 fields = { setGradW = 1000 }
-[[expect.der_status]]
+[[expect.der_status_fields]]
 from_s = 0
 to_s = 30
 fields = { genConnectStatus = 7, operationalModeStatus = 2 }
@@ -107,7 +113,7 @@ duration_s = 30
 [[expect.der_settings]]
 at_s = 30
 fields = { setGradW = 7 }
-[[expect.der_status]]
+[[expect.der_status_fields]]
 from_s = 60
 to_s = 62
 fields = { operationalModeStatus = 1 }
@@ -150,7 +156,7 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
         "expect.poll_intervals": keys.get("expect.poll_intervals", 0),
         "expect.ramps": 1,
         "expect.der_settings": 1,
-        "expect.der_status": 1,
+        "expect.der_status_fields": 1,
         "expect.halted": 1,
         "expect.log_events": 1,
         "expect.response_times": 1,
@@ -166,7 +172,7 @@ def test_every_unmet_expectation_is_reported_with_what_happened(world: WorldResu
         details["expect.der_settings"]
         == "at +30 s setGradW: expected 7, last DERSettings accepted has 1000"
     )
-    assert details["expect.der_status"] == (
+    assert details["expect.der_status_fields"] == (
         "+60..+62 s: expected a DERStatus with {'operationalModeStatus': 1}, accepted none"
     )
     assert details["expect.halted"] == "no registration.halted record"
@@ -244,12 +250,12 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
             "expect.der_settings[0].fields: names no field to check",
         ),
         (
-            "[[expect.der_status]]\nfrom_s = 1\nto_s = 5\nfields = { opModeStatus = 1 }\n",
-            "expect.der_status[0].fields.opModeStatus: not a DERStatus field",
+            "[[expect.der_status_fields]]\nfrom_s = 1\nto_s = 5\nfields = { opModeStatus = 1 }\n",
+            "expect.der_status_fields[0].fields.opModeStatus: not a DERStatus field",
         ),
         (
-            "[[expect.der_status]]\nfrom_s = 5\nto_s = 1\nfields = { inverterStatus = 1 }\n",
-            "expect.der_status[0].to_s: 1 is not after from_s 5",
+            "[[expect.der_status_fields]]\nfrom_s = 5\nto_s = 1\nfields = { inverterStatus = 1 }\n",
+            "expect.der_status_fields[0].to_s: 1 is not after from_s 5",
         ),
         (
             '[[expect.compliance]]\nmode = "opModTargetW"\n',
@@ -258,6 +264,24 @@ def test_a_scenario_without_expectations_expects_nothing(world: WorldResult) -> 
         (
             '[[expect.compliance]]\nmode = "opModExpLimW"\ntolerance_w = -5\n',
             "expect.compliance[0].tolerance_w: must be a finite number >= 0",
+        ),
+        (
+            "[expect.audit]\nreading_lateness = { grace_s = -1 }\n",
+            "expect.audit.reading_lateness.grace_s: must be a finite number >= 0, got -1",
+        ),
+        (
+            "[expect.audit]\npoll_cadence = { late_factor = 0.5 }\n",
+            "expect.audit.poll_cadence.late_factor: a poll is late only after its pollRate",
+        ),
+        (
+            "[expect.audit]\npoll_cadence = { from_s = 50, to_s = 10 }\n",
+            "expect.audit.poll_cadence.to_s: 10 is not after from_s 50",
+        ),
+        ("[expect.audit]\nschema = {}\n", "expect.audit.schema: unknown key"),
+        ("[[expect.der_status]]\nat_s = 5\n", "expect.der_status[0]: names no status to check"),
+        (
+            "[[expect.der_status]]\nat_s = 5\nwithin_s = -1\nconnected = true\n",
+            "expect.der_status[0]: at_s and within_s must be finite and not negative",
         ),
     ],
 )
@@ -308,3 +332,125 @@ def test_compliance_counts_the_seconds_over_a_limit_that_binds(pki: Path) -> Non
     )
     assert [v.invariant for v in found] == ["expect.compliance"]
     assert "over the limit by more than 150 W" in found[0].detail
+
+
+AUDITS = """
+[expect.audit]
+poll_cadence = {}
+der_info = {}
+duplicate_puts = {}
+reading_lateness = {}
+curtailment = {}
+"""
+
+
+def test_the_server_audits_named_in_expect_fail_the_world_on_what_they_find(pki: Path) -> None:
+    """Issue 14: the audits a strict server runs are expectations; each finding is a violation
+    ``audit.<name>`` naming what was wrong. The recorded traffic is doctored after the run with
+    requests no client may send (an empty DERStatus, a poll one second after the last, the same
+    DERStatus again), so what is found does not depend on how the gateway behaves today."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    scenario = with_expect(AUDITS)
+    before = {(v.invariant, v.detail) for v in check_expectations(scenario, result)}
+    server = result.server
+    last_tm = [q for q in server.requests if q.method == "GET" and q.path == "/tm"][-1]
+    empty = r.DERStatus(readingTime=int(last_tm.time))
+    server.requests.append(dataclasses.replace(last_tm, time=last_tm.time + 1))
+    for delay in (2, 3):
+        server.requests.append(
+            RecordedRequest(
+                time=last_tm.time + delay,
+                method="PUT",
+                target="/edev/1/der/1/ders",
+                path="/edev/1/der/1/ders",
+                status=204,
+                lfdi=last_tm.lfdi,
+                body=empty,
+                location=None,
+                reason="",
+                alpn=last_tm.alpn,
+            )
+        )
+    after = check_expectations(scenario, result)
+    new = [v for v in after if (v.invariant, v.detail) not in before]
+    at = last_tm.time - server.start
+    assert {v.invariant for v in new} == {
+        "audit.poll_cadence",
+        "audit.der_info",
+        "audit.duplicate_puts",
+    }
+    details: dict[str, str] = {}
+    for v in new:
+        details.setdefault(v.invariant, v.detail)  # the first of each
+    assert details["audit.poll_cadence"].startswith(f"/tm read again 1.0 s after +{at:g} s")
+    assert details["audit.der_info"] == (
+        f"DERStatus PUT to /edev/1/der/1/ders at +{at + 2:g} s lacks genConnectStatus, "
+        "operationalModeStatus"
+    )
+    assert details["audit.duplicate_puts"].startswith(
+        f"DERStatus PUT to /edev/1/der/1/ders at +{at + 3:g} s unchanged since the one accepted "
+        f"at +{at + 2:g} s"
+    )
+
+
+def put_status(at: float, like: RecordedRequest, value: int, mode: int) -> RecordedRequest:
+    stamp = int(at)
+    body = r.DERStatus(
+        readingTime=stamp,
+        genConnectStatus=r.ConnectStatusType(dateTime=stamp, value=HexBinary8(value)),
+        operationalModeStatus=r.OperationalModeStatusType(dateTime=stamp, value=mode),
+    )
+    path = "/edev/1/der/1/ders"
+    return dataclasses.replace(
+        like, time=at, method="PUT", target=path, path=path, body=body, status=204
+    )
+
+
+def test_der_status_expectation_wants_the_change_reported_within_its_window(pki: Path) -> None:
+    """§2 step 7: DERStatus follows the device. After the run a disconnected, not operating
+    DERStatus (genConnectStatus 0x2, mode 1) is recorded as accepted at +400 s; an expectation
+    for it holds in a window around it and fails, naming what was seen, in one before it."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    server = result.server
+    server.requests.append(put_status(server.start + 400, server.requests[-1], 0x2, 1))
+    holds = with_expect(
+        "[[expect.der_status]]\nat_s = 395\nwithin_s = 10\nconnected = false\n"
+        "available = true\noperating = false\noperational_mode = 1\n"
+    )
+    assert [
+        v for v in check_expectations(holds, result) if v.invariant == "expect.der_status"
+    ] == []
+    early = with_expect("[[expect.der_status]]\nat_s = 396\nwithin_s = 10\nfault = true\n")
+    found = [
+        v.detail for v in check_expectations(early, result) if v.invariant == "expect.der_status"
+    ]
+    assert found == [
+        "no DERStatus with fault=true accepted in [+396, +406] s; accepted there: +400 s "
+        "(genConnectStatus 0x2, operationalModeStatus 1)"
+    ]
+
+
+def test_the_poll_cadence_audit_ends_where_registration_halted(pki: Path) -> None:
+    """§2 step 4: after a halt (PIN mismatch) the client stops all traffic, so nothing it read is
+    overdue afterwards. Doctored: the traffic after +150 s is dropped and a halt recorded there;
+    the audit then judges exactly what an audit ending at +150 s judges."""
+    result = run_world(parse_scenario(BASE, source="test"), seed=4, site=pki)
+    server = result.server
+    halt = server.start + 150
+    server.requests[:] = [q for q in server.requests if q.time <= halt]
+
+    def polls(section: str) -> list[str]:
+        found = check_expectations(with_expect(section), result)
+        return [v.detail for v in found if v.invariant == "audit.poll_cadence"]
+
+    audit = "[expect.audit]\npoll_cadence = {}\n"
+    until_halt = polls("[expect.audit]\npoll_cadence = { to_s = 150 }\n")
+    silent = polls(audit)
+    assert any(d.startswith("/tm read at +") and "never read again" in d for d in silent)
+    assert not any(d.startswith("/tm ") for d in until_halt)
+    halted = RegistrationHalted(step=RegistrationStep.REGISTRATION, reason="PIN", at_s=halt)
+    monotonic = list(result.store.read())[-1].monotonic + 1
+    result.store.append(
+        [Append(stream="registration", events=(halted,), server_time=halt, monotonic=monotonic)]
+    )
+    assert polls(audit) == until_halt

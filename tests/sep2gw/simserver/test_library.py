@@ -26,7 +26,9 @@ from sep2gw.simserver import (
     SlowResponses,
     TlsFail,
 )
+from sep2gw.simserver.audit import AUDITS
 from sep2gw.simserver.library import (
+    CONFORMANCE,
     FAMILIES,
     LibraryScenario,
     library,
@@ -114,3 +116,20 @@ def test_a_header_without_rules_or_family_is_refused_by_name(header: str, proble
     with pytest.raises(ScenarioError) as caught:
         parse_header(header, source="x.toml")
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_conformance_family_names_one_intent_per_scenario_and_runs_every_audit() -> None:
+    """Issue 14: the family walks the client procedures' intents, each checked by the server."""
+    family = [entry for entry in LIBRARY if entry.family == CONFORMANCE]
+    intents = [entry.intent for entry in family]
+    assert len(family) >= 12 and all(intents) and len(set(intents)) == len(intents)
+    assert all(entry.file.startswith("conformance_") for entry in family)
+    audited = {
+        name
+        for entry in family
+        if entry.scenario.expect is not None and entry.scenario.expect.audit is not None
+        for name in AUDITS
+        if getattr(entry.scenario.expect.audit, name) is not None
+    }
+    assert audited == set(AUDITS)
+    assert any(e.scenario.expect is not None and e.scenario.expect.der_status for e in family)

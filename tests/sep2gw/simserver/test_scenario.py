@@ -79,6 +79,13 @@ def test_wrong_type_is_named() -> None:
     assert found == ["server.poll_rate_s: expected `int`, got `str`"]
 
 
+def test_a_site_nmi_that_is_not_an_nmi_is_named() -> None:
+    assert problems('[server]\nnmi = "41-0303"\n') == [
+        "server.nmi: '41-0303' is not a 10 or 11 character NMI"
+    ]
+    parse_scenario('[server]\nnmi = "4103035611"\n', source="ok")
+
+
 def test_unknown_program_reference_is_named() -> None:
     found = problems(PROGRAM + '[[actions]]\nat_s = 0\nkind = "remove_program"\nprogram = "q"\n')
     assert found == ["actions[0].program: no program has id 'q'"]
