@@ -118,6 +118,8 @@ class MirrorActor:
         self._interval_s = interval_s
         self._schedule = PollSchedule()
         self._mups: dict[MeasurementPoint, str] = {}
+        #: When each MirrorUsagePoint was found or created (server time): see _forget_lost.
+        self._mup_known_s: dict[MeasurementPoint, float] = {}
         self._backlog: dict[MeasurementPoint, dict[Quantity, list[IntervalSummary]]] = defaultdict(
             lambda: defaultdict(list)
         )
@@ -192,8 +194,10 @@ class MirrorActor:
         """§2.8: MirrorUsagePoints the server no longer lists (``target.listed``, from the
         registration actor's re-read of the list) are created again before the next post."""
         if target.listed is not None:
+            asked_s = target.listed_at_s if target.listed_at_s is not None else float("inf")
             for point, href in list(self._mups.items()):
-                if href not in target.listed:
+                # One found or created since that listing was asked for cannot be in it.
+                if href not in target.listed and self._mup_known_s.get(point, 0.0) < asked_s:
                     del self._mups[point]
         return target
 
@@ -351,6 +355,7 @@ class MirrorActor:
         )
         if found is not None and found.href is not None:
             self._mups[point] = found.href
+            self._mup_known_s[point] = self._clock.server_time()
             return str(found.href)
         mup = r.MirrorUsagePoint(
             mRID=mrid,
@@ -375,6 +380,7 @@ class MirrorActor:
             )
         self._created += 1
         self._mups[point] = location
+        self._mup_known_s[point] = self._clock.server_time()
         return location
 
 

@@ -96,12 +96,14 @@ class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
     """Where the mirror actor posts readings: the MirrorUsagePoint list and the postRate.
 
     ``listed``: the hrefs of our MirrorUsagePoints the MirrorUsagePointList held when last read
-    (§4 rule 15; ``None``: not read yet). The mirror forgets every other one it created, so it is
-    created again (§2.8: re-create the MUP if the server lost it)."""
+    (§4 rule 15; ``None``: not read yet), asked for at server time ``listed_at_s``. The mirror
+    forgets every other one it knew before then, so it is created again (§2.8: re-create the MUP
+    if the server lost it); one it created since is not in that listing and is not lost."""
 
     mup_list: str
     post_rate_s: int
     listed: tuple[str, ...] | None = None
+    listed_at_s: float | None = None
 
 
 class _Discovered:
@@ -494,6 +496,7 @@ class RegistrationActor:
         nothing is claimed about our MirrorUsagePoints and the list is tried again a pollRate later
         (the mirror still learns a lost one from a refused reading). A network failure is raised."""
         key = f"mup:{href}"
+        asked_s = self._clock.server_time()
         try:
             mup_list, mups = await self._link.get_list(
                 href, r.MirrorUsagePointList, "MirrorUsagePoint"
@@ -512,7 +515,9 @@ class RegistrationActor:
         )
         targets = self._targets
         if targets is not None and self._mirror_targets is not None:
-            self._targets = msgspec.structs.replace(targets, listed=tuple(sorted(ours)))
+            self._targets = msgspec.structs.replace(
+                targets, listed=tuple(sorted(ours)), listed_at_s=asked_s
+            )
             self._mirror_targets(self._targets)
         return events
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
 from events.der_model import Mode
-from events.hardware_events import TelemetrySampled
+from events.hardware_events import RampStarted, TelemetrySampled
 from events.registration_events import RegistrationHalted
 from sep2gw.forensics.compliance import (
     COMPLIANCE_MODES,
@@ -347,24 +347,28 @@ def _ramps(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
     """§4 rule 11: a ramp to the new limit over setGradW's or rampTms' time."""
     if not expect.ramps:
         return
-    ramps = [rec.event for rec in result.store.read() if isinstance(rec.event, RampPlanned)]
+    # (mode, to, seconds) of the core's plans and of the ramps the device started
+    ramps: dict[str, list[tuple[str, float, float]]] = {"plan": [], "device": []}
+    for rec in result.store.read():
+        match rec.event:
+            case RampPlanned(mode=mode, to_value=to, start_s=start, end_s=end):
+                ramps["plan"].append((mode.value, to, end - start))
+            case RampStarted(mode=mode, to_value=to, at_s=start, end_s=end):
+                ramps["device"].append((mode.value, to, end - start))
     for spec in expect.ramps:
         field = LIMIT_MODES[spec.mode]
         found = [
-            ramp
-            for ramp in ramps
-            if ramp.mode.value == field and abs(ramp.to_value - spec.to) <= _TOLERANCE_W
+            (to, seconds)
+            for mode, to, seconds in ramps[spec.on]
+            if mode == field and abs(to - spec.to) <= _TOLERANCE_W
         ]
-        if not any(
-            abs(ramp.end_s - ramp.start_s - spec.duration_s) <= spec.tolerance_s for ramp in found
-        ):
-            seen = [
-                (round(ramp.to_value, 2), round(ramp.end_s - ramp.start_s, 2)) for ramp in found
-            ]
+        if not any(abs(seconds - spec.duration_s) <= spec.tolerance_s for _, seconds in found):
+            seen = [(round(to, 2), round(seconds, 2)) for to, seconds in found]
+            what = "planned" if spec.on == "plan" else "started on the device"
             out.append(
                 Violation(
                     invariant="expect.ramps",
-                    detail=f"{spec.mode} -> {spec.to:g} over {spec.duration_s:g} s not planned; "
+                    detail=f"{spec.mode} -> {spec.to:g} over {spec.duration_s:g} s not {what}; "
                     f"ramps to it (value, seconds): {seen}",
                 )
             )

@@ -247,7 +247,9 @@ def _conformance(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        entries = [entry for entry in library() if entry.family == CONFORMANCE]
+        # The conformance family, and every other library scenario that names a procedure intent
+        # (the registration cases and the device-side status changes live in their own families).
+        entries = [entry for entry in library() if entry.family == CONFORMANCE or entry.intent]
     except ScenarioError as exc:
         print(f"sep2gw sim: {exc}", file=sys.stderr)
         return 2

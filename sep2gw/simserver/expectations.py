@@ -39,7 +39,9 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
     ``[min_s, max_s]`` (§4 rule 15: neither over- nor under-polling).
 
 ``[[expect.ramps]]`` with ``mode``, ``to`` and ``duration_s`` (``tolerance_s``, default 1): a ramp
-    towards ``to`` lasting ``duration_s`` was planned (§4 rule 11).
+    towards ``to`` lasting ``duration_s`` was planned by the controls core (§4 rule 11); with
+    ``on = "device"``, the ramp the hardware actor started on the device from the measured output
+    (``hardware.ramp_started.v1``) lasted that long.
 
 ``[[expect.der_settings]]`` with ``at_s`` and ``fields = { setGradW = 500 }``: scalar fields of the
     last DERSettings the server accepted at or before that offset (§4 rule 10, §2 step 7).
@@ -193,6 +195,7 @@ class RampExpect(_Strict, frozen=True, kw_only=True):
     to: float
     duration_s: float
     tolerance_s: float = 1.0
+    on: Literal["plan", "device"] = "plan"
 
 
 class DerSettingsAt(_Strict, frozen=True, kw_only=True):
