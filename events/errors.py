@@ -8,8 +8,10 @@ __all__ = [
     "EventLogError",
     "LogDamaged",
     "LogFull",
+    "LogLocked",
     "LogMissing",
     "LogNewerSchema",
+    "LogUnwritable",
     "NotAnEventLog",
     "UnknownEventTag",
 ]
@@ -23,6 +25,28 @@ class LogMissing(EventLogError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path}: no such event log")
         self.path = path
+
+
+class LogLocked(EventLogError):
+    """Another writer holds the log (one writer per log): refused at once, naming the holder."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(
+            f"{path}: the log is in use by another writer ({holder}); one gateway per log: stop "
+            "that one first, or give this one another log.path"
+        )
+        self.path = path
+        self.holder = holder
+
+
+class LogUnwritable(EventLogError):
+    """The writer cannot write the log where it is configured (no such folder, no permission,
+    read-only file system)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: cannot write the log there: {why}")
+        self.path = path
+        self.why = why
 
 
 class NotAnEventLog(EventLogError):

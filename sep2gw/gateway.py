@@ -13,6 +13,7 @@ the old instance.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ from actors.responder import ResponderActor
 from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.envelope import Append
+from events.log_lock import LogHolder
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
@@ -270,8 +272,18 @@ class Gateway:
             alpn=("h2", "http/1.1") if config.server.http2 else ("http/1.1",),
             extra_ciphers=tuple(config.tls.extra_ciphers),
         )
+        #: A log opened here from the configuration is the gateway's: locked for one writer
+        #: (a second gateway on it is refused at once, naming this one) and closed when it stops.
+        self._owns_store = self.options.store is None
         self.store: EventStore = self.options.store or SqliteEventStore(
-            Path(config.path(config.log.path)), CATALOGUE, max_bytes=config.log.max_bytes
+            Path(config.path(config.log.path)),
+            CATALOGUE,
+            max_bytes=config.log.max_bytes,
+            exclusive=LogHolder(
+                pid=os.getpid(),
+                started=Clock(wall_at_start=self.options.wall_at_start).server_time(),
+                host=socket.gethostname(),
+            ),
         )
         self.actors: dict[str, Any] = {}
         self._group: anyio.abc.TaskGroup | None = None
@@ -299,6 +311,8 @@ class Gateway:
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            if self._owns_store:
+                self.store.close()  # releases the writer lock: another gateway may take the log
             if self._owns_driver:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self.driver.aclose()

@@ -77,7 +77,10 @@ def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         try:
-            store = SqliteEventStore(args.path, CATALOGUE, readonly=True)
+            # --follow reads a live writer's appends through SQLite's shared memory; the rest open
+            # the file as it is, creating nothing next to it (read-only media, copies off a site).
+            follow = bool(getattr(args, "follow", False))
+            store = SqliteEventStore(args.path, CATALOGUE, readonly=True, follow=follow)
         except EventLogError as exc:
             print(f"sep2gw log: {exc}", file=sys.stderr)
             return EXIT_UNREADABLE

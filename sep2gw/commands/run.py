@@ -165,7 +165,7 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
     try:
         while True:
             if reader is None and await anyio.Path(path).exists():
-                reader = SqliteEventStore(path, CATALOGUE, readonly=True)
+                reader = SqliteEventStore(path, CATALOGUE, readonly=True, follow=True)
             if reader is not None:
                 for record in reader.read(after + 1):
                     after = record.seq
