@@ -14,11 +14,18 @@ __all__ = [
     "LogUnwritable",
     "NotAnEventLog",
     "UnknownEventTag",
+    "shorten",
 ]
 
 
 class EventLogError(Exception):
     """Base of every error the event log raises."""
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message: a damaged record's field may be
+    megabytes long, and the message must still fit on a screen."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 class LogMissing(EventLogError):
@@ -113,8 +120,8 @@ class UnknownEventTag(EventLogError):
     def __init__(self, tag: str, *, where: str = "") -> None:
         place = f"{where}: " if where else ""
         super().__init__(
-            f"{place}unknown event type {tag!r}: the log was written by a build that knows event "
-            "types this one does not"
+            f"{place}unknown event type {shorten(tag)!r}: the log was written by a build that "
+            "knows event types this one does not, or the record was altered"
         )
         self.tag = tag
         self.where = where
@@ -122,7 +129,7 @@ class UnknownEventTag(EventLogError):
 
 class CorruptRecord(EventLogError):
     def __init__(self, where: str, seq: int, why: str) -> None:
-        super().__init__(f"{where}: record {seq}: {why}")
+        super().__init__(f"{where}: record {seq}: {shorten(why, 200)}")
         self.where = where
         self.seq = seq
         self.why = why

@@ -28,6 +28,7 @@ from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
 from events.errors import (
+    CorruptRecord,
     LogDamaged,
     LogFull,
     LogMissing,
@@ -478,9 +479,7 @@ class SqliteEventStore(EventStore):
             events = catalogue.decode_batch([row[5] for row in rows])
             if events is None:
                 # Some body does not decode: deliver the ones before it, then raise naming it.
-                events_iter: Iterable[Event] = (
-                    catalogue.decode(row[5], where=f"{where}: record {row[0]}") for row in rows
-                )
+                events_iter: Iterable[Event] = (_decode_one(catalogue, where, row) for row in rows)
             else:
                 events_iter = events
             for (seq, stream, version, server_time, monotonic, _, digest), event in zip(
@@ -512,6 +511,15 @@ class SqliteEventStore(EventStore):
         """Run a read-only query for tools (``log inspect``)."""
         with self._lock:
             return self._conn.execute(sql, args)
+
+
+def _decode_one(catalogue: Catalogue, where: str, row: Sequence[Any]) -> Event:
+    """One stored body as its event; a body that is not a readable event is a ``CorruptRecord``
+    naming the record (never a decoder's exception, whose text may quote megabytes of body)."""
+    try:
+        return catalogue.decode(row[5], where=f"{where}: record {row[0]}")
+    except msgspec.MsgspecError as exc:
+        raise CorruptRecord(where, row[0], f"the body is not a readable event ({exc})") from None
 
 
 def _quick_check(conn: sqlite3.Connection) -> list[str]:

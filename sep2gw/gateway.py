@@ -51,6 +51,7 @@ from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
 from sep2gw.config import Config
+from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
 from statemachines.controls import CoreConfig
 from statemachines.registration import RegistrationConfig
@@ -256,12 +257,8 @@ class Gateway:
         )
         self.lfdi = lfdi_from_der(certificate_der(chain[0]), self.profile.identity)
         self.sfdi = sfdi_from_lfdi(self.lfdi)
-        password_env = config.tls.key_password_env
-        password = (
-            os.environ[password_env].encode()
-            if password_env and password_env in os.environ
-            else None
-        )
+        # A configured variable that is unset or empty is refused (PreflightFailed), never prompted.
+        password = load_key_password(config, os.environ)
         self.tls_context: ssl.SSLContext = client_context(
             TlsMaterial(
                 str(config.path(config.tls.certificate)),

@@ -67,6 +67,19 @@ def describe_settings(settings: ControlSettings) -> str:
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
 
 
+def utc_of(t: float) -> datetime | None:
+    """``t`` (UTC epoch seconds) as a datetime, or ``None`` when it is no representable time: a
+    damaged or forged record may say 1e300 or NaN, and the tools must print it, not fail on it."""
+    try:
+        return datetime.fromtimestamp(t, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def not_a_time(t: float) -> str:
+    return f"(not a time: {t!r})"
+
+
 class Timeline:
     """Turns records into lines. ``utc_offset_s`` adds the site's local time beside server time."""
 
@@ -77,7 +90,9 @@ class Timeline:
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
 
     def stamp(self, t: float) -> str:
-        utc = datetime.fromtimestamp(t, tz=UTC)
+        utc = utc_of(t)
+        if utc is None:
+            return not_a_time(t)
         text = utc.strftime("%Y-%m-%d %H:%M:%S") + "Z"
         if self._tz is not None:
             text += " (" + utc.astimezone(self._tz).strftime("%H:%M:%S %z") + ")"

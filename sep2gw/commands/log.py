@@ -1,7 +1,7 @@
 """``sep2gw log …``: inspect, tail, export and verify an event log file without modifying it.
 
-Exit codes: 0 success (for ``verify``: the log is intact), 1 the log failed verification, 2 the file
-could not be read as a sep2gw log (missing, foreign, corrupt, newer schema).
+Exit codes (``sep2gw.exits``): 0 success (for ``verify``: the log is intact), 2 the file could not be
+read as a sep2gw log (missing, foreign, corrupt, newer schema), 3 the log failed verification.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,13 +21,15 @@ from events.envelope import RawRecord
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.projections import PROJECTIONS
+from sep2gw.timeline import not_a_time, utc_of
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_BAD_LOG = 1
-EXIT_UNREADABLE = 2
+EXIT_OK = OK
+EXIT_UNREADABLE = BAD_INPUT
+EXIT_BAD_LOG = CHECK_FAILED
 FOLLOW_POLL_S = 0.5
 
 
@@ -96,9 +97,10 @@ def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 def iso(t: float) -> str:
     """UTC ISO-8601 with milliseconds, as the timeline and exports show server time."""
-    return (
-        datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    utc = utc_of(t)
+    if utc is None:
+        return not_a_time(t)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- inspect ---------------------------------------------------------------------------------------

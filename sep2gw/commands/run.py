@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
+from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
+from sep2gw.preflight import PreflightFailed, check_identity, errors_of
+from sep2gw.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from sep2gw.simserver import Scenario
@@ -114,20 +116,40 @@ def _run(args: argparse.Namespace) -> int:
         args.speed = DEMO_SPEED
     if args.speed <= 0 or not math.isfinite(args.speed):
         print("sep2gw run: --speed must be a positive number", file=sys.stderr)
-        return 2
+        return BAD_INPUT
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        print(
+            f"sep2gw run: --duration {args.duration:g} must be a positive number of seconds",
+            file=sys.stderr,
+        )
+        return BAD_INPUT
     try:
         if args.config is not None:
             config = load_config(args.config)
+            _preflight(config, str(args.config))
             return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
         return _start_demo(args)
     except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
-        return 2
-    except EventLogError as exc:
-        print(f"sep2gw run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        return BAD_INPUT
+    except PreflightFailed as exc:
+        print(f"sep2gw run: {exc.source}: cannot run:", file=sys.stderr)
+        for finding in errors_of(exc.findings):
+            print(f"  {finding}", file=sys.stderr)
+        print(f"  (sep2gw check-config {exc.source} checks it all)", file=sys.stderr)
+        return BAD_INPUT
+    # Anything else (a log another gateway holds, a damaged log, a disk full) is reported by the
+    # CLI's one failure path, unwrapped from the task groups: sep2gw.exits.
+
+
+def _preflight(config: Config, source: str) -> None:
+    """Refuse before starting, with check-config's words, what would fail deep in the TLS stack:
+    the identity as run loads it (sep2gw.preflight.check_identity)."""
+    findings = check_identity(config, now=time.time(), environ=os.environ)
+    for warning in (f for f in findings if f.warning):
+        print(f"sep2gw run: {warning}", file=sys.stderr)
+    if errors_of(findings):
+        raise PreflightFailed(source, findings)
 
 
 def _start_demo(args: argparse.Namespace) -> int:
@@ -143,13 +165,6 @@ def _start_demo(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
         return 2
-
-
-async def _stop_on_signals(cancel: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            cancel.cancel()
-            return
 
 
 def _timeline(telemetry_every_s: float = 60.0) -> Timeline:
@@ -184,15 +199,18 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
 
 async def _run_configured(config: Config, args: argparse.Namespace) -> int:
     log_path = config.path(config.log.path)
+    # Made before any task group: a refusal (the log held by another gateway, a damaged log) is
+    # the typed error itself, not an exception group.
+    gateway = Gateway(config)
     print(
         f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
         flush=True,
     )
     async with anyio.create_task_group() as nursery:
-        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
             nursery.start_soon(_print_timeline, log_path, _timeline(), args.quiet)
-        async with Gateway(config):
+        async with gateway:
             if args.duration is not None:
                 await anyio.sleep(args.duration)
             else:
@@ -224,7 +242,7 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         flush=True,
     )
     async with anyio.create_task_group() as nursery:
-        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         server = SimUtilityServer(scenario, server_material(pki), clock=clock)
         http_port = await nursery.start(server.serve_tcp)
         modbus_port = await nursery.start(SimModbusServer(sim, clock=clock.now).serve)

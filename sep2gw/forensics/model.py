@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -59,7 +58,7 @@ from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
 from sep2gw.projections import PROJECTIONS
-from sep2gw.timeline import describe_settings, short
+from sep2gw.timeline import describe_settings, not_a_time, short, utc_of
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.polling import POLL_PROJECTION, PollState
 
@@ -734,7 +733,8 @@ def _bounds(bound: int) -> str:
 
 
 def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    utc = utc_of(t)
+    return not_a_time(t) if utc is None else utc.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def analyse(

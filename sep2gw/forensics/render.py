@@ -25,7 +25,7 @@ from events.der_model import ControlSettings, Mode, Program
 from events.envelope import Recorded
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_settings, short, whole
+from sep2gw.timeline import Timeline, describe_settings, not_a_time, short, utc_of, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -108,7 +108,9 @@ class ForensicTimeline(Timeline):
         self.zone = zone
 
     def stamp(self, t: float) -> str:
-        utc = datetime.fromtimestamp(t, tz=UTC)
+        utc = utc_of(t)
+        if utc is None:
+            return not_a_time(t)
         local = utc.astimezone(self.zone or UTC)
         return f"{utc:%Y-%m-%d %H:%M:%S}Z ({local:%H:%M:%S %z})"
 

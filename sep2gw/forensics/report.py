@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from html import escape
 
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
-from sep2gw.timeline import describe_settings, short
+from sep2gw.timeline import describe_settings, short, utc_of
 
 __all__ = ["render_report"]
 
@@ -170,7 +170,7 @@ def _chart(model: Forensics, tl: ForensicTimeline) -> str:
         t = t0 + span * k / 4
         svg.append(
             f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>"
-            f"{datetime.fromtimestamp(t, tz=UTC):%m-%d %H:%M:%S}Z</text>"
+            f"{_tick(t)}</text>"
         )
     for down in model.comms:
         end = down.restored_s if down.restored_s is not None else t1
@@ -381,3 +381,8 @@ def _runs(model: Forensics, tl: ForensicTimeline) -> str:
         "gateway's own controls and polling folds).</p>"
     )
     return "".join(parts)
+
+
+def _tick(t: float) -> str:
+    utc = utc_of(t)
+    return "?" if utc is None else f"{utc:%m-%d %H:%M:%S}Z"
