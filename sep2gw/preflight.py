@@ -19,16 +19,14 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificatePublicKeyTypes,
-    PrivateKeyTypes,
-)
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from events.errors import EventLogError
 from events.log_lock import holder_of
@@ -313,7 +311,7 @@ def _key_permissions(path: Path) -> list[Finding]:
     return []
 
 
-def _not_p256(public: CertificatePublicKeyTypes) -> str | None:
+def _not_p256(public: object) -> str | None:
     """What the key is when it is not ECDSA P-256, else ``None``."""
     if isinstance(public, ec.EllipticCurvePublicKey):
         return (
@@ -328,10 +326,12 @@ def _not_p256(public: CertificatePublicKeyTypes) -> str | None:
     return f"a {type(public).__name__}"
 
 
-def _spki(public: CertificatePublicKeyTypes) -> bytes:
-    return public.public_bytes(
+def _spki(public: Any) -> bytes:
+    """A public key's SubjectPublicKeyInfo (DER): equal exactly when the keys are."""
+    data: bytes = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return data
 
 
 def _subject(cert: x509.Certificate) -> str:

@@ -169,8 +169,7 @@ def _chart(model: Forensics, tl: ForensicTimeline) -> str:
     for k in range(5):
         t = t0 + span * k / 4
         svg.append(
-            f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>"
-            f"{_tick(t)}</text>"
+            f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>{_tick(t)}</text>"
         )
     for down in model.comms:
         end = down.restored_s if down.restored_s is not None else t1
