@@ -42,6 +42,7 @@ __all__ = [
     "Finding",
     "PreflightFailed",
     "check_identity",
+    "check_driver",
     "check_log",
     "check_pin",
     "check_site",
@@ -98,11 +99,27 @@ def load_key_password(config: Config, environ: Mapping[str, str]) -> bytes | Non
 
 
 def check_site(config: Config, *, now: float, environ: Mapping[str, str]) -> list[Finding]:
-    """Everything ``check-config`` checks offline: identity, PIN and log."""
+    """Everything ``check-config`` checks offline: identity, battery driver, PIN and log."""
     return [
         *check_identity(config, now=now, environ=environ),
+        *check_driver(config),
         *check_pin(config),
         *check_log(config),
+    ]
+
+
+def check_driver(config: Config) -> list[Finding]:
+    """``sep2gw run`` makes only the SunSpec driver from a configuration; the others are objects
+    an embedding application hands in (``Gateway(config, driver=...)``)."""
+    driver = config.battery.driver
+    if driver == "sunspec":
+        return []
+    return [
+        Finding(
+            key="battery.driver",
+            message=f"{driver!r} needs a driver object from the embedding application "
+            "(Gateway(config, driver=...)); sep2gw run drives only 'sunspec'",
+        )
     ]
 
 

@@ -29,7 +29,7 @@ from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
 from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
-from sep2gw.preflight import PreflightFailed, check_identity, errors_of
+from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
 from sep2gw.stopping import stop_on_signals
 
 if TYPE_CHECKING:
@@ -145,7 +145,10 @@ def _run(args: argparse.Namespace) -> int:
 def _preflight(config: Config, source: str) -> None:
     """Refuse before starting, with check-config's words, what would fail deep in the TLS stack:
     the identity as run loads it (sep2gw.preflight.check_identity)."""
-    findings = check_identity(config, now=time.time(), environ=os.environ)
+    findings = [
+        *check_identity(config, now=time.time(), environ=os.environ),
+        *check_driver(config),
+    ]
     for warning in (f for f in findings if f.warning):
         print(f"sep2gw run: {warning}", file=sys.stderr)
     if errors_of(findings):

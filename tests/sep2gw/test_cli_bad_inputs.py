@@ -251,6 +251,25 @@ def test_a_damaged_log_is_named_by_run_and_check_config_without_a_traceback(
     assert len(err) < 4000  # the 40 MB body is not quoted whole
 
 
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_driver_run_cannot_make_is_refused_by_run_and_check_config_alike(
+    site: Site, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    config = site.config("tags")
+    config.write_text(
+        config.read_text().replace(
+            'driver = "sunspec"', 'driver = "tags"\ntag_map = "tag-map.toml"'
+        )
+    )
+    (site.root / "tag-map.toml").write_text("")
+    argv = (
+        ["run", "--config", str(config), "--quiet"] if command == "run" else [command, str(config)]
+    )
+    code, _, err = _run(capsys, argv)
+    assert code == BAD_INPUT, err
+    assert "battery.driver: 'tags' needs a driver object" in err
+
+
 def test_run_refuses_a_duration_that_is_not_positive(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
