@@ -31,7 +31,15 @@ from transport.http.outcome import (
 from transport.sep2 import Sep2CodecError, decode, encode
 from transport.sep2.codec import CSIPAUS_NS
 
-__all__ = ["BadDocument", "HttpFailure", "Link", "LinkHalted", "LinkStatistics", "PAGE_SIZE"]
+__all__ = [
+    "BadDocument",
+    "HttpFailure",
+    "Link",
+    "LinkHalted",
+    "LinkStatistics",
+    "PAGE_SIZE",
+    "describe_failure",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -106,9 +114,16 @@ class Link:
         self.decode_hits = 0
         self._requests = 0
         self._failures = 0
+        self._last_failure = ""
 
     def statistics(self) -> LinkStatistics:
         return LinkStatistics(self._requests, self._failures, bool(self._reachable))
+
+    @property
+    def last_failure(self) -> str:
+        """The latest link failure, typed (``UnknownCA: …``, ``LinkTimeout: …``, ``ConnectFailed:
+        …``): why the server is unreachable when it is. Empty before any failure."""
+        return self._last_failure
 
     @property
     def reachable(self) -> bool | None:
@@ -149,8 +164,9 @@ class Link:
                 headers=(("accept", "application/sep+xml"),),
                 timeout_s=self._timeout_s,
             )
-        except LinkError:
+        except LinkError as exc:
             self._failures += 1
+            self._last_failure = describe_failure(exc)
             await self._mark(False)
             raise
         await self._mark(True)
@@ -235,3 +251,9 @@ def _path_of(location: str) -> str:
 def _reason(response: Response) -> str:
     text = response.body[:200].decode("utf-8", "replace").strip()
     return text.splitlines()[0] if text else ""
+
+
+def describe_failure(exc: LinkError) -> str:
+    """A link failure in one short line: its type (the classification) and why."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else f"{text[:300]}…"

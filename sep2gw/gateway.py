@@ -130,7 +130,8 @@ class _Unit:
         reachable = to_controls.clone()
 
         async def on_reachable(online: bool) -> None:
-            await reachable.send(LinkState(online=online))
+            reason = "" if online else link.last_failure
+            await reachable.send(LinkState(online=online, reason=reason))
 
         url = urlsplit(config.server.url)
         client = HttpsClient(

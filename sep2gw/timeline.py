@@ -225,7 +225,8 @@ class Timeline:
                     ", will retry" if e.retry else ""
                 )
             case CommsLost():
-                return "COMMS LOST: following the known schedule, responses queued"
+                why = f" ({e.reason})" if e.reason else ""
+                return f"COMMS LOST{why}: following the known schedule, responses queued"
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"
         return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from events.control_events import CommsLost
+from events.envelope import Recorded
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
@@ -176,10 +179,53 @@ def _timeline(telemetry_every_s: float = 60.0) -> Timeline:
     return Timeline(telemetry_every_s=telemetry_every_s)
 
 
-async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
+def probe_command(config: Config) -> str:
+    """``sep2gw probe`` with this configuration's server and identity: the first thing to run when
+    the server is unreachable (it names the TLS alert, the refusal or the timeout)."""
+    tls = config.tls
+    words = [
+        "sep2gw",
+        "probe",
+        f"{config.server.url}{config.server.dcap_path}",
+        "--cert",
+        str(config.path(tls.certificate)),
+        "--key",
+        str(config.path(tls.key)),
+        "--ca",
+        str(config.path(tls.ca)),
+    ]
+    if tls.key_password_env:
+        words += ["--key-password-env", tls.key_password_env]
+    if not config.server.http2:
+        words.append("--http1")
+    for cipher in tls.extra_ciphers:
+        words += ["--extra-cipher", cipher]
+    return shlex.join(words)
+
+
+class TimelinePrinter:
+    """Prints the timeline's line for each record; after the first COMMS LOST line, once, the
+    ``on_comms_lost`` hint (what to run to see why)."""
+
+    def __init__(self, timeline: Timeline, *, quiet: bool, on_comms_lost: str | None = None):
+        self.timeline = timeline
+        self.quiet = quiet
+        self._hint = on_comms_lost
+
+    def show(self, record: Recorded) -> None:
+        line = self.timeline.line(record)
+        if line and not self.quiet:
+            print(line, flush=True)
+            if self._hint is not None and isinstance(record.event, CommsLost):
+                print(f"  to see why, run: {self._hint}", flush=True)
+                self._hint = None
+
+
+async def _print_timeline(path: Path, printer: TimelinePrinter) -> None:
     """Follow the log file as the gateway writes it (a separate read-only connection)."""
     after = 0
     reader: SqliteEventStore | None = None
+    show = printer.show
     try:
         while True:
             if reader is None and await anyio.Path(path).exists():
@@ -187,16 +233,12 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
             if reader is not None:
                 for record in reader.read(after + 1):
                     after = record.seq
-                    line = timeline.line(record)
-                    if line and not quiet:
-                        print(line, flush=True)
+                    show(record)
             await anyio.sleep(0.25)
     finally:
         if reader is not None:
             for record in reader.read(after + 1):  # what arrived since the last poll
-                line = timeline.line(record)
-                if line and not quiet:
-                    print(line, flush=True)
+                show(record)
             reader.close()
 
 
@@ -212,7 +254,10 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
     async with anyio.create_task_group() as nursery:
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
-            nursery.start_soon(_print_timeline, log_path, _timeline(), args.quiet)
+            printer = TimelinePrinter(
+                _timeline(), quiet=args.quiet, on_comms_lost=probe_command(config)
+            )
+            nursery.start_soon(_print_timeline, log_path, printer)
         async with gateway:
             if args.duration is not None:
                 await anyio.sleep(args.duration)
@@ -261,9 +306,8 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         )
         log_path = config.path(config.log.path)
         if not args.quiet:
-            nursery.start_soon(
-                _print_timeline, log_path, _timeline(telemetry_every_s=15), args.quiet
-            )
+            printer = TimelinePrinter(_timeline(telemetry_every_s=15), quiet=args.quiet)
+            nursery.start_soon(_print_timeline, log_path, printer)
         async with Gateway(config):
             await anyio.sleep(duration)
         await anyio.sleep(0.3)  # let the printer catch the last records

@@ -9,6 +9,7 @@ import pytest
 from actors.clock import Clock
 from actors.https import HttpsClient
 from actors.link import DECODED_CACHE, BadDocument, Link
+from transport.errors import UnknownCA
 from transport.http.messages import Headers, Response
 from transport.sep2 import encode
 from transport.sep2 import resources as r
@@ -101,3 +102,39 @@ async def test_the_remembered_documents_are_bounded() -> None:
     assert link.decode_hits == 0
     await link.get(f"/tm/{DECODED_CACHE + 9}", r.Time)  # the newest: still remembered
     assert link.decode_hits == 1
+
+
+class Unreachable(Server):
+    """Fails every request as a server from another CA does: the TLS alert, classified."""
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes = b"",
+        headers: Headers = (),
+        timeout_s: float | None = None,
+    ) -> Response:
+        raise UnknownCA("the server's chain does not verify against the configured CA")
+
+
+async def test_comms_loss_says_why_the_link_keeps_the_typed_failure() -> None:
+    """Issue 16 point 8: the reason the server is unreachable is the link's typed failure."""
+    seen: list[bool] = []
+
+    async def on_reachable(online: bool) -> None:
+        seen.append(online)
+
+    link = Link(
+        cast(HttpsClient, Unreachable(b"")),
+        clock=Clock(wall_at_start=1_700_000_000.0),
+        on_reachable=on_reachable,
+    )
+    assert link.last_failure == ""
+    with pytest.raises(UnknownCA):
+        await link.get("/tm", r.Time)
+    assert seen == [False]
+    assert link.last_failure == (
+        "UnknownCA: the server's chain does not verify against the configured CA"
+    )
