@@ -174,6 +174,10 @@ class SqliteEventStore(EventStore):
                 raise LogUnwritable(self.where, _cannot_open_why(self.path)) from None
             if _is_notadb(exc):
                 raise NotAnEventLog(self.where, f"not an SQLite database ({exc})") from None
+            if readonly and not os.access(self.path, os.R_OK):
+                raise NotAnEventLog(
+                    self.where, "cannot open it: no permission to read it"
+                ) from None
             raise NotAnEventLog(self.where, f"cannot open: {exc}") from None
         except OSError as exc:
             raise NotAnEventLog(self.where, f"cannot open: {exc.strerror or exc}") from None
@@ -191,7 +195,9 @@ class SqliteEventStore(EventStore):
         """
         wal = Path(f"{self.path}-wal")
         shm = Path(f"{self.path}-shm")
-        if follow or (wal.exists() and shm.exists()):
+        live = wal.exists() and shm.exists()
+        # Following needs SQLite's shared memory; on read-only media no writer can append anyway.
+        if live or (follow and os.access(self.path.parent, os.W_OK | os.X_OK)):
             return f"{self.path.resolve().as_uri()}?mode=ro"
         if wal.exists() and wal.stat().st_size > 0:
             self._private = Path(tempfile.mkdtemp(prefix="sep2gw-log-"))

@@ -516,3 +516,13 @@ def test_ctrl_c_stops_without_a_traceback(
     assert child.returncode == expected, err[-3000:]
     assert "Traceback" not in out + err
     assert words in err
+
+
+def test_the_exit_codes_are_documented_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == OK
+    text = capsys.readouterr().out
+    assert "exit codes (every command):" in text
+    for code in (OK, 1, BAD_INPUT, CHECK_FAILED, INTERRUPTED):
+        assert f"\n  {code:<4} " in text
