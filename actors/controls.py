@@ -210,8 +210,8 @@ class ControlsActor:
                 return core.receive_controls(program_id, controls, now, draw)
             case LinkState(online=True):
                 return core.comms_restored(now, draw)
-            case LinkState(online=False):
-                return core.comms_lost(now, draw)
+            case LinkState(online=False, reason=reason):
+                return core.comms_lost(now, draw, reason)
             case ResponseOutcome():
                 key = (message.mrid, int(message.status))
                 if message.acked:

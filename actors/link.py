@@ -59,6 +59,7 @@ __all__ = [
     "LinkBackingOff",
     "LinkHalted",
     "LinkStatistics",
+    "describe_failure",
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -168,6 +169,7 @@ class Link:
         self._held: dict[str, tuple[int, float]] = {}
         self._held_back = 0
         self._rng = rng
+        self._last_failure = ""
 
     def statistics(self) -> LinkStatistics:
         return LinkStatistics(
@@ -248,6 +250,12 @@ class Link:
         return self._csipaus_ns
 
     @property
+    def last_failure(self) -> str:
+        """The latest link failure, typed (``UnknownCA: …``, ``LinkTimeout: …``, ``ConnectFailed:
+        …``): why the server is unreachable when it is. Empty before any failure."""
+        return self._last_failure
+
+    @property
     def reachable(self) -> bool | None:
         """``None`` until the first request has an outcome."""
         return self._reachable
@@ -313,6 +321,7 @@ class Link:
             )
         except LinkError as error:
             self._failures += 1
+            self._last_failure = describe_failure(error)
             # Recorded before the reachability change, so the log says why before COMMS LOST.
             await self._hold(method, path, error, None)
             await self._mark(False)
@@ -462,3 +471,9 @@ def _path_of(location: str) -> str:
 def _reason(response: Response) -> str:
     text = response.body[:200].decode("utf-8", "replace").strip()
     return text.splitlines()[0] if text else ""
+
+
+def describe_failure(exc: LinkError) -> str:
+    """A link failure in one short line: its type (the classification) and why."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else f"{text[:300]}…"

@@ -45,6 +45,8 @@ class ControlsSeen(msgspec.Struct, frozen=True, kw_only=True):
 
 class LinkState(msgspec.Struct, frozen=True, kw_only=True):
     online: bool
+    #: Why the link went offline (``Link.last_failure``); empty when online.
+    reason: str = ""
 
 
 class ResponseOutcome(msgspec.Struct, frozen=True, kw_only=True):

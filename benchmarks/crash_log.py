@@ -6,11 +6,16 @@ kills it with SIGKILL after a random delay, reads every ack the child managed to
 log and checks: every acknowledged record is present, no partial batch is visible, the sequence is
 gapless and ``verify`` passes. Repeat ``--kills`` times on the same file.
 
+One writer per log: the child holds the log's writer lock (``exclusive``); while it runs the parent
+tries to open the same log as a second writer, which must be refused at once (``LogLocked``), and
+after each kill the parent opens it as the writer, which the crash must have released.
+
 kill -9 tests the process dying between any two instructions; power loss additionally depends on the
 disk honouring fsync, which ``synchronous=FULL`` asks for and this machine cannot demonstrate.
 
     python3 benchmarks/crash_log.py --kills 50
-    → last line: {"kills": 50, "acknowledged": A, "lost": 0, "verify_failures": 0}
+    → last line: {"kills": 50, "acknowledged": A, "lost": 0, "verify_failures": 0,
+                  "second_writer_refused": true}
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append
+from events.errors import LogLocked
+from events.log_lock import LogHolder
 from events.registry import ALL_EVENT_TYPES
 from events.sqlite_store import SqliteEventStore
 
@@ -50,8 +57,10 @@ FILE_EVERY = 10
 
 def child(path: str, seed: int) -> None:
     rng = random.Random(seed)
-    store = SqliteEventStore(path, CATALOGUE)
+    store = SqliteEventStore(path, CATALOGUE, exclusive=_holder())
     out = sys.stdout
+    out.write("locked\n")
+    out.flush()
     while True:
         first = store.head().seq + 1
         size = rng.choice((1, 1, 2, 10, 50, 200))
@@ -80,9 +89,23 @@ def child(path: str, seed: int) -> None:
         out.flush()
 
 
+def _holder() -> LogHolder:
+    return LogHolder(pid=os.getpid(), started=time.time(), host="crash-bench")
+
+
+def second_writer_refused(path: str, writer_pid: int) -> bool:
+    """While the child writes, a second writer on its log must be refused, naming the child."""
+    try:
+        SqliteEventStore(path, CATALOGUE, exclusive=_holder()).close()
+    except LogLocked as exc:
+        return f"pid {writer_pid}" in str(exc)
+    return False
+
+
 def check(path: str, acked: int) -> tuple[int, bool, str]:
-    """(records lost, verify ok, problem) for a log whose writer acknowledged seq ``acked``."""
-    with SqliteEventStore(path, CATALOGUE) as store:
+    """(records lost, verify ok, problem) for a log whose writer acknowledged seq ``acked``; opened
+    as the writer, which the killed child's lock must not prevent."""
+    with SqliteEventStore(path, CATALOGUE, exclusive=_holder()) as store:
         head = store.head().seq
         lost = max(0, acked - head)
         batches: dict[int, list[int]] = {}
@@ -108,6 +131,7 @@ def parent(kills: int, seed: int, keep: bool) -> int:
     acknowledged = 0
     lost_total = 0
     verify_failures = 0
+    refused = 0
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     for kill in range(kills):
         if kill % FILE_EVERY == 0:
@@ -122,8 +146,10 @@ def parent(kills: int, seed: int, keep: bool) -> int:
             env=env,
         )
         assert proc.stdout is not None
-        # Let it start and run for a random while; kill it wherever it happens to be.
+        assert proc.stdout.readline().strip() == "locked"
+        # Let it run for a random while; kill it wherever it happens to be.
         time.sleep(0.1 + rng.random() * 0.4)
+        refused += second_writer_refused(path, proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before = acked_seq
@@ -140,7 +166,7 @@ def parent(kills: int, seed: int, keep: bool) -> int:
             flush=True,
         )
     if not keep and lost_total == 0 and verify_failures == 0:
-        for p in workdir.iterdir():
+        for p in workdir.iterdir():  # the logs and their .lock sidecars
             p.unlink()
         workdir.rmdir()
     else:
@@ -152,10 +178,12 @@ def parent(kills: int, seed: int, keep: bool) -> int:
                 "acknowledged": acknowledged,
                 "lost": lost_total,
                 "verify_failures": verify_failures,
+                "second_writer_refused": refused == kills,
             }
         )
     )
-    return 0 if lost_total == 0 and verify_failures == 0 and acknowledged > 0 else 1
+    ok = lost_total == 0 and verify_failures == 0 and acknowledged > 0 and refused == kills
+    return 0 if ok else 1
 
 
 def main() -> int:

@@ -307,9 +307,14 @@ class ResponseFailed(Event, tag="response.failed.v1", frozen=True, kw_only=True)
 
 
 class CommsLost(Event, tag="comms.lost.v1", frozen=True, kw_only=True):
-    """The server became unreachable: keep the known schedule, queue Responses (§4 rule 12)."""
+    """The server became unreachable: keep the known schedule, queue Responses (§4 rule 12).
+
+    ``reason``: the link failure that made it so, as the link classified it (connection refused,
+    timeout, the TLS alert: unknown CA, certificate rejected, handshake failure, …); empty in logs
+    written before it was recorded."""
 
     at_s: float
+    reason: str = ""
 
 
 class CommsRestored(Event, tag="comms.restored.v1", frozen=True, kw_only=True):

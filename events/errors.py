@@ -8,10 +8,13 @@ __all__ = [
     "EventLogError",
     "LogDamaged",
     "LogFull",
+    "LogLocked",
     "LogMissing",
     "LogNewerSchema",
+    "LogUnwritable",
     "NotAnEventLog",
     "UnknownEventTag",
+    "shorten",
 ]
 
 
@@ -19,10 +22,38 @@ class EventLogError(Exception):
     """Base of every error the event log raises."""
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message: a damaged record's field may be
+    megabytes long, and the message must still fit on a screen."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class LogMissing(EventLogError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path}: no such event log")
         self.path = path
+
+
+class LogLocked(EventLogError):
+    """Another writer holds the log (one writer per log): refused at once, naming the holder."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(
+            f"{path}: the log is in use by another writer ({holder}); one gateway per log: stop "
+            "that one first, or give this one another log.path"
+        )
+        self.path = path
+        self.holder = holder
+
+
+class LogUnwritable(EventLogError):
+    """The writer cannot write the log where it is configured (no such folder, no permission,
+    read-only file system)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: cannot write the log there: {why}")
+        self.path = path
+        self.why = why
 
 
 class NotAnEventLog(EventLogError):
@@ -89,8 +120,8 @@ class UnknownEventTag(EventLogError):
     def __init__(self, tag: str, *, where: str = "") -> None:
         place = f"{where}: " if where else ""
         super().__init__(
-            f"{place}unknown event type {tag!r}: the log was written by a build that knows event "
-            "types this one does not"
+            f"{place}unknown event type {shorten(tag)!r}: the log was written by a build that "
+            "knows event types this one does not, or the record was altered"
         )
         self.tag = tag
         self.where = where
@@ -98,7 +129,7 @@ class UnknownEventTag(EventLogError):
 
 class CorruptRecord(EventLogError):
     def __init__(self, where: str, seq: int, why: str) -> None:
-        super().__init__(f"{where}: record {seq}: {why}")
+        super().__init__(f"{where}: record {seq}: {shorten(why, 200)}")
         self.where = where
         self.seq = seq
         self.why = why

@@ -14,7 +14,9 @@ Operators can read the file with plain tools::
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,9 +27,18 @@ import msgspec
 from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append, RawRecord, Recorded
-from events.errors import LogDamaged, LogFull, LogMissing, LogNewerSchema, NotAnEventLog
+from events.errors import (
+    CorruptRecord,
+    LogDamaged,
+    LogFull,
+    LogMissing,
+    LogNewerSchema,
+    LogUnwritable,
+    NotAnEventLog,
+)
 from events.hashchain import GENESIS, Row
 from events.log_events import snapshot_stream
+from events.log_lock import LogHolder, LogLock
 from events.replay import Projection
 from events.store import (
     SNAPSHOT_TAG,
@@ -92,8 +103,12 @@ _RAW_QUERY = (
 class SqliteEventStore(EventStore):
     """A sep2gw event log in one SQLite file. One process writes; any number may read.
 
-    ``create``: make the file if it is missing. ``readonly``: never modify the file (operators' tools
-    open copied logs this way). ``max_bytes``: refuse appends past this file size with ``LogFull``.
+    ``create``: make the file if it is missing. ``readonly``: never modify the file nor create any
+    next to it (operators' tools open copied logs this way, on read-only media too; see
+    :func:`_reader_uri`). ``follow``: a reader that must see a live writer's later appends
+    (``log tail --follow``, the run's timeline). ``max_bytes``: refuse appends past this file size
+    with ``LogFull``. ``exclusive``: take the log's writer lock for ``holder`` (one writer per log,
+    :mod:`events.log_lock`); a second writer is refused with ``LogLocked``; ``close`` releases it.
     """
 
     def __init__(
@@ -103,24 +118,30 @@ class SqliteEventStore(EventStore):
         *,
         create: bool = True,
         readonly: bool = False,
+        follow: bool = False,
         max_bytes: int | None = None,
+        exclusive: LogHolder | None = None,
     ) -> None:
+        if exclusive is not None and readonly:
+            raise ValueError("a read-only store takes no writer lock")
         self.catalogue = catalogue
         self.path = Path(path)
         self.where = str(self.path)
+        self._private: Path | None = None  # a reader's private copy of a log and its WAL
+        self._uri: str | None = None  # how a reader opened the log
         if not self.path.exists():
             if readonly or not create:
                 raise LogMissing(self.where)
+            if not self.path.parent.is_dir():
+                raise LogUnwritable(self.where, f"the folder {self.path.parent} does not exist")
         elif self.path.is_dir():
             raise NotAnEventLog(self.where, "it is a directory")
+        self._writer_lock = None if exclusive is None else LogLock.acquire(self.path, exclusive)
         try:
-            if readonly:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise NotAnEventLog(self.where, f"cannot open: {exc}") from None
+            conn = self._connect(readonly=readonly, follow=follow)
+        except BaseException:
+            self._release()
+            raise
         self._conn = conn
         # The log actor commits from a worker thread while actors read (replay at start) on the event
         # loop's thread: one connection, so a reader must never run inside a writer's transaction.
@@ -129,6 +150,7 @@ class SqliteEventStore(EventStore):
             self._open(readonly=readonly)
         except BaseException:
             conn.close()
+            self._release()
             raise
         if max_bytes is not None:
             # A gateway's flash is finite: past this size appends fail with LogFull, never corrupt.
@@ -136,6 +158,67 @@ class SqliteEventStore(EventStore):
             conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
         self._versions: dict[str, int] = {}
         self._head = self._read_head()
+
+    def _connect(self, *, readonly: bool, follow: bool) -> sqlite3.Connection:
+        try:
+            if not readonly:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA schema_version").fetchone()  # SQLite opens lazily
+                return conn
+            self._uri = self._reader_uri(follow=follow)
+            return sqlite3.connect(
+                self._uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.DatabaseError as exc:
+            if not readonly and _is_cannot_open(exc):
+                raise LogUnwritable(self.where, _cannot_open_why(self.path)) from None
+            if _is_notadb(exc):
+                raise NotAnEventLog(self.where, f"not an SQLite database ({exc})") from None
+            if readonly and not os.access(self.path, os.R_OK):
+                raise NotAnEventLog(
+                    self.where, "cannot open it: no permission to read it"
+                ) from None
+            raise NotAnEventLog(self.where, f"cannot open: {exc}") from None
+        except OSError as exc:
+            raise NotAnEventLog(self.where, f"cannot open: {exc.strerror or exc}") from None
+
+    def _reader_uri(self, *, follow: bool) -> str:
+        """How a reader opens the log without creating or changing a file next to it.
+
+        A log at rest (no ``-wal`` with records in it: a gateway that stopped cleanly, or a copy of
+        its file) is opened ``immutable``: no locks, no ``-wal``/``-shm`` created, works on read-only
+        media. A live log (its ``-wal`` and ``-shm`` exist) and a followed one are opened
+        ``mode=ro`` through SQLite's shared memory, so the writer's later appends are seen; the
+        files it needs are already there. A copy taken with its ``-wal`` but without ``-shm`` holds
+        records only the WAL has: it is read from a private copy in a temporary folder, removed on
+        ``close``, so the original folder is never written.
+        """
+        wal = Path(f"{self.path}-wal")
+        shm = Path(f"{self.path}-shm")
+        live = wal.exists() and shm.exists()
+        # Following needs SQLite's shared memory; on read-only media no writer can append anyway.
+        if live or (follow and os.access(self.path.parent, os.W_OK | os.X_OK)):
+            return f"{self.path.resolve().as_uri()}?mode=ro"
+        if wal.exists() and wal.stat().st_size > 0:
+            self._private = Path(tempfile.mkdtemp(prefix="sep2gw-log-"))
+            copy = self._private / "log.sep2gw"
+            shutil.copyfile(self.path, copy)
+            shutil.copyfile(wal, f"{copy}-wal")
+            return f"{copy.as_uri()}?mode=ro"
+        return f"{self.path.resolve().as_uri()}?immutable=1"
+
+    @property
+    def reader_uri(self) -> str:
+        """The URI a second read-only connection of this log uses (the structural check): the
+        reader's own, so it creates no file either."""
+        return self._uri or f"{self.path.resolve().as_uri()}?mode=ro"
+
+    def _release(self) -> None:
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
 
     # -- opening, schema and migrations ------------------------------------------------------------
 
@@ -155,8 +238,17 @@ class SqliteEventStore(EventStore):
                 self.where,
                 f"an SQLite database of another application (application_id {application_id:#x})",
             )
+        elif version == 0:
+            # Our mark on a file without our tables: a log whose creation never committed, or a
+            # foreign file stamped with our id. Refused: the writer would migrate over whatever the
+            # file holds; the reader has nothing to read.
+            raise NotAnEventLog(
+                self.where, "it bears sep2gw's application id but holds no log schema (version 0)"
+            )
         if version > SCHEMA_VERSION:
             raise LogNewerSchema(self.where, version, SCHEMA_VERSION)
+        if version:
+            self._check_tables()
         if readonly:
             if version < SCHEMA_VERSION:
                 raise NotAnEventLog(
@@ -165,9 +257,23 @@ class SqliteEventStore(EventStore):
                     "open it once read-write",
                 )
             return
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        self._migrate(version)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._migrate(version)
+        except sqlite3.OperationalError as exc:
+            if _is_cannot_write(exc):
+                raise LogUnwritable(self.where, _cannot_open_why(self.path)) from None
+            raise
+
+    def _check_tables(self) -> None:
+        names = {
+            row[0]
+            for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        missing = [name for name in ("events", "head") if name not in names]
+        if missing:
+            raise NotAnEventLog(self.where, f"the log's table(s) {', '.join(missing)} are missing")
 
     def _migrate(self, version: int) -> None:
         conn = self._conn
@@ -190,6 +296,7 @@ class SqliteEventStore(EventStore):
 
     def close(self) -> None:
         self._conn.close()
+        self._release()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -314,7 +421,7 @@ class SqliteEventStore(EventStore):
         GIL while it works, so on a second core it costs the pass nothing. ``parallel=False``, or
         a second connection that cannot be opened, runs it after the pass on this connection.
         """
-        aside = _QuickCheck.start(self.path) if parallel else None
+        aside = _QuickCheck.start(self.reader_uri) if parallel else None
         try:
             report = super().verify(projections)
         except BaseException:
@@ -378,9 +485,7 @@ class SqliteEventStore(EventStore):
             events = catalogue.decode_batch([row[5] for row in rows])
             if events is None:
                 # Some body does not decode: deliver the ones before it, then raise naming it.
-                events_iter: Iterable[Event] = (
-                    catalogue.decode(row[5], where=f"{where}: record {row[0]}") for row in rows
-                )
+                events_iter: Iterable[Event] = (_decode_one(catalogue, where, row) for row in rows)
             else:
                 events_iter = events
             for (seq, stream, version, server_time, monotonic, _, digest), event in zip(
@@ -414,6 +519,15 @@ class SqliteEventStore(EventStore):
             return self._conn.execute(sql, args)
 
 
+def _decode_one(catalogue: Catalogue, where: str, row: Sequence[Any]) -> Event:
+    """One stored body as its event; a body that is not a readable event is a ``CorruptRecord``
+    naming the record (never a decoder's exception, whose text may quote megabytes of body)."""
+    try:
+        return catalogue.decode(row[5], where=f"{where}: record {row[0]}")
+    except msgspec.MsgspecError as exc:
+        raise CorruptRecord(where, row[0], f"the body is not a readable event ({exc})") from None
+
+
 def _quick_check(conn: sqlite3.Connection) -> list[str]:
     """SQLite's check of the file's pages and indexes: ``["ok"]`` or up to five findings."""
     try:
@@ -432,11 +546,9 @@ class _QuickCheck:
         self._thread = threading.Thread(target=self._run, name="sep2gw-quick-check", daemon=True)
 
     @classmethod
-    def start(cls, path: Path) -> _QuickCheck | None:
+    def start(cls, uri: str) -> _QuickCheck | None:
         try:
-            conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         except sqlite3.Error:
             return None  # the caller checks on its own connection
         check = cls(conn)
@@ -471,6 +583,41 @@ def _as_text_rows(
 def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc)
+
+
+def _is_notadb(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_NOTADB
+
+
+def _is_cannot_open(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+    )
+
+
+def _is_cannot_write(exc: sqlite3.DatabaseError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_IOERR,
+    )
+
+
+def _cannot_open_why(path: Path) -> str:
+    """Why SQLite could not open or write the log at ``path``, in the operator's terms."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"the file system of {folder} is read-only"
+    except OSError:
+        pass
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"no permission to write in the folder {folder}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only (no permission to write it)"
+    return f"SQLite cannot create or write the log or its -wal/-shm files in {folder}"
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 
 from events.catalogue import Catalogue
-from events.errors import LogDamaged, UnknownEventTag
+from events.errors import LogDamaged, UnknownEventTag, shorten
 from events.hashchain import GENESIS, Row, first_broken_link
 from events.log_events import Snapshot, snapshot_stream
 from events.replay import Projection
@@ -156,7 +156,7 @@ class ChainCheck:
             stream = row[1]
             version = versions.get(stream, 0) + 1
             if row[2] != version:
-                why = f"stream {stream!r} version {row[2]}, expected {version}"
+                why = f"stream {shorten(stream)!r} version {row[2]}, expected {version}"
                 bad = Finding(expected - 1, Check.VERSION, Problem(seq, why))
                 break
             versions[stream] = version
@@ -255,7 +255,10 @@ class BodyCheck:
                     self.finding = Finding(
                         base + index,
                         Check.TAG,
-                        Problem(row[0], f"row says type {row[3]!r} but the body is {tag!r}"),
+                        Problem(
+                            row[0],
+                            f"row says type {shorten(row[3])!r} but the body is {shorten(tag)!r}",
+                        ),
                     )
                     return self.finding
                 if index == stop_row:
@@ -288,9 +291,9 @@ class BodyCheck:
             try:
                 event = catalogue.decode(row[6])
             except UnknownEventTag as exc:
-                why = f"unknown event type {exc.tag!r}"
+                why = f"unknown event type {shorten(exc.tag)!r}"
             except msgspec.MsgspecError as exc:
-                why = f"body does not decode as {row[3]!r}: {exc}"
+                why = f"body does not decode as {shorten(row[3])!r}: {shorten(str(exc), 200)}"
             else:
                 tags.append(_stored_tag(row[6]))
                 events.append(event)

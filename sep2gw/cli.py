@@ -15,6 +15,7 @@ from typing import Any
 
 from sep2gw import __version__
 from sep2gw.commands import COMMANDS, load
+from sep2gw.exits import EXIT_CODES_HELP, OK, report_failure
 
 __all__ = ["build_parser", "command_of", "main"]
 
@@ -55,6 +56,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sep2gw",
         description="IEEE 2030.5 DER client for battery gateways, with a replayable event log.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sep2gw {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -67,17 +70,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code (``sep2gw.exits``: the same convention for every command).
+
+    Nothing escapes as a traceback: an error that leaves a command (from inside task groups too)
+    is reported by ``sep2gw.exits.report_failure`` as one line naming what was wrong.
+    """
     if argv is None:
         argv = sys.argv[1:]
     command = command_of(argv)
-    parser = build_parser(command if command in COMMANDS else "")
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser(command if command in COMMANDS else "")
+        args = parser.parse_args(argv)  # a usage error exits 2 (argparse), --help and --version 0
         code: int = args.handler(args)
-    except KeyboardInterrupt:
-        return 130
+    except SystemExit:
+        raise
     except BrokenPipeError:
         # `sep2gw log export … | head`: the reader went away; not an error of ours.
         sys.stderr.close()
-        return 0
+        return OK
+    except BaseException as exc:  # the one place every failure becomes a message
+        return report_failure(command or "", exc)
     return code

@@ -13,6 +13,7 @@ the old instance.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.envelope import Append
 from events.log_events import PreviousLogSetAside
+from events.log_lock import LogHolder, LogLock
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
@@ -60,6 +62,7 @@ from events.telemetry import IntervalSummary
 from sep2gw import __version__
 from sep2gw.config import Config
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
+from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
 from statemachines.controls import CoreConfig
 from statemachines.registration import RegistrationConfig
@@ -145,7 +148,8 @@ class _Unit:
         reachable = to_controls.clone()
 
         async def on_reachable(online: bool) -> None:
-            await reachable.send(LinkState(online=online))
+            reason = "" if online else link.last_failure
+            await reachable.send(LinkState(online=online, reason=reason))
 
         url = urlsplit(config.server.url)
         client = HttpsClient(
@@ -281,12 +285,8 @@ class Gateway:
         )
         self.lfdi = lfdi_from_der(certificate_der(chain[0]), self.profile.identity)
         self.sfdi = sfdi_from_lfdi(self.lfdi)
-        password_env = config.tls.key_password_env
-        password = (
-            os.environ[password_env].encode()
-            if password_env and password_env in os.environ
-            else None
-        )
+        # A configured variable that is unset or empty is refused (PreflightFailed), never prompted.
+        password = load_key_password(config, os.environ)
         self.tls_context: ssl.SSLContext = client_context(
             TlsMaterial(
                 str(config.path(config.tls.certificate)),
@@ -298,9 +298,23 @@ class Gateway:
             extra_ciphers=tuple(config.tls.extra_ciphers),
         )
         self.log_path = Path(config.path(config.log.path))
-        #: The configured log file is evidence: it is verified before it is trusted, and its head
-        #: is signed with the device key (a simulation's in-memory store is neither).
+        #: The configured log file is evidence and the gateway's own: locked for one writer for the
+        #: gateway's life (a second gateway is refused at once, naming this one), verified before
+        #: it is trusted, its head signed with the device key, closed when the gateway stops. A
+        #: store handed in (a simulation's in-memory log) is none of these.
         self._evidence = self.options.store is None
+        self._lock = (
+            LogLock.acquire(
+                self.log_path,
+                LogHolder(
+                    pid=os.getpid(),
+                    started=Clock(wall_at_start=self.options.wall_at_start).server_time(),
+                    host=socket.gethostname(),
+                ),
+            )
+            if self._evidence
+            else None
+        )
         self._signer = (
             DeviceSigner(
                 load_private_key(
@@ -311,7 +325,10 @@ class Gateway:
             if self._evidence
             else None
         )
-        self.store: EventStore = self.options.store or self._open_log()
+        #: The log; a configured file is opened by :meth:`run`, once it has been verified.
+        self.store: EventStore
+        if self.options.store is not None:
+            self.store = self.options.store
         self.actors: dict[str, Any] = {}
         self._group: anyio.abc.TaskGroup | None = None
         self.clock: Clock
@@ -320,24 +337,24 @@ class Gateway:
     def _open_log(self) -> SqliteEventStore:
         return SqliteEventStore(self.log_path, CATALOGUE, max_bytes=self.config.log.max_bytes)
 
-    async def _trust_or_set_aside(self) -> None:
-        """Issue 16: a log is folded into decisions only if it verifies. One that does not is kept,
-        untouched, under another name as evidence; a new log starts with a record naming it and
-        what was wrong, and the gateway rediscovers everything from the server."""
-        if not self._evidence or self.store.head().seq == 0:
-            return
+    async def _open_trusted_log(self) -> SqliteEventStore:
+        """Issue 16: a log is folded into decisions only if it verifies, and it is verified before
+        the writer opens it (a writer's connection would checkpoint its WAL into it). One that does
+        not verify is kept, untouched, under another name as evidence; a new log starts with a
+        record naming it and what was wrong, and the gateway rediscovers everything from the
+        server. A file that is not ours, or of a newer schema, is refused as before."""
+        if not self.log_path.exists():
+            return self._open_log()
         if self.options.log_in_thread:
             verdict = await anyio.to_thread.run_sync(verify_for_start, self.log_path, CATALOGUE)
         else:
             verdict = verify_for_start(self.log_path, CATALOGUE)
         if verdict.ok:
-            return
-        assert isinstance(self.store, SqliteEventStore)
-        self.store.close()
+            return self._open_log()
         kept = set_aside(self.log_path, now=self.clock.server_time())
-        self.store = self._open_log()
+        store = self._open_log()
         reading = self.clock.read()
-        self.store.append(
+        store.append(
             [
                 Append(
                     stream=RUNTIME_STREAM,
@@ -354,12 +371,14 @@ class Gateway:
                 )
             ]
         )
+        return store
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; a clean stop is recorded in the log."""
         self.clock = Clock(wall_at_start=self.options.wall_at_start)
         self.rng = RandomSource(self.options.seed)
-        await self._trust_or_set_aside()
+        if self._evidence:
+            self.store = await self._open_trusted_log()
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
@@ -396,6 +415,10 @@ class Gateway:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
             if checkpoints is not None:
                 checkpoints.checkpoint_now()  # the last records are signed too
+            if self._evidence:
+                self.store.close()
+                assert self._lock is not None
+                self._lock.release()  # another gateway may take the log now
             if self._owns_driver:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self.driver.aclose()

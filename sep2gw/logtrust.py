@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from events.base import tag_of
 from events.catalogue import Catalogue
 from events.envelope import Append
-from events.errors import EventLogError
+from events.errors import EventLogError, LogDamaged
 from events.log_events import LogCheckpoint
 from events.sqlite_store import SqliteEventStore
 from events.store import EventStore, Head
@@ -259,13 +259,15 @@ class StartVerdict(msgspec.Struct, frozen=True, kw_only=True):
 
 def verify_for_start(path: Path, catalogue: Catalogue) -> StartVerdict:
     """Verify a log before any of it is folded into a decision (issue 16: a tampered log was
-    trusted on restart). Runs in a worker thread: a month of records takes a few seconds."""
+    trusted on restart). Runs in a worker thread: a month of records takes a few seconds. A file
+    that is not one of our logs, or of a newer schema, raises as on any open (the operator named the
+    wrong file: nothing to set aside); a damaged one is a verdict."""
     started = time.perf_counter()
     try:
         with SqliteEventStore(path, catalogue, readonly=True) as store:
             report = store.verify()
             checkpoints = check_checkpoints(store) if report.ok else None
-    except EventLogError as exc:
+    except LogDamaged as exc:
         return StartVerdict(ok=False, records=0, head=Head(0, bytes(32)), finding=str(exc))
     took = time.perf_counter() - started
     if not report.ok:

@@ -318,9 +318,9 @@ class Timeline:
                     ", will retry" if e.retry else ""
                 )
             case CommsLost():
-                why = self._last_link_failure
-                return "COMMS LOST: following the known schedule, responses queued" + (
-                    f" (last failure: {why}; `sep2gw probe` checks the link)" if why else ""
+                why = e.reason or self._last_link_failure
+                return f"COMMS LOST{f' ({why})' if why else ''}: following the known schedule, " + (
+                    "responses queued" + ("; `sep2gw probe` checks the link" if why else "")
                 )
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"

@@ -516,11 +516,12 @@ class ControlsCore:
         return out
 
     # ----------------------------------------------------------------- comms
-    def comms_lost(self, now: float, draw: Draw) -> list[Event]:
-        """§4 rule 12: keep executing the known schedule, then the default; Responses queue."""
+    def comms_lost(self, now: float, draw: Draw, reason: str = "") -> list[Event]:
+        """§4 rule 12: keep executing the known schedule, then the default; Responses queue.
+        ``reason``: the link failure, recorded so the log says why comms were lost."""
         out: list[Event] = []
         if self.state.online:
-            self._emit(out, CommsLost(at_s=now))
+            self._emit(out, CommsLost(at_s=now, reason=reason))
         self._advance(out, now, draw)
         return out
 

@@ -145,6 +145,15 @@ def _cipher_string(extra_ciphers: Sequence[str]) -> str:
     return f"{joined}@{level}" if level else joined
 
 
+def _no_password() -> bytes:
+    """The password callback when none is configured: an encrypted key is refused, never prompted
+    for (OpenSSL's default callback reads the terminal and blocks a service forever)."""
+    raise TlsConfigError(
+        "the private key is encrypted and no password is configured (sep2gw never prompts: set "
+        "tls.key_password_env, or --key-password-env, to the variable that holds it)"
+    )
+
+
 def _configure(
     ctx: ssl.SSLContext,
     material: TlsMaterial,
@@ -169,7 +178,14 @@ def _configure(
     except (OSError, ssl.SSLError) as exc:
         raise TlsConfigError(f"CA file {material.ca}: {exc}") from exc
     try:
-        ctx.load_cert_chain(material.chain, material.key, password=material.key_password)
+        ctx.load_cert_chain(
+            material.chain,
+            material.key,
+            # Never OpenSSL's terminal prompt: a gateway has no one at the keyboard.
+            password=material.key_password if material.key_password is not None else _no_password,
+        )
+    except TlsConfigError:
+        raise
     except ssl.SSLError as exc:
         raise TlsConfigError(
             f"certificate {material.chain} / key {material.key}: {exc.reason or exc} "

@@ -13,8 +13,10 @@ import anyio
 from actors.clock import Clock
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import NotSunSpec, SunSpecDriver
+from sep2gw.exits import BAD_INPUT, OK, first_leaf
 from sep2gw.sim.battery import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
+from sep2gw.stopping import stop_on_signals
 from transport.modbus import ModbusError
 from transport.sunspec import SunSpecError, UnknownModel, model_def
 
@@ -81,6 +83,7 @@ def _sim_battery(args: argparse.Namespace) -> int:
         sim = SimBattery(params, SiteParams(), seed=args.seed, start_s=clock.server_time())
         server = SimModbusServer(sim, clock=clock.server_time)
         async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_signals, tg.cancel_scope)
             port = await tg.start(
                 lambda task_status: server.serve(
                     host=args.host, port=args.port, task_status=task_status
@@ -93,12 +96,17 @@ def _sim_battery(args: argparse.Namespace) -> int:
 
     try:
         anyio.run(run, backend="trio")
-    except OSError as exc:
+    except BaseException as exc:
+        busy = first_leaf(exc, OSError)
+        if busy is None:
+            raise
         print(
-            f"sep2gw sim-battery: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+            f"sep2gw sim-battery: cannot listen on {args.host}:{args.port}: {busy.strerror or busy}",
+            file=sys.stderr,
         )
-        return 1
-    return 0
+        return BAD_INPUT
+    print("sep2gw sim-battery: stopped", file=sys.stderr)
+    return OK
 
 
 async def scan(

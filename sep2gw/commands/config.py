@@ -1,13 +1,28 @@
-"""``sep2gw check-config FILE``: validate a gateway configuration without touching anything else."""
+"""``sep2gw check-config FILE``: check that ``sep2gw run --config FILE`` can run, without running it.
+
+Besides the file itself it loads what ``run`` loads and checks what ``run`` needs
+(``sep2gw.preflight``): certificate chain, key and CA and their agreement, ECDSA P-256, validity
+windows, key permissions, the PIN's check digit, the log folder and an existing log. Exit 0 when
+``run`` can start (warnings aside), 2 naming every problem otherwise (``sep2gw.exits``).
+
+``--online`` then reaches what ``run`` reaches, as the commissioning tools do: the server (as
+``sep2gw probe``: mutual TLS with the configured identity, GET DeviceCapability) and the battery (as
+``sep2gw modbus scan``: the SunSpec models). A link that fails exits 1, a server without a
+DeviceCapability or a device that is not SunSpec exits 3.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from sep2gw.config import ConfigError, load_config
+from sep2gw.config import Config, ConfigError, load_config
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, FAILED, OK
+from sep2gw.preflight import check_site, errors_of
 
 __all__ = ["register"]
 
@@ -17,6 +32,11 @@ def register(commands: Any) -> None:
         "check-config", help="validate a configuration file; exit 0 only if it is usable"
     )
     parser.add_argument("path", type=Path)
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="also reach the server (as probe) and the battery (as modbus scan)",
+    )
     parser.set_defaults(handler=_check)
 
 
@@ -24,10 +44,15 @@ def _check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.path)
     except ConfigError as exc:
-        print(f"{exc.source}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
+        _problems(exc.source, exc.problems)
+        return BAD_INPUT
+    findings = check_site(config, now=time.time(), environ=os.environ)
+    for warning in (f for f in findings if f.warning):
+        print(f"{args.path}: {warning}", file=sys.stderr)
+    errors = errors_of(findings)
+    if errors:
+        _problems(str(args.path), [str(e) for e in errors])
+        return BAD_INPUT
     print(f"{args.path}: ok")
     print(
         f"  server   {config.server.url}{config.server.dcap_path} (profile {config.server.profile})"
@@ -41,4 +66,102 @@ def _check(args: argparse.Namespace) -> int:
     )
     print(f"  battery  {battery.driver}{where}")
     print(f"  log      {config.path(config.log.path)}")
-    return 0
+    if args.online:
+        return _online(config)
+    return OK
+
+
+def _online(config: Config) -> int:
+    """Reach the server and the battery as ``run`` will; print what each said."""
+    import anyio
+
+    results = anyio.run(_reach, config)
+    code = OK
+    for what, verdict, text in results:
+        print(f"  {what:<8} {text}" if verdict == OK else f"  {what:<8} FAILED: {text}")
+        if verdict != OK:
+            print(f"{what}: {text}", file=sys.stderr)
+            code = max(code, verdict)
+    return code
+
+
+async def _reach(config: Config) -> list[tuple[str, int, str]]:
+    from urllib.parse import urlsplit
+
+    from lxml import etree
+
+    from actors.https import HttpsClient
+    from sep2gw.commands.probe import summarise_dcap
+    from sep2gw.preflight import load_key_password
+    from transport.errors import LinkError
+    from transport.tls import TlsMaterial, client_context
+
+    results: list[tuple[str, int, str]] = []
+    url = urlsplit(config.server.url)
+    context = client_context(
+        TlsMaterial(
+            str(config.path(config.tls.certificate)),
+            str(config.path(config.tls.key)),
+            str(config.path(config.tls.ca)),
+            load_key_password(config, os.environ),
+        ),
+        alpn=("h2", "http/1.1") if config.server.http2 else ("http/1.1",),
+        extra_ciphers=tuple(config.tls.extra_ciphers),
+    )
+    where = f"{url.hostname}:{url.port or 443}{config.server.dcap_path}"
+    timeout = config.server.request_timeout_s
+    try:
+        async with HttpsClient(
+            url.hostname or "",
+            url.port or 443,
+            context,
+            connect_timeout_s=timeout,
+            request_timeout_s=timeout,
+            max_response_bytes=256 * 1024,
+        ) as client:
+            info = await client.connect()
+            response = await client.get(config.server.dcap_path)
+    except LinkError as exc:
+        results.append(("server", FAILED, f"{where}: {type(exc).__name__}: {exc}"))
+    else:
+        if response.status != 200:
+            results.append(("server", CHECK_FAILED, f"{where}: HTTP {response.status}"))
+        else:
+            try:
+                summary = summarise_dcap(response.body)
+            except (ValueError, etree.XMLSyntaxError) as exc:
+                results.append(("server", CHECK_FAILED, f"{where}: not a DeviceCapability: {exc}"))
+            else:
+                results.append(
+                    ("server", OK, f"{where}: {info.version} {info.cipher}, {len(summary)} links")
+                )
+    results.append(await _reach_battery(config))
+    return results
+
+
+async def _reach_battery(config: Config) -> tuple[str, int, str]:
+    battery = config.battery
+    if battery.driver != "sunspec" or battery.host is None:
+        return ("battery", OK, f"{battery.driver}: nothing to reach over the network")
+    from actors.drivers.sunspec import NotSunSpec
+    from sep2gw.commands.battery import scan
+    from transport.modbus import ModbusError
+    from transport.sunspec import SunSpecError
+
+    where = f"{battery.host}:{battery.port} unit {battery.unit_id}"
+    try:
+        models = await scan(
+            battery.host, battery.port, unit=battery.unit_id, timeout_s=battery.timeout_s
+        )
+    except NotSunSpec as exc:
+        return ("battery", CHECK_FAILED, f"{where}: {exc}")
+    except (ModbusError, SunSpecError) as exc:
+        return ("battery", FAILED, f"{where}: {exc}")
+    ids = ", ".join(str(m["id"]) for m in models)
+    return ("battery", OK, f"{where}: SunSpec models {ids}")
+
+
+def _problems(source: str, problems: list[str]) -> None:
+    print(f"{source}: {len(problems)} problem(s):", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)

@@ -5,8 +5,9 @@ same check as ``sep2gw log verify``) in the same pass that folds it through the 
 folds. A log that does not verify is refused, naming the first bad record, unless ``--force``; then
 every output says loudly that it did not verify.
 
-Exit codes: 0 done; 1 a bad argument (an unknown mRID, an unreadable time or zone); 2 the log was
-refused (it did not verify) or could not be read as a sep2gw log.
+Exit codes (``sep2gw.exits``): 0 done; 2 a bad argument (an unknown mRID, an unreadable time or
+zone, an output that cannot be written) or a file that cannot be read as a sep2gw log; 3 the log
+was refused: it did not verify.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from events.envelope import Recorded
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.forensics.compliance import (
     ComplianceRow,
     ComplianceSettings,
@@ -46,11 +48,12 @@ from sep2gw.forensics.render import (
 )
 from sep2gw.forensics.report import render_report
 
-__all__ = ["EXIT_BAD_ARGUMENT", "EXIT_OK", "EXIT_REFUSED", "register"]
+__all__ = ["EXIT_BAD_ARGUMENT", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNREADABLE", "register"]
 
-EXIT_OK = 0
-EXIT_BAD_ARGUMENT = 1
-EXIT_REFUSED = 2
+EXIT_OK = OK
+EXIT_BAD_ARGUMENT = BAD_INPUT
+EXIT_UNREADABLE = BAD_INPUT
+EXIT_REFUSED = CHECK_FAILED
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +191,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
             store = SqliteEventStore(args.log, CATALOGUE, readonly=True)
         except EventLogError as exc:
             print(f"sep2gw {name}: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
+            return EXIT_UNREADABLE
         with store:
             try:
                 at = [t for t in (args.instants["at"],) if t is not None]

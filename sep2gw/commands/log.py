@@ -1,7 +1,7 @@
 """``sep2gw log …``: inspect, tail, export and verify an event log file without modifying it.
 
-Exit codes: 0 success (for ``verify``: the log is intact), 1 the log failed verification, 2 the file
-could not be read as a sep2gw log (missing, foreign, corrupt, newer schema).
+Exit codes (``sep2gw.exits``): 0 success (for ``verify``: the log is intact), 2 the file could not be
+read as a sep2gw log (missing, foreign, corrupt, newer schema), 3 the log failed verification.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from events.times import not_a_date, utc_datetime
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.projections import PROJECTIONS
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_BAD_LOG = 1
-EXIT_UNREADABLE = 2
+EXIT_OK = OK
+EXIT_UNREADABLE = BAD_INPUT
+EXIT_BAD_LOG = CHECK_FAILED
 FOLLOW_POLL_S = 0.5
 
 
@@ -77,7 +78,10 @@ def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         try:
-            store = SqliteEventStore(args.path, CATALOGUE, readonly=True)
+            # --follow reads a live writer's appends through SQLite's shared memory; the rest open
+            # the file as it is, creating nothing next to it (read-only media, copies off a site).
+            follow = bool(getattr(args, "follow", False))
+            store = SqliteEventStore(args.path, CATALOGUE, readonly=True, follow=follow)
         except EventLogError as exc:
             print(f"sep2gw log: {exc}", file=sys.stderr)
             return EXIT_UNREADABLE

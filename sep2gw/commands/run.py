@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,11 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from events.errors import EventLogError
+from events.control_events import CommsLost
+from events.envelope import Recorded
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
+from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
+from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
+from sep2gw.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from sep2gw.simserver import Scenario
@@ -113,20 +118,43 @@ def _run(args: argparse.Namespace) -> int:
         args.speed = DEMO_SPEED
     if args.speed <= 0 or not math.isfinite(args.speed):
         print("sep2gw run: --speed must be a positive number", file=sys.stderr)
-        return 2
+        return BAD_INPUT
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        print(
+            f"sep2gw run: --duration {args.duration:g} must be a positive number of seconds",
+            file=sys.stderr,
+        )
+        return BAD_INPUT
     try:
         if args.config is not None:
             config = load_config(args.config)
+            _preflight(config, str(args.config))
             return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
         return _start_demo(args)
     except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
-        return 2
-    except EventLogError as exc:
-        print(f"sep2gw run: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        return BAD_INPUT
+    except PreflightFailed as exc:
+        print(f"sep2gw run: {exc.source}: cannot run:", file=sys.stderr)
+        for finding in errors_of(exc.findings):
+            print(f"  {finding}", file=sys.stderr)
+        print(f"  (sep2gw check-config {exc.source} checks it all)", file=sys.stderr)
+        return BAD_INPUT
+    # Anything else (a log another gateway holds, a damaged log, a disk full) is reported by the
+    # CLI's one failure path, unwrapped from the task groups: sep2gw.exits.
+
+
+def _preflight(config: Config, source: str) -> None:
+    """Refuse before starting, with check-config's words, what would fail deep in the TLS stack:
+    the identity as run loads it (sep2gw.preflight.check_identity)."""
+    findings = [
+        *check_identity(config, now=time.time(), environ=os.environ),
+        *check_driver(config),
+    ]
+    for warning in (f for f in findings if f.warning):
+        print(f"sep2gw run: {warning}", file=sys.stderr)
+    if errors_of(findings):
+        raise PreflightFailed(source, findings)
 
 
 def _pin_line(scenario: Scenario) -> str:
@@ -151,24 +179,60 @@ def _start_demo(args: argparse.Namespace) -> int:
         return 2
 
 
-async def _stop_on_signals(cancel: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
-            cancel.cancel()
-            return
-
-
 def _timeline(telemetry_every_s: float = 60.0) -> Timeline:
     from sep2gw.timeline import Timeline
 
     return Timeline(telemetry_every_s=telemetry_every_s)
 
 
-async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
+def probe_command(config: Config) -> str:
+    """``sep2gw probe`` with this configuration's server and identity: the first thing to run when
+    the server is unreachable (it names the TLS alert, the refusal or the timeout)."""
+    tls = config.tls
+    words = [
+        "sep2gw",
+        "probe",
+        f"{config.server.url}{config.server.dcap_path}",
+        "--cert",
+        str(config.path(tls.certificate)),
+        "--key",
+        str(config.path(tls.key)),
+        "--ca",
+        str(config.path(tls.ca)),
+    ]
+    if tls.key_password_env:
+        words += ["--key-password-env", tls.key_password_env]
+    if not config.server.http2:
+        words.append("--http1")
+    for cipher in tls.extra_ciphers:
+        words += ["--extra-cipher", cipher]
+    return shlex.join(words)
+
+
+class TimelinePrinter:
+    """Prints the timeline's line for each record; after the first COMMS LOST line, once, the
+    ``on_comms_lost`` hint (what to run to see why)."""
+
+    def __init__(self, timeline: Timeline, *, quiet: bool, on_comms_lost: str | None = None):
+        self.timeline = timeline
+        self.quiet = quiet
+        self._hint = on_comms_lost
+
+    def show(self, record: Recorded) -> None:
+        line = self.timeline.line(record)
+        if line and not self.quiet:
+            print(line, flush=True)
+            if self._hint is not None and isinstance(record.event, CommsLost):
+                print(f"  to see why, run: {self._hint}", flush=True)
+                self._hint = None
+
+
+async def _print_timeline(path: Path, printer: TimelinePrinter) -> None:
     """Follow the log file as the gateway writes it (a separate read-only connection)."""
     after = 0
     reader: SqliteEventStore | None = None
     followed: int | None = None  # the inode followed: a log set aside at start is replaced
+    show = printer.show
     try:
         while True:
             try:
@@ -179,35 +243,37 @@ async def _print_timeline(path: Path, timeline: Timeline, quiet: bool) -> None:
                 reader.close()  # the gateway set that log aside; follow the new one from record 1
                 reader, after = None, 0
             if reader is None and inode is not None:
-                reader = SqliteEventStore(path, CATALOGUE, readonly=True)
+                reader = SqliteEventStore(path, CATALOGUE, readonly=True, follow=True)
                 followed = inode
             if reader is not None:
                 for record in reader.read(after + 1):
                     after = record.seq
-                    line = timeline.line(record)
-                    if line and not quiet:
-                        print(line, flush=True)
+                    show(record)
             await anyio.sleep(0.25)
     finally:
         if reader is not None:
             for record in reader.read(after + 1):  # what arrived since the last poll
-                line = timeline.line(record)
-                if line and not quiet:
-                    print(line, flush=True)
+                show(record)
             reader.close()
 
 
 async def _run_configured(config: Config, args: argparse.Namespace) -> int:
     log_path = config.path(config.log.path)
+    # Made before any task group: a refusal (the log held by another gateway, a damaged log) is
+    # the typed error itself, not an exception group.
+    gateway = Gateway(config)
     print(
         f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
         flush=True,
     )
     async with anyio.create_task_group() as nursery:
-        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
-            nursery.start_soon(_print_timeline, log_path, _timeline(), args.quiet)
-        async with Gateway(config):
+            printer = TimelinePrinter(
+                _timeline(), quiet=args.quiet, on_comms_lost=probe_command(config)
+            )
+            nursery.start_soon(_print_timeline, log_path, printer)
+        async with gateway:
             if args.duration is not None:
                 await anyio.sleep(args.duration)
             else:
@@ -239,7 +305,7 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         flush=True,
     )
     async with anyio.create_task_group() as nursery:
-        nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+        nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         server = SimUtilityServer(scenario, server_material(pki), clock=clock)
         http_port = await nursery.start(server.serve_tcp)
         modbus_port = await nursery.start(SimModbusServer(sim, clock=clock.now).serve)
@@ -257,9 +323,8 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
             print(f"sep2gw demo: utility server: {server.validation_off}", file=sys.stderr)
         log_path = config.path(config.log.path)
         if not args.quiet:
-            nursery.start_soon(
-                _print_timeline, log_path, _timeline(telemetry_every_s=15), args.quiet
-            )
+            printer = TimelinePrinter(_timeline(telemetry_every_s=15), quiet=args.quiet)
+            nursery.start_soon(_print_timeline, log_path, printer)
         async with Gateway(config):
             await anyio.sleep(duration)
         await anyio.sleep(0.3)  # let the printer catch the last records

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from sep2gw.exits import BAD_INPUT, OK, first_leaf
 from sep2gw.simserver import (
     Action,
     CancelControl,
@@ -26,6 +27,7 @@ from sep2gw.simserver import (
     load_scenario,
     server_material,
 )
+from sep2gw.stopping import stop_on_signals
 from transport.tls import TlsConfigError
 
 __all__ = ["describe_action", "register"]
@@ -131,6 +133,7 @@ def _sim_server(args: argparse.Namespace) -> int:
             on_action=None if args.quiet else on_action,
         )
         async with anyio.create_task_group() as group:
+            group.start_soon(stop_on_signals, group.cancel_scope)
             port = await group.start(
                 lambda task_status: server.serve_tcp(
                     host=args.host, port=args.port, task_status=task_status
@@ -146,12 +149,18 @@ def _sim_server(args: argparse.Namespace) -> int:
 
     try:
         anyio.run(run, backend="trio")
-    except TlsConfigError as exc:
-        print(f"sep2gw sim-server: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except BaseException as exc:
+        bad = first_leaf(exc, TlsConfigError)
+        if bad is not None:
+            print(f"sep2gw sim-server: {bad}", file=sys.stderr)
+            return BAD_INPUT
+        busy = first_leaf(exc, OSError)
+        if busy is None:
+            raise
         print(
-            f"sep2gw sim-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+            f"sep2gw sim-server: cannot listen on {args.host}:{args.port}: {busy.strerror or busy}",
+            file=sys.stderr,
         )
-        return 1
-    return 0
+        return BAD_INPUT
+    print("sep2gw sim-server: stopped", file=sys.stderr)
+    return OK

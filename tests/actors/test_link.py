@@ -24,7 +24,7 @@ from events.link_events import ListCapped
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from statemachines.registration import BackoffPolicy
-from transport.errors import ConnectionReset
+from transport.errors import ConnectionReset, UnknownCA
 from transport.http.messages import Headers, Response
 from transport.sep2 import encode
 from transport.sep2 import resources as r
@@ -283,3 +283,39 @@ async def test_bounded_lists_all_beyond_the_cap_is_not_followed_and_is_recorded(
     ids, reasons = await capped(server)
     assert len(ids) == MAX_PAGES * PAGE_SIZE and len(server.requests) == MAX_PAGES
     assert reasons == [f"all=1000000, beyond the {MAX_PAGES * PAGE_SIZE} items a list may hold"]
+
+
+class Unreachable(Server):
+    """Fails every request as a server from another CA does: the TLS alert, classified."""
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes = b"",
+        headers: Headers = (),
+        timeout_s: float | None = None,
+    ) -> Response:
+        raise UnknownCA("the server's chain does not verify against the configured CA")
+
+
+async def test_comms_loss_says_why_the_link_keeps_the_typed_failure() -> None:
+    """Issue 16 point 8: the reason the server is unreachable is the link's typed failure."""
+    seen: list[bool] = []
+
+    async def on_reachable(online: bool) -> None:
+        seen.append(online)
+
+    link = Link(
+        cast(HttpsClient, Unreachable(b"")),
+        clock=Clock(wall_at_start=1_700_000_000.0),
+        on_reachable=on_reachable,
+    )
+    assert link.last_failure == ""
+    with pytest.raises(UnknownCA):
+        await link.get("/tm", r.Time)
+    assert seen == [False]
+    assert link.last_failure == (
+        "UnknownCA: the server's chain does not verify against the configured CA"
+    )

@@ -159,7 +159,7 @@ def test_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     conn.commit()
     conn.close()
     code, out, err = run(capsys, "log", "verify", str(path))
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     assert f"{path}: record 5: hash chain broken" in err
 
 

@@ -134,10 +134,30 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_check_config_command(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # check-config loads the identity as run does: it needs real certificates, not placeholders
+    assert main(["certs", "init", str(site / "pki")]) == 0
+    for name, made in (
+        ("device.pem", "device.pem"),
+        ("device.key", "device.key"),
+        ("serca.pem", "ca.pem"),
+    ):
+        (site / "certs" / name).write_bytes((site / "pki" / made).read_bytes())
+    (site / "certs" / "device.key").chmod(0o600)
     path = write(site, GOOD)
     assert main(["check-config", str(path)]) == 0
     assert "192.0.2.10:502 unit 3" in capsys.readouterr().out
     write(site, GOOD.replace("unit_id = 3", "unit_id = 300"))
-    assert main(["check-config", str(path)]) == 1
+    assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "1 problem(s)" in err and "battery.unit_id" in err
+
+
+def test_check_config_loads_the_identity_run_would_load(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The placeholders of the fixture are files but no certificates: run could not use them."""
+    path = write(site, GOOD)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tls.certificate: " in err and "is not a PEM certificate" in err
+    assert "tls.ca: " in err and "tls.key: " in err

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from events.control_events import (
     NOT_SENT,
     CancelDelayDrawn,
+    CommsLost,
     ControlGap,
     ControlIgnored,
     ControlRemoved,
@@ -523,6 +524,13 @@ def test_rule12_comms_loss_keeps_schedule_then_default_and_queues_responses() ->
     assert h.in_force(200)["export_limit_w"] == (5000.0, "default:P1")
     h.log += h.core.comms_restored(210, draw_max)
     assert [int(r.status) for r in h.core.responses_to_send()] == [2, 3]
+
+
+def test_rule12_comms_loss_records_why_the_server_was_unreachable() -> None:
+    h = Harness()
+    events = h.core.comms_lost(50, draw_max, "LinkTimeout: no answer within 30 s")
+    lost = [e for e in events if isinstance(e, CommsLost)]
+    assert [e.reason for e in lost] == ["LinkTimeout: no answer within 30 s"]
 
 
 # -- rule 13: restart ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from sep2gw.cli import main
-from sep2gw.commands.forensics import EXIT_BAD_ARGUMENT, EXIT_OK, EXIT_REFUSED
+from sep2gw.commands.forensics import EXIT_BAD_ARGUMENT, EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE
 from sep2gw.forensics.compliance import ComplianceRow
 from tests.sep2gw.forensics.worlds import logs
 
@@ -101,9 +101,9 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello")
     code, _, err = run("explain", str(path), "--at", "0")
-    assert code == EXIT_REFUSED and "notes.txt" in err
+    assert code == EXIT_UNREADABLE and "notes.txt" in err
     code, _, err = run("replay", str(tmp_path / "missing.sep2gw"))
-    assert code == EXIT_REFUSED and "missing.sep2gw" in err
+    assert code == EXIT_UNREADABLE and "missing.sep2gw" in err
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from events.control_events import ControlStarted, LimitsInForceChanged
+from events.control_events import CommsLost, ControlStarted, LimitsInForceChanged
 from events.hardware_events import LimitsApplied
 from events.log_events import LogCheckpoint
 from events.registry import CATALOGUE
@@ -143,3 +143,49 @@ def test_section2_4_the_demo_gateway_configures_the_pin_the_scenario_gives_it() 
     assert _pin_line(parse_scenario("[gateway]\npin = 111115\n[server]\npin = 3\n")) == (
         "pin = 111115\n"
     )
+
+
+def test_the_first_comms_lost_says_why_and_names_the_probe_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 point 8: the console says why comms were lost and, the first time, what to run."""
+    from sep2gw.commands.run import TimelinePrinter, probe_command
+    from sep2gw.config import parse_config
+    from sep2gw.timeline import Timeline
+
+    config = parse_config(PROBED, source="site.toml", base_dir=tmp_path, check_files=False)
+    printer = TimelinePrinter(Timeline(), quiet=False, on_comms_lost=probe_command(config))
+    path = tmp_path / "site.sep2gw"
+    with SqliteEventStore(path, CATALOGUE) as store:
+        for at in (10.0, 20.0):
+            store.append_events(
+                "controls",
+                [CommsLost(at_s=1_764_000_000 + at, reason="UnknownCA: chain not verified")],
+                server_time=1_764_000_000 + at,
+                monotonic=at,
+            )
+        for record in store.read():
+            printer.show(record)
+    out = capsys.readouterr().out
+    assert out.count("COMMS LOST (UnknownCA: chain not verified)") == 2
+    assert out.count("to see why, run: sep2gw probe") == 1  # the first occurrence only
+    assert (
+        f"sep2gw probe https://derms.example:8443/dcap --cert {tmp_path}/certs/dev.pem "
+        f"--key {tmp_path}/certs/dev.key --ca {tmp_path}/certs/serca.pem "
+        "--key-password-env SITE_KEY_PW --http1"
+    ) in out
+
+
+PROBED = """
+[server]
+url = "https://derms.example:8443"
+http2 = false
+[tls]
+certificate = "certs/dev.pem"
+key = "certs/dev.key"
+ca = "certs/serca.pem"
+key_password_env = "SITE_KEY_PW"
+[battery]
+driver = "sunspec"
+host = "192.0.2.1"
+"""
