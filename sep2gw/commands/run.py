@@ -27,6 +27,7 @@ import anyio
 
 from events.control_events import CommsLost
 from events.envelope import Recorded
+from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
@@ -228,11 +229,29 @@ class TimelinePrinter:
 
 
 async def _print_timeline(path: Path, printer: TimelinePrinter) -> None:
-    """Follow the log file as the gateway writes it (a separate read-only connection)."""
+    """Follow the log file as the gateway writes it (a separate read-only connection).
+
+    A record the console cannot read (a log that does not verify, about to be set aside by the
+    gateway, which says so in the new log) ends the printing of that file: the display never
+    stops the run; the new file is followed from its first record."""
     after = 0
     reader: SqliteEventStore | None = None
     followed: int | None = None  # the inode followed: a log set aside at start is replaced
+    unreadable: int | None = None  # the inode of a file whose records the console cannot read
     show = printer.show
+
+    def show_new() -> None:
+        nonlocal after, reader, unreadable
+        assert reader is not None
+        try:
+            for record in reader.read(after + 1):
+                after = record.seq
+                show(record)
+        except EventLogError:
+            unreadable = followed
+            reader.close()
+            reader = None
+
     try:
         while True:
             try:
@@ -242,19 +261,21 @@ async def _print_timeline(path: Path, printer: TimelinePrinter) -> None:
             if reader is not None and inode is not None and inode != followed:
                 reader.close()  # the gateway set that log aside; follow the new one from record 1
                 reader, after = None, 0
-            if reader is None and inode is not None:
-                reader = SqliteEventStore(path, CATALOGUE, readonly=True, follow=True)
-                followed = inode
+            if reader is None and inode is not None and inode != unreadable:
+                try:
+                    reader = SqliteEventStore(path, CATALOGUE, readonly=True, follow=True)
+                except EventLogError:
+                    unreadable = inode
+                else:
+                    followed, after = inode, 0
             if reader is not None:
-                for record in reader.read(after + 1):
-                    after = record.seq
-                    show(record)
+                show_new()
             await anyio.sleep(0.25)
     finally:
         if reader is not None:
-            for record in reader.read(after + 1):  # what arrived since the last poll
-                show(record)
-            reader.close()
+            show_new()  # what arrived since the last poll
+            if reader is not None:
+                reader.close()
 
 
 async def _run_configured(config: Config, args: argparse.Namespace) -> int:
