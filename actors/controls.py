@@ -9,7 +9,7 @@ anything else happens (PROTOCOL.md §4 rule 13: a restart while offline follows 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import anyio
@@ -23,8 +23,10 @@ from actors.mailbox import Latest
 from actors.messages import (
     ApplyLimits,
     ControlsInput,
+    ControlsNews,
     ControlsSeen,
     DefaultSeen,
+    DerSnapshot,
     LinkState,
     ProgramsSeen,
     ResponseOutcome,
@@ -74,16 +76,15 @@ class ControlsActor:
         inbox: MemoryObjectReceiveStream[ControlsInput],
         to_hardware: Latest[ApplyLimits],
         to_responder: MemoryObjectSendStream[SendResponse],
-        on_comms_restored: Callable[[CommsRestored], None] | None = None,
-        on_control_started: Callable[[], None] | None = None,
-        set_max_w: Callable[[], float | None] | None = None,
+        to_registration: Latest[ControlsNews] | None = None,
+        der: Latest[DerSnapshot] | None = None,
     ) -> None:
-        """``on_comms_restored``: told each durable CommsRestored (the registration actor folds it
-        into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12).
-        ``on_control_started``: told when a control has taken effect (the registration actor
-        re-PUTs the DER information, §2.7).
-        ``set_max_w``: the DER's setMaxW as last read (``None`` until known), which setGradW is a
-        fraction of (§4 rule 11); it overrides ``config.set_max_w`` once known."""
+        """``to_registration``: told of each durable CommsRestored (the registration actor folds
+        it into its poll schedule and re-polls everything, PROTOCOL.md §4 rule 12) and when a
+        control has taken effect (it re-PUTs the DER information, §2.7).
+        ``der``: the hardware actor's mailbox of what the DER reported, read (never taken) for its
+        setMaxW, which setGradW is a fraction of (§4 rule 11); it overrides ``config.set_max_w``
+        once the nameplate is known."""
         self._config = config
         self._store = store
         self._log = log
@@ -92,9 +93,8 @@ class ControlsActor:
         self._inbox = inbox
         self._to_hardware = to_hardware
         self._to_responder = to_responder
-        self._on_comms_restored = on_comms_restored
-        self._on_control_started = on_control_started
-        self._set_max_w = set_max_w
+        self._to_registration = to_registration
+        self._der = der
         self._hold_until = float("-inf")
         self.core: ControlsCore | None = None
         #: Waiting for input: every decision so far is durable, so the core's state is the log's
@@ -174,9 +174,11 @@ class ControlsActor:
     def _learn_set_max_w(self, core: ControlsCore) -> None:
         """§4 rule 11: setGradW ramps need setMaxW, which only the hardware knows (its nameplate).
         Ramps are decisions in the log (``RampPlanned``), so replay never needs this value."""
-        if self._set_max_w is None:
+        der = None if self._der is None else self._der.peek()
+        if der is None:
             return
-        watts = self._set_max_w()
+        # setMaxW as DERSettings reports it (``actors.der_info.settings``).
+        watts = der.nameplate.rating().max_w
         if watts is not None and watts > 0 and watts != core.config.set_max_w:
             core.config = msgspec.structs.replace(core.config, set_max_w=watts)
 
@@ -250,14 +252,19 @@ class ControlsActor:
         reading = self._clock.read()
         await self._log.append(_batch(events, reading.server_time, reading.monotonic))
         self._events += len(events)
-        if self._on_comms_restored is not None:
-            for event in events:
-                if isinstance(event, CommsRestored):
-                    self._on_comms_restored(event)
-        if self._on_control_started is not None and any(
-            isinstance(e, ControlStarted) for e in events
-        ):
-            self._on_control_started()
+        if self._to_registration is not None:
+            # Durable now: tell the registration actor. Its mailbox never blocks, so neither actor
+            # ever waits on the other, though each sends the other news.
+            restored = [e for e in events if isinstance(e, CommsRestored)]
+            started = any(isinstance(e, ControlStarted) for e in events)
+            if restored or started:
+                self._to_registration.put_merged(
+                    ControlsNews(
+                        comms_restored=restored[-1] if restored else None,
+                        control_took_effect=started,
+                    ),
+                    ControlsNews.merged,
+                )
         if any(isinstance(e, LimitsInForceChanged | RampPlanned) for e in events):
             assert self.core is not None
             await self._publish_limits(self.core)

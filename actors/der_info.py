@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-import msgspec
-
-from actors.drivers.base import Nameplate, Telemetry
-from actors.messages import DeviceStatus
+from actors.messages import DerSnapshot, DeviceStatus
 from events.der_info import DerAvailabilityInfo, DerCapabilityInfo, DerSettingsInfo, DerStatusInfo
-from events.der_model import Mode
 from events.telemetry import OperatingState
 from transport.sep2.bitmaps import der_control_type, doe_control_type, vpp_control_type
 
@@ -59,13 +55,6 @@ _ALARM_BITS: Final[dict[str, int]] = {
     "MANUAL_SHUTDOWN": 1 << 7,
 }
 
-
-class DerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """The hardware actor's latest knowledge of the DER (``None`` until first read)."""
-
-    nameplate: Nameplate
-    modes: frozenset[Mode]
-    telemetry: Telemetry | None = None
 
 
 def capability(snapshot: DerSnapshot) -> DerCapabilityInfo:

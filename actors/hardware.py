@@ -26,11 +26,10 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
-from actors.der_info import DerSnapshot
 from actors.drivers.base import DerDriver, DriverError, Nameplate, Telemetry
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, DeviceStatus, WriteOutcome
+from actors.messages import ApplyLimits, ControlsInput, DerSnapshot, DeviceStatus, WriteOutcome
 from events.base import Event
 from events.der_model import ControlSettings, Mode
 from events.envelope import Append
@@ -94,11 +93,14 @@ class HardwareActor:
         config: HardwareConfig | None = None,
         store: EventStore | None = None,
         status: Latest[DeviceStatus] | None = None,
+        der: Latest[DerSnapshot] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
         summary, so a restart does not split an interval in two (the mirror posts it once, whole).
         ``status``: where the device's status goes after every sample and whenever the control
-        in force changes (the DER status actor's mailbox)."""
+        in force changes (the DER status actor's mailbox). ``der``: what the DER last reported
+        (:class:`DerSnapshot`), put whenever that changes (the registration and controls actors
+        read it from there)."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -126,6 +128,7 @@ class HardwareActor:
         self._applies = self._writes = self._failures = self._samples = self._dropped = 0
         self._late = 0
         self._status = status
+        self._der = der
         self._read_once = False  # a sample was attempted: the status has something to say
         #: The limits the device last took (a verified write), and which ``ApplyLimits`` they were.
         self._effective: ApplyLimits | None = None
@@ -134,14 +137,19 @@ class HardwareActor:
         self._device_status: DeviceStatusChanged | None = None  # as last recorded
         self._reachable = True
 
-    def snapshot(self) -> DerSnapshot | None:
-        """What the DER last reported (for DERCapability/Settings/Status/Availability)."""
-        if self._nameplate is None:
-            return None
-        return DerSnapshot(
-            nameplate=self._nameplate,
-            modes=self._driver.dispatchable_modes(),
-            telemetry=self._telemetry,
+    def _publish_der(self) -> None:
+        """What the DER last reported (for DERCapability/Settings/Availability and LogEvents,
+        PROTOCOL.md §2.7 and §2.9, and setMaxW for setGradW, §4 rule 11), put in the ``der``
+        mailbox as soon as the nameplate or the telemetry changes — nothing before the nameplate.
+        The modes are the driver's once its models are known, read again at each put."""
+        if self._der is None or self._nameplate is None:
+            return
+        self._der.put(
+            DerSnapshot(
+                nameplate=self._nameplate,
+                modes=self._driver.dispatchable_modes(),
+                telemetry=self._telemetry,
+            )
         )
 
     def statistics(self) -> HardwareStatistics:
@@ -235,6 +243,7 @@ class HardwareActor:
             return
         self._device_ok("read nameplate")
         self._nameplate = plate
+        self._publish_der()
         fields = msgspec.structs.asdict(plate)
         await self._record(
             NameplateRead(
@@ -429,6 +438,7 @@ class HardwareActor:
         if telemetry is not None:
             self._samples += 1
             self._telemetry = telemetry
+            self._publish_der()
             try:
                 closed += self._aggregator.add(telemetry.samples())
             except LateSample:

@@ -7,6 +7,7 @@ last one taken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -34,6 +35,11 @@ class Latest(Generic[T]):
         self.puts += 1
         self._changed.set()
 
+    def put_merged(self, value: T, merge: Callable[[T, T], T]) -> None:
+        """Put ``value``, merged into the value not yet taken (``merge(untaken, value)``), if any:
+        for news where each item counts, not only the newest."""
+        self.put(merge(self._value, value) if self._fresh and self._value is not None else value)
+
     def take_nowait(self) -> T:
         """The newest value not yet taken; raises ``anyio.WouldBlock`` if there is none."""
         if not self._fresh:
@@ -44,9 +50,19 @@ class Latest(Generic[T]):
         return self._value
 
     async def take(self) -> T:
+        await self.wait()
+        return self.take_nowait()
+
+    @property
+    def fresh(self) -> bool:
+        """Whether a value is waiting to be taken."""
+        return self._fresh
+
+    async def wait(self) -> None:
+        """Return once a value is waiting to be taken (at once if one is), without taking it: for
+        an actor that sleeps until a deadline *or* news in one of several mailboxes."""
         while not self._fresh:
             await self._changed.wait()
-        return self.take_nowait()
 
     def peek(self) -> T | None:
         """The newest value put, taken or not (``None`` before the first): for a reader that must

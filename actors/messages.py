@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.drivers.base import Telemetry
-from events.control_events import ResponseIntended
+from actors.drivers.base import Nameplate, Telemetry
+from events.control_events import CommsRestored, ResponseIntended
 from events.der_model import Control, ControlSettings, DefaultControl, Mode, Program, ResponseStatus
 from statemachines.ramps import Ramp
 
 __all__ = [
     "ApplyLimits",
     "ControlsInput",
+    "ControlsNews",
     "ControlsSeen",
     "DefaultSeen",
+    "DerSnapshot",
     "DerStatusTarget",
     "DeviceStatus",
     "LinkState",
@@ -111,3 +113,36 @@ class DerStatusTarget(msgspec.Struct, frozen=True, kw_only=True):
     §2.7); each walk sends it again and the reporter then PUTs the whole status."""
 
     href: str
+
+
+class DerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Hardware → registration and controls (a latest-value mailbox, read with ``peek``): what the
+    DER last reported, for DERCapability/Settings/Availability and LogEvents (PROTOCOL.md §2.7,
+    §2.9) and for setGradW's setMaxW (§4 rule 11). Put once the nameplate is read, and again at
+    every change of what it holds (nothing before the nameplate)."""
+
+    nameplate: Nameplate
+    modes: frozenset[Mode]
+    telemetry: Telemetry | None = None
+
+
+class ControlsNews(msgspec.Struct, frozen=True, kw_only=True):
+    """Controls → registration, in a latest-value mailbox: what the controls actor made durable that
+    the registration actor acts on. ``comms_restored``: the link is back; the registration actor
+    folds it into its poll schedule as a replay of the log does, so every resource is due at once
+    (PROTOCOL.md §4 rule 12). ``control_took_effect``: a control started; the DER information is
+    PUT now, not at the next poll (§2.7). News put while earlier news is still untaken is merged
+    into it (:meth:`merged`), so nothing is lost and the mailbox never blocks."""
+
+    comms_restored: CommsRestored | None = None
+    control_took_effect: bool = False
+
+    def merged(self, newer: ControlsNews) -> ControlsNews:
+        """This untaken news followed by ``newer``. Only the newest CommsRestored counts: the
+        registration actor takes its news before each use of its poll schedule, so the schedule
+        is untouched since the older one, and the fold sets every poll due at the newer's
+        ``at_s`` either way. Several controls that took effect before it looked are one PUT."""
+        return ControlsNews(
+            comms_restored=newer.comms_restored or self.comms_restored,
+            control_took_effect=self.control_took_effect or newer.control_took_effect,
+        )

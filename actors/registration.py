@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 import anyio
@@ -22,19 +22,20 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors import der_info
 from actors.clock import Clock
-from actors.der_info import DerSnapshot
 from actors.link import BadDocument, HttpFailure, Link, LinkBackingOff
 from actors.log_writer import LogWriter
+from actors.mailbox import Latest
 from actors.messages import (
     ControlsInput,
+    ControlsNews,
     ControlsSeen,
     DefaultSeen,
+    DerSnapshot,
     DerStatusTarget,
     ProgramsSeen,
 )
 from actors.rng import RandomSource
 from events.base import Event
-from events.control_events import CommsRestored
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
 from events.registration_events import (
@@ -132,12 +133,17 @@ class RegistrationActor:
         clock: Clock,
         rng: RandomSource,
         to_controls: MemoryObjectSendStream[ControlsInput],
-        der_snapshot: Callable[[], DerSnapshot | None],
-        mirror_targets: Callable[[MirrorTargets], None] | None = None,
-        der_status_target: Callable[[DerStatusTarget], None] | None = None,
+        der: Latest[DerSnapshot],
+        news: Latest[ControlsNews] | None = None,
+        mirror_targets: Latest[MirrorTargets] | None = None,
+        der_status_target: Latest[DerStatusTarget] | None = None,
     ) -> None:
-        """``der_status_target``: where the DERStatus href goes once the walk found the DER (the DER
-        status actor PUTs DERStatus; this actor the other DER documents)."""
+        """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
+        ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
+        schedule is next read or changed, and waking the poll loop.
+        ``mirror_targets``: the mirror actor's mailbox. ``der_status_target``: where the DERStatus
+        href goes once the walk found the DER (the DER status actor PUTs DERStatus; this actor the
+        other DER documents)."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -147,17 +153,17 @@ class RegistrationActor:
         self._clock = clock
         self._rng = rng
         self._to_controls = to_controls
-        self._der_snapshot = der_snapshot
+        self._der_reported = der
+        self._news = news
         self._mirror_targets = mirror_targets
         self._der_status_target = der_status_target
         self._status_told: str | None = None
         self.core = RegistrationCore(config)
-        self.polls = PollSchedule()
+        self._polls = PollSchedule()
         self._found = _Discovered()
         self._last_der_settings: object = None
         self._der_info_now = False
         self._alarms_reported: set[str] = set()
-        self._poll_sleep: anyio.CancelScope | None = None
         self._der_info_owed = False
         self._der_info_failures = 0
         self._targets: MirrorTargets | None = None
@@ -178,20 +184,37 @@ class RegistrationActor:
         if self._hold_until > self._clock.server_time():
             await self._clock.sleep_until_server_time(self._hold_until)
 
-    def control_took_effect(self) -> None:
-        """A control started (durable in the log): PUT the DER information now, not at the next
-        poll (PROTOCOL.md §2.7: re-PUT after each control takes effect)."""
-        self._der_info_now = True
-        if self._poll_sleep is not None:
-            self._poll_sleep.cancel()
+    @property
+    def polls(self) -> PollSchedule:
+        """The poll schedule, with the controls actor's news taken first: whatever this actor
+        does to the schedule comes after every message that arrived while it waited, exactly as
+        if it had been applied on arrival."""
+        self._take_news()
+        return self._polls
 
-    def comms_restored(self, event: CommsRestored) -> None:
-        """The link is back (the controls actor has made ``event`` durable): fold it into the poll
-        schedule, as a replay of the log does, so everything is due now (PROTOCOL.md §4 rule 12),
-        and wake the poll loop."""
-        self.polls.comms_restored(event)
-        if self._poll_sleep is not None:
-            self._poll_sleep.cancel()
+    def _take_news(self) -> None:
+        """The controls actor's news (:class:`ControlsNews`). The link is back (its CommsRestored
+        is durable): fold it into the poll schedule as a replay of the log does, so everything is
+        due now (PROTOCOL.md §4 rule 12). A control started (durable): the DER information is PUT
+        now, not at the next poll (§2.7: re-PUT after each control takes effect)."""
+        if self._news is None or not self._news.fresh:
+            return
+        news = self._news.take_nowait()
+        if news.comms_restored is not None:
+            self._polls.comms_restored(news.comms_restored)
+        if news.control_took_effect:
+            self._der_info_now = True
+
+    async def _sleep_until_due(self, deadline: float) -> None:
+        """Sleep until ``deadline`` (server time) or until the controls actor sends news. The
+        server clock's offset cannot change meanwhile: this actor is the one that adopts it."""
+        while (remaining := deadline - self._clock.server_time()) > 0:
+            if self._news is None:
+                await self._clock.sleep_until_server_time(deadline)
+                return
+            with anyio.move_on_after(remaining):
+                await self._news.wait()
+                return
 
     def _poll_s(self, own: int | None) -> int:
         """§4 rule 15: a resource's pollRate is its own (or its list's, passed as ``own``), else
@@ -233,7 +256,7 @@ class RegistrationActor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self._to_controls:
             state, _ = replay(self._store, POLL_PROJECTION)
-            self.polls = PollSchedule(
+            self._polls = PollSchedule(
                 msgspec.json.decode(msgspec.json.encode(state), type=PollState)
             )
             # The walk always starts afresh: links are learned, never remembered across restarts;
@@ -467,7 +490,7 @@ class RegistrationActor:
             if status is not None and status != self._status_told and self._der_status_target:
                 # Told once a walk, and again when a re-read finds it moved: each telling makes
                 # the reporter PUT the whole status, which a re-read of the same list must not.
-                self._der_status_target(DerStatusTarget(href=status))
+                self._der_status_target.put(DerStatusTarget(href=status))
                 self._status_told = status
         return events
 
@@ -479,7 +502,7 @@ class RegistrationActor:
             href = dcap.MirrorUsagePointListLink.href
             rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
             self._targets = MirrorTargets(mup_list=href, post_rate_s=rate)
-            self._mirror_targets(self._targets)
+            self._mirror_targets.put(self._targets)
             # Read again at its pollRate (§4 rule 15): a list that lost ours is told to the mirror.
             key = f"mup:{href}"
             known = key in self.polls.state.polls
@@ -518,7 +541,7 @@ class RegistrationActor:
             self._targets = msgspec.structs.replace(
                 targets, listed=tuple(sorted(ours)), listed_at_s=asked_s
             )
-            self._mirror_targets(self._targets)
+            self._mirror_targets.put(self._targets)
         return events
 
     # -- DER information (§2.7) --------------------------------------------------------------------
@@ -540,7 +563,7 @@ class RegistrationActor:
         then, once, however many other polls fall due meanwhile — also while offline. A network
         failure is raised (the caller's loop decides what offline means)."""
         der = self._found.der_hrefs
-        snapshot = self._der_snapshot()
+        snapshot = self._der_reported.peek()
         if der is None or snapshot is None:
             return
         if self._der_info_owed and not (full or cycle):
@@ -583,7 +606,7 @@ class RegistrationActor:
         LogEventList (profileID 2 = IEEE 2030.5, functionSet 11 = DER); one that clears and is
         raised again is reported again. A refused POST is not retried (4xx); a network failure is
         raised and the alarm is reported at the next cycle."""
-        edev, snapshot = self._found.edev, self._der_snapshot()
+        edev, snapshot = self._found.edev, self._der_reported.peek()
         if edev is None or edev.LogEventListLink is None or snapshot is None:
             return
         if snapshot.telemetry is None:
@@ -640,9 +663,7 @@ class RegistrationActor:
                 # Only the polls are ours: the post schedule in the same fold is the mirror's.
                 polls = self.polls.state.polls
                 deadline = min((e.next_s for e in polls.values()), default=now + DEFAULT_POLL_S)
-                with anyio.CancelScope() as self._poll_sleep:
-                    await self._clock.sleep_until_server_time(deadline)
-                self._poll_sleep = None
+                await self._sleep_until_due(deadline)
                 continue
             for resource in due:
                 try:
@@ -762,7 +783,7 @@ class RegistrationActor:
             rate = edev.postRate or self._walk.default_post_s
             if rate != targets.post_rate_s:
                 self._targets = msgspec.structs.replace(targets, post_rate_s=rate)
-                self._mirror_targets(self._targets)
+                self._mirror_targets.put(self._targets)
         return events
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:

@@ -28,7 +28,6 @@ from anyio.abc import TaskStatus
 from actors.checkpoint import CheckpointActor
 from actors.clock import Clock
 from actors.controls import ControlsActor
-from actors.der_info import DerSnapshot
 from actors.der_status import DerStatusActor
 from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
@@ -41,6 +40,8 @@ from actors.mailbox import Latest
 from actors.messages import (
     ApplyLimits,
     ControlsInput,
+    ControlsNews,
+    DerSnapshot,
     DerStatusTarget,
     DeviceStatus,
     LinkState,
@@ -122,11 +123,6 @@ def driver_from_config(config: Config) -> DerDriver:
     )
 
 
-def _set_max_w(snapshot: DerSnapshot | None) -> float | None:
-    """setMaxW as DERSettings reports it (``actors.der_info.settings``), once the nameplate is read."""
-    return None if snapshot is None else snapshot.nameplate.rating().max_w
-
-
 class _Unit:
     """One generation of the gateway's actors, wired together (rebuilt whole on failure)."""
 
@@ -142,6 +138,10 @@ class _Unit:
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
         status_targets: Latest[DerStatusTarget] = Latest()
+        # The actors talk only by messages (never by calling each other): each mailbox has one
+        # writer, and ``put`` never blocks, so two actors that command each other cannot deadlock.
+        der: Latest[DerSnapshot] = Latest()  # hardware → registration, controls
+        news: Latest[ControlsNews] = Latest()  # controls → registration
         to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
         to_responder, responder_inbox = anyio.create_memory_object_stream[SendResponse](64)
         to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
@@ -177,10 +177,9 @@ class _Unit:
             inbox=controls_inbox,
             to_hardware=limits,
             to_responder=to_responder,
-            on_comms_restored=lambda event: registration.comms_restored(event),
-            on_control_started=lambda: registration.control_took_effect(),
+            to_registration=news,
             # §4 rule 11: setGradW is a fraction of setMaxW, the DERSettings value we PUT.
-            set_max_w=lambda: _set_max_w(hardware.snapshot()),
+            der=der,
         )
         hardware_config = g.options.hardware or HardwareConfig(
             sample_period_s=config.rates.telemetry_sample_s,
@@ -196,6 +195,7 @@ class _Unit:
             config=hardware_config,
             store=g.store,
             status=device_status,
+            der=der,
         )
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
@@ -231,9 +231,10 @@ class _Unit:
             clock=g.clock,
             rng=g.rng.fork("registration"),
             to_controls=to_controls,
-            der_snapshot=hardware.snapshot,
-            mirror_targets=targets.put,
-            der_status_target=status_targets.put,
+            der=der,
+            news=news,
+            mirror_targets=targets,
+            der_status_target=status_targets,
         )
         g.actors = {
             "controls": controls,

@@ -1,0 +1,44 @@
+"""The latest-value mailbox (actors.mailbox.Latest) and the controls actor's news to the registration
+actor that travels in one (actors.messages.ControlsNews, issue 17)."""
+
+from __future__ import annotations
+
+import anyio
+import trio
+
+from actors.mailbox import Latest
+from actors.messages import ControlsNews
+from events.control_events import CommsRestored
+
+
+def test_news_put_before_the_last_was_taken_is_merged_none_is_lost() -> None:
+    """PROTOCOL.md §4 rule 12 and §2.7: a CommsRestored and a control taking effect, told while
+    the registration actor is busy, both reach it; of two CommsRestored the newer counts."""
+    box: Latest[ControlsNews] = Latest()
+    box.put_merged(ControlsNews(comms_restored=CommsRestored(at_s=10)), ControlsNews.merged)
+    box.put_merged(ControlsNews(control_took_effect=True), ControlsNews.merged)
+    box.put_merged(ControlsNews(comms_restored=CommsRestored(at_s=20)), ControlsNews.merged)
+    assert box.take_nowait() == ControlsNews(
+        comms_restored=CommsRestored(at_s=20), control_took_effect=True
+    )
+    # Taken: the next news starts afresh, nothing of the old is told twice.
+    box.put_merged(ControlsNews(control_took_effect=True), ControlsNews.merged)
+    assert box.take_nowait() == ControlsNews(control_took_effect=True)
+
+
+async def test_wait_returns_once_a_value_is_there_without_taking_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """An actor sleeping until a deadline or news wakes on the news and then takes it."""
+    box: Latest[int] = Latest()
+    with anyio.move_on_after(5) as idle:
+        await box.wait()
+    assert idle.cancelled_caught  # nothing put: it waited until the deadline
+    async with anyio.create_task_group() as group:
+        group.start_soon(box.wait)
+        await anyio.sleep(1)
+        box.put(7)
+    assert box.fresh
+    await box.wait()  # at once: a value is waiting
+    assert box.take_nowait() == 7
+    assert not box.fresh
