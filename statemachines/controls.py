@@ -11,7 +11,7 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, assert_never
 
 import msgspec
@@ -329,11 +329,15 @@ class ControlsCore:
     already applied to :attr:`state`; the actor appends them to the log before acting on them."""
 
     __slots__ = (
+        "_by_end",
         "_by_mrid",
+        "_by_start",
         "_candidates",
         "_defaults",
         "_items",
+        "_live_seq",
         "_next_change",
+        "_seq",
         "config",
         "state",
     )
@@ -349,9 +353,22 @@ class ControlsCore:
         self._items: dict[str, tuple[tuple[Mode, Any], ...]] = {}
         # When arbitration alone next changes what is in force (as of the last re-arbitration).
         self._next_change: float | None = self.state.next_change_s
+        # Indexes by time (issue 19: a batch of N new controls costs O(N), not O(N²)): the mRIDs of
+        # every record by the specified end and by the start of its control, each list in the order
+        # the records were received; and each live mRID's place in the scheduling order of
+        # ``state.live``. Derived from the state, kept in step by :meth:`_emit`.
+        self._by_end: dict[int, list[str]] = {}
+        self._by_start: dict[int, list[str]] = {}
+        self._live_seq: dict[str, int] = {}
+        self._seq = 0
+        for record in self.state.records.values():
+            self._index(record.control)
+        for mrid in self.state.live:
+            self._sync_live(mrid)
 
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
+        known = isinstance(event, ControlReceived) and event.control.mrid in self.state.records
         evolve(self.state, event)
         out.append(event)
         if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
@@ -360,12 +377,34 @@ class ControlsCore:
         mrid = getattr(event, "mrid", None)
         if mrid is not None:
             self._by_mrid.pop(mrid, None)
+            self._sync_live(mrid)
         elif isinstance(event, ControlReceived):
             self._by_mrid.pop(event.control.mrid, None)
+            if not known:
+                self._index(event.control)
         elif isinstance(event, ProgramsChanged):
             self._by_mrid.clear()  # primacies, hence ranks, may have changed
         if isinstance(event, ProgramsChanged | DefaultChanged):
             self._defaults = None
+
+    def _index(self, c: Control) -> None:
+        self._by_end.setdefault(c.specified_end_s, []).append(c.mrid)
+        self._by_start.setdefault(c.start_s, []).append(c.mrid)
+
+    def _sync_live(self, mrid: str) -> None:
+        """Mirror ``state.live``'s order: a place when an mRID enters it, kept while it stays."""
+        if mrid in self.state.live:
+            if mrid not in self._live_seq:
+                self._live_seq[mrid] = self._seq
+                self._seq += 1
+        else:
+            self._live_seq.pop(mrid, None)
+
+    def _live_in_order(self, mrids: Iterable[str]) -> list[ControlRecord]:
+        """The live records among ``mrids``, in scheduling order (as :meth:`_live` lists them)."""
+        seq = self._live_seq
+        records = self.state.records
+        return [records[m] for m in sorted({m for m in mrids if m in seq}, key=seq.__getitem__)]
 
     def _primacy(self, program_id: str) -> int:
         program = self.state.programs.get(program_id)
@@ -673,14 +712,16 @@ class ControlsCore:
         return c.start_s + rho_s, None
 
     def _adjacent_before(self, c: Control) -> ControlRecord | None:
+        """The scheduled (or once scheduled) event sharing a mode whose specified end is ``c``'s start,
+        the latest-ending one if several (the first received among equals): a look-up by end."""
         modes = c.settings.modes()
         found: ControlRecord | None = None
-        for rec in self.state.records.values():
-            other = rec.control
+        records = self.state.records
+        for mrid in self._by_end.get(c.start_s, ()):
+            rec = records[mrid]
             if (
-                other.mrid != c.mrid
+                mrid != c.mrid
                 and rec.state not in (RECEIVED, "ignored", "rejected", REMOVED)
-                and other.specified_end_s == c.start_s
                 and rec.modes & modes
                 and (found is None or rec.effective_end_s > found.effective_end_s)
             ):
@@ -696,7 +737,7 @@ class ControlsCore:
         while pending:
             pred = pending.pop()
             end = pred.control.specified_end_s
-            for follower in self._live():
+            for follower in self._live_in_order(self._by_start.get(end, ())):
                 fc = follower.control
                 if (
                     follower.state != SCHEDULED
@@ -724,20 +765,21 @@ class ControlsCore:
         """§4 rule 5: near-adjacent events whose effective periods leave a gap fall back to the
         default in between; record the gap so the fallback is explained. Only consecutive events
         count: an event starting in between makes the pair not near-adjacent."""
-        live = [r for r in self._live() if r.modes & rec.modes]
-        for other in live:
-            if other is rec:
+        modes = rec.modes
+        start, end = rec.control.start_s, rec.control.specified_end_s
+        # Look-ups, not scans (issue 19): a near-adjacent partner ends within NEAR_ADJACENT_S
+        # before this one starts, or starts within NEAR_ADJACENT_S after it ends.
+        near = [m for t in range(start - NEAR_ADJACENT_S, start) for m in self._by_end.get(t, ())]
+        near += [m for t in range(end + 1, end + NEAR_ADJACENT_S + 1) for m in self._by_start.get(t, ())]
+        for other in self._live_in_order(near):
+            if other is rec or not other.modes & modes:
                 continue
             for first, second in ((other, rec), (rec, other)):
                 gap_from, gap_to = first.control.specified_end_s, second.control.start_s
                 if (
                     0 < gap_to - gap_from <= NEAR_ADJACENT_S
                     and first.effective_end_s < second.effective_start_s
-                    and not any(
-                        gap_from <= r.control.start_s < gap_to
-                        for r in live
-                        if r is not first and r is not second
-                    )
+                    and not self._starts_between(gap_from, gap_to, modes, first, second)
                 ):
                     self._emit(
                         out,
@@ -750,6 +792,24 @@ class ControlsCore:
                             at_s=now,
                         ),
                     )
+
+    def _starts_between(
+        self,
+        gap_from: int,
+        gap_to: int,
+        modes: frozenset[Mode],
+        first: ControlRecord,
+        second: ControlRecord,
+    ) -> bool:
+        """Whether a live event sharing one of ``modes``, other than the pair, starts in
+        [gap_from, gap_to) (at most NEAR_ADJACENT_S look-ups by start)."""
+        records, live = self.state.records, self._live_seq
+        for t in range(gap_from, gap_to):
+            for mrid in self._by_start.get(t, ()):
+                r = records[mrid]
+                if mrid in live and r.modes & modes and r is not first and r is not second:
+                    return True
+        return False
 
     def _receive_known(
         self, out: list[Event], rec: ControlRecord, c: Control, now: float, draw: Draw
