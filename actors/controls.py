@@ -35,6 +35,7 @@ from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import (
     CommsRestored,
+    ControlReceived,
     ControlStarted,
     LimitsInForceChanged,
     RampPlanned,
@@ -47,10 +48,14 @@ from events.store import EventStore
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
 from statemachines.ramps import Ramp
 
-__all__ = ["ControlsActor", "ControlsStatistics", "RESPONSE_RETRY_S"]
+__all__ = ["ControlsActor", "ControlsStatistics", "DECISION_CHUNK_EVENTS", "RESPONSE_RETRY_S"]
 
 #: A Response that failed with a 5xx or a network error is offered again after this long.
 RESPONSE_RETRY_S: Final = 30.0
+#: A decision of more events than this (a big receipt) is persisted in batches of about this many
+#: (:meth:`ControlsActor._decide`): about 3 ms to commit each, well inside the ~100 ms the event
+#: loop may be held (issue 15 point 3).
+DECISION_CHUNK_EVENTS: Final = 1000
 
 
 class ControlsStatistics(msgspec.Struct, frozen=True):
@@ -129,6 +134,9 @@ class ControlsActor:
                 if message is None:
                     self._timers += 1
                     events = core.handle_timer(now, self._draw)
+                elif isinstance(message, ControlsSeen):
+                    self._inputs += 1
+                    events = await self._receive_controls(core, message, now)
                 else:
                     self._inputs += 1
                     events = self._dispatch(core, message, now)
@@ -199,6 +207,21 @@ class ControlsActor:
             times.append(hold)  # Responses intended during the hold go when it ends
         return min(times, default=None)
 
+    async def _receive_controls(
+        self, core: ControlsCore, message: ControlsSeen, now: float
+    ) -> list[Event]:
+        """Issue 15 point 3: a list of thousands of controls is decided in bounded steps
+        (:data:`statemachines.controls.RECEIPT_STEP` controls each), the loop let go between them so
+        sampling, the closed loop and a SIGTERM keep their time; the decisions are those of one
+        call at ``now`` and are persisted as one batch."""
+        steps = core.receive_controls_stepwise(message.program_id, message.controls, now, self._draw)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await anyio.lowlevel.checkpoint()
+
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
         draw = self._draw
         match message:
@@ -244,11 +267,22 @@ class ControlsActor:
         raise TypeError(f"controls actor: unexpected message {message!r}")
 
     async def _decide(self, events: Sequence[Event]) -> None:
-        """Persist, then act on what was decided."""
+        """Persist, then act on what was decided.
+
+        A decision is one batch, unless it is a big receipt (issue 15 point 3): then it is persisted
+        in consecutive batches of about :data:`DECISION_CHUNK_EVENTS` events, cut only before a
+        ``ControlReceived`` (a control's decisions — its schedule, its Response 1, the followers it
+        pins, the gaps it leaves — stay together), the loop let go between them. Each cut leaves a
+        prefix of the decision in the log, a state the core passed through: after a crash there
+        the controls not recorded are new at the next poll and decided then."""
         if not events:
             return
-        reading = self._clock.read()
-        await self._log.append(_batch(events, reading.server_time, reading.monotonic))
+        chunks = _chunks(events)
+        for i, chunk in enumerate(chunks):
+            if i:
+                await anyio.lowlevel.checkpoint()
+            reading = self._clock.read()
+            await self._log.append(_batch(chunk, reading.server_time, reading.monotonic))
         self._events += len(events)
         if self._on_comms_restored is not None:
             for event in events:
@@ -317,6 +351,21 @@ class ControlsActor:
 def _fresh(state: ControlsState) -> ControlsState:
     # The projection's initial state is shared; the core mutates its state, so give it its own.
     return msgspec.json.decode(msgspec.json.encode(state), type=ControlsState)
+
+
+def _chunks(events: Sequence[Event]) -> list[Sequence[Event]]:
+    """``events`` cut into runs of at least :data:`DECISION_CHUNK_EVENTS`, each cut just before a
+    ``ControlReceived`` (all of them in one run when the decision is smaller)."""
+    if len(events) <= DECISION_CHUNK_EVENTS:
+        return [events]
+    chunks: list[Sequence[Event]] = []
+    begin = 0
+    for i, event in enumerate(events):
+        if i - begin >= DECISION_CHUNK_EVENTS and isinstance(event, ControlReceived):
+            chunks.append(events[begin:i])
+            begin = i
+    chunks.append(events[begin:])
+    return chunks
 
 
 def _batch(events: Sequence[Event], server_time: float, monotonic: float) -> list[Append]:

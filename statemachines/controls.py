@@ -11,7 +11,8 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import heapq
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Final, assert_never
 
 import msgspec
@@ -98,6 +99,9 @@ Draw = Callable[[int, int], int]
 #: Events whose specified start is at most this much after another's specified end are near-adjacent
 #: (§4 rule 5): randomisation may open a gap between them, which we log.
 NEAR_ADJACENT_S: Final = 60
+#: Controls decided per step of a receipt (:meth:`ControlsCore.receive_controls_stepwise`): about
+#: 5 ms of CPU on a gateway-class core, well inside the ~100 ms the event loop may be held (issue 15).
+RECEIPT_STEP: Final = 100
 
 _SERVER_STATUS_FIELDS: Final = frozenset(
     {"server_status", "status_time_s", "potentially_superseded", "href", "version", "description"}
@@ -333,6 +337,7 @@ class ControlsCore:
         "_by_mrid",
         "_by_start",
         "_candidates",
+        "_deadlines",
         "_defaults",
         "_items",
         "_live_seq",
@@ -361,6 +366,7 @@ class ControlsCore:
         self._by_start: dict[int, list[str]] = {}
         self._live_seq: dict[str, int] = {}
         self._seq = 0
+        self._deadlines: list[tuple[float, str]] = []
         for record in self.state.records.values():
             self._index(record.control)
         for mrid in self.state.live:
@@ -392,11 +398,18 @@ class ControlsCore:
         self._by_start.setdefault(c.start_s, []).append(c.mrid)
 
     def _sync_live(self, mrid: str) -> None:
-        """Mirror ``state.live``'s order: a place when an mRID enters it, kept while it stays."""
+        """Mirror ``state.live``'s order: a place when an mRID enters it, kept while it stays; and
+        the live event's deadline as it is now (older entries of the heap go stale, see
+        :meth:`next_deadline`)."""
         if mrid in self.state.live:
             if mrid not in self._live_seq:
                 self._live_seq[mrid] = self._seq
                 self._seq += 1
+            heapq.heappush(self._deadlines, (_deadline(self.state.records[mrid]), mrid))
+            if len(self._deadlines) > 2 * len(self._live_seq) + 64:
+                records = self.state.records
+                self._deadlines = [(_deadline(records[m]), m) for m in self._live_seq]
+                heapq.heapify(self._deadlines)
         else:
             self._live_seq.pop(mrid, None)
 
@@ -467,12 +480,15 @@ class ControlsCore:
 
     def next_deadline(self) -> float | None:
         """The next instant a start, an end or a drawn cancel falls due (§4 rules 6, 8, 9)."""
-        deadline: float | None = None
-        for rec in self._live():
-            t: float = rec.effective_start_s if rec.state == SCHEDULED else rec.end_s
-            if deadline is None or t < deadline:
-                deadline = t
-        return deadline
+        # The top of a heap of (deadline, mRID) whose stale entries (an event no longer live, or
+        # whose deadline moved since) are dropped as they surface: O(log N), not a scan (issue 19).
+        heap, live, records = self._deadlines, self.state.live, self.state.records
+        while heap:
+            t, mrid = heap[0]
+            if mrid in live and _deadline(records[mrid]) == t:
+                return t
+            heapq.heappop(heap)
+        return None
 
     def responses_to_send(self) -> list[ResponseIntended]:
         """§4 rule 12: queued Responses go out only while the server is reachable."""
@@ -621,9 +637,35 @@ class ControlsCore:
         self, program_id: str, controls: Sequence[Control], now: float, draw: Draw
     ) -> list[Event]:
         """One poll of a program's DERControlList. Absent mRIDs are *not* cancelled (§4 rule 4)."""
+        steps = self.receive_controls_stepwise(program_id, controls, now, draw)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def receive_controls_stepwise(
+        self,
+        program_id: str,
+        controls: Sequence[Control],
+        now: float,
+        draw: Draw,
+        *,
+        step: int = RECEIPT_STEP,
+    ) -> Generator[None, None, list[Event]]:
+        """:meth:`receive_controls` in bounded steps (issue 15 point 3: a program of thousands of
+        controls never stalls the event loop): it yields after every ``step`` controls, so the
+        caller can let other tasks run, and returns the events when done. The decisions are those
+        of one call: every control is received at the same ``now``, and what is in force is worked
+        out once, after the last (§4 rule 4: one poll is one view of the list). Nothing else may
+        use the core until it returns."""
+        if step < 1:
+            raise ValueError(f"receipt step must be at least 1 control, not {step}")
         out: list[Event] = []
         if program_id in self.state.programs:
-            for control in controls:
+            for i, control in enumerate(controls):
+                if i and not i % step:
+                    yield
                 if control.program_id != program_id:
                     raise ValueError(
                         f"control {control.mrid} names program {control.program_id!r} but was "
@@ -685,6 +727,7 @@ class ControlsCore:
             ),
         )
         self._respond(out, rec, ResponseStatus.RECEIVED, now)
+        self._items_of(c)  # its arbitration items now, not all at once when a big receipt ends
         self._pin_followers(out, rec, now)
         self._log_gaps(out, rec, now)
         if c.server_status is not EventStatus.SCHEDULED:
@@ -1102,6 +1145,11 @@ def _ramp_of(event: RampPlanned) -> Ramp:
         start_s=event.start_s,
         end_s=event.end_s,
     )
+
+
+def _deadline(rec: ControlRecord) -> float:
+    """When a live event next falls due: its start while scheduled, else its end."""
+    return rec.effective_start_s if rec.state == SCHEDULED else rec.end_s
 
 
 def _effective_end(start: int, duration: int, rho_d: int) -> int:
