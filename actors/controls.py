@@ -213,8 +213,10 @@ class ControlsActor:
         """Issue 15 point 3: a list of thousands of controls is decided in bounded steps
         (:data:`statemachines.controls.RECEIPT_STEP` controls each), the loop let go between them so
         sampling, the closed loop and a SIGTERM keep their time; the decisions are those of one
-        call at ``now`` and are persisted as one batch."""
-        steps = core.receive_controls_stepwise(message.program_id, message.controls, now, self._draw)
+        call at ``now``, persisted as :meth:`_decide` says."""
+        steps = core.receive_controls_stepwise(
+            message.program_id, message.controls, now, self._draw
+        )
         while True:
             try:
                 next(steps)

@@ -813,7 +813,9 @@ class ControlsCore:
         # Look-ups, not scans (issue 19): a near-adjacent partner ends within NEAR_ADJACENT_S
         # before this one starts, or starts within NEAR_ADJACENT_S after it ends.
         near = [m for t in range(start - NEAR_ADJACENT_S, start) for m in self._by_end.get(t, ())]
-        near += [m for t in range(end + 1, end + NEAR_ADJACENT_S + 1) for m in self._by_start.get(t, ())]
+        near += [
+            m for t in range(end + 1, end + NEAR_ADJACENT_S + 1) for m in self._by_start.get(t, ())
+        ]
         for other in self._live_in_order(near):
             if other is rec or not other.modes & modes:
                 continue

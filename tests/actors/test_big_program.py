@@ -16,7 +16,7 @@ import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors.clock import Clock
-from actors.controls import ControlsActor
+from actors.controls import DECISION_CHUNK_EVENTS, ControlsActor, _chunks
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
@@ -31,6 +31,7 @@ from actors.messages import (
     SendResponse,
 )
 from actors.pipe import pipe_connector, pipe_listener
+from actors.registration import _controls_in_steps
 from actors.rng import RandomSource
 from events.control_events import ControlReceived
 from events.der_model import Control, ControlSettings, Program
@@ -39,7 +40,10 @@ from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
-from statemachines.controls import CoreConfig
+from statemachines.controls import RECEIPT_STEP, CoreConfig
+from tests.statemachines.builders import Harness
+from tests.transport.sep2.test_mapping import _control as wire_control
+from transport.sep2.mapping import controls_from_wire
 
 NOON = 1_764_158_400.0  # 2025-11-26T12:00:00Z
 LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
@@ -217,3 +221,43 @@ async def test_a_5000_control_program_is_received_without_stalling_the_loop_or_t
     assert len(during) >= 10
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
     assert max(gaps) <= 2 * SAMPLE_PERIOD_S, f"telemetry stalled: a gap of {max(gaps):.1f} s"
+
+
+def test_a_big_decision_is_persisted_in_batches_cut_only_before_a_control_received() -> None:
+    """Issue 15 point 3: a receipt of thousands of controls is committed in batches of about
+    DECISION_CHUNK_EVENTS, each cut just before a ControlReceived (a control's schedule and its
+    Response 1 stay together); a small decision stays one batch."""
+    harness = Harness(programs=(PROGRAM,))
+    events = harness.poll(10, *big_program()[:800])
+    chunks = _chunks(events)
+    assert len(chunks) > 1
+    assert [e for chunk in chunks for e in chunk] == events
+    assert all(isinstance(chunk[0], ControlReceived) for chunk in chunks[1:])
+    assert all(len(chunk) >= DECISION_CHUNK_EVENTS for chunk in chunks[:-1])
+    assert all(len(chunk) < DECISION_CHUNK_EVENTS + 10 for chunk in chunks)
+    small = events[:DECISION_CHUNK_EVENTS]
+    assert _chunks(small) == [small]
+
+
+class TaskSteps(trio.abc.Instrument):
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_the_registration_actor_reads_a_big_control_list_in_steps() -> None:
+    """Issue 15 point 3: 250 DERControls are converted in steps of RECEIPT_STEP, the loop let go
+    between them, with what one conversion of the whole list gives."""
+    wire = [wire_control()] * 250
+    counter = TaskSteps(trio.lowlevel.current_task())
+    trio.lowlevel.add_instrument(counter)
+    try:
+        converted = await _controls_in_steps(wire, "P")
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert converted == controls_from_wire(wire, "P")
+    assert counter.steps == (250 - 1) // RECEIPT_STEP
