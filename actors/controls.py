@@ -221,7 +221,8 @@ class ControlsActor:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                events: list[Event] = done.value
+                return events
             await anyio.lowlevel.checkpoint()
 
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:

@@ -642,7 +642,8 @@ class ControlsCore:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                events: list[Event] = done.value
+                return events
 
     def receive_controls_stepwise(
         self,
