@@ -306,7 +306,18 @@ def _unusable(c: Control) -> str | None:
 
 
 def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -> None:
-    state.outbox = [r for r in state.outbox if not (r.mrid == mrid and r.status == status)]
+    """Take a Response out of the queue. §4 rule 16 intends each status at most once per mRID
+    (``responses.legal_next``), so the first match is the only one: found from the head, where
+    the oldest (the one answered first) waits, not by rebuilding the queue for each answer
+    (issue 19: answering N Responses is not O(N²)). A log with a status intended twice drops all."""
+    outbox = state.outbox
+    if state.responses.get(mrid, []).count(status) > 1:
+        state.outbox = [r for r in outbox if not (r.mrid == mrid and r.status == status)]
+        return
+    for i, r in enumerate(outbox):
+        if r.mrid == mrid and r.status == status:
+            del outbox[i]
+            return
 
 
 _PRISTINE_CONTROLSSTATE: Final = ControlsState()
