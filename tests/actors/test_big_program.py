@@ -16,7 +16,7 @@ import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors.clock import Clock
-from actors.controls import DECISION_CHUNK_EVENTS, ControlsActor, _chunks
+from actors.controls import BATCH_STEP_EVENTS, ControlsActor, _batch, _batch_in_steps
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
@@ -223,20 +223,20 @@ async def test_a_5000_control_program_is_received_without_stalling_the_loop_or_t
     assert max(gaps) <= 2 * SAMPLE_PERIOD_S, f"telemetry stalled: a gap of {max(gaps):.1f} s"
 
 
-def test_a_big_decision_is_persisted_in_batches_cut_only_before_a_control_received() -> None:
-    """Issue 15 point 3: a receipt of thousands of controls is committed in batches of about
-    DECISION_CHUNK_EVENTS, each cut just before a ControlReceived (a control's schedule and its
-    Response 1 stay together); a small decision stays one batch."""
-    harness = Harness(programs=(PROGRAM,))
-    events = harness.poll(10, *big_program()[:800])
-    chunks = _chunks(events)
-    assert len(chunks) > 1
-    assert [e for chunk in chunks for e in chunk] == events
-    assert all(isinstance(chunk[0], ControlReceived) for chunk in chunks[1:])
-    assert all(len(chunk) >= DECISION_CHUNK_EVENTS for chunk in chunks[:-1])
-    assert all(len(chunk) < DECISION_CHUNK_EVENTS + 10 for chunk in chunks)
-    small = events[:DECISION_CHUNK_EVENTS]
-    assert _chunks(small) == [small]
+async def test_a_big_decision_is_put_together_in_steps_and_persisted_as_one_batch() -> None:
+    """Issue 15 point 3: the Appends of a receipt of thousands of controls are put together in
+    steps of BATCH_STEP_EVENTS events, the loop let go between them; the result is the one batch
+    a small decision gets (a decision is atomic in the log)."""
+    events = Harness(programs=(PROGRAM,)).poll(10, *big_program()[:800])
+    assert len(events) > 2 * BATCH_STEP_EVENTS
+    counter = TaskSteps(trio.lowlevel.current_task())
+    trio.lowlevel.add_instrument(counter)
+    try:
+        appends = await _batch_in_steps(events, NOON, 5.0)
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert appends == _batch(events, NOON, 5.0)
+    assert counter.steps == (len(events) - 1) // BATCH_STEP_EVENTS
 
 
 class TaskSteps(trio.abc.Instrument):
