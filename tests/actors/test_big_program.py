@@ -52,12 +52,20 @@ SAMPLE_PERIOD_S = 1.0
 CONTROLS = 5000
 
 
+#: The log writer's task: the gateway commits its log file in a worker thread (``log_in_thread``,
+#: the default), off the loop; here, under MockClock, the commit must run on the loop (a thread
+#: would let the autojump clock race ahead), so its steps are the store's, not the gateway's.
+LOG_WRITER_TASK = "actors.log_writer.LogWriter.run"
+
+
 class StepTimer(trio.abc.Instrument):
-    """The longest single task step, in real seconds, and which task took it."""
+    """The longest single task step, in real seconds, and which task took it (the log writer's
+    commits, which the gateway runs in a worker thread, aside)."""
 
     def __init__(self) -> None:
         self.longest = 0.0
         self.culprit = ""
+        self.commit = 0.0
         self._began: float | None = None
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
@@ -67,7 +75,9 @@ class StepTimer(trio.abc.Instrument):
         if self._began is None:
             return  # the step that installed the instrument began before it
         took = time.perf_counter() - self._began
-        if took > self.longest:
+        if task.name == LOG_WRITER_TASK:
+            self.commit = max(self.commit, took)
+        elif took > self.longest:
             self.longest, self.culprit = took, task.name
 
 
@@ -165,7 +175,8 @@ async def test_a_5000_control_program_is_received_without_stalling_the_loop_or_t
 ) -> None:
     """Issue 15 point 3 (PROTOCOL.md §4 rule 2, receipt): no task step longer than ~100 ms while
     the program is received and answered; telemetry keeps its period (no gap over two periods).
-    Virtual time also runs at the real rate, so a stall shows as a gap in the samples."""
+    Virtual time also runs at the real rate, so a stall shows as a gap in the samples. The log
+    writer's commit is the store's work, in a worker thread in the gateway (``LOG_WRITER_TASK``)."""
     autojump_clock.rate = 1.0
     store = MemoryEventStore(CATALOGUE)
     clock = Clock(wall_at_start=NOON)
