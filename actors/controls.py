@@ -49,10 +49,13 @@ from events.store import EventStore
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
 from statemachines.ramps import Ramp
 
-__all__ = ["ControlsActor", "ControlsStatistics", "RESPONSE_RETRY_S"]
+__all__ = ["ControlsActor", "ControlsStatistics", "BATCH_STEP_EVENTS", "RESPONSE_RETRY_S"]
 
 #: A Response that failed with a 5xx or a network error is offered again after this long.
 RESPONSE_RETRY_S: Final = 30.0
+#: A decision of more events than this (a big receipt) is put together in steps of this many
+#: (:meth:`ControlsActor._decide`), about 4 ms each (issue 15 point 3).
+BATCH_STEP_EVENTS: Final = 1000
 
 
 class ControlsStatistics(msgspec.Struct, frozen=True):
@@ -129,6 +132,9 @@ class ControlsActor:
                 if message is None:
                     self._timers += 1
                     events = core.handle_timer(now, self._draw)
+                elif isinstance(message, ControlsSeen):
+                    self._inputs += 1
+                    events = await self._receive_controls(core, message, now)
                 else:
                     self._inputs += 1
                     events = self._dispatch(core, message, now)
@@ -201,6 +207,24 @@ class ControlsActor:
             times.append(hold)  # Responses intended during the hold go when it ends
         return min(times, default=None)
 
+    async def _receive_controls(
+        self, core: ControlsCore, message: ControlsSeen, now: float
+    ) -> list[Event]:
+        """Issue 15 point 3: a list of thousands of controls is decided in bounded steps
+        (:data:`statemachines.controls.RECEIPT_STEP` controls each), the loop let go between them so
+        sampling, the closed loop and a SIGTERM keep their time; the decisions are those of one
+        call at ``now``, persisted as :meth:`_decide` says."""
+        steps = core.receive_controls_stepwise(
+            message.program_id, message.controls, now, self._draw
+        )
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                events: list[Event] = done.value
+                return events
+            await anyio.lowlevel.checkpoint()
+
     def _dispatch(self, core: ControlsCore, message: ControlsInput, now: float) -> list[Event]:
         draw = self._draw
         match message:
@@ -246,11 +270,17 @@ class ControlsActor:
         raise TypeError(f"controls actor: unexpected message {message!r}")
 
     async def _decide(self, events: Sequence[Event]) -> None:
-        """Persist, then act on what was decided."""
+        """Persist, then act on what was decided. The whole decision is one batch; that of a big
+        receipt is put together in steps of :data:`BATCH_STEP_EVENTS` events, the loop let go
+        between them (issue 15 point 3)."""
         if not events:
             return
         reading = self._clock.read()
-        await self._log.append(_batch(events, reading.server_time, reading.monotonic))
+        if len(events) > BATCH_STEP_EVENTS:
+            appends = await _batch_in_steps(events, reading.server_time, reading.monotonic)
+        else:
+            appends = _batch(events, reading.server_time, reading.monotonic)
+        await self._log.append(appends)
         self._events += len(events)
         if self._to_registration is not None:
             # Durable now: tell the registration actor. Its mailbox never blocks, so neither actor
@@ -326,13 +356,30 @@ def _fresh(state: ControlsState) -> ControlsState:
     return msgspec.json.decode(msgspec.json.encode(state), type=ControlsState)
 
 
+async def _batch_in_steps(
+    events: Sequence[Event], server_time: float, monotonic: float
+) -> list[Append]:
+    """:func:`_batch` with each event's stream found in steps of :data:`BATCH_STEP_EVENTS`."""
+    streams: list[str] = []
+    for begin in range(0, len(events), BATCH_STEP_EVENTS):
+        if begin:
+            await anyio.lowlevel.checkpoint()
+        streams += [control_event_stream(e) for e in events[begin : begin + BATCH_STEP_EVENTS]]
+    return _group(events, streams, server_time, monotonic)
+
+
 def _batch(events: Sequence[Event], server_time: float, monotonic: float) -> list[Append]:
     """Consecutive events of one stream become one Append; the whole decision is one batch."""
+    return _group(events, [control_event_stream(e) for e in events], server_time, monotonic)
+
+
+def _group(
+    events: Sequence[Event], streams: Sequence[str], server_time: float, monotonic: float
+) -> list[Append]:
     appends: list[Append] = []
     current: list[Event] = []
     stream = ""
-    for event in events:
-        target = control_event_stream(event)
+    for event, target in zip(events, streams, strict=True):
         if current and target != stream:
             appends.append(
                 Append(stream=stream, events=current, server_time=server_time, monotonic=monotonic)

@@ -11,6 +11,7 @@ with ``arbitrate_100_us``, ``arbitrate_1000_us`` and ``lifecycle_floor_ratio`` (
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 import sys
@@ -129,6 +130,54 @@ def bench_day(n: int, rng: random.Random) -> None:
     )
 
 
+def _program_of(n: int, rng: random.Random) -> list[Control]:
+    """``n`` distinct controls of one program as a utility publishes a big program: mostly
+    back-to-back series per mode (adjacency, §4 rule 5), some near-adjacent (gaps), some overlapping."""
+    controls = []
+    at = T0 + 60
+    for i in range(n):
+        duration = rng.choice([300, 900, 1800])
+        controls.append(
+            Control(
+                mrid=f"{i:08X}",
+                program_id="P1",
+                creation_time_s=rng.randint(0, 1000),
+                start_s=at,
+                duration_s=duration,
+                settings=ControlSettings(**rng.choice(MODE_SETS)),
+                randomize_start_s=rng.choice([0, 0, 0, 30]),
+                response_required=3,
+                reply_to="/rsps/1/rsp",
+            )
+        )
+        at += duration + rng.choice([0, 0, 0, 30, -60])
+    return controls
+
+
+def bench_first_receipt(n: int, rng: random.Random) -> float:
+    """Issue 19 point 5: one poll that brings ``n`` new controls (the first receipt), in ms of CPU."""
+    controls = _program_of(n, rng)
+
+    def draw(low: int, high: int) -> int:
+        return rng.randint(low, high)
+
+    core = ControlsCore(CoreConfig(lfdi="ab" * 20, device_category=1))
+    core.receive_programs([Program(program_id="P1", primacy=1)], T0, draw)
+    start = time.process_time()
+    events = core.receive_controls("P1", controls, T0, draw)
+    ms = (time.process_time() - start) * 1e3
+    print(f"first receipt of {n:6d} new controls: {ms:9.1f} ms of CPU ({len(events)} events)")
+    if n >= 5000:
+        # Their Responses 1 answered, oldest first, as the responder reports them.
+        start = time.process_time()
+        for intended in core.responses_to_send():
+            core.response_sent(intended.mrid, intended.status, T0 + 1)
+            core.response_acked(intended.mrid, intended.status, 201, T0 + 1)
+        acked_ms = (time.process_time() - start) * 1e3
+        print(f"  and their {n} Responses acknowledged: {acked_ms:9.1f} ms of CPU")
+    return ms
+
+
 class _DictTable:
     """The floor: the same legality index as the lifecycle table, a dict lookup and an assignment."""
 
@@ -220,6 +269,11 @@ def main(argv: list[str]) -> int:
     results = {n: bench_arbitration(n, rng, quick) for n in (10, 100, 1000)}
     for n in (10, 100) if quick else (10, 100, 1000):
         bench_day(n, rng)
+    sizes = (100, 1000, 5000) if quick else (100, 1000, 5000, 10_000)
+    receipt = {n: bench_first_receipt(n, rng) for n in sizes}
+    # The growth exponent between the smallest and the largest size (1 = linear, 2 = quadratic).
+    exponent = math.log(receipt[sizes[-1]] / receipt[sizes[0]]) / math.log(sizes[-1] / sizes[0])
+    print(f"  growth exponent {exponent:4.2f} ({sizes[0]} → {sizes[-1]}; 1 is linear)")
     ours, floor, raw_ours, raw_floor = bench_lifecycle(quick)
     print(
         json.dumps(
@@ -232,6 +286,8 @@ def main(argv: list[str]) -> int:
                 "lifecycle_floor_ratio": round(raw_ours / raw_floor, 2),
                 "evolve_step_us": round(ours, 3),
                 "evolve_step_floor_ratio": round(ours / floor, 2),
+                **{f"first_receipt_{n}_ms": round(ms, 1) for n, ms in receipt.items()},
+                "first_receipt_growth_exponent": round(exponent, 2),
             }
         )
     )

@@ -11,7 +11,8 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Final, assert_never
 
 import msgspec
@@ -98,6 +99,9 @@ Draw = Callable[[int, int], int]
 #: Events whose specified start is at most this much after another's specified end are near-adjacent
 #: (§4 rule 5): randomisation may open a gap between them, which we log.
 NEAR_ADJACENT_S: Final = 60
+#: Controls decided per step of a receipt (:meth:`ControlsCore.receive_controls_stepwise`): about
+#: 5 ms of CPU on a gateway-class core, well inside the ~100 ms the event loop may be held (issue 15).
+RECEIPT_STEP: Final = 100
 
 _SERVER_STATUS_FIELDS: Final = frozenset(
     {"server_status", "status_time_s", "potentially_superseded", "href", "version", "description"}
@@ -302,7 +306,18 @@ def _unusable(c: Control) -> str | None:
 
 
 def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -> None:
-    state.outbox = [r for r in state.outbox if not (r.mrid == mrid and r.status == status)]
+    """Take a Response out of the queue. §4 rule 16 intends each status at most once per mRID
+    (``responses.legal_next``), so the first match is the only one: found from the head, where
+    the oldest (the one answered first) waits, not by rebuilding the queue for each answer
+    (issue 19: answering N Responses is not O(N²)). A log with a status intended twice drops all."""
+    outbox = state.outbox
+    if state.responses.get(mrid, []).count(status) > 1:
+        state.outbox = [r for r in outbox if not (r.mrid == mrid and r.status == status)]
+        return
+    for i, r in enumerate(outbox):
+        if r.mrid == mrid and r.status == status:
+            del outbox[i]
+            return
 
 
 _PRISTINE_CONTROLSSTATE: Final = ControlsState()
@@ -329,11 +344,16 @@ class ControlsCore:
     already applied to :attr:`state`; the actor appends them to the log before acting on them."""
 
     __slots__ = (
+        "_by_end",
         "_by_mrid",
+        "_by_start",
         "_candidates",
+        "_deadlines",
         "_defaults",
         "_items",
+        "_live_seq",
         "_next_change",
+        "_seq",
         "config",
         "state",
     )
@@ -349,9 +369,23 @@ class ControlsCore:
         self._items: dict[str, tuple[tuple[Mode, Any], ...]] = {}
         # When arbitration alone next changes what is in force (as of the last re-arbitration).
         self._next_change: float | None = self.state.next_change_s
+        # Indexes by time (issue 19: a batch of N new controls costs O(N), not O(N²)): the mRIDs of
+        # every record by the specified end and by the start of its control, each list in the order
+        # the records were received; and each live mRID's place in the scheduling order of
+        # ``state.live``. Derived from the state, kept in step by :meth:`_emit`.
+        self._by_end: dict[int, list[str]] = {}
+        self._by_start: dict[int, list[str]] = {}
+        self._live_seq: dict[str, int] = {}
+        self._seq = 0
+        self._deadlines: list[tuple[float, str]] = []
+        for record in self.state.records.values():
+            self._index(record.control)
+        for mrid in self.state.live:
+            self._sync_live(mrid)
 
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
+        known = isinstance(event, ControlReceived) and event.control.mrid in self.state.records
         evolve(self.state, event)
         out.append(event)
         if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
@@ -360,12 +394,41 @@ class ControlsCore:
         mrid = getattr(event, "mrid", None)
         if mrid is not None:
             self._by_mrid.pop(mrid, None)
+            self._sync_live(mrid)
         elif isinstance(event, ControlReceived):
             self._by_mrid.pop(event.control.mrid, None)
+            if not known:
+                self._index(event.control)
         elif isinstance(event, ProgramsChanged):
             self._by_mrid.clear()  # primacies, hence ranks, may have changed
         if isinstance(event, ProgramsChanged | DefaultChanged):
             self._defaults = None
+
+    def _index(self, c: Control) -> None:
+        self._by_end.setdefault(c.specified_end_s, []).append(c.mrid)
+        self._by_start.setdefault(c.start_s, []).append(c.mrid)
+
+    def _sync_live(self, mrid: str) -> None:
+        """Mirror ``state.live``'s order: a place when an mRID enters it, kept while it stays; and
+        the live event's deadline as it is now (older entries of the heap go stale, see
+        :meth:`next_deadline`)."""
+        if mrid in self.state.live:
+            if mrid not in self._live_seq:
+                self._live_seq[mrid] = self._seq
+                self._seq += 1
+            heapq.heappush(self._deadlines, (_deadline(self.state.records[mrid]), mrid))
+            if len(self._deadlines) > 2 * len(self._live_seq) + 64:
+                records = self.state.records
+                self._deadlines = [(_deadline(records[m]), m) for m in self._live_seq]
+                heapq.heapify(self._deadlines)
+        else:
+            self._live_seq.pop(mrid, None)
+
+    def _live_in_order(self, mrids: Iterable[str]) -> list[ControlRecord]:
+        """The live records among ``mrids``, in scheduling order (as :meth:`_live` lists them)."""
+        seq = self._live_seq
+        records = self.state.records
+        return [records[m] for m in sorted({m for m in mrids if m in seq}, key=seq.__getitem__)]
 
     def _primacy(self, program_id: str) -> int:
         program = self.state.programs.get(program_id)
@@ -428,12 +491,15 @@ class ControlsCore:
 
     def next_deadline(self) -> float | None:
         """The next instant a start, an end or a drawn cancel falls due (§4 rules 6, 8, 9)."""
-        deadline: float | None = None
-        for rec in self._live():
-            t: float = rec.effective_start_s if rec.state == SCHEDULED else rec.end_s
-            if deadline is None or t < deadline:
-                deadline = t
-        return deadline
+        # The top of a heap of (deadline, mRID) whose stale entries (an event no longer live, or
+        # whose deadline moved since) are dropped as they surface: O(log N), not a scan (issue 19).
+        heap, live, records = self._deadlines, self.state.live, self.state.records
+        while heap:
+            t, mrid = heap[0]
+            if mrid in live and _deadline(records[mrid]) == t:
+                return t
+            heapq.heappop(heap)
+        return None
 
     def responses_to_send(self) -> list[ResponseIntended]:
         """§4 rule 12: queued Responses go out only while the server is reachable."""
@@ -582,9 +648,36 @@ class ControlsCore:
         self, program_id: str, controls: Sequence[Control], now: float, draw: Draw
     ) -> list[Event]:
         """One poll of a program's DERControlList. Absent mRIDs are *not* cancelled (§4 rule 4)."""
+        steps = self.receive_controls_stepwise(program_id, controls, now, draw)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                events: list[Event] = done.value
+                return events
+
+    def receive_controls_stepwise(
+        self,
+        program_id: str,
+        controls: Sequence[Control],
+        now: float,
+        draw: Draw,
+        *,
+        step: int = RECEIPT_STEP,
+    ) -> Generator[None, None, list[Event]]:
+        """:meth:`receive_controls` in bounded steps (issue 15 point 3: a program of thousands of
+        controls never stalls the event loop): it yields after every ``step`` controls, so the
+        caller can let other tasks run, and returns the events when done. The decisions are those
+        of one call: every control is received at the same ``now``, and what is in force is worked
+        out once, after the last (§4 rule 4: one poll is one view of the list). Nothing else may
+        use the core until it returns."""
+        if step < 1:
+            raise ValueError(f"receipt step must be at least 1 control, not {step}")
         out: list[Event] = []
         if program_id in self.state.programs:
-            for control in controls:
+            for i, control in enumerate(controls):
+                if i and not i % step:
+                    yield
                 if control.program_id != program_id:
                     raise ValueError(
                         f"control {control.mrid} names program {control.program_id!r} but was "
@@ -646,6 +739,7 @@ class ControlsCore:
             ),
         )
         self._respond(out, rec, ResponseStatus.RECEIVED, now)
+        self._items_of(c)  # its arbitration items now, not all at once when a big receipt ends
         self._pin_followers(out, rec, now)
         self._log_gaps(out, rec, now)
         if c.server_status is not EventStatus.SCHEDULED:
@@ -673,14 +767,16 @@ class ControlsCore:
         return c.start_s + rho_s, None
 
     def _adjacent_before(self, c: Control) -> ControlRecord | None:
+        """The scheduled (or once scheduled) event sharing a mode whose specified end is ``c``'s start,
+        the latest-ending one if several (the first received among equals): a look-up by end."""
         modes = c.settings.modes()
         found: ControlRecord | None = None
-        for rec in self.state.records.values():
-            other = rec.control
+        records = self.state.records
+        for mrid in self._by_end.get(c.start_s, ()):
+            rec = records[mrid]
             if (
-                other.mrid != c.mrid
+                mrid != c.mrid
                 and rec.state not in (RECEIVED, "ignored", "rejected", REMOVED)
-                and other.specified_end_s == c.start_s
                 and rec.modes & modes
                 and (found is None or rec.effective_end_s > found.effective_end_s)
             ):
@@ -696,7 +792,7 @@ class ControlsCore:
         while pending:
             pred = pending.pop()
             end = pred.control.specified_end_s
-            for follower in self._live():
+            for follower in self._live_in_order(self._by_start.get(end, ())):
                 fc = follower.control
                 if (
                     follower.state != SCHEDULED
@@ -724,20 +820,23 @@ class ControlsCore:
         """§4 rule 5: near-adjacent events whose effective periods leave a gap fall back to the
         default in between; record the gap so the fallback is explained. Only consecutive events
         count: an event starting in between makes the pair not near-adjacent."""
-        live = [r for r in self._live() if r.modes & rec.modes]
-        for other in live:
-            if other is rec:
+        modes = rec.modes
+        start, end = rec.control.start_s, rec.control.specified_end_s
+        # Look-ups, not scans (issue 19): a near-adjacent partner ends within NEAR_ADJACENT_S
+        # before this one starts, or starts within NEAR_ADJACENT_S after it ends.
+        near = [m for t in range(start - NEAR_ADJACENT_S, start) for m in self._by_end.get(t, ())]
+        near += [
+            m for t in range(end + 1, end + NEAR_ADJACENT_S + 1) for m in self._by_start.get(t, ())
+        ]
+        for other in self._live_in_order(near):
+            if other is rec or not other.modes & modes:
                 continue
             for first, second in ((other, rec), (rec, other)):
                 gap_from, gap_to = first.control.specified_end_s, second.control.start_s
                 if (
                     0 < gap_to - gap_from <= NEAR_ADJACENT_S
                     and first.effective_end_s < second.effective_start_s
-                    and not any(
-                        gap_from <= r.control.start_s < gap_to
-                        for r in live
-                        if r is not first and r is not second
-                    )
+                    and not self._starts_between(gap_from, gap_to, modes, first, second)
                 ):
                     self._emit(
                         out,
@@ -750,6 +849,24 @@ class ControlsCore:
                             at_s=now,
                         ),
                     )
+
+    def _starts_between(
+        self,
+        gap_from: int,
+        gap_to: int,
+        modes: frozenset[Mode],
+        first: ControlRecord,
+        second: ControlRecord,
+    ) -> bool:
+        """Whether a live event sharing one of ``modes``, other than the pair, starts in
+        [gap_from, gap_to) (at most NEAR_ADJACENT_S look-ups by start)."""
+        records, live = self.state.records, self._live_seq
+        for t in range(gap_from, gap_to):
+            for mrid in self._by_start.get(t, ()):
+                r = records[mrid]
+                if mrid in live and r.modes & modes and r is not first and r is not second:
+                    return True
+        return False
 
     def _receive_known(
         self, out: list[Event], rec: ControlRecord, c: Control, now: float, draw: Draw
@@ -1042,6 +1159,11 @@ def _ramp_of(event: RampPlanned) -> Ramp:
         start_s=event.start_s,
         end_s=event.end_s,
     )
+
+
+def _deadline(rec: ControlRecord) -> float:
+    """When a live event next falls due: its start while scheduled, else its end."""
+    return rec.effective_start_s if rec.state == SCHEDULED else rec.end_s
 
 
 def _effective_end(start: int, duration: int, rho_d: int) -> int:
