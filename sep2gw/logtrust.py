@@ -44,14 +44,20 @@ from transport.identity import lfdi_from_der
 
 __all__ = [
     "CHECKPOINT_EVERY_S",
+    "Anchor",
+    "AnchorError",
     "CheckpointReport",
     "DeviceSigner",
+    "Salvaged",
     "StartVerdict",
+    "anchor_difference",
     "check_anchor",
     "check_checkpoints",
     "checkpoint_message",
     "make_anchor",
+    "read_anchor",
     "salvage",
+    "salvage_report",
     "set_aside",
     "verify_for_start",
 ]
@@ -96,7 +102,9 @@ class DeviceSigner:
         )
 
 
-def _signature_valid(certificate_der: bytes, through_seq: int, head_hash: bytes, sig: bytes) -> bool:
+def _signature_valid(
+    certificate_der: bytes, through_seq: int, head_hash: bytes, sig: bytes
+) -> bool:
     try:
         key = x509.load_der_x509_certificate(certificate_der).public_key()
     except ValueError:
@@ -143,7 +151,9 @@ def _stored_hash(store: EventStore, seq: int) -> bytes | None:
     return None
 
 
-def check_checkpoints(store: EventStore, *, certificate_der: bytes | None = None) -> CheckpointReport:
+def check_checkpoints(
+    store: EventStore, *, certificate_der: bytes | None = None
+) -> CheckpointReport:
     """Every signed checkpoint of a log whose chain verified: signed by the certificate it carries
     (or the last one carried before it, or ``certificate_der`` when given: then only that signer is
     accepted), by the LFDI it names, over the hash the log holds at that record."""
@@ -154,7 +164,10 @@ def check_checkpoints(store: EventStore, *, certificate_der: bytes | None = None
 
     def problem(seq: int, why: str) -> CheckpointReport:
         return CheckpointReport(
-            checked=checked, last_through_seq=last, signers=tuple(signers), problem=why,
+            checked=checked,
+            last_through_seq=last,
+            signers=tuple(signers),
+            problem=why,
             problem_seq=seq,
         )
 
@@ -218,29 +231,73 @@ def make_anchor(store: EventStore, signer: DeviceSigner, *, now: float) -> str:
 
 
 class AnchorError(ValueError):
-    """The anchor file itself is unusable (not ours, not JSON, a bad field)."""
+    """The anchor file itself is unusable (not ours, not JSON, a bad field, a false signature)."""
 
 
-def check_anchor(store: EventStore, text: str) -> str | None:
-    """None when the log holds the anchored head (same record, same hash); otherwise what differs.
-    Raises :class:`AnchorError` for an anchor that cannot be read or whose signature is false."""
+class Anchor(msgspec.Struct, frozen=True, kw_only=True):
+    """A parsed anchor whose signature verified with the certificate it carries."""
+
+    seq: int
+    head_hash: bytes
+    lfdi: str
+    signed_at: str
+    certificate_der: bytes
+
+
+def read_anchor(text: str) -> Anchor:
+    """Parse an anchor made by :func:`make_anchor` and check its signature; :class:`AnchorError`
+    names what is wrong with one that cannot be used."""
     try:
         anchor = json.loads(text)
-        if anchor.get("kind") != _ANCHOR_KIND:
-            raise AnchorError("not a sep2gw log anchor (its 'kind' is missing or other)")
-        seq = int(anchor["seq"])
+    except ValueError as exc:
+        raise AnchorError(f"not a sep2gw log anchor: not JSON ({exc})") from None
+    if not isinstance(anchor, dict) or anchor.get("kind") != _ANCHOR_KIND:
+        raise AnchorError(f"not a sep2gw log anchor: its 'kind' is not {_ANCHOR_KIND!r}")
+    try:
+        seq = anchor["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            raise ValueError(f"'seq' is not a record number: {str(seq)[:40]}")
         head_hash = bytes.fromhex(anchor["head_hash"])
+        if len(head_hash) != 32:
+            raise ValueError("'head_hash' is not 32 bytes")
         certificate = bytes.fromhex(anchor["certificate"])
         signature = bytes.fromhex(anchor["signature"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        lfdi = str(anchor.get("lfdi", ""))
+        signed_at = str(anchor.get("signed_at", ""))
+    except KeyError as exc:
+        raise AnchorError(f"not a usable anchor: the field {exc} is missing") from None
+    except (ValueError, TypeError) as exc:
         raise AnchorError(f"not a usable anchor: {exc}") from None
     if not _signature_valid(certificate, seq, head_hash, signature):
         raise AnchorError("the anchor's signature does not verify with the certificate it carries")
+    return Anchor(
+        seq=seq, head_hash=head_hash, lfdi=lfdi, signed_at=signed_at, certificate_der=certificate
+    )
+
+
+def check_anchor(
+    store: EventStore, text: str, *, certificate_der: bytes | None = None
+) -> str | None:
+    """None when the log holds the anchored head (same record, same hash); otherwise what differs.
+    Raises :class:`AnchorError` for an anchor that cannot be read or whose signature is false.
+    ``certificate_der``: the signer required (an anchor signed by another key is a difference)."""
+    return anchor_difference(store, read_anchor(text), certificate_der=certificate_der)
+
+
+def anchor_difference(
+    store: EventStore, anchor: Anchor, *, certificate_der: bytes | None = None
+) -> str | None:
+    """What differs between the log and a read anchor (None: the log holds the anchored head)."""
+    if certificate_der is not None and anchor.certificate_der != certificate_der:
+        return "the anchor is signed by another certificate than the one given"
     head = store.head()
-    if head.seq < seq:
-        return f"the log ends at record {head.seq}, short of the anchored record {seq}: cut short"
-    if _stored_hash(store, seq) != head_hash:
-        return f"record {seq} does not have the anchored hash: the log was rewritten"
+    if head.seq < anchor.seq:
+        return (
+            f"the log ends at record {head.seq}, short of the anchored record {anchor.seq}: "
+            "cut short"
+        )
+    if _stored_hash(store, anchor.seq) != anchor.head_hash:
+        return f"record {anchor.seq} does not have the anchored hash: the log was rewritten"
     return None
 
 
@@ -274,12 +331,18 @@ def verify_for_start(path: Path, catalogue: Catalogue) -> StartVerdict:
         assert report.problem is not None
         where = "" if report.problem.seq is None else f"record {report.problem.seq}: "
         return StartVerdict(
-            ok=False, records=report.records, head=_verified_head(path, catalogue, report.records),
-            finding=where + report.problem.why, seconds=took,
+            ok=False,
+            records=report.records,
+            head=_verified_head(path, catalogue, report.records),
+            finding=where + report.problem.why,
+            seconds=took,
         )
     if checkpoints is not None and not checkpoints.ok:
         return StartVerdict(
-            ok=False, records=report.records, head=report.head, finding=checkpoints.describe(),
+            ok=False,
+            records=report.records,
+            head=report.head,
+            finding=checkpoints.describe(),
             seconds=took,
         )
     return StartVerdict(ok=True, records=report.records, head=report.head, seconds=took)
@@ -319,26 +382,66 @@ def set_aside(path: Path, *, now: float) -> Path:
     return target
 
 
+class Salvaged(msgspec.Struct, frozen=True, kw_only=True):
+    """What :func:`salvage_report` kept: ``copied`` of the ``records`` in the old log, ending at
+    ``head``; ``finding`` names the first bad record (None: the old log verified whole)."""
+
+    copied: int
+    records: int
+    head: Head
+    finding: str | None
+
+
 def salvage(old: Path, new: Path, catalogue: Catalogue) -> tuple[int, Head]:
+    """Copy the records of ``old`` that verify into the new file ``new``; returns how many records
+    were copied and the head they end at (see :func:`salvage_report`)."""
+    done = salvage_report(old, new, catalogue)
+    return done.copied, done.head
+
+
+def salvage_report(old: Path, new: Path, catalogue: Catalogue) -> Salvaged:
     """Copy the records of ``old`` that verify (the prefix before the first bad one) into the new
-    file ``new``: same events, streams, times and order, hence the same hashes. Returns how many
-    records were copied and the head they end at."""
+    file ``new``: same events, streams, times and order, hence the same hashes. ``new`` must not
+    exist (salvage never overwrites); a failed copy leaves nothing under its name."""
     if new.exists():
         raise FileExistsError(f"{new} exists; salvage never overwrites a file")
     with SqliteEventStore(old, catalogue, readonly=True) as source:
         report = source.verify()
         keep = report.records
-        appends = [
-            Append(
-                stream=rec.stream,
-                events=(rec.event,),
-                server_time=rec.server_time,
-                monotonic=rec.monotonic,
-            )
-            for rec in source.read(1, keep)
-        ] if keep else []
-    with SqliteEventStore(new, catalogue) as target:
-        for start in range(0, len(appends), 1000):
-            target.append(appends[start : start + 1000])
-        head = target.head()
-    return keep, head
+        total = source.head().seq
+        appends = (
+            [
+                Append(
+                    stream=rec.stream,
+                    events=(rec.event,),
+                    server_time=rec.server_time,
+                    monotonic=rec.monotonic,
+                )
+                for rec in source.read(1, keep)
+            ]
+            if keep
+            else []
+        )
+    finding: str | None = None
+    if report.problem is not None:
+        where = "" if report.problem.seq is None else f"record {report.problem.seq}: "
+        finding = where + report.problem.why
+    partial = new.with_name(new.name + ".partial")
+    for leftover in (partial, *(partial.with_name(partial.name + x) for x in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)
+    try:
+        with SqliteEventStore(partial, catalogue) as target:
+            for start in range(0, len(appends), 1000):
+                target.append(appends[start : start + 1000])
+            head = target.head()
+        if new.exists():
+            raise FileExistsError(f"{new} exists; salvage never overwrites a file")
+        try:
+            os.link(partial, new)  # fails if NEW appeared meanwhile: never overwrites
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            os.replace(partial, new)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Salvaged(copied=keep, records=total, head=head, finding=finding)

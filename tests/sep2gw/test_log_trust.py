@@ -16,7 +16,10 @@ from events.hardware_events import LimitsApplied
 from events.hashchain import GENESIS, link
 from events.log_events import LogCheckpoint, PreviousLogSetAside
 from events.registry import CATALOGUE
+from events.runtime_events import RUNTIME_STREAM, GatewayStarted
 from events.sqlite_store import SqliteEventStore
+from sep2gw.cli import main
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.logtrust import (
     AnchorError,
     DeviceSigner,
@@ -194,3 +197,176 @@ async def test_salvage_copies_the_verifiable_prefix_with_the_same_hashes(
         assert store.verify().ok
     with pytest.raises(FileExistsError):
         salvage(path, site / "salvaged.sep2gw", CATALOGUE)
+
+
+# -- the commands: sep2gw log verify (checkpoints, --certificate, --anchor), anchor, salvage -------
+
+SITE_CONFIG = """
+[server]
+url = "https://127.0.0.1:9"
+pin = 111115
+[tls]
+certificate = "pki/device.pem"
+key = "pki/device.key"
+ca = "pki/ca.pem"
+[battery]
+driver = "sunspec"
+host = "127.0.0.1"
+port = 9
+[log]
+path = "site.sep2gw"
+"""
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "internal error" not in out + err
+    return code, out, err
+
+
+def site_config(site: Path) -> Path:
+    (site / "pki" / "device.key").chmod(0o600)
+    path = site / "site.toml"
+    path.write_text(SITE_CONFIG)
+    return path
+
+
+async def test_log_verify_reports_what_the_signed_checkpoints_prove(
+    site: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 point 6: ``log verify`` checks the signatures against the device certificate:
+    how many, by which LFDI, the last record covered; ``--certificate`` requires that signer."""
+    await run_site(site, 120)
+    path = str(site / "site.sep2gw")
+    lfdi = signer_of(site).lfdi
+    with SqliteEventStore(site / "site.sep2gw", CATALOGUE, readonly=True) as store:
+        covered = check_checkpoints(store).last_through_seq
+    code, out, err = cli(capsys, "log", "verify", path)
+    assert code == OK, err
+    assert f"signed checkpoint(s) by LFDI {lfdi} verified" in out
+    assert f"the last covers records 1-{covered}" in out
+    assert "warning" not in err
+    code, out, err = cli(
+        capsys, "log", "verify", path, "--certificate", str(site / "pki" / "device.pem")
+    )
+    assert code == OK, err
+    code, _, err = cli(
+        capsys, "log", "verify", path, "--certificate", str(site / "pki" / "server.pem")
+    )
+    assert code == CHECK_FAILED and "another certificate than the one given" in err, err
+
+
+async def test_log_verify_fails_a_chain_recomputed_after_an_edit_by_its_signatures(
+    site: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await run_site(site, 120)
+    path = site / "site.sep2gw"
+    raise_export_limit(path, received_a1(path), recompute_chain=True)
+    code, _, err = cli(capsys, "log", "verify", str(path))
+    assert code == CHECK_FAILED and "signed checkpoint at record" in err and "rewritten" in err
+
+
+def test_a_log_without_checkpoints_verifies_with_a_warning_that_the_chain_alone_cannot_tell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "unsigned.sep2gw"
+    with SqliteEventStore(path, CATALOGUE) as store:
+        store.append_events(
+            RUNTIME_STREAM,
+            [GatewayStarted(software_version="x", rng_seed=1, clock_synced=False)],
+            server_time=1.7e9,
+            monotonic=0.0,
+        )
+    code, out, err = cli(capsys, "log", "verify", str(path))
+    assert code == OK and "intact: 1 records" in out
+    assert "warning: no signed checkpoint: the chain alone cannot tell" in err
+
+
+async def test_log_anchor_then_verify_anchor_detects_a_log_cut_short_or_rewritten(
+    site: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 point 6: ``sep2gw log anchor`` signs the head with the device key as ``run``
+    loads it; ``verify --anchor`` exits 3 on a copy cut short of it or rewritten."""
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    anchor = site / "anchor.json"
+    config = str(site_config(site))
+    code, out, err = cli(capsys, "log", "anchor", str(path), "--config", config, "-o", str(anchor))
+    assert code == OK, err
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        head = store.head()
+    assert f"anchored record {head.seq} (hash {head.hash.hex()})" in out
+    code, out, err = cli(capsys, "log", "verify", str(path), "--anchor", str(anchor))
+    assert code == OK and f"anchor: record {head.seq} with the hash signed by LFDI" in out, err
+    code, _, err = cli(capsys, "log", "anchor", str(path), "--config", config, "-o", str(anchor))
+    assert code == BAD_INPUT and "never overwritten" in err
+    cut = site / "cut.sep2gw"
+    shutil.copy(path, cut)
+    with sqlite3.connect(cut) as conn:
+        conn.execute("DELETE FROM events WHERE seq >= ?", (head.seq - 3,))
+        conn.execute(
+            "UPDATE head SET seq = ?, hash = (SELECT hash FROM events WHERE seq = ?) WHERE id = 1",
+            (head.seq - 4, head.seq - 4),
+        )
+    conn.close()
+    code, _, err = cli(capsys, "log", "verify", str(cut), "--anchor", str(anchor))
+    assert code == CHECK_FAILED and "cut short" in err, err
+    raise_export_limit(path, received_a1(path), recompute_chain=True)
+    code, _, err = cli(capsys, "log", "verify", str(path), "--anchor", str(anchor))
+    assert code == CHECK_FAILED, err  # the signed checkpoints already fail it
+    code, _, err = cli(capsys, "log", "anchor", str(path), "--config", config)
+    assert code == CHECK_FAILED and "not anchored" in err  # a tampered head is never vouched for
+
+
+async def test_log_anchor_with_cert_and_key_prints_a_statement_the_verify_accepts(
+    site: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await run_site(site, 60)
+    path = str(site / "site.sep2gw")
+    pki = site / "pki"
+    code, out, err = cli(
+        capsys,
+        "log",
+        "anchor",
+        path,
+        "--cert",
+        str(pki / "device.pem"),
+        "--key",
+        str(pki / "device.key"),
+    )
+    assert code == OK, err
+    anchor = site / "printed.json"
+    anchor.write_text(out)
+    code, out, err = cli(capsys, "log", "verify", path, "--anchor", str(anchor))
+    assert code == OK and "anchor: record" in out, err
+    code, _, err = cli(
+        capsys,
+        "log",
+        "anchor",
+        path,
+        "--cert",
+        str(pki / "device.pem"),
+        "--key",
+        str(pki / "server.key"),
+    )
+    assert code == BAD_INPUT and "does not match the certificate" in err
+
+
+async def test_log_salvage_copies_the_verifiable_prefix_and_never_overwrites(
+    site: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    edited = received_a1(path)
+    raise_export_limit(path, edited, recompute_chain=False)
+    new = site / "salvaged.sep2gw"
+    code, out, err = cli(capsys, "log", "salvage", str(path), str(new))
+    assert code == OK, err
+    assert f"kept records 1-{edited - 1} of" in out and f"record {edited}:" in out
+    code, _, err = cli(capsys, "log", "verify", str(new))
+    assert code == OK, err
+    before = digest(new)
+    code, _, err = cli(capsys, "log", "salvage", str(path), str(new))
+    assert code == BAD_INPUT and "never overwrites" in err
+    assert digest(new) == before
