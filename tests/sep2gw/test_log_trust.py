@@ -14,7 +14,7 @@ import trio
 from events.control_events import LimitsInForceChanged
 from events.hardware_events import LimitsApplied
 from events.hashchain import GENESIS, link
-from events.log_events import LogCheckpoint, PreviousLogSetAside
+from events.log_events import LogCheckpoint, LogSetAsideReported, PreviousLogSetAside
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, GatewayStarted
 from events.sqlite_store import SqliteEventStore
@@ -31,6 +31,7 @@ from sep2gw.logtrust import (
 from sep2gw.simserver import demo_scenario
 from tests.sep2gw.world import World, deadline
 from transport.pki import certificate_der, load_pem_chain, load_private_key
+from transport.sep2 import resources as r
 
 ROWS = "SELECT seq, stream, version, type, server_time, monotonic, CAST(body AS BLOB) FROM events"
 
@@ -197,6 +198,33 @@ async def test_salvage_copies_the_verifiable_prefix_with_the_same_hashes(
         assert store.verify().ok
     with pytest.raises(FileExistsError):
         salvage(path, site / "salvaged.sep2gw", CATALOGUE)
+
+
+def set_aside_alarms(world: World) -> list[r.LogEvent]:
+    server = world.server
+    assert server is not None
+    posted = [q.body for q in server.posts_to("/edev/1/lel") if q.status == 201]
+    return [e for e in posted if isinstance(e, r.LogEvent) and "log set aside" in (e.details or "")]
+
+
+async def test_a_log_set_aside_is_reported_once_to_the_servers_log_event_list(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Issue 16 point 6 with PROTOCOL.md §2.9: the alarm for a log that did not verify reaches the
+    utility as a LogEvent (profileID 2) POSTed to our EndDevice's LogEventList, with the reason,
+    once (not again at the next start), and the report is recorded."""
+    await run_site(site, 60)
+    path = site / "site.sep2gw"
+    raise_export_limit(path, received_a1(path), recompute_chain=False)
+    world = await run_site(site, 120)
+    (alarm,) = set_aside_alarms(world)
+    assert alarm.profileID == 2 and alarm.details == "log set aside: chain broken"
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        reports = [e.event for e in store.read() if isinstance(e.event, LogSetAsideReported)]
+    assert len(reports) == 1 and reports[0].set_aside_seq == 1
+    assert reports[0].href == "/edev/1/lel" and reports[0].refused_status is None
+    world = await run_site(site, 120)
+    assert set_aside_alarms(world) == []
 
 
 # -- the commands: sep2gw log verify (checkpoints, --certificate, --anchor), anchor, salvage -------
