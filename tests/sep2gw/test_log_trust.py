@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import trio
 
+from actors.mirror import POSTED_TAG, TELEMETRY_TAG
 from events.control_events import LimitsInForceChanged
 from events.hardware_events import LimitsApplied
 from events.hashchain import GENESIS, link
@@ -20,13 +22,16 @@ from events.runtime_events import RUNTIME_STREAM, GatewayStarted
 from events.sqlite_store import SqliteEventStore
 from sep2gw.cli import main
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.gateway import _RECENT_READS_S, _start_folded_tags
 from sep2gw.logtrust import (
     AnchorError,
     DeviceSigner,
+    StartVerdict,
     check_anchor,
     check_checkpoints,
     make_anchor,
     salvage,
+    verify_for_start,
 )
 from sep2gw.simserver import demo_scenario
 from tests.sep2gw.world import World, deadline
@@ -60,7 +65,9 @@ async def run_site(site: Path, seconds: float) -> World:
 
 def received_a1(path: Path) -> int:
     """The record holding A1's content as received (its 1.5 kW export limit)."""
-    with sqlite3.connect(path) as conn:
+    # closed here, not when collected: a connection left open keeps the WAL of the edit that
+    # follows out of the file, and its late close would write it into the file set aside
+    with closing(sqlite3.connect(path)) as conn:
         (seq,) = conn.execute(
             "SELECT seq FROM events WHERE type = 'control.received.v1' AND body LIKE '%A1\"%'"
         ).fetchone()
@@ -398,3 +405,72 @@ async def test_log_salvage_copies_the_verifiable_prefix_and_never_overwrites(
     code, _, err = cli(capsys, "log", "salvage", str(path), str(new))
     assert code == BAD_INPUT and "never overwrites" in err
     assert digest(new) == before
+
+
+# -- the fast start ------------------------------------------------------------------------------
+
+
+def start_verdict(site: Path, certificate: Path) -> StartVerdict:
+    return verify_for_start(
+        site / "site.sep2gw",
+        CATALOGUE,
+        certificate_der=certificate_der(load_pem_chain(certificate.read_bytes())[0]),
+        folded=_start_folded_tags(),
+        recent=(TELEMETRY_TAG, POSTED_TAG),
+        recent_s=_RECENT_READS_S,
+    )
+
+
+async def test_a_start_on_a_log_signed_by_this_device_verifies_from_its_checkpoint_on(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Issue 16 point 6 ("a checkpoint keeps this fast on long logs"): a checkpoint this device
+    signed, whose hash the log holds, vouches for the records before it; the start verifies what
+    came after it in full. Another signer's checkpoint vouches for nothing: the whole log."""
+    await run_site(site, 120)
+    with SqliteEventStore(site / "site.sep2gw", CATALOGUE, readonly=True) as store:
+        head = store.head()
+    verdict = start_verdict(site, site / "pki" / "device.pem")
+    assert verdict.ok and verdict.fast and verdict.records == head.seq
+    other = start_verdict(site, site / "pki" / "server.pem")
+    assert other.ok and not other.fast and other.records == head.seq
+
+
+@pytest.mark.parametrize("recompute_chain", [False, True])
+async def test_a_folded_record_edited_before_the_signed_one_fails_the_fast_start(
+    site: Path, autojump_clock: trio.abc.Clock, recompute_chain: bool
+) -> None:
+    """An edit of a record the start folds breaks its own link (no recomputation) or the signed
+    hash (recomputed to the end): the fast start does not vouch, and the whole verification names
+    the record (or the checkpoint)."""
+    await run_site(site, 120)
+    path = site / "site.sep2gw"
+    edited = received_a1(path)
+    raise_export_limit(path, edited, recompute_chain=recompute_chain)
+    verdict = start_verdict(site, site / "pki" / "device.pem")
+    assert not verdict.ok and not verdict.fast
+    if recompute_chain:
+        assert verdict.finding is not None and "signed checkpoint" in verdict.finding
+    else:
+        assert verdict.records == edited - 1 and f"record {edited}:" in (verdict.finding or "")
+
+
+async def test_a_folded_record_whose_link_alone_was_recomputed_fails_the_fast_start(
+    site: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """With only the edited record's own hash recomputed, its successor's link breaks."""
+    await run_site(site, 120)
+    path = site / "site.sep2gw"
+    edited = received_a1(path)
+    raise_export_limit(path, edited, recompute_chain=False)
+    with closing(sqlite3.connect(path)) as conn:
+        (previous,) = conn.execute(
+            "SELECT hash FROM events WHERE seq = ?", (edited - 1,)
+        ).fetchone()
+        row = conn.execute(ROWS + " WHERE seq = ?", (edited,)).fetchone()
+        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (link(previous, *row), edited))
+        conn.commit()
+    verdict = start_verdict(site, site / "pki" / "device.pem")
+    assert (
+        not verdict.ok and not verdict.fast and f"record {edited + 1}:" in (verdict.finding or "")
+    )
