@@ -392,7 +392,8 @@ def _fast_start(
 ) -> StartVerdict | None:
     """An ok verdict from this device's newest matching signed checkpoint on; None when there is
     no such checkpoint or anything is found (the whole verification then names it exactly)."""
-    with SqliteEventStore(path, catalogue, readonly=True) as store:
+    store = SqliteEventStore(path, catalogue, readonly=True)
+    with store:
         base = _signed_base(store, certificate_der)
         if base is None:
             return None
@@ -440,7 +441,7 @@ _AROUND = (
     "CAST(e.body AS BLOB), e.hash, p.hash, "
     "n.seq, n.stream, n.version, n.type, n.server_time, n.monotonic, CAST(n.body AS BLOB), n.hash "
     "FROM events e LEFT JOIN events p ON p.seq = e.seq - 1 LEFT JOIN events n ON n.seq = e.seq + 1 "
-    "WHERE e.seq <= ? AND (e.type IN ({}) OR (e.seq >= ? AND e.type IN ({}))) ORDER BY e.seq"
+    "WHERE e.seq <= ? AND (e.type IN ({}) OR (e.seq >= ? AND e.type IN ({})))"
 )
 
 
@@ -455,7 +456,8 @@ def _covered_folds(
     keeps its own hash link (an edit without recomputation breaks it) and its successor's (a
     recomputed link breaks the next one; recomputing on to the signed record changes its hash).
     ``recent``: tags the start reads only for the last ``recent_s`` seconds of the log (the
-    mirror's backlog, the hardware's interval in progress). The first problem found, else None."""
+    mirror's backlog, the hardware's interval in progress). A problem found (in no particular
+    order: the whole verification then names the first), else None."""
     tags = sorted(folded)
     recent_tags = sorted(recent) or [""]
     (last,) = store.execute("SELECT max(server_time) FROM events").fetchone()
