@@ -47,7 +47,7 @@ from actors.messages import (
     LinkState,
     SendResponse,
 )
-from actors.mirror import POSTED_TAG, TELEMETRY_TAG, MirrorActor
+from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
@@ -355,7 +355,7 @@ class Gateway:
             certificate_der=None if self._signer is None else self._signer.certificate_der,
             folded=_start_folded_tags(),
             recent=(TELEMETRY_TAG, POSTED_TAG),
-            recent_s=_RECENT_READS_S,
+            recent_s=max(_RECENT_READS_S, (MAX_BACKLOG + 2) * self.config.rates.default_post_s),
         )
         if self.options.log_in_thread:
             verdict = await anyio.to_thread.run_sync(check)
@@ -480,8 +480,8 @@ async def run_gateway(
     await Gateway(config, driver, options=options).run()
 
 
-#: How far back the start reads telemetry and posted readings (the mirror's backlog of
-#: ``MAX_BACKLOG`` intervals, the hardware's interval in progress), with a margin.
+#: How far back at least the start reads telemetry and posted readings (the mirror's backlog of
+#: ``MAX_BACKLOG`` post intervals, the hardware's interval in progress), with a margin.
 _RECENT_READS_S = 2 * 86400.0
 
 
