@@ -455,6 +455,9 @@ def _covered_folds(
     """Issue 16 point 6, the fast start: each record up to the signed one that the start folds
     keeps its own hash link (an edit without recomputation breaks it) and its successor's (a
     recomputed link breaks the next one; recomputing on to the signed record changes its hash).
+    Not caught here: links recomputed from the edited record up to one the start does not fold,
+    short of the signed record (the link after them is not read); ``sep2gw log verify`` and
+    ``check-config`` verify every link.
     ``recent``: tags the start reads only for the last ``recent_s`` seconds of the log (the
     mirror's backlog, the hardware's interval in progress). A problem found (in no particular
     order: the whole verification then names the first), else None."""
