@@ -35,9 +35,10 @@ from actors.messages import (
     ProgramsSeen,
 )
 from actors.rng import RandomSource
-from events.base import Event
+from events.base import Event, tag_of
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
+from events.log_events import LogSetAsideReported, PreviousLogSetAside
 from events.registration_events import (
     Polled,
     RegistrationStep,
@@ -45,6 +46,7 @@ from events.registration_events import (
     registration_event_stream,
 )
 from events.replay import replay
+from events.runtime_events import RUNTIME_STREAM
 from events.store import EventStore
 from statemachines.controls import RECEIPT_STEP
 from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
@@ -173,6 +175,8 @@ class RegistrationActor:
         self._hold_until = float("-inf")
         #: A program's default or control list that could not be read (skipped for one cycle).
         self._unread = 0
+        #: The record of a previous log set aside at start whose alarm is not yet reported.
+        self._set_aside: tuple[int, PreviousLogSetAside] | None = None
 
     def _note_retry_after(self, failure: Exception) -> None:
         """429/503 with Retry-After: the server said when it may be asked again (RFC 9110 §10.2.3);
@@ -264,6 +268,7 @@ class RegistrationActor:
             # only which EndDevices this gateway registered itself is (§2.4: no PIN to compare).
             in_band, _ = replay(self._store, IN_BAND_PROJECTION)
             self.core.state.in_band = list(in_band.hrefs)
+            self._set_aside = unreported_set_aside(self._store)
             await self._persist(self.core.start(self._clock.server_time()))
             task_status.started()
             while True:
@@ -272,6 +277,10 @@ class RegistrationActor:
                     # §2.4: stop all traffic to this server and say why (the log has the reason).
                     self._link.halt(self.core.state.halted_reason or "registration halted")
                     await anyio.sleep_forever()
+                try:
+                    await self._report_log_set_aside()
+                except (HttpFailure, LinkError):
+                    pass  # reported at the next poll cycle
                 await self._poll_until_moved()
                 if self.core.state.state == HALTED:
                     self._link.halt(self.core.state.halted_reason or "registration halted")
@@ -634,6 +643,58 @@ class RegistrationActor:
             self._alarms_reported.add(alarm)
         self._alarms_reported &= set(active)
 
+    async def _report_log_set_aside(self) -> None:
+        """Issue 16 point 6 with PROTOCOL.md §2.9: the previous log did not verify at start and was
+        set aside (the first record of this log says so). That alarm is POSTed once to our
+        EndDevice's LogEventList (profileID 2, functionSet 0: not of one function set), its
+        ``details`` naming the reason, and the report is recorded so no restart repeats it. A
+        refusal (4xx) is recorded, not retried; a network failure or 5xx/429 is raised and the
+        alarm is reported at the next cycle."""
+        if self._set_aside is None:
+            return
+        edev = self._found.edev
+        if edev is None or edev.LogEventListLink is None:
+            return
+        seq, aside = self._set_aside
+        href = edev.LogEventListLink.href
+        details = set_aside_details(aside.finding)
+        event = r.LogEvent(
+            createdDateTime=int(self._clock.server_time()),
+            functionSet=_GENERAL_FUNCTION_SET,
+            logEventCode=0,
+            logEventID=_alarm_id(_LOG_SET_ASIDE),
+            logEventPEN=self._walk.pen,
+            profileID=_PROFILE_IEEE_2030_5,
+            details=details,
+        )
+        refused: int | None = None
+        try:
+            await self._link.post(href, event)
+        except HttpFailure as failure:
+            self._note_retry_after(failure)
+            if not 400 <= failure.status < 500 or failure.status == 429:
+                raise
+            refused = failure.status
+        reading = self._clock.read()
+        report = LogSetAsideReported(
+            set_aside_seq=seq,
+            href=href,
+            details=details,
+            log_event_id=event.logEventID,
+            refused_status=refused,
+        )
+        await self._log.append(
+            [
+                Append(
+                    stream=RUNTIME_STREAM,
+                    events=(report,),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
+        self._set_aside = None
+
     async def _put_info(self, href: str, resource: msgspec.Struct) -> bool:
         try:
             await self._link.put(href, resource)
@@ -693,6 +754,7 @@ class RegistrationActor:
                 # One DER cycle per DERList poll: what is owed goes out there, not after each poll.
                 await self._put_der_info(full=False, cycle=any(d.startswith("der:") for d in due))
                 await self._post_alarms()
+                await self._report_log_set_aside()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
 
@@ -736,9 +798,7 @@ class RegistrationActor:
             time = await self._link.get(href, r.Time)
             after = self._clock.server_time()
             rate = self.polls.rate_seen(resource, self._poll_s(time.pollRate), after)
-            return rate + self.core.time_resynced(
-                time.currentTime, (before + after) / 2, after
-            )
+            return rate + self.core.time_resynced(time.currentTime, (before + after) / 2, after)
         if kind == "rg":
             registration = await self._link.get(href, r.Registration)
             now = self._clock.server_time()
@@ -929,6 +989,35 @@ async def _controls_in_steps(
 #: LogEvent.profileID 2: IEEE 2030.5; LogEvent.functionSet 11: Distributed Energy Resources.
 _PROFILE_IEEE_2030_5: Final = 2
 _DER_FUNCTION_SET: Final = 11
+
+
+#: LogEvent.functionSet 0: not specific to a function set (the gateway's own log).
+_GENERAL_FUNCTION_SET: Final = 0
+_LOG_SET_ASIDE: Final = "log set aside"
+
+
+def unreported_set_aside(store: EventStore) -> tuple[int, PreviousLogSetAside] | None:
+    """The record of this log saying the previous one was set aside, unless its alarm was already
+    reported (:class:`LogSetAsideReported`)."""
+    aside: tuple[int, PreviousLogSetAside] | None = None
+    reported: set[int] = set()
+    for record in store.read(types=(tag_of(PreviousLogSetAside), tag_of(LogSetAsideReported))):
+        if isinstance(record.event, PreviousLogSetAside):
+            aside = (record.seq, record.event)
+        elif isinstance(record.event, LogSetAsideReported):
+            reported.add(record.event.set_aside_seq)
+    return None if aside is None or aside[0] in reported else aside
+
+
+def set_aside_details(finding: str) -> str:
+    """LogEvent.details (at most 32 characters): that the log was set aside, and why in a word."""
+    if "signed checkpoint" in finding:
+        why = "bad signature"
+    elif "hash chain" in finding:
+        why = "chain broken"
+    else:
+        why = "did not verify"
+    return f"{_LOG_SET_ASIDE}: {why}"[:32]
 
 
 def _alarm_id(alarm: str) -> int:

@@ -10,6 +10,7 @@ __all__ = [
     "CHECKPOINT_STREAM",
     "LOG_EVENT_TYPES",
     "LogCheckpoint",
+    "LogSetAsideReported",
     "PreviousLogSetAside",
     "Snapshot",
     "snapshot_stream",
@@ -67,4 +68,22 @@ class PreviousLogSetAside(Event, frozen=True, kw_only=True, tag="log.previous_se
     finding: str
 
 
-LOG_EVENT_TYPES: tuple[type[Event], ...] = (Snapshot, LogCheckpoint, PreviousLogSetAside)
+class LogSetAsideReported(Event, frozen=True, kw_only=True, tag="log.set_aside_reported.v1"):
+    """The alarm for :class:`PreviousLogSetAside` (record ``set_aside_seq``) was POSTed as a
+    LogEvent to the EndDevice's LogEventList ``href`` (PROTOCOL.md §2.9) with ``details`` and
+    ``log_event_id``; ``refused_status`` is the 4xx the server answered, if it refused it (not
+    retried). Recorded so that the alarm is reported once, not at every start."""
+
+    set_aside_seq: int
+    href: str
+    details: str
+    log_event_id: int
+    refused_status: int | None = None
+
+
+LOG_EVENT_TYPES: tuple[type[Event], ...] = (
+    Snapshot,
+    LogCheckpoint,
+    PreviousLogSetAside,
+    LogSetAsideReported,
+)

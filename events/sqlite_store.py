@@ -443,6 +443,12 @@ class SqliteEventStore(EventStore):
             )
         return report
 
+    def quick_check(self) -> list[str]:
+        """SQLite's structural check of pages and indexes (``["ok"]`` when sound), as
+        :meth:`verify` runs it."""
+        with self._lock:
+            return _quick_check(self._conn)
+
     def _rows(
         self, query: str, args: Sequence[object], before: int, *, fetch: int = _FETCH
     ) -> Iterator[list[Any]]:

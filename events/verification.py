@@ -40,6 +40,7 @@ __all__ = [
     "VerifyReport",
     "merge",
     "verify_records",
+    "verify_records_after",
 ]
 
 
@@ -379,6 +380,36 @@ def verify_records(
     """
     chain = ChainCheck()
     bodies = BodyCheck(catalogue, projections, snapshot_through)
+    try:
+        for rows in batches:
+            if bodies.feed(rows, stop=chain.feed(rows)) is not None:
+                break
+    except LogDamaged as exc:
+        damaged = _unreadable(exc)
+        chain.finding = first_of(chain.finding, damaged)
+        bodies.finding = first_of(bodies.finding, damaged)
+    return merge(chain, bodies, head=head, where=where)
+
+
+def verify_records_after(
+    batches: Iterable[Sequence[Row]],
+    catalogue: Catalogue,
+    *,
+    next_seq: int,
+    previous: bytes,
+    versions: Mapping[str, int],
+    head: Head,
+    where: str,
+) -> VerifyReport:
+    """:func:`verify_records` for the records from ``next_seq`` on, the record before them having
+    the link ``previous`` and each stream the version ``versions`` gives (0 if absent); no
+    projection is folded. ``records`` counts from the log's first record, as a whole pass would."""
+    chain = ChainCheck()
+    chain._expected = next_seq
+    chain._previous = previous
+    chain._versions = dict(versions)
+    bodies = BodyCheck(catalogue, {}, {})
+    bodies.rows = next_seq - 1
     try:
         for rows in batches:
             if bodies.feed(rows, stop=chain.feed(rows)) is not None:

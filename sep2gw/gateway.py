@@ -12,6 +12,7 @@ the old instance.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -47,13 +48,14 @@ from actors.messages import (
     LinkState,
     SendResponse,
 )
-from actors.mirror import MirrorActor
+from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
+from events.base import Event, tag_of
 from events.envelope import Append
-from events.log_events import PreviousLogSetAside
+from events.log_events import LOG_EVENT_TYPES, PreviousLogSetAside
 from events.log_lock import LogHolder, LogLock
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
@@ -65,8 +67,9 @@ from sep2gw.config import Config
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
-from statemachines.controls import CoreConfig
-from statemachines.registration import RegistrationConfig
+from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
+from statemachines.polling import POLL_PROJECTION
+from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context
@@ -346,10 +349,19 @@ class Gateway:
         server. A file that is not ours, or of a newer schema, is refused as before."""
         if not self.log_path.exists():
             return self._open_log()
+        check = functools.partial(
+            verify_for_start,
+            self.log_path,
+            CATALOGUE,
+            certificate_der=None if self._signer is None else self._signer.certificate_der,
+            folded=_start_folded_tags(),
+            recent=(TELEMETRY_TAG, POSTED_TAG),
+            recent_s=max(_RECENT_READS_S, (MAX_BACKLOG + 2) * self.config.rates.default_post_s),
+        )
         if self.options.log_in_thread:
-            verdict = await anyio.to_thread.run_sync(verify_for_start, self.log_path, CATALOGUE)
+            verdict = await anyio.to_thread.run_sync(check)
         else:
-            verdict = verify_for_start(self.log_path, CATALOGUE)
+            verdict = check()
         if verdict.ok:
             return self._open_log()
         kept = set_aside(self.log_path, now=self.clock.server_time())
@@ -467,6 +479,24 @@ async def run_gateway(
 ) -> None:
     """Run a gateway until cancelled (Ctrl-C, SIGTERM handled by the caller's loop)."""
     await Gateway(config, driver, options=options).run()
+
+
+#: How far back at least the start reads telemetry and posted readings (the mirror's backlog of
+#: ``MAX_BACKLOG`` post intervals, the hardware's interval in progress), with a margin.
+_RECENT_READS_S = 2 * 86400.0
+
+
+def _start_folded_tags() -> frozenset[str] | None:
+    """The tags a start folds over the whole log (the controls, poll and in-band registration
+    folds; the log's own records), legacy tags included as replay reads them; None if a fold
+    reads every type (then only a whole verification will do)."""
+    types: list[type[Event]] = list(LOG_EVENT_TYPES)
+    for projection in (CONTROLS_PROJECTION, POLL_PROJECTION, IN_BAND_PROJECTION):
+        if projection.types is None:
+            return None
+        types.extend(projection.types)
+    legacy = CATALOGUE.tags - {tag_of(t) for t in CATALOGUE.current_types}
+    return frozenset({tag_of(t) for t in types} | legacy)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -42,7 +42,7 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.link_events import LinkBackedOff
-from events.log_events import PreviousLogSetAside
+from events.log_events import LogSetAsideReported, PreviousLogSetAside
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
@@ -154,6 +154,13 @@ class Timeline:
                     f"({e.verified_records} records verified); started this new log, nothing of "
                     "the old one is used: rediscovering from the server"
                 )
+            case LogSetAsideReported():
+                if e.refused_status is not None:
+                    return (
+                        f"the log-set-aside alarm was refused by the server (HTTP "
+                        f"{e.refused_status} from {e.href}); not sent again"
+                    )
+                return f"the log-set-aside alarm was reported to the server ({e.href}: {e.details})"
             case ActorFailed():
                 return f"actor {e.actor} failed: {e.error_type}: {e.error}" + (
                     " — gave up" if e.gave_up else f" — restarting in {e.restart_in_s:g} s"

@@ -1,7 +1,11 @@
-"""``sep2gw log …``: inspect, tail, export and verify an event log file without modifying it.
+"""``sep2gw log …``: inspect, tail, export and verify an event log file without modifying it; sign
+an anchor of its head (``anchor``); copy a bad log's verifiable prefix into a new file
+(``salvage``).
 
 Exit codes (``sep2gw.exits``): 0 success (for ``verify``: the log is intact), 2 the file could not be
-read as a sep2gw log (missing, foreign, corrupt, newer schema), 3 the log failed verification.
+read as a sep2gw log (missing, foreign, corrupt, newer schema) or another input cannot be used (a
+certificate, key, configuration or anchor file; an output that exists), 3 the log failed
+verification (its chain, a signed checkpoint, the signer required, an anchor it no longer holds).
 """
 
 from __future__ import annotations
@@ -16,14 +20,28 @@ from pathlib import Path
 from typing import IO, Any
 
 import msgspec
+from cryptography.hazmat.primitives import serialization
 
 from events.envelope import RawRecord
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from events.times import not_a_date, utc_datetime
+from sep2gw.commands.ident import leaf_der
+from sep2gw.config import ConfigError, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.logtrust import (
+    AnchorError,
+    DeviceSigner,
+    anchor_difference,
+    check_checkpoints,
+    make_anchor,
+    read_anchor,
+    salvage_report,
+)
+from sep2gw.preflight import PreflightFailed, load_key_password
 from sep2gw.projections import PROJECTIONS
+from transport.pki import PkiError, certificate_der, load_pem_chain, load_private_key
 
 __all__ = ["register"]
 
@@ -64,10 +82,51 @@ def register(commands: Any) -> None:
     export.set_defaults(handler=_export)
 
     verify = sub.add_parser(
-        "verify", help="check sequence, bodies, hash chain and snapshots; exit 0 only if intact"
+        "verify",
+        help="check sequence, bodies, hash chain, snapshots and signed checkpoints; exit 0 only "
+        "if intact",
     )
     verify.add_argument("path", type=Path)
-    verify.set_defaults(handler=_verify)
+    verify.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="FILE",
+        help="require the checkpoints (and anchor) to be signed by this device certificate "
+        "(PEM or DER)",
+    )
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        metavar="FILE",
+        help="an anchor made by 'sep2gw log anchor': the log must still hold that head",
+    )
+    verify.set_defaults(handler=_verify_command)
+
+    anchor = sub.add_parser(
+        "anchor", help="sign a statement of the log's head with the device key, to keep off site"
+    )
+    anchor.add_argument("path", type=Path)
+    anchor.add_argument(
+        "--config", type=Path, help="site configuration: the device key and certificate of 'run'"
+    )
+    anchor.add_argument(
+        "--cert", type=Path, help="device certificate chain (PEM), without --config"
+    )
+    anchor.add_argument("--key", type=Path, help="device private key (PEM), without --config")
+    anchor.add_argument(
+        "--key-password-env", metavar="VAR", help="the key's password is in this variable"
+    )
+    anchor.add_argument(
+        "-o", "--output", type=Path, help="file to write (never overwritten; default: stdout)"
+    )
+    anchor.set_defaults(handler=_anchor_command)
+
+    salvage = sub.add_parser(
+        "salvage", help="copy the records of a bad log that verify into a new file, for analysis"
+    )
+    salvage.add_argument("old", type=Path, help="the log to read (never modified)")
+    salvage.add_argument("new", type=Path, help="the new log to write (must not exist)")
+    salvage.set_defaults(handler=_salvage_command)
 
 
 Handler = Callable[[argparse.Namespace, SqliteEventStore], int]
@@ -271,13 +330,199 @@ def _write_export(records: Iterator[RawRecord], fmt: str, out: IO[str]) -> None:
 # -- verify ----------------------------------------------------------------------------------------
 
 
+def _fail(message: str, code: int) -> int:
+    print(f"sep2gw log: {message}", file=sys.stderr)
+    return code
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    """Read the --certificate and --anchor files first: a bad one is named before a long verify."""
+    required: bytes | None = None
+    if args.certificate is not None:
+        try:
+            required = leaf_der(args.certificate)
+        except OSError as exc:
+            return _fail(f"cannot read {args.certificate}: {exc.strerror or exc}", EXIT_UNREADABLE)
+        except PkiError as exc:
+            return _fail(str(exc), EXIT_UNREADABLE)
+    anchor = None
+    if args.anchor is not None:
+        try:
+            anchor = read_anchor(args.anchor.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return _fail(f"cannot read {args.anchor}: {exc.strerror or exc}", EXIT_UNREADABLE)
+        except UnicodeDecodeError:
+            return _fail(f"{args.anchor}: not a sep2gw log anchor (not text)", EXIT_UNREADABLE)
+        except AnchorError as exc:
+            return _fail(f"{args.anchor}: {exc}", EXIT_UNREADABLE)
+    args.required_der, args.read_anchor = required, anchor
+    return _verify(args)
+
+
 @_opened
 def _verify(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    """The chain's checks, then the keyed evidence (issue 16 point 6): every signed checkpoint must
+    verify (a chain recomputed after an edit no longer matches a signed hash), by the signer given;
+    an anchor kept off site must still be held (a log cut short of it or rewritten fails)."""
     report = store.verify(PROJECTIONS)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if report.ok:
-        print(report.describe())
-        return EXIT_OK
-    print(f"sep2gw log verify: {report.describe()}", file=sys.stderr)
-    return EXIT_BAD_LOG
+    if not report.ok:
+        print(f"sep2gw log verify: {report.describe()}", file=sys.stderr)
+        return EXIT_BAD_LOG
+    print(report.describe())
+    required: bytes | None = getattr(args, "required_der", None)
+    checkpoints = check_checkpoints(store, certificate_der=required)
+    if not checkpoints.ok:
+        print(f"sep2gw log verify: {args.path}: {checkpoints.describe()}", file=sys.stderr)
+        return EXIT_BAD_LOG
+    if checkpoints.checked:
+        print(f"signed: {checkpoints.describe()}")
+        head = store.head().seq
+        if checkpoints.last_through_seq is not None and checkpoints.last_through_seq < head:
+            print(
+                f"        records {checkpoints.last_through_seq + 1}-{head} after it are covered "
+                "by the chain only"
+            )
+    elif required is not None:
+        print(
+            f"sep2gw log verify: {args.path}: no signed checkpoint, so nothing signed by the "
+            "certificate given",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_LOG
+    else:
+        print(f"warning: {checkpoints.describe()}", file=sys.stderr)
+    anchor = getattr(args, "read_anchor", None)
+    if anchor is not None:
+        difference = anchor_difference(store, anchor, certificate_der=required)
+        if difference is not None:
+            print(
+                f"sep2gw log verify: {args.path}: anchor {args.anchor}: {difference}",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_LOG
+        print(
+            f"anchor: record {anchor.seq} with the hash signed by LFDI {anchor.lfdi} at "
+            f"{anchor.signed_at} is in the log"
+        )
+    return EXIT_OK
+
+
+# -- anchor ----------------------------------------------------------------------------------------
+
+
+class _Unusable(ValueError):
+    """Arguments that cannot be used together (exit 2)."""
+
+
+def _signer(args: argparse.Namespace) -> DeviceSigner:
+    """The device key and certificate as ``run`` loads them (from the site configuration), or from
+    --cert/--key; raises the typed error naming what cannot be used."""
+    if args.config is not None:
+        if args.cert is not None or args.key is not None or args.key_password_env:
+            raise _Unusable("give either --config or --cert/--key, not both")
+        config = load_config(args.config)
+        cert_path = config.path(config.tls.certificate)
+        key_path = config.path(config.tls.key)
+        password = load_key_password(config, os.environ)
+    else:
+        if args.cert is None or args.key is None:
+            raise _Unusable("the device key is needed: give --config SITE.toml or --cert and --key")
+        cert_path, key_path = args.cert, args.key
+        password = None
+        if args.key_password_env:
+            value = os.environ.get(args.key_password_env)
+            if not value:
+                raise _Unusable(
+                    f"the environment variable {args.key_password_env} is unset or empty"
+                )
+            password = value.encode()
+    chain = load_pem_chain(cert_path.read_bytes(), source=str(cert_path))
+    key = load_private_key(key_path.read_bytes(), password, source=str(key_path))
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != chain[0].public_key().public_bytes(*spki):
+        raise PkiError(
+            f"{key_path} does not match the certificate {cert_path} (their public keys differ)"
+        )
+    return DeviceSigner(key, certificate_der(chain[0]))
+
+
+def _anchor_command(args: argparse.Namespace) -> int:
+    try:
+        signer = _signer(args)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"cannot read {exc.strerror or exc}{where}", EXIT_UNREADABLE)
+    except (_Unusable, ConfigError, PreflightFailed, PkiError) as exc:
+        return _fail(str(exc), EXIT_UNREADABLE)
+    if args.output is not None and args.output.exists():
+        return _fail(f"{args.output} exists; an anchor is never overwritten", EXIT_UNREADABLE)
+    args.signer = signer
+    return _anchor(args)
+
+
+@_opened
+def _anchor(args: argparse.Namespace, store: SqliteEventStore) -> int:
+    """Only a log that verifies (chain and signed checkpoints) is anchored: signing the head of a
+    tampered log would vouch for it."""
+    report = store.verify(PROJECTIONS)
+    if not report.ok:
+        print(f"sep2gw log anchor: not anchored: {report.describe()}", file=sys.stderr)
+        return EXIT_BAD_LOG
+    checkpoints = check_checkpoints(store)
+    if not checkpoints.ok:
+        print(
+            f"sep2gw log anchor: not anchored: {args.path}: {checkpoints.describe()}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_LOG
+    signer: DeviceSigner = args.signer
+    text = make_anchor(store, signer, now=time.time()) + "\n"
+    head = store.head()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        partial = args.output.with_name(args.output.name + ".partial")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            os.link(partial, args.output)  # never overwrites, even one made meanwhile
+        except FileExistsError:
+            return _fail(f"{args.output} exists; an anchor is never overwritten", EXIT_UNREADABLE)
+        except OSError as exc:
+            return _fail(f"cannot write {args.output}: {exc.strerror or exc}", EXIT_UNREADABLE)
+        finally:
+            partial.unlink(missing_ok=True)
+        print(
+            f"anchored record {head.seq} (hash {head.hash.hex()}) signed by LFDI {signer.lfdi} "
+            f"in {args.output}: keep it off site; 'sep2gw log verify {args.path} --anchor "
+            f"{args.output}' checks the log still holds it"
+        )
+    return EXIT_OK
+
+
+# -- salvage ---------------------------------------------------------------------------------------
+
+
+def _salvage_command(args: argparse.Namespace) -> int:
+    """Copy the verifiable prefix of OLD into NEW (never overwriting) and say what was kept."""
+    if args.new.exists():
+        return _fail(f"{args.new} exists; salvage never overwrites a file", EXIT_UNREADABLE)
+    if not args.new.parent.is_dir():
+        return _fail(
+            f"cannot write {args.new}: the folder {args.new.parent} does not exist", EXIT_UNREADABLE
+        )
+    try:
+        done = salvage_report(args.old, args.new, CATALOGUE)
+    except FileExistsError as exc:
+        return _fail(str(exc), EXIT_UNREADABLE)
+    except EventLogError as exc:
+        return _fail(str(exc), EXIT_UNREADABLE)
+    if done.finding is None:
+        print(f"{args.old} verifies whole: all {done.copied} records copied to {args.new}")
+    else:
+        print(
+            f"kept records 1-{done.copied} of {done.records} from {args.old} in {args.new} "
+            f"(head hash {done.head.hash.hex()}); the first bad: {done.finding}"
+        )
+    return EXIT_OK

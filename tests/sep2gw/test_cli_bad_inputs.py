@@ -121,6 +121,10 @@ class Site:
         _sql(
             _log(root / "far-future.sep2gw"), "UPDATE events SET server_time = 1e300 WHERE seq = 5"
         )
+        (root / "bad-anchor.json").write_text(
+            '{"kind": "sep2gw log anchor v1", "seq": -1, "head_hash": "00", "certificate": "",'
+            ' "signature": ""}'
+        )
         conn = sqlite3.connect(root / "no-tables.sep2gw")
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.commit()
@@ -438,6 +442,82 @@ TOOLS: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
         lambda r: ["report", str(r / "far-future.sep2gw"), "-o", str(r / "no" / "r.html")],
         BAD_INPUT,
         "is not a folder",
+    ),
+    "verify_with_an_anchor_that_is_no_anchor": (
+        lambda r: [
+            "log",
+            "verify",
+            str(r / "far-future.sep2gw"),
+            "--anchor",
+            str(r / "pki" / "ca.pem"),
+        ],
+        BAD_INPUT,
+        "not a sep2gw log anchor",
+    ),
+    "verify_with_an_anchor_whose_seq_is_negative": (
+        lambda r: [
+            "log",
+            "verify",
+            str(r / "far-future.sep2gw"),
+            "--anchor",
+            str(r / "bad-anchor.json"),
+        ],
+        BAD_INPUT,
+        "'seq' is not a record number",
+    ),
+    "verify_with_a_missing_anchor": (
+        lambda r: ["log", "verify", str(r / "far-future.sep2gw"), "--anchor", str(r / "no.json")],
+        BAD_INPUT,
+        "cannot read",
+    ),
+    "verify_requiring_a_certificate_that_is_a_key": (
+        lambda r: [
+            "log",
+            "verify",
+            str(r / "far-future.sep2gw"),
+            "--certificate",
+            str(r / "pki" / "device.key"),
+        ],
+        BAD_INPUT,
+        "device.key",
+    ),
+    "anchor_without_a_key": (
+        lambda r: ["log", "anchor", str(r / "far-future.sep2gw")],
+        BAD_INPUT,
+        "the device key is needed",
+    ),
+    "anchor_with_a_key_that_is_a_certificate": (
+        lambda r: [
+            "log",
+            "anchor",
+            str(r / "far-future.sep2gw"),
+            "--cert",
+            str(r / "pki" / "device.pem"),
+            "--key",
+            str(r / "pki" / "ca.pem"),
+        ],
+        BAD_INPUT,
+        "ca.pem",
+    ),
+    "anchor_with_a_missing_config": (
+        lambda r: ["log", "anchor", str(r / "far-future.sep2gw"), "--config", str(r / "no.toml")],
+        BAD_INPUT,
+        "no.toml",
+    ),
+    "salvage_of_a_page_truncated": (
+        lambda r: ["log", "salvage", str(r / "truncated.sep2gw"), str(r / "salvaged-1.sep2gw")],
+        BAD_INPUT,
+        "not a sep2gw event log",
+    ),
+    "salvage_into_a_missing_folder": (
+        lambda r: ["log", "salvage", str(r / "not-json.sep2gw"), str(r / "no" / "s.sep2gw")],
+        BAD_INPUT,
+        "the folder",
+    ),
+    "salvage_over_an_existing_file": (
+        lambda r: ["log", "salvage", str(r / "not-json.sep2gw"), str(r / "far-future.sep2gw")],
+        BAD_INPUT,
+        "never overwrites",
     ),
     "export_a_file_that_is_no_log": (
         lambda r: ["export", str(r / "pki" / "ca.pem")],
