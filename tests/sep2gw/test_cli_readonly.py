@@ -2,8 +2,8 @@
 site without creating or changing any file next to it, and work on read-only media.
 
 Read-only media are a folder and file without write permission, read by an unprivileged user: the
-test runs the commands as that user (``nobody`` through ``setpriv`` when the suite runs as root,
-which permissions do not stop; the suite's own user otherwise).
+test runs the commands as that user (as root, which permissions do not stop: root without the
+capabilities that override them, through ``setpriv``; the suite's own user otherwise).
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from sep2gw.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_764_000_000.0
-NOBODY = 65534
+#: As root, the commands run without the capabilities that let root ignore permission bits, so a
+#: folder and files without write permission stop them as they stop any user (switching to
+#: ``nobody`` would also lose the interpreter when it lives under root's 0700 home, as in CI).
+UNPRIVILEGED = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 
 
 def _append(store: SqliteEventStore, i: int) -> None:
@@ -129,9 +132,7 @@ def test_read_only_tools_work_on_read_only_media(media: Path, tmp_path: Path, ma
     site.chmod(0o555)
     before = _state(site)
     as_user = (
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        if os.geteuid() == 0
-        else []
+        UNPRIVILEGED if os.geteuid() == 0 else []
     )
     done = subprocess.run(
         [*as_user, sys.executable, "-c", RUNNER, json.dumps(_commands(path, out))],
