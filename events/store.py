@@ -8,6 +8,7 @@ global sequence order.
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, Final
@@ -23,7 +24,7 @@ from events.log_events import Snapshot
 from events.replay import Projection
 from events.verification import Head, Problem, VerifyReport, verify_records
 
-__all__ = ["Head", "EventStore", "Problem", "VerifyReport", "verify_records"]
+__all__ = ["EventStore", "Head", "Problem", "VerifyReport", "copy_records", "verify_records"]
 
 SNAPSHOT_TAG: Final = "log.snapshot.v1"
 #: Records per batch while verifying: large enough to amortise a batch decode, small enough to stay
@@ -140,6 +141,20 @@ class EventStore(abc.ABC):
         except (EventLogError, msgspec.MsgspecError):
             pass
         return wanted
+
+
+def copy_records(
+    source: EventStore, target: EventStore, *, to_seq: int | None = None, batch: int = 1000
+) -> Head:
+    """Append ``source``'s records (up to ``to_seq``) to an empty ``target``: same events, streams,
+    times and order, hence the same hash chain; returns the target's head."""
+    records = source.read(1, to_seq)
+    while chunk := [
+        Append(stream=r.stream, events=(r.event,), server_time=r.server_time, monotonic=r.monotonic)
+        for r in itertools.islice(records, batch)
+    ]:
+        target.append(chunk)
+    return target.head()
 
 
 class AppendPlan(msgspec.Struct, gc=False):

@@ -35,12 +35,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from events.base import tag_of
 from events.catalogue import Catalogue
-from events.envelope import Append
 from events.errors import EventLogError, LogDamaged
 from events.hashchain import GENESIS, link
 from events.log_events import LogCheckpoint
 from events.sqlite_store import SqliteEventStore
-from events.store import EventStore, Head
+from events.store import EventStore, Head, copy_records
 from events.verification import VerifyReport, verify_records_after
 from transport.identity import lfdi_from_der
 
@@ -584,19 +583,6 @@ def salvage_report(old: Path, new: Path, catalogue: Catalogue) -> Salvaged:
         report = source.verify()
         keep = report.records
         total = source.head().seq
-        appends = (
-            [
-                Append(
-                    stream=rec.stream,
-                    events=(rec.event,),
-                    server_time=rec.server_time,
-                    monotonic=rec.monotonic,
-                )
-                for rec in source.read(1, keep)
-            ]
-            if keep
-            else []
-        )
     finding: str | None = None
     if report.problem is not None:
         where = "" if report.problem.seq is None else f"record {report.problem.seq}: "
@@ -605,10 +591,11 @@ def salvage_report(old: Path, new: Path, catalogue: Catalogue) -> Salvaged:
     for leftover in (partial, *(partial.with_name(partial.name + x) for x in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
     try:
-        with SqliteEventStore(partial, catalogue) as target:
-            for start in range(0, len(appends), 1000):
-                target.append(appends[start : start + 1000])
-            head = target.head()
+        with (
+            SqliteEventStore(old, catalogue, readonly=True) as source,
+            SqliteEventStore(partial, catalogue) as target,
+        ):
+            head = copy_records(source, target, to_seq=keep) if keep else target.head()
         if new.exists():
             raise FileExistsError(f"{new} exists; salvage never overwrites a file")
         try:

@@ -33,11 +33,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from events.envelope import Append
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
-from events.store import EventStore
+from events.store import EventStore, copy_records
 
 __all__ = ["default_site", "ensure_site", "register", "write_log"]
 
@@ -89,19 +88,8 @@ def write_log(store: EventStore, path: Path) -> str:
     which equals the source's: same events, times and order give the same hash chain."""
     if path.exists():
         raise FileExistsError(f"{path} exists; an event log is never overwritten")
-    appends = [
-        Append(
-            stream=rec.stream,
-            events=(rec.event,),
-            server_time=rec.server_time,
-            monotonic=rec.monotonic,
-        )
-        for rec in store.read()
-    ]
     with SqliteEventStore(path, CATALOGUE) as target:
-        if appends:
-            target.append(appends)
-        return target.head().hash.hex()
+        return copy_records(store, target).hash.hex()
 
 
 class _Progress:
