@@ -163,6 +163,9 @@ class HardwareActor:
         self._last_failure.pop(operation, None)
 
     async def _record(self, *events: Event) -> None:
+        """Record what the device did or reported. An observation (issue 16 point 5): safety
+        first, the battery's loop never waits on a full log; the writer holds the records and
+        writes them when space returns (telemetry samples, detail, are shed and counted)."""
         reading = self._clock.read()
         await self._log.append(
             [
@@ -172,7 +175,8 @@ class HardwareActor:
                     server_time=reading.server_time,
                     monotonic=reading.monotonic,
                 )
-            ]
+            ],
+            observation=True,
         )
 
     def _resume_interval(self) -> None:
@@ -436,9 +440,10 @@ class HardwareActor:
                 # is recorded, but it cannot join a summary that was already handed on (a gap in
                 # the readings, never a second reading for the same interval).
                 self._late += 1
-            events: list[Event] = []
             if self._config.record_telemetry:
-                events.append(_sampled(telemetry))
+                # On its own: detail, the first thing shed when the log is short of space.
+                await self._record(_sampled(telemetry))
+            events: list[Event] = []
             reported = DeviceStatusChanged(
                 at_s=now,
                 state=telemetry.state,
