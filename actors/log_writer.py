@@ -135,6 +135,9 @@ class LogWriter:
         self._shed_to: float | None = None
         self._shed_total = 0
         self._shed_monotonic = 0.0  # the monotonic time of the newest record shed
+        self._retry_due = False  # FULL_RETRY_S passed since the last try
+        self._retry_token: _Request | None = None  # wakes an idle writer to try again
+        self._full_entered: anyio.Event | None = None
 
     def statistics(self) -> LogWriterStatistics:
         return LogWriterStatistics(
@@ -193,38 +196,33 @@ class LogWriter:
         return request.records
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._retry_token = _Request(())
+        self._full_entered = anyio.Event()
+        if self._full is not None:
+            self._full_entered.set()
         task_status.started()
         self._running = True
         try:
-            while True:
-                if self._full is None:
-                    try:
-                        first = await self._receive.receive()
-                    except anyio.EndOfStream:
-                        return
-                else:
-                    first = None
-                    with anyio.move_on_after(FULL_RETRY_S):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._retry_while_full)
+                async for first in self._receive:
+                    # A commit that has started finishes, even on shutdown: its callers wait.
+                    with anyio.CancelScope(shield=True):
+                        group = self._gather(first)
+                        requests = [r for r in group if r is not self._retry_token]
                         try:
-                            first = await self._receive.receive()
-                        except anyio.EndOfStream:
-                            return
-                # A commit that has started finishes, even on shutdown: its callers are waiting.
-                with anyio.CancelScope(shield=True):
-                    if first is None:
-                        await self._retry()
-                        continue
-                    group = self._gather(first)
-                    try:
-                        await self._commit_group(group)
-                    finally:
-                        self._handed -= len(group)
+                            await self._commit_group(requests)
+                            if self._full is not None and self._retry_due:
+                                self._retry_due = False
+                                await self._retry()
+                        finally:
+                            self._handed -= len(requests)
         except anyio.get_cancelled_exc_class():
             self._running = False
             # Shutdown: commit what was already handed to us before leaving, so nothing a caller
             # is waiting on is dropped silently; what a full log still refuses fails its callers.
             with anyio.CancelScope(shield=True):
-                pending = self._drain()
+                pending = [r for r in self._drain() if r is not self._retry_token]
                 self._handed = 0
                 if pending:
                     await self._commit_group(pending)
@@ -239,6 +237,22 @@ class LogWriter:
             raise
         finally:
             self._running = False
+
+    async def _retry_while_full(self) -> None:
+        """While the log is full, every ``FULL_RETRY_S``: wake the writer to try again (it may be
+        idle, or busy with a stream of observations it holds); idle otherwise."""
+        token = self._retry_token
+        assert token is not None
+        while True:
+            entered = self._full_entered
+            assert entered is not None
+            await entered.wait()
+            self._full_entered = anyio.Event()
+            while self._full is not None:
+                await anyio.sleep(FULL_RETRY_S)
+                self._retry_due = True
+                with contextlib.suppress(anyio.WouldBlock):
+                    self._send.send_nowait(token)  # busy: it sees _retry_due after its group
 
     def _gather(self, first: _Request) -> list[_Request]:
         group = [first]
@@ -313,6 +327,8 @@ class LogWriter:
         """The store refused ``group``: its detail is shed, its observations held, its decisions
         wait (in order, behind those already waiting)."""
         if self._full is None:
+            if self._full_entered is not None:
+                self._full_entered.set()
             self._alarm(
                 f"the event log is full ({error}); control decisions wait until they can be "
                 "recorded, the battery keeps the limits in force, telemetry detail is not "
