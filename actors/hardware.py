@@ -64,6 +64,7 @@ _DEVICE_ERRORS = (TimeoutError, ModbusError, DriverError, OSError)
 #: How far before the interval in progress a restart looks for its samples (see _resume_interval).
 _RESUME_MARGIN_S = 3600.0
 
+
 class HardwareConfig(msgspec.Struct, frozen=True, kw_only=True):
     control_period_s: float = 1.0
     sample_period_s: float = 5.0
@@ -440,10 +441,10 @@ class HardwareActor:
                 # is recorded, but it cannot join a summary that was already handed on (a gap in
                 # the readings, never a second reading for the same interval).
                 self._late += 1
-            if self._config.record_telemetry:
-                # On its own: detail, the first thing shed when the log is short of space.
-                await self._record(_sampled(telemetry))
             events: list[Event] = []
+            if self._config.record_telemetry:
+                # Detail, shed when the log is short of space (unless it rides with a change).
+                events.append(_sampled(telemetry))
             reported = DeviceStatusChanged(
                 at_s=now,
                 state=telemetry.state,

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskStatus
@@ -111,7 +112,9 @@ class LogWriter:
         on_alarm: Callable[[str], None] | None = None,
     ) -> None:
         if offload and inline_when_idle:
-            raise ValueError("inline_when_idle needs offload=False: an inline commit is synchronous")
+            raise ValueError(
+                "inline_when_idle needs offload=False: an inline commit is synchronous"
+            )
         self.store = store
         self._offload = offload
         self._inline = inline_when_idle
@@ -137,7 +140,8 @@ class LogWriter:
         self._shed_monotonic = 0.0  # the monotonic time of the newest record shed
         self._retry_due = False  # FULL_RETRY_S passed since the last try
         self._retry_token: _Request | None = None  # wakes an idle writer to try again
-        self._full_entered: anyio.Event | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None  # where the retry timer runs
+        self._timer = False  # the retry timer is running
 
     def statistics(self) -> LogWriterStatistics:
         return LogWriterStatistics(
@@ -197,14 +201,13 @@ class LogWriter:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._retry_token = _Request(())
-        self._full_entered = anyio.Event()
-        if self._full is not None:
-            self._full_entered.set()
         task_status.started()
         self._running = True
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._retry_while_full)
+                # The retry timer runs only while the log is full (none otherwise: a simulation's
+                # task schedule, and so its log, stays what it was before degraded modes).
+                self._tasks = tasks
                 async for first in self._receive:
                     # A commit that has started finishes, even on shutdown: its callers wait.
                     with anyio.CancelScope(shield=True):
@@ -237,22 +240,22 @@ class LogWriter:
             raise
         finally:
             self._running = False
+            self._tasks = None
 
     async def _retry_while_full(self) -> None:
         """While the log is full, every ``FULL_RETRY_S``: wake the writer to try again (it may be
-        idle, or busy with a stream of observations it holds); idle otherwise."""
+        idle, or busy with a stream of observations it holds). Started on entering the full mode,
+        ends with it."""
         token = self._retry_token
         assert token is not None
-        while True:
-            entered = self._full_entered
-            assert entered is not None
-            await entered.wait()
-            self._full_entered = anyio.Event()
+        try:
             while self._full is not None:
                 await anyio.sleep(FULL_RETRY_S)
                 self._retry_due = True
                 with contextlib.suppress(anyio.WouldBlock):
                     self._send.send_nowait(token)  # busy: it sees _retry_due after its group
+        finally:
+            self._timer = False
 
     def _gather(self, first: _Request) -> list[_Request]:
         group = [first]
@@ -327,8 +330,9 @@ class LogWriter:
         """The store refused ``group``: its detail is shed, its observations held, its decisions
         wait (in order, behind those already waiting)."""
         if self._full is None:
-            if self._full_entered is not None:
-                self._full_entered.set()
+            if self._tasks is not None and not self._timer:
+                self._timer = True
+                self._tasks.start_soon(self._retry_while_full)
             self._alarm(
                 f"the event log is full ({error}); control decisions wait until they can be "
                 "recorded, the battery keeps the limits in force, telemetry detail is not "
