@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+import msgspec
 from anyio.abc import TaskStatus
 
 from actors.checkpoint import CheckpointActor
@@ -239,7 +240,7 @@ class _Unit:
             clock=g.clock,
             rng=g.rng.fork("registration"),
             to_controls=to_controls,
-            der_snapshot=hardware.snapshot,
+            der_snapshot=lambda: _with_log_alarm(hardware.snapshot(), log),
             mirror_targets=targets.put,
             der_status_target=status_targets.put,
         )
@@ -479,6 +480,25 @@ async def run_gateway(
 ) -> None:
     """Run a gateway until cancelled (Ctrl-C, SIGTERM handled by the caller's loop)."""
     await Gateway(config, driver, options=options).run()
+
+
+#: The alarm a log short of space or full raises with the DER's own (issue 16 point 5).
+LOG_FULL_ALARM = "LOG_FULL"
+
+
+def _with_log_alarm(snapshot: DerSnapshot | None, log: LogWriter) -> DerSnapshot | None:
+    """PROTOCOL.md §2.9 through the existing alarm path: while the log is short of space or full
+    the registration actor sees a ``LOG_FULL`` alarm beside the DER's and POSTs it once as a
+    LogEvent (again if it clears and comes back). DERStatus alarm bits ignore it."""
+    if not log.degraded or snapshot is None or snapshot.telemetry is None:
+        return snapshot
+    telemetry = snapshot.telemetry
+    if LOG_FULL_ALARM in telemetry.alarms:
+        return snapshot
+    alarms = (*telemetry.alarms, LOG_FULL_ALARM)
+    return msgspec.structs.replace(
+        snapshot, telemetry=msgspec.structs.replace(telemetry, alarms=alarms)
+    )
 
 
 def _console_alarm(line: str) -> None:
