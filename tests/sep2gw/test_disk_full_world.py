@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import trio
 
 from events.control_events import ControlStarted
@@ -30,13 +31,14 @@ FULL_UNTIL_S = 100.0
 class FullForAWhile(MemoryEventStore):
     """Refuses every append between FULL_FROM_S and FULL_UNTIL_S of virtual time."""
 
-    def __init__(self) -> None:
+    def __init__(self, from_s: float = FULL_FROM_S, until_s: float = FULL_UNTIL_S) -> None:
         super().__init__(CATALOGUE)
         self.t0 = trio.current_time()
+        self.window = (from_s, until_s)
         self.refused = 0
 
     def _full(self) -> bool:
-        return FULL_FROM_S <= trio.current_time() - self.t0 < FULL_UNTIL_S
+        return self.window[0] <= trio.current_time() - self.t0 < self.window[1]
 
     def append(self, appends: Sequence[Append]) -> list[Recorded]:
         if self._full():
@@ -83,3 +85,19 @@ async def test_issue16_a_full_log_is_a_degraded_mode_and_recording_resumes(
     posted = [q.body for q in server.posts_to("/edev/1/lel") if q.status == 201]
     assert any(isinstance(e, r.LogEvent) and "LOG_FULL" in (e.details or "") for e in posted)
     assert store.verify().ok
+
+
+async def test_issue16_a_log_full_at_start_does_not_stop_the_gateway(
+    pki: Path, autojump_clock: trio.abc.Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway's own records (start, stop) go straight to the store: a full log there is an
+    alarm line on standard error, not an exception out of ``Gateway.run``."""
+    store = FullForAWhile(0.0, 20.0)
+    world = World(pki, parse_scenario(one_control(), source="test"), store)
+    with deadline(3600):
+        await world.run(120)
+    assert store.refused > 0
+    err = capsys.readouterr().err
+    assert "ALARM: not recorded (GatewayStarted)" in err
+    assert "ALARM: the event log is full" in err
+    assert any(isinstance(x.event, ControlStarted) for x in store.read())
