@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from actors.log_writer import FULL_RETRY_S, LogWriter
-from events.envelope import Append, Recorded
 from events.base import Event, InvalidEventTag
+from events.envelope import Append, Recorded
 from events.errors import ConcurrencyConflict, LogFull
 from events.hardware_events import TelemetrySampled
 from events.log_events import LogShed, LogShort
