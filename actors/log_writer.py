@@ -344,14 +344,14 @@ class LogWriter:
         self._waiting = [*waiting, *self._waiting]
 
     async def _retry(self) -> None:
-        """While the log is full: the waiting decisions first (else the held observations); the
-        first commit that succeeds ends the full mode."""
+        """While the log is full: the waiting decisions, then the held observations; once both
+        are written the full mode ends."""
         assert self._full is not None
-        if self._waiting:
+        if self._waiting or self._held:
             group, self._waiting = self._waiting, []
-            if not await self._commit(group):
+            # Decisions first (their callers wait), then what was held, into the reserve if need be.
+            if group and not await self._commit(group):
                 return
-        elif self._held:
             if not await self._write_held():
                 return
         else:
