@@ -42,7 +42,7 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.link_events import LinkBackedOff
-from events.log_events import PreviousLogSetAside
+from events.log_events import LogShed, PreviousLogSetAside
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
@@ -153,6 +153,12 @@ class Timeline:
                     f"ALARM: the log did not verify ({e.finding}); kept untouched as {e.kept_as} "
                     f"({e.verified_records} records verified); started this new log, nothing of "
                     "the old one is used: rediscovering from the server"
+                )
+            case LogShed():
+                counts = ", ".join(f"{n} {tag}" for tag, n in e.counts.items())
+                return (
+                    f"log gap: not recorded while the log was short of space, from "
+                    f"{self.stamp(e.from_s)} to {self.stamp(e.to_s)}: {counts}"
                 )
             case ActorFailed():
                 return f"actor {e.actor} failed: {e.error_type}: {e.error}" + (
