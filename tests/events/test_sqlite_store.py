@@ -191,6 +191,22 @@ def test_max_bytes_bounds_the_files_on_disk_wal_included(tmp_path: Path) -> None
     store.close()
 
 
+def test_issue16_space_left_is_the_file_systems_free_space_without_max_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk is seen coming: the log writer sheds detail when the file system the log is
+    on has less than its reserve free, not only at ``max_bytes``."""
+    store = SqliteEventStore(tmp_path / "disk.sep2gw", TEST_CATALOGUE)
+
+    class NearlyFull:
+        f_bavail = 10
+        f_frsize = 4096
+
+    monkeypatch.setattr("events.sqlite_store.os.statvfs", lambda _: NearlyFull)
+    assert store.space_left() == 40960
+    store.close()
+
+
 def test_disk_full_rolls_back_the_batch_and_keeps_every_earlier_record(tmp_path: Path) -> None:
     path = tmp_path / "small.sep2gw"
     store = SqliteEventStore(path, TEST_CATALOGUE, max_bytes=256 * 1024)
