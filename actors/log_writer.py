@@ -222,6 +222,7 @@ class LogWriter:
                             self._handed -= len(requests)
         except anyio.get_cancelled_exc_class():
             self._running = False
+            self._tasks = None  # closed: no retry timer on the way out
             # Shutdown: commit what was already handed to us before leaving, so nothing a caller
             # is waiting on is dropped silently; what a full log still refuses fails its callers.
             with anyio.CancelScope(shield=True):

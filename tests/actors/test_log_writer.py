@@ -343,3 +343,31 @@ async def test_an_inline_commit_error_reaches_its_caller_only(
 def test_inline_commits_need_a_synchronous_store() -> None:
     with pytest.raises(ValueError, match="offload=False"):
         LogWriter(MemoryEventStore(TEST_CATALOGUE), offload=True, inline_when_idle=True)
+
+
+async def test_issue16_a_log_found_full_on_the_way_out_fails_the_waiting_decisions(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Shutdown commits what was queued; a log that refuses it then fails those callers with
+    LogFull (they are being cancelled) and the writer leaves cleanly, with no retry timer."""
+    store = FillingStore()
+    writer = LogWriter(store, offload=False)
+    outcomes: list[object] = []
+
+    async def decide() -> None:
+        # Hears the outcome though its scope is cancelled (and gives up if none ever comes).
+        with trio.CancelScope(shield=True), trio.fail_after(5):
+            try:
+                outcomes.append(await writer.append(append_to("s", 1)))
+            except LogFull as exc:
+                outcomes.append(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(decide)
+            await trio.sleep(1)  # queued before the writer ever ran
+            store.full = True
+            nursery.start_soon(writer.run)
+            nursery.cancel_scope.cancel()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], LogFull)
+    assert store.head().seq == 0
