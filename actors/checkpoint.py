@@ -14,6 +14,7 @@ from anyio.abc import TaskStatus
 
 from actors.clock import Clock
 from events.envelope import Append
+from events.errors import LogFull
 from events.log_events import CHECKPOINT_STREAM, LogCheckpoint
 from events.store import EventStore, Head
 
@@ -43,16 +44,19 @@ class CheckpointActor:
         if head.seq == 0 or head == self._signed:
             return
         reading = self._clock.read()
-        self._store.append(
-            [
-                Append(
-                    stream=CHECKPOINT_STREAM,
-                    events=(self._sign(head, self._signed is None),),
-                    server_time=reading.server_time,
-                    monotonic=reading.monotonic,
-                )
-            ]
-        )
+        try:
+            self._store.append(
+                [
+                    Append(
+                        stream=CHECKPOINT_STREAM,
+                        events=(self._sign(head, self._signed is None),),
+                        server_time=reading.server_time,
+                        monotonic=reading.monotonic,
+                    )
+                ]
+            )
+        except LogFull:
+            return  # a full log is a degraded mode (issue 16 point 5): signed at the next one
         self._signed = self._store.head()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -63,6 +63,7 @@ _DEVICE_ERRORS = (TimeoutError, ModbusError, DriverError, OSError)
 #: How far before the interval in progress a restart looks for its samples (see _resume_interval).
 _RESUME_MARGIN_S = 3600.0
 
+
 class HardwareConfig(msgspec.Struct, frozen=True, kw_only=True):
     control_period_s: float = 1.0
     sample_period_s: float = 5.0
@@ -171,6 +172,9 @@ class HardwareActor:
         self._last_failure.pop(operation, None)
 
     async def _record(self, *events: Event) -> None:
+        """Record what the device did or reported. An observation (issue 16 point 5): safety
+        first, the battery's loop never waits on a full log; the writer holds the records and
+        writes them when space returns (telemetry samples, detail, are shed and counted)."""
         reading = self._clock.read()
         await self._log.append(
             [
@@ -180,7 +184,8 @@ class HardwareActor:
                     server_time=reading.server_time,
                     monotonic=reading.monotonic,
                 )
-            ]
+            ],
+            observation=True,
         )
 
     def _resume_interval(self) -> None:
@@ -448,6 +453,7 @@ class HardwareActor:
                 self._late += 1
             events: list[Event] = []
             if self._config.record_telemetry:
+                # Detail, shed when the log is short of space (unless it rides with a change).
                 events.append(_sampled(telemetry))
             reported = DeviceStatusChanged(
                 at_s=now,

@@ -79,6 +79,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_POLL_S: Final = 900
 
 
+#: The alarm a log short of space or full raises beside the DER's own (issue 16 point 5).
+LOG_FULL_ALARM = "LOG_FULL"
+
 class Identity(msgspec.Struct, frozen=True, kw_only=True):
     """Who this gateway is to the server (from its certificate and configuration)."""
 
@@ -140,13 +143,16 @@ class RegistrationActor:
         news: Latest[ControlsNews] | None = None,
         mirror_targets: Latest[MirrorTargets] | None = None,
         der_status_target: Latest[DerStatusTarget] | None = None,
+        log_alarm: Latest[int] | None = None,
     ) -> None:
         """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
         ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
         schedule is next read or changed, and waking the poll loop.
         ``mirror_targets``: the mirror actor's mailbox. ``der_status_target``: where the DERStatus
         href goes once the walk found the DER (the DER status actor PUTs DERStatus; this actor the
-        other DER documents)."""
+        other DER documents). ``log_alarm``: how many times the log has run short of space or full
+        (issue 16 point 5): each new time is reported once beside the DER's alarms, even if it
+        passed while this actor waited on that very log."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -160,6 +166,8 @@ class RegistrationActor:
         self._news = news
         self._mirror_targets = mirror_targets
         self._der_status_target = der_status_target
+        self._log_alarm = log_alarm
+        self._log_alarms_reported = 0
         self._status_told: str | None = None
         self.core = RegistrationCore(config)
         self._polls = PollSchedule()
@@ -617,11 +625,17 @@ class RegistrationActor:
         raised again is reported again. A refused POST is not retried (4xx); a network failure is
         raised and the alarm is reported at the next cycle."""
         edev, snapshot = self._found.edev, self._der_reported.peek()
-        if edev is None or edev.LogEventListLink is None or snapshot is None:
+        if edev is None or edev.LogEventListLink is None:
             return
-        if snapshot.telemetry is None:
-            return
-        active = snapshot.telemetry.alarms
+        active: tuple[str, ...] = ()
+        if snapshot is not None and snapshot.telemetry is not None:
+            active = tuple(snapshot.telemetry.alarms)
+        log_alarms = (self._log_alarm.peek() if self._log_alarm is not None else None) or 0
+        if log_alarms > self._log_alarms_reported:
+            # Issue 16 point 5: a log that ran short of space or full is reported beside the DER's
+            # alarms, once per time it happened.
+            self._alarms_reported.discard(LOG_FULL_ALARM)
+            active += (LOG_FULL_ALARM,)
         for alarm in active:
             if alarm in self._alarms_reported:
                 continue
@@ -642,6 +656,7 @@ class RegistrationActor:
                     raise  # 5xx/429: reported at the next cycle
             self._alarms_reported.add(alarm)
         self._alarms_reported &= set(active)
+        self._log_alarms_reported = log_alarms
 
     async def _report_log_set_aside(self) -> None:
         """Issue 16 point 6 with PROTOCOL.md §2.9: the previous log did not verify at start and was

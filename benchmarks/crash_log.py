@@ -10,12 +10,21 @@ One writer per log: the child holds the log's writer lock (``exclusive``); while
 tries to open the same log as a second writer, which must be refused at once (``LogLocked``), and
 after each kill the parent opens it as the writer, which the crash must have released.
 
+A full disk is a degraded mode, not an exit (issue 16 point 5): ``--kills`` / ``FULL_EVERY`` runs
+(at least one) start a child that writes through the gateway's log writer to a log with
+``max_bytes`` = 1 MiB — telemetry detail, the hardware actor's observations and decisions, each
+decision acknowledged once durable — until the log is first short of space (detail shed) and then
+full (decisions wait). The child must still be running a second after the log is full; it is then
+killed, and every acknowledged decision must be in the log, which must verify. (A real ENOSPC needs
+a small file system, which this benchmark cannot mount; ``max_bytes`` fails the same way, with
+SQLITE_FULL, and the store maps both to ``LogFull``.)
+
 kill -9 tests the process dying between any two instructions; power loss additionally depends on the
 disk honouring fsync, which ``synchronous=FULL`` asks for and this machine cannot demonstrate.
 
     python3 benchmarks/crash_log.py --kills 50
     → last line: {"kills": 50, "acknowledged": A, "lost": 0, "verify_failures": 0,
-                  "second_writer_refused": true}
+                  "disk_full_runs": 2, "exits_on_disk_full": 0, "second_writer_refused": true}
 """
 
 from __future__ import annotations
@@ -33,10 +42,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import anyio
+
+from actors.log_writer import LogWriter
 from events.base import Event
 from events.catalogue import Catalogue
 from events.envelope import Append
 from events.errors import LogLocked
+from events.hardware_events import TelemetrySampled
+from events.log_events import LogShort
 from events.log_lock import LogHolder
 from events.registry import ALL_EVENT_TYPES
 from events.sqlite_store import SqliteEventStore
@@ -53,6 +67,12 @@ class CrashProbe(Event, frozen=True, kw_only=True, tag="bench.crash_probe.v1"):
 
 CATALOGUE = Catalogue((*ALL_EVENT_TYPES, CrashProbe))
 FILE_EVERY = 10
+#: One disk-full run per this many kills (at least one): each takes a few seconds to fill its log.
+FULL_EVERY = 25
+#: The disk-full runs' log limit (the smallest ``log.max_bytes`` the configuration accepts).
+FULL_MAX_BYTES = 1 << 20
+#: How long a child must go on running once its log is full.
+FULL_SURVIVE_S = 1.0
 
 
 def child(path: str, seed: int) -> None:
@@ -87,6 +107,93 @@ def child(path: str, seed: int) -> None:
         records = store.append(appends)
         out.write(f"ack {records[-1].seq}\n")
         out.flush()
+
+
+def disk_full_child(path: str, seed: int) -> None:
+    """Write as a gateway does through its log writer until the log is full, and go on."""
+    rng = random.Random(seed)
+    store = SqliteEventStore(path, CATALOGUE, max_bytes=FULL_MAX_BYTES, exclusive=_holder())
+    out = sys.stdout
+
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    writer = LogWriter(store, offload=True, on_alarm=lambda line: say(f"alarm {line}"))
+
+    def batch(stream: str, events: list[Event], at: float) -> list[Append]:
+        return [Append(stream=stream, events=events, server_time=at, monotonic=at)]
+
+    async def detail() -> None:
+        at = 1_764_000_000.0
+        while True:
+            at += 0.001
+            samples: list[Event] = [
+                TelemetrySampled(at_s=at, site_w=rng.random()) for _ in range(20)
+            ]
+            await writer.append(batch("hardware", samples, at))
+
+    async def observations() -> None:
+        for i in range(10**9):
+            probe = CrashProbe(batch=0, index=i, size=1, payload="o" * rng.randint(0, 200))
+            await writer.append(batch("observed", [probe], 1.0 + i), observation=True)
+            await anyio.sleep(0.002)
+
+    async def decisions() -> None:
+        for i in range(10**9):
+            probe = CrashProbe(batch=-1, index=i, size=1, payload="d" * rng.randint(0, 1000))
+            records = await writer.append(batch("decisions", [probe], 1.0 + i))
+            say(f"ack {records[-1].seq}")
+            await anyio.sleep(0.001)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(writer.run)
+            tasks.start_soon(detail)
+            tasks.start_soon(observations)
+            tasks.start_soon(decisions)
+
+    say("locked")
+    anyio.run(main)
+
+
+def disk_full_run(path: str, seed: int) -> tuple[bool, int, bool, str]:
+    """(exited, decisions acknowledged, log intact with every acknowledged decision, problem)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--disk-full", path, "--seed", str(seed)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    acked: set[int] = set()
+    full = False
+    for line in proc.stdout:
+        if line.startswith("ack "):
+            acked.add(int(line.split()[1]))
+        elif line.startswith("alarm the event log is full"):
+            full = True
+            break
+    exited = True
+    if full:
+        time.sleep(FULL_SURVIVE_S)
+        exited = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    rest, _ = proc.communicate()
+    acked |= {int(line.split()[1]) for line in rest.splitlines() if line.startswith("ack ")}
+    with SqliteEventStore(path, CATALOGUE, readonly=True) as store:
+        present = {r.seq for r in store.read(stream="decisions")}
+        short = any(isinstance(r.event, LogShort) for r in store.read(stream="log"))
+        report = store.verify()
+    problem = "" if report.ok else report.describe()
+    if not acked <= present:
+        problem += f" acknowledged decisions lost: {sorted(acked - present)[:5]}"
+    if not short:
+        problem += " no log.short_of_space.v1 record"
+    if not full:
+        problem += " the log never reported full"
+    return exited, len(acked), not problem, problem
 
 
 def _holder() -> LogHolder:
@@ -165,6 +272,19 @@ def parent(kills: int, seed: int, keep: bool) -> int:
             f"{'intact' if ok else 'BROKEN ' + problem}",
             flush=True,
         )
+    full_runs = max(1, kills // FULL_EVERY)
+    exits = 0
+    for run in range(full_runs):
+        path = str(workdir / f"full-{run}.sep2gw")
+        exited, acked, ok, problem = disk_full_run(path, rng.getrandbits(32))
+        exits += exited
+        verify_failures += 0 if ok else 1
+        print(
+            f"disk full {run + 1}/{full_runs}: {acked} decisions acknowledged, "
+            f"{'exited' if exited else 'kept running'} when full, "
+            f"{'intact' if ok else 'BROKEN ' + problem}",
+            flush=True,
+        )
     if not keep and lost_total == 0 and verify_failures == 0:
         for p in workdir.iterdir():  # the logs and their .lock sidecars
             p.unlink()
@@ -178,11 +298,19 @@ def parent(kills: int, seed: int, keep: bool) -> int:
                 "acknowledged": acknowledged,
                 "lost": lost_total,
                 "verify_failures": verify_failures,
+                "disk_full_runs": full_runs,
+                "exits_on_disk_full": exits,
                 "second_writer_refused": refused == kills,
             }
         )
     )
-    ok = lost_total == 0 and verify_failures == 0 and acknowledged > 0 and refused == kills
+    ok = (
+        lost_total == 0
+        and verify_failures == 0
+        and acknowledged > 0
+        and refused == kills
+        and exits == 0
+    )
     return 0 if ok else 1
 
 
@@ -194,7 +322,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2030_5)
     parser.add_argument("--keep", action="store_true", help="keep the log file afterwards")
     parser.add_argument("--child", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--disk-full", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.disk_full:
+        disk_full_child(args.disk_full, args.seed)
+        return 0
     if args.child:
         child(args.child, args.seed)
         return 0

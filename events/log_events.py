@@ -9,8 +9,11 @@ from events.base import Event
 __all__ = [
     "CHECKPOINT_STREAM",
     "LOG_EVENT_TYPES",
+    "LOG_STREAM",
     "LogCheckpoint",
     "LogSetAsideReported",
+    "LogShort",
+    "LogShed",
     "PreviousLogSetAside",
     "Snapshot",
     "snapshot_stream",
@@ -18,6 +21,8 @@ __all__ = [
 
 #: The stream of :class:`LogCheckpoint` records.
 CHECKPOINT_STREAM = "checkpoint"
+#: The stream of the log writer's own records (:class:`LogShort`, :class:`LogShed`).
+LOG_STREAM = "log"
 
 
 class Snapshot(Event, frozen=True, kw_only=True, tag="log.snapshot.v1"):
@@ -81,9 +86,30 @@ class LogSetAsideReported(Event, frozen=True, kw_only=True, tag="log.set_aside_r
     refused_status: int | None = None
 
 
+class LogShort(Event, frozen=True, kw_only=True, tag="log.short_of_space.v1"):
+    """The log ran short of space and the writer stopped recording telemetry detail (issue 16
+    point 5): ``why`` says which limit (``log.max_bytes`` or the disk) and how much was left.
+    Control decisions are still recorded (they wait if even the reserve is gone)."""
+
+    why: str
+    space_left_bytes: int | None = None
+
+
+class LogShed(Event, frozen=True, kw_only=True, tag="log.shed.v1"):
+    """Full recording resumed: while the log was short of space, ``counts`` records of each type
+    (tag → count) observed between ``from_s`` and ``to_s`` (server time of the first and last) were
+    not written. The log's honest account of its own gap."""
+
+    counts: dict[str, int]
+    from_s: float
+    to_s: float
+
+
 LOG_EVENT_TYPES: tuple[type[Event], ...] = (
     Snapshot,
     LogCheckpoint,
     PreviousLogSetAside,
     LogSetAsideReported,
+    LogShort,
+    LogShed,
 )

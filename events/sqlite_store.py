@@ -100,6 +100,15 @@ _RAW_QUERY = (
 )
 
 
+#: The ``-shm`` index of a WAL of up to 4096 frames (the WAL budget below stays under that).
+_SHM_BYTES: Final = 32 * 1024
+
+
+def _wal_budget(max_bytes: int) -> int:
+    """The part of ``max_bytes`` the WAL may take between commits."""
+    return max(64 * 1024, min(max_bytes // 8, 4 << 20))
+
+
 class SqliteEventStore(EventStore):
     """A sep2gw event log in one SQLite file. One process writes; any number may read.
 
@@ -107,7 +116,7 @@ class SqliteEventStore(EventStore):
     next to it (operators' tools open copied logs this way, on read-only media too; see
     :func:`_reader_uri`). ``follow``: a reader that must see a live writer's later appends
     (``log tail --follow``, the run's timeline). ``max_bytes``: refuse appends past this file size
-    with ``LogFull``. ``exclusive``: take the log's writer lock for ``holder`` (one writer per log,
+    with ``LogFull``, the ``-wal`` and ``-shm`` counted (:meth:`_bound_files`). ``exclusive``: take the log's writer lock for ``holder`` (one writer per log,
     :mod:`events.log_lock`); a second writer is refused with ``LogLocked``; ``close`` releases it.
     """
 
@@ -152,12 +161,70 @@ class SqliteEventStore(EventStore):
             conn.close()
             self._release()
             raise
-        if max_bytes is not None:
-            # A gateway's flash is finite: past this size appends fail with LogFull, never corrupt.
-            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-            conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
+        self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        self._max_pages: int | None = None
+        self._wal_budget: int | None = None
+        if max_bytes is not None and not readonly:
+            self._bound_files(max_bytes)
         self._versions: dict[str, int] = {}
         self._head = self._read_head()
+
+    def _bound_files(self, max_bytes: int) -> None:
+        """Issue 16 point 5: ``max_bytes`` bounds the log's files on disk, its ``-wal`` and
+        ``-shm`` included. The WAL gets a budget (an eighth of ``max_bytes``, 64 KiB to 4 MiB) and
+        is checkpointed and truncated whenever a commit leaves it larger (:meth:`_bound_wal`);
+        ``-shm`` stays at its 32 KiB while the WAL is that small; the database gets the rest as
+        ``max_page_count``, past which SQLite refuses a transaction (``LogFull``, rolled back, never
+        corrupt). Between commits the three files together stay within ``max_bytes``; a commit in
+        flight may exceed it by its own pages until the checkpoint that follows it."""
+        self._wal_budget = _wal_budget(max_bytes)
+        self._max_pages = max(1, (max_bytes - self._wal_budget - _SHM_BYTES) // self._page_size)
+        conn = self._conn
+        conn.execute(f"PRAGMA max_page_count={self._max_pages}")
+        conn.execute(f"PRAGMA journal_size_limit={self._wal_budget}")
+        self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """Checkpoint the WAL into the database and truncate it once it outgrows its budget. A
+        checkpoint that cannot finish now (a reader holds an old snapshot) is tried again after
+        the next commit; the commit itself has succeeded either way."""
+        if self._wal_budget is None:
+            return
+        try:
+            size = os.stat(f"{self.path}-wal").st_size
+        except OSError:
+            return
+        if size > self._wal_budget:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError:
+                pass
+
+    def bytes_on_disk(self) -> int:
+        """The log's files as they are now: the database, its ``-wal`` and its ``-shm``."""
+        total = 0
+        for name in (str(self.path), f"{self.path}-wal", f"{self.path}-shm"):
+            try:
+                total += os.stat(name).st_size
+            except OSError:
+                pass
+        return total
+
+    def space_left(self) -> int | None:
+        """What the log can still grow by: the pages ``max_bytes`` leaves the database (free pages
+        count), and the free space of the file system the log is on, whichever is less."""
+        left: int | None = None
+        if self._max_pages is not None:
+            with self._lock:
+                pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
+                free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+            left = max(0, self._max_pages - pages + free) * self._page_size
+        try:
+            stat = os.statvfs(self.path.parent)
+        except OSError:
+            return left
+        disk = stat.f_bavail * stat.f_frsize
+        return disk if left is None else min(left, disk)
 
     def _connect(self, *, readonly: bool, follow: bool) -> sqlite3.Connection:
         try:
@@ -343,6 +410,7 @@ class SqliteEventStore(EventStore):
         self._versions.update(plan.versions)
         if plan.rows:
             self._head = Head(plan.rows[-1][0], plan.rows[-1][7])
+        self._bound_wal()
         return plan.records
 
     def _rollback(self) -> None:

@@ -77,6 +77,11 @@ class EventStore(abc.ABC):
     ) -> Recorded | None:
         """The newest snapshot of ``projection`` covering no record after ``at_or_before``."""
 
+    def space_left(self) -> int | None:
+        """Bytes the log can still grow by before appends fail with ``LogFull`` (``None``: no known
+        bound). The log writer sheds telemetry detail when this falls below its reserve."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release the backend's resources; the default has none."""
 

@@ -16,6 +16,7 @@ import functools
 import os
 import socket
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,7 @@ from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.base import Event, tag_of
 from events.envelope import Append
+from events.errors import LogFull
 from events.log_events import LOG_EVENT_TYPES, PreviousLogSetAside
 from events.log_lock import LogHolder, LogLock
 from events.registry import CATALOGUE
@@ -87,7 +89,9 @@ class GatewayOptions:
     reach the server through a pipe instead of TCP. ``hardware``: control and sampling periods.
     ``log_in_thread``: the log file's commits and the start-up verification run in a worker thread
     (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
-    clock turn it off, because that clock jumps ahead while a thread works.
+    clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
+    an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
+    replaced.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class GatewayOptions:
         hardware: HardwareConfig | None = None,
         restart: RestartPolicy | None = None,
         log_in_thread: bool = True,
+        on_alarm: Callable[[str], None] | None = None,
     ) -> None:
         self.wall_at_start = wall_at_start
         self.seed = seed
@@ -107,6 +112,7 @@ class GatewayOptions:
         self.http_connector = http_connector
         self.hardware = hardware
         self.log_in_thread = log_in_thread
+        self.on_alarm = on_alarm or _console_alarm
         self.restart = restart or RestartPolicy(
             max_restarts=10, window_s=600, backoff_initial_s=1, backoff_max_s=60
         )
@@ -136,7 +142,19 @@ class _Unit:
         g = self.gateway
         config, profile = g.config, g.profile
         offload = isinstance(g.store, SqliteEventStore) and g.options.log_in_thread
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload)
+        log_alarm: Latest[int] = Latest()
+        short_of_space = 0
+
+        def on_log_alarm(line: str) -> None:
+            # The writer's change of mode: said on the console, and counted to the registration
+            # actor, which reports each time to the server beside the DER's alarms (§2.9).
+            nonlocal short_of_space
+            g.options.on_alarm(line)
+            if log.degraded:
+                short_of_space += 1
+                log_alarm.put(short_of_space)
+
+        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
@@ -238,6 +256,7 @@ class _Unit:
             news=news,
             mirror_targets=targets,
             der_status_target=status_targets,
+            log_alarm=log_alarm,
         )
         g.actors = {
             "controls": controls,
@@ -437,17 +456,22 @@ class Gateway:
                     await self.driver.aclose()
 
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
+        """Record the process's own story. A full log does not stop the gateway (issue 16 point
+        5): the record is not written and the alarm line says so."""
         reading = self.clock.read()
-        self.store.append(
-            [
-                Append(
-                    stream=RUNTIME_STREAM,
-                    events=(event,),
-                    server_time=reading.server_time,
-                    monotonic=reading.monotonic,
-                )
-            ]
-        )
+        try:
+            self.store.append(
+                [
+                    Append(
+                        stream=RUNTIME_STREAM,
+                        events=(event,),
+                        server_time=reading.server_time,
+                        monotonic=reading.monotonic,
+                    )
+                ]
+            )
+        except LogFull as exc:
+            self.options.on_alarm(f"not recorded ({type(event).__name__}): {exc}")
 
     async def _record_failure(self, event: ActorFailed) -> None:
         self._append(event)
@@ -497,6 +521,10 @@ def _start_folded_tags() -> frozenset[str] | None:
         types.extend(projection.types)
     legacy = CATALOGUE.tags - {tag_of(t) for t in CATALOGUE.current_types}
     return frozenset({tag_of(t) for t in types} | legacy)
+
+
+def _console_alarm(line: str) -> None:
+    print(f"ALARM: {line}", file=sys.stderr, flush=True)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -42,7 +42,7 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.link_events import LinkBackedOff
-from events.log_events import LogSetAsideReported, PreviousLogSetAside
+from events.log_events import LogSetAsideReported, LogShed, PreviousLogSetAside
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
@@ -161,6 +161,12 @@ class Timeline:
                         f"{e.refused_status} from {e.href}); not sent again"
                     )
                 return f"the log-set-aside alarm was reported to the server ({e.href}: {e.details})"
+            case LogShed():
+                counts = ", ".join(f"{n} {tag}" for tag, n in e.counts.items())
+                return (
+                    f"log gap: not recorded while the log was short of space, from "
+                    f"{self.stamp(e.from_s)} to {self.stamp(e.to_s)}: {counts}"
+                )
             case ActorFailed():
                 return f"actor {e.actor} failed: {e.error_type}: {e.error}" + (
                     " — gave up" if e.gave_up else f" — restarting in {e.restart_in_s:g} s"

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import trio
 
-from actors.log_writer import LogWriter
+from actors.log_writer import FULL_RETRY_S, LogWriter
+from events.base import Event, InvalidEventTag
 from events.envelope import Append, Recorded
 from events.errors import ConcurrencyConflict, LogFull
+from events.hardware_events import TelemetrySampled
+from events.log_events import LogShed, LogShort
 from events.memory_store import MemoryEventStore
 from events.sqlite_store import SqliteEventStore
 from tests.events.eventtypes import TEST_CATALOGUE, Deposited
+
+
+class Stray(Event, frozen=True, kw_only=True, tag="test.stray.v1"):
+    """An event type no catalogue knows."""
 
 
 def append_to(stream: str, amount: int, expected: int | None = None) -> list[Append]:
@@ -78,29 +86,176 @@ async def test_a_conflict_fails_only_the_request_at_fault(autojump_clock: trio.a
     assert store.stream_version("b") == 0
 
 
-async def test_store_errors_reach_the_callers_and_the_writer_goes_on(
+class FillingStore(MemoryEventStore):
+    """A store whose disk can fill: the fault injected at the store boundary is what the SQLite
+    store raises on ENOSPC / SQLITE_FULL (``LogFull``, batch rolled back); ``left`` is what its
+    ``space_left`` reports."""
+
+    def __init__(self) -> None:
+        super().__init__(TEST_CATALOGUE)
+        self.full = False
+        self.left: int | None = None
+        self.refused = 0
+
+    def append(self, appends: Sequence[Append]) -> list[Recorded]:
+        if self.full:
+            self.refused += 1
+            raise LogFull(self.where, self.head().seq + 1, sum(len(a.events) for a in appends))
+        return super().append(appends)
+
+    def space_left(self) -> int | None:
+        return 0 if self.full else self.left
+
+
+def sample(at: float) -> list[Append]:
+    return [
+        Append(
+            stream="hardware",
+            events=[TelemetrySampled(at_s=at, site_w=1.0)],
+            server_time=at,
+            monotonic=at,
+        )
+    ]
+
+
+async def test_issue16_disk_full_sheds_detail_holds_observations_and_decisions_wait_for_space(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 16 point 5: a full log is a degraded mode. Detail is shed and counted; an observation
+    returns at once and is written when space returns; a decision waits until it is durable, then
+    the log records the gap (log.shed.v1) and full recording resumes."""
+    store = FillingStore()
+    alarms: list[str] = []
+    writer = LogWriter(store, offload=False, on_alarm=alarms.append)
+    decided: list[list[Recorded]] = []
+
+    async def decide() -> None:
+        decided.append(await writer.append(append_to("decisions", 7)))
+
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.append(append_to("decisions", 1))
+            store.full = True
+            assert await writer.append(sample(100.0)) == []  # shed
+            assert writer.degraded
+            nursery.start_soon(decide)
+            assert await writer.append(append_to("hw", 2), observation=True) == []  # held
+            for at in (101.0, 102.0, 103.0):
+                assert await writer.append(sample(at)) == []
+            await trio.sleep(60)
+            assert decided == []  # no decision is acted on before it is durable
+            assert store.head().seq == 1
+            store.full = False
+            await trio.sleep(FULL_RETRY_S + 1)
+            assert [r[0].event for r in decided] == [Deposited(account="decisions", amount=7)]
+            assert not writer.degraded
+            assert [r.seq for r in await writer.append(sample(200.0))] == [store.head().seq]
+            nursery.cancel_scope.cancel()
+    kinds = [(r.stream, type(r.event).__name__) for r in store.read()]
+    assert kinds == [
+        ("decisions", "Deposited"),
+        ("decisions", "Deposited"),  # the waiting decision first, then what was held
+        ("hw", "Deposited"),
+        ("log", "LogShed"),
+        ("hardware", "TelemetrySampled"),
+    ]
+    shed = [r.event for r in store.read() if isinstance(r.event, LogShed)]
+    assert shed == [LogShed(counts={"hardware.telemetry.v1": 4}, from_s=100.0, to_s=103.0)]
+    assert store.refused >= 2  # the first refusal and at least one retry while full
+    assert writer.statistics().shed == 4 and writer.statistics().failed_requests == 0
+    assert len(alarms) == 2 and "full" in alarms[0] and "writable again" in alarms[1]
+    assert store.verify().ok
+
+
+async def test_issue16_below_the_reserve_detail_is_shed_while_decisions_are_still_written(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 16 point 5: a reserve is kept for decisions: below it, detail is shed (and a
+    log.short_of_space.v1 record says so); when space is back above it, the gap is recorded."""
+    store = FillingStore()
+    store.left = 10_000_000
+    writer = LogWriter(store, offload=False, inline_when_idle=True, reserve_bytes=1000)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.append(sample(1.0))
+            store.left = 500
+            await writer.append(append_to("decisions", 1))  # written; the writer notices
+            assert writer.degraded
+            assert await writer.append(sample(2.0)) == []
+            assert len(await writer.append(append_to("decisions", 2))) == 1
+            assert len(await writer.append(append_to("hw", 3), observation=True)) == 1
+            store.left = 5000
+            await writer.append(append_to("decisions", 4))
+            assert not writer.degraded
+            nursery.cancel_scope.cancel()
+    types = [type(r.event).__name__ for r in store.read()]
+    assert types == [
+        "TelemetrySampled",
+        "Deposited",
+        "LogShort",
+        "Deposited",
+        "Deposited",
+        "Deposited",
+        "LogShed",
+    ]
+    short = next(r.event for r in store.read() if isinstance(r.event, LogShort))
+    assert short.space_left_bytes == 500
+    assert [r.event for r in store.read() if isinstance(r.event, LogShed)] == [
+        LogShed(counts={"hardware.telemetry.v1": 1}, from_s=2.0, to_s=2.0)
+    ]
+
+
+async def test_issue16_a_batch_too_big_for_max_bytes_waits_and_the_writer_goes_on(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    store = SqliteEventStore(tmp_path / "tiny.sep2gw", TEST_CATALOGUE, max_bytes=48 * 1024)
+    """A decision the SQLite store's max_bytes refuses (SQLITE_FULL) is not failed: it waits for
+    space; observations and detail behind it are not held up."""
+    store = SqliteEventStore(tmp_path / "tiny.sep2gw", TEST_CATALOGUE, max_bytes=256 * 1024)
     writer = LogWriter(store, offload=False)
     big = [
         Append(
             stream="a",
-            events=[Deposited(account="x" * 1000, amount=i) for i in range(200)],
+            events=[Deposited(account="x" * 1000, amount=i) for i in range(400)],
             server_time=1.0,
             monotonic=1.0,
         )
     ]
+    waited = False
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            with trio.move_on_after(30):
+                await writer.append(big)
+            waited = True
+            assert writer.degraded
+            assert await writer.append(append_to("hw", 1), observation=True) == []
+            assert await writer.append(sample(5.0)) == []
+            nursery.cancel_scope.cancel()
+    assert waited
+    # The big batch never fit; on the way out what was held and the account of what was shed are.
+    assert [r.stream for r in store.read()] == ["hw", "log"]
+    assert writer.statistics().failed_requests == 1  # the waiting decision, failed on shutdown
+    store.close()
+
+
+async def test_other_store_errors_still_reach_the_callers_and_the_writer_goes_on(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
-            with pytest.raises(LogFull):
-                await writer.append(big)
+            with pytest.raises(InvalidEventTag):
+                await writer.append(
+                    [Append(stream="a", events=[Stray()], server_time=1.0, monotonic=1.0)]
+                )
             records = await writer.append(append_to("a", 1))
             nursery.cancel_scope.cancel()
     assert records[0].seq == 1
     assert writer.statistics().failed_requests == 1
-    store.close()
 
 
 async def test_shutdown_commits_what_was_already_queued(autojump_clock: trio.abc.Clock) -> None:
@@ -188,3 +343,31 @@ async def test_an_inline_commit_error_reaches_its_caller_only(
 def test_inline_commits_need_a_synchronous_store() -> None:
     with pytest.raises(ValueError, match="offload=False"):
         LogWriter(MemoryEventStore(TEST_CATALOGUE), offload=True, inline_when_idle=True)
+
+
+async def test_issue16_a_log_found_full_on_the_way_out_fails_the_waiting_decisions(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Shutdown commits what was queued; a log that refuses it then fails those callers with
+    LogFull (they are being cancelled) and the writer leaves cleanly, with no retry timer."""
+    store = FillingStore()
+    writer = LogWriter(store, offload=False)
+    outcomes: list[object] = []
+
+    async def decide() -> None:
+        # Hears the outcome though its scope is cancelled (and gives up if none ever comes).
+        with trio.CancelScope(shield=True), trio.fail_after(5):
+            try:
+                outcomes.append(await writer.append(append_to("s", 1)))
+            except LogFull as exc:
+                outcomes.append(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(decide)
+            await trio.sleep(1)  # queued before the writer ever ran
+            store.full = True
+            nursery.start_soon(writer.run)
+            nursery.cancel_scope.cancel()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], LogFull)
+    assert store.head().seq == 0

@@ -166,9 +166,50 @@ def test_readonly_open_never_writes(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
+def test_max_bytes_bounds_the_files_on_disk_wal_included(tmp_path: Path) -> None:
+    """Issue 16 point 5: the database, its -wal and its -shm together stay within max_bytes
+    between commits, up to the append that no longer fits; space_left says how close it is."""
+    path = tmp_path / "bounded.sep2gw"
+    limit = 1 << 20
+    store = SqliteEventStore(path, TEST_CATALOGUE, max_bytes=limit)
+    left = store.space_left()
+    assert left is not None and 0 < left < limit
+    sizes = []
+    with pytest.raises(LogFull):
+        for batch in range(10_000):
+            events = [Deposited(account="a" * 200, amount=i) for i in range(20)]
+            store.append_events("a", events, server_time=float(batch), monotonic=0.0)
+            on_disk = sum(
+                p.stat().st_size for p in tmp_path.iterdir() if p.name.startswith("bounded.")
+            )
+            sizes.append(on_disk)
+            assert on_disk == store.bytes_on_disk()
+    assert max(sizes) <= limit
+    assert max(sizes) > limit * 3 // 4  # it was filled, not stopped early
+    assert store.space_left() == 0 or store.space_left() < 8 * 1024  # type: ignore[operator]
+    assert store.verify().ok
+    store.close()
+
+
+def test_issue16_space_left_is_the_file_systems_free_space_without_max_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk is seen coming: the log writer sheds detail when the file system the log is
+    on has less than its reserve free, not only at ``max_bytes``."""
+    store = SqliteEventStore(tmp_path / "disk.sep2gw", TEST_CATALOGUE)
+
+    class NearlyFull:
+        f_bavail = 10
+        f_frsize = 4096
+
+    monkeypatch.setattr("events.sqlite_store.os.statvfs", lambda _: NearlyFull)
+    assert store.space_left() == 40960
+    store.close()
+
+
 def test_disk_full_rolls_back_the_batch_and_keeps_every_earlier_record(tmp_path: Path) -> None:
     path = tmp_path / "small.sep2gw"
-    store = SqliteEventStore(path, TEST_CATALOGUE, max_bytes=64 * 1024)
+    store = SqliteEventStore(path, TEST_CATALOGUE, max_bytes=256 * 1024)
     committed = 0
     with pytest.raises(LogFull, match="small.sep2gw: disk full while appending records") as info:
         for batch in range(1000):

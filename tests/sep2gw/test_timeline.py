@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events.base import Event
 from events.envelope import Recorded
+from events.log_events import LogShed
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
@@ -36,3 +37,12 @@ def test_section2_4_registration_cases_each_get_a_line() -> None:
     assert all(lines), lines
     assert "in-band" in (lines[0] or "") and "261582" in (lines[1] or "")
     assert "RegistrationLink" in (lines[2] or "")
+
+
+def test_issue16_a_gap_in_the_log_gets_a_line_naming_what_was_not_recorded_and_when() -> None:
+    line = Timeline().line(
+        _record(LogShed(counts={"hardware.telemetry.v1": 57}, from_s=3600.0, to_s=3900.0))
+    )
+    assert line is not None
+    assert "log gap" in line and "57 hardware.telemetry.v1" in line
+    assert "1970-01-01 01:00:00Z" in line and "1970-01-01 01:05:00Z" in line
