@@ -283,7 +283,7 @@ class RegistrationActor:
         time = await self._link.get(dcap.TimeLink.href, r.Time)
         after = self._clock.server_time()
         # The server read its clock somewhere during the exchange: take the midpoint as ours.
-        events = self.core.time_learned(float(time.currentTime), (before + after) / 2, after)
+        events = self.core.time_learned(time.currentTime, (before + after) / 2, after)
         # Time is read again at its own pollRate: a server clock that steps is followed (§2.2).
         key = f"tm:{dcap.TimeLink.href}"
         known = key in self.polls.state.polls
@@ -594,7 +594,7 @@ class RegistrationActor:
             after = self._clock.server_time()
             rate = self.polls.rate_seen(resource, time.pollRate or DEFAULT_POLL_S, after)
             return rate + self.core.time_resynced(
-                float(time.currentTime), (before + after) / 2, after
+                time.currentTime, (before + after) / 2, after
             )
         if kind == "rg":
             registration = await self._link.get(href, r.Registration)

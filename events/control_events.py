@@ -38,6 +38,7 @@ __all__ = [
     "ControlStarted",
     "ControlSuperseded",
     "DefaultChanged",
+    "DefaultRefused",
     "DeviceWriteResult",
     "IgnoreReason",
     "LimitsInForceChanged",
@@ -235,6 +236,17 @@ class DefaultChanged(Event, tag="control.default.v1", frozen=True, kw_only=True)
     at_s: float
 
 
+class DefaultRefused(Event, tag="control.default_refused.v1", frozen=True, kw_only=True):
+    """A program's DefaultDERControl carries a value no DER can carry out (issue 15: a negative
+    limit, a percentage beyond 100, …): it is not adopted, the default in force stays, and the
+    server's document is kept here with the reason (a server fault)."""
+
+    program_id: str
+    received: DefaultControl
+    reason: str
+    at_s: float
+
+
 class LimitsInForceChanged(Event, tag="control.limits_in_force.v1", frozen=True, kw_only=True):
     """The arbitrated settings for every mode, and who supplies each (``control:<mRID>`` or
     ``default:<programID>``), from ``at_s`` until something changes, at ``next_change_s`` at the latest."""
@@ -324,6 +336,7 @@ CONTROL_EVENT_TYPES: tuple[type[Event], ...] = (
     ControlGap,
     ProgramsChanged,
     DefaultChanged,
+    DefaultRefused,
     LimitsInForceChanged,
     RampPlanned,
     ResponseIntended,

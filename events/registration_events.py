@@ -27,6 +27,7 @@ __all__ = [
     "RegistrationStep",
     "StepDone",
     "TimeOffsetLearned",
+    "TimeRefused",
     "registration_event_stream",
 ]
 
@@ -63,6 +64,16 @@ class TimeOffsetLearned(Event, tag="registration.time_offset.v1", frozen=True, k
     """Server clock minus our monotonic-derived clock (§2.2): never step the OS clock."""
 
     offset_s: float
+    at_s: float
+
+
+class TimeRefused(Event, tag="registration.time_refused.v1", frozen=True, kw_only=True):
+    """The server's ``Time.currentTime`` (as sent) lies outside the window a clock can plausibly
+    be in (``events.times.plausible_clock``): a server fault. Its offset is not adopted; the
+    gateway stays on the clock it had (issue 15: time is total)."""
+
+    current_time: int
+    reason: str
     at_s: float
 
 
@@ -133,6 +144,7 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     RegistrationStarted,
     StepDone,
     TimeOffsetLearned,
+    TimeRefused,
     RegistrationHalted,
     RediscoveryStarted,
     BackoffDrawn,

@@ -7,7 +7,7 @@ its own line.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 from events.control_events import (
     CommsLost,
@@ -22,6 +22,7 @@ from events.control_events import (
     ControlStarted,
     ControlSuperseded,
     DefaultChanged,
+    DefaultRefused,
     LimitsInForceChanged,
     RandomizationDrawn,
     ResponseAcked,
@@ -38,8 +39,10 @@ from events.registration_events import (
     RegistrationHalted,
     StepDone,
     TimeOffsetLearned,
+    TimeRefused,
 )
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
+from events.times import not_a_date, utc_datetime, zoned
 
 __all__ = ["Timeline", "describe_settings", "short", "whole"]
 
@@ -78,10 +81,14 @@ class Timeline:
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
 
     def stamp(self, t: float) -> str:
-        utc = datetime.fromtimestamp(t, tz=UTC)
+        """``t`` as UTC (and site-local) text; total over every number (issue 15: time is total)."""
+        utc = utc_datetime(t)
+        if utc is None:
+            return not_a_date(t)
         text = utc.strftime("%Y-%m-%d %H:%M:%S") + "Z"
         if self._tz is not None:
-            text += " (" + utc.astimezone(self._tz).strftime("%H:%M:%S %z") + ")"
+            local = zoned(utc, self._tz)
+            text += " (" + ("-" if local is None else local.strftime("%H:%M:%S %z")) + ")"
         return text
 
     def line(self, record: Recorded) -> str | None:
@@ -122,6 +129,8 @@ class Timeline:
                 )
             case TimeOffsetLearned():
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
+            case TimeRefused():
+                return f"SERVER FAULT: {e.reason}"
             case PollsShifted():
                 return f"poll schedule moved {e.by_s:+.0f} s with the server's clock"
             case StepDone():
@@ -159,6 +168,11 @@ class Timeline:
             case ServerFault():
                 return (
                     f"control {short(e.mrid)}: SERVER FAULT — content changed under the same mRID"
+                )
+            case DefaultRefused():
+                return (
+                    f"default of program {short(e.program_id)} REFUSED (server fault, the default "
+                    f"in force stays): {e.reason}"
                 )
             case DefaultChanged():
                 what = "removed" if e.default is None else describe_settings(e.default.settings)

@@ -34,6 +34,7 @@ from events.control_events import (
     ControlStarted,
     ControlSuperseded,
     DefaultChanged,
+    DefaultRefused,
     DeviceWriteResult,
     IgnoreReason,
     LimitsInForceChanged,
@@ -57,6 +58,7 @@ from events.der_model import (
     ResponseStatus,
 )
 from events.replay import Projection
+from events.times import LATEST_S
 from statemachines.arbitration import (
     MODE_FIELDS,
     Arbitration,
@@ -76,6 +78,7 @@ from statemachines.lifecycle import (
 )
 from statemachines.ramps import Ramp, plan_ramp
 from statemachines.responses import CORE_2018, ResponseProfile, should_send
+from statemachines.site_limit import InvalidLimit, validate_limits
 
 __all__ = [
     "CONTROLS_PROJECTION",
@@ -160,6 +163,8 @@ class ControlsState(msgspec.Struct, kw_only=True):
     sources: dict[Mode, str] = msgspec.field(default_factory=dict)
     next_change_s: int | None = None
     ramps: dict[Mode, RampPlanned] = msgspec.field(default_factory=dict)
+    #: The last default each program sent that could not be carried out (recorded once).
+    refused_defaults: dict[str, DefaultControl] = msgspec.field(default_factory=dict)
 
 
 def content_differs(old: Control, new: Control) -> bool:
@@ -234,7 +239,13 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
         case ProgramsChanged(programs=programs):
             state.programs = {p.program_id: p for p in programs}
             state.defaults = {k: v for k, v in state.defaults.items() if k in state.programs}
+            state.refused_defaults = {
+                k: v for k, v in state.refused_defaults.items() if k in state.programs
+            }
+        case DefaultRefused(program_id=program_id, received=received):
+            state.refused_defaults[program_id] = received
         case DefaultChanged(program_id=program_id, default=default):
+            state.refused_defaults.pop(program_id, None)
             if default is None:
                 state.defaults.pop(program_id, None)
             else:
@@ -265,6 +276,29 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
         case _:
             pass  # another machine's event: the fold of the whole log skips it
     return state
+
+
+def _unusable_settings(settings: ControlSettings) -> str | None:
+    """Why no DER could carry these settings out (a negative limit, a percentage beyond 100, …),
+    or ``None`` (issue 15: a server value is refused where it enters, never where it is applied)."""
+    try:
+        validate_limits(settings)
+    except InvalidLimit as exc:
+        return str(exc)
+    return None
+
+
+def _unusable(c: Control) -> str | None:
+    """Why a received control cannot be carried out (§4 rules 2 and 16: refused with 253, invalid
+    event), or ``None``: a value no DER can apply, or an interval the gateway cannot represent
+    (issue 15: time is total; :data:`events.times.LATEST_S`, year 9999)."""
+    latest = c.specified_end_s + max(c.randomize_start_s, 0) + max(c.randomize_duration_s, 0)
+    if latest > LATEST_S:
+        return (
+            f"interval start {c.start_s} + duration {c.duration_s} (with randomisation) ends "
+            f"after {LATEST_S} (9999-12-31T23:59:59Z)"
+        )
+    return _unusable_settings(c.settings)
 
 
 def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -> None:
@@ -521,9 +555,23 @@ class ControlsCore:
     def receive_default(
         self, program_id: str, default: DefaultControl | None, now: float, draw: Draw
     ) -> list[Event]:
-        """§4 rule 10: a new, changed or vanished DefaultDERControl applies at once."""
+        """§4 rule 10: a new, changed or vanished DefaultDERControl applies at once.
+
+        Issue 15 (no server value fails an actor): a default carrying a value no DER can carry out
+        (:func:`statemachines.site_limit.validate_limits`) is not adopted: it is recorded once as
+        ``DefaultRefused`` with the reason, and the default in force stays until a usable one (or
+        none) arrives."""
         out: list[Event] = []
-        if program_id in self.state.programs and self.state.defaults.get(program_id) != default:
+        unusable = None if default is None else _unusable_settings(default.settings)
+        if program_id not in self.state.programs:
+            pass
+        elif unusable is not None and default is not None:
+            if self.state.refused_defaults.get(program_id) != default:
+                self._emit(
+                    out,
+                    DefaultRefused(program_id=program_id, received=default, reason=unusable, at_s=now),
+                )
+        elif self.state.defaults.get(program_id) != default:
             self._emit(out, DefaultChanged(program_id=program_id, default=default, at_s=now))
         self._advance(out, now, draw)
         return out
@@ -563,6 +611,10 @@ class ControlsCore:
             return
         if c.duration_s <= 0 or not rec.modes:
             self._reject(out, rec, ResponseStatus.INVALID_EVENT, "no duration or no mode", now)
+            return
+        unusable = _unusable(c)
+        if unusable is not None:
+            self._reject(out, rec, ResponseStatus.INVALID_EVENT, unusable, now)
             return
         supported = self.config.supported_modes
         if supported is not None and not rec.modes & supported:

@@ -23,8 +23,10 @@ from events.registration_events import (
     RegistrationStep,
     StepDone,
     TimeOffsetLearned,
+    TimeRefused,
 )
 from events.replay import Projection
+from events.times import PLAUSIBLE_EARLIEST_S, PLAUSIBLE_LATEST_S, plausible_clock
 from statemachines.controls import Draw
 from statemachines.table import Row, Table
 
@@ -215,22 +217,30 @@ class RegistrationCore:
         self._skip_connection_point(out, now)
         return out
 
-    def time_learned(self, server_time_s: float, local_time_s: float, now: float) -> list[Event]:
-        """§2.2: keep the offset to the server's clock; never step the OS clock."""
+    def time_learned(self, server_time_s: int, local_time_s: float, now: float) -> list[Event]:
+        """§2.2: keep the offset to the server's clock; never step the OS clock. A server time
+        no clock can plausibly show is a server fault (issue 15): recorded, not adopted, and the
+        walk goes on on the clock it has."""
         self._expect(RegistrationStep.TIME)
         out: list[Event] = []
-        self._emit(out, TimeOffsetLearned(offset_s=server_time_s - local_time_s, at_s=now))
+        if plausible_clock(server_time_s):
+            self._emit(out, TimeOffsetLearned(offset_s=server_time_s - local_time_s, at_s=now))
+        else:
+            self._emit(out, _time_refused(server_time_s, now))
         self._emit(out, StepDone(step=RegistrationStep.TIME, at_s=now))
         return out
 
-    def time_resynced(self, server_time_s: float, local_time_s: float, now: float) -> list[Event]:
+    def time_resynced(self, server_time_s: int, local_time_s: float, now: float) -> list[Event]:
         """§2.2 and §4 rule 15: Time is polled at its pollRate; a server clock that stepped (more
         than :data:`TIME_RESYNC_S` away from our offset) gives a new offset, so event times stay on
         the server's clock. Nothing is recorded for resolution noise."""
+        out: list[Event] = []
+        if not plausible_clock(server_time_s):
+            self._emit(out, _time_refused(server_time_s, now))
+            return out
         offset = server_time_s - local_time_s
         if abs(offset) <= TIME_RESYNC_S:
             return []
-        out: list[Event] = []
         self._emit(out, TimeOffsetLearned(offset_s=offset, at_s=now))
         return out
 
@@ -337,3 +347,14 @@ class RegistrationCore:
                 at_s=now,
             ),
         )
+
+
+def _time_refused(server_time_s: int, now: float) -> TimeRefused:
+    return TimeRefused(
+        current_time=server_time_s,
+        reason=(
+            f"Time.currentTime {server_time_s} is outside {PLAUSIBLE_EARLIEST_S}..."
+            f"{PLAUSIBLE_LATEST_S} (2000-01-01..2100-01-01): the server's clock is not adopted"
+        ),
+        at_s=now,
+    )

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +21,7 @@ from events.envelope import RawRecord
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from events.times import not_a_date, utc_datetime
 from sep2gw.projections import PROJECTIONS
 
 __all__ = ["register"]
@@ -93,9 +93,10 @@ def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 def iso(t: float) -> str:
     """UTC ISO-8601 with milliseconds, as the timeline and exports show server time."""
-    return (
-        datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    utc = utc_datetime(t)
+    if utc is None:
+        return not_a_date(t)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- inspect ---------------------------------------------------------------------------------------

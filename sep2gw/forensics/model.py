@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -58,6 +57,7 @@ from events.registration_events import Polled, PollRateSeen, PollsShifted, Poste
 from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
+from events.times import not_a_date, utc_datetime
 from sep2gw.projections import PROJECTIONS
 from sep2gw.timeline import describe_settings, short
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
@@ -742,7 +742,8 @@ def _bounds(bound: int) -> str:
 
 
 def _utc(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    utc = utc_datetime(t)
+    return not_a_date(t) if utc is None else utc.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def analyse(

@@ -23,6 +23,7 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, Mode, Program
 from events.envelope import Recorded
+from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
 from sep2gw.timeline import Timeline, describe_settings, short, whole
@@ -108,9 +109,11 @@ class ForensicTimeline(Timeline):
         self.zone = zone
 
     def stamp(self, t: float) -> str:
-        utc = datetime.fromtimestamp(t, tz=UTC)
-        local = utc.astimezone(self.zone or UTC)
-        return f"{utc:%Y-%m-%d %H:%M:%S}Z ({local:%H:%M:%S %z})"
+        utc = utc_datetime(t)
+        if utc is None:
+            return not_a_date(t)
+        local = zoned(utc, self.zone or UTC)
+        return f"{utc:%Y-%m-%d %H:%M:%S}Z ({'-' if local is None else f'{local:%H:%M:%S %z}'})"
 
     def describe(self, record: Recorded) -> str | None:
         e = record.event

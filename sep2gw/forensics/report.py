@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from html import escape
 
+from events.times import not_a_date, utc_datetime
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
@@ -86,6 +87,11 @@ def _integrity(model: Forensics) -> str:
 
 def _stamp(tl: ForensicTimeline, t: float | None) -> str:
     return "" if t is None or math.isnan(t) else escape(tl.stamp(t))
+
+
+def _axis_label(t: float) -> str:
+    utc = utc_datetime(t)
+    return escape(not_a_date(t)) if utc is None else f"{utc:%m-%d %H:%M:%S}Z"
 
 
 def _buckets(
@@ -170,7 +176,7 @@ def _chart(model: Forensics, tl: ForensicTimeline) -> str:
         t = t0 + span * k / 4
         svg.append(
             f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>"
-            f"{datetime.fromtimestamp(t, tz=UTC):%m-%d %H:%M:%S}Z</text>"
+            f"{_axis_label(t)}</text>"
         )
     for down in model.comms:
         end = down.restored_s if down.restored_s is not None else t1

@@ -30,6 +30,8 @@ S = RegistrationStep
 _EXPECTED = {(r.source, r.trigger): r.dest for r in REGISTRATION_ROWS}
 _PAIRS = list(itertools.product(REGISTRATION_STATES, REGISTRATION.triggers))
 PIN = pin_check_digit(11111)
+#: A plausible server clock (2025-11-26): 2030.5 times are epoch seconds.
+T0 = 1_764_115_200
 
 
 def _max(low: int, high: int) -> int:
@@ -42,7 +44,7 @@ def _walk_to(core: RegistrationCore, target: RegistrationStep) -> None:
         step = core.step
         assert step is not None
         if step is S.TIME:
-            core.time_learned(1000.0, 990.0, 1)
+            core.time_learned(T0 + 1000, T0 + 990.0, 1)
         elif step is S.REGISTRATION:
             core.registration_pin(PIN, 1)
         else:
@@ -75,7 +77,7 @@ def test_section2_steps_in_order_then_ready() -> None:
     while (step := core.next_request(1)) is not None:
         seen.append(step)
         if step is S.TIME:
-            core.time_learned(1000.0, 990.0, 1)
+            core.time_learned(T0 + 1000, T0 + 990.0, 1)
         elif step is S.REGISTRATION:
             core.registration_pin(PIN, 1)
         else:
@@ -139,7 +141,7 @@ def test_outcome_for_another_step_is_refused() -> None:
     core = RegistrationCore(RegistrationConfig(pin=PIN))
     core.start(0)
     with pytest.raises(ValueError, match="'time' while at 'device_capability'"):
-        core.time_learned(1.0, 0.0, 1)
+        core.time_learned(T0, 0.0, 1)
 
 
 @pytest.mark.parametrize("status", [None, 429, 500, 503])
@@ -197,7 +199,7 @@ def test_replay_fold_of_registration_log_equals_live_state(outcomes: list[str], 
         now = max(now + 1, core.next_deadline() or 0)
         if outcome == "ok" or (outcome == "pin_bad" and step is not S.REGISTRATION):
             if step is S.TIME:
-                log += core.time_learned(now + 3, now, now)
+                log += core.time_learned(T0 + now + 3, T0 + now, now)
             elif step is S.REGISTRATION:
                 log += core.registration_pin(PIN, now)
             else:
@@ -254,7 +256,7 @@ def test_section2_repeated_rediscovery_backs_off_until_the_walk_completes() -> N
         now += waits[-1]
         assert core.next_request(now) is S.DEVICE_CAPABILITY
         core.step_done(S.DEVICE_CAPABILITY, now)
-        core.time_learned(now, now, now)
+        core.time_learned(T0 + now, T0 + now, now)
     assert waits == [0.0, 2.0, 4.0, 8.0, 16.0, 30.0]
     core.step_done(S.END_DEVICE, now)
     core.registration_pin(PIN, now)
@@ -282,8 +284,32 @@ def test_a_time_reread_adopts_a_stepped_server_clock_but_not_resolution_noise() 
     from statemachines.registration import TIME_RESYNC_S
 
     core = RegistrationCore(RegistrationConfig(pin=PIN))
-    assert core.time_resynced(1000.0, 999.3, 5) == []  # whole-second Time: not a step
-    assert core.time_resynced(1000.0, 1000.0 + TIME_RESYNC_S, 5) == []
-    (event,) = core.time_resynced(1040.0, 1000.0, 5)
+    assert core.time_resynced(T0 + 1000, T0 + 999.3, 5) == []  # whole-second Time: not a step
+    assert core.time_resynced(T0 + 1000, T0 + 1000.0 + TIME_RESYNC_S, 5) == []
+    (event,) = core.time_resynced(T0 + 1040, T0 + 1000.0, 5)
     assert isinstance(event, TimeOffsetLearned) and event.offset_s == 40.0
     assert core.state.time_offset_s == 40.0
+
+
+@pytest.mark.parametrize(
+    "current_time", [0, 1000, 946_684_799, 4_102_444_800, 2**63 - 1, -(2**63)]
+)
+def test_time_is_total_an_implausible_server_clock_is_a_server_fault_not_adopted(
+    current_time: int,
+) -> None:
+    """§2.2 with issue 15: a Time.currentTime outside 2000..2100 (a 1970 reset, 2100, the Int64
+    limits) is recorded as refused, the offset is not adopted, and the walk goes on."""
+    from events.registration_events import TimeOffsetLearned, TimeRefused
+
+    core = RegistrationCore(RegistrationConfig(pin=PIN))
+    core.start(0)
+    core.step_done(S.DEVICE_CAPABILITY, 1)
+    events = core.time_learned(current_time, T0, 2)
+    refused = [e for e in events if isinstance(e, TimeRefused)]
+    assert len(refused) == 1 and refused[0].current_time == current_time
+    assert str(current_time) in refused[0].reason
+    assert not any(isinstance(e, TimeOffsetLearned) for e in events)
+    assert core.state.time_offset_s is None and core.step is S.END_DEVICE
+    ready = RegistrationCore(RegistrationConfig(pin=PIN), RegistrationState(state=READY))
+    (again,) = ready.time_resynced(current_time, T0, 5)
+    assert isinstance(again, TimeRefused) and ready.state.time_offset_s is None

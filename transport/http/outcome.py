@@ -8,13 +8,18 @@ client to wait; other 5xx are retried with back-off, 4xx are not (the request it
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
+import re
 from dataclasses import dataclass
+from typing import Final
 
 from transport.http.messages import Response
 
 __all__ = [
     "BackOff",
+    "MAX_RETRY_AFTER_S",
     "ClientError",
     "Created",
     "Moved",
@@ -64,22 +69,40 @@ class ClientError:
     retryable: bool = False
 
 
+#: The longest wait a ``Retry-After`` may impose (documented cap: one hour). A server asking for
+#: longer is waited on for an hour, then asked again.
+MAX_RETRY_AFTER_S: Final = 3600.0
+
+_DELTA_SECONDS: Final = re.compile(r"[0-9]+", re.ASCII)
+#: An IMF-fixdate is 29 characters; obsolete forms a few more. Longer is not a date.
+_MAX_DATE_CHARS: Final = 64
+
 Outcome = Ok | Created | Moved | BackOff | ServerError | ClientError
 
 
 def parse_retry_after(value: str | None, *, now_epoch_s: float) -> float | None:
-    """RFC 9110 §10.2.3: delta-seconds or an HTTP-date; None when absent or unreadable (a
-    malformed header must not turn into "retry immediately")."""
+    """RFC 9110 §10.2.3: delta-seconds (``1*DIGIT``, ASCII only) or an HTTP-date; ``None`` when
+    absent or unreadable (a malformed header must not turn into "retry immediately", nor fail the
+    caller). Whatever the server says, the wait is at most :data:`MAX_RETRY_AFTER_S` (issue 15:
+    ``Retry-After: 1e20`` must not stop all traffic for good)."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if _DELTA_SECONDS.fullmatch(text):
+        # Hundreds of digits are a valid, absurd delay: compare the length before converting.
+        return MAX_RETRY_AFTER_S if len(text) > 9 else min(float(int(text)), MAX_RETRY_AFTER_S)
+    if len(text) > _MAX_DATE_CHARS or not text.isascii():
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000": UTC without a stated source (RFC 5322 §3.3)
+            when = when.replace(tzinfo=datetime.UTC)
+        delay = when.timestamp() - now_epoch_s
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    return max(0.0, when.timestamp() - now_epoch_s)
+    if not math.isfinite(delay):
+        return None
+    return min(max(0.0, delay), MAX_RETRY_AFTER_S)
 
 
 def classify_response(response: Response, *, now_epoch_s: float) -> Outcome:

@@ -6,6 +6,7 @@ import email.utils
 
 from transport.http.messages import Response
 from transport.http.outcome import (
+    MAX_RETRY_AFTER_S,
     BackOff,
     ClientError,
     Created,
@@ -45,3 +46,21 @@ def test_5xx_retryable_except_not_implemented_and_4xx_not() -> None:
     assert classify_response(Response(501), now_epoch_s=NOW) == ServerError(501, retryable=False)
     assert classify_response(Response(404), now_epoch_s=NOW) == ClientError(404)
     assert isinstance(classify_response(Response(204), now_epoch_s=NOW), Ok)
+
+
+def test_retry_after_is_capped_at_one_hour() -> None:
+    """RFC 9110 §10.2.3 with our cap (MAX_RETRY_AFTER_S): a server cannot stop all traffic."""
+    assert parse_retry_after("100000000000000000000", now_epoch_s=NOW) == MAX_RETRY_AFTER_S
+    assert parse_retry_after("9" * 500, now_epoch_s=NOW) == MAX_RETRY_AFTER_S
+    assert parse_retry_after("9" * 5000, now_epoch_s=NOW) == MAX_RETRY_AFTER_S
+    far = email.utils.formatdate(NOW + 10 * 86400, usegmt=True)
+    assert parse_retry_after(far, now_epoch_s=NOW) == MAX_RETRY_AFTER_S
+    assert parse_retry_after("3600", now_epoch_s=NOW) == 3600.0
+
+
+def test_retry_after_that_is_not_ascii_digits_is_unreadable_not_an_exception() -> None:
+    """RFC 9110 §10.2.3: delta-seconds are 1*DIGIT (ASCII); anything else is not a delay."""
+    for value in ("²", "١٢", "1e20", "-5", "+5", "5.5", " ", "", "Fri, 31 Dec 99999 23:59:59 GMT",
+                  "Mon, 01 Jan 0001 00:00:00 -0000", "Sun, 06 Nov 1994 08:49:37 -0000"):
+        result = parse_retry_after(value, now_epoch_s=NOW)
+        assert result is None or 0.0 <= result <= MAX_RETRY_AFTER_S, value
