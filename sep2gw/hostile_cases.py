@@ -23,6 +23,7 @@ What survives means (:func:`problems`):
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_REQUESTS_PER_MIN",
     "HostileCase",
     "HostileFigures",
+    "RealTimeLimit",
     "problems",
     "run_case",
 ]
@@ -152,14 +154,43 @@ def _setpoint_faults(result: WorldResult) -> list[str]:
     return faults
 
 
+class BusyLoop(RuntimeError):
+    """The world took longer in real time than its limit: under the autojump clock, a task that
+    never blocks freezes virtual time, so this is how a hot loop shows."""
+
+
+class RealTimeLimit(trio.abc.Instrument):
+    """Stops a run that takes more than ``seconds`` of real time (with :class:`BusyLoop`, raised
+    inside the run, which trio reports as a crash)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timer: threading.Timer | None = None
+
+    def before_run(self) -> None:
+        token = trio.lowlevel.current_trio_token()
+        self._timer = threading.Timer(self.seconds, lambda: token.run_sync_soon(self._expired))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expired(self) -> None:
+        raise BusyLoop(f"the world took more than {self.seconds:g} s of real time (a busy loop?)")
+
+    def after_run(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 def run_case(
     case: HostileCase,
     site: Path,
     *,
     seed: int = 1,
     instruments: Sequence[trio.abc.Instrument] = (),
+    real_time_limit_s: float = 120.0,
 ) -> tuple[HostileFigures, WorldResult]:
-    """Run the gateway against ``case`` (``site`` holds ``pki/`` from ``sep2gw certs init``)."""
+    """Run the gateway against ``case`` (``site`` holds ``pki/`` from ``sep2gw certs init``);
+    a run over ``real_time_limit_s`` of real time stops (a hot loop)."""
     scenario = hostile_scenario(case.name, duration_s=_window_s(case))
     began = time.perf_counter()
     result = run_world(
@@ -168,7 +199,7 @@ def run_case(
         seconds=case.seconds,
         site=site,
         monitor=False,
-        instruments=instruments,
+        instruments=[*instruments, RealTimeLimit(real_time_limit_s)],
     )
     real_s = time.perf_counter() - began
     server = result.server

@@ -11,9 +11,9 @@ The behaviours (:data:`~sep2gw.simserver.scenario.HOSTILE_BEHAVIOURS`, described
   here, since a well-behaved HTTP library refuses to misbehave.
 - **h2**: DATA far beyond the peer's flow-control window; a HEADERS frame followed by CONTINUATION
   frames that never end (frames written by hand with hyperframe/hpack).
-- **amplification** (in every DERControlList): a billion-laughs entity bomb; thousands of unique
-  element names per document, new ones each time; ``all="1000000"`` with 100 distinct controls a
-  page; 1,500 items when ``l=100`` was asked; the same page whatever ``s`` asks for.
+- **amplification**: thousands of element names no document had before, in every document; in
+  every DERControlList a billion-laughs entity bomb, ``all="1000000"`` with 100 distinct controls
+  a page, 1,500 items when ``l=100`` was asked, or the same page whatever ``s`` asks for.
 - **absurd values**: negative import/export limits, ``opModFixedW`` ±327 %, ``opModMaxLimW``
   655 % (every control and default); ``Time.currentTime`` and every control's start at the Int64
   limits, in 1970 and in 2100.
@@ -120,7 +120,7 @@ DESCRIPTIONS: Final[dict[HostileName, str]] = {
     "h2_ignore_flow_control": "h2: sends 256 KiB of DATA into a 64 KiB window",
     "h2_endless_continuation": "h2: HEADERS without END_HEADERS, then 16 KiB CONTINUATIONs forever",
     "xml_entity_bomb": "every DERControlList is a billion-laughs entity bomb",
-    "xml_unique_names": "every DERControlList carries 3,000 element names never seen before",
+    "xml_unique_names": "every document carries 3,000 element names never seen before",
     "list_all_million": "DERControlList all=1000000, 100 distinct controls a page",
     "list_page_overflow": "DERControlList answers 1,500 items whatever l asks for",
     "list_repeating_page": "DERControlList all=1000, the same 100 items whatever s asks for",
@@ -249,6 +249,8 @@ class HostileState(UtilityState):
             return SimReply(301, location=_OTHER_ORIGIN + target, reason=reason)
         if reply.status != 200 or not reply.body:
             return reply
+        if name == "xml_unique_names":
+            return dataclasses.replace(reply, body=self._unique_names(reply.body), reason=reason)
         try:
             document = decode_any(reply.body)
         except Sep2CodecError:  # the normal state only writes valid documents
@@ -272,8 +274,6 @@ class HostileState(UtilityState):
     ) -> msgspec.Struct | bytes | None:
         if name == "xml_entity_bomb":
             return _entity_bomb(encode(page, csipaus_ns=self.quirks.csipaus_ns))
-        if name == "xml_unique_names":
-            return self._unique_names(encode(page, csipaus_ns=self.quirks.csipaus_ns))
         if name in ("list_all_million", "list_page_overflow", "list_repeating_page"):
             return _amplified(name, target, page)
         controls = []
