@@ -5,10 +5,22 @@ resources with the hardened codec, pages lists (``?s=&l=``), and turns every non
 ``HttpFailure`` carrying the status the decision machines need (301/404 re-discover, 429/5xx back
 off, other 4xx halt). It also knows whether the server is reachable: any HTTP answer means online, a
 network failure or timeout means offline, and each change is reported once to ``on_reachable``.
+
+Bounded retry on every failure path (issue 15): a resource whose request failed at the link (connect,
+TLS, protocol, truncated or oversized answer, timeout), with an HTTP 5xx or 429, or with a body that
+is not the resource, is held back: the next request for it within the hold fails at once with
+``LinkBackingOff`` and never reaches the network. Link errors in a row, whatever resource they were
+for, hold the whole link back the same way (every resource of a server that drops every
+connection). The hold is the registration walk's ``BackoffPolicy`` for the failures in a row (2 s
+doubling to 300 s, plus a jitter of up to a quarter drawn from the seeded ``rng``); a usable answer
+clears the resource's hold, any HTTP answer the link's. Every caller gets it, so no caller's loop
+(a re-poll on reconnection, queued Responses, readings) can turn a broken server into a reconnect
+loop. Each hold is recorded with its draw (``link.backoff.v1``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -17,6 +29,12 @@ import msgspec
 
 from actors.clock import Clock
 from actors.https import HttpsClient
+from actors.log_writer import LogWriter
+from actors.rng import RandomSource
+from events.base import Event
+from events.envelope import Append
+from events.link_events import LINK_STREAM, LinkBackedOff, ListCapped
+from statemachines.registration import BackoffPolicy
 from transport.errors import LinkError
 from transport.http.messages import Response
 from transport.http.outcome import (
@@ -31,9 +49,20 @@ from transport.http.outcome import (
 from transport.sep2 import Sep2CodecError, decode, encode
 from transport.sep2.codec import CSIPAUS_NS
 
-__all__ = ["BadDocument", "HttpFailure", "Link", "LinkHalted", "LinkStatistics", "PAGE_SIZE"]
+__all__ = [
+    "HELD_RESOURCES",
+    "LINK_CAP_S",
+    "PAGE_SIZE",
+    "BadDocument",
+    "HttpFailure",
+    "Link",
+    "LinkBackingOff",
+    "LinkHalted",
+    "LinkStatistics",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
+logger = logging.getLogger(__name__)
 
 #: Items asked for per page of a list (servers such as envoy return one item unless asked).
 PAGE_SIZE: Final = 100
@@ -43,6 +72,13 @@ MAX_PAGES: Final = 50
 #: Documents remembered for ``get`` (by path): the polled resources and their pages. A server that
 #: keeps inventing paths only evicts the oldest.
 DECODED_CACHE: Final = 64
+#: Resources whose failures in a row the link remembers (a server inventing failing paths only
+#: evicts the oldest).
+HELD_RESOURCES: Final = 256
+#: The longest the whole link is held back after link errors in a row (a server that drops every
+#: connection is tried about every 16-20 s: at most ~12 connections in 150 s, and the first request
+#: after an outage within ~20 s of its end).
+LINK_CAP_S: Final = 16.0
 
 
 class HttpFailure(Exception):
@@ -69,6 +105,12 @@ class LinkHalted(LinkError):
     """Traffic to this server was stopped on purpose (e.g. a PIN mismatch, PROTOCOL.md §2.4)."""
 
 
+class LinkBackingOff(LinkError):
+    """Not sent: this resource failed just before and is held back until its back-off ends."""
+
+    retryable = True
+
+
 class BadDocument(HttpFailure):
     """2xx, but the body is not the resource we asked for (or not valid 2030.5 XML)."""
 
@@ -81,6 +123,8 @@ class LinkStatistics(msgspec.Struct, frozen=True):
     requests: int
     failures: int
     reachable: bool
+    #: Requests refused without touching the network because their resource was held back.
+    held_back: int = 0
 
 
 class Link:
@@ -92,7 +136,13 @@ class Link:
         on_reachable: Callable[[bool], Awaitable[None]] | None = None,
         csipaus_ns: str = CSIPAUS_NS,
         timeout_s: float | None = None,
+        backoff: BackoffPolicy | None = None,
+        log: LogWriter | None = None,
+        rng: RandomSource | None = None,
     ) -> None:
+        """``backoff``: the hold after failures in a row (default: the registration walk's);
+        ``log``: where each hold is recorded (``link.backoff.v1``); ``rng``: the jitter's source
+        (``None``: no jitter)."""
         self._client = client
         self._clock = clock
         self._on_reachable = on_reachable
@@ -106,9 +156,84 @@ class Link:
         self.decode_hits = 0
         self._requests = 0
         self._failures = 0
+        self._backoff = backoff or BackoffPolicy()
+        # The whole link's hold: the same policy, capped lower, so the first request after an
+        # outage comes within LINK_CAP_S (+ jitter) of its end, as a utility expects of a re-poll.
+        self._link_backoff = msgspec.structs.replace(
+            self._backoff, cap_s=min(self._backoff.cap_s, LINK_CAP_S)
+        )
+        self._link_up = True
+        self._log = log
+        # resource (path without query) -> (failures in a row, monotonic end of its hold)
+        self._held: dict[str, tuple[int, float]] = {}
+        self._held_back = 0
+        self._rng = rng
 
     def statistics(self) -> LinkStatistics:
-        return LinkStatistics(self._requests, self._failures, bool(self._reachable))
+        return LinkStatistics(
+            self._requests, self._failures, bool(self._reachable), self._held_back
+        )
+
+    def held_until(self, path: str) -> float | None:
+        """Monotonic end of ``path``'s hold (or the whole link's), if it is held back now."""
+        now = self._clock.monotonic()
+        ends = [
+            held[1]
+            for held in (self._held.get(_resource(path)), self._held.get(_WHOLE_LINK))
+            if held is not None and held[1] > now
+        ]
+        return max(ends, default=None)
+
+    async def _hold(
+        self, method: str, path: str, error: Exception, http_status: int | None
+    ) -> None:
+        """Issue 15 point 2: hold the failed resource back for the walk's back-off delay of its
+        failures in a row (a resource that last failed longer ago than the cap starts again at
+        one), and record why."""
+        if http_status is None:
+            # A link error while the link was up is this resource's failure too; once the link
+            # is down, further link errors are the link's (an outage must not leave every
+            # resource held for long after it ends).
+            failures, hold, jitter = self._hold_key(_WHOLE_LINK, self._link_backoff)
+            if self._link_up:
+                own = self._hold_key(_resource(path), self._backoff)
+                if own[1] + own[2] > hold + jitter:
+                    failures, hold, jitter = own
+            self._link_up = False
+        else:
+            failures, hold, jitter = self._hold_key(_resource(path), self._backoff)
+        if self._log is None:
+            return
+        reading = self._clock.read()
+        await self._record(
+            LinkBackedOff(
+                method=method,
+                path=path,
+                error=type(error).__name__,
+                reason=str(error)[:_REASON_CHARS],
+                http_status=http_status,
+                failures=failures,
+                hold_s=hold,
+                jitter_s=jitter,
+                until_s=reading.server_time + hold + jitter,
+                at_s=reading.server_time,
+            )
+        )
+
+    async def _record(self, event: Event) -> None:
+        if self._log is None:
+            return
+        reading = self._clock.read()
+        await self._log.append(
+            [
+                Append(
+                    stream=LINK_STREAM,
+                    events=(event,),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )
 
     @property
     def reachable(self) -> bool | None:
@@ -137,9 +262,34 @@ class Link:
             if self._on_reachable is not None:
                 await self._on_reachable(reachable)
 
+    def _hold_key(self, key: str, policy: BackoffPolicy) -> tuple[int, float, float]:
+        """One more failure in a row for ``key`` (a resource, or the whole link): its count, the
+        policy's delay and the jitter drawn. A failure longer than the cap after the previous
+        hold ended starts again at one."""
+        now = self._clock.monotonic()
+        previous = self._held.pop(key, None)
+        failures = 1
+        if previous is not None and now - previous[1] < policy.cap_s:
+            failures = previous[0] + 1
+        hold = policy.base_delay(failures)
+        jitter = 0.0
+        if self._rng is not None:
+            jitter = self._rng.integer(0, int(hold * policy.jitter_fraction * 1000)) / 1000
+        if len(self._held) >= HELD_RESOURCES:
+            del self._held[next(iter(self._held))]  # the oldest
+        self._held[key] = (failures, now + hold + jitter)
+        return failures, hold, jitter
+
     async def _exchange(self, method: str, path: str, body: bytes = b"") -> Response:
         if self._halted is not None:
             raise LinkHalted(f"{method} {path}: traffic to the server is halted: {self._halted}")
+        until = self.held_until(path)
+        if until is not None:
+            self._held_back += 1
+            raise LinkBackingOff(
+                f"{method} {path}: held back {until - self._clock.monotonic():.1f} s more after "
+                "failures in a row"
+            )
         self._requests += 1
         try:
             response = await self._client.request(
@@ -149,24 +299,34 @@ class Link:
                 headers=(("accept", "application/sep+xml"),),
                 timeout_s=self._timeout_s,
             )
-        except LinkError:
+        except LinkError as error:
             self._failures += 1
             await self._mark(False)
+            await self._hold(method, path, error, None)
             raise
         await self._mark(True)
+        self._held.pop(_WHOLE_LINK, None)  # an HTTP answer: the link itself works
+        self._link_up = True
         outcome = classify_response(response, now_epoch_s=self._clock.server_time())
         match outcome:
             case Ok() | Created():
-                return response
+                return response  # the caller clears the hold once the answer is usable
             case BackOff(status=status, retry_after_s=retry):
                 self._failures += 1
-                raise HttpFailure(method, path, status, retry_after_s=retry)
+                failure = HttpFailure(method, path, status, retry_after_s=retry)
+                await self._hold(method, path, failure, status)
+                raise failure
             case Moved(status=status, location=location):
                 self._failures += 1
                 raise HttpFailure(
                     method, path, status, why=f"moved to {location}" if location else "moved"
                 )
-            case ServerError(status=status) | ClientError(status=status):
+            case ServerError(status=status):
+                self._failures += 1
+                failure = HttpFailure(method, path, status, why=_reason(response))
+                await self._hold(method, path, failure, status)
+                raise failure
+            case ClientError(status=status):
                 self._failures += 1
                 raise HttpFailure(method, path, status, why=_reason(response))
         raise AssertionError(outcome)
@@ -179,6 +339,7 @@ class Link:
         body = response.body
         cached = self._decoded.get(path)
         if cached is not None and cached[0] is cls and cached[1] == body:
+            self._held.pop(_resource(path), None)
             self.decode_hits += 1
             resource: S = cached[2]
             return resource
@@ -187,27 +348,61 @@ class Link:
         except Sep2CodecError as exc:
             self._failures += 1
             self._decoded.pop(path, None)
-            raise BadDocument("GET", path, response.status, exc) from exc
+            failure = BadDocument("GET", path, response.status, exc)
+            await self._hold("GET", path, failure, response.status)
+            raise failure from exc
         if path not in self._decoded and len(self._decoded) >= DECODED_CACHE:
             del self._decoded[next(iter(self._decoded))]  # the oldest
         self._decoded[path] = (cls, bytes(body), resource)
+        self._held.pop(_resource(path), None)
         return resource
 
     async def get_list(self, path: str, cls: type[S], items: str) -> tuple[S, list[Any]]:
         """Every item of a paged list (``items`` names the repeated element field): the first page's
-        resource (for ``pollRate``, ``all``) and all items in server order."""
+        resource (for ``pollRate``, ``all``) and all items in server order.
+
+        Bounded whatever the server sends (issue 15), each cut recorded as ``link.list_capped.v1``:
+        a page holds at most the :data:`PAGE_SIZE` items asked for (the rest are dropped), a page
+        repeating the previous one ends the list, and a list is at most :data:`MAX_PAGES` pages
+        (``all`` beyond that is not followed)."""
         collected: list[Any] = []
         first: S | None = None
+        previous: list[Any] | None = None
         for _ in range(MAX_PAGES):
             page = await self.get(_paged(path, len(collected), PAGE_SIZE), cls)
             first = first or page
             got = list(getattr(page, items) or ())
+            if len(got) > PAGE_SIZE:
+                await self._capped(
+                    path,
+                    f"a page of {len(got)} items; {PAGE_SIZE} were asked for",
+                    len(collected) + PAGE_SIZE,
+                )
+                got = got[:PAGE_SIZE]
+            if got and got == previous:
+                await self._capped(path, "a page repeats the previous one", len(collected))
+                break
+            previous = got
             collected.extend(got)
             total = getattr(page, "all", None)
             if not got or total is None or len(collected) >= int(total):
                 break
+        else:
+            total = getattr(first, "all", None)
+            if total is not None and int(total) > len(collected):
+                await self._capped(
+                    path,
+                    f"all={total}, beyond the {MAX_PAGES * PAGE_SIZE} items a list may hold",
+                    len(collected),
+                )
         assert first is not None
         return first, collected
+
+    async def _capped(self, path: str, reason: str, kept: int) -> None:
+        logger.warning("server fault: list %s cut: %s", path, reason)
+        await self._record(
+            ListCapped(path=path, reason=reason, kept=kept, at_s=self._clock.server_time())
+        )
 
     async def post(self, path: str, resource: msgspec.Struct) -> str | None:
         """POST; returns the ``Location`` of a 201 (absolute paths only: the link has one origin)."""
@@ -216,11 +411,26 @@ class Link:
     async def post_answered(self, path: str, resource: msgspec.Struct) -> tuple[int, str | None]:
         """POST; returns the HTTP status the server answered (2xx) and the ``Location``, if any."""
         response = await self._exchange("POST", path, encode(resource, csipaus_ns=self._csipaus_ns))
+        self._held.pop(_resource(path), None)
         location = response.header("location")
         return response.status, (_path_of(location) if location else None)
 
     async def put(self, path: str, resource: msgspec.Struct) -> None:
         await self._exchange("PUT", path, encode(resource, csipaus_ns=self._csipaus_ns))
+        self._held.pop(_resource(path), None)
+
+
+#: A recorded reason is cut to this many characters (a server's error text is not ours to keep whole).
+_REASON_CHARS: Final = 300
+
+
+#: The key of the whole link's hold (never a path: paths start with "/").
+_WHOLE_LINK: Final = "*"
+
+
+def _resource(path: str) -> str:
+    """The resource a request is for: its path without the query (pages of a list are one)."""
+    return path.partition("?")[0]
 
 
 def _paged(path: str, start: int, limit: int) -> str:

@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from actors import der_info
 from actors.clock import Clock
 from actors.der_info import DerSnapshot
-from actors.link import BadDocument, HttpFailure, Link
+from actors.link import BadDocument, HttpFailure, Link, LinkBackingOff
 from actors.log_writer import LogWriter
 from actors.messages import ControlsInput, ControlsSeen, DefaultSeen, ProgramsSeen
 from actors.rng import RandomSource
@@ -722,7 +722,8 @@ class RegistrationActor:
                     controls = tuple(
                         control_from_wire(c, program.program_id) for c in wire_controls
                     )
-                except (HttpFailure, SchemaViolation):
+                except (HttpFailure, SchemaViolation, LinkBackingOff):
+                    # LinkBackingOff: the link holds this list back after failures (issue 15).
                     self._unread += 1
                     continue
             await self._to_controls.send(
@@ -740,7 +741,7 @@ class RegistrationActor:
                 return True, None
             self._unread += 1
             return False, None
-        except SchemaViolation:
+        except (SchemaViolation, LinkBackingOff):
             self._unread += 1
             return False, None
 

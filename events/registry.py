@@ -10,6 +10,7 @@ from events.base import Event
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES
 from events.hardware_events import HARDWARE_EVENT_TYPES
+from events.link_events import LINK_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
 from events.mirror_events import MIRROR_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
@@ -24,6 +25,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *MIRROR_EVENT_TYPES,
     *CONTROL_EVENT_TYPES,
     *REGISTRATION_EVENT_TYPES,
+    *LINK_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {}
 

@@ -145,7 +145,9 @@ class _Unit:
             request_timeout_s=config.server.request_timeout_s,
             connector=g.options.http_connector,
         )
-        link = Link(client, clock=g.clock, on_reachable=on_reachable)
+        link = Link(
+            client, clock=g.clock, on_reachable=on_reachable, log=log, rng=g.rng.fork("link")
+        )
         controls = ControlsActor(
             config=CoreConfig(
                 lfdi=g.lfdi,

@@ -33,6 +33,7 @@ from events.control_events import (
 from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import AlarmsChanged, DeviceUnreachable, LimitsApplied, TelemetrySampled
+from events.link_events import LinkBackedOff
 from events.log_events import PreviousLogSetAside
 from events.registration_events import (
     PollsShifted,
@@ -129,6 +130,13 @@ class Timeline:
                 )
             case TimeOffsetLearned():
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
+            case LinkBackedOff():
+                what = f"HTTP {e.http_status}" if e.http_status is not None else e.error
+                return (
+                    f"LINK: {e.method} {e.path} failed ({what}: {e.reason}); not asked again "
+                    f"for {e.hold_s + e.jitter_s:.0f} s (failure {e.failures} in a row)"
+                    + (" — `sep2gw probe` checks the link" if e.http_status is None else "")
+                )
             case TimeRefused():
                 return f"SERVER FAULT: {e.reason}"
             case PollsShifted():

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import pytest
+import trio
 
 from actors.clock import Clock
 from actors.https import HttpsClient
-from actors.link import DECODED_CACHE, BadDocument, Link
+from actors.link import (
+    DECODED_CACHE,
+    MAX_PAGES,
+    PAGE_SIZE,
+    BadDocument,
+    HttpFailure,
+    Link,
+    LinkBackingOff,
+)
+from actors.log_writer import LogWriter
+from events.link_events import ListCapped
+from events.memory_store import MemoryEventStore
+from events.registry import CATALOGUE
+from statemachines.registration import BackoffPolicy
+from transport.errors import ConnectionReset
 from transport.http.messages import Headers, Response
 from transport.sep2 import encode
 from transport.sep2 import resources as r
+from transport.sep2.hexbinary import HexBinary128
 
 
 def time_doc(current: int) -> bytes:
@@ -30,10 +47,13 @@ def time_doc(current: int) -> bytes:
 
 
 class Server:
-    """Answers every GET with ``body`` (200) and counts the requests."""
+    """Answers every GET with ``body`` (``status``; ``reset``: drops the connection instead) and
+    counts the requests."""
 
     def __init__(self, body: bytes) -> None:
         self.body = body
+        self.status = 200
+        self.reset = False
         self.requests: list[str] = []
         self.connected = True
 
@@ -47,7 +67,9 @@ class Server:
         timeout_s: float | None = None,
     ) -> Response:
         self.requests.append(f"{method} {target}")
-        return Response(200, (("content-type", "application/sep+xml"),), self.body)
+        if self.reset:
+            raise ConnectionReset("dropped", by_peer=True)
+        return Response(self.status, (("content-type", "application/sep+xml"),), self.body)
 
 
 def link_to(server: Server) -> Link:
@@ -80,7 +102,9 @@ async def test_the_same_bytes_asked_for_as_another_type_are_still_refused() -> N
         await link.get("/tm", r.DERProgramList)
 
 
-async def test_an_unusable_body_forgets_the_path_and_a_good_one_is_decoded_again() -> None:
+async def test_an_unusable_body_forgets_the_path_and_a_good_one_is_decoded_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     server = Server(time_doc(1_700_000_000))
     link = link_to(server)
     await link.get("/tm", r.Time)
@@ -88,6 +112,7 @@ async def test_an_unusable_body_forgets_the_path_and_a_good_one_is_decoded_again
     with pytest.raises(BadDocument):
         await link.get("/tm", r.Time)
     server.body = time_doc(1_700_000_000)
+    await trio.sleep(BackoffPolicy().base_s)  # the unusable answer held /tm back (issue 15)
     assert (await link.get("/tm", r.Time)).currentTime == 1_700_000_000
     assert link.decode_hits == 0
 
@@ -101,3 +126,160 @@ async def test_the_remembered_documents_are_bounded() -> None:
     assert link.decode_hits == 0
     await link.get(f"/tm/{DECODED_CACHE + 9}", r.Time)  # the newest: still remembered
     assert link.decode_hits == 1
+
+
+async def until_released(link: Link, path: str) -> None:
+    held = link.held_until(path)
+    if held is not None:
+        await trio.sleep_until(held)
+
+
+@pytest.mark.parametrize("fault", ["reset", "503", "garbled"])
+async def test_bounded_retry_a_failing_resource_is_held_back_with_the_walks_backoff(
+    autojump_clock: trio.abc.Clock, fault: str
+) -> None:
+    """Issue 15 point 2: a resource that failed (link error, 5xx, unusable body) is not asked
+    again before the registration walk's back-off for its failures in a row (2, 4, 8 … 300 s);
+    a request within the hold fails at once without reaching the server; a success clears it."""
+    server = Server(time_doc(1_700_000_000))
+    link = link_to(server)
+    server.reset, server.status = fault == "reset", 503 if fault == "503" else 200
+    server.body = b"<Time" if fault == "garbled" else server.body
+    attempts: list[float] = []
+    for _ in range(12):
+        before = len(server.requests)
+        with pytest.raises((ConnectionReset, HttpFailure, LinkBackingOff)):
+            await link.get("/dcap?s=0&l=1", r.Time)
+        if len(server.requests) > before:
+            attempts.append(trio.current_time())
+        with pytest.raises(LinkBackingOff):
+            await link.get("/dcap?s=1&l=1", r.Time)  # another page of the same resource
+        await until_released(link, "/dcap")
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    if fault == "reset":  # nothing but link errors: the link is down, held LINK_CAP_S at most
+        assert gaps == [2.0, 4.0, 8.0, 16.0, 16.0, 16.0, 16.0, 16.0, 16.0, 16.0, 16.0]
+    else:
+        assert gaps == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0, 300.0]
+    assert len(server.requests) == 12 and link.statistics().held_back == 12
+    server.reset, server.status, server.body = False, 200, time_doc(1_700_000_000)
+    await link.get("/dcap", r.Time)
+    await link.get("/dcap", r.Time)  # cleared: asked again at once
+    assert link.held_until("/dcap") is None
+
+
+async def test_bounded_retry_link_errors_in_a_row_hold_the_whole_link_back(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 15 point 2: a server that drops every connection is not asked for another resource
+    either until the hold ends; any HTTP answer clears the whole link's hold."""
+    server = Server(time_doc(1_700_000_000))
+    link = link_to(server)
+    server.reset = True
+    with pytest.raises(ConnectionReset):
+        await link.get("/a", r.Time)
+    with pytest.raises(LinkBackingOff):
+        await link.get("/b", r.Time)
+    assert server.requests == ["GET /a"]
+    await until_released(link, "/b")
+    server.reset, server.status = False, 404
+    with pytest.raises(HttpFailure):
+        await link.get("/b", r.Time)
+    assert link.held_until("/c") is None
+
+
+async def test_bounded_retry_a_resource_that_drops_the_link_while_others_answer_backs_off_to_the_cap(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 15 point 2: the reconnect loop of the issue: one resource drops the connection, the
+    others answer (the link comes back, and every caller asks again at once). Its hold still
+    doubles to the walk's cap, while the rest of the server is asked as usual."""
+    server = Server(time_doc(1_700_000_000))
+    link = link_to(server)
+    attempts: list[float] = []
+    for _ in range(10):
+        server.reset = True
+        try:
+            await link.get("/derc", r.Time)
+            raise AssertionError("the resource answered")
+        except ConnectionReset:
+            attempts.append(trio.current_time())
+        except LinkBackingOff:
+            pass
+        server.reset = False
+        await until_released(link, "/other")
+        await link.get("/other", r.Time)
+        await until_released(link, "/derc")
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0]
+
+
+class Pages:
+    """A DERControlList server: ``pages(start, limit)`` gives the controls of a page and ``all``."""
+
+    def __init__(self, total: int, page: Callable[[int, int], list[int]]) -> None:
+        self.total, self.page = total, page
+        self.requests: list[str] = []
+        self.connected = True
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes = b"",
+        headers: Headers = (),
+        timeout_s: float | None = None,
+    ) -> Response:
+        self.requests.append(target)
+        query = dict(p.split("=") for p in target.partition("?")[2].split("&"))
+        ids = self.page(int(query["s"]), int(query["l"]))
+        doc = r.DERControlList(
+            href="/derc",
+            all=self.total,
+            results=len(ids),
+            DERControl=tuple(
+                r.DERControl(
+                    mRID=HexBinary128(i + 1),
+                    creationTime=0,
+                    EventStatus=r.EventStatus(currentStatus=0, dateTime=0, potentiallySuperseded=False),
+                    interval=r.DateTimeInterval(duration=60, start=0),
+                    DERControlBase=r.DERControlBase(),
+                )
+                for i in ids
+            ),
+        )
+        return Response(200, (("content-type", "application/sep+xml"),), encode(doc))
+
+
+async def capped(server: Pages) -> tuple[list[int], list[str]]:
+    store = MemoryEventStore(CATALOGUE)
+    log = LogWriter(store, offload=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.run)
+        link = Link(cast(HttpsClient, server), clock=Clock(wall_at_start=1.7e9), log=log)
+        _, items = await link.get_list("/derc", r.DERControlList, "DERControl")
+        nursery.cancel_scope.cancel()
+    reasons = [e.event.reason for e in store.read() if isinstance(e.event, ListCapped)]
+    return [int(c.mRID) - 1 for c in items], reasons
+
+
+async def test_bounded_lists_items_beyond_the_l_asked_for_are_dropped_and_recorded() -> None:
+    """Issue 15 point 3: 1,500 items on a page when 100 were asked for are not taken whole."""
+    ids, reasons = await capped(Pages(1500, lambda s, n: list(range(s, 1500))))
+    assert len(ids) <= MAX_PAGES * PAGE_SIZE and ids[:PAGE_SIZE] == list(range(PAGE_SIZE))
+    assert ids == list(range(len(ids)))
+    assert reasons[0] == f"a page of 1500 items; {PAGE_SIZE} were asked for"
+
+
+async def test_bounded_lists_a_page_that_repeats_ends_the_list_and_is_recorded() -> None:
+    server = Pages(1000, lambda s, n: list(range(min(n, 5))))  # always the first page
+    ids, reasons = await capped(server)
+    assert ids == list(range(5)) and len(server.requests) == 2
+    assert reasons == ["a page repeats the previous one"]
+
+
+async def test_bounded_lists_all_beyond_the_cap_is_not_followed_and_is_recorded() -> None:
+    server = Pages(1_000_000, lambda s, n: list(range(s, s + n)))
+    ids, reasons = await capped(server)
+    assert len(ids) == MAX_PAGES * PAGE_SIZE and len(server.requests) == MAX_PAGES
+    assert reasons == [f"all=1000000, beyond the {MAX_PAGES * PAGE_SIZE} items a list may hold"]

@@ -17,6 +17,7 @@ from events.control_events import (
 )
 from events.der_model import Control, ControlSettings, DefaultControl, Program, ResponseStatus
 from events.envelope import Recorded
+from events.link_events import LinkBackedOff
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.runtime_events import GatewayStarted
@@ -115,3 +116,21 @@ def test_refusal_a_refused_default_is_on_the_timeline_with_its_reason() -> None:
     )
     line = Timeline().line(Recorded(1, "controls", 1, T0, 0.0, refused, b""))
     assert line is not None and "REFUSED" in line and "a limit is ≥ 0 W" in line
+
+
+def test_refusal_a_link_hold_is_on_the_timeline_with_the_resource_and_reason() -> None:
+    held = LinkBackedOff(
+        method="GET",
+        path="/derp/1/derc?s=0&l=100",
+        error="ConnectionReset",
+        reason="server closed the connection before responding",
+        failures=3,
+        hold_s=8.0,
+        jitter_s=1.5,
+        until_s=T0 + 9.5,
+        at_s=T0,
+    )
+    line = Timeline().line(Recorded(1, "link", 1, T0, 0.0, held, b""))
+    assert line is not None
+    assert "GET /derp/1/derc" in line and "ConnectionReset" in line and "10 s" in line
+    assert "sep2gw probe" in line

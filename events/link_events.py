@@ -1,0 +1,49 @@
+"""What the link to the utility server recorded about the server's failures (issue 15).
+
+Stream ``link``. Each record says which resource failed, why, and how long the link now holds
+that resource back: the bounded retry of every failure path, and what an operator reads to see
+why the gateway is not talking to a resource.
+"""
+
+from __future__ import annotations
+
+from events.base import Event
+
+__all__ = ["LINK_EVENT_TYPES", "LINK_STREAM", "LinkBackedOff", "ListCapped"]
+
+LINK_STREAM = "link"
+
+
+class LinkBackedOff(Event, tag="link.backoff.v1", frozen=True, kw_only=True):
+    """``method path`` failed (a link error: connect, TLS, protocol, truncated or oversized
+    answer; an HTTP 5xx or 429; a 2xx body that is not the resource): the ``failures``-th in a
+    row for that resource, so it is not asked again for ``hold_s`` (the registration walk's
+    ``BackoffPolicy`` delay for that count, capped, plus ``jitter_s`` drawn from the seeded RNG),
+    until ``until_s`` on the server clock. ``http_status`` is ``None`` for a link error (which
+    also counts towards the whole link's hold: ``failures`` is then the larger count of the two);
+    ``error`` names its type."""
+
+    method: str
+    path: str
+    error: str
+    reason: str
+    http_status: int | None = None
+    failures: int
+    hold_s: float
+    jitter_s: float = 0.0
+    until_s: float
+    at_s: float
+
+
+class ListCapped(Event, tag="link.list_capped.v1", frozen=True, kw_only=True):
+    """A paged list the server sent was cut at one of the link's caps (a server fault): ``reason``
+    says which (items beyond the ``l`` asked for, a page repeating the previous one, ``all``
+    beyond the items a list may hold); ``kept`` items were taken."""
+
+    path: str
+    reason: str
+    kept: int
+    at_s: float
+
+
+LINK_EVENT_TYPES: tuple[type[Event], ...] = (LinkBackedOff, ListCapped)
