@@ -17,7 +17,8 @@ The behaviours (:data:`~sep2gw.simserver.scenario.HOSTILE_BEHAVIOURS`, described
 - **absurd values**: negative import/export limits, ``opModFixedW`` ±327 %, ``opModMaxLimW``
   655 % (every control and default); ``Time.currentTime`` and every control's start at the Int64
   limits, in 1970 and in 2100.
-- **header abuse**: 503 with ``Retry-After: 1e20``, hundreds of digits, non-ASCII digits.
+- **header abuse**: 503 with a ``Retry-After`` of 1e20 seconds (written out), of 300 digits, in
+  non-ASCII digits.
 - **redirect games**: every GET answered 301 to itself, or 301 to another origin.
 - **slow peer**: every answer written one byte every few seconds.
 
@@ -131,7 +132,7 @@ DESCRIPTIONS: Final[dict[HostileName, str]] = {
     "time_int64_min": "Time.currentTime and every control start at -2**63",
     "time_1970": "Time.currentTime and every control start at 0 (1970-01-01)",
     "time_2100": "Time.currentTime and every control start at 2100-01-01",
-    "retry_after_1e20": "every request: 503 with Retry-After: 1e20",
+    "retry_after_1e20": "every request: 503 with Retry-After: 100000000000000000000 (1e20 s)",
     "retry_after_hundreds_of_digits": "every request: 503 with a Retry-After of 300 digits",
     "retry_after_non_ascii": "every request: 503 with a Retry-After in Arabic-Indic digits",
     "redirect_to_itself": "every GET: 301 to the same path, forever",
@@ -183,7 +184,7 @@ _TIMES: Final[dict[str, int]] = {
     "time_2100": _Y2100,
 }
 _RETRY_AFTER: Final[dict[str, bytes]] = {
-    "retry_after_1e20": b"1e20",
+    "retry_after_1e20": b"100000000000000000000",  # 1e20 seconds, written out
     "retry_after_hundreds_of_digits": b"9" * 300,
     "retry_after_non_ascii": "\u0661\u0662\u0660".encode(),  # ١٢٠ (120 in Arabic-Indic digits)
 }
@@ -208,6 +209,7 @@ class HostileState(UtilityState):
         #: Answers rewritten and connections taken over, by behaviour.
         self.injected: Counter[str] = Counter()
         self._fresh_names = itertools.count()
+        self._templates: dict[str, r.DERControl] = {}
         #: Set while a hostile connection handler asks for the normal answer it will garble.
         self.raw = False
 
@@ -275,7 +277,12 @@ class HostileState(UtilityState):
         if name == "xml_entity_bomb":
             return _entity_bomb(encode(page, csipaus_ns=self.quirks.csipaus_ns))
         if name in ("list_all_million", "list_page_overflow", "list_repeating_page"):
-            return _amplified(name, target, page)
+            # Later pages of the real list are empty: copy the first control seen on this list.
+            path = target.partition("?")[0]
+            if page.DERControl:
+                self._templates[path] = page.DERControl[0]
+            template = self._templates.get(path)
+            return None if template is None else _amplified(name, target, page, template)
         controls = []
         for control in page.DERControl:
             if name in _TIMES:
@@ -322,12 +329,11 @@ def _query(target: str) -> dict[str, int]:
     return found
 
 
-def _amplified(name: str, target: str, page: r.DERControlList) -> r.DERControlList | None:
+def _amplified(
+    name: str, target: str, page: r.DERControlList, template: r.DERControl
+) -> r.DERControlList:
     """A list that is bigger than it should be: ``all`` of a million (100 distinct controls a
     page), 1,500 items in one page, or the same page whatever ``s`` asks for."""
-    if not page.DERControl:
-        return None  # nothing to copy: the scenario has no control
-    template = page.DERControl[0]
     query = _query(target)
     first = max(query.get("s", 0), 0)
     if name == "list_all_million":
