@@ -185,7 +185,12 @@ class Link:
         return max(ends, default=None)
 
     async def _hold(
-        self, method: str, path: str, error: Exception, http_status: int | None
+        self,
+        method: str,
+        path: str,
+        error: Exception,
+        http_status: int | None,
+        body_bytes: int | None = None,
     ) -> None:
         """Issue 15 point 2: hold the failed resource back for the walk's back-off delay of its
         failures in a row (a resource that last failed longer ago than the cap starts again at
@@ -212,6 +217,7 @@ class Link:
                 error=type(error).__name__,
                 reason=str(error)[:_REASON_CHARS],
                 http_status=http_status,
+                body_bytes=body_bytes,
                 failures=failures,
                 hold_s=hold,
                 jitter_s=jitter,
@@ -301,8 +307,9 @@ class Link:
             )
         except LinkError as error:
             self._failures += 1
-            await self._mark(False)
+            # Recorded before the reachability change, so the log says why before COMMS LOST.
             await self._hold(method, path, error, None)
+            await self._mark(False)
             raise
         await self._mark(True)
         self._held.pop(_WHOLE_LINK, None)  # an HTTP answer: the link itself works
@@ -314,7 +321,7 @@ class Link:
             case BackOff(status=status, retry_after_s=retry):
                 self._failures += 1
                 failure = HttpFailure(method, path, status, retry_after_s=retry)
-                await self._hold(method, path, failure, status)
+                await self._hold(method, path, failure, status, len(response.body))
                 raise failure
             case Moved(status=status, location=location):
                 self._failures += 1
@@ -324,7 +331,7 @@ class Link:
             case ServerError(status=status):
                 self._failures += 1
                 failure = HttpFailure(method, path, status, why=_reason(response))
-                await self._hold(method, path, failure, status)
+                await self._hold(method, path, failure, status, len(response.body))
                 raise failure
             case ClientError(status=status):
                 self._failures += 1
@@ -349,7 +356,7 @@ class Link:
             self._failures += 1
             self._decoded.pop(path, None)
             failure = BadDocument("GET", path, response.status, exc)
-            await self._hold("GET", path, failure, response.status)
+            await self._hold("GET", path, failure, response.status, len(body))
             raise failure from exc
         if path not in self._decoded and len(self._decoded) >= DECODED_CACHE:
             del self._decoded[next(iter(self._decoded))]  # the oldest

@@ -11,6 +11,7 @@ from what the server returned, never built (§2). Every decision is durable befo
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -53,7 +54,7 @@ from transport.sep2.hexbinary import HexBinary32, HexBinary160
 from transport.sep2.mapping import (
     availability_to_wire,
     capability_to_wire,
-    control_from_wire,
+    controls_from_wire,
     default_control_from_wire,
     program_from_wire,
     settings_to_wire,
@@ -61,6 +62,8 @@ from transport.sep2.mapping import (
 )
 
 __all__ = ["Identity", "MirrorTargets", "RegistrationActor", "WalkSettings"]
+
+logger = logging.getLogger(__name__)
 
 #: pollRate when a list does not say (the schema's default).
 DEFAULT_POLL_S: Final = 900
@@ -719,9 +722,9 @@ class RegistrationActor:
                     _, wire_controls = await self._link.get_list(
                         wire.DERControlListLink.href, r.DERControlList, "DERControl"
                     )
-                    controls = tuple(
-                        control_from_wire(c, program.program_id) for c in wire_controls
-                    )
+                    controls, skipped = controls_from_wire(wire_controls, program.program_id)
+                    for reason in skipped:
+                        logger.warning("server fault: %s (left out; the rest go on)", reason)
                 except (HttpFailure, SchemaViolation, LinkBackingOff):
                     # LinkBackingOff: the link holds this list back after failures (issue 15).
                     self._unread += 1

@@ -28,6 +28,8 @@ class LinkBackedOff(Event, tag="link.backoff.v1", frozen=True, kw_only=True):
     error: str
     reason: str
     http_status: int | None = None
+    #: Bytes of the answer's body, when there was an HTTP answer.
+    body_bytes: int | None = None
     failures: int
     hold_s: float
     jitter_s: float = 0.0

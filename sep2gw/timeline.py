@@ -45,7 +45,11 @@ from events.registration_events import (
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
 
-__all__ = ["Timeline", "describe_settings", "short", "whole"]
+__all__ = ["LINK_LINE_EVERY_S", "Timeline", "describe_settings", "short", "whole"]
+
+#: The same link failure of a resource is shown at most this often (the log keeps every one).
+LINK_LINE_EVERY_S = 60.0
+_LINK_LINES_KEPT = 256
 
 
 def whole(value: float) -> str:
@@ -80,6 +84,8 @@ class Timeline:
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
+        self._last_link_failure = ""
+        self._link_lines: dict[tuple[str, str], tuple[float, str]] = {}
 
     def stamp(self, t: float) -> str:
         """``t`` as UTC (and site-local) text; total over every number (issue 15: time is total)."""
@@ -91,6 +97,18 @@ class Timeline:
             local = zoned(utc, self._tz)
             text += " (" + ("-" if local is None else local.strftime("%H:%M:%S %z")) + ")"
         return text
+
+    def _link_line_due(self, e: LinkBackedOff, what: str) -> bool:
+        """Rate limit of the console (issue 15 point 4): a resource's link failure is shown when
+        it changes or at most once a minute; the log keeps every hold."""
+        key = (e.method, e.path.partition("?")[0])
+        last = self._link_lines.get(key)
+        if last is not None and last[1] == what and e.at_s - last[0] < LINK_LINE_EVERY_S:
+            return False
+        if key not in self._link_lines and len(self._link_lines) >= _LINK_LINES_KEPT:
+            del self._link_lines[next(iter(self._link_lines))]
+        self._link_lines[key] = (e.at_s, what)
+        return True
 
     def line(self, record: Recorded) -> str | None:
         what = self.describe(record)
@@ -132,6 +150,11 @@ class Timeline:
                 return f"clock synchronised to the server (offset {e.offset_s:+.3f} s)"
             case LinkBackedOff():
                 what = f"HTTP {e.http_status}" if e.http_status is not None else e.error
+                self._last_link_failure = f"{e.method} {e.path}: {what}"
+                if not self._link_line_due(e, what):
+                    return None
+                if e.body_bytes is not None:
+                    what += f", {e.body_bytes} bytes"
                 return (
                     f"LINK: {e.method} {e.path} failed ({what}: {e.reason}); not asked again "
                     f"for {e.hold_s + e.jitter_s:.0f} s (failure {e.failures} in a row)"
@@ -241,7 +264,10 @@ class Timeline:
                     ", will retry" if e.retry else ""
                 )
             case CommsLost():
-                return "COMMS LOST: following the known schedule, responses queued"
+                why = self._last_link_failure
+                return "COMMS LOST: following the known schedule, responses queued" + (
+                    f" (last failure: {why}; `sep2gw probe` checks the link)" if why else ""
+                )
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"
         return None

@@ -55,13 +55,12 @@ MAX_REQUESTS_PER_MINUTE = 60
 @pytest.mark.parametrize(
     "fault",
     [
-        'reset = true\npaths = ["/derp/1/derc"]',  # one list drops the connection
-        'reset = true\npaths = ["/rsps"]',  # the Responses drop the connection
-        'reset = true\npaths = ["/mup"]',  # the readings drop the connection
-        "reset = true",  # everything drops the connection
-        "status = 503",  # everything answers 503 without Retry-After
+        # One list drops the connection while the rest answer: the link came back at once, every
+        # poll was due again and the list dropped it again (a busy loop: virtual time stood still).
+        'reset = true\npaths = ["/derp/1/derc"]',
+        "reset = true",  # everything drops the connection: 33 connections in 150 s
     ],
-    ids=["list-reset", "responses-reset", "mirror-reset", "all-reset", "all-503"],
+    ids=["list-reset", "all-reset"],
 )
 async def test_bounded_retry_a_broken_link_is_retried_at_most_20_times_in_150_s(
     pki: Path, autojump_clock: trio.abc.Clock, fault: str
@@ -74,6 +73,5 @@ async def test_bounded_retry_a_broken_link_is_retried_at_most_20_times_in_150_s(
     assert server is not None
     connections = server.https.statistics().connections
     in_fault = [q for q in server.requests if q.time >= EPOCH + 10]
-    print(fault, connections, len(server.requests), len(in_fault))
     assert connections <= MAX_CONNECTIONS_IN_150_S, connections
     assert len(in_fault) <= MAX_REQUESTS_PER_MINUTE * 150 / 60, len(in_fault)

@@ -57,14 +57,10 @@ def test_time_is_total_a_control_starting_beyond_year_9999_is_refused(start: int
     h = Harness()
     h.poll(0, control("FAR", start, 60, extra={"randomize_start_s": 2**31 - 1}))
     assert h.state("FAR") == "rejected" and h.statuses("FAR") == [253]
+    h.poll(0, control("PAST", INT64_MIN, 60))  # the other end: expired on receipt (§4 rule 3)
+    assert h.state("PAST") == "ignored"
     assert h.core.next_deadline() is None
     assert h.refold() == h.core.state
-
-
-def test_time_is_total_a_control_at_the_int64_minimum_is_expired_on_receipt() -> None:
-    h = Harness()
-    h.poll(0, control("PAST", INT64_MIN, 60))
-    assert h.state("PAST") == "ignored"
 
 
 def test_refusal_a_default_no_der_can_carry_out_is_refused_once_and_the_old_one_stays() -> None:

@@ -8,6 +8,8 @@ a second as seconds, mRIDs as canonical upper-case hex. Outgoing: :mod:`events.d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from events.der_info import (
     ControlResponse,
     DerAvailabilityInfo,
@@ -34,6 +36,7 @@ __all__ = [
     "availability_to_wire",
     "capability_to_wire",
     "control_from_wire",
+    "controls_from_wire",
     "default_control_from_wire",
     "mrid_text",
     "program_from_wire",
@@ -165,6 +168,22 @@ def control_from_wire(control: r.DERControl, program_id: str) -> Control:
         href=control.href,
         description=control.description or "",
     )
+
+
+def controls_from_wire(
+    controls: Sequence[r.DERControl], program_id: str
+) -> tuple[tuple[Control, ...], tuple[str, ...]]:
+    """A DERControlList's controls, and why each one that cannot be read was left out (issue 15:
+    one control the gateway cannot understand, e.g. an unknown ``currentStatus``, must not hide
+    the rest of its program; a vanished event is not cancelled, PROTOCOL.md §4 rule 4)."""
+    usable: list[Control] = []
+    skipped: list[str] = []
+    for control in controls:
+        try:
+            usable.append(control_from_wire(control, program_id))
+        except SchemaViolation as exc:
+            skipped.append(f"DERControl {mrid_text(control.mRID)}: {exc}")
+    return tuple(usable), tuple(skipped)
 
 
 def default_control_from_wire(default: r.DefaultDERControl, program_id: str) -> DefaultControl:

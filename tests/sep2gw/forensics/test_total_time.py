@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 
 from events.control_events import (
+    CommsLost,
     ControlIgnored,
     ControlReceived,
     ControlRejected,
@@ -54,7 +55,9 @@ def _log() -> MemoryEventStore:
         f"control:{far.mrid}",
         [
             ControlReceived(control=far, at_s=T0),
-            ControlRejected(mrid=far.mrid, status=ResponseStatus.INVALID_EVENT, reason="far", at_s=T0),
+            ControlRejected(
+                mrid=far.mrid, status=ResponseStatus.INVALID_EVENT, reason="far", at_s=T0
+            ),
         ],
         server_time=T0,
         monotonic=0.0,
@@ -85,7 +88,11 @@ def _log() -> MemoryEventStore:
 
 
 def test_time_is_total_the_live_timeline_renders_any_int64_time() -> None:
-    for timeline in (Timeline(), Timeline(utc_offset_s=14 * 3600), Timeline(utc_offset_s=-12 * 3600)):
+    for timeline in (
+        Timeline(),
+        Timeline(utc_offset_s=14 * 3600),
+        Timeline(utc_offset_s=-12 * 3600),
+    ):
         lines = [timeline.line(r) for r in _log().read()]
         assert any(line and "9223372036854775807" in line for line in lines)
     assert Timeline(utc_offset_s=14 * 3600).stamp(253402300799)  # 9999-12-31, +14:00 is year 10000
@@ -134,3 +141,53 @@ def test_refusal_a_link_hold_is_on_the_timeline_with_the_resource_and_reason() -
     assert line is not None
     assert "GET /derp/1/derc" in line and "ConnectionReset" in line and "10 s" in line
     assert "sep2gw probe" in line
+
+
+def test_refusal_comms_lost_says_why() -> None:
+    """Issue 15 point 4: ``COMMS LOST`` names the link failure recorded before it."""
+    held = LinkBackedOff(
+        method="GET",
+        path="/dcap",
+        error="UnknownCA",
+        reason="the server's chain does not lead to the configured root",
+        failures=1,
+        hold_s=2.0,
+        until_s=T0 + 2,
+        at_s=T0,
+    )
+    timeline = Timeline()
+    timeline.line(Recorded(1, "link", 1, T0, 0.0, held, b""))
+    line = timeline.line(Recorded(2, "controls", 1, T0, 0.0, CommsLost(at_s=T0), b""))
+    assert line is not None and "COMMS LOST" in line and "GET /dcap: UnknownCA" in line
+
+
+def test_refusal_a_link_failure_repeating_is_shown_at_most_once_a_minute() -> None:
+    """Issue 15 point 4: the console line is rate-limited; a changed failure is shown at once."""
+    timeline = Timeline()
+
+    def held(at: float, error: str = "ConnectionReset", path: str = "/dcap") -> str | None:
+        event = LinkBackedOff(
+            method="GET",
+            path=path,
+            error=error,
+            reason="r",
+            failures=1,
+            hold_s=16.0,
+            until_s=at + 16,
+            at_s=at,
+        )
+        return timeline.line(Recorded(1, "link", 1, at, 0.0, event, b""))
+
+    shown = [held(T0 + 16 * k) for k in range(8)]
+    assert [line is not None for line in shown] == [
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert held(T0 + 130, error="LinkTimeout") is not None
+    assert held(T0 + 131, path="/tm") is not None

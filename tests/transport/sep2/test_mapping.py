@@ -118,6 +118,20 @@ def test_unknown_event_status_is_a_typed_error() -> None:
         mapping.control_from_wire(future, program_id="P")
 
 
+def test_refusal_one_unreadable_control_leaves_the_rest_of_its_program_going_on() -> None:
+    """Issue 15 point 1: a control with an unknown currentStatus is left out, with its reason;
+    the other controls of the list still reach the controls actor."""
+    ctl = _control()
+    future = r.DERControl(
+        **{f: getattr(ctl, f) for f in ctl.__struct_fields__ if f not in ("EventStatus", "mRID")},
+        mRID=type(ctl.mRID)(0xBAD),
+        EventStatus=r.EventStatus(currentStatus=9, dateTime=0, potentiallySuperseded=False),
+    )
+    usable, skipped = mapping.controls_from_wire([future, ctl], program_id="P")
+    assert [c.mrid for c in usable] == [mapping.mrid_text(int(ctl.mRID))]
+    assert len(skipped) == 1 and "00000BAD" in skipped[0] and "unknown event status 9" in skipped[0]
+
+
 def test_program_and_default_map() -> None:
     prog = codec.decode((CORPUS / "derprogram_list.xml").read_bytes(), r.DERProgramList)
     p = mapping.program_from_wire(prog.DERProgram[0])
