@@ -25,6 +25,7 @@ from sep2gw.hostile_cases import CASES, HostileCase, problems, run_case
 from sep2gw.simserver import ScenarioError, parse_scenario
 from sep2gw.simserver.hostile import DESCRIPTIONS, FAULT_CLASS, hostile_scenario
 from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS
+from sep2gw.world import check, run_world
 from transport.errors import LinkError
 from transport.tls import TlsMaterial, client_context
 
@@ -147,3 +148,10 @@ def test_sim_server_hostile_serves_the_named_fault_over_loopback(pki: Path) -> N
     finally:
         child.terminate()
         child.wait(timeout=10)
+
+
+def test_a_hostile_window_is_a_disturbance_to_the_simulation_monitor(pki: Path) -> None:
+    """``sep2gw sim`` on a hostile scenario: polls lapse while the server is hostile and recover
+    after it, as in a ``fail`` window; it is not a cadence violation."""
+    result = run_world(hostile_scenario("http_truncated_body"), seed=1, site=pki, seconds=300)
+    assert check(result) == []
