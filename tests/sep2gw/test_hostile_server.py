@@ -18,15 +18,30 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from actors.https import HttpsClient
+from actors.pipe import pipe_connector, pipe_listener
 from sep2gw.cli import main
 from sep2gw.hostile_cases import CASES, HostileCase, problems, run_case
-from sep2gw.simserver import ScenarioError, parse_scenario
-from sep2gw.simserver.hostile import DESCRIPTIONS, FAULT_CLASS, hostile_scenario
+from sep2gw.simserver import ScenarioError, SimClock, parse_scenario, server_material
+from sep2gw.simserver.hostile import (
+    CONNECTION_LEVEL,
+    DESCRIPTIONS,
+    FAULT_CLASS,
+    HostileUtilityServer,
+    hostile_scenario,
+)
 from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS
+from sep2gw.world import DEFAULT_EPOCH as EPOCH
 from sep2gw.world import check, run_world
-from transport.errors import LinkError
+from transport.errors import (
+    BodyTooLarge,
+    ConnectionReset,
+    LinkError,
+    LinkTimeout,
+    ProtocolViolation,
+)
 from transport.tls import TlsMaterial, client_context
 
 #: Issue 15 point 6: the classes the library must cover.
@@ -155,3 +170,60 @@ def test_a_hostile_window_is_a_disturbance_to_the_simulation_monitor(pki: Path) 
     after it, as in a ``fail`` window; it is not a cadence violation."""
     result = run_world(hostile_scenario("http_truncated_body"), seed=1, site=pki, seconds=300)
     assert check(result) == []
+
+
+#: What the project's HTTPS client meets from each connection-level behaviour: a typed link
+#: error (never a hang or an untyped exception), or for header abuse an answer it must read.
+_AT_THE_CLIENT: dict[str, type[LinkError] | int] = {
+    "tls_garbage_after_handshake": LinkError,
+    "tls_close_mid_handshake": LinkError,
+    "http_bad_status_line": ProtocolViolation,
+    "http_truncated_body": ConnectionReset,
+    "http_huge_header": LinkError,
+    "http_oversized_content_length": BodyTooLarge,
+    "http_endless_chunked": BodyTooLarge,
+    "h2_ignore_flow_control": LinkError,
+    "h2_endless_continuation": LinkError,
+    "retry_after_1e20": 503,
+    "retry_after_hundreds_of_digits": 503,
+    "retry_after_non_ascii": 503,
+    "slow_peer": LinkTimeout,
+}
+
+
+def test_every_connection_level_behaviour_is_described_at_the_client() -> None:
+    assert set(_AT_THE_CLIENT) == set(CONNECTION_LEVEL)
+
+
+@pytest.mark.parametrize("name", sorted(_AT_THE_CLIENT))
+async def test_each_connection_fault_reaches_the_client_as_what_it_is(
+    name: str, pki: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The hostile server really misbehaves on the wire: a GET of /dcap through the gateway's own
+    HTTPS client (mutual TLS over pipes) fails with the typed error of its fault class, within the
+    client's deadline, or reads the 503 it was sent."""
+    scenario = hostile_scenario(name, at_s=0)
+    server = HostileUtilityServer(scenario, server_material(pki / "pki"), clock=SimClock(EPOCH))
+    send, accept = pipe_listener()
+    device = TlsMaterial(
+        str(pki / "pki" / "device.pem"),
+        str(pki / "pki" / "device.key"),
+        str(pki / "pki" / "ca.pem"),
+    )
+    expected = _AT_THE_CLIENT[name]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve_pipes, accept)
+        client = HttpsClient(
+            "utility.sim", 443, client_context(device), connector=pipe_connector(send)
+        )
+        with trio.fail_after(120):
+            async with client:
+                if isinstance(expected, int):
+                    response = await client.get("/dcap", timeout_s=30)
+                    assert response.status == expected
+                    assert response.header("retry-after")
+                else:
+                    with pytest.raises(expected):
+                        await client.get("/dcap", timeout_s=30)
+        nursery.cancel_scope.cancel()
+    assert server.hostile.injected[name] == 1
