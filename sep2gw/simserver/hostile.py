@@ -9,8 +9,9 @@ The behaviours (:data:`~sep2gw.simserver.scenario.HOSTILE_BEHAVIOURS`, described
 - **http/1.1**: a status line that is not one; a body shorter than its ``Content-Length``; a 1 MiB
   header; a ``Content-Length`` of a terabyte; a chunked body that never ends. Written byte by byte
   here, since a well-behaved HTTP library refuses to misbehave.
-- **h2**: DATA far beyond the peer's flow-control window; a HEADERS frame followed by CONTINUATION
-  frames that never end (frames written by hand with hyperframe/hpack).
+- **h2**: DATA far beyond the peer's flow-control window (4 MiB into 64 KiB, its WINDOW_UPDATEs
+  never read); a HEADERS frame followed by CONTINUATION frames that never end (frames written by
+  hand with hyperframe/hpack).
 - **amplification**: thousands of element names no document had before, in every document; in
   every DERControlList a billion-laughs entity bomb, ``all="1000000"`` with 100 distinct controls
   a page, 1,500 items when ``l=100`` was asked, or the same page whatever ``s`` asks for.
@@ -118,7 +119,7 @@ DESCRIPTIONS: Final[dict[HostileName, str]] = {
     "http_huge_header": "sends a 1 MiB header before the body",
     "http_oversized_content_length": "declares Content-Length: 1 TB and sends the real body",
     "http_endless_chunked": "a chunked body of 4 KiB chunks every 50 ms that never ends",
-    "h2_ignore_flow_control": "h2: sends 256 KiB of DATA into a 64 KiB window",
+    "h2_ignore_flow_control": "h2: 4 MiB of DATA into a 64 KiB window, WINDOW_UPDATEs ignored",
     "h2_endless_continuation": "h2: HEADERS without END_HEADERS, then 16 KiB CONTINUATIONs forever",
     "xml_entity_bomb": "every DERControlList is a billion-laughs entity bomb",
     "xml_unique_names": "every document carries 3,000 element names never seen before",
@@ -168,6 +169,7 @@ _CHUNK_BYTES: Final = 4096
 _CHUNK_EVERY_S: Final = 0.05
 _SLOW_BYTE_EVERY_S: Final = 3.0
 _CONTINUATION_EVERY_S: Final = 0.1
+_FLOOD_FRAMES: Final = 256  # 16 KiB DATA frames: 4 MiB
 _UNIQUE_NAMES: Final = 3000
 _PAGE: Final = 100
 _OVERFLOW_ITEMS: Final = 1500
@@ -582,8 +584,11 @@ class HostileUtilityServer(SimUtilityServer):
         if name == "h2_ignore_flow_control":
             conn.send_headers(sid, [(":status", "200"), ("content-type", SEP_XML)])
             await stream.send(conn.data_to_send())
-            frame = DataFrame(sid, data=b"<" * 16384)
-            await stream.send(frame.serialize() * 16)  # 256 KiB into a 64 KiB window
+            # Never a look at the client's WINDOW_UPDATEs: 4 MiB back to back into its 64 KiB
+            # window (a client that acknowledges as it reads sees a body beyond its cap).
+            frame = DataFrame(sid, data=b"<" * 16384).serialize()
+            for _ in range(_FLOOD_FRAMES):
+                await stream.send(frame)
             await _drain(stream)
             return
         encoder = hpack.Encoder()

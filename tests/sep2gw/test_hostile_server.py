@@ -175,15 +175,15 @@ def test_a_hostile_window_is_a_disturbance_to_the_simulation_monitor(pki: Path) 
 #: What the project's HTTPS client meets from each connection-level behaviour: a typed link
 #: error (never a hang or an untyped exception), or for header abuse an answer it must read.
 _AT_THE_CLIENT: dict[str, type[LinkError] | int] = {
-    "tls_garbage_after_handshake": LinkError,
-    "tls_close_mid_handshake": LinkError,
+    "tls_garbage_after_handshake": ProtocolViolation,
+    "tls_close_mid_handshake": ConnectionReset,
     "http_bad_status_line": ProtocolViolation,
     "http_truncated_body": ConnectionReset,
-    "http_huge_header": LinkError,
+    "http_huge_header": ProtocolViolation,
     "http_oversized_content_length": BodyTooLarge,
     "http_endless_chunked": BodyTooLarge,
-    "h2_ignore_flow_control": LinkError,
-    "h2_endless_continuation": LinkError,
+    "h2_ignore_flow_control": BodyTooLarge,
+    "h2_endless_continuation": ProtocolViolation,
     "retry_after_1e20": 503,
     "retry_after_hundreds_of_digits": 503,
     "retry_after_non_ascii": 503,
@@ -227,3 +227,7 @@ async def test_each_connection_fault_reaches_the_client_as_what_it_is(
                         await client.get("/dcap", timeout_s=30)
         nursery.cancel_scope.cancel()
     assert server.hostile.injected[name] == 1
+    if FAULT_CLASS[name] in ("h2", "http/1.1", "header abuse", "slow peer"):
+        # the fault was met on the protocol it belongs to, not on a failed ALPN negotiation
+        assert client.tls_info is not None
+        assert client.tls_info.alpn == ("h2" if FAULT_CLASS[name] == "h2" else "http/1.1")
