@@ -221,7 +221,9 @@ class _Unit:
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
         )
-        responder = ResponderActor(link=link, inbox=responder_inbox, report=to_controls.clone())
+        responder = ResponderActor(
+            link=link, inbox=responder_inbox, report=to_controls.clone(), clock=g.clock
+        )
         mirror = MirrorActor(
             link=link,
             log=log,

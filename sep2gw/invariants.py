@@ -293,6 +293,11 @@ class Monitor:
         self._battery = battery
         self._stop = stop
         self._start_s = getattr(server, "start", None)
+        # A hostile server's windows (sep2gw.simserver.hostile) disturb the link as fail windows
+        # do: polls, posts and Responses may lapse while one is open and recover after it.
+        for window in self.scenario.hostile:
+            opens = server.start + window.at_s
+            self._server_windows.append((opens, opens + window.duration_s))
 
     def gateway_up(self, gateway: Gateway) -> None:
         self._gateway = gateway

@@ -50,6 +50,7 @@ from sep2gw.simserver import (
     TlsFail,
     server_material,
 )
+from sep2gw.simserver.hostile import HostileUtilityServer
 from sep2gw.trio_determinism import deterministic_trio
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.responses import legal_next
@@ -268,7 +269,9 @@ async def _run(
     clock = SimClock(epoch)  # the utility's clock (a clock_skew fault steps it)
     device = SimClock(epoch)  # the device's: the battery's physics and the world's faults
     sim = SimBattery(BatteryParams(), SiteParams(), seed=seed, start_s=epoch)
-    server = SimUtilityServer(
+    # A scenario with [[hostile]] windows gets the hostile server; every other the normal one.
+    server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
+    server = server_class(
         scenario,
         server_material(site / "pki"),
         clock=clock,
@@ -364,6 +367,7 @@ def run_world(
     progress: Callable[[float], None] | None = None,
     hardware: HardwareConfig | None = None,
     battery: BatteryPath = "sunspec",
+    instruments: Sequence[trio.abc.Instrument] = (),
 ) -> WorldResult:
     """Run ``scenario`` for ``seconds`` (default: ``default_duration_s``) in a fresh trio loop.
 
@@ -374,6 +378,8 @@ def run_world(
     called with the device's clock (epoch seconds) as the log grows (a progress bar).
     ``hardware``: the hardware actor's periods (default: 5 s samples, posts at the scenario's rate).
     ``battery``: how the gateway reaches the simulated battery (:data:`BatteryPath`).
+    ``instruments``: trio instruments for the run (``benchmarks/hostile_bench.py`` times task
+    steps with one).
     """
     if battery not in get_args(BatteryPath):
         raise ValueError(f"battery: {battery!r} is not one of {list(get_args(BatteryPath))}")
@@ -396,6 +402,7 @@ def run_world(
             hardware,
             battery,
             clock=clock,
+            instruments=instruments,
         )
     return result
 

@@ -1,6 +1,8 @@
-"""``sep2gw sim-server --port N --pki DIR [--scenario FILE]``: the simulated IEEE 2030.5 utility
-server on loopback, over mutual TLS with a demo PKI (``sep2gw certs init DIR`` layout:
-``server.pem``, ``server.key``, ``ca.pem``), following a scenario file or the built-in demo."""
+"""``sep2gw sim-server --port N --pki DIR [--scenario FILE] [--hostile NAME]``: the simulated IEEE
+2030.5 utility server on loopback, over mutual TLS with a demo PKI (``sep2gw certs init DIR``
+layout: ``server.pem``, ``server.key``, ``ca.pem``), following a scenario file or the built-in
+demo; ``--hostile`` turns it into the hostile server (``sep2gw.simserver.hostile``) for a window
+(``--hostile-at``, ``--hostile-for``; default: from the start, for ever)."""
 
 from __future__ import annotations
 
@@ -27,10 +29,14 @@ from sep2gw.simserver import (
     load_scenario,
     server_material,
 )
+from sep2gw.simserver.hostile import DESCRIPTIONS, HostileUtilityServer
+from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS, HostileWindow
 from sep2gw.stopping import stop_on_signals
 from transport.tls import TlsConfigError
 
 __all__ = ["describe_action", "register"]
+
+_FOR_EVER_S = 100 * 365 * 86400.0
 
 
 def register(commands: Any) -> None:
@@ -57,6 +63,26 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--quiet", action="store_true", help="do not print each request and utility action"
+    )
+    parser.add_argument(
+        "--hostile",
+        metavar="NAME",
+        choices=HOSTILE_BEHAVIOURS,
+        help="inject one hostile behaviour: " + ", ".join(HOSTILE_BEHAVIOURS),
+    )
+    parser.add_argument(
+        "--hostile-at",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds after the start the hostile window opens (default 0)",
+    )
+    parser.add_argument(
+        "--hostile-for",
+        type=float,
+        default=_FOR_EVER_S,
+        metavar="S",
+        help="seconds the hostile window lasts (default: for ever)",
     )
     parser.set_defaults(handler=_sim_server)
 
@@ -108,6 +134,18 @@ def _sim_server(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"sep2gw sim-server: {exc}", file=sys.stderr)
         return 2
+    if args.hostile is not None:
+        if not (args.hostile_at >= 0 and args.hostile_for > 0):
+            print(
+                f"sep2gw sim-server: --hostile-at {args.hostile_at:g} must not be negative and "
+                f"--hostile-for {args.hostile_for:g} must be positive",
+                file=sys.stderr,
+            )
+            return 2
+        window = HostileWindow(
+            behaviour=args.hostile, at_s=args.hostile_at, duration_s=args.hostile_for
+        )
+        scenario = msgspec.structs.replace(scenario, hostile=[*scenario.hostile, window])
     material = server_material(args.pki, password)
     wall = time.time()  # the simulated utility's clock starts at this machine's wall time
 
@@ -125,7 +163,8 @@ def _sim_server(args: argparse.Namespace) -> int:
         def on_action(t: float, action: Action) -> None:
             print(f"t+{t - start:7.1f} s  utility: {describe_action(action)}", flush=True)
 
-        server = SimUtilityServer(
+        server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
+        server = server_class(
             scenario,
             material,
             clock=clock,
@@ -146,6 +185,12 @@ def _sim_server(args: argparse.Namespace) -> int:
             )
             if server.validation_off:
                 print(f"sep2gw sim-server: {server.validation_off}", file=sys.stderr, flush=True)
+            for w in scenario.hostile:
+                print(
+                    f"hostile from t+{w.at_s:g} s for {w.duration_s:g} s: {w.behaviour}: "
+                    f"{DESCRIPTIONS[w.behaviour]}",
+                    flush=True,
+                )
 
     try:
         anyio.run(run, backend="trio")

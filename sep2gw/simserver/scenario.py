@@ -32,6 +32,11 @@ Faults are actions too: ``fail`` (5xx answers or connection resets for a window)
 same log ``down_s`` later) are carried out by the simulated world (``sep2gw.world``) on the device's
 clock, and ignored by the server's state model.
 
+A hostile server (``sep2gw.simserver.hostile``) is a window too, outside the timeline: ``[[hostile]]``
+with ``behaviour`` (one of :data:`HOSTILE_BEHAVIOURS`), ``at_s`` and ``duration_s`` makes the server
+inject that one fault class while the window is open (``hostile = [{ behaviour =
+"http_truncated_body", at_s = 60, duration_s = 150 }]``).
+
 Mode keys keep the schema's spelling; powers are in watts (written on the wire as value and
 power-of-ten multiplier), ``opModMaxLimW``/``opModFixedW`` in percent, ``rampTms`` in seconds.
 Errors (:class:`ScenarioError`) name the key and the problem.
@@ -42,7 +47,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 
@@ -66,6 +71,9 @@ __all__ = [
     "DeleteControl",
     "FailRequests",
     "GatewaySettings",
+    "HOSTILE_BEHAVIOURS",
+    "HostileName",
+    "HostileWindow",
     "LoseMirrors",
     "ModbusTimeout",
     "Modes",
@@ -332,6 +340,50 @@ class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cr
     down_s: float = 0.0
 
 
+#: The hostile server's behaviours (``sep2gw.simserver.hostile`` implements each), by fault class:
+#: TLS framing, HTTP/1.1 framing, HTTP/2 framing, amplification, absurd values, header abuse,
+#: redirect games and a slow peer (issue 15 point 6).
+HostileName = Literal[
+    "tls_garbage_after_handshake",
+    "tls_close_mid_handshake",
+    "http_bad_status_line",
+    "http_truncated_body",
+    "http_huge_header",
+    "http_oversized_content_length",
+    "http_endless_chunked",
+    "h2_ignore_flow_control",
+    "h2_endless_continuation",
+    "xml_entity_bomb",
+    "xml_unique_names",
+    "list_all_million",
+    "list_page_overflow",
+    "list_repeating_page",
+    "control_negative_limits",
+    "control_fixed_w_327",
+    "control_max_lim_655",
+    "time_int64_max",
+    "time_int64_min",
+    "time_1970",
+    "time_2100",
+    "retry_after_1e20",
+    "retry_after_hundreds_of_digits",
+    "retry_after_non_ascii",
+    "redirect_to_itself",
+    "redirect_other_origin",
+    "slow_peer",
+]
+HOSTILE_BEHAVIOURS: Final[tuple[HostileName, ...]] = get_args(HostileName)
+
+
+class HostileWindow(_Strict, frozen=True, kw_only=True):
+    """The server injects ``behaviour`` from ``at_s`` for ``duration_s`` (server seconds from the
+    scenario start); outside every window it is the normal simulated utility."""
+
+    behaviour: HostileName
+    at_s: float = 0.0
+    duration_s: float
+
+
 Action = (
     CreateControl
     | CancelControl
@@ -368,6 +420,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     actions: list[Action] = []
     #: Outcomes the protocol demands (``sep2gw.simserver.expectations``), checked after a world.
     expect: Expect | None = None
+    #: Windows in which the server turns hostile (``sep2gw.simserver.hostile``).
+    hostile: list[HostileWindow] = []
 
     def duration_s(self) -> float:
         """Seconds from the scenario start to its last action or the end of its last control.
@@ -385,6 +439,7 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                 ends.append(action.at_s + action.duration_s)
             elif isinstance(action, CrashGateway):
                 ends.append(action.at_s + action.down_s)
+        ends.extend(w.at_s + w.duration_s for w in self.hostile)
         back = sum(-a.seconds for a in self.actions if isinstance(a, ClockSkew) and a.seconds < 0)
         return max(ends) + back
 
@@ -539,6 +594,10 @@ def check_scenario(scenario: Scenario) -> list[str]:
         if program.default is not None:
             _check_modes(f"{key}.default", program.default, problems)
         _check_grad(f"{key}.set_grad_w", program.set_grad_w, problems)
+    for i, window in enumerate(scenario.hostile):
+        if not (math.isfinite(window.at_s) and window.at_s >= 0):
+            problems.append(f"hostile[{i}].at_s: must not be negative, got {window.at_s}")
+        _check_window(f"hostile[{i}]", window.duration_s, problems)
     created: dict[int, float] = {}  # mRID -> at_s of its create_control
     for action in scenario.actions:
         if isinstance(action, CreateControl) and action.mrid and _HEX.fullmatch(action.mrid):

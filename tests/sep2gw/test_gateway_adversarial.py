@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from actors.drivers.base import ApplyReport, DerDriver, DriverError, Nameplate, Telemetry
+from actors.responder import RESPONSE_PACE_S
 from actors.supervisor import RestartPolicy, SupervisorGaveUp
 from events.control_events import (
     CommsRestored,
@@ -409,7 +410,7 @@ async def test_a_burst_of_responses_cannot_deadlock_controls_and_responder(
     store = MemoryEventStore(CATALOGUE)
     world = World(pki, parse_scenario(burst_of_controls(count), source="test"), store)
     with deadline(3600):
-        await world.run(120)
+        await world.run(120 + count * RESPONSE_PACE_S)  # the responder paces its POSTs
     server = world.server
     assert server is not None
     accepted = [q for q in server.posts_to("/rsps/1/rsp") if q.status == 201]
@@ -959,7 +960,7 @@ methods = ["POST"]
     store = MemoryEventStore(CATALOGUE)
     world = World(pki, parse_scenario(scenario, source="test"), store)
     with deadline(3600):
-        await world.run(120)
+        await world.run(120 + count * RESPONSE_PACE_S)  # the responder paces its POSTs
     server = world.server
     assert server is not None
     accepted = [q for q in server.posts_to("/rsps/1/rsp") if q.status == 201]
