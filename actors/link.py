@@ -385,8 +385,10 @@ class Link:
 
         Bounded whatever the server sends (issue 15), each cut recorded as ``link.list_capped.v1``:
         a page holds at most the :data:`PAGE_SIZE` items asked for (the rest are dropped), a page
-        repeating the previous one ends the list, and a list is at most :data:`MAX_PAGES` pages
-        (``all`` beyond that is not followed)."""
+        repeating the previous one ends the list, and a list is at most :data:`MAX_PAGES` pages.
+        A list whose ``all`` announces more than that is a server fault: only its first page (the
+        first items in server order: for a DERControlList, the earliest controls) is read, so a
+        hostile ``all`` cannot make every poll cycle fetch the whole cap."""
         collected: list[Any] = []
         first: S | None = None
         previous: list[Any] | None = None
@@ -409,14 +411,14 @@ class Link:
             total = getattr(page, "all", None)
             if not got or total is None or len(collected) >= int(total):
                 break
-        else:
-            total = getattr(first, "all", None)
-            if total is not None and int(total) > len(collected):
+            if int(total) > MAX_PAGES * PAGE_SIZE:
                 await self._capped(
                     path,
-                    f"all={total}, beyond the {MAX_PAGES * PAGE_SIZE} items a list may hold",
+                    f"all={total}, beyond the {MAX_PAGES * PAGE_SIZE} items a list may hold: "
+                    "only its first page is read",
                     len(collected),
                 )
+                break
         assert first is not None
         return first, collected
 

@@ -85,17 +85,7 @@ def test_a_hostile_window_must_last() -> None:
 
 #: Cases the gateway on this branch does not survive yet, each with what fails and where the fix
 #: is; ``benchmarks/hostile_bench.py`` runs them (and exits 1). Remove a name when its fix lands.
-NOT_SURVIVED_YET = {
-    # After the capped one-hour Retry-After hold, an hour of readings goes out in one minute
-    # (~110 POSTs): the mirror's paced backlog (branch h/D, "one such POST per second") fixes it.
-    "retry_after_1e20": "mirror backlog burst after the hold (h/D)",
-    "retry_after_hundreds_of_digits": "mirror backlog burst after the hold (h/D)",
-    "retry_after_non_ascii": "mirror backlog burst after the walk's back-off (h/D)",
-    # all=1000000 with 100 distinct controls a page: 50 pages re-read every poll (~97 requests
-    # a minute) and 5,000 controls folded in one step of the controls actor (a ~20 s stall):
-    # issue 15 point 3, a big program in bounded slices or refused above a documented limit.
-    "list_all_million": "50 pages a poll and a 20 s controls-actor stall (issue 15 point 3)",
-}
+NOT_SURVIVED_YET: dict[str, str] = {}
 FAMILY = [case for case in CASES if case.name not in NOT_SURVIVED_YET]
 
 
