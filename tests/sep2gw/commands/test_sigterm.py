@@ -4,7 +4,8 @@ sim-server`` serving 5,000 controls and ``sep2gw sim-battery``, all on loopback 
 SunSpec Modbus TCP); the log verifies with the stop as the last word before the final checkpoint.
 
 (``--hostile list_all_million`` no longer gives thousands: the link reads a list announcing more
-than 5,000 items as its first page only, so the program here is a real list of 5,000, the most a list may hold.)"""
+than 5,000 items as its first page only, so the program here is a real list of 5,000, the most a
+list may hold.)"""
 
 from __future__ import annotations
 
