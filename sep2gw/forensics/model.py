@@ -38,6 +38,7 @@ from events.control_events import (
     ControlScheduled,
     ControlStarted,
     ControlSuperseded,
+    DefaultRefused,
     DeviceWriteResult,
     IgnoreReason,
     LimitsInForceChanged,
@@ -53,7 +54,15 @@ from events.control_events import (
 from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.errors import EventLogError
 from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
-from events.registration_events import Polled, PollRateSeen, PollsShifted, Posted, PostRateSeen
+from events.link_events import LinkBackedOff, ListCapped
+from events.registration_events import (
+    Polled,
+    PollRateSeen,
+    PollsShifted,
+    Posted,
+    PostRateSeen,
+    TimeRefused,
+)
 from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
@@ -72,6 +81,7 @@ __all__ = [
     "LimitPeriod",
     "Progress",
     "ResponseRow",
+    "ServerFaultRow",
     "Step",
     "Write",
     "analyse",
@@ -95,6 +105,7 @@ _FOLDED_TYPES: Final = (
     _CONTROL_TYPES
     | _POLL_TYPES
     | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
+    | {LinkBackedOff, ListCapped, TimeRefused}
 )
 _UNTIMED_TAGS: Final = (
     "runtime.gateway_started.v1",
@@ -171,6 +182,19 @@ class CommsPeriod(msgspec.Struct, kw_only=True):
     restored_s: float | None = None
 
 
+class ServerFaultRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A server fault the gateway recorded (issue 15 point 4): a list cut at a cap
+    (``link.list_capped.v1``), a DefaultDERControl refused (``control.default_refused.v1``), a
+    server clock refused (``registration.time_refused.v1``). ``kind`` names it in words,
+    ``resource`` what it was about (a path, a program, the server clock)."""
+
+    seq: int
+    at_s: float
+    kind: str
+    resource: str
+    reason: str
+
+
 class GatewayRun(msgspec.Struct, kw_only=True):
     started_seq: int
     started_s: float = math.nan
@@ -205,6 +229,9 @@ class Forensics:
         self.comms: list[CommsPeriod] = []
         self.runs: list[GatewayRun] = []
         self.actor_failures: list[tuple[int, ActorFailed]] = []
+        #: every link hold (``link.backoff.v1``) in log order, with its record
+        self.holds: list[tuple[int, LinkBackedOff]] = []
+        self.server_faults: list[ServerFaultRow] = []
         self._at = sorted(set(at))
         self._next_capture = self._at[0] if self._at else math.inf
         self.seq = 0
@@ -249,6 +276,21 @@ class Forensics:
             if run.started_s <= t and (end is None or t <= end):
                 return True
         return not self.runs  # a log without runtime records: assume it ran throughout
+
+    def hold_at(self, t: float) -> tuple[int, LinkBackedOff] | None:
+        """The newest link hold covering ``t`` (recorded at or before ``t``, held until after it),
+        with its record: why the link was not asking for a resource at ``t`` (issue 15 point 4)."""
+        found = None
+        for seq, hold in self.holds:
+            if hold.at_s > t:
+                break
+            if hold.until_s > t:
+                found = (seq, hold)
+        return found
+
+    def faults_around(self, t: float, window_s: float) -> list[ServerFaultRow]:
+        """The server faults recorded within ``window_s`` of ``t``, in log order."""
+        return [f for f in self.server_faults if abs(f.at_s - t) <= window_s]
 
     def comms_down_at(self, t: float) -> bool:
         return any(p.lost_s <= t and (p.restored_s is None or t < p.restored_s) for p in self.comms)
@@ -333,6 +375,37 @@ class Forensics:
         elif kind is ActorFailed:
             assert isinstance(event, ActorFailed)
             self.actor_failures.append((seq, event))
+        elif kind is LinkBackedOff:
+            assert isinstance(event, LinkBackedOff)
+            self.holds.append((seq, event))
+        elif kind is ListCapped:
+            assert isinstance(event, ListCapped)
+            self._fault(
+                seq,
+                event.at_s,
+                "list cut at a cap",
+                event.path,
+                f"{event.reason} ({event.kept} items kept)",
+            )
+        elif kind is TimeRefused:
+            assert isinstance(event, TimeRefused)
+            self._fault(
+                seq,
+                event.at_s,
+                "server clock refused",
+                "Time.currentTime",
+                f"{event.reason} (currentTime {event.current_time})",
+            )
+        if kind is DefaultRefused:
+            assert isinstance(event, DefaultRefused)
+            self._fault(
+                seq, event.at_s, "default refused", f"program {event.program_id}", event.reason
+            )
+
+    def _fault(self, seq: int, at_s: float, kind: str, resource: str, reason: str) -> None:
+        self.server_faults.append(
+            ServerFaultRow(seq=seq, at_s=at_s, kind=kind, resource=resource, reason=reason)
+        )
 
     # -- stories ---------------------------------------------------------------------------------
 

@@ -361,6 +361,36 @@ def response_line(row: ResponseRow, timeline: ForensicTimeline) -> str:
     return "; ".join(p for p in parts if p)
 
 
+#: How far either side of an instant ``explain --at`` looks for recorded server faults.
+FAULT_WINDOW_S = 600.0
+
+
+def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
+    """Whether the link was holding a resource back at ``t`` and why (the newest
+    ``link.backoff.v1`` covering ``t``), and the server faults recorded within
+    ``FAULT_WINDOW_S`` of it: every rejection is visible in ``explain`` (issue 15 point 4)."""
+    lines: list[str] = []
+    found = model.hold_at(t)
+    if found is None:
+        lines.append("  link: no resource was held back at this instant")
+    else:
+        seq, hold = found
+        status = "" if hold.http_status is None else f"HTTP {hold.http_status}, "
+        lines.append(
+            f"  link: HELD BACK from {hold.method} {hold.path} until "
+            f"{timeline.stamp(hold.until_s)} (record {seq}): {status}{hold.error}: {hold.reason} "
+            f"(failure {hold.failures} in a row)"
+        )
+    faults = model.faults_around(t, FAULT_WINDOW_S)
+    if faults:
+        lines.append(f"  server faults recorded within {FAULT_WINDOW_S / 60:.0f} min:")
+        lines += [
+            f"    {timeline.stamp(f.at_s)} (record {f.seq}) {f.kind}: {f.resource}: {f.reason}"
+            for f in faults
+        ]
+    return lines
+
+
 def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
     """Why the limits in force at ``t`` were what they were: per mode, the winner or the default,
     the events it beat, and a check that the live arbitration over the fold agrees."""
@@ -376,6 +406,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
         lines.append(
             "  comms with the server were DOWN: the known schedule was being followed (§4 rule 12)"
         )
+    lines += link_lines(model, t, timeline)
     if period is None:
         lines.append("  no limits had been recorded in force yet")
     else:

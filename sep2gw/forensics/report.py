@@ -62,6 +62,7 @@ def render_report(
     out.append(_chart(model, tl))
     out.append(_controls_table(model, tl))
     out.append(_responses_table(model, tl))
+    out.append(_server_faults_table(model, tl))
     out.append(_compliance(summary, settings, tl))
     out.append(_runs(model, tl))
     out.append("</body></html>\n")
@@ -303,9 +304,7 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
         "<th>sent</th><th>failures</th><th>acknowledged</th><th>outcome</th></tr>"
     ]
     for r in sorted(model.responses.values(), key=lambda r: r.intended_seq):
-        fails = "; ".join(
-            f"{_stamp(tl, at)} {escape(what)}" for at, what, _ in r.failures
-        )
+        fails = "; ".join(f"{_stamp(tl, at)} {escape(what)}" for at, what, _ in r.failures)
         sent = _stamp(tl, r.sent_s[0]) if r.sent_s else ""
         if len(r.sent_s) > 1:
             sent += f" ({len(r.sent_s)} attempts)"
@@ -316,6 +315,31 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
             f"<td>{sent}</td><td>{fails}</td><td>{acked}</td><td>{escape(r.outcome)}</td></tr>"
         )
     rows.append("</table>")
+    return "".join(rows)
+
+
+def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:
+    """The server faults the gateway recorded (lists cut at a cap, defaults and clocks refused),
+    and how often the link held a resource back: every rejection is visible (issue 15 point 4)."""
+    rows = [
+        "<h2>Server faults</h2><table id='server-faults'><tr><th>time</th><th>kind</th>"
+        "<th>resource</th><th>reason</th></tr>"
+    ]
+    for f in model.server_faults:
+        rows.append(
+            f"<tr data-seq='{f.seq}'><td>{_stamp(tl, f.at_s)}</td><td>{escape(f.kind)}</td>"
+            f"<td><code>{escape(f.resource)}</code></td><td>{escape(f.reason)}</td></tr>"
+        )
+    rows.append("</table>")
+    if not model.server_faults:
+        rows.append("<p>None recorded.</p>")
+    if model.holds:
+        paths = sorted({hold.path for _, hold in model.holds})
+        rows.append(
+            f"<p>The link held resources back {len(model.holds):,} times (link errors, HTTP "
+            f"errors or bodies that were not the resource): {escape(', '.join(paths))}. "
+            "<code>sep2gw explain LOG --at T</code> says which hold covered an instant and why.</p>"
+        )
     return "".join(rows)
 
 
