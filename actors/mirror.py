@@ -152,7 +152,10 @@ class MirrorActor:
             target = self._forget_lost(await self._targets.take())
             await self._record(
                 self._schedule.post_rate_seen(
-                    "mirror", target.post_rate_s, self._clock.server_time()
+                    "mirror",
+                    target.post_rate_s,
+                    self._clock.server_time(),
+                    sent_s=target.post_rate_sent_s,
                 )
             )
             while True:
@@ -160,7 +163,10 @@ class MirrorActor:
                     target = self._forget_lost(self._targets.take_nowait())
                     await self._record(
                         self._schedule.post_rate_seen(
-                            "mirror", target.post_rate_s, self._clock.server_time()
+                            "mirror",
+                            target.post_rate_s,
+                            self._clock.server_time(),
+                            sent_s=target.post_rate_sent_s,
                         )
                     )
                 except anyio.WouldBlock:

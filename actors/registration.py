@@ -49,7 +49,13 @@ from events.replay import replay
 from events.runtime_events import RUNTIME_STREAM
 from events.store import EventStore
 from statemachines.controls import RECEIPT_STEP
-from statemachines.polling import POLL_PROJECTION, PollSchedule, PollState, evolve_poll
+from statemachines.polling import (
+    POLL_PROJECTION,
+    PollSchedule,
+    PollState,
+    bounded_post_rate,
+    evolve_poll,
+)
 from statemachines.registration import (
     HALTED,
     IN_BAND_PROJECTION,
@@ -109,8 +115,16 @@ class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
 
     mup_list: str
     post_rate_s: int
+    #: The postRate the server sent when ``post_rate_s`` is not it (issue 15: outside the sane
+    #: window, statemachines.polling.bounded_post_rate); the mirror records the fault.
+    post_rate_sent_s: int | None = None
     listed: tuple[str, ...] | None = None
     listed_at_s: float | None = None
+
+
+def _sent(post_rate_s: int) -> int | None:
+    """Issue 15: the postRate sent, kept beside the one used only when they differ."""
+    return None if bounded_post_rate(post_rate_s) == post_rate_s else post_rate_s
 
 
 class _Discovered:
@@ -519,7 +533,9 @@ class RegistrationActor:
         if dcap.MirrorUsagePointListLink is not None and self._mirror_targets is not None:
             href = dcap.MirrorUsagePointListLink.href
             rate = edev.postRate or self._walk.default_post_s  # EndDevice.postRate wins (§2.8)
-            self._targets = MirrorTargets(mup_list=href, post_rate_s=rate)
+            self._targets = MirrorTargets(
+                mup_list=href, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
+            )
             self._mirror_targets.put(self._targets)
             # Read again at its pollRate (§4 rule 15): a list that lost ours is told to the mirror.
             key = f"mup:{href}"
@@ -857,8 +873,10 @@ class RegistrationActor:
         targets = self._targets
         if targets is not None and self._mirror_targets is not None:
             rate = edev.postRate or self._walk.default_post_s
-            if rate != targets.post_rate_s:
-                self._targets = msgspec.structs.replace(targets, post_rate_s=rate)
+            if bounded_post_rate(rate) != targets.post_rate_s:
+                self._targets = msgspec.structs.replace(
+                    targets, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
+                )
                 self._mirror_targets.put(self._targets)
         return events
 

@@ -8,6 +8,7 @@ replay never draws again.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from events.base import Event
 
@@ -24,6 +25,7 @@ __all__ = [
     "PollsShifted",
     "PostRateSeen",
     "Posted",
+    "RateBounded",
     "RediscoveryStarted",
     "RegistrationHalted",
     "RegistrationLinkMissing",
@@ -185,6 +187,22 @@ class PostRateSeen(Event, tag="post.rate.v1", frozen=True, kw_only=True):
     at_s: float
 
 
+class RateBounded(Event, tag="poll.rate_bounded.v1", frozen=True, kw_only=True):
+    """A server fault (issue 15): the ``pollRate`` (``kind="poll"``, for the resource polled as
+    ``resource``) or ``postRate`` (``kind="post"``, for the mirror ``resource``) the server sent,
+    ``sent_s``, lies outside the sane window [``low_s``, ``high_s``] (statemachines.polling), so
+    ``used_s`` is used instead (for a pollRate the schema's default, for a postRate the nearest
+    bound). The PollRateSeen / PostRateSeen that follows carries ``used_s``."""
+
+    kind: Literal["poll", "post"]
+    resource: str
+    sent_s: int
+    used_s: int
+    low_s: int
+    high_s: int
+    at_s: float
+
+
 class Posted(Event, tag="post.done.v1", frozen=True, kw_only=True):
     mirror: str
     at_s: float
@@ -207,11 +225,14 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
     PollsShifted,
     PostRateSeen,
     Posted,
+    RateBounded,
 )
 
 
 def registration_event_stream(event: Event) -> str:
     """``poll`` for poll and post schedule events, ``registration`` for the walk."""
-    if isinstance(event, PollRateSeen | Polled | PollsShifted | PostRateSeen | Posted):
+    if isinstance(
+        event, PollRateSeen | Polled | PollsShifted | PostRateSeen | Posted | RateBounded
+    ):
         return POLL_STREAM
     return REGISTRATION_STREAM

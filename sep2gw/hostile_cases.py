@@ -100,6 +100,8 @@ def _evidence(name: HostileName) -> frozenset[str]:
         return frozenset({"registration.rediscovery.v1"})
     if name in ("control_negative_limits", "control_fixed_w_327", "control_max_lim_655"):
         return frozenset({"control.rejected.v1"})
+    if name in ("poll_rate_1s", "poll_rate_huge", "post_rate_1s"):
+        return frozenset({"poll.rate_bounded.v1"})  # the rate sent and the rate used, on record
     if name.startswith("time_"):
         return frozenset({"registration.time_refused.v1"})
     if name == "xml_unique_names":

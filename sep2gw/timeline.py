@@ -47,6 +47,7 @@ from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
     PollsShifted,
+    RateBounded,
     RegistrationHalted,
     RegistrationLinkMissing,
     ServerPinRecorded,
@@ -187,6 +188,13 @@ class Timeline:
                 )
             case TimeRefused():
                 return f"SERVER FAULT: {e.reason}"
+            case RateBounded():
+                # Recorded once per change of the rate used, so shown at most once per resource
+                # while the server keeps sending the same rate.
+                return (
+                    f"SERVER FAULT: {e.kind}Rate {e.sent_s} s for {e.resource} is outside "
+                    f"[{e.low_s} s, {e.high_s} s]: {e.used_s} s used"
+                )
             case PollsShifted():
                 return f"poll schedule moved {e.by_s:+.0f} s with the server's clock"
             case StepDone():

@@ -4,6 +4,20 @@ Each list is polled at the ``pollRate`` of the resource that contains it; a chan
 the next cycle, and a resource is never polled sooner than its rate after its last poll (conformance
 harnesses count extra polls as failures). On recovery from comms loss everything is due at once.
 Readings are posted at ``postRate`` on whole-minute boundaries (seconds = 0).
+
+Whatever rate a server sends, the one used lies in a sane window (issue 15); one outside it is a
+server fault, recorded (``RateBounded``) with the rate sent and the rate used:
+
+- ``pollRate`` within [:data:`MIN_POLL_S`, :data:`MAX_POLL_S`] = [10 s, 1 day]. 10 s is the fastest
+  rate conformance harnesses and our own test worlds ask for; a day bounds the wait for a control
+  a server meant to be seen (4,000,000,000 s would stop polling for ~127 years). A rate outside
+  is not one a utility means: it is used as the schema's default, :data:`FAULT_POLL_S` = 900 s,
+  as a pollRate of 0 or none is, not as the nearest bound (1 s bounded to 10 s would still make
+  the ~11 resources a site polls ~70 GETs a minute).
+- ``postRate`` within [:data:`MIN_POST_S`, :data:`MAX_POST_S`] = [60 s, 1 day], a rate outside
+  used as the nearest bound: posts fall on whole minutes (§2.8), so nothing finer than a minute
+  can be carried out (one POST a minute per MirrorUsagePoint is cheap); CSIP-AUS sites post 1- to
+  5-minute readings, and a day keeps readings flowing whatever the server says.
 """
 
 from __future__ import annotations
@@ -15,18 +29,47 @@ import msgspec
 
 from events.base import Event
 from events.control_events import CommsRestored
-from events.registration_events import Polled, PollRateSeen, PollsShifted, Posted, PostRateSeen
+from events.registration_events import (
+    Polled,
+    PollRateSeen,
+    PollsShifted,
+    Posted,
+    PostRateSeen,
+    RateBounded,
+)
 from events.replay import Projection
 
 __all__ = [
+    "FAULT_POLL_S",
+    "MAX_POLL_S",
+    "MAX_POST_S",
+    "MIN_POLL_S",
+    "MIN_POST_S",
     "POLL_PROJECTION",
     "PollEntry",
     "PollSchedule",
     "PollState",
     "PostEntry",
+    "bounded_post_rate",
     "evolve_poll",
     "next_post_s",
 ]
+
+
+#: The sane window of a server's pollRate (module docstring: why these numbers).
+MIN_POLL_S: Final = 10
+MAX_POLL_S: Final = 86_400
+#: The pollRate used instead of one outside the window: the schema's default, as for none sent.
+FAULT_POLL_S: Final = 900
+#: The sane window of a server's postRate (whole minutes, §2.8).
+MIN_POST_S: Final = 60
+MAX_POST_S: Final = 86_400
+
+
+def bounded_post_rate(rate_s: int) -> int:
+    """Issue 15: the postRate used for one the server sent, the nearest rate in
+    [:data:`MIN_POST_S`, :data:`MAX_POST_S`]."""
+    return min(max(rate_s, MIN_POST_S), MAX_POST_S)
 
 
 class PollEntry(msgspec.Struct, kw_only=True):
@@ -141,13 +184,31 @@ class PollSchedule:
         return out
 
     def rate_seen(self, resource: str, rate_s: int, now: float) -> list[Event]:
-        """§4 rule 15: the containing resource's ``pollRate``; a change applies on the next cycle."""
+        """§4 rule 15: the containing resource's ``pollRate``; a change applies on the next cycle.
+
+        Issue 15: a rate outside [:data:`MIN_POLL_S`, :data:`MAX_POLL_S`] is used as
+        :data:`FAULT_POLL_S`, recorded first as a ``RateBounded`` server fault (once per change of
+        the rate used, so a server repeating it is not recorded again)."""
         if rate_s <= 0:
             raise ValueError(f"pollRate of {resource} must be positive, got {rate_s}")
+        used = rate_s if MIN_POLL_S <= rate_s <= MAX_POLL_S else FAULT_POLL_S
         entry = self.state.polls.get(resource)
-        if entry is not None and rate_s == (entry.pending_rate_s or entry.rate_s):
+        if entry is not None and used == (entry.pending_rate_s or entry.rate_s):
             return []
-        return self._emit([], PollRateSeen(resource=resource, rate_s=rate_s, at_s=now))
+        out: list[Event] = []
+        if used != rate_s:
+            out.append(
+                RateBounded(
+                    kind="poll",
+                    resource=resource,
+                    sent_s=rate_s,
+                    used_s=used,
+                    low_s=MIN_POLL_S,
+                    high_s=MAX_POLL_S,
+                    at_s=now,
+                )
+            )
+        return self._emit(out, PollRateSeen(resource=resource, rate_s=used, at_s=now))
 
     def polled(self, resource: str, now: float) -> list[Event]:
         entry = self.state.polls.get(resource)
@@ -157,13 +218,34 @@ class PollSchedule:
             raise ValueError(f"{resource} polled at {now}, before it is due at {entry.next_s}")
         return self._emit([], Polled(resource=resource, at_s=now))
 
-    def post_rate_seen(self, mirror: str, rate_s: int, now: float) -> list[Event]:
+    def post_rate_seen(
+        self, mirror: str, rate_s: int, now: float, *, sent_s: int | None = None
+    ) -> list[Event]:
+        """§2.8: the postRate in force. Issue 15: ``sent_s`` is the postRate the server sent when
+        ``rate_s`` is not it (:func:`bounded_post_rate`: outside [:data:`MIN_POST_S`,
+        :data:`MAX_POST_S`]), recorded first as a ``RateBounded`` server fault; a rate itself
+        outside the window is bounded here too."""
         if rate_s <= 0:
             raise ValueError(f"postRate of {mirror} must be positive, got {rate_s}")
+        used = bounded_post_rate(rate_s)
+        sent = rate_s if sent_s is None else sent_s
         post = self.state.posts.get(mirror)
-        if post is not None and post.rate_s == rate_s:
+        if post is not None and post.rate_s == used:
             return []
-        return self._emit([], PostRateSeen(mirror=mirror, rate_s=rate_s, at_s=now))
+        out: list[Event] = []
+        if used != sent:
+            out.append(
+                RateBounded(
+                    kind="post",
+                    resource=mirror,
+                    sent_s=sent,
+                    used_s=used,
+                    low_s=MIN_POST_S,
+                    high_s=MAX_POST_S,
+                    at_s=now,
+                )
+            )
+        return self._emit(out, PostRateSeen(mirror=mirror, rate_s=used, at_s=now))
 
     def posted(self, mirror: str, now: float) -> list[Event]:
         if mirror not in self.state.posts:

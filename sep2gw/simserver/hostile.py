@@ -17,7 +17,8 @@ The behaviours (:data:`~sep2gw.simserver.scenario.HOSTILE_BEHAVIOURS`, described
   a page, 1,500 items when ``l=100`` was asked, or the same page whatever ``s`` asks for.
 - **absurd values**: negative import/export limits, ``opModFixedW`` ±327 %, ``opModMaxLimW``
   655 % (every control and default); ``Time.currentTime`` and every control's start at the Int64
-  limits, in 1970 and in 2100.
+  limits, in 1970 and in 2100; every ``pollRate`` of 1 s or of 4,000,000,000 s (~127 years);
+  every ``postRate`` of 1 s.
 - **header abuse**: 503 with a ``Retry-After`` of 1e20 seconds (written out), of 300 digits, in
   non-ASCII digits.
 - **redirect games**: every GET answered 301 to itself, or 301 to another origin.
@@ -102,6 +103,9 @@ FAULT_CLASS: Final[dict[HostileName, str]] = {
     "time_int64_min": "absurd values",
     "time_1970": "absurd values",
     "time_2100": "absurd values",
+    "poll_rate_1s": "absurd values",
+    "poll_rate_huge": "absurd values",
+    "post_rate_1s": "absurd values",
     "retry_after_1e20": "header abuse",
     "retry_after_hundreds_of_digits": "header abuse",
     "retry_after_non_ascii": "header abuse",
@@ -133,6 +137,9 @@ DESCRIPTIONS: Final[dict[HostileName, str]] = {
     "time_int64_min": "Time.currentTime and every control start at -2**63",
     "time_1970": "Time.currentTime and every control start at 0 (1970-01-01)",
     "time_2100": "Time.currentTime and every control start at 2100-01-01",
+    "poll_rate_1s": "every document with a pollRate: pollRate 1 s",
+    "poll_rate_huge": "every document with a pollRate: pollRate 4,000,000,000 s (~127 years)",
+    "post_rate_1s": "every EndDevice and MirrorUsagePoint: postRate 1 s",
     "retry_after_1e20": "every request: 503 with Retry-After: 100000000000000000000 (1e20 s)",
     "retry_after_hundreds_of_digits": "every request: 503 with a Retry-After of 300 digits",
     "retry_after_non_ascii": "every request: 503 with a Retry-After in Arabic-Indic digits",
@@ -184,6 +191,12 @@ _TIMES: Final[dict[str, int]] = {
     "time_int64_min": _INT64_MIN,
     "time_1970": 0,
     "time_2100": _Y2100,
+}
+#: The rate every document carrying one gets: (field, seconds).
+_RATES: Final[dict[str, tuple[str, int]]] = {
+    "poll_rate_1s": ("pollRate", 1),
+    "poll_rate_huge": ("pollRate", 4_000_000_000),
+    "post_rate_1s": ("postRate", 1),
 }
 _RETRY_AFTER: Final[dict[str, bytes]] = {
     "retry_after_1e20": b"100000000000000000000",  # 1e20 seconds, written out
@@ -268,6 +281,9 @@ class HostileState(UtilityState):
                 new = msgspec.structs.replace(document, DERControlBase=base)
         elif isinstance(document, r.Time) and name in _TIMES:
             new = msgspec.structs.replace(document, currentTime=_TIMES[name])
+        elif name in _RATES and _RATES[name][0] in type(document).__struct_fields__:
+            field, seconds = _RATES[name]
+            new = msgspec.structs.replace(document, **{field: seconds})
         if new is None:
             return reply
         data = new if isinstance(new, bytes) else encode(new, csipaus_ns=self.quirks.csipaus_ns)

@@ -342,7 +342,8 @@ class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cr
 
 #: The hostile server's behaviours (``sep2gw.simserver.hostile`` implements each), by fault class:
 #: TLS framing, HTTP/1.1 framing, HTTP/2 framing, amplification, absurd values, header abuse,
-#: redirect games and a slow peer (issue 15 point 6).
+#: redirect games and a slow peer (issue 15 point 6); absurd values include pollRate/postRate outside
+#: any sane window (issue 15 point 1).
 HostileName = Literal[
     "tls_garbage_after_handshake",
     "tls_close_mid_handshake",
@@ -365,6 +366,9 @@ HostileName = Literal[
     "time_int64_min",
     "time_1970",
     "time_2100",
+    "poll_rate_1s",
+    "poll_rate_huge",
+    "post_rate_1s",
     "retry_after_1e20",
     "retry_after_hundreds_of_digits",
     "retry_after_non_ascii",

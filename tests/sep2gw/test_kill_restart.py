@@ -32,7 +32,7 @@ name = "short controls for a kill test"
 
 [server]
 pin = 111115
-poll_rate_s = 1
+poll_rate_s = 10
 post_rate_s = 60
 
 [[programs]]

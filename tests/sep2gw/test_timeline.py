@@ -12,6 +12,7 @@ from events.registration_events import (
     ServerPinRecorded,
 )
 from sep2gw.timeline import Timeline
+from statemachines.polling import PollSchedule
 
 
 def _record(event: Event, seq: int = 1) -> Recorded:
@@ -46,3 +47,21 @@ def test_issue16_a_gap_in_the_log_gets_a_line_naming_what_was_not_recorded_and_w
     assert line is not None
     assert "log gap" in line and "57 hardware.telemetry.v1" in line
     assert "1970-01-01 01:00:00Z" in line and "1970-01-01 01:05:00Z" in line
+
+
+def test_issue15_an_absurd_rate_is_one_console_line_per_resource_naming_sent_and_used() -> None:
+    schedule, timeline = PollSchedule(), Timeline()
+    events = [
+        e
+        for at in range(0, 600, 60)
+        for resource in ("/tm", "/edev/1/der")
+        for e in schedule.rate_seen(resource, 1, at)
+    ]
+    events += schedule.post_rate_seen("mirror", 60, 0, sent_s=1)
+    events += schedule.post_rate_seen("mirror", 60, 60, sent_s=1)
+    lines = [line for e in events if (line := timeline.line(_record(e))) is not None]
+    faults = [line for line in lines if "SERVER FAULT" in line]
+    assert len(faults) == 3, lines
+    assert "pollRate 1 s for /tm" in faults[0] and "900 s used" in faults[0]
+    assert "/edev/1/der" in faults[1]
+    assert "postRate 1 s" in faults[2] and "60 s used" in faults[2]

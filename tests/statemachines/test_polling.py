@@ -7,8 +7,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.control_events import CommsRestored
+from events.registration_events import PollRateSeen, PostRateSeen, RateBounded
 from events.replay import fold
-from statemachines.polling import PollSchedule, PollState, evolve_poll, next_post_s
+from statemachines.polling import (
+    FAULT_POLL_S,
+    MAX_POLL_S,
+    MAX_POST_S,
+    MIN_POLL_S,
+    MIN_POST_S,
+    PollSchedule,
+    PollState,
+    bounded_post_rate,
+    evolve_poll,
+    next_post_s,
+)
 
 
 def test_rule15_poll_at_the_containing_resources_rate() -> None:
@@ -131,3 +143,47 @@ def test_replay_fold_of_poll_log_equals_live_state(ops: list[tuple[str, int]]) -
             log += s.shifted(-rate / 2, now)
             now -= rate / 2
     assert fold(log, evolve_poll, PollState()) == s.state
+
+
+@pytest.mark.parametrize("sent", [1, MIN_POLL_S - 1, MAX_POLL_S + 1, 4_000_000_000])
+def test_issue15_a_poll_rate_outside_the_sane_window_is_bounded_and_recorded(sent: int) -> None:
+    used = FAULT_POLL_S
+    s = PollSchedule()
+    events = s.rate_seen("/derp/1/derc", sent, 0)
+    assert events[0] == RateBounded(
+        kind="poll",
+        resource="/derp/1/derc",
+        sent_s=sent,
+        used_s=used,
+        low_s=MIN_POLL_S,
+        high_s=MAX_POLL_S,
+        at_s=0,
+    )
+    assert events[1] == PollRateSeen(resource="/derp/1/derc", rate_s=used, at_s=0)
+    assert s.next_deadline() == used
+    # The server repeating the same rate is not recorded (nor shown) again.
+    assert s.rate_seen("/derp/1/derc", sent, 5) == []
+
+
+def test_issue15_a_poll_rate_inside_the_window_is_used_as_sent() -> None:
+    s = PollSchedule()
+    assert s.rate_seen("/r", MIN_POLL_S, 0) == [PollRateSeen(resource="/r", rate_s=10, at_s=0)]
+    assert s.rate_seen("/r", MAX_POLL_S, 1) == [PollRateSeen(resource="/r", rate_s=86_400, at_s=1)]
+
+
+@pytest.mark.parametrize(("sent", "used"), [(1, MIN_POST_S), (59, 60), (10**9, MAX_POST_S)])
+def test_issue15_a_post_rate_outside_the_sane_window_is_bounded_and_recorded(
+    sent: int, used: int
+) -> None:
+    assert bounded_post_rate(sent) == used
+    s = PollSchedule()
+    events = s.post_rate_seen("mirror", used, 0, sent_s=sent)
+    assert [type(e) for e in events] == [RateBounded, PostRateSeen]
+    assert isinstance(events[0], RateBounded)
+    assert (events[0].kind, events[0].sent_s, events[0].used_s) == ("post", sent, used)
+    assert events[1] == PostRateSeen(mirror="mirror", rate_s=used, at_s=0)
+    assert s.post_rate_seen("mirror", used, 5, sent_s=sent) == []
+    # A rate given unbounded is bounded by the schedule itself.
+    assert PollSchedule().post_rate_seen("m", sent, 0)[-1] == PostRateSeen(
+        mirror="m", rate_s=used, at_s=0
+    )
