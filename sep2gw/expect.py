@@ -397,20 +397,24 @@ def _der_settings(expect: Expect, result: WorldResult, out: list[Violation]) -> 
                 )
 
 
+def _accepted_status_puts(result: WorldResult) -> list[tuple[float, r.DERStatus]]:
+    """The DERStatus documents the simulated utility accepted (2xx), with their server times."""
+    return [
+        (q.time, q.body)
+        for q in result.server.requests
+        if q.method == "PUT" and 200 <= q.status < 300 and isinstance(q.body, r.DERStatus)
+    ]
+
+
 def _der_status_fields(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
     """§2 step 7: DERStatus follows the device — a PUT showing the change arrived in the window."""
+    if not expect.der_status_fields:
+        return
     start = result.server.start
-    accepted = [
-        q
-        for q in result.server.requests
-        if q.method == "PUT" and q.status in (200, 201, 204) and isinstance(q.body, r.DERStatus)
-    ]
+    accepted = _accepted_status_puts(result)
     for spec in expect.der_status_fields:
         window = [
-            q.body
-            for q in accepted
-            if start + spec.from_s <= q.time <= start + spec.to_s
-            and isinstance(q.body, r.DERStatus)
+            body for t, body in accepted if start + spec.from_s <= t <= start + spec.to_s
         ]
         if any(_status_fields(body, spec.fields) == spec.fields for body in window):
             continue
@@ -429,11 +433,7 @@ def _der_status(expect: Expect, result: WorldResult, out: list[Violation]) -> No
     if not expect.der_status:
         return
     start = result.server.start
-    accepted = [
-        (q.time, q.body)
-        for q in result.server.requests
-        if q.method == "PUT" and 200 <= q.status < 300 and isinstance(q.body, r.DERStatus)
-    ]
+    accepted = _accepted_status_puts(result)
     for spec in expect.der_status:
         window = [
             (t, doc)
