@@ -46,7 +46,6 @@ from actors.messages import (
     DerSnapshot,
     DerStatusTarget,
     DeviceStatus,
-    LinkState,
     SendResponse,
 )
 from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
@@ -154,7 +153,9 @@ class _Unit:
                 short_of_space += 1
                 log_alarm.put(short_of_space)
 
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
+        log = LogWriter(
+            g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm
+        )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
@@ -166,12 +167,7 @@ class _Unit:
         to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
         to_responder, responder_inbox = anyio.create_memory_object_stream[SendResponse](64)
         to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
-        reachable = to_controls.clone()
-
-        async def on_reachable(online: bool) -> None:
-            reason = "" if online else link.last_failure
-            await reachable.send(LinkState(online=online, reason=reason))
-
+        reachable = to_controls.clone()  # link → controls: LinkState on each change
         url = urlsplit(config.server.url)
         client = HttpsClient(
             url.hostname or "",
@@ -181,7 +177,11 @@ class _Unit:
             connector=g.options.http_connector,
         )
         link = Link(
-            client, clock=g.clock, on_reachable=on_reachable, log=log, rng=g.rng.fork("link")
+            client,
+            clock=g.clock,
+            reachability=reachable,
+            log=log,
+            rng=g.rng.fork("link"),
         )
         controls = ControlsActor(
             config=CoreConfig(
