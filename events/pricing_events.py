@@ -36,8 +36,11 @@ __all__ = [
     "PriceResponseAcked",
     "PriceResponseFailed",
     "PriceResponseIntended",
+    "PricesInForce",
+    "RatePrice",
     "RateDetails",
     "RateSeen",
+    "price_per_kwh",
 ]
 
 PRICING_STREAM = "pricing"
@@ -91,6 +94,24 @@ class PriceInterval(msgspec.Struct, frozen=True, kw_only=True):
     server_status: int = 0
     tou_tier: int
     blocks: tuple[PriceBlock, ...] = ()
+
+
+class RatePrice(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate's price in force (a value, not a record): the interval in force (None: none) and
+    its blocks."""
+
+    rate: RateDetails
+    interval_mrid: str | None
+    tou_tier: int | None = None
+    blocks: tuple[PriceBlock, ...] = ()
+
+
+class PricesInForce(msgspec.Struct, frozen=True, kw_only=True):
+    """The price in force for every rate the server offers us, as the log records it, at ``at_s``
+    (a value, not a record: the pricing actor's message to the embedding runtime and the driver)."""
+
+    at_s: float
+    prices: tuple[RatePrice, ...]
 
 
 class RateSeen(Event, frozen=True, kw_only=True, tag="pricing.rate_seen.v1"):
@@ -227,3 +248,13 @@ PRICING_EVENT_TYPES: tuple[type[Event], ...] = (
     PriceResponseAcked,
     PriceResponseFailed,
 )
+
+
+def price_per_kwh(rate: RateDetails, block: PriceBlock) -> float | None:
+    """A block's price in currency units per kWh, or None when the rate does not measure energy
+    in Wh (uom 72) or the block has no price: ``price`` × 10^``price_power_of_ten`` per
+    10^``reading_power_of_ten`` Wh."""
+    if block.price is None or rate.uom != 72:
+        return None
+    per_unit = block.price * 10.0**rate.price_power_of_ten
+    return per_unit * 1000.0 / 10.0**rate.reading_power_of_ten

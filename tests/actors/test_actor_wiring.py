@@ -27,6 +27,7 @@ from actors.link import Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.mirror import MirrorActor
+from actors.pricing import PricingActor
 from actors.registration import RegistrationActor
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
@@ -42,6 +43,7 @@ ACTORS: typing.Final = (
     # The link is a service the others share, and an actor of its own kind: its changes of
     # reachability go to the controls actor as LinkState messages, not through a callback.
     Link,
+    PricingActor,
 )
 #: Where messages go in and out.
 PORTS: typing.Final = (MemoryObjectSendStream, MemoryObjectReceiveStream, Latest)
