@@ -34,9 +34,10 @@ from actors.rng import RandomSource
 from events.base import Event
 from events.envelope import Append
 from events.pricing_events import PRICING_STREAM, PriceInterval, PriceResponseIntended
+from events.replay import replay
 from events.store import EventStore
 from statemachines.polling import FAULT_POLL_S, MAX_POLL_S, MIN_POLL_S
-from statemachines.pricing import PricingConfig, PricingCore, fold
+from statemachines.pricing import PRICING_PROJECTION, PricingConfig, PricingCore
 from statemachines.responses import ResponseProfile
 from transport.errors import LinkError
 from transport.sep2 import resources as r
@@ -100,7 +101,7 @@ class PricingActor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         # A restart follows what the log holds (§4 rule 13): the draws, the states, the Responses owed.
-        self.core.state = fold(rec.event for rec in self._store.read(stream=PRICING_STREAM))
+        self.core.state, _seq = replay(self._store, PRICING_PROJECTION)
         self._publish(self._clock.server_time())
         async with anyio.create_task_group() as group:
             group.start_soon(self._follow_targets)

@@ -185,6 +185,7 @@ class RegistrationActor:
         self._der_status_target = der_status_target
         self._log_alarm = log_alarm
         self._pricing_targets = pricing_targets
+        self._tariffs_told: TariffLinks | None = None
         self._log_alarms_reported = 0
         self._status_told: str | None = None
         self.core = RegistrationCore(config)
@@ -899,9 +900,16 @@ class RegistrationActor:
             if fsa.DERProgramListLink is not None:
                 lists[fsa.href or fsa.DERProgramListLink.href] = fsa.DERProgramListLink.href
         if self._pricing_targets is not None:
-            # Pricing (IEEE 2030.5-2018 Pricing): the pricing actor walks the tariffs itself.
-            tariffs = {f.TariffProfileListLink.href for f in fsas if f.TariffProfileListLink}
-            self._pricing_targets.put(TariffLinks(hrefs=tuple(sorted(tariffs))))
+            # Pricing (IEEE 2030.5-2018 Pricing): the pricing actor walks the tariffs itself, told
+            # only of a change (none offered at first is no change: nothing to wake it for).
+            tariffs = TariffLinks(
+                hrefs=tuple(
+                    sorted({f.TariffProfileListLink.href for f in fsas if f.TariffProfileListLink})
+                )
+            )
+            if tariffs != (self._tariffs_told or TariffLinks(hrefs=())):
+                self._tariffs_told = tariffs
+                self._pricing_targets.put(tariffs)
         for gone in set(self._found.programs) - set(lists.values()):
             # §4 rule 4: a program list no longer referenced takes its programs (and events) with it.
             del self._found.programs[gone]

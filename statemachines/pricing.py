@@ -31,6 +31,7 @@ import msgspec
 from events.base import Event
 from events.der_model import ResponseStatus
 from events.pricing_events import (
+    PRICING_EVENT_TYPES,
     IntervalCancelDrawn,
     IntervalCancelled,
     IntervalCompleted,
@@ -48,11 +49,13 @@ from events.pricing_events import (
     RateDetails,
     RateSeen,
 )
+from events.replay import Projection
 from statemachines.responses import ResponseProfile, should_send
 from statemachines.table import Row, Table
 
 __all__ = [
     "PRICE_LIFECYCLE",
+    "PRICING_PROJECTION",
     "IntervalRecord",
     "PricingConfig",
     "PricingCore",
@@ -221,6 +224,16 @@ def fold(events: Iterable[Event], state: PricingState | None = None) -> PricingS
     for event in events:
         out = evolve(out, event)
     return out
+
+
+#: The pricing stream's fold, for replay (the pricing actor's start, forensics, tests).
+PRICING_PROJECTION: Final = Projection(
+    name="pricing",
+    initial=PricingState(),
+    evolve=evolve,
+    state_type=PricingState,
+    types=PRICING_EVENT_TYPES,  # ``evolve`` passes every other type by
+)
 
 
 def price_in_force(state: PricingState, rate_mrid: str) -> IntervalRecord | None:
