@@ -109,7 +109,7 @@ def build(name: str, site: Path, path: Path) -> Path:
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
     elif name in ("pricing", "pricing_day"):
-        file = {"pricing": "pricing_revised.toml", "pricing_day": "pricing_day.toml"}[name]
+        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[name]
         entry = next(e for e in library() if e.file == file)
         store = run_world(entry.scenario, seed=11, site=site).store
     else:
