@@ -23,6 +23,7 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, Mode, Program
 from events.envelope import Recorded
+from events.pricing_events import PriceInterval
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
@@ -285,6 +286,9 @@ def explain_control(
     compliance = compliance or ComplianceSettings()
     state = model.controls
     rec = state.records.get(mrid)
+    interval = model.price_intervals.get(mrid)
+    if interval is not None and rec is None:
+        return _price_interval_story(model, interval, timeline)
     lines = [f"control {mrid}"]
     if rec is not None:
         c = rec.control
@@ -337,6 +341,27 @@ def explain_control(
         lines.append("responses:")
         for row in rows:
             lines.append("  " + response_line(row, timeline))
+    return lines
+
+
+def _price_interval_story(
+    model: Forensics, interval: PriceInterval, timeline: ForensicTimeline
+) -> list[str]:
+    """The story of one price interval (IEEE 2030.5 Pricing), each step with its record."""
+    rate = model.rates.get(interval.rate_mrid)
+    lines = [
+        f"price interval {interval.mrid}"
+        + (f" '{interval.description}'" if interval.description else ""),
+        f"  rate {rate_name(rate) if rate is not None else interval.rate_mrid}: "
+        f"{describe_blocks(rate, interval.blocks)} (tier {interval.tou_tier})",
+        f"  specified: {timeline.stamp(interval.start)} for {interval.duration} s; created "
+        f"{timeline.stamp(interval.creation_time)}",
+        "story:",
+    ]
+    for step in model.stories.get(interval.mrid, []):
+        lines.append(f"  {step.seq:>7}  {timeline.stamp(step.at_s)}  {step.what}")
+        if step.why:
+            lines.append(f"{'':>11}why: {step.why}")
     return lines
 
 
