@@ -89,3 +89,27 @@ async def test_the_price_in_force_mid_interval_is_what_the_gateway_hands_out(
     assert price.interval_mrid == "000000000000000000000000000007A2"
     assert price.tou_tier == 2
     assert [(b.start_value, b.price) for b in price.blocks] == [(0, 300), (2000, 420)]
+
+
+def test_the_price_invariant_holds_and_can_fail(pki: Path) -> None:
+    """The world check 'prices in force were the server's' judges every recorded price; it fails
+    when the server's interval differs from what the log says was in force."""
+    from sep2gw.simserver.library import library
+    from sep2gw.world import check, price_checks, run_world
+
+    entry = next(e for e in library() if e.file == "pricing_revised.toml")
+    result = run_world(entry.scenario, seed=3, site=pki)
+    violations, judged = price_checks(result)
+    assert violations == [] and judged == 3
+    assert not [v for v in check(result) if v.invariant == "prices in force were the server's"]
+    # Had the server published other prices, or cancelled earlier, the same log would be wrong.
+    interval = result.server.state.tariffs[0].intervals[1]
+    interval.blocks = ((0, 999),)
+    assert [v.detail.split(": ", 2)[-1] for v in price_checks(result)[0]] == [
+        "blocks (PriceBlock(consumption_block=1, start_value=0, price=300), "
+        "PriceBlock(consumption_block=2, start_value=5000, price=450)) are not the server's "
+        "((0, 999),)"
+    ]
+    interval.blocks = ((0, 300), (5000, 450))
+    interval.cancelled_at = result.server.start + 100
+    assert "had cancelled it" in price_checks(result)[0][0].detail
