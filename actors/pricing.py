@@ -33,7 +33,12 @@ from actors.messages import PricesInForce, RatePrice, TariffLinks
 from actors.rng import RandomSource
 from events.base import Event
 from events.envelope import Append
-from events.pricing_events import PRICING_STREAM, PriceInterval, PriceResponseIntended
+from events.pricing_events import (
+    PRICING_STREAM,
+    PriceInterval,
+    PriceResponseIntended,
+    PricingCapped,
+)
 from events.replay import replay
 from events.store import EventStore
 from statemachines.polling import FAULT_POLL_S, MAX_POLL_S, MIN_POLL_S
@@ -46,6 +51,11 @@ from transport.sep2.pricing import interval_from_wire, price_response_to_wire, r
 
 __all__ = ["PricingActor", "PricingStatistics"]
 
+#: Bounded work per walk (issue 15): a server listing more is cut, and the cut is a recorded fault.
+MAX_TARIFFS: Final = 16
+MAX_RATES_PER_TARIFF: Final = 8
+#: New intervals whose ConsumptionTariffIntervals are read in one walk; the rest wait for the next.
+MAX_NEW_INTERVALS: Final = 100
 #: A walk that failed (server unreachable, a list refused) is tried again after this long.
 RETRY_WALK_S: Final = 60.0
 #: PriceResponse retries: doubling from the base to the cap.
@@ -95,6 +105,9 @@ class PricingActor:
         self._walks = 0
         self._posted = 0
         self._published: PricesInForce | None = None
+        self._cuts: list[str] = []
+        self._cut_told = ""
+        self._new_budget = MAX_NEW_INTERVALS
 
     def statistics(self) -> PricingStatistics:
         return PricingStatistics(self._walks, len(self.core.state.intervals), self._posted)
@@ -151,6 +164,8 @@ class PricingActor:
     async def _walk(self) -> None:
         assert self._links is not None
         self._walks += 1
+        self._cuts = []
+        self._new_budget = MAX_NEW_INTERVALS
         rate_s = FAULT_POLL_S
         offered: set[str] = set()
         complete = True
@@ -160,6 +175,11 @@ class PricingActor:
                     href, r.TariffProfileList, "TariffProfile"
                 )
                 rate_s = min(rate_s, _poll_rate(tariffs.pollRate))
+                if len(profiles) > MAX_TARIFFS:
+                    self._cuts.append(
+                        f"{href}: {len(profiles)} tariffs, the first {MAX_TARIFFS} read"
+                    )
+                    profiles = profiles[:MAX_TARIFFS]
                 for tariff in profiles:
                     complete &= await self._read_tariff(tariff, offered)
         except LinkHalted:
@@ -169,6 +189,11 @@ class PricingActor:
         except LinkError:
             complete = False  # offline: the link reports it; try again soon
         now = self._clock.server_time()
+        cut = "; ".join(self._cuts)
+        if cut != self._cut_told:
+            self._cut_told = cut
+            if cut:
+                await self._record([PricingCapped(what=cut, at_s=now)])
         if complete:
             await self._record(self.core.retire_rates(offered, now))
             self._next_walk_s = now + rate_s
@@ -187,6 +212,12 @@ class PricingActor:
         except HttpFailure:
             return False
         complete = True
+        if len(rates) > MAX_RATES_PER_TARIFF:
+            self._cuts.append(
+                f"{tariff.RateComponentListLink.href}: {len(rates)} rates, the first "
+                f"{MAX_RATES_PER_TARIFF} read"
+            )
+            rates = rates[:MAX_RATES_PER_TARIFF]
         for rate in rates:
             reading = await self._reading_type(rate.ReadingTypeLink.href)
             details = rate_from_wire(tariff, rate, reading)
@@ -208,6 +239,13 @@ class PricingActor:
                     iv = interval_from_wire(interval, details.rate_mrid, ())
                     intervals.append(msgspec.structs.replace(iv, blocks=known.interval.blocks))
                     continue
+                if self._new_budget <= 0:
+                    complete = False  # read at the next walk, never claimed about before
+                    many = f"more than {MAX_NEW_INTERVALS} new intervals in one walk"
+                    if many not in self._cuts:
+                        self._cuts.append(many)
+                    continue
+                self._new_budget -= 1
                 blocks_wire: list[r.ConsumptionTariffInterval] = []
                 if interval.ConsumptionTariffIntervalListLink is not None:
                     try:

@@ -36,6 +36,7 @@ __all__ = [
     "PriceResponseAcked",
     "PriceResponseFailed",
     "PriceResponseIntended",
+    "PricingCapped",
     "PricesInForce",
     "RatePrice",
     "RateDetails",
@@ -232,6 +233,15 @@ class PriceResponseFailed(Event, frozen=True, kw_only=True, tag="pricing.respons
     at_s: float
 
 
+class PricingCapped(Event, frozen=True, kw_only=True, tag="pricing.walk_capped.v1"):
+    """A server fault the walk bounded (issue 15: bounded work per poll): more tariffs, rates or new
+    intervals than one walk reads; ``what`` names the cut and what was kept. Recorded when the cut
+    changes, not on every walk."""
+
+    what: str
+    at_s: float
+
+
 PRICING_EVENT_TYPES: tuple[type[Event], ...] = (
     RateSeen,
     IntervalReceived,
@@ -247,6 +257,7 @@ PRICING_EVENT_TYPES: tuple[type[Event], ...] = (
     PriceResponseIntended,
     PriceResponseAcked,
     PriceResponseFailed,
+    PricingCapped,
 )
 
 

@@ -58,6 +58,7 @@ from events.pricing_events import (
     PriceResponseAcked,
     PriceResponseFailed,
     PriceResponseIntended,
+    PricingCapped,
     RateDetails,
     RateSeen,
     price_per_kwh,
@@ -407,6 +408,8 @@ class Timeline:
                     f"PRICE IN FORCE {name}: {describe_blocks(seen, e.blocks)} (tier {e.tou_tier},"
                     f" interval {short(e.interval_mrid)})"
                 )
+            case PricingCapped():
+                return f"pricing: SERVER FAULT — {e.what} (bounded work per poll)"
             case PriceResponseIntended():
                 return f"price response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} owed"
             case PriceResponseAcked():

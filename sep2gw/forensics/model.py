@@ -71,6 +71,7 @@ from events.pricing_events import (
     PriceResponseAcked,
     PriceResponseFailed,
     PriceResponseIntended,
+    PricingCapped,
     RateDetails,
     RateSeen,
 )
@@ -127,7 +128,7 @@ _FOLDED_TYPES: Final = (
     | {LinkBackedOff, ListCapped, TimeRefused}
     | set(PRICING_EVENT_TYPES)
 )
-_PRICE_STORY_TYPES: Final = frozenset(PRICING_EVENT_TYPES) - {RateSeen, PriceInForce}
+_PRICE_STORY_TYPES: Final = frozenset(PRICING_EVENT_TYPES) - {RateSeen, PriceInForce, PricingCapped}
 _UNTIMED_TAGS: Final = (
     "runtime.gateway_started.v1",
     "runtime.gateway_stopped.v1",
@@ -439,6 +440,9 @@ class Forensics:
             self.prices.append((seq, event))
         elif kind in _PRICE_STORY_TYPES:
             self._price_step(event, seq)
+        if kind is PricingCapped:
+            assert isinstance(event, PricingCapped)
+            self._fault(seq, event.at_s, "pricing walk cut", "tariffs", event.what)
         if kind is IntervalContentChanged:
             assert isinstance(event, IntervalContentChanged)
             self._fault(

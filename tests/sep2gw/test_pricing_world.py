@@ -113,3 +113,24 @@ def test_the_price_invariant_holds_and_can_fail(pki: Path) -> None:
     interval.blocks = ((0, 300), (5000, 450))
     interval.cancelled_at = result.server.start + 100
     assert "had cancelled it" in price_checks(result)[0][0].detail
+
+
+def test_a_server_offering_too_many_tariffs_is_cut_and_the_cut_recorded_once(pki: Path) -> None:
+    """Bounded work per poll (issue 15): 20 tariffs → the first 16 are read each walk, and the cut
+    is one server-fault record, not one per walk."""
+    from actors.pricing import MAX_TARIFFS
+    from events.pricing_events import PricingCapped, RateSeen
+    from sep2gw.world import run_world
+
+    tariffs = "".join(f'[[tariffs]]\nid = "t{i}"\n\n' for i in range(20))
+    scenario = parse_scenario(
+        '[server]\npoll_rate_s = 20\n\n[[programs]]\nid = "p"\nprimacy = 1\n\n' + tariffs,
+        source="test",
+    )
+    result = run_world(scenario, seed=1, site=pki, seconds=200.0)
+    events = [rec.event for rec in result.store.read(stream="pricing")]
+    capped = [e for e in events if isinstance(e, PricingCapped)]
+    assert len(capped) == 1 and "20 tariffs, the first 16 read" in capped[0].what
+    assert len({e.rate.rate_mrid for e in events if isinstance(e, RateSeen)}) == MAX_TARIFFS
+    tp_lists = [q for q in result.server.requests if q.path == "/tp"]
+    assert len(tp_lists) >= 5  # walked at the pollRate, each walk bounded
