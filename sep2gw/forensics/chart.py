@@ -49,6 +49,7 @@ _LANE_H, _LANE_GAP = 16, 3
 #: Advance widths in em (upper bounds over DejaVu Sans and Verdana): the layout's font model.
 _NARROW: Final = frozenset("il.,:;'|!()[]{}/\\ \u2009")
 _WIDE: Final = frozenset("mwMW@%")
+_MATHS: Final = frozenset("+=<>~#&")
 _SAFETY: Final = 1.08
 
 
@@ -60,10 +61,10 @@ def text_width(text: str, size: float = FONT_SIZE) -> float:
             em += 0.36
         elif ch in _WIDE:
             em += 1.0
+        elif ch in _MATHS:
+            em += 0.86
         elif ch.isupper():
             em += 0.78
-        elif ch.isdigit():
-            em += 0.64
         else:
             em += 0.64
     return em * size * _SAFETY
@@ -371,7 +372,7 @@ def render_chart(
         body.append(
             f"<polyline class='soc' points='{coords}' fill='none' stroke='#b58900' stroke-width='1.5'/>"
         )
-        texts.place(LEFT - 44, top_soc + sh / 2 + 4, "SoC", anchor="end", cls="lane-name")
+        texts.place(LEFT - 52, top_soc + sh / 2 + 4, "SoC", anchor="end", size=10, cls="lane-name")
         cursor = top_soc + sh
     cursor += 12
     palette: dict[str, str] = {}
