@@ -47,9 +47,9 @@ _MAX_BUCKETS: Final = 1200
 _LANE_H, _LANE_GAP = 16, 3
 
 #: Advance widths in em (upper bounds over DejaVu Sans and Verdana): the layout's font model.
-_NARROW: Final = frozenset("il.,:;'|!()[]{}/\\ \u2009")
+_NARROW: Final = frozenset("il.,:;'| \u2009")
 _WIDE: Final = frozenset("mwMW@%")
-_MATHS: Final = frozenset("+=<>~#&")
+_MATHS: Final = frozenset("+=<>~#&^")
 _SAFETY: Final = 1.08
 
 

@@ -60,7 +60,7 @@ def _short_controls() -> list[tuple[str, float, float]]:
             a - 600 <= start <= b + 600 for a, b in (FULL, COMMS, DOWN)
         ):
             continue
-        out.append((f"C{k:03d}", start, start + 300))
+        out.append((f"C{k:031d}", start, start + 300))  # 32 hex digits, as servers send
     return out
 
 
