@@ -311,9 +311,9 @@ def render_chart(
             f"y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='{stroke}'/>"
         )
         texts.place(LEFT - 6, y(v) + 4, f"{v:,.0f} W", anchor="end", cls="ytick")
-    for mode, items in steps.items():
+    for mode, line in steps.items():
         colour, dash, _, _ = _POWER_LINES[mode]
-        path = "".join(f"M{x(a):.1f},{y(v):.1f}H{x(b):.1f}" for a, b, v in items)
+        path = "".join(f"M{x(a):.1f},{y(v):.1f}H{x(b):.1f}" for a, b, v in line)
         dash_attr = f" stroke-dasharray='{dash}'" if dash else ""
         body.append(
             f"<path class='cmd cmd-{mode.value}' d='{path}' fill='none' stroke='{colour}' "
@@ -376,13 +376,13 @@ def render_chart(
         cursor = top_soc + sh
     cursor += 12
     palette: dict[str, str] = {}
-    for mode, items in visible.items():
+    for mode, lane in visible.items():
         top = cursor
         texts.place(LEFT - 6, top + _LANE_H - 4, mode.value, anchor="end", size=10, cls="lane-name")
         body.append(
             f"<rect x='{LEFT}' y='{top}' width='{pw}' height='{_LANE_H}' fill='#fafafa' stroke='#ddd'/>"
         )
-        for s in items:
+        for s in lane:
             xa, xb = x(s.start_s), x(s.end_s)
             fill = _band_colour(mode, s, palette)
             value = value_text(mode, s.value)
