@@ -89,6 +89,10 @@ UNREACHABLE_WINDOW_S: Final = 60.0
 #: How near a state-of-charge bound a battery counts as at it (``site_limit.SOC_EDGE_PCT``).
 _SOC_EDGE_PCT: Final = 0.5
 NOT_RECORDED: Final = "not recorded"
+NOT_YET_WRITTEN: Final = (
+    "the battery had not been written since the mode took this value (the DER's response time: "
+    "see --grace-s)"
+)
 
 
 # -- identity --------------------------------------------------------------------------------------
@@ -257,15 +261,20 @@ class _Context:
         i = bisect.bisect_right(self.write_t, t) - 1
         return self.model.writes[i].event if i >= 0 else None
 
-    def reasons(self, t: float, mode: Mode, soc: float | None) -> tuple[list[str], bool]:
-        """The reasons the log holds for ``mode`` being missed at ``t``, and whether a limit in
-        force holding a target back explains it (then the target was met as far as allowed)."""
+    def reasons(
+        self, t: float, mode: Mode, soc: float | None, since: float
+    ) -> tuple[list[str], bool]:
+        """The reasons the log holds for ``mode`` being missed at ``t`` (it took its value at
+        ``since``), and whether a limit in force holding a target back explains it (then the
+        target was met as far as it was allowed)."""
         reasons: list[str] = []
         excused = False
         if any(a <= t < b for a, b in self.comms):
             reasons.append("comms with the server down (the known schedule was kept)")
         write = self.write_at(t)
-        if write is not None:
+        if write is None or write.at_s < since:
+            reasons.append(NOT_YET_WRITTEN)
+        elif write is not None:
             if mode in write.not_applicable:
                 reasons.append(f"{mode.value} not applicable on this device")
             site_mode = mode in (Mode.EXPORT_LIMIT_W, Mode.IMPORT_LIMIT_W)
@@ -293,13 +302,12 @@ class _Context:
 
     def _bound_words(self, bound: str, applied: float, soc: float | None) -> tuple[str, bool]:
         ident = self.identity
-        soc_text = "" if soc is None else f", SoC {soc:g} %"
         if bound == "max_charge_w":
             full = (soc is not None and soc >= (ident.soc_max_pct or 100.0) - _SOC_EDGE_PCT) or (
                 abs(applied) < 1e-9
             )
             return (
-                (f"battery full: it could not charge{soc_text}", False)
+                ("battery full: it could not charge", False)
                 if full
                 else ("the DER's charge rating (max_charge_w)", False)
             )
@@ -308,7 +316,7 @@ class _Context:
                 abs(applied) < 1e-9
             )
             return (
-                (f"battery empty: it could not discharge{soc_text}", False)
+                ("battery empty: it could not discharge", False)
                 if empty
                 else ("the DER's discharge rating (max_discharge_w)", False)
             )
@@ -444,7 +452,7 @@ def _judge_samples(
                 if j.first_off_s is None:
                     j.first_off_s = t
                 level = soc[i] if i < len(soc) and not math.isnan(soc[i]) else None
-                reasons, excused = ctx.reasons(t, mode, level)
+                reasons, excused = ctx.reasons(t, mode, level, since)
                 if excused:
                     j.seconds_excused += row.hold_s
                 for reason in reasons:

@@ -16,6 +16,7 @@ from events.registry import CATALOGUE
 from sep2gw.forensics import analyse
 from sep2gw.forensics.compliance import ComplianceSettings
 from sep2gw.forensics.dispute import (
+    NOT_YET_WRITTEN,
     Judgement,
     judge,
     mode_stretches,
@@ -68,7 +69,7 @@ def test_an_export_limit_missed_with_the_battery_full_gives_the_reason_the_log_h
     full = L.FULL[1] - L.FULL[0]
     comms = L.COMMS[1] - L.COMMS[0]
     assert j.seconds_off == pytest.approx(full + comms)
-    assert j.reasons["battery full: it could not charge, SoC 100 %"] == pytest.approx(full)
+    assert j.reasons["battery full: it could not charge"] == pytest.approx(full)
     assert j.reasons[
         "the site limit was beyond the DER's range (site_limit_met false)"
     ] == pytest.approx(full)
@@ -109,12 +110,23 @@ def test_connect_false_is_judged_against_0_w_at_the_der(
 
 def test_a_target_not_met_without_a_recorded_reason_is_not_compliant() -> None:
     store = MemoryEventStore(CATALOGUE)
-    _limits_and_samples(store, {"target_w": 2000.0}, [(0, 0.0, 500.0), (5, 0.0, 500.0)])
+    _limits_and_samples(
+        store, {"target_w": 2000.0}, [(0, 0.0, 500.0), (5, 0.0, 500.0)], written=True
+    )
     model = analyse(store)
     j = _judgement(model, store, Mode.TARGET_W, "control:X")
     assert j.verdict == "not compliant"
     assert j.max_off_w == 1500.0
     assert j.reasons == {"no reason recorded in the log": pytest.approx(j.seconds_off)}
+
+
+def test_a_mode_missed_before_the_battery_was_written_says_so() -> None:
+    """The first sample under a new limit, before the gateway's write: the DER's response time."""
+    store = MemoryEventStore(CATALOGUE)
+    _limits_and_samples(store, {"export_limit_w": 1000.0}, [(0, 1500.0, 0.0), (5, 900.0, 0.0)])
+    j = _judgement(analyse(store), store, Mode.EXPORT_LIMIT_W, "control:X")
+    assert j.verdict == "not compliant" and j.seconds_off == 5.0
+    assert list(j.reasons) == [NOT_YET_WRITTEN]
 
 
 def test_a_mode_without_a_measurement_is_charted_but_not_assessable() -> None:
@@ -211,11 +223,15 @@ def test_clamps_are_read_as_recorded_text_or_structured(clamp: object, expected:
 
 
 def _limits_and_samples(
-    store: MemoryEventStore, settings: dict[str, Any], samples: list[tuple[float, float, float]]
+    store: MemoryEventStore,
+    settings: dict[str, Any],
+    samples: list[tuple[float, float, float]],
+    *,
+    written: bool = False,
 ) -> None:
     from events.control_events import LimitsInForceChanged
     from events.der_model import ControlSettings
-    from events.hardware_events import TelemetrySampled
+    from events.hardware_events import LimitsApplied, TelemetrySampled
 
     t0 = L.T0
     limits = ControlSettings(**settings)
@@ -226,6 +242,9 @@ def _limits_and_samples(
         server_time=t0,
         monotonic=0.0,
     )
+    if written:
+        write = LimitsApplied(at_s=t0, settings=limits, applied=tuple(limits.modes()), wrote=True)
+        store.append_events("hardware", [write], server_time=t0, monotonic=0.1)
     for dt, site, der in samples:
         store.append_events(
             "hardware",
