@@ -39,7 +39,7 @@ from sep2gw.timeline import describe_settings, short
 __all__ = ["render_report"]
 
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:16px;color:#222}
+body{font:14px/1.45 system-ui,sans-serif;margin:16px;color:#222;overflow-wrap:anywhere}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
 .scroll{overflow-x:auto;max-width:100%}
 svg.chart{display:block;width:100%;height:auto;max-width:1800px}

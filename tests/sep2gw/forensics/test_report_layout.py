@@ -15,6 +15,7 @@ is skipped and says so.
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import os
@@ -280,7 +281,7 @@ def test_in_a_real_browser_no_text_overlaps_and_the_page_fits(
     )
     found = re.search(r"<pre id=\"probe\">(.*?)</pre>", done.stdout, re.S)
     assert found is not None, done.stderr[-2000:]
-    probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    probe = json.loads(html.unescape(found.group(1)))
     assert probe["scrollWidth"] <= probe["innerWidth"] + 1  # nothing wider than the window
     for chart in probe["charts"]:
         width, height = chart["viewBox"]
