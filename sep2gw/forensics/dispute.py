@@ -399,26 +399,17 @@ def _judge_samples(
     tolerance, grace = settings.tolerance_w, settings.grace_s
     pointers = dict.fromkeys(stretches, 0)
     soc = model.sample_soc
+    # what is in force changes only at a stretch's edge: decided again only when one is crossed
+    edges = sorted({e for items in stretches.values() for s in items for e in (s.start_s, s.end_s)})
+    edge = 0
+    judged: list[tuple[Mode, Stretch, Judgement, Kind, str, float]] = []
     for i, row in enumerate(compliance_series(model, settings)):
         t = row.at_s
-        current: dict[Mode, Stretch] = {}
-        for mode, items in stretches.items():
-            k = pointers[mode]
-            while k + 1 < len(items) and items[k + 1].start_s <= t:
-                k += 1
-            pointers[mode] = k
-            if items[k].start_s <= t < items[k].end_s or (
-                t == items[k].end_s == model.last_s and items[k].start_s <= t
-            ):
-                current[mode] = items[k]
-        pursued = next((m for m in _TARGET_ORDER if m in current), None)
-        for mode, stretch in current.items():
-            j = out[(mode, stretch.source or "?")]
-            if j.kind is None:
-                continue
-            kind, point, sign = JUDGED_MODES[mode]
-            if kind == "target" and mode is not pursued:
-                continue
+        if edge < len(edges) and edges[edge] <= t:
+            while edge < len(edges) and edges[edge] <= t:
+                edge += 1
+            judged = _in_force(model, stretches, pointers, out, t)
+        for mode, stretch, j, kind, point, sign in judged:
             measured = row.site_w if point == "site" else row.der_w
             if measured is None:
                 continue
@@ -457,6 +448,38 @@ def _judge_samples(
                     j.seconds_excused += row.hold_s
                 for reason in reasons:
                     j.reasons[reason] = j.reasons.get(reason, 0.0) + row.hold_s
+
+
+def _in_force(
+    model: Forensics,
+    stretches: dict[Mode, list[Stretch]],
+    pointers: dict[Mode, int],
+    out: dict[tuple[Mode, str], Judgement],
+    t: float,
+) -> list[tuple[Mode, Stretch, Judgement, Kind, str, float]]:
+    """The modes to judge at ``t``: those in force there that can be judged, of the targets only
+    the one pursued (``pointers`` move forward: instants come in order)."""
+    current: dict[Mode, Stretch] = {}
+    for mode, items in stretches.items():
+        k = pointers[mode]
+        while k + 1 < len(items) and items[k + 1].start_s <= t:
+            k += 1
+        pointers[mode] = k
+        if items[k].start_s <= t < items[k].end_s or (
+            t == items[k].end_s == model.last_s and items[k].start_s <= t
+        ):
+            current[mode] = items[k]
+    pursued = next((m for m in _TARGET_ORDER if m in current), None)
+    judged = []
+    for mode, stretch in current.items():
+        j = out[(mode, stretch.source or "?")]
+        if j.kind is None:
+            continue
+        kind, point, sign = JUDGED_MODES[mode]
+        if kind == "target" and mode is not pursued:
+            continue
+        judged.append((mode, stretch, j, kind, point, sign))
+    return judged
 
 
 def _unjudged_time(
