@@ -32,8 +32,8 @@ from sep2gw.forensics.compliance import (
     ComplianceRow,
     ComplianceSettings,
     compliance_series,
-    summarise,
 )
+from sep2gw.forensics.dispute import site_identity
 from sep2gw.forensics.model import FoldFailed, Forensics, analyse
 from sep2gw.forensics.render import (
     BadInstant,
@@ -315,9 +315,12 @@ def _report(
     args: argparse.Namespace, store: SqliteEventStore, model: Forensics, tl: ForensicTimeline
 ) -> int:
     settings = _settings(args)
-    summary = summarise(compliance_series(model, settings), settings)
     html = render_report(
-        model, source=str(args.log), zone=tl.zone, settings=settings, summary=summary
+        model,
+        source=str(args.log),
+        zone=tl.zone,
+        settings=settings,
+        identity=site_identity(store),
     )
     _write_atomically(args.output, lambda out: out.write(html))
     verdict = "verified" if model.verified else "DID NOT VERIFY (forced)"

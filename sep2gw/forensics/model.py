@@ -247,6 +247,8 @@ class Forensics:
         self.sample_t = array("d")
         self.sample_site = array("d")
         self.sample_der = array("d")
+        #: the battery's state of charge (%) at each sample, NaN when the sample did not carry it
+        self.sample_soc = array("d")
         self.responses: dict[tuple[str, int], ResponseRow] = {}
         self.comms: list[CommsPeriod] = []
         self.runs: list[GatewayRun] = []
@@ -267,6 +269,7 @@ class Forensics:
         self._append_t = self.sample_t.append
         self._append_site = self.sample_site.append
         self._append_der = self.sample_der.append
+        self._append_soc = self.sample_soc.append
         self._captured: dict[float, ControlsState] = {}
         self._untimed: dict[int, list[Any]] = {}
         # per control supplying a limit in force: battery writes since it came into force
@@ -348,6 +351,8 @@ class Forensics:
             site, der = event.site_w, event.der_w
             self._append_site(_NAN if site is None else site)
             self._append_der(_NAN if der is None else der)
+            soc = event.soc_pct
+            self._append_soc(_NAN if soc is None else soc)
         elif type(event) in _FOLDED_TYPES:
             try:
                 self.evolve(event, seq)

@@ -1,39 +1,65 @@
 """The dispute report: one self-contained HTML file (inline CSS and SVG, no scripts, no external
 resource of any kind), readable offline years later.
 
-It opens with the integrity verdict, then a chart of the commanded limits against the measured site
-and DER power with control periods as bands and Responses as markers, then the tables of controls,
-Responses and compliance (seconds and energy over each limit, per supplier).
+It answers the dispute in the order an analyst asks: did the log verify; the verdict, overall and
+per control or program default (compliant, not compliant, not assessable), with the reasons the log
+holds where a mode was not met (``sep2gw.forensics.dispute``); the site as the log records it
+(LFDI, SFDI, software version…; "not recorded" where it does not); a chart of every mode in force
+commanded against the power measured, the state of charge and a lane per mode
+(``sep2gw.forensics.chart``), the whole log and, for a long one, day by day (``<details>``, no
+script); then the compliance of every mode per supplier, the controls, the Responses, the server
+faults and the gateway's runs. The page scales to any width.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from datetime import tzinfo
+from collections.abc import Sequence
+from datetime import UTC, timedelta, tzinfo
 from html import escape
 
-from events.times import not_a_date, utc_datetime
-from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
+from events.times import utc_datetime, zoned
+from sep2gw.forensics.chart import Window, render_chart
+from sep2gw.forensics.compliance import ComplianceSettings
+from sep2gw.forensics.dispute import (
+    NOT_RECORDED,
+    Judgement,
+    SiteIdentity,
+    Verdict,
+    gateway_down,
+    judge,
+    mode_stretches,
+    overall_verdict,
+    supplier_verdicts,
+)
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
 from sep2gw.timeline import describe_blocks, describe_settings, rate_name, short
 
 __all__ = ["render_report"]
 
-_W, _H = 1100, 420
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 20, 40, 40
-_MAX_BUCKETS = 1200
-
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+body{font:14px/1.45 system-ui,sans-serif;margin:16px;color:#222;overflow-wrap:anywhere}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+.scroll{overflow-x:auto;max-width:100%}
+svg.chart{display:block;width:100%;height:auto;max-width:1800px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{background:#e7f6e7;border:1px solid #7c7;padding:10px}
 .bad{background:#fde2e2;border:3px solid #c00;padding:10px;font-weight:bold;color:#900}
+.na{background:#f3f3f3;border:1px solid #999;padding:10px}
+.verdict-ok{background:#e7f6e7;border:2px solid #393;padding:10px}
+.verdict-bad{background:#fde2e2;border:2px solid #c00;padding:10px;color:#900}
 .over{color:#b00;font-weight:bold}code{font-size:12px}
+td.v-compliant{background:#e7f6e7}td.v-not-compliant{background:#fde2e2;font-weight:bold}
+td.v-not-assessable{background:#f3f3f3}
+details{margin:6px 0}summary{cursor:pointer}
 """
+
+#: Longer than this, the log is also charted day by day (in the site's zone)…
+PER_DAY_AFTER_S = 26 * 3600.0
+#: …up to this many days (longer: ``sep2gw replay --from/--to`` for a window).
+MAX_DAYS = 62
 
 
 def render_report(
@@ -42,11 +68,17 @@ def render_report(
     source: str,
     zone: tzinfo | None,
     settings: ComplianceSettings,
-    summary: Sequence[SourceSummary],
+    identity: SiteIdentity | None = None,
 ) -> str:
+    """The report of ``model`` (see the module docstring); ``identity`` as the log records it
+    (``dispute.site_identity``; ``None``: nothing recorded)."""
+    identity = identity or SiteIdentity()
     tl = ForensicTimeline(zone)
+    judgements = judge(model, identity, settings)
+    verdicts = supplier_verdicts(model, judgements)
     out: list[str] = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>sep2gw dispute report: {escape(source)}</title><style>{_CSS}</style></head><body>",
         "<h1>sep2gw dispute report</h1>",
         f"<p>Log <code>{escape(source)}</code>: {model.records:,} records",
@@ -58,13 +90,15 @@ def render_report(
     zone_name = "UTC (no --tz given)" if zone is None else str(zone)
     out.append(f". Local times in brackets are in {escape(zone_name)}.</p>")
     out.append(_integrity(model))
-    out.append("<h2>Commanded limits and measured power</h2>")
-    out.append(_chart(model, tl))
+    out.append(_verdict(model, verdicts, settings, tl))
+    out.append(_identity(identity, zone))
+    out.append("<h2>Modes in force, commanded and measured</h2>")
+    out.append(_charts(model, identity, zone, tl))
+    out.append(_compliance(judgements, settings, tl))
     out.append(_controls_table(model, tl))
     out.append(_responses_table(model, tl))
     out.append(_prices_table(model, tl))
     out.append(_server_faults_table(model, tl))
-    out.append(_compliance(summary, settings, tl))
     out.append(_runs(model, tl))
     out.append("</body></html>\n")
     return "".join(out)
@@ -91,183 +125,216 @@ def _stamp(tl: ForensicTimeline, t: float | None) -> str:
     return "" if t is None or math.isnan(t) else escape(tl.stamp(t))
 
 
-def _axis_label(t: float) -> str:
-    utc = utc_datetime(t)
-    return escape(not_a_date(t)) if utc is None else f"{utc:%m-%d %H:%M:%S}Z"
+def _who(source: str) -> str:
+    kind, _, ident = source.partition(":")
+    return f"control {ident}" if kind == "control" else f"default of program {ident}"
 
 
-def _buckets(
-    t: Sequence[float], v: Sequence[float], t0: float, span: float
-) -> list[tuple[float, float]]:
-    """Min and max of each time bucket, in time order: the chart's shape at any log length."""
-    if len(t) <= 2 * _MAX_BUCKETS:
-        return [(a, b) for a, b in zip(t, v, strict=True) if not math.isnan(b)]
-    width = span / _MAX_BUCKETS
-    points: list[tuple[float, float]] = []
-    current = -1
-    lo = hi = (0.0, math.nan)
-    for a, b in zip(t, v, strict=True):
-        if math.isnan(b):
-            continue
-        k = int((a - t0) / width)
-        if k != current:
-            if current >= 0:
-                points.extend(sorted({lo, hi}))
-            current, lo, hi = k, (a, b), (a, b)
-        else:
-            if b < lo[1]:
-                lo = (a, b)
-            if b > hi[1]:
-                hi = (a, b)
-    if current >= 0:
-        points.extend(sorted({lo, hi}))
-    return points
+def _seconds(s: float) -> str:
+    return f"{s:,.0f} s" if s >= 10 else f"{s:.1f} s"
 
 
-def _chart(model: Forensics, tl: ForensicTimeline) -> str:
-    if model.first_s is None or model.last_s is None or model.last_s <= model.first_s:
-        return "<p>Nothing to chart.</p>"
-    t0, t1 = model.first_s, model.last_s
-    span = t1 - t0
-    site = _buckets(model.sample_t, model.sample_site, t0, span)
-    der = _buckets(model.sample_t, model.sample_der, t0, span)
-    steps: dict[str, list[tuple[float, float | None]]] = {"export": [], "import": []}
-    for period in model.limits:
-        steps["export"].append((period.start_s, period.settings.export_limit_w))
-        imp = period.settings.import_limit_w
-        steps["import"].append((period.start_s, None if imp is None else -imp))
-    values = [v for _, v in site] + [v for _, v in der]
-    values += [v for s in steps.values() for _, v in s if v is not None]
-    lo, hi = (min(values), max(values)) if values else (-1.0, 1.0)
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    pad = (hi - lo) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
-    pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
-
-    def x(t: float) -> float:
-        return _LEFT + (t - t0) / span * pw
-
-    def y(v: float) -> float:
-        return _TOP + (hi - v) / (hi - lo) * ph
-
-    svg = [
-        f"<svg role='img' viewBox='0 0 {_W} {_H}' width='{_W}' height='{_H}' "
-        "font-family='sans-serif' font-size='11'>",
-        f"<rect x='{_LEFT}' y='{_TOP}' width='{pw}' height='{ph}' fill='#fff' stroke='#999'/>",
-    ]
-    colours = ("#ffe9b3", "#d6e9ff", "#e3f5d8", "#f3dcf5", "#fbd9d3")
-    for i, band in enumerate(_bands(model)):
-        mrid, start, end = band
-        xa, xb = x(max(start, t0)), x(min(end, t1))
-        svg.append(
-            f"<rect class='band' x='{xa:.1f}' y='{_TOP}' width='{max(xb - xa, 1):.1f}' "
-            f"height='{ph}' fill='{colours[i % len(colours)]}' opacity='0.7'>"
-            f"<title>control {escape(mrid)} in force {_stamp(tl, start)} .. {_stamp(tl, end)}</title></rect>"
-            f"<text x='{xa + 2:.1f}' y='{_TOP + 12 + 12 * (i % 3)}'>{escape(short(mrid))}</text>"
-        )
-    for k in range(6):
-        v = lo + (hi - lo) * k / 5
-        svg.append(
-            f"<line x1='{_LEFT}' x2='{_W - _RIGHT}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eee'/>"
-            f"<text x='{_LEFT - 4}' y='{y(v) + 4:.1f}' text-anchor='end'>{v:.0f} W</text>"
-        )
-    svg.append(
-        f"<line x1='{_LEFT}' x2='{_W - _RIGHT}' y1='{y(0):.1f}' y2='{y(0):.1f}' stroke='#888'/>"
-    )
-    for k in range(5):
-        t = t0 + span * k / 4
-        svg.append(
-            f"<text x='{x(t):.1f}' y='{_H - _BOTTOM + 16}' text-anchor='middle'>"
-            f"{_axis_label(t)}</text>"
-        )
-    for down in model.comms:
-        end = down.restored_s if down.restored_s is not None else t1
-        xa, xb = x(max(down.lost_s, t0)), x(min(end, t1))
-        svg.append(
-            f"<rect class='comms-down' x='{xa:.1f}' y='{_TOP + ph - 8}' "
-            f"width='{max(xb - xa, 1):.1f}' height='8' fill='#888'>"
-            f"<title>comms with the server down {_stamp(tl, down.lost_s)} .. "
-            f"{_stamp(tl, down.restored_s)}</title></rect>"
-        )
-    for name, colour, dash in (
-        ("export", "#c00", ""),
-        ("import", "#06c", " stroke-dasharray='6 3'"),
-    ):
-        path = _step_path(steps[name], t1, x, y)
-        if path:
-            svg.append(
-                f"<path class='limit-{name}' d='{path}' fill='none' stroke='{colour}' "
-                f"stroke-width='2'{dash}/>"
-            )
-    for cls, points, colour in (("site", site, "#222"), ("der", der, "#2a2")):
-        if points:
-            coords = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in points)
-            svg.append(
-                f"<polyline class='{cls}' points='{coords}' fill='none' stroke='{colour}' "
-                "stroke-width='1'/>"
-            )
-    for row in sorted(model.responses.values(), key=lambda r: r.intended_seq):
-        at = (
-            row.acked_s
-            if row.acked_s is not None
-            else (row.sent_s[-1] if row.sent_s else row.intended_s)
-        )
-        fill = "#2a2" if row.acked_s is not None else "#c00"
-        svg.append(
-            f"<circle class='response' cx='{x(at):.1f}' cy='{_TOP - 8}' r='4' fill='{fill}'>"
-            f"<title>Response {int(row.status)} for {escape(row.mrid)}: {escape(row.outcome)} "
-            f"{_stamp(tl, at)}</title></circle>"
-        )
-    legend = (
-        ("#c00", "export limit (W)"),
-        ("#06c", "import limit (as negative W)"),
-        ("#222", "site power (+ export)"),
-        ("#2a2", "DER power (+ discharge)"),
-    )
-    for i, (colour, label) in enumerate(legend):
-        lx = _LEFT + 10 + i * 230
-        svg.append(
-            f"<line x1='{lx}' x2='{lx + 20}' y1='{_H - 8}' y2='{_H - 8}' stroke='{colour}' "
-            f"stroke-width='2'/><text x='{lx + 24}' y='{_H - 4}'>{escape(label)}</text>"
-        )
-    svg.append("</svg>")
-    return (
-        "".join(svg)
-        + "<p>Bands: periods a control supplied a limit in force. Dots above the chart: Responses "
-        "(green acknowledged, red not acknowledged). Grey strip at the bottom: comms with the "
-        "server down. Axis times are server time (UTC); hover for details.</p>"
-    )
+_VERDICT_CLASS = {"compliant": "verdict-ok", "not compliant": "verdict-bad", "not assessable": "na"}
 
 
-def _step_path(
-    steps: list[tuple[float, float | None]],
-    end: float,
-    x: Callable[[float], float],
-    y: Callable[[float], float],
+def _verdict(
+    model: Forensics,
+    verdicts: Sequence[Verdict],
+    settings: ComplianceSettings,
+    tl: ForensicTimeline,
 ) -> str:
-    parts: list[str] = []
-    for i, (t, v) in enumerate(steps):
-        if v is None:
-            continue
-        until = steps[i + 1][0] if i + 1 < len(steps) else end
-        parts.append(f"M{x(t):.1f},{y(v):.1f}H{x(until):.1f}")
+    """The overall verdict, then one per supplier with what it rests on and the reasons the log
+    holds where a mode was not met."""
+    word = overall_verdict(verdicts)
+    judged = [j for v in verdicts for j in v.judgements]
+    off = [j for j in judged if j.verdict == "not compliant"]
+    if word == "not compliant":
+        why = "; ".join(
+            f"{escape(j.mode.value)} of {escape(_who(j.source))}: "
+            f"{_seconds(j.seconds_off - j.seconds_excused)} off"
+            for j in off
+        )
+    elif word == "compliant":
+        why = "every mode judged was kept to within the tolerance"
+    else:
+        why = "no mode in force could be judged against a measurement in this log"
+    caveat = (
+        " (the log did not verify: this verdict rests on records that may have been altered)"
+        if not model.verified
+        else ""
+    )
+    parts = [
+        "<h2>Verdict</h2>",
+        f"<p class='{_VERDICT_CLASS[word]}' id='verdict' data-verdict='{word}'>Overall: "
+        f"<b>{word.upper()}</b>{caveat}: {why}. Tolerance {settings.tolerance_w:g} W, grace "
+        f"{settings.grace_s:g} s.</p>",
+        "<div class='scroll'><table id='verdicts'><tr><th>supplier</th><th>modes</th>"
+        "<th>verdict</th><th>what it rests on</th></tr>",
+    ]
+    for v in verdicts:
+        modes = "<br>".join(
+            f"{escape(j.mode.value)} {escape(', '.join(j.values))}" for j in v.judgements
+        )
+        details = [escape(v.note)] if v.note else []
+        details += [_judgement_words(j, tl) for j in v.judgements]
+        cls = "v-" + v.word.replace(" ", "-")
+        parts.append(
+            f"<tr data-source='{escape(v.source)}' data-verdict='{v.word}'>"
+            f"<td>{escape(_who(v.source))}</td><td>{modes}</td><td class='{cls}'>{v.word}</td>"
+            f"<td>{'<br>'.join(details)}</td></tr>"
+        )
+    parts.append("</table></div>")
     return "".join(parts)
 
 
-def _bands(model: Forensics) -> list[tuple[str, float, float]]:
-    """(mRID, from, to) for each stretch a control supplied some mode of the limits in force."""
-    bands: list[tuple[str, float, float]] = []
-    open_: dict[str, float] = {}
-    for period in model.limits:
-        suppliers = {s[8:] for s in period.sources.values() if s.startswith("control:")}
-        for mrid in list(open_):
-            if mrid not in suppliers:
-                bands.append((mrid, open_.pop(mrid), period.start_s))
-        for mrid in suppliers:
-            open_.setdefault(mrid, period.start_s)
-    end = model.last_s if model.last_s is not None else 0.0
-    bands.extend((mrid, start, end) for mrid, start in open_.items())
-    return sorted(bands, key=lambda b: b[1])
+def _judgement_words(j: Judgement, tl: ForensicTimeline) -> str:
+    head = f"{escape(j.mode.value)}: "
+    if j.kind is None:
+        return head + f"not judged: {escape(j.why_not_judged)}"
+    if j.samples == 0:
+        text = head + "no sample measured while in force"
+    else:
+        real = j.seconds_off - j.seconds_excused
+        if real > 1e-9:
+            text = (
+                head + f"{_seconds(real)} off of {_seconds(j.seconds)} judged "
+                f"({j.energy_off_wh:.3f} Wh, largest {j.max_off_w:,.0f} W), first "
+                f"{_stamp(tl, j.first_off_s)}"
+            )
+        else:
+            text = head + f"kept to over {_seconds(j.seconds)} judged"
+            if j.seconds_excused > 0:
+                text += (
+                    f" (not reached for {_seconds(j.seconds_excused)}: held back by a limit in "
+                    "force, which outranks a target)"
+                )
+    if j.reasons and j.seconds_off - j.seconds_excused > 1e-9:
+        text += "; reasons the log holds: " + "; ".join(
+            f"{escape(r)} ({_seconds(s)})" for r, s in j.reasons.items()
+        )
+    if j.unjudged:
+        text += "; not judged: " + "; ".join(
+            f"{escape(r)} ({_seconds(s)})" for r, s in j.unjudged.items()
+        )
+    return text
+
+
+def _identity(identity: SiteIdentity, zone: tzinfo | None) -> str:
+    """The site as the log records it; what it does not record is said to be not recorded."""
+
+    def cell(value: object) -> str:
+        if value is None or value == ():
+            return f"<i>{NOT_RECORDED}</i>"
+        if isinstance(value, tuple):
+            return escape(", ".join(str(v) for v in value))
+        return escape(str(value))
+
+    rows = (
+        ("LFDI", cell(identity.lfdi)),
+        ("SFDI", cell(identity.sfdi)),
+        ("NMI", cell(identity.nmi)),
+        ("server URL", cell(identity.server_url)),
+        ("DeviceCapability path", cell(identity.device_capability)),
+        ("EndDevice path", cell(identity.end_device)),
+        ("gateway software version", cell(identity.software_versions)),
+        ("DER (nameplate)", cell(identity.device)),
+        ("DER setMaxW", cell(None if identity.max_w is None else f"{identity.max_w:,.0f} W")),
+        (
+            "site time zone",
+            f"<i>{NOT_RECORDED}</i> (times shown in "
+            + ("UTC" if zone is None else escape(str(zone)) + ", as given with --tz")
+            + ")",
+        ),
+    )
+    body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    return (
+        "<h2>Site</h2><div class='scroll'><table id='identity'>"
+        f"{body}</table></div><p>The SFDI is derived from the LFDI (IEEE 2030.5 §6.3.3); "
+        "everything else is as the log records it.</p>"
+    )
+
+
+def _charts(
+    model: Forensics, identity: SiteIdentity, zone: tzinfo | None, tl: ForensicTimeline
+) -> str:
+    if model.first_s is None or model.last_s is None or model.last_s <= model.first_s:
+        return "<p>Nothing to chart.</p>"
+    t0, t1 = model.first_s, model.last_s
+    site_zone = zone or UTC
+    if utc_datetime(t0) is None or utc_datetime(t1) is None:
+        site_zone = UTC
+    stretches = mode_stretches(model)
+    down = gateway_down(model)
+
+    def stamp(t: float) -> str:
+        return tl.stamp(t)
+
+    parts = [
+        render_chart(
+            model,
+            Window(start_s=t0, end_s=t1, title="the whole log"),
+            stretches=stretches,
+            identity=identity,
+            zone=site_zone,
+            stamp=stamp,
+            down=down,
+        )
+    ]
+    if not any(not math.isnan(v) for v in model.sample_soc):
+        parts.append(
+            "<p id='no-soc'>State of charge: <i>not recorded</i> in this log (no telemetry sample "
+            "carries it).</p>"
+        )
+    parts.append(
+        "<p>Power panel: every mode in force in W (limits, targets, percent modes by the "
+        "nameplate) against the site and DER power measured, and the setpoint the gateway wrote. "
+        "Dots above it: Responses (green acknowledged, red not). Lanes below: one per mode in "
+        "force, a band per value and supplier (grey: a program's default; for connect and "
+        "energize green true, red false); the last lane shows the gateway not running (black) and "
+        "comms down (grey). Axis times are in "
+        + ("UTC" if zone is None else escape(str(zone)))
+        + "; hover a band or dot for details.</p>"
+    )
+    if t1 - t0 > MAX_DAYS * 86400.0:
+        parts.append(
+            f"<p>The log spans more than {MAX_DAYS} days: it is not charted day by day; "
+            "<code>sep2gw replay LOG --from T --to T</code> shows any window.</p>"
+        )
+    elif t1 - t0 > PER_DAY_AFTER_S:
+        for window in _days(t0, t1, site_zone):
+            parts.append(
+                f"<details class='day'><summary>{escape(window.title)}</summary>"
+                + render_chart(
+                    model,
+                    window,
+                    stretches=stretches,
+                    identity=identity,
+                    zone=site_zone,
+                    stamp=stamp,
+                    down=down,
+                )
+                + "</details>"
+            )
+    return "".join(parts)
+
+
+def _days(t0: float, t1: float, zone: tzinfo) -> list[Window]:
+    """The log cut at local midnights: one window per day it touches (none when its times are
+    not calendar dates, or it spans more than ``MAX_DAYS``)."""
+    if t1 - t0 > MAX_DAYS * 86400.0:
+        return []
+    out: list[Window] = []
+    start = t0
+    while start < t1:
+        utc = utc_datetime(start)
+        local = None if utc is None else zoned(utc, zone)
+        if local is None or local.year >= 9999:
+            return []
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = min(midnight.timestamp(), t1)
+        out.append(Window(start_s=start, end_s=end, title=f"day {local:%Y-%m-%d} ({zone})"))
+        start = end
+    return out
 
 
 def _controls_table(model: Forensics, tl: ForensicTimeline) -> str:
@@ -367,44 +434,50 @@ def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:
 
 
 def _compliance(
-    summary: Sequence[SourceSummary], settings: ComplianceSettings, tl: ForensicTimeline
+    judgements: Sequence[Judgement], settings: ComplianceSettings, tl: ForensicTimeline
 ) -> str:
     rows = [
         "<h2>Compliance</h2>",
         "<p>Each telemetry sample stands for the time until the next sample (at most "
         f"{'three median sample intervals' if settings.max_hold_s is None else f'{settings.max_hold_s:g} s'}). "
-        "Export and import limits are compared with the site meter, generation and load limits with "
-        f"the DER's own power. A sample is over a limit when it exceeds it by more than "
+        "Export and import limits are compared with the site meter; generation, load and "
+        "percent limits, targets and fixed setpoints, and connect or energize false (0 W) with the "
+        "DER's own power. A sample is off a mode when it misses it by more than "
         f"<b>{settings.tolerance_w:g} W</b> (the stated tolerance) "
         + (
-            f"once the limit has held its value for <b>{settings.grace_s:g} s</b> (the DER's "
+            f"once the mode has held its value for <b>{settings.grace_s:g} s</b> (the DER's "
             "response time)"
             if settings.grace_s
-            else "from the instant the limit is in force (no grace for the DER's response time)"
+            else "from the instant the mode is in force (no grace for the DER's response time)"
         )
-        + "; energy over counts its whole excess above the limit for the time the sample stands "
-        "for.</p>",
-        "<table id='compliance'><tr><th>mode</th><th>supplied by</th><th>limit (W)</th>"
-        "<th>samples</th><th>seconds in force</th><th>seconds over</th><th>energy over (Wh)</th>"
-        "<th>largest excess (W)</th><th>first over</th></tr>",
+        + "; energy off counts its whole miss for the time the sample stands for. A target held "
+        "back by a limit in force is not off (a limit outranks a target). The reasons are what "
+        "the log holds at each off sample: comms, the battery's write and its clamps, the DER "
+        "unreachable.</p>",
+        "<div class='scroll'><table id='compliance'><tr><th>mode</th><th>supplied by</th>"
+        "<th>value</th><th>seconds in force</th><th>samples</th><th>seconds off</th>"
+        "<th>energy off (Wh)</th><th>largest miss (W)</th><th>first off</th>"
+        "<th>reasons the log holds</th><th>not judged</th><th>verdict</th></tr>",
     ]
-    for s in summary:
-        kind, _, ident = s.source.partition(":")
-        who = f"control {ident}" if kind == "control" else f"default of program {ident}"
-        limit = (
-            f"{s.limit_min_w:.0f}"
-            if s.limit_min_w == s.limit_max_w
-            else f"{s.limit_min_w:.0f} .. {s.limit_max_w:.0f}"
-        )
-        cls = " class='n over'" if s.seconds_over > 0 else " class='n'"
+    for j in judgements:
+        real = j.seconds_off - j.seconds_excused
+        cls = " class='n over'" if real > 1e-9 else " class='n'"
+        reasons = "<br>".join(f"{escape(r)}: {_seconds(s)}" for r, s in j.reasons.items())
+        unjudged = "<br>".join(f"{escape(r)}: {_seconds(s)}" for r, s in j.unjudged.items())
+        if j.kind is None:
+            unjudged = escape(j.why_not_judged)
         rows.append(
-            f"<tr data-mode='{escape(s.mode.value)}' data-source='{escape(s.source)}'>"
-            f"<td>{escape(s.mode.value)}</td><td>{escape(who)}</td><td class='n'>{limit}</td>"
-            f"<td class='n'>{s.samples}</td><td class='n'>{s.seconds:.0f}</td>"
-            f"<td{cls}>{s.seconds_over:.1f}</td><td{cls}>{s.energy_over_wh:.3f}</td>"
-            f"<td class='n'>{s.max_over_w:.0f}</td><td>{_stamp(tl, s.first_over_s)}</td></tr>"
+            f"<tr data-mode='{escape(j.mode.value)}' data-source='{escape(j.source)}' "
+            f"data-verdict='{j.verdict}'>"
+            f"<td>{escape(j.mode.value)}</td><td>{escape(_who(j.source))}</td>"
+            f"<td class='n'>{escape(', '.join(j.values))}</td>"
+            f"<td class='n'>{j.in_force_s:,.0f}</td><td class='n'>{j.samples:,}</td>"
+            f"<td{cls}>{real:,.1f}</td><td{cls}>{j.energy_off_wh:.3f}</td>"
+            f"<td class='n'>{j.max_off_w:,.0f}</td><td>{_stamp(tl, j.first_off_s)}</td>"
+            f"<td>{reasons}</td><td>{unjudged}</td>"
+            f"<td class='v-{j.verdict.replace(' ', '-')}'>{j.verdict}</td></tr>"
         )
-    rows.append("</table>")
+    rows.append("</table></div>")
     return "".join(rows)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
@@ -73,10 +74,12 @@ def test_the_report_charts_bands_markers_and_tables(
     world_logs: dict[str, Path], tmp_path: Path
 ) -> None:
     html = _report(world_logs["demo"], tmp_path / "r.html")
-    assert html.count("class='band'") == 4  # A1, A2, B1, A3 each supplied a limit in force
+    # A1, A2, B1, A3 each supplied a mode in force: each has a band in that mode's lane
+    suppliers = set(re.findall(r"class='band' data-mode='[^']+' data-source='control:(\w+)'", html))
+    assert sorted(m[-2:] for m in suppliers) == ["A1", "A2", "A3", "B1"]
     assert html.count("class='response'") == 12
-    assert "class='limit-export'" in html and "class='limit-import'" in html
-    for table in ("controls", "responses", "compliance"):
+    assert "cmd-export_limit_w" in html and "cmd-import_limit_w" in html
+    for table in ("verdicts", "identity", "controls", "responses", "compliance"):
         assert f"<table id='{table}'>" in html
     assert "The log verified" in html and "class='bad'" not in html
     assert "more than <b>50 W</b>" in html  # the stated tolerance

@@ -86,7 +86,7 @@ def test_explain_at_an_instant_lists_the_server_faults_recorded_around_it() -> N
 
 def test_the_report_has_a_server_faults_table() -> None:
     model = analyse(_log_with_server_faults())
-    html = render_report(model, source="t.db", zone=None, settings=ComplianceSettings(), summary=[])
+    html = render_report(model, source="t.db", zone=None, settings=ComplianceSettings())
     assert "<h2>Server faults</h2>" in html
     table = html.split("id='server-faults'", 1)[1].split("</table>", 1)[0]
     assert table.count("<tr data-seq=") == 3
