@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,7 +38,7 @@ from actors.hardware import HardwareActor, HardwareConfig
 from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
-from actors.mailbox import Latest
+from actors.mailbox import Latest, Watch
 from actors.messages import (
     ApplyLimits,
     ControlsInput,
@@ -55,7 +55,7 @@ from actors.responder import ResponderActor
 from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.base import Event, tag_of
-from events.envelope import Append
+from events.envelope import Append, Recorded
 from events.errors import LogFull
 from events.log_events import LOG_EVENT_TYPES, PreviousLogSetAside
 from events.log_lock import LogHolder, LogLock
@@ -69,6 +69,7 @@ from sep2gw.config import Config
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
+from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
@@ -154,7 +155,13 @@ class _Unit:
                 short_of_space += 1
                 log_alarm.put(short_of_space)
 
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
+        log = LogWriter(
+            g.store,
+            offload=offload,
+            inline_when_idle=not offload,
+            on_alarm=on_log_alarm,
+            on_records=g.observe,
+        )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
@@ -355,6 +362,9 @@ class Gateway:
         if self.options.store is not None:
             self.store = self.options.store
         self.actors: dict[str, Any] = {}
+        #: The status fold over every record written (sep2gw.status), and its readers' view.
+        self._status = SiteStatus()
+        self._status_watch: Watch[SiteStatus] = Watch(self._status)
         self._group: anyio.abc.TaskGroup | None = None
         self.clock: Clock
         self.rng: RandomSource
@@ -413,6 +423,12 @@ class Gateway:
         self.rng = RandomSource(self.options.seed)
         if self._evidence:
             self.store = await self._open_trusted_log()
+        # What the log already says (the last run's polls, writes, alarms), before anything new.
+        if isinstance(self.store, SqliteEventStore) and self.options.log_in_thread:
+            self._status = await anyio.to_thread.run_sync(status_of_store, self.store)
+        else:
+            self._status = status_of_store(self.store)
+        self._status_watch.put(self._status)
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
@@ -462,7 +478,7 @@ class Gateway:
         5): the record is not written and the alarm line says so."""
         reading = self.clock.read()
         try:
-            self.store.append(
+            records = self.store.append(
                 [
                     Append(
                         stream=RUNTIME_STREAM,
@@ -474,6 +490,33 @@ class Gateway:
             )
         except LogFull as exc:
             self.options.on_alarm(f"not recorded ({type(event).__name__}): {exc}")
+        else:
+            self.observe(records)
+
+    def observe(self, records: Sequence[Recorded]) -> None:
+        """Fold records just made durable into the status (the log writer calls it; so does the
+        gateway's own append): one source for ``status``, the metrics and ``state_changes``."""
+        status = self._status
+        for record in records:
+            status = evolve(status, record)
+        self._status = status
+        self._status_watch.put(status)
+
+    @property
+    def status(self) -> SiteStatus:
+        """The status as of the newest record written (``sep2gw.status.SiteStatus``)."""
+        return self._status
+
+    def state_changes(self) -> AsyncIterator[SiteStatus]:
+        """The status now, then each time records change it (issue 20 point 2)::
+
+            async for status in gateway.state_changes():
+                print(status.registration, status.comms, status.limits)
+
+        Latest-value semantics: a consumer slower than the gateway sees only the newest status
+        when it asks again, never a queue; it never holds the gateway up. Any number of consumers
+        may follow at once. The iterator ends only when the consumer stops iterating."""
+        return self._status_watch.follow()
 
     async def _record_failure(self, event: ActorFailed) -> None:
         self._append(event)
