@@ -13,6 +13,7 @@ the old instance.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import ssl
@@ -35,6 +36,7 @@ from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
+from actors.http_endpoint import HttpEndpoint
 from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
@@ -65,7 +67,7 @@ from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
-from sep2gw.config import Config
+from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
@@ -78,6 +80,8 @@ from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context
 
 __all__ = ["Gateway", "GatewayOptions", "run_gateway"]
+
+logger = logging.getLogger(__name__)
 
 Connector = Callable[[], Awaitable[anyio.abc.ByteStream]]
 
@@ -365,6 +369,8 @@ class Gateway:
         #: The status fold over every record written (sep2gw.status), and its readers' view.
         self._status = SiteStatus()
         self._status_watch: Watch[SiteStatus] = Watch(self._status)
+        #: The port ``/metrics`` and ``/health`` are served on once running (None: not served).
+        self.metrics_port: int | None = None
         self._group: anyio.abc.TaskGroup | None = None
         self.clock: Clock
         self.rng: RandomSource
@@ -450,9 +456,13 @@ class Gateway:
                 every_s=CHECKPOINT_EVERY_S,
             )
         )
+        endpoint = self._metrics_endpoint()
         reason = "stopped"
         try:
             async with anyio.create_task_group() as group:
+                if endpoint is not None:
+                    # Outside the supervised unit: a scrape still answers while actors restart.
+                    self.metrics_port = await group.start(self._serve_metrics, endpoint)
                 if checkpoints is not None:
                     await group.start(checkpoints.run)
                 await supervisor.run(task_status=task_status)
@@ -472,6 +482,49 @@ class Gateway:
             if self._owns_driver:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self.driver.aclose()
+
+    def _metrics_endpoint(self) -> HttpEndpoint | None:
+        """The configured ``/metrics`` and ``/health`` endpoint (issue 20 point 2), or None."""
+        metrics = self.config.metrics
+        if not metrics.listen:
+            return None
+        from sep2gw.metrics import router  # only a gateway that serves metrics loads it
+
+        address = parse_listen(metrics.listen)
+        if not is_loopback(address.host):
+            logger.warning(
+                "metrics: serving on %s, not loopback (metrics.allow_remote): anyone who reaches "
+                "the port reads the site's state",
+                address,
+            )
+
+        def log_statistics() -> Any:
+            writer = self.actors.get("log")
+            return None if writer is None else writer.statistics()
+
+        route = router(
+            lambda: self._status,
+            lambda: self.clock.server_time(),
+            identity={
+                "version": __version__,
+                "lfdi": self.lfdi,
+                "profile": self.config.server.profile,
+                "nmi": self.config.site.nmi or "",
+            },
+            log=log_statistics,
+        )
+        return HttpEndpoint(address.host, address.port, route)
+
+    async def _serve_metrics(
+        self, endpoint: HttpEndpoint, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await endpoint.run(task_status=task_status)
+        except OSError as exc:
+            raise ConfigError(
+                "metrics.listen",
+                [f"cannot serve on {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"],
+            ) from None
 
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
         """Record the process's own story. A full log does not stop the gateway (issue 16 point

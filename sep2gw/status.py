@@ -255,9 +255,7 @@ def evolve(status: SiteStatus, record: Recorded) -> SiteStatus:
         case LogShed():
             return _replace(status, seq=seq, at_s=at, log_short=None)  # written when space is back
         case PreviousLogSetAside():
-            return _replace(
-                status, seq=seq, at_s=at, log_set_aside=f"{e.kept_as} ({e.finding})"
-            )
+            return _replace(status, seq=seq, at_s=at, log_set_aside=f"{e.kept_as} ({e.finding})")
         case ActorFailed():
             return _replace(
                 status,
@@ -383,4 +381,6 @@ def iso(t: float | None) -> str:
     if t is None:
         return "-"
     utc = utc_datetime(t)
-    return not_a_date(t) if utc is None else utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        not_a_date(t) if utc is None else utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+    )

@@ -151,8 +151,7 @@ def _lines(status: SiteStatus) -> list[tuple[str, str]]:
         lines.append(
             (
                 "battery",
-                f"{(status.device_state or 'state unknown')}, "
-                f"{connected[status.device_connected]}",
+                f"{(status.device_state or 'state unknown')}, {connected[status.device_connected]}",
             )
         )
     found = problems(status)

@@ -68,7 +68,10 @@ def _a_day(stopped: bool) -> list[tuple[float, object]]:
             ),
         ),
         (T0 + 8, TelemetrySampled(at_s=T0 + 8, site_w=-1610.4, der_w=-1200, soc_pct=100)),
-        (T0 + 9, AlarmsChanged(at_s=T0 + 9, raised=("overtemp",), cleared=(), active=("overtemp",))),
+        (
+            T0 + 9,
+            AlarmsChanged(at_s=T0 + 9, raised=("overtemp",), cleared=(), active=("overtemp",)),
+        ),
         (T0 + 10, CommsLost(at_s=T0 + 10, reason="connection refused")),
     ]
     if stopped:
@@ -101,7 +104,10 @@ def test_a_new_process_is_registering_again_until_its_walk_is_done() -> None:
     """A restart rediscovers everything (§2): the last run's "registered" is not carried over."""
     from events.envelope import Recorded
 
-    events = [*_a_day(stopped=True), (T0 + 20, GatewayStarted(software_version="9.9", rng_seed=1, clock_synced=False))]
+    events = [
+        *_a_day(stopped=True),
+        (T0 + 20, GatewayStarted(software_version="9.9", rng_seed=1, clock_synced=False)),
+    ]
     records = [
         Recorded(seq=i, stream="t", version=i, server_time=t, monotonic=0, event=e, hash=b"")  # type: ignore[arg-type]
         for i, (t, e) in enumerate(events, start=1)
