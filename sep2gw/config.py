@@ -259,6 +259,10 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         log_dir = config.path(config.log.path).parent
         if not log_dir.is_dir():
             problems.append(f"log.path: the folder {log_dir} does not exist")
+        if config.logging.file is not None:
+            folder = config.path(config.logging.file).parent
+            if not folder.is_dir():
+                problems.append(f"logging.file: the folder {folder} does not exist")
     return problems
 
 

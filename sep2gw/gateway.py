@@ -71,6 +71,7 @@ from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
+from sep2gw.record_log import RecordLog
 from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
@@ -369,6 +370,7 @@ class Gateway:
         #: The status fold over every record written (sep2gw.status), and its readers' view.
         self._status = SiteStatus()
         self._status_watch: Watch[SiteStatus] = Watch(self._status)
+        self._record_log = RecordLog()
         #: The port ``/metrics`` and ``/health`` are served on once running (None: not served).
         self.metrics_port: int | None = None
         self._group: anyio.abc.TaskGroup | None = None
@@ -435,6 +437,13 @@ class Gateway:
         else:
             self._status = status_of_store(self.store)
         self._status_watch.put(self._status)
+        logger.info(
+            "gateway starting: server %s%s, LFDI %s, log %s",
+            self.config.server.url,
+            self.config.server.dcap_path,
+            self.lfdi,
+            self.log_path if self._evidence else "handed in by the embedding application",
+        )
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
@@ -554,6 +563,7 @@ class Gateway:
             status = evolve(status, record)
         self._status = status
         self._status_watch.put(status)
+        self._record_log.emit(records)
 
     @property
     def status(self) -> SiteStatus:

@@ -39,6 +39,8 @@ from sep2gw.config import (
     metrics_problems,
     parse_config,
 )
+from sep2gw.diagnostics import LoggingOptions
+from sep2gw.diagnostics import configure as configure_logging
 from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
 from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
@@ -149,10 +151,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         return BAD_INPUT
     try:
+        options = getattr(args, "logging", None) or LoggingOptions()
         if args.config is not None:
             config = with_metrics(load_config(args.config), args.metrics)
+            # The configuration's [logging], where the command line did not say; record
+            # messages on the console only when the timeline is not printed there.
+            configure_logging(
+                options,
+                configured_level=config.logging.level,
+                configured_file=(
+                    None if config.logging.file is None else config.path(config.logging.file)
+                ),
+                configured_format=config.logging.format,
+                console_records=args.quiet,
+            )
             _preflight(config, str(args.config))
             return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
+        configure_logging(options, console_records=args.quiet)
         return _start_demo(args)
     except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
