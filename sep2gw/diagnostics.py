@@ -13,11 +13,8 @@ command (they are taken out before the command's own options are parsed).
 
 from __future__ import annotations
 
-import json
 import logging
-import logging.handlers
 import sys
-import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,6 +132,9 @@ class JsonFormatter(logging.Formatter):
     traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
+        import json  # here: every command imports this module, few format JSON
+        import traceback
+
         document: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, tz=UTC)
             .isoformat(timespec="milliseconds")
@@ -208,9 +208,12 @@ def configure(
     handlers: list[logging.Handler] = [console]
     path = options.file or configured_file
     if path is not None:
+        # Only for a file: its import costs every command otherwise.
+        from logging.handlers import WatchedFileHandler
+
         try:
             # Watched: a log rotated by logrotate (moved away) is reopened, not written on.
-            file = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+            file = WatchedFileHandler(path, encoding="utf-8")
         except OSError as exc:
             raise LoggingOptionsError(
                 f"--log-file {path}: cannot open it: {exc.strerror or exc}"

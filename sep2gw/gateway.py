@@ -21,7 +21,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -36,7 +36,6 @@ from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
-from actors.http_endpoint import HttpEndpoint
 from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
@@ -79,6 +78,9 @@ from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context
+
+if TYPE_CHECKING:
+    from actors.http_endpoint import HttpEndpoint
 
 __all__ = ["Gateway", "GatewayOptions", "run_gateway"]
 
@@ -497,7 +499,9 @@ class Gateway:
         metrics = self.config.metrics
         if not metrics.listen:
             return None
-        from sep2gw.metrics import router  # only a gateway that serves metrics loads it
+        # Only a gateway that serves metrics loads them (start-up budget, issue #7 scope 11).
+        from actors.http_endpoint import HttpEndpoint
+        from sep2gw.metrics import router
 
         address = parse_listen(metrics.listen)
         if not is_loopback(address.host):
