@@ -79,16 +79,24 @@ class Watch(Generic[T]):
     number of readers or their speed.
     """
 
-    __slots__ = ("_changed", "_value", "_version")
+    __slots__ = ("_changed", "_closed", "_value", "_version")
 
     def __init__(self, value: T) -> None:
         self._value = value
         self._version = 0
+        self._closed = False
         self._changed: anyio.Event | None = None  # made by the first waiting reader
 
     def put(self, value: T) -> None:
         self._value = value
         self._version += 1
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def close(self) -> None:
+        """No more values: readers end once they have the last one."""
+        self._closed = True
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
@@ -101,9 +109,12 @@ class Watch(Generic[T]):
         """How many values were put: a reader compares it with the one it saw last."""
         return self._version
 
-    async def wait_changed(self, seen: int) -> tuple[int, T]:
-        """The newest value and its version, once the version is past ``seen`` (at once if it is)."""
+    async def wait_changed(self, seen: int) -> tuple[int, T] | None:
+        """The newest value and its version, once the version is past ``seen`` (at once if it is);
+        ``None`` if the watch was closed with nothing newer."""
         while self._version <= seen:
+            if self._closed:
+                return None
             if self._changed is None:
                 self._changed = anyio.Event()
             await self._changed.wait()
@@ -111,9 +122,9 @@ class Watch(Generic[T]):
 
     async def follow(self) -> AsyncIterator[T]:
         """The current value, then each newer one as it comes (only the newest if several came
-        while the reader was busy)."""
+        while the reader was busy); ends after the last value once the watch is closed."""
         seen = self._version
         yield self._value
-        while True:
-            seen, value = await self.wait_changed(seen)
+        while (newer := await self.wait_changed(seen)) is not None:
+            seen, value = newer
             yield value

@@ -484,6 +484,7 @@ class Gateway:
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            self._status_watch.close()  # state_changes() ends after the stop record
             if checkpoints is not None:
                 checkpoints.checkpoint_now()  # the last records are signed too
             if self._evidence:
@@ -582,7 +583,8 @@ class Gateway:
 
         Latest-value semantics: a consumer slower than the gateway sees only the newest status
         when it asks again, never a queue; it never holds the gateway up. Any number of consumers
-        may follow at once. The iterator ends only when the consumer stops iterating."""
+        may follow at once. The iteration ends when the gateway stops, after the status that
+        holds its stop record."""
         return self._status_watch.follow()
 
     async def _record_failure(self, event: ActorFailed) -> None:

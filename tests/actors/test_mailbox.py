@@ -74,3 +74,24 @@ async def test_watch_slow_reader_sees_only_the_newest_value_and_never_holds_the_
     assert len(slow) < 15  # skipped what it was too slow for; no queue grew behind it
     assert slow == sorted(slow)
     assert watch.version == 100 and watch.peek() == 100
+
+
+async def test_a_closed_watch_ends_its_readers_after_the_last_value(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from actors.mailbox import Watch
+
+    watch: Watch[int] = Watch(0)
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for value in watch.follow():
+            seen.append(value)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(follow)
+        await anyio.sleep(1)
+        watch.put(1)
+        watch.put(2)
+        watch.close()  # the reader still gets 2, then its loop ends (the group can exit)
+    assert seen == [0, 2]

@@ -22,6 +22,7 @@ async def test_state_changes_follow_the_gateway_and_a_slow_consumer_gets_the_new
     world = World(pki, demo_scenario(), store)
     seen: list[SiteStatus] = []
     late: list[tuple[SiteStatus, SiteStatus]] = []
+    last: list[SiteStatus] = []
 
     async def consumer() -> None:
         await trio.sleep(1)  # virtual: the world has started its gateway by then
@@ -35,6 +36,9 @@ async def test_state_changes_follow_the_gateway_and_a_slow_consumer_gets_the_new
         async for status in gateway.state_changes():
             late.append((status, gateway.status))
             break
+        # Followed to the end: the iteration ends with the status holding the stop record.
+        async for status in gateway.state_changes():
+            last.append(status)
 
     with deadline(3600):
         async with trio.open_nursery() as nursery:
@@ -49,5 +53,6 @@ async def test_state_changes_follow_the_gateway_and_a_slow_consumer_gets_the_new
     gateway = world.gateways[0]
     assert gateway.status == status_of_store(store)
     assert gateway.status.stopped is not None
+    assert last[-1] == gateway.status  # the consumer's loop ended with the gateway
     assert gateway.status.comms == "up" and gateway.status.last_poll is not None
     assert gateway.status.last_post is not None and gateway.status.last_write is not None
