@@ -144,3 +144,37 @@ async def test_a_running_gateway_serves_its_status(
     assert document["registration"] == "registered" and document["comms"] == "up"
     assert health_code == 200 and document["healthy"] is True, document
     assert document["last_poll_age_s"] is not None
+
+
+def test_run_refuses_a_metrics_address_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    from sep2gw.cli import main
+
+    assert main(["run", "--metrics", "0.0.0.0:9108"]) == 2
+    err = capsys.readouterr().err
+    assert "--metrics: 0.0.0.0 is not a loopback address" in err
+    assert "metrics.allow_remote = true" in err
+
+
+async def test_a_metrics_port_in_use_is_bad_configuration_naming_it(
+    pki: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    import socket
+
+    from sep2gw.exits import first_leaf
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        world = World(
+            pki,
+            demo_scenario(),
+            MemoryEventStore(CATALOGUE),
+            config_extra=f'[metrics]\nlisten = "127.0.0.1:{port}"',
+            check_fold=False,
+        )
+        with deadline(600), pytest.raises(BaseExceptionGroup) as raised:
+            await world.run(60)
+    error = first_leaf(raised.value, ConfigError)
+    assert error is not None
+    assert f"metrics.listen: cannot serve on 127.0.0.1:{port}: Address already in use" in str(error)
