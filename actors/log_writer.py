@@ -110,6 +110,7 @@ class LogWriter:
         inline_when_idle: bool = False,
         reserve_bytes: int = RESERVE_BYTES,
         on_alarm: Callable[[str], None] | None = None,
+        on_records: Callable[[Sequence[Recorded]], None] | None = None,
     ) -> None:
         if offload and inline_when_idle:
             raise ValueError(
@@ -129,6 +130,9 @@ class LogWriter:
         self._failed = 0
         self._reserve = reserve_bytes
         self._on_alarm = on_alarm
+        #: Told every record once it is durable, in log order, on the event loop (the gateway's
+        #: status fold: issue 20 point 2). It must not block or raise.
+        self._on_records = on_records
         self._short: str | None = None  # why the log is short of space (detail is shed)
         self._full: LogFull | None = None  # the store's last refusal, while it lasts
         self._waiting: list[_Request] = []  # decisions refused by a full log, in order
@@ -173,13 +177,14 @@ class LogWriter:
                 self._failed += 1
                 raise
             if records is not None:
+                self._committed(records)
                 self._commits += 1
                 self._events += len(records)
                 self._largest_group = max(self._largest_group, len(records))
                 short = self._check_space(self.store.space_left(), appends)
                 if short is not None:
                     with contextlib.suppress(LogFull):  # full already: the writer finds it so
-                        self.store.append([short])
+                        self._committed(self.store.append([short]))
                 # A cancellation point without a reschedule (durable already, as a cancelled
                 # waiter's request would be); every caller waits on something else in its loop.
                 await anyio.lowlevel.checkpoint_if_cancelled()
@@ -492,10 +497,17 @@ class LogWriter:
         request.error = exc
         request.done.set()
 
+    def _committed(self, records: Sequence[Recorded]) -> None:
+        if self._on_records is not None and records:
+            self._on_records(records)
+
     async def _store_append(self, appends: Sequence[Append]) -> list[Recorded]:
         if self._offload:
-            return await anyio.to_thread.run_sync(self.store.append, appends)
-        return self.store.append(appends)
+            records = await anyio.to_thread.run_sync(self.store.append, appends)
+        else:
+            records = self.store.append(appends)
+        self._committed(records)
+        return records
 
     def _append_measured(self, appends: Sequence[Append]) -> tuple[list[Recorded], int | None]:
         return self.store.append(appends), self.store.space_left()
@@ -505,8 +517,11 @@ class LogWriter:
     ) -> tuple[list[Recorded], int | None]:
         """Commit, and how much space is left after it (in the same worker thread call)."""
         if self._offload:
-            return await anyio.to_thread.run_sync(self._append_measured, appends)
-        return self._append_measured(appends)
+            records, left = await anyio.to_thread.run_sync(self._append_measured, appends)
+        else:
+            records, left = self._append_measured(appends)
+        self._committed(records)
+        return records, left
 
     async def _space_left(self) -> int | None:
         if self._offload:

@@ -7,12 +7,12 @@ last one taken.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["Latest"]
+__all__ = ["Latest", "Watch"]
 
 T = TypeVar("T")
 
@@ -68,3 +68,63 @@ class Latest(Generic[T]):
         """The newest value put, taken or not (``None`` before the first): for a reader that must
         act on the latest news without consuming it."""
         return self._value
+
+
+class Watch(Generic[T]):
+    """A value that any number of readers follow (the gateway's status: issue 20 point 2).
+
+    Latest-value semantics for every reader at once: ``put`` never blocks and keeps nothing but
+    the newest value, so a slow reader (an embedding application, a metrics scrape) costs the
+    writer nothing and skips the values it was too slow to see; memory is one value whatever the
+    number of readers or their speed.
+    """
+
+    __slots__ = ("_changed", "_closed", "_value", "_version")
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._version = 0
+        self._closed = False
+        self._changed: anyio.Event | None = None  # made by the first waiting reader
+
+    def put(self, value: T) -> None:
+        self._value = value
+        self._version += 1
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def close(self) -> None:
+        """No more values: readers end once they have the last one."""
+        self._closed = True
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    def peek(self) -> T:
+        return self._value
+
+    @property
+    def version(self) -> int:
+        """How many values were put: a reader compares it with the one it saw last."""
+        return self._version
+
+    async def wait_changed(self, seen: int) -> tuple[int, T] | None:
+        """The newest value and its version, once the version is past ``seen`` (at once if it is);
+        ``None`` if the watch was closed with nothing newer."""
+        while self._version <= seen:
+            if self._closed:
+                return None
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return self._version, self._value
+
+    async def follow(self) -> AsyncIterator[T]:
+        """The current value, then each newer one as it comes (only the newest if several came
+        while the reader was busy); ends after the last value once the watch is closed."""
+        seen = self._version
+        yield self._value
+        while (newer := await self.wait_changed(seen)) is not None:
+            seen, value = newer
+            yield value

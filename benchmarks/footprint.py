@@ -7,8 +7,11 @@ step done) and polled; the figure judged is the peak, the steady state (median o
 samples) is printed beside it. A gateway that never gets there is a failure, not a figure. Import time is the best of five fresh interpreters importing what ``sep2gw run`` imports:
 ``sep2gw.cli`` (which loads only the command being run), ``sep2gw.commands.run``, ``sep2gw.gateway``.
 
-    python3 benchmarks/footprint.py [--seconds 40]
+    python3 benchmarks/footprint.py [--seconds 40] [--metrics]
     → last line: {"rss_mb": ..., "rss_steady_mb": ..., "import_s": ...}; exit 1 when a target is missed
+
+``--metrics``: the gateway serves ``/metrics`` and ``/health`` on loopback (issue 20) and both are
+scraped once a second while RSS is sampled: the budget holds with the endpoint in use.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +69,35 @@ def registered_and_polled(log: Path) -> bool:
                 "SELECT min(seq) FROM events WHERE type = 'registration.step_done.v1' "
                 "AND json_extract(body, '$.step') = 'mirror'"
             ).fetchone()[0]
-            polled = done is not None and conn.execute(
-                "SELECT count(*) FROM events WHERE type = 'poll.done.v1' AND seq > ?", (done,)
-            ).fetchone()[0]
+            polled = (
+                done is not None
+                and conn.execute(
+                    "SELECT count(*) FROM events WHERE type = 'poll.done.v1' AND seq > ?", (done,)
+                ).fetchone()[0]
+            )
     except sqlite3.Error:
         return False  # not created yet, or locked for a moment
     return bool(polled)
+
+
+def scrape(port: int) -> int:
+    """GET /metrics and /health once; the bytes read (raises if either fails)."""
+    size = 0
+    for path in ("/metrics", "/health"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+                size += len(reply.read())
+        except urllib.error.HTTPError as exc:  # /health: 503 while not healthy is an answer
+            if exc.code != 503:
+                raise
+            size += len(exc.read())
+    return size
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time the process used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -108,7 +136,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=40)
+    parser.add_argument("--seconds", type=int, default=40, help="how long to sample RSS")
+    parser.add_argument(
+        "--metrics", action="store_true", help="serve /metrics and scrape it once a second"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sep2gw-footprint-") as tmp:
         work = Path(tmp)
@@ -119,8 +150,11 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
-        http, modbus = free_port(), free_port()
-        (work / "site.toml").write_text(CONFIG.format(http=http, modbus=modbus))
+        http, modbus, metrics = free_port(), free_port(), free_port()
+        config = CONFIG.format(http=http, modbus=modbus)
+        if args.metrics:
+            config += f'[metrics]\nlisten = "127.0.0.1:{metrics}"\n'
+        (work / "site.toml").write_text(config)
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         server = sep2gw(
             "sim-server", "--port", str(http), "--pki", str(work / "pki"), "--quiet", **quiet
@@ -141,6 +175,8 @@ def main() -> int:
                 time.sleep(1)
                 if gateway.poll() is not None:
                     raise RuntimeError(f"the gateway exited with {gateway.returncode}")
+                if args.metrics:
+                    scrape(metrics)
                 samples.append(rss_mb(gateway.pid))
         finally:
             for proc in (gateway, server, battery):
@@ -160,6 +196,7 @@ def main() -> int:
                 "rss_mb": round(peak, 1),
                 "rss_steady_mb": round(steady, 1),
                 "import_s": round(imported, 3),
+                "metrics": args.metrics,
             }
         )
     )

@@ -15,7 +15,8 @@ from typing import Any
 
 from sep2gw import __version__
 from sep2gw.commands import COMMANDS, load
-from sep2gw.exits import EXIT_CODES_HELP, OK, report_failure
+from sep2gw.diagnostics import DIAGNOSTICS_HELP, LoggingOptionsError, configure, split_options
+from sep2gw.exits import BAD_INPUT, EXIT_CODES_HELP, OK, report_failure
 
 __all__ = ["build_parser", "command_of", "main"]
 
@@ -56,7 +57,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sep2gw",
         description="IEEE 2030.5 DER client for battery gateways, with a replayable event log.",
-        epilog=EXIT_CODES_HELP,
+        epilog=f"{DIAGNOSTICS_HELP}\n{EXIT_CODES_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sep2gw {__version__}")
@@ -77,13 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is None:
         argv = sys.argv[1:]
+    try:
+        logging_options, argv = split_options(argv)
+    except LoggingOptionsError as exc:
+        print(f"sep2gw: {exc}", file=sys.stderr)
+        return BAD_INPUT
     command = command_of(argv)
     try:
         parser = build_parser(command if command in COMMANDS else "")
         args = parser.parse_args(argv)  # a usage error exits 2 (argparse), --help and --version 0
+        args.logging = logging_options
+        configure(logging_options)
         code: int = args.handler(args)
     except SystemExit:
         raise
+    except LoggingOptionsError as exc:
+        print(f"sep2gw {command or ''}: {exc}", file=sys.stderr)
+        return BAD_INPUT
     except BrokenPipeError:
         # `sep2gw log export … | head`: the reader went away; not an error of ours.
         sys.stderr.close()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -43,10 +43,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "LogConfig",
+    "LoggingConfig",
+    "MetricsConfig",
     "RatesConfig",
     "ServerConfig",
     "SiteConfig",
     "TlsConfig",
+    "is_loopback",
+    "parse_listen",
     "load_config",
     "parse_config",
 ]
@@ -114,6 +118,27 @@ class LogConfig(_Section, frozen=True, kw_only=True):
     max_bytes: int | None = None
 
 
+class LoggingConfig(_Section, frozen=True, kw_only=True):
+    """Diagnostics (Python ``logging``), not the event log: ``run``'s ``--log-level``, ``-v``/``-q``,
+    ``--log-file`` and ``--log-format`` win over these."""
+
+    level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
+    #: Also write diagnostics to this file (appended to), beside standard error.
+    file: str | None = None
+    #: ``json``: one JSON object per line (ts, level, logger, message, the log record's seq).
+    format: Literal["text", "json"] = "text"
+
+
+class MetricsConfig(_Section, frozen=True, kw_only=True):
+    """The local ``/metrics`` (Prometheus) and ``/health`` (JSON) endpoint; off unless ``listen``."""
+
+    #: ``HOST:PORT`` to serve on, e.g. ``"127.0.0.1:9108"``; empty (the default): no endpoint.
+    listen: str = ""
+    #: Serve on an address other than loopback. Anyone who reaches it reads the site's state and
+    #: limits: leave it off unless a firewall or a reverse proxy guards the port.
+    allow_remote: bool = False
+
+
 class Config(_Section, frozen=True, kw_only=True):
     server: ServerConfig
     tls: TlsConfig
@@ -121,6 +146,8 @@ class Config(_Section, frozen=True, kw_only=True):
     site: SiteConfig = SiteConfig()
     rates: RatesConfig = RatesConfig()
     log: LogConfig = LogConfig()
+    logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     base_dir: str = "."
 
     def path(self, relative: str) -> Path:
@@ -216,6 +243,7 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
             problems.append(f"rates.{key}: must be positive, got {value}")
     if config.log.max_bytes is not None and config.log.max_bytes < 1 << 20:
         problems.append("log.max_bytes: at least 1 MiB, or leave it out for no limit")
+    problems += metrics_problems(config.metrics)
     if check_files:
         files = [
             ("tls.certificate", config.tls.certificate),
@@ -231,7 +259,75 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         log_dir = config.path(config.log.path).parent
         if not log_dir.is_dir():
             problems.append(f"log.path: the folder {log_dir} does not exist")
+        if config.logging.file is not None:
+            folder = config.path(config.logging.file).parent
+            if not folder.is_dir():
+                problems.append(f"logging.file: the folder {folder} does not exist")
     return problems
+
+
+#: The metrics port in the examples and when ``listen`` names none (any free port will do).
+METRICS_PORT: Final = 9108
+
+
+class ListenAddress:
+    __slots__ = ("host", "port")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``HOST`` (port 9108) or ``:PORT`` (127.0.0.1); raises
+    ValueError saying what is wrong."""
+    text = text.strip()
+    host, port_text = text, str(METRICS_PORT)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r}: expected [IPv6]:PORT")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    host = host or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: the port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: the port {port} is not a TCP port")
+    return ListenAddress(host, port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def metrics_problems(metrics: MetricsConfig, key: str = "metrics.listen") -> list[str]:
+    """The endpoint's address parses, and is loopback unless the site allows another (issue 20:
+    off by default, loopback by default)."""
+    if not metrics.listen:
+        return []
+    try:
+        address = parse_listen(metrics.listen)
+    except ValueError as exc:
+        return [f"{key}: {exc}"]
+    if not is_loopback(address.host) and not metrics.allow_remote:
+        return [
+            f"{key}: {address.host} is not a loopback address; the endpoint shows the site's "
+            "state to anyone who reaches it: set metrics.allow_remote = true to serve there"
+        ]
+    return []
 
 
 def _check_host(host: str) -> list[str]:

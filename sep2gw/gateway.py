@@ -13,14 +13,15 @@ the old instance.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -38,7 +39,7 @@ from actors.hardware import HardwareActor, HardwareConfig
 from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
-from actors.mailbox import Latest
+from actors.mailbox import Latest, Watch
 from actors.messages import (
     ApplyLimits,
     ControlsInput,
@@ -56,7 +57,7 @@ from actors.responder import ResponderActor
 from actors.rng import RandomSource
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.base import Event, tag_of
-from events.envelope import Append
+from events.envelope import Append, Recorded
 from events.errors import LogFull
 from events.log_events import LOG_EVENT_TYPES, PreviousLogSetAside
 from events.log_lock import LogHolder, LogLock
@@ -67,10 +68,12 @@ from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
-from sep2gw.config import Config
+from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import PROFILES, Profile
+from sep2gw.record_log import RecordLog
+from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
@@ -78,7 +81,12 @@ from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context
 
+if TYPE_CHECKING:
+    from actors.http_endpoint import HttpEndpoint
+
 __all__ = ["Gateway", "GatewayOptions", "run_gateway"]
+
+logger = logging.getLogger(__name__)
 
 Connector = Callable[[], Awaitable[anyio.abc.ByteStream]]
 
@@ -157,7 +165,11 @@ class _Unit:
                 log_alarm.put(short_of_space)
 
         log = LogWriter(
-            g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm
+            g.store,
+            offload=offload,
+            inline_when_idle=not offload,
+            on_alarm=on_log_alarm,
+            on_records=g.observe,
         )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
@@ -374,6 +386,12 @@ class Gateway:
         if self.options.store is not None:
             self.store = self.options.store
         self.actors: dict[str, Any] = {}
+        #: The status fold over every record written (sep2gw.status), and its readers' view.
+        self._status = SiteStatus()
+        self._status_watch: Watch[SiteStatus] = Watch(self._status)
+        self._record_log = RecordLog()
+        #: The port ``/metrics`` and ``/health`` are served on once running (None: not served).
+        self.metrics_port: int | None = None
         #: Pricing → hardware (and the embedding runtime, by :meth:`prices_in_force`): the price in
         #: force per rate, as the log records it. Outlives a rebuild of the actors.
         self.prices: Latest[PricesInForce] = Latest()
@@ -435,6 +453,19 @@ class Gateway:
         self.rng = RandomSource(self.options.seed)
         if self._evidence:
             self.store = await self._open_trusted_log()
+        # What the log already says (the last run's polls, writes, alarms), before anything new.
+        if isinstance(self.store, SqliteEventStore) and self.options.log_in_thread:
+            self._status = await anyio.to_thread.run_sync(status_of_store, self.store)
+        else:
+            self._status = status_of_store(self.store)
+        self._status_watch.put(self._status)
+        logger.info(
+            "gateway starting: server %s%s, LFDI %s, log %s",
+            self.config.server.url,
+            self.config.server.dcap_path,
+            self.lfdi,
+            self.log_path if self._evidence else "handed in by the embedding application",
+        )
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
@@ -456,9 +487,13 @@ class Gateway:
                 every_s=CHECKPOINT_EVERY_S,
             )
         )
+        endpoint = self._metrics_endpoint()
         reason = "stopped"
         try:
             async with anyio.create_task_group() as group:
+                if endpoint is not None:
+                    # Outside the supervised unit: a scrape still answers while actors restart.
+                    self.metrics_port = await group.start(self._serve_metrics, endpoint)
                 if checkpoints is not None:
                     await group.start(checkpoints.run)
                 await supervisor.run(task_status=task_status)
@@ -469,6 +504,7 @@ class Gateway:
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
+            self._status_watch.close()  # state_changes() ends after the stop record
             if checkpoints is not None:
                 checkpoints.checkpoint_now()  # the last records are signed too
             if self._evidence:
@@ -479,12 +515,57 @@ class Gateway:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                     await self.driver.aclose()
 
+    def _metrics_endpoint(self) -> HttpEndpoint | None:
+        """The configured ``/metrics`` and ``/health`` endpoint (issue 20 point 2), or None."""
+        metrics = self.config.metrics
+        if not metrics.listen:
+            return None
+        # Only a gateway that serves metrics loads them (start-up budget, issue #7 scope 11).
+        from actors.http_endpoint import HttpEndpoint
+        from sep2gw.metrics import router
+
+        address = parse_listen(metrics.listen)
+        if not is_loopback(address.host):
+            logger.warning(
+                "metrics: serving on %s, not loopback (metrics.allow_remote): anyone who reaches "
+                "the port reads the site's state",
+                address,
+            )
+
+        def log_statistics() -> Any:
+            writer = self.actors.get("log")
+            return None if writer is None else writer.statistics()
+
+        route = router(
+            lambda: self._status,
+            lambda: self.clock.server_time(),
+            identity={
+                "version": __version__,
+                "lfdi": self.lfdi,
+                "profile": self.config.server.profile,
+                "nmi": self.config.site.nmi or "",
+            },
+            log=log_statistics,
+        )
+        return HttpEndpoint(address.host, address.port, route)
+
+    async def _serve_metrics(
+        self, endpoint: HttpEndpoint, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await endpoint.run(task_status=task_status)
+        except OSError as exc:
+            raise ConfigError(
+                "metrics.listen",
+                [f"cannot serve on {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"],
+            ) from None
+
     def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
         """Record the process's own story. A full log does not stop the gateway (issue 16 point
         5): the record is not written and the alarm line says so."""
         reading = self.clock.read()
         try:
-            self.store.append(
+            records = self.store.append(
                 [
                     Append(
                         stream=RUNTIME_STREAM,
@@ -496,6 +577,35 @@ class Gateway:
             )
         except LogFull as exc:
             self.options.on_alarm(f"not recorded ({type(event).__name__}): {exc}")
+        else:
+            self.observe(records)
+
+    def observe(self, records: Sequence[Recorded]) -> None:
+        """Fold records just made durable into the status (the log writer calls it; so does the
+        gateway's own append): one source for ``status``, the metrics and ``state_changes``."""
+        status = self._status
+        for record in records:
+            status = evolve(status, record)
+        self._status = status
+        self._status_watch.put(status)
+        self._record_log.emit(records)
+
+    @property
+    def status(self) -> SiteStatus:
+        """The status as of the newest record written (``sep2gw.status.SiteStatus``)."""
+        return self._status
+
+    def state_changes(self) -> AsyncIterator[SiteStatus]:
+        """The status now, then each time records change it (issue 20 point 2)::
+
+            async for status in gateway.state_changes():
+                print(status.registration, status.comms, status.limits)
+
+        Latest-value semantics: a consumer slower than the gateway sees only the newest status
+        when it asks again, never a queue; it never holds the gateway up. Any number of consumers
+        may follow at once. The iteration ends when the gateway stops, after the status that
+        holds its stop record."""
+        return self._status_watch.follow()
 
     async def _record_failure(self, event: ActorFailed) -> None:
         self._append(event)

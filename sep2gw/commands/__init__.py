@@ -19,6 +19,10 @@ __all__ = ["COMMANDS", "COMMAND_MODULES", "load"]
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "run": ("run", "run the gateway (no arguments: the embedded demo on loopback)"),
     "log": ("log", "inspect, tail, export and verify an event log (read-only)"),
+    "status": (
+        "status",
+        "is a gateway running on a log; registration, comms, limits, last poll/post/write, alarms",
+    ),
     "replay": ("forensics", "rebuild the state at any instant and print the log as a timeline"),
     "explain": (
         "forensics",

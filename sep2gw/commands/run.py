@@ -24,13 +24,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 
 from events.control_events import CommsLost
 from events.envelope import Recorded
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
-from sep2gw.config import Config, ConfigError, load_config, parse_config
+from sep2gw.config import (
+    Config,
+    ConfigError,
+    MetricsConfig,
+    load_config,
+    metrics_problems,
+    parse_config,
+)
+from sep2gw.diagnostics import LoggingOptions
+from sep2gw.diagnostics import configure as configure_logging
 from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
 from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
@@ -98,6 +108,15 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the timeline")
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help=(
+            "serve /metrics (Prometheus) and /health (JSON) there, e.g. 127.0.0.1:9108 "
+            "(default: the configuration's metrics.listen, off unless set; loopback only unless "
+            "metrics.allow_remote)"
+        ),
+    )
+    parser.add_argument(
         "--loop",
         choices=("asyncio", "trio"),
         help="event loop of a --config run (default asyncio; the demo runs on trio)",
@@ -115,6 +134,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is None and args.loop is not None:
         print("sep2gw run: --loop is for --config runs (the demo runs on trio)", file=sys.stderr)
         return 2
+    if args.metrics is not None and (
+        problems := metrics_problems(MetricsConfig(listen=args.metrics), key="--metrics")
+    ):
+        print(f"sep2gw run: {'; '.join(problems)}", file=sys.stderr)
+        return BAD_INPUT
     if args.speed is None:
         args.speed = DEMO_SPEED
     if args.speed <= 0 or not math.isfinite(args.speed):
@@ -127,10 +151,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         return BAD_INPUT
     try:
+        options = getattr(args, "logging", None) or LoggingOptions()
         if args.config is not None:
-            config = load_config(args.config)
+            config = with_metrics(load_config(args.config), args.metrics)
+            # The configuration's [logging], where the command line did not say; record
+            # messages on the console only when the timeline is not printed there.
+            configure_logging(
+                options,
+                configured_level=config.logging.level,
+                configured_file=(
+                    None if config.logging.file is None else config.path(config.logging.file)
+                ),
+                configured_format=config.logging.format,
+                console_records=args.quiet,
+            )
             _preflight(config, str(args.config))
             return anyio.run(_run_configured, config, args, backend=args.loop or "asyncio")
+        configure_logging(options, console_records=args.quiet)
         return _start_demo(args)
     except ConfigError as exc:
         print(f"sep2gw run: {exc}", file=sys.stderr)
@@ -143,6 +180,17 @@ def _run(args: argparse.Namespace) -> int:
         return BAD_INPUT
     # Anything else (a log another gateway holds, a damaged log, a disk full) is reported by the
     # CLI's one failure path, unwrapped from the task groups: sep2gw.exits.
+
+
+def with_metrics(config: Config, listen: str | None) -> Config:
+    """``config`` with ``--metrics`` in place of ``metrics.listen``, checked as the file's is."""
+    if listen is None:
+        return config
+    metrics = msgspec.structs.replace(config.metrics, listen=listen)
+    problems = metrics_problems(metrics, key="--metrics")
+    if problems:
+        raise ConfigError("command line", problems)
+    return msgspec.structs.replace(config, metrics=metrics)
 
 
 def _preflight(config: Config, source: str) -> None:
@@ -278,6 +326,13 @@ async def _print_timeline(path: Path, printer: TimelinePrinter) -> None:
                 reader.close()
 
 
+def _say_metrics(gateway: Gateway) -> None:
+    if gateway.metrics_port is not None:
+        host = gateway.config.metrics.listen.rpartition(":")[0] or "127.0.0.1"
+        base = f"http://{host}:{gateway.metrics_port}"
+        print(f"sep2gw: metrics {base}/metrics, health {base}/health", flush=True)
+
+
 async def _run_configured(config: Config, args: argparse.Namespace) -> int:
     log_path = config.path(config.log.path)
     # Made before any task group: a refusal (the log held by another gateway, a damaged log) is
@@ -295,6 +350,7 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
             )
             nursery.start_soon(_print_timeline, log_path, printer)
         async with gateway:
+            _say_metrics(gateway)
             if args.duration is not None:
                 await anyio.sleep(args.duration)
             else:
@@ -334,7 +390,9 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
             http_port=http_port, modbus_port=modbus_port, pin=_pin_line(scenario), log=log_name
         )
         (workdir / "demo.toml").write_text(text)
-        config = parse_config(text, source=str(workdir / "demo.toml"), base_dir=workdir)
+        config = with_metrics(
+            parse_config(text, source=str(workdir / "demo.toml"), base_dir=workdir), args.metrics
+        )
         print(
             f"utility server https://127.0.0.1:{http_port}/dcap (mutual TLS), "
             f"battery modbus://127.0.0.1:{modbus_port}",
@@ -346,7 +404,8 @@ async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
         if not args.quiet:
             printer = TimelinePrinter(_timeline(telemetry_every_s=15), quiet=args.quiet)
             nursery.start_soon(_print_timeline, log_path, printer)
-        async with Gateway(config):
+        async with Gateway(config) as gateway:
+            _say_metrics(gateway)
             await anyio.sleep(duration)
         await anyio.sleep(0.3)  # let the printer catch the last records
         nursery.cancel_scope.cancel()

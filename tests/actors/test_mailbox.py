@@ -42,3 +42,56 @@ async def test_wait_returns_once_a_value_is_there_without_taking_it(
     await box.wait()  # at once: a value is waiting
     assert box.take_nowait() == 7
     assert not box.fresh
+
+
+async def test_watch_slow_reader_sees_only_the_newest_value_and_never_holds_the_writer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Issue 20 point 2: the status followed by any number of readers; a reader busy while
+    many values are put gets the newest at its next step, and ``put`` never waits."""
+    from actors.mailbox import Watch
+
+    watch: Watch[int] = Watch(0)
+    fast: list[int] = []
+    slow: list[int] = []
+
+    async def follow(into: list[int], pause_s: float) -> None:
+        async for value in watch.follow():
+            into.append(value)
+            if value == 100:
+                return
+            await anyio.sleep(pause_s)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(follow, fast, 0)
+        group.start_soon(follow, slow, 10)
+        await anyio.sleep(1)
+        for value in range(1, 101):
+            watch.put(value)  # synchronous: nothing to wait for, whatever the readers do
+            await anyio.sleep(0.5)
+    assert fast == list(range(101))
+    assert slow[0] == 0 and slow[-1] == 100
+    assert len(slow) < 15  # skipped what it was too slow for; no queue grew behind it
+    assert slow == sorted(slow)
+    assert watch.version == 100 and watch.peek() == 100
+
+
+async def test_a_closed_watch_ends_its_readers_after_the_last_value(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from actors.mailbox import Watch
+
+    watch: Watch[int] = Watch(0)
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for value in watch.follow():
+            seen.append(value)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(follow)
+        await anyio.sleep(1)
+        watch.put(1)
+        watch.put(2)
+        watch.close()  # the reader still gets 2, then its loop ends (the group can exit)
+    assert seen == [0, 2]

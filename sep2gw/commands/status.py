@@ -1,0 +1,176 @@
+"""``sep2gw status LOG``: is a gateway running on this log, and what is it doing (issue 20 point 2).
+
+Read-only, safe on a live log: whether a gateway runs is the writer lock's answer (its holder: PID,
+host, start), the rest is the log's (``sep2gw.status``: registration, comms, limits in force, last
+poll and post, last battery write, the newest measurement, alarms), each with the record it comes
+from. Nothing is shown that the log does not hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from events.errors import EventLogError
+from events.log_lock import holder_of
+from events.registry import CATALOGUE
+from events.sqlite_store import SqliteEventStore
+from sep2gw.exits import BAD_INPUT, OK
+from sep2gw.status import SiteStatus, iso, problems, status_of_store
+from sep2gw.timeline import describe_settings, whole
+
+__all__ = ["register"]
+
+HELP = "is a gateway running on a log; registration, comms, limits, last poll/post/write, alarms"
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "status",
+        help=HELP,
+        description=(
+            "Say whether a gateway is writing LOG now (its writer lock: PID, host, start) and what "
+            "the log says it is doing. Read-only; safe while the gateway runs."
+        ),
+    )
+    parser.add_argument("path", type=Path, metavar="LOG", help="the gateway's event log")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if not path.is_file():
+        print(f"sep2gw status: {path}: no such log file", file=sys.stderr)
+        return BAD_INPUT
+    holder = holder_of(path)
+    try:
+        # A live writer's newest records are in its WAL: read them through SQLite's shared memory.
+        with SqliteEventStore(path, CATALOGUE, readonly=True, follow=holder is not None) as store:
+            status = status_of_store(store)
+    except EventLogError as exc:
+        print(f"sep2gw status: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    running = _running(status, holder)
+    if args.json:
+        document = {
+            "log": str(path),
+            "running": holder is not None,
+            "holder": holder,
+            "process": running,
+            "problems": problems(status),
+            **msgspec.to_builtins(status),
+        }
+        print(json.dumps(document, indent=2))
+        return OK
+    print(f"{path}: {running}")
+    for label, value in _lines(status):
+        print(f"  {label:<14}{value}")
+    return OK
+
+
+def _running(status: SiteStatus, holder: str | None) -> str:
+    if holder is not None:
+        return f"RUNNING ({holder})"
+    if status.started is None:
+        return "not running (the log records no gateway start)"
+    if status.stopped is None:
+        return (
+            f"NOT RUNNING, and the gateway started at {iso(status.started.at_s)} has no stop "
+            "record: it was killed or crashed (or the power failed)"
+        )
+    return f"not running; stopped at {iso(status.stopped.at_s)}: {status.stopped.what}"
+
+
+def _lines(status: SiteStatus) -> list[tuple[str, str]]:
+    lines: list[tuple[str, str]] = []
+    if status.started is not None:
+        lines.append(
+            ("software", f"sep2gw {status.software_version}, started {iso(status.started.at_s)}")
+        )
+    registration: str = status.registration
+    if status.registration == "halted":
+        registration = f"HALTED at {status.registration_step}: {status.registration_halted}"
+    elif status.registration == "in progress" and status.registration_step:
+        registration += f" (last step done: {status.registration_step})"
+    lines.append(("registration", registration))
+    comms = {"unknown": "unknown (no exchange with the server yet)", "up": "up", "lost": "LOST"}[
+        status.comms
+    ]
+    if status.comms_since_s is not None:
+        comms += f" since {iso(status.comms_since_s)}"
+    if status.comms_reason:
+        comms += f" ({status.comms_reason})"
+    lines.append(("comms", comms))
+    if status.limits_since_s is None:
+        lines.append(("limits", "none received"))
+    else:
+        sources = sorted(set(status.limit_sources.values()))
+        lines.append(
+            (
+                "limits",
+                f"{describe_settings(status.limits)} since {iso(status.limits_since_s)}"
+                + (f" (from {', '.join(sources)})" if sources else ""),
+            )
+        )
+    lines.append(("last poll", _stamped(status.last_poll)))
+    lines.append(("last post", _stamped(status.last_post)))
+    write = status.last_write
+    if write is None:
+        lines.append(("battery write", "none"))
+    else:
+        what = (
+            f"setpoint {whole(write.setpoint_w)} W written"
+            if write.wrote and write.setpoint_w is not None
+            else ("written" if write.wrote else "nothing to write (within the limits)")
+        )
+        if write.site_limit_met is False:
+            what += "; site limit NOT met"
+        elif write.site_limit_met:
+            what += "; site limit met"
+        lines.append(("battery write", f"{iso(write.at_s)} {what} (record {write.seq})"))
+    m = status.measured
+    if m is not None:
+        parts = [
+            f"{name} {whole(value)} {unit}"
+            for name, value, unit in (
+                ("site", m.site_w, "W"),
+                ("battery", m.der_w, "W"),
+                ("SoC", m.soc_pct, "%"),
+            )
+            if value is not None
+        ]
+        lines.append(("measured", f"{', '.join(parts) or 'nothing'} at {iso(m.at_s)}"))
+    if status.device_state is not None or status.device_connected is not None:
+        connected = {True: "connected", False: "DISCONNECTED", None: "connection unknown"}
+        lines.append(
+            (
+                "battery",
+                f"{(status.device_state or 'state unknown')}, {connected[status.device_connected]}",
+            )
+        )
+    found = problems(status)
+    lines.append(("alarms", "none" if not found else found[0]))
+    lines.extend(("", more) for more in found[1:])
+    if status.actor_failures:
+        assert status.last_failure is not None
+        lines.append(
+            (
+                "restarts",
+                f"{status.actor_failures}; last at {iso(status.last_failure.at_s)}: "
+                f"{status.last_failure.what}",
+            )
+        )
+    lines.append(("log", f"record {status.seq}, newest at {iso(status.at_s)}"))
+    return lines
+
+
+def _stamped(stamp: Any) -> str:
+    if stamp is None:
+        return "none"
+    return f"{iso(stamp.at_s)} {stamp.what} (record {stamp.seq})"
