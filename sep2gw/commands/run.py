@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
+from actors.sd_notify import SystemdNotifier, watchdog_interval_s
 from events.control_events import CommsLost
 from events.envelope import Recorded
 from events.errors import EventLogError
@@ -287,6 +289,7 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
         f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
         flush=True,
     )
+    notifier = SystemdNotifier.from_environ(os.environ)
     async with anyio.create_task_group() as nursery:
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
@@ -294,14 +297,64 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
                 _timeline(), quiet=args.quiet, on_comms_lost=probe_command(config)
             )
             nursery.start_soon(_print_timeline, log_path, printer)
-        async with gateway:
-            if args.duration is not None:
-                await anyio.sleep(args.duration)
-            else:
-                await anyio.sleep_forever()
+        with notifier:
+            async with gateway:
+                # Ready (docs/service.md): the log verified and open, the start recorded, every
+                # actor started (what the log says is in force already applied, PROTOCOL.md §4
+                # rule 13). Registration with the server comes after, shown in STATUS= lines.
+                if notifier.enabled:
+                    await _notify_systemd(nursery, notifier, log_path)
+                try:
+                    if args.duration is not None:
+                        await anyio.sleep(args.duration)
+                    else:
+                        await anyio.sleep_forever()
+                finally:
+                    notifier.stopping()  # before the gateway's own stop: flush, sign, unlock
         nursery.cancel_scope.cancel()
     print(f"sep2gw: stopped; the log is {log_path} (check it with: sep2gw log verify {log_path})")
     return 0
+
+
+#: How often the service status line is refreshed from the log (seconds).
+STATUS_EVERY_S = 2.0
+
+
+async def _notify_systemd(
+    nursery: anyio.abc.TaskGroup, notifier: SystemdNotifier, log_path: Path
+) -> None:
+    """Tell systemd the gateway is ready, then keep its watchdog fed from this event loop and
+    its status line current (registration, comms, limits in force; ``sep2gw.service_status``)."""
+    from sep2gw.service_status import ServiceStatus
+
+    status = ServiceStatus()
+    reader = SqliteEventStore(log_path, CATALOGUE, readonly=True, follow=True)
+    after = 0
+
+    def refresh() -> str:
+        nonlocal after
+        for record in reader.read(after + 1):
+            after = record.seq
+            status.update(record)
+        return status.line()
+
+    notifier.ready(refresh())
+    interval = watchdog_interval_s(os.environ, os.getpid())
+    if interval is not None:
+        nursery.start_soon(notifier.run_watchdog, interval)
+
+    async def follow() -> None:
+        try:
+            while True:
+                await anyio.sleep(STATUS_EVERY_S)
+                try:
+                    notifier.status(refresh())
+                except EventLogError:
+                    return  # the status line is advice; the gateway's own checks guard the log
+        finally:
+            reader.close()
+
+    nursery.start_soon(follow)
 
 
 async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:
