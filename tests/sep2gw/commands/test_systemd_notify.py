@@ -38,7 +38,7 @@ def test_a_configured_run_notifies_ready_watchdog_and_stopping(tmp_path: Path) -
                 **os.environ,
                 "PYTHONPATH": str(ROOT),
                 "NOTIFY_SOCKET": notify,
-                "WATCHDOG_USEC": "200000",  # pinged every 0.1 s
+                "WATCHDOG_USEC": "600000",  # pinged every 0.3 s
             },
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -52,11 +52,11 @@ def test_a_configured_run_notifies_ready_watchdog_and_stopping(tmp_path: Path) -
     assert messages[0].startswith("READY=1\nSTATUS=")
     assert "comms" in messages[0]
     pings = messages.count("WATCHDOG=1")
-    assert 4 <= pings <= 30, messages
+    assert 2 <= pings <= 8, messages  # the socket queues 10 datagrams (net.unix.max_dgram_qlen)
     # STOPPING=1 comes before the gateway's own stop (flush, sign, unlock), which the watchdog
     # still covers: after it, only pings.
     stopping = [i for i, m in enumerate(messages) if m.startswith("STOPPING=1\n")]
-    assert len(stopping) == 1, messages
+    assert len(stopping) == 1, "|".join(messages)
     assert set(messages[stopping[0] + 1 :]) <= {"WATCHDOG=1"}
     # Ready meant the start was already recorded in the log.
     with SqliteEventStore(tmp_path / "site.sep2gw", CATALOGUE, readonly=True) as store:
