@@ -16,7 +16,6 @@ systemd kills and restarts the gateway, which is what the watchdog is for.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Mapping
 from typing import Final
