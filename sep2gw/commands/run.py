@@ -96,7 +96,9 @@ def register(commands: Any) -> None:
         help="demo only: where the PKI and log go",
     )
     parser.add_argument(
-        "--scenario", type=Path, help="demo only: a scenario file instead of the built-in one"
+        "--scenario",
+        help="demo only: a scenario file or library name (sep2gw sim --list) instead of the "
+        "built-in one",
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the timeline")
     parser.add_argument(
@@ -171,10 +173,11 @@ def _start_demo(args: argparse.Namespace) -> int:
     import trio
     import trio.testing
 
-    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+    from sep2gw.simserver import ScenarioError, demo_scenario
+    from sep2gw.simserver.library import resolve_scenario
 
     try:
-        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        scenario = resolve_scenario(args.scenario) if args.scenario else demo_scenario()
         # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
         return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
     except ScenarioError as exc:
