@@ -51,7 +51,9 @@ __all__ = [
     "parse_config",
 ]
 
-Profile = Literal["2018", "csip", "csip-aus", "sapn"]
+#: The canonical names (``sep2gw.profiles``), then ``"2018"``: the old name of ``"2030.5"``,
+#: accepted with a warning.
+Profile = Literal["2030.5", "csip", "csip-aus", "sapn", "2018"]
 
 
 class ConfigError(ValueError):

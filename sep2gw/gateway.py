@@ -68,7 +68,7 @@ from sep2gw import __version__
 from sep2gw.config import Config
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
-from sep2gw.profiles import PROFILES, Profile
+from sep2gw.profiles import Profile, profile_named
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
@@ -154,7 +154,9 @@ class _Unit:
                 short_of_space += 1
                 log_alarm.put(short_of_space)
 
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
+        log = LogWriter(
+            g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm
+        )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
@@ -300,7 +302,7 @@ class Gateway:
     ) -> None:
         self.config = config
         self.options = options or GatewayOptions()
-        self.profile: Profile = PROFILES[config.server.profile]
+        self.profile: Profile = profile_named(config.server.profile)
         #: A driver made here from the configuration is the gateway's to close; one handed in
         #: stays the embedding application's.
         self._owns_driver = driver is None

@@ -62,13 +62,13 @@ def register(commands: Any) -> None:
     sub = parser.add_subparsers(dest="log_command", metavar="ACTION", required=True)
 
     inspect = sub.add_parser("inspect", help="counts by type and stream, time span, size, head")
-    inspect.add_argument("path", type=Path)
+    inspect.add_argument("path", type=Path, help="the event log file (SQLite)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--streams", type=int, default=20, help="how many streams to list")
     inspect.set_defaults(handler=_inspect)
 
     tail = sub.add_parser("tail", help="print the newest records")
-    tail.add_argument("path", type=Path)
+    tail.add_argument("path", type=Path, help="the event log file (SQLite)")
     tail.add_argument("-n", type=int, default=10, help="how many records (default 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     tail.add_argument(
@@ -77,8 +77,10 @@ def register(commands: Any) -> None:
     tail.set_defaults(handler=_tail)
 
     export = sub.add_parser("export", help="write every record as JSON Lines or CSV")
-    export.add_argument("path", type=Path)
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("path", type=Path, help="the event log file (SQLite)")
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+    )
     export.add_argument(
         "-o", "--output", type=Path, help="file to write (default: standard output)"
     )
@@ -90,7 +92,7 @@ def register(commands: Any) -> None:
         help="check sequence, bodies, hash chain, snapshots and signed checkpoints; exit 0 only "
         "if intact",
     )
-    verify.add_argument("path", type=Path)
+    verify.add_argument("path", type=Path, help="the event log file (SQLite)")
     verify.add_argument(
         "--certificate",
         type=Path,
@@ -116,7 +118,7 @@ def register(commands: Any) -> None:
     anchor = sub.add_parser(
         "anchor", help="sign a statement of the log's head with the device key, to keep off site"
     )
-    anchor.add_argument("path", type=Path)
+    anchor.add_argument("path", type=Path, help="the event log file (SQLite)")
     anchor.add_argument(
         "--config", type=Path, help="site configuration: the device key and certificate of 'run'"
     )

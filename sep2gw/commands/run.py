@@ -35,7 +35,13 @@ from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config, ConfigError, load_config, parse_config
 from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
-from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
+from sep2gw.preflight import (
+    PreflightFailed,
+    check_driver,
+    check_identity,
+    check_profile,
+    errors_of,
+)
 from sep2gw.stopping import stop_on_signals
 
 if TYPE_CHECKING:
@@ -155,6 +161,7 @@ def _preflight(config: Config, source: str) -> None:
     findings = [
         *check_identity(config, now=time.time(), environ=os.environ),
         *check_driver(config),
+        *check_profile(config),
     ]
     for warning in (f for f in findings if f.warning):
         print(f"sep2gw run: {warning}", file=sys.stderr)
