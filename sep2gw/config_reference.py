@@ -82,7 +82,7 @@ def _unwrap(t: mi.Type) -> tuple[mi.Type, dict[str, Any], str]:
     return t, extra, description
 
 
-def _declared_literal(cls: type, name: str) -> tuple[object, ...]:
+def _declared_literal(cls: type, name: str) -> tuple[str | int | bool | None, ...]:
     """A Literal's values in the order the model declares them (``inspect`` sorts them): the
     canonical names first, a deprecated alias last."""
     hint = typing.get_type_hints(cls, include_extras=True)[name]
