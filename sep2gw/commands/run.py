@@ -338,7 +338,14 @@ async def _notify_systemd(
     from sep2gw.service_status import ServiceStatus
 
     status = ServiceStatus()
-    reader = SqliteEventStore(log_path, CATALOGUE, readonly=True, follow=True)
+    interval = watchdog_interval_s(os.environ, os.getpid())
+    if interval is not None:
+        nursery.start_soon(notifier.run_watchdog, interval)
+    try:
+        reader = SqliteEventStore(log_path, CATALOGUE, readonly=True, follow=True)
+    except EventLogError as exc:  # the status line is advice: ready all the same
+        notifier.ready(f"running; status unavailable: {exc}")
+        return
     after = 0
 
     def refresh() -> str:
@@ -349,9 +356,6 @@ async def _notify_systemd(
         return status.line()
 
     notifier.ready(refresh())
-    interval = watchdog_interval_s(os.environ, os.getpid())
-    if interval is not None:
-        nursery.start_soon(notifier.run_watchdog, interval)
 
     async def follow() -> None:
         try:
