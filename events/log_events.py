@@ -14,6 +14,7 @@ __all__ = [
     "LogSetAsideReported",
     "LogShort",
     "LogShed",
+    "PreviousLogArchived",
     "PreviousLogSetAside",
     "Snapshot",
     "snapshot_stream",
@@ -73,6 +74,23 @@ class PreviousLogSetAside(Event, frozen=True, kw_only=True, tag="log.previous_se
     finding: str
 
 
+class PreviousLogArchived(Event, frozen=True, kw_only=True, tag="log.previous_archived.v1"):
+    """The first record of a log started by rotation (``sep2gw log rotate``): the previous log
+    verified, ending at record ``head_seq`` with hash ``head_hash`` (hex), written at server time
+    ``head_time_s``, and was archived, read-only, as ``archived_as`` (a path relative to this log's
+    folder when it is in the same folder, else absolute). The two logs are one chain of evidence:
+    ``sep2gw log verify NEW --previous ARCHIVE`` checks the archive still ends with that head.
+
+    Nothing is folded across the boundary: a gateway started on the new log rediscovers its
+    schedule from the server, as after a log set aside."""
+
+    archived_as: str
+    head_seq: int
+    head_hash: str
+    head_time_s: float
+    records: int
+
+
 class LogSetAsideReported(Event, frozen=True, kw_only=True, tag="log.set_aside_reported.v1"):
     """The alarm for :class:`PreviousLogSetAside` (record ``set_aside_seq``) was POSTed as a
     LogEvent to the EndDevice's LogEventList ``href`` (PROTOCOL.md §2.9) with ``details`` and
@@ -111,5 +129,6 @@ LOG_EVENT_TYPES: tuple[type[Event], ...] = (
     PreviousLogSetAside,
     LogSetAsideReported,
     LogShort,
+    PreviousLogArchived,
     LogShed,
 )

@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -55,7 +55,9 @@ __all__ = [
     "parse_config",
 ]
 
-Profile = Literal["2018", "csip", "csip-aus", "sapn"]
+#: The canonical names (``sep2gw.profiles``), then ``"2018"``: the old name of ``"2030.5"``,
+#: accepted with a warning.
+Profile = Literal["2030.5", "csip", "csip-aus", "sapn", "2018"]
 
 
 class ConfigError(ValueError):
@@ -67,88 +69,214 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+def _key(meaning: str, *, kind: str | None = None) -> msgspec.Meta:
+    """A key's documentation, which the configuration reference (docs/configuration.md) is
+    generated from (``scripts/gen_config_reference.py``): what it means and, where the Python type
+    says too little (a path, a port, a range checked below), how a user should read its type."""
+    return msgspec.Meta(description=meaning, extra={} if kind is None else {"kind": kind})
+
+
 class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Unknown keys are errors: a misspelt key silently ignored is how a site runs on defaults."""
 
 
 class ServerConfig(_Section, frozen=True, kw_only=True):
-    url: str
-    dcap_path: str = "/dcap"
-    pin: int | None = None
-    profile: Profile = "csip-aus"
-    http2: bool = True
-    register_in_band: bool = True
-    request_timeout_s: float = 30.0
+    url: Annotated[
+        str, _key("`https://host[:port]` of the server; 2030.5 requires TLS", kind="URL")
+    ]
+    dcap_path: Annotated[str, _key("path of the DeviceCapability resource; starts with `/`")] = (
+        "/dcap"
+    )
+    pin: Annotated[
+        int | None,
+        _key(
+            "the registration PIN as the utility issues it: 5 digits and a check digit "
+            "(`111115`); compared with the server's Registration.pIN. Leave it out when there is "
+            "none: the server's PIN is then recorded with a warning instead of compared",
+            kind="6-digit integer",
+        ),
+    ] = None
+    profile: Annotated[
+        Profile,
+        _key(
+            "which profile's identity and Response rules apply (the names `--profile` takes "
+            'too); `"2018"`, the old name of `"2030.5"`, is still accepted with a warning'
+        ),
+    ] = "csip-aus"
+    http2: Annotated[bool, _key("offer HTTP/2 by ALPN (HTTP/1.1 is always offered)")] = True
+    register_in_band: Annotated[
+        bool, _key("create the EndDevice by POST when the server does not know it")
+    ] = True
+    request_timeout_s: Annotated[
+        float, _key("deadline of one HTTP request (and of connecting)", kind="seconds > 0")
+    ] = 30.0
 
 
 class TlsConfig(_Section, frozen=True, kw_only=True):
-    certificate: str
-    key: str
-    ca: str
-    key_password_env: str | None = None
-    extra_ciphers: list[str] = []
+    certificate: Annotated[
+        str,
+        _key("PEM chain: the device certificate first, then its MICA/MCA", kind="path"),
+    ]
+    key: Annotated[
+        str,
+        _key(
+            "PEM private key of the device certificate: ECDSA P-256; keep it `chmod 600`",
+            kind="path",
+        ),
+    ]
+    ca: Annotated[
+        str, _key("PEM root(s) (the SERCA) the server's chain must verify against", kind="path")
+    ]
+    key_password_env: Annotated[
+        str | None,
+        _key(
+            "name of the environment variable holding the key's password; required for an "
+            "encrypted key (sep2gw never prompts)"
+        ),
+    ] = None
+    extra_ciphers: Annotated[
+        list[str],
+        _key(
+            "extra OpenSSL cipher suites, for test servers only (logged); 2030.5 allows only "
+            "ECDHE-ECDSA-AES128-CCM8"
+        ),
+    ] = []
 
 
 class SiteConfig(_Section, frozen=True, kw_only=True):
-    nmi: str | None = None
-    time_zone: str = "UTC"
-    #: IANA Private Enterprise Number written into the mRIDs we create (MirrorUsagePoints).
-    pen: int = 0
-    #: DeviceCategoryType bitmap of our EndDevice; bit 25 = "Other Storage System".
-    device_category: int = 1 << 25
+    nmi: Annotated[
+        str | None, _key("the site's 10 or 11 character NMI (CSIP-AUS connection point)")
+    ] = None
+    time_zone: Annotated[str, _key("the site's zone", kind="IANA zone name")] = "UTC"
+    pen: Annotated[
+        int,
+        _key(
+            "IANA Private Enterprise Number written into the mRIDs the gateway creates "
+            "(MirrorUsagePoints)",
+            kind="0..2³²−1",
+        ),
+    ] = 0
+    device_category: Annotated[
+        int,
+        _key(
+            'DeviceCategoryType bitmap of the EndDevice; bit 25 (`33554432`) is "Other Storage '
+            'System"',
+            kind="bitmap",
+        ),
+    ] = 1 << 25
 
 
 class BatteryConfig(_Section, frozen=True, kw_only=True):
-    driver: Literal["sunspec", "tags", "simulated"]
-    host: str | None = None
-    port: int = 502
-    unit_id: int = 1
-    timeout_s: float = 3.0
-    tag_map: str | None = None
+    driver: Annotated[
+        Literal["sunspec", "tags", "simulated"],
+        _key(
+            "`sep2gw run` drives `sunspec`; the others are driver objects an embedding "
+            "application hands in (`Gateway(config, driver=...)`)"
+        ),
+    ]
+    host: Annotated[
+        str | None,
+        _key(
+            "the SunSpec Modbus TCP device (required for `sunspec`)",
+            kind="IP address or host name",
+        ),
+    ] = None
+    port: Annotated[int, _key("its TCP port", kind="1..65535")] = 502
+    unit_id: Annotated[int, _key("its Modbus unit id", kind="0..255")] = 1
+    timeout_s: Annotated[float, _key("deadline of one Modbus request", kind="seconds > 0")] = 3.0
+    tag_map: Annotated[
+        str | None, _key("the tag map of the `tags` driver (required for it)", kind="path")
+    ] = None
 
 
 class RatesConfig(_Section, frozen=True, kw_only=True):
-    default_poll_s: int = 300
-    default_post_s: int = 300
-    telemetry_sample_s: float = 5.0
+    default_poll_s: Annotated[
+        int, _key("poll period when the server gives no pollRate", kind="seconds > 0")
+    ] = 300
+    default_post_s: Annotated[
+        int, _key("reading post period when the server gives no postRate", kind="seconds > 0")
+    ] = 300
+    telemetry_sample_s: Annotated[float, _key("battery sampling period", kind="seconds > 0")] = 5.0
 
 
 class LogConfig(_Section, frozen=True, kw_only=True):
-    path: str = "sep2gw.sep2gw"
-    max_bytes: int | None = None
+    """Rotation that keeps the evidence (`sep2gw log rotate`) and how much disk a site needs are
+    in [running it as a service](service.md#log-growth-and-rotation)."""
+
+    path: Annotated[
+        str,
+        _key(
+            "the event log (one SQLite file); its folder must exist and be writable. One gateway "
+            "per log: the running one holds `<path>.lock`, and a second is refused naming it",
+            kind="path",
+        ),
+    ] = "sep2gw.sep2gw"
+    max_bytes: Annotated[
+        int | None,
+        _key(
+            "the most the log's files may take on disk, its `-wal` and `-shm` included; none: "
+            "no limit but the disk. Reaching it (or a full disk) is a degraded mode, not an exit: "
+            "below a 256 KiB reserve telemetry detail is no longer recorded (counted, and the "
+            "count recorded as `log.shed.v1` when space returns); control decisions are still "
+            "recorded into the reserve, and wait (not acted on) if even that is gone, while the "
+            "battery keeps the limits in force; an `ALARM:` line goes to standard error and a "
+            "`LOG_FULL` LogEvent to the utility. It does not rotate: see `sep2gw log rotate`",
+            kind="bytes ≥ 1 MiB (1048576)",
+        ),
+    ] = None
 
 
 class LoggingConfig(_Section, frozen=True, kw_only=True):
     """Diagnostics (Python ``logging``), not the event log: ``run``'s ``--log-level``, ``-v``/``-q``,
     ``--log-file`` and ``--log-format`` win over these."""
 
-    level: Literal["debug", "info", "warning", "error", "critical"] = "warning"
-    #: Also write diagnostics to this file (appended to), beside standard error.
-    file: str | None = None
-    #: ``json``: one JSON object per line (ts, level, logger, message, the log record's seq).
-    format: Literal["text", "json"] = "text"
+    level: Annotated[
+        Literal["debug", "info", "warning", "error", "critical"],
+        _key("the least severe diagnostics written"),
+    ] = "warning"
+    file: Annotated[
+        str | None,
+        _key("also write diagnostics to this file (appended to), beside standard error", kind="path"),
+    ] = None
+    format: Annotated[
+        Literal["text", "json"],
+        _key("`json`: one JSON object per line (ts, level, logger, message, the log record's seq)"),
+    ] = "text"
 
 
 class MetricsConfig(_Section, frozen=True, kw_only=True):
     """The local ``/metrics`` (Prometheus) and ``/health`` (JSON) endpoint; off unless ``listen``."""
 
-    #: ``HOST:PORT`` to serve on, e.g. ``"127.0.0.1:9108"``; empty (the default): no endpoint.
-    listen: str = ""
-    #: Serve on an address other than loopback. Anyone who reaches it reads the site's state and
-    #: limits: leave it off unless a firewall or a reverse proxy guards the port.
-    allow_remote: bool = False
+    listen: Annotated[
+        str,
+        _key(
+            '`HOST:PORT` to serve `/metrics` and `/health` on, e.g. `"127.0.0.1:9108"`; empty (the '
+            "default): no endpoint",
+            kind="address",
+        ),
+    ] = ""
+    allow_remote: Annotated[
+        bool,
+        _key(
+            "serve on an address other than loopback. Anyone who reaches it reads the site's state "
+            "and limits: leave it off unless a firewall or a reverse proxy guards the port"
+        ),
+    ] = False
 
 
 class Config(_Section, frozen=True, kw_only=True):
-    server: ServerConfig
-    tls: TlsConfig
-    battery: BatteryConfig
-    site: SiteConfig = SiteConfig()
-    rates: RatesConfig = RatesConfig()
-    log: LogConfig = LogConfig()
-    logging: LoggingConfig = LoggingConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    base_dir: str = "."
+    server: Annotated[ServerConfig, _key("the utility server")]
+    tls: Annotated[TlsConfig, _key("the device identity")]
+    battery: Annotated[BatteryConfig, _key("the device")]
+    site: Annotated[SiteConfig, _key("the site")] = SiteConfig()
+    rates: Annotated[RatesConfig, _key("default rates")] = RatesConfig()
+    log: Annotated[LogConfig, _key("the event log")] = LogConfig()
+    logging: Annotated[LoggingConfig, _key("diagnostics (Python logging)")] = LoggingConfig()
+    metrics: Annotated[MetricsConfig, _key("the local metrics and health endpoint")] = (
+        MetricsConfig()
+    )
+    #: Set by the loader (the file's folder), not read from the file.
+    base_dir: Annotated[str, msgspec.Meta(extra={"internal": True})] = "."
 
     def path(self, relative: str) -> Path:
         """A path from the file, resolved against the file's directory."""

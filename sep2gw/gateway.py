@@ -71,7 +71,7 @@ from sep2gw import __version__
 from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
-from sep2gw.profiles import PROFILES, Profile
+from sep2gw.profiles import Profile, profile_named
 from sep2gw.record_log import RecordLog
 from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
@@ -331,7 +331,7 @@ class Gateway:
     ) -> None:
         self.config = config
         self.options = options or GatewayOptions()
-        self.profile: Profile = PROFILES[config.server.profile]
+        self.profile: Profile = profile_named(config.server.profile)
         #: A driver made here from the configuration is the gateway's to close; one handed in
         #: stays the embedding application's.
         self._owns_driver = driver is None

@@ -33,6 +33,7 @@ from events.log_lock import holder_of
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.config import Config
+from sep2gw.profiles import deprecation_of
 from sep2gw.projections import PROJECTIONS
 from transport.identity import IdentityError, verify_pin
 from transport.pki import profile_violations
@@ -45,6 +46,7 @@ __all__ = [
     "check_driver",
     "check_log",
     "check_pin",
+    "check_profile",
     "check_site",
     "errors_of",
     "load_key_password",
@@ -103,9 +105,16 @@ def check_site(config: Config, *, now: float, environ: Mapping[str, str]) -> lis
     return [
         *check_identity(config, now=now, environ=environ),
         *check_driver(config),
+        *check_profile(config),
         *check_pin(config),
         *check_log(config),
     ]
+
+
+def check_profile(config: Config) -> list[Finding]:
+    """A deprecated spelling of ``server.profile`` works, with a warning naming the new one."""
+    warning = deprecation_of(config.server.profile)
+    return [] if warning is None else [Finding(key="server.profile", message=warning, warning=True)]
 
 
 def check_driver(config: Config) -> list[Finding]:

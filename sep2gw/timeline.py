@@ -42,7 +42,12 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.link_events import LinkBackedOff
-from events.log_events import LogSetAsideReported, LogShed, PreviousLogSetAside
+from events.log_events import (
+    LogSetAsideReported,
+    LogShed,
+    PreviousLogArchived,
+    PreviousLogSetAside,
+)
 from events.pricing_events import (
     IntervalCancelDrawn,
     IntervalCancelled,
@@ -175,6 +180,11 @@ class Timeline:
                     f"ALARM: the log did not verify ({e.finding}); kept untouched as {e.kept_as} "
                     f"({e.verified_records} records verified); started this new log, nothing of "
                     "the old one is used: rediscovering from the server"
+                )
+            case PreviousLogArchived():
+                return (
+                    f"log rotated: this log continues {e.archived_as} (records 1-{e.head_seq}, "
+                    f"head hash {e.head_hash[:16]}…, verified when archived)"
                 )
             case LogSetAsideReported():
                 if e.refused_status is not None:

@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "COMMAND_MODULES", "load"]
 # command name -> (module under sep2gw.commands, the help its register() gives), in --help order
 COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "run": ("run", "run the gateway (no arguments: the embedded demo on loopback)"),
-    "log": ("log", "inspect, tail, export and verify an event log (read-only)"),
+    "log": ("log", "inspect, tail, export, verify and rotate an event log"),
     "status": (
         "status",
         "is a gateway running on a log; registration, comms, limits, last poll/post/write, alarms",

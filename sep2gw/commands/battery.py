@@ -49,7 +49,9 @@ def register(commands: Any) -> None:
     modbus = commands.add_parser("modbus", help="Modbus/SunSpec tools")
     sub = modbus.add_subparsers(dest="modbus_command", metavar="ACTION", required=True)
     scan_parser = sub.add_parser("scan", help="list the SunSpec models of a device and key points")
-    scan_parser.add_argument("endpoint", metavar="HOST:PORT")
+    scan_parser.add_argument(
+        "endpoint", metavar="HOST:PORT", help="the device's Modbus TCP address, e.g. 192.0.2.10:502"
+    )
     scan_parser.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
     scan_parser.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
     scan_parser.add_argument(

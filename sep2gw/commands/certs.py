@@ -10,19 +10,43 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transport.identity import (
-    CORE_2030_5,
-    CSIP,
-    CSIP_AUS,
-    IdentityProfile,
-    lfdi_from_der,
-    sfdi_from_lfdi,
+from sep2gw.profiles import (
+    DEPRECATED_PROFILE_NAMES,
+    PROFILE_NAMES,
+    canonical_profile,
+    deprecation_of,
+    profile_named,
 )
+from transport.identity import IdentityProfile, lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, chain_pem, mint_demo_pki, private_key_pem
 
-__all__ = ["PROFILES", "register"]
+__all__ = ["add_profile_option", "identity_profile", "register"]
 
-PROFILES: dict[str, IdentityProfile] = {p.name: p for p in (CORE_2030_5, CSIP, CSIP_AUS)}
+
+def _profile_argument(name: str) -> str:
+    """``--profile``'s value: a deprecated spelling is taken, with a warning on stderr."""
+    warning = deprecation_of(name)
+    if warning is not None:
+        print(f"warning: --profile {warning}", file=sys.stderr)
+    return canonical_profile(name)
+
+
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    """``--profile``, with the names the configuration's ``server.profile`` takes."""
+    old = ", ".join(f"{a!r} for {c!r}" for a, c in DEPRECATED_PROFILE_NAMES.items())
+    parser.add_argument(
+        "--profile",
+        type=_profile_argument,
+        choices=PROFILE_NAMES,
+        default="2030.5",
+        help="the profile whose identity rules apply, as server.profile names it (default "
+        f"2030.5; the LFDI and SFDI are the same in all four; {old} still accepted)",
+    )
+
+
+def identity_profile(name: str) -> IdentityProfile:
+    return profile_named(name).identity
+
 
 # File names written by `certs init`; `probe` and the tests use the same names.
 FILES = ("ca.pem", "mca.pem", "mica.pem", "server.pem", "server.key", "device.pem", "device.key")
@@ -34,7 +58,7 @@ def register(commands: Any) -> None:
     )
     sub = parser.add_subparsers(dest="certs_command", metavar="ACTION", required=True)
     init = sub.add_parser("init", help="write a demo SERCA/MCA/MICA/server/device PKI into DIR")
-    init.add_argument("dir", type=Path)
+    init.add_argument("dir", type=Path, help="folder to write the PKI files into (created)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument(
         "--device-serial",
@@ -52,7 +76,7 @@ def register(commands: Any) -> None:
         metavar="VAR",
         help="encrypt the private keys with the password in environment variable VAR",
     )
-    init.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
+    add_profile_option(init)
     init.set_defaults(handler=_init)
 
 
@@ -97,7 +121,7 @@ def _init(args: argparse.Namespace) -> int:
     _write(target / "server.key", private_key_pem(pki.server.key, password), secret=True)
     _write(target / "device.pem", chain_pem(pki.device_chain()), secret=False)
     _write(target / "device.key", private_key_pem(pki.device.key, password), secret=True)
-    lfdi = lfdi_from_der(certificate_der(pki.device.certificate), PROFILES[args.profile])
+    lfdi = lfdi_from_der(certificate_der(pki.device.certificate), identity_profile(args.profile))
     print(f"wrote demo PKI to {target}: {', '.join(FILES)}")
     print(f"device LFDI: {lfdi}")
     print(f"device SFDI: {sfdi_from_lfdi(lfdi)}")

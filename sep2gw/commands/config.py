@@ -31,7 +31,7 @@ def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "check-config", help="validate a configuration file; exit 0 only if it is usable"
     )
-    parser.add_argument("path", type=Path)
+    parser.add_argument("path", type=Path, help="the site configuration file (TOML)")
     parser.add_argument(
         "--online",
         action="store_true",

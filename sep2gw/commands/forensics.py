@@ -120,8 +120,16 @@ def register(commands: Any) -> None:
         "export", help="export the verified events or the per-sample compliance series"
     )
     _common(export)
-    export.add_argument("--what", choices=("events", "compliance"), default="events")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument(
+        "--what",
+        choices=("events", "compliance"),
+        default="events",
+        help="events: every verified record; compliance: the per-sample series of limits in "
+        "force against the measured site (default events)",
+    )
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+    )
     export.add_argument(
         "-o", "--output", type=Path, help="file to write (default: standard output)"
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography import x509
 
-from sep2gw.commands.certs import PROFILES
+from sep2gw.commands.certs import add_profile_option, identity_profile
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import PkiError, certificate_der, load_pem_chain
 
@@ -22,7 +22,7 @@ def register(commands: Any) -> None:
         "id", help="print the LFDI and SFDI of a certificate"
     )
     parser.add_argument("cert", type=Path, help="certificate file (PEM chain, leaf first, or DER)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
+    add_profile_option(parser)
     parser.set_defaults(handler=_id)
 
 
@@ -46,7 +46,7 @@ def _id(args: argparse.Namespace) -> int:
     except (OSError, PkiError) as exc:
         print(f"id: {exc}", file=sys.stderr)
         return 2
-    lfdi = lfdi_from_der(der, PROFILES[args.profile])
+    lfdi = lfdi_from_der(der, identity_profile(args.profile))
     print(f"LFDI: {lfdi}")
     print(f"SFDI: {sfdi_from_lfdi(lfdi)}")
     return 0

@@ -1,6 +1,7 @@
 """``sep2gw log …``: inspect, tail, export and verify an event log file without modifying it; sign
 an anchor of its head (``anchor``); copy a bad log's verifiable prefix into a new file
-(``salvage``).
+(``salvage``); archive a verified log and start a new one chained to it (``rotate``, the one action
+that changes files: ``sep2gw.logrotate``).
 
 Exit codes (``sep2gw.exits``): 0 success (for ``verify``: the log is intact), 2 the file could not be
 read as a sep2gw log (missing, foreign, corrupt, newer schema) or another input cannot be used (a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +25,15 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 
 from events.envelope import RawRecord
-from events.errors import EventLogError
+from events.errors import EventLogError, LogLocked
+from events.log_lock import LogHolder
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from events.times import not_a_date, utc_datetime
 from sep2gw.commands.ident import leaf_der
 from sep2gw.config import ConfigError, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.logrotate import NotRotated, check_predecessor, predecessor_of, rotate
 from sep2gw.logtrust import (
     AnchorError,
     DeviceSigner,
@@ -53,18 +57,18 @@ FOLLOW_POLL_S = 0.5
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
-        "log", help="inspect, tail, export and verify an event log (read-only)"
+        "log", help="inspect, tail, export, verify and rotate an event log"
     )
     sub = parser.add_subparsers(dest="log_command", metavar="ACTION", required=True)
 
     inspect = sub.add_parser("inspect", help="counts by type and stream, time span, size, head")
-    inspect.add_argument("path", type=Path)
+    inspect.add_argument("path", type=Path, help="the event log file (SQLite)")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--streams", type=int, default=20, help="how many streams to list")
     inspect.set_defaults(handler=_inspect)
 
     tail = sub.add_parser("tail", help="print the newest records")
-    tail.add_argument("path", type=Path)
+    tail.add_argument("path", type=Path, help="the event log file (SQLite)")
     tail.add_argument("-n", type=int, default=10, help="how many records (default 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     tail.add_argument(
@@ -73,8 +77,10 @@ def register(commands: Any) -> None:
     tail.set_defaults(handler=_tail)
 
     export = sub.add_parser("export", help="write every record as JSON Lines or CSV")
-    export.add_argument("path", type=Path)
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("path", type=Path, help="the event log file (SQLite)")
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+    )
     export.add_argument(
         "-o", "--output", type=Path, help="file to write (default: standard output)"
     )
@@ -86,7 +92,7 @@ def register(commands: Any) -> None:
         help="check sequence, bodies, hash chain, snapshots and signed checkpoints; exit 0 only "
         "if intact",
     )
-    verify.add_argument("path", type=Path)
+    verify.add_argument("path", type=Path, help="the event log file (SQLite)")
     verify.add_argument(
         "--certificate",
         type=Path,
@@ -100,12 +106,19 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="an anchor made by 'sep2gw log anchor': the log must still hold that head",
     )
+    verify.add_argument(
+        "--previous",
+        type=Path,
+        metavar="ARCHIVE",
+        help="the archived log a rotated log continues: it must verify and end with the head "
+        "the rotation recorded",
+    )
     verify.set_defaults(handler=_verify_command)
 
     anchor = sub.add_parser(
         "anchor", help="sign a statement of the log's head with the device key, to keep off site"
     )
-    anchor.add_argument("path", type=Path)
+    anchor.add_argument("path", type=Path, help="the event log file (SQLite)")
     anchor.add_argument(
         "--config", type=Path, help="site configuration: the device key and certificate of 'run'"
     )
@@ -127,6 +140,20 @@ def register(commands: Any) -> None:
     salvage.add_argument("old", type=Path, help="the log to read (never modified)")
     salvage.add_argument("new", type=Path, help="the new log to write (must not exist)")
     salvage.set_defaults(handler=_salvage_command)
+
+    rotate = sub.add_parser(
+        "rotate",
+        help="archive a verified log (read-only, named by its head) and start a new one chained "
+        "to it; refused while a gateway writes it",
+    )
+    rotate.add_argument("path", type=Path, help="the log to rotate (the gateway must be stopped)")
+    rotate.add_argument(
+        "--archive-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the archive goes (default: the log's folder)",
+    )
+    rotate.set_defaults(handler=_rotate_command)
 
 
 Handler = Callable[[argparse.Namespace, SqliteEventStore], int]
@@ -393,6 +420,25 @@ def _verify(args: argparse.Namespace, store: SqliteEventStore) -> int:
         return EXIT_BAD_LOG
     else:
         print(f"warning: {checkpoints.describe()}", file=sys.stderr)
+    previous: Path | None = getattr(args, "previous", None)
+    named = predecessor_of(store)
+    if previous is not None:
+        problem = check_predecessor(store, previous)
+        if problem is not None:
+            print(
+                f"sep2gw log verify: {args.path}: --previous {previous}: {problem}", file=sys.stderr
+            )
+            return EXIT_BAD_LOG
+        assert named is not None
+        print(
+            f"continues: {previous} verifies and ends with record {named.head_seq}, the head this "
+            "log's first record names"
+        )
+    elif named is not None:
+        print(
+            f"continues {named.archived_as} (records 1-{named.head_seq}, head hash "
+            f"{named.head_hash[:16]}…); --previous ARCHIVE checks the chain to it"
+        )
     anchor = getattr(args, "read_anchor", None)
     if anchor is not None:
         difference = anchor_difference(store, anchor, certificate_der=required)
@@ -525,4 +571,46 @@ def _salvage_command(args: argparse.Namespace) -> int:
             f"kept records 1-{done.copied} of {done.records} from {args.old} in {args.new} "
             f"(head hash {done.head.hash.hex()}); the first bad: {done.finding}"
         )
+    return EXIT_OK
+
+
+# -- rotate ----------------------------------------------------------------------------------------
+
+
+def _rotate_command(args: argparse.Namespace) -> int:
+    """Archive the log and start the next (``sep2gw.logrotate``); a running gateway is named."""
+    holder = LogHolder(
+        pid=os.getpid(), started=time.time(), host=socket.gethostname(), program="sep2gw log rotate"
+    )
+    try:
+        done = rotate(
+            args.path,
+            archive_dir=args.archive_dir,
+            holder=holder,
+            server_time=time.time(),
+            monotonic=time.monotonic(),
+        )
+    except LogLocked as exc:
+        return _fail(
+            f"{args.path}: not rotated: a gateway is writing it ({exc.holder}); stop it first "
+            "(systemctl stop sep2gw), rotate, then start it again",
+            EXIT_UNREADABLE,
+        )
+    except NotRotated as exc:
+        return _fail(str(exc), EXIT_BAD_LOG if exc.check_failed else EXIT_UNREADABLE)
+    except EventLogError as exc:
+        return _fail(str(exc), EXIT_UNREADABLE)
+    except OSError as exc:
+        return _fail(f"{args.path}: not rotated: {exc.strerror or exc}", EXIT_UNREADABLE)
+    signed = (
+        "no signed checkpoint"
+        if done.signed_through is None
+        else f"signed through record {done.signed_through}"
+    )
+    print(
+        f"archived {done.records} records (head {done.head.seq}, hash {done.head.hash.hex()}, "
+        f"{iso(done.head_time_s)}; {signed}) read-only as {done.archive}"
+    )
+    print(f"started {done.new}, chained to it; check both with:")
+    print(f"  sep2gw log verify {done.new} --previous {done.archive}")
     return EXIT_OK

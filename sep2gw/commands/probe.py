@@ -20,7 +20,7 @@ from cryptography import x509
 from lxml import etree
 
 from actors.https import HttpsClient, TlsInfo
-from sep2gw.commands.certs import PROFILES
+from sep2gw.commands.certs import add_profile_option, identity_profile
 from sep2gw.commands.ident import leaf_der
 from transport.errors import LinkError
 from transport.http.messages import Response
@@ -54,7 +54,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--http1", action="store_true", help="offer only HTTP/1.1 in ALPN")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per step")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="2030.5")
+    add_profile_option(parser)
     parser.add_argument(
         "--extra-cipher",
         action="append",
@@ -161,7 +161,7 @@ def _probe(args: argparse.Namespace) -> int:
     except (OSError, PkiError) as exc:
         _err(str(exc))
         return 2
-    lfdi = lfdi_from_der(der, PROFILES[args.profile])
+    lfdi = lfdi_from_der(der, identity_profile(args.profile))
     print(f"device LFDI:  {lfdi}")
     print(f"device SFDI:  {sfdi_from_lfdi(lfdi)}")
     for problem in profile_violations(x509.load_der_x509_certificate(der)):

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 import msgspec
 
+from actors.sd_notify import SystemdNotifier, watchdog_interval_s
 from events.control_events import CommsLost
 from events.envelope import Recorded
 from events.errors import EventLogError
@@ -43,7 +45,13 @@ from sep2gw.diagnostics import LoggingOptions
 from sep2gw.diagnostics import configure as configure_logging
 from sep2gw.exits import BAD_INPUT
 from sep2gw.gateway import Gateway
-from sep2gw.preflight import PreflightFailed, check_driver, check_identity, errors_of
+from sep2gw.preflight import (
+    PreflightFailed,
+    check_driver,
+    check_identity,
+    check_profile,
+    errors_of,
+)
 from sep2gw.stopping import stop_on_signals
 
 if TYPE_CHECKING:
@@ -104,7 +112,9 @@ def register(commands: Any) -> None:
         help="demo only: where the PKI and log go",
     )
     parser.add_argument(
-        "--scenario", type=Path, help="demo only: a scenario file instead of the built-in one"
+        "--scenario",
+        help="demo only: a scenario file or library name (sep2gw sim --list) instead of the "
+        "built-in one",
     )
     parser.add_argument("--quiet", action="store_true", help="do not print the timeline")
     parser.add_argument(
@@ -199,6 +209,7 @@ def _preflight(config: Config, source: str) -> None:
     findings = [
         *check_identity(config, now=time.time(), environ=os.environ),
         *check_driver(config),
+        *check_profile(config),
     ]
     for warning in (f for f in findings if f.warning):
         print(f"sep2gw run: {warning}", file=sys.stderr)
@@ -217,10 +228,11 @@ def _start_demo(args: argparse.Namespace) -> int:
     import trio
     import trio.testing
 
-    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+    from sep2gw.simserver import ScenarioError, demo_scenario
+    from sep2gw.simserver.library import resolve_scenario
 
     try:
-        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        scenario = resolve_scenario(args.scenario) if args.scenario else demo_scenario()
         # A mock clock running at --speed: sleeps and timeouts scale, real sockets still work.
         return trio.run(_run_demo, scenario, args, clock=trio.testing.MockClock(rate=args.speed))
     except ScenarioError as exc:
@@ -342,6 +354,7 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
         f"sep2gw: running against {config.server.url}{config.server.dcap_path}; log {log_path}",
         flush=True,
     )
+    notifier = SystemdNotifier.from_environ(os.environ)
     async with anyio.create_task_group() as nursery:
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
@@ -349,15 +362,69 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
                 _timeline(), quiet=args.quiet, on_comms_lost=probe_command(config)
             )
             nursery.start_soon(_print_timeline, log_path, printer)
-        async with gateway:
-            _say_metrics(gateway)
-            if args.duration is not None:
-                await anyio.sleep(args.duration)
-            else:
-                await anyio.sleep_forever()
+        with notifier:
+            async with gateway:
+                # Ready (docs/service.md): the log verified and open, the start recorded, every
+                # actor started (what the log says is in force already applied, PROTOCOL.md §4
+                # rule 13). Registration with the server comes after, shown in STATUS= lines.
+                if notifier.enabled:
+                    await _notify_systemd(nursery, notifier, log_path)
+                _say_metrics(gateway)
+                try:
+                    if args.duration is not None:
+                        await anyio.sleep(args.duration)
+                    else:
+                        await anyio.sleep_forever()
+                finally:
+                    notifier.stopping()  # before the gateway's own stop: flush, sign, unlock
         nursery.cancel_scope.cancel()
     print(f"sep2gw: stopped; the log is {log_path} (check it with: sep2gw log verify {log_path})")
     return 0
+
+
+#: How often the service status line is refreshed from the log (seconds).
+STATUS_EVERY_S = 2.0
+
+
+async def _notify_systemd(
+    nursery: anyio.abc.TaskGroup, notifier: SystemdNotifier, log_path: Path
+) -> None:
+    """Tell systemd the gateway is ready, then keep its watchdog fed from this event loop and
+    its status line current (registration, comms, limits in force; ``sep2gw.service_status``)."""
+    from sep2gw.service_status import ServiceStatus
+
+    status = ServiceStatus()
+    interval = watchdog_interval_s(os.environ, os.getpid())
+    if interval is not None:
+        nursery.start_soon(notifier.run_watchdog, interval)
+    try:
+        reader = SqliteEventStore(log_path, CATALOGUE, readonly=True, follow=True)
+    except EventLogError as exc:  # the status line is advice: ready all the same
+        notifier.ready(f"running; status unavailable: {exc}")
+        return
+    after = 0
+
+    def refresh() -> str:
+        nonlocal after
+        for record in reader.read(after + 1):
+            after = record.seq
+            status.update(record)
+        return status.line()
+
+    notifier.ready(refresh())
+
+    async def follow() -> None:
+        try:
+            while True:
+                await anyio.sleep(STATUS_EVERY_S)
+                try:
+                    notifier.status(refresh())
+                except EventLogError:
+                    return  # the status line is advice; the gateway's own checks guard the log
+        finally:
+            reader.close()
+
+    nursery.start_soon(follow)
 
 
 async def _run_demo(scenario: Scenario, args: argparse.Namespace) -> int:

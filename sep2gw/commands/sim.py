@@ -46,7 +46,16 @@ def register(commands: Any) -> None:
         "sim", help="run seeded simulated worlds with fault injection and invariant checks"
     )
     parser.add_argument(
-        "scenarios", nargs="*", type=Path, metavar="SCENARIO", help="scenario TOML files"
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help="scenario TOML files, or library scenarios by name (--list shows them); none: the "
+        "built-in demo",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the bundled scenario library (name, family, what it shows) and exit",
     )
     parser.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds per scenario")
@@ -125,9 +134,11 @@ def _span(seconds: float) -> str:
 def _sim(args: argparse.Namespace) -> int:
     from sep2gw.expect import check_expectations
     from sep2gw.simreport import failure_report, summarize
-    from sep2gw.simserver import ScenarioError, demo_scenario, load_scenario
+    from sep2gw.simserver import ScenarioError, demo_scenario
     from sep2gw.world import default_duration_s, run_world
 
+    if args.list:
+        return _list(args)
     if args.seeds < 1:
         print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
         return 2
@@ -137,10 +148,12 @@ def _sim(args: argparse.Namespace) -> int:
     if args.hours is not None and not 0 < args.hours < math.inf:
         print(f"sep2gw sim: --hours must be positive and finite, got {args.hours}", file=sys.stderr)
         return 2
+    from sep2gw.simserver.library import resolve_scenario
+
     worlds: list[tuple[Path | None, Any]] = []
     try:
-        for path in args.scenarios:
-            worlds.append((path, load_scenario(path)))
+        for given in args.scenarios:
+            worlds.append((Path(given), resolve_scenario(given)))
     except ScenarioError as exc:
         print(f"sep2gw sim: {exc}", file=sys.stderr)
         return 2
@@ -208,6 +221,37 @@ def _sim(args: argparse.Namespace) -> int:
     total = len(worlds) * args.seeds
     print(f"{total} world(s), {failed} with violations")
     return 1 if failed else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    """``sim --list``: the library's scenarios, one line each, for ``sep2gw sim NAME``."""
+    from sep2gw.simserver.library import catalogue
+
+    given = [
+        name
+        for name, on in (
+            ("SCENARIO", bool(args.scenarios)),
+            ("--conformance", args.conformance),
+            ("--log", args.log is not None),
+        )
+        if on
+    ]
+    if given:
+        print(
+            f"sep2gw sim: --list lists the library; it does not take {', '.join(given)}",
+            file=sys.stderr,
+        )
+        return 2
+    entries = catalogue()
+    width = max(len(e.name) for e in entries)
+    family_width = max(len(e.family) for e in entries)
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.family:<{family_width}}  {entry.description}")
+    print(
+        f"{len(entries)} scenarios; run one with: sep2gw sim NAME (e.g. sep2gw sim "
+        f"{entries[0].name}); sep2gw sim-server --scenario NAME serves one"
+    )
+    return 0
 
 
 def _conformance(args: argparse.Namespace) -> int:

@@ -28,10 +28,10 @@ from sep2gw.simserver import (
     SimClock,
     SimUtilityServer,
     demo_scenario,
-    load_scenario,
     server_material,
 )
 from sep2gw.simserver.hostile import DESCRIPTIONS, HostileUtilityServer
+from sep2gw.simserver.library import resolve_scenario
 from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS, HostileWindow
 from sep2gw.stopping import stop_on_signals
 from transport.tls import TlsConfigError
@@ -56,7 +56,8 @@ def register(commands: Any) -> None:
         help="folder written by `sep2gw certs init` (server.pem, server.key, ca.pem)",
     )
     parser.add_argument(
-        "--scenario", type=Path, help="scenario TOML file (default: the built-in demo)"
+        "--scenario",
+        help="scenario TOML file or library name (sep2gw sim --list); default: the built-in demo",
     )
     parser.add_argument(
         "--key-password-env",
@@ -146,7 +147,7 @@ def _sim_server(args: argparse.Namespace) -> int:
             return 2
         password = value.encode()
     try:
-        scenario = load_scenario(args.scenario) if args.scenario else demo_scenario()
+        scenario = resolve_scenario(args.scenario) if args.scenario else demo_scenario()
     except ScenarioError as exc:
         print(f"sep2gw sim-server: {exc}", file=sys.stderr)
         return 2

@@ -13,24 +13,30 @@ one file per intent (``conformance_*.toml``), each with the audits a strict test
 
 from __future__ import annotations
 
+import difflib
 import re
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Final
 
 import msgspec
 
-from sep2gw.simserver.scenario import Scenario, ScenarioError, parse_scenario
+from sep2gw.simserver.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 
 __all__ = [
     "CONFORMANCE",
     "FAMILIES",
+    "LibraryEntry",
     "LibraryScenario",
+    "catalogue",
     "library",
     "library_files",
     "load_library_scenario",
+    "parse_description",
     "parse_header",
     "parse_intent",
+    "resolve_scenario",
 ]
 
 #: The families, in the order CI runs them.
@@ -129,3 +135,70 @@ def load_library_scenario(file: Traversable) -> LibraryScenario:
 def library() -> list[LibraryScenario]:
     """Every library scenario, parsed and checked (raises on the first bad file)."""
     return [load_library_scenario(f) for f in library_files()]
+
+
+class LibraryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A library scenario as ``sep2gw sim --list`` shows it: its name (the file's stem, which
+    ``sep2gw sim NAME`` takes), family and one-line description; not parsed."""
+
+    name: str
+    family: str
+    description: str
+
+
+def parse_description(text: str) -> str:
+    """The description a library file opens with (its comment lines before ``# rules:``), joined
+    into one line; its first sentence is what ``sim --list`` shows."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("#") or _RULES.match(line):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(part for part in lines if part)
+
+
+#: ``sim --list`` keeps each line readable on a terminal.
+_LIST_CHARS: Final = 100
+
+
+def _first_sentence(text: str) -> str:
+    match = re.match(r"(.+?[.:;])(\s|$)", text)
+    sentence = match.group(1).rstrip(":;") if match else text
+    return sentence if len(sentence) <= _LIST_CHARS else sentence[: _LIST_CHARS - 1] + "…"
+
+
+def catalogue() -> list[LibraryEntry]:
+    """Every library scenario's name, family and first sentence, sorted by name (headers only)."""
+    entries = []
+    for file in library_files():
+        text = file.read_text(encoding="utf-8")
+        family = _FAMILY.search(text)
+        entries.append(
+            LibraryEntry(
+                name=file.name.removesuffix(".toml"),
+                family="" if family is None else family["family"],
+                description=_first_sentence(parse_description(text)),
+            )
+        )
+    return entries
+
+
+def resolve_scenario(given: str) -> Scenario:
+    """A scenario named on the command line: a TOML file, or a library scenario by name
+    (``cancel_active``, as ``sep2gw sim --list`` shows; ``.toml`` optional). A file that exists
+    wins over a library name; a path that does not exist and is no library name is refused,
+    naming the closest library names."""
+    path = Path(given)
+    if path.exists() or path.parent != Path(".") or given.startswith("."):
+        return load_scenario(path)
+    names = {f.name.removesuffix(".toml"): f for f in library_files()}
+    name = given.removesuffix(".toml")
+    if name in names:
+        return load_library_scenario(names[name]).scenario
+    close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else "`sep2gw sim --list` lists the library's scenarios"
+    )
+    raise ScenarioError(given, [f"no such file, and no library scenario of that name: {hint}"])
