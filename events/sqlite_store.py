@@ -168,6 +168,7 @@ class SqliteEventStore(EventStore):
             self._bound_files(max_bytes)
         self._versions: dict[str, int] = {}
         self._head = self._read_head()
+        self._writable = not readonly
 
     def _bound_files(self, max_bytes: int) -> None:
         """Issue 16 point 5: ``max_bytes`` bounds the log's files on disk, its ``-wal`` and
@@ -362,6 +363,16 @@ class SqliteEventStore(EventStore):
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        """Close the log. A writer first folds its write-ahead log into the database file, so the
+        one ``.sep2gw`` file copied off a site holds every record (SQLite folds it on its own only
+        when the last connection closes: a reader still following the log would leave the records
+        in ``-wal``). A checkpoint that cannot finish leaves them in ``-wal``, where they are safe."""
+        if self._writable:
+            with self._lock:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                except sqlite3.DatabaseError:
+                    pass
         self._conn.close()
         self._release()
 

@@ -422,3 +422,24 @@ def test_readers_never_see_a_batch_being_written_from_another_thread(tmp_path: P
     assert not failures, failures
     assert store.head().seq == 150 * 50 and store.verify().ok
     store.close()
+
+
+def test_a_closed_writer_leaves_every_record_in_the_one_file(tmp_path: Path) -> None:
+    """The ``.sep2gw`` file alone is what an operator copies off a site: a writer's close folds its
+    write-ahead log in, even while a reader still holds the log open (SQLite would not then)."""
+    path = tmp_path / "log.sep2gw"
+    writer = SqliteEventStore(path, TEST_CATALOGUE)
+    writer.append_events(
+        "account:a",
+        [Deposited(account="a", amount=10), Withdrawn(account="a", amount=3)],
+        server_time=1.0,
+        monotonic=1.0,
+    )
+    reader = SqliteEventStore(path, TEST_CATALOGUE, readonly=True, follow=True)
+    assert reader.head().seq == 2
+    writer.close()
+    copy = tmp_path / "copy.sep2gw"
+    copy.write_bytes(path.read_bytes())  # the main file only, no -wal
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+    reader.close()
