@@ -20,7 +20,7 @@ from events.errors import EventLogError
 from events.log_lock import holder_of
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
-from sep2gw.exits import BAD_INPUT, OK
+from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.status import SiteStatus, iso, problems, status_of_store
 from sep2gw.timeline import describe_settings, whole
 
@@ -40,6 +40,12 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("path", type=Path, metavar="LOG", help="the gateway's event log")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 3 unless a gateway holds the log and the log shows no problem (a health "
+        "check for a service manager or a container)",
+    )
     parser.set_defaults(handler=_status)
 
 
@@ -67,11 +73,18 @@ def _status(args: argparse.Namespace) -> int:
             **msgspec.to_builtins(status),
         }
         print(json.dumps(document, indent=2))
-        return OK
+        return _verdict(args.check, holder, status)
     print(f"{path}: {running}")
     for label, value in _lines(status):
         print(f"  {label:<14}{value}")
-    return OK
+    return _verdict(args.check, holder, status)
+
+
+def _verdict(check: bool, holder: object, status: SiteStatus) -> int:
+    """``--check``: healthy means a gateway holds the log (it runs) and the log shows no problem."""
+    if not check:
+        return OK
+    return OK if holder is not None and not problems(status) else CHECK_FAILED
 
 
 def _running(status: SiteStatus, holder: str | None) -> str:

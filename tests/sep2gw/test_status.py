@@ -212,3 +212,27 @@ def test_status_of_a_missing_file_is_bad_input(
 ) -> None:
     assert main(["status", str(tmp_path / "nope.sep2gw")]) == 2
     assert "no such log file" in capsys.readouterr().err
+
+
+def test_status_check_is_a_health_check_running_and_no_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``status --check`` (the container's HEALTHCHECK): 0 only while a gateway holds the log and
+    the log shows no problem; 3 otherwise (exits.CHECK_FAILED)."""
+    healthy = tmp_path / "healthy.sep2gw"
+    _write(healthy, _a_day(stopped=False)[:9])  # up to the write: no alarm, comms not lost
+    troubled = tmp_path / "troubled.sep2gw"
+    _write(troubled, _a_day(stopped=False))
+    stopped = tmp_path / "stopped.sep2gw"
+    _write(stopped, _a_day(stopped=True))
+    assert main(["status", str(stopped), "--check"]) == 3
+    assert main(["status", str(healthy), "--check"]) == 3  # nobody holds it: not running
+    for log, expected in ((healthy, 0), (troubled, 3)):
+        lock = LogLock.acquire(log, LogHolder(pid=os.getpid(), started=T0, host="gw1"))
+        try:
+            assert main(["status", str(log), "--check"]) == expected, log.name
+            assert main(["status", str(log), "--check", "--json"]) == expected, log.name
+        finally:
+            lock.release()
+    assert main(["status", str(healthy)]) == 0  # without --check: a report, never a verdict
+    capsys.readouterr()
