@@ -21,7 +21,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import statemachines.controls as controls_module
+import statemachines.controls.fold as controls_module
 from events.base import Event
 from events.control_events import ControlCompleted, ControlScheduled, ControlStarted
 from events.der_model import Control, ControlSettings, DefaultControl, Program
