@@ -211,8 +211,9 @@ class BodyCheck:
         # One entry per projection: [name, evolve, state, the seqs its snapshots cover] (a list per
         # fold and no dict look-ups: the loop runs once per record of a log that may hold millions).
         self._folds: list[list[Any]] = [
-            [name, p.evolve, p.initial, snapshot_through.get(name) or None]
+            [name, step, state, snapshot_through.get(name) or None]
             for name, p in projections.items()
+            for state, step in [p.transient(p.initial)]
         ]
         self._watching = any(fold[3] for fold in self._folds)
         self._folded_at: dict[tuple[str, int], bytes] = {}

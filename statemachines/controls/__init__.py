@@ -15,6 +15,8 @@ from statemachines.controls.fold import (
     ControlRecord,
     ControlsState,
     evolve,
+    evolve_in_place,
+    owned_copy,
 )
 
 __all__ = [
@@ -28,4 +30,6 @@ __all__ = [
     "Draw",
     "content_differs",
     "evolve",
+    "evolve_in_place",
+    "owned_copy",
 ]

@@ -71,7 +71,8 @@ from statemachines.arbitration import (
 from statemachines.controls.fold import (
     ControlRecord,
     ControlsState,
-    evolve,
+    evolve_in_place,
+    owned_copy,
 )
 from statemachines.lifecycle import (
     ACTIVE,
@@ -152,7 +153,11 @@ def _unusable(c: Control) -> str | None:
 
 class ControlsCore:
     """The decision core of the controls actor. Each input method returns the events it decided,
-    already applied to :attr:`state`; the actor appends them to the log before acting on them."""
+    already applied to :attr:`state`; the actor appends them to the log before acting on them.
+
+    The core owns :attr:`state`: it starts from a copy of the state it is given (which it never
+    changes, so a replayed or shared state needs no defensive copy) and folds each event it emits
+    into it in place (:func:`statemachines.controls.fold.evolve_in_place`), as a long replay does."""
 
     __slots__ = (
         "_by_end",
@@ -171,7 +176,7 @@ class ControlsCore:
 
     def __init__(self, config: CoreConfig, state: ControlsState | None = None) -> None:
         self.config = config
-        self.state = state if state is not None else ControlsState()
+        self.state = owned_copy(state) if state is not None else ControlsState()
         self._candidates: list[Candidate] | None = None
         # One Candidate per mRID, rebuilt only when an event about that mRID (or the programs) changes.
         self._by_mrid: dict[str, Candidate] = {}
@@ -197,7 +202,7 @@ class ControlsCore:
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
         known = isinstance(event, ControlReceived) and event.control.mrid in self.state.records
-        evolve(self.state, event)
+        evolve_in_place(self.state, event)
         out.append(event)
         if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
             return

@@ -7,6 +7,7 @@ ControlsState()) == core.state``); the decisions that emit the events live in
 
 from __future__ import annotations
 
+import copy
 from typing import Final
 
 import msgspec
@@ -19,7 +20,6 @@ from events.control_events import (
     CommsRestored,
     ControlCancelled,
     ControlCompleted,
-    ControlGap,
     ControlIgnored,
     ControlReceived,
     ControlRejected,
@@ -37,7 +37,6 @@ from events.control_events import (
     ResponseAcked,
     ResponseFailed,
     ResponseIntended,
-    ResponseSent,
     ServerFault,
     ServerStatusSeen,
 )
@@ -61,6 +60,8 @@ __all__ = [
     "ControlRecord",
     "ControlsState",
     "evolve",
+    "evolve_in_place",
+    "owned_copy",
 ]
 
 
@@ -116,7 +117,51 @@ def _record(state: ControlsState, mrid: str) -> ControlRecord:
 
 
 def evolve(state: ControlsState, event: Event) -> ControlsState:
-    """Apply one event to the state (in place) and return it: the only way the state changes."""
+    """The state after ``event``: the only way the state changes. Pure: ``state`` is left as it was
+    (issue 17), so the projection's initial, a captured instant or a snapshot can be shared.
+
+    Copy-on-write: a new :class:`ControlsState` whose containers the event changes are shallow
+    copies, with a copy of each :class:`ControlRecord` it changes; everything else is shared. An
+    event the fold does not apply returns ``state`` itself. A copy of ``records`` is O(records): a
+    long fold goes through :func:`owned_copy` and :func:`evolve_in_place` instead (one copy in all).
+    """
+    copied = _CHANGES.get(type(event))
+    if copied is None:
+        return state
+    new = msgspec.structs.replace(state)
+    for name in copied:
+        setattr(new, name, copy.copy(getattr(state, name)))
+    if "records" in copied:
+        records = new.records
+        for mrid in _mrids(event):
+            if mrid in records:
+                records[mrid] = copy.copy(records[mrid])
+    return evolve_in_place(new, event)
+
+
+def owned_copy(state: ControlsState) -> ControlsState:
+    """A copy of ``state`` that :func:`evolve_in_place` may change: every container and record is
+    its own, nothing is shared with ``state`` but immutable values (no JSON round trip)."""
+    return msgspec.structs.replace(
+        state,
+        programs=dict(state.programs),
+        defaults=dict(state.defaults),
+        records={mrid: copy.copy(rec) for mrid, rec in state.records.items()},
+        live=dict(state.live),
+        responses=dict(state.responses),
+        outbox=list(state.outbox),
+        sources=dict(state.sources),
+        ramps=dict(state.ramps),
+        refused_defaults=dict(state.refused_defaults),
+    )
+
+
+def evolve_in_place(state: ControlsState, event: Event) -> ControlsState:
+    """:func:`evolve` applied to ``state`` itself, which it returns: only for a state its caller
+    owns (from :func:`owned_copy`, or one it built), such as the live core's or a long replay's.
+    The one definition of what each event does; :func:`evolve` copies what it changes first."""
+    if type(event) not in _CHANGES:
+        return state  # another machine's event (or a forensic one): the fold skips it
     match event:
         case ControlReceived(control=control, at_s=at_s):
             state.records[control.mrid] = ControlRecord(
@@ -173,8 +218,6 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             _record(state, mrid).server_status = event.status
         case RampPlanned(mode=mode):
             state.ramps[mode] = event
-        case ControlGap():
-            pass  # a forensic record: it explains a fallback, it does not change what is decided
         case ProgramsChanged(programs=programs):
             state.programs = {p.program_id: p for p in programs}
             state.defaults = {k: v for k, v in state.defaults.items() if k in state.programs}
@@ -199,10 +242,8 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             for mode in [m for m, r in state.ramps.items() if r.to_value != _value(event, m)]:
                 del state.ramps[mode]
         case ResponseIntended(mrid=mrid, status=status):
-            state.responses.setdefault(mrid, []).append(status)
+            state.responses[mrid] = [*state.responses.get(mrid, ()), status]
             state.outbox.append(event)
-        case ResponseSent():
-            pass  # in flight: stays queued until acknowledged or refused for good
         case ResponseAcked(mrid=mrid, status=status):
             _drop_from_outbox(state, mrid, status)
         case ResponseFailed(mrid=mrid, status=status, retry=retry):
@@ -212,8 +253,6 @@ def evolve(state: ControlsState, event: Event) -> ControlsState:
             state.online = False
         case CommsRestored():
             state.online = True
-        case _:
-            pass  # another machine's event: the fold of the whole log skips it
     return state
 
 
@@ -232,22 +271,58 @@ def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -
             return
 
 
-_PRISTINE_CONTROLSSTATE: Final = ControlsState()
+_RECORD = ("records",)
+_LIFECYCLE = ("records", "live")
+#: The containers of :class:`ControlsState` each event type changes in place (when it names a
+#: record, that record is changed too): what :func:`evolve` copies. A type not here changes nothing.
+#: ``tests/statemachines/test_controls_fold.py`` folds every type and checks the input is untouched.
+_CHANGES: Final[dict[type[Event], tuple[str, ...]]] = {
+    ControlReceived: _RECORD,
+    RandomizationDrawn: _RECORD,
+    ControlScheduled: _LIFECYCLE,
+    ControlStarted: _RECORD,
+    DeviceWriteResult: _RECORD,
+    ControlSuperseded: _LIFECYCLE,
+    CancelDelayDrawn: _RECORD,
+    ControlCancelled: _LIFECYCLE,
+    ControlCompleted: _LIFECYCLE,
+    ControlIgnored: _RECORD,
+    ControlRejected: _LIFECYCLE,
+    ControlRemoved: _LIFECYCLE,
+    ServerFault: _RECORD,
+    ServerStatusSeen: _RECORD,
+    RampPlanned: ("ramps",),
+    ProgramsChanged: (),  # it puts new dicts in place of the old ones
+    DefaultRefused: ("refused_defaults",),
+    DefaultChanged: ("defaults", "refused_defaults"),
+    LimitsInForceChanged: ("ramps",),
+    ResponseIntended: ("responses", "outbox"),
+    ResponseAcked: ("outbox",),
+    ResponseFailed: ("outbox",),
+    CommsLost: (),
+    CommsRestored: (),
+    # Not here, so folded as nothing: ControlGap (a forensic record: it explains a fallback, it
+    # does not change what is decided), ResponseSent (in flight: the Response stays queued until
+    # acknowledged or refused for good), and every other machine's event.
+}
 
 
-def _evolve_from_pristine(state: ControlsState, event: Event) -> ControlsState:
-    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
-    if state is _PRISTINE_CONTROLSSTATE:
-        state = ControlsState()
-    return evolve(state, event)
+def _mrids(event: Event) -> tuple[str, ...]:
+    """The records an event changes."""
+    if isinstance(event, DeviceWriteResult):
+        return event.mrids
+    mrid = getattr(event, "mrid", None)
+    return (mrid,) if isinstance(mrid, str) else ()
 
 
 CONTROLS_PROJECTION: Final = Projection(
     name="controls",
-    initial=_PRISTINE_CONTROLSSTATE,
-    evolve=_evolve_from_pristine,
+    initial=ControlsState(),
+    evolve=evolve,
     state_type=ControlsState,
     types=CONTROL_EVENT_TYPES,  # ``evolve`` passes every other type by
+    owned_copy=owned_copy,
+    evolve_in_place=evolve_in_place,
 )
 
 
