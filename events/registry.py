@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from events.base import Event
 from events.catalogue import Catalogue, Upcaster
-from events.control_events import CONTROL_EVENT_TYPES
+from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_status_events import DER_STATUS_EVENT_TYPES
 from events.hardware_events import HARDWARE_EVENT_TYPES
 from events.link_events import LINK_EVENT_TYPES
@@ -29,6 +29,6 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *DER_STATUS_EVENT_TYPES,
     *LINK_EVENT_TYPES,
 )
-UPCASTERS: dict[type[Event], Upcaster] = {}
+UPCASTERS: dict[type[Event], Upcaster] = {**CONTROL_UPCASTERS}
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

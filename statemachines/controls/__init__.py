@@ -9,6 +9,7 @@ from statemachines.controls.decisions import (
     CoreConfig,
     Draw,
     content_differs,
+    ramps_ended,
 )
 from statemachines.controls.fold import (
     CONTROLS_PROJECTION,
@@ -32,4 +33,5 @@ __all__ = [
     "evolve",
     "evolve_in_place",
     "owned_copy",
+    "ramps_ended",
 ]

@@ -12,7 +12,7 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final, assert_never
 
 import msgspec
@@ -91,6 +91,7 @@ __all__ = [
     "CoreConfig",
     "Draw",
     "content_differs",
+    "ramps_ended",
 ]
 
 Draw = Callable[[int, int], int]
@@ -868,7 +869,11 @@ class ControlsCore:
             self._emit(
                 out,
                 LimitsInForceChanged(
-                    settings=settings, sources=arb.sources, next_change_s=nxt, at_s=now
+                    settings=settings,
+                    sources=arb.sources,
+                    next_change_s=nxt,
+                    ramps_ended=ramps_ended(self.state.ramps, settings),
+                    at_s=now,
                 ),
             )
         self._respond_started(out, now)
@@ -963,6 +968,14 @@ class ControlsCore:
         if source is None or not source.startswith("control:"):
             return None
         return self.state.records[source.removeprefix("control:")].control.settings.ramp_time_s
+
+
+def ramps_ended(ramps: Mapping[Mode, RampPlanned], settings: ControlSettings) -> tuple[Mode, ...]:
+    """§4 rule 11: a ramp leads to the value in force. One towards another value is over: the mode
+    changed since without a ramp of its own (a ramped control ended and the default has no
+    setGradW), and its end point must not stand in for the new value. Decided with the limits in
+    force and recorded in them (``LimitsInForceChanged.ramps_ended``): the fold only applies it."""
+    return tuple(sorted(m for m, r in ramps.items() if r.to_value != getattr(settings, m.value)))
 
 
 def _ramp_of(event: RampPlanned) -> Ramp:

@@ -236,10 +236,10 @@ def evolve_in_place(state: ControlsState, event: Event) -> ControlsState:
             state.settings = event.settings
             state.sources = dict(event.sources)
             state.next_change_s = event.next_change_s
-            # §4 rule 11: a ramp leads to the value in force. One towards another value is over:
-            # the mode changed since without a ramp of its own (a ramped control ended and the
-            # default has no setGradW), and its end point must not stand in for the new value.
-            for mode in [m for m, r in state.ramps.items() if r.to_value != _value(event, m)]:
+            # Which ramps are over is the record's to say (a decision, logged); a v1 record
+            # did not say, and is folded as v1 records always were.
+            ended = event.ramps_ended
+            for mode in _ramps_ended_v1(state.ramps, event) if ended is None else ended:
                 del state.ramps[mode]
         case ResponseIntended(mrid=mrid, status=status):
             state.responses[mrid] = [*state.responses.get(mrid, ()), status]
@@ -326,5 +326,9 @@ CONTROLS_PROJECTION: Final = Projection(
 )
 
 
-def _value(event: LimitsInForceChanged, mode: Mode) -> object:
-    return getattr(event.settings, mode.value)
+def _ramps_ended_v1(ramps: dict[Mode, RampPlanned], event: LimitsInForceChanged) -> list[Mode]:
+    """The ramps a ``control.limits_in_force.v1`` record ended when folded, which it did not record:
+    those leading to a value other than the one it put in force (§4 rule 11 as decided when v1 was
+    written). Frozen: old logs must fold as they always did, whatever the rule becomes
+    (``statemachines.controls.decisions.ramps_ended`` is the rule today)."""
+    return [m for m, r in ramps.items() if r.to_value != getattr(event.settings, m.value)]

@@ -138,6 +138,7 @@ SAMPLES: list[tuple[Event, Sequence[Event]]] = [
             settings=ControlSettings(export_limit_w=4000.0),
             sources={EXPORT: "default:P1"},
             next_change_s=None,
+            ramps_ended=(EXPORT,),
             at_s=120,
         ),
         (),
