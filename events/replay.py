@@ -47,6 +47,13 @@ class Projection(Generic[S]):
     owned_copy: Callable[[S], S] | None = None
     evolve_in_place: Callable[[S, Event], S] | None = None
 
+    def __post_init__(self) -> None:
+        if (self.owned_copy is None) != (self.evolve_in_place is None):
+            raise ValueError(
+                f"projection {self.name!r}: owned_copy and evolve_in_place go together "
+                "(a transient needs both)"
+            )
+
     def transient(self, state: S) -> tuple[S, Callable[[S, Event], S]]:
         """A state the caller alone may fold into, starting as ``state`` (left untouched), and the
         function folding one event into it (``state = step(state, event)``)."""

@@ -48,7 +48,7 @@ from events.der_model import (
     Program,
     ResponseStatus,
 )
-from events.replay import fold
+from events.replay import Projection, fold
 from statemachines.controls import (
     CONTROLS_PROJECTION,
     ControlsCore,
@@ -56,6 +56,7 @@ from statemachines.controls import (
     CoreConfig,
     evolve,
     evolve_in_place,
+    owned_copy,
 )
 from tests.statemachines.builders import LFDI, Harness, control, draw_max
 
@@ -228,3 +229,14 @@ def test_a_core_leaves_the_state_it_starts_from_untouched() -> None:
     empty = ControlsCore(CoreConfig(lfdi=LFDI, device_category=1), CONTROLS_PROJECTION.initial)
     empty.receive_programs([Program(program_id="P1", primacy=1)], 0, draw_max)
     assert CONTROLS_PROJECTION.initial == ControlsState()
+
+
+def test_a_projection_with_half_a_transient_is_refused() -> None:
+    with pytest.raises(ValueError, match="'half': owned_copy and evolve_in_place go together"):
+        Projection(
+            name="half",
+            initial=ControlsState(),
+            evolve=evolve,
+            state_type=ControlsState,
+            owned_copy=owned_copy,
+        )
