@@ -46,7 +46,7 @@ from events.control_events import (
 from events.envelope import Append
 from events.replay import replay
 from events.store import EventStore
-from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
+from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, CoreConfig
 from statemachines.ramps import Ramp
 
 __all__ = ["ControlsActor", "ControlsStatistics", "BATCH_STEP_EVENTS", "RESPONSE_RETRY_S"]
@@ -116,7 +116,7 @@ class ControlsActor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self._inbox, self._to_responder:
             state, _ = replay(self._store, CONTROLS_PROJECTION)
-            core = self.core = ControlsCore(self._config, _fresh(state))
+            core = self.core = ControlsCore(self._config, state)
             self._learn_set_max_w(core)
             # Before anything else, and before the server is reachable: what the log says is in force.
             await self._publish_limits(core)
@@ -349,11 +349,6 @@ class ControlsActor:
             self._in_flight[key] = float("inf")
             await self._decide(core.response_sent(intended.mrid, intended.status, now))
             self._to_responder.send_nowait(SendResponse(response=intended))
-
-
-def _fresh(state: ControlsState) -> ControlsState:
-    # The projection's initial state is shared; the core mutates its state, so give it its own.
-    return msgspec.json.decode(msgspec.json.encode(state), type=ControlsState)
 
 
 async def _batch_in_steps(

@@ -21,12 +21,19 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import statemachines.controls as controls_module
+import statemachines.controls.fold as controls_module
 from events.base import Event
 from events.control_events import ControlCompleted, ControlScheduled, ControlStarted
 from events.der_model import Control, ControlSettings, DefaultControl, Program
 from statemachines.arbitration import arbitrate
-from statemachines.controls import ControlRecord, ControlsCore, ControlsState, CoreConfig, evolve
+from statemachines.controls import (
+    CONTROLS_PROJECTION,
+    ControlRecord,
+    ControlsCore,
+    ControlsState,
+    CoreConfig,
+    evolve_in_place,
+)
 from statemachines.lifecycle import LIFECYCLE
 from statemachines.table import IllegalTransition, StatefulModel
 
@@ -119,9 +126,9 @@ def bench_day(n: int, rng: random.Random) -> None:
         log += core.handle_timer(due, draw)
     live_s = time.perf_counter() - start
     start = time.perf_counter()
-    state = ControlsState()
+    state, step = CONTROLS_PROJECTION.transient(ControlsState())
     for event in log:
-        evolve(state, event)
+        state = step(state, event)
     replay_s = time.perf_counter() - start
     assert state == core.state, "replay must rebuild the live state"
     print(
@@ -221,15 +228,15 @@ def _reset(state: ControlsState) -> None:
 
 
 def bench_lifecycle(quick: bool) -> tuple[float, float, float, float]:
-    """Per lifecycle step: ``evolve`` of one lifecycle event (what live decisions and replay both run),
-    through the shared Machine, and the same ``evolve`` with the dict-table floor swapped in."""
+    """Per lifecycle step: ``evolve_in_place`` of one lifecycle event (what live decisions and replay
+    both run), through the shared Machine, and the same with the dict-table floor swapped in."""
     count = 2000 if quick else 5000
     state, events = _lifecycle_workload(count)
 
     def run() -> None:
         _reset(state)
         for event in events:
-            evolve(state, event)
+            evolve_in_place(state, event)
 
     repeats = 5 if quick else 9
     ours = _median_us(run, repeats, 1) / len(events)

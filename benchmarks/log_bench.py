@@ -31,7 +31,7 @@ from benchmarks.replay_bench import generate
 from events.base import Event
 from events.catalogue import Catalogue
 from events.registry import ALL_EVENT_TYPES
-from events.replay import Projection, fold
+from events.replay import fold
 from events.sqlite_store import SqliteEventStore
 from statemachines.controls import CONTROLS_PROJECTION
 from statemachines.polling import POLL_PROJECTION
@@ -51,11 +51,6 @@ class LimitApplied(Event, frozen=True, kw_only=True, tag="bench.limit_applied.v1
 
 
 CATALOGUE = Catalogue((*ALL_EVENT_TYPES, LimitApplied))
-
-
-def fresh(projection: Projection[object]) -> object:
-    """The projection's initial state, a copy of its own (the folds update state in place)."""
-    return projection.decode_state(projection.encode_state(projection.initial))
 
 
 def make_events(n: int) -> list[LimitApplied]:
@@ -144,7 +139,9 @@ def main() -> int:
 
     def fold_site_log() -> None:
         for projection in (CONTROLS_PROJECTION, POLL_PROJECTION):
-            fold(site_log, projection.evolve, fresh(projection))
+            # as replay folds: through the projection's transient when it has one
+            state, step = projection.transient(projection.initial)
+            fold(site_log, step, state)
 
     fold_eps = per_second(len(site_log), best_of(args.repeats, fold_site_log))
     print(

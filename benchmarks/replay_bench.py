@@ -95,6 +95,7 @@ def _limits(export_w: float, source: str, t: float) -> LimitsInForceChanged:
         settings=ControlSettings(export_limit_w=export_w, import_limit_w=5000.0),
         sources={Mode.EXPORT_LIMIT_W: source, Mode.IMPORT_LIMIT_W: f"default:{RETAILER}"},
         next_change_s=None,
+        ramps_ended=(),
         at_s=t,
     )
 

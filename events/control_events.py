@@ -8,7 +8,9 @@ re-poll, a restart or a replay reuses it and never draws again (PROTOCOL.md §4,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 from events.base import Event
 from events.der_model import (
@@ -24,6 +26,7 @@ from events.der_model import (
 __all__ = [
     "CONTROLS_STREAM",
     "CONTROL_EVENT_TYPES",
+    "CONTROL_UPCASTERS",
     "CancelDelayDrawn",
     "CommsLost",
     "CommsRestored",
@@ -42,6 +45,7 @@ __all__ = [
     "DeviceWriteResult",
     "IgnoreReason",
     "LimitsInForceChanged",
+    "LimitsInForceChangedV1",
     "NOT_SENT",
     "ProgramsChanged",
     "RampPlanned",
@@ -54,6 +58,7 @@ __all__ = [
     "ServerStatusSeen",
     "control_event_stream",
     "control_stream",
+    "limits_in_force_from_v1",
     "response_stream",
 ]
 
@@ -247,14 +252,42 @@ class DefaultRefused(Event, tag="control.default_refused.v1", frozen=True, kw_on
     at_s: float
 
 
-class LimitsInForceChanged(Event, tag="control.limits_in_force.v1", frozen=True, kw_only=True):
+class LimitsInForceChanged(Event, tag="control.limits_in_force.v2", frozen=True, kw_only=True):
     """The arbitrated settings for every mode, and who supplies each (``control:<mRID>`` or
-    ``default:<programID>``), from ``at_s`` until something changes, at ``next_change_s`` at the latest."""
+    ``default:<programID>``), from ``at_s`` until something changes, at ``next_change_s`` at the latest.
+
+    ``ramps_ended``: the modes whose ramp (``RampPlanned``) is over from now on, as the controls core
+    decided (§4 rule 11: a ramp leads to the value in force; one towards another value is over).
+    The fold drops exactly these, so a change of that rule never reinterprets an old log (issue 17).
+    ``None`` only on a record written as v1 (:class:`LimitsInForceChangedV1`), which did not say:
+    the fold then ends the ramps the v1 fold ended (``statemachines.controls.fold``)."""
+
+    settings: ControlSettings
+    sources: dict[Mode, str]
+    next_change_s: int | None
+    ramps_ended: tuple[Mode, ...] | None
+    at_s: float
+
+
+class LimitsInForceChangedV1(Event, tag="control.limits_in_force.v1", frozen=True, kw_only=True):
+    """Legacy (read, never written): :class:`LimitsInForceChanged` as logs before issue 17 hold it,
+    with no ``ramps_ended``; the fold decided which ramps ended. Upcast with ``ramps_ended=None``."""
 
     settings: ControlSettings
     sources: dict[Mode, str]
     next_change_s: int | None
     at_s: float
+
+
+def limits_in_force_from_v1(old: LimitsInForceChangedV1) -> LimitsInForceChanged:
+    """v1 → v2: the record did not say which ramps ended (``None``: the v1 fold rule applies)."""
+    return LimitsInForceChanged(
+        settings=old.settings,
+        sources=old.sources,
+        next_change_s=old.next_change_s,
+        ramps_ended=None,
+        at_s=old.at_s,
+    )
 
 
 class RampPlanned(Event, tag="control.ramp_planned.v1", frozen=True, kw_only=True):
@@ -351,3 +384,7 @@ CONTROL_EVENT_TYPES: tuple[type[Event], ...] = (
     CommsLost,
     CommsRestored,
 )
+#: The old tags of this module's events, each with the upcaster to its current type.
+CONTROL_UPCASTERS: dict[type[Event], Callable[[Any], Event]] = {
+    LimitsInForceChangedV1: limits_in_force_from_v1,
+}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from events.base import Event
 from events.catalogue import Catalogue, Upcaster
-from events.control_events import CONTROL_EVENT_TYPES
+from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_status_events import DER_STATUS_EVENT_TYPES
 from events.hardware_events import HARDWARE_EVENT_TYPES
 from events.link_events import LINK_EVENT_TYPES
@@ -31,6 +31,6 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LINK_EVENT_TYPES,
     *PRICING_EVENT_TYPES,
 )
-UPCASTERS: dict[type[Event], Upcaster] = {}
+UPCASTERS: dict[type[Event], Upcaster] = {**CONTROL_UPCASTERS}
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

@@ -210,10 +210,11 @@ class BodyCheck:
         self._projections = projections
         # One entry per projection: [name, evolve, state, the seqs its snapshots cover] (a list per
         # fold and no dict look-ups: the loop runs once per record of a log that may hold millions).
-        self._folds: list[list[Any]] = [
-            [name, p.evolve, p.initial, snapshot_through.get(name) or None]
-            for name, p in projections.items()
-        ]
+        # Each folds through its transient when it has one (one copy, then in place).
+        self._folds: list[list[Any]] = []
+        for name, p in projections.items():
+            state, step = p.transient(p.initial)
+            self._folds.append([name, step, state, snapshot_through.get(name) or None])
         self._watching = any(fold[3] for fold in self._folds)
         self._folded_at: dict[tuple[str, int], bytes] = {}
         self.rows = 0

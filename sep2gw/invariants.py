@@ -243,8 +243,8 @@ class Monitor:
         self.violation: Violation | None = None
         #: How many times each invariant was checked (and held), for the summary.
         self.checks: dict[str, int] = dict.fromkeys(INVARIANTS, 0)
-        self.fold: ControlsState = ControlsState()
-        self._evolve = CONTROLS_PROJECTION.evolve
+        # The monitor's own copy, folded in place (one copy, not one per record).
+        self.fold, self._evolve = CONTROLS_PROJECTION.transient(ControlsState())
         self._core_config = CoreConfig(lfdi="0", device_category=0)
         self._server: SimUtilityServer | None = None
         self._battery: SimBattery | None = None

@@ -286,6 +286,7 @@ STATUS_TAGS: Final = frozenset(
         "poll.done.v1",
         "post.done.v1",
         "control.limits_in_force.v1",
+        "control.limits_in_force.v2",
         "runtime.gateway_started.v1",
         "runtime.gateway_stopped.v1",
         "runtime.actor_failed.v1",

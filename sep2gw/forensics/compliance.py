@@ -3,7 +3,7 @@
 Each telemetry sample stands for the time until the next one (sample and hold), capped at
 ``max_hold_s`` so a gap in the telemetry (the gateway down, the meter unreachable) is never counted
 as compliant or not. The commanded limit at a sample is the limit recorded in force then
-(``control.limits_in_force.v1``), on its ramp when one was planned towards it (§4 rule 11).
+(``control.limits_in_force``), on its ramp when one was planned towards it (§4 rule 11).
 
 Where each limit is measured (CSIP-AUS dynamic operating envelopes; ``events.telemetry`` signs):
 

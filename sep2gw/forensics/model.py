@@ -89,7 +89,7 @@ from events.store import EventStore, VerifyReport
 from events.times import not_a_date, utc_datetime
 from sep2gw.projections import PROJECTIONS
 from sep2gw.timeline import describe_settings, short
-from statemachines.controls import CONTROLS_PROJECTION, ControlsState
+from statemachines.controls import CONTROLS_PROJECTION, ControlsState, owned_copy
 from statemachines.polling import POLL_PROJECTION, PollState
 
 __all__ = [
@@ -235,7 +235,11 @@ class Forensics:
         self.records = 0
         self.first_s: float | None = None
         self.last_s: float | None = None
-        self.controls: ControlsState = CONTROLS_PROJECTION.initial
+        # The model's own copy, folded in place (one copy, not one per record); an instant
+        # captured is a copy of it (:meth:`_capture_until`).
+        self.controls, self._fold_controls = CONTROLS_PROJECTION.transient(
+            CONTROLS_PROJECTION.initial
+        )
         self.polls: PollState = POLL_PROJECTION.initial
         self.stories: dict[str, list[Step]] = {}
         self.limits: list[LimitPeriod] = []
@@ -338,7 +342,7 @@ class Forensics:
 
     def _capture_until(self, t: float) -> None:
         while self._at and self._at[0] < t:
-            self._captured[self._at.pop(0)] = _copy(self.controls)
+            self._captured[self._at.pop(0)] = owned_copy(self.controls)
         self._next_capture = self._at[0] if self._at else math.inf
 
     def fold(self, state: None, event: Event) -> None:
@@ -377,7 +381,7 @@ class Forensics:
             # first record later than the instant
             self._capture_until(at)
         if kind in _CONTROL_TYPES:
-            self.controls = CONTROLS_PROJECTION.evolve(self.controls, event)
+            self.controls = self._fold_controls(self.controls, event)
             self._control(event, seq)
         if kind in _POLL_TYPES:
             self.polls = POLL_PROJECTION.evolve(self.polls, event)
@@ -957,10 +961,6 @@ _IGNORED_WHY: Final[dict[IgnoreReason, str]] = {
 
 def _further(n: int) -> str:
     return f"{n} further battery write{'s' if n != 1 else ''} while in force"
-
-
-def _copy(state: ControlsState) -> ControlsState:
-    return CONTROLS_PROJECTION.decode_state(CONTROLS_PROJECTION.encode_state(state))
 
 
 def _value(v: object) -> str:

@@ -103,6 +103,7 @@ async def test_issue16_the_battery_keeps_following_its_limits_while_the_log_is_f
                             settings=settings,
                             sources={},
                             next_change_s=None,
+                            ramps_ended=(),
                             at_s=reading.server_time,
                         ),
                     ),

@@ -38,6 +38,7 @@ def test_tags_are_unique() -> None:
             settings=ControlSettings(export_limit_w=1500.0, energize=True),
             sources={Mode.EXPORT_LIMIT_W: "control:A1", Mode.ENERGIZE: "default:P1"},
             next_change_s=1_700_000_060,
+            ramps_ended=(),
             at_s=1_700_000_000.5,
         ),
         ResponseIntended(

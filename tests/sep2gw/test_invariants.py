@@ -248,9 +248,18 @@ def test_a_write_beyond_the_wmax_setting_is_caught_at_the_write() -> None:
 # -- the invariants on the log: each fires when broken -------------------------------------------
 
 
-def limits(t: float, settings: ControlSettings, sources: dict[Any, str]) -> Recorded:
+def limits(
+    t: float,
+    settings: ControlSettings,
+    sources: dict[Any, str],
+    ramps_ended: tuple[Mode, ...] = (),
+) -> Recorded:
     event = LimitsInForceChanged(
-        settings=settings, sources=sources, next_change_s=None, at_s=T0 + t
+        settings=settings,
+        sources=sources,
+        next_change_s=None,
+        ramps_ended=ramps_ended,
+        at_s=T0 + t,
     )
     return Recorded(1, "controls", 1, T0 + t, t, event, b"")
 
@@ -368,9 +377,10 @@ def test_without_a_step_the_same_gap_is_a_violation() -> None:
 
 
 def test_a_ramp_point_of_the_command_a_step_just_replaced_is_accepted_within_lag_s() -> None:
-    """The swarm found it: a ramp was running, a step to another value ended it (the fold drops
-    a ramp whose target is no longer in force), and the hardware's next apply, a moment later,
-    still carried the old command's ramp point. Within LAG_S that is the command in flight."""
+    """The swarm found it: a ramp was running, a step to another value ended it (the core ends a
+    ramp whose target is no longer in force, and the record says so), and the hardware's next
+    apply, a moment later, still carried the old command's ramp point. Within LAG_S that is the
+    command in flight."""
     ramp = RampPlanned(
         mode=Mode.TARGET_W, from_value=0.0, to_value=-2000.0, start_s=T0, end_s=T0 + 80, at_s=T0
     )
@@ -378,7 +388,7 @@ def test_a_ramp_point_of_the_command_a_step_just_replaced_is_accepted_within_lag
     m._check_arbitration = lambda event: None  # type: ignore[method-assign]  # not under test
     m.on_records([Recorded(1, "controls", 1, T0, 0.0, ramp, b"")])
     m.on_records([limits(0, ControlSettings(target_w=-2000.0), {})])
-    m.on_records([limits(40, ControlSettings(target_w=2500.0), {})])
+    m.on_records([limits(40, ControlSettings(target_w=2500.0), {}, (Mode.TARGET_W,))])
     assert Mode.TARGET_W not in m.fold.ramps
     m.on_records([applied(41, ControlSettings(target_w=-1025.0))])
     assert m.violation is None

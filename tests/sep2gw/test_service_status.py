@@ -31,6 +31,7 @@ def test_registration_progress_then_registered_with_comms_and_limits() -> None:
         "registering (time done, 2/8); comms up"
     )
     limits = LimitsInForceChanged(
+        ramps_ended=(),
         settings=ControlSettings(export_limit_w=1500.0),
         sources={Mode.EXPORT_LIMIT_W: "control A1"},
         next_change_s=None,

@@ -48,6 +48,7 @@ def _a_day(stopped: bool) -> list[tuple[float, object]]:
         (
             T0 + 4,
             LimitsInForceChanged(
+                ramps_ended=(),
                 settings=ControlSettings(export_limit_w=1500),
                 sources={Mode.EXPORT_LIMIT_W: "control:A1"},
                 next_change_s=None,

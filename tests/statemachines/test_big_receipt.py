@@ -10,6 +10,7 @@ import pytest
 
 from events.control_events import ControlGap, ControlScheduled
 from events.der_model import Control, ControlSettings
+from events.replay import fold
 from statemachines.controls import ControlsCore, ControlsState, evolve
 from tests.statemachines.builders import Harness, control, draw_max
 
@@ -72,9 +73,7 @@ def test_rule_5_a_core_rebuilt_from_its_state_pins_and_gaps_as_the_live_one() ->
     first, second = _series(120, 7)[:60], _series(120, 7)[60:]
     live = Harness(draw=draw_max)
     live.poll(10, *first)
-    state = ControlsState()
-    for event in live.log:
-        evolve(state, event)
+    state = fold(live.log, evolve, ControlsState())
     rebuilt = ControlsCore(live.config, state)
     assert rebuilt.next_deadline() == live.core.next_deadline()
     expected = live.core.receive_controls("P1", second, 20, draw_max)
@@ -88,9 +87,7 @@ def test_rule_5_adjacency_to_a_control_received_before_a_restart() -> None:
     live = Harness(draw=draw_max)
     a = control("A", 1000, 300, extra={"randomize_start_s": 20})
     live.poll(10, a)
-    state = ControlsState()
-    for event in live.log:
-        evolve(state, event)
+    state = fold(live.log, evolve, ControlsState())
     rebuilt = ControlsCore(live.config, state)
     b = Control(
         mrid="B",

@@ -208,7 +208,13 @@ def build_long_log() -> MemoryEventStore:
         ),
     ]
     others: list[tuple[float, str, Event]] = [
-        (t, "controls", LimitsInForceChanged(settings=s, sources=src, next_change_s=None, at_s=t))
+        (
+            t,
+            "controls",
+            LimitsInForceChanged(
+                ramps_ended=(), settings=s, sources=src, next_change_s=None, at_s=t
+            ),
+        )
         for t, s, src in changes
     ]
     others += [(t, "hardware", w) for t, w in writes]

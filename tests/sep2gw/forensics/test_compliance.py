@@ -38,7 +38,7 @@ def _independent(path: Path) -> dict[tuple[str, str], tuple[float, float, int]]:
     samples: list[tuple[float, float | None, float | None]] = []
     for tag, body in rows:
         event = json.loads(body)
-        if tag == "control.limits_in_force.v1":
+        if tag in ("control.limits_in_force.v1", "control.limits_in_force.v2"):
             limits.append((event["at_s"], event["settings"], event["sources"]))
         elif tag == "hardware.telemetry.v1":
             samples.append((event["at_s"], event.get("site_w"), event.get("der_w")))
@@ -101,7 +101,11 @@ def _model(limits: ControlSettings, sites: list[float], ders: list[float]) -> Me
     sources = {mode: "control:AA" for mode in limits.modes()}
     store.append_events(
         "controls",
-        [LimitsInForceChanged(settings=limits, sources=sources, next_change_s=None, at_s=T0)],
+        [
+            LimitsInForceChanged(
+                settings=limits, sources=sources, next_change_s=None, ramps_ended=(), at_s=T0
+            )
+        ],
         server_time=T0,
         monotonic=0.0,
     )

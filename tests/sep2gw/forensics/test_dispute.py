@@ -238,7 +238,11 @@ def _limits_and_samples(
     sources = {mode: "control:X" for mode in limits.modes()}
     store.append_events(
         "controls",
-        [LimitsInForceChanged(settings=limits, sources=sources, next_change_s=None, at_s=t0)],
+        [
+            LimitsInForceChanged(
+                ramps_ended=(), settings=limits, sources=sources, next_change_s=None, at_s=t0
+            )
+        ],
         server_time=t0,
         monotonic=0.0,
     )

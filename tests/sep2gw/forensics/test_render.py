@@ -91,6 +91,7 @@ def _log_with_a_stop() -> MemoryEventStore:
             settings=limits,
             sources={Mode.EXPORT_LIMIT_W: "default:P1"},
             next_change_s=None,
+            ramps_ended=(),
             at_s=T0,
         ),
     )

@@ -2,9 +2,9 @@
 
 Sans-IO and pure (PROTOCOL.md §4): inputs (programs, defaults, control lists, comms state, Response
 outcomes) come in with ``now`` (server-clock epoch seconds) and a ``draw`` function for randomness; events
-come out. The state changes **only** through :func:`evolve` applied to those events, so folding the log
-rebuilds it exactly (``fold(log, evolve, ControlsState()) == core.state``) and a restart follows the
-persisted schedule and draws before the server is reachable (rule 13).
+come out. The state changes **only** through :func:`statemachines.controls.fold.evolve` applied to those
+events, so folding the log rebuilds it exactly (``fold(log, evolve, ControlsState()) == core.state``) and a
+restart follows the persisted schedule and draws before the server is reachable (rule 13).
 
 Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_timer` (aioquic style).
 """
@@ -12,14 +12,13 @@ Actors call :meth:`ControlsCore.next_deadline` and :meth:`ControlsCore.handle_ti
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final, assert_never
 
 import msgspec
 
 from events.base import Event
 from events.control_events import (
-    CONTROL_EVENT_TYPES,
     NOT_SENT,
     CancelDelayDrawn,
     CommsLost,
@@ -58,7 +57,6 @@ from events.der_model import (
     Program,
     ResponseStatus,
 )
-from events.replay import Projection
 from events.times import LATEST_S
 from statemachines.arbitration import (
     MODE_FIELDS,
@@ -70,9 +68,14 @@ from statemachines.arbitration import (
     rank,
     settings_items,
 )
+from statemachines.controls.fold import (
+    ControlRecord,
+    ControlsState,
+    evolve_in_place,
+    owned_copy,
+)
 from statemachines.lifecycle import (
     ACTIVE,
-    LIFECYCLE,
     RECEIVED,
     REMOVED,
     SCHEDULED,
@@ -82,18 +85,15 @@ from statemachines.responses import CORE_2018, ResponseProfile, should_send
 from statemachines.site_limit import InvalidLimit, validate_limits
 
 __all__ = [
-    "CONTROLS_PROJECTION",
     "NEAR_ADJACENT_S",
-    "ControlRecord",
+    "RECEIPT_STEP",
     "ControlsCore",
-    "ControlsState",
     "CoreConfig",
     "Draw",
     "content_differs",
-    "evolve",
+    "ramps_ended",
 ]
 
-#: A seeded RNG owner's uniform integer draw in ``[low, high]`` (both inclusive).
 Draw = Callable[[int, int], int]
 
 #: Events whose specified start is at most this much after another's specified end are near-adjacent
@@ -124,162 +124,9 @@ class CoreConfig(msgspec.Struct, frozen=True, kw_only=True):
     confirm_writes: bool = False
 
 
-class ControlRecord(msgspec.Struct, kw_only=True):
-    """One event as the core knows it; the slotted model of the shared lifecycle Machine."""
-
-    state: str = RECEIVED
-    control: Control
-    received_s: float
-    server_status: EventStatus = EventStatus.SCHEDULED
-    start_offset_s: int = 0
-    duration_offset_s: int = 0
-    effective_start_s: int = 0
-    effective_end_s: int = 0
-    adjacent_to: str | None = None
-    modes: frozenset[Mode] = frozenset()
-    lost: frozenset[Mode] = frozenset()
-    cancel_at_s: float | None = None
-    started: bool = False
-    awaiting_write: bool = False
-    fault: Control | None = None
-
-    @property
-    def end_s(self) -> float:
-        """Where the event stops: its effective end, or earlier at a drawn cancel instant."""
-        if self.cancel_at_s is not None and self.cancel_at_s < self.effective_end_s:
-            return self.cancel_at_s
-        return self.effective_end_s
-
-
-class ControlsState(msgspec.Struct, kw_only=True):
-    """Everything the core knows; equal to the fold of the events it emitted."""
-
-    programs: dict[str, Program] = msgspec.field(default_factory=dict)
-    defaults: dict[str, DefaultControl] = msgspec.field(default_factory=dict)
-    records: dict[str, ControlRecord] = msgspec.field(default_factory=dict)
-    #: mRIDs of scheduled and active events, in the order they were scheduled (an index: the
-    #: decisions iterate it instead of every record ever received).
-    live: dict[str, None] = msgspec.field(default_factory=dict)
-    responses: dict[str, list[ResponseStatus]] = msgspec.field(default_factory=dict)
-    outbox: list[ResponseIntended] = msgspec.field(default_factory=list)
-    online: bool = True
-    settings: ControlSettings = msgspec.field(default_factory=ControlSettings)
-    sources: dict[Mode, str] = msgspec.field(default_factory=dict)
-    next_change_s: int | None = None
-    ramps: dict[Mode, RampPlanned] = msgspec.field(default_factory=dict)
-    #: The last default each program sent that could not be carried out (recorded once).
-    refused_defaults: dict[str, DefaultControl] = msgspec.field(default_factory=dict)
-
-
 def content_differs(old: Control, new: Control) -> bool:
     """§4 rule 1: identity is the mRID and its content must not change (server status may)."""
     return any(getattr(old, f) != getattr(new, f) for f in _CONTENT_FIELDS)
-
-
-def _record(state: ControlsState, mrid: str) -> ControlRecord:
-    return state.records[mrid]
-
-
-def evolve(state: ControlsState, event: Event) -> ControlsState:
-    """Apply one event to the state (in place) and return it: the only way the state changes."""
-    match event:
-        case ControlReceived(control=control, at_s=at_s):
-            state.records[control.mrid] = ControlRecord(
-                control=control,
-                received_s=at_s,
-                server_status=control.server_status,
-                modes=control.settings.modes(),
-            )
-        case RandomizationDrawn(mrid=mrid):
-            rec = _record(state, mrid)
-            rec.start_offset_s = event.start_offset_s
-            rec.duration_offset_s = event.duration_offset_s
-        case ControlScheduled(mrid=mrid):
-            rec = _record(state, mrid)
-            LIFECYCLE.fire(rec, "schedule" if rec.state == RECEIVED else "reschedule")
-            state.live[mrid] = None
-            rec.effective_start_s = event.effective_start_s
-            rec.effective_end_s = event.effective_end_s
-            rec.adjacent_to = event.adjacent_to
-        case ControlStarted(mrid=mrid):
-            rec = _record(state, mrid)
-            LIFECYCLE.fire(rec, "start")
-            rec.started = True
-            rec.awaiting_write = event.awaiting_write
-        case DeviceWriteResult(mrids=mrids, ok=ok):
-            if ok:
-                for mrid in mrids:
-                    _record(state, mrid).awaiting_write = False
-        case ControlSuperseded(mrid=mrid):
-            rec = _record(state, mrid)
-            rec.lost = rec.lost | frozenset(event.modes_lost)
-            if event.fully:
-                LIFECYCLE.fire(rec, "supersede")
-                state.live.pop(mrid, None)
-        case CancelDelayDrawn(mrid=mrid):
-            _record(state, mrid).cancel_at_s = event.at_s + event.delay_s
-        case ControlCancelled(mrid=mrid):
-            LIFECYCLE.fire(_record(state, mrid), "cancel")
-            state.live.pop(mrid, None)
-        case ControlCompleted(mrid=mrid):
-            LIFECYCLE.fire(_record(state, mrid), "complete")
-            state.live.pop(mrid, None)
-        case ControlIgnored(mrid=mrid):
-            LIFECYCLE.fire(_record(state, mrid), "ignore")
-        case ControlRejected(mrid=mrid):
-            LIFECYCLE.fire(_record(state, mrid), "reject")
-            state.live.pop(mrid, None)
-        case ControlRemoved(mrid=mrid):
-            LIFECYCLE.fire(_record(state, mrid), "remove")
-            state.live.pop(mrid, None)
-        case ServerFault(mrid=mrid):
-            _record(state, mrid).fault = event.received
-        case ServerStatusSeen(mrid=mrid):
-            _record(state, mrid).server_status = event.status
-        case RampPlanned(mode=mode):
-            state.ramps[mode] = event
-        case ControlGap():
-            pass  # a forensic record: it explains a fallback, it does not change what is decided
-        case ProgramsChanged(programs=programs):
-            state.programs = {p.program_id: p for p in programs}
-            state.defaults = {k: v for k, v in state.defaults.items() if k in state.programs}
-            state.refused_defaults = {
-                k: v for k, v in state.refused_defaults.items() if k in state.programs
-            }
-        case DefaultRefused(program_id=program_id, received=received):
-            state.refused_defaults[program_id] = received
-        case DefaultChanged(program_id=program_id, default=default):
-            state.refused_defaults.pop(program_id, None)
-            if default is None:
-                state.defaults.pop(program_id, None)
-            else:
-                state.defaults[program_id] = default
-        case LimitsInForceChanged():
-            state.settings = event.settings
-            state.sources = dict(event.sources)
-            state.next_change_s = event.next_change_s
-            # §4 rule 11: a ramp leads to the value in force. One towards another value is over:
-            # the mode changed since without a ramp of its own (a ramped control ended and the
-            # default has no setGradW), and its end point must not stand in for the new value.
-            for mode in [m for m, r in state.ramps.items() if r.to_value != _value(event, m)]:
-                del state.ramps[mode]
-        case ResponseIntended(mrid=mrid, status=status):
-            state.responses.setdefault(mrid, []).append(status)
-            state.outbox.append(event)
-        case ResponseSent():
-            pass  # in flight: stays queued until acknowledged or refused for good
-        case ResponseAcked(mrid=mrid, status=status):
-            _drop_from_outbox(state, mrid, status)
-        case ResponseFailed(mrid=mrid, status=status, retry=retry):
-            if not retry:
-                _drop_from_outbox(state, mrid, status)
-        case CommsLost():
-            state.online = False
-        case CommsRestored():
-            state.online = True
-        case _:
-            pass  # another machine's event: the fold of the whole log skips it
-    return state
 
 
 def _unusable_settings(settings: ControlSettings) -> str | None:
@@ -305,43 +152,13 @@ def _unusable(c: Control) -> str | None:
     return _unusable_settings(c.settings)
 
 
-def _drop_from_outbox(state: ControlsState, mrid: str, status: ResponseStatus) -> None:
-    """Take a Response out of the queue. §4 rule 16 intends each status at most once per mRID
-    (``responses.legal_next``), so the first match is the only one: found from the head, where
-    the oldest (the one answered first) waits, not by rebuilding the queue for each answer
-    (issue 19: answering N Responses is not O(N²)). A log with a status intended twice drops all."""
-    outbox = state.outbox
-    if state.responses.get(mrid, []).count(status) > 1:
-        state.outbox = [r for r in outbox if not (r.mrid == mrid and r.status == status)]
-        return
-    for i, r in enumerate(outbox):
-        if r.mrid == mrid and r.status == status:
-            del outbox[i]
-            return
-
-
-_PRISTINE_CONTROLSSTATE: Final = ControlsState()
-
-
-def _evolve_from_pristine(state: ControlsState, event: Event) -> ControlsState:
-    """The projection's evolve: folds mutate in place, so the shared initial is never the target."""
-    if state is _PRISTINE_CONTROLSSTATE:
-        state = ControlsState()
-    return evolve(state, event)
-
-
-CONTROLS_PROJECTION: Final = Projection(
-    name="controls",
-    initial=_PRISTINE_CONTROLSSTATE,
-    evolve=_evolve_from_pristine,
-    state_type=ControlsState,
-    types=CONTROL_EVENT_TYPES,  # ``evolve`` passes every other type by
-)
-
-
 class ControlsCore:
     """The decision core of the controls actor. Each input method returns the events it decided,
-    already applied to :attr:`state`; the actor appends them to the log before acting on them."""
+    already applied to :attr:`state`; the actor appends them to the log before acting on them.
+
+    The core owns :attr:`state`: it starts from a copy of the state it is given (which it never
+    changes, so a replayed or shared state needs no defensive copy) and folds each event it emits
+    into it in place (:func:`statemachines.controls.fold.evolve_in_place`), as a long replay does."""
 
     __slots__ = (
         "_by_end",
@@ -360,7 +177,7 @@ class ControlsCore:
 
     def __init__(self, config: CoreConfig, state: ControlsState | None = None) -> None:
         self.config = config
-        self.state = state if state is not None else ControlsState()
+        self.state = owned_copy(state) if state is not None else ControlsState()
         self._candidates: list[Candidate] | None = None
         # One Candidate per mRID, rebuilt only when an event about that mRID (or the programs) changes.
         self._by_mrid: dict[str, Candidate] = {}
@@ -386,7 +203,7 @@ class ControlsCore:
     # ----------------------------------------------------------------- plumbing
     def _emit(self, out: list[Event], event: Event) -> None:
         known = isinstance(event, ControlReceived) and event.control.mrid in self.state.records
-        evolve(self.state, event)
+        evolve_in_place(self.state, event)
         out.append(event)
         if isinstance(event, ResponseIntended | ResponseSent | ResponseAcked | ResponseFailed):
             return
@@ -636,7 +453,9 @@ class ControlsCore:
             if self.state.refused_defaults.get(program_id) != default:
                 self._emit(
                     out,
-                    DefaultRefused(program_id=program_id, received=default, reason=unusable, at_s=now),
+                    DefaultRefused(
+                        program_id=program_id, received=default, reason=unusable, at_s=now
+                    ),
                 )
         elif self.state.defaults.get(program_id) != default:
             self._emit(out, DefaultChanged(program_id=program_id, default=default, at_s=now))
@@ -1050,7 +869,11 @@ class ControlsCore:
             self._emit(
                 out,
                 LimitsInForceChanged(
-                    settings=settings, sources=arb.sources, next_change_s=nxt, at_s=now
+                    settings=settings,
+                    sources=arb.sources,
+                    next_change_s=nxt,
+                    ramps_ended=ramps_ended(self.state.ramps, settings),
+                    at_s=now,
                 ),
             )
         self._respond_started(out, now)
@@ -1147,8 +970,12 @@ class ControlsCore:
         return self.state.records[source.removeprefix("control:")].control.settings.ramp_time_s
 
 
-def _value(event: LimitsInForceChanged, mode: Mode) -> object:
-    return getattr(event.settings, mode.value)
+def ramps_ended(ramps: Mapping[Mode, RampPlanned], settings: ControlSettings) -> tuple[Mode, ...]:
+    """§4 rule 11: a ramp leads to the value in force. One towards another value is over: the mode
+    changed since without a ramp of its own (a ramped control ended and the default has no
+    setGradW), and its end point must not stand in for the new value. Decided with the limits in
+    force and recorded in them (``LimitsInForceChanged.ramps_ended``): the fold only applies it."""
+    return tuple(sorted(m for m, r in ramps.items() if r.to_value != getattr(settings, m.value)))
 
 
 def _ramp_of(event: RampPlanned) -> Ramp:
