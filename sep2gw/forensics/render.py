@@ -26,7 +26,7 @@ from events.envelope import Recorded
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_settings, short, whole
+from sep2gw.timeline import Timeline, describe_clamps, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -455,6 +455,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             f"{describe_settings(e.settings)}"
             + ("" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W")
             + (", setpoint written and read back" if e.wrote else ", no setpoint written")
+            + (f"; {describe_clamps(e.clamps)}" if e.clamps else "")
         )
     return lines
 

@@ -47,6 +47,11 @@ CASES: Final[dict[str, tuple[str, list[str]]]] = {
     "restart.replay": ("restart", ["replay", "--at", "2025-11-26T12:02:31Z"]),
     "restart.explain-D1": ("restart", ["explain", "00000001"]),
     "restart.explain-at": ("restart", ["explain", "--at", "2025-11-26T12:03:00Z"]),
+    # CSIP-AUS v1.3 storage: a 4 kW storage target held back by a 1.5 kW export limit
+    "storage.replay": ("storage", ["replay", "--telemetry-every", "60"]),
+    "storage.explain-5A": ("storage", ["explain", "5A"]),
+    "storage.explain-E1": ("storage", ["explain", "E1"]),
+    "storage.explain-at": ("storage", ["explain", "--at", "2025-11-26T00:04:00Z"]),
 }
 
 _HEAD = re.compile(r"\(head [0-9a-f]{64}\)")

@@ -1,6 +1,7 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
-comms loss (with a randomised start and an adjacent follower), and a gateway crash and restart
-mid-control (the world's ``crash`` fault).
+comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
+mid-control (the world's ``crash`` fault), and a CSIP-AUS v1.3 storage target held back by a
+binding export limit (the library's ``conformance_storage_target_export_limit``).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -14,9 +15,10 @@ from typing import Final
 from events.store import EventStore
 from sep2gw.commands.sim import write_log
 from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver.library import library
 from sep2gw.world import run_world
 
-__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
+__all__ = ["COMMS_LOSS", "RESTART", "STORAGE", "WORLDS", "build", "copy_to_sqlite", "logs"]
 
 COMMS_LOSS: Final = """
 name = "comms-loss"
@@ -58,6 +60,9 @@ kind = "fail"
 duration_s = 120
 reset = true
 """
+
+#: The library file of the storage world.
+STORAGE: Final = "conformance_storage_target_export_limit.toml"
 
 RESTART: Final = """
 name = "restart"
@@ -106,12 +111,15 @@ def build(name: str, site: Path, path: Path) -> Path:
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
+    elif name == "storage":
+        scenario = next(e.scenario for e in library() if e.file == STORAGE)
+        store = run_world(scenario, seed=11, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart")
+WORLDS: Final = ("demo", "comms", "restart", "storage")
 
 
 _LOGS: dict[str, Path] = {}
