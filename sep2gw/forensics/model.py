@@ -55,6 +55,7 @@ from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.errors import EventLogError
 from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
 from events.link_events import LinkBackedOff, ListCapped
+from events.pricing_events import IntervalContentChanged, PriceInForce, RateDetails, RateSeen
 from events.registration_events import (
     Polled,
     PollRateSeen,
@@ -106,6 +107,7 @@ _FOLDED_TYPES: Final = (
     | _POLL_TYPES
     | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
     | {LinkBackedOff, ListCapped, TimeRefused}
+    | {RateSeen, PriceInForce, IntervalContentChanged}
 )
 _UNTIMED_TAGS: Final = (
     "runtime.gateway_started.v1",
@@ -232,6 +234,9 @@ class Forensics:
         #: every link hold (``link.backoff.v1``) in log order, with its record
         self.holds: list[tuple[int, LinkBackedOff]] = []
         self.server_faults: list[ServerFaultRow] = []
+        #: IEEE 2030.5 Pricing: the rates offered and every change of the price in force, by record
+        self.rates: dict[str, RateDetails] = {}
+        self.prices: list[tuple[int, PriceInForce]] = []
         self._at = sorted(set(at))
         self._next_capture = self._at[0] if self._at else math.inf
         self.seq = 0
@@ -291,6 +296,15 @@ class Forensics:
     def faults_around(self, t: float, window_s: float) -> list[ServerFaultRow]:
         """The server faults recorded within ``window_s`` of ``t``, in log order."""
         return [f for f in self.server_faults if abs(f.at_s - t) <= window_s]
+
+    def prices_at(self, t: float) -> list[tuple[int, PriceInForce]]:
+        """Per rate, the last price-in-force record at or before ``t`` (with its record number)."""
+        found: dict[str, tuple[int, PriceInForce]] = {}
+        for seq, event in self.prices:
+            if event.at_s > t:
+                break
+            found[event.rate_mrid] = (seq, event)
+        return [found[rate] for rate in sorted(found)]
 
     def comms_down_at(self, t: float) -> bool:
         return any(p.lost_s <= t and (p.restored_s is None or t < p.restored_s) for p in self.comms)
@@ -395,6 +409,21 @@ class Forensics:
                 "server clock refused",
                 "Time.currentTime",
                 f"{event.reason} (currentTime {event.current_time})",
+            )
+        elif kind is RateSeen:
+            assert isinstance(event, RateSeen)
+            self.rates[event.rate.rate_mrid] = event.rate
+        elif kind is PriceInForce:
+            assert isinstance(event, PriceInForce)
+            self.prices.append((seq, event))
+        elif kind is IntervalContentChanged:
+            assert isinstance(event, IntervalContentChanged)
+            self._fault(
+                seq,
+                event.at_s,
+                "content changed",
+                f"price interval {event.mrid}",
+                f"{', '.join(event.fields)} changed under the same mRID (the first content is kept)",
             )
         if kind is DefaultRefused:
             assert isinstance(event, DefaultRefused)

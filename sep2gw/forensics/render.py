@@ -26,7 +26,15 @@ from events.envelope import Recorded
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_clamps, describe_settings, short, whole
+from sep2gw.timeline import (
+    Timeline,
+    describe_blocks,
+    describe_clamps,
+    describe_settings,
+    rate_name,
+    short,
+    whole,
+)
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -235,6 +243,7 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     lines.append(f"  Responses not yet acknowledged: {len(state.outbox)}")
     for r in state.outbox:
         lines.append(f"    {int(r.status)} ({r.status.name.lower()}) for {short(r.mrid)}")
+    lines += price_lines(model, t, timeline)
     sample = _sample_at(model, t)
     if sample is not None:
         at, site, der = sample
@@ -391,6 +400,25 @@ def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     return lines
 
 
+def price_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
+    """The utility's price in force at ``t`` per rate, as recorded (IEEE 2030.5 Pricing)."""
+    out = []
+    for seq, event in model.prices_at(t):
+        rate = model.rates.get(event.rate_mrid)
+        name = rate_name(rate) if rate is not None else short(event.rate_mrid)
+        if event.interval_mrid is None:
+            what = "none"
+        else:
+            what = (
+                f"{describe_blocks(rate, event.blocks)} (tier {event.tou_tier}, interval "
+                f"{short(event.interval_mrid)})"
+            )
+        out.append(
+            f"  price in force, {name}: {what} since {timeline.stamp(event.at_s)} (record {seq})"
+        )
+    return out
+
+
 def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
     """Why the limits in force at ``t`` were what they were: per mode, the winner or the default,
     the events it beat, and a check that the live arbitration over the fold agrees."""
@@ -439,6 +467,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             "  check: the live arbitration over the fold's state at this instant gives the same "
             "limits and suppliers"
         )
+    lines += price_lines(model, t, timeline)
     sample = _sample_at(model, t)
     if sample is not None:
         at, site, der = sample

@@ -1,7 +1,9 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
 comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
-mid-control (the world's ``crash`` fault), and a CSIP-AUS v1.3 storage target held back by a
-binding export limit (the library's ``conformance_storage_target_export_limit``).
+mid-control (the world's ``crash`` fault), two pricing worlds (a revised price superseding an
+older one; the compressed v1.3 pricing day with a cancelled critical-peak interval), and a
+CSIP-AUS v1.3 storage target held back by a binding export limit (the library's
+``conformance_storage_target_export_limit``).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -111,6 +113,10 @@ def build(name: str, site: Path, path: Path) -> Path:
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
+    elif name in ("pricing", "pricing_day"):
+        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[name]
+        entry = next(e for e in library() if e.file == file)
+        store = run_world(entry.scenario, seed=11, site=site).store
     elif name == "storage":
         scenario = next(e.scenario for e in library() if e.file == STORAGE)
         store = run_world(scenario, seed=11, site=site).store
@@ -119,7 +125,7 @@ def build(name: str, site: Path, path: Path) -> Path:
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart", "storage")
+WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day", "storage")
 
 
 _LOGS: dict[str, Path] = {}
