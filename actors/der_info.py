@@ -3,8 +3,10 @@ actor last read: nameplate and settings, dispatchable modes, and the latest tele
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
+from actors.drivers.base import Nameplate
 from actors.messages import DerSnapshot, DeviceStatus
 from events.der_info import DerAvailabilityInfo, DerCapabilityInfo, DerSettingsInfo, DerStatusInfo
 from events.telemetry import OperatingState
@@ -14,6 +16,7 @@ __all__ = [
     "DerSnapshot",
     "DER_TYPE_STORAGE",
     "capability",
+    "energy_bounds",
     "settings",
     "status",
     "status_with_sources",
@@ -56,7 +59,6 @@ _ALARM_BITS: Final[dict[str, int]] = {
 }
 
 
-
 def capability(snapshot: DerSnapshot) -> DerCapabilityInfo:
     plate = snapshot.nameplate
     rating = plate.rating()
@@ -94,10 +96,28 @@ def settings(snapshot: DerSnapshot, *, now: float, set_grad_w: int) -> DerSettin
         max_va=plate.rated_va,
         max_charge_rate_w=rating.max_charge_w,
         max_discharge_rate_w=rating.max_discharge_w,
-        max_wh=plate.capacity_wh,
+        max_wh=energy_bounds(plate)[1],
+        min_wh=energy_bounds(plate)[0],
         doe_modes_enabled=doe_control_type(snapshot.modes),
         vpp_modes_enabled=vpp_control_type(snapshot.modes),
     )
+
+
+def energy_bounds(plate: Nameplate) -> tuple[float | None, float | None]:
+    """The stored energy the battery keeps between, in Wh: DERSettings ``setMinWh`` (CSIP-AUS v1.3
+    storage: "the value at which the battery will stop discharging to maintain state of charge
+    above [the] reserved minimum") and ``setMaxWh`` (2030.5: the storage capacity in force, which
+    "may be different from physical capability"), from the capacity and the state-of-charge bounds
+    the device reports. Without a capacity neither is known; bounds the device does not report, or
+    reports as no usable range (as ``statemachines.site_limit.rating_at_charge`` reads them), give
+    no ``setMinWh`` and the whole capacity as ``setMaxWh``."""
+    capacity = plate.capacity_wh
+    if capacity is None or not math.isfinite(capacity) or capacity <= 0:
+        return None, capacity
+    low, high = plate.soc_min_pct, plate.soc_max_pct
+    if low is None or high is None or not 0.0 <= low < high <= 100.0:
+        return None, capacity
+    return capacity * low / 100.0, capacity * high / 100.0
 
 
 def status(observed: DeviceStatus) -> DerStatusInfo:

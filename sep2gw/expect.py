@@ -87,6 +87,7 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _der_status(expect, result, violations)
     if expect.compliance:
         _compliance(expect.compliance, result, violations)
+    _storage(expect, result, violations)
     _halted(expect, result, violations)
     _log_events(expect, result, violations)
     if expect.audit is not None:
@@ -562,6 +563,47 @@ def _compliance(specs: list[ComplianceExpect], result: WorldResult, out: list[Vi
                     detail=f"{spec.mode} in {window}: within {spec.tolerance_w:g} W of the limit "
                     f"for {binding:g} s, expected at least {spec.min_seconds_binding:g} s (the "
                     "limit never mattered)",
+                )
+            )
+
+
+def _storage(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """CSIP-AUS v1.3 storage (``opModStorageTargetW``): the battery follows the storage target in
+    force within its limits, judged on the DER's own samples (each held until the next)."""
+    if not expect.storage:
+        return
+    samples = [
+        (rec.event.at_s, rec.event.der_w)
+        for rec in result.store.read()
+        if isinstance(rec.event, TelemetrySampled) and rec.event.der_w is not None
+    ]
+    start = result.server.start
+    for spec in expect.storage:
+        begin, end = start + spec.from_s + spec.grace_s, start + spec.to_s
+        off = 0.0
+        seen = 0
+        worst: tuple[float, float] | None = None
+        for (at, der_w), (after, _) in zip(samples, [*samples[1:], (end, 0.0)], strict=True):
+            if not begin <= at < end:
+                continue
+            seen += 1
+            if abs(der_w - spec.der_w) > spec.tolerance_w:
+                off += min(after, end) - at
+                if worst is None or abs(der_w - spec.der_w) > abs(worst[1] - spec.der_w):
+                    worst = (at - start, der_w)
+        window = f"+{spec.from_s + spec.grace_s:g}..+{spec.to_s:g} s"
+        if seen == 0:
+            out.append(
+                Violation(invariant="expect.storage", detail=f"no DER sample in {window}")
+            )
+        elif off > spec.max_seconds_off:
+            assert worst is not None
+            out.append(
+                Violation(
+                    invariant="expect.storage",
+                    detail=f"in {window} the battery ran {off:g} s more than {spec.tolerance_w:g} W "
+                    f"off {spec.der_w:g} W (at most {spec.max_seconds_off:g} s allowed); worst "
+                    f"{worst[1]:g} W at +{worst[0]:g} s",
                 )
             )
 

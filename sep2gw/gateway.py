@@ -79,6 +79,7 @@ from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
+from transport.sep2 import CSIPAUS_NS
 from transport.tls import TlsMaterial, client_context
 
 if TYPE_CHECKING:
@@ -101,7 +102,9 @@ class GatewayOptions:
     (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
     clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
-    replaced.
+    replaced. ``csipaus_ns``: the CSIP-AUS namespace the gateway writes (default v1.2
+    ``https://csipaus.org/ns``); a simulation of a v1.3 storage server passes that server's, until
+    the version is negotiated with the server (issue 18 points 2-3).
     """
 
     def __init__(
@@ -115,8 +118,10 @@ class GatewayOptions:
         restart: RestartPolicy | None = None,
         log_in_thread: bool = True,
         on_alarm: Callable[[str], None] | None = None,
+        csipaus_ns: str = CSIPAUS_NS,
     ) -> None:
         self.wall_at_start = wall_at_start
+        self.csipaus_ns = csipaus_ns
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
@@ -198,6 +203,7 @@ class _Unit:
             reachability=reachable,
             log=log,
             rng=g.rng.fork("link"),
+            csipaus_ns=g.options.csipaus_ns,
         )
         controls = ControlsActor(
             config=CoreConfig(

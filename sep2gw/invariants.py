@@ -77,6 +77,18 @@ The invariants, precisely:
     limit (``LimitsApplied.site_limit_met`` false: the site's own PV or load is beyond it, or the
     battery is full or at its floor).
 
+``battery follows the storage target``
+    CSIP-AUS v1.3 storage: while ``opModStorageTargetW`` is the power asked of the battery (no
+    ``opModFixedW`` or ``opModTargetW`` beside it) and the device takes the mode, every setpoint the
+    hardware actor records lies between its previous setpoint and the target — or, where the log
+    records a clamp of the storage target, the value the clamp applied (a ramp towards it is
+    allowed, a move away is not). A clamp must name a bound that holds: a limit mode in force
+    (``export_limit_w``, ``import_limit_w``, ``generation_limit_w``, ``load_limit_w``,
+    ``max_limit_pct``; ``energize``/``connect`` false) or a rating;
+    a clamp to 0 W by the charge (discharge) rate only when the battery is within
+    ``SOC_EDGE_PCT`` (plus a sample's drift, 1 %) of its state-of-charge ceiling (floor), as the
+    gateway last sampled it or as the battery holds it, or its rating that way is 0 W.
+
 ``replay equals live state``
     After every committed batch with a controls event, the fold of the log (kept incrementally)
     equals the live controls actor's state (the actor waits for its append, so at that instant its
@@ -100,7 +112,7 @@ from events.control_events import (
     RampPlanned,
     ResponseAcked,
 )
-from events.der_model import ControlSettings, ResponseStatus
+from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied, RampStarted, TelemetrySampled
 from events.registration_events import RegistrationHalted
@@ -124,6 +136,7 @@ from statemachines.arbitration import MODE_FIELDS
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
 from statemachines.registration import BackoffPolicy
 from statemachines.responses import legal_next
+from statemachines.site_limit import SOC_EDGE_PCT
 from transport.sep2 import resources as r
 
 if TYPE_CHECKING:
@@ -159,6 +172,18 @@ SITE_TOLERANCE_W: Final = 100.0
 #: (limit, measured by the site meter or the DER, sign): the dispute report's compliance table.
 _SITE_MODES: Final = tuple((m.value, f"{point}_w", sign) for m, point, sign in COMPLIANCE_MODES)
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
+#: A clamp as ``hardware.limits_applied.v1`` records it (the repr of ``site_limit.Clamp``).
+_CLAMP: Final = re.compile(
+    r"Clamp\(mode='(?P<mode>\w+)', requested=(?P<requested>\S+), "
+    r"applied=(?P<applied>[-+0-9.e]+), bound='(?P<bound>\w+)'\)"
+)
+#: How far past ``SOC_EDGE_PCT`` the state of charge may be when the loop counts the battery full
+#: or empty (it reads the device a sample after the one logged).
+_SOC_SLACK_PCT: Final = 1.0
+#: The limit modes a clamp may name as what held the storage target.
+_LIMIT_BOUNDS: Final = frozenset(
+    {"export_limit_w", "import_limit_w", "generation_limit_w", "load_limit_w", "max_limit_pct"}
+)
 _CANONICAL: Final = msgspec.json.Encoder(order="deterministic")
 
 INVARIANTS: Final = (
@@ -172,6 +197,7 @@ INVARIANTS: Final = (
     "readings minute-aligned",
     "requests schema-valid",
     "site within the limits in force",
+    "battery follows the storage target",
     "replay equals live state",
     "log verifies",
     "prices in force were the server's",
@@ -285,6 +311,8 @@ class Monitor:
         ]
         self._start_s: float | None = None  # the scenario's start on the steady clock
         self._unmeetable = False  # the gateway said the DER's range cannot meet a site limit
+        self._last_setpoint: float | None = None  # this boot's last recorded setpoint
+        self._soc_pct: float | None = None  # the state of charge the gateway last sampled
 
     # ------------------------------------------------------------------------------- wiring
     def attach(
@@ -308,6 +336,7 @@ class Monitor:
             self._down_since = None
         self._lag_since = None
         self._unmeetable = False
+        self._last_setpoint = None  # a new process starts its loop from nothing
         for field, _, _ in _SITE_MODES:  # a new process settles its loop afresh
             self._limit_since[field] = self._steady_now()
             self._excess[field].clear()
@@ -353,6 +382,8 @@ class Monitor:
             self.now_s = max(self.now_s, record.server_time)
             if isinstance(event, TelemetrySampled):
                 self._check_site(event)
+                if event.soc_pct is not None:
+                    self._soc_pct = event.soc_pct
             elif isinstance(event, LimitsInForceChanged):
                 self._limits_changed(event.settings)
                 self._check_arbitration(event)
@@ -363,6 +394,7 @@ class Monitor:
                 del self._superseded[:-8]
             elif isinstance(event, LimitsApplied):
                 self._check_setpoint(event, record.server_time)
+                self._check_storage_target(event, record.server_time)
                 self._check_applied(event, record.monotonic)
                 self._unmeetable = event.site_limit_met is False
             elif isinstance(event, RampStarted):
@@ -481,6 +513,74 @@ class Monitor:
             )
         else:
             self._held("nameplate and settings never exceeded")
+
+    def _check_storage_target(self, event: LimitsApplied, at_s: float) -> None:
+        invariant = "battery follows the storage target"
+        previous, self._last_setpoint = self._last_setpoint, event.setpoint_w
+        limits = event.settings
+        target = limits.storage_target_w
+        if (
+            target is None
+            or limits.fixed_w_pct is not None
+            or limits.target_w is not None
+            or Mode.STORAGE_TARGET_W in event.not_applicable
+        ):
+            return
+        setpoint = event.setpoint_w
+        if setpoint is None:
+            self._violate(
+                invariant, f"storage target {target:g} W in force but the setpoint released", at_s
+            )
+            return
+        goal = target
+        for text in event.clamps:
+            clamp = _CLAMP.fullmatch(text)
+            if clamp is None or clamp["mode"] != "storage_target_w":
+                continue
+            goal = float(clamp["applied"])
+            why = self._clamp_refused(clamp["bound"], goal, limits)
+            if why:
+                self._violate(
+                    invariant, f"storage target {target:g} W held at {goal:g} W: {why}", at_s
+                )
+                return
+        low, high = sorted((goal, goal if previous is None else previous))
+        if not low - _W_SLACK <= setpoint <= high + _W_SLACK:
+            self._violate(
+                invariant,
+                f"storage target {target:g} W (applicable {goal:g} W): setpoint {setpoint:.1f} W is "
+                f"not on the way from the previous {previous} W",
+                at_s,
+            )
+        else:
+            self._held(invariant)
+
+    def _clamp_refused(self, bound: str, applied: float, limits: ControlSettings) -> str:
+        """Why a clamp of the storage target names a bound that does not hold ('' if it holds)."""
+        if bound in _LIMIT_BOUNDS:
+            return "" if getattr(limits, bound) is not None else f"{bound} is not in force"
+        if bound in ("energize", "connect"):
+            return "" if getattr(limits, bound) is False else f"{bound} is not false"
+        sim = self._battery
+        if (
+            abs(applied) > _W_SLACK
+            or sim is None
+            or bound not in ("max_charge_w", "max_discharge_w")
+        ):
+            return ""
+        b = sim.battery
+        rated = b.max_charge_w if bound == "max_charge_w" else b.max_discharge_w
+        if min(rated, b.max_w, sim.settings_max_w) <= _W_SLACK or self._soc_pct is None:
+            return ""
+        # The loop reads the state of charge at its own instant, a sample later than the last
+        # one logged: the battery's own value counts too, and a sample's drift is allowed.
+        edge = SOC_EDGE_PCT + _SOC_SLACK_PCT
+        sampled = self._soc_pct
+        if bound == "max_charge_w" and max(sampled, sim.soc_pct) < b.soc_max_pct - edge:
+            return f"no charge allowed at {sampled:g} % (ceiling {b.soc_max_pct:g} %)"
+        if bound == "max_discharge_w" and min(sampled, sim.soc_pct) > b.soc_min_pct + edge:
+            return f"no discharge allowed at {sampled:g} % (floor {b.soc_min_pct:g} %)"
+        return ""
 
     def _check_battery(self, at_s: float) -> None:
         sim = self._battery

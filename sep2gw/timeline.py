@@ -7,6 +7,7 @@ its own line.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta, timezone
 
 from events.control_events import (
@@ -83,7 +84,14 @@ from events.registration_events import (
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
 
-__all__ = ["LINK_LINE_EVERY_S", "Timeline", "describe_settings", "short", "whole"]
+__all__ = [
+    "LINK_LINE_EVERY_S",
+    "Timeline",
+    "describe_clamps",
+    "describe_settings",
+    "short",
+    "whole",
+]
 
 #: The same link failure of a resource is shown at most this often (the log keeps every one).
 LINK_LINE_EVERY_S = 60.0
@@ -112,6 +120,31 @@ def describe_settings(settings: ControlSettings) -> str:
             value = int(value)
         parts.append(f"{name}={value}")
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
+
+
+#: A clamp as ``hardware.limits_applied.v1`` records it (the repr of ``site_limit.Clamp``).
+_CLAMP = re.compile(
+    r"Clamp\(mode='(?P<mode>\w+)', requested=(?P<requested>[-+0-9.e]+|nan|inf|-inf), "
+    r"applied=(?P<applied>[-+0-9.e]+|nan|inf|-inf), bound='(?P<bound>\w+)'\)"
+)
+
+
+def describe_clamps(clamps: tuple[str, ...]) -> str:
+    """What the DER could not take as asked, and what held it: a storage target of 4 kW held at
+    1.5 kW by the export limit reads ``storage_target_w 4000 W held at 1507 W by export_limit_w``.
+    A clamp recorded in a shape this does not know is shown as recorded."""
+    parts = []
+    for text in clamps:
+        m = _CLAMP.fullmatch(text)
+        if m is None:
+            parts.append(text)
+            continue
+        requested, applied = float(m["requested"]), float(m["applied"])
+        unit = "%" if m["mode"].endswith("_pct") else " W"
+        parts.append(
+            f"{m['mode']} {whole(requested)}{unit} held at {whole(applied)} W by {m['bound']}"
+        )
+    return "; ".join(parts)
 
 
 class Timeline:
@@ -306,7 +339,8 @@ class Timeline:
                     if e.not_applicable
                     else ""
                 )
-                return f"battery: {verdict}{setpoint}{na}"
+                held = f"; {describe_clamps(e.clamps)}" if e.clamps else ""
+                return f"battery: {verdict}{setpoint}{na}{held}"
             case RampStarted():
                 where = (
                     f"measured {e.measured:g}"

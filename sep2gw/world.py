@@ -269,7 +269,8 @@ async def _run(
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)  # the utility's clock (a clock_skew fault steps it)
     device = SimClock(epoch)  # the device's: the battery's physics and the world's faults
-    sim = SimBattery(BatteryParams(), SiteParams(), seed=seed, start_s=epoch)
+    battery_params = BatteryParams(**scenario.battery.overrides())
+    sim = SimBattery(battery_params, SiteParams(), seed=seed, start_s=epoch)
     # A scenario with [[hostile]] windows gets the hostile server; every other the normal one.
     server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
     server = server_class(
@@ -319,6 +320,8 @@ async def _run(
                 http_connector=pipe_connector(http_send),
                 hardware=hardware
                 or HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
+                # the gateway writes the namespace the simulated server serves (issue 18)
+                csipaus_ns=scenario.quirks.csipaus_ns,
             )
             gateway = Gateway(config, driver, options=options)
             boots += 1

@@ -11,7 +11,8 @@ How the modes combine (CSIP-AUS §2.3 dynamic operating envelopes; IEEE 2030.5 �
 
 1. The *requested* power is ``fixed_w_pct`` (percent of the maximum discharge rate when positive, of
    the maximum charge rate when negative, per ``opModFixedW``), else ``target_w``, else
-   ``storage_target_w``. With none of these but some limit in force the DER's own logic runs as
+   ``storage_target_w`` (a storage target beside a target of the whole DER is recorded as held by
+   it). With none of these but some limit in force the DER's own logic runs as
    long as its output keeps within the bounds; when it does not, the loop takes over holding the
    output the DER had then (not its latest output, which the limits themselves moved: that would
    ratchet), moves off it only as far as a bound needs, and releases the DER again once that held
@@ -154,6 +155,21 @@ def _requested(limits: ControlSettings, rating: DerRating) -> tuple[str, float] 
     if limits.storage_target_w is not None:
         return "storage_target_w", limits.storage_target_w
     return None
+
+
+def _overridden_storage_target(limits: ControlSettings, mode: str, power: float) -> Clamp | None:
+    """A storage target in force beside a target of the whole DER: the DER's target wins.
+
+    CSIP-AUS v1.3 storage: ``opModStorageTargetW`` is the target output of the storage components
+    within the EndDevice; ``opModFixedW`` and ``opModTargetW`` set the output of the whole DER,
+    which for a battery DER includes them. The two come from different programs (they are
+    different modes, so neither supersedes the other, PROTOCOL.md §4 rule 7); the whole DER's target
+    is the one followed, and the storage target is recorded as held at that output by it, so the
+    log shows it was not followed and why."""
+    storage = limits.storage_target_w
+    if storage is None or mode not in ("fixed_w_pct", "target_w") or storage == power:
+        return None
+    return Clamp(mode="storage_target_w", requested=storage, applied=power, bound=mode)
 
 
 #: How near a state-of-charge bound a battery counts as at it (DERs report SoC rounded).
@@ -311,6 +327,9 @@ def step(
                 )
             )
         power = min(max(power, feasible_low), feasible_high)
+    overridden = _overridden_storage_target(limits, mode, power)
+    if overridden is not None:
+        clamps.append(overridden)
     previous = state.setpoint_w
     ramp_to, ramp_rate = None, None
     if previous is not None and state.at_s is not None:

@@ -18,6 +18,16 @@ The map names, for each *role* the driver knows, the runtime's tag, its unit and
     [nameplate]
     max_discharge_w = { value = 5000, unit = "W" }
     max_charge_w = { tag = "PCS.Pmax_charge_kW", unit = "kW" }
+    capacity_wh = { value = 13.5, unit = "kWh" }
+    soc_min_pct = { tag = "BMS.SOC_reserve", unit = "%" }
+    soc_max_pct = { value = 100, unit = "%" }
+
+Storage roles (CSIP-AUS v1.3 storage): ``soc_pct`` and ``stored_wh`` are read for the DER's
+readings and DERStatus; ``capacity_wh``, ``soc_min_pct`` and ``soc_max_pct`` are nameplate roles,
+the state of charge the battery keeps between (DERSettings ``setMinWh``/``setMaxWh``; a full
+battery is not asked to charge, an empty one to discharge, whatever the storage target says). A
+storage target (``opModStorageTargetW``) is dispatched through ``setpoint_w`` like every power
+mode.
 
 Status roles (optional, for DERStatus): ``connected`` and ``storage_connected`` (``bool``), ``fault``
 (``bool``: true reports the state ``fault`` and the alarm ``fault``) and ``state``, whose
@@ -106,6 +116,7 @@ _NAMEPLATE_ROLES = {
     "rated_w": "power", "rated_va": "power", "rated_var": "reactive", "rated_charge_w": "power",
     "rated_discharge_w": "power", "capacity_wh": "energy", "max_w": "power",
     "max_charge_w": "power", "max_discharge_w": "power",
+    "soc_min_pct": "percent", "soc_max_pct": "percent",
 }  # fmt: skip
 
 

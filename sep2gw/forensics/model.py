@@ -88,7 +88,7 @@ from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
 from events.times import not_a_date, utc_datetime
 from sep2gw.projections import PROJECTIONS
-from sep2gw.timeline import describe_settings, short
+from sep2gw.timeline import describe_clamps, describe_settings, short
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState, owned_copy
 from statemachines.polling import POLL_PROJECTION, PollState
 
@@ -915,12 +915,13 @@ class Forensics:
                         else "; site limit NOT met by the DER's range"
                     )
                 )
+                held = f"; {describe_clamps(event.clamps)}" if event.clamps else ""
                 self._step(
                     mrid,
                     seq,
                     event.at_s,
                     f"battery: {verdict}{setpoint}",
-                    f"{describe_settings(event.settings)}{na}{met}",
+                    f"{describe_settings(event.settings)}{na}{met}{held}",
                 )
 
     def finish(self, untimed: Mapping[int, float]) -> None:

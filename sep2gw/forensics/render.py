@@ -27,7 +27,15 @@ from events.pricing_events import PriceInterval
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_blocks, describe_settings, rate_name, short, whole
+from sep2gw.timeline import (
+    Timeline,
+    describe_blocks,
+    describe_clamps,
+    describe_settings,
+    rate_name,
+    short,
+    whole,
+)
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -501,6 +509,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             f"{describe_settings(e.settings)}"
             + ("" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W")
             + (", setpoint written and read back" if e.wrote else ", no setpoint written")
+            + (f"; {describe_clamps(e.clamps)}" if e.clamps else "")
         )
     return lines
 

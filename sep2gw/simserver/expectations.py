@@ -71,6 +71,14 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
     ``min_seconds_binding`` seconds, so the limit is shown to have mattered (§5: limits are met at
     the connection point by closing the loop on the site meter).
 
+``[[expect.storage]]`` with ``from_s``, ``to_s``, ``der_w`` and optional ``tolerance_w`` (default
+    150), ``grace_s`` (default 10) and ``max_seconds_off`` (default 0): CSIP-AUS v1.3 storage, the
+    battery follows the storage target in force within its limits: after ``grace_s`` into the
+    window, the DER's measured power (positive = discharge) stays within ``tolerance_w`` of
+    ``der_w``, what the target comes to on this battery (the target itself; the rate a binding
+    export limit leaves; 0 W once the battery is full or empty). At least one sample must fall in
+    the window.
+
 ``halted = true``: a ``registration.halted`` record exists and the server saw no request after it
     (§2 step 4, PIN mismatch); ``false``: no halt was recorded.
 
@@ -90,6 +98,7 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -112,6 +121,7 @@ __all__ = [
     "RampExpect",
     "RequestCount",
     "ResponseAt",
+    "StorageExpect",
     "TelemetryExpect",
     "check_expect",
 ]
@@ -277,6 +287,15 @@ class ComplianceExpect(_Strict, frozen=True, kw_only=True):
     min_seconds_binding: float = 0.0
 
 
+class StorageExpect(_Strict, frozen=True, kw_only=True):
+    from_s: float
+    to_s: float
+    der_w: float
+    tolerance_w: float = 150.0
+    grace_s: float = 10.0
+    max_seconds_off: float = 0.0
+
+
 class PollCadenceAudit(_Strict, frozen=True, kw_only=True):
     from_s: float = 0.0
     to_s: float | None = None
@@ -337,6 +356,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     der_status_fields: list[DerStatusIn] = []
     der_status: list[DerStatusAt] = []
     compliance: list[ComplianceExpect] = []
+    storage: list[StorageExpect] = []
     halted: bool | None = None
     log_events: list[str] = []
     no_log_events: list[str] = []
@@ -483,6 +503,17 @@ def check_expect(
             value = getattr(spec, name)
             if not value >= 0 or value == float("inf"):
                 problems.append(f"{key}.{name}: must be a finite number >= 0, got {value:g}")
+    for i, storage in enumerate(expect.storage):
+        key = f"expect.storage[{i}]"
+        _window(key, storage.from_s, storage.to_s, problems)
+        if not math.isfinite(storage.der_w):
+            problems.append(f"{key}.der_w: must be a finite number, got {storage.der_w:g}")
+        for name in ("tolerance_w", "grace_s", "max_seconds_off"):
+            value = getattr(storage, name)
+            if not value >= 0 or value == float("inf"):
+                problems.append(f"{key}.{name}: must be a finite number >= 0, got {value:g}")
+        if storage.grace_s >= storage.to_s - storage.from_s:
+            problems.append(f"{key}.grace_s: {storage.grace_s:g} s leaves nothing of the window")
     if expect.audit is not None:
         _check_audit(expect.audit, problems)
     for i, name in enumerate(expect.log_events):

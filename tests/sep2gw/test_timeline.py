@@ -11,7 +11,7 @@ from events.registration_events import (
     RegistrationLinkMissing,
     ServerPinRecorded,
 )
-from sep2gw.timeline import Timeline
+from sep2gw.timeline import Timeline, describe_clamps
 from statemachines.polling import PollSchedule
 
 
@@ -65,3 +65,17 @@ def test_issue15_an_absurd_rate_is_one_console_line_per_resource_naming_sent_and
     assert "pollRate 1 s for /tm" in faults[0] and "900 s used" in faults[0]
     assert "/edev/1/der" in faults[1]
     assert "postRate 1 s" in faults[2] and "60 s used" in faults[2]
+
+
+def test_a_clamp_says_what_was_asked_what_was_applied_and_what_held_it() -> None:
+    """The evidence of a storage target held back by the export limit (CSIP-AUS v1.3 storage):
+    the log records each clamp of the closed loop; replay and explain say it in words."""
+    recorded = (
+        "Clamp(mode='storage_target_w', requested=4000.0, applied=1507.4, bound='export_limit_w')",
+        "Clamp(mode='storage_target_w', requested=-3000.0, applied=-0.2, bound='max_charge_w')",
+    )
+    assert describe_clamps(recorded) == (
+        "storage_target_w 4000 W held at 1507 W by export_limit_w; "
+        "storage_target_w -3000 W held at 0 W by max_charge_w"
+    )
+    assert describe_clamps(("something else",)) == "something else"

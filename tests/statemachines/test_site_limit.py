@@ -387,3 +387,37 @@ def test_a_battery_at_a_bound_of_its_charge_can_only_move_away_from_it() -> None
     )[1]
     assert decision.site_limit_met is False
     assert decision.setpoint_w is None or decision.setpoint_w >= 0
+
+
+def test_a_storage_target_beside_a_target_of_the_whole_der_is_recorded_as_held_by_it() -> None:
+    """CSIP-AUS v1.3 storage: opModTargetW (the whole DER) wins over opModStorageTargetW (its
+    storage components), and the storage target is not silently dropped: a clamp names the mode
+    that held it."""
+    decision = once(ControlSettings(target_w=1000, storage_target_w=-3000))
+    assert decision.setpoint_w == 1000
+    (clamp,) = decision.clamps
+    assert (clamp.mode, clamp.requested, clamp.applied, clamp.bound) == (
+        "storage_target_w",
+        -3000,
+        1000,
+        "target_w",
+    )
+    fixed = once(ControlSettings(fixed_w_pct=-50, storage_target_w=-2000))
+    assert fixed.setpoint_w == -2000 and not fixed.clamps  # the same output: nothing held
+
+
+def test_the_export_limit_binds_over_a_storage_target() -> None:
+    """CSIP-AUS §2.3 + v1.3 storage: a 4 kW storage target at a site whose load and PV leave 500 W
+    of export is held at what the 1.5 kW export limit allows, and the clamp names the limit."""
+    decision = once(
+        ControlSettings(storage_target_w=4000, export_limit_w=1500), site_w=500.0, der_w=0.0
+    )
+    assert decision.setpoint_w == 1000
+    assert decision.site_limit_met is True
+    (clamp,) = decision.clamps
+    assert (clamp.mode, clamp.requested, clamp.applied, clamp.bound) == (
+        "storage_target_w",
+        4000,
+        1000,
+        "export_limit_w",
+    )

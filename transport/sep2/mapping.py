@@ -402,15 +402,25 @@ def reading_set_to_wire(
     )
 
 
+#: KindType (2030.5-2018): 12 energy, 37 power.
+_KIND_ENERGY, _KIND_POWER = 12, 37
+#: FlowDirectionType: 0 not applicable, 1 forward.
+_FLOW_NONE, _FLOW_FORWARD = 0, 1
+
+
 def reading_type_for(quantity: Quantity, interval_s: int, power_of_ten: int = 0) -> r.ReadingType:
-    """The ReadingType of an averaged quantity (kind 37 instantaneous, data qualifier 2 average)."""
+    """The ReadingType of an averaged quantity (accumulation 12 instantaneous, data qualifier 2
+    average). Stored energy (Wh, uom 72; PROTOCOL.md §2.8, CSIP-AUS v1.3 storage) is an *energy*
+    (KindType 12) held in the battery, not a flow across the meter, so its flowDirection is 0 (not
+    applicable); the other quantities keep kind 37 and flowDirection 1."""
+    stored = quantity is Quantity.STORED_ENERGY_WH
     return r.ReadingType(
         uom=_UOM[quantity],
         powerOfTenMultiplier=power_of_ten,
         intervalLength=interval_s,
         dataQualifier=2,
-        kind=37,
-        flowDirection=1,
+        kind=_KIND_ENERGY if stored else _KIND_POWER,
+        flowDirection=_FLOW_NONE if stored else _FLOW_FORWARD,
         accumulationBehaviour=12,
         commodity=1,
         phase=0,

@@ -313,3 +313,45 @@ async def test_the_status_tags_report_the_converter_state_the_battery_and_a_faul
 def test_a_bad_state_table_is_refused_naming_the_problem(text: str, problem: str) -> None:
     with pytest.raises(TagMapError, match=problem):
         TagMap.from_toml(text)
+
+
+STORAGE_MAP = (
+    MAP
+    + """capacity_wh = { value = 13.5, unit = "kWh" }
+soc_min_pct = { value = 10, unit = "%" }
+soc_max_pct = { tag = "BMS.SOC_max", unit = "fraction" }
+"""
+)
+
+
+async def test_storage_roles_bound_the_storage_target_at_the_state_of_charge_limits() -> None:
+    """CSIP-AUS v1.3 storage: the tag map names the battery's capacity and the state of charge it
+    keeps between; at its ceiling a charging storage target is held at 0 W (clamped by the
+    charge rate the state of charge leaves), below it the target is written as asked."""
+    sim = SimBattery(BatteryParams(initial_soc_pct=95.0), SiteParams(), seed=5, start_s=NOON)
+
+    class Runtime(SimRuntime):
+        def read_tag(self, name: str) -> object:
+            return 0.95 if name == "BMS.SOC_max" else SimRuntime.read_tag(self, name)
+
+    runtime = Runtime(sim)
+    driver = TagDriver(runtime, TagMap.from_toml(STORAGE_MAP), loop=LoopConfig(deadband_w=20))
+    with trio.fail_after(5):
+        nameplate = await driver.read_nameplate()
+        full = await driver.apply(ControlSettings(storage_target_w=-3000), now=NOON)
+    assert (nameplate.capacity_wh, nameplate.soc_min_pct, nameplate.soc_max_pct) == (
+        13500,
+        10,
+        pytest.approx(95),
+    )
+    assert full.setpoint_w == 0
+    assert [(c.mode, c.bound) for c in full.clamps] == [("storage_target_w", "max_charge_w")]
+    sim.stored_wh = sim.battery.capacity_wh * 0.5
+    with trio.fail_after(5):
+        half = await driver.apply(ControlSettings(storage_target_w=-3000), now=NOON + 60)
+    assert half.setpoint_w == -3000 and not half.clamps
+
+
+def test_a_storage_role_must_measure_a_percentage() -> None:
+    with pytest.raises(TagMapError, match="soc_min_pct"):
+        TagMap.from_toml(MAP + 'soc_min_pct = { value = 10, unit = "kW" }\n')

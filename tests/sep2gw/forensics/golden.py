@@ -55,6 +55,11 @@ CASES: Final[dict[str, tuple[str, list[str]]]] = {
     "pricing_day.explain-at": ("pricing_day", ["explain", "--at", "2025-11-26T00:17:30Z"]),
     "pricing_day.replay-at": ("pricing_day", ["replay", "--at", "2025-11-26T00:17:30Z"]),
     "pricing_day.explain-7106": ("pricing_day", ["explain", "7106"]),
+    # CSIP-AUS v1.3 storage: a 4 kW storage target held back by a 1.5 kW export limit
+    "storage.replay": ("storage", ["replay", "--telemetry-every", "60"]),
+    "storage.explain-5A": ("storage", ["explain", "5A"]),
+    "storage.explain-E1": ("storage", ["explain", "E1"]),
+    "storage.explain-at": ("storage", ["explain", "--at", "2025-11-26T00:04:00Z"]),
 }
 
 _HEAD = re.compile(r"\(head [0-9a-f]{64}\)")

@@ -42,5 +42,6 @@ def test_goldens_cover_supersession_cancel_comms_loss_and_restart() -> None:
         "gateway restarted",
         "randomisation drawn",
         "adjacent:",
+        "storage_target_w 4000 W held at",
     ):
         assert needle in text

@@ -1,7 +1,9 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
-comms loss (with a randomised start and an adjacent follower), and a gateway crash and restart
-mid-control (the world's ``crash`` fault), and two pricing worlds (a revised price superseding an
-older one; the compressed v1.3 pricing day with a cancelled critical-peak interval).
+comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
+mid-control (the world's ``crash`` fault), two pricing worlds (a revised price superseding an
+older one; the compressed v1.3 pricing day with a cancelled critical-peak interval), and a
+CSIP-AUS v1.3 storage target held back by a binding export limit (the library's
+``conformance_storage_target_export_limit``).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -18,7 +20,7 @@ from sep2gw.simserver import demo_scenario, parse_scenario
 from sep2gw.simserver.library import library
 from sep2gw.world import run_world
 
-__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
+__all__ = ["COMMS_LOSS", "RESTART", "STORAGE", "WORLDS", "build", "copy_to_sqlite", "logs"]
 
 COMMS_LOSS: Final = """
 name = "comms-loss"
@@ -60,6 +62,9 @@ kind = "fail"
 duration_s = 120
 reset = true
 """
+
+#: The library file of the storage world.
+STORAGE: Final = "conformance_storage_target_export_limit.toml"
 
 RESTART: Final = """
 name = "restart"
@@ -112,12 +117,15 @@ def build(name: str, site: Path, path: Path) -> Path:
         file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[name]
         entry = next(e for e in library() if e.file == file)
         store = run_world(entry.scenario, seed=11, site=site).store
+    elif name == "storage":
+        scenario = next(e.scenario for e in library() if e.file == STORAGE)
+        store = run_world(scenario, seed=11, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day")
+WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day", "storage")
 
 
 _LOGS: dict[str, Path] = {}

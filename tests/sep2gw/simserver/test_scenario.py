@@ -256,3 +256,37 @@ def test_a_mode_the_served_csipaus_namespace_does_not_define_is_refused() -> Non
     ]
     storage = '[quirks]\ncsipaus_ns = "https://csipaus.org/ns/v1.3-beta/storage"\n'
     parse_scenario(storage + PROGRAM + control, source="t.toml")
+
+
+def test_battery_sets_the_simulated_batterys_capacity_and_state_of_charge() -> None:
+    scenario = parse_scenario(
+        PROGRAM + "[battery]\ncapacity_wh = 3000\ninitial_soc_pct = 80\nsoc_min_pct = 5\n"
+    )
+    assert scenario.battery.overrides() == {
+        "capacity_wh": 3000,
+        "initial_soc_pct": 80,
+        "soc_min_pct": 5,
+    }
+    assert parse_scenario(PROGRAM).battery.overrides() == {}
+
+
+@pytest.mark.parametrize(
+    ("battery", "problem"),
+    [
+        ("capacity_wh = 0", "battery.capacity_wh: must be positive"),
+        ("capacity_wh = -5", "battery.capacity_wh: must be a finite number ≥ 0"),
+        ("initial_soc_pct = 3", "soc_min_pct (5) ≤ initial_soc_pct (3)"),
+        ("soc_max_pct = 120\ninitial_soc_pct = 110", "soc_max_pct (120) ≤ 100"),
+        ("soc_min_pct = 60", "soc_min_pct (60) ≤ initial_soc_pct (50)"),
+    ],
+)
+def test_a_battery_that_cannot_be_is_refused_naming_the_key(battery: str, problem: str) -> None:
+    found = problems(PROGRAM + f"[battery]\n{battery}\n")
+    assert any(problem in p for p in found), found
+
+
+def test_a_storage_expectation_needs_a_window_left_after_its_grace() -> None:
+    found = problems(
+        PROGRAM + "[[expect.storage]]\nfrom_s = 10\nto_s = 20\nder_w = 0\ngrace_s = 15\n"
+    )
+    assert found == ["expect.storage[0].grace_s: 15 s leaves nothing of the window"]

@@ -255,3 +255,13 @@ def test_interval_average_becomes_a_mirror_reading_set() -> None:
     assert mrs.timePeriod == r.DateTimeInterval(start=1700000040, duration=300)
     rt = mapping.reading_type_for(Quantity.ACTIVE_POWER_W, 300)
     assert rt.uom == 38 and rt.dataQualifier == 2
+
+
+def test_stored_energy_is_an_energy_reading_with_no_flow_direction() -> None:
+    """PROTOCOL.md §2.8 / CSIP-AUS v1.3 storage: the DER MirrorUsagePoint's stored energy is Wh
+    (uom 72), KindType 12 (energy), flowDirection 0 (not applicable): energy held, not a flow; the
+    powers stay kind 37, forward."""
+    stored = mapping.reading_type_for(Quantity.STORED_ENERGY_WH, 300)
+    assert (stored.uom, stored.kind, stored.flowDirection) == (72, 12, 0)
+    power = mapping.reading_type_for(Quantity.ACTIVE_POWER_W, 300)
+    assert (power.uom, power.kind, power.flowDirection) == (38, 37, 1)
