@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from msgspec.structs import astuple
 
 from events.errors import EventLogError
 from events.hardware_events import TelemetrySampled
@@ -164,20 +165,32 @@ def schemas() -> dict[str, Any]:
                 ("settings_json", text),
             ]
         ),
+        # seq, then every field of hardware.telemetry.v1 in its order (rows are built that way)
         "measurements": pa.schema(
-            [("seq", i64), ("at_s", f64)]
+            [("seq", i64)]
             + [
                 (name, flag if name == "connected" else f64)
                 for name in TelemetrySampled.__struct_fields__
-                if name != "at_s"
             ]
         ),
         "compliance": pa.schema(compliance),
     }
 
 
+_DAYS: dict[int, str] = {}
+
+
 def _day(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d") if math.isfinite(t) else "none"
+    """The UTC date of ``t``, ``YYYY-MM-DD`` (``none`` for a time that is not a date)."""
+    if not math.isfinite(t):
+        return "none"
+    index = int(t // 86_400)
+    day = _DAYS.get(index)
+    if day is None:
+        day = _DAYS[index] = (
+            dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=index)
+        ).strftime("%Y-%m-%d")
+    return day
 
 
 def _midnights(start: float, end: float) -> Iterable[tuple[float, float]]:
@@ -193,21 +206,27 @@ def _midnights(start: float, end: float) -> Iterable[tuple[float, float]]:
 
 
 class _Rows:
-    """Rows of one table of one log, by day, column-wise."""
+    """Rows of one table of one log, by day (tuples, turned into columns when written)."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = names
-        self.days: dict[str, dict[str, list[Any]]] = {}
+        self.days: dict[str, list[tuple[Any, ...]]] = {}
 
-    def add(self, day: str, values: Sequence[Any]) -> None:
-        columns = self.days.get(day)
-        if columns is None:
-            columns = self.days[day] = {name: [] for name in self.names}
-        for name, value in zip(self.names, values, strict=True):
-            columns[name].append(value)
+    def add(self, day: str, values: tuple[Any, ...]) -> None:
+        rows = self.days.get(day)
+        if rows is None:
+            rows = self.days[day] = []
+        rows.append(values)
+
+    def columns(self, day: str) -> dict[str, list[Any]]:
+        rows = self.days[day]
+        return {
+            name: list(column)
+            for name, column in zip(self.names, zip(*rows, strict=True), strict=True)
+        }
 
     def count(self) -> int:
-        return sum(len(next(iter(c.values()))) for c in self.days.values() if c)
+        return sum(len(rows) for rows in self.days.values())
 
 
 def _tables(
@@ -217,7 +236,6 @@ def _tables(
     decode = CATALOGUE.decode
     telemetry = rows["measurements"]
     records = rows["records"]
-    sample_fields = [n for n in TelemetrySampled.__struct_fields__ if n != "at_s"]
     for raw in store.read_raw():
         records.add(
             _day(raw.server_time),
@@ -235,10 +253,8 @@ def _tables(
         if raw.type == _TELEMETRY_TAG:
             sample = decode(raw.body)
             assert isinstance(sample, TelemetrySampled)
-            telemetry.add(
-                _day(sample.at_s),
-                (raw.seq, sample.at_s, *(getattr(sample, n) for n in sample_fields)),
-            )
+            # the schema's columns: seq, then the event's fields in order (at_s first)
+            telemetry.add(_day(sample.at_s), (raw.seq, *astuple(sample)))
     last = model.last_s if model.last_s is not None else math.inf
     for period in model.limits:
         end = period.end_s if period.end_s is not None else last
@@ -292,9 +308,8 @@ def _tables(
                 msgspec.json.encode(event.settings).decode(),
             ),
         )
-    fields = ComplianceRow.__struct_fields__
     for row in compliance_series(model, settings):
-        rows["compliance"].add(_day(row.at_s), tuple(getattr(row, name) for name in fields))
+        rows["compliance"].add(_day(row.at_s), astuple(row))
     return rows
 
 
@@ -355,9 +370,10 @@ def export_dataset(
             stem = site + "-" + hashlib.sha256(head.hash).hexdigest()[:8]
             for table, table_rows in rows.items():
                 schema = names[table].with_metadata({**metadata, "sep2gw.table": table})
-                for day, columns in sorted(table_rows.days.items()):
+                for day in sorted(table_rows.days):
                     folder = partial / table / f"site={site}" / f"day={day}"
                     folder.mkdir(parents=True, exist_ok=True)
+                    columns = table_rows.columns(day)
                     pq.write_table(pa.table(columns, schema=schema), folder / f"{stem}.parquet")
             item = ExportedLog(
                 path=path,
