@@ -445,6 +445,8 @@ def _export_parquet(args: argparse.Namespace) -> int:
         return bad("--format parquet writes every table (compliance included); drop --what")
     if args.tz is not None:
         return bad("--format parquet writes UTC times and days; drop --tz")
+    if args.force:
+        return bad("--format parquet exports verified logs only; --force is not taken")
     try:
         from sep2gw.forensics.dataset import (
             DatasetError,

@@ -150,6 +150,8 @@ def test_a_log_that_does_not_verify_stops_the_export_and_nothing_is_left(
         (["{fleet}/*.sep2gw", "--site", "x", "-o", "{tmp}/ds"], "--site names the site of one log"),
         (["{fleet}/demo.sep2gw", "--site", "a/b", "-o", "{tmp}/ds"], "letters, digits"),
         (["{tmp}/garbage.sep2gw", "-o", "{tmp}/ds"], "garbage.sep2gw"),
+        (["{fleet}/demo.sep2gw", "--force", "-o", "{tmp}/ds"], "verified logs only"),
+        (["{fleet}/demo.sep2gw", "--what", "compliance", "-o", "{tmp}/ds"], "drop --what"),
     ],
 )
 def test_bad_input_is_named_with_exit_2(
