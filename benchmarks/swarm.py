@@ -15,7 +15,9 @@ same worlds on ``--workers`` workers, so both figures time the same work (a budg
 phase would time different worlds: their sizes vary threefold). ``scaling_efficiency`` is
 (time on 1) / (N × time on N). The same worlds must give the same head hashes in both phases
 (``same_logs``): same seed ⇒ same log, whichever worker ran it. ``--workers 1`` skips the second
-phase.
+phase. On a shared machine the workers may not get their cores: ``cpu_share_*`` says how much of
+them each phase got, and ``cpu_efficiency`` compares the CPU seconds the same worlds took on 1 and
+on N workers (1.0: running side by side costs nothing extra, so what efficiency is lost is load).
 
 The last line is JSON: ``{"workers": N, "worlds": W, "worlds_per_min": …, "worlds_per_min_per_core":
 …, "scaling_efficiency": …, "same_logs": true, "violations": V}``. The exit code is 1 if a world
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         # How much of N cores the workers got: well below 1 when other work shares the machine.
         cpu_share = sum(o.cpu_s for o in many.values()) / (args.workers * many_s)
         result["cpu_share_n_workers"] = round(cpu_share, 3)
+        # CPU seconds per world on 1 worker over those on N (the same worlds): 1.0 when running
+        # side by side costs nothing extra, so a low scaling_efficiency is the machine's load.
+        cpu_n = sum(o.cpu_s for o in many.values())
+        result["cpu_efficiency"] = round(sum(o.cpu_s for o in one.values()) / cpu_n, 3)
         same = all(many[i].head_hash == one[i].head_hash for i in many) and len(many) == worlds
         if not same:
             print("DIFFERENT LOGS: the same worlds gave other head hashes on more workers")
