@@ -18,6 +18,9 @@ phase would time different worlds: their sizes vary threefold). ``scaling_effici
 phase. On a shared machine the workers may not get their cores: ``cpu_share_*`` says how much of
 them each phase got, and ``cpu_efficiency`` compares the CPU seconds the same worlds took on 1 and
 on N workers (1.0: running side by side costs nothing extra, so what efficiency is lost is load).
+``machine_scaling`` is a control measured just before each phase: the same ratio for processes
+that only spin (perfectly parallel work), i.e. the best any swarm could score on the machine as it
+is; ``efficiency_vs_machine`` divides by it. ``--check-scaling`` checks the raw efficiency.
 
 The last line is JSON: ``{"workers": N, "worlds": W, "worlds_per_min": …, "worlds_per_min_per_core":
 …, "scaling_efficiency": …, "same_logs": true, "violations": V}``. The exit code is 1 if a world
@@ -29,8 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import random
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +61,26 @@ __all__ = ["main", "random_scenario"]
 
 #: The efficiency ``--check-scaling`` demands from 1 to N workers (issue 21's acceptance).
 MIN_EFFICIENCY = 0.8
+#: Seconds each process of the machine's control measurement spins.
+CONTROL_S = 3.0
+
+
+def _spin(seconds: float) -> float:
+    """Spin on the CPU for ``seconds``; the share of a core this process got meanwhile."""
+    started, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        pass
+    return (time.process_time() - cpu) / (time.perf_counter() - started)
+
+
+def machine_share(processes: int) -> float:
+    """The control: cores' worth of CPU ``processes`` perfectly parallel spinning processes get
+    right now (``processes`` on an idle machine; less when other work shares it)."""
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    )
+    with context.Pool(processes) as pool:
+        return float(sum(pool.map(_spin, [CONTROL_S] * processes)))
 
 
 def _engine(args: argparse.Namespace, pki: tuple[tuple[str, bytes], ...], workers: int) -> Engine:
@@ -137,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_site(site)
     pki = read_pki(site)
     print(f"swarm seed {swarm_seed}, budget {args.budget:g} s, then {args.workers} workers")
+    control_1 = machine_share(1)
     with _engine(args, pki, 1) as engine:
         ran, one, one_s, lost = _phase(engine, None, swarm_seed, args.budget, args.out, pki)
     worlds = len(one)
@@ -148,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     efficiency, per_min, same = 1.0, per_min_1, True
     if args.workers > 1 and worlds:
         again = [t for t in ran if t.index in one]
+        control_n = machine_share(args.workers)
+        # What a perfectly parallel load would have scored on this machine at these moments: the
+        # bar the swarm can reach here (1.0 on an idle machine with N cores).
+        machine = control_n / (args.workers * control_1)
+        result["machine_scaling"] = round(machine, 3)
         with _engine(args, pki, args.workers) as engine:
             _, many, many_s, lost_n = _phase(engine, again, swarm_seed, None, args.out, pki)
         lost += lost_n
@@ -160,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         # side by side costs nothing extra, so a low scaling_efficiency is the machine's load.
         cpu_n = sum(o.cpu_s for o in many.values())
         result["cpu_efficiency"] = round(sum(o.cpu_s for o in one.values()) / cpu_n, 3)
+        result["efficiency_vs_machine"] = round(efficiency / machine, 3)
         same = all(many[i].head_hash == one[i].head_hash for i in many) and len(many) == worlds
         if not same:
             print("DIFFERENT LOGS: the same worlds gave other head hashes on more workers")
