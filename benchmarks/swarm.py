@@ -1,16 +1,30 @@
-"""Swarm testing of the gateway (issue 8, scope 6): random scenarios over random seeds.
+"""Swarm testing of the gateway (issue 8 scope 6, issue 21): random scenarios over random seeds, on
+``sep2gw swarm``'s engines, with a throughput figure that says how the swarm scales with workers.
 
-    python3 benchmarks/swarm.py --budget 60 [--seed 1] [--site DIR] [--out DIR]
+    python3 benchmarks/swarm.py --budget 60 [--workers N] [--seed 1] [--site DIR] [--out DIR]
+                                [--scheduler tcp://…] [--check-scaling]
 
-Each world draws a scenario — programs with defaults, controls (some superseding, some cancelled),
-default changes, poll-rate changes and faults of every kind of the fault plan (5xx windows, resets,
-slow answers, TLS failures, Modbus timeouts, battery trips, clock steps, crashes) — and a seed, runs
-it with the continuous invariant monitor, and goes on until the budget (real seconds) is spent.
-Programs may also be removed from and restored to the FunctionSetAssignments, the postRate may
-change, and controls may carry opModMaxLimW, opModEnergize, opModConnect and rampTms.
-Every scenario that broke an invariant is saved as TOML under ``--out`` and its failure report
-(with the command that reproduces it) printed. The last line is JSON: ``{"worlds": W,
-"violations": V}``.
+Each world draws a scenario (``sep2gw.swarm.scenarios.random_scenario``: programs with defaults,
+controls, default and rate changes, and faults of every kind of the fault plan) and a seed, and
+runs with the continuous invariant monitor. Every world that broke an invariant is kept under
+``--out`` (scenario, seed, PKI, log; ``world.json`` has the command that reproduces it) and its
+first violation printed.
+
+Scaling: the budget is spent on one worker first; the worlds it finished are then run again, the
+same worlds on ``--workers`` workers, so both figures time the same work (a budget-bound second
+phase would time different worlds: their sizes vary threefold). ``scaling_efficiency`` is
+(time on 1) / (N × time on N). The same worlds must give the same head hashes in both phases
+(``same_logs``): same seed ⇒ same log, whichever worker ran it. ``--workers 1`` skips the second
+phase. On a shared machine the workers may not get their cores: ``cpu_share_*`` says how much of
+them each phase got, and ``cpu_efficiency`` compares the CPU seconds the same worlds took on 1 and
+on N workers (1.0: running side by side costs nothing extra, so what efficiency is lost is load).
+``machine_scaling`` is a control measured just before each phase: the same ratio for processes
+that only spin (perfectly parallel work), i.e. the best any swarm could score on the machine as it
+is; ``efficiency_vs_machine`` divides by it. ``--check-scaling`` checks the raw efficiency.
+
+The last line is JSON: ``{"workers": N, "worlds": W, "worlds_per_min": …, "worlds_per_min_per_core":
+…, "scaling_efficiency": …, "same_logs": true, "violations": V}``. The exit code is 1 if a world
+broke an invariant or the logs differed, or with ``--check-scaling`` if the efficiency is below 0.8.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import random
 import sys
 import time
@@ -27,176 +42,183 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sep2gw.commands.sim import default_site, ensure_site  # noqa: E402
-from sep2gw.simreport import failure_report, scenario_toml  # noqa: E402
-from sep2gw.simserver import Scenario, parse_scenario  # noqa: E402
-from sep2gw.world import check, run_world  # noqa: E402
+from sep2gw.swarm import (  # noqa: E402
+    Coverage,
+    DaskEngine,
+    Engine,
+    LocalEngine,
+    Lost,
+    WorldOutcome,
+    WorldTask,
+    read_pki,
+    run_swarm,
+    save_violation,
+    world_tasks,
+)
+from sep2gw.swarm.scenarios import random_scenario  # noqa: E402
 
-__all__ = ["random_scenario"]
+__all__ = ["main", "random_scenario"]
 
-_MODES = ("opModExpLimW", "opModImpLimW", "opModGenLimW", "opModLoadLimW", "opModTargetW")
-
-
-def _modes(rng: random.Random) -> dict[str, float | bool]:
-    chosen = rng.sample(_MODES, rng.randint(1, 2))
-    modes: dict[str, float | bool] = {}
-    for name in chosen:
-        if name == "opModTargetW":
-            modes[name] = float(rng.choice((-3000, -1000, 0, 1000, 2500)))
-        else:
-            modes[name] = float(rng.choice((0, 500, 1500, 3000, 5000)))
-    if rng.random() < 0.1:
-        modes["opModMaxLimW"] = float(rng.choice((0, 50, 100)))
-    if rng.random() < 0.05:
-        modes["opModEnergize"] = rng.random() < 0.5
-    if rng.random() < 0.05:
-        modes["opModConnect"] = rng.random() < 0.5
-    if rng.random() < 0.1:
-        modes["rampTms"] = float(rng.choice((5, 30, 120)))
-    return modes
+#: The efficiency ``--check-scaling`` demands from 1 to N workers (issue 21's acceptance).
+MIN_EFFICIENCY = 0.8
+#: Seconds each process of the machine's control measurement spins.
+CONTROL_S = 3.0
 
 
-def random_scenario(rng: random.Random, index: int) -> Scenario:
-    """A short random scenario (a few simulated minutes) of controls and faults."""
-    poll = rng.choice((10, 15, 30, 60))
-    length = rng.randint(300, 900)
-    lines = [
-        f'name = "swarm-{index}"',
-        "[server]",
-        f"poll_rate_s = {poll}",
-        "post_rate_s = 60",
-    ]
-    programs = rng.randint(1, 3)
-    for p in range(programs):
-        lines += ["[[programs]]", f'id = "p{p}"', f"primacy = {10 * (p + 1)}"]
-        if rng.random() < 0.6:
-            lines.append(f"default = {_inline(_modes(rng))}")
-    actions: list[str] = []
-    mrids: list[tuple[str, int]] = []
-    for c in range(rng.randint(1, 6)):
-        at = rng.randint(0, length // 2)
-        mrid = f"5A{index % 0xFFFF:04X}{c:02X}"
-        mrids.append((mrid, at))
-        extra = ""
-        if rng.random() < 0.2:
-            extra = f"\nrandomize_start_s = {rng.choice((-30, 30, 60))}"
-        actions.append(
-            f'kind = "create_control"\nat_s = {at}\nmrid = "{mrid}"\nprogram = "p{rng.randrange(programs)}"\n'
-            f"start_s = {at + rng.randint(0, 200)}\nduration_s = {rng.randint(30, 300)}\n"
-            f"modes = {_inline(_modes(rng))}{extra}"
-        )
-    for mrid, at in mrids:
-        if rng.random() < 0.25:
-            actions.append(
-                f'kind = "cancel_control"\nat_s = {at + rng.randint(1, 300)}\nmrid = "{mrid}"'
-                + ("\nrandomized = true" if rng.random() < 0.3 else "")
-            )
-    if rng.random() < 0.3:
-        actions.append(
-            f'kind = "change_default"\nat_s = {rng.randint(0, length)}\n'
-            f'program = "p{rng.randrange(programs)}"\nmodes = {_inline(_modes(rng))}'
-        )
-    if rng.random() < 0.2:
-        actions.append(
-            f'kind = "set_poll_rate"\nat_s = {rng.randint(0, length)}\n'
-            f"seconds = {rng.choice((10, 20, 60))}"
-        )
-    if programs > 1 and rng.random() < 0.15:
-        gone = rng.randint(0, length)
-        program = f"p{rng.randrange(programs)}"
-        actions.append(f'kind = "remove_program"\nat_s = {gone}\nprogram = "{program}"')
-        if rng.random() < 0.6:
-            back = gone + rng.randint(10, 300)
-            actions.append(f'kind = "restore_program"\nat_s = {back}\nprogram = "{program}"')
-    if rng.random() < 0.1:
-        actions.append(
-            f'kind = "set_post_rate"\nat_s = {rng.randint(0, length)}\n'
-            f"seconds = {rng.choice((60, 120, 300))}"
-        )
-    for _ in range(rng.randint(1, 4)):
-        actions.append(_fault(rng, length))
-    body = "\n".join(lines) + "\n" + "".join(f"\n[[actions]]\n{a}\n" for a in actions)
-    return parse_scenario(body, source=f"swarm scenario {index}")
+def _spin(seconds: float) -> float:
+    """Spin on the CPU for ``seconds``; the share of a core this process got meanwhile."""
+    started, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        pass
+    return (time.process_time() - cpu) / (time.perf_counter() - started)
 
 
-def _fault(rng: random.Random, length: int) -> str:
-    at = rng.randint(5, length)
-    kind = rng.choice(
-        (
-            "fail",
-            "reset",
-            "slow",
-            "tls_fail",
-            "modbus_timeout",
-            "battery_fault",
-            "clock_skew",
-            "crash",
-        )
+def machine_share(processes: int) -> float:
+    """The control: cores' worth of CPU ``processes`` perfectly parallel spinning processes get
+    right now (``processes`` on an idle machine; less when other work shares it)."""
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     )
-    window = rng.randint(5, 120)
-    if kind == "fail":
-        return (
-            f'kind = "fail"\nat_s = {at}\nduration_s = {window}\nstatus = {rng.choice((500, 503))}'
-        )
-    if kind == "reset":
-        return f'kind = "fail"\nat_s = {at}\nduration_s = {window}\nreset = true'
-    if kind == "slow":
-        return (
-            f'kind = "slow"\nat_s = {at}\nduration_s = {window}\ndelay_s = {rng.choice((1, 5, 20))}'
-        )
-    if kind == "clock_skew":
-        return f'kind = "clock_skew"\nat_s = {at}\nseconds = {rng.choice((-120, -5, 5, 30, 300))}'
-    if kind == "crash":
-        return f'kind = "crash"\nat_s = {at}\ndown_s = {rng.choice((0, 0, 5, 60))}'
-    return f'kind = "{kind}"\nat_s = {at}\nduration_s = {window}'
+    with context.Pool(processes) as pool:
+        return float(sum(pool.map(_spin, [CONTROL_S] * processes)))
 
 
-def _inline(modes: dict[str, float | bool]) -> str:
-    def text(value: float | bool) -> str:
-        return ("true" if value else "false") if isinstance(value, bool) else f"{value:g}"
+def _engine(args: argparse.Namespace, pki: tuple[tuple[str, bytes], ...], workers: int) -> Engine:
+    if args.scheduler is not None:
+        return DaskEngine(pki, address=args.scheduler)
+    return LocalEngine(pki, workers)
 
-    return "{ " + ", ".join(f"{k} = {text(v)}" for k, v in modes.items()) + " }"
+
+def _phase(
+    engine: Engine,
+    tasks: list[WorldTask] | None,
+    seed: int,
+    budget: float | None,
+    out: Path,
+    pki: tuple[tuple[str, bytes], ...],
+) -> tuple[list[WorldTask], dict[int, WorldOutcome], float, int]:
+    ran: list[WorldTask] = []
+    outcomes: dict[int, WorldOutcome] = {}
+    lost = 0
+
+    def stream() -> object:
+        source = iter(tasks) if tasks is not None else world_tasks(seed, Coverage())
+        for task in source:
+            ran.append(task)
+            yield task
+
+    def on_outcome(outcome: WorldOutcome) -> None:
+        outcomes[outcome.index] = outcome
+        task = next(t for t in ran if t.index == outcome.index)
+        if outcome.violated:
+            folder = save_violation(out, task, pki, outcome)
+            first = outcome.findings[0]
+            print(f"VIOLATION {first.invariant}: {first.detail} — kept in {folder}")
+        else:
+            print(
+                f"world {outcome.index} seed {outcome.seed}: ok ({outcome.boots} boots; "
+                f"{', '.join(outcome.faults) or 'no faults'}) on {outcome.worker}"
+            )
+
+    def on_lost(item: Lost) -> None:
+        nonlocal lost
+        lost += 1
+        folder = save_violation(out, item.task, pki, None, why=item.why)
+        print(f"LOST world {item.task.index}: {item.why} — kept in {folder}")
+
+    run = run_swarm(
+        engine,
+        stream(),  # type: ignore[arg-type]
+        budget_s=budget,
+        on_outcome=on_outcome,
+        on_lost=on_lost,
+    )
+    return ran, outcomes, run.wall_s, lost
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--budget", type=float, required=True, help="real seconds to spend")
+    parser.add_argument("--workers", type=int, default=1, help="workers of the second phase")
     parser.add_argument("--seed", type=int, default=None, help="the swarm's own seed")
     parser.add_argument("--site", type=Path, default=None, help="PKI folder (sep2gw sim --site)")
+    parser.add_argument("--scheduler", default=None, help="a Dask scheduler (both phases)")
     parser.add_argument(
-        "--out", type=Path, default=Path("swarm-failures"), help="where failing scenarios go"
+        "--check-scaling",
+        action="store_true",
+        help=f"exit 1 if the scaling efficiency is below {MIN_EFFICIENCY}",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("swarm-failures"), help="where failing worlds go"
     )
     args = parser.parse_args(argv)
     if not 0 < args.budget < math.inf:
         # A budget of 0 or less printed {"worlds": 0, "violations": 0}: a pass with no work done.
         parser.error(f"--budget must be positive and finite, got {args.budget:g}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     swarm_seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
-    rng = random.Random(swarm_seed)
     site = args.site or default_site()
     ensure_site(site)
-    print(f"swarm seed {swarm_seed}, budget {args.budget:g} s")
-    deadline = time.perf_counter() + args.budget
-    worlds = violations = 0
-    sim_s = 0.0
-    while time.perf_counter() < deadline:
-        index = worlds
-        scenario = random_scenario(rng, index)
-        seed = rng.getrandbits(31)
-        result = run_world(scenario, seed=seed, site=site)
-        worlds += 1
-        sim_s += result.seconds
-        found = check(result)
-        if found:
-            violations += 1
-            args.out.mkdir(parents=True, exist_ok=True)
-            path = args.out / f"swarm-{swarm_seed}-{index}.toml"
-            path.write_text(scenario_toml(scenario))
-            print(failure_report(result, found[0], scenario_path=path, site=args.site))
-        else:
-            kinds = sorted({type(a).__name__ for a in scenario.actions})
-            print(f"world {index} seed {seed}: ok ({result.boots} boots; {', '.join(kinds)})")
-    print(f"{worlds} worlds ({sim_s / 3600:.1f} simulated hours), {violations} with violations")
-    print(json.dumps({"worlds": worlds, "violations": violations}))
-    return 1 if violations else 0
+    pki = read_pki(site)
+    print(f"swarm seed {swarm_seed}, budget {args.budget:g} s, then {args.workers} workers")
+    control_1 = machine_share(1)
+    with _engine(args, pki, 1) as engine:
+        ran, one, one_s, lost = _phase(engine, None, swarm_seed, args.budget, args.out, pki)
+    worlds = len(one)
+    violations = sum(o.violated for o in one.values())
+    result: dict[str, object] = {"workers": args.workers, "worlds": worlds}
+    per_min_1 = worlds / one_s * 60 if one_s > 0 else 0.0
+    if one_s > 0:
+        result["cpu_share_1_worker"] = round(sum(o.cpu_s for o in one.values()) / one_s, 3)
+    efficiency, per_min, same = 1.0, per_min_1, True
+    if args.workers > 1 and worlds:
+        again = [t for t in ran if t.index in one]
+        control_n = machine_share(args.workers)
+        # What a perfectly parallel load would have scored on this machine at these moments: the
+        # bar the swarm can reach here (1.0 on an idle machine with N cores).
+        machine = control_n / (args.workers * control_1)
+        result["machine_scaling"] = round(machine, 3)
+        with _engine(args, pki, args.workers) as engine:
+            _, many, many_s, lost_n = _phase(engine, again, swarm_seed, None, args.out, pki)
+        lost += lost_n
+        per_min = len(many) / many_s * 60 if many_s > 0 else 0.0
+        efficiency = one_s / (args.workers * many_s) if many_s > 0 else 0.0
+        # How much of N cores the workers got: well below 1 when other work shares the machine.
+        cpu_share = sum(o.cpu_s for o in many.values()) / (args.workers * many_s)
+        result["cpu_share_n_workers"] = round(cpu_share, 3)
+        # CPU seconds per world on 1 worker over those on N (the same worlds): 1.0 when running
+        # side by side costs nothing extra, so a low scaling_efficiency is the machine's load.
+        cpu_n = sum(o.cpu_s for o in many.values())
+        result["cpu_efficiency"] = round(sum(o.cpu_s for o in one.values()) / cpu_n, 3)
+        result["efficiency_vs_machine"] = round(efficiency / machine, 3)
+        same = all(many[i].head_hash == one[i].head_hash for i in many) and len(many) == worlds
+        if not same:
+            print("DIFFERENT LOGS: the same worlds gave other head hashes on more workers")
+    sim_h = sum(o.sim_s for o in one.values()) / 3600
+    print(
+        f"{worlds} worlds ({sim_h:.1f} simulated hours), {violations} with violations, {lost} lost; "
+        f"1 worker {per_min_1:.1f} worlds/min, {args.workers} workers {per_min:.1f} worlds/min, "
+        f"scaling efficiency {efficiency:.2f}"
+    )
+    result.update(
+        {
+            "worlds_per_min": round(per_min, 2),
+            "worlds_per_min_per_core": round(per_min / args.workers, 2),
+            "worlds_per_min_1_worker": round(per_min_1, 2),
+            "scaling_efficiency": round(efficiency, 3),
+            "same_logs": same,
+            "violations": violations,
+            "lost": lost,
+        }
+    )
+    print(json.dumps(result))
+    if violations or lost or not same:
+        return 1
+    if args.check_scaling and efficiency < MIN_EFFICIENCY:
+        print(f"scaling efficiency {efficiency:.2f} is below {MIN_EFFICIENCY}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

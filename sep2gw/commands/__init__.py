@@ -44,6 +44,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "serve a simulated IEEE 2030.5 utility server (mutual TLS, loopback)",
     ),
     "sim": ("sim", "run seeded simulated worlds with fault injection and invariant checks"),
+    "swarm": (
+        "swarm",
+        "run random seeded worlds on every core or a Dask cluster, keeping the failing ones",
+    ),
 }
 
 COMMAND_MODULES: Final[tuple[str, ...]] = tuple(dict.fromkeys(m for m, _ in COMMANDS.values()))

@@ -56,8 +56,18 @@ EXIT_UNREADABLE = BAD_INPUT
 EXIT_REFUSED = CHECK_FAILED
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("log", type=Path, metavar="LOG", help="the event log (opened read-only)")
+def _common(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+    if many:
+        parser.add_argument(
+            "logs",
+            nargs="+",
+            metavar="LOG",
+            help="the event log (opened read-only); several, or quoted globs, with --format parquet",
+        )
+    else:
+        parser.add_argument(
+            "log", type=Path, metavar="LOG", help="the event log (opened read-only)"
+        )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -117,9 +127,13 @@ def register(commands: Any) -> None:
     report.set_defaults(handler=_handler(_report))
 
     export = commands.add_parser(
-        "export", help="export the verified events or the per-sample compliance series"
+        "export",
+        help="export the verified events or the per-sample compliance series",
+        description="Export one verified log as JSON Lines or CSV (--what events|compliance), or "
+        "many logs (paths or quoted globs) as a Parquet dataset partitioned by site and day "
+        "(--format parquet -o FOLDER; schema: docs/parquet-schema.md).",
     )
-    _common(export)
+    _common(export, many=True)
     export.add_argument(
         "--what",
         choices=("events", "compliance"),
@@ -128,13 +142,25 @@ def register(commands: Any) -> None:
         "force against the measured site (default events)",
     )
     export.add_argument(
-        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+        "--format",
+        choices=("jsonl", "csv", "parquet"),
+        default="jsonl",
+        help="output format (default jsonl; parquet: a dataset folder, -o, one or more logs)",
     )
     export.add_argument(
-        "-o", "--output", type=Path, help="file to write (default: standard output)"
+        "-o",
+        "--output",
+        type=Path,
+        help="file to write (default: standard output); with --format parquet, the dataset's "
+        "folder (required, must not exist)",
+    )
+    export.add_argument(
+        "--site",
+        help="--format parquet: the site of the one log given (default: each log's file name "
+        "without its suffix)",
     )
     _compliance_args(export)
-    export.set_defaults(handler=_handler(_export))
+    export.set_defaults(handler=_export_handler)
 
 
 def _compliance_args(parser: argparse.ArgumentParser) -> None:
@@ -399,3 +425,94 @@ def _write_compliance(rows: Iterator[ComplianceRow], fmt: str, out: IO[str]) -> 
             "" if (v := getattr(row, name)) is None else repr(v) if isinstance(v, float) else v
             for name in COMPLIANCE_COLUMNS
         )
+
+
+def _export_handler(args: argparse.Namespace) -> int:
+    """``export``: one log to JSON Lines or CSV (the forensic handler), or a Parquet dataset."""
+    if args.format == "parquet":
+        return _export_parquet(args)
+    if args.site is not None:
+        print("sep2gw export: --site names a log's site in a Parquet dataset", file=sys.stderr)
+        return EXIT_BAD_ARGUMENT
+    if len(args.logs) != 1:
+        print(
+            f"sep2gw export: --format {args.format} exports one log; {len(args.logs)} given "
+            "(--format parquet takes many)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_ARGUMENT
+    args.log = Path(args.logs[0])
+    return _handler(_export)(args)
+
+
+def _export_parquet(args: argparse.Namespace) -> int:
+    """``export --format parquet LOG... -o FOLDER``: verified logs as a partitioned dataset."""
+    import glob
+
+    def bad(message: str) -> int:
+        print(f"sep2gw export: {message}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENT
+
+    if args.output is None:
+        return bad("--format parquet writes a dataset folder: name it with -o FOLDER")
+    if args.what != "events":
+        return bad("--format parquet writes every table (compliance included); drop --what")
+    if args.tz is not None:
+        return bad("--format parquet writes UTC times and days; drop --tz")
+    if args.force:
+        return bad("--format parquet exports verified logs only; --force is not taken")
+    try:
+        from sep2gw.forensics.dataset import (
+            DatasetError,
+            LogRefused,
+            export_dataset,
+            site_name,
+            valid_site,
+        )
+    except ImportError as exc:
+        return bad(f"--format parquet needs pyarrow: pip install 'sep2gw[parquet]' ({exc})")
+    paths: list[Path] = []
+    for given in args.logs:
+        if glob.has_magic(given):
+            matched = sorted(glob.glob(given, recursive=True))
+            if not matched:
+                return bad(f"{given}: the pattern matches no file")
+            paths += [Path(m) for m in matched]
+        else:
+            paths.append(Path(given))
+    paths = list(dict.fromkeys(paths))
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        return bad(f"{missing[0]}: no such log file")
+    if args.site is not None and len(paths) != 1:
+        return bad(f"--site names the site of one log; {len(paths)} given")
+    logs = [(p, args.site if args.site is not None else site_name(p)) for p in paths]
+    if args.site is not None and not valid_site(args.site):
+        return bad(f"--site {args.site!r}: use letters, digits, '.', '_' and '-' only")
+    show = args.progress or sys.stderr.isatty()
+    started = time.perf_counter()
+
+    def said(item: Any) -> None:
+        if show:
+            print(
+                f"{item.path}: verified, {item.records:,} records as site {item.site} "
+                f"(head {item.head_hash[:16]}…)",
+                file=sys.stderr,
+            )
+
+    try:
+        exported = export_dataset(logs, args.output, settings=_settings(args), on_log=said)
+    except LogRefused as exc:
+        print(f"sep2gw export: refused: {exc}; nothing was written", file=sys.stderr)
+        return EXIT_REFUSED
+    except DatasetError as exc:
+        return bad(f"{exc}; nothing was written")
+    except OSError as exc:
+        return bad(f"{args.output}: cannot write it: {exc.strerror or exc}; nothing was written")
+    records = sum(e.records for e in exported)
+    wall = time.perf_counter() - started
+    print(
+        f"wrote {args.output}: {len(exported)} log(s), {records:,} records, "
+        f"{len({e.site for e in exported})} site(s) in {wall:.1f} s"
+    )
+    return EXIT_OK
