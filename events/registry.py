@@ -10,7 +10,11 @@ from events.base import Event
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES
 from events.der_status_events import DER_STATUS_EVENT_TYPES
-from events.hardware_events import HARDWARE_EVENT_TYPES
+from events.hardware_events import (
+    HARDWARE_EVENT_TYPES,
+    LimitsAppliedV1,
+    upcast_limits_applied_v1,
+)
 from events.link_events import LINK_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
 from events.mirror_events import MIRROR_EVENT_TYPES
@@ -29,6 +33,9 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *DER_STATUS_EVENT_TYPES,
     *LINK_EVENT_TYPES,
 )
-UPCASTERS: dict[type[Event], Upcaster] = {}
+UPCASTERS: dict[type[Event], Upcaster] = {
+    # issue 20: clamps became structured (v1 held their Python repr as text)
+    LimitsAppliedV1: upcast_limits_applied_v1,
+}
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

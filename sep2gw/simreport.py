@@ -186,6 +186,7 @@ _ROUTINE = frozenset(
     {
         "hardware.telemetry.v1",
         "hardware.limits_applied.v1",
+        "hardware.limits_applied.v2",
         "mirror.reading_posted.v1",
         "poll.done.v1",
         "post.done.v1",
