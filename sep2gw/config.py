@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sep2gw.humanfmt import BadZone, parse_zone
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.identity import check_digit, verify_pin
 
@@ -184,6 +185,10 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         problems += _pin_problems(config.server.pin)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
+    try:
+        parse_zone(config.site.time_zone, what="site.time_zone:")
+    except BadZone as exc:
+        problems.append(str(exc))
     if not 0 <= config.site.pen <= 0xFFFFFFFF:
         problems.append(f"site.pen: {config.site.pen} is not a Private Enterprise Number (32 bits)")
     if not 0 < config.site.device_category <= 0xFFFFFFFF:

@@ -7,7 +7,7 @@ its own line.
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta, timezone, tzinfo
 
 from events.control_events import (
     CommsLost,
@@ -57,6 +57,7 @@ from events.registration_events import (
 )
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
+from sep2gw.humanfmt import quantity
 
 __all__ = ["LINK_LINE_EVERY_S", "Timeline", "describe_settings", "short", "whole"]
 
@@ -78,22 +79,31 @@ def short(mrid: str) -> str:
 
 
 def describe_settings(settings: ControlSettings) -> str:
+    """The modes a control, default or write sets, rounded with their units
+    (``export_limit_w=4991.2 W``, not ``4991.169952955278``)."""
     parts = []
     for name in settings.__struct_fields__:
         value = getattr(settings, name)
         if value is None:
             continue
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        parts.append(f"{name}={value}")
+        parts.append(f"{name}={quantity(name, value)}")
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
 
 
 class Timeline:
-    """Turns records into lines. ``utc_offset_s`` adds the site's local time beside server time."""
+    """Turns records into lines. ``zone`` (the site's, ``site.time_zone``) or ``utc_offset_s``
+    adds the site's local time beside server time."""
 
-    def __init__(self, *, utc_offset_s: int | None = None, telemetry_every_s: float = 60.0) -> None:
-        self._tz = None if utc_offset_s is None else timezone(timedelta(seconds=utc_offset_s))
+    def __init__(
+        self,
+        *,
+        zone: tzinfo | None = None,
+        utc_offset_s: int | None = None,
+        telemetry_every_s: float = 60.0,
+    ) -> None:
+        if zone is None and utc_offset_s is not None:
+            zone = timezone(timedelta(seconds=utc_offset_s))
+        self._tz = zone
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
         self._last_write: tuple[float, ControlSettings, float | None] | None = None

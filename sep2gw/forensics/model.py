@@ -67,6 +67,7 @@ from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
 from events.times import not_a_date, utc_datetime
+from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
 from sep2gw.timeline import describe_settings, short
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
@@ -448,7 +449,7 @@ class Forensics:
         for mode, source in event.sources.items():
             if before.get(mode) != source and source.startswith("control:"):
                 gained.setdefault(source[8:], []).append(
-                    f"{mode.value}={_value(getattr(event.settings, mode.value))}"
+                    f"{mode.value}={quantity(mode.value, getattr(event.settings, mode.value))}"
                 )
         for mode, source in before.items():
             if event.sources.get(mode) != source and source.startswith("control:"):
@@ -909,12 +910,6 @@ def _further(n: int) -> str:
 
 def _copy(state: ControlsState) -> ControlsState:
     return CONTROLS_PROJECTION.decode_state(CONTROLS_PROJECTION.encode_state(state))
-
-
-def _value(v: object) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 def _bounds(bound: int) -> str:

@@ -8,10 +8,8 @@ fixed offset such as ``+10:30``); without one the local column is UTC too and sa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, tzinfo
 
 from events.control_events import (
     CancelDelayDrawn,
@@ -26,6 +24,8 @@ from events.envelope import Recorded
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
+from sep2gw.humanfmt import BadZone, quantity
+from sep2gw.humanfmt import parse_zone as _parse_zone
 from sep2gw.timeline import Timeline, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
@@ -42,7 +42,6 @@ __all__ = [
     "verification_lines",
 ]
 
-_OFFSET = re.compile(r"(?P<sign>[+-])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
 
 
 class BadInstant(ValueError):
@@ -50,24 +49,12 @@ class BadInstant(ValueError):
 
 
 def parse_zone(text: str | None) -> tzinfo | None:
-    """``None``/``UTC``: UTC; ``+HH:MM``/``-HHMM``: a fixed offset; else an IANA zone name."""
-    if text is None:
-        return None
-    if text.upper() in ("UTC", "Z"):
-        return UTC
-    match = _OFFSET.fullmatch(text)
-    if match:
-        minutes = int(match["h"]) * 60 + int(match["m"] or 0)
-        if minutes > 24 * 60:
-            raise BadInstant(f"--tz {text!r}: an offset is at most 24 hours")
-        sign = -1 if match["sign"] == "-" else 1
-        return timezone(timedelta(minutes=sign * minutes))
+    """``--tz``: ``None``/``UTC``: UTC; ``+HH:MM``/``-HHMM``: a fixed offset; else an IANA zone
+    name (``sep2gw.humanfmt.parse_zone``, the one reading of a zone)."""
     try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInstant(
-            f"--tz {text!r}: not a time zone (an IANA name like Australia/Sydney, or +10:00)"
-        ) from None
+        return _parse_zone(text)
+    except BadZone as exc:
+        raise BadInstant(str(exc)) from None
 
 
 def parse_instant(text: str, zone: tzinfo | None = None) -> float:
@@ -160,14 +147,8 @@ def _limits_with_sources(settings: object, sources: dict[Mode, str]) -> str:
         value = getattr(settings, mode.value)
         if value is None:
             continue
-        parts.append(f"{mode.value}={_v(value)} [{_source(sources.get(mode))}]")
+        parts.append(f"{mode.value}={quantity(mode.value, value)} [{_source(sources.get(mode))}]")
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
-
-
-def _v(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _source(source: str | None) -> str:
@@ -419,9 +400,10 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             fraction = (t - ramp.start_s) / (ramp.end_s - ramp.start_s)
             now = ramp.from_value + (ramp.to_value - ramp.from_value) * fraction
             lines.append(
-                f"  {ramp.mode.value} was ramping {_v(ramp.from_value)} -> {_v(ramp.to_value)} "
+                f"  {ramp.mode.value} was ramping {quantity(ramp.mode.value, ramp.from_value)} -> "
+                f"{quantity(ramp.mode.value, ramp.to_value)} "
                 f"over {timeline.stamp(ramp.start_s)} .. {timeline.stamp(ramp.end_s)}: "
-                f"{now:.0f} at this instant (§4 rule 11)"
+                f"{quantity(ramp.mode.value, now)} at this instant (§4 rule 11)"
             )
     core = ControlsCore(CoreConfig(lfdi="", device_category=0), state)
     arbitration = core.arbitration(t)
@@ -470,7 +452,7 @@ def _per_mode(
             continue
         source = period.sources.get(mode, "?")
         kind, _, ident = source.partition(":")
-        lines.append(f"    {mode.value} = {_v(value)}")
+        lines.append(f"    {mode.value} = {quantity(mode.value, value)}")
         if kind == "control":
             rec = state.records.get(ident)
             if rec is not None:

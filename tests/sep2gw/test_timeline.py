@@ -65,3 +65,32 @@ def test_issue15_an_absurd_rate_is_one_console_line_per_resource_naming_sent_and
     assert "pollRate 1 s for /tm" in faults[0] and "900 s used" in faults[0]
     assert "/edev/1/der" in faults[1]
     assert "postRate 1 s" in faults[2] and "60 s used" in faults[2]
+
+
+def test_limits_are_shown_rounded_with_their_units() -> None:
+    """Issue 20: a closed-loop value printed as ``export_limit_w=4991.169952955278``."""
+    from events.control_events import LimitsInForceChanged
+    from events.der_model import ControlSettings
+
+    settings = ControlSettings(export_limit_w=4991.169952955278, max_limit_pct=55.0, connect=True)
+    line = Timeline().line(
+        _record(LimitsInForceChanged(at_s=0, settings=settings, sources={}, next_change_s=None))
+    )
+    assert line is not None
+    assert "export_limit_w=4991.2 W" in line and "max_limit_pct=55 %" in line
+    assert "connect=True" in line and "4991.16" not in line
+
+
+def test_the_sites_zone_is_shown_beside_server_time() -> None:
+    """``site.time_zone`` reaches the live console (it was ignored)."""
+    from pathlib import Path
+
+    from sep2gw.commands.run import _timeline
+    from sep2gw.config import parse_config
+    from tests.sep2gw.test_config import GOOD
+
+    text = GOOD.replace("[site]", '[site]\ntime_zone = "Australia/Adelaide"', 1)
+    config = parse_config(text, source="site.toml", base_dir=Path("."), check_files=False)
+    stamp = _timeline(config=config).stamp(1764115200.0)  # 2025-11-26 00:00 UTC, ACDT
+    assert stamp == "2025-11-26 00:00:00Z (10:30:00 +1030)"
+    assert _timeline().stamp(1764115200.0) == "2025-11-26 00:00:00Z"
