@@ -69,6 +69,7 @@ from events.store import EventStore, VerifyReport
 from events.times import not_a_date, utc_datetime
 from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
+from sep2gw.rules import rule
 from sep2gw.timeline import describe_settings, short
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.polling import POLL_PROJECTION, PollState
@@ -366,7 +367,7 @@ class Forensics:
                         math.nan,
                         "gateway restarted",
                         "its schedule and drawn offsets were rebuilt from the log before the "
-                        "server was reachable (PROTOCOL.md §4 rule 13)",
+                        f"server was reachable ({rule(13)})",
                     )
         elif kind is GatewayStopped:
             assert isinstance(event, GatewayStopped)
@@ -460,7 +461,7 @@ class Forensics:
                 seq,
                 event.at_s,
                 f"in force: {', '.join(items)}",
-                "the arbitration winner for these modes (§4 rules 7, 10)",
+                f"the arbitration winner for these modes ({rule(7, 10)})",
             )
             self._writes_since[mrid] = 0
         for mrid, modes in lost.items():
@@ -552,7 +553,7 @@ def _on_control_received(model: Forensics, event: ControlReceived, seq: int) -> 
         seq,
         at,
         f"received: {describe_settings(c.settings)}, from {_utc(c.start_s)} for {c.duration_s} s",
-        f"first sight of this mRID (PROTOCOL.md §4 rule 2); {model._program(c.program_id)}"
+        f"first sight of this mRID ({rule(2)}); {model._program(c.program_id)}"
         f", created {_utc(c.creation_time_s)}, randomizeStart {c.randomize_start_s} s, "
         f"randomizeDuration {c.randomize_duration_s} s, responseRequired "
         f"{c.response_required:#04x}",
@@ -571,7 +572,7 @@ def _on_randomization_drawn(model: Forensics, event: RandomizationDrawn, seq: in
         f"{event.duration_offset_s:+d} s",
         f"drawn once from {_bounds(c.randomize_start_s)} and "
         f"{_bounds(c.randomize_duration_s)} and persisted: a re-poll or a restart "
-        "reuses it (PROTOCOL.md §4 preamble)",
+        f"reuses it ({rule('preamble')})",
     )
 
 
@@ -584,7 +585,7 @@ def _on_control_scheduled(model: Forensics, event: ControlScheduled, seq: int) -
         why = (
             f"adjacent: it starts where {short(event.adjacent_to)} specified its end, "
             f"so it starts at that event's effective end, with no randomisation gap "
-            "(PROTOCOL.md §4 rule 5)"
+            f"({rule(5)})"
         )
     elif rec.start_offset_s:
         why = (
@@ -609,13 +610,13 @@ def _on_control_started(model: Forensics, event: ControlStarted, seq: int) -> No
     at = event.at_s
     rec = model.controls.records[mrid]
     if event.late:
-        why = "discovered already inside its period: started at once (PROTOCOL.md §4 rule 6)"
+        why = f"discovered already inside its period: started at once ({rule(6)})"
     elif rec.adjacent_to is not None:
-        why = f"its effective start, pinned to the effective end of {short(rec.adjacent_to)} (adjacency, §4 rule 5)"
+        why = f"its effective start, pinned to the effective end of {short(rec.adjacent_to)} ({rule(5)})"
     elif rec.start_offset_s:
-        why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation (§4 rule 6)"
+        why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation ({rule(6)})"
     else:
-        why = "its effective start, the specified start (§4 rule 6)"
+        why = f"its effective start, the specified start ({rule(6)})"
     delay = at - rec.effective_start_s
     if not event.late and delay >= 1:
         why += f"; {delay:.0f} s after it was due (the gateway was not running then)"
@@ -644,12 +645,11 @@ def _on_control_superseded(model: Forensics, event: ControlSuperseded, seq: int)
     at = event.at_s
     modes = ", ".join(m.value for m in event.modes_lost)
     if by == "server":
-        why = "the server marked it Superseded (status 4, treated as 7, §4 rule 8)"
+        why = f"the server marked it Superseded (status 4, treated as 7: {rule(8)})"
     else:
         why = (
             f"{model._rank_words(by)} outranks {model._rank_words(mrid)} and their "
-            "effective periods intersect (PROTOCOL.md §4 rule 7: lower primacy wins, "
-            "then the later creationTime)"
+            f"effective periods intersect ({rule(7)})"
         )
     what = f"superseded by {short(by)} on {modes}" + (
         "" if event.fully else " (keeps its other modes running)"
@@ -661,7 +661,7 @@ def _on_control_superseded(model: Forensics, event: ControlSuperseded, seq: int)
             seq,
             at,
             f"superseded {short(mrid)} on {modes}",
-            "it outranks that event on these modes (§4 rule 7)",
+            f"it outranks that event on these modes ({rule(7)})",
         )
 
 
@@ -673,7 +673,7 @@ def _on_cancel_delay_drawn(model: Forensics, event: CancelDelayDrawn, seq: int) 
         seq,
         at,
         f"cancel delay drawn: {event.delay_s} s",
-        "cancelled with randomisation (status 3): stops after a random delay (§4 rule 8)",
+        f"cancelled with randomisation (status 3): stops after a random delay ({rule(8)})",
     )
 
 
@@ -686,7 +686,7 @@ def _on_control_cancelled(model: Forensics, event: ControlCancelled, seq: int) -
         at,
         "CANCELLED",
         f"the server set EventStatus {int(event.server_status)} "
-        f"({event.server_status.name.lower()}) (PROTOCOL.md §4 rule 8)",
+        f"({event.server_status.name.lower()}) ({rule(8)})",
     )
 
 
@@ -699,7 +699,7 @@ def _on_control_completed(model: Forensics, event: ControlCompleted, seq: int) -
     elif not rec.started:
         why = "its whole period passed while the gateway could not act: it never ran"
     else:
-        why = f"its effective end {_utc(rec.effective_end_s)} (§4 rule 9)"
+        why = f"its effective end {_utc(rec.effective_end_s)} ({rule(9)})"
     model._step(mrid, seq, at, "completed", why)
 
 
@@ -724,7 +724,7 @@ def _on_control_removed(model: Forensics, event: ControlRemoved, seq: int) -> No
         at,
         "removed",
         f"program {short(event.program_id)} is no longer referenced by our FSAs: "
-        "it stops silently (§4 rule 4)",
+        f"it stops silently ({rule(4)})",
     )
 
 
@@ -736,7 +736,7 @@ def _on_server_fault(model: Forensics, event: ServerFault, seq: int) -> None:
         seq,
         at,
         "SERVER FAULT",
-        event.reason + "; the first plan stands (§4 rule 1)",
+        event.reason + f"; the first plan stands ({rule(1)})",
     )
 
 
@@ -761,7 +761,7 @@ def _on_control_gap(model: Forensics, event: ControlGap, seq: int) -> None:
             seq,
             at,
             text,
-            "near-adjacent events: the default applies in the gap (§4 rule 5)",
+            f"near-adjacent events: the default applies in the gap ({rule(5)})",
         )
 
 
@@ -794,7 +794,7 @@ def _on_response_intended(model: Forensics, event: ResponseIntended, seq: int) -
         seq,
         at,
         f"Response {int(status)} ({status.name.lower()}) intended",
-        "" if model.controls.online else "comms are down: queued until they return (§4 rule 12)",
+        "" if model.controls.online else f"comms are down: queued until they return ({rule(12)})",
     )
 
 
@@ -836,7 +836,7 @@ def _on_response_failed(model: Forensics, event: ResponseFailed, seq: int) -> No
             seq,
             at,
             f"Response {int(status)} FAILED ({what})",
-            "will be retried (5xx or network)" if event.retry else "not retried (4xx, §4 rule 16)",
+            "will be retried (5xx or network)" if event.retry else f"not retried (4xx: {rule(16)})",
         )
 
 
@@ -849,7 +849,7 @@ def _on_comms_lost(model: Forensics, event: CommsLost, seq: int) -> None:
             seq,
             at,
             "comms lost",
-            "the known schedule is kept; Responses queue (§4 rule 12)",
+            f"the known schedule is kept; Responses queue ({rule(12)})",
         )
 
 
@@ -898,9 +898,9 @@ _CONTROL_STORIES: Final[dict[type[Event], Callable[[Forensics, Any, int], None]]
 #: Why a control was ignored, in the words of the rule that says so (one reason, one rule).
 _IGNORED_WHY: Final[dict[IgnoreReason, str]] = {
     IgnoreReason.EXPIRED_ON_RECEIPT: "its specified end had passed when it was first seen "
-    "(PROTOCOL.md §4 rule 3)",
+    f"({rule(3)})",
     IgnoreReason.DEVICE_CATEGORY: "its deviceCategory does not include ours: neither applied nor "
-    "answered (PROTOCOL.md §4 rule 14)",
+    f"answered ({rule(14)})",
 }
 
 

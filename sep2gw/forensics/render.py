@@ -26,6 +26,7 @@ from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, s
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
 from sep2gw.humanfmt import BadZone, quantity
 from sep2gw.humanfmt import parse_zone as _parse_zone
+from sep2gw.rules import rule
 from sep2gw.timeline import Timeline, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
@@ -41,7 +42,6 @@ __all__ = [
     "state_text",
     "verification_lines",
 ]
-
 
 
 class BadInstant(ValueError):
@@ -385,7 +385,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
         )
     if model.comms_down_at(t):
         lines.append(
-            "  comms with the server were DOWN: the known schedule was being followed (§4 rule 12)"
+            f"  comms with the server were DOWN: the known schedule was being followed ({rule(12)})"
         )
     lines += link_lines(model, t, timeline)
     if period is None:
@@ -403,7 +403,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
                 f"  {ramp.mode.value} was ramping {quantity(ramp.mode.value, ramp.from_value)} -> "
                 f"{quantity(ramp.mode.value, ramp.to_value)} "
                 f"over {timeline.stamp(ramp.start_s)} .. {timeline.stamp(ramp.end_s)}: "
-                f"{quantity(ramp.mode.value, now)} at this instant (§4 rule 11)"
+                f"{quantity(ramp.mode.value, now)} at this instant ({rule(11)})"
             )
     core = ControlsCore(CoreConfig(lfdi="", device_category=0), state)
     arbitration = core.arbitration(t)
@@ -464,7 +464,7 @@ def _per_mode(
                     f"{timeline.stamp(rec.effective_start_s)} .. {timeline.stamp(rec.end_s)}"
                 )
             lines.append(
-                "      why: the highest-ranked event in effect setting this mode (§4 rule 7)"
+                f"      why: the highest-ranked event in effect setting this mode ({rule(7)})"
             )
         else:
             program = state.programs.get(ident)
@@ -475,7 +475,7 @@ def _per_mode(
             better = [p for p in ordered if program is not None and p.primacy < program.primacy]
             lines.append(
                 "      why: no event in effect sets this mode, and this is the program of lowest "
-                "primacy value whose default sets it (§4 rule 10)"
+                f"primacy value whose default sets it ({rule(10)})"
                 + (
                     f"; programs of higher priority without such a default: "
                     f"{', '.join(short(p.program_id) for p in better)}"
