@@ -413,9 +413,7 @@ def _der_status_fields(expect: Expect, result: WorldResult, out: list[Violation]
     start = result.server.start
     accepted = _accepted_status_puts(result)
     for spec in expect.der_status_fields:
-        window = [
-            body for t, body in accepted if start + spec.from_s <= t <= start + spec.to_s
-        ]
+        window = [body for t, body in accepted if start + spec.from_s <= t <= start + spec.to_s]
         if any(_status_fields(body, spec.fields) == spec.fields for body in window):
             continue
         seen = [_status_fields(body, spec.fields) for body in window]

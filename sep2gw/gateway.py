@@ -154,7 +154,9 @@ class _Unit:
                 short_of_space += 1
                 log_alarm.put(short_of_space)
 
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
+        log = LogWriter(
+            g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm
+        )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()

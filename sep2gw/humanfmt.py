@@ -136,4 +136,3 @@ def quantity(name: str, value: object) -> str:
         return _text(float(value), 3)
     symbol, decimals = unit
     return f"{_text(float(value), decimals)} {symbol}"
-

@@ -41,7 +41,7 @@ PUBLIC_RULES: Final[dict[int | str, str]] = {
 def rule(*rules: int | str) -> str:
     """The public citation of one or more digest rules, for a reason shown to a user; the
     standard is named once (``IEEE 2030.5-2018: A; B``)."""
-    texts = []
+    texts: list[str] = []
     for r in rules:
         try:
             text = PUBLIC_RULES[r]

@@ -7,6 +7,8 @@ its own line.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from datetime import timedelta, timezone, tzinfo
 
 from events.control_events import (
@@ -24,6 +26,7 @@ from events.control_events import (
     DefaultChanged,
     DefaultRefused,
     LimitsInForceChanged,
+    ProgramsChanged,
     RandomizationDrawn,
     ResponseAcked,
     ResponseFailed,
@@ -59,7 +62,7 @@ from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.humanfmt import quantity
 
-__all__ = ["LINK_LINE_EVERY_S", "Timeline", "describe_settings", "short", "whole"]
+__all__ = ["LINK_LINE_EVERY_S", "ShortIds", "Timeline", "describe_settings", "short", "whole"]
 
 #: The same link failure of a resource is shown at most this often (the log keeps every one).
 LINK_LINE_EVERY_S = 60.0
@@ -74,8 +77,106 @@ def whole(value: float) -> str:
 
 
 def short(mrid: str) -> str:
-    """An mRID as people say it: its significant tail (the full value is in the log)."""
-    return mrid.lstrip("0")[-8:] or "0"
+    """An mRID as people say it: its significant tail (the full value is in the log). Where other
+    ids are known, :class:`ShortIds` makes the tail unique among them."""
+    return mrid.lstrip("0")[-_SHORT:] or "0"
+
+
+class ShortIds:
+    """Each id as people say it, unique among the known ids of its kind (controls' mRIDs,
+    programs' ids): its tail as :func:`short` gives it, lengthened until no other id of that kind
+    ends with it; or, when that tail grows long and a prefix is shorter, its shortest unique prefix
+    and ``…`` (git-style).
+    Kinds are told apart by the word every line puts before the id (``control 00000001``,
+    ``program 00000001``). An id not known shows as :func:`short`."""
+
+    __slots__ = ("_heads", "_kind_of", "_kinds", "_shown", "_tails")
+
+    def __init__(self, ids: Iterable[str] = (), *, kind: str = "control") -> None:
+        self._kinds: dict[str, set[str]] = {}
+        self._kind_of: dict[str, str] = {}
+        self._tails: dict[tuple[str, int], Counter[str]] = {}
+        self._heads: dict[tuple[str, int], Counter[str]] = {}
+        self._shown: dict[str, str] = {}
+        for ident in ids:
+            self.add(ident, kind)
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._kind_of
+
+    def add(self, ident: str, kind: str = "control") -> None:
+        """Know ``ident`` from now on (the short forms of others of its kind may lengthen)."""
+        if ident in self._kind_of:
+            return
+        self._kind_of[ident] = kind
+        self._kinds.setdefault(kind, set()).add(ident)
+        self._tails.clear()
+        self._heads.clear()
+        self._shown.clear()
+
+    def __call__(self, ident: str) -> str:
+        shown = self._shown.get(ident)
+        if shown is None:
+            shown = self._shown[ident] = self._shorten(ident)
+        return shown
+
+    def _unique(self, kind: str, n: int, part: str, *, tail: bool) -> bool:
+        table = self._tails if tail else self._heads
+        counts = table.get((kind, n))
+        if counts is None:
+            ids = self._kinds[kind]
+            counts = table[kind, n] = Counter(i[-n:] if tail else i[:n] for i in ids)
+        return counts[part] == 1
+
+    def _shorten(self, ident: str) -> str:
+        base = short(ident)
+        kind = self._kind_of.get(ident)
+        if kind is None or len(ident) <= len(base):
+            return base
+        tail_n = next(
+            n
+            for n in range(len(base), len(ident) + 1)
+            if self._unique(kind, n, ident[-n:], tail=True)
+        )
+        if tail_n == len(base):
+            return base
+        head_n = next(
+            n
+            for n in range(min(_SHORT, len(ident)), len(ident) + 1)
+            if self._unique(kind, n, ident[:n], tail=False)
+        )
+        if min(head_n, tail_n) >= len(ident):
+            return ident
+        # tails are what people are used to (and what the log's own lines end with): kept while
+        # readable, a prefix only when it is shorter than a long tail
+        if tail_n <= _LONGEST_TAIL or tail_n <= head_n:
+            return ident[-tail_n:]
+        return ident[:head_n] + "…"
+
+    def matching(self, text: str, kind: str | None = None) -> list[str]:
+        """The known ids (of ``kind``, or any) ``text`` names, case-insensitive: the id itself, or
+        any prefix or tail of it, as shown (a leading or trailing ``…`` is allowed)."""
+        wanted = text.strip().strip("…").upper()
+        if not wanted:
+            return []
+        ids = self._kind_of if kind is None else self._kinds.get(kind, set())
+        exact = [i for i in ids if i.upper() == wanted]
+        if exact:
+            return exact
+        bare = wanted.lstrip("0") or "0"
+        return sorted(
+            i
+            for i in ids
+            if i.upper().startswith(wanted)
+            or i.upper().endswith(wanted)
+            or (i.upper().lstrip("0") or "0") == bare
+        )
+
+
+#: How many characters of an id people are shown at least.
+_SHORT = 8
+#: A unique tail up to this long is shown rather than a shorter prefix.
+_LONGEST_TAIL = 12
 
 
 def describe_settings(settings: ControlSettings) -> str:
@@ -104,6 +205,8 @@ class Timeline:
         if zone is None and utc_offset_s is not None:
             zone = timezone(timedelta(seconds=utc_offset_s))
         self._tz = zone
+        #: the ids seen so far, each shown by its shortest unique form
+        self.ids = ShortIds()
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
@@ -152,8 +255,21 @@ class Timeline:
         self._last_write = (e.at_s, e.settings, e.setpoint_w)
         return True
 
+    def learn(self, event: object) -> None:
+        """Know the ids a record names, so the lines after it tell them apart."""
+        match event:
+            case ControlReceived():
+                self.ids.add(event.control.mrid, "control")
+                self.ids.add(event.control.program_id, "program")
+            case ProgramsChanged():
+                for program in event.programs:
+                    self.ids.add(program.program_id, "program")
+            case DefaultChanged() | DefaultRefused():
+                self.ids.add(event.program_id, "program")
+
     def describe(self, record: Recorded) -> str | None:
         e = record.event
+        self.learn(e)
         match e:
             case GatewayStarted():
                 return f"gateway started (sep2gw {e.software_version}, seed {e.rng_seed})"
@@ -225,43 +341,44 @@ class Timeline:
             case ControlReceived():
                 c = e.control
                 return (
-                    f"control {short(c.mrid)} received: {describe_settings(c.settings)} from "
-                    f"{self.stamp(c.start_s)} for {c.duration_s} s (program {short(c.program_id)})"
+                    f"control {self.ids(c.mrid)} received: {describe_settings(c.settings)} from "
+                    f"{self.stamp(c.start_s)} for {c.duration_s} s (program {self.ids(c.program_id)})"
                 )
             case RandomizationDrawn():
-                return f"control {short(e.mrid)} randomisation drawn: start {e.start_offset_s:+d} s, duration {e.duration_offset_s:+d} s"
+                return f"control {self.ids(e.mrid)} randomisation drawn: start {e.start_offset_s:+d} s, duration {e.duration_offset_s:+d} s"
             case ControlScheduled():
-                why = f", adjacent to {short(e.adjacent_to)}" if e.adjacent_to else ""
-                return f"control {short(e.mrid)} scheduled {self.stamp(e.effective_start_s)} .. {self.stamp(e.effective_end_s)}{why}"
+                why = f", adjacent to control {self.ids(e.adjacent_to)}" if e.adjacent_to else ""
+                return f"control {self.ids(e.mrid)} scheduled {self.stamp(e.effective_start_s)} .. {self.stamp(e.effective_end_s)}{why}"
             case ControlStarted():
-                return f"control {short(e.mrid)} STARTED" + (" (discovered late)" if e.late else "")
+                return f"control {self.ids(e.mrid)} STARTED" + (
+                    " (discovered late)" if e.late else ""
+                )
             case ControlSuperseded():
                 modes = ", ".join(m.value for m in e.modes_lost)
-                return f"control {short(e.mrid)} superseded by {short(e.by)} on {modes}" + (
+                by = "the server" if e.by == "server" else f"control {self.ids(e.by)}"
+                return f"control {self.ids(e.mrid)} superseded by {by} on {modes}" + (
                     "" if e.fully else " (keeps its other modes)"
                 )
             case ControlCancelled():
-                return f"control {short(e.mrid)} CANCELLED by the server (status {int(e.server_status)})"
+                return f"control {self.ids(e.mrid)} CANCELLED by the server (status {int(e.server_status)})"
             case ControlCompleted():
-                return f"control {short(e.mrid)} completed"
+                return f"control {self.ids(e.mrid)} completed"
             case ControlIgnored():
-                return f"control {short(e.mrid)} ignored: {e.reason.value}"
+                return f"control {self.ids(e.mrid)} ignored: {e.reason.value}"
             case ControlRejected():
-                return f"control {short(e.mrid)} rejected ({int(e.status)}): {e.reason}"
+                return f"control {self.ids(e.mrid)} rejected ({int(e.status)}): {e.reason}"
             case ControlRemoved():
-                return f"control {short(e.mrid)} stopped: its program is no longer assigned"
+                return f"control {self.ids(e.mrid)} stopped: its program is no longer assigned"
             case ServerFault():
-                return (
-                    f"control {short(e.mrid)}: SERVER FAULT — content changed under the same mRID"
-                )
+                return f"control {self.ids(e.mrid)}: SERVER FAULT — content changed under the same mRID"
             case DefaultRefused():
                 return (
-                    f"default of program {short(e.program_id)} REFUSED (server fault, the default "
+                    f"default of program {self.ids(e.program_id)} REFUSED (server fault, the default "
                     f"in force stays): {e.reason}"
                 )
             case DefaultChanged():
                 what = "removed" if e.default is None else describe_settings(e.default.settings)
-                return f"default of program {short(e.program_id)}: {what}"
+                return f"default of program {self.ids(e.program_id)}: {what}"
             case LimitsInForceChanged():
                 return f"LIMITS IN FORCE: {describe_settings(e.settings)}"
             case LimitsApplied():
@@ -336,17 +453,16 @@ class Timeline:
                 ]
                 return "measured: " + ", ".join(parts)
             case ResponseSent():
-                return (
-                    f"response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} sent"
-                )
+                return f"response {int(e.status)} ({e.status.name.lower()}) for control {self.ids(e.mrid)} sent"
             case ResponseAcked():
-                return f"response {int(e.status)} for {short(e.mrid)} acknowledged (HTTP {e.http_status})"
+                return f"response {int(e.status)} for control {self.ids(e.mrid)} acknowledged (HTTP {e.http_status})"
             case ResponseFailed(undeliverable=str()):
-                return f"response {int(e.status)} for {short(e.mrid)} not sent: {e.undeliverable}"
+                return f"response {int(e.status)} for control {self.ids(e.mrid)} not sent: {e.undeliverable}"
             case ResponseFailed():
                 status = "network error" if e.http_status is None else f"HTTP {e.http_status}"
-                return f"response {int(e.status)} for {short(e.mrid)} FAILED ({status})" + (
-                    ", will retry" if e.retry else ""
+                return (
+                    f"response {int(e.status)} for control {self.ids(e.mrid)} FAILED ({status})"
+                    + (", will retry" if e.retry else "")
                 )
             case CommsLost():
                 why = e.reason or self._last_link_failure

@@ -218,7 +218,9 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
                         return EXIT_REFUSED
                     for line in verification_lines(model):
                         print(line, file=sys.stderr)
-                return command(args, store, model, ForensicTimeline(zone))
+                timeline = ForensicTimeline(zone)
+                timeline.ids = model.ids
+                return command(args, store, model, timeline)
             except (BadInstant, OutputUnwritable) as exc:
                 print(f"sep2gw {name}: {exc}", file=sys.stderr)
                 return EXIT_BAD_ARGUMENT
@@ -273,6 +275,7 @@ def _replay(
     for line in verification_lines(model):
         print(line)
     timeline = ForensicTimeline(tl.zone, telemetry_every_s=args.telemetry_every)
+    timeline.ids = tl.ids
     start, end = instants["start"], instants["end"]
     if instants["at"] is None or start is not None or end is not None:
         for line in timeline.lines(_records(store, model), start, end):

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from events.base import Event
+from events.base import Event, tag_of
 from events.control_events import (
     CONTROL_EVENT_TYPES,
     CancelDelayDrawn,
@@ -38,10 +38,12 @@ from events.control_events import (
     ControlScheduled,
     ControlStarted,
     ControlSuperseded,
+    DefaultChanged,
     DefaultRefused,
     DeviceWriteResult,
     IgnoreReason,
     LimitsInForceChanged,
+    ProgramsChanged,
     RampPlanned,
     RandomizationDrawn,
     ResponseAcked,
@@ -70,7 +72,7 @@ from events.times import not_a_date, utc_datetime
 from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
 from sep2gw.rules import rule
-from sep2gw.timeline import describe_settings, short
+from sep2gw.timeline import ShortIds, describe_settings
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.polling import POLL_PROJECTION, PollState
 
@@ -248,6 +250,8 @@ class Forensics:
         self._writes_since: dict[str, int] = {}
         # the controls supplying some limit in force now (kept with the limit periods)
         self._suppliers: set[str] = set()
+        #: every control's and program's id in the log, each told by its shortest unique form
+        self.ids = ShortIds()
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -420,16 +424,16 @@ class Forensics:
     def _program(self, program_id: str) -> str:
         program = self.controls.programs.get(program_id)
         if program is None:
-            return f"program {short(program_id)} (no longer assigned)"
+            return f"program {self.ids(program_id)} (no longer assigned)"
         name = f" '{program.description}'" if program.description else ""
-        return f"program {short(program_id)}{name} (primacy {program.primacy})"
+        return f"program {self.ids(program_id)}{name} (primacy {program.primacy})"
 
     def _rank_words(self, mrid: str) -> str:
         rec = self.controls.records.get(mrid)
         if rec is None:
-            return f"{short(mrid)} (not received)"
+            return f"control {self.ids(mrid)} (not received)"
         c = rec.control
-        return f"{short(mrid)} of {self._program(c.program_id)}, created {_utc(c.creation_time_s)}"
+        return f"control {self.ids(mrid)} of {self._program(c.program_id)}, created {_utc(c.creation_time_s)}"
 
     def _control(self, event: Event, seq: int) -> None:
         """Tell the story steps one control record adds (the table ``_CONTROL_STORIES``); programs
@@ -583,7 +587,7 @@ def _on_control_scheduled(model: Forensics, event: ControlScheduled, seq: int) -
     c = rec.control
     if event.adjacent_to is not None:
         why = (
-            f"adjacent: it starts where {short(event.adjacent_to)} specified its end, "
+            f"adjacent: it starts where control {model.ids(event.adjacent_to)} specified its end, "
             f"so it starts at that event's effective end, with no randomisation gap "
             f"({rule(5)})"
         )
@@ -612,7 +616,7 @@ def _on_control_started(model: Forensics, event: ControlStarted, seq: int) -> No
     if event.late:
         why = f"discovered already inside its period: started at once ({rule(6)})"
     elif rec.adjacent_to is not None:
-        why = f"its effective start, pinned to the effective end of {short(rec.adjacent_to)} ({rule(5)})"
+        why = f"its effective start, pinned to the effective end of control {model.ids(rec.adjacent_to)} ({rule(5)})"
     elif rec.start_offset_s:
         why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation ({rule(6)})"
     else:
@@ -651,7 +655,8 @@ def _on_control_superseded(model: Forensics, event: ControlSuperseded, seq: int)
             f"{model._rank_words(by)} outranks {model._rank_words(mrid)} and their "
             f"effective periods intersect ({rule(7)})"
         )
-    what = f"superseded by {short(by)} on {modes}" + (
+    winner = "the server" if by == "server" else f"control {model.ids(by)}"
+    what = f"superseded by {winner} on {modes}" + (
         "" if event.fully else " (keeps its other modes running)"
     )
     model._step(mrid, seq, at, what, why)
@@ -660,7 +665,7 @@ def _on_control_superseded(model: Forensics, event: ControlSuperseded, seq: int)
             by,
             seq,
             at,
-            f"superseded {short(mrid)} on {modes}",
+            f"superseded control {model.ids(mrid)} on {modes}",
             f"it outranks that event on these modes ({rule(7)})",
         )
 
@@ -723,7 +728,7 @@ def _on_control_removed(model: Forensics, event: ControlRemoved, seq: int) -> No
         seq,
         at,
         "removed",
-        f"program {short(event.program_id)} is no longer referenced by our FSAs: "
+        f"program {model.ids(event.program_id)} is no longer referenced by our FSAs: "
         f"it stops silently ({rule(4)})",
     )
 
@@ -754,7 +759,7 @@ def _on_server_status_seen(model: Forensics, event: ServerStatusSeen, seq: int) 
 def _on_control_gap(model: Forensics, event: ControlGap, seq: int) -> None:
     at = event.at_s
     modes = ", ".join(m.value for m in event.modes)
-    text = f"gap [{_utc(event.start_s)}, {_utc(event.end_s)}) between {short(event.before)} and {short(event.after)} on {modes}"
+    text = f"gap [{_utc(event.start_s)}, {_utc(event.end_s)}) between controls {model.ids(event.before)} and {model.ids(event.after)} on {modes}"
     for mrid in (event.before, event.after):
         model._step(
             mrid,
@@ -935,6 +940,8 @@ def analyse(
     are folded too (each that still decodes), and ``forced`` is set so every output can say so.
     """
     model = Forensics(at)
+    for ident, kind in _ids(store):
+        model.ids.add(ident, kind)
     model.total = store.head().seq
     model.progress = progress
     projection: Projection[None] = Projection(
@@ -951,6 +958,30 @@ def analyse(
     if progress is not None:
         progress(model.total, model.total)
     return model
+
+
+#: The records that name a control or a program (read by type, through the index, before the pass).
+_ID_TAGS: Final = tuple(
+    tag_of(t) for t in (ControlReceived, ProgramsChanged, DefaultChanged, DefaultRefused)
+)
+
+
+def _ids(store: EventStore) -> Iterable[tuple[str, str]]:
+    """Every control's and program's id the log names, with its kind, so that each story tells
+    the ids of a kind apart from its first line."""
+    try:
+        records = list(store.read(types=_ID_TAGS))
+    except (EventLogError, msgspec.MsgspecError):
+        return  # a damaged log: the pass names the bad record; short forms stay tails
+    for record in records:
+        event = record.event
+        if isinstance(event, ControlReceived):
+            yield event.control.mrid, "control"
+            yield event.control.program_id, "program"
+        elif isinstance(event, ProgramsChanged):
+            yield from ((p.program_id, "program") for p in event.programs)
+        elif isinstance(event, DefaultChanged | DefaultRefused):
+            yield event.program_id, "program"
 
 
 def _span(store: EventStore, model: Forensics) -> None:

@@ -8,7 +8,7 @@ fixed offset such as ``+10:30``); without one the local column is UTC too and sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 
 from events.control_events import (
@@ -27,7 +27,7 @@ from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
 from sep2gw.humanfmt import BadZone, quantity
 from sep2gw.humanfmt import parse_zone as _parse_zone
 from sep2gw.rules import rule
-from sep2gw.timeline import Timeline, describe_settings, short, whole
+from sep2gw.timeline import ShortIds, Timeline, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -107,23 +107,23 @@ class ForensicTimeline(Timeline):
         match e:
             case ResponseIntended():
                 return (
-                    f"response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} "
+                    f"response {int(e.status)} ({e.status.name.lower()}) for control {self.ids(e.mrid)} "
                     "intended"
                 )
             case DeviceWriteResult():
                 verdict = "confirmed" if e.ok else f"REFUSED ({e.detail})"
-                return f"battery {verdict} the write for {', '.join(short(m) for m in e.mrids)}"
+                return f"battery {verdict} the write for control {', '.join(self.ids(m) for m in e.mrids)}"
             case ControlGap():
                 return (
-                    f"gap between {short(e.before)} and {short(e.after)}: default in force "
+                    f"gap between controls {self.ids(e.before)} and {self.ids(e.after)}: default in force "
                     f"{self.stamp(e.start_s)} .. {self.stamp(e.end_s)}"
                 )
             case CancelDelayDrawn():
-                return f"control {short(e.mrid)} cancel delay drawn: {e.delay_s} s"
+                return f"control {self.ids(e.mrid)} cancel delay drawn: {e.delay_s} s"
             case ServerStatusSeen():
-                return f"control {short(e.mrid)}: server status {int(e.status)} ({e.status.name.lower()})"
+                return f"control {self.ids(e.mrid)}: server status {int(e.status)} ({e.status.name.lower()})"
             case LimitsInForceChanged():
-                return "LIMITS IN FORCE: " + _limits_with_sources(e.settings, e.sources)
+                return "LIMITS IN FORCE: " + _limits_with_sources(e.settings, e.sources, self.ids)
         return super().describe(record)
 
     def lines(
@@ -141,21 +141,25 @@ class ForensicTimeline(Timeline):
                 yield f"{record.seq:>7}  {self.stamp(t)}  {text}"
 
 
-def _limits_with_sources(settings: object, sources: dict[Mode, str]) -> str:
+def _limits_with_sources(
+    settings: object, sources: dict[Mode, str], ids: Callable[[str], str] = short
+) -> str:
     parts = []
     for mode in Mode:
         value = getattr(settings, mode.value)
         if value is None:
             continue
-        parts.append(f"{mode.value}={quantity(mode.value, value)} [{_source(sources.get(mode))}]")
+        parts.append(
+            f"{mode.value}={quantity(mode.value, value)} [{_source(sources.get(mode), ids)}]"
+        )
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
 
 
-def _source(source: str | None) -> str:
+def _source(source: str | None, ids: Callable[[str], str] = short) -> str:
     if source is None:
         return "?"
     kind, _, ident = source.partition(":")
-    return f"{'control' if kind == 'control' else 'default of program'} {short(ident)}"
+    return f"{'control' if kind == 'control' else 'default of program'} {ids(ident)}"
 
 
 def verification_lines(model: Forensics) -> list[str]:
@@ -202,7 +206,7 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     lines.append(f"  scheduled and active controls: {len(live)}")
     for rec in live:
         lines.append(
-            f"    {short(rec.control.mrid)} {rec.state}: "
+            f"    control {timeline.ids(rec.control.mrid)} {rec.state}: "
             f"{describe_settings(rec.control.settings)}, effective "
             f"{timeline.stamp(rec.effective_start_s)} .. {timeline.stamp(rec.end_s)}"
             + (f", lost {', '.join(sorted(m.value for m in rec.lost))}" if rec.lost else "")
@@ -215,7 +219,9 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
         lines.append("  other controls: " + ", ".join(f"{n} {s}" for s, n in sorted(done.items())))
     lines.append(f"  Responses not yet acknowledged: {len(state.outbox)}")
     for r in state.outbox:
-        lines.append(f"    {int(r.status)} ({r.status.name.lower()}) for {short(r.mrid)}")
+        lines.append(
+            f"    {int(r.status)} ({r.status.name.lower()}) for control {timeline.ids(r.mrid)}"
+        )
     sample = _sample_at(model, t)
     if sample is not None:
         at, site, der = sample
@@ -238,17 +244,23 @@ def _sample_at(model: Forensics, t: float) -> tuple[float, float, float] | None:
 
 
 def find_mrid(model: Forensics, text: str) -> str:
-    """The mRID ``text`` names: in full, or its tail as the timeline shows it (case-insensitive)."""
-    wanted = text.upper().lstrip("0") or "0"
+    """The control ``text`` names (case-insensitive): its mRID, or any prefix or tail of it that
+    no other control shares, as the timeline shows it (``000000A2``, ``C0000000…``)."""
     known = set(model.stories) | set(model.controls.records)
-    exact = [m for m in known if m.upper().lstrip("0") == wanted]
-    if exact:
-        return exact[0]
-    tails = sorted(m for m in known if m.upper().endswith(wanted))
-    if len(tails) == 1:
-        return tails[0]
-    if tails:
-        raise BadInstant(f"mRID {text!r} is ambiguous: {', '.join(tails)}")
+    found = ShortIds(known).matching(text)  # the stories' ids too: a control never received
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise BadInstant(
+            f"{text!r} names {len(found)} controls; give more of the mRID: "
+            + ", ".join(f"{m} (shown as {model.ids(m)})" for m in found)
+        )
+    programs = model.ids.matching(text, "program")
+    if programs:
+        raise BadInstant(
+            f"{text!r} names no control but the program {', '.join(programs)}: explain takes a "
+            "control's mRID (the controls: " + (", ".join(sorted(known)) or "none") + ")"
+        )
     raise BadInstant(
         f"no control with mRID {text!r} in the log; known: " + (", ".join(sorted(known)) or "none")
     )
@@ -458,7 +470,7 @@ def _per_mode(
             if rec is not None:
                 program = state.programs.get(rec.control.program_id)
                 lines.append(
-                    f"      from control {ident} of program {short(rec.control.program_id)}"
+                    f"      from control {ident} of program {timeline.ids(rec.control.program_id)}"
                     + (f" (primacy {program.primacy})" if program else "")
                     + f", created {timeline.stamp(rec.control.creation_time_s)}, effective "
                     f"{timeline.stamp(rec.effective_start_s)} .. {timeline.stamp(rec.end_s)}"
@@ -478,7 +490,7 @@ def _per_mode(
                 f"primacy value whose default sets it ({rule(10)})"
                 + (
                     f"; programs of higher priority without such a default: "
-                    f"{', '.join(short(p.program_id) for p in better)}"
+                    f"{', '.join(timeline.ids(p.program_id) for p in better)}"
                     if better
                     else ""
                 )
@@ -500,5 +512,5 @@ def _per_mode(
                 why = "scheduled, not yet started"
             else:
                 why = "outranked (lower priority program or older creationTime)"
-            lines.append(f"      also covering this instant: {short(c.mrid)}: {why}")
+            lines.append(f"      also covering this instant: control {timeline.ids(c.mrid)}: {why}")
     return lines

@@ -45,6 +45,7 @@ def render_report(
     summary: Sequence[SourceSummary],
 ) -> str:
     tl = ForensicTimeline(zone)
+    tl.ids = model.ids
     out: list[str] = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>sep2gw dispute report: {escape(source)}</title><style>{_CSS}</style></head><body>",

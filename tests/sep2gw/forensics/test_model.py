@@ -81,7 +81,7 @@ def test_an_adjacent_start_is_explained_by_its_predecessor(world_logs: dict[str,
     second = model.controls.records["C0000000000000000000000000000002"]
     assert second.effective_start_s == first.effective_end_s
     started = [why for what, why in _story(model, second.control.mrid) if what == "STARTED"]
-    assert f"pinned to the effective end of 00000001 ({rule(5)})" in started[0]
+    assert f"pinned to the effective end of control 00000001 ({rule(5)})" in started[0]
 
 
 def test_supersession_names_the_winner_its_modes_and_its_rank(
@@ -89,7 +89,7 @@ def test_supersession_names_the_winner_its_modes_and_its_rank(
 ) -> None:
     story = _story(_analyse(world_logs["demo"]), "DE0000000000000000000000000000A2")
     superseded = [(w, y) for w, y in story if w.startswith("superseded by")]
-    assert superseded[0][0] == "superseded by 000000B1 on target_w"
+    assert superseded[0][0] == "superseded by control 000000B1 on target_w"
     assert "(primacy 10)" in superseded[0][1] and "(primacy 20)" in superseded[0][1]
     assert [w for w, _ in story if w.startswith("Response")][-3:] == [
         "Response 7 (superseded) intended",
