@@ -62,7 +62,15 @@ from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.humanfmt import quantity
 
-__all__ = ["LINK_LINE_EVERY_S", "ShortIds", "Timeline", "describe_settings", "short", "whole"]
+__all__ = [
+    "LINK_LINE_EVERY_S",
+    "ShortIds",
+    "Timeline",
+    "describe_clamps",
+    "describe_settings",
+    "short",
+    "whole",
+]
 
 #: The same link failure of a resource is shown at most this often (the log keeps every one).
 LINK_LINE_EVERY_S = 60.0
@@ -177,6 +185,19 @@ class ShortIds:
 _SHORT = 8
 #: A unique tail up to this long is shown rather than a shorter prefix.
 _LONGEST_TAIL = 12
+
+
+def describe_clamps(event: LimitsApplied) -> str:
+    """Why the battery was not told what was asked, in words: each clamp's mode, the value asked,
+    the value applied and what bound it (``hold 6123 W asked, 5000 W applied: max_discharge_w``);
+    a clamp text an old log held that is not the v1 repr, as it was. Empty when none."""
+    parts = [
+        f"{c.mode} {quantity('x_w', c.requested)} asked, {quantity('x_w', c.applied)} applied: "
+        f"{c.bound}"
+        for c in event.clamps
+    ]
+    parts += [f"{text} (as recorded)" for text in event.unparsed_clamps]
+    return "; ".join(parts)
 
 
 def describe_settings(settings: ControlSettings) -> str:
@@ -402,7 +423,10 @@ class Timeline:
                     if e.not_applicable
                     else ""
                 )
-                return f"battery: {verdict}{setpoint}{na}"
+                clamps = describe_clamps(e)
+                return f"battery: {verdict}{setpoint}{na}" + (
+                    f"; clamped: {clamps}" if clamps else ""
+                )
             case RampStarted():
                 where = (
                     f"measured {e.measured:g}"

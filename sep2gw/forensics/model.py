@@ -72,7 +72,7 @@ from events.times import not_a_date, utc_datetime
 from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
 from sep2gw.rules import rule
-from sep2gw.timeline import ShortIds, describe_settings
+from sep2gw.timeline import ShortIds, describe_clamps, describe_settings
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.polling import POLL_PROJECTION, PollState
 
@@ -511,6 +511,8 @@ class Forensics:
                         else "; site limit NOT met by the DER's range"
                     )
                 )
+                clamps = describe_clamps(event)
+                met += f"; clamped: {clamps}" if clamps else ""
                 self._step(
                     mrid,
                     seq,

@@ -94,3 +94,28 @@ def test_the_sites_zone_is_shown_beside_server_time() -> None:
     stamp = _timeline(config=config).stamp(1764115200.0)  # 2025-11-26 00:00 UTC, ACDT
     assert stamp == "2025-11-26 00:00:00Z (10:30:00 +1030)"
     assert _timeline().stamp(1764115200.0) == "2025-11-26 00:00:00Z"
+
+
+def test_a_battery_line_says_why_the_battery_was_not_told_what_was_asked() -> None:
+    """A clamp (the DER's range, the site limit) is the reason a limit was not met: the line says
+    it in words, and an old log's text that is not the v1 repr is shown as recorded."""
+    from events.der_model import ControlSettings, Mode
+    from events.hardware_events import Clamp, LimitsApplied
+
+    applied = LimitsApplied(
+        at_s=0,
+        settings=ControlSettings(export_limit_w=5000.0),
+        applied=(Mode.EXPORT_LIMIT_W,),
+        setpoint_w=5000.0,
+        wrote=True,
+        site_limit_met=False,
+        clamps=(
+            Clamp(mode="hold", requested=6123.456, applied=5000.0, bound="max_discharge_w"),
+        ),
+        unparsed_clamps=("something else",),
+    )
+    line = Timeline().line(_record(applied))
+    assert line is not None and line.endswith(
+        "; clamped: hold 6123.5 W asked, 5000 W applied: max_discharge_w; "
+        "something else (as recorded)"
+    )
