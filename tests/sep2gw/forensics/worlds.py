@@ -1,6 +1,7 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
 comms loss (with a randomised start and an adjacent follower), and a gateway crash and restart
-mid-control (the world's ``crash`` fault).
+mid-control (the world's ``crash`` fault), and two pricing worlds (a revised price superseding an
+older one; the compressed v1.3 pricing day with a cancelled critical-peak interval).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -14,6 +15,7 @@ from typing import Final
 from events.store import EventStore
 from sep2gw.commands.sim import write_log
 from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver.library import library
 from sep2gw.world import run_world
 
 __all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
@@ -106,12 +108,16 @@ def build(name: str, site: Path, path: Path) -> Path:
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
+    elif name in ("pricing", "pricing_day"):
+        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[name]
+        entry = next(e for e in library() if e.file == file)
+        store = run_world(entry.scenario, seed=11, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart")
+WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day")
 
 
 _LOGS: dict[str, Path] = {}

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from transport.sep2 import codec
+from transport.sep2 import codec, decoding, encoding
 from transport.sep2 import resources as r
 from transport.sep2.errors import (
     DocumentRejected,
@@ -474,19 +474,19 @@ def test_cdata_comments_and_character_references_read_as_their_text() -> None:
 def test_the_hex_cache_stays_bounded_under_many_distinct_values() -> None:
     from transport.sep2.hexbinary import HexBinary128
 
-    for i in range(codec._HEX_CACHE_MAX + 500):
-        assert codec._hex_hook(HexBinary128, f"{i:X}") == i
-    assert len(codec._HEX_CACHE) <= codec._HEX_CACHE_MAX
+    for i in range(decoding._HEX_CACHE_MAX + 500):
+        assert decoding._hex_hook(HexBinary128, f"{i:X}") == i
+    assert len(decoding._HEX_CACHE) <= decoding._HEX_CACHE_MAX
 
 
 def test_serialisers_are_generated_on_first_use_not_at_import() -> None:
     # Start-up budget (issue #7 scope 11): importing the codec generates no serialiser.
     code = (
         "from transport.sep2 import codec, resources as r\n"
-        "before = sorted(codec._ENCODERS)\n"
+        "from transport.sep2 import encoding\nbefore = sorted(encoding._ENCODERS)\n"
         "codec.encode(r.Time(currentTime=1, dstEndTime=0, dstOffset=0, dstStartTime=0,"
         " quality=7, tzOffset=0))\n"
-        "print(before, sorted(name for name, _ns in codec._ENCODERS))"
+        "print(before, sorted(name for name, _ns in encoding._ENCODERS))"
     )
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run(
@@ -504,8 +504,8 @@ def test_serialisers_are_generated_on_first_use_not_at_import() -> None:
 def test_a_serialiser_is_generated_once_when_threads_race_for_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(codec, "_ENCODERS", {})
-    generate = codec._compile_encoder
+    monkeypatch.setattr(encoding, "_ENCODERS", {})
+    generate = encoding._compile_encoder
     calls: list[str] = []
     second = threading.Event()
 
@@ -517,7 +517,7 @@ def test_a_serialiser_is_generated_once_when_threads_race_for_it(
             second.wait(timeout=0.2)
         return generate(type_name, csipaus_ns)
 
-    monkeypatch.setattr(codec, "_compile_encoder", slow_generate)
+    monkeypatch.setattr(encoding, "_compile_encoder", slow_generate)
     edev = r.EndDevice(href="/edev/1", sFDI=1, lFDI=2, changedTime=0)
     start = threading.Barrier(8)
     outputs: list[bytes] = []

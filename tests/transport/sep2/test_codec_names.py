@@ -10,7 +10,7 @@ import gc
 
 import pytest
 
-from transport.sep2 import DocumentRejected, codec, decode
+from transport.sep2 import DocumentRejected, codec, decode, decoding
 from transport.sep2 import resources as r
 
 TIME = (
@@ -27,7 +27,7 @@ def time_doc(names: list[str]) -> bytes:
 def test_bounded_names_a_document_bringing_new_unknown_names_beyond_the_cap_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(codec, "_NAMES", codec.NameBudget(100))
+    monkeypatch.setattr(decoding, "_NAMES", codec.NameBudget(100))
     assert decode(time_doc([f"a{i}" for i in range(40)]), r.Time).currentTime == 1700000000
     assert decode(time_doc([f"b{i}" for i in range(10)]), r.Time).currentTime == 1700000000
     with pytest.raises(DocumentRejected, match="never seen before, beyond the 100"):
@@ -46,7 +46,7 @@ def test_bounded_names_memory_stays_flat_whatever_names_a_server_invents(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """~1.9 MB per response before: 150 documents of 2,000 new names each grew RSS by ~15 MB."""
-    monkeypatch.setattr(codec, "_NAMES", codec.NameBudget(codec.MAX_UNKNOWN_NAMES))
+    monkeypatch.setattr(decoding, "_NAMES", codec.NameBudget(codec.MAX_UNKNOWN_NAMES))
     gc.collect()
     start = _rss_mb()
     for i in range(150):

@@ -1,0 +1,1 @@
+"""The simulated utility server's resources, one module per family (mixins of UtilityState)."""

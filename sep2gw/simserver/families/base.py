@@ -1,0 +1,139 @@
+"""What every resource family of the simulated server reads: the holdings (declared here, filled by
+:class:`~sep2gw.simserver.state.UtilityState`), lookups by LFDI/SFDI/mRID, paths, and rendering a
+resource to its document (cached while unchanged)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from sep2gw.simserver.quirks import Quirks, apply_text_quirks
+from sep2gw.simserver.records import (
+    _RENDERED_CACHE,
+    ControlRecord,
+    DeviceRecord,
+    MirrorRecord,
+    ProgramRecord,
+    SimReply,
+    T,
+    _Ctx,
+    _Failure,
+    _NotFound,
+    _page,
+)
+from sep2gw.simserver.scenario import (
+    Scenario,
+    SlowResponses,
+)
+from transport.sep2 import encode
+from transport.sep2 import resources as r
+
+if TYPE_CHECKING:
+    from sep2gw.simserver.families.pricing import TariffRecord
+
+
+class ServedState:
+    """What every resource family of the simulated server reads: the holdings (declared here, filled by"""
+
+    scenario: Scenario
+    quirks: Quirks
+    _rendered: dict[msgspec.Struct, bytes]
+    _rendered_with: Quirks
+    start: int
+    pin: int
+    post_rate_s: int
+    poll_rates: dict[str, int]
+    programs: list[ProgramRecord]
+    _program_by_key: dict[str, ProgramRecord]
+    devices: list[DeviceRecord]
+    mirrors: list[MirrorRecord]
+    responses: list[tuple[int, r.Response]]
+    failures: list[_Failure]
+    slow: list[tuple[float, float, SlowResponses]]
+    tls_failures: list[tuple[float, float]]
+    _controls_by_mrid: dict[int, ControlRecord]
+    _control_counter: int
+    tariffs: list[TariffRecord]
+    price_responses: list[tuple[int, r.Response]]
+    _price_counter: int
+
+    def program_path(self, program: ProgramRecord, device: DeviceRecord | None) -> str:
+        if self.quirks.path_style == "envoy" and device is not None:
+            return f"/edev/{device.id}/derp/{program.index}"
+        return f"/derp/{program.index}"
+
+    def reply_to(self, program: ProgramRecord, device: DeviceRecord | None) -> str:
+        if self.quirks.path_style == "envoy" and device is not None:
+            return f"/edev/{device.id}/rsps/{program.index}/rsp"
+        return f"/rsps/{program.index}/rsp"
+
+    def device_by_lfdi(self, lfdi: int) -> DeviceRecord | None:
+        """Find an EndDevice by LFDI, compared numerically (hexBinary: case and leading zeros do
+        not matter)."""
+        for device in self.devices:
+            if device.lfdi == lfdi:
+                return device
+        return None
+
+    def device_by_sfdi(self, sfdi: int) -> DeviceRecord | None:
+        for device in self.devices:
+            if device.sfdi == sfdi:
+                return device
+        return None
+
+    def control(self, mrid: int | str) -> ControlRecord | None:
+        return self._controls_by_mrid.get(int(mrid, 16) if isinstance(mrid, str) else mrid)
+
+    def _device_param(self, text: str) -> DeviceRecord | None:
+        if text.isdigit() and 1 <= int(text) <= len(self.devices):
+            return self.devices[int(text) - 1]
+        return None
+
+    def _own_device(self, ctx: _Ctx) -> DeviceRecord:
+        assert ctx.lfdi is not None
+        device = self.device_by_lfdi(ctx.lfdi)
+        assert device is not None  # handle() refused unregistered peers
+        return device
+
+    def _program_param(self, ctx: _Ctx) -> ProgramRecord:
+        text = ctx.params["p"]
+        if not (text.isdigit() and 1 <= int(text) <= len(self.programs)):
+            raise _NotFound(f"no DERProgram {text!r}")
+        return self.programs[int(text) - 1]
+
+    def _doc(self, obj: msgspec.Struct, status: int = 200) -> SimReply:
+        # A resource whose value has not changed since it was last served renders to the same
+        # bytes (under the same quirks): most polls ask for an unchanged document.
+        if self._rendered_with is not self.quirks:
+            self._rendered.clear()
+            self._rendered_with = self.quirks
+        try:
+            data = self._rendered.get(obj)
+        except TypeError:  # a value that cannot be hashed is rendered every time
+            return SimReply(status, self._render(obj))
+        if data is None:
+            data = self._render(obj)
+            if len(self._rendered) >= _RENDERED_CACHE:
+                self._rendered.clear()
+            self._rendered[obj] = data
+        return SimReply(status, data)
+
+    def _render(self, obj: msgspec.Struct) -> bytes:
+        data = encode(obj, csipaus_ns=self.quirks.csipaus_ns)
+        return apply_text_quirks(data, self.quirks)
+
+    def _page_of(self, ctx: _Ctx, items: Sequence[T]) -> list[T]:
+        """The page of a list that ``?s=&l=`` asks for (one item by default under the quirk)."""
+        start, limit = _page(ctx.query, len(items), self.quirks.one_item_default_paging)
+        return list(items[start : start + limit])
+
+    def _visible_devices(self, ctx: _Ctx) -> list[DeviceRecord]:
+        return [d for d in self.devices if d.lfdi == ctx.lfdi]
+
+    def _visible_mirrors(self, ctx: _Ctx) -> list[MirrorRecord]:
+        return [m for m in self.mirrors if m.owner_lfdi == ctx.lfdi]
+
+    def _fsa_programs(self) -> list[ProgramRecord]:
+        return sorted((p for p in self.programs if p.in_fsa), key=lambda p: (p.primacy, p.index))
