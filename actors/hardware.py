@@ -3,7 +3,7 @@
 It is the only user of the DER driver. It writes when new limits arrive, then every control period
 while a closed loop (export/import limits at the connection point) or a ramp needs it, and otherwise
 re-asserts the limits every ``reassert_s`` in case the device was reset. Every write is verified by
-the driver's read-back and recorded (``hardware.limits_applied.v1``); every failure too. Telemetry is
+the driver's read-back and recorded (``hardware.limits_applied.v2``); every failure too. Telemetry is
 sampled every ``sample_period_s``, recorded, and summarised per post interval for the mirror.
 After every sample, and whenever the device took new limits, the device's status (the reading,
 whether it answered, the ``connect``/``energize`` it last took) goes to the DER status actor through a
@@ -318,7 +318,7 @@ class HardwareActor:
                     not_applicable=tuple(sorted(report.not_applicable)),
                     setpoint_w=report.setpoint_w,
                     wrote=report.wrote,
-                    clamps=tuple(str(c) for c in report.clamps),
+                    clamps=tuple(report.clamps),
                     site_limit_met=report.site_limit_met,
                 )
             )

@@ -6,6 +6,12 @@ site meter read Y"), so writes, their read-back verdicts and telemetry samples a
 
 from __future__ import annotations
 
+import math
+import re
+from typing import Final
+
+import msgspec
+
 from events.base import Event
 from events.der_model import ControlSettings, Mode
 from events.telemetry import OperatingState
@@ -14,23 +20,56 @@ __all__ = [
     "HARDWARE_EVENT_TYPES",
     "HARDWARE_STREAM",
     "AlarmsChanged",
+    "Clamp",
     "DeviceStatusChanged",
     "DeviceUnreachable",
     "LimitsApplied",
+    "LimitsAppliedV1",
     "NameplateRead",
     "RampStarted",
     "TelemetrySampled",
+    "parse_clamp_repr",
+    "upcast_limits_applied_v1",
 ]
 
 HARDWARE_STREAM = "hardware"
 
 
-class LimitsApplied(Event, frozen=True, kw_only=True, tag="hardware.limits_applied.v1"):
+class Clamp(msgspec.Struct, frozen=True, kw_only=True):
+    """A requested value the DER could not take as asked: ``bound`` names what limited it (the
+    device's range, ``max_discharge_w``; the site limit, ``export_limit_w``; …)."""
+
+    mode: str
+    requested: float
+    applied: float
+    bound: str
+
+
+class LimitsApplied(Event, frozen=True, kw_only=True, tag="hardware.limits_applied.v2"):
     """One write to the DER (or a decision not to write), verified by read-back.
 
     ``settings`` are the values written at ``at_s`` (ramped modes at their point on the trajectory);
     ``setpoint_w`` the active-power setpoint the closed loop chose (positive = discharge/export).
+    ``clamps`` are structured (v2): a JSON object each, which ``json_extract`` can reach into.
+    ``unparsed_clamps`` holds, only for a v1 record, a clamp text that is not the repr v1 wrote
+    (kept as it was, never guessed at).
     """
+
+    at_s: float
+    settings: ControlSettings
+    applied: tuple[Mode, ...]
+    not_applicable: tuple[Mode, ...] = ()
+    setpoint_w: float | None = None
+    wrote: bool = False
+    clamps: tuple[Clamp, ...] = ()
+    site_limit_met: bool | None = None
+    unparsed_clamps: tuple[str, ...] = ()
+
+
+class LimitsAppliedV1(Event, frozen=True, kw_only=True, tag="hardware.limits_applied.v1"):
+    """Legacy: ``LimitsApplied`` as logs before issue 20 hold it, each clamp the Python repr of the
+    clamp struct (``"Clamp(mode='hold', requested=…, applied=…, bound='max_discharge_w')"``).
+    Read through :func:`upcast_limits_applied_v1`; never written."""
 
     at_s: float
     settings: ControlSettings
@@ -40,6 +79,52 @@ class LimitsApplied(Event, frozen=True, kw_only=True, tag="hardware.limits_appli
     wrote: bool = False
     clamps: tuple[str, ...] = ()
     site_limit_met: bool | None = None
+
+
+_NAME = r"'([A-Za-z_][A-Za-z0-9_]*)'"
+_FLOAT = r"(-?(?:\d+\.\d*(?:e[+-]?\d+)?|\d+e[+-]?\d+|inf|nan))"
+#: Exactly the repr v1 wrote (msgspec's repr of the clamp struct, floats as ``repr(float)``).
+_CLAMP_REPR: Final = re.compile(
+    rf"Clamp\(mode={_NAME}, requested={_FLOAT}, applied={_FLOAT}, bound={_NAME}\)"
+)
+
+
+def parse_clamp_repr(text: str) -> Clamp | None:
+    """The clamp a v1 record's text stands for, or ``None`` when it is not exactly the repr v1
+    wrote (strict: any other text is not interpreted)."""
+    match = _CLAMP_REPR.fullmatch(text)
+    if match is None:
+        return None
+    mode, requested, applied, bound = match.groups()
+    values = float(requested), float(applied)
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return Clamp(mode=mode, requested=values[0], applied=values[1], bound=bound)
+
+
+def upcast_limits_applied_v1(old: Event) -> Event:
+    """v1 → v2: each clamp text parsed into the structured clamp; a text that is not the v1 repr
+    is kept, flagged, in ``unparsed_clamps``. Every other field is carried over unchanged."""
+    assert isinstance(old, LimitsAppliedV1)
+    clamps: list[Clamp] = []
+    unparsed: list[str] = []
+    for text in old.clamps:
+        clamp = parse_clamp_repr(text)
+        if clamp is None:
+            unparsed.append(text)
+        else:
+            clamps.append(clamp)
+    return LimitsApplied(
+        at_s=old.at_s,
+        settings=old.settings,
+        applied=old.applied,
+        not_applicable=old.not_applicable,
+        setpoint_w=old.setpoint_w,
+        wrote=old.wrote,
+        clamps=tuple(clamps),
+        site_limit_met=old.site_limit_met,
+        unparsed_clamps=tuple(unparsed),
+    )
 
 
 class DeviceUnreachable(Event, frozen=True, kw_only=True, tag="hardware.device_unreachable.v1"):

@@ -10,7 +10,11 @@ from events.base import Event
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_status_events import DER_STATUS_EVENT_TYPES
-from events.hardware_events import HARDWARE_EVENT_TYPES
+from events.hardware_events import (
+    HARDWARE_EVENT_TYPES,
+    LimitsAppliedV1,
+    upcast_limits_applied_v1,
+)
 from events.link_events import LINK_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
 from events.mirror_events import MIRROR_EVENT_TYPES
@@ -31,6 +35,10 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LINK_EVENT_TYPES,
     *PRICING_EVENT_TYPES,
 )
-UPCASTERS: dict[type[Event], Upcaster] = {**CONTROL_UPCASTERS}
+UPCASTERS: dict[type[Event], Upcaster] = {
+    **CONTROL_UPCASTERS,
+    # issue 20: clamps became structured (v1 held their Python repr as text)
+    LimitsAppliedV1: upcast_limits_applied_v1,
+}
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sep2gw.humanfmt import BadZone, parse_zone
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.identity import check_digit, verify_pin
 
@@ -147,7 +148,15 @@ class SiteConfig(_Section, frozen=True, kw_only=True):
     nmi: Annotated[
         str | None, _key("the site's 10 or 11 character NMI (CSIP-AUS connection point)")
     ] = None
-    time_zone: Annotated[str, _key("the site's zone", kind="IANA zone name")] = "UTC"
+    time_zone: Annotated[
+        str,
+        _key(
+            "the site's zone, an IANA name (`Australia/Adelaide`) or an offset (`+10:30`): the "
+            "console shows local time beside server time, and `replay`/`explain`/`report`/`export "
+            "--config` read and show times in it",
+            kind="zone",
+        ),
+    ] = "UTC"
     pen: Annotated[
         int,
         _key(
@@ -339,6 +348,10 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         problems += _pin_problems(config.server.pin)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
+    try:
+        parse_zone(config.site.time_zone, what="site.time_zone:")
+    except BadZone as exc:
+        problems.append(str(exc))
     if not 0 <= config.site.pen <= 0xFFFFFFFF:
         problems.append(f"site.pen: {config.site.pen} is not a Private Enterprise Number (32 bits)")
     if not 0 < config.site.device_category <= 0xFFFFFFFF:

@@ -163,7 +163,9 @@ def _setpoint_faults(result: WorldResult) -> list[str]:
     b = result.battery.battery
     low = -min(b.max_charge_w, b.max_w) - _W_SLACK
     high = min(b.max_discharge_w, b.max_w) + _W_SLACK
-    for record in result.store.read(types=["hardware.limits_applied.v1"]):
+    for record in result.store.read(
+        types=["hardware.limits_applied.v1", "hardware.limits_applied.v2"]
+    ):
         event = record.event
         assert isinstance(event, LimitsApplied)
         if event.setpoint_w is not None and not low <= event.setpoint_w <= high:

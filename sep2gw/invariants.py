@@ -172,11 +172,6 @@ SITE_TOLERANCE_W: Final = 100.0
 #: (limit, measured by the site meter or the DER, sign): the dispute report's compliance table.
 _SITE_MODES: Final = tuple((m.value, f"{point}_w", sign) for m, point, sign in COMPLIANCE_MODES)
 _W_SLACK: Final = 0.5  # register rounding (whole watts)
-#: A clamp as ``hardware.limits_applied.v1`` records it (the repr of ``site_limit.Clamp``).
-_CLAMP: Final = re.compile(
-    r"Clamp\(mode='(?P<mode>\w+)', requested=(?P<requested>\S+), "
-    r"applied=(?P<applied>[-+0-9.e]+), bound='(?P<bound>\w+)'\)"
-)
 #: How far past ``SOC_EDGE_PCT`` the state of charge may be when the loop counts the battery full
 #: or empty (it reads the device a sample after the one logged).
 _SOC_SLACK_PCT: Final = 1.0
@@ -533,12 +528,11 @@ class Monitor:
             )
             return
         goal = target
-        for text in event.clamps:
-            clamp = _CLAMP.fullmatch(text)
-            if clamp is None or clamp["mode"] != "storage_target_w":
+        for clamp in event.clamps:
+            if clamp.mode != "storage_target_w":
                 continue
-            goal = float(clamp["applied"])
-            why = self._clamp_refused(clamp["bound"], goal, limits)
+            goal = clamp.applied
+            why = self._clamp_refused(clamp.bound, goal, limits)
             if why:
                 self._violate(
                     invariant, f"storage target {target:g} W held at {goal:g} W: {why}", at_s

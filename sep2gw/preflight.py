@@ -173,7 +173,7 @@ def check_identity(config: Config, *, now: float, environ: Mapping[str, str]) ->
                 Finding(
                     key="tls.key",
                     message=f"{key_path} is {problem}; IEEE 2030.5 and CSIP require an ECDSA "
-                    "P-256 (secp256r1) key (PROTOCOL.md §3)",
+                    "P-256 (secp256r1) key (IEEE 2030.5-2018 security: TLS with ECDSA P-256 certificates)",
                 )
             )
     if chain:
@@ -184,7 +184,8 @@ def check_identity(config: Config, *, now: float, environ: Mapping[str, str]) ->
                 Finding(
                     key="tls.certificate",
                     message=f"{cert_path}: the device certificate holds {problem}; IEEE 2030.5 "
-                    "and CSIP require ECDSA P-256 (PROTOCOL.md §3)",
+                    "and CSIP require ECDSA P-256 (IEEE 2030.5-2018 security: TLS with ECDSA P-256 "
+                    "certificates)",
                 )
             )
         else:

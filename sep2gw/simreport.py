@@ -20,6 +20,7 @@ import msgspec
 from events.envelope import Recorded
 from events.hardware_events import TelemetrySampled
 from sep2gw.invariants import INVARIANTS, Violation
+from sep2gw.rules import rule
 from sep2gw.simserver import Scenario
 from sep2gw.timeline import Timeline
 from sep2gw.world import WorldResult, check, price_checks
@@ -75,7 +76,7 @@ class WorldSummary(msgspec.Struct, kw_only=True):
         if self.ambiguous_deliveries:
             out.append(
                 f"  {self.ambiguous_deliveries} Response(s) delivered twice after a lost answer "
-                "(retried as §4 rule 16 says; not a violation)"
+                f"(retried: {rule(16)}; not a violation)"
             )
         out += [f"  VIOLATED {v.invariant}: {v.detail}" for v in self.violations]
         return out
@@ -189,6 +190,7 @@ _ROUTINE = frozenset(
     {
         "hardware.telemetry.v1",
         "hardware.limits_applied.v1",
+        "hardware.limits_applied.v2",
         "mirror.reading_posted.v1",
         "poll.done.v1",
         "post.done.v1",

@@ -22,6 +22,7 @@ from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import (
     AlarmsChanged,
+    Clamp,
     DeviceStatusChanged,
     DeviceUnreachable,
     LimitsApplied,
@@ -69,14 +70,16 @@ class Stamped(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BatteryWrite(msgspec.Struct, frozen=True, kw_only=True):
-    """The hardware actor's last application of the limits (``hardware.limits_applied.v1``)."""
+    """The hardware actor's last application of the limits (``hardware.limits_applied``): what the
+    DER could not take as asked (structured clamps, and an old log's unreadable clamp texts)."""
 
     at_s: float
     seq: int
     wrote: bool
     setpoint_w: float | None = None
     site_limit_met: bool | None = None
-    clamps: tuple[str, ...] = ()
+    clamps: tuple[Clamp, ...] = ()
+    unparsed_clamps: tuple[str, ...] = ()
 
 
 class Measured(msgspec.Struct, frozen=True, kw_only=True):
@@ -147,6 +150,7 @@ def evolve(status: SiteStatus, record: Recorded) -> SiteStatus:
                 setpoint_w=e.setpoint_w,
                 site_limit_met=e.site_limit_met,
                 clamps=e.clamps,
+                unparsed_clamps=e.unparsed_clamps,
             )
             return _replace(status, seq=seq, at_s=at, last_write=write, device_unreachable=None)
         case Polled():
@@ -283,6 +287,7 @@ STATUS_TAGS: Final = frozenset(
     {
         "hardware.telemetry.v1",
         "hardware.limits_applied.v1",
+        "hardware.limits_applied.v2",
         "poll.done.v1",
         "post.done.v1",
         "control.limits_in_force.v1",
@@ -304,7 +309,9 @@ STATUS_TAGS: Final = frozenset(
     }
 )
 #: Written every sample or every second: read only from the recent end of a long log.
-_FREQUENT: Final = frozenset({"hardware.telemetry.v1", "hardware.limits_applied.v1"})
+_FREQUENT: Final = frozenset(
+    {"hardware.telemetry.v1", "hardware.limits_applied.v1", "hardware.limits_applied.v2"}
+)
 #: How far back from the log's newest record the frequent records are read.
 _RECENT_S: Final = 3600.0
 

@@ -7,8 +7,9 @@ its own line.
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta, timezone
+from collections import Counter
+from collections.abc import Iterable
+from datetime import timedelta, timezone, tzinfo
 
 from events.control_events import (
     CommsLost,
@@ -25,6 +26,7 @@ from events.control_events import (
     DefaultChanged,
     DefaultRefused,
     LimitsInForceChanged,
+    ProgramsChanged,
     RandomizationDrawn,
     ResponseAcked,
     ResponseFailed,
@@ -83,9 +85,11 @@ from events.registration_events import (
 )
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.times import not_a_date, utc_datetime, zoned
+from sep2gw.humanfmt import quantity
 
 __all__ = [
     "LINK_LINE_EVERY_S",
+    "ShortIds",
     "Timeline",
     "describe_clamps",
     "describe_settings",
@@ -106,52 +110,155 @@ def whole(value: float) -> str:
 
 
 def short(mrid: str) -> str:
-    """An mRID as people say it: its significant tail (the full value is in the log)."""
-    return mrid.lstrip("0")[-8:] or "0"
+    """An mRID as people say it: its significant tail (the full value is in the log). Where other
+    ids are known, :class:`ShortIds` makes the tail unique among them."""
+    return mrid.lstrip("0")[-_SHORT:] or "0"
+
+
+class ShortIds:
+    """Each id as people say it, unique among the known ids of its kind (controls' mRIDs,
+    programs' ids): its tail as :func:`short` gives it, lengthened until no other id of that kind
+    ends with it; or, when that tail grows long and a prefix is shorter, its shortest unique prefix
+    and ``…`` (git-style).
+    Kinds are told apart by the word every line puts before the id (``control 00000001``,
+    ``program 00000001``). An id not known shows as :func:`short`."""
+
+    __slots__ = ("_heads", "_kind_of", "_kinds", "_shown", "_tails")
+
+    def __init__(self, ids: Iterable[str] = (), *, kind: str = "control") -> None:
+        self._kinds: dict[str, set[str]] = {}
+        self._kind_of: dict[str, str] = {}
+        self._tails: dict[tuple[str, int], Counter[str]] = {}
+        self._heads: dict[tuple[str, int], Counter[str]] = {}
+        self._shown: dict[str, str] = {}
+        for ident in ids:
+            self.add(ident, kind)
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._kind_of
+
+    def add(self, ident: str, kind: str = "control") -> None:
+        """Know ``ident`` from now on (the short forms of others of its kind may lengthen)."""
+        if ident in self._kind_of:
+            return
+        self._kind_of[ident] = kind
+        self._kinds.setdefault(kind, set()).add(ident)
+        self._tails.clear()
+        self._heads.clear()
+        self._shown.clear()
+
+    def __call__(self, ident: str) -> str:
+        shown = self._shown.get(ident)
+        if shown is None:
+            shown = self._shown[ident] = self._shorten(ident)
+        return shown
+
+    def _unique(self, kind: str, n: int, part: str, *, tail: bool) -> bool:
+        table = self._tails if tail else self._heads
+        counts = table.get((kind, n))
+        if counts is None:
+            ids = self._kinds[kind]
+            counts = table[kind, n] = Counter(i[-n:] if tail else i[:n] for i in ids)
+        return counts[part] == 1
+
+    def _shorten(self, ident: str) -> str:
+        base = short(ident)
+        kind = self._kind_of.get(ident)
+        if kind is None or len(ident) <= len(base):
+            return base
+        tail_n = next(
+            n
+            for n in range(len(base), len(ident) + 1)
+            if self._unique(kind, n, ident[-n:], tail=True)
+        )
+        if tail_n == len(base):
+            return base
+        head_n = next(
+            n
+            for n in range(min(_SHORT, len(ident)), len(ident) + 1)
+            if self._unique(kind, n, ident[:n], tail=False)
+        )
+        if min(head_n, tail_n) >= len(ident):
+            return ident
+        # tails are what people are used to (and what the log's own lines end with): kept while
+        # readable, a prefix only when it is shorter than a long tail
+        if tail_n <= _LONGEST_TAIL or tail_n <= head_n:
+            return ident[-tail_n:]
+        return ident[:head_n] + "…"
+
+    def matching(self, text: str, kind: str | None = None) -> list[str]:
+        """The known ids (of ``kind``, or any) ``text`` names, case-insensitive: the id itself, or
+        any prefix or tail of it, as shown (a leading or trailing ``…`` is allowed)."""
+        wanted = text.strip().strip("…").upper()
+        if not wanted:
+            return []
+        ids = self._kind_of if kind is None else self._kinds.get(kind, set())
+        exact = [i for i in ids if i.upper() == wanted]
+        if exact:
+            return exact
+        bare = wanted.lstrip("0") or "0"
+        return sorted(
+            i
+            for i in ids
+            if i.upper().startswith(wanted)
+            or i.upper().endswith(wanted)
+            or (i.upper().lstrip("0") or "0") == bare
+        )
+
+
+#: How many characters of an id people are shown at least.
+_SHORT = 8
+#: A unique tail up to this long is shown rather than a shorter prefix.
+_LONGEST_TAIL = 12
+
+
+def describe_clamps(event: LimitsApplied) -> str:
+    """Why the battery was not told what was asked, in words: each clamp's mode, the value asked,
+    the value applied and what held it (a storage target of 4 kW held at 1.5 kW by the export
+    limit: ``storage_target_w 4000 W held at 1507.4 W by export_limit_w``); a clamp text an old
+    log held that is not the v1 repr, as it was. Empty when none."""
+    parts = [
+        f"{c.mode} {quantity(_unit_name(c.mode), c.requested)} held at "
+        f"{quantity('x_w', c.applied)} by {c.bound}"
+        for c in event.clamps
+    ]
+    parts += [f"{text} (as recorded)" for text in event.unparsed_clamps]
+    return "; ".join(parts)
+
+
+def _unit_name(mode: str) -> str:
+    """The name whose suffix gives a clamped mode's unit (a percent mode is asked in %)."""
+    return mode if mode.endswith(("_w", "_pct")) else "x_w"
 
 
 def describe_settings(settings: ControlSettings) -> str:
+    """The modes a control, default or write sets, rounded with their units
+    (``export_limit_w=4991.2 W``, not ``4991.169952955278``)."""
     parts = []
     for name in settings.__struct_fields__:
         value = getattr(settings, name)
         if value is None:
             continue
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        parts.append(f"{name}={value}")
+        parts.append(f"{name}={quantity(name, value)}")
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
 
 
-#: A clamp as ``hardware.limits_applied.v1`` records it (the repr of ``site_limit.Clamp``).
-_CLAMP = re.compile(
-    r"Clamp\(mode='(?P<mode>\w+)', requested=(?P<requested>[-+0-9.e]+|nan|inf|-inf), "
-    r"applied=(?P<applied>[-+0-9.e]+|nan|inf|-inf), bound='(?P<bound>\w+)'\)"
-)
-
-
-def describe_clamps(clamps: tuple[str, ...]) -> str:
-    """What the DER could not take as asked, and what held it: a storage target of 4 kW held at
-    1.5 kW by the export limit reads ``storage_target_w 4000 W held at 1507 W by export_limit_w``.
-    A clamp recorded in a shape this does not know is shown as recorded."""
-    parts = []
-    for text in clamps:
-        m = _CLAMP.fullmatch(text)
-        if m is None:
-            parts.append(text)
-            continue
-        requested, applied = float(m["requested"]), float(m["applied"])
-        unit = "%" if m["mode"].endswith("_pct") else " W"
-        parts.append(
-            f"{m['mode']} {whole(requested)}{unit} held at {whole(applied)} W by {m['bound']}"
-        )
-    return "; ".join(parts)
-
-
 class Timeline:
-    """Turns records into lines. ``utc_offset_s`` adds the site's local time beside server time."""
+    """Turns records into lines. ``zone`` (the site's, ``site.time_zone``) or ``utc_offset_s``
+    adds the site's local time beside server time."""
 
-    def __init__(self, *, utc_offset_s: int | None = None, telemetry_every_s: float = 60.0) -> None:
-        self._tz = None if utc_offset_s is None else timezone(timedelta(seconds=utc_offset_s))
+    def __init__(
+        self,
+        *,
+        zone: tzinfo | None = None,
+        utc_offset_s: int | None = None,
+        telemetry_every_s: float = 60.0,
+    ) -> None:
+        if zone is None and utc_offset_s is not None:
+            zone = timezone(timedelta(seconds=utc_offset_s))
+        self._tz = zone
+        #: the ids seen so far, each shown by its shortest unique form
+        self.ids = ShortIds()
         self._every = telemetry_every_s
         self._last_telemetry: float | None = None
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
@@ -201,8 +308,21 @@ class Timeline:
         self._last_write = (e.at_s, e.settings, e.setpoint_w)
         return True
 
+    def learn(self, event: object) -> None:
+        """Know the ids a record names, so the lines after it tell them apart."""
+        match event:
+            case ControlReceived():
+                self.ids.add(event.control.mrid, "control")
+                self.ids.add(event.control.program_id, "program")
+            case ProgramsChanged():
+                for program in event.programs:
+                    self.ids.add(program.program_id, "program")
+            case DefaultChanged() | DefaultRefused():
+                self.ids.add(event.program_id, "program")
+
     def describe(self, record: Recorded) -> str | None:
         e = record.event
+        self.learn(e)
         match e:
             case GatewayStarted():
                 return f"gateway started (sep2gw {e.software_version}, seed {e.rng_seed})"
@@ -279,43 +399,44 @@ class Timeline:
             case ControlReceived():
                 c = e.control
                 return (
-                    f"control {short(c.mrid)} received: {describe_settings(c.settings)} from "
-                    f"{self.stamp(c.start_s)} for {c.duration_s} s (program {short(c.program_id)})"
+                    f"control {self.ids(c.mrid)} received: {describe_settings(c.settings)} from "
+                    f"{self.stamp(c.start_s)} for {c.duration_s} s (program {self.ids(c.program_id)})"
                 )
             case RandomizationDrawn():
-                return f"control {short(e.mrid)} randomisation drawn: start {e.start_offset_s:+d} s, duration {e.duration_offset_s:+d} s"
+                return f"control {self.ids(e.mrid)} randomisation drawn: start {e.start_offset_s:+d} s, duration {e.duration_offset_s:+d} s"
             case ControlScheduled():
-                why = f", adjacent to {short(e.adjacent_to)}" if e.adjacent_to else ""
-                return f"control {short(e.mrid)} scheduled {self.stamp(e.effective_start_s)} .. {self.stamp(e.effective_end_s)}{why}"
+                why = f", adjacent to control {self.ids(e.adjacent_to)}" if e.adjacent_to else ""
+                return f"control {self.ids(e.mrid)} scheduled {self.stamp(e.effective_start_s)} .. {self.stamp(e.effective_end_s)}{why}"
             case ControlStarted():
-                return f"control {short(e.mrid)} STARTED" + (" (discovered late)" if e.late else "")
+                return f"control {self.ids(e.mrid)} STARTED" + (
+                    " (discovered late)" if e.late else ""
+                )
             case ControlSuperseded():
                 modes = ", ".join(m.value for m in e.modes_lost)
-                return f"control {short(e.mrid)} superseded by {short(e.by)} on {modes}" + (
+                by = "the server" if e.by == "server" else f"control {self.ids(e.by)}"
+                return f"control {self.ids(e.mrid)} superseded by {by} on {modes}" + (
                     "" if e.fully else " (keeps its other modes)"
                 )
             case ControlCancelled():
-                return f"control {short(e.mrid)} CANCELLED by the server (status {int(e.server_status)})"
+                return f"control {self.ids(e.mrid)} CANCELLED by the server (status {int(e.server_status)})"
             case ControlCompleted():
-                return f"control {short(e.mrid)} completed"
+                return f"control {self.ids(e.mrid)} completed"
             case ControlIgnored():
-                return f"control {short(e.mrid)} ignored: {e.reason.value}"
+                return f"control {self.ids(e.mrid)} ignored: {e.reason.value}"
             case ControlRejected():
-                return f"control {short(e.mrid)} rejected ({int(e.status)}): {e.reason}"
+                return f"control {self.ids(e.mrid)} rejected ({int(e.status)}): {e.reason}"
             case ControlRemoved():
-                return f"control {short(e.mrid)} stopped: its program is no longer assigned"
+                return f"control {self.ids(e.mrid)} stopped: its program is no longer assigned"
             case ServerFault():
-                return (
-                    f"control {short(e.mrid)}: SERVER FAULT — content changed under the same mRID"
-                )
+                return f"control {self.ids(e.mrid)}: SERVER FAULT — content changed under the same mRID"
             case DefaultRefused():
                 return (
-                    f"default of program {short(e.program_id)} REFUSED (server fault, the default "
+                    f"default of program {self.ids(e.program_id)} REFUSED (server fault, the default "
                     f"in force stays): {e.reason}"
                 )
             case DefaultChanged():
                 what = "removed" if e.default is None else describe_settings(e.default.settings)
-                return f"default of program {short(e.program_id)}: {what}"
+                return f"default of program {self.ids(e.program_id)}: {what}"
             case LimitsInForceChanged():
                 return f"LIMITS IN FORCE: {describe_settings(e.settings)}"
             case LimitsApplied():
@@ -339,8 +460,10 @@ class Timeline:
                     if e.not_applicable
                     else ""
                 )
-                held = f"; {describe_clamps(e.clamps)}" if e.clamps else ""
-                return f"battery: {verdict}{setpoint}{na}{held}"
+                clamps = describe_clamps(e)
+                return f"battery: {verdict}{setpoint}{na}" + (
+                    f"; clamped: {clamps}" if clamps else ""
+                )
             case RampStarted():
                 where = (
                     f"measured {e.measured:g}"
@@ -391,17 +514,16 @@ class Timeline:
                 ]
                 return "measured: " + ", ".join(parts)
             case ResponseSent():
-                return (
-                    f"response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} sent"
-                )
+                return f"response {int(e.status)} ({e.status.name.lower()}) for control {self.ids(e.mrid)} sent"
             case ResponseAcked():
-                return f"response {int(e.status)} for {short(e.mrid)} acknowledged (HTTP {e.http_status})"
+                return f"response {int(e.status)} for control {self.ids(e.mrid)} acknowledged (HTTP {e.http_status})"
             case ResponseFailed(undeliverable=str()):
-                return f"response {int(e.status)} for {short(e.mrid)} not sent: {e.undeliverable}"
+                return f"response {int(e.status)} for control {self.ids(e.mrid)} not sent: {e.undeliverable}"
             case ResponseFailed():
                 status = "network error" if e.http_status is None else f"HTTP {e.http_status}"
-                return f"response {int(e.status)} for {short(e.mrid)} FAILED ({status})" + (
-                    ", will retry" if e.retry else ""
+                return (
+                    f"response {int(e.status)} for control {self.ids(e.mrid)} FAILED ({status})"
+                    + (", will retry" if e.retry else "")
                 )
             case CommsLost():
                 why = e.reason or self._last_link_failure

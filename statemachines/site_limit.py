@@ -38,6 +38,7 @@ from typing import Final
 import msgspec
 
 from events.der_model import ControlSettings, Mode
+from events.hardware_events import Clamp
 
 __all__ = [
     "POWER_MODES",
@@ -104,15 +105,6 @@ class LoopState(msgspec.Struct, frozen=True, kw_only=True):
     ramp_to_w: float | None = None  # the target of the ramp in progress (``ramp_time_s``)
     ramp_w_per_s: float | None = None
     hold_w: float | None = None  # the output held while no power target is in force
-
-
-class Clamp(msgspec.Struct, frozen=True, kw_only=True):
-    """A requested value the DER could not take as asked: ``bound`` names what limited it."""
-
-    mode: str
-    requested: float
-    applied: float
-    bound: str
 
 
 class LoopDecision(msgspec.Struct, frozen=True, kw_only=True):

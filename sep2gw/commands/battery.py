@@ -114,7 +114,11 @@ def _sim_battery(args: argparse.Namespace) -> int:
 async def scan(
     host: str, port: int, *, unit: int = 1, timeout_s: float = 2.0, attempts: int = 2
 ) -> list[dict[str, Any]]:
-    """Every model the device exposes: id, name, base address, length and key point values."""
+    """Every model the device exposes: id, name, base address, length and key point values.
+
+    A point's value is a number (scaled by its scale factor), text, a symbol or a list of set
+    bits; a point's unit is apart, in the model's ``units`` (``{"WHRtg": "WH"}``), so tools read
+    numbers, not ``"13500 WH"``."""
     async with ModbusTcpClient(
         host, port, unit_id=unit, timeout_s=timeout_s, connect_attempts=attempts
     ) as client:
@@ -135,6 +139,7 @@ async def scan(
             entry["name"] = definition.name
             entry["label"] = definition.label
             points: dict[str, Any] = {}
+            units: dict[str, str] = {}
             if header.model_id in KEY_POINTS and driver.headers.get(header.model_id) == header:
                 block = await driver.read_model(header.model_id)
                 for name in KEY_POINTS[header.model_id]:
@@ -156,13 +161,11 @@ async def scan(
                             else None
                         )
                     else:
-                        value = block.value(name)
-                        points[name] = (
-                            None
-                            if value is None
-                            else (f"{value:g} {point.units}" if point.units else value)
-                        )
+                        points[name] = block.value(name)
+                        if point.units:
+                            units[name] = point.units
             entry["points"] = points
+            entry["units"] = units
             out.append(entry)
         return out
 
@@ -197,6 +200,9 @@ def _scan(args: argparse.Namespace) -> int:
         print(
             f"  model {model['id']:>5} {model['name']:<22} at {model['base']}, {model['length']} registers"
         )
+        units = model.get("units", {})
         for name, value in model.get("points", {}).items():
-            print(f"        {name:<18} {value}")
+            unit = units.get(name)
+            shown = f"{value:g} {unit}" if unit and isinstance(value, int | float) else value
+            print(f"        {name:<18} {shown}")
     return 0

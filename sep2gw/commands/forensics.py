@@ -13,11 +13,11 @@ was refused: it did not verify.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import tzinfo
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,9 +27,10 @@ from events.envelope import Recorded
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from sep2gw.config import ConfigError, parse_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.exports import write_compliance, write_events
 from sep2gw.forensics.compliance import (
-    ComplianceRow,
     ComplianceSettings,
     compliance_series,
 )
@@ -76,8 +77,15 @@ def _common(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
     parser.add_argument(
         "--tz",
         metavar="ZONE",
-        help="the site's time zone for local times: IANA name (Australia/Adelaide) or +10:30; "
-        "the log does not record it (default: UTC)",
+        help="the site's time zone for local times: IANA name (Australia/Adelaide) or +10:30 "
+        "(default: site.time_zone of --config, else UTC)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the site's configuration: its site.time_zone is the default zone of local times "
+        "(the log does not record the zone; certificates need not be present)",
     )
     parser.add_argument(
         "--progress",
@@ -207,7 +215,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
 
     def run(args: argparse.Namespace) -> int:
         try:
-            zone = parse_zone(args.tz)
+            zone = site_zone(args.tz, args.config)
             args.instants = _instants(args, zone)
             if name == "explain":
                 # Before the log is verified and folded: a 30-day log takes a while to tell you
@@ -244,7 +252,9 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
                         return EXIT_REFUSED
                     for line in verification_lines(model):
                         print(line, file=sys.stderr)
-                return command(args, store, model, ForensicTimeline(zone))
+                timeline = ForensicTimeline(zone)
+                timeline.ids = model.ids
+                return command(args, store, model, timeline)
             except (BadInstant, OutputUnwritable) as exc:
                 print(f"sep2gw {name}: {exc}", file=sys.stderr)
                 return EXIT_BAD_ARGUMENT
@@ -299,6 +309,7 @@ def _replay(
     for line in verification_lines(model):
         print(line)
     timeline = ForensicTimeline(tl.zone, telemetry_every_s=args.telemetry_every)
+    timeline.ids = tl.ids
     start, end = instants["start"], instants["end"]
     if instants["at"] is None or start is not None or end is not None:
         for line in timeline.lines(_records(store, model), start, end):
@@ -394,37 +405,15 @@ def _export(
 ) -> int:
     def write(out: IO[str]) -> None:
         if args.what == "events":
-            # the same rows as `sep2gw log export`, after verification
-            from sep2gw.commands.log import _write_export
-
-            _write_export(store.read_raw(), args.format, out)
+            write_events(store.read_raw(), args.format, out, tl.zone, store.catalogue)
         else:
-            _write_compliance(compliance_series(model, _settings(args)), args.format, out)
+            write_compliance(compliance_series(model, _settings(args)), args.format, out, tl.zone)
 
     if args.output is None:
         write(sys.stdout)
     else:
         _write_atomically(args.output, write)
     return EXIT_OK
-
-
-COMPLIANCE_COLUMNS = ComplianceRow.__struct_fields__
-
-
-def _write_compliance(rows: Iterator[ComplianceRow], fmt: str, out: IO[str]) -> None:
-    if fmt == "jsonl":
-        encode = msgspec.json.Encoder().encode
-        for row in rows:
-            out.write(encode(row).decode())
-            out.write("\n")
-        return
-    writer = csv.writer(out)
-    writer.writerow(COMPLIANCE_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            "" if (v := getattr(row, name)) is None else repr(v) if isinstance(v, float) else v
-            for name in COMPLIANCE_COLUMNS
-        )
 
 
 def _export_handler(args: argparse.Namespace) -> int:
@@ -516,3 +505,19 @@ def _export_parquet(args: argparse.Namespace) -> int:
         f"{len({e.site for e in exported})} site(s) in {wall:.1f} s"
     )
     return EXIT_OK
+
+
+def site_zone(tz: str | None, config: Path | None) -> tzinfo | None:
+    """The zone local times are shown in: ``--tz``, else the configuration's ``site.time_zone``,
+    else UTC (``None``). A configuration that cannot be read is a bad argument naming it."""
+    if tz is not None or config is None:
+        return parse_zone(tz)
+    try:
+        data = config.read_bytes()
+    except OSError as exc:
+        raise BadInstant(f"--config {config}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        parsed = parse_config(data, source=str(config), base_dir=config.parent, check_files=False)
+    except ConfigError as exc:
+        raise BadInstant(f"--config {exc}") from None
+    return parse_zone(parsed.site.time_zone)

@@ -240,10 +240,16 @@ def _start_demo(args: argparse.Namespace) -> int:
         return 2
 
 
-def _timeline(telemetry_every_s: float = 60.0) -> Timeline:
+def _timeline(telemetry_every_s: float = 60.0, *, config: Config | None = None) -> Timeline:
+    """The live console; with a configuration, its lines show the site's local time
+    (``site.time_zone``) beside server time."""
+    from sep2gw.humanfmt import parse_zone
     from sep2gw.timeline import Timeline
 
-    return Timeline(telemetry_every_s=telemetry_every_s)
+    zone = None
+    if config is not None and config.site.time_zone.upper() not in ("UTC", "Z"):
+        zone = parse_zone(config.site.time_zone, what="site.time_zone")
+    return Timeline(zone=zone, telemetry_every_s=telemetry_every_s)
 
 
 def probe_command(config: Config) -> str:
@@ -359,7 +365,7 @@ async def _run_configured(config: Config, args: argparse.Namespace) -> int:
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         if not args.quiet:  # quiet: nothing would be printed, so the log is not followed at all
             printer = TimelinePrinter(
-                _timeline(), quiet=args.quiet, on_comms_lost=probe_command(config)
+                _timeline(config=config), quiet=args.quiet, on_comms_lost=probe_command(config)
             )
             nursery.start_soon(_print_timeline, log_path, printer)
         with notifier:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
 
 from sep2gw.exits import BAD_INPUT, OK, first_leaf
+from sep2gw.humanfmt import quantity
 from sep2gw.simserver import (
     Action,
     CancelControl,
@@ -32,7 +34,7 @@ from sep2gw.simserver import (
 )
 from sep2gw.simserver.hostile import DESCRIPTIONS, HostileUtilityServer
 from sep2gw.simserver.library import resolve_scenario
-from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS, HostileWindow
+from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS, HostileWindow, Modes
 from sep2gw.stopping import stop_on_signals
 from transport.tls import TlsConfigError
 
@@ -91,15 +93,13 @@ def register(commands: Any) -> None:
 
 
 def describe_action(action: Action) -> str:
-    """One line for a utility action of the timeline."""
+    """One line for a utility action of the timeline, in words (never a struct's repr)."""
     match action:
         case CreateControl():
-            modes = ", ".join(
-                f"{name}={getattr(action.modes, name)}" for name in sorted(action.modes.modes_set())
-            )
             return (
-                f"create control {action.mrid or '(generated)'} in {action.program}: {modes} "
-                f"from +{action.start_s:g} s for {action.duration_s} s"
+                f"create control {action.mrid or '(generated)'} in {action.program}: "
+                f"{describe_modes(action.modes)} from +{action.start_s:g} s for "
+                f"{action.duration_s} s"
             )
         case CancelControl():
             return f"cancel control {action.mrid}" + (" (randomized)" if action.randomized else "")
@@ -117,11 +117,45 @@ def describe_action(action: Action) -> str:
             return f"cancel price interval {action.mrid}" + (
                 " (randomized)" if action.randomized else ""
             )
-        case _:
-            fields = msgspec.structs.asdict(action)
-            fields.pop("at_s")
-            detail = ", ".join(f"{k}={v}" for k, v in fields.items())
-            return f"{type(action).__name__} {detail}".rstrip()
+    fields = msgspec.structs.asdict(action)
+    fields.pop("at_s", None)
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(action).__name__).lower()
+    detail = ", ".join(f"{k} {_field(k, v)}" for k, v in fields.items() if v not in (None, [], ()))
+    return f"{words}: {detail}" if detail else words
+
+
+def describe_modes(modes: Modes) -> str:
+    """The modes a scenario sets, in schema spelling with units: ``opModExpLimW=300 W``."""
+    parts = [
+        f"{name}={_mode_value(name, getattr(modes, name))}"
+        for name in modes.__struct_fields__
+        if getattr(modes, name) is not None
+    ]
+    return ", ".join(parts) if parts else "none"
+
+
+#: Units of the scenario's modes (``Modes``: W in watts, percentages in percent, rampTms in s).
+_MODE_UNITS: Final = {"opModMaxLimW": "_pct", "opModFixedW": "_pct", "rampTms": "_s"}
+
+
+def _mode_value(name: str, value: object) -> str:
+    suffix = _MODE_UNITS.get(name, "_w" if name.endswith("W") else "")
+    return quantity(f"x{suffix}", value)
+
+
+def _field(name: str, value: object) -> str:
+    if name == "set_grad_w" and isinstance(value, int):
+        return f"{value} (hundredths of % of setMaxW per s)"
+    if isinstance(value, Modes):
+        return describe_modes(value)
+    if isinstance(value, msgspec.Struct):
+        inner = msgspec.structs.asdict(value)
+        return (
+            "{" + ", ".join(f"{k} {_field(k, v)}" for k, v in inner.items() if v is not None) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_field(name, v) for v in value) + "]"
+    return quantity(name, value)
 
 
 def _sim_server(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from events.base import Event
+from events.base import Event, tag_of
 from events.control_events import (
     CONTROL_EVENT_TYPES,
     CancelDelayDrawn,
@@ -38,10 +38,12 @@ from events.control_events import (
     ControlScheduled,
     ControlStarted,
     ControlSuperseded,
+    DefaultChanged,
     DefaultRefused,
     DeviceWriteResult,
     IgnoreReason,
     LimitsInForceChanged,
+    ProgramsChanged,
     RampPlanned,
     RandomizationDrawn,
     ResponseAcked,
@@ -87,8 +89,10 @@ from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
 from events.times import not_a_date, utc_datetime
+from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
-from sep2gw.timeline import describe_clamps, describe_settings, short
+from sep2gw.rules import rule
+from sep2gw.timeline import ShortIds, describe_clamps, describe_settings
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState, owned_copy
 from statemachines.polling import POLL_PROJECTION, PollState
 
@@ -280,6 +284,8 @@ class Forensics:
         self._writes_since: dict[str, int] = {}
         # the controls supplying some limit in force now (kept with the limit periods)
         self._suppliers: set[str] = set()
+        #: every control's and program's id in the log, each told by its shortest unique form
+        self.ids = ShortIds()
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -410,7 +416,7 @@ class Forensics:
                         math.nan,
                         "gateway restarted",
                         "its schedule and drawn offsets were rebuilt from the log before the "
-                        "server was reachable (PROTOCOL.md §4 rule 13)",
+                        f"server was reachable ({rule(13)})",
                     )
         elif kind is GatewayStopped:
             assert isinstance(event, GatewayStopped)
@@ -486,18 +492,18 @@ class Forensics:
                     at,
                     f"received: tier {iv.tou_tier}, {len(iv.blocks)} block(s), rate {iv.rate_mrid}",
                     f"randomisation drawn once and kept: start {event.rho_start_s:+d} s, "
-                    f"duration {event.rho_duration_s:+d} s (§4 preamble)",
+                    f"duration {event.rho_duration_s:+d} s ({rule('preamble')})",
                 )
             case IntervalIgnored(interval=iv):
                 self.price_intervals[iv.mrid] = iv
-                self._step(iv.mrid, seq, at, "ignored", f"{event.reason} (§4 rule 3)")
+                self._step(iv.mrid, seq, at, "ignored", f"{event.reason} ({rule(3)})")
             case IntervalContentChanged():
                 self._step(
                     event.mrid,
                     seq,
                     at,
                     f"SERVER FAULT: {', '.join(event.fields)} changed",
-                    "content must not change under an mRID; the first content is kept (§4 rule 1)",
+                    f"content must not change under an mRID; the first content is kept ({rule(1)})",
                 )
             case IntervalStarted():
                 self._step(
@@ -505,7 +511,7 @@ class Forensics:
                     seq,
                     at,
                     "started: its price in force",
-                    "effective start reached (§4 rule 6)",
+                    f"effective start reached ({rule(6)})",
                 )
             case IntervalCompleted():
                 self._step(
@@ -513,7 +519,7 @@ class Forensics:
                     seq,
                     at,
                     "completed" if event.started else "ended unseen",
-                    "effective end reached (§4 rule 9)"
+                    f"effective end reached ({rule(9)})"
                     if event.started
                     else "its whole period passed while the gateway did not run: never in force",
                 )
@@ -523,7 +529,7 @@ class Forensics:
                     seq,
                     at,
                     "cancelled with randomisation",
-                    "stops at the drawn time (§4 rule 8)",
+                    f"stops at the drawn time ({rule(8)})",
                 )
             case IntervalCancelled():
                 self._step(
@@ -531,7 +537,7 @@ class Forensics:
                     seq,
                     at,
                     f"cancelled by the server (status {event.server_status})",
-                    "§4 rule 8",
+                    f"{rule(8)}",
                 )
             case IntervalSuperseded():
                 self._step(
@@ -539,13 +545,13 @@ class Forensics:
                     seq,
                     at,
                     "superseded" + (f" by {event.by}" if event.by else " (server status 4)"),
-                    "a newer interval of the same rate overlaps it and has started (§4 rule 7)"
+                    f"a newer interval of the same rate overlaps it and has started ({rule(7)})"
                     if event.by
-                    else "§4 rule 8",
+                    else f"{rule(8)}",
                 )
             case IntervalRemoved():
                 self._step(
-                    event.mrid, seq, at, "stopped", "its rate is no longer offered (§4 rule 4)"
+                    event.mrid, seq, at, "stopped", f"its rate is no longer offered ({rule(4)})"
                 )
             case PriceResponseIntended():
                 self._step(
@@ -570,7 +576,9 @@ class Forensics:
                     seq,
                     at,
                     f"PriceResponse {int(event.status)} FAILED ({status})",
-                    "retried (§4 rule 16)" if event.retry else "not retried: refused (§4 rule 16)",
+                    f"retried ({rule(16)})"
+                    if event.retry
+                    else f"not retried: refused ({rule(16)})",
                 )
 
     def _step(self, mrid: str, seq: int, at_s: float, what: str, why: str = "") -> None:
@@ -582,269 +590,23 @@ class Forensics:
     def _program(self, program_id: str) -> str:
         program = self.controls.programs.get(program_id)
         if program is None:
-            return f"program {short(program_id)} (no longer assigned)"
+            return f"program {self.ids(program_id)} (no longer assigned)"
         name = f" '{program.description}'" if program.description else ""
-        return f"program {short(program_id)}{name} (primacy {program.primacy})"
+        return f"program {self.ids(program_id)}{name} (primacy {program.primacy})"
 
     def _rank_words(self, mrid: str) -> str:
         rec = self.controls.records.get(mrid)
         if rec is None:
-            return f"{short(mrid)} (not received)"
+            return f"control {self.ids(mrid)} (not received)"
         c = rec.control
-        return f"{short(mrid)} of {self._program(c.program_id)}, created {_utc(c.creation_time_s)}"
+        return f"control {self.ids(mrid)} of {self._program(c.program_id)}, created {_utc(c.creation_time_s)}"
 
     def _control(self, event: Event, seq: int) -> None:
-        state = self.controls
-        step = self._step
-        match event:
-            case ControlReceived(control=c, at_s=at):
-                step(
-                    c.mrid,
-                    seq,
-                    at,
-                    f"received: {describe_settings(c.settings)}, from {_utc(c.start_s)} for "
-                    f"{c.duration_s} s",
-                    f"first sight of this mRID (PROTOCOL.md §4 rule 2); {self._program(c.program_id)}"
-                    f", created {_utc(c.creation_time_s)}, randomizeStart {c.randomize_start_s} s, "
-                    f"randomizeDuration {c.randomize_duration_s} s, responseRequired "
-                    f"{c.response_required:#04x}",
-                )
-            case RandomizationDrawn(mrid=mrid, at_s=at):
-                c = state.records[mrid].control
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"randomisation drawn: start {event.start_offset_s:+d} s, duration "
-                    f"{event.duration_offset_s:+d} s",
-                    f"drawn once from {_bounds(c.randomize_start_s)} and "
-                    f"{_bounds(c.randomize_duration_s)} and persisted: a re-poll or a restart "
-                    "reuses it (PROTOCOL.md §4 preamble)",
-                )
-            case ControlScheduled(mrid=mrid, at_s=at):
-                rec = state.records[mrid]
-                c = rec.control
-                if event.adjacent_to is not None:
-                    why = (
-                        f"adjacent: it starts where {short(event.adjacent_to)} specified its end, "
-                        f"so it starts at that event's effective end, with no randomisation gap "
-                        "(PROTOCOL.md §4 rule 5)"
-                    )
-                elif rec.start_offset_s:
-                    why = (
-                        f"effective start = specified start {_utc(c.start_s)} "
-                        f"{rec.start_offset_s:+d} s randomisation"
-                    )
-                else:
-                    why = "effective start = specified start (no randomisation)"
-                if rec.duration_offset_s:
-                    why += f"; end = start + {c.duration_s} s {rec.duration_offset_s:+d} s drawn"
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"scheduled [{_utc(event.effective_start_s)}, {_utc(event.effective_end_s)})",
-                    why,
-                )
-            case ControlStarted(mrid=mrid, at_s=at):
-                rec = state.records[mrid]
-                if event.late:
-                    why = (
-                        "discovered already inside its period: started at once "
-                        "(PROTOCOL.md §4 rule 6)"
-                    )
-                elif rec.adjacent_to is not None:
-                    why = f"its effective start, pinned to the effective end of {short(rec.adjacent_to)} (adjacency, §4 rule 5)"
-                elif rec.start_offset_s:
-                    why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation (§4 rule 6)"
-                else:
-                    why = "its effective start, the specified start (§4 rule 6)"
-                delay = at - rec.effective_start_s
-                if not event.late and delay >= 1:
-                    why += f"; {delay:.0f} s after it was due (the gateway was not running then)"
-                if event.awaiting_write:
-                    why += "; Response 2 waits for the device to confirm the write"
-                step(mrid, seq, at, "STARTED", why)
-            case DeviceWriteResult(mrids=mrids, ok=ok, at_s=at):
-                for mrid in mrids:
-                    step(
-                        mrid,
-                        seq,
-                        at,
-                        "device confirmed the write" if ok else "device REFUSED the write",
-                        event.detail,
-                    )
-            case ControlSuperseded(mrid=mrid, by=by, at_s=at):
-                modes = ", ".join(m.value for m in event.modes_lost)
-                if by == "server":
-                    why = "the server marked it Superseded (status 4, treated as 7, §4 rule 8)"
-                else:
-                    why = (
-                        f"{self._rank_words(by)} outranks {self._rank_words(mrid)} and their "
-                        "effective periods intersect (PROTOCOL.md §4 rule 7: lower primacy wins, "
-                        "then the later creationTime)"
-                    )
-                what = f"superseded by {short(by)} on {modes}" + (
-                    "" if event.fully else " (keeps its other modes running)"
-                )
-                step(mrid, seq, at, what, why)
-                if by != "server":
-                    step(
-                        by,
-                        seq,
-                        at,
-                        f"superseded {short(mrid)} on {modes}",
-                        "it outranks that event on these modes (§4 rule 7)",
-                    )
-            case CancelDelayDrawn(mrid=mrid, at_s=at):
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"cancel delay drawn: {event.delay_s} s",
-                    "cancelled with randomisation (status 3): stops after a random delay "
-                    "(§4 rule 8)",
-                )
-            case ControlCancelled(mrid=mrid, at_s=at):
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    "CANCELLED",
-                    f"the server set EventStatus {int(event.server_status)} "
-                    f"({event.server_status.name.lower()}) (PROTOCOL.md §4 rule 8)",
-                )
-            case ControlCompleted(mrid=mrid, at_s=at):
-                rec = state.records[mrid]
-                if event.by_server:
-                    why = "the server marked it Completed (status 5)"
-                elif not rec.started:
-                    why = "its whole period passed while the gateway could not act: it never ran"
-                else:
-                    why = f"its effective end {_utc(rec.effective_end_s)} (§4 rule 9)"
-                step(mrid, seq, at, "completed", why)
-            case ControlIgnored(mrid=mrid, at_s=at):
-                step(mrid, seq, at, f"ignored: {event.reason.value}", _IGNORED_WHY[event.reason])
-            case ControlRejected(mrid=mrid, at_s=at):
-                step(mrid, seq, at, f"rejected with {int(event.status)}", event.reason)
-            case ControlRemoved(mrid=mrid, at_s=at):
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    "removed",
-                    f"program {short(event.program_id)} is no longer referenced by our FSAs: "
-                    "it stops silently (§4 rule 4)",
-                )
-            case ServerFault(mrid=mrid, at_s=at):
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    "SERVER FAULT",
-                    event.reason + "; the first plan stands (§4 rule 1)",
-                )
-            case ServerStatusSeen(mrid=mrid, at_s=at):
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"server status now {int(event.status)} ({event.status.name.lower()})",
-                )
-            case ControlGap(at_s=at):
-                modes = ", ".join(m.value for m in event.modes)
-                text = f"gap [{_utc(event.start_s)}, {_utc(event.end_s)}) between {short(event.before)} and {short(event.after)} on {modes}"
-                for mrid in (event.before, event.after):
-                    step(
-                        mrid,
-                        seq,
-                        at,
-                        text,
-                        "near-adjacent events: the default applies in the gap (§4 rule 5)",
-                    )
-            case LimitsInForceChanged(at_s=at):
-                previous = self.limits[-1] if self.limits else None
-                if previous is not None:
-                    previous.end_s = at
-                self.limits.append(
-                    LimitPeriod(
-                        seq=seq, start_s=at, settings=event.settings, sources=dict(event.sources)
-                    )
-                )
-                before = previous.sources if previous is not None else {}
-                self._limit_steps(before, event, seq)
-                self._suppliers = {
-                    s[8:] for s in event.sources.values() if s.startswith("control:")
-                }
-            case RampPlanned():
-                self.ramps.append(event)
-            case ResponseIntended(mrid=mrid, status=status, at_s=at):
-                self.responses[(mrid, int(status))] = ResponseRow(
-                    mrid=mrid, status=status, intended_s=at, intended_seq=seq
-                )
-                step(
-                    mrid,
-                    seq,
-                    at,
-                    f"Response {int(status)} ({status.name.lower()}) intended",
-                    "" if state.online else "comms are down: queued until they return (§4 rule 12)",
-                )
-            case ResponseSent(mrid=mrid, status=status, at_s=at):
-                row = self._row(mrid, status)
-                if row is not None:
-                    row.sent_s.append(at)
-                attempt = (
-                    "" if row is None or len(row.sent_s) == 1 else f" (attempt {len(row.sent_s)})"
-                )
-                step(mrid, seq, at, f"Response {int(status)} sent{attempt}")
-            case ResponseAcked(mrid=mrid, status=status, at_s=at):
-                row = self._row(mrid, status)
-                if row is not None:
-                    row.acked_s, row.http_status = at, event.http_status
-                step(
-                    mrid, seq, at, f"Response {int(status)} acknowledged (HTTP {event.http_status})"
-                )
-            case ResponseFailed(mrid=mrid, status=status, at_s=at):
-                row = self._row(mrid, status)
-                what = failure_words(event)
-                if row is not None:
-                    row.failures.append((at, what, event.retry))
-                    row.undeliverable = event.undeliverable is not None
-                if event.undeliverable is not None:
-                    step(mrid, seq, at, f"Response {int(status)} not sent: {what}")
-                else:
-                    step(
-                        mrid,
-                        seq,
-                        at,
-                        f"Response {int(status)} FAILED ({what})",
-                        "will be retried (5xx or network)"
-                        if event.retry
-                        else "not retried (4xx, §4 rule 16)",
-                    )
-            case CommsLost(at_s=at):
-                self.comms.append(CommsPeriod(lost_s=at, lost_seq=seq))
-                for mrid in state.live:
-                    step(
-                        mrid,
-                        seq,
-                        at,
-                        "comms lost",
-                        "the known schedule is kept; Responses queue (§4 rule 12)",
-                    )
-            case CommsRestored(at_s=at):
-                if self.comms and self.comms[-1].restored_s is None:
-                    self.comms[-1].restored_s = at
-                for mrid in state.live:
-                    step(
-                        mrid,
-                        seq,
-                        at,
-                        "comms restored",
-                        "queued Responses are sent, everything re-polled",
-                    )
-            case _:
-                pass  # programs and defaults: read from the fold's state when explaining
+        """Tell the story steps one control record adds (the table ``_CONTROL_STORIES``); programs
+        and defaults have none: they are read from the fold's state when explaining."""
+        tell = _CONTROL_STORIES.get(type(event))
+        if tell is not None:
+            tell(self, event, seq)
 
     def _row(self, mrid: str, status: ResponseStatus) -> ResponseRow | None:
         return self.responses.get((mrid, int(status)))
@@ -858,7 +620,7 @@ class Forensics:
         for mode, source in event.sources.items():
             if before.get(mode) != source and source.startswith("control:"):
                 gained.setdefault(source[8:], []).append(
-                    f"{mode.value}={_value(getattr(event.settings, mode.value))}"
+                    f"{mode.value}={quantity(mode.value, getattr(event.settings, mode.value))}"
                 )
         for mode, source in before.items():
             if event.sources.get(mode) != source and source.startswith("control:"):
@@ -869,7 +631,7 @@ class Forensics:
                 seq,
                 event.at_s,
                 f"in force: {', '.join(items)}",
-                "the arbitration winner for these modes (§4 rules 7, 10)",
+                f"the arbitration winner for these modes ({rule(7, 10)})",
             )
             self._writes_since[mrid] = 0
         for mrid, modes in lost.items():
@@ -915,13 +677,14 @@ class Forensics:
                         else "; site limit NOT met by the DER's range"
                     )
                 )
-                held = f"; {describe_clamps(event.clamps)}" if event.clamps else ""
+                clamps = describe_clamps(event)
+                met += f"; clamped: {clamps}" if clamps else ""
                 self._step(
                     mrid,
                     seq,
                     event.at_s,
                     f"battery: {verdict}{setpoint}",
-                    f"{describe_settings(event.settings)}{na}{met}{held}",
+                    f"{describe_settings(event.settings)}{na}{met}",
                 )
 
     def finish(self, untimed: Mapping[int, float]) -> None:
@@ -951,23 +714,371 @@ class Forensics:
         self._capture_until(math.inf)
 
 
+# -- control stories: one function per control record type ----------------------------------
+
+
+def _on_control_received(model: Forensics, event: ControlReceived, seq: int) -> None:
+    c = event.control
+    at = event.at_s
+    model._step(
+        c.mrid,
+        seq,
+        at,
+        f"received: {describe_settings(c.settings)}, from {_utc(c.start_s)} for {c.duration_s} s",
+        f"first sight of this mRID ({rule(2)}); {model._program(c.program_id)}"
+        f", created {_utc(c.creation_time_s)}, randomizeStart {c.randomize_start_s} s, "
+        f"randomizeDuration {c.randomize_duration_s} s, responseRequired "
+        f"{c.response_required:#04x}",
+    )
+
+
+def _on_randomization_drawn(model: Forensics, event: RandomizationDrawn, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    c = model.controls.records[mrid].control
+    model._step(
+        mrid,
+        seq,
+        at,
+        f"randomisation drawn: start {event.start_offset_s:+d} s, duration "
+        f"{event.duration_offset_s:+d} s",
+        f"drawn once from {_bounds(c.randomize_start_s)} and "
+        f"{_bounds(c.randomize_duration_s)} and persisted: a re-poll or a restart "
+        f"reuses it ({rule('preamble')})",
+    )
+
+
+def _on_control_scheduled(model: Forensics, event: ControlScheduled, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    rec = model.controls.records[mrid]
+    c = rec.control
+    if event.adjacent_to is not None:
+        why = (
+            f"adjacent: it starts where control {model.ids(event.adjacent_to)} specified its end, "
+            f"so it starts at that event's effective end, with no randomisation gap "
+            f"({rule(5)})"
+        )
+    elif rec.start_offset_s:
+        why = (
+            f"effective start = specified start {_utc(c.start_s)} "
+            f"{rec.start_offset_s:+d} s randomisation"
+        )
+    else:
+        why = "effective start = specified start (no randomisation)"
+    if rec.duration_offset_s:
+        why += f"; end = start + {c.duration_s} s {rec.duration_offset_s:+d} s drawn"
+    model._step(
+        mrid,
+        seq,
+        at,
+        f"scheduled [{_utc(event.effective_start_s)}, {_utc(event.effective_end_s)})",
+        why,
+    )
+
+
+def _on_control_started(model: Forensics, event: ControlStarted, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    rec = model.controls.records[mrid]
+    if event.late:
+        why = f"discovered already inside its period: started at once ({rule(6)})"
+    elif rec.adjacent_to is not None:
+        why = f"its effective start, pinned to the effective end of control {model.ids(rec.adjacent_to)} ({rule(5)})"
+    elif rec.start_offset_s:
+        why = f"its effective start: specified start {rec.start_offset_s:+d} s randomisation ({rule(6)})"
+    else:
+        why = f"its effective start, the specified start ({rule(6)})"
+    delay = at - rec.effective_start_s
+    if not event.late and delay >= 1:
+        why += f"; {delay:.0f} s after it was due (the gateway was not running then)"
+    if event.awaiting_write:
+        why += "; Response 2 waits for the device to confirm the write"
+    model._step(mrid, seq, at, "STARTED", why)
+
+
+def _on_device_write_result(model: Forensics, event: DeviceWriteResult, seq: int) -> None:
+    mrids = event.mrids
+    ok = event.ok
+    at = event.at_s
+    for mrid in mrids:
+        model._step(
+            mrid,
+            seq,
+            at,
+            "device confirmed the write" if ok else "device REFUSED the write",
+            event.detail,
+        )
+
+
+def _on_control_superseded(model: Forensics, event: ControlSuperseded, seq: int) -> None:
+    mrid = event.mrid
+    by = event.by
+    at = event.at_s
+    modes = ", ".join(m.value for m in event.modes_lost)
+    if by == "server":
+        why = f"the server marked it Superseded (status 4, treated as 7: {rule(8)})"
+    else:
+        why = (
+            f"{model._rank_words(by)} outranks {model._rank_words(mrid)} and their "
+            f"effective periods intersect ({rule(7)})"
+        )
+    winner = "the server" if by == "server" else f"control {model.ids(by)}"
+    what = f"superseded by {winner} on {modes}" + (
+        "" if event.fully else " (keeps its other modes running)"
+    )
+    model._step(mrid, seq, at, what, why)
+    if by != "server":
+        model._step(
+            by,
+            seq,
+            at,
+            f"superseded control {model.ids(mrid)} on {modes}",
+            f"it outranks that event on these modes ({rule(7)})",
+        )
+
+
+def _on_cancel_delay_drawn(model: Forensics, event: CancelDelayDrawn, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(
+        mrid,
+        seq,
+        at,
+        f"cancel delay drawn: {event.delay_s} s",
+        f"cancelled with randomisation (status 3): stops after a random delay ({rule(8)})",
+    )
+
+
+def _on_control_cancelled(model: Forensics, event: ControlCancelled, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(
+        mrid,
+        seq,
+        at,
+        "CANCELLED",
+        f"the server set EventStatus {int(event.server_status)} "
+        f"({event.server_status.name.lower()}) ({rule(8)})",
+    )
+
+
+def _on_control_completed(model: Forensics, event: ControlCompleted, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    rec = model.controls.records[mrid]
+    if event.by_server:
+        why = "the server marked it Completed (status 5)"
+    elif not rec.started:
+        why = "its whole period passed while the gateway could not act: it never ran"
+    else:
+        why = f"its effective end {_utc(rec.effective_end_s)} ({rule(9)})"
+    model._step(mrid, seq, at, "completed", why)
+
+
+def _on_control_ignored(model: Forensics, event: ControlIgnored, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(mrid, seq, at, f"ignored: {event.reason.value}", _IGNORED_WHY[event.reason])
+
+
+def _on_control_rejected(model: Forensics, event: ControlRejected, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(mrid, seq, at, f"rejected with {int(event.status)}", event.reason)
+
+
+def _on_control_removed(model: Forensics, event: ControlRemoved, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(
+        mrid,
+        seq,
+        at,
+        "removed",
+        f"program {model.ids(event.program_id)} is no longer referenced by our FSAs: "
+        f"it stops silently ({rule(4)})",
+    )
+
+
+def _on_server_fault(model: Forensics, event: ServerFault, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(
+        mrid,
+        seq,
+        at,
+        "SERVER FAULT",
+        event.reason + f"; the first plan stands ({rule(1)})",
+    )
+
+
+def _on_server_status_seen(model: Forensics, event: ServerStatusSeen, seq: int) -> None:
+    mrid = event.mrid
+    at = event.at_s
+    model._step(
+        mrid,
+        seq,
+        at,
+        f"server status now {int(event.status)} ({event.status.name.lower()})",
+    )
+
+
+def _on_control_gap(model: Forensics, event: ControlGap, seq: int) -> None:
+    at = event.at_s
+    modes = ", ".join(m.value for m in event.modes)
+    text = f"gap [{_utc(event.start_s)}, {_utc(event.end_s)}) between controls {model.ids(event.before)} and {model.ids(event.after)} on {modes}"
+    for mrid in (event.before, event.after):
+        model._step(
+            mrid,
+            seq,
+            at,
+            text,
+            f"near-adjacent events: the default applies in the gap ({rule(5)})",
+        )
+
+
+def _on_limits_in_force_changed(model: Forensics, event: LimitsInForceChanged, seq: int) -> None:
+    at = event.at_s
+    previous = model.limits[-1] if model.limits else None
+    if previous is not None:
+        previous.end_s = at
+    model.limits.append(
+        LimitPeriod(seq=seq, start_s=at, settings=event.settings, sources=dict(event.sources))
+    )
+    before = previous.sources if previous is not None else {}
+    model._limit_steps(before, event, seq)
+    model._suppliers = {s[8:] for s in event.sources.values() if s.startswith("control:")}
+
+
+def _on_ramp_planned(model: Forensics, event: RampPlanned, seq: int) -> None:
+    model.ramps.append(event)
+
+
+def _on_response_intended(model: Forensics, event: ResponseIntended, seq: int) -> None:
+    mrid = event.mrid
+    status = event.status
+    at = event.at_s
+    model.responses[(mrid, int(status))] = ResponseRow(
+        mrid=mrid, status=status, intended_s=at, intended_seq=seq
+    )
+    model._step(
+        mrid,
+        seq,
+        at,
+        f"Response {int(status)} ({status.name.lower()}) intended",
+        "" if model.controls.online else f"comms are down: queued until they return ({rule(12)})",
+    )
+
+
+def _on_response_sent(model: Forensics, event: ResponseSent, seq: int) -> None:
+    mrid = event.mrid
+    status = event.status
+    at = event.at_s
+    row = model._row(mrid, status)
+    if row is not None:
+        row.sent_s.append(at)
+    attempt = "" if row is None or len(row.sent_s) == 1 else f" (attempt {len(row.sent_s)})"
+    model._step(mrid, seq, at, f"Response {int(status)} sent{attempt}")
+
+
+def _on_response_acked(model: Forensics, event: ResponseAcked, seq: int) -> None:
+    mrid = event.mrid
+    status = event.status
+    at = event.at_s
+    row = model._row(mrid, status)
+    if row is not None:
+        row.acked_s, row.http_status = at, event.http_status
+    model._step(mrid, seq, at, f"Response {int(status)} acknowledged (HTTP {event.http_status})")
+
+
+def _on_response_failed(model: Forensics, event: ResponseFailed, seq: int) -> None:
+    mrid = event.mrid
+    status = event.status
+    at = event.at_s
+    row = model._row(mrid, status)
+    what = failure_words(event)
+    if row is not None:
+        row.failures.append((at, what, event.retry))
+        row.undeliverable = event.undeliverable is not None
+    if event.undeliverable is not None:
+        model._step(mrid, seq, at, f"Response {int(status)} not sent: {what}")
+    else:
+        model._step(
+            mrid,
+            seq,
+            at,
+            f"Response {int(status)} FAILED ({what})",
+            "will be retried (5xx or network)" if event.retry else f"not retried (4xx: {rule(16)})",
+        )
+
+
+def _on_comms_lost(model: Forensics, event: CommsLost, seq: int) -> None:
+    at = event.at_s
+    model.comms.append(CommsPeriod(lost_s=at, lost_seq=seq))
+    for mrid in model.controls.live:
+        model._step(
+            mrid,
+            seq,
+            at,
+            "comms lost",
+            f"the known schedule is kept; Responses queue ({rule(12)})",
+        )
+
+
+def _on_comms_restored(model: Forensics, event: CommsRestored, seq: int) -> None:
+    at = event.at_s
+    if model.comms and model.comms[-1].restored_s is None:
+        model.comms[-1].restored_s = at
+    for mrid in model.controls.live:
+        model._step(
+            mrid,
+            seq,
+            at,
+            "comms restored",
+            "queued Responses are sent, everything re-polled",
+        )
+
+
+#: One function per control record type: the story steps that record adds (issue 17).
+_CONTROL_STORIES: Final[dict[type[Event], Callable[[Forensics, Any, int], None]]] = {
+    ControlReceived: _on_control_received,
+    RandomizationDrawn: _on_randomization_drawn,
+    ControlScheduled: _on_control_scheduled,
+    ControlStarted: _on_control_started,
+    DeviceWriteResult: _on_device_write_result,
+    ControlSuperseded: _on_control_superseded,
+    CancelDelayDrawn: _on_cancel_delay_drawn,
+    ControlCancelled: _on_control_cancelled,
+    ControlCompleted: _on_control_completed,
+    ControlIgnored: _on_control_ignored,
+    ControlRejected: _on_control_rejected,
+    ControlRemoved: _on_control_removed,
+    ServerFault: _on_server_fault,
+    ServerStatusSeen: _on_server_status_seen,
+    ControlGap: _on_control_gap,
+    LimitsInForceChanged: _on_limits_in_force_changed,
+    RampPlanned: _on_ramp_planned,
+    ResponseIntended: _on_response_intended,
+    ResponseSent: _on_response_sent,
+    ResponseAcked: _on_response_acked,
+    ResponseFailed: _on_response_failed,
+    CommsLost: _on_comms_lost,
+    CommsRestored: _on_comms_restored,
+}
+
+
 #: Why a control was ignored, in the words of the rule that says so (one reason, one rule).
 _IGNORED_WHY: Final[dict[IgnoreReason, str]] = {
     IgnoreReason.EXPIRED_ON_RECEIPT: "its specified end had passed when it was first seen "
-    "(PROTOCOL.md §4 rule 3)",
+    f"({rule(3)})",
     IgnoreReason.DEVICE_CATEGORY: "its deviceCategory does not include ours: neither applied nor "
-    "answered (PROTOCOL.md §4 rule 14)",
+    f"answered ({rule(14)})",
 }
 
 
 def _further(n: int) -> str:
     return f"{n} further battery write{'s' if n != 1 else ''} while in force"
-
-
-def _value(v: object) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 def _bounds(bound: int) -> str:
@@ -993,6 +1104,8 @@ def analyse(
     are folded too (each that still decodes), and ``forced`` is set so every output can say so.
     """
     model = Forensics(at)
+    for ident, kind in _ids(store):
+        model.ids.add(ident, kind)
     model.total = store.head().seq
     model.progress = progress
     projection: Projection[None] = Projection(
@@ -1009,6 +1122,30 @@ def analyse(
     if progress is not None:
         progress(model.total, model.total)
     return model
+
+
+#: The records that name a control or a program (read by type, through the index, before the pass).
+_ID_TAGS: Final = tuple(
+    tag_of(t) for t in (ControlReceived, ProgramsChanged, DefaultChanged, DefaultRefused)
+)
+
+
+def _ids(store: EventStore) -> Iterable[tuple[str, str]]:
+    """Every control's and program's id the log names, with its kind, so that each story tells
+    the ids of a kind apart from its first line."""
+    try:
+        records = list(store.read(types=_ID_TAGS))
+    except (EventLogError, msgspec.MsgspecError):
+        return  # a damaged log: the pass names the bad record; short forms stay tails
+    for record in records:
+        event = record.event
+        if isinstance(event, ControlReceived):
+            yield event.control.mrid, "control"
+            yield event.control.program_id, "program"
+        elif isinstance(event, ProgramsChanged):
+            yield from ((p.program_id, "program") for p in event.programs)
+        elif isinstance(event, DefaultChanged | DefaultRefused):
+            yield event.program_id, "program"
 
 
 def _span(store: EventStore, model: Forensics) -> None:

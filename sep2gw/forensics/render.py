@@ -8,10 +8,8 @@ fixed offset such as ``+10:30``); without one the local column is UTC too and sa
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, tzinfo
 
 from events.control_events import (
     CancelDelayDrawn,
@@ -27,7 +25,11 @@ from events.pricing_events import PriceInterval
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
+from sep2gw.humanfmt import BadZone, quantity
+from sep2gw.humanfmt import parse_zone as _parse_zone
+from sep2gw.rules import rule
 from sep2gw.timeline import (
+    ShortIds,
     Timeline,
     describe_blocks,
     describe_clamps,
@@ -51,32 +53,18 @@ __all__ = [
     "verification_lines",
 ]
 
-_OFFSET = re.compile(r"(?P<sign>[+-])(?P<h>\d{1,2}):?(?P<m>\d{2})?")
-
 
 class BadInstant(ValueError):
     """A time, zone or mRID given on the command line that cannot be used; the message names it."""
 
 
 def parse_zone(text: str | None) -> tzinfo | None:
-    """``None``/``UTC``: UTC; ``+HH:MM``/``-HHMM``: a fixed offset; else an IANA zone name."""
-    if text is None:
-        return None
-    if text.upper() in ("UTC", "Z"):
-        return UTC
-    match = _OFFSET.fullmatch(text)
-    if match:
-        minutes = int(match["h"]) * 60 + int(match["m"] or 0)
-        if minutes > 24 * 60:
-            raise BadInstant(f"--tz {text!r}: an offset is at most 24 hours")
-        sign = -1 if match["sign"] == "-" else 1
-        return timezone(timedelta(minutes=sign * minutes))
+    """``--tz``: ``None``/``UTC``: UTC; ``+HH:MM``/``-HHMM``: a fixed offset; else an IANA zone
+    name (``sep2gw.humanfmt.parse_zone``, the one reading of a zone)."""
     try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInstant(
-            f"--tz {text!r}: not a time zone (an IANA name like Australia/Sydney, or +10:00)"
-        ) from None
+        return _parse_zone(text)
+    except BadZone as exc:
+        raise BadInstant(str(exc)) from None
 
 
 def parse_instant(text: str, zone: tzinfo | None = None) -> float:
@@ -129,23 +117,23 @@ class ForensicTimeline(Timeline):
         match e:
             case ResponseIntended():
                 return (
-                    f"response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} "
+                    f"response {int(e.status)} ({e.status.name.lower()}) for control {self.ids(e.mrid)} "
                     "intended"
                 )
             case DeviceWriteResult():
                 verdict = "confirmed" if e.ok else f"REFUSED ({e.detail})"
-                return f"battery {verdict} the write for {', '.join(short(m) for m in e.mrids)}"
+                return f"battery {verdict} the write for control {', '.join(self.ids(m) for m in e.mrids)}"
             case ControlGap():
                 return (
-                    f"gap between {short(e.before)} and {short(e.after)}: default in force "
+                    f"gap between controls {self.ids(e.before)} and {self.ids(e.after)}: default in force "
                     f"{self.stamp(e.start_s)} .. {self.stamp(e.end_s)}"
                 )
             case CancelDelayDrawn():
-                return f"control {short(e.mrid)} cancel delay drawn: {e.delay_s} s"
+                return f"control {self.ids(e.mrid)} cancel delay drawn: {e.delay_s} s"
             case ServerStatusSeen():
-                return f"control {short(e.mrid)}: server status {int(e.status)} ({e.status.name.lower()})"
+                return f"control {self.ids(e.mrid)}: server status {int(e.status)} ({e.status.name.lower()})"
             case LimitsInForceChanged():
-                return "LIMITS IN FORCE: " + _limits_with_sources(e.settings, e.sources)
+                return "LIMITS IN FORCE: " + _limits_with_sources(e.settings, e.sources, self.ids)
         return super().describe(record)
 
     def lines(
@@ -163,27 +151,25 @@ class ForensicTimeline(Timeline):
                 yield f"{record.seq:>7}  {self.stamp(t)}  {text}"
 
 
-def _limits_with_sources(settings: object, sources: dict[Mode, str]) -> str:
+def _limits_with_sources(
+    settings: object, sources: dict[Mode, str], ids: Callable[[str], str] = short
+) -> str:
     parts = []
     for mode in Mode:
         value = getattr(settings, mode.value)
         if value is None:
             continue
-        parts.append(f"{mode.value}={_v(value)} [{_source(sources.get(mode))}]")
+        parts.append(
+            f"{mode.value}={quantity(mode.value, value)} [{_source(sources.get(mode), ids)}]"
+        )
     return ", ".join(parts) if parts else "nothing in force (device's own behaviour)"
 
 
-def _v(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _source(source: str | None) -> str:
+def _source(source: str | None, ids: Callable[[str], str] = short) -> str:
     if source is None:
         return "?"
     kind, _, ident = source.partition(":")
-    return f"{'control' if kind == 'control' else 'default of program'} {short(ident)}"
+    return f"{'control' if kind == 'control' else 'default of program'} {ids(ident)}"
 
 
 def verification_lines(model: Forensics) -> list[str]:
@@ -230,7 +216,7 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     lines.append(f"  scheduled and active controls: {len(live)}")
     for rec in live:
         lines.append(
-            f"    {short(rec.control.mrid)} {rec.state}: "
+            f"    control {timeline.ids(rec.control.mrid)} {rec.state}: "
             f"{describe_settings(rec.control.settings)}, effective "
             f"{timeline.stamp(rec.effective_start_s)} .. {timeline.stamp(rec.end_s)}"
             + (f", lost {', '.join(sorted(m.value for m in rec.lost))}" if rec.lost else "")
@@ -243,7 +229,9 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
         lines.append("  other controls: " + ", ".join(f"{n} {s}" for s, n in sorted(done.items())))
     lines.append(f"  Responses not yet acknowledged: {len(state.outbox)}")
     for r in state.outbox:
-        lines.append(f"    {int(r.status)} ({r.status.name.lower()}) for {short(r.mrid)}")
+        lines.append(
+            f"    {int(r.status)} ({r.status.name.lower()}) for control {timeline.ids(r.mrid)}"
+        )
     lines += price_lines(model, t, timeline)
     sample = _sample_at(model, t)
     if sample is not None:
@@ -267,17 +255,23 @@ def _sample_at(model: Forensics, t: float) -> tuple[float, float, float] | None:
 
 
 def find_mrid(model: Forensics, text: str) -> str:
-    """The mRID ``text`` names: in full, or its tail as the timeline shows it (case-insensitive)."""
-    wanted = text.upper().lstrip("0") or "0"
+    """The control ``text`` names (case-insensitive): its mRID, or any prefix or tail of it that
+    no other control shares, as the timeline shows it (``000000A2``, ``C0000000…``)."""
     known = set(model.stories) | set(model.controls.records)
-    exact = [m for m in known if m.upper().lstrip("0") == wanted]
-    if exact:
-        return exact[0]
-    tails = sorted(m for m in known if m.upper().endswith(wanted))
-    if len(tails) == 1:
-        return tails[0]
-    if tails:
-        raise BadInstant(f"mRID {text!r} is ambiguous: {', '.join(tails)}")
+    found = ShortIds(known).matching(text)  # the stories' ids too: a control never received
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise BadInstant(
+            f"{text!r} names {len(found)} controls; give more of the mRID: "
+            + ", ".join(f"{m} (shown as {model.ids(m)})" for m in found)
+        )
+    programs = model.ids.matching(text, "program")
+    if programs:
+        raise BadInstant(
+            f"{text!r} names no control but the program {', '.join(programs)}: explain takes a "
+            "control's mRID (the controls: " + (", ".join(sorted(known)) or "none") + ")"
+        )
     raise BadInstant(
         f"no control with mRID {text!r} in the log; known: " + (", ".join(sorted(known)) or "none")
     )
@@ -457,7 +451,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
         )
     if model.comms_down_at(t):
         lines.append(
-            "  comms with the server were DOWN: the known schedule was being followed (§4 rule 12)"
+            f"  comms with the server were DOWN: the known schedule was being followed ({rule(12)})"
         )
     lines += link_lines(model, t, timeline)
     if period is None:
@@ -472,9 +466,10 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             fraction = (t - ramp.start_s) / (ramp.end_s - ramp.start_s)
             now = ramp.from_value + (ramp.to_value - ramp.from_value) * fraction
             lines.append(
-                f"  {ramp.mode.value} was ramping {_v(ramp.from_value)} -> {_v(ramp.to_value)} "
+                f"  {ramp.mode.value} was ramping {quantity(ramp.mode.value, ramp.from_value)} -> "
+                f"{quantity(ramp.mode.value, ramp.to_value)} "
                 f"over {timeline.stamp(ramp.start_s)} .. {timeline.stamp(ramp.end_s)}: "
-                f"{now:.0f} at this instant (§4 rule 11)"
+                f"{quantity(ramp.mode.value, now)} at this instant ({rule(11)})"
             )
     core = ControlsCore(CoreConfig(lfdi="", device_category=0), state)
     arbitration = core.arbitration(t)
@@ -509,7 +504,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             f"{describe_settings(e.settings)}"
             + ("" if e.setpoint_w is None else f", setpoint {e.setpoint_w:.0f} W")
             + (", setpoint written and read back" if e.wrote else ", no setpoint written")
-            + (f"; {describe_clamps(e.clamps)}" if e.clamps else "")
+            + (f"; clamped: {clamps}" if (clamps := describe_clamps(e)) else "")
         )
     return lines
 
@@ -525,19 +520,19 @@ def _per_mode(
             continue
         source = period.sources.get(mode, "?")
         kind, _, ident = source.partition(":")
-        lines.append(f"    {mode.value} = {_v(value)}")
+        lines.append(f"    {mode.value} = {quantity(mode.value, value)}")
         if kind == "control":
             rec = state.records.get(ident)
             if rec is not None:
                 program = state.programs.get(rec.control.program_id)
                 lines.append(
-                    f"      from control {ident} of program {short(rec.control.program_id)}"
+                    f"      from control {ident} of program {timeline.ids(rec.control.program_id)}"
                     + (f" (primacy {program.primacy})" if program else "")
                     + f", created {timeline.stamp(rec.control.creation_time_s)}, effective "
                     f"{timeline.stamp(rec.effective_start_s)} .. {timeline.stamp(rec.end_s)}"
                 )
             lines.append(
-                "      why: the highest-ranked event in effect setting this mode (§4 rule 7)"
+                f"      why: the highest-ranked event in effect setting this mode ({rule(7)})"
             )
         else:
             program = state.programs.get(ident)
@@ -548,10 +543,10 @@ def _per_mode(
             better = [p for p in ordered if program is not None and p.primacy < program.primacy]
             lines.append(
                 "      why: no event in effect sets this mode, and this is the program of lowest "
-                "primacy value whose default sets it (§4 rule 10)"
+                f"primacy value whose default sets it ({rule(10)})"
                 + (
                     f"; programs of higher priority without such a default: "
-                    f"{', '.join(short(p.program_id) for p in better)}"
+                    f"{', '.join(timeline.ids(p.program_id) for p in better)}"
                     if better
                     else ""
                 )
@@ -573,5 +568,5 @@ def _per_mode(
                 why = "scheduled, not yet started"
             else:
                 why = "outranked (lower priority program or older creationTime)"
-            lines.append(f"      also covering this instant: {short(c.mrid)}: {why}")
+            lines.append(f"      also covering this instant: control {timeline.ids(c.mrid)}: {why}")
     return lines

@@ -74,6 +74,7 @@ def render_report(
     (``dispute.site_identity``; ``None``: nothing recorded)."""
     identity = identity or SiteIdentity()
     tl = ForensicTimeline(zone)
+    tl.ids = model.ids
     judgements = judge(model, identity, settings)
     verdicts = supplier_verdicts(model, judgements)
     out: list[str] = [

@@ -14,7 +14,7 @@ from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.messages import ApplyLimits, ControlsInput
 from events.der_model import ControlSettings, Mode
-from events.hardware_events import LimitsApplied
+from events.hardware_events import Clamp, LimitsApplied
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.telemetry import IntervalSummary
@@ -24,6 +24,8 @@ EPOCH = 1_700_000_100.0
 
 class HoveringDriver:
     """A site at the edge of what the DER can cover: met, not met, met, … every control period."""
+
+    clamps: tuple[Clamp, ...] = ()
 
     def __init__(self) -> None:
         self.applies = 0
@@ -47,6 +49,7 @@ class HoveringDriver:
             setpoint_w=None,
             wrote=False,
             site_limit_met=self.applies % 2 == 0,
+            clamps=self.clamps,
         )
 
     async def aclose(self) -> None:
@@ -89,3 +92,37 @@ async def test_a_hovering_site_limit_is_recorded_when_it_changes_at_most_once_a_
     assert len(changes) >= 8  # the changes are recorded …
     gaps = [b[0] - a[0] for a, b in zip(recorded, recorded[1:], strict=False)]
     assert min(gaps) >= 5.0  # … but not one a second
+
+
+async def test_the_clamps_are_recorded_as_structured_json(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Issue 20: each clamp was recorded as its Python repr, text json_extract cannot reach."""
+    store = MemoryEventStore(CATALOGUE)
+    log = LogWriter(store, offload=False)
+    driver = HoveringDriver()
+    driver.clamps = (Clamp(mode="hold", requested=6000.0, applied=5000.0, bound="max_discharge_w"),)
+    to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](64)
+    to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
+    limits = Latest[ApplyLimits]()
+    limits.put(ApplyLimits(settings=ControlSettings(export_limit_w=1000.0), ramps={}, at_s=EPOCH))
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery, summaries, controls_inbox:
+            hardware = HardwareActor(
+                driver=driver,  # type: ignore[arg-type]
+                log=log,
+                clock=Clock(wall_at_start=EPOCH),
+                limits=limits,
+                to_controls=to_controls,
+                summaries=to_mirror,
+                config=HardwareConfig(sample_period_s=5.0, control_period_s=1.0),
+                store=store,
+            )
+            await nursery.start(log.run)
+            await nursery.start(hardware.run)
+            await trio.sleep(3)
+            nursery.cancel_scope.cancel()
+    (written, *_) = [r for r in store.read() if isinstance(r.event, LimitsApplied)]
+    assert written.event.clamps == driver.clamps
+    body = CATALOGUE.encode(written.event)
+    assert b'"clamps":[{"mode":"hold","requested":6000.0' in body

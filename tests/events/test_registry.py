@@ -8,7 +8,7 @@ import pkgutil
 
 import events
 from events.base import Event
-from events.registry import ALL_EVENT_TYPES, UPCASTERS
+from events.registry import ALL_EVENT_TYPES, CATALOGUE, UPCASTERS
 
 
 def test_every_event_type_of_the_events_package_is_in_the_catalogue() -> None:
@@ -19,6 +19,14 @@ def test_every_event_type_of_the_events_package_is_in_the_catalogue() -> None:
         for _, obj in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
             if issubclass(obj, Event) and obj is not Event and obj.__module__ == module.name:
                 defined.add(obj)
-    # A legacy type (an old tag) is read through its upcaster and never appended.
+    # a legacy type (an old tag) is read through its upcaster and never appended
     missing = sorted(t.__name__ for t in defined - set(ALL_EVENT_TYPES) - set(UPCASTERS))
     assert not missing, f"event types missing from their module's catalogue tuple: {missing}"
+
+
+def test_every_legacy_type_is_readable_and_upcasts_to_a_current_type() -> None:
+    from events.base import tag_of
+
+    for legacy in UPCASTERS:
+        assert legacy not in ALL_EVENT_TYPES
+        assert tag_of(legacy) in CATALOGUE.tags

@@ -95,6 +95,10 @@ def test_a_complete_file_loads_with_paths_relative_to_it(site: Path) -> None:
         (("certs/serca.pem", "certs/missing.pem"), "tls.ca: "),
         (('path = "site.sep2gw"', 'path = "nowhere/site.sep2gw"'), "log.path: the folder"),
         (("[log]", "[log\n"), "not valid TOML"),
+        (
+            ('nmi = "4407123456"', 'nmi = "4407123456"\ntime_zone = "Mars/Olympus"'),
+            "site.time_zone: 'Mars/Olympus': not a time zone",
+        ),
     ],
 )
 def test_each_problem_names_its_key(site: Path, change: tuple[str, str], problem: str) -> None:

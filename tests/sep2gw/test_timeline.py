@@ -11,7 +11,7 @@ from events.registration_events import (
     RegistrationLinkMissing,
     ServerPinRecorded,
 )
-from sep2gw.timeline import Timeline, describe_clamps
+from sep2gw.timeline import Timeline
 from statemachines.polling import PollSchedule
 
 
@@ -67,15 +67,55 @@ def test_issue15_an_absurd_rate_is_one_console_line_per_resource_naming_sent_and
     assert "postRate 1 s" in faults[2] and "60 s used" in faults[2]
 
 
-def test_a_clamp_says_what_was_asked_what_was_applied_and_what_held_it() -> None:
-    """The evidence of a storage target held back by the export limit (CSIP-AUS v1.3 storage):
-    the log records each clamp of the closed loop; replay and explain say it in words."""
-    recorded = (
-        "Clamp(mode='storage_target_w', requested=4000.0, applied=1507.4, bound='export_limit_w')",
-        "Clamp(mode='storage_target_w', requested=-3000.0, applied=-0.2, bound='max_charge_w')",
+def test_limits_are_shown_rounded_with_their_units() -> None:
+    """Issue 20: a closed-loop value printed as ``export_limit_w=4991.169952955278``."""
+    from events.control_events import LimitsInForceChanged
+    from events.der_model import ControlSettings
+
+    settings = ControlSettings(export_limit_w=4991.169952955278, max_limit_pct=55.0, connect=True)
+    line = Timeline().line(
+        _record(LimitsInForceChanged(at_s=0, settings=settings, sources={}, next_change_s=None))
     )
-    assert describe_clamps(recorded) == (
-        "storage_target_w 4000 W held at 1507 W by export_limit_w; "
-        "storage_target_w -3000 W held at 0 W by max_charge_w"
+    assert line is not None
+    assert "export_limit_w=4991.2 W" in line and "max_limit_pct=55 %" in line
+    assert "connect=True" in line and "4991.16" not in line
+
+
+def test_the_sites_zone_is_shown_beside_server_time() -> None:
+    """``site.time_zone`` reaches the live console (it was ignored)."""
+    from pathlib import Path
+
+    from sep2gw.commands.run import _timeline
+    from sep2gw.config import parse_config
+    from tests.sep2gw.test_config import GOOD
+
+    text = GOOD.replace("[site]", '[site]\ntime_zone = "Australia/Adelaide"', 1)
+    config = parse_config(text, source="site.toml", base_dir=Path("."), check_files=False)
+    stamp = _timeline(config=config).stamp(1764115200.0)  # 2025-11-26 00:00 UTC, ACDT
+    assert stamp == "2025-11-26 00:00:00Z (10:30:00 +1030)"
+    assert _timeline().stamp(1764115200.0) == "2025-11-26 00:00:00Z"
+
+
+def test_a_battery_line_says_why_the_battery_was_not_told_what_was_asked() -> None:
+    """A clamp (the DER's range, the site limit) is the reason a limit was not met: the line says
+    it in words, and an old log's text that is not the v1 repr is shown as recorded."""
+    from events.der_model import ControlSettings, Mode
+    from events.hardware_events import Clamp, LimitsApplied
+
+    applied = LimitsApplied(
+        at_s=0,
+        settings=ControlSettings(export_limit_w=5000.0),
+        applied=(Mode.EXPORT_LIMIT_W,),
+        setpoint_w=5000.0,
+        wrote=True,
+        site_limit_met=False,
+        clamps=(
+            Clamp(mode="hold", requested=6123.456, applied=5000.0, bound="max_discharge_w"),
+        ),
+        unparsed_clamps=("something else",),
     )
-    assert describe_clamps(("something else",)) == "something else"
+    line = Timeline().line(_record(applied))
+    assert line is not None and line.endswith(
+        "; clamped: hold 6123.5 W held at 5000 W by max_discharge_w; "
+        "something else (as recorded)"
+    )

@@ -53,7 +53,11 @@ def test_scan_lists_models_and_key_points(
     assert list(models) == [1, 701, 702, 704, 713, 802, 203]
     assert models[1]["points"]["Mn"] == "sep2gw"
     assert models[701]["points"]["ConnSt"] == "CONNECTED"
-    assert models[713]["points"]["WHRtg"] == "13500 WH"
+    # a number and its unit apart (issue 20: it was the text "13500 WH")
+    assert models[713]["points"]["WHRtg"] == 13500 and models[713]["units"]["WHRtg"] == "WH"
+    for model in models.values():
+        for name in model.get("units", {}):
+            assert model["points"][name] is None or isinstance(model["points"][name], int | float)
     assert models[704]["name"] == "DERCtlAC"
 
 
@@ -61,6 +65,7 @@ def test_scan_prints_a_readable_table(device_port: int, capsys: pytest.CaptureFi
     assert main(["modbus", "scan", f"127.0.0.1:{device_port}"]) == 0
     out = capsys.readouterr().out
     assert "7 SunSpec models" in out and "model   802 battery" in out
+    assert re.search(r"WHRtg +13500 WH", out)  # the text view keeps value and unit together
 
 
 def test_scan_of_an_unreachable_device_fails_with_a_message(

@@ -12,10 +12,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from events.sqlite_store import SqliteEventStore
 from sep2gw.cli import main
 from sep2gw.commands.forensics import EXIT_BAD_ARGUMENT, EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE
 from sep2gw.forensics.compliance import ComplianceRow
+from tests.events.test_limits_applied_v1 import OLD_CATALOGUE, OLD_TEXT, old_record
 from tests.sep2gw.forensics.worlds import logs
+from tests.sep2gw.test_config import GOOD
 
 COMMANDS = (
     ["replay"],
@@ -153,11 +156,44 @@ def test_times_may_be_epoch_utc_or_site_local(demo: Path) -> None:
     assert "state at 2025-11-26 00:03:30Z (10:33:30 +1030)" in local
 
 
-def test_events_export_is_the_log_export_after_verification(demo: Path) -> None:
-    for fmt in ("jsonl", "csv"):
-        code, ours, _ = run("export", str(demo), "--what", "events", "--format", fmt)
-        assert code == EXIT_OK
-        assert ours == run("log", "export", str(demo), "--format", fmt)[1]
+def test_events_export_is_the_log_export_in_the_sites_zone(demo: Path) -> None:
+    """The same records, hashes and events as ``log export`` (nothing in the demo is an old
+    version), with each time also in the site's zone, named in the header (issue 20)."""
+    code, ours, _ = run("export", str(demo), "--what", "events", "--tz", "Australia/Adelaide")
+    assert code == EXIT_OK
+    raw = [json.loads(line) for line in run("log", "export", str(demo))[1].splitlines()]
+    rows = [json.loads(line) for line in ours.splitlines()]
+    assert [(r["seq"], r["hash"], r["event"]) for r in rows] == [
+        (r["seq"], r["hash"], r["event"]) for r in raw
+    ]
+    assert rows[0]["server_time"] == raw[0]["server_time"] == 1764115200.0
+    assert rows[0]["time"] == "2025-11-26T10:30:00.000+10:30"
+    assert rows[0]["zone"] == "Australia/Adelaide" and "recorded_as" not in rows[0]
+    code, table, _ = run(
+        "export", str(demo), "--what", "events", "--format", "csv", "--tz", "+10:30"
+    )
+    header, first = list(csv.reader(io.StringIO(table)))[:2]
+    assert "time [UTC+10:30]" in header and "server_time [s since 1970 UTC]" in header
+    assert first[header.index("time [UTC+10:30]")] == "2025-11-26T10:30:00.000+10:30"
+
+
+def test_the_sites_configured_zone_is_the_default_and_tz_overrides_it(
+    demo: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "site.toml"
+    # the analyst's copy of the site's file: its certificates need not be here
+    config.write_text(GOOD.replace("[site]", '[site]\ntime_zone = "Australia/Adelaide"', 1))
+    code, out, err = run("export", str(demo), "--what", "compliance", "--config", str(config))
+    assert code == EXIT_OK, err
+    assert json.loads(out.splitlines()[0])["at"].endswith("+10:30")
+    replay = run("replay", str(demo), "--config", str(config), "--telemetry-every", "600")[1]
+    assert "(10:30:00 +1030)" in replay
+    code, out, _ = run(
+        "export", str(demo), "--what", "compliance", "--config", str(config), "--tz", "UTC"
+    )
+    assert json.loads(out.splitlines()[0])["at"].endswith("Z")
+    code, _, err = run("export", str(demo), "--config", str(tmp_path / "missing.toml"))
+    assert code == EXIT_BAD_ARGUMENT and "missing.toml: cannot read it" in err
 
 
 def test_the_compliance_series_exports_one_row_per_sample(demo: Path, tmp_path: Path) -> None:
@@ -176,7 +212,8 @@ def test_the_compliance_series_exports_one_row_per_sample(demo: Path, tmp_path: 
     table = list(csv.DictReader(target.open(encoding="utf-8")))
     assert len(table) == samples
     first = table[0]
-    assert float(first["at_s"]) == rows[0].at_s and first["generation_limit_w"] == ""
+    assert float(first["at_s [s since 1970 UTC]"]) == rows[0].at_s
+    assert first["generation_limit_w [W]"] == "" and first["at [UTC]"].endswith("Z")
     assert json.loads(out.splitlines()[0])["export_source"].startswith("default:")
 
 
@@ -205,3 +242,28 @@ def test_an_output_in_a_missing_folder_is_refused_before_reading_the_log(
     code, _, err = run(command, str(tmp_path / "never-opened.sep2gw"), "-o", str(target))
     assert code == EXIT_BAD_ARGUMENT
     assert f"{target}: cannot write it: {target.parent} is not a folder" in err
+
+
+def test_an_old_logs_clamp_texts_export_as_structured_clamps(tmp_path: Path) -> None:
+    """A log written before issue 20 holds each clamp as repr text: it still verifies and replays,
+    and the people's export gives the structured clamp, saying the record was a v1."""
+    path = tmp_path / "old.sep2gw"
+    with SqliteEventStore(path, OLD_CATALOGUE) as old:
+        old.append_events(
+            "hardware",
+            [old_record((OLD_TEXT, "not a clamp repr"))],
+            server_time=1_764_115_200.0,
+            monotonic=1.0,
+        )
+    assert run("log", "verify", str(path))[0] == EXIT_OK
+    code, out, err = run("export", str(path), "--what", "events")
+    assert code == EXIT_OK, err
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["type"] == "hardware.limits_applied.v2"
+    assert row["recorded_as"] == "hardware.limits_applied.v1"
+    assert row["event"]["clamps"] == [
+        {"mode": "hold", "requested": 6123.456789, "applied": 5000.0, "bound": "max_discharge_w"}
+    ]
+    assert row["event"]["unparsed_clamps"] == ["not a clamp repr"]
+    code, out, _ = run("replay", str(path))
+    assert code == EXIT_OK and "battery: export_limit_w=5000 W applied" in out

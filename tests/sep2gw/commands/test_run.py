@@ -49,7 +49,7 @@ def test_demo_runs_end_to_end_over_loopback(tmp_path: Path) -> None:
     assert "utility server https://127.0.0.1:" in out and "(mutual TLS)" in out
     assert "registration: mirror done" in out
     assert "control 000000A1 STARTED" in out
-    assert "response 2 for 000000A1 acknowledged (HTTP 201)" in out
+    assert "response 2 for control 000000A1 acknowledged (HTTP 201)" in out
     (log,) = tmp_path.glob("demo-*.sep2gw")
     with SqliteEventStore(log, CATALOGUE, readonly=True) as store:
         assert store.verify().ok

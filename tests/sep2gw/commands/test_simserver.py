@@ -89,3 +89,20 @@ def test_sim_server_command_serves_the_demo_over_mutual_tls(tmp_path: pathlib.Pa
     finally:
         child.terminate()
         child.wait(timeout=10)
+
+
+def test_utility_actions_are_printed_in_words_not_as_a_struct_repr() -> None:
+    """Issue 20: the simulated server printed ``ChangeControl mrid=F1, modes=Modes(opModConnect=
+    None, …, opModExpLimW=300.0, …)``."""
+    from sep2gw.commands.simserver import describe_action
+    from sep2gw.simserver.scenario import ChangeControl, ChangeDefault, ClockSkew, Modes
+
+    line = describe_action(
+        ChangeControl(at_s=10, mrid="F1", modes=Modes(opModExpLimW=300.0, opModMaxLimW=55.5))
+    )
+    assert line == "change control: mrid F1, modes opModExpLimW=300 W, opModMaxLimW=55.5 %"
+    assert describe_action(ChangeDefault(at_s=0, program="retailer", modes=Modes())) == (
+        "change default: program retailer, modes none"
+    )
+    assert describe_action(ClockSkew(at_s=0, seconds=-600.0)) == "clock skew: seconds -600"
+    assert "Modes(" not in line and "None" not in line

@@ -35,7 +35,7 @@ def test_every_golden_file_belongs_to_a_case() -> None:
 def test_goldens_cover_supersession_cancel_comms_loss_and_restart() -> None:
     text = "".join((GOLDEN_DIR / f"{name}.txt").read_text(encoding="utf-8") for name in CASES)
     for needle in (
-        "superseded by 000000B1 on target_w",
+        "superseded by control 000000B1 on target_w",
         "CANCELLED",
         "COMMS LOST",
         "queued until they return",

@@ -16,6 +16,7 @@ from sep2gw.cli import main
 from sep2gw.commands.sim import write_log
 from sep2gw.forensics import analyse
 from sep2gw.forensics.model import Forensics
+from sep2gw.rules import rule
 from sep2gw.simserver.scenario import load_scenario
 from sep2gw.world import run_world
 from statemachines.controls import CONTROLS_PROJECTION
@@ -69,7 +70,7 @@ def test_a_randomised_start_is_explained_by_its_draw(world_logs: dict[str, Path]
     offset = drawn[0].split("start ")[1].split(" s")[0]
     started = [why for what, why in story if what == "STARTED"]
     assert started == [
-        f"its effective start: specified start {offset} s randomisation (§4 rule 6); "
+        f"its effective start: specified start {offset} s randomisation ({rule(6)}); "
         "Response 2 waits for the device to confirm the write"
     ]
 
@@ -80,7 +81,7 @@ def test_an_adjacent_start_is_explained_by_its_predecessor(world_logs: dict[str,
     second = model.controls.records["C0000000000000000000000000000002"]
     assert second.effective_start_s == first.effective_end_s
     started = [why for what, why in _story(model, second.control.mrid) if what == "STARTED"]
-    assert "pinned to the effective end of 00000001 (adjacency" in started[0]
+    assert f"pinned to the effective end of control 00000001 ({rule(5)})" in started[0]
 
 
 def test_supersession_names_the_winner_its_modes_and_its_rank(
@@ -88,7 +89,7 @@ def test_supersession_names_the_winner_its_modes_and_its_rank(
 ) -> None:
     story = _story(_analyse(world_logs["demo"]), "DE0000000000000000000000000000A2")
     superseded = [(w, y) for w, y in story if w.startswith("superseded by")]
-    assert superseded[0][0] == "superseded by 000000B1 on target_w"
+    assert superseded[0][0] == "superseded by control 000000B1 on target_w"
     assert "(primacy 10)" in superseded[0][1] and "(primacy 20)" in superseded[0][1]
     assert [w for w, _ in story if w.startswith("Response")][-3:] == [
         "Response 7 (superseded) intended",
@@ -101,7 +102,7 @@ def test_a_cancel_is_a_step_with_the_server_status(world_logs: dict[str, Path]) 
     story = _story(_analyse(world_logs["demo"]), "DE0000000000000000000000000000A3")
     assert (
         "CANCELLED",
-        "the server set EventStatus 2 (cancelled) (PROTOCOL.md §4 rule 8)",
+        f"the server set EventStatus 2 (cancelled) ({rule(8)})",
     ) in story
 
 
@@ -167,14 +168,14 @@ def test_limit_periods_follow_the_recorded_limits_in_force(
 
 
 @pytest.mark.parametrize(
-    ("scenario", "mrid", "rule"),
+    ("scenario", "mrid", "citation"),
     [
-        ("expired_on_receipt.toml", "E1", "§4 rule 3)"),
-        ("device_category_mismatch.toml", "C0", "§4 rule 14)"),
+        ("expired_on_receipt.toml", "E1", f"{rule(3)})"),
+        ("device_category_mismatch.toml", "C0", f"{rule(14)})"),
     ],
 )
 def test_an_ignored_control_is_explained_by_its_own_rule(
-    scenario: str, mrid: str, rule: str, pki: Path, tmp_path: Path
+    scenario: str, mrid: str, citation: str, pki: Path, tmp_path: Path
 ) -> None:
     """The story cited 'rules 3 and 14' for either reason; each reason has one rule."""
     result = run_world(load_scenario(SCENARIOS / scenario), seed=1, site=pki)
@@ -186,4 +187,4 @@ def test_an_ignored_control_is_explained_by_its_own_rule(
     lines = out.getvalue().splitlines()
     ignored = next(i for i, line in enumerate(lines) if "ignored:" in line)
     assert lines[ignored + 1].strip().startswith("why:")
-    assert lines[ignored + 1].strip().endswith(rule)
+    assert lines[ignored + 1].strip().endswith(citation)

@@ -187,7 +187,7 @@ def test_a_battery_line_of_the_timeline_says_what_the_battery_was_told() -> None
         )
     )
     assert lines[0].endswith(
-        "battery: export_limit_w=1000 applied, setpoint written and read back equal, setpoint -250 W"
+        "battery: export_limit_w=1000 W applied, setpoint written and read back equal, setpoint -250 W"
     )
     assert lines[1].endswith(
         "battery: no limits applied, no setpoint written (the DER's own output was within them)"
