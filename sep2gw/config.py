@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sep2gw.profiles import PROFILES
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.identity import check_digit, verify_pin
 
@@ -75,6 +76,12 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     http2: bool = True
     register_in_band: bool = True
     request_timeout_s: float = 30.0
+    #: The CSIP-AUS versions this site may speak (``v1.2``, ``v1.3-beta/storage``, ``v1.3``),
+    #: oldest first; empty: every version the profile allows (issue 18 point 2).
+    csipaus_versions: tuple[str, ...] = ()
+    #: Try CSIP-AUS v1.3 service discovery (``/.well-known/csipaus``) before ``dcap_path``;
+    #: ``None``: as the profile says (on for ``csip-aus`` and ``sapn``).
+    well_known: bool | None = None
 
 
 class TlsConfig(_Section, frozen=True, kw_only=True):
@@ -182,6 +189,7 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         problems.append(f"server.dcap_path: {config.server.dcap_path!r} must start with '/'")
     if config.server.pin is not None:
         problems += _pin_problems(config.server.pin)
+    problems += _version_problems(config.server)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
     if not 0 <= config.site.pen <= 0xFFFFFFFF:
@@ -231,6 +239,21 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         log_dir = config.path(config.log.path).parent
         if not log_dir.is_dir():
             problems.append(f"log.path: the folder {log_dir} does not exist")
+    return problems
+
+
+def _version_problems(server: ServerConfig) -> list[str]:
+    """``server.csipaus_versions`` names known versions the profile allows, each once."""
+    allowed = {v.name for v in PROFILES[server.profile].csipaus_versions}
+    problems: list[str] = []
+    for name in server.csipaus_versions:
+        if name not in allowed:
+            problems.append(
+                f"server.csipaus_versions: {name!r} is not a CSIP-AUS version the "
+                f"{server.profile!r} profile allows (one of {', '.join(sorted(allowed))})"
+            )
+    if len(set(server.csipaus_versions)) != len(server.csipaus_versions):
+        problems.append("server.csipaus_versions: a version is named twice")
     return problems
 
 

@@ -68,7 +68,7 @@ from sep2gw import __version__
 from sep2gw.config import Config
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
-from sep2gw.profiles import PROFILES, Profile
+from sep2gw.profiles import PROFILES, Profile, allowed_versions
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
@@ -154,7 +154,9 @@ class _Unit:
                 short_of_space += 1
                 log_alarm.put(short_of_space)
 
-        log = LogWriter(g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm)
+        log = LogWriter(
+            g.store, offload=offload, inline_when_idle=not offload, on_alarm=on_log_alarm
+        )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
@@ -181,7 +183,12 @@ class _Unit:
             connector=g.options.http_connector,
         )
         link = Link(
-            client, clock=g.clock, on_reachable=on_reachable, log=log, rng=g.rng.fork("link")
+            client,
+            clock=g.clock,
+            on_reachable=on_reachable,
+            versions=allowed_versions(profile, config.server.csipaus_versions),
+            log=log,
+            rng=g.rng.fork("link"),
         )
         controls = ControlsActor(
             config=CoreConfig(
@@ -242,6 +249,11 @@ class _Unit:
             ),
             walk=WalkSettings(
                 dcap_path=config.server.dcap_path,
+                well_known=(
+                    profile.well_known
+                    if config.server.well_known is None
+                    else config.server.well_known
+                ),
                 register_in_band=config.server.register_in_band,
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,
