@@ -127,6 +127,11 @@ def _config(site: Path, scenario: Scenario) -> Config:
     text = _CONFIG.format(
         pin="" if pin is None else f"pin = {pin}\n", post=scenario.server.post_rate_s
     )
+    versions = scenario.gateway.csipaus_versions
+    if versions:
+        text = text.replace(
+            "[tls]", "csipaus_versions = [" + ", ".join(f'"{v}"' for v in versions) + "]\n[tls]"
+        )
     if scenario.server.nmi is not None:
         text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)

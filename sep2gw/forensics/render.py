@@ -26,7 +26,7 @@ from events.envelope import Recorded
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_settings, short, whole
+from sep2gw.timeline import Timeline, describe_learned, describe_settings, short, whole
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -370,6 +370,13 @@ def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     ``link.backoff.v1`` covering ``t``), and the server faults recorded within
     ``FAULT_WINDOW_S`` of it: every rejection is visible in ``explain`` (issue 15 point 4)."""
     lines: list[str] = []
+    version = model.version_at(t)
+    if version is not None:
+        seq, settled = version
+        lines.append(
+            f"  CSIP-AUS {settled.version} in force since {timeline.stamp(settled.at_s)} "
+            f"(record {seq}): {describe_learned(settled)}"
+        )
     found = model.hold_at(t)
     if found is None:
         lines.append("  link: no resource was held back at this instant")

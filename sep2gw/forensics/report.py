@@ -17,7 +17,7 @@ from events.times import not_a_date, utc_datetime
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
-from sep2gw.timeline import describe_settings, short
+from sep2gw.timeline import describe_learned, describe_settings, short
 
 __all__ = ["render_report"]
 
@@ -58,6 +58,7 @@ def render_report(
     zone_name = "UTC (no --tz given)" if zone is None else str(zone)
     out.append(f". Local times in brackets are in {escape(zone_name)}.</p>")
     out.append(_integrity(model))
+    out.append(_versions(model, tl))
     out.append("<h2>Commanded limits and measured power</h2>")
     out.append(_chart(model, tl))
     out.append(_controls_table(model, tl))
@@ -316,6 +317,18 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
         )
     rows.append("</table>")
     return "".join(rows)
+
+
+def _versions(model: Forensics, tl: ForensicTimeline) -> str:
+    """The CSIP-AUS versions the gateway spoke and how each was learned (issue 18 point 2)."""
+    if not model.versions:
+        return ""
+    items = "".join(
+        f"<li data-seq='{seq}'>{_stamp(tl, v.at_s)}: CSIP-AUS <b>{escape(v.version)}</b> "
+        f"(<code>{escape(v.namespace)}</code>): {escape(describe_learned(v))}</li>"
+        for seq, v in model.versions
+    )
+    return f"<p>CSIP-AUS version spoken:</p><ul id='csipaus-versions'>{items}</ul>"
 
 
 def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:

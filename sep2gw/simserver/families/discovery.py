@@ -19,7 +19,6 @@ from transport.identity import sfdi_from_lfdi
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary32, HexBinary128, HexBinary160
 
-
 #: A CSIP-AUS namespace no client knows: what a ``well_known = "unsupported"`` server offers.
 UNSUPPORTED_NAMESPACE: Final = "https://csipaus.org/ns/v9.9"
 #: Where a ``well_known = "broken_link"`` server says the DeviceCapability is (nothing is there).
@@ -39,7 +38,9 @@ class DiscoveryResources(ServedState):
             return SimReply(410, reason="no service discovery: this server speaks CSIP-AUS v1.2")
         if mode == "malformed":
             # A string where the list of paths belongs.
-            document: object = {"supportedSchemaVersions": {self.quirks.csipaus_ns: {"dcap": "/dcap"}}}
+            document: object = {
+                "supportedSchemaVersions": {self.quirks.csipaus_ns: {"dcap": "/dcap"}}
+            }
         else:
             namespace = UNSUPPORTED_NAMESPACE if mode == "unsupported" else self.quirks.csipaus_ns
             path = BROKEN_DCAP if mode == "broken_link" else "/dcap"
