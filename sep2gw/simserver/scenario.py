@@ -56,9 +56,9 @@ from sep2gw.simserver.expectations import Expect, check_expect
 from sep2gw.simserver.quirks import Quirks
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.sep2.codec import csipaus_defines
-from transport.sep2.versions import version_by_name
 from transport.sep2.mapping import scaled
 from transport.sep2.schema_order import TYPES
+from transport.sep2.versions import version_by_name
 
 __all__ = [
     "Action",
