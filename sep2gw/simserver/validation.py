@@ -98,9 +98,17 @@ class EnvoyV13Validator:
 
     csipaus_ns: Final = CSIPAUS_NS_V13
 
-    def __init__(self, models: dict[str, Any], schema_file: str) -> None:
+    def __init__(
+        self,
+        models: dict[str, Any],
+        schema_file: str,
+        refusals: tuple[type[Exception], ...],
+    ) -> None:
+        """``models``: document element (Clark name) -> envoy-schema model; ``refusals``: the
+        exceptions by which a model refuses a document (pydantic's and pydantic-xml's)."""
         self._models = models
         self.schema_file = schema_file
+        self._refusals = refusals
 
     def check(self, body: bytes) -> str | None:
         """``None`` if ``body`` is a valid v1.3 request; else the first problem found."""
@@ -118,23 +126,23 @@ class EnvoyV13Validator:
                     f"is in namespace {namespace}, not 2030.5's or CSIP-AUS v1.3's "
                     f"(at {root.getroottree().getpath(element)})"
                 )
-        model = self._models.get(root.tag)
+        tag = str(root.tag)
+        model = self._models.get(tag)
         if model is None:
-            return f"not valid against {self.schema_file}: no v1.3 request document {root.tag}"
+            return f"not valid against {self.schema_file}: no v1.3 request document {tag}"
         try:
             parsed = model.from_xml(body)
-        except Exception as exc:  # pydantic ValidationError or pydantic-xml ParsingError
+        except self._refusals as exc:
             first = str(exc).strip().splitlines()
             return f"not valid against {self.schema_file}: {' '.join(first[:3])}"
         echoed = collections.Counter(
-            e.tag for e in etree.fromstring(parsed.to_xml(skip_empty=True)).iter()
+            str(e.tag) for e in etree.fromstring(parsed.to_xml(skip_empty=True)).iter()
         )
-        sent = collections.Counter(e.tag for e in root.iter() if isinstance(e.tag, str))
+        sent = collections.Counter(str(e.tag) for e in root.iter() if isinstance(e.tag, str))
         unread = sent - echoed
         if unread:
-            return (
-                f"not valid against {self.schema_file}: not in the {root.tag} model: "
-                + ", ".join(sorted(etree.QName(t).localname for t in unread))
+            return f"not valid against {self.schema_file}: not in the {tag} model: " + ", ".join(
+                sorted(etree.QName(t).localname for t in unread)
             )
         return None
 
@@ -165,6 +173,8 @@ def _envoy_validator() -> EnvoyV13Validator:
         metering_mirror,
         response,
     )
+    from pydantic import ValidationError
+    from pydantic_xml import ParsingError
 
     sep = f"{{{SEP_NS}}}"
     models: dict[str, Any] = {
@@ -180,7 +190,11 @@ def _envoy_validator() -> EnvoyV13Validator:
         f"{sep}DERControlResponse": response.DERControlResponse,
         f"{sep}LogEvent": log_events.LogEvent,
     }
-    return EnvoyV13Validator(models, f"envoy-schema {version('envoy-schema')} v1.3 models")
+    return EnvoyV13Validator(
+        models,
+        f"envoy-schema {version('envoy-schema')} v1.3 models",
+        (ValidationError, ParsingError),
+    )
 
 
 def request_validator(csipaus_ns: str) -> Validator:
