@@ -54,11 +54,14 @@ async def discover_device_capability(
             link,
             configured_path,
             f"{WELL_KNOWN_PATH} absent (HTTP {failure.status})",
+            kind="absent",
         )
     try:
         offer = parse_well_known(response.body)
     except MalformedWellKnown as exc:
-        return await _fall_back(link, configured_path, f"{WELL_KNOWN_PATH} malformed: {exc}")
+        return await _fall_back(
+            link, configured_path, f"{WELL_KNOWN_PATH} malformed: {exc}", kind="malformed"
+        )
     chosen = choose_version(offer, allowed)
     if chosen is None:
         return await _fall_back(
@@ -66,6 +69,7 @@ async def discover_device_capability(
             configured_path,
             f"{WELL_KNOWN_PATH} offers only {', '.join(offer.namespaces)}; the profile allows "
             f"{', '.join(v.name for v in allowed)}",
+            kind="unsupported",
             offered=offer.namespaces,
         )
     version, paths = chosen
@@ -78,6 +82,7 @@ async def discover_device_capability(
             link,
             configured_path,
             f"{version.name} DeviceCapability {path} failed: {failure}",
+            kind="link-failed",
             offered=offer.namespaces,
         )
     await link.settle_version(
@@ -87,7 +92,12 @@ async def discover_device_capability(
 
 
 async def _fall_back(
-    link: Link, configured_path: str, reason: str, *, offered: tuple[str, ...] = ()
+    link: Link,
+    configured_path: str,
+    reason: str,
+    *,
+    kind: str,
+    offered: tuple[str, ...] = (),
 ) -> tuple[str, r.DeviceCapability]:
     """The profile's rule: the configured DeviceCapability, the first allowed version until the
     server's namespaces say otherwise."""
@@ -98,5 +108,6 @@ async def _fall_back(
         dcap_path=configured_path,
         offered=offered,
         fallback=reason,
+        fallback_kind=kind,
     )
     return configured_path, await link.get(configured_path, r.DeviceCapability)

@@ -298,6 +298,7 @@ class Link:
         dcap_path: str = "",
         offered: tuple[str, ...] = (),
         fallback: str = "",
+        fallback_kind: str = "",
     ) -> None:
         """Issue 18 point 2: from now on write every CSIP-AUS element in ``version``'s namespace,
         recorded as ``link.csipaus_version.v1``. ``Learned.CONFIGURED`` leaves the version open to
@@ -314,6 +315,7 @@ class Link:
                 dcap_path=dcap_path,
                 offered=offered,
                 fallback=fallback,
+                fallback_kind=fallback_kind,
                 at_s=self._clock.server_time(),
             )
         )

@@ -74,6 +74,8 @@ class CsipAusVersionSettled(Event, tag="link.csipaus_version.v1", frozen=True, k
     dcap_path: str = ""
     offered: tuple[str, ...] = ()
     fallback: str = ""
+    #: Which fallback: ``absent``, ``unsupported``, ``malformed`` or ``link-failed`` (empty: none).
+    fallback_kind: str = ""
     at_s: float
 
 

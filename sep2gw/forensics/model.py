@@ -322,6 +322,16 @@ class Forensics:
             found = (seq, settled)
         return found
 
+    def fallback_at(self, t: float) -> tuple[int, CsipAusVersionSettled] | None:
+        """The newest discovery fallback recorded at or before ``t``, with its record."""
+        found = None
+        for seq, settled in self.versions:
+            if settled.at_s > t:
+                break
+            if settled.fallback:
+                found = (seq, settled)
+        return found
+
     def faults_around(self, t: float, window_s: float) -> list[ServerFaultRow]:
         """The server faults recorded within ``window_s`` of ``t``, in log order."""
         return [f for f in self.server_faults if abs(f.at_s - t) <= window_s]
@@ -424,7 +434,8 @@ class Forensics:
         elif kind is CsipAusVersionSettled:
             assert isinstance(event, CsipAusVersionSettled)
             self.versions.append((seq, event))
-            if event.fallback:
+            # A server without service discovery (absent) is no fault; the other fallbacks are.
+            if event.fallback and event.fallback_kind != "absent":
                 self._fault(
                     seq,
                     event.at_s,

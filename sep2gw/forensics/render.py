@@ -377,6 +377,12 @@ def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
             f"  CSIP-AUS {settled.version} in force since {timeline.stamp(settled.at_s)} "
             f"(record {seq}): {describe_learned(settled)}"
         )
+        fell_back = model.fallback_at(t)
+        if fell_back is not None and fell_back[0] != seq:
+            lines.append(
+                f"  CSIP-AUS service discovery fell back (record {fell_back[0]}): "
+                f"{fell_back[1].fallback}; DeviceCapability {fell_back[1].dcap_path}"
+            )
     found = model.hold_at(t)
     if found is None:
         lines.append("  link: no resource was held back at this instant")

@@ -193,24 +193,26 @@ async def test_discovery_chooses_the_newest_mutual_version_and_follows_its_link(
 
 
 @pytest.mark.parametrize(
-    ("well_known", "fallback"),
+    ("well_known", "fallback", "kind"),
     [
-        ((404, b"no"), "/.well-known/csipaus absent (HTTP 404)"),
-        ((410, b"gone"), "/.well-known/csipaus absent (HTTP 410)"),
-        ((200, b"<html/>"), "/.well-known/csipaus malformed: not JSON"),
+        ((404, b"no"), "/.well-known/csipaus absent (HTTP 404)", "absent"),
+        ((410, b"gone"), "/.well-known/csipaus absent (HTTP 410)", "absent"),
+        ((200, b"<html/>"), "/.well-known/csipaus malformed: not JSON", "malformed"),
         (
             offer(("https://csipaus.org/ns/v9.9", ["/v99"])),
             "/.well-known/csipaus offers only https://csipaus.org/ns/v9.9; the profile allows "
             "v1.2, v1.3-beta/storage, v1.3",
+            "unsupported",
         ),
         (
             offer((CSIPAUS_NS_V13, ["/v13/dcap"])),
             "v1.3 DeviceCapability /v13/dcap failed: GET /v13/dcap: HTTP 404",
+            "link-failed",
         ),
     ],
 )
 async def test_each_discovery_failure_falls_back_to_the_configured_dcap_and_says_why(
-    well_known: tuple[int, bytes], fallback: str
+    well_known: tuple[int, bytes], fallback: str, kind: str
 ) -> None:
     server = Paths({"/.well-known/csipaus": well_known, "/dcap": (200, DCAP)})
     link, events, path = await discover(server)
@@ -219,6 +221,7 @@ async def test_each_discovery_failure_falls_back_to_the_configured_dcap_and_says
     [settled] = [e for e in events if isinstance(e, CsipAusVersionSettled)]
     assert settled.learned == "configured" and settled.dcap_path == "/dcap"
     assert settled.fallback.startswith(fallback), settled.fallback
+    assert settled.fallback_kind == kind
 
 
 async def test_an_unreachable_server_is_not_a_fallback_discovery_is_tried_again() -> None:

@@ -1,6 +1,7 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
-comms loss (with a randomised start and an adjacent follower), and a gateway crash and restart
-mid-control (the world's ``crash`` fault).
+comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
+mid-control (the world's ``crash`` fault), and the CSIP-AUS version negotiation scenarios (v1.3 by
+service discovery and each fallback).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -16,7 +17,15 @@ from sep2gw.commands.sim import write_log
 from sep2gw.simserver import demo_scenario, parse_scenario
 from sep2gw.world import run_world
 
-__all__ = ["COMMS_LOSS", "RESTART", "WORLDS", "build", "copy_to_sqlite", "logs"]
+__all__ = [
+    "COMMS_LOSS",
+    "NEGOTIATION",
+    "RESTART",
+    "WORLDS",
+    "build",
+    "copy_to_sqlite",
+    "logs",
+]
 
 COMMS_LOSS: Final = """
 name = "comms-loss"
@@ -106,12 +115,27 @@ def build(name: str, site: Path, path: Path) -> Path:
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
+    elif name in NEGOTIATION:
+        from sep2gw.simserver.library import library
+
+        [entry] = [e for e in library() if e.file == f"{name}.toml"]
+        store = run_world(entry.scenario, seed=11, seconds=240, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart")
+#: The CSIP-AUS version negotiation worlds (issue 18): the library's ``version_*`` scenarios, four
+#: minutes each (the negotiation, then a control in force under the version spoken).
+NEGOTIATION: Final = (
+    "version_well_known_v13",
+    "version_well_known_absent",
+    "version_well_known_gone",
+    "version_unsupported_only",
+    "version_malformed_well_known",
+    "version_broken_link",
+)
+WORLDS: Final = ("demo", "comms", "restart", *NEGOTIATION)
 
 
 _LOGS: dict[str, Path] = {}
