@@ -125,22 +125,20 @@ class Learned(enum.StrEnum):
 # -------------------------------------------------------------------------------------------------
 # Namespaces in what the server sends
 
-#: A namespace declaration naming a CSIP-AUS namespace (any URI on csipaus.org, or with
-#: "csipaus" in it): what a document's CSIP-AUS elements are in. Scanned on the bytes: ~1 µs.
-_CSIPAUS_DECL: Final = re.compile(
-    rb"""xmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(?:"([^"]*csipaus[^"]*)"|'([^']*csipaus[^']*)')""",
-    re.IGNORECASE,
-)
+#: A namespace declaration: prefix (empty: the default namespace) and URI. Those whose URI has
+#: "csipaus" in it (any case) are CSIP-AUS namespaces. The literal ``xmlns`` lets the scan skip
+#: to each declaration: ~10 µs on a 220-byte Time, ~36 µs on an 8 KB DERControlList of 20
+#: controls, whose decode takes ~1.9 ms (2 % of it; shared 2-core machine under load).
+_DECLARATION: Final = re.compile(rb"""xmlns(?::([A-Za-z_][\w.-]*))?\s*=\s*(["'])(.*?)\2""")
 
 
 def csipaus_namespaces(body: bytes) -> dict[str, str]:
     """Every CSIP-AUS namespace ``body`` declares, with its prefix (``""``: the default one)."""
-    if b"csipaus" not in body and b"CSIPAUS" not in body.upper():
-        return {}
     found: dict[str, str] = {}
-    for match in _CSIPAUS_DECL.finditer(body):
-        uri = (match[2] or match[3] or b"").decode("utf-8", "replace")
-        found.setdefault(uri, (match[1] or b"").decode())
+    for match in _DECLARATION.finditer(body):
+        if b"csipaus" in match[3].lower():
+            uri = match[3].decode("utf-8", "replace")
+            found.setdefault(uri, (match[1] or b"").decode())
     return found
 
 
