@@ -9,9 +9,11 @@ Responses and compliance (seconds and energy over each limit, per supplier).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from html import escape
+from typing import Final
 
 from events.times import not_a_date, utc_datetime
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
@@ -319,13 +321,23 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
     return "".join(rows)
 
 
+_SCHEME: Final = re.compile(r"\bhttps?://")
+
+
+def _unlinked(text: str) -> str:
+    """``text`` with the scheme of every URI dropped (``csipaus.org/ns/v1.3``): the report names
+    namespaces, it never links anywhere (no address a viewer could follow or fetch)."""
+    return _SCHEME.sub("", text)
+
+
 def _versions(model: Forensics, tl: ForensicTimeline) -> str:
     """The CSIP-AUS versions the gateway spoke and how each was learned (issue 18 point 2)."""
     if not model.versions:
         return ""
     items = "".join(
         f"<li data-seq='{seq}'>{_stamp(tl, v.at_s)}: CSIP-AUS <b>{escape(v.version)}</b> "
-        f"(<code>{escape(v.namespace)}</code>): {escape(describe_learned(v))}</li>"
+        f"(<code>{escape(_unlinked(v.namespace))}</code>): "
+        f"{escape(_unlinked(describe_learned(v)))}</li>"
         for seq, v in model.versions
     )
     return f"<p>CSIP-AUS version spoken:</p><ul id='csipaus-versions'>{items}</ul>"
@@ -341,7 +353,7 @@ def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:
     for f in model.server_faults:
         rows.append(
             f"<tr data-seq='{f.seq}'><td>{_stamp(tl, f.at_s)}</td><td>{escape(f.kind)}</td>"
-            f"<td><code>{escape(f.resource)}</code></td><td>{escape(f.reason)}</td></tr>"
+            f"<td><code>{escape(f.resource)}</code></td><td>{escape(_unlinked(f.reason))}</td></tr>"
         )
     rows.append("</table>")
     if not model.server_faults:
