@@ -77,10 +77,7 @@ def test_each_family_runs_over_at_least_20_seeds_and_every_scenario_runs() -> No
 
 @pytest.mark.parametrize(
     ("family", "entry", "seed", "version"),
-    [
-        pytest.param(*run, id=f"{run[0]}-{run[1].scenario.name}-{run[2]}-{run[3]}")
-        for run in RUNS
-    ],
+    [pytest.param(*run, id=f"{run[0]}-{run[1].scenario.name}-{run[2]}-{run[3]}") for run in RUNS],
 )
 def test_library_world_keeps_invariants_and_expectations(
     family: str, entry: LibraryScenario, seed: int, version: str, pki: Path
