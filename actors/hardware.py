@@ -26,7 +26,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
-from actors.drivers.base import DerDriver, DriverError, Nameplate, Telemetry
+from actors.drivers.base import DerDriver, DriverError, Nameplate, PriceAware, Telemetry
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.messages import ApplyLimits, ControlsInput, DerSnapshot, DeviceStatus, WriteOutcome
@@ -43,6 +43,7 @@ from events.hardware_events import (
     RampStarted,
     TelemetrySampled,
 )
+from events.pricing_events import PricesInForce
 from events.store import EventStore
 from events.telemetry import IntervalSummary
 from statemachines.ramps import LIMIT_MODES, Ramp, measured_for, start_from
@@ -95,13 +96,15 @@ class HardwareActor:
         store: EventStore | None = None,
         status: Latest[DeviceStatus] | None = None,
         der: Latest[DerSnapshot] | None = None,
+        prices: Latest[PricesInForce] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
         summary, so a restart does not split an interval in two (the mirror posts it once, whole).
         ``status``: where the device's status goes after every sample and whenever the control
         in force changes (the DER status actor's mailbox). ``der``: what the DER last reported
         (:class:`DerSnapshot`), put whenever that changes (the registration and controls actors
-        read it from there)."""
+        read it from there). ``prices``: the pricing actor's prices in force, passed to a driver
+        that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -130,6 +133,7 @@ class HardwareActor:
         self._late = 0
         self._status = status
         self._der = der
+        self._prices = prices
         self._read_once = False  # a sample was attempted: the status has something to say
         #: The limits the device last took (a verified write), and which ``ApplyLimits`` they were.
         self._effective: ApplyLimits | None = None
@@ -226,6 +230,8 @@ class HardwareActor:
                     self._verdict_owed = True
                     self._next_apply = self._clock.server_time()
                 now = self._clock.server_time()
+                if self._prices is not None and self._prices.fresh:
+                    await self._pass_prices(self._prices.take_nowait(), now)
                 apply_due = self._next_apply is not None and now >= self._next_apply
                 if now >= next_sample:
                     # The loop instants lie on the sampling grid: one device read serves both.
@@ -236,6 +242,19 @@ class HardwareActor:
                     next_sample = self._schedule.next_deadline(now)
                 elif apply_due:
                     await self._apply(now, None)
+
+    async def _pass_prices(self, prices: PricesInForce, now: float) -> None:
+        """Hand the prices in force to the driver, if it takes them; a failure is recorded like any
+        other device failure and the next change is passed again."""
+        if not isinstance(self._driver, PriceAware):
+            return
+        try:
+            with anyio.fail_after(self._config.io_timeout_s):
+                await self._driver.prices_changed(prices)
+        except (DriverError, ModbusError, TimeoutError, OSError) as exc:
+            await self._device_failed("prices", exc, now)
+        else:
+            self._device_ok("prices")
 
     async def _read_nameplate(self) -> None:
         now = self._clock.server_time()

@@ -4,7 +4,7 @@ It owns the connection (``actors.https.HttpsClient`` serialises requests), encod
 resources with the hardened codec, pages lists (``?s=&l=``), and turns every non-2xx answer into
 ``HttpFailure`` carrying the status the decision machines need (301/404 re-discover, 429/5xx back
 off, other 4xx halt). It also knows whether the server is reachable: any HTTP answer means online, a
-network failure or timeout means offline, and each change is reported once to ``on_reachable``.
+network failure or timeout means offline, and each change is reported once, as a ``LinkState`` message on ``reachability``.
 
 Bounded retry on every failure path (issue 15): a resource whose request failed at the link (connect,
 TLS, protocol, truncated or oversized answer, timeout), with an HTTP 5xx or 429, or with a body that
@@ -21,15 +21,17 @@ loop. Each hold is recorded with its draw (``link.backoff.v1``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
 from actors.https import HttpsClient
 from actors.log_writer import LogWriter
+from actors.messages import LinkState
 from actors.rng import RandomSource
 from events.base import Event
 from events.envelope import Append
@@ -147,21 +149,23 @@ class Link:
         client: HttpsClient,
         *,
         clock: Clock,
-        on_reachable: Callable[[bool], Awaitable[None]] | None = None,
+        reachability: MemoryObjectSendStream[LinkState] | None = None,
         versions: Sequence[CsipAusVersion] = (V1_2,),
         timeout_s: float | None = None,
         backoff: BackoffPolicy | None = None,
         log: LogWriter | None = None,
         rng: RandomSource | None = None,
     ) -> None:
-        """``versions``: the CSIP-AUS versions the profile allows, in preference order (the first
-        is in force until the server's is learned; empty: plain 2018, no CSIP-AUS elements);
-        ``backoff``: the hold after failures in a row (default: the registration walk's);
-        ``log``: where each hold and version is recorded (``link.backoff.v1``,
-        ``link.csipaus_version.v1``); ``rng``: the jitter's source (``None``: no jitter)."""
+        """``reachability``: where each change of reachability goes, as a :class:`LinkState` message
+        (offline with the typed failure that made it so); ``versions``: the CSIP-AUS versions the
+        profile allows, in preference order (the first is in force until the server's is learned;
+        empty: plain 2018, no CSIP-AUS elements); ``backoff``: the hold after failures in a row
+        (default: the registration walk's); ``log``: where each hold and version is recorded
+        (``link.backoff.v1``, ``link.csipaus_version.v1``); ``rng``: the jitter's source
+        (``None``: no jitter)."""
         self._client = client
         self._clock = clock
-        self._on_reachable = on_reachable
+        self._reachability = reachability
         self._versions = tuple(versions)
         self._version: CsipAusVersion | None = self._versions[0] if self._versions else None
         # Settled by the well-known document or the server's namespaces: no longer learned.
@@ -409,8 +413,9 @@ class Link:
     async def _mark(self, reachable: bool) -> None:
         if reachable != self._reachable:
             self._reachable = reachable
-            if self._on_reachable is not None:
-                await self._on_reachable(reachable)
+            if self._reachability is not None:
+                reason = "" if reachable else self.last_failure
+                await self._reachability.send(LinkState(online=reachable, reason=reason))
 
     def _hold_key(self, key: str, policy: BackoffPolicy) -> tuple[int, float, float]:
         """One more failure in a row for ``key`` (a resource, or the whole link): its count, the

@@ -8,6 +8,7 @@ import msgspec
 from actors.drivers.base import Nameplate, Telemetry
 from events.control_events import CommsRestored, ResponseIntended
 from events.der_model import Control, ControlSettings, DefaultControl, Mode, Program, ResponseStatus
+from events.pricing_events import PricesInForce, RatePrice
 from statemachines.ramps import Ramp
 
 __all__ = [
@@ -20,9 +21,12 @@ __all__ = [
     "DerStatusTarget",
     "DeviceStatus",
     "LinkState",
+    "PricesInForce",
     "ProgramsSeen",
+    "RatePrice",
     "ResponseOutcome",
     "SendResponse",
+    "TariffLinks",
     "WriteOutcome",
 ]
 
@@ -146,3 +150,10 @@ class ControlsNews(msgspec.Struct, frozen=True, kw_only=True):
             comms_restored=newer.comms_restored or self.comms_restored,
             control_took_effect=self.control_took_effect or newer.control_took_effect,
         )
+
+
+class TariffLinks(msgspec.Struct, frozen=True, kw_only=True):
+    """Registration → pricing (a latest-value mailbox): the TariffProfileList links our
+    FunctionSetAssignments reference now (empty: no pricing offered)."""
+
+    hrefs: tuple[str, ...]

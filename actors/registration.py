@@ -34,6 +34,7 @@ from actors.messages import (
     DerSnapshot,
     DerStatusTarget,
     ProgramsSeen,
+    TariffLinks,
 )
 from actors.rng import RandomSource
 from events.base import Event, tag_of
@@ -163,6 +164,7 @@ class RegistrationActor:
         mirror_targets: Latest[MirrorTargets] | None = None,
         der_status_target: Latest[DerStatusTarget] | None = None,
         log_alarm: Latest[int] | None = None,
+        pricing_targets: Latest[TariffLinks] | None = None,
     ) -> None:
         """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
         ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
@@ -171,7 +173,8 @@ class RegistrationActor:
         href goes once the walk found the DER (the DER status actor PUTs DERStatus; this actor the
         other DER documents). ``log_alarm``: how many times the log has run short of space or full
         (issue 16 point 5): each new time is reported once beside the DER's alarms, even if it
-        passed while this actor waited on that very log."""
+        passed while this actor waited on that very log. ``pricing_targets``: the pricing actor's
+        mailbox of the TariffProfileList links our FSAs reference (after every FSA poll)."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -186,6 +189,8 @@ class RegistrationActor:
         self._mirror_targets = mirror_targets
         self._der_status_target = der_status_target
         self._log_alarm = log_alarm
+        self._pricing_targets = pricing_targets
+        self._tariffs_told: TariffLinks | None = None
         self._log_alarms_reported = 0
         self._status_told: str | None = None
         self.core = RegistrationCore(config)
@@ -907,6 +912,17 @@ class RegistrationActor:
         for fsa in fsas:
             if fsa.DERProgramListLink is not None:
                 lists[fsa.href or fsa.DERProgramListLink.href] = fsa.DERProgramListLink.href
+        if self._pricing_targets is not None:
+            # Pricing (IEEE 2030.5-2018 Pricing): the pricing actor walks the tariffs itself, told
+            # only of a change (none offered at first is no change: nothing to wake it for).
+            tariffs = TariffLinks(
+                hrefs=tuple(
+                    sorted({f.TariffProfileListLink.href for f in fsas if f.TariffProfileListLink})
+                )
+            )
+            if tariffs != (self._tariffs_told or TariffLinks(hrefs=())):
+                self._tariffs_told = tariffs
+                self._pricing_targets.put(tariffs)
         for gone in set(self._found.programs) - set(lists.values()):
             # §4 rule 4: a program list no longer referenced takes its programs (and events) with it.
             del self._found.programs[gone]

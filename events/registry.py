@@ -14,6 +14,7 @@ from events.hardware_events import HARDWARE_EVENT_TYPES
 from events.link_events import LINK_EVENT_TYPES
 from events.log_events import LOG_EVENT_TYPES
 from events.mirror_events import MIRROR_EVENT_TYPES
+from events.pricing_events import PRICING_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
 
@@ -28,6 +29,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *REGISTRATION_EVENT_TYPES,
     *DER_STATUS_EVENT_TYPES,
     *LINK_EVENT_TYPES,
+    *PRICING_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {}
 

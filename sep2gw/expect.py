@@ -19,6 +19,7 @@ from events.control_events import ControlScheduled, LimitsInForceChanged, RampPl
 from events.der_model import Mode
 from events.hardware_events import RampStarted, TelemetrySampled
 from events.link_events import CsipAusFault, CsipAusVersionSettled
+from events.pricing_events import PriceInForce
 from events.registration_events import RegistrationHalted
 from sep2gw.forensics.compliance import (
     COMPLIANCE_MODES,
@@ -75,6 +76,8 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
         return []
     violations: list[Violation] = []
     _responses(expect, result, violations)
+    _price_responses(expect, result, violations)
+    _prices(expect, result, violations)
     _response_times(expect, result, violations)
     _adjacent(expect, result, violations)
     _limits(expect, result, violations)
@@ -109,6 +112,51 @@ def _responses(expect: Expect, result: WorldResult, out: list[Violation]) -> Non
                 Violation(
                     invariant="expect.responses",
                     detail=f"mRID {mrid}: expected {wanted}, the server accepted {got}",
+                )
+            )
+
+
+def _price_responses(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """The PriceResponses the utility accepted per interval mRID, in order (§4 rules 2-9, 16)."""
+    accepted = result.server.state.price_responses
+    for mrid, wanted in expect.price_responses.items():
+        got = [body.status or 0 for _t, body in accepted if int(body.subject) == int(mrid, 16)]
+        if got != wanted:
+            out.append(
+                Violation(
+                    invariant="expect.price_responses",
+                    detail=f"price interval {mrid}: expected {wanted}, the server accepted {got}",
+                )
+            )
+
+
+def _prices(expect: Expect, result: WorldResult, out: list[Violation]) -> None:
+    """The price in force the log recorded at each offset (``pricing.price_in_force``)."""
+    if not expect.prices:
+        return
+    start = result.server.start
+    rates = {t.spec.id: f"{t.rate_mrid:032X}" for t in result.server.state.tariffs}
+    records = [rec.event for rec in result.store.read() if isinstance(rec.event, PriceInForce)]
+    for spec in expect.prices:
+        rate = rates.get(spec.tariff) if spec.tariff is not None else None
+        in_force: PriceInForce | None = None
+        for event in records:
+            if event.at_s <= start + spec.at_s and (rate is None or event.rate_mrid == rate):
+                in_force = event
+        got = (
+            None
+            if in_force is None or in_force.interval_mrid is None or not in_force.blocks
+            else in_force.blocks[0].price
+        )
+        wanted = None if spec.none else spec.price
+        if got != wanted:
+            out.append(
+                Violation(
+                    invariant="expect.prices",
+                    detail=f"at +{spec.at_s:g} s: expected price "
+                    f"{'none' if wanted is None else wanted}, the log has "
+                    f"{'none' if got is None else got} in force"
+                    + ("" if in_force is None else f" (interval {in_force.interval_mrid})"),
                 )
             )
 
@@ -419,9 +467,7 @@ def _der_status_fields(expect: Expect, result: WorldResult, out: list[Violation]
     start = result.server.start
     accepted = _accepted_status_puts(result)
     for spec in expect.der_status_fields:
-        window = [
-            body for t, body in accepted if start + spec.from_s <= t <= start + spec.to_s
-        ]
+        window = [body for t, body in accepted if start + spec.from_s <= t <= start + spec.to_s]
         if any(_status_fields(body, spec.fields) == spec.fields for body in window):
             continue
         seen = [_status_fields(body, spec.fields) for body in window]

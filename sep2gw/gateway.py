@@ -46,10 +46,11 @@ from actors.messages import (
     DerSnapshot,
     DerStatusTarget,
     DeviceStatus,
-    LinkState,
     SendResponse,
+    TariffLinks,
 )
 from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
+from actors.pricing import PricingActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
@@ -59,6 +60,7 @@ from events.envelope import Append
 from events.errors import LogFull
 from events.log_events import LOG_EVENT_TYPES, PreviousLogSetAside
 from events.log_lock import LogHolder, LogLock
+from events.pricing_events import PricesInForce
 from events.registry import CATALOGUE
 from events.runtime_events import RUNTIME_STREAM, ActorFailed, GatewayStarted, GatewayStopped
 from events.sqlite_store import SqliteEventStore
@@ -165,15 +167,11 @@ class _Unit:
         # writer, and ``put`` never blocks, so two actors that command each other cannot deadlock.
         der: Latest[DerSnapshot] = Latest()  # hardware → registration, controls
         news: Latest[ControlsNews] = Latest()  # controls → registration
+        tariff_links: Latest[TariffLinks] = Latest()  # registration → pricing
         to_controls, controls_inbox = anyio.create_memory_object_stream[ControlsInput](64)
         to_responder, responder_inbox = anyio.create_memory_object_stream[SendResponse](64)
         to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
-        reachable = to_controls.clone()
-
-        async def on_reachable(online: bool) -> None:
-            reason = "" if online else link.last_failure
-            await reachable.send(LinkState(online=online, reason=reason))
-
+        reachable = to_controls.clone()  # link → controls: LinkState on each change
         url = urlsplit(config.server.url)
         client = HttpsClient(
             url.hostname or "",
@@ -185,7 +183,7 @@ class _Unit:
         link = Link(
             client,
             clock=g.clock,
-            on_reachable=on_reachable,
+            reachability=reachable,
             versions=allowed_versions(profile, config.server.csipaus_versions),
             log=log,
             rng=g.rng.fork("link"),
@@ -224,6 +222,7 @@ class _Unit:
             store=g.store,
             status=device_status,
             der=der,
+            prices=g.prices,
         )
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
@@ -271,6 +270,18 @@ class _Unit:
             mirror_targets=targets,
             der_status_target=status_targets,
             log_alarm=log_alarm,
+            pricing_targets=tariff_links,
+        )
+        pricing = PricingActor(
+            link=link,
+            log=log,
+            clock=g.clock,
+            rng=g.rng.fork("pricing"),
+            store=g.store,
+            lfdi=g.lfdi,
+            profile=profile.responses,
+            targets=tariff_links,
+            prices=g.prices,
         )
         g.actors = {
             "controls": controls,
@@ -279,6 +290,7 @@ class _Unit:
             "mirror": mirror,
             "der_status": der_status,
             "registration": registration,
+            "pricing": pricing,
             "link": link,
             "log": log,
         }
@@ -292,6 +304,7 @@ class _Unit:
                 await group.start(responder.run)
                 await group.start(mirror.run)
                 await group.start(der_status.run)
+                await group.start(pricing.run)
                 await group.start(registration.run)
                 task_status.started()
         finally:
@@ -367,6 +380,9 @@ class Gateway:
         if self.options.store is not None:
             self.store = self.options.store
         self.actors: dict[str, Any] = {}
+        #: Pricing → hardware (and the embedding runtime, by :meth:`prices_in_force`): the price in
+        #: force per rate, as the log records it. Outlives a rebuild of the actors.
+        self.prices: Latest[PricesInForce] = Latest()
         self._group: anyio.abc.TaskGroup | None = None
         self.clock: Clock
         self.rng: RandomSource
@@ -489,6 +505,12 @@ class Gateway:
 
     async def _record_failure(self, event: ActorFailed) -> None:
         self._append(event)
+
+    def prices_in_force(self) -> PricesInForce | None:
+        """The utility's price in force for every rate it offers this site (IEEE 2030.5 Pricing),
+        as the log records it; None until the pricing actor has read any. A battery runtime that
+        decides when to charge reads it here (or through a driver's ``prices_changed``)."""
+        return self.prices.peek()
 
     async def __aenter__(self) -> Gateway:
         group = anyio.create_task_group()

@@ -174,6 +174,7 @@ INVARIANTS: Final = (
     "site within the limits in force",
     "replay equals live state",
     "log verifies",
+    "prices in force were the server's",
 )
 
 

@@ -22,7 +22,7 @@ from events.hardware_events import TelemetrySampled
 from sep2gw.invariants import INVARIANTS, Violation
 from sep2gw.simserver import Scenario
 from sep2gw.timeline import Timeline
-from sep2gw.world import WorldResult, check
+from sep2gw.world import WorldResult, check, price_checks
 from transport.sep2 import resources as r
 
 __all__ = [
@@ -115,6 +115,9 @@ def summarize(result: WorldResult) -> WorldSummary:
     held = dict(result.monitor.checks) if result.monitor is not None else {}
     if "log verifies" in held and not any(v.invariant == "log verifies" for v in violations):
         held["log verifies"] += 1
+    prices = "prices in force were the server's"
+    if prices in held and not any(v.invariant == prices for v in violations):
+        held[prices] += price_checks(result)[1]
     return WorldSummary(
         scenario=result.scenario,
         seed=result.seed,

@@ -43,6 +43,26 @@ from events.hardware_events import (
 )
 from events.link_events import CsipAusFault, CsipAusVersionSettled, LinkBackedOff
 from events.log_events import LogSetAsideReported, LogShed, PreviousLogSetAside
+from events.pricing_events import (
+    IntervalCancelDrawn,
+    IntervalCancelled,
+    IntervalCompleted,
+    IntervalContentChanged,
+    IntervalIgnored,
+    IntervalReceived,
+    IntervalRemoved,
+    IntervalStarted,
+    IntervalSuperseded,
+    PriceBlock,
+    PriceInForce,
+    PriceResponseAcked,
+    PriceResponseFailed,
+    PriceResponseIntended,
+    PricingCapped,
+    RateDetails,
+    RateSeen,
+    price_per_kwh,
+)
 from events.registration_events import (
     EndDeviceRegistered,
     PinCase,
@@ -121,6 +141,7 @@ class Timeline:
         self._last_write: tuple[float, ControlSettings, float | None] | None = None
         self._last_link_failure = ""
         self._link_lines: dict[tuple[str, str], tuple[float, str]] = {}
+        self._rates: dict[str, RateDetails] = {}
 
     def stamp(self, t: float) -> str:
         """``t`` as UTC (and site-local) text; total over every number (issue 15: time is total)."""
@@ -385,4 +406,88 @@ class Timeline:
                 )
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"
+            case RateSeen():
+                self._rates[e.rate.rate_mrid] = e.rate
+                return f"tariff {rate_name(e.rate)} offered: {rate_terms(e.rate)}"
+            case IntervalReceived(interval=iv):
+                return (
+                    f"price interval {short(iv.mrid)} received: "
+                    f"{describe_blocks(self._rates.get(iv.rate_mrid), iv.blocks)}"
+                    f" (tier {iv.tou_tier}) from {self.stamp(iv.start + e.rho_start_s)} for "
+                    f"{iv.duration + e.rho_duration_s} s"
+                )
+            case IntervalIgnored():
+                return f"price interval {short(e.interval.mrid)} ignored: {e.reason}"
+            case IntervalContentChanged():
+                return (
+                    f"price interval {short(e.mrid)}: SERVER FAULT — {', '.join(e.fields)} changed "
+                    "under the same mRID (the first content is kept)"
+                )
+            case IntervalStarted():
+                return f"price interval {short(e.mrid)} started"
+            case IntervalCompleted():
+                return f"price interval {short(e.mrid)} completed" + (
+                    "" if e.started else " (never in force: its period passed unseen)"
+                )
+            case IntervalCancelDrawn():
+                return f"price interval {short(e.mrid)} cancelled with randomisation: stops {self.stamp(e.stop_at_s)}"
+            case IntervalCancelled():
+                return f"price interval {short(e.mrid)} CANCELLED by the server (status {e.server_status})"
+            case IntervalSuperseded(by=None):
+                return f"price interval {short(e.mrid)} superseded (server status 4)"
+            case IntervalSuperseded():
+                return f"price interval {short(e.mrid)} superseded by {short(e.by or '')}"
+            case IntervalRemoved():
+                return f"price interval {short(e.mrid)} stopped: its tariff is no longer offered"
+            case PriceInForce():
+                seen = self._rates.get(e.rate_mrid)
+                name = rate_name(seen) if seen is not None else short(e.rate_mrid)
+                if e.interval_mrid is None:
+                    return f"PRICE IN FORCE {name}: none"
+                return (
+                    f"PRICE IN FORCE {name}: {describe_blocks(seen, e.blocks)} (tier {e.tou_tier},"
+                    f" interval {short(e.interval_mrid)})"
+                )
+            case PricingCapped():
+                return f"pricing: SERVER FAULT — {e.what} (bounded work per poll)"
+            case PriceResponseIntended():
+                return f"price response {int(e.status)} ({e.status.name.lower()}) for {short(e.mrid)} owed"
+            case PriceResponseAcked():
+                return f"price response {int(e.status)} for {short(e.mrid)} acknowledged (HTTP {e.http_status})"
+            case PriceResponseFailed():
+                status = "network error" if e.http_status is None else f"HTTP {e.http_status}"
+                return f"price response {int(e.status)} for {short(e.mrid)} FAILED ({status})" + (
+                    ", will retry" if e.retry else ""
+                )
         return None
+
+
+#: ISO 4217 numeric codes of the currencies a tariff names most often (others print as numbers).
+CURRENCIES: dict[int, str] = {36: "AUD", 124: "CAD", 554: "NZD", 826: "GBP", 840: "USD", 978: "EUR"}
+
+
+def rate_name(rate: RateDetails) -> str:
+    label = rate.rate_code or rate.tariff_description or short(rate.tariff_mrid)
+    flow = {1: "import", 19: "export"}.get(rate.flow_direction or 0)
+    return f"{label} ({flow})" if flow else label
+
+
+def rate_terms(rate: RateDetails) -> str:
+    currency = CURRENCIES.get(rate.currency or -1, f"currency {rate.currency}")
+    return f"{currency}, primacy {rate.tariff_primacy}"
+
+
+def describe_blocks(rate: RateDetails | None, blocks: tuple[PriceBlock, ...]) -> str:
+    """Prices per kWh where the rate says what they measure, else the server's integers."""
+    if not blocks:
+        return "no price given"
+    parts = []
+    for block in blocks:
+        per_kwh = None if rate is None else price_per_kwh(rate, block)
+        if per_kwh is not None and rate is not None:
+            currency = CURRENCIES.get(rate.currency or -1, "")
+            text = f"{per_kwh:.4g} {currency}/kWh".replace(" /", "/")
+        else:
+            text = "unpriced" if block.price is None else f"{block.price} (server units)"
+        parts.append(text if block.start_value == 0 else f"{text} from {block.start_value}")
+    return ", ".join(parts)

@@ -29,6 +29,7 @@ from actors.pipe import pipe_connector, pipe_listener
 from events.der_model import ResponseStatus
 from events.envelope import Append, RawRecord, Recorded
 from events.memory_store import MemoryEventStore
+from events.pricing_events import PriceInForce
 from events.registry import CATALOGUE
 from events.replay import replay
 from events.store import EventStore, Head, plan_append
@@ -456,12 +457,61 @@ def check(result: WorldResult) -> list[Violation]:
     return violations + _log_checks(result)
 
 
+#: Clock rounding between the server's whole seconds and the gateway's float clock.
+_PRICE_SLACK_S: Final = 1.0
+
+
+def price_checks(result: WorldResult) -> tuple[list[Violation], int]:
+    """IEEE 2030.5 Pricing: every price the log recorded in force was one the server published for
+    that rate, inside its period (randomisation bounds allowed), not cancelled before, with the
+    server's blocks. Returns the violations and how many records were judged."""
+    intervals = {
+        interval.mrid: (tariff, interval)
+        for tariff in result.server.state.tariffs
+        for interval in tariff.intervals
+    }
+    violations: list[Violation] = []
+    judged = 0
+    for rec in result.store.read(types=("pricing.price_in_force.v1",)):
+        event = rec.event
+        if not isinstance(event, PriceInForce) or event.interval_mrid is None:
+            continue
+        judged += 1
+        found = intervals.get(int(event.interval_mrid, 16))
+        problem = None
+        if found is None:
+            problem = "the server never published it"
+        else:
+            tariff, iv = found
+            rs, rd = iv.randomize_start or 0, iv.randomize_duration or 0
+            earliest = iv.start + min(0, rs) - _PRICE_SLACK_S
+            latest_end = iv.start + max(0, rs) + iv.duration + max(0, rd) + _PRICE_SLACK_S
+            if f"{tariff.rate_mrid:032X}" != event.rate_mrid:
+                problem = f"it is not an interval of rate {event.rate_mrid}"
+            elif not earliest <= event.at_s < latest_end:
+                problem = f"outside its period {iv.start} + {iv.duration} s"
+            elif iv.cancelled_at is not None and iv.cancelled_at <= event.at_s - _PRICE_SLACK_S:
+                problem = f"the server had cancelled it at {iv.cancelled_at}"
+            elif tuple((b.start_value, b.price) for b in event.blocks) != iv.blocks:
+                problem = f"blocks {event.blocks} are not the server's {iv.blocks}"
+        if problem is not None:
+            violations.append(
+                Violation(
+                    invariant="prices in force were the server's",
+                    detail=f"record {rec.seq}: interval {event.interval_mrid} in force: {problem}",
+                    at_s=event.at_s,
+                )
+            )
+    return violations, judged
+
+
 def _log_checks(result: WorldResult) -> list[Violation]:
     """The log verifies, and its fold equals the controls actor's state at the end."""
     violations: list[Violation] = []
     report = result.store.verify()
     if not report.ok:
         violations.append(Violation(invariant="log verifies", detail=report.describe()))
+    violations += price_checks(result)[0]
     replayed, _ = replay(result.store, CONTROLS_PROJECTION)
     if result.live_controls and not same_controls_state(
         msgspec.json.decode(result.live_controls, type=ControlsState), replayed

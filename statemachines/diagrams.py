@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from statemachines.lifecycle import LIFECYCLE
+from statemachines.pricing import PRICE_LIFECYCLE
 from statemachines.registration import REGISTRATION
 from statemachines.table import Table
 
@@ -23,6 +24,7 @@ END_MARKER: Final = "<!-- end of generated state diagrams -->"
 MACHINES: Final[tuple[tuple[Table, str], ...]] = (
     (LIFECYCLE, "statemachines/lifecycle.py"),
     (REGISTRATION, "statemachines/registration.py"),
+    (PRICE_LIFECYCLE, "statemachines/pricing.py"),
 )
 
 

@@ -64,6 +64,17 @@ ROOT_ELEMENTS: tuple[str, ...] = (
     "DERAvailability",
     "Response",
     "DERControlResponse",
+    # Pricing function set (IEEE 2030.5-2018 §10.9 Pricing): what a battery that follows a tariff
+    # reads, and the PriceResponse it answers an interval with.
+    "TariffProfileList",
+    "TariffProfile",
+    "RateComponentList",
+    "RateComponent",
+    "TimeTariffIntervalList",
+    "TimeTariffInterval",
+    "ConsumptionTariffIntervalList",
+    "ConsumptionTariffInterval",
+    "PriceResponse",
     "MirrorUsagePointList",
     "MirrorUsagePoint",
     "MirrorMeterReadingList",

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from events.der_model import ControlSettings, Mode
+from events.pricing_events import PricesInForce
 from events.telemetry import MeasurementPoint, OperatingState, Quantity, Sample
 from statemachines.site_limit import (
     POWER_MODES,
@@ -37,6 +38,7 @@ __all__ = [
     "DerDriver",
     "DriverError",
     "Nameplate",
+    "PriceAware",
     "Telemetry",
     "WriteNotVerified",
     "reading_at",
@@ -260,3 +262,11 @@ class DerDriver(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PriceAware(Protocol):
+    """A driver that passes the prices in force on to the battery's runtime (IEEE 2030.5 Pricing).
+    Optional: the hardware actor calls it only on drivers that have it."""
+
+    async def prices_changed(self, prices: PricesInForce) -> None: ...

@@ -32,6 +32,14 @@ SI value = raw × scale × unit factor; a unit must measure what its role measur
 not ``V``). Sync providers are called inline (they are expected to answer from memory); async ones
 are awaited under the caller's deadline.
 
+Prices (optional ``[write]`` roles; IEEE 2030.5 Pricing, see ``actors.pricing``): ``import_price``
+and ``export_price`` (units ``/kWh``, ``/MWh`` or ``/Wh``: currency units per energy, in the
+tariff's currency) receive the first block's price of the rate in force with the lowest tariff
+primacy value, for energy delivered to the site (flow direction forward, or not stated) and
+received from it (reverse); ``tou_tier`` its time-of-use tier; ``price_in_force`` whether any
+interval is in force. With no interval in force only ``price_in_force`` (false) is written: the
+runtime decides what an unpriced period means, and the gateway invents no strategy.
+
 Releasing: a setpoint no power mode asks for any more is released through ``setpoint_enable``
 (false) or, without that tag, by writing 0 W; ``max_limit_pct``, ``connect`` and ``energize`` go back
 to 100 %, true and true once no control sets them.
@@ -57,6 +65,7 @@ from actors.drivers.base import (
     usable_settings,
 )
 from events.der_model import ControlSettings, Mode
+from events.pricing_events import PricesInForce, RatePrice, price_per_kwh
 from events.telemetry import OperatingState
 from statemachines.site_limit import (
     POWER_MODES,
@@ -78,6 +87,9 @@ _UNITS: dict[str, tuple[str, float]] = {
     "Wh": ("energy", 1.0), "kWh": ("energy", 1e3), "MWh": ("energy", 1e6),
     "%": ("percent", 1.0), "fraction": ("percent", 100.0),
     "bool": ("bool", 1.0), "state": ("state", 1.0),
+    # Prices: currency units (the tariff's ISO 4217 currency) per kWh is the base.
+    "/kWh": ("price", 1.0), "/MWh": ("price", 1e-3), "/Wh": ("price", 1e3),
+    "tier": ("tier", 1.0),
 }  # fmt: skip
 _READ_ROLES = {
     "site_w": "power", "site_var": "reactive", "site_v": "voltage", "site_hz": "frequency",
@@ -88,6 +100,7 @@ _READ_ROLES = {
 _WRITE_ROLES = {
     "setpoint_w": "power", "setpoint_enable": "bool", "max_limit_pct": "percent",
     "connect": "bool", "energize": "bool",
+    "import_price": "price", "export_price": "price", "tou_tier": "tier", "price_in_force": "bool",
 }  # fmt: skip
 _NAMEPLATE_ROLES = {
     "rated_w": "power", "rated_va": "power", "rated_var": "reactive", "rated_charge_w": "power",
@@ -329,6 +342,28 @@ class TagDriver:
             )
         if not ok:
             raise WriteNotVerified(f"tag {entry.tag!r}", raw, back)
+
+    async def prices_changed(self, prices: PricesInForce) -> None:
+        """Write the prices in force to the price roles the map names (module docstring)."""
+        write = self.map.write
+        if not {"import_price", "export_price", "tou_tier", "price_in_force"} & set(write):
+            return
+        chosen: dict[str, RatePrice] = {}
+        for price in sorted(prices.prices, key=lambda p: (p.rate.tariff_primacy, p.rate.rate_mrid)):
+            if price.interval_mrid is None:
+                continue
+            role = "export_price" if price.rate.flow_direction == 19 else "import_price"
+            chosen.setdefault(role, price)
+        if "price_in_force" in write:
+            await self._write(write["price_in_force"], bool(chosen))
+        for role, price in chosen.items():
+            first = price.blocks[0] if price.blocks else None
+            value = None if first is None else price_per_kwh(price.rate, first)
+            if role in write and value is not None:
+                await self._write(write[role], value)
+        tier = next((p.tou_tier for p in chosen.values() if p.tou_tier is not None), None)
+        if "tou_tier" in write and tier is not None:
+            await self._write(write["tou_tier"], float(tier))
 
     async def read_nameplate(self) -> Nameplate:
         values: dict[str, Any] = {

@@ -20,7 +20,9 @@ from sep2gw.exits import BAD_INPUT, OK, first_leaf
 from sep2gw.simserver import (
     Action,
     CancelControl,
+    CancelPriceInterval,
     CreateControl,
+    CreatePriceInterval,
     RecordedRequest,
     ScenarioError,
     SimClock,
@@ -100,6 +102,20 @@ def describe_action(action: Action) -> str:
             )
         case CancelControl():
             return f"cancel control {action.mrid}" + (" (randomized)" if action.randomized else "")
+        case CreatePriceInterval():
+            price = (
+                f"price {action.price}"
+                if action.price is not None
+                else "blocks " + ", ".join(f"{b.price} from {b.start_value}" for b in action.blocks)
+            )
+            return (
+                f"publish price interval {action.mrid or '(generated)'} of {action.tariff}: {price}, "
+                f"tier {action.tou_tier}, from +{action.start_s:g} s for {action.duration_s} s"
+            )
+        case CancelPriceInterval():
+            return f"cancel price interval {action.mrid}" + (
+                " (randomized)" if action.randomized else ""
+            )
         case _:
             fields = msgspec.structs.asdict(action)
             fields.pop("at_s")

@@ -55,6 +55,26 @@ from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.errors import EventLogError
 from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
 from events.link_events import CsipAusFault, CsipAusVersionSettled, LinkBackedOff, ListCapped
+from events.pricing_events import (
+    PRICING_EVENT_TYPES,
+    IntervalCancelDrawn,
+    IntervalCancelled,
+    IntervalCompleted,
+    IntervalContentChanged,
+    IntervalIgnored,
+    IntervalReceived,
+    IntervalRemoved,
+    IntervalStarted,
+    IntervalSuperseded,
+    PriceInForce,
+    PriceInterval,
+    PriceResponseAcked,
+    PriceResponseFailed,
+    PriceResponseIntended,
+    PricingCapped,
+    RateDetails,
+    RateSeen,
+)
 from events.registration_events import (
     Polled,
     PollRateSeen,
@@ -106,7 +126,9 @@ _FOLDED_TYPES: Final = (
     | _POLL_TYPES
     | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
     | {LinkBackedOff, ListCapped, TimeRefused, CsipAusVersionSettled, CsipAusFault}
+    | set(PRICING_EVENT_TYPES)
 )
+_PRICE_STORY_TYPES: Final = frozenset(PRICING_EVENT_TYPES) - {RateSeen, PriceInForce, PricingCapped}
 _UNTIMED_TAGS: Final = (
     "runtime.gateway_started.v1",
     "runtime.gateway_stopped.v1",
@@ -256,6 +278,11 @@ class Forensics:
         self.server_faults: list[ServerFaultRow] = []
         #: every CSIP-AUS version put in force (``link.csipaus_version.v1``), with its record
         self.versions: list[tuple[int, CsipAusVersionSettled]] = []
+        #: IEEE 2030.5 Pricing: the rates offered and every change of the price in force, by record
+        self.rates: dict[str, RateDetails] = {}
+        self.prices: list[tuple[int, PriceInForce]] = []
+        #: price intervals as first received (their stories are in ``stories``, by mRID)
+        self.price_intervals: dict[str, PriceInterval] = {}
         self._at = sorted(set(at))
         self._next_capture = self._at[0] if self._at else math.inf
         self.seq = 0
@@ -335,6 +362,15 @@ class Forensics:
     def faults_around(self, t: float, window_s: float) -> list[ServerFaultRow]:
         """The server faults recorded within ``window_s`` of ``t``, in log order."""
         return [f for f in self.server_faults if abs(f.at_s - t) <= window_s]
+
+    def prices_at(self, t: float) -> list[tuple[int, PriceInForce]]:
+        """Per rate, the last price-in-force record at or before ``t`` (with its record number)."""
+        found: dict[str, tuple[int, PriceInForce]] = {}
+        for seq, event in self.prices:
+            if event.at_s > t:
+                break
+            found[event.rate_mrid] = (seq, event)
+        return [found[rate] for rate in sorted(found)]
 
     def comms_down_at(self, t: float) -> bool:
         return any(p.lost_s <= t and (p.restored_s is None or t < p.restored_s) for p in self.comms)
@@ -455,6 +491,26 @@ class Forensics:
                 "Time.currentTime",
                 f"{event.reason} (currentTime {event.current_time})",
             )
+        elif kind is RateSeen:
+            assert isinstance(event, RateSeen)
+            self.rates[event.rate.rate_mrid] = event.rate
+        elif kind is PriceInForce:
+            assert isinstance(event, PriceInForce)
+            self.prices.append((seq, event))
+        elif kind in _PRICE_STORY_TYPES:
+            self._price_step(event, seq)
+        if kind is PricingCapped:
+            assert isinstance(event, PricingCapped)
+            self._fault(seq, event.at_s, "pricing walk cut", "tariffs", event.what)
+        if kind is IntervalContentChanged:
+            assert isinstance(event, IntervalContentChanged)
+            self._fault(
+                seq,
+                event.at_s,
+                "content changed",
+                f"price interval {event.mrid}",
+                f"{', '.join(event.fields)} changed under the same mRID (the first content is kept)",
+            )
         if kind is DefaultRefused:
             assert isinstance(event, DefaultRefused)
             self._fault(
@@ -467,6 +523,105 @@ class Forensics:
         )
 
     # -- stories ---------------------------------------------------------------------------------
+
+    def _price_step(self, event: Event, seq: int) -> None:
+        """A price interval's story (IEEE 2030.5 Pricing), told like a control's."""
+        at = float(getattr(event, "at_s", math.nan))
+        match event:
+            case IntervalReceived(interval=iv):
+                self.price_intervals[iv.mrid] = iv
+                self._step(
+                    iv.mrid,
+                    seq,
+                    at,
+                    f"received: tier {iv.tou_tier}, {len(iv.blocks)} block(s), rate {iv.rate_mrid}",
+                    f"randomisation drawn once and kept: start {event.rho_start_s:+d} s, "
+                    f"duration {event.rho_duration_s:+d} s (§4 preamble)",
+                )
+            case IntervalIgnored(interval=iv):
+                self.price_intervals[iv.mrid] = iv
+                self._step(iv.mrid, seq, at, "ignored", f"{event.reason} (§4 rule 3)")
+            case IntervalContentChanged():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    f"SERVER FAULT: {', '.join(event.fields)} changed",
+                    "content must not change under an mRID; the first content is kept (§4 rule 1)",
+                )
+            case IntervalStarted():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    "started: its price in force",
+                    "effective start reached (§4 rule 6)",
+                )
+            case IntervalCompleted():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    "completed" if event.started else "ended unseen",
+                    "effective end reached (§4 rule 9)"
+                    if event.started
+                    else "its whole period passed while the gateway did not run: never in force",
+                )
+            case IntervalCancelDrawn():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    "cancelled with randomisation",
+                    "stops at the drawn time (§4 rule 8)",
+                )
+            case IntervalCancelled():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    f"cancelled by the server (status {event.server_status})",
+                    "§4 rule 8",
+                )
+            case IntervalSuperseded():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    "superseded" + (f" by {event.by}" if event.by else " (server status 4)"),
+                    "a newer interval of the same rate overlaps it and has started (§4 rule 7)"
+                    if event.by
+                    else "§4 rule 8",
+                )
+            case IntervalRemoved():
+                self._step(
+                    event.mrid, seq, at, "stopped", "its rate is no longer offered (§4 rule 4)"
+                )
+            case PriceResponseIntended():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    f"PriceResponse {int(event.status)} ({event.status.name.lower()}) intended",
+                )
+            case PriceResponseAcked():
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    f"PriceResponse {int(event.status)} acknowledged (HTTP {event.http_status})",
+                )
+            case PriceResponseFailed():
+                status = (
+                    "network error" if event.http_status is None else f"HTTP {event.http_status}"
+                )
+                self._step(
+                    event.mrid,
+                    seq,
+                    at,
+                    f"PriceResponse {int(event.status)} FAILED ({status})",
+                    "retried (§4 rule 16)" if event.retry else "not retried: refused (§4 rule 16)",
+                )
 
     def _step(self, mrid: str, seq: int, at_s: float, what: str, why: str = "") -> None:
         step = Step(seq=seq, at_s=at_s, what=what, why=why)

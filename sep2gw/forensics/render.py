@@ -23,10 +23,19 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, Mode, Program
 from events.envelope import Recorded
+from events.pricing_events import PriceInterval
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.forensics.compliance import ComplianceSettings, compliance_series, summarise
 from sep2gw.forensics.model import Forensics, LimitPeriod, ResponseRow
-from sep2gw.timeline import Timeline, describe_learned, describe_settings, short, whole
+from sep2gw.timeline import (
+    Timeline,
+    describe_blocks,
+    describe_learned,
+    describe_settings,
+    rate_name,
+    short,
+    whole,
+)
 from statemachines.controls import ControlsCore, ControlsState, CoreConfig
 from statemachines.lifecycle import IGNORED, RECEIVED, REJECTED
 
@@ -235,6 +244,7 @@ def state_text(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     lines.append(f"  Responses not yet acknowledged: {len(state.outbox)}")
     for r in state.outbox:
         lines.append(f"    {int(r.status)} ({r.status.name.lower()}) for {short(r.mrid)}")
+    lines += price_lines(model, t, timeline)
     sample = _sample_at(model, t)
     if sample is not None:
         at, site, der = sample
@@ -284,6 +294,9 @@ def explain_control(
     compliance = compliance or ComplianceSettings()
     state = model.controls
     rec = state.records.get(mrid)
+    interval = model.price_intervals.get(mrid)
+    if interval is not None and rec is None:
+        return _price_interval_story(model, interval, timeline)
     lines = [f"control {mrid}"]
     if rec is not None:
         c = rec.control
@@ -336,6 +349,27 @@ def explain_control(
         lines.append("responses:")
         for row in rows:
             lines.append("  " + response_line(row, timeline))
+    return lines
+
+
+def _price_interval_story(
+    model: Forensics, interval: PriceInterval, timeline: ForensicTimeline
+) -> list[str]:
+    """The story of one price interval (IEEE 2030.5 Pricing), each step with its record."""
+    rate = model.rates.get(interval.rate_mrid)
+    lines = [
+        f"price interval {interval.mrid}"
+        + (f" '{interval.description}'" if interval.description else ""),
+        f"  rate {rate_name(rate) if rate is not None else interval.rate_mrid}: "
+        f"{describe_blocks(rate, interval.blocks)} (tier {interval.tou_tier})",
+        f"  specified: {timeline.stamp(interval.start)} for {interval.duration} s; created "
+        f"{timeline.stamp(interval.creation_time)}",
+        "story:",
+    ]
+    for step in model.stories.get(interval.mrid, []):
+        lines.append(f"  {step.seq:>7}  {timeline.stamp(step.at_s)}  {step.what}")
+        if step.why:
+            lines.append(f"{'':>11}why: {step.why}")
     return lines
 
 
@@ -404,6 +438,25 @@ def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     return lines
 
 
+def price_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
+    """The utility's price in force at ``t`` per rate, as recorded (IEEE 2030.5 Pricing)."""
+    out = []
+    for seq, event in model.prices_at(t):
+        rate = model.rates.get(event.rate_mrid)
+        name = rate_name(rate) if rate is not None else short(event.rate_mrid)
+        if event.interval_mrid is None:
+            what = "none"
+        else:
+            what = (
+                f"{describe_blocks(rate, event.blocks)} (tier {event.tou_tier}, interval "
+                f"{short(event.interval_mrid)})"
+            )
+        out.append(
+            f"  price in force, {name}: {what} since {timeline.stamp(event.at_s)} (record {seq})"
+        )
+    return out
+
+
 def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> list[str]:
     """Why the limits in force at ``t`` were what they were: per mode, the winner or the default,
     the events it beat, and a check that the live arbitration over the fold agrees."""
@@ -452,6 +505,7 @@ def explain_instant(model: Forensics, t: float, timeline: ForensicTimeline) -> l
             "  check: the live arbitration over the fold's state at this instant gives the same "
             "limits and suppliers"
         )
+    lines += price_lines(model, t, timeline)
     sample = _sample_at(model, t)
     if sample is not None:
         at, site, der = sample

@@ -19,7 +19,7 @@ from events.times import not_a_date, utc_datetime
 from sep2gw.forensics.compliance import ComplianceSettings, SourceSummary
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
-from sep2gw.timeline import describe_learned, describe_settings, short
+from sep2gw.timeline import describe_blocks, describe_learned, describe_settings, rate_name, short
 
 __all__ = ["render_report"]
 
@@ -65,6 +65,7 @@ def render_report(
     out.append(_chart(model, tl))
     out.append(_controls_table(model, tl))
     out.append(_responses_table(model, tl))
+    out.append(_prices_table(model, tl))
     out.append(_server_faults_table(model, tl))
     out.append(_compliance(summary, settings, tl))
     out.append(_runs(model, tl))
@@ -341,6 +342,28 @@ def _versions(model: Forensics, tl: ForensicTimeline) -> str:
         for seq, v in model.versions
     )
     return f"<p>CSIP-AUS version spoken:</p><ul id='csipaus-versions'>{items}</ul>"
+
+
+def _prices_table(model: Forensics, tl: ForensicTimeline) -> str:
+    """IEEE 2030.5 Pricing: every change of the price in force the log recorded, per rate (the
+    price the battery's runtime was told). Nothing when the server offered no tariff."""
+    if not model.prices:
+        return ""
+    rows = [
+        "<h2>Prices in force</h2><table id='prices'><tr><th>from</th><th>rate</th>"
+        "<th>price</th><th>tier</th><th>interval</th></tr>"
+    ]
+    for seq, event in model.prices:
+        rate = model.rates.get(event.rate_mrid)
+        name = rate_name(rate) if rate is not None else short(event.rate_mrid)
+        price = "none" if event.interval_mrid is None else describe_blocks(rate, event.blocks)
+        rows.append(
+            f"<tr data-seq='{seq}'><td>{_stamp(tl, event.at_s)}</td><td>{escape(name)}</td>"
+            f"<td>{escape(price)}</td><td>{'' if event.tou_tier is None else event.tou_tier}</td>"
+            f"<td><code>{escape(event.interval_mrid or '')}</code></td></tr>"
+        )
+    rows.append("</table>")
+    return "".join(rows)
 
 
 def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:

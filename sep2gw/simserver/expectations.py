@@ -9,6 +9,11 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
     Per mRID (hex, compared as a number) the Response statuses the server *accepted* (201), in
     order; ``[]``: never answered (§4 rules 2-9, 14, 16).
 
+``price_responses = { 71 = [1, 2, 3] }`` and ``[[expect.prices]]`` with ``at_s`` and ``price`` (or
+    ``none = true``): per price interval mRID, the PriceResponse statuses the server accepted in
+    order; and the price the log recorded in force at that offset (the last
+    ``pricing.price_in_force`` record at or before it: its first block's price).
+
 ``[[expect.response_times]]`` with ``mrid``, ``status``, ``at_s`` (``tolerance_s``, default 1): the
     server accepted that status for that mRID within ``[at_s, at_s + tolerance_s]`` (activation at
     the effective start, rule 6; 7 at the superseding event's start, rule 7; 3 at the end, rule 9).
@@ -326,8 +331,21 @@ class CsipAusExpect(_Strict, frozen=True, kw_only=True):
     faults: list[str] = []
 
 
+class PriceAt(_Strict, frozen=True, kw_only=True):
+    """The price the log recorded in force at ``at_s`` (the first block's, of the one rate), or
+    ``none = true`` for no interval in force."""
+
+    at_s: float
+    price: int | None = None
+    none: bool = False
+    #: Which tariff's rate (its ``id``); optional when the scenario has one tariff.
+    tariff: str | None = None
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
+    price_responses: dict[str, list[int]] = {}
+    prices: list[PriceAt] = []
     response_times: list[ResponseAt] = []
     adjacent: list[Adjacent] = []
     limits: list[LimitAt] = []
@@ -381,6 +399,21 @@ def check_expect(
         for j, status in enumerate(statuses):
             if not 0 <= status <= 255:
                 problems.append(f"{key}[{j}]: {status} is not a Response status (0..255)")
+    for mrid, statuses in expect.price_responses.items():
+        key = f"expect.price_responses.{mrid}"
+        if not _HEX.fullmatch(mrid):
+            problems.append(f"{key}: {mrid!r} is not an mRID (1 to 32 hex digits)")
+        elif int(mrid, 16) not in created_mrids:
+            problems.append(f"{key}: no create_price_interval action creates {mrid}")
+        for j, status in enumerate(statuses):
+            if not 0 <= status <= 255:
+                problems.append(f"{key}[{j}]: {status} is not a Response status (0..255)")
+    for i, price_at in enumerate(expect.prices):
+        key = f"expect.prices[{i}]"
+        if price_at.at_s < 0:
+            problems.append(f"{key}.at_s: must not be negative, got {price_at.at_s:g}")
+        if (price_at.price is None) != price_at.none:
+            problems.append(f"{key}: give either price or none = true")
     for i, timed in enumerate(expect.response_times):
         key = f"expect.response_times[{i}]"
         _mrid(f"{key}.mrid", timed.mrid, created_mrids, problems)

@@ -153,6 +153,33 @@ class ProgramSpec(_Strict, frozen=True, kw_only=True):
     set_grad_w: int | None = None  # DefaultDERControl.setGradW, hundredths of % of setMaxW per s
 
 
+class TariffSpec(_Strict, frozen=True, kw_only=True):
+    """A TariffProfile with one RateComponent (IEEE 2030.5 Pricing), offered through every FSA.
+
+    Prices are in the tariff's ``currency`` (ISO 4217 numeric; 36 = AUD) × 10^``price_power_of_ten``
+    per 10^``reading_power_of_ten`` Wh (the rate's ReadingType, uom 72): the defaults make ``250``
+    mean 0.250 AUD per kWh. ``flow_direction`` 1 prices energy delivered to the site, 19 energy
+    received from it."""
+
+    id: str
+    primacy: int = 1
+    mrid: str | None = None
+    rate_mrid: str | None = None
+    description: str | None = None
+    rate_code: str | None = None
+    currency: int = 36
+    price_power_of_ten: int = -3
+    reading_power_of_ten: int = 3
+    flow_direction: int = 1
+
+
+class PriceBlockSpec(_Strict, frozen=True, kw_only=True):
+    """A ConsumptionTariffInterval: ``price`` from ``start_value`` of consumption in the interval."""
+
+    start_value: int = 0
+    price: int
+
+
 class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: The utility clock's reading at the scenario start (``SimClock.for_scenario``), for
     #: reproducible runs; ``None``: real time at start.
@@ -212,6 +239,33 @@ class CreateControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="c
     response_required: int | None = None
     device_category: int | None = None
     description: str | None = None
+
+
+class CreatePriceInterval(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="create_price_interval"
+):
+    """Publish a TimeTariffInterval of ``tariff``'s rate: ``price`` (one block from 0) or ``blocks``."""
+
+    at_s: float
+    tariff: str
+    start_s: float
+    duration_s: int
+    price: int | None = None
+    blocks: list[PriceBlockSpec] = []
+    tou_tier: int = 1
+    mrid: str | None = None
+    randomize_start_s: int | None = None
+    randomize_duration_s: int | None = None
+    response_required: int | None = None
+    description: str | None = None
+
+
+class CancelPriceInterval(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="cancel_price_interval"
+):
+    at_s: float
+    mrid: str
+    randomized: bool = False  # status 3 (cancelled with randomisation) instead of 2
 
 
 class CancelControl(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cancel_control"):
@@ -413,6 +467,8 @@ Action = (
     | BatteryFault
     | OperatorCommand
     | CrashGateway
+    | CreatePriceInterval
+    | CancelPriceInterval
 )
 
 #: Carried out by the simulated world (``sep2gw.world``), not the utility server: its state model
@@ -426,6 +482,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     gateway: GatewaySettings = GatewaySettings()
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
+    #: Tariffs the server offers (IEEE 2030.5 Pricing); none: the FSAs carry no TariffProfileListLink.
+    tariffs: list[TariffSpec] = []
     actions: list[Action] = []
     #: Outcomes the protocol demands (``sep2gw.simserver.expectations``), checked after a world.
     expect: Expect | None = None
@@ -440,7 +498,7 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
         ends = [0.0]
         for action in self.actions:
             ends.append(action.at_s)
-            if isinstance(action, CreateControl):
+            if isinstance(action, CreateControl | CreatePriceInterval):
                 ends.append(action.start_s + action.duration_s)
             elif isinstance(
                 action, FailRequests | SlowResponses | TlsFail | ModbusTimeout | BatteryFault
@@ -563,6 +621,66 @@ def _check_window(key: str, duration_s: float, problems: list[str]) -> None:
         problems.append(f"{key}.duration_s: must be positive, got {duration_s}")
 
 
+def _check_pricing(scenario: Scenario, problems: list[str]) -> None:
+    """Tariffs and price intervals: ids that resolve, schema ranges (UInt8 primacy, UInt16
+    currency, Int8 multipliers, Int32 prices, UInt48 block starts), mRIDs created once."""
+    tariffs: set[str] = set()
+    for i, tariff in enumerate(scenario.tariffs):
+        key = f"tariffs[{i}]"
+        if tariff.id in tariffs:
+            problems.append(f"{key}.id: {tariff.id!r} is used by another tariff")
+        tariffs.add(tariff.id)
+        if not 0 <= tariff.primacy <= 255:
+            problems.append(f"{key}.primacy: {tariff.primacy} is not 0..255")
+        if not 0 <= tariff.currency <= 0xFFFF:
+            problems.append(f"{key}.currency: {tariff.currency} is not an ISO 4217 number")
+        for name in ("price_power_of_ten", "reading_power_of_ten"):
+            if not -128 <= getattr(tariff, name) <= 127:
+                problems.append(f"{key}.{name}: {getattr(tariff, name)} is outside the Int8 range")
+        if tariff.flow_direction not in (1, 19):
+            problems.append(f"{key}.flow_direction: {tariff.flow_direction} is not 1 or 19")
+        _check_hex(f"{key}.mrid", tariff.mrid, problems)
+        _check_hex(f"{key}.rate_mrid", tariff.rate_mrid, problems)
+    created: dict[int, float] = {}
+    for i, action in enumerate(scenario.actions):
+        key = f"actions[{i}]"
+        if isinstance(action, CreatePriceInterval):
+            if action.tariff not in tariffs:
+                problems.append(f"{key}.tariff: no tariff has id {action.tariff!r}")
+            if not 0 < action.duration_s <= 0xFFFFFFFF:
+                problems.append(f"{key}.duration_s: must be positive, got {action.duration_s}")
+            if (action.price is None) == (not action.blocks):
+                problems.append(f"{key}: give either price or blocks")
+            prices = (
+                [action.price] if action.price is not None else [b.price for b in action.blocks]
+            )
+            for price in prices:
+                if not -(1 << 31) <= price < 1 << 31:
+                    problems.append(f"{key}: price {price} is outside the Int32 range")
+            for j, block in enumerate(action.blocks):
+                if not 0 <= block.start_value < 1 << 48:
+                    problems.append(
+                        f"{key}.blocks[{j}].start_value: {block.start_value} is not UInt48"
+                    )
+            if not 0 <= action.tou_tier <= 255:
+                problems.append(f"{key}.tou_tier: {action.tou_tier} is not 0..255")
+            _check_hex(f"{key}.mrid", action.mrid, problems)
+            if action.mrid is not None and _HEX.fullmatch(action.mrid):
+                value = int(action.mrid, 16)
+                if value in created:
+                    problems.append(f"{key}.mrid: {action.mrid} is created twice")
+                created.setdefault(value, action.at_s)
+        elif isinstance(action, CancelPriceInterval):
+            _check_hex(f"{key}.mrid", action.mrid, problems)
+            if _HEX.fullmatch(action.mrid):
+                when = created.get(int(action.mrid, 16))
+                if when is None or when > action.at_s:
+                    problems.append(
+                        f"{key}.mrid: no create_price_interval creates {action.mrid} before "
+                        f"{action.at_s:g} s"
+                    )
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-references and ranges msgspec's types cannot express."""
     problems: list[str] = []
@@ -603,6 +721,7 @@ def check_scenario(scenario: Scenario) -> list[str]:
         if program.default is not None:
             _check_modes(f"{key}.default", program.default, problems)
         _check_grad(f"{key}.set_grad_w", program.set_grad_w, problems)
+    _check_pricing(scenario, problems)
     for i, window in enumerate(scenario.hostile):
         if not (math.isfinite(window.at_s) and window.at_s >= 0):
             problems.append(f"hostile[{i}].at_s: must not be negative, got {window.at_s}")
@@ -695,7 +814,22 @@ def check_scenario(scenario: Scenario) -> list[str]:
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
     if scenario.expect is not None:
+        for action in scenario.actions:
+            if (
+                isinstance(action, CreatePriceInterval)
+                and action.mrid
+                and _HEX.fullmatch(action.mrid)
+            ):
+                created.setdefault(int(action.mrid, 16), action.at_s)
         problems.extend(check_expect(scenario.expect, set(created), CATALOGUE.tags))
+        tariff_ids = {t.id for t in scenario.tariffs}
+        for i, price_at in enumerate(scenario.expect.prices):
+            if price_at.tariff is not None and price_at.tariff not in tariff_ids:
+                problems.append(f"expect.prices[{i}].tariff: no tariff has id {price_at.tariff!r}")
+            elif price_at.tariff is None and len(tariff_ids) > 1:
+                problems.append(
+                    f"expect.prices[{i}].tariff: name the tariff (the scenario has several)"
+                )
     return problems
 
 

@@ -26,10 +26,12 @@ from sep2gw.simserver.scenario import (
     WORLD_FAULTS,
     Action,
     CancelControl,
+    CancelPriceInterval,
     ChangeControl,
     ChangeDefault,
     ClockSkew,
     CreateControl,
+    CreatePriceInterval,
     DeleteControl,
     FailRequests,
     LoseMirrors,
@@ -60,6 +62,14 @@ __all__ = [
 from sep2gw.simserver.families.der import DerResources
 from sep2gw.simserver.families.discovery import DiscoveryResources
 from sep2gw.simserver.families.mirrors import MirrorResources
+from sep2gw.simserver.families.pricing import (
+    INTERVAL_MRID,
+    RATE_MRID,
+    TARIFF_MRID,
+    PriceIntervalRecord,
+    PricingResources,
+    TariffRecord,
+)
 from sep2gw.simserver.families.programs import ProgramResources
 from sep2gw.simserver.records import (
     _CONTROL_MRID,
@@ -81,7 +91,9 @@ from sep2gw.simserver.records import (
 _Fn = Callable[["UtilityState", _Ctx], SimReply]
 
 
-class UtilityState(DiscoveryResources, ProgramResources, DerResources, MirrorResources):
+class UtilityState(
+    DiscoveryResources, ProgramResources, DerResources, MirrorResources, PricingResources
+):
     """One utility head-end, driven by a :class:`Scenario`. ``start`` is the server epoch second
     at which the scenario's offsets count from."""
 
@@ -120,6 +132,18 @@ class UtilityState(DiscoveryResources, ProgramResources, DerResources, MirrorRes
         self.tls_failures: list[tuple[float, float]] = []  # [start, end) windows
         self._controls_by_mrid: dict[int, ControlRecord] = {}
         self._control_counter = 0
+        self.tariffs = [
+            TariffRecord(
+                index=i,
+                spec=spec,
+                mrid=int(spec.mrid, 16) if spec.mrid else TARIFF_MRID + i,
+                rate_mrid=int(spec.rate_mrid, 16) if spec.rate_mrid else RATE_MRID + i,
+                intervals=[],
+            )
+            for i, spec in enumerate(scenario.tariffs, start=1)
+        ]
+        self.price_responses = []
+        self._price_counter = 0
         self.router: Router[_Fn] = Router()
         for method, template, fn in self._routes():
             self.router.add(method, template, fn)
@@ -156,6 +180,15 @@ class UtilityState(DiscoveryResources, ProgramResources, DerResources, MirrorRes
             ("PUT", "/edev/{e}/cp", cls._put_connection_point),
             ("GET", "/edev/{e}/lel", cls._get_log_events),
             ("POST", "/edev/{e}/lel", cls._post_log_event),
+            ("GET", "/tp", cls._get_tariff_list),
+            ("GET", "/tp/{t}", cls._get_tariff),
+            ("GET", "/tp/{t}/rc", cls._get_rate_list),
+            ("GET", "/tp/{t}/rc/{rc}", cls._get_rate),
+            ("GET", "/tp/{t}/rc/{rc}/rt", cls._get_reading_type),
+            ("GET", "/tp/{t}/rc/{rc}/tti", cls._get_interval_list),
+            ("GET", "/tp/{t}/rc/{rc}/tti/{i}", cls._get_interval),
+            ("GET", "/tp/{t}/rc/{rc}/tti/{i}/cti", cls._get_block_list),
+            ("POST", "/rsps/price/rsp", cls._post_price_response),
             ("GET", "/mup", cls._get_mup_list),
             ("POST", "/mup", cls._post_mup),
             ("GET", "/mup/{m}", cls._get_mup),
@@ -321,6 +354,14 @@ class UtilityState(DiscoveryResources, ProgramResources, DerResources, MirrorRes
                 self.tls_failures.append((now, now + action.duration_s))
             case ClockSkew():
                 pass  # the server's clock steps (SimUtilityServer), not its state
+            case CreatePriceInterval():
+                self._create_price_interval(action, t)
+            case CancelPriceInterval():
+                for tariff in self.tariffs:
+                    for interval in tariff.intervals:
+                        if interval.mrid == int(action.mrid, 16) and interval.cancelled_at is None:
+                            interval.cancelled_at = t
+                            interval.cancel_status = 3 if action.randomized else 2
             case _ if isinstance(action, WORLD_FAULTS):
                 pass  # carried out by the simulated world (sep2gw.world)
             case _:
@@ -353,6 +394,35 @@ class UtilityState(DiscoveryResources, ProgramResources, DerResources, MirrorRes
             self._mark_supersession(control, other, t)
         program.controls.append(control)
         self._controls_by_mrid[mrid] = control
+
+    def _create_price_interval(self, action: CreatePriceInterval, t: int) -> None:
+        tariff = next(x for x in self.tariffs if x.spec.id == action.tariff)
+        self._price_counter += 1
+        blocks = (
+            ((0, action.price),)
+            if action.price is not None
+            else tuple(sorted((b.start_value, b.price) for b in action.blocks))
+        )
+        tariff.intervals.append(
+            PriceIntervalRecord(
+                index=len(tariff.intervals) + 1,
+                tariff=tariff.index,
+                mrid=int(action.mrid, 16) if action.mrid else INTERVAL_MRID + self._price_counter,
+                creation_time=t,
+                start=self.start + round(action.start_s),
+                duration=action.duration_s,
+                blocks=blocks,
+                tou_tier=action.tou_tier,
+                response_required=(
+                    self.scenario.server.response_required
+                    if action.response_required is None
+                    else action.response_required
+                ),
+                randomize_start=action.randomize_start_s,
+                randomize_duration=action.randomize_duration_s,
+                description=action.description,
+            )
+        )
 
     def _outranks(self, a: ControlRecord, b: ControlRecord) -> bool:
         """Supersession order (IEEE 2030.5 §10.10.2.2): lower DERProgram primacy wins; on a tie

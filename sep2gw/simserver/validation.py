@@ -188,6 +188,7 @@ def _envoy_validator() -> EnvoyV13Validator:
         f"{sep}MirrorMeterReading": metering_mirror.MirrorMeterReadingRequest,
         f"{sep}Response": response.Response,
         f"{sep}DERControlResponse": response.DERControlResponse,
+        f"{sep}PriceResponse": response.PriceResponse,
         f"{sep}LogEvent": log_events.LogEvent,
     }
     return EnvoyV13Validator(

@@ -22,10 +22,12 @@ from actors.controls import ControlsActor
 from actors.der_status import DerStatusActor
 from actors.drivers.base import DerDriver
 from actors.hardware import HardwareActor
+from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.mirror import MirrorActor
+from actors.pricing import PricingActor
 from actors.registration import RegistrationActor
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
@@ -38,11 +40,15 @@ ACTORS: typing.Final = (
     MirrorActor,
     DerStatusActor,
     ResponderActor,
+    # The link is a service the others share, and an actor of its own kind: its changes of
+    # reachability go to the controls actor as LinkState messages, not through a callback.
+    Link,
+    PricingActor,
 )
 #: Where messages go in and out.
 PORTS: typing.Final = (MemoryObjectSendStream, MemoryObjectReceiveStream, Latest)
 #: What every actor may share: none of them is another actor's state.
-SERVICES: typing.Final = (Link, LogWriter, Clock, EventStore, RandomSource, DerDriver)
+SERVICES: typing.Final = (Link, HttpsClient, LogWriter, Clock, EventStore, RandomSource, DerDriver)
 PLAIN: typing.Final = (str, int, float, bool)
 
 

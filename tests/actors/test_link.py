@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
+import anyio
 import pytest
 import trio
 
@@ -20,6 +21,7 @@ from actors.link import (
     LinkBackingOff,
 )
 from actors.log_writer import LogWriter
+from actors.messages import LinkState
 from events.link_events import ListCapped
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
@@ -241,7 +243,9 @@ class Pages:
                 r.DERControl(
                     mRID=HexBinary128(i + 1),
                     creationTime=0,
-                    EventStatus=r.EventStatus(currentStatus=0, dateTime=0, potentiallySuperseded=False),
+                    EventStatus=r.EventStatus(
+                        currentStatus=0, dateTime=0, potentiallySuperseded=False
+                    ),
                     interval=r.DateTimeInterval(duration=60, start=0),
                     DERControlBase=r.DERControlBase(),
                 )
@@ -305,20 +309,18 @@ class Unreachable(Server):
 
 async def test_comms_loss_says_why_the_link_keeps_the_typed_failure() -> None:
     """Issue 16 point 8: the reason the server is unreachable is the link's typed failure."""
-    seen: list[bool] = []
-
-    async def on_reachable(online: bool) -> None:
-        seen.append(online)
-
+    to_controls, inbox = anyio.create_memory_object_stream[LinkState](4)
     link = Link(
         cast(HttpsClient, Unreachable(b"")),
         clock=Clock(wall_at_start=1_700_000_000.0),
-        on_reachable=on_reachable,
+        reachability=to_controls,
     )
     assert link.last_failure == ""
     with pytest.raises(UnknownCA):
         await link.get("/tm", r.Time)
-    assert seen == [False]
-    assert link.last_failure == (
-        "UnknownCA: the server's chain does not verify against the configured CA"
-    )
+    reason = "UnknownCA: the server's chain does not verify against the configured CA"
+    assert link.last_failure == reason
+    # The change of reachability is a message, carrying the typed failure as its reason.
+    assert inbox.receive_nowait() == LinkState(online=False, reason=reason)
+    with pytest.raises(anyio.WouldBlock):
+        inbox.receive_nowait()

@@ -38,8 +38,8 @@ from transport.sep2.versions import CSIPAUS_VERSIONS, version_by_name
 from .world import World
 
 #: Library worlds that together exercise discovery with in-band registration, DER information,
-#: the mirror (MirrorUsagePoints and readings, an outage's backlog), Responses (1-2-3, 6, 7) and a
-#: device fault's LogEvent.
+#: the mirror (MirrorUsagePoints and readings, an outage's backlog), Responses (1-2-3, 6, 7), a
+#: device fault's LogEvent and PriceResponses (1-2-3, 7).
 WORLDS: Final = (
     "event_lifecycle.toml",
     "discovery_in_band_registration.toml",
@@ -47,6 +47,7 @@ WORLDS: Final = (
     "supersede_full.toml",
     "telemetry_outage_backlog.toml",
     "battery_fault_write_refused.toml",
+    "pricing_revised.toml",
 )
 #: The document types the gateway sends (EndDevice POST, ConnectionPoint PUT, DER information
 #: PUTs, MirrorUsagePoint and MirrorMeterReading POSTs, Responses, LogEvents).
@@ -61,6 +62,7 @@ SENT_TYPES: Final = frozenset(
         "MirrorUsagePoint",
         "MirrorMeterReading",
         "DERControlResponse",
+        "PriceResponse",
         "LogEvent",
     }
 )

@@ -34,6 +34,7 @@ from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, server_material
 from statemachines.controls import CONTROLS_PROJECTION
 from statemachines.polling import POLL_PROJECTION
+from statemachines.pricing import PRICING_PROJECTION
 
 __all__ = [
     "CONFIG",
@@ -109,6 +110,9 @@ def assert_live_state_is_the_fold(gateway: Gateway, store: EventStore) -> None:
     assert msgspec.json.encode(registration.polls.state.polls) == msgspec.json.encode(
         polls.polls
     ), "registration: live poll schedule differs from the fold of the log"
+    pricing = gateway.actors["pricing"]
+    prices, _ = replay(store, PRICING_PROJECTION)
+    assert pricing.core.state == prices, "pricing: live state differs from the fold of the log"
 
 
 class World:

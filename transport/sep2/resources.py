@@ -29,6 +29,7 @@ __all__ = [
     "AbstractDevice",
     "ActiveDERControlListLink",
     "ActivePower",
+    "ActiveTimeTariffIntervalListLink",
     "AmpereHour",
     "ApparentPower",
     "AssociatedDERProgramListLink",
@@ -37,6 +38,9 @@ __all__ = [
     "ConfigurationLink",
     "ConnectStatusType",
     "ConnectionPointType",
+    "ConsumptionTariffInterval",
+    "ConsumptionTariffIntervalList",
+    "ConsumptionTariffIntervalListLink",
     "CurrentDERProgramLink",
     "CurrentRMS",
     "CurveData",
@@ -77,6 +81,7 @@ __all__ = [
     "EndDevice",
     "EndDeviceList",
     "EndDeviceListLink",
+    "EnvironmentalCost",
     "Error",
     "Event",
     "EventStatus",
@@ -131,13 +136,18 @@ __all__ = [
     "PowerStatus",
     "PowerStatusLink",
     "PrepaymentListLink",
+    "PriceResponse",
     "RandomizableEvent",
+    "RateComponent",
+    "RateComponentList",
+    "RateComponentListLink",
     "ReactivePower",
     "ReactiveSusceptance",
     "Reading",
     "ReadingBase",
     "ReadingSetBase",
     "ReadingType",
+    "ReadingTypeLink",
     "RealEnergy",
     "Registration",
     "RegistrationLink",
@@ -157,10 +167,15 @@ __all__ = [
     "SubscriptionList",
     "SubscriptionListLink",
     "SupportedLocaleListLink",
+    "TariffProfile",
+    "TariffProfileList",
     "TariffProfileListLink",
     "Temperature",
     "Time",
     "TimeLink",
+    "TimeTariffInterval",
+    "TimeTariffIntervalList",
+    "TimeTariffIntervalListLink",
     "UInt16",
     "UInt32",
     "UInt40",
@@ -1340,6 +1355,158 @@ class DERAvailability(SubscribableResource, frozen=True, kw_only=True, gc=False)
 _DERAvailability: TypeAlias = DERAvailability
 
 
+class RateComponentListLink(ListLink, frozen=True, kw_only=True, gc=False):
+    """``RateComponentListLink`` (2030.5 schema type)."""
+
+
+_RateComponentListLink: TypeAlias = RateComponentListLink
+
+
+class TariffProfile(IdentifiedObject, frozen=True, kw_only=True, gc=False):
+    """``TariffProfile`` (2030.5 schema type)."""
+
+    primacy: UInt8
+    serviceCategoryKind: UInt8
+    currency: UInt16 | None = None
+    pricePowerOfTenMultiplier: Int8 | None = None
+    rateCode: str | None = None
+    RateComponentListLink: _RateComponentListLink | None = None
+
+
+_TariffProfile: TypeAlias = TariffProfile
+
+
+class TariffProfileList(SubscribableList, frozen=True, kw_only=True, gc=False):
+    """``TariffProfileList`` (2030.5 schema type)."""
+
+    pollRate: UInt32 | None = None
+    TariffProfile: tuple[_TariffProfile, ...] = ()
+
+
+_TariffProfileList: TypeAlias = TariffProfileList
+
+
+class ActiveTimeTariffIntervalListLink(ListLink, frozen=True, kw_only=True, gc=False):
+    """``ActiveTimeTariffIntervalListLink`` (2030.5 schema type)."""
+
+
+_ActiveTimeTariffIntervalListLink: TypeAlias = ActiveTimeTariffIntervalListLink
+
+
+class UnitValueType(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``UnitValueType`` (2030.5 schema type)."""
+
+    multiplier: Int8
+    unit: UInt8
+    value: Int32
+
+
+_UnitValueType: TypeAlias = UnitValueType
+
+
+class ReadingTypeLink(Link, frozen=True, kw_only=True, gc=False):
+    """``ReadingTypeLink`` (2030.5 schema type)."""
+
+
+_ReadingTypeLink: TypeAlias = ReadingTypeLink
+
+
+class TimeTariffIntervalListLink(ListLink, frozen=True, kw_only=True, gc=False):
+    """``TimeTariffIntervalListLink`` (2030.5 schema type)."""
+
+
+_TimeTariffIntervalListLink: TypeAlias = TimeTariffIntervalListLink
+
+
+class RateComponent(IdentifiedObject, frozen=True, kw_only=True, gc=False):
+    """``RateComponent`` (2030.5 schema type)."""
+
+    ReadingTypeLink: _ReadingTypeLink
+    roleFlags: HexBinary16
+    TimeTariffIntervalListLink: _TimeTariffIntervalListLink
+    ActiveTimeTariffIntervalListLink: _ActiveTimeTariffIntervalListLink | None = None
+    flowRateEndLimit: _UnitValueType | None = None
+    flowRateStartLimit: _UnitValueType | None = None
+
+
+_RateComponent: TypeAlias = RateComponent
+
+
+class RateComponentList(List, frozen=True, kw_only=True, gc=False):
+    """``RateComponentList`` (2030.5 schema type)."""
+
+    RateComponent: tuple[_RateComponent, ...] = ()
+
+
+_RateComponentList: TypeAlias = RateComponentList
+
+
+class ConsumptionTariffIntervalListLink(ListLink, frozen=True, kw_only=True, gc=False):
+    """``ConsumptionTariffIntervalListLink`` (2030.5 schema type)."""
+
+
+_ConsumptionTariffIntervalListLink: TypeAlias = ConsumptionTariffIntervalListLink
+
+
+class TimeTariffInterval(RandomizableEvent, frozen=True, kw_only=True, gc=False):
+    """``TimeTariffInterval`` (2030.5 schema type)."""
+
+    touTier: UInt8
+    ConsumptionTariffIntervalListLink: _ConsumptionTariffIntervalListLink | None = None
+
+
+_TimeTariffInterval: TypeAlias = TimeTariffInterval
+
+
+class TimeTariffIntervalList(SubscribableList, frozen=True, kw_only=True, gc=False):
+    """``TimeTariffIntervalList`` (2030.5 schema type)."""
+
+    TimeTariffInterval: tuple[_TimeTariffInterval, ...] = ()
+
+
+_TimeTariffIntervalList: TypeAlias = TimeTariffIntervalList
+
+
+class EnvironmentalCost(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """``EnvironmentalCost`` (2030.5 schema type)."""
+
+    amount: UInt32
+    costKind: UInt8
+    costLevel: UInt8
+    numCostLevels: UInt8
+
+
+_EnvironmentalCost: TypeAlias = EnvironmentalCost
+
+
+class ConsumptionTariffInterval(Resource, frozen=True, kw_only=True, gc=False):
+    """``ConsumptionTariffInterval`` (2030.5 schema type)."""
+
+    consumptionBlock: UInt8
+    startValue: UInt48
+    EnvironmentalCost: tuple[_EnvironmentalCost, ...] = ()
+    price: Int32 | None = None
+
+
+_ConsumptionTariffInterval: TypeAlias = ConsumptionTariffInterval
+
+
+class ConsumptionTariffIntervalList(List, frozen=True, kw_only=True, gc=False):
+    """``ConsumptionTariffIntervalList`` (2030.5 schema type)."""
+
+    ConsumptionTariffInterval: tuple[_ConsumptionTariffInterval, ...] = ()
+
+
+_ConsumptionTariffIntervalList: TypeAlias = ConsumptionTariffIntervalList
+
+
+class PriceResponse(Response, frozen=True, kw_only=True, gc=False):
+    """``PriceResponse`` (2030.5 schema type)."""
+
+
+_PriceResponse: TypeAlias = PriceResponse
+
+
 class UsagePointBase(IdentifiedObject, frozen=True, kw_only=True, gc=False):
     """``UsagePointBase`` (2030.5 schema type)."""
 
@@ -1397,17 +1564,6 @@ class MirrorReadingSet(ReadingSetBase, frozen=True, kw_only=True, gc=False):
 
 
 _MirrorReadingSet: TypeAlias = MirrorReadingSet
-
-
-class UnitValueType(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """``UnitValueType`` (2030.5 schema type)."""
-
-    multiplier: Int8
-    unit: UInt8
-    value: Int32
-
-
-_UnitValueType: TypeAlias = UnitValueType
 
 
 class ReadingType(Resource, frozen=True, kw_only=True, gc=False):

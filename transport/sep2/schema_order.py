@@ -879,6 +879,120 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
             ("statWAvail", "sep", False, "ActivePower", True, 0, 1),
         ),
     ),
+    "RateComponentListLink": (
+        "ListLink",
+        (),
+    ),
+    "TariffProfile": (
+        "IdentifiedObject",
+        (
+            ("currency", "sep", False, "UInt16", False, 0, 1),
+            ("pricePowerOfTenMultiplier", "sep", False, "Int8", False, 0, 1),
+            ("primacy", "sep", False, "UInt8", False, 1, 1),
+            ("rateCode", "sep", False, "String20", False, 0, 1),
+            ("RateComponentListLink", "sep", False, "RateComponentListLink", True, 0, 1),
+            ("serviceCategoryKind", "sep", False, "UInt8", False, 1, 1),
+        ),
+    ),
+    "TariffProfileList": (
+        "SubscribableList",
+        (
+            ("pollRate", "sep", True, "UInt32", False, 0, 1),
+            ("TariffProfile", "sep", False, "TariffProfile", True, 0, 0),
+        ),
+    ),
+    "ActiveTimeTariffIntervalListLink": (
+        "ListLink",
+        (),
+    ),
+    "UnitValueType": (
+        None,
+        (
+            ("multiplier", "sep", False, "Int8", False, 1, 1),
+            ("unit", "sep", False, "UInt8", False, 1, 1),
+            ("value", "sep", False, "Int32", False, 1, 1),
+        ),
+    ),
+    "ReadingTypeLink": (
+        "Link",
+        (),
+    ),
+    "TimeTariffIntervalListLink": (
+        "ListLink",
+        (),
+    ),
+    "RateComponent": (
+        "IdentifiedObject",
+        (
+            (
+                "ActiveTimeTariffIntervalListLink",
+                "sep",
+                False,
+                "ActiveTimeTariffIntervalListLink",
+                True,
+                0,
+                1,
+            ),
+            ("flowRateEndLimit", "sep", False, "UnitValueType", True, 0, 1),
+            ("flowRateStartLimit", "sep", False, "UnitValueType", True, 0, 1),
+            ("ReadingTypeLink", "sep", False, "ReadingTypeLink", True, 1, 1),
+            ("roleFlags", "sep", False, "HexBinary16", False, 1, 1),
+            ("TimeTariffIntervalListLink", "sep", False, "TimeTariffIntervalListLink", True, 1, 1),
+        ),
+    ),
+    "RateComponentList": (
+        "List",
+        (("RateComponent", "sep", False, "RateComponent", True, 0, 0),),
+    ),
+    "ConsumptionTariffIntervalListLink": (
+        "ListLink",
+        (),
+    ),
+    "TimeTariffInterval": (
+        "RandomizableEvent",
+        (
+            (
+                "ConsumptionTariffIntervalListLink",
+                "sep",
+                False,
+                "ConsumptionTariffIntervalListLink",
+                True,
+                0,
+                1,
+            ),
+            ("touTier", "sep", False, "UInt8", False, 1, 1),
+        ),
+    ),
+    "TimeTariffIntervalList": (
+        "SubscribableList",
+        (("TimeTariffInterval", "sep", False, "TimeTariffInterval", True, 0, 0),),
+    ),
+    "EnvironmentalCost": (
+        None,
+        (
+            ("amount", "sep", False, "UInt32", False, 1, 1),
+            ("costKind", "sep", False, "UInt8", False, 1, 1),
+            ("costLevel", "sep", False, "UInt8", False, 1, 1),
+            ("numCostLevels", "sep", False, "UInt8", False, 1, 1),
+        ),
+    ),
+    "ConsumptionTariffInterval": (
+        "Resource",
+        (
+            ("consumptionBlock", "sep", False, "UInt8", False, 1, 1),
+            ("EnvironmentalCost", "sep", False, "EnvironmentalCost", True, 0, 0),
+            ("price", "sep", False, "Int32", False, 0, 1),
+            ("startValue", "sep", False, "UInt48", False, 1, 1),
+        ),
+    ),
+    "ConsumptionTariffIntervalList": (
+        "List",
+        (("ConsumptionTariffInterval", "sep", False, "ConsumptionTariffInterval", True, 0, 0),),
+    ),
+    "PriceResponse": (
+        "Response",
+        (),
+    ),
     "UsagePointBase": (
         "IdentifiedObject",
         (
@@ -915,14 +1029,6 @@ TYPES: dict[str, tuple[str | None, tuple[MemberRow, ...]]] = {
     "MirrorReadingSet": (
         "ReadingSetBase",
         (("Reading", "sep", False, "Reading", True, 0, 0),),
-    ),
-    "UnitValueType": (
-        None,
-        (
-            ("multiplier", "sep", False, "Int8", False, 1, 1),
-            ("unit", "sep", False, "UInt8", False, 1, 1),
-            ("value", "sep", False, "Int32", False, 1, 1),
-        ),
     ),
     "ReadingType": (
         "Resource",
@@ -1073,6 +1179,15 @@ ROOTS: dict[str, tuple[str, str]] = {
     "DERAvailability": ("sep", "DERAvailability"),
     "Response": ("sep", "Response"),
     "DERControlResponse": ("sep", "DERControlResponse"),
+    "TariffProfileList": ("sep", "TariffProfileList"),
+    "TariffProfile": ("sep", "TariffProfile"),
+    "RateComponentList": ("sep", "RateComponentList"),
+    "RateComponent": ("sep", "RateComponent"),
+    "TimeTariffIntervalList": ("sep", "TimeTariffIntervalList"),
+    "TimeTariffInterval": ("sep", "TimeTariffInterval"),
+    "ConsumptionTariffIntervalList": ("sep", "ConsumptionTariffIntervalList"),
+    "ConsumptionTariffInterval": ("sep", "ConsumptionTariffInterval"),
+    "PriceResponse": ("sep", "PriceResponse"),
     "MirrorUsagePointList": ("sep", "MirrorUsagePointList"),
     "MirrorUsagePoint": ("sep", "MirrorUsagePoint"),
     "MirrorMeterReadingList": ("sep", "MirrorMeterReadingList"),

@@ -5,6 +5,7 @@ resource to its document (cached while unchanged)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -29,6 +30,9 @@ from sep2gw.simserver.scenario import (
 from transport.sep2 import encode
 from transport.sep2 import resources as r
 
+if TYPE_CHECKING:
+    from sep2gw.simserver.families.pricing import TariffRecord
+
 
 class ServedState:
     """What every resource family of the simulated server reads: the holdings (declared here, filled by"""
@@ -51,6 +55,9 @@ class ServedState:
     tls_failures: list[tuple[float, float]]
     _controls_by_mrid: dict[int, ControlRecord]
     _control_counter: int
+    tariffs: list[TariffRecord]
+    price_responses: list[tuple[int, r.Response]]
+    _price_counter: int
 
     def program_path(self, program: ProgramRecord, device: DeviceRecord | None) -> str:
         if self.quirks.path_style == "envoy" and device is not None:

@@ -189,6 +189,9 @@ class DiscoveryResources(ServedState):
                 href=f"{base}/derp", all=len(self._fsa_programs())
             ),
             TimeLink=r.TimeLink(href="/tm"),
+            TariffProfileListLink=(
+                r.TariffProfileListLink(href="/tp", all=len(self.tariffs)) if self.tariffs else None
+            ),
         )
 
     def _get_fsa_list(self, ctx: _Ctx) -> SimReply:

@@ -57,6 +57,14 @@ CASES: Final[dict[str, tuple[str, list[str]]]] = {
             ("explain-at", ["explain", "--at", "2025-11-26T00:03:00Z"]),
         )
     },
+    # IEEE 2030.5 Pricing: a revised retail price superseding the first, a feed-in rate beside it
+    "pricing.replay": ("pricing", ["replay", "--telemetry-every", "600"]),
+    "pricing.explain-at": ("pricing", ["explain", "--at", "2025-11-26T00:03:20Z"]),
+    "pricing.explain-7A1": ("pricing", ["explain", "7A1"]),
+    # the compressed pricing day: at 17:30 "day time" the cancelled critical peak never applied
+    "pricing_day.explain-at": ("pricing_day", ["explain", "--at", "2025-11-26T00:17:30Z"]),
+    "pricing_day.replay-at": ("pricing_day", ["replay", "--at", "2025-11-26T00:17:30Z"]),
+    "pricing_day.explain-7106": ("pricing_day", ["explain", "7106"]),
 }
 
 _HEAD = re.compile(r"\(head [0-9a-f]{64}\)")

@@ -1,7 +1,8 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
 comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
-mid-control (the world's ``crash`` fault), and the CSIP-AUS version negotiation scenarios (v1.3 by
-service discovery and each fallback).
+mid-control (the world's ``crash`` fault), two pricing worlds (a revised price superseding an
+older one; the compressed v1.3 pricing day with a cancelled critical-peak interval), and the
+CSIP-AUS version negotiation scenarios (v1.3 by service discovery and each fallback).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -15,6 +16,7 @@ from typing import Final
 from events.store import EventStore
 from sep2gw.commands.sim import write_log
 from sep2gw.simserver import demo_scenario, parse_scenario
+from sep2gw.simserver.library import library
 from sep2gw.world import run_world
 
 __all__ = [
@@ -115,9 +117,13 @@ def build(name: str, site: Path, path: Path) -> Path:
         store = run_world(parse_scenario(COMMS_LOSS, source="comms world"), seed=3, site=site).store
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
+    elif name in ("pricing", "pricing_day"):
+        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[
+            name
+        ]
+        entry = next(e for e in library() if e.file == file)
+        store = run_world(entry.scenario, seed=11, site=site).store
     elif name in NEGOTIATION:
-        from sep2gw.simserver.library import library
-
         [entry] = [e for e in library() if e.file == f"{name}.toml"]
         store = run_world(entry.scenario, seed=11, seconds=240, site=site).store
     else:
@@ -135,7 +141,7 @@ NEGOTIATION: Final = (
     "version_malformed_well_known",
     "version_broken_link",
 )
-WORLDS: Final = ("demo", "comms", "restart", *NEGOTIATION)
+WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day", *NEGOTIATION)
 
 
 _LOGS: dict[str, Path] = {}
