@@ -21,7 +21,6 @@ loop. Each hold is recorded with its draw (``link.backoff.v1``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -150,7 +149,7 @@ class Link:
         *,
         clock: Clock,
         reachability: MemoryObjectSendStream[LinkState] | None = None,
-        versions: Sequence[CsipAusVersion] = (V1_2,),
+        versions: tuple[CsipAusVersion, ...] = (V1_2,),
         timeout_s: float | None = None,
         backoff: BackoffPolicy | None = None,
         log: LogWriter | None = None,
