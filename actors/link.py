@@ -34,7 +34,13 @@ from actors.messages import LinkState
 from actors.rng import RandomSource
 from events.base import Event
 from events.envelope import Append
-from events.link_events import LINK_STREAM, LinkBackedOff, ListCapped
+from events.link_events import (
+    LINK_STREAM,
+    CsipAusFault,
+    CsipAusVersionSettled,
+    LinkBackedOff,
+    ListCapped,
+)
 from statemachines.registration import BackoffPolicy
 from transport.errors import LinkError
 from transport.http.messages import Response
@@ -48,7 +54,14 @@ from transport.http.outcome import (
     classify_response,
 )
 from transport.sep2 import Sep2CodecError, decode, encode
-from transport.sep2.codec import CSIPAUS_NS
+from transport.sep2.versions import (
+    V1_2,
+    CsipAusVersion,
+    Learned,
+    csipaus_namespaces,
+    foreign_csipaus,
+    version_of_namespace,
+)
 
 __all__ = [
     "HELD_RESOURCES",
@@ -136,21 +149,27 @@ class Link:
         *,
         clock: Clock,
         reachability: MemoryObjectSendStream[LinkState] | None = None,
-        csipaus_ns: str | None = CSIPAUS_NS,
+        versions: tuple[CsipAusVersion, ...] = (V1_2,),
         timeout_s: float | None = None,
         backoff: BackoffPolicy | None = None,
         log: LogWriter | None = None,
         rng: RandomSource | None = None,
     ) -> None:
         """``reachability``: where each change of reachability goes, as a :class:`LinkState` message
-        (offline with the typed failure that made it so); ``backoff``: the hold after failures in a
-        row (default: the registration walk's);
-        ``log``: where each hold is recorded (``link.backoff.v1``); ``rng``: the jitter's source
+        (offline with the typed failure that made it so); ``versions``: the CSIP-AUS versions the
+        profile allows, in preference order (the first is in force until the server's is learned;
+        empty: plain 2018, no CSIP-AUS elements); ``backoff``: the hold after failures in a row
+        (default: the registration walk's); ``log``: where each hold and version is recorded
+        (``link.backoff.v1``, ``link.csipaus_version.v1``); ``rng``: the jitter's source
         (``None``: no jitter)."""
         self._client = client
         self._clock = clock
         self._reachability = reachability
-        self._csipaus_ns = csipaus_ns
+        self._versions = tuple(versions)
+        self._version: CsipAusVersion | None = self._versions[0] if self._versions else None
+        # Settled by the well-known document or the server's namespaces: no longer learned.
+        self._version_settled = False
+        self._csipaus_faults: set[tuple[str, str, str]] = set()
         self._timeout_s = timeout_s
         self._reachable: bool | None = None
         self._halted: str | None = None
@@ -250,7 +269,118 @@ class Link:
     def csipaus_ns(self) -> str | None:
         """The CSIP-AUS namespace requests are written in (``None``: plain 2018); what is put
         in a DER information document depends on it (PROTOCOL.md §5)."""
-        return self._csipaus_ns
+        return None if self._version is None else self._version.namespace
+
+    @property
+    def csipaus_version(self) -> CsipAusVersion | None:
+        """The CSIP-AUS version in force (``None``: plain 2018)."""
+        return self._version
+
+    @property
+    def csipaus_versions(self) -> tuple[CsipAusVersion, ...]:
+        """The versions the profile allows, in preference order."""
+        return self._versions
+
+    @property
+    def version_settled(self) -> bool:
+        """Whether the server's version is known (by the well-known document or its namespaces)."""
+        return self._version_settled
+
+    def assume_version(self, version: CsipAusVersion) -> None:
+        """Write ``version`` from now on without learning another from namespaces, unrecorded
+        (discovery records it once its DeviceCapability answered, or falls back)."""
+        self._version = version
+        self._version_settled = True
+
+    async def settle_version(
+        self,
+        version: CsipAusVersion,
+        learned: Learned,
+        *,
+        path: str = "",
+        dcap_path: str = "",
+        offered: tuple[str, ...] = (),
+        fallback: str = "",
+        fallback_kind: str = "",
+    ) -> None:
+        """Issue 18 point 2: from now on write every CSIP-AUS element in ``version``'s namespace,
+        recorded as ``link.csipaus_version.v1``. ``Learned.CONFIGURED`` leaves the version open to
+        what the server's namespaces say next."""
+        self._version = version
+        self._version_settled = learned is not Learned.CONFIGURED
+        logger.info("CSIP-AUS %s in force (%s)", version.name, learned.value)
+        await self._record(
+            CsipAusVersionSettled(
+                version=version.name,
+                namespace=version.namespace,
+                learned=learned.value,
+                path=path,
+                dcap_path=dcap_path,
+                offered=offered,
+                fallback=fallback,
+                fallback_kind=fallback_kind,
+                at_s=self._clock.server_time(),
+            )
+        )
+
+    async def _observe_namespaces(self, path: str, body: bytes) -> None:
+        """PROTOCOL.md §5 and issue 18 point 2: learn the server's version from the CSIP-AUS
+        namespace of what it sends, and report (once each) a namespace the codec does not know
+        with the elements it dropped, a version the profile does not allow, or a version other
+        than the one in force."""
+        declared = csipaus_namespaces(body)
+        if not declared or self._version is None:
+            return
+        for foreign in foreign_csipaus(body):
+            dropped = ", ".join(foreign.dropped) or "no elements"
+            logger.warning(
+                "server fault: %s is in CSIP-AUS namespace %s, which this gateway does not know: "
+                "not read: %s",
+                path,
+                foreign.namespace,
+                dropped,
+            )
+            await self._csipaus_fault(
+                path, "unknown-namespace", foreign.namespace, dropped=foreign.dropped
+            )
+        for namespace in declared:
+            seen = version_of_namespace(namespace)
+            if seen is None or seen == self._version:
+                continue
+            if seen not in self._versions:
+                await self._csipaus_fault(path, "not-allowed", namespace)
+            elif self._version_settled:
+                await self._csipaus_fault(path, "mixed", namespace)
+            else:
+                await self.settle_version(seen, Learned.NAMESPACES, path=_resource(path))
+        if not self._version_settled and self._version.namespace in declared:
+            await self.settle_version(self._version, Learned.NAMESPACES, path=_resource(path))
+
+    async def _csipaus_fault(
+        self, path: str, kind: str, namespace: str, *, dropped: tuple[str, ...] = ()
+    ) -> None:
+        key = (_resource(path), kind, namespace)
+        if key in self._csipaus_faults or len(self._csipaus_faults) >= CSIPAUS_FAULTS:
+            return
+        self._csipaus_faults.add(key)
+        if kind != "unknown-namespace":
+            logger.warning(
+                "server fault: %s is in CSIP-AUS namespace %s (%s); writing %s",
+                path,
+                namespace,
+                kind,
+                self._version,
+            )
+        await self._record(
+            CsipAusFault(
+                path=_resource(path),
+                kind=kind,
+                namespace=namespace,
+                in_force="" if self._version is None else self._version.name,
+                dropped=dropped,
+                at_s=self._clock.server_time(),
+            )
+        )
 
     @property
     def last_failure(self) -> str:
@@ -304,7 +434,9 @@ class Link:
         self._held[key] = (failures, now + hold + jitter)
         return failures, hold, jitter
 
-    async def _exchange(self, method: str, path: str, body: bytes = b"") -> Response:
+    async def _exchange(
+        self, method: str, path: str, body: bytes = b"", *, accept: str = "application/sep+xml"
+    ) -> Response:
         if self._halted is not None:
             raise LinkHalted(f"{method} {path}: traffic to the server is halted: {self._halted}")
         until = self.held_until(path)
@@ -320,7 +452,7 @@ class Link:
                 method,
                 path,
                 body=body,
-                headers=(("accept", "application/sep+xml"),),
+                headers=(("accept", accept),),
                 timeout_s=self._timeout_s,
             )
         except LinkError as error:
@@ -369,6 +501,7 @@ class Link:
             self.decode_hits += 1
             resource: S = cached[2]
             return resource
+        await self._observe_namespaces(path, body)
         try:
             resource = decode(body, cls)
         except Sep2CodecError as exc:
@@ -382,6 +515,13 @@ class Link:
         self._decoded[path] = (cls, bytes(body), resource)
         self._held.pop(_resource(path), None)
         return resource
+
+    async def fetch(self, path: str, *, accept: str) -> Response:
+        """GET ``path`` as is (no decoding), for what is not a 2030.5 document (the v1.3
+        well-known JSON). Non-2xx answers raise :class:`HttpFailure` as for any request."""
+        response = await self._exchange("GET", path, accept=accept)
+        self._held.pop(_resource(path), None)
+        return response
 
     async def get_list(self, path: str, cls: type[S], items: str) -> tuple[S, list[Any]]:
         """Every item of a paged list (``items`` names the repeated element field): the first page's
@@ -438,15 +578,19 @@ class Link:
 
     async def post_answered(self, path: str, resource: msgspec.Struct) -> tuple[int, str | None]:
         """POST; returns the HTTP status the server answered (2xx) and the ``Location``, if any."""
-        response = await self._exchange("POST", path, encode(resource, csipaus_ns=self._csipaus_ns))
+        response = await self._exchange("POST", path, encode(resource, csipaus_ns=self.csipaus_ns))
         self._held.pop(_resource(path), None)
         location = response.header("location")
         return response.status, (_path_of(location) if location else None)
 
     async def put(self, path: str, resource: msgspec.Struct) -> None:
-        await self._exchange("PUT", path, encode(resource, csipaus_ns=self._csipaus_ns))
+        await self._exchange("PUT", path, encode(resource, csipaus_ns=self.csipaus_ns))
         self._held.pop(_resource(path), None)
 
+
+#: CSIP-AUS faults remembered, so each (path, kind, namespace) is recorded once (a server inventing
+#: paths only stops new ones being recorded, with a warning each).
+CSIPAUS_FAULTS: Final = 256
 
 #: A recorded reason is cut to this many characters (a server's error text is not ours to keep whole).
 _REASON_CHARS: Final = 300

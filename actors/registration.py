@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors import der_info
 from actors.clock import Clock
+from actors.discovery import discover_device_capability
 from actors.link import BadDocument, HttpFailure, Link, LinkBackingOff
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
@@ -89,6 +90,7 @@ DEFAULT_POLL_S: Final = 900
 #: The alarm a log short of space or full raises beside the DER's own (issue 16 point 5).
 LOG_FULL_ALARM = "LOG_FULL"
 
+
 class Identity(msgspec.Struct, frozen=True, kw_only=True):
     """Who this gateway is to the server (from its certificate and configuration)."""
 
@@ -99,6 +101,9 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
 
 class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
     dcap_path: str
+    #: Issue 18 point 3: try CSIP-AUS v1.3 service discovery (``/.well-known/csipaus``) before
+    #: the first DeviceCapability; ``dcap_path`` is the fallback.
+    well_known: bool = False
     register_in_band: bool = True
     nmi: str | None = None
     default_post_s: int = 300
@@ -191,6 +196,9 @@ class RegistrationActor:
         self.core = RegistrationCore(config)
         self._polls = PollSchedule()
         self._found = _Discovered()
+        #: The DeviceCapability path: the configured one, or the one discovery chose.
+        self._dcap_path = walk.dcap_path
+        self._discovery_done = not walk.well_known
         self._last_der_settings: object = None
         self._der_info_now = False
         self._alarms_reported: set[str] = set()
@@ -357,11 +365,18 @@ class RegistrationActor:
 
     async def _device_capability(self) -> list[Event]:
         self._found = _Discovered()
-        dcap = await self._link.get(self._walk.dcap_path, r.DeviceCapability)
+        if not self._discovery_done:
+            # Once a run: a re-walk (301/404) keeps the DeviceCapability discovery chose.
+            self._dcap_path, dcap = await discover_device_capability(
+                self._link, self._walk.dcap_path
+            )
+            self._discovery_done = True
+        else:
+            dcap = await self._link.get(self._dcap_path, r.DeviceCapability)
         self._found.dcap = dcap
         now = self._clock.server_time()
         # Read again at its own pollRate (§4 rule 15): links it gives may change.
-        key = f"dcap:{self._walk.dcap_path}"
+        key = f"dcap:{self._dcap_path}"
         known = key in self.polls.state.polls
         events = self.polls.rate_seen(key, self._poll_s(dcap.pollRate), now)
         return (
@@ -374,9 +389,7 @@ class RegistrationActor:
         dcap = self._found.dcap
         assert dcap is not None
         if dcap.TimeLink is None:
-            raise HttpFailure(
-                "GET", self._walk.dcap_path, 404, why="DeviceCapability has no TimeLink"
-            )
+            raise HttpFailure("GET", self._dcap_path, 404, why="DeviceCapability has no TimeLink")
         before = self._clock.server_time()
         time = await self._link.get(dcap.TimeLink.href, r.Time)
         after = self._clock.server_time()
@@ -393,7 +406,7 @@ class RegistrationActor:
         assert dcap is not None
         if dcap.EndDeviceListLink is None:
             raise HttpFailure(
-                "GET", self._walk.dcap_path, 404, why="DeviceCapability has no EndDeviceListLink"
+                "GET", self._dcap_path, 404, why="DeviceCapability has no EndDeviceListLink"
             )
         list_href = dcap.EndDeviceListLink.href
         device_list, devices = await self._link.get_list(list_href, r.EndDeviceList, "EndDevice")

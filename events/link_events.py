@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from events.base import Event
 
-__all__ = ["LINK_EVENT_TYPES", "LINK_STREAM", "LinkBackedOff", "ListCapped"]
+__all__ = [
+    "LINK_EVENT_TYPES",
+    "LINK_STREAM",
+    "CsipAusFault",
+    "CsipAusVersionSettled",
+    "LinkBackedOff",
+    "ListCapped",
+]
 
 LINK_STREAM = "link"
 
@@ -48,4 +55,48 @@ class ListCapped(Event, tag="link.list_capped.v1", frozen=True, kw_only=True):
     at_s: float
 
 
-LINK_EVENT_TYPES: tuple[type[Event], ...] = (LinkBackedOff, ListCapped)
+class CsipAusVersionSettled(Event, tag="link.csipaus_version.v1", frozen=True, kw_only=True):
+    """The CSIP-AUS version the gateway speaks from now on (issue 18 point 2): every CSIP-AUS
+    element it writes is in ``namespace`` (version ``version``), only the elements that version
+    defines. ``learned`` says how: ``well-known`` (the v1.3 service discovery document offered it
+    and it is the newest the profile allows; ``dcap_path`` is the DeviceCapability it names),
+    ``namespaces`` (the server's documents are in that namespace; ``path`` is the first that
+    said so) or ``configured`` (nothing said yet: the profile's first allowed version).
+    ``fallback`` is why discovery did not settle it when it was tried and failed (empty
+    otherwise): the well-known resource absent, offering only versions the profile does not allow,
+    malformed, or naming a DeviceCapability that failed; ``dcap_path`` is then the configured one.
+    """
+
+    version: str
+    namespace: str
+    learned: str
+    path: str = ""
+    dcap_path: str = ""
+    offered: tuple[str, ...] = ()
+    fallback: str = ""
+    #: Which fallback: ``absent``, ``unsupported``, ``malformed`` or ``link-failed`` (empty: none).
+    fallback_kind: str = ""
+    at_s: float
+
+
+class CsipAusFault(Event, tag="link.csipaus_fault.v1", frozen=True, kw_only=True):
+    """A server fault about CSIP-AUS versions in the document at ``path`` (issue 18 point 2):
+    ``kind`` ``unknown-namespace`` (a CSIP-AUS namespace the codec does not know: the elements
+    ``dropped`` were not read, operating-envelope limits included), ``not-allowed`` (a known
+    version the profile does not allow) or ``mixed`` (another version than the one in force,
+    ``in_force``; the gateway keeps writing the one in force)."""
+
+    path: str
+    kind: str
+    namespace: str
+    in_force: str = ""
+    dropped: tuple[str, ...] = ()
+    at_s: float
+
+
+LINK_EVENT_TYPES: tuple[type[Event], ...] = (
+    LinkBackedOff,
+    ListCapped,
+    CsipAusVersionSettled,
+    CsipAusFault,
+)

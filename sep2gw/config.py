@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sep2gw.humanfmt import BadZone, parse_zone
+from sep2gw.profiles import PROFILES
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.identity import check_digit, verify_pin
 
@@ -111,6 +112,20 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
     request_timeout_s: Annotated[
         float, _key("deadline of one HTTP request (and of connecting)", kind="seconds > 0")
     ] = 30.0
+    csipaus_versions: Annotated[
+        tuple[str, ...],
+        _key(
+            "the CSIP-AUS versions this site may speak (`v1.2`, `v1.3-beta/storage`, `v1.3`), "
+            "oldest first; empty: every version the profile allows"
+        ),
+    ] = ()
+    well_known: Annotated[
+        bool | None,
+        _key(
+            "try CSIP-AUS v1.3 service discovery (`/.well-known/csipaus`) before `dcap_path`; "
+            "none: as the profile says (on for `csip-aus` and `sapn`)"
+        ),
+    ] = None
 
 
 class TlsConfig(_Section, frozen=True, kw_only=True):
@@ -346,6 +361,7 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         problems.append(f"server.dcap_path: {config.server.dcap_path!r} must start with '/'")
     if config.server.pin is not None:
         problems += _pin_problems(config.server.pin)
+    problems += _version_problems(config.server)
     if config.server.request_timeout_s <= 0:
         problems.append("server.request_timeout_s: must be positive")
     try:
@@ -469,6 +485,19 @@ def metrics_problems(metrics: MetricsConfig, key: str = "metrics.listen") -> lis
             "state to anyone who reaches it: set metrics.allow_remote = true to serve there"
         ]
     return []
+def _version_problems(server: ServerConfig) -> list[str]:
+    """``server.csipaus_versions`` names known versions the profile allows, each once."""
+    allowed = {v.name for v in PROFILES[server.profile].csipaus_versions}
+    problems: list[str] = []
+    for name in server.csipaus_versions:
+        if name not in allowed:
+            problems.append(
+                f"server.csipaus_versions: {name!r} is not a CSIP-AUS version the "
+                f"{server.profile!r} profile allows (one of {', '.join(sorted(allowed))})"
+            )
+    if len(set(server.csipaus_versions)) != len(server.csipaus_versions):
+        problems.append("server.csipaus_versions: a version is named twice")
+    return problems
 
 
 def _check_host(host: str) -> list[str]:

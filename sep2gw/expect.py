@@ -13,9 +13,12 @@ import math
 import re
 from collections import defaultdict
 
+import msgspec
+
 from events.control_events import ControlScheduled, LimitsInForceChanged, RampPlanned
 from events.der_model import Mode
 from events.hardware_events import RampStarted, TelemetrySampled
+from events.link_events import CsipAusFault, CsipAusVersionSettled
 from events.pricing_events import PriceInForce
 from events.registration_events import RegistrationHalted
 from sep2gw.forensics.compliance import (
@@ -52,6 +55,7 @@ from sep2gw.simserver.expectations import (
     LIMIT_MODES,
     AuditExpect,
     ComplianceExpect,
+    CsipAusExpect,
     DerStatusAt,
     Expect,
     TelemetryExpect,
@@ -90,6 +94,8 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _storage(expect, result, violations)
     _halted(expect, result, violations)
     _log_events(expect, result, violations)
+    if expect.csipaus is not None:
+        _csipaus(expect.csipaus, result, violations)
     if expect.audit is not None:
         violations.extend(
             Violation(invariant=f"audit.{f.audit}", detail=f.detail, at_s=f.at_s)
@@ -658,6 +664,53 @@ def _log_events(expect: Expect, result: WorldResult, out: list[Violation]) -> No
     for name in expect.no_log_events:
         if name in seen:
             out.append(Violation(invariant="expect.no_log_events", detail=f"a {name} record"))
+
+
+def _csipaus(expect: CsipAusExpect, result: WorldResult, out: list[Violation]) -> None:
+    """Issue 18 points 2 and 3: the version the gateway ends up speaking, how it learned it, the
+    discovery fallback it recorded (or none), and the CSIP-AUS server faults it recorded."""
+    settled = [
+        msgspec.json.decode(rec.body, type=CsipAusVersionSettled)
+        for rec in result.store.read_raw()
+        if rec.type == "link.csipaus_version.v1"
+    ]
+    faults = {
+        msgspec.json.decode(rec.body, type=CsipAusFault).kind
+        for rec in result.store.read_raw()
+        if rec.type == "link.csipaus_fault.v1"
+    }
+    if not settled:
+        out.append(Violation(invariant="expect.csipaus", detail="no link.csipaus_version.v1 record"))
+        return
+    last = settled[-1]
+    if (last.version, last.learned) != (expect.version, expect.learned):
+        out.append(
+            Violation(
+                invariant="expect.csipaus",
+                detail=f"{last.version} learned by {last.learned}, expected {expect.version} "
+                f"learned by {expect.learned}",
+            )
+        )
+    fallbacks = [s.fallback for s in settled if s.fallback]
+    if expect.fallback and not any(re.search(expect.fallback, f) for f in fallbacks):
+        out.append(
+            Violation(
+                invariant="expect.csipaus",
+                detail=f"no discovery fallback matching {expect.fallback!r} (recorded: "
+                f"{fallbacks or 'none'})",
+            )
+        )
+    if not expect.fallback and fallbacks:
+        out.append(
+            Violation(invariant="expect.csipaus", detail=f"discovery fell back: {fallbacks[0]}")
+        )
+    if faults != set(expect.faults):
+        out.append(
+            Violation(
+                invariant="expect.csipaus",
+                detail=f"CSIP-AUS faults {sorted(faults)}, expected {sorted(expect.faults)}",
+            )
+        )
 
 
 def disturbances(result: WorldResult) -> list[tuple[float, float]]:

@@ -71,7 +71,7 @@ from sep2gw import __version__
 from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
-from sep2gw.profiles import Profile, profile_named
+from sep2gw.profiles import Profile, allowed_versions, profile_named
 from sep2gw.record_log import RecordLog
 from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
@@ -79,7 +79,6 @@ from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
-from transport.sep2 import CSIPAUS_NS
 from transport.tls import TlsMaterial, client_context
 
 if TYPE_CHECKING:
@@ -102,9 +101,7 @@ class GatewayOptions:
     (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
     clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
-    replaced. ``csipaus_ns``: the CSIP-AUS namespace the gateway writes (default v1.2
-    ``https://csipaus.org/ns``); a simulation of a v1.3 storage server passes that server's, until
-    the version is negotiated with the server (issue 18 points 2-3).
+    replaced.
     """
 
     def __init__(
@@ -118,10 +115,8 @@ class GatewayOptions:
         restart: RestartPolicy | None = None,
         log_in_thread: bool = True,
         on_alarm: Callable[[str], None] | None = None,
-        csipaus_ns: str = CSIPAUS_NS,
     ) -> None:
         self.wall_at_start = wall_at_start
-        self.csipaus_ns = csipaus_ns
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
@@ -201,9 +196,9 @@ class _Unit:
             client,
             clock=g.clock,
             reachability=reachable,
+            versions=allowed_versions(profile, config.server.csipaus_versions),
             log=log,
             rng=g.rng.fork("link"),
-            csipaus_ns=g.options.csipaus_ns,
         )
         controls = ControlsActor(
             config=CoreConfig(
@@ -265,6 +260,11 @@ class _Unit:
             ),
             walk=WalkSettings(
                 dcap_path=config.server.dcap_path,
+                well_known=(
+                    profile.well_known
+                    if config.server.well_known is None
+                    else config.server.well_known
+                ),
                 register_in_band=config.server.register_in_band,
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,

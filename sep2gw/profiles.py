@@ -15,12 +15,14 @@ import msgspec
 from statemachines.responses import CORE_2018, CSIP, CSIP_AUS, SAPN, ResponseProfile
 from transport import identity
 from transport.identity import IdentityProfile
+from transport.sep2.versions import CSIPAUS_VERSIONS, V1_2, CsipAusVersion
 
 __all__ = [
     "DEPRECATED_PROFILE_NAMES",
     "PROFILES",
     "PROFILE_NAMES",
     "Profile",
+    "allowed_versions",
     "canonical_profile",
     "deprecation_of",
     "profile_named",
@@ -31,14 +33,31 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     identity: IdentityProfile
     responses: ResponseProfile
+    #: The CSIP-AUS versions the profile allows, oldest first: the first is written until the
+    #: server's version is learned (issue 18 point 2); ``server.csipaus_versions`` narrows it.
+    csipaus_versions: tuple[CsipAusVersion, ...] = (V1_2,)
+    #: Whether the walk tries CSIP-AUS v1.3 service discovery (``/.well-known/csipaus``) first.
+    well_known: bool = False
 
 
 #: The profiles by their one canonical name, in the order ``--help`` lists them.
 PROFILES: Final = {
     "2030.5": Profile(name="2030.5", identity=identity.CORE_2030_5, responses=CORE_2018),
     "csip": Profile(name="csip", identity=identity.CSIP, responses=CSIP),
-    "csip-aus": Profile(name="csip-aus", identity=identity.CSIP_AUS, responses=CSIP_AUS),
-    "sapn": Profile(name="sapn", identity=identity.CSIP_AUS, responses=SAPN),
+    "csip-aus": Profile(
+        name="csip-aus",
+        identity=identity.CSIP_AUS,
+        responses=CSIP_AUS,
+        csipaus_versions=CSIPAUS_VERSIONS,
+        well_known=True,
+    ),
+    "sapn": Profile(
+        name="sapn",
+        identity=identity.CSIP_AUS,
+        responses=SAPN,
+        csipaus_versions=CSIPAUS_VERSIONS,
+        well_known=True,
+    ),
 }
 PROFILE_NAMES: Final = tuple(PROFILES)
 
@@ -62,3 +81,14 @@ def deprecation_of(name: str) -> str | None:
     if canonical is None:
         return None
     return f"{name!r} is the old name of {canonical!r}; write {canonical!r} (the same profile)"
+
+
+def allowed_versions(
+    profile: Profile, configured: tuple[str, ...] = ()
+) -> tuple[CsipAusVersion, ...]:
+    """The CSIP-AUS versions a site may speak: the profile's, narrowed to ``configured`` (the
+    configuration's ``server.csipaus_versions``, checked against the profile) when it names any;
+    the profile's order is kept (the first is written until the server's is learned)."""
+    if not configured:
+        return profile.csipaus_versions
+    return tuple(v for v in profile.csipaus_versions if v.name in configured)

@@ -44,7 +44,7 @@ from events.hardware_events import (
     RampStarted,
     TelemetrySampled,
 )
-from events.link_events import LinkBackedOff
+from events.link_events import CsipAusFault, CsipAusVersionSettled, LinkBackedOff
 from events.log_events import (
     LogSetAsideReported,
     LogShed,
@@ -92,6 +92,7 @@ __all__ = [
     "ShortIds",
     "Timeline",
     "describe_clamps",
+    "describe_learned",
     "describe_settings",
     "short",
     "whole",
@@ -107,6 +108,21 @@ def whole(value: float) -> str:
     the ``-0`` that ``format(-0.3, ".0f")`` gives."""
     text = f"{value:.0f}"
     return "0" if text == "-0" else text
+
+
+def describe_learned(e: CsipAusVersionSettled) -> str:
+    """How a CSIP-AUS version came to be in force, in words (issue 18 point 2)."""
+    offered = f" (offered: {', '.join(e.offered)})" if e.offered else ""
+    if e.learned == "well-known":
+        return f"negotiated by {e.path}{offered}; DeviceCapability {e.dcap_path}"
+    if e.learned == "namespaces":
+        return f"the server's documents are in {e.namespace} (first {e.path})"
+    if e.fallback:
+        return (
+            f"service discovery fell back: {e.fallback}{offered}; DeviceCapability "
+            f"{e.dcap_path}, the profile's first version until the server's namespaces say"
+        )
+    return "the profile's first version, until the server's namespaces say"
 
 
 def short(mrid: str) -> str:
@@ -372,6 +388,24 @@ class Timeline:
                 )
             case TimeRefused():
                 return f"SERVER FAULT: {e.reason}"
+            case CsipAusVersionSettled():
+                return f"CSIP-AUS {e.version} in force: {describe_learned(e)}"
+            case CsipAusFault(kind="unknown-namespace"):
+                dropped = ", ".join(e.dropped) or "no elements"
+                return (
+                    f"SERVER FAULT: {e.path} is in CSIP-AUS namespace {e.namespace}, which this "
+                    f"gateway does not know: NOT READ: {dropped}"
+                )
+            case CsipAusFault(kind="not-allowed"):
+                return (
+                    f"SERVER FAULT: {e.path} is in {e.namespace}, a CSIP-AUS version the profile "
+                    f"does not allow; writing {e.in_force}"
+                )
+            case CsipAusFault():
+                return (
+                    f"SERVER FAULT: {e.path} is in {e.namespace} while {e.in_force} is in force "
+                    "(kept)"
+                )
             case RateBounded():
                 # Recorded once per change of the rate used, so shown at most once per resource
                 # while the server keeps sending the same rate.

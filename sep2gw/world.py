@@ -128,6 +128,11 @@ def _config(site: Path, scenario: Scenario) -> Config:
     text = _CONFIG.format(
         pin="" if pin is None else f"pin = {pin}\n", post=scenario.server.post_rate_s
     )
+    versions = scenario.gateway.csipaus_versions
+    if versions:
+        text = text.replace(
+            "[tls]", "csipaus_versions = [" + ", ".join(f'"{v}"' for v in versions) + "]\n[tls]"
+        )
     if scenario.server.nmi is not None:
         text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
@@ -321,7 +326,6 @@ async def _run(
                 hardware=hardware
                 or HardwareConfig(sample_period_s=5.0, post_interval_s=scenario.server.post_rate_s),
                 # the gateway writes the namespace the simulated server serves (issue 18)
-                csipaus_ns=scenario.quirks.csipaus_ns,
             )
             gateway = Gateway(config, driver, options=options)
             boots += 1

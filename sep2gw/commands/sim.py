@@ -72,7 +72,43 @@ def register(commands: Any) -> None:
         action="store_true",
         help="run the conformance scenario family: one PASS/FAIL line per procedure intent",
     )
+    parser.add_argument(
+        "--csipaus-version",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="serve every scenario in this CSIP-AUS version (v1.2, v1.3-beta/storage, v1.3, or "
+        "'all'; repeatable; default: as each scenario says)",
+    )
     parser.set_defaults(handler=_sim)
+
+
+def _versions(args: argparse.Namespace) -> list[str | None] | None:
+    """The CSIP-AUS versions asked for (``[None]``: each scenario's own); ``None`` after saying
+    on stderr which one is unknown."""
+    from transport.sep2.versions import CSIPAUS_VERSIONS
+
+    known = [v.name for v in CSIPAUS_VERSIONS]
+    asked: list[str | None] = []
+    for name in args.csipaus_version:
+        if name == "all":
+            asked += [n for n in known if n not in asked]
+        elif name in known:
+            if name not in asked:
+                asked.append(name)
+        else:
+            print(
+                f"sep2gw sim: --csipaus-version {name!r} is not one of {', '.join(known)} or all",
+                file=sys.stderr,
+            )
+            return None
+    return asked or [None]
+
+
+def _served(scenario: Any, version: str | None) -> Any:
+    from sep2gw.simserver import under_version
+
+    return scenario if version is None else under_version(scenario, version)
 
 
 def default_site() -> Path:
@@ -142,6 +178,9 @@ def _sim(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print(f"sep2gw sim: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
         return 2
+    versions = _versions(args)
+    if versions is None:
+        return 2
     if args.conformance:
         return _conformance(args)
     # inf parsed as a float and ran a world that never ends.
@@ -152,13 +191,14 @@ def _sim(args: argparse.Namespace) -> int:
 
     worlds: list[tuple[Path | None, Any]] = []
     try:
-        for given in args.scenarios:
-            worlds.append((Path(given), resolve_scenario(given)))
+        loaded: list[tuple[Path | None, Any]] = [
+            (Path(given), resolve_scenario(given)) for given in args.scenarios
+        ] or [(None, demo_scenario())]
+        for path, scenario in loaded:
+            worlds += [(path, _served(scenario, version)) for version in versions]
     except ScenarioError as exc:
         print(f"sep2gw sim: {exc}", file=sys.stderr)
         return 2
-    if not worlds:
-        worlds.append((None, demo_scenario()))
     site: Path = args.site or default_site()
     try:
         ensure_site(site)
@@ -291,22 +331,32 @@ def _conformance(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sep2gw sim: {exc}", file=sys.stderr)
         return 2
+    versions = _versions(args) or [None]
     failed = 0
     width = max((len(entry.scenario.name) for entry in entries), default=0)
-    for entry in entries:
-        first = None
-        for seed in range(args.seed, args.seed + args.seeds):
-            result = run_world(entry.scenario, seed=seed, site=site)
-            violations = check(result) + check_expectations(entry.scenario, result)
-            if violations:
-                v = violations[0]
-                first = f"seed {seed}: {v.invariant}: {v.detail}"
-                break
-        verdict = "PASS" if first is None else "FAIL"
-        line = f"{verdict}  {entry.scenario.name:<{width}}  {entry.intent}"
-        print(line if first is None else f"{line} — {first}")
-        failed += first is not None
-    print(f"{len(entries) - failed} of {len(entries)} conformance intents pass")
+    for version in versions:
+        for entry in entries:
+            first = None
+            try:
+                scenario = _served(entry.scenario, version)
+            except ScenarioError as exc:
+                scenario, first = None, str(exc)
+            for seed in range(args.seed, args.seed + args.seeds):
+                if scenario is None:
+                    break
+                result = run_world(scenario, seed=seed, site=site)
+                violations = check(result) + check_expectations(scenario, result)
+                if violations:
+                    v = violations[0]
+                    first = f"seed {seed}: {v.invariant}: {v.detail}"
+                    break
+            verdict = "PASS" if first is None else "FAIL"
+            served = "" if version is None else f"[{version}] "
+            line = f"{verdict}  {served}{entry.scenario.name:<{width}}  {entry.intent}"
+            print(line if first is None else f"{line} — {first}")
+            failed += first is not None
+    total = len(entries) * len(versions)
+    print(f"{total - failed} of {total} conformance intents pass")
     return 1 if failed else 0
 
 

@@ -56,7 +56,7 @@ from events.control_events import (
 from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.errors import EventLogError
 from events.hardware_events import DeviceUnreachable, LimitsApplied, TelemetrySampled
-from events.link_events import LinkBackedOff, ListCapped
+from events.link_events import CsipAusFault, CsipAusVersionSettled, LinkBackedOff, ListCapped
 from events.pricing_events import (
     PRICING_EVENT_TYPES,
     IntervalCancelDrawn,
@@ -129,7 +129,7 @@ _FOLDED_TYPES: Final = (
     _CONTROL_TYPES
     | _POLL_TYPES
     | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
-    | {LinkBackedOff, ListCapped, TimeRefused}
+    | {LinkBackedOff, ListCapped, TimeRefused, CsipAusVersionSettled, CsipAusFault}
     | set(PRICING_EVENT_TYPES)
 )
 _PRICE_STORY_TYPES: Final = frozenset(PRICING_EVENT_TYPES) - {RateSeen, PriceInForce, PricingCapped}
@@ -221,6 +221,28 @@ class ServerFaultRow(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     reason: str
 
 
+def csipaus_fault_words(event: CsipAusFault) -> tuple[str, str, str]:
+    """A ``link.csipaus_fault.v1`` as (kind, resource, reason) in words."""
+    if event.kind == "unknown-namespace":
+        dropped = ", ".join(event.dropped) or "no elements"
+        return (
+            "unknown CSIP-AUS namespace",
+            event.path,
+            f"{event.namespace}: not read: {dropped}",
+        )
+    if event.kind == "not-allowed":
+        return (
+            "CSIP-AUS version not allowed",
+            event.path,
+            f"{event.namespace}: the profile does not allow it; writing {event.in_force}",
+        )
+    return (
+        "CSIP-AUS versions mixed",
+        event.path,
+        f"{event.namespace}, while {event.in_force} is in force (kept)",
+    )
+
+
 class GatewayRun(msgspec.Struct, kw_only=True):
     started_seq: int
     started_s: float = math.nan
@@ -264,6 +286,8 @@ class Forensics:
         #: every link hold (``link.backoff.v1``) in log order, with its record
         self.holds: list[tuple[int, LinkBackedOff]] = []
         self.server_faults: list[ServerFaultRow] = []
+        #: every CSIP-AUS version put in force (``link.csipaus_version.v1``), with its record
+        self.versions: list[tuple[int, CsipAusVersionSettled]] = []
         #: IEEE 2030.5 Pricing: the rates offered and every change of the price in force, by record
         self.rates: dict[str, RateDetails] = {}
         self.prices: list[tuple[int, PriceInForce]] = []
@@ -326,6 +350,26 @@ class Forensics:
                 break
             if hold.until_s > t:
                 found = (seq, hold)
+        return found
+
+    def version_at(self, t: float) -> tuple[int, CsipAusVersionSettled] | None:
+        """The CSIP-AUS version in force at ``t`` (the newest put in force at or before it), with
+        its record (issue 18 point 2)."""
+        found = None
+        for seq, settled in self.versions:
+            if settled.at_s > t:
+                break
+            found = (seq, settled)
+        return found
+
+    def fallback_at(self, t: float) -> tuple[int, CsipAusVersionSettled] | None:
+        """The newest discovery fallback recorded at or before ``t``, with its record."""
+        found = None
+        for seq, settled in self.versions:
+            if settled.at_s > t:
+                break
+            if settled.fallback:
+                found = (seq, settled)
         return found
 
     def faults_around(self, t: float, window_s: float) -> list[ServerFaultRow]:
@@ -438,6 +482,21 @@ class Forensics:
                 event.path,
                 f"{event.reason} ({event.kept} items kept)",
             )
+        elif kind is CsipAusVersionSettled:
+            assert isinstance(event, CsipAusVersionSettled)
+            self.versions.append((seq, event))
+            # A server without service discovery (absent) is no fault; the other fallbacks are.
+            if event.fallback and event.fallback_kind != "absent":
+                self._fault(
+                    seq,
+                    event.at_s,
+                    "CSIP-AUS discovery fell back",
+                    event.dcap_path,
+                    event.fallback,
+                )
+        elif kind is CsipAusFault:
+            assert isinstance(event, CsipAusFault)
+            self._fault(seq, event.at_s, *csipaus_fault_words(event))
         elif kind is TimeRefused:
             assert isinstance(event, TimeRefused)
             self._fault(

@@ -33,6 +33,7 @@ from sep2gw.timeline import (
     Timeline,
     describe_blocks,
     describe_clamps,
+    describe_learned,
     describe_settings,
     rate_name,
     short,
@@ -398,6 +399,19 @@ def link_lines(model: Forensics, t: float, timeline: ForensicTimeline) -> list[s
     ``link.backoff.v1`` covering ``t``), and the server faults recorded within
     ``FAULT_WINDOW_S`` of it: every rejection is visible in ``explain`` (issue 15 point 4)."""
     lines: list[str] = []
+    version = model.version_at(t)
+    if version is not None:
+        seq, settled = version
+        lines.append(
+            f"  CSIP-AUS {settled.version} in force since {timeline.stamp(settled.at_s)} "
+            f"(record {seq}): {describe_learned(settled)}"
+        )
+        fell_back = model.fallback_at(t)
+        if fell_back is not None and fell_back[0] != seq:
+            lines.append(
+                f"  CSIP-AUS service discovery fell back (record {fell_back[0]}): "
+                f"{fell_back[1].fallback}; DeviceCapability {fell_back[1].dcap_path}"
+            )
     found = model.hold_at(t)
     if found is None:
         lines.append("  link: no resource was held back at this instant")

@@ -14,9 +14,11 @@ faults and the gateway's runs. The page scales to any width.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import UTC, timedelta, tzinfo
 from html import escape
+from typing import Final
 
 from events.times import utc_datetime, zoned
 from sep2gw.forensics.chart import Window, render_chart
@@ -34,7 +36,7 @@ from sep2gw.forensics.dispute import (
 )
 from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
-from sep2gw.timeline import describe_blocks, describe_settings, rate_name, short
+from sep2gw.timeline import describe_blocks, describe_learned, describe_settings, rate_name, short
 
 __all__ = ["render_report"]
 
@@ -93,6 +95,7 @@ def render_report(
     out.append(_integrity(model))
     out.append(_verdict(model, verdicts, settings, tl))
     out.append(_identity(identity, zone))
+    out.append(_versions(model, tl))
     out.append("<h2>Modes in force, commanded and measured</h2>")
     out.append(_charts(model, identity, zone, tl))
     out.append(_compliance(judgements, settings, tl))
@@ -387,6 +390,28 @@ def _responses_table(model: Forensics, tl: ForensicTimeline) -> str:
     return "".join(rows)
 
 
+_SCHEME: Final = re.compile(r"\bhttps?://")
+
+
+def _unlinked(text: str) -> str:
+    """``text`` with the scheme of every URI dropped (``csipaus.org/ns/v1.3``): the report names
+    namespaces, it never links anywhere (no address a viewer could follow or fetch)."""
+    return _SCHEME.sub("", text)
+
+
+def _versions(model: Forensics, tl: ForensicTimeline) -> str:
+    """The CSIP-AUS versions the gateway spoke and how each was learned (issue 18 point 2)."""
+    if not model.versions:
+        return ""
+    items = "".join(
+        f"<li data-seq='{seq}'>{_stamp(tl, v.at_s)}: CSIP-AUS <b>{escape(v.version)}</b> "
+        f"(<code>{escape(_unlinked(v.namespace))}</code>): "
+        f"{escape(_unlinked(describe_learned(v)))}</li>"
+        for seq, v in model.versions
+    )
+    return f"<p>CSIP-AUS version spoken:</p><ul id='csipaus-versions'>{items}</ul>"
+
+
 def _prices_table(model: Forensics, tl: ForensicTimeline) -> str:
     """IEEE 2030.5 Pricing: every change of the price in force the log recorded, per rate (the
     price the battery's runtime was told). Nothing when the server offered no tariff."""
@@ -419,7 +444,7 @@ def _server_faults_table(model: Forensics, tl: ForensicTimeline) -> str:
     for f in model.server_faults:
         rows.append(
             f"<tr data-seq='{f.seq}'><td>{_stamp(tl, f.at_s)}</td><td>{escape(f.kind)}</td>"
-            f"<td><code>{escape(f.resource)}</code></td><td>{escape(f.reason)}</td></tr>"
+            f"<td><code>{escape(f.resource)}</code></td><td>{escape(_unlinked(f.reason))}</td></tr>"
         )
     rows.append("</table>")
     if not model.server_faults:

@@ -53,6 +53,7 @@ from sep2gw.simserver.scenario import (
     demo_scenario,
     load_scenario,
     parse_scenario,
+    under_version,
 )
 from sep2gw.simserver.server import (
     RecordedRequest,
@@ -105,5 +106,6 @@ __all__ = [
     "event_status",
     "load_scenario",
     "parse_scenario",
+    "under_version",
     "server_material",
 ]

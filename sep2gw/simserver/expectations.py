@@ -100,9 +100,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
+
+from transport.sep2.versions import CSIPAUS_VERSIONS, Learned
 
 __all__ = [
     "LIMIT_MODES",
@@ -330,6 +332,24 @@ class AuditExpect(_Strict, frozen=True, kw_only=True):
     curtailment: CurtailmentAudit | None = None
 
 
+_VERSION_NAMES: Final = tuple(v.name for v in CSIPAUS_VERSIONS)
+_LEARNED: Final = tuple(m.value for m in Learned)
+_FAULT_KINDS: Final = ("unknown-namespace", "not-allowed", "mixed")
+
+
+class CsipAusExpect(_Strict, frozen=True, kw_only=True):
+    """Issue 18 point 2: the CSIP-AUS version the gateway ends up speaking (``version``: ``v1.2``,
+    ``v1.3-beta/storage``, ``v1.3``), how it was last learned (``learned``: ``well-known``,
+    ``namespaces``, ``configured``), and a regular expression a recorded discovery fallback
+    must match (``fallback``; empty: discovery must not have fallen back). Every request body
+    being in that version's namespace is the strict server's check."""
+
+    version: str
+    learned: str
+    fallback: str = ""
+    faults: list[str] = []
+
+
 class PriceAt(_Strict, frozen=True, kw_only=True):
     """The price the log recorded in force at ``at_s`` (the first block's, of the one rate), or
     ``none = true`` for no interval in force."""
@@ -361,6 +381,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     log_events: list[str] = []
     no_log_events: list[str] = []
     audit: AuditExpect | None = None
+    csipaus: CsipAusExpect | None = None
 
 
 def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
@@ -452,6 +473,23 @@ def check_expect(
                 telemetry.covered_to_s,
                 problems,
             )
+    if expect.csipaus is not None:
+        csipaus = expect.csipaus
+        if csipaus.version not in _VERSION_NAMES:
+            problems.append(
+                f"expect.csipaus.version: {csipaus.version!r} is not one of "
+                f"{', '.join(_VERSION_NAMES)}"
+            )
+        if csipaus.learned not in _LEARNED:
+            problems.append(
+                f"expect.csipaus.learned: {csipaus.learned!r} is not one of {', '.join(_LEARNED)}"
+            )
+        _regex("expect.csipaus.fallback", csipaus.fallback, problems)
+        for j, kind in enumerate(csipaus.faults):
+            if kind not in _FAULT_KINDS:
+                problems.append(
+                    f"expect.csipaus.faults[{j}]: {kind!r} is not one of {', '.join(_FAULT_KINDS)}"
+                )
     for i, request in enumerate(expect.requests):
         key = f"expect.requests[{i}]"
         if request.method not in ("GET", "HEAD", "POST", "PUT", "DELETE"):

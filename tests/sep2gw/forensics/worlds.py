@@ -1,9 +1,10 @@
 """The simulated worlds whose logs the forensic tests read: supersession and cancel (the demo),
 comms loss (with a randomised start and an adjacent follower), a gateway crash and restart
 mid-control (the world's ``crash`` fault), two pricing worlds (a revised price superseding an
-older one; the compressed v1.3 pricing day with a cancelled critical-peak interval), and a
+older one; the compressed v1.3 pricing day with a cancelled critical-peak interval), a
 CSIP-AUS v1.3 storage target held back by a binding export limit (the library's
-``conformance_storage_target_export_limit``).
+``conformance_storage_target_export_limit``), and the CSIP-AUS version negotiation scenarios (v1.3 by
+service discovery and each fallback).
 
 Each world is reproducible from its seed and the site's identity; the logs are copied into SQLite
 files, as an operator would receive them from a site.
@@ -20,7 +21,16 @@ from sep2gw.simserver import demo_scenario, parse_scenario
 from sep2gw.simserver.library import library
 from sep2gw.world import run_world
 
-__all__ = ["COMMS_LOSS", "RESTART", "STORAGE", "WORLDS", "build", "copy_to_sqlite", "logs"]
+__all__ = [
+    "COMMS_LOSS",
+    "NEGOTIATION",
+    "RESTART",
+    "STORAGE",
+    "WORLDS",
+    "build",
+    "copy_to_sqlite",
+    "logs",
+]
 
 COMMS_LOSS: Final = """
 name = "comms-loss"
@@ -114,18 +124,33 @@ def build(name: str, site: Path, path: Path) -> Path:
     elif name == "restart":
         store = run_world(parse_scenario(RESTART, source="restart world"), seed=7, site=site).store
     elif name in ("pricing", "pricing_day"):
-        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[name]
+        file = {"pricing": "pricing_revised.toml", "pricing_day": "conformance_pricing_day.toml"}[
+            name
+        ]
         entry = next(e for e in library() if e.file == file)
         store = run_world(entry.scenario, seed=11, site=site).store
     elif name == "storage":
         scenario = next(e.scenario for e in library() if e.file == STORAGE)
         store = run_world(scenario, seed=11, site=site).store
+    elif name in NEGOTIATION:
+        [entry] = [e for e in library() if e.file == f"{name}.toml"]
+        store = run_world(entry.scenario, seed=11, seconds=240, site=site).store
     else:
         raise ValueError(f"no world {name!r}; known: {', '.join(WORLDS)}")
     return copy_to_sqlite(store, path)
 
 
-WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day", "storage")
+#: The CSIP-AUS version negotiation worlds (issue 18): the library's ``version_*`` scenarios, four
+#: minutes each (the negotiation, then a control in force under the version spoken).
+NEGOTIATION: Final = (
+    "version_well_known_v13",
+    "version_well_known_absent",
+    "version_well_known_gone",
+    "version_unsupported_only",
+    "version_malformed_well_known",
+    "version_broken_link",
+)
+WORLDS: Final = ("demo", "comms", "restart", "pricing", "pricing_day", "storage", *NEGOTIATION)
 
 
 _LOGS: dict[str, Path] = {}

