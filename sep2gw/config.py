@@ -116,7 +116,8 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
         tuple[str, ...],
         _key(
             "the CSIP-AUS versions this site may speak (`v1.2`, `v1.3-beta/storage`, `v1.3`), "
-            "oldest first; empty: every version the profile allows"
+            "oldest first; empty: every version the profile allows",
+            kind="list of version names",
         ),
     ] = ()
     well_known: Annotated[
