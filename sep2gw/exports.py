@@ -38,6 +38,12 @@ def _instant(name: str) -> bool:
     return name == "at_s" or name.endswith("_since_s")
 
 
+def round_compliance(name: str, value: float) -> float:
+    """A compliance column's value as every export gives it (``--what compliance``, the Parquet
+    dataset): instants to the millisecond, quantities to their unit's resolution."""
+    return _round(name, value)
+
+
 def _round(name: str, value: float) -> float:
     if _instant(name):
         return rounded(value, _EPOCH_DECIMALS)

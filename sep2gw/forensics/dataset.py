@@ -45,6 +45,7 @@ from events.errors import EventLogError
 from events.hardware_events import TelemetrySampled
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from sep2gw.exports import round_compliance
 from sep2gw.forensics.compliance import ComplianceRow, ComplianceSettings, compliance_series
 from sep2gw.forensics.model import Forensics, analyse
 
@@ -304,12 +305,20 @@ def _tables(
                 event.site_limit_met,
                 [str(m) for m in event.applied],
                 [str(m) for m in event.not_applicable],
-                list(event.clamps),
+                # each clamp as its JSON object (json_extract-able); an old log's unreadable text as is
+                [msgspec.json.encode(c).decode() for c in event.clamps]
+                + list(event.unparsed_clamps),
                 msgspec.json.encode(event.settings).decode(),
             ),
         )
+    names = ComplianceRow.__struct_fields__
     for row in compliance_series(model, settings):
-        rows["compliance"].add(_day(row.at_s), astuple(row))
+        # the numbers of `export --what compliance`, rounded the same way
+        values = tuple(
+            round_compliance(n, v) if isinstance(v, float) else v
+            for n, v in zip(names, astuple(row), strict=True)
+        )
+        rows["compliance"].add(_day(row.at_s), values)
     return rows
 
 

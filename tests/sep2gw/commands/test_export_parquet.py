@@ -53,9 +53,12 @@ def dataset(fleet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _compliance_jsonl(log: Path) -> list[dict[str, object]]:
+    """The rows of ``export --what compliance`` (JSON Lines), the columns of a ComplianceRow (the
+    export adds each instant's local time and the zone beside them)."""
     code, out, err = run("export", str(log), "--what", "compliance")
     assert code == 0, err
-    return [json.loads(line) for line in out.splitlines()]
+    fields = ComplianceRow.__struct_fields__
+    return [{k: v for k, v in json.loads(line).items() if k in fields} for line in out.splitlines()]
 
 
 def test_duckdb_over_the_dataset_gives_each_site_the_compliance_of_export_what_compliance(
@@ -208,3 +211,19 @@ def run_example(dataset: Path) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = _example().main([str(dataset), "--day", "2025-11-26"])
     return code, out.getvalue(), err.getvalue()
+
+
+def test_battery_writes_carry_each_clamp_as_a_json_object(tmp_path: Path) -> None:
+    """A storage target held back by the export limit (the forensic storage world): its clamps reach
+    the dataset as JSON objects DuckDB can take apart."""
+    built = logs(tmp_path / "worlds")
+    out = tmp_path / "ds"
+    code, _said, err = run("export", "--format", "parquet", str(built["storage"]), "-o", str(out))
+    assert code == 0, err
+    con = duckdb.connect()
+    bounds = con.execute(
+        "SELECT DISTINCT json_extract_string(c, '$.bound') FROM ("
+        "  SELECT unnest(clamps) AS c FROM read_parquet(?, hive_partitioning = true))",
+        [str(out / "battery_writes" / "**" / "*.parquet")],
+    ).fetchall()
+    assert ("export_limit_w",) in bounds
