@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from sep2gw.humanfmt import BadZone, parse_zone
-from sep2gw.profiles import PROFILES
+from sep2gw.profiles import profile_named
 from sep2gw.tomlfile import TomlProblem, decode_toml
 from transport.identity import check_digit, verify_pin
 
@@ -486,9 +486,11 @@ def metrics_problems(metrics: MetricsConfig, key: str = "metrics.listen") -> lis
             "state to anyone who reaches it: set metrics.allow_remote = true to serve there"
         ]
     return []
+
+
 def _version_problems(server: ServerConfig) -> list[str]:
     """``server.csipaus_versions`` names known versions the profile allows, each once."""
-    allowed = {v.name for v in PROFILES[server.profile].csipaus_versions}
+    allowed = {v.name for v in profile_named(server.profile).csipaus_versions}
     problems: list[str] = []
     for name in server.csipaus_versions:
         if name not in allowed:

@@ -311,14 +311,14 @@ def _tables(
                 msgspec.json.encode(event.settings).decode(),
             ),
         )
-    names = ComplianceRow.__struct_fields__
+    columns = ComplianceRow.__struct_fields__
     for row in compliance_series(model, settings):
         # the numbers of `export --what compliance`, rounded the same way
-        values = tuple(
+        rounded = tuple(
             round_compliance(n, v) if isinstance(v, float) else v
-            for n, v in zip(names, astuple(row), strict=True)
+            for n, v in zip(columns, astuple(row), strict=True)
         )
-        rows["compliance"].add(_day(row.at_s), values)
+        rows["compliance"].add(_day(row.at_s), rounded)
     return rows
 
 

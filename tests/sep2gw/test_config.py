@@ -139,7 +139,7 @@ def test_the_csipaus_versions_narrow_the_profiles_in_its_order(site: Path) -> No
         "v1.3-beta/storage",
         "v1.3",
     ]
-    assert PROFILES["csip-aus"].well_known and not PROFILES["2018"].well_known
+    assert PROFILES["csip-aus"].well_known and not PROFILES["2030.5"].well_known
 
 
 def test_a_missing_section_is_named(site: Path) -> None:

@@ -16,7 +16,7 @@ from events.control_events import (
 )
 from events.der_model import ControlSettings, DefaultControl, Mode, Program, ResponseStatus
 from events.envelope import Recorded
-from events.hardware_events import LimitsApplied, TelemetrySampled
+from events.hardware_events import Clamp, LimitsApplied, TelemetrySampled
 from sep2gw.invariants import MONITOR_FAILED, Monitor, recovery_s
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.simserver import (
@@ -435,11 +435,8 @@ def _sampled(t: float, soc_pct: float) -> Recorded:
     return Recorded(int(t) + 1, "hardware", int(t) + 1, T0 + t, t, event, b"")
 
 
-def _clamp(requested: float, applied: float, bound: str) -> str:
-    return (
-        f"Clamp(mode='storage_target_w', requested={requested!r}, applied={applied!r}, "
-        f"bound='{bound}')"
-    )
+def _clamp(requested: float, applied: float, bound: str) -> Clamp:
+    return Clamp(mode="storage_target_w", requested=requested, applied=applied, bound=bound)
 
 
 def test_a_battery_ramping_to_its_storage_target_and_held_by_the_export_limit_holds() -> None:

@@ -38,7 +38,7 @@ def test_registration_progress_then_registered_with_comms_and_limits() -> None:
         at_s=2.0,
     )
     line = fold(STARTED, StepDone(step=RegistrationStep.MIRROR, at_s=1.0), limits)
-    assert line == "registered; comms up; limits: export_limit_w=1500"
+    assert line == "registered; comms up; limits: export_limit_w=1500 W"
 
 
 def test_comms_lost_and_restored_and_a_halt_and_the_stop_are_shown() -> None:

@@ -147,7 +147,7 @@ def test_status_of_a_stopped_log(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "not running; stopped at 2026-09-21T14:13:31Z: stopped" in out
     assert "registration  registered" in out
     assert "comms         LOST since 2026-09-21T14:13:30Z (connection refused)" in out
-    assert "limits        export_limit_w=1500 since" in out and "(from control:A1)" in out
+    assert "limits        export_limit_w=1500 W since" in out and "(from control:A1)" in out
     assert "last poll     2026-09-21T14:13:25Z /derp/1/derc (record 6)" in out
     assert "setpoint -1200 W written; site limit NOT met (record 8)" in out
     assert "measured      site -1610 W, battery -1200 W, SoC 100 %" in out

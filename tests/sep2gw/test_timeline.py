@@ -75,7 +75,11 @@ def test_limits_are_shown_rounded_with_their_units() -> None:
 
     settings = ControlSettings(export_limit_w=4991.169952955278, max_limit_pct=55.0, connect=True)
     line = Timeline().line(
-        _record(LimitsInForceChanged(at_s=0, settings=settings, sources={}, next_change_s=None))
+        _record(
+            LimitsInForceChanged(
+                at_s=0, settings=settings, sources={}, next_change_s=None, ramps_ended=()
+            )
+        )
     )
     assert line is not None
     assert "export_limit_w=4991.2 W" in line and "max_limit_pct=55 %" in line
@@ -110,15 +114,12 @@ def test_a_battery_line_says_why_the_battery_was_not_told_what_was_asked() -> No
         setpoint_w=5000.0,
         wrote=True,
         site_limit_met=False,
-        clamps=(
-            Clamp(mode="hold", requested=6123.456, applied=5000.0, bound="max_discharge_w"),
-        ),
+        clamps=(Clamp(mode="hold", requested=6123.456, applied=5000.0, bound="max_discharge_w"),),
         unparsed_clamps=("something else",),
     )
     line = Timeline().line(_record(applied))
     assert line is not None and line.endswith(
-        "; clamped: hold 6123.5 W held at 5000 W by max_discharge_w; "
-        "something else (as recorded)"
+        "; clamped: hold 6123.5 W held at 5000 W by max_discharge_w; something else (as recorded)"
     )
 
 

@@ -22,7 +22,7 @@ from events.control_events import (
     ResponseIntended,
 )
 from events.der_model import Control, ControlSettings, Mode, Program, ResponseStatus
-from events.hardware_events import LimitsApplied, NameplateRead, TelemetrySampled
+from events.hardware_events import Clamp, LimitsApplied, NameplateRead, TelemetrySampled
 from events.memory_store import MemoryEventStore
 from events.registration_events import RegistrationStep, StepDone
 from events.registry import CATALOGUE
@@ -47,8 +47,8 @@ COMMS: Final = (T0 + 20 * 3600, T0 + 20 * 3600 + 600)
 DOWN: Final = (T0 + 25 * 3600, T0 + 26 * 3600)
 NET_DEFAULT: Final = ControlSettings(export_limit_w=5000.0, import_limit_w=5000.0)
 FULL_CLAMPS: Final = (
-    "Clamp(mode='hold', requested=-4417.0, applied=-0.0, bound='max_charge_w')",
-    "Clamp(mode='hold', requested=-0.0, applied=-0.0, bound='export_limit_w')",
+    Clamp(mode="hold", requested=-4417.0, applied=-0.0, bound="max_charge_w"),
+    Clamp(mode="hold", requested=-0.0, applied=-0.0, bound="export_limit_w"),
 )
 
 
@@ -167,8 +167,9 @@ def build_long_log() -> MemoryEventStore:
                 setpoint_w=1450.0,
                 wrote=True,
                 clamps=(
-                    "Clamp(mode='target_w', requested=3000.0, applied=1450.0, "
-                    "bound='export_limit_w')",
+                    Clamp(
+                        mode="target_w", requested=3000.0, applied=1450.0, bound="export_limit_w"
+                    ),
                 ),
                 site_limit_met=True,
             ),
