@@ -6,7 +6,7 @@ gateway, replay and ``sep2gw log verify`` all read logs with the same closed set
 
 from __future__ import annotations
 
-from events.base import Event
+from events.base import Event, tag_of
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_status_events import DER_STATUS_EVENT_TYPES
@@ -22,7 +22,7 @@ from events.pricing_events import PRICING_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
 
-__all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS"]
+__all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS", "every_version"]
 
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LOG_EVENT_TYPES,
@@ -42,3 +42,12 @@ UPCASTERS: dict[type[Event], Upcaster] = {
 }
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)
+
+
+def every_version(*event_types: type[Event]) -> frozenset[str]:
+    """The tags a log may hold each of ``event_types`` under: its own and every older version of
+    the same name that the catalogue reads (``area.name.v1`` for ``area.name.v2``; upcast to the
+    current type when read). What a reader asks the store's type index for, so a new version of an
+    event is never missed by a list of tag strings."""
+    wanted = {tag_of(t).rpartition(".")[0] for t in event_types}
+    return frozenset(tag for tag in CATALOGUE.tags if tag.rpartition(".")[0] in wanted)

@@ -35,6 +35,7 @@ import trio
 
 from actors.hardware import HardwareConfig
 from events.hardware_events import LimitsApplied
+from events.registry import every_version
 from events.runtime_events import ActorFailed
 from sep2gw.simserver.hostile import (
     CONNECTION_LEVEL,
@@ -164,7 +165,7 @@ def _setpoint_faults(result: WorldResult) -> list[str]:
     low = -min(b.max_charge_w, b.max_w) - _W_SLACK
     high = min(b.max_discharge_w, b.max_w) + _W_SLACK
     for record in result.store.read(
-        types=["hardware.limits_applied.v1", "hardware.limits_applied.v2"]
+        types=sorted(every_version(LimitsApplied))
     ):
         event = record.event
         assert isinstance(event, LimitsApplied)

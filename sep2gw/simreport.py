@@ -18,7 +18,10 @@ from typing import Any
 import msgspec
 
 from events.envelope import Recorded
-from events.hardware_events import TelemetrySampled
+from events.hardware_events import LimitsApplied, TelemetrySampled
+from events.mirror_events import ReadingPosted
+from events.registration_events import Polled, Posted
+from events.registry import every_version
 from sep2gw.invariants import INVARIANTS, Violation
 from sep2gw.rules import rule
 from sep2gw.simserver import Scenario
@@ -186,16 +189,7 @@ def failure_report(
 
 
 #: Periodic records the excerpt leaves out when the timeline has no line for them.
-_ROUTINE = frozenset(
-    {
-        "hardware.telemetry.v1",
-        "hardware.limits_applied.v1",
-        "hardware.limits_applied.v2",
-        "mirror.reading_posted.v1",
-        "poll.done.v1",
-        "post.done.v1",
-    }
-)
+_ROUTINE = every_version(TelemetrySampled, LimitsApplied, ReadingPosted, Polled, Posted)
 
 
 def _line(timeline: Timeline, record: Recorded) -> str | None:

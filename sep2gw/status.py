@@ -37,6 +37,7 @@ from events.registration_events import (
     RegistrationStep,
     StepDone,
 )
+from events.registry import every_version
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore
 from events.times import not_a_date, utc_datetime
@@ -283,35 +284,29 @@ def _comms_seen(status: SiteStatus, at_s: float) -> dict[str, object]:
 
 
 #: The tags the fold reads; a reader of a long log asks the store for these only.
-STATUS_TAGS: Final = frozenset(
-    {
-        "hardware.telemetry.v1",
-        "hardware.limits_applied.v1",
-        "hardware.limits_applied.v2",
-        "poll.done.v1",
-        "post.done.v1",
-        "control.limits_in_force.v1",
-        "control.limits_in_force.v2",
-        "runtime.gateway_started.v1",
-        "runtime.gateway_stopped.v1",
-        "runtime.actor_failed.v1",
-        "registration.started.v1",
-        "registration.step_done.v1",
-        "registration.halted.v1",
-        "comms.lost.v1",
-        "comms.restored.v1",
-        "hardware.alarms_changed.v1",
-        "hardware.device_status.v1",
-        "hardware.device_unreachable.v1",
-        "log.short_of_space.v1",
-        "log.shed.v1",
-        "log.previous_set_aside.v1",
-    }
+STATUS_TAGS: Final = every_version(
+    TelemetrySampled,
+    LimitsApplied,
+    Polled,
+    Posted,
+    LimitsInForceChanged,
+    GatewayStarted,
+    GatewayStopped,
+    ActorFailed,
+    RegistrationStarted,
+    StepDone,
+    RegistrationHalted,
+    CommsLost,
+    CommsRestored,
+    AlarmsChanged,
+    DeviceStatusChanged,
+    DeviceUnreachable,
+    LogShort,
+    LogShed,
+    PreviousLogSetAside,
 )
 #: Written every sample or every second: read only from the recent end of a long log.
-_FREQUENT: Final = frozenset(
-    {"hardware.telemetry.v1", "hardware.limits_applied.v1", "hardware.limits_applied.v2"}
-)
+_FREQUENT: Final = every_version(TelemetrySampled, LimitsApplied)
 #: How far back from the log's newest record the frequent records are read.
 _RECENT_S: Final = 3600.0
 

@@ -30,3 +30,21 @@ def test_every_legacy_type_is_readable_and_upcasts_to_a_current_type() -> None:
     for legacy in UPCASTERS:
         assert legacy not in ALL_EVENT_TYPES
         assert tag_of(legacy) in CATALOGUE.tags
+
+
+def test_every_version_names_an_events_old_tags_too() -> None:
+    """A reader asking the type index for a record kind gets its legacy tags as well (a string
+    list of ``.v1`` tags is how a status reader lost every ``limits_in_force.v2`` record)."""
+    from events.control_events import LimitsInForceChanged
+    from events.hardware_events import LimitsApplied, TelemetrySampled
+    from events.registry import every_version
+
+    assert every_version(LimitsApplied) == {
+        "hardware.limits_applied.v1",
+        "hardware.limits_applied.v2",
+    }
+    assert every_version(LimitsInForceChanged, TelemetrySampled) == {
+        "control.limits_in_force.v1",
+        "control.limits_in_force.v2",
+        "hardware.telemetry.v1",
+    }
