@@ -105,6 +105,19 @@ def render_metrics(
         "Arbitrated control values in force, by mode (W, %, or 1/0 for connect/energize).",
         limits,
     )
+    prices: list[tuple[dict[str, str], float]] = []
+    for price in status.prices:
+        per_kwh = price.per_kwh
+        if per_kwh is not None and price.rate is not None:
+            flow = {1: "import", 19: "export"}.get(price.rate.flow_direction or 1, "import")
+            labels = {"rate": price.rate_mrid, "flow": flow, "currency": str(price.rate.currency)}
+            prices.append((labels, per_kwh))
+    w.metric(
+        "sep2gw_price_per_kwh",
+        "gauge",
+        "The utility's price in force per kWh (IEEE 2030.5 Pricing), by rate; none: no interval.",
+        prices,
+    )
     for name, stamp, help_ in (
         ("sep2gw_last_poll_timestamp_seconds", status.last_poll, "The last poll of the server."),
         ("sep2gw_last_post_timestamp_seconds", status.last_post, "The last readings posted."),

@@ -29,6 +29,7 @@ from events.hardware_events import (
     TelemetrySampled,
 )
 from events.log_events import LogShed, LogShort, PreviousLogSetAside
+from events.pricing_events import PriceBlock, PriceInForce, RateDetails, RateSeen, price_per_kwh
 from events.registration_events import (
     Polled,
     Posted,
@@ -93,6 +94,26 @@ class Measured(msgspec.Struct, frozen=True, kw_only=True):
     soc_pct: float | None = None
 
 
+class PriceNow(msgspec.Struct, frozen=True, kw_only=True):
+    """One rate's price in force (``pricing.price_in_force``), with what the rate is
+    (``pricing.rate_seen``): per kWh in the tariff's currency when the rate measures Wh."""
+
+    rate_mrid: str
+    seq: int
+    since_s: float
+    interval_mrid: str | None = None
+    tou_tier: int | None = None
+    rate: RateDetails | None = None
+    blocks: tuple[PriceBlock, ...] = ()
+
+    @property
+    def per_kwh(self) -> float | None:
+        """The first block's price per kWh, or None (no interval, no price, not a Wh rate)."""
+        if self.rate is None or not self.blocks or self.interval_mrid is None:
+            return None
+        return price_per_kwh(self.rate, self.blocks[0])
+
+
 class SiteStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The gateway's state as of record ``seq`` of its log (see the module docstring)."""
 
@@ -123,6 +144,9 @@ class SiteStatus(msgspec.Struct, frozen=True, kw_only=True):
     actor_failures: int = 0
     last_failure: Stamped | None = None
     gave_up: bool = False
+    #: IEEE 2030.5 Pricing: the rates offered (by mRID) and each rate's price in force
+    rates: dict[str, RateDetails] = {}
+    prices: tuple[PriceNow, ...] = ()
 
 
 _replace = msgspec.structs.replace
@@ -170,6 +194,27 @@ def evolve(status: SiteStatus, record: Recorded) -> SiteStatus:
                 last_post=Stamped(what=e.mirror, at_s=e.at_s, seq=seq),
                 **_comms_seen(status, e.at_s),
             )
+        case RateSeen():
+            rates = dict(status.rates)
+            rates[e.rate.rate_mrid] = e.rate
+            prices = tuple(
+                _replace(p, rate=e.rate) if p.rate_mrid == e.rate.rate_mrid else p
+                for p in status.prices
+            )
+            return _replace(status, seq=seq, at_s=at, rates=rates, prices=prices)
+        case PriceInForce():
+            now = PriceNow(
+                rate_mrid=e.rate_mrid,
+                seq=seq,
+                since_s=e.at_s,
+                interval_mrid=e.interval_mrid,
+                tou_tier=e.tou_tier,
+                rate=status.rates.get(e.rate_mrid),
+                blocks=e.blocks,
+            )
+            others = tuple(p for p in status.prices if p.rate_mrid != e.rate_mrid)
+            ordered = tuple(sorted((*others, now), key=lambda p: p.rate_mrid))
+            return _replace(status, seq=seq, at_s=at, prices=ordered)
         case LimitsInForceChanged():
             return _replace(
                 status,
@@ -304,6 +349,8 @@ STATUS_TAGS: Final = every_version(
     LogShort,
     LogShed,
     PreviousLogSetAside,
+    RateSeen,
+    PriceInForce,
 )
 #: Written every sample or every second: read only from the recent end of a long log.
 _FREQUENT: Final = every_version(TelemetrySampled, LimitsApplied)

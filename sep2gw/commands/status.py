@@ -22,7 +22,7 @@ from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
 from sep2gw.status import SiteStatus, iso, problems, status_of_store
-from sep2gw.timeline import describe_settings, whole
+from sep2gw.timeline import describe_blocks, describe_settings, rate_name, whole
 
 __all__ = ["register"]
 
@@ -131,6 +131,13 @@ def _lines(status: SiteStatus) -> list[tuple[str, str]]:
                 + (f" (from {', '.join(sources)})" if sources else ""),
             )
         )
+    for price in status.prices:
+        name = rate_name(price.rate) if price.rate is not None else price.rate_mrid
+        if price.interval_mrid is None:
+            what = "none in force"
+        else:
+            what = f"{describe_blocks(price.rate, price.blocks)} (tier {price.tou_tier})"
+        lines.append(("price", f"{name}: {what} since {iso(price.since_s)} (record {price.seq})"))
     lines.append(("last poll", _stamped(status.last_poll)))
     lines.append(("last post", _stamped(status.last_post)))
     write = status.last_write

@@ -178,3 +178,68 @@ async def test_a_metrics_port_in_use_is_bad_configuration_naming_it(
     error = first_leaf(raised.value, ConfigError)
     assert error is not None
     assert f"metrics.listen: cannot serve on 127.0.0.1:{port}: Address already in use" in str(error)
+
+
+def test_the_price_in_force_is_a_metric_per_rate_and_status_line() -> None:
+    """IEEE 2030.5 Pricing: the fold of ``pricing.rate_seen``/``pricing.price_in_force`` records
+    gives each rate's price in force; /metrics shows it per kWh, ``status`` in words."""
+    from events.envelope import Recorded
+    from events.pricing_events import PriceBlock, PriceInForce, RateDetails, RateSeen
+    from sep2gw.commands.status import _lines
+    from sep2gw.status import fold
+
+    rate = RateDetails(
+        tariff_mrid="T1",
+        tariff_href="/tp/1",
+        tariff_primacy=1,
+        currency=36,
+        price_power_of_ten=-3,
+        rate_mrid="R1",
+        rate_href="/tp/1/rc/1",
+        rate_code="TOU",
+        uom=72,
+        reading_power_of_ten=3,
+        flow_direction=1,
+    )
+    events = [
+        RateSeen(rate=rate, at_s=1.0),
+        PriceInForce(
+            rate_mrid="R1",
+            interval_mrid="I1",
+            tou_tier=3,
+            blocks=(PriceBlock(consumption_block=1, start_value=0, price=450),),
+            at_s=2.0,
+        ),
+    ]
+    records = [
+        Recorded(i + 1, "pricing", i + 1, e.at_s, e.at_s, e, b"") for i, e in enumerate(events)
+    ]
+    status = fold(records)
+    (price,) = status.prices
+    assert price.per_kwh == pytest.approx(0.45) and price.seq == 2
+    samples = _samples(render_metrics(status, now=3.0, identity={}, log=None))
+    key = ("sep2gw_price_per_kwh", (("currency", "36"), ("flow", "import"), ("rate", "R1")))
+    assert samples[key] == pytest.approx(0.45)
+    assert (
+        "price",
+        "TOU (import): 0.45 AUD/kWh (tier 3) since 1970-01-01T00:00:02Z (record 2)",
+    ) in (_lines(status))
+    # the interval ends: the price is gone from the metrics, the status says none
+    ended = fold(
+        [
+            Recorded(
+                3,
+                "pricing",
+                3,
+                4.0,
+                4.0,
+                PriceInForce(rate_mrid="R1", interval_mrid=None, at_s=4.0),
+                b"",
+            )
+        ],
+        status,
+    )
+    assert "sep2gw_price_per_kwh" not in {
+        name for name, _labels in _samples(render_metrics(ended, now=5.0, identity={}, log=None))
+    }
+    assert any(line == "price" and "none in force" in text for line, text in _lines(ended))
