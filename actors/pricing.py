@@ -99,7 +99,11 @@ class PricingActor:
         self.core = PricingCore(PricingConfig(lfdi=lfdi, profile=profile))
         self._links: TariffLinks | None = None
         self._next_walk_s: float | None = None
+        #: ReadingTypes read once per href. Kept for the rates of the last walk only, so a
+        #: server inventing new hrefs each walk cannot grow it (a walk reads at most
+        #: MAX_TARIFFS x MAX_RATES_PER_TARIFF of them).
         self._reading_types: dict[str, r.ReadingType | None] = {}
+        self._reading_types_used: set[str] = set()
         self._retry_at: dict[str, tuple[float, int]] = {}  # "mrid/status" -> (when, failures)
         self._wake = anyio.Event()
         self._walks = 0
@@ -166,6 +170,7 @@ class PricingActor:
         self._walks += 1
         self._cuts = []
         self._new_budget = MAX_NEW_INTERVALS
+        self._reading_types_used = set()
         rate_s = FAULT_POLL_S
         offered: set[str] = set()
         complete = True
@@ -194,6 +199,8 @@ class PricingActor:
             self._cut_told = cut
             if cut:
                 await self._record([PricingCapped(what=cut, at_s=now)])
+        for href in set(self._reading_types) - self._reading_types_used:
+            del self._reading_types[href]  # not asked for this walk: read again if it comes back
         if complete:
             await self._record(self.core.retire_rates(offered, now))
             self._next_walk_s = now + rate_s
@@ -263,6 +270,7 @@ class PricingActor:
         return complete
 
     async def _reading_type(self, href: str) -> r.ReadingType | None:
+        self._reading_types_used.add(href)
         if href not in self._reading_types:
             try:
                 self._reading_types[href] = await self._link.get(href, r.ReadingType)

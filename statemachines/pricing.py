@@ -23,7 +23,7 @@ end) is not applied to price intervals; servers publish them back to back withou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, TypeVar
 
 import msgspec
@@ -50,6 +50,7 @@ from events.pricing_events import (
     RateSeen,
 )
 from events.replay import Projection
+from statemachines.controls.decisions import Draw, draw_signed
 from statemachines.responses import ResponseProfile, should_send
 from statemachines.table import Row, Table
 
@@ -64,7 +65,6 @@ __all__ = [
     "price_in_force",
 ]
 
-Draw = Callable[[int, int], int]
 V = TypeVar("V")
 
 RECEIVED: Final = "received"
@@ -247,13 +247,6 @@ class PricingConfig(msgspec.Struct, frozen=True, kw_only=True):
     profile: ResponseProfile
 
 
-def _draw_signed(draw: Draw, bound: int) -> int:
-    """ρ drawn uniformly from [0, bound], keeping the sign of a negative bound (§4 preamble)."""
-    if bound == 0:
-        return 0
-    return draw(min(0, bound), max(0, bound))
-
-
 def _wins(a: IntervalRecord, b: IntervalRecord) -> bool:
     """Whether ``a`` supersedes ``b`` when they overlap: created later, then the larger mRID."""
     return (a.interval.creation_time, a.interval.mrid) > (b.interval.creation_time, b.interval.mrid)
@@ -330,8 +323,8 @@ class PricingCore:
             if self.config.profile.received_late_on_expiry:
                 self._respond(out, iv.mrid, ResponseStatus.RECEIVED_LATE, now)
             return
-        rho_s = _draw_signed(draw, iv.randomize_start)
-        rho_d = _draw_signed(draw, iv.randomize_duration)
+        rho_s = draw_signed(draw, iv.randomize_start)
+        rho_d = draw_signed(draw, iv.randomize_duration)
         self._emit(
             out, IntervalReceived(interval=iv, rho_start_s=rho_s, rho_duration_s=rho_d, at_s=now)
         )

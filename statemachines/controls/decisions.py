@@ -85,6 +85,8 @@ from statemachines.responses import CORE_2018, ResponseProfile, should_send
 from statemachines.site_limit import InvalidLimit, validate_limits
 
 __all__ = [
+    "Draw",
+    "draw_signed",
     "NEAR_ADJACENT_S",
     "RECEIPT_STEP",
     "ControlsCore",
@@ -533,8 +535,8 @@ class ControlsCore:
         if supported is not None and not rec.modes & supported:
             self._reject(out, rec, ResponseStatus.NOT_APPLICABLE, "no supported mode", now)
             return
-        rho_s = _draw_signed(draw, c.randomize_start_s)
-        rho_d = _draw_signed(draw, c.randomize_duration_s)
+        rho_s = draw_signed(draw, c.randomize_start_s)
+        rho_d = draw_signed(draw, c.randomize_duration_s)
         if c.randomize_start_s or c.randomize_duration_s:
             self._emit(
                 out,
@@ -1000,7 +1002,7 @@ def _effective_end(start: int, duration: int, rho_d: int) -> int:
     return max(start, start + duration + rho_d)
 
 
-def _draw_signed(draw: Draw, bound: int) -> int:
+def draw_signed(draw: Draw, bound: int) -> int:
     """ρ drawn uniformly from [0, bound], keeping the sign of a negative bound (§4 preamble)."""
     if bound == 0:
         return 0

@@ -134,3 +134,75 @@ def test_a_server_offering_too_many_tariffs_is_cut_and_the_cut_recorded_once(pki
     assert len({e.rate.rate_mrid for e in events if isinstance(e, RateSeen)}) == MAX_TARIFFS
     tp_lists = [q for q in result.server.requests if q.path == "/tp"]
     assert len(tp_lists) >= 5  # walked at the pollRate, each walk bounded
+
+
+async def test_the_reading_type_cache_holds_only_the_last_walks_rates(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Bounded memory against a server that names a new ReadingType href on every walk: the
+    actor's walk forgets the ReadingTypes it did not ask for."""
+    from typing import Any, cast
+
+    from actors.clock import Clock
+    from actors.mailbox import Latest
+    from actors.messages import TariffLinks
+    from actors.pricing import PricingActor
+    from actors.rng import RandomSource
+    from statemachines.responses import CSIP_AUS
+    from transport.sep2 import resources as r
+    from transport.sep2.hexbinary import HexBinary16, HexBinary128
+
+    class FakeLink:
+        halted = None
+
+        def __init__(self) -> None:
+            self.walk = 0
+            self.reading_gets: list[str] = []
+
+        async def get_list(self, href: str, cls: Any, items: str) -> tuple[Any, list[Any]]:
+            if cls is r.TariffProfileList:
+                self.walk += 1
+                tariff = r.TariffProfile(
+                    href="/tp/1",
+                    mRID=HexBinary128(1),
+                    primacy=1,
+                    serviceCategoryKind=0,
+                    RateComponentListLink=r.RateComponentListLink(href="/tp/1/rc", all=1),
+                )
+                return r.TariffProfileList(href=href, all=1, results=1, pollRate=60), [tariff]
+            if cls is r.RateComponentList:
+                rate = r.RateComponent(
+                    href="/tp/1/rc/1",
+                    mRID=HexBinary128(2),
+                    roleFlags=HexBinary16(0),
+                    ReadingTypeLink=r.ReadingTypeLink(href=f"/rt/{self.walk}"),
+                    TimeTariffIntervalListLink=r.TimeTariffIntervalListLink(href="/tti", all=0),
+                )
+                return r.RateComponentList(href=href, all=1, results=1), [rate]
+            return r.TimeTariffIntervalList(href=href, all=0, results=0), []
+
+        async def get(self, href: str, cls: Any) -> Any:
+            self.reading_gets.append(href)
+            return r.ReadingType(href=href, uom=72)
+
+    class FakeLog:
+        async def append(self, appends: Any) -> None:
+            return None
+
+    link = FakeLink()
+    targets: Latest[TariffLinks] = Latest()
+    actor = PricingActor(
+        link=cast(Any, link),
+        log=cast(Any, FakeLog()),
+        clock=Clock(wall_at_start=1_700_000_000.0),
+        rng=RandomSource(1),
+        store=MemoryEventStore(CATALOGUE),
+        lfdi="AB" * 20,
+        profile=CSIP_AUS,
+        targets=targets,
+    )
+    actor._links = TariffLinks(hrefs=("/tp",))
+    for _ in range(30):
+        await actor._walk()
+    assert link.walk == 30 and len(link.reading_gets) == 30
+    assert list(actor._reading_types) == ["/rt/30"]
