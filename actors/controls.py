@@ -37,6 +37,7 @@ from actors.rng import RandomSource
 from events.base import Event
 from events.control_events import (
     CommsRestored,
+    ControlReceived,
     ControlStarted,
     LimitsInForceChanged,
     RampPlanned,
@@ -46,6 +47,7 @@ from events.control_events import (
 from events.envelope import Append
 from events.replay import replay
 from events.store import EventStore
+from events.subscription_events import ControlsNotified
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, CoreConfig
 from statemachines.ramps import Ramp
 
@@ -135,6 +137,7 @@ class ControlsActor:
                 elif isinstance(message, ControlsSeen):
                     self._inputs += 1
                     events = await self._receive_controls(core, message, now)
+                    events += _notified(message, events, now)
                 else:
                     self._inputs += 1
                     events = self._dispatch(core, message, now)
@@ -349,6 +352,26 @@ class ControlsActor:
             self._in_flight[key] = float("inf")
             await self._decide(core.response_sent(intended.mrid, intended.status, now))
             self._to_responder.send_nowait(SendResponse(response=intended))
+
+
+def _notified(message: ControlsSeen, events: Sequence[Event], now: float) -> list[Event]:
+    """Issue 19 point 3: the controls a notification-prompted read saw first, recorded after their
+    receipts in the same batch, so replay and ``explain`` say "changed by notification at T"."""
+    if message.prompted_by is None:
+        return []
+    first_seen = tuple(e.control.mrid for e in events if isinstance(e, ControlReceived))
+    if not first_seen:
+        return []
+    seq, notified_at_s = message.prompted_by
+    return [
+        ControlsNotified(
+            program_id=message.program_id,
+            notification_seq=seq,
+            notified_at_s=notified_at_s,
+            first_seen=first_seen,
+            at_s=now,
+        )
+    ]
 
 
 async def _batch_in_steps(

@@ -54,6 +54,7 @@ __all__ = [
     "HttpsClient",
     "HttpsServer",
     "PeerInfo",
+    "RefusalHook",
     "ServerStatistics",
     "TlsInfo",
 ]
@@ -326,6 +327,8 @@ class PeerInfo:
 
 
 Handler = Callable[[Request, PeerInfo], Awaitable[Response]]
+#: Told of a request refused before any handler saw it (a body over the limit): what it was, who.
+RefusalHook = Callable[[LinkError, PeerInfo], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +356,13 @@ class HttpsServer:
         handshake_timeout_s: float = 10.0,
         idle_timeout_s: float = 120.0,
         handler_timeout_s: float = 30.0,
+        on_refused: RefusalHook | None = None,
     ) -> None:
+        """``on_refused``: told of each request refused before a handler saw it (a body larger
+        than ``max_request_bytes``: 413 on HTTP/1.1, the stream reset on HTTP/2), for a server
+        that must record every request (the notification listener)."""
         self._router = router
+        self._on_refused = on_refused
         self._context = context
         self._profile = profile
         self._max_request_bytes = max_request_bytes
@@ -451,6 +459,8 @@ class HttpsServer:
                     await self._flush(stream, session)
                 elif isinstance(event, StreamFailed):
                     self._record(event.error)
+                    if self._on_refused is not None and isinstance(event.error, BodyTooLarge):
+                        await self._on_refused(event.error, peer)
                 elif isinstance(event, ConnectionClosed):
                     if event.error is not None and not isinstance(event.error, BodyTooLarge):
                         self._record(event.error)

@@ -587,6 +587,12 @@ class Link:
         await self._exchange("PUT", path, encode(resource, csipaus_ns=self.csipaus_ns))
         self._held.pop(_resource(path), None)
 
+    async def delete(self, path: str) -> int:
+        """DELETE (a subscription the gateway no longer wants); returns the 2xx status."""
+        response = await self._exchange("DELETE", path)
+        self._held.pop(_resource(path), None)
+        return response.status
+
 
 #: CSIP-AUS faults remembered, so each (path, kind, namespace) is recorded once (a server inventing
 #: paths only stops new ones being recorded, with a warning each).

@@ -43,10 +43,13 @@ class DefaultSeen(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ControlsSeen(msgspec.Struct, frozen=True, kw_only=True):
-    """One complete poll of a program's DERControlList (every page)."""
+    """One complete poll of a program's DERControlList (every page). ``prompted_by``: the
+    (record seq, server time) of the notification that made this poll due now (issue 19 point 3),
+    None for a poll at its pollRate."""
 
     program_id: str
     controls: tuple[Control, ...]
+    prompted_by: tuple[int, float] | None = None
 
 
 class LinkState(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,6 +37,7 @@ from actors.messages import (
     TariffLinks,
 )
 from actors.rng import RandomSource
+from actors.subscriptions import PollPrompts, SubscriptionTargets
 from events.base import Event, tag_of
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
@@ -66,6 +67,7 @@ from statemachines.registration import (
     RegistrationConfig,
     RegistrationCore,
 )
+from statemachines.subscriptions import SubscriptionTarget, is_subscribable
 from transport.errors import LinkError
 from transport.sep2 import SchemaViolation
 from transport.sep2 import resources as r
@@ -165,6 +167,8 @@ class RegistrationActor:
         der_status_target: Latest[DerStatusTarget] | None = None,
         log_alarm: Latest[int] | None = None,
         pricing_targets: Latest[TariffLinks] | None = None,
+        subscription_targets: Latest[SubscriptionTargets] | None = None,
+        poll_prompts: Latest[PollPrompts] | None = None,
     ) -> None:
         """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
         ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
@@ -174,7 +178,10 @@ class RegistrationActor:
         other DER documents). ``log_alarm``: how many times the log has run short of space or full
         (issue 16 point 5): each new time is reported once beside the DER's alarms, even if it
         passed while this actor waited on that very log. ``pricing_targets``: the pricing actor's
-        mailbox of the TariffProfileList links our FSAs reference (after every FSA poll)."""
+        mailbox of the TariffProfileList links our FSAs reference (after every FSA poll).
+        ``subscription_targets``: the subscription actor's mailbox of the subscribable resources
+        the walk found (issue 19 point 3); ``poll_prompts``: the polls notifications made due now,
+        taken before the poll schedule is next read, and waking the poll loop."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -190,6 +197,16 @@ class RegistrationActor:
         self._der_status_target = der_status_target
         self._log_alarm = log_alarm
         self._pricing_targets = pricing_targets
+        self._subscription_targets = subscription_targets
+        self._poll_prompts = poll_prompts
+        self._subscriptions_told: SubscriptionTargets | None = None
+        #: poll key -> {subscribable href it reads: rank} (rank: EndDevice 0, FSA list 1, program
+        #: list 2, default 3, control list 4: the order subscriptions are asked for).
+        self._subscribable: dict[str, dict[str, int]] = {}
+        #: poll key -> (record seq, server time) of the notification that made it due now.
+        self._prompted: dict[str, tuple[int, float]] = {}
+        #: The notification behind the poll being read now (handed on with its controls).
+        self._prompt_cause: tuple[int, float] | None = None
         self._tariffs_told: TariffLinks | None = None
         self._log_alarms_reported = 0
         self._status_told: str | None = None
@@ -248,12 +265,17 @@ class RegistrationActor:
     async def _sleep_until_due(self, deadline: float) -> None:
         """Sleep until ``deadline`` (server time) or until the controls actor sends news. The
         server clock's offset cannot change meanwhile: this actor is the one that adopts it."""
+        boxes: list[Latest[ControlsNews] | Latest[PollPrompts]] = [
+            box for box in (self._news, self._poll_prompts) if box is not None
+        ]
         while (remaining := deadline - self._clock.server_time()) > 0:
-            if self._news is None:
+            if not boxes:
                 await self._clock.sleep_until_server_time(deadline)
                 return
             with anyio.move_on_after(remaining):
-                await self._news.wait()
+                async with anyio.create_task_group() as group:
+                    for box in boxes:
+                        group.start_soon(_wake_on, box, group.cancel_scope)
                 return
 
     def _poll_s(self, own: int | None) -> int:
@@ -316,6 +338,7 @@ class RegistrationActor:
                     await self._report_log_set_aside()
                 except (HttpFailure, LinkError):
                     pass  # reported at the next poll cycle
+                self._tell_subscriptions()
                 await self._poll_until_moved()
                 if self.core.state.state == HALTED:
                     self._link.halt(self.core.state.halted_reason or "registration halted")
@@ -439,6 +462,7 @@ class RegistrationActor:
         assert href is not None
         edev = await self._link.get(href, r.EndDevice)
         self._found.edev, self._found.edev_href = edev, href
+        self._note_subscribable(f"edev:{href}", href, edev.subscribable, _RANK_EDEV, fresh=True)
         now = self._clock.server_time()
         # Our EndDevice is read again at its list's pollRate: its postRate may change (§2.8).
         key = f"edev:{href}"
@@ -759,6 +783,7 @@ class RegistrationActor:
     async def _poll_until_moved(self) -> None:
         """Poll every list when due; return when a 301/404 says the links moved (walk again)."""
         while True:
+            await self._take_prompts()
             now = self._clock.server_time()
             due = self.polls.due_polls(now)
             if not due and self._der_info_now:
@@ -777,6 +802,7 @@ class RegistrationActor:
                 await self._sleep_until_due(deadline)
                 continue
             for resource in due:
+                self._prompt_cause = self._prompted.pop(resource, None)
                 try:
                     events = await self._poll(resource)
                 except HttpFailure as failure:
@@ -794,10 +820,12 @@ class RegistrationActor:
                 await self._persist(
                     events + self.polls.polled(resource, now) + self._schedule_follows(events, now)
                 )
+                self._prompt_cause = None
                 if self.core.state.state != READY:
                     # the PIN changed under us: run() stops all traffic (§2.4); or links changed:
                     # walk again (§2)
                     return
+                self._tell_subscriptions()
                 await self._honour_retry_after()
             try:
                 # One DER cycle per DERList poll: what is owed goes out there, not after each poll.
@@ -806,6 +834,61 @@ class RegistrationActor:
                 await self._report_log_set_aside()
             except (HttpFailure, LinkError):
                 pass  # status is re-sent at the next cycle
+
+    async def _take_prompts(self) -> None:
+        """Issue 19 point 3: the polls notifications made due now, recorded (``PollPrompted``,
+        naming the notification's record) before the schedule is read, so a replay of the log
+        finds them due exactly as the live actor did."""
+        if self._poll_prompts is None or not self._poll_prompts.fresh:
+            return
+        prompts = self._poll_prompts.take_nowait()
+        now = self._clock.server_time()
+        events: list[Event] = []
+        for prompt in prompts.prompts:
+            made_due = self.polls.prompted(prompt.poll, prompt.resource, prompt.notification_seq, now)
+            if made_due:
+                self._prompted[prompt.poll] = (prompt.notification_seq, prompt.at_s)
+            events += made_due
+        await self._persist(events)
+
+    def _note_subscribable(
+        self, poll: str, href: str, subscribable: int | None, rank: int, *, fresh: bool = False
+    ) -> None:
+        """What the read of ``poll`` found subscribable (``fresh``: the read of the poll's own
+        resource, which starts its set again)."""
+        found = self._subscribable.setdefault(poll, {})
+        if fresh:
+            found.clear()
+        if is_subscribable(subscribable):
+            found[href] = rank
+
+    def _tell_subscriptions(self) -> None:
+        """The subscribable resources our EndDevice's tree holds now (issue 19 point 3), told to
+        the subscription actor when they changed: the EndDevice's own, its FSA list's, and those of
+        the program lists our FSAs reference (§4 rule 4: an unreferenced list's are let go)."""
+        if self._subscription_targets is None:
+            return
+        edev, edev_href = self._found.edev, self._found.edev_href
+        if edev is None or edev_href is None:
+            return
+        polls = {f"edev:{edev_href}"}
+        if edev.FunctionSetAssignmentsListLink is not None:
+            polls.add(f"fsa:{edev.FunctionSetAssignmentsListLink.href}")
+        polls |= {f"derp:{href}" for href in self._found.program_lists.values()}
+        for stale in set(self._subscribable) - polls:
+            del self._subscribable[stale]
+        ranked = sorted(
+            (rank, href, poll)
+            for poll, found in self._subscribable.items()
+            for href, rank in found.items()
+        )
+        told = SubscriptionTargets(
+            list_href=None if edev.SubscriptionListLink is None else edev.SubscriptionListLink.href,
+            targets=tuple(SubscriptionTarget(resource=h, poll=p) for _, h, p in ranked),
+        )
+        if told != self._subscriptions_told:
+            self._subscriptions_told = told
+            self._subscription_targets.put(told)
 
     def _schedule_follows(self, events: Sequence[Event], now: float) -> list[Event]:
         """§2.2 with §4 rule 15: a Time read (a poll, or the walk again after links moved) that
@@ -888,6 +971,7 @@ class RegistrationActor:
         edev = await self._link.get(href, r.EndDevice)
         if href == self._found.edev_href:
             self._found.edev = edev
+            self._note_subscribable(f"edev:{href}", href, edev.subscribable, _RANK_EDEV, fresh=True)
         targets = self._targets
         if targets is not None and self._mirror_targets is not None:
             rate = edev.postRate or self._walk.default_post_s
@@ -906,6 +990,7 @@ class RegistrationActor:
         key = f"fsa:{href}"
         known = key in self.polls.state.polls
         events = self.polls.rate_seen(key, self._poll_s(fsa_list.pollRate), now)
+        self._note_subscribable(key, href, fsa_list.subscribable, _RANK_FSA, fresh=True)
         if first:
             events += self._read_counts_as_poll(key, now, known=known)
         lists = {}
@@ -964,6 +1049,9 @@ class RegistrationActor:
             href, r.DERProgramList, "DERProgram"
         )
         events = self.polls.rate_seen(f"derp:{href}", self._poll_s(program_list.pollRate), now)
+        self._note_subscribable(
+            f"derp:{href}", href, program_list.subscribable, _RANK_PROGRAMS, fresh=True
+        )
         self._found.programs[href] = tuple(program_from_wire(p) for p in wire_programs)
         fetched.append((href, wire_programs))
         return events
@@ -983,7 +1071,7 @@ class RegistrationActor:
                 default: DefaultControl | None = None
             else:
                 default_seen, default = await self._read_default(
-                    wire.DefaultDERControlLink.href, program.program_id
+                    wire.DefaultDERControlLink.href, program.program_id, f"derp:{href}"
                 )
             if default_seen:
                 self._found.defaults[program.program_id] = default
@@ -993,8 +1081,14 @@ class RegistrationActor:
             controls: tuple[Control, ...] = ()
             if wire.DERControlListLink is not None:
                 try:
-                    _, wire_controls = await self._link.get_list(
+                    control_list, wire_controls = await self._link.get_list(
                         wire.DERControlListLink.href, r.DERControlList, "DERControl"
+                    )
+                    self._note_subscribable(
+                        f"derp:{href}",
+                        wire.DERControlListLink.href,
+                        control_list.subscribable,
+                        _RANK_CONTROLS,
                     )
                     controls, skipped = await _controls_in_steps(wire_controls, program.program_id)
                     for reason in skipped:
@@ -1004,15 +1098,21 @@ class RegistrationActor:
                     self._unread += 1
                     continue
             await self._to_controls.send(
-                ControlsSeen(program_id=program.program_id, controls=controls)
+                ControlsSeen(
+                    program_id=program.program_id,
+                    controls=controls,
+                    prompted_by=self._prompt_cause,
+                )
             )
 
-    async def _read_default(self, href: str, program_id: str) -> tuple[bool, DefaultControl | None]:
+    async def _read_default(
+        self, href: str, program_id: str, poll: str
+    ) -> tuple[bool, DefaultControl | None]:
         """(read, default): a 404 reads as "no default"; other failures as not read this cycle."""
         try:
-            return True, default_control_from_wire(
-                await self._link.get(href, r.DefaultDERControl), program_id
-            )
+            wire = await self._link.get(href, r.DefaultDERControl)
+            self._note_subscribable(poll, href, wire.subscribable, _RANK_DEFAULT)
+            return True, default_control_from_wire(wire, program_id)
         except HttpFailure as failure:
             if failure.status == 404 and not isinstance(failure, BadDocument):
                 return True, None
@@ -1029,6 +1129,19 @@ class RegistrationActor:
             return
         every = {p.program_id: p for ps in self._found.programs.values() for p in ps}
         await self._to_controls.send(ProgramsSeen(programs=tuple(every[k] for k in sorted(every))))
+
+
+#: The order subscriptions are asked for (at most ``max_subscriptions`` are held).
+_RANK_EDEV: Final = 0
+_RANK_FSA: Final = 1
+_RANK_PROGRAMS: Final = 2
+_RANK_DEFAULT: Final = 3
+_RANK_CONTROLS: Final = 4
+
+
+async def _wake_on(box: Latest[ControlsNews] | Latest[PollPrompts], scope: anyio.CancelScope) -> None:
+    await box.wait()
+    scope.cancel()
 
 
 async def _controls_in_steps(

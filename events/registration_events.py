@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Literal
 
 from events.base import Event
+from events.subscription_events import PollPrompted
 
 __all__ = [
     "POLL_STREAM",
@@ -232,7 +233,8 @@ REGISTRATION_EVENT_TYPES: tuple[type[Event], ...] = (
 def registration_event_stream(event: Event) -> str:
     """``poll`` for poll and post schedule events, ``registration`` for the walk."""
     if isinstance(
-        event, PollRateSeen | Polled | PollsShifted | PostRateSeen | Posted | RateBounded
+        event,
+        PollRateSeen | Polled | PollsShifted | PostRateSeen | Posted | RateBounded | PollPrompted,
     ):
         return POLL_STREAM
     return REGISTRATION_STREAM

@@ -21,6 +21,7 @@ from events.mirror_events import MIRROR_EVENT_TYPES
 from events.pricing_events import PRICING_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
+from events.subscription_events import SUBSCRIPTION_EVENT_TYPES
 
 __all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS", "every_version"]
 
@@ -34,6 +35,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *DER_STATUS_EVENT_TYPES,
     *LINK_EVENT_TYPES,
     *PRICING_EVENT_TYPES,
+    *SUBSCRIPTION_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {
     **CONTROL_UPCASTERS,

@@ -47,6 +47,7 @@ __all__ = [
     "LogConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "NotificationsConfig",
     "RatesConfig",
     "ServerConfig",
     "SiteConfig",
@@ -289,6 +290,50 @@ class MetricsConfig(_Section, frozen=True, kw_only=True):
     ] = False
 
 
+class NotificationsConfig(_Section, frozen=True, kw_only=True):
+    """Subscriptions and the notification listener (IEEE 2030.5 Subscription/Notification): off
+    unless ``url``. Notifications make the gateway read a changed resource at once; polling at the
+    server's rates carries on as the safety net."""
+
+    url: Annotated[
+        str,
+        _key(
+            "the notificationURI given to the server, `https://host[:port]/path` as the server "
+            "reaches this gateway's listener; empty (the default): no subscriptions",
+            kind="URL",
+        ),
+    ] = ""
+    listen: Annotated[
+        str,
+        _key(
+            '`HOST:PORT` the listener serves on (mutual TLS with the device certificate), e.g. '
+            '`"0.0.0.0:8443"`; empty: no TCP listener (an embedding application hands '
+            "connections to `Gateway.serve_notification_stream`)",
+            kind="address",
+        ),
+    ] = ""
+    max_connections: Annotated[
+        int, _key("connections served at once; more are closed as they arrive", kind="1..1024")
+    ] = 8
+    max_body_bytes: Annotated[
+        int, _key("the largest Notification body read (larger: 413)", kind="1 KiB..1 MiB")
+    ] = 65536
+    connection_timeout_s: Annotated[
+        float, _key("a connection is closed this long after it arrived", kind="seconds > 0")
+    ] = 30.0
+    max_subscriptions: Annotated[
+        int, _key("subscriptions held at most; other resources are only polled", kind="1..1000")
+    ] = 32
+    verify_period_s: Annotated[
+        float,
+        _key(
+            "each subscription is checked (GET) at most this often; a 404 (the server lost it) "
+            "subscribes again",
+            kind="seconds >= 60",
+        ),
+    ] = 900.0
+
+
 class Config(_Section, frozen=True, kw_only=True):
     server: Annotated[ServerConfig, _key("the utility server")]
     tls: Annotated[TlsConfig, _key("the device identity")]
@@ -300,6 +345,9 @@ class Config(_Section, frozen=True, kw_only=True):
     metrics: Annotated[MetricsConfig, _key("the local metrics and health endpoint")] = (
         MetricsConfig()
     )
+    notifications: Annotated[
+        NotificationsConfig, _key("subscriptions and the notification listener")
+    ] = NotificationsConfig()
     #: Set by the loader (the file's folder), not read from the file.
     base_dir: Annotated[str, msgspec.Meta(extra={"internal": True})] = "."
 
@@ -402,6 +450,7 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
     if config.log.max_bytes is not None and config.log.max_bytes < 1 << 20:
         problems.append("log.max_bytes: at least 1 MiB, or leave it out for no limit")
     problems += metrics_problems(config.metrics)
+    problems += notifications_problems(config.notifications)
     if check_files:
         files = [
             ("tls.certificate", config.tls.certificate),
@@ -486,6 +535,48 @@ def metrics_problems(metrics: MetricsConfig, key: str = "metrics.listen") -> lis
             "state to anyone who reaches it: set metrics.allow_remote = true to serve there"
         ]
     return []
+
+
+def notifications_problems(notifications: NotificationsConfig) -> list[str]:
+    """Issue 19 point 3: the notificationURI is an https URL with a host and a path; the listener's
+    address parses and needs a URL to be given; the bounds are sane."""
+    problems: list[str] = []
+    if notifications.url:
+        url = urlsplit(notifications.url)
+        if url.scheme != "https" or not url.hostname:
+            problems.append(
+                f"notifications.url: {notifications.url!r} must be an https:// URL with a host "
+                "(notifications come over mutual TLS)"
+            )
+        elif not url.path.startswith("/"):
+            problems.append(
+                f"notifications.url: {notifications.url!r} needs a path, e.g. /notify"
+            )
+    if notifications.listen:
+        try:
+            parse_listen(notifications.listen)
+        except ValueError as exc:
+            problems.append(f"notifications.listen: {exc}")
+        if not notifications.url:
+            problems.append(
+                "notifications.listen: set notifications.url too (the address the server is "
+                "told to notify)"
+            )
+    for key, value, low, high in (
+        ("max_connections", notifications.max_connections, 1, 1024),
+        ("max_body_bytes", notifications.max_body_bytes, 1024, 1 << 20),
+        ("max_subscriptions", notifications.max_subscriptions, 1, 1000),
+    ):
+        if not low <= value <= high:
+            problems.append(f"notifications.{key}: {value} is outside {low}..{high}")
+    if notifications.connection_timeout_s <= 0:
+        problems.append("notifications.connection_timeout_s: must be positive")
+    if notifications.verify_period_s < 60:
+        problems.append(
+            f"notifications.verify_period_s: {notifications.verify_period_s:g} is below 60 s "
+            "(each check is a request to the server)"
+        )
+    return problems
 
 
 def _version_problems(server: ServerConfig) -> list[str]:

@@ -55,6 +55,7 @@ from actors.pricing import PricingActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
+from actors.subscriptions import PollPrompts, SubscriptionActor, SubscriptionTargets
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.base import Event, tag_of
 from events.envelope import Append, Recorded
@@ -77,12 +78,14 @@ from sep2gw.status import SiteStatus, evolve, status_of_store
 from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
+from statemachines.subscriptions import SubscriptionSettings
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
-from transport.tls import TlsMaterial, client_context
+from transport.tls import TlsMaterial, client_context, server_context
 
 if TYPE_CHECKING:
     from actors.http_endpoint import HttpEndpoint
+    from actors.notifications import NotificationListener
 
 __all__ = ["Gateway", "GatewayOptions", "run_gateway"]
 
@@ -254,6 +257,40 @@ class _Unit:
             store=g.store,
             interval_s=hardware_config.post_interval_s,
         )
+        subscription_targets: Latest[SubscriptionTargets] | None = None
+        poll_prompts: Latest[PollPrompts] | None = None
+        subscriptions: SubscriptionActor | None = None
+        listener: NotificationListener | None = None
+        if g.listener_context is not None:
+            # Issue 19 point 3: only a gateway told where it is notified subscribes.
+            from actors.notifications import NotificationListener
+
+            notifications = config.notifications
+            subscription_targets, poll_prompts = Latest(), Latest()
+            subscriptions = SubscriptionActor(
+                settings=SubscriptionSettings(
+                    notification_uri=notifications.url,
+                    max_subscriptions=notifications.max_subscriptions,
+                    verify_period_s=notifications.verify_period_s,
+                ),
+                link=link,
+                log=log,
+                clock=g.clock,
+                store=g.store,
+                targets=subscription_targets,
+                prompts=poll_prompts,
+            )
+            listener = NotificationListener(
+                context=g.listener_context,
+                path=urlsplit(notifications.url).path,
+                log=log,
+                clock=g.clock,
+                sink=subscriptions,
+                profile=profile.identity,
+                max_connections=notifications.max_connections,
+                max_body_bytes=notifications.max_body_bytes,
+                connection_timeout_s=notifications.connection_timeout_s,
+            )
         registration = RegistrationActor(
             identity=Identity(
                 lfdi=g.lfdi, sfdi=g.sfdi, device_category=config.site.device_category
@@ -283,6 +320,8 @@ class _Unit:
             der_status_target=status_targets,
             log_alarm=log_alarm,
             pricing_targets=tariff_links,
+            subscription_targets=subscription_targets,
+            poll_prompts=poll_prompts,
         )
         pricing = PricingActor(
             link=link,
@@ -306,6 +345,9 @@ class _Unit:
             "link": link,
             "log": log,
         }
+        if subscriptions is not None and listener is not None:
+            g.actors["subscriptions"] = subscriptions
+            g.actors["notifications"] = listener
         try:
             async with reachable, anyio.create_task_group() as group:
                 await group.start(log.run)
@@ -317,6 +359,12 @@ class _Unit:
                 await group.start(mirror.run)
                 await group.start(der_status.run)
                 await group.start(pricing.run)
+                if subscriptions is not None and listener is not None:
+                    await group.start(subscriptions.run)
+                    if config.notifications.listen:
+                        g.notifications_port = await group.start(
+                            _serve_notifications, listener, config.notifications.listen
+                        )
                 await group.start(registration.run)
                 task_status.started()
         finally:
@@ -402,6 +450,22 @@ class Gateway:
         #: force per rate, as the log records it. Outlives a rebuild of the actors.
         self.prices: Latest[PricesInForce] = Latest()
         self._group: anyio.abc.TaskGroup | None = None
+        #: Issue 19 point 3: the notification listener's TLS (our certificate as the server's, the
+        #: utility's client certificate verified against the same CA); None: no subscriptions.
+        self.listener_context: ssl.SSLContext | None = None
+        if config.notifications.url:
+            self.listener_context = server_context(
+                TlsMaterial(
+                    str(config.path(config.tls.certificate)),
+                    str(config.path(config.tls.key)),
+                    str(config.path(config.tls.ca)),
+                    password,
+                ),
+                alpn=("h2", "http/1.1"),
+                extra_ciphers=tuple(config.tls.extra_ciphers),
+            )
+        #: The port the notification listener is served on once running (None: not served).
+        self.notifications_port: int | None = None
         self.clock: Clock
         self.rng: RandomSource
 
@@ -616,6 +680,19 @@ class Gateway:
     async def _record_failure(self, event: ActorFailed) -> None:
         self._append(event)
 
+    async def serve_notification_stream(self, stream: anyio.abc.ByteStream) -> None:
+        """Serve one connection to the notification listener (issue 19 point 3): TLS server side
+        with the gateway's certificate, requiring the utility's client certificate, then HTTP/1.1
+        or h2 by ALPN. Simulated worlds hand in pipe streams; an embedding application may hand in
+        connections it accepted itself. Closed at once when notifications are not configured or
+        the gateway's actors are being rebuilt."""
+        listener = self.actors.get("notifications")
+        if listener is None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        await listener.serve_connection(stream)
+
     def prices_in_force(self) -> PricesInForce | None:
         """The utility's price in force for every rate it offers this site (IEEE 2030.5 Pricing),
         as the log records it; None until the pricing actor has read any. A battery runtime that
@@ -649,6 +726,22 @@ async def run_gateway(
 ) -> None:
     """Run a gateway until cancelled (Ctrl-C, SIGTERM handled by the caller's loop)."""
     await Gateway(config, driver, options=options).run()
+
+
+async def _serve_notifications(
+    listener: NotificationListener,
+    listen: str,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    address = parse_listen(listen)
+    try:
+        await listener.run(host=address.host, port=address.port, task_status=task_status)
+    except OSError as exc:
+        raise ConfigError(
+            "notifications.listen",
+            [f"cannot serve on {address}: {exc.strerror or exc}"],
+        ) from None
 
 
 #: How far back at least the start reads telemetry and posted readings (the mirror's backlog of

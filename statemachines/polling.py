@@ -38,6 +38,7 @@ from events.registration_events import (
     RateBounded,
 )
 from events.replay import Projection
+from events.subscription_events import PollPrompted
 
 __all__ = [
     "FAULT_POLL_S",
@@ -134,6 +135,12 @@ def evolve_poll(state: PollState, event: Event) -> PollState:
         case CommsRestored(at_s=at_s):
             for entry in state.polls.values():
                 entry.next_s = at_s
+        case PollPrompted(poll=poll, at_s=at_s):
+            # Issue 19 point 3: a notification makes this poll due now; a poll already due sooner
+            # stays so. The read it prompts is a poll (``Polled``): the next one a pollRate later.
+            prompted = state.polls.get(poll)
+            if prompted is not None:
+                prompted.next_s = min(prompted.next_s, at_s)
         case PollsShifted(by_s=by_s, at_s=at_s):
             # Intervals are kept on the device's clock; posts stay on the server's minute grid.
             for entry in state.polls.values():
@@ -166,7 +173,9 @@ POLL_PROJECTION: Final = Projection(
     initial=_PRISTINE_POLLSTATE,
     evolve=_evolve_from_pristine,
     state_type=PollState,
-    types=(PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored),
+    types=(
+        PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored, PollPrompted
+    ),
 )
 
 
@@ -263,6 +272,18 @@ class PollSchedule:
         """§4 rule 12: re-poll everything on recovery. The event is the controls actor's (one fact,
         recorded once); the schedule applies it as the fold of the log does, emitting nothing."""
         evolve_poll(self.state, event)
+
+    def prompted(self, poll: str, resource: str, notification_seq: int, now: float) -> list[Event]:
+        """Issue 19 point 3: the notification recorded at ``notification_seq`` makes ``poll`` due
+        now (nothing for a poll the schedule does not hold: the walk reads it first anyway)."""
+        if poll not in self.state.polls:
+            return []
+        return self._emit(
+            [],
+            PollPrompted(
+                poll=poll, resource=resource, notification_seq=notification_seq, at_s=now
+            ),
+        )
 
     def due_polls(self, now: float) -> list[str]:
         return sorted(r for r, e in self.state.polls.items() if e.next_s <= now)
