@@ -97,13 +97,13 @@ class Held(msgspec.Struct, kw_only=True):
 
     location: str | None = None
     failures: int = 0
-    retry_at_s: float = -math.inf
-    verified_s: float = -math.inf
+    retry_at_s: float = 0.0
+    verified_s: float = 0.0
 
 
 class SubscriptionState(msgspec.Struct, kw_only=True):
     held: dict[str, Held] = msgspec.field(default_factory=dict)
-    last_verify_s: float = -math.inf
+    last_verify_s: float = 0.0
 
 
 def evolve_subscriptions(state: SubscriptionState, event: Event) -> SubscriptionState:
