@@ -84,6 +84,14 @@ from events.registration_events import (
     TimeRefused,
 )
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
+from events.subscription_events import (
+    ControlsNotified,
+    NotificationReceived,
+    SubscriptionAccepted,
+    SubscriptionEnded,
+    SubscriptionLost,
+    SubscriptionRefused,
+)
 from events.times import not_a_date, utc_datetime, zoned
 from sep2gw.humanfmt import quantity
 
@@ -566,6 +574,28 @@ class Timeline:
                 )
             case CommsRestored():
                 return "comms restored: re-polling, sending queued responses"
+            case SubscriptionAccepted():
+                return f"subscribed to {e.resource} (subscription {e.location})"
+            case SubscriptionRefused():
+                status = "no answer" if e.status is None else f"HTTP {e.status}"
+                return (
+                    f"subscription to {e.resource} REFUSED ({status}: {e.reason}); asked again "
+                    f"at {self.stamp(e.retry_at_s)}, polled meanwhile"
+                )
+            case SubscriptionLost():
+                return f"subscription to {e.resource} lost: {e.why}; subscribing again"
+            case SubscriptionEnded():
+                return f"unsubscribed from {e.resource} (no longer found by the walk)"
+            case NotificationReceived(http_status=201):
+                return f"notification: {e.resource} changed (status {e.status}), re-read now"
+            case NotificationReceived():
+                return f"notification REFUSED (HTTP {e.http_status}): {e.reason}"
+            case ControlsNotified():
+                controls = ", ".join(self.ids(m) for m in e.first_seen)
+                return (
+                    f"control {controls} changed by notification at {self.stamp(e.notified_at_s)}"
+                    f" (record {e.notification_seq})"
+                )
             case RateSeen():
                 self._rates[e.rate.rate_mrid] = e.rate
                 return f"tariff {rate_name(e.rate)} offered: {rate_terms(e.rate)}"

@@ -88,6 +88,7 @@ from events.registration_events import (
 from events.replay import Projection
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore, VerifyReport
+from events.subscription_events import ControlsNotified, PollPrompted
 from events.times import not_a_date, utc_datetime
 from sep2gw.humanfmt import quantity
 from sep2gw.projections import PROJECTIONS
@@ -123,13 +124,14 @@ Progress = Callable[[int, int], None]
 
 _CONTROL_TYPES: Final = frozenset(CONTROL_EVENT_TYPES)
 _POLL_TYPES: Final = frozenset(
-    {PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored}
+    {PollRateSeen, Polled, PollsShifted, PostRateSeen, Posted, CommsRestored, PollPrompted}
 )
 _FOLDED_TYPES: Final = (
     _CONTROL_TYPES
     | _POLL_TYPES
     | {LimitsApplied, DeviceUnreachable, GatewayStarted, GatewayStopped, ActorFailed}
     | {LinkBackedOff, ListCapped, TimeRefused, CsipAusVersionSettled, CsipAusFault}
+    | {ControlsNotified}
     | set(PRICING_EVENT_TYPES)
 )
 _PRICE_STORY_TYPES: Final = frozenset(PRICING_EVENT_TYPES) - {RateSeen, PriceInForce, PricingCapped}
@@ -435,6 +437,9 @@ class Forensics:
             self._control(event, seq)
         if kind in _POLL_TYPES:
             self.polls = POLL_PROJECTION.evolve(self.polls, event)
+        if kind is ControlsNotified:
+            assert isinstance(event, ControlsNotified)
+            _on_controls_notified(self, event, seq)
         if kind is LimitsApplied:
             assert isinstance(event, LimitsApplied)
             self.writes.append(Write(seq=seq, at_s=event.at_s, event=event))
@@ -789,6 +794,19 @@ def _on_control_received(model: Forensics, event: ControlReceived, seq: int) -> 
         f"randomizeDuration {c.randomize_duration_s} s, responseRequired "
         f"{c.response_required:#04x}",
     )
+
+
+def _on_controls_notified(model: Forensics, event: ControlsNotified, seq: int) -> None:
+    """Issue 19 point 3: a control first seen by a read a notification prompted."""
+    for mrid in event.first_seen:
+        model._step(
+            mrid,
+            seq,
+            event.at_s,
+            f"changed by notification at {_utc(event.notified_at_s)}",
+            f"first seen by the read the utility's notification (record {event.notification_seq}) "
+            f"made due at once, not at the next poll ({rule('notification')})",
+        )
 
 
 def _on_randomization_drawn(model: Forensics, event: RandomizationDrawn, seq: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from events.subscription_events import (
     PollPrompted,
     SubscriptionAccepted,
 )
+from sep2gw.forensics.model import analyse
+from sep2gw.forensics.render import ForensicTimeline, explain_control
 from sep2gw.gateway import Gateway, GatewayOptions
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.modbus_server import SimModbusServer
@@ -42,6 +45,11 @@ from transport.http.messages import SEP_XML, Request, Response
 from transport.sep2 import decode, encode
 from transport.sep2 import resources as r
 from transport.tls import client_context
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
 
 POLL_S = 300
 CONTROL_PERIOD_S = 1.0
@@ -263,6 +271,18 @@ async def test_a_notified_control_is_applied_within_one_control_period(
     (linked,) = [rec.event for rec in store.read() if isinstance(rec.event, ControlsNotified)]
     assert linked.first_seen == ("C0000000000000000000000000000001",)
     assert (linked.notification_seq, linked.notified_at_s) == (seq, notification.at_s)
+    # explain tells the control's story with it; replay's timeline has the line.
+    model = analyse(store)
+    story = "\n".join(
+        explain_control(model, "C0000000000000000000000000000001", ForensicTimeline(None))
+    )
+    assert f"changed by notification at {_utc(notification.at_s)}" in story
+    assert f"notification (record {seq})" in story
+    timeline = ForensicTimeline(None)
+    lines = [line for rec in store.read() if (line := timeline.describe(rec)) is not None]
+    assert any("changed by notification at" in line for line in lines)
+    assert any(line.startswith("notification: ") for line in lines)
+    assert any(line.startswith("subscribed to ") for line in lines)
     # Polling carried on at its rate (the prompted read counted as a poll, the next one a rate on).
     polls = [
         rec.event.at_s
