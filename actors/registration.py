@@ -265,17 +265,20 @@ class RegistrationActor:
     async def _sleep_until_due(self, deadline: float) -> None:
         """Sleep until ``deadline`` (server time) or until the controls actor sends news. The
         server clock's offset cannot change meanwhile: this actor is the one that adopts it."""
-        boxes: list[Latest[ControlsNews] | Latest[PollPrompts]] = [
-            box for box in (self._news, self._poll_prompts) if box is not None
-        ]
         while (remaining := deadline - self._clock.server_time()) > 0:
-            if not boxes:
+            if self._news is None and self._poll_prompts is None:
                 await self._clock.sleep_until_server_time(deadline)
                 return
             with anyio.move_on_after(remaining):
+                if self._poll_prompts is None:
+                    assert self._news is not None
+                    await self._news.wait()
+                    return
+                # Notifications configured (issue 19 point 3): a prompt wakes the loop too.
                 async with anyio.create_task_group() as group:
-                    for box in boxes:
-                        group.start_soon(_wake_on, box, group.cancel_scope)
+                    for box in (self._news, self._poll_prompts):
+                        if box is not None:
+                            group.start_soon(_wake_on, box, group.cancel_scope)
                 return
 
     def _poll_s(self, own: int | None) -> int:
