@@ -1,0 +1,139 @@
+"""The subscription decisions (issue 19 point 3) and the poll a notification makes due, without I/O."""
+
+from __future__ import annotations
+
+from events.subscription_events import PollPrompted
+from statemachines.polling import POLL_PROJECTION, PollSchedule
+from statemachines.subscriptions import (
+    SUBSCRIPTION_PROJECTION,
+    Subscribe,
+    SubscriptionCore,
+    SubscriptionSettings,
+    SubscriptionTarget,
+    Unsubscribe,
+    Verify,
+    is_subscribable,
+)
+
+SETTINGS = SubscriptionSettings(
+    notification_uri="https://gw/notify",
+    max_subscriptions=2,
+    verify_every_s=60,
+    verify_period_s=900,
+    backoff_initial_s=60,
+    backoff_max_s=600,
+)
+T = 1_000_000.0
+LIST = "/edev/3/sub"
+
+
+def targets(*resources: str) -> list[SubscriptionTarget]:
+    return [SubscriptionTarget(resource=r, poll=f"derp:{r}") for r in resources]
+
+
+def test_a_notification_makes_the_poll_due_now_and_the_read_counts_as_the_poll() -> None:
+    s = PollSchedule()
+    s.rate_seen("derp:/derp", 300, T)
+    assert s.due_polls(T + 100) == []
+    events = s.prompted("derp:/derp", "/derp/1/derc", notification_seq=42, now=T + 100)
+    assert events == [
+        PollPrompted(poll="derp:/derp", resource="/derp/1/derc", notification_seq=42, at_s=T + 100)
+    ]
+    assert s.due_polls(T + 100) == ["derp:/derp"]
+    s.polled("derp:/derp", T + 100)
+    assert s.state.polls["derp:/derp"].next_s == T + 400  # a pollRate after the prompted read
+
+
+def test_a_prompt_never_delays_a_poll_already_due_and_ignores_an_unknown_poll() -> None:
+    s = PollSchedule()
+    s.rate_seen("derp:/derp", 300, T)
+    s.prompted("derp:/derp", "/x", 1, T + 500)  # overdue since T + 300: stays due from then
+    assert s.state.polls["derp:/derp"].next_s == T + 300
+    assert s.prompted("fsa:/never-walked", "/y", 2, T + 500) == []
+
+
+def test_the_poll_fold_replays_a_prompt_as_the_live_schedule_took_it() -> None:
+    s = PollSchedule()
+    events = s.rate_seen("derp:/derp", 300, T) + s.prompted("derp:/derp", "/x", 7, T + 50)
+    folded = POLL_PROJECTION.initial
+    for event in events:
+        folded = POLL_PROJECTION.evolve(folded, event)
+    assert folded.polls == s.state.polls
+
+
+def test_only_subscribable_1_or_2_is_subscribed() -> None:
+    assert [is_subscribable(v) for v in (None, 0, 1, 2, 3)] == [False, False, True, True, False]
+
+
+def test_nothing_is_asked_before_the_first_walk_of_a_run() -> None:
+    core = SubscriptionCore(SETTINGS)
+    assert core.next_action(T) is None and core.next_deadline() is None
+
+
+def test_at_most_max_subscriptions_in_the_walks_order() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a", "/b", "/c"))
+    asked = []
+    while isinstance(action := core.next_action(T), Subscribe):
+        asked.append(action.resource)
+        core.requested(action.resource, LIST, T)
+        core.accepted(action.resource, f"{LIST}/{len(asked)}", T)
+    assert asked == ["/a", "/b"]
+    assert core.poll_of("/c") is None and core.poll_of("/a") == "derp:/a"
+
+
+def test_no_subscription_list_no_subscription() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(None, targets("/a"))
+    assert core.next_action(T) is None
+
+
+def test_refusals_back_off_doubling_to_the_cap() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a"))
+    delays = []
+    now = T
+    for _ in range(6):
+        assert core.next_action(now) == Subscribe("/a", LIST)
+        (refused,) = core.refused("/a", 503, "busy", now)
+        assert core.next_action(now) is None
+        delays.append(refused.retry_at_s - now)  # type: ignore[attr-defined]
+        now = refused.retry_at_s  # type: ignore[attr-defined]
+        assert core.next_deadline() == now
+    assert delays == [60, 120, 240, 480, 600, 600]
+
+
+def test_verification_is_paced_per_subscription_and_for_the_set() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a", "/b"))
+    core.accepted("/a", f"{LIST}/1", T)
+    core.accepted("/b", f"{LIST}/2", T + 10)
+    assert core.next_action(T + 899) is None
+    assert core.next_action(T + 900) == Verify("/a", f"{LIST}/1")
+    core.verified(f"{LIST}/1", T + 900)
+    # /b is due at T + 910, but the set is asked at most once a minute.
+    assert core.next_action(T + 910) is None
+    assert core.next_deadline() == T + 960
+    assert core.next_action(T + 960) == Verify("/b", f"{LIST}/2")
+
+
+def test_a_lost_subscription_is_asked_again_at_once() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a"))
+    core.accepted("/a", f"{LIST}/1", T)
+    core.lost("/a", "notification of status 1", T + 5)
+    assert core.next_action(T + 5) == Subscribe("/a", LIST)
+    assert core.resource_of(f"{LIST}/1") is None
+
+
+def test_what_the_walk_lost_is_let_go_and_the_fold_forgets_it() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a", "/b"))
+    events = core.accepted("/a", f"{LIST}/1", T) + core.accepted("/b", f"{LIST}/2", T)
+    core.walked(LIST, targets("/a"))
+    assert core.next_action(T + 1) == Unsubscribe("/b", f"{LIST}/2")
+    events += core.ended("/b", f"{LIST}/2", 204, T + 1)
+    state = SUBSCRIPTION_PROJECTION.initial
+    for event in events:
+        state = SUBSCRIPTION_PROJECTION.evolve(state, event)
+    assert set(state.held) == {"/a"} and state.held["/a"].location == f"{LIST}/1"
