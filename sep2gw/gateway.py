@@ -368,6 +368,9 @@ class _Unit:
                 await group.start(registration.run)
                 task_status.started()
         finally:
+            # A connection handed in meanwhile is closed, not served by this generation's listener
+            # (its log writer is gone); the next generation serves the next one.
+            g.actors.pop("notifications", None)
             # On shutdown and before a rebuild: the next generation opens its own connection.
             with anyio.CancelScope(shield=True):
                 await link.aclose()
