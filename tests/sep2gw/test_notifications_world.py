@@ -164,7 +164,9 @@ class Run:
     notified: list[Response]
 
 
-async def run_world(site: Path, *, notify: bool, seconds: float = 2400) -> Run:
+async def run_world(
+    site: Path, *, notify: bool, seconds: float = 2400, copies: int = 1
+) -> Run:
     store = MemoryEventStore(CATALOGUE)
     clock = SimClock(EPOCH)
     server = SubscribingUtility(
@@ -196,7 +198,8 @@ async def run_world(site: Path, *, notify: bool, seconds: float = 2400) -> Run:
             async with gateway:
                 if notify:
                     await clock.sleep_until(EPOCH + NOTIFY_AT_S)
-                    notified.append(await _notify(site, gateway, server, "/derc"))
+                    for _ in range(copies):  # more than one: the server duplicated it
+                        notified.append(await _notify(site, gateway, server, "/derc"))
                 await clock.sleep_until(EPOCH + seconds)
                 for _ in range(1000):
                     await trio.testing.wait_all_tasks_blocked()
@@ -315,3 +318,27 @@ async def test_without_the_notification_the_control_waits_for_the_poll(
     print(f"poll_to_limit_s={latency:.3f}")
     assert latency > 60, latency
     assert not [rec for rec in run.store.read() if isinstance(rec.event, ControlsNotified)]
+
+
+async def test_a_duplicated_notification_is_harmless(
+    pki: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The same notification three times: each accepted and recorded, the control received and
+    linked once, nothing applied twice (the re-read returns the server's state, not the message)."""
+    run = await run_world(pki, notify=True, seconds=900, copies=3)
+    assert [response.status for response in run.notified] == [201, 201, 201]
+    store = run.store
+    received = [rec.seq for rec in store.read() if isinstance(rec.event, NotificationReceived)]
+    assert len(received) == 3
+    receipts = [
+        rec.event
+        for rec in store.read()
+        if isinstance(rec.event, ControlReceived)
+        and rec.event.control.mrid == "C0000000000000000000000000000001"
+    ]
+    assert len(receipts) == 1
+    (linked,) = [rec.event for rec in store.read() if isinstance(rec.event, ControlsNotified)]
+    assert linked.notification_seq in received
+    prompted = [rec.event for rec in store.read() if isinstance(rec.event, PollPrompted)]
+    assert 1 <= len(prompted) <= 3
+    assert _applied_at(store, 1000) - (EPOCH + NOTIFY_AT_S) <= CONTROL_PERIOD_S
