@@ -118,7 +118,24 @@ def render_metrics(
         "The utility's price in force per kWh (IEEE 2030.5 Pricing), by rate; none: no interval.",
         prices,
     )
+    w.metric(
+        "sep2gw_subscriptions",
+        "gauge",
+        "Subscriptions held on the utility's resources (IEEE 2030.5 Subscription/Notification).",
+        len(status.subscriptions),
+    )
+    w.metric(
+        "sep2gw_notifications_refused_total",
+        "counter",
+        "Notifications the listener refused (malformed, unknown subscription, too large).",
+        status.notifications_refused,
+    )
     for name, stamp, help_ in (
+        (
+            "sep2gw_last_notification_timestamp_seconds",
+            status.last_notification,
+            "The last notification accepted.",
+        ),
         ("sep2gw_last_poll_timestamp_seconds", status.last_poll, "The last poll of the server."),
         ("sep2gw_last_post_timestamp_seconds", status.last_post, "The last readings posted."),
         (

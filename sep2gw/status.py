@@ -41,6 +41,13 @@ from events.registration_events import (
 from events.registry import every_version
 from events.runtime_events import ActorFailed, GatewayStarted, GatewayStopped
 from events.store import EventStore
+from events.subscription_events import (
+    NotificationReceived,
+    SubscriptionAccepted,
+    SubscriptionEnded,
+    SubscriptionLost,
+    SubscriptionRefused,
+)
 from events.times import not_a_date, utc_datetime
 
 __all__ = [
@@ -147,6 +154,11 @@ class SiteStatus(msgspec.Struct, frozen=True, kw_only=True):
     #: IEEE 2030.5 Pricing: the rates offered (by mRID) and each rate's price in force
     rates: dict[str, RateDetails] = {}
     prices: tuple[PriceNow, ...] = ()
+    #: Issue 19 point 3: the resources subscribed to now, the last notification accepted and how
+    #: many were refused
+    subscriptions: tuple[str, ...] = ()
+    last_notification: Stamped | None = None
+    notifications_refused: int = 0
 
 
 _replace = msgspec.structs.replace
@@ -202,6 +214,18 @@ def evolve(status: SiteStatus, record: Recorded) -> SiteStatus:
                 for p in status.prices
             )
             return _replace(status, seq=seq, at_s=at, rates=rates, prices=prices)
+        case SubscriptionAccepted():
+            held = tuple(sorted({*status.subscriptions, e.resource}))
+            return _replace(status, seq=seq, at_s=at, subscriptions=held)
+        case SubscriptionRefused() | SubscriptionLost() | SubscriptionEnded():
+            held = tuple(r for r in status.subscriptions if r != e.resource)
+            return _replace(status, seq=seq, at_s=at, subscriptions=held)
+        case NotificationReceived(http_status=201):
+            stamp = Stamped(what=f"{e.resource} changed", at_s=e.at_s, seq=seq)
+            return _replace(status, seq=seq, at_s=at, last_notification=stamp)
+        case NotificationReceived():
+            refused = status.notifications_refused + 1
+            return _replace(status, seq=seq, at_s=at, notifications_refused=refused)
         case PriceInForce():
             now = PriceNow(
                 rate_mrid=e.rate_mrid,
@@ -351,6 +375,11 @@ STATUS_TAGS: Final = every_version(
     PreviousLogSetAside,
     RateSeen,
     PriceInForce,
+    SubscriptionAccepted,
+    SubscriptionRefused,
+    SubscriptionLost,
+    SubscriptionEnded,
+    NotificationReceived,
 )
 #: Written every sample or every second: read only from the recent end of a long log.
 _FREQUENT: Final = every_version(TelemetrySampled, LimitsApplied)

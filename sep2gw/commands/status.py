@@ -138,6 +138,21 @@ def _lines(status: SiteStatus) -> list[tuple[str, str]]:
         else:
             what = f"{describe_blocks(price.rate, price.blocks)} (tier {price.tou_tier})"
         lines.append(("price", f"{name}: {what} since {iso(price.since_s)} (record {price.seq})"))
+    if status.subscriptions or status.last_notification or status.notifications_refused:
+        notified = (
+            "none yet"
+            if status.last_notification is None
+            else _stamped(status.last_notification)
+        )
+        refused = (
+            f"; {status.notifications_refused} refused" if status.notifications_refused else ""
+        )
+        lines.append(
+            (
+                "subscriptions",
+                f"{len(status.subscriptions)} held; last notification: {notified}{refused}",
+            )
+        )
     lines.append(("last poll", _stamped(status.last_poll)))
     lines.append(("last post", _stamped(status.last_post)))
     write = status.last_write

@@ -56,3 +56,48 @@ def test_each_problem_names_its_key(site: Path, section: str, problem: str) -> N
         load_config(path)
     assert any(problem in p for p in info.value.problems), info.value.problems
     assert main(["check-config", str(path)]) == 2
+
+
+def test_status_and_metrics_show_subscriptions_and_notifications() -> None:
+    """The status fold (``sep2gw status``, ``/metrics``) follows the subscription records."""
+    from events.envelope import Append
+    from events.memory_store import MemoryEventStore
+    from events.registry import CATALOGUE
+    from events.subscription_events import (
+        NotificationReceived,
+        SubscriptionAccepted,
+        SubscriptionLost,
+    )
+    from sep2gw.commands.status import _lines as status_lines
+    from sep2gw.metrics import render_metrics
+    from sep2gw.status import status_of_store
+
+    def notified(status: int, reason: str = "") -> NotificationReceived:
+        return NotificationReceived(
+            subscription="/sub/1", resource="/derc", status=0, inline=False, body_bytes=300,
+            http_status=status, reason=reason, peer_lfdi="AB", at_s=150.0,
+        )
+
+    store = MemoryEventStore(CATALOGUE)
+    for event in (
+        SubscriptionAccepted(resource="/edev/1", location="/sub/1", at_s=101.0),
+        SubscriptionAccepted(resource="/derc", location="/sub/2", at_s=102.0),
+        SubscriptionLost(resource="/edev/1", location="/sub/1", why="404", at_s=103.0),
+        notified(201),
+        notified(404, "no subscription of ours"),
+    ):
+        store.append(
+            [Append(stream="subscription", events=(event,), server_time=150.0, monotonic=1.0)]
+        )
+    status = status_of_store(store)
+    assert status.subscriptions == ("/derc",)
+    assert status.last_notification is not None and status.last_notification.seq == 4
+    assert status.notifications_refused == 1
+    text = render_metrics(status, now=200.0, identity={}, log=None)
+    assert "sep2gw_subscriptions 1" in text
+    assert "sep2gw_notifications_refused_total 1" in text
+    assert "sep2gw_last_notification_timestamp_seconds 150" in text
+    lines = dict(status_lines(status))
+    assert lines["subscriptions"] == (
+        "1 held; last notification: 1970-01-01T00:02:30Z /derc changed (record 4); 1 refused"
+    )
