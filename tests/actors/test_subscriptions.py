@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import pytest
 import trio
 import trio.testing
 
@@ -185,16 +186,19 @@ async def test_a_server_restart_is_found_by_verification_and_subscribed_again(
     assert trio.current_time() - start >= 3600
 
 
+@pytest.mark.parametrize("status", [1, 2, 3, 4])
 async def test_a_cancelling_notification_subscribes_again(
-    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock, status: int
 ) -> None:
+    """Status 1 cancelled; 2 the resource moved, 3 its definition changed, 4 it was deleted: the
+    subscription is asked for again, and for 2–4 the resource is re-read now (which finds out)."""
     with trio.fail_after(36_000):
         async with world(pki_a) as w:
             w.targets.put(TARGETS)
             await until(lambda: len(w.utility.held) == 2, within_s=5)
             location = w.utility.location_of(CONTROLS)
             subscription = w.utility.held.pop(location)  # the server cancels it…
-            response = await notify(pki_a, w.connect, subscription, location, status=1)  # …and says so
+            response = await notify(pki_a, w.connect, subscription, location, status=status)
             assert response.status == 201
             await until(lambda: len(w.utility.held) == 2, within_s=5)
             # The old subscription is no longer ours: a notification on it is refused.
@@ -202,9 +206,13 @@ async def test_a_cancelling_notification_subscribes_again(
     assert stale.status == 404
     (lost,) = w.records(SubscriptionLost)
     assert (lost.resource, lost.location) == (CONTROLS, location)
-    assert "status 1" in lost.why
+    assert f"status {status}" in lost.why
     assert w.utility.location_of(CONTROLS) != location
-    assert w.prompts.peek() is None  # a cancellation is not a change: no poll made due
+    prompts = w.prompts.peek()
+    if status == 1:
+        assert prompts is None  # a plain cancellation is not a change: no poll made due
+    else:
+        assert prompts is not None and [p.poll for p in prompts.prompts] == ["derp:/derp"]
 
 
 async def test_a_change_notification_makes_the_resource_poll_due(
@@ -277,3 +285,24 @@ async def test_at_most_max_subscriptions_are_held(
     assert len(w.utility.held) == SETTINGS.max_subscriptions == 32
     held = {s.subscribedResource for s in w.utility.held.values()}
     assert held == {f"/derp/{i}/derc" for i in range(32)}  # the first ones, in the walk's order
+
+
+def test_a_flood_of_notifications_is_bounded_and_counted(pki_a: PkiFiles) -> None:
+    """The listener never waits on the actor: past the queue, notifications are dropped (each only
+    makes a poll due sooner; polling is the safety net) and counted."""
+    from actors.subscriptions import NOTIFICATION_QUEUE, Notified
+
+    actor = SubscriptionActor(
+        settings=SETTINGS,
+        link=None,  # type: ignore[arg-type]
+        log=None,  # type: ignore[arg-type]
+        clock=None,  # type: ignore[arg-type]
+        store=MemoryEventStore(CATALOGUE),
+        targets=Latest(),
+        prompts=Latest(),
+    )
+    for seq in range(NOTIFICATION_QUEUE + 10):
+        actor.notified_nowait(
+            Notified(seq=seq, subscription="/s", resource=CONTROLS, status=0, at_s=0.0)
+        )
+    assert actor.statistics().dropped == 10

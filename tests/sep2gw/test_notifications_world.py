@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import pytest
 import trio
 import trio.testing
 
@@ -165,8 +166,10 @@ class Run:
 
 
 async def run_world(
-    site: Path, *, notify: bool, seconds: float = 2400, copies: int = 1
+    site: Path, *, notify: bool, seconds: float = 2400, copies: int = 1, tcp: bool = False
 ) -> Run:
+    """``tcp``: the gateway listens on a loopback port (``notifications.listen``) and the notifier
+    connects there, instead of a pipe handed to ``Gateway.serve_notification_stream``."""
     store = MemoryEventStore(CATALOGUE)
     clock = SimClock(EPOCH)
     server = SubscribingUtility(
@@ -182,7 +185,10 @@ async def run_world(
             await nursery.start(server.serve_pipes, http_accept)
             await nursery.start(modbus.serve_pipes, modbus_accept)
             gateway = Gateway(
-                config_for(site, extra=NOTIFICATIONS),
+                config_for(
+                    site,
+                    extra=NOTIFICATIONS + ('listen = "127.0.0.1:0"\n' if tcp else ""),
+                ),
                 SunSpecDriver(ModbusTcpClient("battery", 502, connector=pipe_connector(modbus_send))),
                 options=GatewayOptions(
                     wall_at_start=clock.now(),
@@ -199,7 +205,7 @@ async def run_world(
                 if notify:
                     await clock.sleep_until(EPOCH + NOTIFY_AT_S)
                     for _ in range(copies):  # more than one: the server duplicated it
-                        notified.append(await _notify(site, gateway, server, "/derc"))
+                        notified.append(await _notify(site, gateway, server, "/derc", tcp=tcp))
                 await clock.sleep_until(EPOCH + seconds)
                 for _ in range(1000):
                     await trio.testing.wait_all_tasks_blocked()
@@ -211,7 +217,7 @@ async def run_world(
 
 
 async def _notify(
-    site: Path, gateway: Gateway, server: SubscribingUtility, suffix: str
+    site: Path, gateway: Gateway, server: SubscribingUtility, suffix: str, *, tcp: bool = False
 ) -> Response:
     """The utility's notifier: its own certificate as the client's, through a pipe the world hands
     to ``Gateway.serve_notification_stream`` (fleet contract point 4)."""
@@ -223,6 +229,13 @@ async def _notify(
             status=0,
         )
     )
+    material = client_context(server_material(site / "pki"))
+    if tcp:
+        assert gateway.notifications_port is not None
+        async with HttpsClient("127.0.0.1", gateway.notifications_port, material) as client:
+            return await client.request(
+                "POST", "/notify", body=body, headers=(("content-type", SEP_XML),)
+            )
     near, far = byte_stream_pair()
 
     async def connect() -> anyio.abc.ByteStream:
@@ -230,9 +243,7 @@ async def _notify(
 
     async with anyio.create_task_group() as group:
         group.start_soon(gateway.serve_notification_stream, far)
-        async with HttpsClient(
-            "gateway.example", 443, client_context(server_material(site / "pki")), connector=connect
-        ) as client:
+        async with HttpsClient("gateway.example", 443, material, connector=connect) as client:
             response = await client.request(
                 "POST", "/notify", body=body, headers=(("content-type", SEP_XML),)
             )
@@ -248,10 +259,11 @@ def _applied_at(store: MemoryEventStore, export_limit_w: int) -> float:
     )
 
 
+@pytest.mark.parametrize("tcp", [False, True], ids=["pipe", "loopback-tcp"])
 async def test_a_notified_control_is_applied_within_one_control_period(
-    pki: Path, autojump_clock: trio.testing.MockClock
+    pki: Path, autojump_clock: trio.testing.MockClock, tcp: bool
 ) -> None:
-    run = await run_world(pki, notify=True)
+    run = await run_world(pki, notify=True, tcp=tcp)
     assert [response.status for response in run.notified] == [201]
     store = run.store
     accepted = [rec.event for rec in store.read() if isinstance(rec.event, SubscriptionAccepted)]
@@ -342,3 +354,19 @@ async def test_a_duplicated_notification_is_harmless(
     prompted = [rec.event for rec in store.read() if isinstance(rec.event, PollPrompted)]
     assert 1 <= len(prompted) <= 3
     assert _applied_at(store, 1000) - (EPOCH + NOTIFY_AT_S) <= CONTROL_PERIOD_S
+
+
+async def test_a_gateway_without_notifications_closes_a_stream_handed_in(
+    pki: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    gateway = Gateway(
+        config_for(pki),
+        SunSpecDriver(ModbusTcpClient("battery", 502)),
+        options=GatewayOptions(store=MemoryEventStore(CATALOGUE), log_in_thread=False),
+    )
+    near, far = byte_stream_pair()
+    with trio.fail_after(5):
+        await gateway.serve_notification_stream(far)
+        with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await near.receive()
+    assert gateway.listener_context is None
