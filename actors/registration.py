@@ -203,6 +203,7 @@ class RegistrationActor:
         #: poll key -> {subscribable href it reads: rank} (rank: EndDevice 0, FSA list 1, program
         #: list 2, default 3, control list 4: the order subscriptions are asked for).
         self._subscribable: dict[str, dict[str, int]] = {}
+        self._subscribable_before: dict[str, dict[str, int]] = {}
         #: poll key -> (record seq, server time) of the notification that made it due now.
         self._prompted: dict[str, tuple[int, float]] = {}
         #: The notification behind the poll being read now (handed on with its controls).
@@ -861,9 +862,17 @@ class RegistrationActor:
         resource, which starts its set again)."""
         found = self._subscribable.setdefault(poll, {})
         if fresh:
+            self._subscribable_before[poll] = dict(found)
             found.clear()
         if is_subscribable(subscribable):
             found[href] = rank
+
+    def _keep_subscribable(self, poll: str, href: str) -> None:
+        """``href`` could not be read this cycle: what the last read found of it stands (a list
+        failing once is not a reason to unsubscribe from it and subscribe again)."""
+        rank = self._subscribable_before.get(poll, {}).get(href)
+        if rank is not None:
+            self._subscribable.setdefault(poll, {})[href] = rank
 
     def _tell_subscriptions(self) -> None:
         """The subscribable resources our EndDevice's tree holds now (issue 19 point 3), told to
@@ -1099,6 +1108,7 @@ class RegistrationActor:
                 except (HttpFailure, SchemaViolation, LinkBackingOff):
                     # LinkBackingOff: the link holds this list back after failures (issue 15).
                     self._unread += 1
+                    self._keep_subscribable(f"derp:{href}", wire.DERControlListLink.href)
                     continue
             await self._to_controls.send(
                 ControlsSeen(
@@ -1120,9 +1130,11 @@ class RegistrationActor:
             if failure.status == 404 and not isinstance(failure, BadDocument):
                 return True, None
             self._unread += 1
+            self._keep_subscribable(poll, href)
             return False, None
         except (SchemaViolation, LinkBackingOff):
             self._unread += 1
+            self._keep_subscribable(poll, href)
             return False, None
 
     async def _announce_programs(self) -> None:

@@ -34,6 +34,7 @@ from events.subscription_events import (
     NotificationReceived,
     PollPrompted,
     SubscriptionAccepted,
+    SubscriptionEnded,
 )
 from sep2gw.forensics.model import analyse
 from sep2gw.forensics.render import ForensicTimeline, explain_control
@@ -166,14 +167,20 @@ class Run:
 
 
 async def run_world(
-    site: Path, *, notify: bool, seconds: float = 2400, copies: int = 1, tcp: bool = False
+    site: Path,
+    *,
+    notify: bool,
+    seconds: float = 2400,
+    copies: int = 1,
+    tcp: bool = False,
+    scenario: str = SCENARIO,
 ) -> Run:
     """``tcp``: the gateway listens on a loopback port (``notifications.listen``) and the notifier
     connects there, instead of a pipe handed to ``Gateway.serve_notification_stream``."""
     store = MemoryEventStore(CATALOGUE)
     clock = SimClock(EPOCH)
     server = SubscribingUtility(
-        parse_scenario(SCENARIO, source="test"), server_material(site / "pki"), clock=clock
+        parse_scenario(scenario, source="test"), server_material(site / "pki"), clock=clock
     )
     sim = SimBattery(BatteryParams(), SiteParams(), seed=5, start_s=EPOCH)
     http_send, http_accept = pipe_listener()
@@ -370,3 +377,28 @@ async def test_a_gateway_without_notifications_closes_a_stream_handed_in(
         with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
             await near.receive()
     assert gateway.listener_context is None
+
+
+async def test_a_list_failing_for_one_poll_keeps_its_subscription(
+    pki: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The program's control list and default answer 500 for one poll cycle: what could not be read
+    keeps its subscription (no DELETE and new POST for a passing server fault)."""
+    failing = SCENARIO + """
+[[actions]]
+at_s = 550
+kind = "fail"
+duration_s = 100
+status = 500
+paths = ["/derp/"]
+methods = ["GET"]
+"""
+    run = await run_world(pki, notify=False, seconds=1200, scenario=failing)
+    store = run.store
+    failed = [
+        q for q in run.server.requests if q.path.startswith("/derp/") and q.status == 500
+    ]
+    assert failed, "the fault window caught no read"
+    assert not [rec for rec in store.read() if isinstance(rec.event, SubscriptionEnded)]
+    accepted = [rec.event for rec in store.read() if isinstance(rec.event, SubscriptionAccepted)]
+    assert len(accepted) == len({e.resource for e in accepted})  # each subscribed once
