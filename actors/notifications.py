@@ -119,7 +119,7 @@ class NotificationListener:
         self._connection_timeout_s = connection_timeout_s
         self.path = path
         router: Router[Handler] = Router()
-        router.add("POST", path, self._notification)
+        router.add("POST", path, self.handle)
         self.server = HttpsServer(
             router,
             context,
@@ -227,8 +227,9 @@ class NotificationListener:
     async def _too_large(self, error: LinkError, peer: PeerInfo) -> None:
         await self._refuse(413, str(error), peer, getattr(error, "limit", 0))
 
-    async def _notification(self, request: Request, peer: PeerInfo) -> Response:
-        """One Notification (IEEE 2030.5 Subscription/Notification): see the module docstring."""
+    async def handle(self, request: Request, peer: PeerInfo) -> Response:
+        """One Notification (IEEE 2030.5 Subscription/Notification): see the module docstring.
+        Also the route a server of many sites' notifications (aggregator mode) dispatches to."""
         body = request.body
         content_type = (request.header("content-type") or "").partition(";")[0].strip().lower()
         if content_type and content_type != SEP_XML:

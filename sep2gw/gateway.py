@@ -36,7 +36,7 @@ from actors.drivers.base import DerDriver
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
-from actors.https import HttpsClient
+from actors.https import Handler, HttpsClient, PeerInfo
 from actors.link import Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest, Watch
@@ -79,6 +79,7 @@ from statemachines.controls import CONTROLS_PROJECTION, CoreConfig
 from statemachines.polling import POLL_PROJECTION
 from statemachines.registration import IN_BAND_PROJECTION, RegistrationConfig
 from statemachines.subscriptions import SubscriptionSettings
+from transport.http.messages import Request, Response
 from transport.identity import lfdi_from_der, sfdi_from_lfdi
 from transport.pki import certificate_der, load_pem_chain, load_private_key
 from transport.tls import TlsMaterial, client_context, server_context
@@ -695,6 +696,23 @@ class Gateway:
                 await stream.aclose()
             return
         await listener.serve_connection(stream)
+
+    def notification_route(self) -> tuple[str, Handler] | None:
+        """``(path, handler)`` of this gateway's notifications (None: not configured), for one
+        listener serving many sites (aggregator mode: a route per site's notificationURI path on
+        one ``actors.https.HttpsServer``). The handler is the current generation's; while the
+        actors are rebuilt it answers 503 with Retry-After (the server notifies again)."""
+        if self.listener_context is None:
+            return None
+
+        async def handle(request: Request, peer: PeerInfo) -> Response:
+            listener = self.actors.get("notifications")
+            if listener is None:
+                return Response(503, (("retry-after", "1"),))
+            response: Response = await listener.handle(request, peer)
+            return response
+
+        return urlsplit(self.config.notifications.url).path, handle
 
     def prices_in_force(self) -> PricesInForce | None:
         """The utility's price in force for every rate it offers this site (IEEE 2030.5 Pricing),

@@ -22,7 +22,7 @@ import trio.testing
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
-from actors.https import HttpsClient, PeerInfo
+from actors.https import HttpsClient, HttpsServer, PeerInfo
 from actors.pipe import byte_stream_pair, pipe_connector, pipe_listener
 from events.control_events import ControlReceived
 from events.hardware_events import LimitsApplied
@@ -44,9 +44,10 @@ from sep2gw.sim.modbus_server import SimModbusServer
 from sep2gw.simserver import SimClock, SimUtilityServer, parse_scenario, server_material
 from tests.sep2gw.world import EPOCH, assert_live_state_is_the_fold, config_for, real_time_limit
 from transport.http.messages import SEP_XML, Request, Response
+from transport.http.router import Router
 from transport.sep2 import decode, encode
 from transport.sep2 import resources as r
-from transport.tls import client_context
+from transport.tls import TlsMaterial, client_context, server_context
 
 
 def _utc(t: float) -> str:
@@ -173,6 +174,7 @@ async def run_world(
     seconds: float = 2400,
     copies: int = 1,
     tcp: bool = False,
+    route: bool = False,
     scenario: str = SCENARIO,
 ) -> Run:
     """``tcp``: the gateway listens on a loopback port (``notifications.listen``) and the notifier
@@ -212,7 +214,9 @@ async def run_world(
                 if notify:
                     await clock.sleep_until(EPOCH + NOTIFY_AT_S)
                     for _ in range(copies):  # more than one: the server duplicated it
-                        notified.append(await _notify(site, gateway, server, "/derc", tcp=tcp))
+                        notified.append(
+                            await _notify(site, gateway, server, "/derc", tcp=tcp, route=route)
+                        )
                 await clock.sleep_until(EPOCH + seconds)
                 for _ in range(1000):
                     await trio.testing.wait_all_tasks_blocked()
@@ -224,7 +228,13 @@ async def run_world(
 
 
 async def _notify(
-    site: Path, gateway: Gateway, server: SubscribingUtility, suffix: str, *, tcp: bool = False
+    site: Path,
+    gateway: Gateway,
+    server: SubscribingUtility,
+    suffix: str,
+    *,
+    tcp: bool = False,
+    route: bool = False,
 ) -> Response:
     """The utility's notifier: its own certificate as the client's, through a pipe the world hands
     to ``Gateway.serve_notification_stream`` (fleet contract point 4)."""
@@ -249,7 +259,21 @@ async def _notify(
         return near
 
     async with anyio.create_task_group() as group:
-        group.start_soon(gateway.serve_notification_stream, far)
+        if route:
+            # Aggregator mode: one listener of its own serving each site's route.
+            found = gateway.notification_route()
+            assert found is not None
+            router: Router[Any] = Router()
+            router.add("POST", *found)
+            device = TlsMaterial(
+                str(site / "pki" / "device.pem"),
+                str(site / "pki" / "device.key"),
+                str(site / "pki" / "ca.pem"),
+            )
+            shared = HttpsServer(router, server_context(device))
+            group.start_soon(shared.serve_connection, far)
+        else:
+            group.start_soon(gateway.serve_notification_stream, far)
         async with HttpsClient("gateway.example", 443, material, connector=connect) as client:
             response = await client.request(
                 "POST", "/notify", body=body, headers=(("content-type", SEP_XML),)
@@ -266,11 +290,15 @@ def _applied_at(store: MemoryEventStore, export_limit_w: int) -> float:
     )
 
 
-@pytest.mark.parametrize("tcp", [False, True], ids=["pipe", "loopback-tcp"])
+@pytest.mark.parametrize(
+    ("tcp", "route"),
+    [(False, False), (True, False), (False, True)],
+    ids=["pipe", "loopback-tcp", "fleet-route"],
+)
 async def test_a_notified_control_is_applied_within_one_control_period(
-    pki: Path, autojump_clock: trio.testing.MockClock, tcp: bool
+    pki: Path, autojump_clock: trio.testing.MockClock, tcp: bool, route: bool
 ) -> None:
-    run = await run_world(pki, notify=True, tcp=tcp)
+    run = await run_world(pki, notify=True, tcp=tcp, route=route)
     assert [response.status for response in run.notified] == [201]
     store = run.store
     accepted = [rec.event for rec in store.read() if isinstance(rec.event, SubscriptionAccepted)]
