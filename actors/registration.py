@@ -786,6 +786,12 @@ class RegistrationActor:
 
     async def _poll_until_moved(self) -> None:
         """Poll every list when due; return when a 301/404 says the links moved (walk again)."""
+        try:
+            await self._poll_until_moved_loop()
+        finally:
+            self._prompt_cause = None  # the walk that may follow reads for no notification
+
+    async def _poll_until_moved_loop(self) -> None:
         while True:
             await self._take_prompts()
             now = self._clock.server_time()

@@ -35,7 +35,6 @@ PUBLIC_RULES: Final[dict[int | str, str]] = {
     14: "IEEE 2030.5-2018: DERControl deviceCategory",
     15: "IEEE 2030.5-2018: pollRate",
     16: "IEEE 2030.5-2018: Response, POSTed to replyTo",
-    "notification": "IEEE 2030.5-2018: Subscription/Notification (polling at pollRate continues)",
 }
 
 

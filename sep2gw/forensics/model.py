@@ -796,6 +796,12 @@ def _on_control_received(model: Forensics, event: ControlReceived, seq: int) -> 
     )
 
 
+#: PROTOCOL.md §2 step 10 (not one of the §4 rules ``sep2gw.rules`` maps), in the standard's words.
+_NOTIFICATION_RULE: Final = (
+    "IEEE 2030.5-2018: Subscription/Notification; polling at pollRate goes on as before"
+)
+
+
 def _on_controls_notified(model: Forensics, event: ControlsNotified, seq: int) -> None:
     """Issue 19 point 3: a control first seen by a read a notification prompted."""
     for mrid in event.first_seen:
@@ -805,7 +811,7 @@ def _on_controls_notified(model: Forensics, event: ControlsNotified, seq: int) -
             event.at_s,
             f"changed by notification at {_utc(event.notified_at_s)}",
             f"first seen by the read the utility's notification (record {event.notification_seq}) "
-            f"made due at once, not at the next poll ({rule('notification')})",
+            f"made due at once, not at the next poll ({_NOTIFICATION_RULE})",
         )
 
 

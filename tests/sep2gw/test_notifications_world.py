@@ -117,6 +117,9 @@ class SubscribingUtility(SimUtilityServer):
 
     def _subscriptions(self, request: Request, path: str, number: str | None) -> Response:
         if request.method == "POST" and number is None:
+            # As strict as the rest of the simulated server: a schema-invalid body is refused.
+            invalid = self._schema_error(request, request.header("content-type"))
+            assert self.validator is not None and not invalid, invalid
             subscription = decode(request.body, r.Subscription)
             location = f"{path}/{len(self.held) + 1}"
             self.held[location] = subscription
