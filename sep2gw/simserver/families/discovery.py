@@ -80,11 +80,13 @@ class DiscoveryResources(ServedState):
             )
         )
 
-    def _end_device(self, device: DeviceRecord) -> r.EndDevice:
+    def _end_device(self, device: DeviceRecord, viewer: int | None) -> r.EndDevice:
+        """The EndDevice as the certificate ``viewer`` reads it (subscriptions are offered to
+        the certificates that may subscribe)."""
         base = f"/edev/{device.id}"
         return r.EndDevice(
             href=base,
-            subscribable=_SUBSCRIBABLE_NONE,
+            subscribable=self.subscribable_for(viewer),
             sFDI=device.sfdi,
             DERListLink=r.DERListLink(href=f"{base}/der", all=1),
             deviceCategory=HexBinary32(device.device_category),
@@ -101,6 +103,7 @@ class DiscoveryResources(ServedState):
                 if self.scenario.server.registration_link
                 else None
             ),
+            SubscriptionListLink=self.subscription_list_link(device, viewer),
             ConnectionPointLink=(
                 r.Link(href=f"{base}/cp") if self.scenario.server.connection_point else None
             ),
@@ -116,7 +119,7 @@ class DiscoveryResources(ServedState):
                 all=len(devices),
                 results=len(page),
                 pollRate=self.poll_rates["edev"],
-                EndDevice=tuple(self._end_device(d) for d in page),
+                EndDevice=tuple(self._end_device(d, ctx.lfdi) for d in page),
             )
         )
 
@@ -164,7 +167,7 @@ class DiscoveryResources(ServedState):
         return SimReply(201, location=f"/edev/{device.id}", parsed=edev)
 
     def _get_edev(self, ctx: _Ctx) -> SimReply:
-        return self._doc(self._end_device(self._own_device(ctx)))
+        return self._doc(self._end_device(self._own_device(ctx), ctx.lfdi))
 
     def _get_registration(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
@@ -201,7 +204,7 @@ class DiscoveryResources(ServedState):
         return self._doc(
             r.FunctionSetAssignmentsList(
                 href=f"/edev/{device.id}/fsa",
-                subscribable=_SUBSCRIBABLE_NONE,
+                subscribable=self.subscribable_for(ctx.lfdi),
                 all=len(items),
                 results=len(page),
                 pollRate=self.poll_rates["fsa"],
