@@ -215,11 +215,12 @@ class SimUtilityServer:
                 router.add(method, template, self._handle)
         self._context = server_context(tls, alpn=scenario.quirks.alpn)
         #: POSTs the state's notifications, as a TLS client with the server's own certificate.
+        self._on_notification = on_notification
         self.notifier = Notifier(
             client_context(tls, alpn=scenario.quirks.alpn),
             clock,
             connector=notification_connector,
-            on_attempt=on_notification,
+            on_attempt=self._notification_attempted,
         )
         self.https = HttpsServer(
             router,
@@ -417,13 +418,18 @@ class SimUtilityServer:
             self._on_request(record)
         self._notify()
 
+    def _notification_attempted(self, attempt: NotificationAttempt) -> None:
+        if self._on_notification is not None:
+            self._on_notification(attempt)
+        self._notify()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
 
     async def wait_for(self, predicate: Callable[[SimUtilityServer], bool]) -> None:
-        """Wait until ``predicate(self)`` holds, re-checked after every request and action (the
-        caller bounds the wait, e.g. with ``anyio.fail_after``)."""
+        """Wait until ``predicate(self)`` holds, re-checked after every request, action and
+        notification attempt (the caller bounds the wait, e.g. with ``anyio.fail_after``)."""
         while not predicate(self):
             await self._changed.wait()
 
