@@ -716,7 +716,8 @@ def _csipaus(expect: CsipAusExpect, result: WorldResult, out: list[Violation]) -
 def disturbances(result: WorldResult) -> list[tuple[float, float]]:
     """Windows (server epoch seconds) in which the server or the world disturbed the client — a
     failing, slow or TLS-refusing server, a gateway crash until its restart, a clock step, a
-    change of programs or PIN — each followed by one poll cycle of recovery."""
+    change of programs or PIN, a Notification delivered — each followed by one poll cycle of
+    recovery."""
     windows: list[tuple[float, float]] = []
     for at, action in result.server.applied:
         if isinstance(action, FailRequests | TlsFail):
@@ -730,6 +731,9 @@ def disturbances(result: WorldResult) -> list[tuple[float, float]]:
         else:
             continue
         windows.append((at, end + max(result.server.state.poll_rates.values())))
+    # A delivered Notification lets the gateway read its resource at once (issue 19 point 3).
+    cycle = max(result.server.state.poll_rates.values())
+    windows.extend((a.time, a.time + cycle) for a in result.server.notifier.delivered())
     return windows
 
 
