@@ -60,6 +60,7 @@ from sep2gw.simserver.expectations import (
     Expect,
     TelemetryExpect,
 )
+from sep2gw.simserver.notification_audit import notification_findings
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import Violation, WorldResult
 from transport.sep2 import resources as r
@@ -96,6 +97,19 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _log_events(expect, result, violations)
     if expect.csipaus is not None:
         _csipaus(expect.csipaus, result, violations)
+    if expect.notifications is not None:
+        server = result.server
+        violations.extend(
+            Violation(invariant="expect.notifications", detail=detail)
+            for detail in notification_findings(
+                expect.notifications,
+                server.state.subscription_audit,
+                server.notifier.attempts,
+                server.applied,
+                start=server.start,
+                end=server.start + result.seconds,
+            )
+        )
     if expect.audit is not None:
         violations.extend(
             Violation(invariant=f"audit.{f.audit}", detail=f.detail, at_s=f.at_s)
