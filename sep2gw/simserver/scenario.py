@@ -32,6 +32,15 @@ Faults are actions too: ``fail`` (5xx answers or connection resets for a window)
 same log ``down_s`` later) are carried out by the simulated world (``sep2gw.world``) on the device's
 clock, and ignored by the server's state model.
 
+Subscriptions (``sep2gw.simserver.families.subscriptions``): ``[server] subscriptions`` says who
+may subscribe (``"aggregator"``: the LFDIs in ``aggregators``, as the public servers; ``"all"``;
+``"none"``), with ``subscription_limit_max``, ``subscriptions_per_device`` and the ``base_url`` that
+Notifications name their subscription under. Actions: ``forget_subscriptions`` (a restart loses
+them silently), ``cancel_subscriptions`` (ended with a status-1 Notification, optionally only
+``resources`` under given path prefixes), and the notifier's faults ``lose_notifications`` and
+``duplicate_notifications`` (each notification made in the window, with ``probability`` drawn from
+the world's seed) and ``delay_notifications`` (sent ``delay_s`` late).
+
 A hostile server (``sep2gw.simserver.hostile``) is a window too, outside the timeline: ``[[hostile]]``
 with ``behaviour`` (one of :data:`HOSTILE_BEHAVIOURS`), ``at_s`` and ``duration_s`` makes the server
 inject that one fault class while the window is open (``hostile = [{ behaviour =
