@@ -32,7 +32,6 @@ from transport.sep2 import resources as r
 
 if TYPE_CHECKING:
     from sep2gw.simserver.families.pricing import TariffRecord
-    from sep2gw.simserver.families.subscriptions import SubscriptionRecord
 
 #: ``SubscribableType`` 1 (IEEE 2030.5-2018): the resource supports non-conditional subscriptions.
 SUBSCRIBABLE_NON_CONDITIONAL = 1
@@ -62,7 +61,6 @@ class ServedState:
     tariffs: list[TariffRecord]
     price_responses: list[tuple[int, r.Response]]
     _price_counter: int
-    subscriptions: list[SubscriptionRecord]
 
     def may_subscribe(self, lfdi: int | None) -> bool:
         """Whether the certificate ``lfdi`` may subscribe (``[server] subscriptions``)."""

@@ -169,7 +169,9 @@ def draw(seed: int, number: int, what: str) -> float:
 class SubscriptionResources(ServedState):
     """Subscription/notification (IEEE 2030.5 §5.4 "Subscription/Notification mechanism"): the server side."""
 
-    subscriptions: list[SubscriptionRecord]
+    #: Every subscription held, by id (in the order they were made).
+    subscriptions: dict[int, SubscriptionRecord]
+    _held: dict[int, dict[int, SubscriptionRecord]]  # EndDevice id -> its subscriptions by id
     subscription_audit: list[SubscriptionAudit]
     outbox: list[OutgoingNotification]
     notification_seed: int
@@ -182,7 +184,8 @@ class SubscriptionResources(ServedState):
     router: Router[Any]
 
     def _init_subscriptions(self, program_base: str) -> None:
-        self.subscriptions = []
+        self.subscriptions = {}
+        self._held = {}
         self.subscription_audit = []
         self.outbox = []
         self.notification_seed = 0
@@ -237,7 +240,7 @@ class SubscriptionResources(ServedState):
         device = self._own_device(ctx)
         if not self.may_subscribe(ctx.lfdi):
             return self._refuse(ctx, 403, self._refuse_reason(ctx.lfdi))
-        held = [s for s in self.subscriptions if s.device == device.id]
+        held = list(self._held.get(device.id, {}).values())
         page = self._page_of(ctx, held)
         return self._doc(
             r.SubscriptionList(
@@ -250,10 +253,9 @@ class SubscriptionResources(ServedState):
 
     def _subscription_param(self, ctx: _Ctx, device: DeviceRecord) -> SubscriptionRecord | None:
         text = ctx.params["s"]
-        for sub in self.subscriptions:
-            if str(sub.id) == text and sub.device == device.id:
-                return sub
-        return None
+        if not text.isdigit():
+            return None
+        return self._held.get(device.id, {}).get(int(text))
 
     def _get_subscription(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
@@ -271,7 +273,7 @@ class SubscriptionResources(ServedState):
             return self._refuse(
                 ctx, 404, f"no Subscription {ctx.params['s']!r} of EndDevice {device.id}"
             )
-        self.subscriptions.remove(sub)
+        self._drop(sub)
         self._audit(ctx.now, "deleted", ctx.lfdi, sub.id, sub.subscribed_resource)
         return SimReply(204)
 
@@ -291,8 +293,8 @@ class SubscriptionResources(ServedState):
         problem = _subscription_problem(sub, self.scenario.server.subscription_limit_max)
         if problem:
             return self._refuse(ctx, 400, problem, sub)
-        held = [s for s in self.subscriptions if s.device == device.id]
-        for existing in held:
+        held = self._held.get(device.id, {})
+        for existing in held.values():
             if (existing.path, existing.notification_uri, existing.limit) == (
                 path,
                 sub.notificationURI,
@@ -320,7 +322,8 @@ class SubscriptionResources(ServedState):
             notification_uri=sub.notificationURI,
             created_at=int(ctx.now),
         )
-        self.subscriptions.append(record)
+        self.subscriptions[record.id] = record
+        self._held.setdefault(record.device, {})[record.id] = record
         self._audit(ctx.now, "accepted", ctx.lfdi, record.id, f"{kind} {path}")
         return SimReply(201, location=record.href, parsed=sub)
 
@@ -369,7 +372,7 @@ class SubscriptionResources(ServedState):
         """Every subscribed resource as its subscribers read it at ``now`` (by device, path)."""
         rendered: dict[tuple[int, str], bytes | None] = {}
         devices = {d.id: d for d in self.devices}
-        for sub in self.subscriptions:
+        for sub in self.subscriptions.values():
             key = (sub.device, sub.path)
             if key not in rendered and sub.device in devices:
                 rendered[key] = self._render_as_subscriber(devices[sub.device], sub.path, now, None)
@@ -383,12 +386,13 @@ class SubscriptionResources(ServedState):
             return
         after = self.subscribed_renderings(now)
         devices = {d.id: d for d in self.devices}
-        for sub in list(self.subscriptions):
+        resources: dict[bytes, msgspec.Struct | None] = {}  # one decode per distinct page
+        for sub in list(self.subscriptions.values()):
             key = (sub.device, sub.path)
             if key not in before or before[key] == after.get(key):
                 continue
             if after.get(key) is None:
-                self.subscriptions.remove(sub)
+                self._drop(sub)
                 self._audit(now, "resource_deleted", sub.lfdi, sub.id, sub.path)
                 self._queue(sub, NOTIFICATION_DELETED, None, now)
                 continue
@@ -398,23 +402,30 @@ class SubscriptionResources(ServedState):
                     devices[sub.device], sub.path, now, sub.limit if sub.kind in _LISTS else None
                 )
                 if page is not None:
-                    resource = _resource(page)
+                    if page not in resources:
+                        resources[page] = _resource(page)
+                    resource = resources[page]
             self._queue(sub, NOTIFICATION_DEFAULT, resource, now)
 
     def cancel_subscriptions(self, action: CancelSubscriptions, now: float) -> None:
         """The server ends subscriptions with a Notification of status 1."""
-        for sub in list(self.subscriptions):
+        for sub in list(self.subscriptions.values()):
             if action.resources and not any(sub.path.startswith(p) for p in action.resources):
                 continue
-            self.subscriptions.remove(sub)
+            self._drop(sub)
             self._audit(now, "cancelled", sub.lfdi, sub.id, sub.path)
             self._queue(sub, NOTIFICATION_CANCELLED, None, now)
 
     def forget_subscriptions(self, now: float) -> None:
         """A server restart: every subscription is lost, nobody is told."""
-        for sub in self.subscriptions:
+        for sub in self.subscriptions.values():
             self._audit(now, "forgotten", sub.lfdi, sub.id, sub.path)
         self.subscriptions.clear()
+        self._held.clear()
+
+    def _drop(self, sub: SubscriptionRecord) -> None:
+        del self.subscriptions[sub.id]
+        del self._held[sub.device][sub.id]
 
     def add_notification_fault(
         self,

@@ -150,7 +150,7 @@ def test_the_same_subscription_posted_again_is_the_same_resource() -> None:
 def test_an_absolute_subscribed_resource_uri_names_its_path() -> None:
     s = state()
     assert subscribe(s, subscription("https://utility.sim/derp/1/dderc"))[0] == 201
-    assert s.subscriptions[0].path == "/derp/1/dderc"
+    assert s.subscriptions[1].path == "/derp/1/dderc"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ def test_a_subscription_the_server_cannot_honour_is_refused_naming_why(
     status, reason = subscribe(s, sub)
     assert status == 400
     assert says in reason
-    assert s.subscriptions == []
+    assert s.subscriptions == {}
     assert s.subscription_audit[-1].what == "refused" and says in s.subscription_audit[-1].detail
 
 
@@ -308,7 +308,7 @@ def test_a_resource_that_is_gone_ends_its_subscription_with_status_4() -> None:
     remove = '\n[[actions]]\nat_s = 60\nkind = "change_default"\nprogram = "net"\nmodes = {}\n'
     [made] = act(s, remove, 60)
     assert valid(made.body).status == 4 and valid(made.body).Resource is None
-    assert s.subscriptions == []
+    assert s.subscriptions == {}
 
 
 def test_the_server_cancels_subscriptions_with_status_1() -> None:
@@ -319,7 +319,7 @@ def test_the_server_cancels_subscriptions_with_status_1() -> None:
     made = act(s, cancel, 60)
     assert [(m.subscription, valid(m.body).status) for m in made] == [(1, 1)]
     assert s.handle("GET", "/edev/1/sub/1", b"", LFDI, START + 61).status == 404
-    assert [x.id for x in s.subscriptions] == [2]
+    assert list(s.subscriptions) == [2]
 
 
 def test_a_restarted_server_forgets_subscriptions_without_telling_anyone() -> None:
