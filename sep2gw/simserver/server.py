@@ -367,6 +367,9 @@ class SimUtilityServer:
         if schema_error:
             # A strict server refuses before acting on it (issue 14: "all requests XSD-valid").
             reply = SimReply(400, reason=schema_error)
+            self.state.audit_schema_refusal(
+                request.method, request.target.partition("?")[0], peer.lfdi, schema_error, now
+            )
         else:
             reply = self.state.handle(
                 request.method,

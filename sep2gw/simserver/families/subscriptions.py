@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -93,6 +94,7 @@ SubscribedKind = Literal[
     "DERControl",
 ]
 _LISTS: Final = frozenset({"FunctionSetAssignmentsList", "DERProgramList", "DERControlList"})
+_SUBSCRIPTION_LIST: Final = re.compile(r"/edev/[0-9]+/sub/?")
 
 
 @dataclass(slots=True)
@@ -225,6 +227,14 @@ class SubscriptionResources(ServedState):
         return SimReply(status, reason=reason, parsed=parsed)
 
     # --------------------------------------------------------------------------- resources
+
+    def audit_schema_refusal(
+        self, method: str, path: str, lfdi: str, reason: str, now: float
+    ) -> None:
+        """A subscription request the server refused before its state saw it (the body is not
+        schema-valid) is in the audit too."""
+        if method == "POST" and _SUBSCRIPTION_LIST.fullmatch(path):
+            self._audit(now, "refused", int(lfdi, 16) if lfdi else None, None, reason, 400)
 
     def _wire_subscription(self, sub: SubscriptionRecord) -> r.Subscription:
         return r.Subscription(

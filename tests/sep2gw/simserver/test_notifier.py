@@ -344,3 +344,24 @@ def test_losses_over_the_wire_follow_the_seed(pki: PkiFiles) -> None:
     assert first == run(11)
     assert 3 < len(first) < 17
     assert first != run(12)
+
+
+async def test_a_schema_invalid_subscription_is_refused_and_audited(
+    pki: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    body = encode(
+        r.Subscription(
+            subscribedResource="/derp/1/derc",
+            encoding=0,
+            level="+S1",
+            limit=1,
+            notificationURI=NOTIFY,
+        )
+    ).replace(b"<limit>1</limit>", b"<limit>many</limit>")
+    with anyio.fail_after(DEADLINE_S):
+        async with world(pki) as (server, client, _):
+            response = await client.request("POST", "/edev/1/sub", body=body)
+    assert response.status == 400
+    [refused] = server.state.subscription_audit
+    assert (refused.what, refused.status) == ("refused", 400)
+    assert "limit" in refused.detail and refused.lfdi == int(lfdi_of(pki), 16)
