@@ -43,7 +43,8 @@ class NotificationRoutes:
 
     def __init__(self) -> None:
         self._listeners: dict[str, NotificationListener] = {}
-        self._serving: dict[str, set[anyio.CancelScope]] = {}
+        # Insertion-ordered (a dict, not a set): cancelled in the order they began, every run.
+        self._serving: dict[str, dict[anyio.CancelScope, None]] = {}
         send: MemoryObjectSendStream[_Incoming]
         accept: MemoryObjectReceiveStream[_Incoming]
         send, accept = anyio.create_memory_object_stream[_Incoming](PIPE_CHUNKS)
@@ -63,7 +64,7 @@ class NotificationRoutes:
     def detach(self, host: str) -> None:
         """The listener at ``host`` is gone: its connections are cancelled, new ones refused."""
         self._listeners.pop(host, None)
-        for scope in self._serving.pop(host, set()):
+        for scope in self._serving.pop(host, {}):
             scope.cancel()
 
     async def connect(self, host: str, port: int) -> anyio.abc.ByteStream:
@@ -93,11 +94,11 @@ class NotificationRoutes:
         self, host: str, listener: NotificationListener, stream: anyio.abc.ByteStream
     ) -> None:
         scope = anyio.CancelScope()
-        self._serving.setdefault(host, set()).add(scope)
+        self._serving.setdefault(host, {})[scope] = None
         try:
             with scope:
                 await listener.serve_notification_stream(stream)
         finally:
-            self._serving.get(host, set()).discard(scope)
+            self._serving.get(host, {}).pop(scope, None)
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
