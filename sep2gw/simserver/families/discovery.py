@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
+import msgspec
+
 from sep2gw.simserver.families.base import ServedState
 from sep2gw.simserver.records import (
     _FSA_MRID,
@@ -80,13 +82,23 @@ class DiscoveryResources(ServedState):
             )
         )
 
-    def _end_device(self, device: DeviceRecord, viewer: int | None) -> r.EndDevice:
-        """The EndDevice as the certificate ``viewer`` reads it (subscriptions are offered to
-        the certificates that may subscribe)."""
+    def _end_device_seen_by(self, device: DeviceRecord, viewer: int | None) -> r.EndDevice:
+        """The EndDevice as the certificate ``viewer`` reads it: subscriptions are offered (the
+        link, ``subscribable`` 1) to a certificate that may subscribe."""
+        edev = self._end_device(device)
+        if not self.may_subscribe(viewer):
+            return edev
+        return msgspec.structs.replace(
+            edev,
+            subscribable=self.subscribable_for(viewer),
+            SubscriptionListLink=self.subscription_list_link(device, viewer),
+        )
+
+    def _end_device(self, device: DeviceRecord) -> r.EndDevice:
         base = f"/edev/{device.id}"
         return r.EndDevice(
             href=base,
-            subscribable=self.subscribable_for(viewer),
+            subscribable=_SUBSCRIBABLE_NONE,
             sFDI=device.sfdi,
             DERListLink=r.DERListLink(href=f"{base}/der", all=1),
             deviceCategory=HexBinary32(device.device_category),
@@ -103,7 +115,6 @@ class DiscoveryResources(ServedState):
                 if self.scenario.server.registration_link
                 else None
             ),
-            SubscriptionListLink=self.subscription_list_link(device, viewer),
             ConnectionPointLink=(
                 r.Link(href=f"{base}/cp") if self.scenario.server.connection_point else None
             ),
@@ -119,7 +130,7 @@ class DiscoveryResources(ServedState):
                 all=len(devices),
                 results=len(page),
                 pollRate=self.poll_rates["edev"],
-                EndDevice=tuple(self._end_device(d, ctx.lfdi) for d in page),
+                EndDevice=tuple(self._end_device_seen_by(d, ctx.lfdi) for d in page),
             )
         )
 
@@ -167,7 +178,7 @@ class DiscoveryResources(ServedState):
         return SimReply(201, location=f"/edev/{device.id}", parsed=edev)
 
     def _get_edev(self, ctx: _Ctx) -> SimReply:
-        return self._doc(self._end_device(self._own_device(ctx), ctx.lfdi))
+        return self._doc(self._end_device_seen_by(self._own_device(ctx), ctx.lfdi))
 
     def _get_registration(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
