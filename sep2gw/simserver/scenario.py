@@ -228,6 +228,10 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     subscriptions: Literal["aggregator", "all", "none"] = "aggregator"
     #: LFDIs (hex) of aggregator certificates: the ones that may subscribe under ``"aggregator"``.
     aggregators: list[str] = []
+    #: Who sees the EndDevice's SubscriptionListLink (and ``subscribable`` 1): ``"subscribers"``
+    #: (the certificates that may subscribe) or ``"everyone"`` (as envoy: a device certificate sees
+    #: it too, and its POST is refused 403).
+    subscription_link: Literal["subscribers", "everyone"] = "subscribers"
     #: The largest Subscription ``limit`` the server accepts (list items per notification).
     subscription_limit_max: int = 100
     #: Subscriptions one EndDevice may hold; a POST beyond is refused.

@@ -71,16 +71,24 @@ class ServedState:
             return True
         return any(int(text, 16) == lfdi for text in self.scenario.server.aggregators)
 
+    def offers_subscriptions_to(self, lfdi: int | None) -> bool:
+        """Whether ``lfdi`` is shown the subscription link and ``subscribable`` 1: a certificate
+        that may subscribe, or everyone under ``subscription_link = "everyone"``."""
+        settings = self.scenario.server
+        if settings.subscriptions == "none":
+            return False
+        return settings.subscription_link == "everyone" or self.may_subscribe(lfdi)
+
     def subscribable_for(self, lfdi: int | None) -> int:
         """The ``subscribable`` attribute of a subscribable resource served to ``lfdi``."""
-        return SUBSCRIBABLE_NON_CONDITIONAL if self.may_subscribe(lfdi) else 0
+        return SUBSCRIBABLE_NON_CONDITIONAL if self.offers_subscriptions_to(lfdi) else 0
 
     def subscription_list_link(
         self, device: DeviceRecord, lfdi: int | None
     ) -> r.SubscriptionListLink | None:
-        """The EndDevice's link to its subscriptions, for a certificate that may subscribe. Without
+        """The EndDevice's link to its subscriptions, for a certificate it is offered to. Without
         ``all`` (as envoy): the EndDevice does not change when a subscription comes or goes."""
-        if not self.may_subscribe(lfdi):
+        if not self.offers_subscriptions_to(lfdi):
             return None
         return r.SubscriptionListLink(href=f"/edev/{device.id}/sub")
 

@@ -84,9 +84,10 @@ class DiscoveryResources(ServedState):
 
     def _end_device_seen_by(self, device: DeviceRecord, viewer: int | None) -> r.EndDevice:
         """The EndDevice as the certificate ``viewer`` reads it: subscriptions are offered (the
-        link, ``subscribable`` 1) to a certificate that may subscribe."""
+        link, ``subscribable`` 1) to a certificate that may subscribe, or to every one when the
+        server says so (``subscription_link``)."""
         edev = self._end_device(device)
-        if not self.may_subscribe(viewer):
+        if not self.offers_subscriptions_to(viewer):
             return edev
         return msgspec.structs.replace(
             edev,

@@ -5,7 +5,9 @@ the client POSTs a ``Subscription`` there (201 + Location ``/edev/{e}/sub/{n}``)
 (paged) or one subscription, and DELETEs one (204). Who may subscribe is ``[server]
 subscriptions``: ``"aggregator"`` (default, as envoy and the public CSIP-AUS servers: only the
 aggregator certificates listed in ``aggregators``; a device certificate gets 403 with the reason),
-``"all"`` or ``"none"``.
+``"all"`` or ``"none"``. The link is shown to the certificates that may subscribe, or to every one
+under ``subscription_link = "everyone"`` (as envoy, whose device certificates see it and are
+refused).
 
 A Subscription is refused (400 naming the element) unless, strictly:
 

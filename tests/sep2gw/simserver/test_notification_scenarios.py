@@ -143,6 +143,7 @@ def controls_notified(listener: StubListener) -> list[tuple[float, str, list[int
 def test_every_notification_scenario_is_in_the_library() -> None:
     names = {entry.scenario.name for entry in library() if entry.family == "notifications"}
     assert names == {
+        "subscriptions_refused_to_a_device",
         "notifications_basic",
         "notification_loss_polling_recovers",
         "notification_duplicates",
@@ -215,3 +216,36 @@ async def test_without_resubscribing_the_restart_expectation_fails(
         "0 notifications delivered, expected at least 1",
         "no subscription accepted within 240 s of the ForgetSubscriptions at +150 s",
     ]
+
+
+def test_a_device_certificate_shown_the_link_is_refused_with_the_reason(pki: PkiFiles) -> None:
+    from sep2gw.simserver import UtilityState
+
+    scenario = SCENARIOS["subscriptions_refused_to_a_device"]
+    state = UtilityState(scenario, start=START)
+    lfdi = lfdi_from_der(certificate_der(pki.pki.device.certificate))
+    edev = r.EndDevice(
+        sFDI=sfdi_from_lfdi(lfdi),
+        lFDI=r.HexBinary160(int(lfdi, 16)),
+        deviceCategory=r.HexBinary32(0),
+        changedTime=START,
+    )
+    assert state.handle("POST", "/edev", encode(edev), lfdi, START).status == 201
+    seen = decode(state.handle("GET", "/edev/1", b"", lfdi, START).body, r.EndDevice)
+    assert seen.SubscriptionListLink is not None
+    sub = r.Subscription(
+        subscribedResource="/derp/1/derc",
+        encoding=0,
+        level="+S1",
+        limit=1,
+        notificationURI=NOTIFICATION_URL,
+    )
+    reply = state.handle("POST", "/edev/1/sub", encode(sub), lfdi, START)
+    assert reply.status == 403 and "only aggregator certificates" in reply.reason
+    assert scenario.expect is not None and scenario.expect.notifications is not None
+    assert (
+        notification_findings(
+            scenario.expect.notifications, state.subscription_audit, [], [], start=START, end=START
+        )
+        == []
+    )

@@ -452,3 +452,14 @@ def test_the_subscription_round_trips_through_msgspec_for_the_request_record() -
     reply = s.handle("POST", "/edev/1/sub", encode(subscription()), LFDI, START)
     assert isinstance(reply.parsed, r.Subscription)
     assert msgspec.structs.asdict(reply.parsed)["limit"] == 10
+
+
+def test_as_envoy_a_device_certificate_can_be_shown_the_link_and_still_refused() -> None:
+    s = state(server='subscription_link = "everyone"')
+    edev = get(s, "/edev/1")
+    assert isinstance(edev, r.EndDevice)
+    assert edev.SubscriptionListLink == r.SubscriptionListLink(href="/edev/1/sub")
+    assert edev.subscribable == 1 and getattr(get(s, "/derp/1/derc"), "subscribable", None) == 1
+    status, reason = subscribe(s, subscription())
+    assert status == 403 and "only aggregator certificates may subscribe" in reason
+    assert s.handle("GET", "/edev/1/sub", b"", LFDI, START).status == 403
