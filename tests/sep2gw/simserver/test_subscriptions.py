@@ -463,3 +463,26 @@ def test_as_envoy_a_device_certificate_can_be_shown_the_link_and_still_refused()
     status, reason = subscribe(s, subscription())
     assert status == 403 and "only aggregator certificates may subscribe" in reason
     assert s.handle("GET", "/edev/1/sub", b"", LFDI, START).status == 403
+
+
+def test_v13_notifications_parse_with_envoy_schemas_independent_models() -> None:
+    """v1.3 has no published XSD: its notification bodies are read back by envoy-schema (the
+    utility server envoy's own pydantic-xml models, which read v1.3's extension namespace), an
+    implementation independent of our codec."""
+    from envoy_schema.server.schema.sep2.pub_sub import Notification as EnvoyNotification
+
+    quirks = '\n[quirks]\ncsipaus_ns = "https://csipaus.org/ns/v1.3"\n'
+    s = registered(BASE.format(server=AGGREGATOR) + quirks)
+    assert subscribe(s, subscription(limit=2))[0] == 201
+    scenario = parse_scenario(BASE.format(server=AGGREGATOR) + CREATE + quirks)
+    s.apply(scenario.actions[-1], START + 120)
+    [made] = s.take_outbox()
+    parsed = EnvoyNotification.from_xml(made.body)
+    assert (parsed.subscribedResource, parsed.status) == ("/derp/1/derc", 0)
+    assert parsed.subscriptionURI == "https://utility.sim/edev/1/sub/1"
+    listed = parsed.resource
+    assert listed is not None and (listed.all_, listed.results) == (2, 2)
+    assert [(int(c.mRID, 16), c.DERControlBase_.opModExpLimW.value) for c in listed.DERControl] == [
+        (0xB1, 0),
+        (0xA1, 1500),
+    ]
