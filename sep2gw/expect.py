@@ -60,6 +60,7 @@ from sep2gw.simserver.expectations import (
     Expect,
     TelemetryExpect,
 )
+from sep2gw.simserver.notification_audit import notification_findings
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.world import Violation, WorldResult
 from transport.sep2 import resources as r
@@ -96,6 +97,19 @@ def check_expectations(scenario: Scenario, result: WorldResult) -> list[Violatio
     _log_events(expect, result, violations)
     if expect.csipaus is not None:
         _csipaus(expect.csipaus, result, violations)
+    if expect.notifications is not None:
+        server = result.server
+        violations.extend(
+            Violation(invariant="expect.notifications", detail=detail)
+            for detail in notification_findings(
+                expect.notifications,
+                server.state.subscription_audit,
+                server.notifier.attempts,
+                server.applied,
+                start=server.start,
+                end=server.start + result.seconds,
+            )
+        )
     if expect.audit is not None:
         violations.extend(
             Violation(invariant=f"audit.{f.audit}", detail=f.detail, at_s=f.at_s)
@@ -716,7 +730,8 @@ def _csipaus(expect: CsipAusExpect, result: WorldResult, out: list[Violation]) -
 def disturbances(result: WorldResult) -> list[tuple[float, float]]:
     """Windows (server epoch seconds) in which the server or the world disturbed the client — a
     failing, slow or TLS-refusing server, a gateway crash until its restart, a clock step, a
-    change of programs or PIN — each followed by one poll cycle of recovery."""
+    change of programs or PIN, a Notification delivered — each followed by one poll cycle of
+    recovery."""
     windows: list[tuple[float, float]] = []
     for at, action in result.server.applied:
         if isinstance(action, FailRequests | TlsFail):
@@ -730,6 +745,9 @@ def disturbances(result: WorldResult) -> list[tuple[float, float]]:
         else:
             continue
         windows.append((at, end + max(result.server.state.poll_rates.values())))
+    # A delivered Notification lets the gateway read its resource at once (issue 19 point 3).
+    cycle = max(result.server.state.poll_rates.values())
+    windows.extend((a.time, a.time + cycle) for a in result.server.notifier.delivered())
     return windows
 
 

@@ -46,7 +46,8 @@ The invariants, precisely:
     polls, at every request the server answers. Exempt: a gap that touches a *disturbance* (within
     ``POLL_SLACK_S``) — a ``fail`` or ``tls_fail`` window, a ``slow`` window extended by its delay
     (these on the server's clock, which re-enters them after a step back),
-    a ``set_poll_rate``, ``remove_program``, ``restore_program`` or ``set_pin`` action, a gateway
+    a ``set_poll_rate``, ``remove_program``, ``restore_program`` or ``set_pin`` action, a
+    Notification delivered to the gateway (it may re-read the resource at once), a gateway
     crash (down until it restarts), a ``CommsRestored`` the gateway logged (the protocol's
     recovery re-poll), a changed rate the gateway was shown (it applies from the next cycle) — so
     the recovery poll after a disturbance is never judged, the one after
@@ -131,6 +132,7 @@ from sep2gw.simserver import (
     SlowResponses,
     TlsFail,
 )
+from sep2gw.simserver.notifier import NotificationAttempt
 from sep2gw.simserver.scenario import Action
 from statemachines.arbitration import MODE_FIELDS
 from statemachines.controls import CONTROLS_PROJECTION, ControlsCore, ControlsState, CoreConfig
@@ -680,6 +682,13 @@ class Monitor:
             self._check_battery(self._battery.now_s)
 
     # ---------------------------------------------------------------------------- the server
+    @_guarded
+    def on_notification(self, attempt: NotificationAttempt) -> None:
+        """A Notification delivered to the gateway: it may read the resource at once (issue 19
+        point 3), so the poll gap around it is not judged."""
+        if attempt.outcome == "delivered":
+            self._disturb(attempt.time, attempt.time)
+
     @_guarded
     def on_action(self, at: float, action: Action) -> None:
         if isinstance(action, FailRequests | TlsFail):

@@ -25,6 +25,7 @@ from events.registry import every_version
 from sep2gw.invariants import INVARIANTS, Violation
 from sep2gw.rules import rule
 from sep2gw.simserver import Scenario
+from sep2gw.simserver.notification_audit import NotificationCounts
 from sep2gw.timeline import Timeline
 from sep2gw.world import WorldResult, check, price_checks
 from transport.sep2 import resources as r
@@ -59,6 +60,9 @@ class WorldSummary(msgspec.Struct, kw_only=True):
     violations: list[Violation]
     #: Responses accepted again after an answer the gateway never got (see sep2gw.invariants).
     ambiguous_deliveries: int = 0
+    #: The server's subscription audit (issue 19 point 3): subscriptions accepted and refused,
+    #: notifications made, delivered (each copy), dropped, duplicated, given up.
+    notifications: dict[str, int] = {}
 
     def lines(self) -> list[str]:
         status = "VIOLATED" if self.violations else "all invariants held"
@@ -76,6 +80,13 @@ class WorldSummary(msgspec.Struct, kw_only=True):
             + ", ".join(f"{name} ×{n}" for name, n in self.invariants_held.items() if n)
             + ")",
         ]
+        if self.notifications.get("accepted") or self.notifications.get("refused"):
+            n = self.notifications
+            out.append(
+                f"  subscriptions: {n['accepted']} accepted, {n['refused']} refused; notifications: "
+                f"{n['made']} made, {n['delivered']} delivered, {n['dropped']} dropped, "
+                f"{n['duplicated']} duplicated, {n['gave_up']} given up"
+            )
         if self.ambiguous_deliveries:
             out.append(
                 f"  {self.ambiguous_deliveries} Response(s) delivered twice after a lost answer "
@@ -136,7 +147,23 @@ def summarize(result: WorldResult) -> WorldSummary:
         invariants_held={name: held.get(name, 0) for name in INVARIANTS},
         violations=violations,
         ambiguous_deliveries=0 if result.monitor is None else result.monitor.ambiguous_deliveries,
+        notifications=_notifications(result),
     )
+
+
+def _notifications(result: WorldResult) -> dict[str, int]:
+    counts = NotificationCounts(
+        result.server.state.subscription_audit, result.server.notifier.attempts
+    )
+    return {
+        "accepted": counts.accepted,
+        "refused": counts.refused,
+        "made": counts.made,
+        "delivered": counts.delivered,
+        "dropped": counts.dropped,
+        "duplicated": counts.duplicated,
+        "gave_up": counts.gave_up,
+    }
 
 
 def reproduce_command(scenario_path: str | Path | None, seed: int, site: Path | None = None) -> str:

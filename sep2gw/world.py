@@ -39,6 +39,7 @@ from sep2gw.invariants import Monitor, Violation, recovery_s, same_controls_stat
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
+from sep2gw.sim.notification_routes import NOTIFICATION_HOST, NOTIFICATION_URL, NotificationRoutes
 from sep2gw.simserver import (
     BatteryFault,
     CrashGateway,
@@ -135,6 +136,10 @@ def _config(site: Path, scenario: Scenario) -> Config:
         )
     if scenario.server.nmi is not None:
         text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
+    if scenario.server.subscriptions != "none" and "notifications" in Config.__struct_fields__:
+        # The gateway's notification listener (helper C2's [notifications]): reached through the
+        # world's NotificationRoutes, so it names the URL only and listens on no socket.
+        text += f'[notifications]\nurl = "{NOTIFICATION_URL}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 
 
@@ -278,12 +283,16 @@ async def _run(
     sim = SimBattery(battery_params, SiteParams(), seed=seed, start_s=epoch)
     # A scenario with [[hostile]] windows gets the hostile server; every other the normal one.
     server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
+    routes = NotificationRoutes()
     server = server_class(
         scenario,
         server_material(site / "pki"),
         clock=clock,
         on_request=None if monitor is None else monitor.on_request,
         on_action=None if monitor is None else monitor.on_action,
+        seed=seed,
+        notification_connector=routes.connect,
+        on_notification=None if monitor is None else monitor.on_notification,
     )
     disk = MemoryEventStore(CATALOGUE)
     http_send, http_accept = pipe_listener()
@@ -305,6 +314,8 @@ async def _run(
         if monitor is not None:
             monitor.attach(server=server, battery=sim, stop=nursery.cancel_scope.cancel)
             modbus.on_write = monitor.on_hardware_write
+        if server.notifications_possible:  # else no task: older worlds schedule as they did
+            await nursery.start(routes.serve)
         await nursery.start(server.serve_pipes, http_accept)
         if battery == "sunspec":
             await nursery.start(modbus.serve_pipes, modbus_accept)
@@ -330,6 +341,7 @@ async def _run(
             gateway = Gateway(config, driver, options=options)
             boots += 1
             async with gateway:
+                routes.attach(NOTIFICATION_HOST, gateway)
                 if monitor is not None:
                     monitor.gateway_up(gateway)
                 stop_at = end if crash is None else epoch + crash.at_s
@@ -341,6 +353,7 @@ async def _run(
                     view.kill()  # SIGKILL: from this instant nothing more reaches the disk
                     if monitor is not None:
                         monitor.gateway_down(device.now())
+                routes.detach(NOTIFICATION_HOST)
             with trio.CancelScope(shield=True):
                 await driver.aclose()  # the dead process's sockets close with it
             if crash is not None:

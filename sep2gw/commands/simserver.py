@@ -34,6 +34,7 @@ from sep2gw.simserver import (
 )
 from sep2gw.simserver.hostile import DESCRIPTIONS, HostileUtilityServer
 from sep2gw.simserver.library import resolve_scenario
+from sep2gw.simserver.notifier import NotificationAttempt
 from sep2gw.simserver.scenario import HOSTILE_BEHAVIOURS, HostileWindow, Modes
 from sep2gw.stopping import stop_on_signals
 from transport.tls import TlsConfigError
@@ -122,6 +123,23 @@ def describe_action(action: Action) -> str:
     words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(action).__name__).lower()
     detail = ", ".join(f"{k} {_field(k, v)}" for k, v in fields.items() if v not in (None, [], ()))
     return f"{words}: {detail}" if detail else words
+
+
+def describe_notification(attempt: NotificationAttempt, start: float) -> str:
+    """One timeline line for a notification the utility sent (or dropped, or gave up)."""
+    answer = f"{attempt.status}" if attempt.status else "no answer"
+    copy = f" copy {attempt.copy}" if attempt.copy > 1 else ""
+    retry = f" attempt {attempt.attempt}" if attempt.attempt > 1 else ""
+    detail = f"  {attempt.error}" if attempt.error else ""
+    if attempt.outcome in ("dropped", "overflow"):
+        return (
+            f"t+{attempt.time - start:7.1f} s  NOTIFY #{attempt.number} {attempt.uri} -> "
+            f"{attempt.outcome}{detail}"
+        )
+    return (
+        f"t+{attempt.time - start:7.1f} s  NOTIFY #{attempt.number}{copy}{retry} {attempt.uri} -> "
+        f"{answer} {attempt.outcome}{detail}"
+    )
 
 
 def describe_modes(modes: Modes) -> str:
@@ -214,6 +232,9 @@ def _sim_server(args: argparse.Namespace) -> int:
         def on_action(t: float, action: Action) -> None:
             print(f"t+{t - start:7.1f} s  utility: {describe_action(action)}", flush=True)
 
+        def on_notification(attempt: NotificationAttempt) -> None:
+            print(describe_notification(attempt, start), flush=True)
+
         server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
         server = server_class(
             scenario,
@@ -221,6 +242,7 @@ def _sim_server(args: argparse.Namespace) -> int:
             clock=clock,
             on_request=None if args.quiet else on_request,
             on_action=None if args.quiet else on_action,
+            on_notification=None if args.quiet else on_notification,
         )
         async with anyio.create_task_group() as group:
             group.start_soon(stop_on_signals, group.cancel_scope)

@@ -94,6 +94,12 @@ Every key is optional; an expectation not written is not checked. Times (``at_s`
 
 ``log_events = ["control.server_fault.v1"]`` / ``no_log_events = [...]``: record types that must
     (must not) appear in the log (faults, gaps, ignored controls).
+
+``[expect.notifications]`` (issue 19 point 3), over the server's subscription audit and its
+    notifier's attempts (:mod:`sep2gw.simserver.notification_audit`): ``min_accepted``,
+    ``min_delivered``, ``min_dropped``, ``min_duplicated``, ``max_refused``, and
+    ``resubscribed_within_s`` (after each ``forget_subscriptions``/``cancel_subscriptions``, a
+    subscription accepted again within that many seconds).
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ __all__ = [
     "DerStatusAt",
     "Expect",
     "LimitAt",
+    "NotificationsExpect",
     "PollIntervals",
     "PostInterval",
     "RampExpect",
@@ -361,6 +368,22 @@ class PriceAt(_Strict, frozen=True, kw_only=True):
     tariff: str | None = None
 
 
+class NotificationsExpect(_Strict, frozen=True, kw_only=True):
+    """What the server's subscription audit must show (``sep2gw.simserver.notification_audit``):
+    at least ``min_accepted`` subscriptions accepted, notifications ``min_delivered`` delivered
+    (each copy), ``min_dropped`` dropped and ``min_duplicated`` duplicated by the fault windows,
+    at most ``max_refused`` subscription requests refused; and after each
+    ``forget_subscriptions`` / ``cancel_subscriptions`` a subscription accepted again within
+    ``resubscribed_within_s``."""
+
+    min_accepted: int = 0
+    min_delivered: int = 0
+    min_dropped: int = 0
+    min_duplicated: int = 0
+    max_refused: int | None = None
+    resubscribed_within_s: float | None = None
+
+
 class Expect(_Strict, frozen=True, kw_only=True):
     responses: dict[str, list[int]] = {}
     price_responses: dict[str, list[int]] = {}
@@ -382,6 +405,7 @@ class Expect(_Strict, frozen=True, kw_only=True):
     no_log_events: list[str] = []
     audit: AuditExpect | None = None
     csipaus: CsipAusExpect | None = None
+    notifications: NotificationsExpect | None = None
 
 
 def _mrid(key: str, text: str, created: set[int], problems: list[str]) -> None:
@@ -473,6 +497,15 @@ def check_expect(
                 telemetry.covered_to_s,
                 problems,
             )
+    if expect.notifications is not None:
+        notified = expect.notifications
+        for name in ("min_accepted", "min_delivered", "min_dropped", "min_duplicated"):
+            if getattr(notified, name) < 0:
+                problems.append(f"expect.notifications.{name}: must not be negative")
+        if notified.max_refused is not None and notified.max_refused < 0:
+            problems.append("expect.notifications.max_refused: must not be negative")
+        if notified.resubscribed_within_s is not None and not notified.resubscribed_within_s > 0:
+            problems.append("expect.notifications.resubscribed_within_s: must be positive")
     if expect.csipaus is not None:
         csipaus = expect.csipaus
         if csipaus.version not in _VERSION_NAMES:

@@ -406,11 +406,13 @@ class HostileUtilityServer(SimUtilityServer):
     ) -> None:
         super().__init__(scenario, tls, clock=clock, start=start, profile=profile, **options)
         # Before any request or action: the hostile state replaces the normal one it wraps.
+        seed = self.state.notification_seed
         self.state = HostileState(
             scenario,
             start=self.state.start,
             windows=scenario.hostile if windows is None else windows,
         )
+        self.state.notification_seed = seed
         self._profile = profile
         self._h1_context = server_context(tls, alpn=("http/1.1",))
         self._h2_context = server_context(tls, alpn=("h2",))

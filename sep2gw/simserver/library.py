@@ -49,6 +49,7 @@ FAMILIES: Final = (
     "telemetry",
     "faults",
     "conformance",
+    "notifications",
 )
 
 #: The family ``sep2gw sim --conformance`` runs; its files name their intent.

@@ -32,6 +32,15 @@ Faults are actions too: ``fail`` (5xx answers or connection resets for a window)
 same log ``down_s`` later) are carried out by the simulated world (``sep2gw.world``) on the device's
 clock, and ignored by the server's state model.
 
+Subscriptions (``sep2gw.simserver.families.subscriptions``): ``[server] subscriptions`` says who
+may subscribe (``"aggregator"``: the LFDIs in ``aggregators``, as the public servers; ``"all"``;
+``"none"``), with ``subscription_limit_max``, ``subscriptions_per_device`` and the ``base_url`` that
+Notifications name their subscription under. Actions: ``forget_subscriptions`` (a restart loses
+them silently), ``cancel_subscriptions`` (ended with a status-1 Notification, optionally only
+``resources`` under given path prefixes), and the notifier's faults ``lose_notifications`` and
+``duplicate_notifications`` (each notification made in the window, with ``probability`` drawn from
+the world's seed) and ``delay_notifications`` (sent ``delay_s`` late).
+
 A hostile server (``sep2gw.simserver.hostile``) is a window too, outside the timeline: ``[[hostile]]``
 with ``behaviour`` (one of :data:`HOSTILE_BEHAVIOURS`), ``at_s`` and ``duration_s`` makes the server
 inject that one fault class while the window is open (``hostile = [{ behaviour =
@@ -65,19 +74,25 @@ __all__ = [
     "BatteryFault",
     "BatterySettings",
     "CancelControl",
+    "CancelSubscriptions",
     "ChangeControl",
     "ChangeDefault",
     "ClockSkew",
     "CrashGateway",
     "CreateControl",
+    "DelayNotifications",
     "DeleteControl",
+    "DuplicateNotifications",
     "FailRequests",
+    "ForgetSubscriptions",
     "GatewaySettings",
     "HOSTILE_BEHAVIOURS",
     "HostileName",
     "HostileWindow",
     "LoseMirrors",
+    "LoseNotifications",
     "ModbusTimeout",
+    "NOTIFICATION_FAULTS",
     "Modes",
     "OperatorCommand",
     "ProgramSpec",
@@ -207,6 +222,23 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: step 5 PUTs it as the ConnectionPoint); ``None``: none configured, nothing PUT.
     nmi: str | None = None
     response_required: int = 3  # default responseRequired of created controls (bits 0 and 1)
+    #: Who may subscribe (``sep2gw.simserver.families.subscriptions``): ``"aggregator"`` (as the
+    #: public servers: only the certificates in ``aggregators``), ``"all"`` (any registered
+    #: device) or ``"none"`` (no SubscriptionListLink, every POST refused).
+    subscriptions: Literal["aggregator", "all", "none"] = "aggregator"
+    #: LFDIs (hex) of aggregator certificates: the ones that may subscribe under ``"aggregator"``.
+    aggregators: list[str] = []
+    #: Who sees the EndDevice's SubscriptionListLink (and ``subscribable`` 1): ``"subscribers"``
+    #: (the certificates that may subscribe) or ``"everyone"`` (as envoy: a device certificate sees
+    #: it too, and its POST is refused 403).
+    subscription_link: Literal["subscribers", "everyone"] = "subscribers"
+    #: The largest Subscription ``limit`` the server accepts (list items per notification).
+    subscription_limit_max: int = 100
+    #: Subscriptions one EndDevice may hold; a POST beyond is refused.
+    subscriptions_per_device: int = 16
+    #: The origin the server names its own resources under in a Notification's
+    #: ``subscriptionURI`` (the schema wants an absolute URI there).
+    base_url: str = "https://utility.sim"
 
 
 class GatewaySettings(_Strict, frozen=True, kw_only=True):
@@ -438,6 +470,61 @@ class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="cr
     down_s: float = 0.0
 
 
+class ForgetSubscriptions(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="forget_subscriptions"
+):
+    """The server restarts and loses every subscription, silently (clients learn it from a 404 on
+    the subscription's href, or from notifications that no longer come)."""
+
+    at_s: float
+
+
+class CancelSubscriptions(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="cancel_subscriptions"
+):
+    """The server ends every subscription (or those whose subscribedResource starts with one of
+    ``resources``) with a Notification of status 1, "subscription cancelled, no additional
+    information" (IEEE 2030.5 §5.4 Notification.status)."""
+
+    at_s: float
+    resources: list[str] = []
+
+
+class LoseNotifications(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="lose_notifications"
+):
+    """Notifications the server makes in the window are dropped before sending, each with
+    ``probability`` (drawn from the world's seed)."""
+
+    at_s: float
+    duration_s: float
+    probability: float = 1.0
+
+
+class DuplicateNotifications(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="duplicate_notifications"
+):
+    """Notifications made in the window are sent twice, each with ``probability``."""
+
+    at_s: float
+    duration_s: float
+    probability: float = 1.0
+
+
+class DelayNotifications(
+    _Strict, frozen=True, kw_only=True, tag_field="kind", tag="delay_notifications"
+):
+    """Notifications made in the window leave ``delay_s`` late."""
+
+    at_s: float
+    duration_s: float
+    delay_s: float
+
+
+#: The notification faults (a window in which the notifier drops, repeats or delays).
+NOTIFICATION_FAULTS: Final = (LoseNotifications, DuplicateNotifications, DelayNotifications)
+
+
 #: The hostile server's behaviours (``sep2gw.simserver.hostile`` implements each), by fault class:
 #: TLS framing, HTTP/1.1 framing, HTTP/2 framing, amplification, absurd values, header abuse,
 #: redirect games and a slow peer (issue 15 point 6); absurd values include pollRate/postRate outside
@@ -508,6 +595,11 @@ Action = (
     | CrashGateway
     | CreatePriceInterval
     | CancelPriceInterval
+    | ForgetSubscriptions
+    | CancelSubscriptions
+    | LoseNotifications
+    | DuplicateNotifications
+    | DelayNotifications
 )
 
 #: Carried out by the simulated world (``sep2gw.world``), not the utility server: its state model
@@ -542,7 +634,15 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             if isinstance(action, CreateControl | CreatePriceInterval):
                 ends.append(action.start_s + action.duration_s)
             elif isinstance(
-                action, FailRequests | SlowResponses | TlsFail | ModbusTimeout | BatteryFault
+                action,
+                FailRequests
+                | SlowResponses
+                | TlsFail
+                | ModbusTimeout
+                | BatteryFault
+                | LoseNotifications
+                | DuplicateNotifications
+                | DelayNotifications,
             ):
                 ends.append(action.at_s + action.duration_s)
             elif isinstance(action, CrashGateway):
@@ -722,6 +822,26 @@ def _check_pricing(scenario: Scenario, problems: list[str]) -> None:
                     )
 
 
+def _check_subscription_settings(server: ServerSettings, problems: list[str]) -> None:
+    for i, lfdi in enumerate(server.aggregators):
+        if not re.fullmatch(r"[0-9A-Fa-f]{1,40}", lfdi):
+            problems.append(
+                f"server.aggregators[{i}]: {lfdi!r} is not an LFDI (1 to 40 hex digits)"
+            )
+    if not 0 <= server.subscription_limit_max <= 0xFFFFFFFF:
+        problems.append(
+            f"server.subscription_limit_max: {server.subscription_limit_max} is not a UInt32"
+        )
+    if not 1 <= server.subscriptions_per_device <= 10_000:
+        problems.append(
+            f"server.subscriptions_per_device: {server.subscriptions_per_device} is not 1..10000"
+        )
+    if not re.fullmatch(r"https://[^/?#\s]+", server.base_url):
+        problems.append(
+            f"server.base_url: {server.base_url!r} is not an https origin (https://host[:port])"
+        )
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-references and ranges msgspec's types cannot express."""
     problems: list[str] = []
@@ -747,6 +867,7 @@ def check_scenario(scenario: Scenario) -> list[str]:
     for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):
         if not -86400 <= value <= 86400:
             problems.append(f"server.{key}: {value} s is more than a day")
+    _check_subscription_settings(server, problems)
     _check_battery(scenario.battery, problems)
     problems.extend(scenario.quirks.problems())
     if not scenario.quirks.problems():
@@ -853,6 +974,18 @@ def check_scenario(scenario: Scenario) -> list[str]:
         elif isinstance(action, OperatorCommand):
             if action.inverter is None and action.connect is None:
                 problems.append(f"{key}: an operator command sets inverter or connect (or both)")
+        elif isinstance(action, LoseNotifications | DuplicateNotifications):
+            _check_window(key, action.duration_s, problems)
+            if not 0 <= action.probability <= 1:
+                problems.append(f"{key}.probability: {action.probability} is not in [0, 1]")
+        elif isinstance(action, DelayNotifications):
+            _check_window(key, action.duration_s, problems)
+            if not (math.isfinite(action.delay_s) and 0 < action.delay_s <= 3600):
+                problems.append(f"{key}.delay_s: must be in (0, 3600] s, got {action.delay_s}")
+        elif isinstance(action, CancelSubscriptions):
+            for j, prefix in enumerate(action.resources):
+                if not prefix.startswith("/"):
+                    problems.append(f"{key}.resources[{j}]: {prefix!r} must start with '/'")
         elif isinstance(action, SetPin) and not 0 <= action.pin <= 999_999:
             problems.append(f"{key}.pin: {action.pin} is not a PIN (5 digits and a check digit)")
     if scenario.expect is not None:

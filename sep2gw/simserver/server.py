@@ -24,6 +24,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.https import Handler, HttpsServer, PeerInfo
+from sep2gw.simserver.notifier import NotificationAttempt, NotificationConnector, Notifier
 from sep2gw.simserver.scenario import Action, ClockSkew, Scenario, TlsFail
 from sep2gw.simserver.state import SimReply, UtilityState
 from sep2gw.simserver.validation import ValidationUnavailable, Validator, request_validator
@@ -31,7 +32,7 @@ from transport.http.messages import SEP_XML, Headers, Request, Response
 from transport.http.router import Router
 from transport.identity import CORE_2030_5, IdentityProfile
 from transport.sep2 import resources as r
-from transport.tls import TlsMaterial, server_context
+from transport.tls import TlsMaterial, client_context, server_context
 
 __all__ = ["RecordedRequest", "ServerClock", "SimClock", "SimUtilityServer", "server_material"]
 
@@ -170,16 +171,23 @@ class SimUtilityServer:
         on_request: Callable[[RecordedRequest], None] | None = None,
         on_action: Callable[[float, Action], None] | None = None,
         validate: bool = True,
+        seed: int = 0,
+        notification_connector: NotificationConnector | None = None,
+        on_notification: Callable[[NotificationAttempt], None] | None = None,
     ) -> None:
-        """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
-        recorded request and each applied action, e.g. to print a live timeline. ``validate``:
-        check every request body against the schemas (when they are installed; if not,
-        :attr:`validation_off` says why, for the caller to print once)."""
+        """``on_request`` / ``on_action`` / ``on_notification`` are called (synchronously, never
+        awaited) with each recorded request, each applied action and each notification attempt,
+        e.g. to print a live timeline. ``validate``: check every request body against the schemas
+        (when they are installed; if not, :attr:`validation_off` says why, for the caller to print
+        once). ``seed``: the world's, for the notification faults' draws.
+        ``notification_connector(host, port)``: how the notifier reaches a notificationURI's host
+        (a simulated world's pipes; default TCP)."""
         self.scenario = scenario
         self.clock = clock
         if start is None:
             start = clock.now()
         self.state = UtilityState(scenario, start=start)
+        self.state.notification_seed = seed
         self.requests: list[RecordedRequest] = []
         #: Checks request bodies against the served namespace's schemas (None: not validating).
         self.validator: Validator | None = None
@@ -206,11 +214,28 @@ class SimUtilityServer:
             for method in _METHODS:
                 router.add(method, template, self._handle)
         self._context = server_context(tls, alpn=scenario.quirks.alpn)
+        #: POSTs the state's notifications, as a TLS client with the server's own certificate.
+        self._on_notification = on_notification
+        self.notifier = Notifier(
+            client_context(tls, alpn=scenario.quirks.alpn),
+            clock,
+            connector=notification_connector,
+            on_attempt=self._notification_attempted,
+        )
         self.https = HttpsServer(
             router,
             self._context,
             profile=profile,
             idle_timeout_s=idle_timeout_s,
+        )
+
+    @property
+    def notifications_possible(self) -> bool:
+        """Whether any certificate may subscribe here (else no notifier task runs, and a world
+        without subscriptions is scheduled exactly as before they existed)."""
+        settings = self.scenario.server
+        return settings.subscriptions == "all" or (
+            settings.subscriptions == "aggregator" and bool(settings.aggregators)
         )
 
     @property
@@ -235,6 +260,8 @@ class SimUtilityServer:
         ``task_status.started`` receives the bound port."""
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener, anyio.create_task_group() as group:
+            if self.notifications_possible:
+                await group.start(self.notifier.run)
             self._apply_due()
             group.start_soon(self.run_timeline)
             task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
@@ -249,19 +276,27 @@ class SimUtilityServer:
         """Serve in-memory connections (``actors.pipe.pipe_listener``) and run the timeline until
         ``accept`` closes or the task is cancelled."""
         async with accept, anyio.create_task_group() as group:
-            self._apply_due()
             timeline = anyio.CancelScope()
+            notifier = anyio.CancelScope()
+
+            async def run_notifier(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+                with notifier:
+                    await self.notifier.run(task_status=task_status)
 
             async def run_timeline() -> None:
                 with timeline:
                     await self.run_timeline()
 
+            if self.notifications_possible:
+                await group.start(run_notifier)
+            self._apply_due()
             group.start_soon(run_timeline)
             task_status.started()
             async with anyio.create_task_group() as connections:
                 async for transport in accept:
                     connections.start_soon(self._serve_connection, transport)
             timeline.cancel()
+            notifier.cancel()
 
     async def run_timeline(self) -> None:
         """Apply the scenario's actions as the server clock reaches them; returns after the last."""
@@ -292,6 +327,7 @@ class SimUtilityServer:
             self._next_action += 1
             if self._on_action is not None:
                 self._on_action(at, action)
+        self.notifier.submit(self.state.take_outbox())
         self._notify()
 
     async def _serve_connection(self, transport: anyio.abc.ByteStream) -> None:
@@ -331,6 +367,9 @@ class SimUtilityServer:
         if schema_error:
             # A strict server refuses before acting on it (issue 14: "all requests XSD-valid").
             reply = SimReply(400, reason=schema_error)
+            self.state.audit_schema_refusal(
+                request.method, request.target.partition("?")[0], peer.lfdi, schema_error, now
+            )
         else:
             reply = self.state.handle(
                 request.method,
@@ -382,13 +421,18 @@ class SimUtilityServer:
             self._on_request(record)
         self._notify()
 
+    def _notification_attempted(self, attempt: NotificationAttempt) -> None:
+        if self._on_notification is not None:
+            self._on_notification(attempt)
+        self._notify()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
 
     async def wait_for(self, predicate: Callable[[SimUtilityServer], bool]) -> None:
-        """Wait until ``predicate(self)`` holds, re-checked after every request and action (the
-        caller bounds the wait, e.g. with ``anyio.fail_after``)."""
+        """Wait until ``predicate(self)`` holds, re-checked after every request, action and
+        notification attempt (the caller bounds the wait, e.g. with ``anyio.fail_after``)."""
         while not predicate(self):
             await self._changed.wait()
 

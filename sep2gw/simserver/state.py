@@ -27,14 +27,19 @@ from sep2gw.simserver.scenario import (
     Action,
     CancelControl,
     CancelPriceInterval,
+    CancelSubscriptions,
     ChangeControl,
     ChangeDefault,
     ClockSkew,
     CreateControl,
     CreatePriceInterval,
+    DelayNotifications,
     DeleteControl,
+    DuplicateNotifications,
     FailRequests,
+    ForgetSubscriptions,
     LoseMirrors,
+    LoseNotifications,
     RemoveProgram,
     RestoreProgram,
     Scenario,
@@ -71,6 +76,7 @@ from sep2gw.simserver.families.pricing import (
     TariffRecord,
 )
 from sep2gw.simserver.families.programs import ProgramResources
+from sep2gw.simserver.families.subscriptions import SubscriptionResources
 from sep2gw.simserver.records import (
     _CONTROL_MRID,
     _INSTALLER_DEVICE_CATEGORY,
@@ -92,7 +98,12 @@ _Fn = Callable[["UtilityState", _Ctx], SimReply]
 
 
 class UtilityState(
-    DiscoveryResources, ProgramResources, DerResources, MirrorResources, PricingResources
+    DiscoveryResources,
+    ProgramResources,
+    DerResources,
+    MirrorResources,
+    PricingResources,
+    SubscriptionResources,
 ):
     """One utility head-end, driven by a :class:`Scenario`. ``start`` is the server epoch second
     at which the scenario's offsets count from."""
@@ -144,6 +155,9 @@ class UtilityState(
         ]
         self.price_responses = []
         self._price_counter = 0
+        self._init_subscriptions(
+            "/edev/{e}/derp/{p}" if self.quirks.path_style == "envoy" else "/derp/{p}"
+        )
         self.router: Router[_Fn] = Router()
         for method, template, fn in self._routes():
             self.router.add(method, template, fn)
@@ -180,6 +194,10 @@ class UtilityState(
             ("PUT", "/edev/{e}/cp", cls._put_connection_point),
             ("GET", "/edev/{e}/lel", cls._get_log_events),
             ("POST", "/edev/{e}/lel", cls._post_log_event),
+            ("GET", "/edev/{e}/sub", cls._get_subscription_list),
+            ("POST", "/edev/{e}/sub", cls._post_subscription),
+            ("GET", "/edev/{e}/sub/{s}", cls._get_subscription),
+            ("DELETE", "/edev/{e}/sub/{s}", cls._delete_subscription),
             ("GET", "/tp", cls._get_tariff_list),
             ("GET", "/tp/{t}", cls._get_tariff),
             ("GET", "/tp/{t}/rc", cls._get_rate_list),
@@ -310,7 +328,14 @@ class UtilityState(
         return any(start <= now < end for start, end in self.tls_failures)
 
     def apply(self, action: Action, now: float) -> None:
-        """Apply one scenario action at server time ``now``."""
+        """Apply one scenario action at server time ``now``; a subscribed resource it changes gets
+        its Notification queued (:meth:`take_outbox`)."""
+        before = self.subscribed_renderings(now) if self.subscriptions else None
+        self._apply(action, now)
+        if before is not None:
+            self.notify_changes(before, now)
+
+    def _apply(self, action: Action, now: float) -> None:
         t = int(now)
         match action:
             case CreateControl():
@@ -362,6 +387,12 @@ class UtilityState(
                         if interval.mrid == int(action.mrid, 16) and interval.cancelled_at is None:
                             interval.cancelled_at = t
                             interval.cancel_status = 3 if action.randomized else 2
+            case ForgetSubscriptions():
+                self.forget_subscriptions(now)
+            case CancelSubscriptions():
+                self.cancel_subscriptions(action, now)
+            case LoseNotifications() | DuplicateNotifications() | DelayNotifications():
+                self.add_notification_fault(action, now)
             case _ if isinstance(action, WORLD_FAULTS):
                 pass  # carried out by the simulated world (sep2gw.world)
             case _:

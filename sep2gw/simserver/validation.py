@@ -171,6 +171,7 @@ def _envoy_validator() -> EnvoyV13Validator:
         end_device,
         log_events,
         metering_mirror,
+        pub_sub,
         response,
     )
     from pydantic import ValidationError
@@ -190,6 +191,7 @@ def _envoy_validator() -> EnvoyV13Validator:
         f"{sep}DERControlResponse": response.DERControlResponse,
         f"{sep}PriceResponse": response.PriceResponse,
         f"{sep}LogEvent": log_events.LogEvent,
+        f"{sep}Subscription": pub_sub.Subscription,
     }
     return EnvoyV13Validator(
         models,

@@ -83,3 +83,39 @@ def test_the_swarm_refuses_a_budget_that_is_not_positive_and_finite(
         swarm().main(["--budget", budget])
     assert exit_.value.code == 2
     assert "--budget must be positive and finite" in capsys.readouterr().err
+
+
+def test_the_summary_shows_the_servers_subscription_audit_only_when_there_was_one() -> None:
+    import msgspec
+
+    from sep2gw.simreport import WorldSummary
+
+    quiet = WorldSummary(
+        scenario="s",
+        seed=1,
+        sim_seconds=60,
+        boots=1,
+        responses={},
+        energy_curtailed_kwh=0.0,
+        polls=1,
+        posts=0,
+        records=1,
+        head_hash="00" * 32,
+        invariants_held={},
+        violations=[],
+    )
+    assert not any("subscriptions" in line for line in quiet.lines())
+    counts = {
+        "accepted": 3,
+        "refused": 1,
+        "made": 5,
+        "delivered": 6,
+        "dropped": 1,
+        "duplicated": 2,
+        "gave_up": 0,
+    }
+    busy = msgspec.structs.replace(quiet, notifications=counts)
+    assert (
+        "  subscriptions: 3 accepted, 1 refused; notifications: 5 made, 6 delivered, 1 dropped, "
+        "2 duplicated, 0 given up"
+    ) in busy.lines()

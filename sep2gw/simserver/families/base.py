@@ -33,6 +33,9 @@ from transport.sep2 import resources as r
 if TYPE_CHECKING:
     from sep2gw.simserver.families.pricing import TariffRecord
 
+#: ``SubscribableType`` 1 (IEEE 2030.5-2018): the resource supports non-conditional subscriptions.
+SUBSCRIBABLE_NON_CONDITIONAL = 1
+
 
 class ServedState:
     """What every resource family of the simulated server reads: the holdings (declared here, filled by"""
@@ -58,6 +61,36 @@ class ServedState:
     tariffs: list[TariffRecord]
     price_responses: list[tuple[int, r.Response]]
     _price_counter: int
+
+    def may_subscribe(self, lfdi: int | None) -> bool:
+        """Whether the certificate ``lfdi`` may subscribe (``[server] subscriptions``)."""
+        mode = self.scenario.server.subscriptions
+        if lfdi is None or mode == "none":
+            return False
+        if mode == "all":
+            return True
+        return any(int(text, 16) == lfdi for text in self.scenario.server.aggregators)
+
+    def offers_subscriptions_to(self, lfdi: int | None) -> bool:
+        """Whether ``lfdi`` is shown the subscription link and ``subscribable`` 1: a certificate
+        that may subscribe, or everyone under ``subscription_link = "everyone"``."""
+        settings = self.scenario.server
+        if settings.subscriptions == "none":
+            return False
+        return settings.subscription_link == "everyone" or self.may_subscribe(lfdi)
+
+    def subscribable_for(self, lfdi: int | None) -> int:
+        """The ``subscribable`` attribute of a subscribable resource served to ``lfdi``."""
+        return SUBSCRIBABLE_NON_CONDITIONAL if self.offers_subscriptions_to(lfdi) else 0
+
+    def subscription_list_link(
+        self, device: DeviceRecord, lfdi: int | None
+    ) -> r.SubscriptionListLink | None:
+        """The EndDevice's link to its subscriptions, for a certificate it is offered to. Without
+        ``all`` (as envoy): the EndDevice does not change when a subscription comes or goes."""
+        if not self.offers_subscriptions_to(lfdi):
+            return None
+        return r.SubscriptionListLink(href=f"/edev/{device.id}/sub")
 
     def program_path(self, program: ProgramRecord, device: DeviceRecord | None) -> str:
         if self.quirks.path_style == "envoy" and device is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
+import msgspec
+
 from sep2gw.simserver.families.base import ServedState
 from sep2gw.simserver.records import (
     _FSA_MRID,
@@ -80,6 +82,19 @@ class DiscoveryResources(ServedState):
             )
         )
 
+    def _end_device_seen_by(self, device: DeviceRecord, viewer: int | None) -> r.EndDevice:
+        """The EndDevice as the certificate ``viewer`` reads it: subscriptions are offered (the
+        link, ``subscribable`` 1) to a certificate that may subscribe, or to every one when the
+        server says so (``subscription_link``)."""
+        edev = self._end_device(device)
+        if not self.offers_subscriptions_to(viewer):
+            return edev
+        return msgspec.structs.replace(
+            edev,
+            subscribable=self.subscribable_for(viewer),
+            SubscriptionListLink=self.subscription_list_link(device, viewer),
+        )
+
     def _end_device(self, device: DeviceRecord) -> r.EndDevice:
         base = f"/edev/{device.id}"
         return r.EndDevice(
@@ -116,7 +131,7 @@ class DiscoveryResources(ServedState):
                 all=len(devices),
                 results=len(page),
                 pollRate=self.poll_rates["edev"],
-                EndDevice=tuple(self._end_device(d) for d in page),
+                EndDevice=tuple(self._end_device_seen_by(d, ctx.lfdi) for d in page),
             )
         )
 
@@ -164,7 +179,7 @@ class DiscoveryResources(ServedState):
         return SimReply(201, location=f"/edev/{device.id}", parsed=edev)
 
     def _get_edev(self, ctx: _Ctx) -> SimReply:
-        return self._doc(self._end_device(self._own_device(ctx)))
+        return self._doc(self._end_device_seen_by(self._own_device(ctx), ctx.lfdi))
 
     def _get_registration(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
@@ -201,7 +216,7 @@ class DiscoveryResources(ServedState):
         return self._doc(
             r.FunctionSetAssignmentsList(
                 href=f"/edev/{device.id}/fsa",
-                subscribable=_SUBSCRIBABLE_NONE,
+                subscribable=self.subscribable_for(ctx.lfdi),
                 all=len(items),
                 results=len(page),
                 pollRate=self.poll_rates["fsa"],

@@ -26,7 +26,7 @@ class ProgramResources(ServedState):
         base = self.program_path(program, device)
         return r.DERProgram(
             href=base,
-            subscribable=_SUBSCRIBABLE_NONE,
+            subscribable=self.subscribable_for(device.lfdi),
             mRID=HexBinary128(program.mrid),
             description=program.description,
             primacy=program.primacy,
@@ -51,7 +51,7 @@ class ProgramResources(ServedState):
         return self._doc(
             r.DERProgramList(
                 href=f"/edev/{device.id}/fsa/1/derp",
-                subscribable=_SUBSCRIBABLE_NONE,
+                subscribable=self.subscribable_for(ctx.lfdi),
                 all=len(programs),
                 results=len(page),
                 pollRate=self.poll_rates["derp"],
@@ -70,7 +70,7 @@ class ProgramResources(ServedState):
         return self._doc(
             r.DefaultDERControl(
                 href=f"{base}/dderc",
-                subscribable=_SUBSCRIBABLE_NONE,
+                subscribable=self.subscribable_for(ctx.lfdi),
                 mRID=HexBinary128(_DEFAULT_MRID + program.index),
                 description=f"default of {program.key}",
                 version=program.default_version,
@@ -88,7 +88,7 @@ class ProgramResources(ServedState):
             replyTo=self.reply_to(program, device),
             responseRequired=HexBinary8(control.response_required),
             mRID=HexBinary128(control.mrid),
-            subscribable=_SUBSCRIBABLE_NONE,
+            subscribable=self.subscribable_for(device.lfdi),
             description=control.description,
             creationTime=control.creation_time,
             EventStatus=event_status(control, now, self.quirks),
@@ -107,7 +107,12 @@ class ProgramResources(ServedState):
         return sorted(controls, key=lambda c: (c.start, -c.creation_time, -c.mrid))
 
     def _control_page(
-        self, ctx: _Ctx, program: ProgramRecord, controls: list[ControlRecord], href: str
+        self,
+        ctx: _Ctx,
+        program: ProgramRecord,
+        controls: list[ControlRecord],
+        href: str,
+        subscribable: int = _SUBSCRIBABLE_NONE,
     ) -> SimReply:
         device = self._own_device(ctx)
         ordered = self._ordered(controls)
@@ -115,7 +120,7 @@ class ProgramResources(ServedState):
         return self._doc(
             r.DERControlList(
                 href=href,
-                subscribable=_SUBSCRIBABLE_NONE,
+                subscribable=subscribable,
                 all=len(ordered),
                 results=len(page),
                 DERControl=tuple(self._wire_control(program, c, device, ctx.now) for c in page),
@@ -125,7 +130,9 @@ class ProgramResources(ServedState):
     def _get_control_list(self, ctx: _Ctx) -> SimReply:
         program = self._program_param(ctx)
         href = self.program_path(program, self._own_device(ctx)) + "/derc"
-        return self._control_page(ctx, program, self._listed(program), href)
+        return self._control_page(
+            ctx, program, self._listed(program), href, self.subscribable_for(ctx.lfdi)
+        )
 
     def _listed(self, program: ProgramRecord) -> list[ControlRecord]:
         return [c for c in program.controls if not c.deleted]

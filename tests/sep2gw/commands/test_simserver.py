@@ -106,3 +106,24 @@ def test_utility_actions_are_printed_in_words_not_as_a_struct_repr() -> None:
     )
     assert describe_action(ClockSkew(at_s=0, seconds=-600.0)) == "clock skew: seconds -600"
     assert "Modes(" not in line and "None" not in line
+
+
+def test_notifications_and_their_faults_are_printed_in_words() -> None:
+    from sep2gw.commands.simserver import describe_action, describe_notification
+    from sep2gw.simserver.notifier import NotificationAttempt
+    from sep2gw.simserver.scenario import LoseNotifications
+
+    uri = "https://gateway.sim/notify"
+    sent = NotificationAttempt(1125.0, 3, 1, uri, 2, 1, 201, "delivered")
+    assert describe_notification(sent, 1000.0) == (
+        f"t+  125.0 s  NOTIFY #3 copy 2 {uri} -> 201 delivered"
+    )
+    retried = NotificationAttempt(1127.0, 3, 1, uri, 1, 2, 0, "failed", "ConnectFailed: no")
+    assert describe_notification(retried, 1000.0) == (
+        f"t+  127.0 s  NOTIFY #3 attempt 2 {uri} -> no answer failed  ConnectFailed: no"
+    )
+    dropped = NotificationAttempt(1125.0, 4, 1, uri, 0, 0, 0, "dropped")
+    assert describe_notification(dropped, 1000.0) == f"t+  125.0 s  NOTIFY #4 {uri} -> dropped"
+    assert describe_action(LoseNotifications(at_s=100, duration_s=60, probability=0.5)) == (
+        "lose notifications: duration_s 60 s, probability 0.5"
+    )
