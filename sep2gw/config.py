@@ -327,11 +327,11 @@ class NotificationsConfig(_Section, frozen=True, kw_only=True):
     verify_period_s: Annotated[
         float,
         _key(
-            "each subscription is checked (GET) at most this often; a 404 (the server lost it) "
-            "subscribes again",
+            "each subscription is checked (GET) at most this often; a 404 (the server lost it, "
+            "as on a restart) subscribes again, so notifications resume within about this time",
             kind="seconds >= 60",
         ),
-    ] = 900.0
+    ] = 300.0
 
 
 class Config(_Section, frozen=True, kw_only=True):

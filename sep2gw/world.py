@@ -136,9 +136,9 @@ def _config(site: Path, scenario: Scenario) -> Config:
         )
     if scenario.server.nmi is not None:
         text += f'[site]\nnmi = "{scenario.server.nmi}"\n'
-    if scenario.server.subscriptions != "none" and "notifications" in Config.__struct_fields__:
-        # The gateway's notification listener (helper C2's [notifications]): reached through the
-        # world's NotificationRoutes, so it names the URL only and listens on no socket.
+    if scenario.server.subscriptions != "none":
+        # The gateway's notification listener: reached through the world's NotificationRoutes, so
+        # it names the URL only and listens on no socket.
         text += f'[notifications]\nurl = "{NOTIFICATION_URL}"\n'
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Final
 
 import msgspec
@@ -78,7 +79,7 @@ class SubscriptionSettings(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 1
     max_subscriptions: int = 32
     verify_every_s: float = 60.0
-    verify_period_s: float = 900.0
+    verify_period_s: float = 300.0
     backoff_initial_s: float = 60.0
     backoff_max_s: float = 3600.0
 
@@ -98,6 +99,8 @@ class Held(msgspec.Struct, kw_only=True):
     failures: int = 0
     retry_at_s: float = 0.0
     verified_s: float = 0.0
+    #: The HTTP status of the last refusal (None: none, or no answer).
+    refused_status: int | None = None
 
 
 class SubscriptionState(msgspec.Struct, kw_only=True):
@@ -113,9 +116,12 @@ def evolve_subscriptions(state: SubscriptionState, event: Event) -> Subscription
         case SubscriptionAccepted(resource=resource, location=location, at_s=at_s):
             held = state.held.setdefault(resource, Held())
             held.location, held.failures, held.verified_s = location, 0, at_s
-        case SubscriptionRefused(resource=resource, failures=failures, retry_at_s=retry_at_s):
+        case SubscriptionRefused(
+            resource=resource, status=status, failures=failures, retry_at_s=retry_at_s
+        ):
             held = state.held.setdefault(resource, Held())
             held.location, held.failures, held.retry_at_s = None, failures, retry_at_s
+            held.refused_status = status
         case SubscriptionLost(resource=resource, at_s=at_s):
             held = state.held.setdefault(resource, Held())
             held.location, held.retry_at_s = None, at_s
@@ -227,7 +233,7 @@ class SubscriptionCore:
         for resource, held in self.state.held.items():
             if resource not in self._wanted and held.location is not None:
                 return Unsubscribe(resource, held.location)
-        if self._list_href is not None:
+        if self._list_href is not None and self._forbidden_until() <= now:
             for resource in self._wanted:
                 held_now = self.state.held.get(resource)
                 if held_now is None or (held_now.location is None and held_now.retry_at_s <= now):
@@ -236,6 +242,19 @@ class SubscriptionCore:
         if oldest is not None and self._verify_at(oldest[1]) <= now:
             return Verify(oldest[0], oldest[1].location or "")
         return None
+
+    def _forbidden_until(self) -> float:
+        """403 refuses the client, not the resource (a server that lets only aggregator
+        certificates subscribe): while such a refusal backs off, no other resource of the list is
+        asked either, so the back-off holds for the list, one probe per step."""
+        return max(
+            (
+                held.retry_at_s
+                for held in self.state.held.values()
+                if held.location is None and held.refused_status == HTTPStatus.FORBIDDEN
+            ),
+            default=0.0,
+        )
 
     def _verify_candidate(self) -> tuple[str, Held] | None:
         held = [
@@ -258,10 +277,13 @@ class SubscriptionCore:
             return None
         times: list[float] = []
         if self._list_href is not None:
+            forbidden_until = self._forbidden_until()
             for resource in self._wanted:
                 held = self.state.held.get(resource)
-                if held is not None and held.location is None:
-                    times.append(held.retry_at_s)
+                if held is None and forbidden_until:
+                    times.append(forbidden_until)
+                elif held is not None and held.location is None:
+                    times.append(max(held.retry_at_s, forbidden_until))
         candidate = self._verify_candidate()
         if candidate is not None:
             times.append(self._verify_at(candidate[1]))

@@ -22,7 +22,6 @@ from typing import Final
 import pytest
 
 from sep2gw.expect import check_expectations
-from sep2gw.gateway import Gateway
 from sep2gw.simserver import Scenario, ScenarioError, under_version
 from sep2gw.simserver.library import FAMILIES, LibraryScenario, library
 from sep2gw.world import check, run_world
@@ -59,11 +58,6 @@ def served(entry: LibraryScenario, version: str) -> Scenario:
 
 
 RUNS: Final = family_runs()
-#: The notification family is end to end: it needs the gateway's notification listener and
-#: subscriptions (issue 19 point 3, ``Gateway.serve_notification_stream``); until the gateway has
-#: them its worlds are skipped here (the server side is tested alone in
-#: ``tests/sep2gw/simserver/test_notification_scenarios.py``; determinism is checked below).
-LISTENING: Final = hasattr(Gateway, "serve_notification_stream")
 #: (file, seed) → SHA-256 of the world's log, filled by the world test (one process, in order).
 LOG_HASHES: dict[tuple[str, int], str] = {}
 
@@ -88,8 +82,6 @@ def test_each_family_runs_over_at_least_20_seeds_and_every_scenario_runs() -> No
 def test_library_world_keeps_invariants_and_expectations(
     family: str, entry: LibraryScenario, seed: int, version: str, pki: Path
 ) -> None:
-    if family == "notifications" and not LISTENING:
-        pytest.skip("the gateway has no notification listener yet (issue 19 point 3)")
     scenario = served(entry, version)
     result = run_world(scenario, seed=seed, site=pki)
     # The strict server is on in every world, whatever the version (issue 18 point 1).

@@ -137,3 +137,29 @@ def test_what_the_walk_lost_is_let_go_and_the_fold_forgets_it() -> None:
     for event in events:
         state = SUBSCRIPTION_PROJECTION.evolve(state, event)
     assert set(state.held) == {"/a"} and state.held["/a"].location == f"{LIST}/1"
+
+
+def test_403_refuses_the_client_so_the_whole_list_backs_off_one_probe_per_step() -> None:
+    # A server that lets only aggregator certificates subscribe answers every POST 403: asking
+    # for each resource in turn would be refused as many times as there are resources.
+    core = SubscriptionCore(SubscriptionSettings(notification_uri="https://gw/notify"))
+    core.walked(LIST, targets("/edev/3", "/edev/3/fsa", "/derp"))
+    assert core.next_action(T) == Subscribe("/edev/3", LIST)
+    core.requested("/edev/3", LIST, T)
+    core.refused("/edev/3", 403, "only aggregator certificates may subscribe", T)
+    assert core.next_action(T) is None  # not /edev/3/fsa: the list refused the client
+    assert core.next_deadline() == T + 60
+    assert core.next_action(T + 60) == Subscribe("/edev/3", LIST)  # one probe
+    core.refused("/edev/3", 403, "again", T + 60)
+    assert core.next_action(T + 179) is None
+    assert core.next_action(T + 180) == Subscribe("/edev/3", LIST)
+    core.accepted("/edev/3", f"{LIST}/1", T + 180)
+    assert core.next_action(T + 180) == Subscribe("/edev/3/fsa", LIST)  # allowed now: the rest
+
+
+def test_a_server_error_backs_off_that_resource_only() -> None:
+    core = SubscriptionCore(SubscriptionSettings(notification_uri="https://gw/notify"))
+    core.walked(LIST, targets("/edev/3", "/edev/3/fsa"))
+    core.requested("/edev/3", LIST, T)
+    core.refused("/edev/3", 500, "busy", T)
+    assert core.next_action(T) == Subscribe("/edev/3/fsa", LIST)
