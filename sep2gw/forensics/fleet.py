@@ -364,8 +364,14 @@ class FleetSummary(msgspec.Struct, frozen=True, kw_only=True):
         return sum(1 for s in self.sites if s.rank == rank)
 
 
-def _worst_first(site: SiteSummary) -> tuple[int, int, float, str]:
-    return (_RANK[site.rank], -site.days_not_compliant, -site.seconds_off, site.site)
+def _worst_first(site: SiteSummary) -> tuple[int, int, float, float, str]:
+    return (
+        _RANK[site.rank],
+        -site.days_not_compliant,
+        -site.seconds_off,
+        -site.energy_off_wh,
+        site.site,
+    )
 
 
 SiteDone = Callable[[SiteSummary, int, int], None]
@@ -527,7 +533,7 @@ def fleet_lines(summary: FleetSummary) -> list[str]:
         if len(day.not_compliant_sites) > 5:
             names += f" and {len(day.not_compliant_sites) - 5} more"
         out.append(
-            f"  {day.day:<12}{day.compliant:>10}{day.not_compliant:>6}{day.no_data:>9}  {names}"
+            f"  {day.day:<12}{day.compliant:>10}{day.not_compliant:>6}{day.no_data:>9}  {names}".rstrip()
         )
     out.append("")
     out.append("sites, worst first:")

@@ -193,12 +193,14 @@ def test_each_site_has_the_verdict_of_its_own_report_worst_first(fleet: Path) ->
     summary = summarise_fleet(
         read_fleet_dir(fleet), zone=parse_zone("Australia/Adelaide"), settings=ComplianceSettings()
     )
-    assert [s.site for s in summary.sites] == ["depot-north", "warehouse-7", "nmi-4103", "nmi-4107"]
+    assert [s.site for s in summary.sites] == ["warehouse-7", "depot-north", "nmi-4103", "nmi-4107"]
     for site in summary.sites:
         assert site.verdict == _single_site_verdict(fleet / f"{site.site}.sep2gw")
-    worst = summary.sites[0]
-    assert worst.verdict == "not compliant" and worst.seconds_off > 0
-    assert worst.not_compliant == (
+    # the same seconds off (15 s): the one further over the limit (more energy off) first
+    worst, second = summary.sites[:2]
+    assert worst.seconds_off == second.seconds_off and worst.energy_off_wh > second.energy_off_wh
+    assert second.verdict == "not compliant" and second.seconds_off > 0
+    assert second.not_compliant == (
         "control:DE0000000000000000000000000000A2",
         "control:DE0000000000000000000000000000B1",
     )
@@ -260,7 +262,7 @@ def test_report_json_is_the_summary_for_machines(fleet: Path) -> None:
     assert code == OK
     doc = json.loads(out)
     assert doc["zone"] == "Australia/Adelaide"
-    assert [s["site"] for s in doc["sites"]][:2] == ["depot-north", "warehouse-7"]
+    assert [s["site"] for s in doc["sites"]][:2] == ["warehouse-7", "depot-north"]
     assert doc["days"][0]["not_compliant"] == 2
     assert doc["sites"][0]["days"][0]["verdict"] == "not compliant"
 
@@ -299,8 +301,8 @@ def test_fleet_page_links_each_site_report_worst_first(fleet: Path, tmp_path: Pa
     page = _Page()
     page.feed((out_dir / "index.html").read_text(encoding="utf-8"))
     assert [r["data-site"] for r in page.rows] == [
-        "depot-north",
         "warehouse-7",
+        "depot-north",
         "nmi-4103",
         "nmi-4107",
     ]
