@@ -520,7 +520,7 @@ def fleet_lines(summary: FleetSummary) -> list[str]:
     """The fleet summary in words: counts, then day by day, then the sites worst first."""
     n = len(summary.sites)
     out = [
-        f"fleet {summary.directory}: {n} site(s); days in {summary.zone}; tolerance "
+        f"{summary.directory}: a fleet of {n} site(s); days in {summary.zone}; tolerance "
         f"{summary.tolerance_w:g} W, grace {summary.grace_s:g} s",
         f"  {summary.count('not compliant')} not compliant, {summary.count('compliant')} "
         f"compliant, {summary.count('not assessable')} not assessable, "

@@ -246,7 +246,7 @@ def test_a_damaged_log_is_refused_in_its_row_and_the_others_summarised(copy: Pat
 def test_report_of_a_fleet_prints_the_summary_and_exits_3_for_a_refused_log(copy: Path) -> None:
     code, out, err = _run("report", str(copy))
     assert code == OK, err
-    assert "4 site(s)" in out and "2 not compliant, 2 compliant" in out
+    assert "a fleet of 4 site(s)" in out and "2 not compliant, 2 compliant" in out
     assert "note: README.txt set aside" in out
     _damage(copy / "nmi-4107.sep2gw")
     code, out, err = _run("report", str(copy))
@@ -405,3 +405,25 @@ def test_status_of_a_fleet_reports_an_unreadable_log_in_its_line(copy: Path) -> 
     assert doc["counts"] == {"sites": 5, "running": 0, "with_problems": 1, "unhealthy": 5}
     code, out, _ = _run("status", str(copy), "--site", "nmi-4103")
     assert code == OK and out.startswith(f"{copy / 'nmi-4103.sep2gw'}: not running")
+
+
+def test_parquet_export_of_a_fleet_names_each_site_by_its_file(fleet: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    code, out, err = _run("export", "--format", "parquet", str(fleet), "-o", str(tmp_path / "all"))
+    assert code == OK, err
+    assert "4 log(s)" in out
+    assert sorted(p.name for p in (tmp_path / "all" / "records").iterdir()) == [
+        f"site={site}" for site in sorted(FLEET)
+    ]
+    code, out, err = _run(
+        "export",
+        "--format",
+        "parquet",
+        str(fleet),
+        "--site",
+        "nmi-4107",
+        "-o",
+        str(tmp_path / "one"),
+    )
+    assert code == OK, err
+    assert [p.name for p in (tmp_path / "one" / "records").iterdir()] == ["site=nmi-4107"]
