@@ -441,6 +441,7 @@ def _summarise_job(
 def _fleet_days(sites: list[SiteSummary]) -> list[FleetDay]:
     """Per day, the sites compliant / not compliant / with no verdict (``sites`` worst first)."""
     by_day: dict[str, dict[str, SiteDay]] = {}
+    order = {site.site: i for i, site in enumerate(sites)}
     for site in sites:
         for d in site.days:
             by_day.setdefault(d.day, {})[site.site] = d
@@ -448,8 +449,11 @@ def _fleet_days(sites: list[SiteSummary]) -> list[FleetDay]:
     for day in sorted(by_day):
         seen = by_day[day]
         compliant = sum(1 for d in seen.values() if d.verdict == "compliant")
+        # most seconds off that day first; a tie in the fleet's worst-first order
         bad = sorted(
-            (d.seconds_off, name) for name, d in seen.items() if d.verdict == "not compliant"
+            (-d.seconds_off, order[name], name)
+            for name, d in seen.items()
+            if d.verdict == "not compliant"
         )
         out.append(
             FleetDay(
@@ -457,9 +461,7 @@ def _fleet_days(sites: list[SiteSummary]) -> list[FleetDay]:
                 compliant=compliant,
                 not_compliant=len(bad),
                 no_data=len(sites) - compliant - len(bad),
-                not_compliant_sites=tuple(
-                    name for _, name in sorted(bad, key=lambda x: (-x[0], x[1]))
-                ),
+                not_compliant_sites=tuple(name for _, _, name in bad),
             )
         )
     return out
@@ -562,7 +564,7 @@ def render_fleet_html(summary: FleetSummary) -> str:
     out = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<title>{escape(title)}</title><style>{CSS}{_FLEET_CSS}</style></head><body>",
         "<h1>sep2gw fleet report</h1>",
         f"<p>Fleet log directory <code>{escape(summary.directory)}</code>: {n} site(s). Days are "
         f"calendar days in {escape(summary.zone)}. Tolerance {summary.tolerance_w:g} W, grace "
@@ -573,7 +575,9 @@ def render_fleet_html(summary: FleetSummary) -> str:
         f"<span data-count='not assessable'>{summary.count('not assessable')} not assessable"
         "</span>, <span data-count='not summarised'>"
         f"{summary.count('refused') + summary.count('unreadable')} not summarised</span>.</p>",
-        "<h2>Day by day</h2><div class='scroll'><table id='days'><tr><th>day</th>"
+        "<h2>Day by day</h2>",
+        _days_chart(summary),
+        "<div class='scroll'><table id='days'><tr><th>day</th>"
         "<th>compliant</th><th>not compliant</th><th>no data</th>"
         "<th>not compliant (worst first)</th></tr>",
     ]
@@ -599,11 +603,11 @@ def render_fleet_html(summary: FleetSummary) -> str:
         for d in days:
             seen = per_day.get(d)
             if seen is None:
-                cells.append("<td class='v-not-assessable'>no log</td>")
+                cells.append("<td class='v-not-assessable' title='no log covers this day'></td>")
             else:
                 cells.append(
-                    f"<td class='{_VERDICT_CELL[seen.verdict]}' data-verdict='{seen.verdict}'>"
-                    f"{seen.verdict}</td>"
+                    f"<td class='{_VERDICT_CELL[seen.verdict]}' data-verdict='{seen.verdict}' "
+                    f"title='{d}: {seen.verdict}'>{_day_cell(seen)}</td>"
                 )
         verdict = site.verdict if site.state == "summarised" else site.state
         cls = _VERDICT_CELL.get(verdict or "", "v-not-compliant")
@@ -616,7 +620,7 @@ def render_fleet_html(summary: FleetSummary) -> str:
             f"<td><code>{escape(site.lfdi or '')}</code></td><td class='{cls}'>{verdict}</td>"
             f"<td class='n'>{_seconds(site.seconds_off)}</td>"
             f"<td class='n'>{site.energy_off_wh:.3f} Wh</td>{''.join(cells)}"
-            f"<td>{escape(notes)}</td></tr>"
+            f"<td class='notes'>{escape(notes)}</td></tr>"
         )
     out.append("</table></div>")
     if summary.ignored:
@@ -627,6 +631,73 @@ def render_fleet_html(summary: FleetSummary) -> str:
         out.append("</ul>")
     out.append("</body></html>\n")
     return "".join(out)
+
+
+#: The site × day matrix stays one line a site (it scrolls sideways); the notes wrap.
+_FLEET_CSS: Final = (
+    "#sites td,#sites th,#days td,#days th{white-space:nowrap;overflow-wrap:normal}"
+    "#sites td.notes{white-space:normal;min-width:24em}"
+)
+
+
+#: (count field, colour, legend) of the day chart's stacked bars, bottom up.
+_BARS: Final = (
+    ("not_compliant", "#c00", "not compliant"),
+    ("compliant", "#393", "compliant"),
+    ("no_data", "#bbb", "no data"),
+)
+
+
+def _days_chart(summary: FleetSummary) -> str:
+    """Sites per day as stacked bars (not compliant at the bottom, where the eye starts), one bar a
+    day, inline SVG scaled to the page; each segment's count in its tooltip."""
+    days = summary.days
+    total = len(summary.sites)
+    if not days or total == 0:
+        return ""
+    plot_h, left, top, bottom = 160.0, 44.0, 24.0, 34.0
+    step = max(6.0, min(48.0, 960.0 / len(days)))
+    width = max(left + step * len(days) + 12, 380.0)  # the legend fits
+    height = top + plot_h + bottom
+    out = [
+        f"<svg class='chart' id='days-chart' viewBox='0 0 {width:.0f} {height:.0f}' "
+        f"role='img' aria-label='sites per day by verdict' style='max-width:{width:.0f}px'>",
+        f"<text x='{left}' y='14' font-size='11'>"
+        + " ".join(f"<tspan fill='{colour}'>■</tspan> {legend}" for _, colour, legend in _BARS)
+        + "</text>",
+        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + step * len(days):.0f}' y2='{top + plot_h}' "
+        "stroke='#444'/>",
+        f"<text x='{left - 6}' y='{top + 4}' font-size='11' text-anchor='end'>{total}</text>",
+        f"<text x='{left - 6}' y='{top + plot_h}' font-size='11' text-anchor='end'>0</text>",
+    ]
+    label_every = max(1, math.ceil(44 / step))  # a label is ~36 px wide
+    for i, day in enumerate(days):
+        x = left + i * step
+        y = top + plot_h
+        for field, colour, legend in _BARS:
+            count: int = getattr(day, field)
+            if not count:
+                continue
+            h = plot_h * count / total
+            y -= h
+            out.append(
+                f"<rect x='{x + 1:.1f}' y='{y:.1f}' width='{step - 2:.1f}' height='{h:.1f}' "
+                f"fill='{colour}'><title>{day.day}: {count} {legend}</title></rect>"
+            )
+        if i % label_every == 0:
+            out.append(
+                f"<text x='{x + step / 2:.1f}' y='{top + plot_h + 16}' font-size='10' "
+                f"text-anchor='middle'>{day.day[5:]}</text>"
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _day_cell(day: SiteDay) -> str:
+    """A day's cell, short (the colour says the verdict): seconds off, ok, or n/a."""
+    if day.verdict == "not compliant":
+        return f"{_seconds(day.seconds_off)} off"
+    return "ok" if day.verdict == "compliant" else "n/a"
 
 
 def _site_link(reports: dict[str, str], name: str) -> str:

@@ -281,6 +281,7 @@ class _Page(HTMLParser):
         self.rows: list[dict[str, str | None]] = []
         self.tags: set[str] = set()
         self.sources: list[str] = []
+        self.bars = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
@@ -291,6 +292,8 @@ class _Page(HTMLParser):
             self.rows.append(found)
         if found.get("src"):
             self.sources.append(str(found["src"]))
+        if tag == "rect":
+            self.bars += 1
 
 
 def test_fleet_page_links_each_site_report_worst_first(fleet: Path, tmp_path: Path) -> None:
@@ -316,6 +319,9 @@ def test_fleet_page_links_each_site_report_worst_first(fleet: Path, tmp_path: Pa
         assert f"sites/{site}.html" in page.links
         report = (out_dir / "sites" / f"{site}.html").read_text(encoding="utf-8")
         assert "sep2gw dispute report" in report
+    # the day chart: a bar segment per verdict with sites that day (one day: not compliant and
+    # compliant, no site without a verdict)
+    assert "svg" in page.tags and page.bars == 2
     # self-contained, like the site reports: no script, nothing fetched, no link leaves the folder
     assert "script" not in page.tags and page.sources == []
     assert all(link.startswith("sites/") for link in page.links)
