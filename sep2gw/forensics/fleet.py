@@ -255,61 +255,90 @@ def summarise_site(
         return SiteSummary(state="unreadable", problem=f"{path}: {exc.strerror or exc}", **base)
     with store:
         try:
-            model = analyse(store, force=force)
-            identity, fleet = identity_of(store)
+            return _summarised(
+                store, log, base, zone=zone, settings=settings, force=force, report_dir=report_dir
+            )
         except (EventLogError, FoldFailed) as exc:
             return SiteSummary(state="unreadable", problem=str(exc), **base)
-        assert model.report is not None
-        base.update(
-            lfdi=identity.lfdi,
-            sfdi=identity.sfdi,
-            nmi=identity.nmi,
-            records=model.records,
-            first_s=model.first_s,
-            last_s=model.last_s,
-        )
-        if fleet is not None:
-            base.update(
-                aggregator_lfdi=fleet.get("aggregator_lfdi") or None,
-                fleet=fleet.get("fleet") or None,
-                named_site=fleet.get("site") or None,
-            )
-        if not model.verified and not force:
+        except Exception as exc:  # one site's failure never stops the others' summary
             return SiteSummary(
-                state="refused",
-                problem=f"the log did not verify: {model.report.describe()} (--force to go on)",
+                state="unreadable",
+                problem=f"internal error while summarising it ({type(exc).__name__}: {exc}); "
+                "please report it",
                 **base,
             )
-        day_of = DayOf(zone)
-        judgements = judge(model, identity, settings, days=day_of)
-        verdicts = supplier_verdicts(model, judgements)
-        report = None
-        if report_dir is not None:
-            from sep2gw.forensics.report import render_report
 
-            html = render_report(
-                model, source=str(path), zone=zone, settings=settings, identity=identity
-            )
-            target = report_dir / f"{log.site}.html"
-            target.write_text(html, encoding="utf-8")
-            report = target.name
-        judged = [j for j in judgements if j.kind is not None]
-        days = _days(judged, day_of, model.first_s, model.last_s)
-        not_compliant = tuple(v.source for v in verdicts if v.word == "not compliant")
-        problem = "" if model.verified else f"DID NOT VERIFY (forced): {model.report.describe()}"
+
+def _summarised(
+    store: SqliteEventStore,
+    log: SiteLog,
+    base: dict[str, Any],
+    *,
+    zone: tzinfo | None,
+    settings: ComplianceSettings,
+    force: bool,
+    report_dir: Path | None,
+) -> SiteSummary:
+    """``summarise_site`` on the opened log (``base``: the fields known so far, completed here)."""
+    path = log.path
+    model = analyse(store, force=force)
+    identity, fleet = identity_of(store)
+    assert model.report is not None
+    base.update(
+        lfdi=identity.lfdi,
+        sfdi=identity.sfdi,
+        nmi=identity.nmi,
+        records=model.records,
+        first_s=model.first_s,
+        last_s=model.last_s,
+    )
+    if fleet is not None:
+        base.update(
+            aggregator_lfdi=fleet.get("aggregator_lfdi") or None,
+            fleet=fleet.get("fleet") or None,
+            named_site=fleet.get("site") or None,
+        )
+    if not model.verified and not force:
         return SiteSummary(
-            state="summarised",
-            verdict=overall_verdict(verdicts),
-            problem=problem,
-            verified=model.verified,
-            seconds_judged=sum(j.seconds for j in judged),
-            seconds_off=sum(max(0.0, j.seconds_off - j.seconds_excused) for j in judged),
-            energy_off_wh=sum(j.energy_off_wh for j in judged if j.verdict == "not compliant"),
-            not_compliant=not_compliant,
-            days=tuple(days),
-            report=report,
+            state="refused",
+            problem=f"the log did not verify: {model.report.describe()} (--force to go on)",
             **base,
         )
+    day_of = DayOf(zone)
+    judgements = judge(model, identity, settings, days=day_of)
+    verdicts = supplier_verdicts(model, judgements)
+    report = None
+    unwritten = ""
+    if report_dir is not None:
+        from sep2gw.forensics.report import render_report
+
+        html = render_report(
+            model, source=str(path), zone=zone, settings=settings, identity=identity
+        )
+        target = report_dir / f"{log.site}.html"
+        try:
+            target.write_text(html, encoding="utf-8")
+            report = target.name
+        except OSError as exc:
+            unwritten = f"its report was not written ({target}: {exc.strerror or exc})"
+    judged = [j for j in judgements if j.kind is not None]
+    days = _days(judged, day_of, model.first_s, model.last_s)
+    not_compliant = tuple(v.source for v in verdicts if v.word == "not compliant")
+    problem = "" if model.verified else f"DID NOT VERIFY (forced): {model.report.describe()}"
+    problem = "; ".join(p for p in (problem, unwritten) if p)
+    return SiteSummary(
+        state="summarised",
+        verdict=overall_verdict(verdicts),
+        problem=problem,
+        verified=model.verified,
+        seconds_judged=sum(j.seconds for j in judged),
+        seconds_off=sum(max(0.0, j.seconds_off - j.seconds_excused) for j in judged),
+        energy_off_wh=sum(j.energy_off_wh for j in judged if j.verdict == "not compliant"),
+        not_compliant=not_compliant,
+        days=tuple(days),
+        report=report,
+        **base,
+    )
 
 
 def _days(
@@ -612,6 +641,8 @@ def render_fleet_html(summary: FleetSummary) -> str:
         verdict = site.verdict if site.state == "summarised" else site.state
         cls = _VERDICT_CELL.get(verdict or "", "v-not-compliant")
         notes = site.problem
+        if site.named_site and site.named_site != site.site:
+            notes = (notes + "; " if notes else "") + f"the log names itself {site.named_site!r}"
         if site.writing is not None:
             notes = (notes + "; " if notes else "") + f"a gateway is writing it ({site.writing})"
         out.append(

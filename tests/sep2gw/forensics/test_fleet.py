@@ -464,3 +464,30 @@ def test_a_large_fleet_is_summarised_on_a_process_per_core(
     assert _run("report", str(folder), "--json")[0] == OK
     assert _run("report", str(folder), "--workers", "1")[0] == OK
     assert asked == [2, 1, 1]
+
+
+def test_a_failure_summarising_one_site_is_its_row_not_the_end(
+    fleet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever goes wrong with one site's log, the others are summarised and it says what."""
+    import sep2gw.forensics.fleet as fleet_module
+
+    real = fleet_module.judge
+
+    def judge(model: Any, identity: Any, *args: Any, **kwargs: Any) -> Any:
+        if model.records == 470:  # the storage world's log (warehouse-7)
+            raise RuntimeError("a bug")
+        return real(model, identity, *args, **kwargs)
+
+    monkeypatch.setattr(fleet_module, "judge", judge)
+    summary = summarise_fleet(read_fleet_dir(fleet), zone=None, settings=ComplianceSettings())
+    by_site = {s.site: s for s in summary.sites}
+    assert by_site["warehouse-7"].state == "unreadable"
+    assert by_site["warehouse-7"].problem.startswith(
+        "internal error while summarising it (RuntimeError: a bug)"
+    )
+    assert [by_site[s].verdict for s in ("depot-north", "nmi-4103", "nmi-4107")] == [
+        "not compliant",
+        "compliant",
+        "compliant",
+    ]
