@@ -33,6 +33,7 @@ from events.times import not_a_date, utc_datetime
 from sep2gw.commands.ident import leaf_der
 from sep2gw.config import ConfigError, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.fleetlogs import FleetLogError, resolve_log
 from sep2gw.logrotate import NotRotated, check_predecessor, predecessor_of, rotate
 from sep2gw.logtrust import (
     AnchorError,
@@ -62,13 +63,13 @@ def register(commands: Any) -> None:
     sub = parser.add_subparsers(dest="log_command", metavar="ACTION", required=True)
 
     inspect = sub.add_parser("inspect", help="counts by type and stream, time span, size, head")
-    inspect.add_argument("path", type=Path, help="the event log file (SQLite)")
+    _log_argument(inspect)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.add_argument("--streams", type=int, default=20, help="how many streams to list")
     inspect.set_defaults(handler=_inspect)
 
     tail = sub.add_parser("tail", help="print the newest records")
-    tail.add_argument("path", type=Path, help="the event log file (SQLite)")
+    _log_argument(tail)
     tail.add_argument("-n", type=int, default=10, help="how many records (default 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     tail.add_argument(
@@ -77,7 +78,7 @@ def register(commands: Any) -> None:
     tail.set_defaults(handler=_tail)
 
     export = sub.add_parser("export", help="write every record as JSON Lines or CSV")
-    export.add_argument("path", type=Path, help="the event log file (SQLite)")
+    _log_argument(export)
     export.add_argument(
         "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
     )
@@ -92,7 +93,7 @@ def register(commands: Any) -> None:
         help="check sequence, bodies, hash chain, snapshots and signed checkpoints; exit 0 only "
         "if intact",
     )
-    verify.add_argument("path", type=Path, help="the event log file (SQLite)")
+    _log_argument(verify)
     verify.add_argument(
         "--certificate",
         type=Path,
@@ -156,6 +157,18 @@ def register(commands: Any) -> None:
     rotate.set_defaults(handler=_rotate_command)
 
 
+def _log_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="the event log file (SQLite), or a fleet log directory (<site>.sep2gw files) with "
+        "--site",
+    )
+    parser.add_argument(
+        "--site", metavar="NAME", help="the site whose log to read when the path is a directory"
+    )
+
+
 Handler = Callable[[argparse.Namespace, SqliteEventStore], int]
 
 
@@ -163,6 +176,13 @@ def _opened(handler: Handler) -> Callable[[argparse.Namespace], int]:
     """Run ``handler`` with the log at ``args.path`` opened read-only; unreadable logs exit 2."""
 
     def run(args: argparse.Namespace) -> int:
+        try:
+            resolved = resolve_log(args.path, getattr(args, "site", None))
+        except FleetLogError as exc:
+            print(f"sep2gw log: {exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        assert isinstance(resolved, Path)  # without fleet_ok, a fleet is refused above
+        args.path = resolved
         try:
             # --follow reads a live writer's appends through SQLite's shared memory; the rest open
             # the file as it is, creating nothing next to it (read-only media, copies off a site).

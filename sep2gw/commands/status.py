@@ -4,6 +4,11 @@ Read-only, safe on a live log: whether a gateway runs is the writer lock's answe
 host, start), the rest is the log's (``sep2gw.status``: registration, comms, limits in force, last
 poll and post, last battery write, the newest measurement, alarms), each with the record it comes
 from. Nothing is shown that the log does not hold.
+
+A fleet log directory (one ``<site>.sep2gw`` per site, ``sep2gw.fleetlogs``) gives one line per
+site (running, registration, comms, limits, problems) and a count line; ``--site NAME`` shows one
+site as for a single log. ``--check`` on a fleet fails (exit 3) when any site is unhealthy and
+names them: not running, a problem in its log, or a log that cannot be read.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from events.log_lock import holder_of
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, OK
+from sep2gw.fleetlogs import FleetDir, FleetLogError, named_list, resolve_log
 from sep2gw.status import SiteStatus, iso, problems, status_of_store
 from sep2gw.timeline import describe_blocks, describe_settings, rate_name, whole
 
@@ -38,7 +44,15 @@ def register(commands: Any) -> None:
             "the log says it is doing. Read-only; safe while the gateway runs."
         ),
     )
-    parser.add_argument("path", type=Path, metavar="LOG", help="the gateway's event log")
+    parser.add_argument(
+        "path",
+        type=Path,
+        metavar="LOG",
+        help="the gateway's event log, or a fleet log directory (one line per site)",
+    )
+    parser.add_argument(
+        "--site", metavar="NAME", help="the site whose log to read when LOG is a fleet directory"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--check",
@@ -50,7 +64,14 @@ def register(commands: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    path: Path = args.path
+    try:
+        resolved = resolve_log(args.path, args.site, fleet_ok=True)
+    except FleetLogError as exc:
+        print(f"sep2gw status: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    if isinstance(resolved, FleetDir):
+        return _fleet_status(args, resolved)
+    path: Path = resolved
     if not path.is_file():
         print(f"sep2gw status: {path}: no such log file", file=sys.stderr)
         return BAD_INPUT
@@ -209,3 +230,133 @@ def _stamped(stamp: Any) -> str:
     if stamp is None:
         return "none"
     return f"{iso(stamp.at_s)} {stamp.what} (record {stamp.seq})"
+
+
+# -- a fleet ---------------------------------------------------------------------------------------
+
+
+class SiteState(msgspec.Struct, frozen=True, kw_only=True):
+    """One site of a fleet as ``status`` shows it; ``unreadable`` says why its log could not be
+    read (then nothing else is known)."""
+
+    site: str
+    log: str
+    running: bool
+    holder: str | None
+    process: str
+    problems: list[str]
+    unreadable: str | None = None
+    status: SiteStatus | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.running and not self.problems and self.unreadable is None
+
+
+def site_state(site: str, path: Path) -> SiteState:
+    """The status of one site's log, never raising for what is wrong with the file."""
+    holder = holder_of(path)
+    try:
+        with SqliteEventStore(path, CATALOGUE, readonly=True, follow=holder is not None) as store:
+            status = status_of_store(store)
+    except EventLogError as exc:
+        return SiteState(
+            site=site,
+            log=str(path),
+            running=holder is not None,
+            holder=holder,
+            process="RUNNING" if holder is not None else "unknown",
+            problems=[f"unreadable: {exc}"],
+            unreadable=str(exc),
+        )
+    return SiteState(
+        site=site,
+        log=str(path),
+        running=holder is not None,
+        holder=holder,
+        process=_running(status, holder),
+        problems=problems(status),
+        status=status,
+    )
+
+
+def _fleet_line(state: SiteState) -> str:
+    if state.unreadable is not None:
+        return f"{state.site}: UNREADABLE: {state.unreadable}"
+    status = state.status
+    assert status is not None
+    running = "RUNNING" if state.running else _short_running(status)
+    limits = (
+        "none received"
+        if status.limits_since_s is None
+        else f"{describe_settings(status.limits)} since {iso(status.limits_since_s)}"
+    )
+    registration = (
+        status.registration.upper() if status.registration == "halted" else (status.registration)
+    )
+    comms = status.comms.upper() if status.comms == "lost" else status.comms
+    text = f"{state.site}: {running}; registration {registration}; comms {comms}; limits {limits}"
+    if state.problems:
+        text += f"; PROBLEMS: {'; '.join(state.problems)}"
+    return text
+
+
+def _short_running(status: SiteStatus) -> str:
+    if status.started is None:
+        return "not running (never started)"
+    if status.stopped is None:
+        return f"NOT RUNNING (no stop record since {iso(status.started.at_s)}: killed or crashed)"
+    return f"not running (stopped {iso(status.stopped.at_s)})"
+
+
+def _fleet_status(args: argparse.Namespace, fleet: FleetDir) -> int:
+    states = [site_state(s.site, s.path) for s in fleet.sites]
+    running = sum(1 for s in states if s.running)
+    unhealthy = [s.site for s in states if not s.healthy]
+    with_problems = sum(1 for s in states if s.problems)
+    count = (
+        f"{len(states)} sites: {running} running, {len(states) - running} not running, "
+        f"{with_problems} with problems"
+    )
+    if args.json:
+        document = {
+            "fleet": str(fleet.path),
+            "sites": [
+                {
+                    "site": s.site,
+                    "log": s.log,
+                    "running": s.running,
+                    "holder": s.holder,
+                    "process": s.process,
+                    "healthy": s.healthy,
+                    "problems": s.problems,
+                    "unreadable": s.unreadable,
+                    **({} if s.status is None else msgspec.to_builtins(s.status)),
+                }
+                for s in states
+            ],
+            "counts": {
+                "sites": len(states),
+                "running": running,
+                "with_problems": with_problems,
+                "unhealthy": len(unhealthy),
+            },
+            "ignored": [{"name": i.name, "why": i.why} for i in fleet.ignored],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(f"{fleet.path}: fleet of {count}")
+        for state in states:
+            print(f"  {_fleet_line(state)}")
+        for item in fleet.ignored:
+            print(f"note: {item.name} set aside: {item.why}")
+    if not args.check:
+        return OK
+    if unhealthy:
+        print(
+            f"sep2gw status: {len(unhealthy)} of {len(states)} site(s) unhealthy: "
+            f"{named_list(unhealthy)}",
+            file=sys.stderr,
+        )
+        return CHECK_FAILED
+    return OK

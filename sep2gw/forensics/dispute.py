@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
@@ -49,6 +49,7 @@ from transport.identity import IdentityError, sfdi_from_lfdi
 
 __all__ = [
     "JUDGED_MODES",
+    "DayTally",
     "Judgement",
     "SiteIdentity",
     "Stretch",
@@ -212,6 +213,20 @@ def mode_stretches(model: Forensics) -> dict[Mode, list[Stretch]]:
 # -- judgement -------------------------------------------------------------------------------------
 
 
+class DayTally(msgspec.Struct, kw_only=True):
+    """One mode from one supplier on one day (``judge(days=…)``): what was judged and found off."""
+
+    samples: int = 0
+    seconds: float = 0.0
+    seconds_off: float = 0.0
+    seconds_excused: float = 0.0
+
+    @property
+    def off_s(self) -> float:
+        """Seconds off not explained by a limit holding a target back (the verdict's measure)."""
+        return self.seconds_off - self.seconds_excused
+
+
 class Judgement(msgspec.Struct, kw_only=True):
     """One mode while one supplier set it: how the measured power kept to it, and why not.
 
@@ -235,6 +250,8 @@ class Judgement(msgspec.Struct, kw_only=True):
     reasons: dict[str, float] = msgspec.field(default_factory=dict)
     unjudged: dict[str, float] = msgspec.field(default_factory=dict)
     why_not_judged: str = ""
+    #: ``judge(days=…)`` only: the same tallies per day (the key ``days`` gives a sample's instant).
+    by_day: dict[str, DayTally] = msgspec.field(default_factory=dict)
 
     @property
     def verdict(self) -> VerdictWord:
@@ -351,9 +368,15 @@ def parse_clamp(clamp: object) -> tuple[str, float] | None:
 
 
 def judge(
-    model: Forensics, identity: SiteIdentity, settings: ComplianceSettings | None = None
+    model: Forensics,
+    identity: SiteIdentity,
+    settings: ComplianceSettings | None = None,
+    *,
+    days: Callable[[float], str] | None = None,
 ) -> list[Judgement]:
-    """Every mode in force, per supplier, judged sample by sample (see the module docstring)."""
+    """Every mode in force, per supplier, judged sample by sample (see the module docstring);
+    with ``days`` (an instant's day, e.g. ``DayOf`` in the site's zone), also tallied per day in
+    ``Judgement.by_day`` (the fleet summary: which sites were compliant when)."""
     settings = settings or ComplianceSettings()
     stretches = mode_stretches(model)
     out: dict[tuple[Mode, str], Judgement] = {}
@@ -377,7 +400,7 @@ def judge(
                 if _percent_base(identity, mode, 1.0) is None:
                     j.kind = None
                     j.why_not_judged = "the log records no nameplate rating to take a percent of"
-    _judge_samples(model, identity, settings, stretches, out)
+    _judge_samples(model, identity, settings, stretches, out, days)
     _unjudged_time(model, stretches, out, hold_limit(model, settings))
     return list(out.values())
 
@@ -394,6 +417,7 @@ def _judge_samples(
     settings: ComplianceSettings,
     stretches: dict[Mode, list[Stretch]],
     out: dict[tuple[Mode, str], Judgement],
+    days: Callable[[float], str] | None = None,
 ) -> None:
     ctx = _Context(model, identity)
     tolerance, grace = settings.tolerance_w, settings.grace_s
@@ -436,6 +460,14 @@ def _judge_samples(
                 off = abs(measured)
             j.samples += 1
             j.seconds += row.hold_s
+            tally = None
+            if days is not None:
+                day = days(t)
+                tally = j.by_day.get(day)
+                if tally is None:
+                    tally = j.by_day[day] = DayTally()
+                tally.samples += 1
+                tally.seconds += row.hold_s
             if off > tolerance and t - since >= grace:
                 j.seconds_off += row.hold_s
                 j.energy_off_wh += off * row.hold_s / 3600.0
@@ -446,6 +478,10 @@ def _judge_samples(
                 reasons, excused = ctx.reasons(t, mode, level, since)
                 if excused:
                     j.seconds_excused += row.hold_s
+                if tally is not None:
+                    tally.seconds_off += row.hold_s
+                    if excused:
+                        tally.seconds_excused += row.hold_s
                 for reason in reasons:
                     j.reasons[reason] = j.reasons.get(reason, 0.0) + row.hold_s
 

@@ -38,9 +38,10 @@ from sep2gw.forensics.model import Forensics
 from sep2gw.forensics.render import ForensicTimeline
 from sep2gw.timeline import describe_blocks, describe_learned, describe_settings, rate_name, short
 
-__all__ = ["render_report"]
+__all__ = ["CSS", "render_report"]
 
-_CSS = """
+#: The report's style sheet (the fleet page shares it).
+CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:16px;color:#222;overflow-wrap:anywhere}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
 .scroll{overflow-x:auto;max-width:100%}
@@ -82,7 +83,7 @@ def render_report(
     out: list[str] = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>sep2gw dispute report: {escape(source)}</title><style>{_CSS}</style></head><body>",
+        f"<title>sep2gw dispute report: {escape(source)}</title><style>{CSS}</style></head><body>",
         "<h1>sep2gw dispute report</h1>",
         f"<p>Log <code>{escape(source)}</code>: {model.records:,} records",
     ]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from sep2gw.cli import main
-from tests.sep2gw.forensics.worlds import NEGOTIATION, logs
+from tests.sep2gw.forensics.worlds import NEGOTIATION, fleet_dir, logs
 
 __all__ = ["CASES", "GOLDEN_DIR", "normalise", "render"]
 
@@ -70,20 +70,34 @@ CASES: Final[dict[str, tuple[str, list[str]]]] = {
     "storage.explain-5A": ("storage", ["explain", "5A"]),
     "storage.explain-E1": ("storage", ["explain", "E1"]),
     "storage.explain-at": ("storage", ["explain", "--at", "2025-11-26T00:04:00Z"]),
+    # a fleet's log directory (issue 19 point 4): the summary, which sites were compliant when;
+    # at +11:55 one site's log crosses midnight; status a line per site; one site needed: refused
+    "fleet.report": ("fleet", ["report", "--tz", "Australia/Adelaide"]),
+    "fleet.report-two-days": ("fleet", ["report", "--tz", "+11:55"]),
+    "fleet.report-json": ("fleet", ["report", "--json"]),
+    "fleet.status": ("fleet", ["status"]),
+    "fleet.replay-refused": ("fleet", ["replay"]),
+    "fleet.explain-site": ("fleet", ["explain", "A2", "--site", "depot-north"]),
 }
 
 _HEAD = re.compile(r"\(head [0-9a-f]{64}\)")
+#: The LFDI (whole, or its first 16 digits as the fleet summary shows it) and the SFDI.
+_LFDI = re.compile(r"(LFDI |\"lfdi\": \")[0-9A-F]{16,40}")
+_SFDI = re.compile(r"\"sfdi\": \d+")
 
 
 def normalise(text: str, log: Path) -> str:
-    """What differs between two runs of the same world: the log's path, and the head hash (the
-    site identity, hence the LFDI in each Response record, is minted afresh per test session)."""
-    return _HEAD.sub("(head <hash>)", text.replace(str(log), "<log>"))
+    """What differs between two runs of the same world: the log's path, and the head hash and the
+    LFDI/SFDI (the site identity, hence the LFDI in each Response record, is minted afresh per test
+    session)."""
+    text = _HEAD.sub("(head <hash>)", text.replace(str(log), "<log>"))
+    return _SFDI.sub('"sfdi": <sfdi>', _LFDI.sub(r"\1<lfdi>", text))
 
 
 def render(base: Path) -> dict[str, str]:
     """Every case's normalised output (the exit code is part of it)."""
     paths = logs(base)
+    paths["fleet"] = fleet_dir(base)
     out: dict[str, str] = {}
     for name, (world, args) in CASES.items():
         stdout, stderr = io.StringIO(), io.StringIO()

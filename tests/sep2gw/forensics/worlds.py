@@ -23,12 +23,14 @@ from sep2gw.world import run_world
 
 __all__ = [
     "COMMS_LOSS",
+    "FLEET",
     "NEGOTIATION",
     "RESTART",
     "STORAGE",
     "WORLDS",
     "build",
     "copy_to_sqlite",
+    "fleet_dir",
     "logs",
 ]
 
@@ -170,3 +172,28 @@ def logs(base: Path) -> dict[str, Path]:
         for name in WORLDS:
             _LOGS[name] = build(name, base, base / f"{name}.sep2gw")
     return dict(_LOGS)
+
+
+#: A fleet's log directory (decision 0022a: one ``<site>.sep2gw`` per site): site -> world. Two
+#: sites were not compliant (the demo's superseded target, the storage target held back), two were.
+FLEET: Final = {
+    "depot-north": "demo",
+    "nmi-4103": "comms",
+    "nmi-4107": "restart",
+    "warehouse-7": "storage",
+}
+
+
+def fleet_dir(base: Path) -> Path:
+    """The FLEET worlds' logs copied into ``base/fleet`` as a fleet writes them, with a file that
+    is not a log beside them (built once per session, like ``logs``)."""
+    folder = base / "fleet"
+    if not folder.is_dir():
+        paths = logs(base)
+        partial = base / "fleet.partial"
+        partial.mkdir()
+        for site, world in FLEET.items():
+            (partial / f"{site}.sep2gw").write_bytes(paths[world].read_bytes())
+        (partial / "README.txt").write_text("site logs of the fleet\n", encoding="utf-8")
+        partial.rename(folder)
+    return folder
