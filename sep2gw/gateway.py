@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from actors.clock import Clock
 from actors.controls import ControlsActor
 from actors.der_status import DerStatusActor
 from actors.drivers.base import DerDriver
+from actors.drivers.composite import CompositeDriver, DerMember
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
@@ -68,7 +69,14 @@ from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
-from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
+from sep2gw.config import (
+    BatteryConfig,
+    Config,
+    ConfigError,
+    der_keys,
+    is_loopback,
+    parse_listen,
+)
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import Profile, allowed_versions, profile_named
@@ -84,7 +92,7 @@ from transport.tls import TlsMaterial, client_context
 if TYPE_CHECKING:
     from actors.http_endpoint import HttpEndpoint
 
-__all__ = ["Gateway", "GatewayOptions", "run_gateway"]
+__all__ = ["Gateway", "GatewayOptions", "composite_from_config", "run_gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +137,40 @@ class GatewayOptions:
 
 
 def driver_from_config(config: Config) -> DerDriver:
-    battery = config.battery
+    """The SunSpec driver of a one-DER site; a :class:`CompositeDriver` over one per DER of a
+    site that lists several (``[[ders]]``)."""
+    keyed = der_keys(config)
+    drivers = [_sunspec_driver(key, der) for key, der in keyed]
+    if config.battery is not None:
+        return drivers[0]
+    return CompositeDriver(
+        [
+            DerMember(name=der.name, role=der.role, driver=driver)
+            for der, driver in zip(config.ders, drivers, strict=True)
+        ]
+    )
+
+
+def composite_from_config(config: Config, drivers: Mapping[str, DerDriver]) -> CompositeDriver:
+    """An embedding application's drivers, one per configured DER by name (``[[ders]]``),
+    composed into the site (names and roles from the configuration)."""
+    ders = config.der_list()
+    missing = [d.name for d in ders if d.name not in drivers]
+    unknown = sorted(set(drivers) - {d.name for d in ders})
+    if missing or unknown:
+        raise ValueError(
+            "one driver per configured DER: "
+            + "; ".join(
+                ([f"no driver for {', '.join(missing)}"] if missing else [])
+                + ([f"no DER configured as {', '.join(unknown)}"] if unknown else [])
+            )
+        )
+    return CompositeDriver(
+        [DerMember(name=d.name, role=d.role, driver=drivers[d.name]) for d in ders]
+    )
+
+
+def _sunspec_driver(key: str, battery: BatteryConfig) -> DerDriver:
     if battery.driver == "sunspec":
         assert battery.host is not None
         client = ModbusTcpClient(
@@ -137,7 +178,7 @@ def driver_from_config(config: Config) -> DerDriver:
         )
         return SunSpecDriver(client)
     raise ValueError(
-        f"battery.driver {battery.driver!r} needs a driver object from the embedding application "
+        f"{key}.driver {battery.driver!r} needs a driver object from the embedding application "
         "(Gateway(config, driver=...))"
     )
 
