@@ -27,10 +27,19 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
 from actors.drivers.base import DerDriver, DriverError, Nameplate, PriceAware, Telemetry
+from actors.drivers.composite import CompositeDriver, MemberStatus
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, DerSnapshot, DeviceStatus, WriteOutcome
+from actors.messages import (
+    ApplyLimits,
+    ControlsInput,
+    DerSnapshot,
+    DeviceStatus,
+    MemberSnapshot,
+    WriteOutcome,
+)
 from events.base import Event
+from events.der_events import DerMemberSampled, DerMemberStatus
 from events.der_model import ControlSettings, Mode
 from events.envelope import Append
 from events.hardware_events import (
@@ -97,6 +106,7 @@ class HardwareActor:
         status: Latest[DeviceStatus] | None = None,
         der: Latest[DerSnapshot] | None = None,
         prices: Latest[PricesInForce] | None = None,
+        member_status: dict[str, Latest[DeviceStatus]] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
         summary, so a restart does not split an interval in two (the mirror posts it once, whole).
@@ -104,7 +114,9 @@ class HardwareActor:
         in force changes (the DER status actor's mailbox). ``der``: what the DER last reported
         (:class:`DerSnapshot`), put whenever that changes (the registration and controls actors
         read it from there). ``prices``: the pricing actor's prices in force, passed to a driver
-        that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant."""
+        that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant.
+        ``member_status``: for a site of several DER (a :class:`CompositeDriver`), each DER's own
+        status mailbox by name (its DER status actor's), put as ``status`` is."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -141,6 +153,8 @@ class HardwareActor:
         self._read_seq: int | None = None  # ... at the last read (before a write at that instant)
         self._device_status: DeviceStatusChanged | None = None  # as last recorded
         self._reachable = True
+        self._member_status = member_status or {}
+        self._members: dict[str, DerMemberStatus] = {}  # as last recorded, by DER name
 
     def _publish_der(self) -> None:
         """What the DER last reported (for DERCapability/Settings/Availability and LogEvents,
@@ -154,8 +168,16 @@ class HardwareActor:
                 nameplate=self._nameplate,
                 modes=self._driver.dispatchable_modes(),
                 telemetry=self._telemetry,
+                members=tuple(
+                    MemberSnapshot(der=m.der, nameplate=m.nameplate, telemetry=m.telemetry)
+                    for m in self._member_statuses()
+                ),
             )
         )
+
+    def _member_statuses(self) -> tuple[MemberStatus, ...]:
+        driver = self._driver
+        return driver.members() if isinstance(driver, CompositeDriver) else ()
 
     def statistics(self) -> HardwareStatistics:
         return HardwareStatistics(
@@ -440,19 +462,64 @@ class HardwareActor:
         """PROTOCOL.md §2.7: the device's status, with the control in force as the fallback for
         what it cannot report, to the DER status actor — once a sample was attempted (the first
         DERStatus waits for the first reading)."""
-        if self._status is None or not self._read_once:
+        if not self._read_once:
             return
         settings = None if self._effective is None else self._effective.settings
-        self._status.put(
-            DeviceStatus(
-                at_s=now,
-                telemetry=self._telemetry,
-                reachable=self._reachable,
-                connect=None if settings is None else settings.connect,
-                energize=None if settings is None else settings.energize,
-                control_seq=self._sampled_seq,
+        connect = None if settings is None else settings.connect
+        energize = None if settings is None else settings.energize
+        if self._status is not None:
+            self._status.put(
+                DeviceStatus(
+                    at_s=now,
+                    telemetry=self._telemetry,
+                    reachable=self._reachable,
+                    connect=connect,
+                    energize=energize,
+                    control_seq=self._sampled_seq,
+                )
             )
-        )
+        for member in self._member_statuses():
+            mailbox = self._member_status.get(member.der)
+            if mailbox is not None:
+                # Its own reading and whether it answered: a DER that stopped answering is
+                # reported as it last was, with the fault bit (``der_info.status_with_sources``).
+                mailbox.put(
+                    DeviceStatus(
+                        at_s=now,
+                        telemetry=member.telemetry,
+                        reachable=member.reachable,
+                        connect=connect,
+                        energize=energize,
+                        control_seq=self._sampled_seq,
+                    )
+                )
+
+    async def _record_members(self, now: float) -> None:
+        """A site of several DER: each DER's reading (detail), and a change of whether it takes
+        part in the split, of why not, or of what it reports of its connection and state
+        (``der.member_status.v1``: the evidence behind its DERStatus)."""
+        events: list[Event] = []
+        for member in self._member_statuses():
+            if self._config.record_telemetry:
+                sampled = _member_sampled(now, member)
+                if sampled is not None:
+                    events.append(sampled)
+            t = member.telemetry
+            status = DerMemberStatus(
+                at_s=now,
+                der=member.der,
+                available=member.available,
+                reachable=member.reachable,
+                reason=member.reason,
+                connected=None if t is None else t.connected,
+                state=None if t is None else t.state,
+            )
+            last = self._members.get(member.der)
+            if last is None or msgspec.structs.replace(status, at_s=last.at_s) != last:
+                events.append(status)
+                self._members[member.der] = status
+        if events:
+            await self._record(*events)
 
     async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
         self._read_once = True
@@ -497,12 +564,30 @@ class HardwareActor:
                 self._alarms = telemetry.alarms
             if events:
                 await self._record(*events)
+        await self._record_members(now)
         self._publish_status(now)
         if closed and self._summaries is not None:
             try:
                 self._summaries.send_nowait(closed)
             except (anyio.WouldBlock, anyio.BrokenResourceError):
                 self._dropped += len(closed)  # the mirror is stuck or gone; control must go on
+
+
+def _member_sampled(now: float, member: MemberStatus) -> DerMemberSampled | None:
+    t = member.telemetry
+    if t is None or t.at_s != now:
+        return None
+
+    def finite(v: float | None) -> float | None:
+        return v if v is not None and math.isfinite(v) else None
+
+    return DerMemberSampled(
+        at_s=now,
+        der=member.der,
+        der_w=finite(t.der_w),
+        soc_pct=finite(t.soc_pct),
+        stored_wh=finite(t.stored_wh),
+    )
 
 
 def _at(settings: ControlSettings, ramps: dict[Mode, Ramp], now: float) -> ControlSettings:

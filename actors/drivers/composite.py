@@ -81,11 +81,13 @@ class DerMember(msgspec.Struct, frozen=True, kw_only=True):
 
 class MemberStatus(msgspec.Struct, frozen=True, kw_only=True):
     """What the composite knows of one member now: whether it takes part in the split and why
-    not (``reason``: the failure or the state that excluded it), and its last reading."""
+    not (``reason``: the failure or the state that excluded it), whether its last operation
+    answered (``reachable``), its last reading and its nameplate."""
 
     der: str
     role: str
     available: bool
+    reachable: bool
     reason: str = ""
     telemetry: Telemetry | None = None
     nameplate: Nameplate | None = None
@@ -153,6 +155,7 @@ class CompositeDriver:
                 der=m.member.name,
                 role=m.member.role,
                 available=m.available,
+                reachable=m.reachable,
                 reason=m.reason,
                 telemetry=m.telemetry,
                 nameplate=m.nameplate,
