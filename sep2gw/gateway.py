@@ -216,6 +216,12 @@ class _Unit:
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
         status_targets: Latest[DerStatusTarget] = Latest()
+        # A site of several DER (``[[ders]]``): each DER's status is PUT to its own server DER's
+        # DERStatus by its own reporter, fed by the hardware actor (its reading) and the
+        # registration actor (its href).
+        several = config.battery is None
+        member_status = {d.name: Latest[DeviceStatus]() for d in config.ders} if several else {}
+        member_targets = {d.name: Latest[DerStatusTarget]() for d in config.ders} if several else {}
         # The actors talk only by messages (never by calling each other): each mailbox has one
         # writer, and ``put`` never blocks, so two actors that command each other cannot deadlock.
         der: Latest[DerSnapshot] = Latest()  # hardware → registration, controls
@@ -276,10 +282,21 @@ class _Unit:
             status=device_status,
             der=der,
             prices=g.prices,
+            member_status=member_status,
         )
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
         )
+        member_reporters = {
+            name: DerStatusActor(
+                link=link,
+                log=log,
+                clock=g.clock,
+                device=member_status[name],
+                targets=member_targets[name],
+            )
+            for name in member_status
+        }
         responder = ResponderActor(
             link=link, inbox=responder_inbox, report=to_controls.clone(), clock=g.clock
         )
@@ -310,6 +327,7 @@ class _Unit:
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,
                 pen=config.site.pen,
+                ders=tuple((d.name, d.href) for d in config.ders),
             ),
             config=RegistrationConfig(pin=config.server.pin, nmi=config.site.nmi),
             link=link,
@@ -324,6 +342,7 @@ class _Unit:
             der_status_target=status_targets,
             log_alarm=log_alarm,
             pricing_targets=tariff_links,
+            member_status_targets=member_targets,
         )
         pricing = PricingActor(
             link=link,
@@ -342,6 +361,7 @@ class _Unit:
             "responder": responder,
             "mirror": mirror,
             "der_status": der_status,
+            **{f"der_status:{name}": reporter for name, reporter in member_reporters.items()},
             "registration": registration,
             "pricing": pricing,
             "link": link,
@@ -357,6 +377,8 @@ class _Unit:
                 await group.start(responder.run)
                 await group.start(mirror.run)
                 await group.start(der_status.run)
+                for reporter in member_reporters.values():
+                    await group.start(reporter.run)
                 await group.start(pricing.run)
                 await group.start(registration.run)
                 task_status.started()
@@ -383,6 +405,14 @@ class Gateway:
         #: stays the embedding application's.
         self._owns_driver = driver is None
         self.driver = driver or driver_from_config(config)
+        if len(config.ders) > 1 and not isinstance(self.driver, CompositeDriver):
+            raise ConfigError(
+                "ders",
+                [
+                    f"the configuration lists {len(config.ders)} DER: hand the gateway one "
+                    "driver per DER composed by sep2gw.gateway.composite_from_config"
+                ],
+            )
         chain = load_pem_chain(
             config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
         )

@@ -139,17 +139,9 @@ class SimBatteryDriver:
     """A ``DerDriver`` over the :class:`SimBattery` model (see the module docstring)."""
 
     def __init__(
-        self,
-        sim: SimBattery,
-        *,
-        clock: Callable[[], float],
-        loop: LoopConfig | None = None,
-        meter: Callable[[], float] | None = None,
+        self, sim: SimBattery, *, clock: Callable[[], float], loop: LoopConfig | None = None
     ) -> None:
-        """``meter``: the site meter's active power when this battery shares the connection point
-        with others (``sep2gw.sim.multi_der.SharedSite``); by default the battery's own site."""
         self.sim = sim
-        self.meter = meter
         self.clock = clock
         self.loop = loop or LoopConfig()
         self._loop_state = LoopState()
@@ -192,7 +184,7 @@ class SimBatteryDriver:
         self._advance()
         self.reads += 1
         sim, b = self.sim, self.sim.battery
-        site_w = sim.site_w() if self.meter is None else self.meter()
+        site_w = sim.site_w()
         v = round(sim.site_v() * 10) / 10
         soc = round(sim.soc_pct * 10) / 10
         hz = sim.site_hz()

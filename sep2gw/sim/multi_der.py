@@ -1,13 +1,14 @@
 """Several simulated batteries behind one site meter (issue 19 point 2).
 
-The first battery carries the site's load and PV (its :class:`SiteParams`); every other battery is
-a battery only (no load or PV of its own). The meter reads the first battery's site plus the other
-batteries' output, so each battery's driver sees the one connection point the utility limits.
-Released to its own logic, the first battery does self-consumption of the site's load and PV (as
-on a single-battery site); the others, with nothing of their own to consume, idle.
+The first battery carries the site's load and PV (its :class:`SiteParams`) and the site meter;
+every other battery is a battery only (no load or PV of its own) whose output that meter reads
+(``SimBattery.shared_with``), so every battery's driver, and the world's invariants, see the one
+connection point the utility limits. Released to its own logic, the first battery does
+self-consumption of the site's load and PV (as on a single-battery site); the others, with
+nothing of their own to consume, idle.
 
 :class:`SwitchableDriver` takes a member's communications down and up (a DER that disconnects
-while the others stay up), as a Modbus device that stops answering would.
+while the others stay up), as a device that stops answering would.
 """
 
 from __future__ import annotations
@@ -35,52 +36,41 @@ class SharedSite:
         if not batteries:
             raise ValueError("a site needs at least one battery")
         self.batteries = [
-            SimBattery(
-                params,
-                site if i == 0 else BATTERY_ONLY,
-                seed=seed + i,
-                start_s=start_s,
-            )
+            SimBattery(params, site if i == 0 else BATTERY_ONLY, seed=seed + i, start_s=start_s)
             for i, params in enumerate(batteries)
         ]
+        self.batteries[0].shared_with = self.batteries[1:]
+
+    @property
+    def meter(self) -> SimBattery:
+        """The battery whose site the meter measures (the first)."""
+        return self.batteries[0]
 
     def advance(self, now_s: float) -> None:
-        for battery in self.batteries:
-            battery.advance(now_s)
+        self.meter.advance(now_s)
 
     def site_w(self) -> float:
-        """Power at the connection point, positive = export: the first battery's site (its load,
-        PV and output) plus the other batteries' output."""
-        first, *others = self.batteries
-        return first.site_w() + sum(b.power_w for b in others)
-
-    def meter(self, clock: Callable[[], float]) -> Callable[[], float]:
-        """The meter as a driver reads it: every battery advanced to ``clock()`` first."""
-
-        def read() -> float:
-            self.advance(clock())
-            return self.site_w()
-
-        return read
+        """Power at the connection point, positive = export."""
+        return self.meter.site_w()
 
     def drivers(
         self, clock: Callable[[], float], *, loop: LoopConfig | None = None
     ) -> list[SimBatteryDriver]:
-        """One model driver per battery, each reading the shared meter."""
-        meter = self.meter(clock)
-        return [SimBatteryDriver(b, clock=clock, loop=loop, meter=meter) for b in self.batteries]
+        """One model driver per battery."""
+        return [SimBatteryDriver(b, clock=clock, loop=loop) for b in self.batteries]
 
 
 class SwitchableDriver:
-    """A member driver whose communications can be taken down (``down = True``): every operation
-    then fails as a device that does not answer, until it is brought up again."""
+    """A member driver whose communications can be taken down (``down = True``, or while
+    ``is_down()`` says so): every operation then fails as a device that does not answer."""
 
-    def __init__(self, driver: DerDriver) -> None:
+    def __init__(self, driver: DerDriver, *, is_down: Callable[[], bool] | None = None) -> None:
         self.driver = driver
         self.down = False
+        self._is_down = is_down
 
     def _check(self, operation: str) -> None:
-        if self.down:
+        if self.down or (self._is_down is not None and self._is_down()):
             raise DriverError(f"{operation}: the device does not answer (simulated)")
 
     def dispatchable_modes(self) -> frozenset[Mode]:
