@@ -54,12 +54,18 @@ from events.hardware_events import (
 )
 from events.pricing_events import PricesInForce
 from events.store import EventStore
-from events.telemetry import IntervalSummary
+from events.telemetry import IntervalSummary, MeasurementPoint, Sample
 from statemachines.ramps import LIMIT_MODES, Ramp, measured_for, start_from
 from statemachines.telemetry import IntervalAggregator, LateSample, SampleSchedule
 from transport.modbus import ModbusError
 
-__all__ = ["HardwareActor", "HardwareConfig", "HardwareStatistics", "CLOSED_LOOP_MODES"]
+__all__ = [
+    "HardwareActor",
+    "HardwareConfig",
+    "HardwareStatistics",
+    "CLOSED_LOOP_MODES",
+    "member_telemetry",
+]
 
 #: Modes whose target depends on what the site does, so they are re-evaluated every control period.
 CLOSED_LOOP_MODES: Final = frozenset(
@@ -107,6 +113,7 @@ class HardwareActor:
         der: Latest[DerSnapshot] | None = None,
         prices: Latest[PricesInForce] | None = None,
         member_status: dict[str, Latest[DeviceStatus]] | None = None,
+        member_summaries: dict[str, MemoryObjectSendStream[list[IntervalSummary]]] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
         summary, so a restart does not split an interval in two (the mirror posts it once, whole).
@@ -116,7 +123,9 @@ class HardwareActor:
         read it from there). ``prices``: the pricing actor's prices in force, passed to a driver
         that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant.
         ``member_status``: for a site of several DER (a :class:`CompositeDriver`), each DER's own
-        status mailbox by name (its DER status actor's), put as ``status`` is."""
+        status mailbox by name (its DER status actor's), put as ``status`` is;
+        ``member_summaries``: each DER's own interval summaries (its output, reactive power and
+        stored energy) by name, for its own MirrorUsagePoint (``actors.mirror.DerMirrorActor``)."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -155,6 +164,10 @@ class HardwareActor:
         self._reachable = True
         self._member_status = member_status or {}
         self._members: dict[str, DerMemberStatus] = {}  # as last recorded, by DER name
+        self._member_summaries = member_summaries or {}
+        self._member_aggregators = {
+            name: IntervalAggregator(config.post_interval_s) for name in self._member_summaries
+        }
 
     def _publish_der(self) -> None:
         """What the DER last reported (for DERCapability/Settings/Availability and LogEvents,
@@ -223,10 +236,17 @@ class HardwareActor:
         now = self._clock.server_time()
         current = self._aggregator.start_of(now)
         since = self._store.first_seq_since(current - _RESUME_MARGIN_S)
-        for record in self._store.read(since, types=("hardware.telemetry.v1",)):
+        types: tuple[str, ...] = ("hardware.telemetry.v1",)
+        if self._member_aggregators:
+            types += ("der.member_sampled.v1",)
+        for record in self._store.read(since, types=types):
             event = record.event
             if isinstance(event, TelemetrySampled) and current <= event.at_s < now:
                 self._aggregator.add(Telemetry(**msgspec.structs.asdict(event)).samples())
+            elif isinstance(event, DerMemberSampled) and current <= event.at_s < now:
+                aggregator = self._member_aggregators.get(event.der)
+                if aggregator is not None:
+                    aggregator.add(_der_samples(member_telemetry(event)))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._resume_interval()
@@ -494,6 +514,27 @@ class HardwareActor:
                     )
                 )
 
+    def _summarise_members(self, now: float) -> None:
+        """Each DER's own readings summarised per post interval, for its own mirror."""
+        if not self._member_aggregators:
+            return
+        for member in self._member_statuses():
+            aggregator = self._member_aggregators.get(member.der)
+            if aggregator is None:
+                continue
+            closed = aggregator.close_due(now)
+            t = member.telemetry
+            if t is not None and t.at_s == now:
+                try:
+                    closed += aggregator.add(_der_samples(t))
+                except LateSample:
+                    pass  # as for the site: a gap in the readings, never a second reading
+            if closed:
+                try:
+                    self._member_summaries[member.der].send_nowait(closed)
+                except (anyio.WouldBlock, anyio.BrokenResourceError):
+                    self._dropped += len(closed)
+
     async def _record_members(self, now: float) -> None:
         """A site of several DER: each DER's reading (detail), and a change of whether it takes
         part in the split, of why not, or of what it reports of its connection and state
@@ -565,12 +606,29 @@ class HardwareActor:
             if events:
                 await self._record(*events)
         await self._record_members(now)
+        self._summarise_members(now)
         self._publish_status(now)
         if closed and self._summaries is not None:
             try:
                 self._summaries.send_nowait(closed)
             except (anyio.WouldBlock, anyio.BrokenResourceError):
                 self._dropped += len(closed)  # the mirror is stuck or gone; control must go on
+
+
+def _der_samples(t: Telemetry) -> list[Sample]:
+    """A DER's own readings (the site meter's are the site's)."""
+    return [s for s in t.samples() if s.point is MeasurementPoint.DER]
+
+
+def member_telemetry(event: DerMemberSampled) -> Telemetry:
+    """A DER's reading as its ``der.member_sampled.v1`` recorded it."""
+    return Telemetry(
+        at_s=event.at_s,
+        der_w=event.der_w,
+        der_var=event.der_var,
+        soc_pct=event.soc_pct,
+        stored_wh=event.stored_wh,
+    )
 
 
 def _member_sampled(now: float, member: MemberStatus) -> DerMemberSampled | None:
@@ -585,6 +643,7 @@ def _member_sampled(now: float, member: MemberStatus) -> DerMemberSampled | None
         at_s=now,
         der=member.der,
         der_w=finite(t.der_w),
+        der_var=finite(t.der_var),
         soc_pct=finite(t.soc_pct),
         stored_wh=finite(t.stored_wh),
     )

@@ -175,6 +175,7 @@ class RegistrationActor:
         log_alarm: Latest[int] | None = None,
         pricing_targets: Latest[TariffLinks] | None = None,
         member_status_targets: dict[str, Latest[DerStatusTarget]] | None = None,
+        member_mirror_targets: tuple[Latest[MirrorTargets], ...] = (),
     ) -> None:
         """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
         ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
@@ -186,7 +187,8 @@ class RegistrationActor:
         passed while this actor waited on that very log. ``pricing_targets``: the pricing actor's
         mailbox of the TariffProfileList links our FSAs reference (after every FSA poll).
         ``member_status_targets``: a site of several DER: each DER's DERStatus href goes to its
-        own DER status actor, by name."""
+        own DER status actor, by name; ``member_mirror_targets``: each DER's own mirror's mailbox,
+        told what the site's mirror is told."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -206,6 +208,7 @@ class RegistrationActor:
         self._log_alarms_reported = 0
         self._status_told: str | None = None
         self._member_status_targets = member_status_targets or {}
+        self._member_mirror_targets = member_mirror_targets
         self._members_told: dict[str, str] = {}
         self._last_match: DerListMatched | None = None
         self.core = RegistrationCore(config)
@@ -562,6 +565,12 @@ class RegistrationActor:
                 self._status_told = status
         return events
 
+    def _put_mirror_targets(self, targets: MirrorTargets) -> None:
+        assert self._mirror_targets is not None
+        self._mirror_targets.put(targets)
+        for mailbox in self._member_mirror_targets:
+            mailbox.put(targets)
+
     async def _match_der_list(self, href: str, ders: Sequence[r.DER]) -> list[Event]:
         """A site of several DER (issue 19 point 2): each configured DER is reported as the
         listed DER ``statemachines.der_matching`` gives it (a named href, else list order). A list
@@ -615,7 +624,7 @@ class RegistrationActor:
             self._targets = MirrorTargets(
                 mup_list=href, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
             )
-            self._mirror_targets.put(self._targets)
+            self._put_mirror_targets(self._targets)
             # Read again at its pollRate (§4 rule 15): a list that lost ours is told to the mirror.
             key = f"mup:{href}"
             known = key in self.polls.state.polls
@@ -654,7 +663,7 @@ class RegistrationActor:
             self._targets = msgspec.structs.replace(
                 targets, listed=tuple(sorted(ours)), listed_at_s=asked_s
             )
-            self._mirror_targets.put(self._targets)
+            self._put_mirror_targets(self._targets)
         return events
 
     # -- DER information (§2.7) --------------------------------------------------------------------
@@ -993,7 +1002,7 @@ class RegistrationActor:
                 self._targets = msgspec.structs.replace(
                     targets, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
                 )
-                self._mirror_targets.put(self._targets)
+                self._put_mirror_targets(self._targets)
         return events
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:

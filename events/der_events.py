@@ -11,7 +11,8 @@ DER (``[[ders]]``) writes:
   reports of its connection and state (the evidence behind its DERStatus and behind "the other
   DER carried the limit");
 - ``der.member_sampled.v1`` per DER per sample (detail: its output, state of charge, stored
-  energy), beside the site's ``hardware.telemetry.v1``.
+  energy), beside the site's ``hardware.telemetry.v1``;
+- ``der.reading_posted.v1`` per interval posted at a DER's own MirrorUsagePoint.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from events.base import Event
-from events.telemetry import OperatingState
+from events.telemetry import OperatingState, Quantity
 
 __all__ = [
     "DER_EVENT_TYPES",
@@ -27,6 +28,7 @@ __all__ = [
     "DerMatch",
     "DerMemberSampled",
     "DerMemberStatus",
+    "DerReadingPosted",
 ]
 
 
@@ -75,8 +77,27 @@ class DerMemberSampled(
     at_s: float
     der: str
     der_w: float | None = None
+    der_var: float | None = None
     soc_pct: float | None = None
     stored_wh: float | None = None
 
 
-DER_EVENT_TYPES: tuple[type[Event], ...] = (DerListMatched, DerMemberStatus, DerMemberSampled)
+class DerReadingPosted(Event, frozen=True, kw_only=True, tag="der.reading_posted.v1"):
+    """The average of ``quantity`` of DER ``der`` over ``[start_s, start_s + interval_s)`` was
+    accepted at that DER's own MirrorUsagePoint (or refused for good with a 4xx: ``refused``);
+    the site's and the site-wide DER readings stay ``mirror.reading_posted.v1``."""
+
+    der: str
+    quantity: Quantity
+    start_s: int
+    interval_s: int
+    at_s: float
+    refused: bool = False
+
+
+DER_EVENT_TYPES: tuple[type[Event], ...] = (
+    DerListMatched,
+    DerMemberStatus,
+    DerMemberSampled,
+    DerReadingPosted,
+)

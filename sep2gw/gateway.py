@@ -51,7 +51,7 @@ from actors.messages import (
     SendResponse,
     TariffLinks,
 )
-from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
+from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, DerMirrorActor, MirrorActor
 from actors.pricing import PricingActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
@@ -222,6 +222,12 @@ class _Unit:
         several = config.battery is None
         member_status = {d.name: Latest[DeviceStatus]() for d in config.ders} if several else {}
         member_targets = {d.name: Latest[DerStatusTarget]() for d in config.ders} if several else {}
+        # ... and each DER's readings go to its own MirrorUsagePoint (the site's two unchanged).
+        member_streams = {
+            name: anyio.create_memory_object_stream[list[IntervalSummary]](16)
+            for name in member_status
+        }
+        member_mirror_targets = {name: Latest[MirrorTargets]() for name in member_status}
         # The actors talk only by messages (never by calling each other): each mailbox has one
         # writer, and ``put`` never blocks, so two actors that command each other cannot deadlock.
         der: Latest[DerSnapshot] = Latest()  # hardware → registration, controls
@@ -283,6 +289,7 @@ class _Unit:
             der=der,
             prices=g.prices,
             member_status=member_status,
+            member_summaries={name: send for name, (send, _) in member_streams.items()},
         )
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
@@ -343,7 +350,24 @@ class _Unit:
             log_alarm=log_alarm,
             pricing_targets=tariff_links,
             member_status_targets=member_targets,
+            member_mirror_targets=tuple(member_mirror_targets.values()),
         )
+        member_mirrors = {
+            name: DerMirrorActor(
+                der=name,
+                link=link,
+                log=log,
+                clock=g.clock,
+                lfdi=g.lfdi,
+                pen=config.site.pen,
+                profile=profile.identity,
+                summaries=receive,
+                targets=member_mirror_targets[name],
+                store=g.store,
+                interval_s=hardware_config.post_interval_s,
+            )
+            for name, (_, receive) in member_streams.items()
+        }
         pricing = PricingActor(
             link=link,
             log=log,
@@ -362,6 +386,7 @@ class _Unit:
             "mirror": mirror,
             "der_status": der_status,
             **{f"der_status:{name}": reporter for name, reporter in member_reporters.items()},
+            **{f"mirror:{name}": mirror for name, mirror in member_mirrors.items()},
             "registration": registration,
             "pricing": pricing,
             "link": link,
@@ -379,6 +404,8 @@ class _Unit:
                 await group.start(der_status.run)
                 for reporter in member_reporters.values():
                     await group.start(reporter.run)
+                for member_mirror in member_mirrors.values():
+                    await group.start(member_mirror.run)
                 await group.start(pricing.run)
                 await group.start(registration.run)
                 task_status.started()

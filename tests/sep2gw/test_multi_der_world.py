@@ -1,20 +1,22 @@
 """Issue 19 point 2 in a simulated world: a site with two batteries behind one meter, the
 EndDevice's DERList with a DER for each. The library's ``multi_der_site`` (one battery disconnects
 mid-control and comes back) keeps every invariant and expectation on every battery path; each DER's
-information and status reach its own server DER; a DERList with fewer or more DER than the site has
+information, status and readings reach its own server DER and MirrorUsagePoint; a DERList with fewer or more DER than the site has
 is a recorded finding, not a crash."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from events.der_events import DerListMatched, DerMemberStatus
+from events.der_events import DerListMatched, DerMemberStatus, DerReadingPosted
 from events.der_status_events import DerStatusPut
+from events.telemetry import Quantity
 from sep2gw.expect import check_expectations
-from sep2gw.simserver import Scenario
+from sep2gw.simserver import CrashGateway, Scenario
 from sep2gw.simserver.library import library
 from sep2gw.world import BatteryPath, check, run_world
 
@@ -62,6 +64,20 @@ def test_one_der_disconnects_mid_control_and_the_site_keeps_the_envelope(
     assert device.more_der[(2, "der_capability")].rtgMaxW.value * 10 ** (
         device.more_der[(2, "der_capability")].rtgMaxW.multiplier
     ) == pytest.approx(5000)
+    # Readings: the site's two MirrorUsagePoints as before, and one more per DER.
+    assert sorted(m.mup.description for m in result.server.state.mirrors) == [
+        "sep2gw der",
+        "sep2gw der battery",
+        "sep2gw der battery-2",
+        "sep2gw site",
+    ]
+    posted = Counter(
+        e.der
+        for e in (r.event for r in result.store.read())
+        if isinstance(e, DerReadingPosted) and e.quantity is Quantity.ACTIVE_POWER_W
+    )
+    # The second DER was silent for five of the run's 26 minutes: no readings for it then.
+    assert posted["battery"] - posted["battery-2"] >= 4
 
 
 def matched(scenario: Scenario, pki: Path) -> list[DerListMatched]:
@@ -87,3 +103,23 @@ def test_a_derlist_with_more_der_than_the_site_leaves_the_extra_alone(pki: Path)
     (record,) = matched(scenario, pki)
     assert record.unmatched_hrefs == ("/edev/1/der/3",)
     assert record.finding == "no configured DER for the server's /edev/1/der/3"
+
+
+def test_a_restart_posts_each_ders_readings_once_and_keeps_the_envelope(pki: Path) -> None:
+    """The DER mirrors rebuild their backlog from the log (``der.member_sampled.v1`` against
+    ``der.reading_posted.v1``): a crash mid-control neither loses nor repeats a DER's reading."""
+    crash = CrashGateway(at_s=710.0, down_s=40.0)
+    scenario = msgspec.structs.replace(SCENARIO, actions=[*SCENARIO.actions, crash])
+    result = run_world(scenario, seed=9, site=pki, battery="direct")
+    violations = check(result) + check_expectations(scenario, result)
+    assert not violations, [f"{v.invariant}: {v.detail}" for v in violations]
+    assert result.boots == 2
+    keys = [
+        (e.der, e.quantity, e.start_s)
+        for e in (r.event for r in result.store.read())
+        if isinstance(e, DerReadingPosted)
+    ]
+    assert len(keys) == len(set(keys))
+    starts = sorted({s for der, q, s in keys if der == "battery" and q is Quantity.ACTIVE_POWER_W})
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert max(gaps) == 60  # every minute posted, the one of the crash included
