@@ -18,6 +18,7 @@ from events.telemetry import Quantity
 from sep2gw.expect import check_expectations
 from sep2gw.simserver import CrashGateway, Scenario
 from sep2gw.simserver.library import library
+from sep2gw.status import fold, problems
 from sep2gw.world import BatteryPath, check, run_world
 
 SCENARIO = next(e.scenario for e in library() if e.scenario.name == "multi_der_site")
@@ -64,6 +65,13 @@ def test_one_der_disconnects_mid_control_and_the_site_keeps_the_envelope(
     assert device.more_der[(2, "der_capability")].rtgMaxW.value * 10 ** (
         device.more_der[(2, "der_capability")].rtgMaxW.multiplier
     ) == pytest.approx(5000)
+    # `sep2gw status` and /health: the DER left out is a problem while it lasts, and only then.
+    during = fold(r for r in result.store.read() if r.server_time < start + 700)
+    assert not during.ders["battery-2"].available and during.ders["battery"].available
+    assert any(p.startswith("DER battery-2 left out of the site's split") for p in problems(during))
+    after = fold(result.store.read())
+    assert after.ders["battery-2"].available
+    assert not any(p.startswith("DER ") for p in problems(after))
     # Readings: the site's two MirrorUsagePoints as before, and one more per DER.
     assert sorted(m.mup.description for m in result.server.state.mirrors) == [
         "sep2gw der",
