@@ -119,3 +119,14 @@ def test_an_embedding_application_hands_one_driver_per_der_by_name(site: Path) -
     assert set(members) == {"bat-house", "bat-shed"}
     with pytest.raises(ValueError, match="no driver for bat-shed; no DER configured as bat-gar"):
         composite_from_config(config, {"bat-house": object(), "bat-gar": object()})  # type: ignore[dict-item]
+
+
+def test_the_readme_example_of_several_ders_loads(site: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Several DER at one site\n") :]
+    example = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    config = load_config(write(site, GOOD.replace(BATTERY, example)))
+    assert [(d.name, d.role, d.href) for d in config.der_list()] == [
+        ("house", "battery", None),
+        ("shed", "battery", "/edev/3/der/2"),
+    ]
