@@ -116,3 +116,17 @@ def test_names_must_be_unique() -> None:
     site = Site()
     with pytest.raises(ValueError, match="unique"):
         CompositeDriver([DerMember(name="x", driver=site.a), DerMember(name="x", driver=site.b)])
+
+
+async def test_applying_fails_only_when_no_der_takes_the_limits() -> None:
+    """The hardware actor records a failed write (and Response 252's cause) only when the site
+    took nothing; one DER failing is the other's to carry, recorded per DER."""
+    site = Site()
+    await site.driver.read_nameplate()
+    await site.run(EXPORT_LIMIT, 5)
+    site.a.down = True
+    await site.driver.apply(EXPORT_LIMIT, now=site.now + 1)  # bat2 still takes it
+    assert [m.reachable for m in site.driver.members()] == [False, True]
+    site.b.down = True
+    with pytest.raises(DriverError, match="no DER of the site (answered|took the limits)"):
+        await site.driver.apply(EXPORT_LIMIT, now=site.now + 2)
