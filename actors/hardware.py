@@ -182,7 +182,9 @@ class HardwareActor:
                 modes=self._driver.dispatchable_modes(),
                 telemetry=self._telemetry,
                 members=tuple(
-                    MemberSnapshot(der=m.der, nameplate=m.nameplate, telemetry=m.telemetry)
+                    MemberSnapshot(
+                        der=m.der, nameplate=m.nameplate, telemetry=m.telemetry, role=m.role
+                    )
                     for m in self._member_statuses()
                 ),
             )

@@ -132,6 +132,8 @@ class DerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     #: A site of several DER (``actors.drivers.composite``): each DER's own, in configuration
     #: order, for its own DERCapability/Settings/Availability (empty for a single DER).
     members: tuple[MemberSnapshot, ...] = ()
+    #: What the DER is (``ders[].role``): its DERCapability's DERType (storage unless ``pv``).
+    role: str = "battery"
 
 
 class MemberSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,6 +143,7 @@ class MemberSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     der: str
     nameplate: Nameplate | None
     telemetry: Telemetry | None = None
+    role: str = "battery"
 
 
 class ControlsNews(msgspec.Struct, frozen=True, kw_only=True):

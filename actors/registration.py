@@ -728,7 +728,10 @@ class RegistrationActor:
                 (
                     der,
                     DerSnapshot(
-                        nameplate=member.nameplate, modes=snapshot.modes, telemetry=member.telemetry
+                        nameplate=member.nameplate,
+                        modes=snapshot.modes,
+                        telemetry=member.telemetry,
+                        role=member.role,
                     ),
                 )
             )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from actors.drivers.base import DriverError
+from actors.der_info import capability
+from actors.drivers.base import DriverError, Nameplate
 from actors.drivers.composite import CompositeDriver, DerMember
+from actors.messages import DerSnapshot
 from events.der_model import ControlSettings, Mode
 from sep2gw.sim import BatteryParams, SiteParams
 from sep2gw.sim.multi_der import SharedSite, SwitchableDriver
@@ -130,3 +132,11 @@ async def test_applying_fails_only_when_no_der_takes_the_limits() -> None:
     site.b.down = True
     with pytest.raises(DriverError, match="no DER of the site (answered|took the limits)"):
         await site.driver.apply(EXPORT_LIMIT, now=site.now + 2)
+
+
+def test_a_pv_der_is_reported_as_a_photovoltaic_system_and_a_battery_as_storage() -> None:
+    """IEEE 2030.5 DERType: 4 photovoltaic system, 80 storage (``ders[].role``)."""
+    plate = Nameplate(rated_w=6000.0, rated_discharge_w=6000.0, rated_charge_w=0.0)
+    pv = capability(DerSnapshot(nameplate=plate, modes=frozenset(), role="pv"))
+    battery = capability(DerSnapshot(nameplate=plate, modes=frozenset()))
+    assert (pv.der_type, battery.der_type) == (4, 80)
