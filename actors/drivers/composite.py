@@ -24,8 +24,8 @@ carries ``site_w`` provides every site-meter field. Only when no member answers 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -175,11 +175,21 @@ class CompositeDriver:
                 modes |= _METERED_MODES
         return frozenset(modes)
 
+    async def _each(self, operation: Callable[[_Member], Coroutine[Any, Any, None]]) -> None:
+        """``operation`` on every member at once: a silent DER costs the site one member timeout,
+        never one per silent DER in turn (which would outlast the hardware actor's deadline).
+        Each operation catches its member's device errors itself."""
+        if len(self._members) == 1:
+            await operation(self._members[0])
+            return
+        async with anyio.create_task_group() as group:
+            for m in self._members:
+                group.start_soon(operation, m)
+
     async def read_nameplate(self) -> Nameplate:
         """Every member's nameplate; the site's is their sum (a member that does not answer is
         left out, and read again at its next telemetry read). Fails only if none answers."""
-        for m in self._members:
-            await self._read_member_nameplate(m)
+        await self._each(self._read_member_nameplate)
         plates = [m.nameplate for m in self._members if m.nameplate is not None]
         if not plates:
             raise DriverError("no DER of the site answered: " + self._reasons())
@@ -195,20 +205,24 @@ class CompositeDriver:
             m.reachable = True
 
     async def read_telemetry(self, *, now: float) -> Telemetry:
-        """Every member read; the site's reading is the meter (first member that reads it) and the
-        sum of the members' output. A member that fails is excluded until it answers again."""
-        for m in self._members:
+        """Every member read (at once); the site's reading is the meter (first member, in
+        configuration order, that reads it) and the sum of the members' output. A member that
+        fails is excluded until it answers again."""
+
+        async def read(m: _Member) -> None:
             if m.nameplate is None:
                 await self._read_member_nameplate(m)
                 if m.nameplate is None:
-                    continue
+                    return
             try:
                 with anyio.fail_after(self._timeout_s):
                     telemetry = await m.member.driver.read_telemetry(now=now)
             except _DEVICE_ERRORS as exc:
                 m.failed("read telemetry", exc)
-                continue
+                return
             m.answered(telemetry)
+
+        await self._each(read)
         answered = [
             m.telemetry
             for m in self._members
@@ -251,11 +265,11 @@ class CompositeDriver:
         )
         shares = split_setpoint(decision.setpoint_w, ratings)
         passed = {mode.value: getattr(usable, mode.value) for mode in usable.modes() - POWER_MODES}
-        wrote = False
-        failures: list[str] = []
-        for m in self._members:
+        wrote: list[bool] = []
+
+        async def command(m: _Member) -> None:
             if m.nameplate is None or not m.reachable:
-                continue  # not answering: commanded again once a read shows it back
+                return  # not answering: commanded again once a read shows it back
             share = shares.get(m.member.name)
             settings = ControlSettings(**passed)
             if share is not None:
@@ -265,16 +279,17 @@ class CompositeDriver:
                     report = await m.member.driver.apply(settings, now=now)
             except _DEVICE_ERRORS as exc:
                 m.failed("apply limits", exc)
-                failures.append(m.member.name)
-                continue
-            wrote = wrote or report.wrote
+                return
+            wrote.append(report.wrote)
+
+        await self._each(command)
         if not any(m.reachable for m in self._members):
             raise DriverError("no DER of the site took the limits: " + self._reasons())
         return ApplyReport(
             applied=frozenset(requested & dispatchable),
             not_applicable=frozenset(requested - dispatchable),
             setpoint_w=decision.setpoint_w,
-            wrote=wrote,
+            wrote=any(wrote),
             clamps=decision.clamps,
             site_limit_met=decision.site_limit_met,
         )

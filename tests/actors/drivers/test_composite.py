@@ -4,9 +4,11 @@ that stops answering (or reports itself disconnected) left out while the others 
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
 from actors.der_info import capability
-from actors.drivers.base import DriverError, Nameplate
+from actors.drivers.base import DriverError, Nameplate, Telemetry
 from actors.drivers.composite import CompositeDriver, DerMember
 from actors.messages import DerSnapshot
 from events.der_model import ControlSettings, Mode
@@ -140,3 +142,36 @@ def test_a_pv_der_is_reported_as_a_photovoltaic_system_and_a_battery_as_storage(
     pv = capability(DerSnapshot(nameplate=plate, modes=frozenset(), role="pv"))
     battery = capability(DerSnapshot(nameplate=plate, modes=frozenset()))
     assert (pv.der_type, battery.der_type) == (4, 80)
+
+
+class Silent(SwitchableDriver):
+    """A device that stops answering without refusing: every request hangs."""
+
+    async def read_telemetry(self, *, now: float) -> Telemetry:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_silent_ders_cost_the_site_one_member_timeout_not_one_each(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two of three DER hang: the site's reading comes from the third after one member timeout
+    (3 s), inside the hardware actor's 5 s deadline, not after 6 s."""
+    now = NOON
+    site = SharedSite([BatteryParams()] * 3, SUNNY, seed=5, start_s=NOON)
+    first, second, third = site.drivers(lambda: now)
+    driver = CompositeDriver(
+        [
+            DerMember(name="a", driver=Silent(first)),
+            DerMember(name="b", driver=Silent(second)),
+            DerMember(name="c", driver=third),
+        ],
+        member_timeout_s=3.0,
+    )
+    await driver.read_nameplate()
+    began = trio.current_time()
+    reading = await driver.read_telemetry(now=now)
+    assert trio.current_time() - began == pytest.approx(3.0)
+    assert reading.site_w is not None
+    assert [m.available for m in driver.members()] == [False, False, True]
+    assert "TimeoutError" in driver.members()[0].reason
