@@ -14,6 +14,7 @@ from transport.sep2.bitmaps import der_control_type, doe_control_type, vpp_contr
 
 __all__ = [
     "DerSnapshot",
+    "DER_TYPE_PV",
     "DER_TYPE_STORAGE",
     "capability",
     "energy_bounds",
@@ -25,6 +26,8 @@ __all__ = [
 
 #: ``DERType`` 80: storage (a battery system).
 DER_TYPE_STORAGE: Final = 80
+#: ``DERType`` 4: a photovoltaic system (a ``role = "pv"`` DER of a site of several).
+DER_TYPE_PV: Final = 4
 # The schema's (sep.xsd 2018) ConnectStatusType bits, OperationalModeStatusType and
 # InverterStatusType values, and DERStatus alarmStatus bits.
 _CONNECTED, _AVAILABLE, _OPERATING, _TEST, _FAULT = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4
@@ -63,7 +66,7 @@ def capability(snapshot: DerSnapshot) -> DerCapabilityInfo:
     plate = snapshot.nameplate
     rating = plate.rating()
     return DerCapabilityInfo(
-        der_type=DER_TYPE_STORAGE,
+        der_type=DER_TYPE_PV if snapshot.role == "pv" else DER_TYPE_STORAGE,
         modes_supported=der_control_type(
             snapshot.modes,
             can_charge=rating.max_charge_w > 0,

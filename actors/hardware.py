@@ -27,10 +27,19 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from actors.clock import Clock
 from actors.drivers.base import DerDriver, DriverError, Nameplate, PriceAware, Telemetry
+from actors.drivers.composite import CompositeDriver, MemberStatus
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.messages import ApplyLimits, ControlsInput, DerSnapshot, DeviceStatus, WriteOutcome
+from actors.messages import (
+    ApplyLimits,
+    ControlsInput,
+    DerSnapshot,
+    DeviceStatus,
+    MemberSnapshot,
+    WriteOutcome,
+)
 from events.base import Event
+from events.der_events import DerMemberSampled, DerMemberStatus
 from events.der_model import ControlSettings, Mode
 from events.envelope import Append
 from events.hardware_events import (
@@ -45,12 +54,18 @@ from events.hardware_events import (
 )
 from events.pricing_events import PricesInForce
 from events.store import EventStore
-from events.telemetry import IntervalSummary
+from events.telemetry import IntervalSummary, MeasurementPoint, Sample
 from statemachines.ramps import LIMIT_MODES, Ramp, measured_for, start_from
 from statemachines.telemetry import IntervalAggregator, LateSample, SampleSchedule
 from transport.modbus import ModbusError
 
-__all__ = ["HardwareActor", "HardwareConfig", "HardwareStatistics", "CLOSED_LOOP_MODES"]
+__all__ = [
+    "HardwareActor",
+    "HardwareConfig",
+    "HardwareStatistics",
+    "CLOSED_LOOP_MODES",
+    "member_telemetry",
+]
 
 #: Modes whose target depends on what the site does, so they are re-evaluated every control period.
 CLOSED_LOOP_MODES: Final = frozenset(
@@ -97,6 +112,8 @@ class HardwareActor:
         status: Latest[DeviceStatus] | None = None,
         der: Latest[DerSnapshot] | None = None,
         prices: Latest[PricesInForce] | None = None,
+        member_status: dict[str, Latest[DeviceStatus]] | None = None,
+        member_summaries: dict[str, MemoryObjectSendStream[list[IntervalSummary]]] | None = None,
     ) -> None:
         """``store``: on start, fold the log's samples of the interval in progress back into its
         summary, so a restart does not split an interval in two (the mirror posts it once, whole).
@@ -104,7 +121,11 @@ class HardwareActor:
         in force changes (the DER status actor's mailbox). ``der``: what the DER last reported
         (:class:`DerSnapshot`), put whenever that changes (the registration and controls actors
         read it from there). ``prices``: the pricing actor's prices in force, passed to a driver
-        that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant."""
+        that takes them (:class:`~actors.drivers.base.PriceAware`) at the next loop instant.
+        ``member_status``: for a site of several DER (a :class:`CompositeDriver`), each DER's own
+        status mailbox by name (its DER status actor's), put as ``status`` is;
+        ``member_summaries``: each DER's own interval summaries (its output, reactive power and
+        stored energy) by name, for its own MirrorUsagePoint (``actors.mirror.DerMirrorActor``)."""
         config = config or HardwareConfig()
         self._store = store
         self._driver = driver
@@ -141,6 +162,12 @@ class HardwareActor:
         self._read_seq: int | None = None  # ... at the last read (before a write at that instant)
         self._device_status: DeviceStatusChanged | None = None  # as last recorded
         self._reachable = True
+        self._member_status = member_status or {}
+        self._members: dict[str, DerMemberStatus] = {}  # as last recorded, by DER name
+        self._member_summaries = member_summaries or {}
+        self._member_aggregators = {
+            name: IntervalAggregator(config.post_interval_s) for name in self._member_summaries
+        }
 
     def _publish_der(self) -> None:
         """What the DER last reported (for DERCapability/Settings/Availability and LogEvents,
@@ -154,8 +181,18 @@ class HardwareActor:
                 nameplate=self._nameplate,
                 modes=self._driver.dispatchable_modes(),
                 telemetry=self._telemetry,
+                members=tuple(
+                    MemberSnapshot(
+                        der=m.der, nameplate=m.nameplate, telemetry=m.telemetry, role=m.role
+                    )
+                    for m in self._member_statuses()
+                ),
             )
         )
+
+    def _member_statuses(self) -> tuple[MemberStatus, ...]:
+        driver = self._driver
+        return driver.members() if isinstance(driver, CompositeDriver) else ()
 
     def statistics(self) -> HardwareStatistics:
         return HardwareStatistics(
@@ -201,10 +238,17 @@ class HardwareActor:
         now = self._clock.server_time()
         current = self._aggregator.start_of(now)
         since = self._store.first_seq_since(current - _RESUME_MARGIN_S)
-        for record in self._store.read(since, types=("hardware.telemetry.v1",)):
+        types: tuple[str, ...] = ("hardware.telemetry.v1",)
+        if self._member_aggregators:
+            types += ("der.member_sampled.v1",)
+        for record in self._store.read(since, types=types):
             event = record.event
             if isinstance(event, TelemetrySampled) and current <= event.at_s < now:
                 self._aggregator.add(Telemetry(**msgspec.structs.asdict(event)).samples())
+            elif isinstance(event, DerMemberSampled) and current <= event.at_s < now:
+                aggregator = self._member_aggregators.get(event.der)
+                if aggregator is not None:
+                    aggregator.add(_der_samples(member_telemetry(event)))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._resume_interval()
@@ -440,19 +484,85 @@ class HardwareActor:
         """PROTOCOL.md §2.7: the device's status, with the control in force as the fallback for
         what it cannot report, to the DER status actor — once a sample was attempted (the first
         DERStatus waits for the first reading)."""
-        if self._status is None or not self._read_once:
+        if not self._read_once:
             return
         settings = None if self._effective is None else self._effective.settings
-        self._status.put(
-            DeviceStatus(
-                at_s=now,
-                telemetry=self._telemetry,
-                reachable=self._reachable,
-                connect=None if settings is None else settings.connect,
-                energize=None if settings is None else settings.energize,
-                control_seq=self._sampled_seq,
+        connect = None if settings is None else settings.connect
+        energize = None if settings is None else settings.energize
+        if self._status is not None:
+            self._status.put(
+                DeviceStatus(
+                    at_s=now,
+                    telemetry=self._telemetry,
+                    reachable=self._reachable,
+                    connect=connect,
+                    energize=energize,
+                    control_seq=self._sampled_seq,
+                )
             )
-        )
+        for member in self._member_statuses():
+            mailbox = self._member_status.get(member.der)
+            if mailbox is not None:
+                # Its own reading and whether it answered: a DER that stopped answering is
+                # reported as it last was, with the fault bit (``der_info.status_with_sources``).
+                mailbox.put(
+                    DeviceStatus(
+                        at_s=now,
+                        telemetry=member.telemetry,
+                        reachable=member.reachable,
+                        connect=connect,
+                        energize=energize,
+                        control_seq=self._sampled_seq,
+                    )
+                )
+
+    def _summarise_members(self, now: float) -> None:
+        """Each DER's own readings summarised per post interval, for its own mirror."""
+        if not self._member_aggregators:
+            return
+        for member in self._member_statuses():
+            aggregator = self._member_aggregators.get(member.der)
+            if aggregator is None:
+                continue
+            closed = aggregator.close_due(now)
+            t = member.telemetry
+            if t is not None and t.at_s == now:
+                try:
+                    closed += aggregator.add(_der_samples(t))
+                except LateSample:
+                    pass  # as for the site: a gap in the readings, never a second reading
+            if closed:
+                try:
+                    self._member_summaries[member.der].send_nowait(closed)
+                except (anyio.WouldBlock, anyio.BrokenResourceError):
+                    self._dropped += len(closed)
+
+    async def _record_members(self, now: float) -> None:
+        """A site of several DER: each DER's reading (detail), and a change of whether it takes
+        part in the split, of why not, or of what it reports of its connection and state
+        (``der.member_status.v1``: the evidence behind its DERStatus)."""
+        events: list[Event] = []
+        for member in self._member_statuses():
+            if self._config.record_telemetry:
+                sampled = _member_sampled(now, member)
+                if sampled is not None:
+                    events.append(sampled)
+            t = member.telemetry
+            status = DerMemberStatus(
+                at_s=now,
+                der=member.der,
+                available=member.available,
+                reachable=member.reachable,
+                reason=member.reason,
+                connected=None if t is None else t.connected,
+                state=None if t is None else t.state,
+            )
+            last = self._members.get(member.der)
+            if last is None or msgspec.structs.replace(status, at_s=last.at_s) != last:
+                events.append(status)
+                self._members[member.der] = status
+        if events:
+            await self._record(*events)
 
     async def _sample(self, now: float, telemetry: Telemetry | None) -> None:
         self._read_once = True
@@ -497,12 +607,48 @@ class HardwareActor:
                 self._alarms = telemetry.alarms
             if events:
                 await self._record(*events)
+        await self._record_members(now)
+        self._summarise_members(now)
         self._publish_status(now)
         if closed and self._summaries is not None:
             try:
                 self._summaries.send_nowait(closed)
             except (anyio.WouldBlock, anyio.BrokenResourceError):
                 self._dropped += len(closed)  # the mirror is stuck or gone; control must go on
+
+
+def _der_samples(t: Telemetry) -> list[Sample]:
+    """A DER's own readings (the site meter's are the site's)."""
+    return [s for s in t.samples() if s.point is MeasurementPoint.DER]
+
+
+def member_telemetry(event: DerMemberSampled) -> Telemetry:
+    """A DER's reading as its ``der.member_sampled.v1`` recorded it."""
+    return Telemetry(
+        at_s=event.at_s,
+        der_w=event.der_w,
+        der_var=event.der_var,
+        soc_pct=event.soc_pct,
+        stored_wh=event.stored_wh,
+    )
+
+
+def _member_sampled(now: float, member: MemberStatus) -> DerMemberSampled | None:
+    t = member.telemetry
+    if t is None or t.at_s != now:
+        return None
+
+    def finite(v: float | None) -> float | None:
+        return v if v is not None and math.isfinite(v) else None
+
+    return DerMemberSampled(
+        at_s=now,
+        der=member.der,
+        der_w=finite(t.der_w),
+        der_var=finite(t.der_var),
+        soc_pct=finite(t.soc_pct),
+        stored_wh=finite(t.stored_wh),
+    )
 
 
 def _at(settings: ControlSettings, ramps: dict[Mode, Ramp], now: float) -> ControlSettings:

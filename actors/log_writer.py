@@ -74,7 +74,9 @@ MAX_HELD: Final = 1_000
 HELD_CHUNK: Final = 64
 #: Telemetry detail: shed first when the log is short of space. Losing them changes no decision
 #: (the mirror's interval summaries are built in memory; a restart polls again sooner).
-DETAIL_TAGS: Final = frozenset({"hardware.telemetry.v1", "poll.done.v1", "post.done.v1"})
+DETAIL_TAGS: Final = frozenset(
+    {"hardware.telemetry.v1", "der.member_sampled.v1", "poll.done.v1", "post.done.v1"}
+)
 
 
 class LogWriterStatistics(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ __all__ = [
     "ControlsSeen",
     "DefaultSeen",
     "DerSnapshot",
+    "MemberSnapshot",
     "DerStatusTarget",
     "DeviceStatus",
     "LinkState",
@@ -131,6 +132,21 @@ class DerSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     nameplate: Nameplate
     modes: frozenset[Mode]
     telemetry: Telemetry | None = None
+    #: A site of several DER (``actors.drivers.composite``): each DER's own, in configuration
+    #: order, for its own DERCapability/Settings/Availability (empty for a single DER).
+    members: tuple[MemberSnapshot, ...] = ()
+    #: What the DER is (``ders[].role``): its DERCapability's DERType (storage unless ``pv``).
+    role: str = "battery"
+
+
+class MemberSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One DER of a site of several, as :class:`DerSnapshot` holds it (``nameplate`` ``None``:
+    not read yet)."""
+
+    der: str
+    nameplate: Nameplate | None
+    telemetry: Telemetry | None = None
+    role: str = "battery"
 
 
 class ControlsNews(msgspec.Struct, frozen=True, kw_only=True):

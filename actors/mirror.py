@@ -21,11 +21,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.clock import Clock
 from actors.drivers.base import Telemetry
+from actors.hardware import member_telemetry
 from actors.link import HttpFailure, Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
 from actors.registration import MirrorTargets
 from events.base import Event
+from events.der_events import DerMemberSampled, DerReadingPosted
 from events.envelope import Append
 from events.hardware_events import TelemetrySampled
 from events.mirror_events import MIRROR_STREAM, ReadingPosted
@@ -41,6 +43,7 @@ from transport.sep2.hexbinary import HexBinary16, HexBinary128, HexBinary160
 from transport.sep2.mapping import reading_set_to_wire, reading_type_for
 
 __all__ = [
+    "DerMirrorActor",
     "MirrorActor",
     "MirrorStatistics",
     "BACKLOG_PACE_S",
@@ -143,11 +146,7 @@ class MirrorActor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self._summaries:
             if self._store is not None and self._interval_s is not None:
-                self._keep(
-                    unposted_intervals(
-                        self._store, self._interval_s, before_s=self._clock.server_time()
-                    )
-                )
+                self._keep(self._unposted(self._store, self._interval_s))
             task_status.started()
             target = self._forget_lost(await self._targets.take())
             await self._record(
@@ -196,6 +195,15 @@ class MirrorActor:
             while self._closed_until < boundary:
                 self._keep(await self._summaries.receive())
 
+    def _unposted(self, store: EventStore, interval_s: int) -> list[IntervalSummary]:
+        return unposted_intervals(store, interval_s, before_s=self._clock.server_time())
+
+    #: The MirrorUsagePoints this actor keeps, in posting order.
+    _POINTS: tuple[MeasurementPoint, ...] = (MeasurementPoint.SITE, MeasurementPoint.DER)
+
+    def _description(self, point: MeasurementPoint) -> str:
+        return f"sep2gw {point.value}"
+
     def _forget_lost(self, target: MirrorTargets) -> MirrorTargets:
         """§2.8: MirrorUsagePoints the server no longer lists (``target.listed``, from the
         registration actor's re-read of the list) are created again before the next post."""
@@ -232,7 +240,7 @@ class MirrorActor:
             )
 
     async def _post_due(self, target: MirrorTargets) -> None:
-        for point in (MeasurementPoint.SITE, MeasurementPoint.DER):
+        for point in self._POINTS:
             try:
                 await self._post_point(target, point)
             except LinkError:
@@ -365,7 +373,7 @@ class MirrorActor:
             return str(found.href)
         mup = r.MirrorUsagePoint(
             mRID=mrid,
-            description=f"sep2gw {point.value}",
+            description=self._description(point),
             roleFlags=HexBinary16(ROLE_FLAGS[point]),
             serviceCategoryKind=0,
             status=1,
@@ -373,7 +381,7 @@ class MirrorActor:
             MirrorMeterReading=tuple(
                 r.MirrorMeterReading(
                     mRID=self._mrid(point.value, q.value),
-                    description=f"{point.value} {q.value}",
+                    description=f"{self._description(point).removeprefix('sep2gw ')} {q.value}",
                     ReadingType=reading_type_for(q, target.post_rate_s),
                 )
                 for q in POSTED[point]
@@ -476,3 +484,99 @@ def unposted_intervals(
 
 def _telemetry(event: TelemetrySampled) -> Telemetry:
     return Telemetry(**msgspec.structs.asdict(event))
+
+
+class DerMirrorActor(MirrorActor):
+    """One DER's own MirrorUsagePoint at a site of several (issue 19 point 2): the DER's output,
+    reactive power and stored energy (roleFlags 0x49, as the site-wide DER mirror), from the
+    hardware actor's summaries of that DER alone. Its mRIDs are derived from the DER's name as
+    well, so each DER's mirror is its own; what it posted is recorded as
+    ``der.reading_posted.v1`` (the site's mirror, the site-wide DER one included, is unchanged)."""
+
+    _POINTS = (MeasurementPoint.DER,)
+
+    def __init__(
+        self,
+        *,
+        der: str,
+        link: Link,
+        log: LogWriter,
+        clock: Clock,
+        lfdi: str,
+        pen: int,
+        profile: IdentityProfile,
+        summaries: MemoryObjectReceiveStream[list[IntervalSummary]],
+        targets: Latest[MirrorTargets],
+        store: EventStore | None = None,
+        interval_s: int | None = None,
+    ) -> None:
+        """``der``: the DER's name (``ders[].name``); the rest as :class:`MirrorActor`'s."""
+        super().__init__(
+            link=link,
+            log=log,
+            clock=clock,
+            lfdi=lfdi,
+            pen=pen,
+            profile=profile,
+            summaries=summaries,
+            targets=targets,
+            store=store,
+            interval_s=interval_s,
+        )
+        self._der = der
+
+    def _mrid(self, *parts: str) -> HexBinary128:
+        return super()._mrid(f"der:{self._der}", *parts)
+
+    def _description(self, point: MeasurementPoint) -> str:
+        return f"sep2gw der {self._der}"
+
+    def _unposted(self, store: EventStore, interval_s: int) -> list[IntervalSummary]:
+        """As :func:`unposted_intervals`, over this DER's ``der.member_sampled.v1`` and
+        ``der.reading_posted.v1``."""
+        before_s = self._clock.server_time()
+        aggregator = IntervalAggregator(interval_s)
+        current = aggregator.start_of(before_s)
+        posted: set[tuple[Quantity, int]] = set()
+        summaries: list[IntervalSummary] = []
+        horizon = store.first_seq_since(current - (MAX_BACKLOG + 1) * interval_s)
+        types = ("der.member_sampled.v1", "der.reading_posted.v1")
+        for record in store.read(horizon, types=types):
+            event = record.event
+            if isinstance(event, DerReadingPosted) and event.der == self._der:
+                posted.add((event.quantity, event.start_s))
+            elif (
+                isinstance(event, DerMemberSampled)
+                and event.der == self._der
+                and aggregator.start_of(event.at_s) < current
+            ):
+                samples = member_telemetry(event).samples()
+                try:
+                    summaries += aggregator.add(
+                        [x for x in samples if x.point is MeasurementPoint.DER]
+                    )
+                except LateSample:
+                    continue
+        summaries += [s for s in aggregator.close_due(current) if s.start_s < current]
+        return [s for s in summaries if (s.quantity, s.start_s) not in posted]
+
+    async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
+        reading = self._clock.read()
+        event = DerReadingPosted(
+            der=self._der,
+            quantity=summary.quantity,
+            start_s=summary.start_s,
+            interval_s=summary.interval_s,
+            at_s=reading.server_time,
+            refused=refused,
+        )
+        await self._log.append(
+            [
+                Append(
+                    stream=MIRROR_STREAM,
+                    events=(event,),
+                    server_time=reading.server_time,
+                    monotonic=reading.monotonic,
+                )
+            ]
+        )

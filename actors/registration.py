@@ -33,12 +33,14 @@ from actors.messages import (
     DefaultSeen,
     DerSnapshot,
     DerStatusTarget,
+    MemberSnapshot,
     ProgramsSeen,
     TariffLinks,
 )
 from actors.rng import RandomSource
 from actors.subscriptions import PollPrompts, SubscriptionTargets
 from events.base import Event, tag_of
+from events.der_events import DerListMatched
 from events.der_model import Control, DefaultControl, Program
 from events.envelope import Append
 from events.log_events import LogSetAsideReported, PreviousLogSetAside
@@ -52,6 +54,7 @@ from events.replay import replay
 from events.runtime_events import RUNTIME_STREAM
 from events.store import EventStore
 from statemachines.controls import RECEIPT_STEP
+from statemachines.der_matching import match_ders, mismatch_finding
 from statemachines.polling import (
     POLL_PROJECTION,
     PollSchedule,
@@ -111,6 +114,10 @@ class WalkSettings(msgspec.Struct, frozen=True, kw_only=True):
     default_post_s: int = 300
     #: IANA Private Enterprise Number written as ``logEventPEN`` of our LogEvents.
     pen: int = 0
+    #: A site of several DER (``[[ders]]``): each one's name and the server DER href its
+    #: configuration names (``None``: matched by order; ``statemachines.der_matching``). Empty for
+    #: a single DER, which is the DERList's first DER as it always was.
+    ders: tuple[tuple[str, str | None], ...] = ()
 
 
 class MirrorTargets(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,6 +153,8 @@ class _Discovered:
         self.programs: dict[str, tuple[Program, ...]] = {}  # DERProgramList href -> its programs
         self.defaults: dict[str, DefaultControl | None] = {}
         self.der_hrefs: r.DER | None = None
+        #: A site of several DER: the server DER each configured DER is reported as, by name.
+        self.der_members: dict[str, r.DER] = {}
 
 
 class RegistrationActor:
@@ -169,6 +178,8 @@ class RegistrationActor:
         pricing_targets: Latest[TariffLinks] | None = None,
         subscription_targets: Latest[SubscriptionTargets] | None = None,
         poll_prompts: Latest[PollPrompts] | None = None,
+        member_status_targets: dict[str, Latest[DerStatusTarget]] | None = None,
+        member_mirror_targets: tuple[Latest[MirrorTargets], ...] = (),
     ) -> None:
         """``der``: the hardware actor's mailbox of what the DER reported (read, never taken).
         ``news``: the controls actor's (PROTOCOL.md §4 rule 12, §2.7), taken before the poll
@@ -181,7 +192,10 @@ class RegistrationActor:
         mailbox of the TariffProfileList links our FSAs reference (after every FSA poll).
         ``subscription_targets``: the subscription actor's mailbox of the subscribable resources
         the walk found (issue 19 point 3); ``poll_prompts``: the polls notifications made due now,
-        taken before the poll schedule is next read, and waking the poll loop."""
+        taken before the poll schedule is next read, and waking the poll loop;
+        ``member_status_targets``: a site of several DER: each DER's DERStatus href goes to its
+        own DER status actor, by name; ``member_mirror_targets``: each DER's own mirror's mailbox,
+        told what the site's mirror is told."""
         self._identity = identity
         self._walk = walk
         self._config = config
@@ -211,13 +225,17 @@ class RegistrationActor:
         self._tariffs_told: TariffLinks | None = None
         self._log_alarms_reported = 0
         self._status_told: str | None = None
+        self._member_status_targets = member_status_targets or {}
+        self._member_mirror_targets = member_mirror_targets
+        self._members_told: dict[str, str] = {}
+        self._last_match: DerListMatched | None = None
         self.core = RegistrationCore(config)
         self._polls = PollSchedule()
         self._found = _Discovered()
         #: The DeviceCapability path: the configured one, or the one discovery chose.
         self._dcap_path = walk.dcap_path
         self._discovery_done = not walk.well_known
-        self._last_der_settings: object = None
+        self._last_der_settings: dict[str, object] = {}  # by DERSettings href
         self._der_info_now = False
         self._alarms_reported: set[str] = set()
         self._der_info_owed = False
@@ -544,9 +562,10 @@ class RegistrationActor:
             key = f"der:{edev.DERListLink.href}"
             known = key in self.polls.state.polls
             self._status_told = None  # each walk tells the DER status reporter again
+            self._members_told = {}
             events += await self._read_der_list(edev.DERListLink.href)
             events += self._read_counts_as_poll(key, self._clock.server_time(), known=known)
-            if self._found.der_hrefs is not None:
+            if self._found.der_hrefs is not None or self._found.der_members:
                 await self._put_der_info(full=True)
         return events + self.core.step_done(RegistrationStep.DER, self._clock.server_time())
 
@@ -557,6 +576,8 @@ class RegistrationActor:
         events = self.polls.rate_seen(
             f"der:{href}", self._poll_s(der_list.pollRate), self._clock.server_time()
         )
+        if self._walk.ders:
+            return events + await self._match_der_list(href, ders)
         if ders:
             der = ders[0]
             if der.DERCapabilityLink is None and der.href:
@@ -572,6 +593,55 @@ class RegistrationActor:
                 self._status_told = status
         return events
 
+    def _put_mirror_targets(self, targets: MirrorTargets) -> None:
+        assert self._mirror_targets is not None
+        self._mirror_targets.put(targets)
+        for mailbox in self._member_mirror_targets:
+            mailbox.put(targets)
+
+    async def _match_der_list(self, href: str, ders: Sequence[r.DER]) -> list[Event]:
+        """A site of several DER (issue 19 point 2): each configured DER is reported as the
+        listed DER ``statemachines.der_matching`` gives it (a named href, else list order). A list
+        with fewer or more DER than configured is a finding, recorded when the match changes
+        (``der.list_matched.v1``), never a halt: the DER that matched are reported. A DER whose
+        links changed gets the full DER information set at this cycle (§2.7)."""
+        listed = {d.href: d for d in ders if d.href}
+        matches, unmatched_ders, unmatched_hrefs = match_ders(self._walk.ders, list(listed))
+        members: dict[str, r.DER] = {}
+        for match in matches:
+            der = listed[match.href]
+            if der.DERCapabilityLink is None:
+                der = await self._link.get(match.href, r.DER)
+            members[match.der] = der
+        if self._found.der_members and members != self._found.der_members:
+            self._der_info_owed = True
+        self._found.der_members = members
+        for name, der in members.items():
+            status = None if der.DERStatusLink is None else der.DERStatusLink.href
+            mailbox = self._member_status_targets.get(name)
+            if (
+                status is not None
+                and mailbox is not None
+                and self._members_told.get(name) != status
+            ):
+                mailbox.put(DerStatusTarget(href=status))
+                self._members_told[name] = status
+        matched = DerListMatched(
+            at_s=self._clock.server_time(),
+            list_href=href,
+            matches=matches,
+            unmatched_ders=unmatched_ders,
+            unmatched_hrefs=unmatched_hrefs,
+            finding=mismatch_finding(self._walk.ders, unmatched_ders, unmatched_hrefs, len(listed)),
+        )
+        last = self._last_match
+        if last is not None and msgspec.structs.replace(matched, at_s=last.at_s) == last:
+            return []
+        self._last_match = matched
+        if matched.finding:
+            logger.warning("DERList %s: %s", href, matched.finding)
+        return [matched]
+
     async def _mirror(self) -> list[Event]:
         dcap, edev = self._found.dcap, self._found.edev
         assert dcap is not None and edev is not None
@@ -582,7 +652,7 @@ class RegistrationActor:
             self._targets = MirrorTargets(
                 mup_list=href, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
             )
-            self._mirror_targets.put(self._targets)
+            self._put_mirror_targets(self._targets)
             # Read again at its pollRate (§4 rule 15): a list that lost ours is told to the mirror.
             key = f"mup:{href}"
             known = key in self.polls.state.polls
@@ -621,7 +691,7 @@ class RegistrationActor:
             self._targets = msgspec.structs.replace(
                 targets, listed=tuple(sorted(ours)), listed_at_s=asked_s
             )
-            self._mirror_targets.put(self._targets)
+            self._put_mirror_targets(self._targets)
         return events
 
     # -- DER information (§2.7) --------------------------------------------------------------------
@@ -642,19 +712,58 @@ class RegistrationActor:
         the next DER cycle (``cycle``: this wake-up polled the DERList, §4 rule 15) and goes out
         then, once, however many other polls fall due meanwhile — also while offline. A network
         failure is raised (the caller's loop decides what offline means)."""
-        der = self._found.der_hrefs
         snapshot = self._der_reported.peek()
-        if der is None or snapshot is None:
+        documents = self._der_documents(snapshot)
+        if not documents:
             return
         if self._der_info_owed and not (full or cycle):
             return
         full = full or self._der_info_owed
         self._der_info_owed = False
         try:
-            await self._put_der_documents(der, snapshot, full=full)
+            for der, own in documents:
+                await self._put_der_documents(der, own, full=full)
         except LinkError:
             self._der_info_owed = True
             raise
+
+    def _der_documents(self, snapshot: DerSnapshot | None) -> list[tuple[r.DER, DerSnapshot]]:
+        """Each server DER and what its DER reported: the site's one DER, or (a site of several)
+        each matched DER with its own nameplate and reading (the modes are the site's: the site's
+        limits reach every DER through its share, ``actors.drivers.composite``). A DER whose
+        nameplate was never read has nothing to report yet."""
+        if snapshot is None:
+            return []
+        if not self._walk.ders:
+            der = self._found.der_hrefs
+            return [] if der is None else [(der, snapshot)]
+        own = {m.der: m for m in snapshot.members}
+        if not own and len(self._walk.ders) == 1:
+            # One DER listed as ``[[ders]]`` and driven by a plain driver: the site is that DER.
+            own = {
+                self._walk.ders[0][0]: MemberSnapshot(
+                    der=self._walk.ders[0][0],
+                    nameplate=snapshot.nameplate,
+                    telemetry=snapshot.telemetry,
+                )
+            }
+        documents: list[tuple[r.DER, DerSnapshot]] = []
+        for name, der in self._found.der_members.items():
+            member = own.get(name)
+            if member is None or member.nameplate is None:
+                continue
+            documents.append(
+                (
+                    der,
+                    DerSnapshot(
+                        nameplate=member.nameplate,
+                        modes=snapshot.modes,
+                        telemetry=member.telemetry,
+                        role=member.role,
+                    ),
+                )
+            )
+        return documents
 
     async def _put_der_documents(self, der: r.DER, snapshot: DerSnapshot, *, full: bool) -> None:
         now = self._clock.server_time()
@@ -669,11 +778,12 @@ class RegistrationActor:
             # On change too (§4 rule 10: a default's setGradW is reflected in DERSettings).
             settings = der_info.settings(snapshot, now=now, set_grad_w=self._set_grad_w())
             settings_key = msgspec.structs.replace(settings, updated_s=0)
-            if (full or settings_key != self._last_der_settings) and await self._put_info(
-                der.DERSettingsLink.href,
+            href = der.DERSettingsLink.href
+            if (full or settings_key != self._last_der_settings.get(href)) and await self._put_info(
+                href,
                 settings_to_wire(settings, csipaus_ns=self._link.csipaus_ns),
             ):
-                self._last_der_settings = settings_key
+                self._last_der_settings[href] = settings_key
         if full:
             if der.DERAvailabilityLink is not None:
                 await self._put_info(
@@ -855,7 +965,9 @@ class RegistrationActor:
         now = self._clock.server_time()
         events: list[Event] = []
         for prompt in prompts.prompts:
-            made_due = self.polls.prompted(prompt.poll, prompt.resource, prompt.notification_seq, now)
+            made_due = self.polls.prompted(
+                prompt.poll, prompt.resource, prompt.notification_seq, now
+            )
             if made_due:
                 self._prompted[prompt.poll] = (prompt.notification_seq, prompt.at_s)
             events += made_due
@@ -997,7 +1109,7 @@ class RegistrationActor:
                 self._targets = msgspec.structs.replace(
                     targets, post_rate_s=bounded_post_rate(rate), post_rate_sent_s=_sent(rate)
                 )
-                self._mirror_targets.put(self._targets)
+                self._put_mirror_targets(self._targets)
         return events
 
     async def _poll_fsa_list(self, href: str, *, first: bool) -> list[Event]:
@@ -1160,7 +1272,9 @@ _RANK_DEFAULT: Final = 3
 _RANK_CONTROLS: Final = 4
 
 
-async def _wake_on(box: Latest[ControlsNews] | Latest[PollPrompts], scope: anyio.CancelScope) -> None:
+async def _wake_on(
+    box: Latest[ControlsNews] | Latest[PollPrompts], scope: anyio.CancelScope
+) -> None:
     await box.wait()
     scope.cancel()
 

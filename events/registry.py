@@ -9,6 +9,7 @@ from __future__ import annotations
 from events.base import Event, tag_of
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
+from events.der_events import DER_EVENT_TYPES
 from events.der_status_events import DER_STATUS_EVENT_TYPES
 from events.hardware_events import (
     HARDWARE_EVENT_TYPES,
@@ -36,6 +37,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *LINK_EVENT_TYPES,
     *PRICING_EVENT_TYPES,
     *SUBSCRIPTION_EVENT_TYPES,
+    *DER_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {
     **CONTROL_UPCASTERS,

@@ -44,6 +44,7 @@ __all__ = [
     "BatteryConfig",
     "Config",
     "ConfigError",
+    "DerConfig",
     "LogConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -52,6 +53,7 @@ __all__ = [
     "ServerConfig",
     "SiteConfig",
     "TlsConfig",
+    "der_keys",
     "is_loopback",
     "parse_listen",
     "load_config",
@@ -215,6 +217,39 @@ class BatteryConfig(_Section, frozen=True, kw_only=True):
     ] = None
 
 
+#: A DER's name (``[[ders]]``): as a fleet's site names, safe in a file name and a metric label.
+_DER_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+class DerConfig(BatteryConfig, frozen=True, kw_only=True):
+    """One of several DER at the site (each a `[[ders]]` entry, in the order the utility's
+    DERList is matched against unless `href` says otherwise): its name, its role, and its device
+    (the keys of `[battery]`). The site's limits (CSIP-AUS: at the connection point) are shared
+    among the DER that can take them, in proportion to their ratings; the site meter is read
+    through the first DER that reports it."""
+
+    name: Annotated[
+        str,
+        _key(
+            "the DER's name in the log, the status and the metrics: lower-case letters, digits, "
+            "`-` and `_`, up to 64; unique at the site",
+            kind="name",
+        ),
+    ]
+    role: Annotated[
+        Literal["battery", "pv"],
+        _key("what the DER is: a battery system or a PV inverter"),
+    ] = "battery"
+    href: Annotated[
+        str | None,
+        _key(
+            "the href of the server's DER (in the EndDevice's DERList) this DER is reported as; "
+            "none: the DERList's DER in order, after those another entry names",
+            kind="path",
+        ),
+    ] = None
+
+
 class RatesConfig(_Section, frozen=True, kw_only=True):
     default_poll_s: Annotated[
         int, _key("poll period when the server gives no pollRate", kind="seconds > 0")
@@ -262,7 +297,9 @@ class LoggingConfig(_Section, frozen=True, kw_only=True):
     ] = "warning"
     file: Annotated[
         str | None,
-        _key("also write diagnostics to this file (appended to), beside standard error", kind="path"),
+        _key(
+            "also write diagnostics to this file (appended to), beside standard error", kind="path"
+        ),
     ] = None
     format: Annotated[
         Literal["text", "json"],
@@ -306,7 +343,7 @@ class NotificationsConfig(_Section, frozen=True, kw_only=True):
     listen: Annotated[
         str,
         _key(
-            '`HOST:PORT` the listener serves on (mutual TLS with the device certificate), e.g. '
+            "`HOST:PORT` the listener serves on (mutual TLS with the device certificate), e.g. "
             '`"0.0.0.0:8443"`; empty: no TCP listener (an embedding application hands '
             "connections to `Gateway.serve_notification_stream`)",
             kind="address",
@@ -337,7 +374,14 @@ class NotificationsConfig(_Section, frozen=True, kw_only=True):
 class Config(_Section, frozen=True, kw_only=True):
     server: Annotated[ServerConfig, _key("the utility server")]
     tls: Annotated[TlsConfig, _key("the device identity")]
-    battery: Annotated[BatteryConfig, _key("the device")]
+    battery: Annotated[
+        BatteryConfig | None,
+        _key("the device of a site with one DER; this or `[[ders]]` is required"),
+    ] = None
+    ders: Annotated[
+        tuple[DerConfig, ...],
+        _key("the DER of a site with several; this or `[battery]` is required"),
+    ] = ()
     site: Annotated[SiteConfig, _key("the site")] = SiteConfig()
     rates: Annotated[RatesConfig, _key("default rates")] = RatesConfig()
     log: Annotated[LogConfig, _key("the event log")] = LogConfig()
@@ -350,6 +394,14 @@ class Config(_Section, frozen=True, kw_only=True):
     ] = NotificationsConfig()
     #: Set by the loader (the file's folder), not read from the file.
     base_dir: Annotated[str, msgspec.Meta(extra={"internal": True})] = "."
+
+    def der_list(self) -> tuple[DerConfig, ...]:
+        """The site's DER: the ``[[ders]]`` entries, or ``[battery]`` as one DER named
+        ``battery`` (the file of a single-DER site means what it always meant)."""
+        if self.ders or self.battery is None:
+            return self.ders
+        fields = msgspec.structs.asdict(self.battery)
+        return (DerConfig(name="battery", **fields),)
 
     def path(self, relative: str) -> Path:
         """A path from the file, resolved against the file's directory."""
@@ -425,20 +477,7 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
         )
     if config.site.nmi is not None and not _NMI.fullmatch(config.site.nmi):
         problems.append(f"site.nmi: {config.site.nmi!r} is not a 10 or 11 character NMI")
-    battery = config.battery
-    if battery.driver == "sunspec":
-        if not battery.host:
-            problems.append("battery.host: required when battery.driver is 'sunspec'")
-        else:
-            problems.extend(_check_host(battery.host))
-        if not 1 <= battery.port <= 65535:
-            problems.append(f"battery.port: {battery.port} is not a TCP port")
-        if not 0 <= battery.unit_id <= 255:
-            problems.append(f"battery.unit_id: {battery.unit_id} is not a Modbus unit id (0..255)")
-    if battery.driver == "tags" and not battery.tag_map:
-        problems.append("battery.tag_map: required when battery.driver is 'tags'")
-    if battery.timeout_s <= 0:
-        problems.append("battery.timeout_s: must be positive")
+    problems += _der_problems(config)
     rates = config.rates
     for key, value in (
         ("default_poll_s", rates.default_poll_s),
@@ -457,8 +496,9 @@ def _check(config: Config, *, check_files: bool) -> list[str]:
             ("tls.key", config.tls.key),
             ("tls.ca", config.tls.ca),
         ]
-        if battery.tag_map:
-            files.append(("battery.tag_map", battery.tag_map))
+        for key, der in der_keys(config):
+            if der.tag_map:
+                files.append((f"{key}.tag_map", der.tag_map))
         for key, relative in files:
             resolved = config.path(relative)
             if not resolved.is_file():
@@ -549,9 +589,7 @@ def notifications_problems(notifications: NotificationsConfig) -> list[str]:
                 "(notifications come over mutual TLS)"
             )
         elif not url.path.startswith("/"):
-            problems.append(
-                f"notifications.url: {notifications.url!r} needs a path, e.g. /notify"
-            )
+            problems.append(f"notifications.url: {notifications.url!r} needs a path, e.g. /notify")
     if notifications.listen:
         try:
             parse_listen(notifications.listen)
@@ -579,6 +617,65 @@ def notifications_problems(notifications: NotificationsConfig) -> list[str]:
     return problems
 
 
+def der_keys(config: Config) -> list[tuple[str, BatteryConfig]]:
+    """Each DER's settings with the key an operator finds them under."""
+    if config.ders:
+        return [(f"ders[{i}]", der) for i, der in enumerate(config.ders)]
+    return [] if config.battery is None else [("battery", config.battery)]
+
+
+def _der_problems(config: Config) -> list[str]:
+    """Exactly one of ``[battery]`` (one DER) and ``[[ders]]`` (several); each DER's device
+    settings as ``[battery]``'s; names well formed and unique; hrefs paths, each named once."""
+    if config.battery is None and not config.ders:
+        return ["battery: required key is missing (or list the site's DER as [[ders]])"]
+    if config.battery is not None and config.ders:
+        return ["ders: give either [battery] (one DER) or [[ders]] (several), not both"]
+    problems: list[str] = []
+    for key, der in der_keys(config):
+        problems += _device_problems(key, der)
+    seen: dict[str, int] = {}
+    hrefs: dict[str, int] = {}
+    for i, der in enumerate(config.ders):
+        if not _DER_NAME.fullmatch(der.name):
+            problems.append(
+                f"ders[{i}].name: {der.name!r} is not a DER name (lower-case letters, digits, "
+                "'-' and '_', up to 64, starting with a letter or digit)"
+            )
+        elif der.name in seen:
+            problems.append(
+                f"ders[{i}].name: {der.name!r} is already the name of ders[{seen[der.name]}]"
+            )
+        seen.setdefault(der.name, i)
+        if der.href is not None:
+            if not der.href.startswith("/"):
+                problems.append(f"ders[{i}].href: {der.href!r} must be a path starting with '/'")
+            elif der.href in hrefs:
+                problems.append(
+                    f"ders[{i}].href: {der.href!r} is already the href of ders[{hrefs[der.href]}]"
+                )
+            hrefs.setdefault(der.href, i)
+    return problems
+
+
+def _device_problems(key: str, device: BatteryConfig) -> list[str]:
+    problems: list[str] = []
+    if device.driver == "sunspec":
+        if not device.host:
+            problems.append(f"{key}.host: required when {key}.driver is 'sunspec'")
+        else:
+            problems.extend(_check_host(device.host, key=f"{key}.host"))
+        if not 1 <= device.port <= 65535:
+            problems.append(f"{key}.port: {device.port} is not a TCP port")
+        if not 0 <= device.unit_id <= 255:
+            problems.append(f"{key}.unit_id: {device.unit_id} is not a Modbus unit id (0..255)")
+    if device.driver == "tags" and not device.tag_map:
+        problems.append(f"{key}.tag_map: required when {key}.driver is 'tags'")
+    if device.timeout_s <= 0:
+        problems.append(f"{key}.timeout_s: must be positive")
+    return problems
+
+
 def _version_problems(server: ServerConfig) -> list[str]:
     """``server.csipaus_versions`` names known versions the profile allows, each once."""
     allowed = {v.name for v in profile_named(server.profile).csipaus_versions}
@@ -594,7 +691,7 @@ def _version_problems(server: ServerConfig) -> list[str]:
     return problems
 
 
-def _check_host(host: str) -> list[str]:
+def _check_host(host: str, *, key: str = "battery.host") -> list[str]:
     try:
         ipaddress.ip_address(host)
         return []
@@ -602,4 +699,4 @@ def _check_host(host: str) -> list[str]:
         pass
     if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", host):
         return []
-    return [f"battery.host: {host!r} is neither an IP address nor a host name"]
+    return [f"{key}: {host!r} is neither an IP address nor a host name"]

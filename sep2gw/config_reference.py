@@ -137,9 +137,15 @@ def _cell(text: str) -> str:
 
 def _section(field: mi.Field) -> list[str]:
     t, _, title = _unwrap(field.type)
-    assert isinstance(t, mi.StructType), field.name
+    header = f"[{field.encode_name}]"
     state = "required" if field.required else "optional"
-    lines = [f"## `[{field.encode_name}]` — {title} ({state})", ""]
+    if isinstance(t, mi.UnionType):  # an optional section: ``X | None``
+        (t,) = (x for x in t.types if not isinstance(x, mi.NoneType))
+    elif isinstance(t, mi.VarTupleType):  # a section given any number of times: ``[[x]]``
+        t = t.item_type
+        header = f"[[{field.encode_name}]]"
+    assert isinstance(t, mi.StructType), field.name
+    lines = [f"## `{header}` — {title} ({state})", ""]
     doc = (t.cls.__doc__ or "").strip()
     if doc:  # a section's own notes (a docstring restating the title is left out of the model)
         lines += [" ".join(doc.split()), ""]

@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ from actors.clock import Clock
 from actors.controls import ControlsActor
 from actors.der_status import DerStatusActor
 from actors.drivers.base import DerDriver
+from actors.drivers.composite import CompositeDriver, DerMember
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareActor, HardwareConfig
@@ -50,7 +51,7 @@ from actors.messages import (
     SendResponse,
     TariffLinks,
 )
-from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, MirrorActor
+from actors.mirror import MAX_BACKLOG, POSTED_TAG, TELEMETRY_TAG, DerMirrorActor, MirrorActor
 from actors.pricing import PricingActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
@@ -69,7 +70,14 @@ from events.sqlite_store import SqliteEventStore
 from events.store import EventStore
 from events.telemetry import IntervalSummary
 from sep2gw import __version__
-from sep2gw.config import Config, ConfigError, is_loopback, parse_listen
+from sep2gw.config import (
+    BatteryConfig,
+    Config,
+    ConfigError,
+    der_keys,
+    is_loopback,
+    parse_listen,
+)
 from sep2gw.logtrust import CHECKPOINT_EVERY_S, DeviceSigner, set_aside, verify_for_start
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import Profile, allowed_versions, profile_named
@@ -88,7 +96,7 @@ if TYPE_CHECKING:
     from actors.http_endpoint import HttpEndpoint
     from actors.notifications import NotificationListener
 
-__all__ = ["Gateway", "GatewayOptions", "run_gateway"]
+__all__ = ["Gateway", "GatewayOptions", "composite_from_config", "run_gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +141,40 @@ class GatewayOptions:
 
 
 def driver_from_config(config: Config) -> DerDriver:
-    battery = config.battery
+    """The SunSpec driver of a one-DER site; a :class:`CompositeDriver` over one per DER of a
+    site that lists several (``[[ders]]``)."""
+    keyed = der_keys(config)
+    drivers = [_sunspec_driver(key, der) for key, der in keyed]
+    if config.battery is not None:
+        return drivers[0]
+    return CompositeDriver(
+        [
+            DerMember(name=der.name, role=der.role, driver=driver)
+            for der, driver in zip(config.ders, drivers, strict=True)
+        ]
+    )
+
+
+def composite_from_config(config: Config, drivers: Mapping[str, DerDriver]) -> CompositeDriver:
+    """An embedding application's drivers, one per configured DER by name (``[[ders]]``),
+    composed into the site (names and roles from the configuration)."""
+    ders = config.der_list()
+    missing = [d.name for d in ders if d.name not in drivers]
+    unknown = sorted(set(drivers) - {d.name for d in ders})
+    if missing or unknown:
+        raise ValueError(
+            "one driver per configured DER: "
+            + "; ".join(
+                ([f"no driver for {', '.join(missing)}"] if missing else [])
+                + ([f"no DER configured as {', '.join(unknown)}"] if unknown else [])
+            )
+        )
+    return CompositeDriver(
+        [DerMember(name=d.name, role=d.role, driver=drivers[d.name]) for d in ders]
+    )
+
+
+def _sunspec_driver(key: str, battery: BatteryConfig) -> DerDriver:
     if battery.driver == "sunspec":
         assert battery.host is not None
         client = ModbusTcpClient(
@@ -141,7 +182,7 @@ def driver_from_config(config: Config) -> DerDriver:
         )
         return SunSpecDriver(client)
     raise ValueError(
-        f"battery.driver {battery.driver!r} needs a driver object from the embedding application "
+        f"{key}.driver {battery.driver!r} needs a driver object from the embedding application "
         "(Gateway(config, driver=...))"
     )
 
@@ -179,6 +220,18 @@ class _Unit:
         targets: Latest[MirrorTargets] = Latest()
         device_status: Latest[DeviceStatus] = Latest()
         status_targets: Latest[DerStatusTarget] = Latest()
+        # A site of several DER (``[[ders]]``): each DER's status is PUT to its own server DER's
+        # DERStatus by its own reporter, fed by the hardware actor (its reading) and the
+        # registration actor (its href).
+        several = config.battery is None
+        member_status = {d.name: Latest[DeviceStatus]() for d in config.ders} if several else {}
+        member_targets = {d.name: Latest[DerStatusTarget]() for d in config.ders} if several else {}
+        # ... and each DER's readings go to its own MirrorUsagePoint (the site's two unchanged).
+        member_streams = {
+            name: anyio.create_memory_object_stream[list[IntervalSummary]](16)
+            for name in member_status
+        }
+        member_mirror_targets = {name: Latest[MirrorTargets]() for name in member_status}
         # The actors talk only by messages (never by calling each other): each mailbox has one
         # writer, and ``put`` never blocks, so two actors that command each other cannot deadlock.
         der: Latest[DerSnapshot] = Latest()  # hardware → registration, controls
@@ -239,10 +292,22 @@ class _Unit:
             status=device_status,
             der=der,
             prices=g.prices,
+            member_status=member_status,
+            member_summaries={name: send for name, (send, _) in member_streams.items()},
         )
         der_status = DerStatusActor(
             link=link, log=log, clock=g.clock, device=device_status, targets=status_targets
         )
+        member_reporters = {
+            name: DerStatusActor(
+                link=link,
+                log=log,
+                clock=g.clock,
+                device=member_status[name],
+                targets=member_targets[name],
+            )
+            for name in member_status
+        }
         responder = ResponderActor(
             link=link, inbox=responder_inbox, report=to_controls.clone(), clock=g.clock
         )
@@ -307,6 +372,7 @@ class _Unit:
                 nmi=config.site.nmi,
                 default_post_s=config.rates.default_post_s,
                 pen=config.site.pen,
+                ders=tuple((d.name, d.href) for d in config.ders),
             ),
             config=RegistrationConfig(pin=config.server.pin, nmi=config.site.nmi),
             link=link,
@@ -323,7 +389,25 @@ class _Unit:
             pricing_targets=tariff_links,
             subscription_targets=subscription_targets,
             poll_prompts=poll_prompts,
+            member_status_targets=member_targets,
+            member_mirror_targets=tuple(member_mirror_targets.values()),
         )
+        member_mirrors = {
+            name: DerMirrorActor(
+                der=name,
+                link=link,
+                log=log,
+                clock=g.clock,
+                lfdi=g.lfdi,
+                pen=config.site.pen,
+                profile=profile.identity,
+                summaries=receive,
+                targets=member_mirror_targets[name],
+                store=g.store,
+                interval_s=hardware_config.post_interval_s,
+            )
+            for name, (_, receive) in member_streams.items()
+        }
         pricing = PricingActor(
             link=link,
             log=log,
@@ -341,6 +425,8 @@ class _Unit:
             "responder": responder,
             "mirror": mirror,
             "der_status": der_status,
+            **{f"der_status:{name}": reporter for name, reporter in member_reporters.items()},
+            **{f"mirror:{name}": mirror for name, mirror in member_mirrors.items()},
             "registration": registration,
             "pricing": pricing,
             "link": link,
@@ -359,6 +445,10 @@ class _Unit:
                 await group.start(responder.run)
                 await group.start(mirror.run)
                 await group.start(der_status.run)
+                for reporter in member_reporters.values():
+                    await group.start(reporter.run)
+                for member_mirror in member_mirrors.values():
+                    await group.start(member_mirror.run)
                 await group.start(pricing.run)
                 if subscriptions is not None and listener is not None:
                     await group.start(subscriptions.run)
@@ -394,6 +484,14 @@ class Gateway:
         #: stays the embedding application's.
         self._owns_driver = driver is None
         self.driver = driver or driver_from_config(config)
+        if len(config.ders) > 1 and not isinstance(self.driver, CompositeDriver):
+            raise ConfigError(
+                "ders",
+                [
+                    f"the configuration lists {len(config.ders)} DER: hand the gateway one "
+                    "driver per DER composed by sep2gw.gateway.composite_from_config"
+                ],
+            )
         chain = load_pem_chain(
             config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
         )

@@ -498,9 +498,10 @@ class Monitor:
     def _check_setpoint(self, event: LimitsApplied, at_s: float) -> None:
         if self._battery is None or event.setpoint_w is None:
             return
-        b = self._battery.battery
-        low = -min(b.max_charge_w, b.max_w) - _W_SLACK
-        high = min(b.max_discharge_w, b.max_w) + _W_SLACK
+        # The site's setpoint: every battery behind the meter carries a share (issue 19 point 2).
+        site = (self._battery, *self._battery.shared_with)
+        low = -sum(min(s.battery.max_charge_w, s.battery.max_w) for s in site) - _W_SLACK
+        high = sum(min(s.battery.max_discharge_w, s.battery.max_w) for s in site) + _W_SLACK
         if not low <= event.setpoint_w <= high:
             self._violate(
                 "nameplate and settings never exceeded",
@@ -579,30 +580,38 @@ class Monitor:
         return ""
 
     def _check_battery(self, at_s: float) -> None:
-        sim = self._battery
-        if sim is None:
+        """Each battery of the site (every DER behind the meter, issue 19 point 2) within its own
+        ratings."""
+        if self._battery is None:
             return
-        b = sim.battery
         invariant = "nameplate and settings never exceeded"
-        if sim.settings_max_w > b.max_w + _W_SLACK:
-            self._violate(
-                invariant, f"WMax set to {sim.settings_max_w:.0f} W > rating {b.max_w:.0f} W", at_s
-            )
-            return
-        setpoint = sim.setpoint_w
-        if setpoint is not None:
-            cap = min(b.max_w, sim.settings_max_w)
-            if (
-                setpoint > min(cap, b.max_discharge_w) + _W_SLACK
-                or setpoint < -min(cap, b.max_charge_w) - _W_SLACK
-            ):
+        site = (self._battery, *self._battery.shared_with)
+        for number, sim in enumerate(site, start=1):
+            which = "the battery" if len(site) == 1 else f"battery {number}"
+            b = sim.battery
+            if sim.settings_max_w > b.max_w + _W_SLACK:
                 self._violate(
                     invariant,
-                    f"the battery holds a setpoint of {setpoint:.1f} W beyond its WMax "
-                    f"{cap:.0f} W or its charge/discharge rates",
+                    f"{which}: WMax set to {sim.settings_max_w:.0f} W > rating {b.max_w:.0f} W"
+                    if len(site) > 1
+                    else f"WMax set to {sim.settings_max_w:.0f} W > rating {b.max_w:.0f} W",
                     at_s,
                 )
                 return
+            setpoint = sim.setpoint_w
+            if setpoint is not None:
+                cap = min(b.max_w, sim.settings_max_w)
+                if (
+                    setpoint > min(cap, b.max_discharge_w) + _W_SLACK
+                    or setpoint < -min(cap, b.max_charge_w) - _W_SLACK
+                ):
+                    self._violate(
+                        invariant,
+                        f"{which} holds a setpoint of {setpoint:.1f} W beyond its WMax "
+                        f"{cap:.0f} W or its charge/discharge rates",
+                        at_s,
+                    )
+                    return
         self._held(invariant)
 
     def _limits_changed(self, settings: ControlSettings) -> None:

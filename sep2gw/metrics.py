@@ -180,6 +180,13 @@ def render_metrics(
     w.metric(
         "sep2gw_battery_alarms", "gauge", "How many alarms the battery reports.", len(status.alarms)
     )
+    if status.ders:  # a site of several DER (issue 19): one series per DER
+        w.metric(
+            "sep2gw_der_available",
+            "gauge",
+            "1 while the DER takes its share of the site's limits; 0 while it is left out.",
+            [({"der": name}, der.available) for name, der in status.ders.items()],
+        )
     w.metric(
         "sep2gw_actor_failures_total",
         "counter",

@@ -32,7 +32,7 @@ from events.errors import EventLogError
 from events.log_lock import holder_of
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
-from sep2gw.config import Config
+from sep2gw.config import Config, der_keys
 from sep2gw.profiles import deprecation_of
 from sep2gw.projections import PROJECTIONS
 from transport.identity import IdentityError, verify_pin
@@ -120,15 +120,14 @@ def check_profile(config: Config) -> list[Finding]:
 def check_driver(config: Config) -> list[Finding]:
     """``sep2gw run`` makes only the SunSpec driver from a configuration; the others are objects
     an embedding application hands in (``Gateway(config, driver=...)``)."""
-    driver = config.battery.driver
-    if driver == "sunspec":
-        return []
     return [
         Finding(
-            key="battery.driver",
-            message=f"{driver!r} needs a driver object from the embedding application "
+            key=f"{key}.driver",
+            message=f"{der.driver!r} needs a driver object from the embedding application "
             "(Gateway(config, driver=...)); sep2gw run drives only 'sunspec'",
         )
+        for key, der in der_keys(config)
+        if der.driver != "sunspec"
     ]
 
 

@@ -18,6 +18,7 @@ from typing import Final, Literal
 import msgspec
 
 from events.control_events import CommsLost, CommsRestored, LimitsInForceChanged
+from events.der_events import DerMemberStatus
 from events.der_model import ControlSettings
 from events.envelope import Recorded
 from events.hardware_events import (
@@ -53,6 +54,7 @@ from events.times import not_a_date, utc_datetime
 __all__ = [
     "STATUS_TAGS",
     "BatteryWrite",
+    "DerNow",
     "Measured",
     "Stamped",
     "SiteStatus",
@@ -99,6 +101,18 @@ class Measured(msgspec.Struct, frozen=True, kw_only=True):
     site_w: float | None = None
     der_w: float | None = None
     soc_pct: float | None = None
+
+
+class DerNow(msgspec.Struct, frozen=True, kw_only=True):
+    """One DER of a site of several (``der.member_status.v1``): whether it takes its share of
+    the site's limits, and since when; why not; what it reports."""
+
+    available: bool
+    since_s: float
+    seq: int
+    reason: str = ""
+    state: str | None = None
+    connected: bool | None = None
 
 
 class PriceNow(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,6 +173,8 @@ class SiteStatus(msgspec.Struct, frozen=True, kw_only=True):
     subscriptions: tuple[str, ...] = ()
     last_notification: Stamped | None = None
     notifications_refused: int = 0
+    #: A site of several DER (``[[ders]]``): each one by name (empty for a single DER).
+    ders: dict[str, DerNow] = {}
 
 
 _replace = msgspec.structs.replace
@@ -226,6 +242,18 @@ def evolve(status: SiteStatus, record: Recorded) -> SiteStatus:
         case NotificationReceived():
             refused = status.notifications_refused + 1
             return _replace(status, seq=seq, at_s=at, notifications_refused=refused)
+        case DerMemberStatus():
+            last = status.ders.get(e.der)
+            since = e.at_s if last is None or last.available != e.available else last.since_s
+            der = DerNow(
+                available=e.available,
+                since_s=since,
+                seq=seq,
+                reason=e.reason,
+                state=None if e.state is None else e.state.value,
+                connected=e.connected,
+            )
+            return _replace(status, seq=seq, at_s=at, ders={**status.ders, e.der: der})
         case PriceInForce():
             now = PriceNow(
                 rate_mrid=e.rate_mrid,
@@ -380,6 +408,7 @@ STATUS_TAGS: Final = every_version(
     SubscriptionLost,
     SubscriptionEnded,
     NotificationReceived,
+    DerMemberStatus,
 )
 #: Written every sample or every second: read only from the recent end of a long log.
 _FREQUENT: Final = every_version(TelemetrySampled, LimitsApplied)
@@ -426,6 +455,11 @@ def problems(status: SiteStatus) -> list[str]:
     if status.log_short is not None:
         found.append(f"event log short of space: {status.log_short}")
     found.extend(f"battery alarm: {alarm}" for alarm in status.alarms)
+    found.extend(
+        f"DER {name} left out of the site's split: {der.reason}"
+        for name, der in status.ders.items()
+        if not der.available
+    )
     if status.log_set_aside is not None:
         found.append(f"the previous log did not verify, kept as {status.log_set_aside}")
     return found

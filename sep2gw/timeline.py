@@ -33,6 +33,7 @@ from events.control_events import (
     ResponseSent,
     ServerFault,
 )
+from events.der_events import DerListMatched, DerMemberStatus
 from events.der_model import ControlSettings
 from events.der_status_events import DerStatusPut
 from events.envelope import Recorded
@@ -541,6 +542,17 @@ class Timeline:
                     f"DERStatus [{shown or 'nothing'}] mode {e.status.operational_mode_status} "
                     f"because {', '.join(e.reasons)}: {outcome}"
                 )
+            case DerMemberStatus():
+                reports = "" if e.state is None else f", reports {e.state.name.lower()}"
+                if e.connected is not None:
+                    reports += ", connected" if e.connected else ", DISCONNECTED"
+                if e.available:
+                    return f"DER {e.der}: takes its share of the site's limits{reports}"
+                return f"DER {e.der}: LEFT OUT of the site's split ({e.reason}){reports}"
+            case DerListMatched():
+                matched = ", ".join(f"{m.der} as {m.href}" for m in e.matches) or "none"
+                finding = f"; FINDING: {e.finding}" if e.finding else ""
+                return f"DERList {e.list_href}: DER reported {matched}{finding}"
             case TelemetrySampled():
                 if self._last_telemetry is not None and e.at_s - self._last_telemetry < self._every:
                     return None

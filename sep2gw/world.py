@@ -22,6 +22,7 @@ import trio
 import trio.testing
 
 from actors.drivers.base import DerDriver
+from actors.drivers.composite import CompositeDriver, DerMember
 from actors.drivers.modbus_client import ModbusTcpClient
 from actors.drivers.sunspec import SunSpecDriver
 from actors.hardware import HardwareConfig
@@ -39,6 +40,7 @@ from sep2gw.invariants import Monitor, Violation, recovery_s, same_controls_stat
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.sim.modbus_server import SimModbusServer
+from sep2gw.sim.multi_der import BATTERY_ONLY, SwitchableDriver
 from sep2gw.sim.notification_routes import NOTIFICATION_HOST, NOTIFICATION_URL, NotificationRoutes
 from sep2gw.simserver import (
     BatteryFault,
@@ -53,6 +55,7 @@ from sep2gw.simserver import (
     server_material,
 )
 from sep2gw.simserver.hostile import HostileUtilityServer
+from sep2gw.simserver.scenario import DerDisconnect
 from sep2gw.trio_determinism import deterministic_trio
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
 from statemachines.responses import legal_next
@@ -140,7 +143,19 @@ def _config(site: Path, scenario: Scenario) -> Config:
         # The gateway's notification listener: reached through the world's NotificationRoutes, so
         # it names the URL only and listens on no socket.
         text += f'[notifications]\nurl = "{NOTIFICATION_URL}"\n'
+    if scenario.batteries:
+        # Several batteries behind the site meter: the gateway lists them as [[ders]].
+        ders = "".join(
+            f'[[ders]]\nname = "{name}"\ndriver = "sunspec"\nhost = "{name}.sim"\n'
+            for name in _der_names(scenario)
+        )
+        text = text.replace('[battery]\ndriver = "sunspec"\nhost = "battery.sim"\n', ders)
     return parse_config(text, source=f"world of {scenario.name}", base_dir=site)
+
+
+def _der_names(scenario: Scenario) -> list[str]:
+    """The names of the site's DER in the gateway's configuration: ``battery``, ``battery-2``, …"""
+    return ["battery"] + [f"battery-{n}" for n in range(2, len(scenario.batteries) + 2)]
 
 
 class _Disk(EventStore):
@@ -257,6 +272,50 @@ def _crashes(scenario: Scenario) -> list[CrashGateway]:
     )
 
 
+async def _der_faults(
+    scenario: Scenario, device: SimClock, start: float, site: Sequence[SimBattery], down: list[bool]
+) -> None:
+    """Carry out ``der_disconnect`` windows on the device's clock: the DER goes off the AC side
+    and its controller stops answering (``down``), and both come back at the window's end."""
+    changes: list[tuple[float, int, int, bool]] = []
+    for index, action in scenario.timeline():
+        if isinstance(action, DerDisconnect):
+            changes.append((start + action.at_s, index, action.der - 1, True))
+            changes.append((start + action.at_s + action.duration_s, index, action.der - 1, False))
+    for at, _, number, going in sorted(changes):
+        await device.sleep_until(at)
+        site[0].advance(device.now())  # the physics up to the change runs on the old state
+        site[number].operator(connect=not going)
+        down[number] = going
+
+
+def _flag(flags: list[bool], index: int) -> Callable[[], bool]:
+    return lambda: flags[index]
+
+
+def _site_driver(
+    battery: BatteryPath,
+    site: Sequence[SimBattery],
+    device: SimClock,
+    modbus_sends: Sequence[Any],
+    names: Sequence[str],
+    down: list[bool],
+) -> DerDriver:
+    """A site of several batteries: one driver per battery (each through the path asked for),
+    each able to stop answering (``down``), composed as the configuration names them."""
+    members = [
+        DerMember(
+            name=name,
+            driver=SwitchableDriver(
+                _driver(battery, sim, device, send),
+                is_down=_flag(down, number),
+            ),
+        )
+        for number, (name, sim, send) in enumerate(zip(names, site, modbus_sends, strict=True))
+    ]
+    return CompositeDriver(members)
+
+
 def _driver(battery: BatteryPath, sim: SimBattery, device: SimClock, modbus_send: Any) -> DerDriver:
     """A new driver for one gateway boot (a restarted process opens its own connection)."""
     if battery == "direct":
@@ -281,6 +340,13 @@ async def _run(
     device = SimClock(epoch)  # the device's: the battery's physics and the world's faults
     battery_params = BatteryParams(**scenario.battery.overrides())
     sim = SimBattery(battery_params, SiteParams(), seed=seed, start_s=epoch)
+    # More batteries behind the same meter (issue 19 point 2): battery-only, metered by ``sim``.
+    sim.shared_with = [
+        SimBattery(BatteryParams(**extra.overrides()), BATTERY_ONLY, seed=seed + n, start_s=epoch)
+        for n, extra in enumerate(scenario.batteries, start=1)
+    ]
+    site_batteries = [sim, *sim.shared_with]
+    der_down = [False] * len(site_batteries)
     # A scenario with [[hostile]] windows gets the hostile server; every other the normal one.
     server_class = HostileUtilityServer if scenario.hostile else SimUtilityServer
     routes = NotificationRoutes()
@@ -298,6 +364,9 @@ async def _run(
     http_send, http_accept = pipe_listener()
     modbus_send, modbus_accept = pipe_listener()
     modbus = SimModbusServer(sim, clock=device.now)
+    more_modbus = [
+        (SimModbusServer(extra, clock=device.now), *pipe_listener()) for extra in sim.shared_with
+    ]
     config = _config(site, scenario)
 
     def on_records(records: list[Recorded]) -> None:
@@ -319,7 +388,11 @@ async def _run(
         await nursery.start(server.serve_pipes, http_accept)
         if battery == "sunspec":
             await nursery.start(modbus.serve_pipes, modbus_accept)
+            for server_of, _, accept in more_modbus:
+                await nursery.start(server_of.serve_pipes, accept)
         nursery.start_soon(_device_faults, scenario, device, epoch, modbus, sim)
+        if scenario.batteries:
+            nursery.start_soon(_der_faults, scenario, device, epoch, site_batteries, der_down)
         end = epoch + seconds
         crashes = [c for c in _crashes(scenario) if c.at_s < seconds]
         up_at = epoch
@@ -328,7 +401,18 @@ async def _run(
             if crash is not None and epoch + crash.at_s < up_at:
                 continue  # it would crash a gateway that is still down: nothing to kill
             view = _Disk(disk, on_records)
-            driver = _driver(battery, sim, device, modbus_send)
+            driver = (
+                _site_driver(
+                    battery,
+                    site_batteries,
+                    device,
+                    [modbus_send, *(send for _, send, _ in more_modbus)],
+                    _der_names(scenario),
+                    der_down,
+                )
+                if scenario.batteries
+                else _driver(battery, sim, device, modbus_send)
+            )
             options = GatewayOptions(
                 wall_at_start=device.now(),
                 seed=boot_seed(seed, boot),

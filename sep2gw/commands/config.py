@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sep2gw.config import Config, ConfigError, load_config
+from sep2gw.config import BatteryConfig, Config, ConfigError, der_keys, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, FAILED, OK
 from sep2gw.preflight import check_site, errors_of
 
@@ -58,13 +58,9 @@ def _check(args: argparse.Namespace) -> int:
         f"  server   {config.server.url}{config.server.dcap_path} (profile {config.server.profile})"
     )
     print(f"  identity {config.path(config.tls.certificate)}")
-    battery = config.battery
-    where = (
-        f" at {battery.host}:{battery.port} unit {battery.unit_id}"
-        if battery.driver == "sunspec"
-        else ""
-    )
-    print(f"  battery  {battery.driver}{where}")
+    for der in config.der_list():
+        where = f" at {der.host}:{der.port} unit {der.unit_id}" if der.driver == "sunspec" else ""
+        print(f"  {der.name:<8} {der.driver}{where}")
     print(f"  log      {config.path(config.log.path)}")
     if args.online:
         return _online(config)
@@ -135,14 +131,14 @@ async def _reach(config: Config) -> list[tuple[str, int, str]]:
                 results.append(
                     ("server", OK, f"{where}: {info.version} {info.cipher}, {len(summary)} links")
                 )
-    results.append(await _reach_battery(config))
+    for key, battery in der_keys(config):
+        results.append(await _reach_battery(key, battery))
     return results
 
 
-async def _reach_battery(config: Config) -> tuple[str, int, str]:
-    battery = config.battery
+async def _reach_battery(key: str, battery: BatteryConfig) -> tuple[str, int, str]:
     if battery.driver != "sunspec" or battery.host is None:
-        return ("battery", OK, f"{battery.driver}: nothing to reach over the network")
+        return (key, OK, f"{battery.driver}: nothing to reach over the network")
     from actors.drivers.sunspec import NotSunSpec
     from sep2gw.commands.battery import scan
     from transport.modbus import ModbusError
@@ -154,11 +150,11 @@ async def _reach_battery(config: Config) -> tuple[str, int, str]:
             battery.host, battery.port, unit=battery.unit_id, timeout_s=battery.timeout_s
         )
     except NotSunSpec as exc:
-        return ("battery", CHECK_FAILED, f"{where}: {exc}")
+        return (key, CHECK_FAILED, f"{where}: {exc}")
     except (ModbusError, SunSpecError) as exc:
-        return ("battery", FAILED, f"{where}: {exc}")
+        return (key, FAILED, f"{where}: {exc}")
     ids = ", ".join(str(m["id"]) for m in models)
-    return ("battery", OK, f"{where}: SunSpec models {ids}")
+    return (key, OK, f"{where}: SunSpec models {ids}")
 
 
 def _problems(source: str, problems: list[str]) -> None:

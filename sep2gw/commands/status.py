@@ -202,6 +202,13 @@ def _lines(status: SiteStatus) -> list[tuple[str, str]]:
             if value is not None
         ]
         lines.append(("measured", f"{', '.join(parts) or 'nothing'} at {iso(m.at_s)}"))
+    for name, der in status.ders.items():
+        what = (
+            "takes its share of the site's limits"
+            if der.available
+            else f"LEFT OUT of the site's split ({der.reason})"
+        )
+        lines.append((f"der {name}", f"{what} since {iso(der.since_s)} (record {der.seq})"))
     if status.device_state is not None or status.device_connected is not None:
         connected = {True: "connected", False: "DISCONNECTED", None: "connection unknown"}
         lines.append(

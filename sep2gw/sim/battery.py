@@ -94,6 +94,9 @@ class SimBattery:
         # times per reading (W, VAR, V), so the last value of each is kept.
         self._load_at = (math.nan, 0.0)
         self._pv_at = (math.nan, 0.0)
+        #: Other batteries behind this one's site meter (``sep2gw.sim.multi_der.SharedSite``):
+        #: advanced with it, their output read by its meter. Empty on a single-battery site.
+        self.shared_with: list[SimBattery] = []
 
     # -- the site -------------------------------------------------------------------------------
     def _noise(self, kind: str, t: float) -> float:
@@ -203,6 +206,8 @@ class SimBattery:
 
     def advance(self, now_s: float) -> None:
         """Integrate the physics up to ``now_s`` (no-op if time did not move forward)."""
+        for other in self.shared_with:
+            other.advance(now_s)
         b = self.battery
         while self.now_s < now_s:
             dt = min(_MAX_SUBSTEP_S, now_s - self.now_s)
@@ -234,6 +239,13 @@ class SimBattery:
     def site_w(self) -> float:
         """Power at the connection point, positive = export."""
         t = self.now_s
+        if self.shared_with:  # the other batteries behind the same meter
+            return (
+                self.pv_w(t)
+                - self.load_w(t)
+                + self.power_w
+                + sum(o.power_w for o in self.shared_with)
+            )
         return self.pv_w(t) - self.load_w(t) + self.power_w
 
     def site_var(self) -> float:

@@ -79,6 +79,9 @@ class DeviceRecord:
     der_availability: r.DERAvailability | None = None
     connection_point: r.ConnectionPointType | None = None
     log_events: list[r.LogEvent] = field(default_factory=list)
+    #: DER information PUT at the EndDevice's other DER (2 on; issue 19 point 2), by (DER
+    #: number, attribute name as above); DER 1's is in the attributes above.
+    more_der: dict[tuple[int, str], Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -79,6 +79,7 @@ __all__ = [
     "ChangeDefault",
     "ClockSkew",
     "CrashGateway",
+    "DerDisconnect",
     "CreateControl",
     "DelayNotifications",
     "DeleteControl",
@@ -239,6 +240,9 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: The origin the server names its own resources under in a Notification's
     #: ``subscriptionURI`` (the schema wants an absolute URI there).
     base_url: str = "https://utility.sim"
+    #: How many DER the EndDevice's DERList holds (issue 19 point 2); ``None``: one per battery
+    #: of the simulated site (``battery`` and each of ``batteries``).
+    ders: int | None = None
 
 
 class GatewaySettings(_Strict, frozen=True, kw_only=True):
@@ -279,21 +283,21 @@ class BatterySettings(_Strict, frozen=True, kw_only=True):
         }
 
 
-def _check_battery(battery: BatterySettings, problems: list[str]) -> None:
+def _check_battery(battery: BatterySettings, problems: list[str], key: str = "battery") -> None:
     values = battery.overrides()
     for name, value in values.items():
         if not math.isfinite(value) or value < 0:
-            problems.append(f"battery.{name}: must be a finite number ≥ 0, got {value}")
+            problems.append(f"{key}.{name}: must be a finite number ≥ 0, got {value}")
             return
     if "capacity_wh" in values and values["capacity_wh"] <= 0:
-        problems.append(f"battery.capacity_wh: must be positive, got {values['capacity_wh']}")
+        problems.append(f"{key}.capacity_wh: must be positive, got {values['capacity_wh']}")
     # the defaults of sep2gw.sim.BatteryParams where the scenario sets none
     low = values.get("soc_min_pct", 5.0)
     initial = values.get("initial_soc_pct", 50.0)
     high = values.get("soc_max_pct", 100.0)
     if not 0 <= low <= initial <= high <= 100:
         problems.append(
-            f"battery: needs 0 ≤ soc_min_pct ({low:g}) ≤ initial_soc_pct ({initial:g}) ≤ "
+            f"{key}: needs 0 ≤ soc_min_pct ({low:g}) ≤ initial_soc_pct ({initial:g}) ≤ "
             f"soc_max_pct ({high:g}) ≤ 100"
         )
 
@@ -462,6 +466,16 @@ class OperatorCommand(_Strict, frozen=True, kw_only=True, tag_field="kind", tag=
     connect: bool | None = None
 
 
+class DerDisconnect(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="der_disconnect"):
+    """World-level (issue 19 point 2): DER number ``der`` of the site (1: ``battery``, 2 on: the
+    ``batteries``) disconnects for ``duration_s``: off the AC side, and its controller stops
+    answering; both come back at the end."""
+
+    at_s: float
+    duration_s: float
+    der: int
+
+
 class CrashGateway(_Strict, frozen=True, kw_only=True, tag_field="kind", tag="crash"):
     """World-level: the gateway dies abruptly at ``at_s`` (what its log writer had not committed
     is lost, as with SIGKILL) and starts again on the same log ``down_s`` later."""
@@ -593,6 +607,7 @@ Action = (
     | BatteryFault
     | OperatorCommand
     | CrashGateway
+    | DerDisconnect
     | CreatePriceInterval
     | CancelPriceInterval
     | ForgetSubscriptions
@@ -604,7 +619,7 @@ Action = (
 
 #: Carried out by the simulated world (``sep2gw.world``), not the utility server: its state model
 #: ignores them.
-WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, OperatorCommand, CrashGateway)
+WORLD_FAULTS: Final = (ModbusTimeout, BatteryFault, OperatorCommand, CrashGateway, DerDisconnect)
 
 
 class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -613,6 +628,9 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     gateway: GatewaySettings = GatewaySettings()
     #: The simulated battery's capacity and state of charge (``sep2gw.world``).
     battery: BatterySettings = BatterySettings()
+    #: More batteries behind the same site meter (issue 19 point 2): the gateway then lists the
+    #: site's DER as ``[[ders]]`` (``battery``, ``battery-2``, …) and drives them as one site.
+    batteries: list[BatterySettings] = []
     quirks: Quirks = Quirks()
     programs: list[ProgramSpec] = []
     #: Tariffs the server offers (IEEE 2030.5 Pricing); none: the FSAs carry no TariffProfileListLink.
@@ -642,7 +660,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                 | BatteryFault
                 | LoseNotifications
                 | DuplicateNotifications
-                | DelayNotifications,
+                | DelayNotifications
+                | DerDisconnect,
             ):
                 ends.append(action.at_s + action.duration_s)
             elif isinstance(action, CrashGateway):
@@ -869,6 +888,10 @@ def check_scenario(scenario: Scenario) -> list[str]:
             problems.append(f"server.{key}: {value} s is more than a day")
     _check_subscription_settings(server, problems)
     _check_battery(scenario.battery, problems)
+    for i, extra in enumerate(scenario.batteries):
+        _check_battery(extra, problems, key=f"batteries[{i}]")
+    if server.ders is not None and not 1 <= server.ders <= 64:
+        problems.append(f"server.ders: {server.ders} is not 1..64 DER")
     problems.extend(scenario.quirks.problems())
     if not scenario.quirks.problems():
         _check_namespace(scenario, problems)
@@ -971,6 +994,12 @@ def check_scenario(scenario: Scenario) -> list[str]:
         elif isinstance(action, CrashGateway):
             if not (math.isfinite(action.down_s) and 0 <= action.down_s <= 86400 * 7):
                 problems.append(f"{key}.down_s: must be 0 .. 604800 s, got {action.down_s}")
+        elif isinstance(action, DerDisconnect):
+            count = 1 + len(scenario.batteries)
+            if not 1 <= action.der <= count:
+                problems.append(f"{key}.der: {action.der} is not a DER of the site (1..{count})")
+            if not (math.isfinite(action.duration_s) and action.duration_s > 0):
+                problems.append(f"{key}.duration_s: must be positive, got {action.duration_s}")
         elif isinstance(action, OperatorCommand):
             if action.inverter is None and action.connect is None:
                 problems.append(f"{key}: an operator command sets inverter or connect (or both)")

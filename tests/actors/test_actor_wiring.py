@@ -26,7 +26,7 @@ from actors.https import HttpsClient
 from actors.link import Link
 from actors.log_writer import LogWriter
 from actors.mailbox import Latest
-from actors.mirror import MirrorActor
+from actors.mirror import DerMirrorActor, MirrorActor
 from actors.pricing import PricingActor
 from actors.registration import RegistrationActor
 from actors.responder import ResponderActor
@@ -38,6 +38,7 @@ ACTORS: typing.Final = (
     RegistrationActor,
     HardwareActor,
     MirrorActor,
+    DerMirrorActor,
     DerStatusActor,
     ResponderActor,
     # The link is a service the others share, and an actor of its own kind: its changes of
@@ -64,6 +65,9 @@ def _is_message_or_service(member: Any) -> bool:
     if kind is tuple:  # a tuple of configuration values (the CSIP-AUS versions) is one too
         args = [a for a in typing.get_args(member) if a is not Ellipsis]
         return bool(args) and all(_is_message_or_service(a) for a in args)
+    if kind is dict:  # ports by name (a site's DER, issue 19): each value is one
+        key, value = typing.get_args(member)
+        return key is str and _is_message_or_service(value)
     if not isinstance(kind, type):
         return False
     if issubclass(kind, PORTS + SERVICES + PLAIN):

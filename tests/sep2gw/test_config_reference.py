@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 
 import msgspec
@@ -29,8 +31,15 @@ def test_every_key_of_the_model_is_documented_with_its_default() -> None:
     for section in msgspec.structs.fields(Config):
         if section.name == "base_dir":
             continue
-        assert f"## `[{section.name}]`" in page
-        for key in msgspec.structs.fields(section.type):
+        struct, header = section.type, f"[{section.name}]"
+        if typing.get_origin(struct) is typing.Annotated:
+            struct = typing.get_args(struct)[0]
+        if typing.get_origin(struct) is tuple:  # any number of them: ``[[ders]]``
+            struct, header = typing.get_args(struct)[0], f"[[{section.name}]]"
+        elif typing.get_origin(struct) in (typing.Union, types.UnionType):  # ``X | None``
+            (struct,) = (t for t in typing.get_args(struct) if t is not type(None))
+        assert f"## `{header}`" in page
+        for key in msgspec.structs.fields(struct):
             assert f"| `{key.name}` |" in page, f"{section.name}.{key.name} is not on the page"
     assert "| `request_timeout_s` | seconds > 0 | `30` |" in page
     assert "| `max_bytes` | bytes ≥ 1 MiB (1048576) | none |" in page

@@ -12,6 +12,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.log_writer import LogWriterStatistics
+from events.der_events import DerMemberStatus
 from events.der_model import ControlSettings
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
@@ -243,3 +244,26 @@ def test_the_price_in_force_is_a_metric_per_rate_and_status_line() -> None:
         name for name, _labels in _samples(render_metrics(ended, now=5.0, identity={}, log=None))
     }
     assert any(line == "price" and "none in force" in text for line, text in _lines(ended))
+
+
+def test_issue19_each_der_of_a_site_of_several_has_an_availability_series() -> None:
+    from events.envelope import Recorded
+    from sep2gw.status import fold
+
+    events = [
+        DerMemberStatus(at_s=1.0, der="bat1", available=True, reachable=True),
+        DerMemberStatus(at_s=1.0, der="bat2", available=True, reachable=True),
+        DerMemberStatus(
+            at_s=2.0, der="bat2", available=False, reachable=False, reason="read telemetry: x"
+        ),
+    ]
+    records = [
+        Recorded(i + 1, "hardware", i + 1, e.at_s, e.at_s, e, b"") for i, e in enumerate(events)
+    ]
+    status = fold(records)
+    samples = _samples(render_metrics(status, now=3.0, identity={}, log=None))
+    assert samples[("sep2gw_der_available", (("der", "bat1"),))] == 1
+    assert samples[("sep2gw_der_available", (("der", "bat2"),))] == 0
+    assert status.ders["bat2"].since_s == 2.0
+    single = _samples(render_metrics(SiteStatus(), now=3.0, identity={}, log=None))
+    assert not any(name == "sep2gw_der_available" for name, _ in single)

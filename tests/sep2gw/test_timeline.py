@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from events.base import Event
+from events.der_events import DerListMatched, DerMatch, DerMemberStatus
 from events.envelope import Recorded
 from events.link_events import CsipAusFault, CsipAusVersionSettled
 from events.log_events import LogShed
@@ -12,6 +13,7 @@ from events.registration_events import (
     RegistrationLinkMissing,
     ServerPinRecorded,
 )
+from events.telemetry import OperatingState
 from sep2gw.timeline import Timeline
 from statemachines.polling import PollSchedule
 
@@ -170,3 +172,35 @@ def test_issue18_the_version_in_force_and_how_it_was_learned_get_a_line_each() -
     )
     assert dropped is not None and "  SERVER FAULT: /derp/1/derc" in dropped
     assert "NOT READ: opModExpLimW" in dropped
+
+
+def test_issue19_a_der_left_out_of_the_split_and_a_derlist_finding_get_a_line() -> None:
+    timeline = Timeline()
+    left = timeline.line(
+        _record(
+            DerMemberStatus(
+                at_s=0,
+                der="battery-2",
+                available=False,
+                reachable=False,
+                reason="read telemetry: TimeoutError: ",
+                connected=True,
+                state=OperatingState.OPERATING,
+            )
+        )
+    )
+    assert left is not None
+    assert "DER battery-2: LEFT OUT of the site's split (read telemetry: TimeoutError: )" in left
+    matched = timeline.line(
+        _record(
+            DerListMatched(
+                at_s=0,
+                list_href="/edev/1/der",
+                matches=(DerMatch(der="battery", href="/edev/1/der/1", by="order"),),
+                unmatched_ders=("battery-2",),
+                finding="the DERList has 1 DER for 2 configured: no server DER for battery-2",
+            )
+        )
+    )
+    assert matched is not None
+    assert "battery as /edev/1/der/1; FINDING: the DERList has 1 DER" in matched

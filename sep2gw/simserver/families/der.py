@@ -3,6 +3,8 @@ and the CSIP-AUS ConnectionPoint."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from sep2gw.simserver.families.base import ServedState
@@ -27,8 +29,14 @@ class DerResources(ServedState):
         "derav": ("der_availability", r.DERAvailability),
     }
 
-    def _der(self, device: DeviceRecord) -> r.DER:
-        base = f"/edev/{device.id}/der/1"
+    def der_count(self) -> int:
+        """How many DER the EndDevice's DERList holds (``server.ders``, else one per battery of
+        the simulated site)."""
+        scenario = self.scenario
+        return scenario.server.ders or 1 + len(scenario.batteries)
+
+    def _der(self, device: DeviceRecord, number: int = 1) -> r.DER:
+        base = f"/edev/{device.id}/der/{number}"
         return r.DER(
             href=base,
             subscribable=_SUBSCRIBABLE_NONE,
@@ -43,7 +51,7 @@ class DerResources(ServedState):
 
     def _get_der_list(self, ctx: _Ctx) -> SimReply:
         device = self._own_device(ctx)
-        items = [self._der(device)]
+        items = [self._der(device, n) for n in range(1, self.der_count() + 1)]
         page = self._page_of(ctx, items)
         return self._doc(
             r.DERList(
@@ -55,31 +63,50 @@ class DerResources(ServedState):
             )
         )
 
-    def _get_der(self, ctx: _Ctx) -> SimReply:
-        if ctx.params["d"] != "1":
-            return SimReply(404, reason=f"no DER {ctx.params['d']!r}")
-        return self._doc(self._der(self._own_device(ctx)))
+    def _der_number(self, ctx: _Ctx) -> int | None:
+        text = ctx.params["d"]
+        if not text.isdigit() or not 1 <= int(text) <= self.der_count() or text != str(int(text)):
+            return None
+        return int(text)
 
-    def _der_info_slot(self, ctx: _Ctx) -> tuple[str, type[msgspec.Struct]]:
-        if ctx.params["d"] != "1" or ctx.params["info"] not in self._DER_INFO:
+    def _get_der(self, ctx: _Ctx) -> SimReply:
+        number = self._der_number(ctx)
+        if number is None:
+            return SimReply(404, reason=f"no DER {ctx.params['d']!r}")
+        return self._doc(self._der(self._own_device(ctx), number))
+
+    def _der_info_slot(self, ctx: _Ctx) -> tuple[int, str, type[msgspec.Struct]]:
+        number = self._der_number(ctx)
+        if number is None or ctx.params["info"] not in self._DER_INFO:
             raise _NotFound(f"no resource at {ctx.path}")
-        return self._DER_INFO[ctx.params["info"]]
+        return (number, *self._DER_INFO[ctx.params["info"]])
+
+    @staticmethod
+    def der_info(device: DeviceRecord, number: int, attr: str) -> Any:
+        """What the device PUT as ``attr`` (``der_status``, …) of its DER ``number``."""
+        if number == 1:
+            return getattr(device, attr)
+        return device.more_der.get((number, attr))
 
     def _get_der_info(self, ctx: _Ctx) -> SimReply:
-        attr, _ = self._der_info_slot(ctx)
-        value = getattr(self._own_device(ctx), attr)
+        number, attr, _ = self._der_info_slot(ctx)
+        value = self.der_info(self._own_device(ctx), number, attr)
         if value is None:
             return SimReply(404, reason=f"{ctx.path}: nothing PUT here yet")
         return self._doc(msgspec.structs.replace(value, href=ctx.path))
 
     def _put_der_info(self, ctx: _Ctx) -> SimReply:
         """DER information (CSIP §5.2.4, PROTOCOL.md §2.7): the device PUTs DERCapability,
-        DERSettings, DERStatus and DERAvailability; stored as sent; 204."""
-        attr, cls = self._der_info_slot(ctx)
+        DERSettings, DERStatus and DERAvailability, at each of its DER; stored as sent; 204."""
+        number, attr, cls = self._der_info_slot(ctx)
         parsed = _decode(ctx.body, cls)
         if isinstance(parsed, SimReply):
             return parsed
-        setattr(self._own_device(ctx), attr, parsed)
+        device = self._own_device(ctx)
+        if number == 1:
+            setattr(device, attr, parsed)
+        else:
+            device.more_der[(number, attr)] = parsed
         return SimReply(204, parsed=parsed)
 
     def _get_connection_point(self, ctx: _Ctx) -> SimReply:
