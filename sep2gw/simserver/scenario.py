@@ -152,6 +152,9 @@ class ProgramSpec(_Strict, frozen=True, kw_only=True):
     description: str | None = None
     default: Modes | None = None
     set_grad_w: int | None = None  # DefaultDERControl.setGradW, hundredths of % of setMaxW per s
+    #: Fleet site names the program is assigned to (empty: every EndDevice): a program shared by
+    #: several EndDevices of an aggregator, each answering its controls for itself.
+    sites: list[str] = []
 
 
 class TariffSpec(_Strict, frozen=True, kw_only=True):
@@ -207,6 +210,9 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: step 5 PUTs it as the ConnectionPoint); ``None``: none configured, nothing PUT.
     nmi: str | None = None
     response_required: int = 3  # default responseRequired of created controls (bits 0 and 1)
+    #: Aggregator certificate LFDIs (40 hex digits): each may POST EndDevices with other LFDIs,
+    #: lists only those it registered and acts for them (a fleet world adds its own).
+    aggregators: list[str] = []
 
 
 class GatewaySettings(_Strict, frozen=True, kw_only=True):
@@ -578,6 +584,9 @@ def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
     return scenario
 
 
+_LFDI = re.compile(r"[0-9A-Fa-f]{40}")
+
+
 def _check_hex(key: str, text: str | None, problems: list[str]) -> None:
     if text is not None and not _HEX.fullmatch(text):
         problems.append(f"{key}: {text!r} is not an mRID (1 to 32 hex digits)")
@@ -742,6 +751,9 @@ def check_scenario(scenario: Scenario) -> list[str]:
         problems.append(f"server.nmi: {server.nmi!r} is not a 10 or 11 character NMI")
     if not 0 <= server.response_required <= 255:
         problems.append(f"server.response_required: {server.response_required} is not 0..255")
+    for i, lfdi in enumerate(server.aggregators):
+        if not _LFDI.fullmatch(lfdi):
+            problems.append(f"server.aggregators[{i}]: {lfdi!r} is not an LFDI (40 hex digits)")
     if not 3 <= server.time_quality <= 7:
         problems.append(f"server.time_quality: {server.time_quality} is not a Time quality (3..7)")
     for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -170,16 +170,22 @@ class SimUtilityServer:
         on_request: Callable[[RecordedRequest], None] | None = None,
         on_action: Callable[[float, Action], None] | None = None,
         validate: bool = True,
+        aggregators: Iterable[int] = (),
+        site_lfdis: Mapping[str, int] | None = None,
     ) -> None:
         """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
         recorded request and each applied action, e.g. to print a live timeline. ``validate``:
         check every request body against the schemas (when they are installed; if not,
-        :attr:`validation_off` says why, for the caller to print once)."""
+        :attr:`validation_off` says why, for the caller to print once). ``aggregators`` and
+        ``site_lfdis``: see :class:`UtilityState` (a fleet world's aggregator certificate and its
+        sites' LFDIs)."""
         self.scenario = scenario
         self.clock = clock
         if start is None:
             start = clock.now()
-        self.state = UtilityState(scenario, start=start)
+        self.state = UtilityState(
+            scenario, start=start, aggregators=aggregators, site_lfdis=site_lfdis
+        )
         self.requests: list[RecordedRequest] = []
         #: Checks request bodies against the served namespace's schemas (None: not validating).
         self.validator: Validator | None = None
@@ -407,24 +413,30 @@ class SimUtilityServer:
     def puts_to(self, path: str) -> list[RecordedRequest]:
         return [q for q in self.requests if q.method == "PUT" and q.path == path]
 
-    def responses_for(self, mrid: int | str) -> list[RecordedRequest]:
-        """Every Response POST whose subject is ``mrid`` (hex compared numerically), in order."""
+    def responses_for(
+        self, mrid: int | str, *, end_device: int | str | None = None
+    ) -> list[RecordedRequest]:
+        """Every Response POST whose subject is ``mrid`` (hex compared numerically), in order;
+        with ``end_device``, only those naming that EndDevice LFDI (a shared control's)."""
         wanted = int(mrid, 16) if isinstance(mrid, str) else mrid
+        device = int(end_device, 16) if isinstance(end_device, str) else end_device
         return [
             q
             for q in self.requests
             if q.method == "POST"
             and isinstance(q.body, r.Response)
             and int(q.body.subject) == wanted
+            and (device is None or int(q.body.endDeviceLFDI) == device)
         ]
 
     def duplicate_responses(self) -> list[tuple[int, int, str]]:
-        """(mRID, status, LFDI) keys accepted more than once: a client must never repeat a
-        Response (PROTOCOL.md §4 rule 16)."""
+        """(mRID, status, EndDevice LFDI) keys accepted more than once: a client must never repeat
+        a Response (PROTOCOL.md §4 rule 16). Keyed by the Response's endDeviceLFDI, which is the
+        certificate's for a device and one of its EndDevices' for an aggregator."""
         seen: dict[tuple[int, int, str], int] = {}
         for q in self.requests:
             if q.method == "POST" and q.status == 201 and isinstance(q.body, r.Response):
-                key = (int(q.body.subject), q.body.status or 0, q.lfdi)
+                key = (int(q.body.subject), q.body.status or 0, f"{int(q.body.endDeviceLFDI):040X}")
                 seen[key] = seen.get(key, 0) + 1
         return [key for key, count in seen.items() if count > 1]
 
@@ -434,11 +446,14 @@ class SimUtilityServer:
         times = [q.time for q in self.polls_of(path)]
         return [b - a for a, b in zip(times, times[1:], strict=False)]
 
-    def response_statuses(self, mrid: int | str) -> list[int]:
-        """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …)."""
+    def response_statuses(
+        self, mrid: int | str, *, end_device: int | str | None = None
+    ) -> list[int]:
+        """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …);
+        with ``end_device``, those of that EndDevice only."""
         return [
             q.body.status or 0
-            for q in self.responses_for(mrid)
+            for q in self.responses_for(mrid, end_device=end_device)
             if q.status == 201 and isinstance(q.body, r.Response)
         ]
 

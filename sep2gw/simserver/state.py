@@ -17,7 +17,7 @@ that registered ``id``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import assert_never
 
 import msgspec
@@ -61,6 +61,7 @@ __all__ = [
 
 from sep2gw.simserver.families.der import DerResources
 from sep2gw.simserver.families.discovery import DiscoveryResources
+from sep2gw.simserver.families.fleet import FleetResources
 from sep2gw.simserver.families.mirrors import MirrorResources
 from sep2gw.simserver.families.pricing import (
     INTERVAL_MRID,
@@ -92,13 +93,32 @@ _Fn = Callable[["UtilityState", _Ctx], SimReply]
 
 
 class UtilityState(
-    DiscoveryResources, ProgramResources, DerResources, MirrorResources, PricingResources
+    DiscoveryResources,
+    ProgramResources,
+    DerResources,
+    MirrorResources,
+    PricingResources,
+    FleetResources,
 ):
     """One utility head-end, driven by a :class:`Scenario`. ``start`` is the server epoch second
     at which the scenario's offsets count from."""
 
-    def __init__(self, scenario: Scenario, *, start: float) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        start: float,
+        aggregators: Iterable[int] = (),
+        site_lfdis: Mapping[str, int] | None = None,
+    ) -> None:
+        """``aggregators``: certificate LFDIs allowed to register and act for other EndDevices
+        (beside the scenario's ``server.aggregators``); ``site_lfdis``: the LFDI of each fleet site
+        name a program's ``sites`` may name (a name not in it assigns the program to nobody)."""
         self.scenario = scenario
+        self.aggregators = frozenset(aggregators) | frozenset(
+            int(lfdi, 16) for lfdi in scenario.server.aggregators
+        )
+        names = site_lfdis or {}
         self.quirks = scenario.quirks
         self._rendered: dict[msgspec.Struct, bytes] = {}
         self._rendered_with = self.quirks
@@ -121,10 +141,17 @@ class UtilityState(
                 description=spec.description,
                 default=control_base(spec.default) if spec.default else None,
                 default_grad_w=spec.set_grad_w,
+                end_devices=(
+                    frozenset(names[site] for site in spec.sites if site in names)
+                    if spec.sites
+                    else None
+                ),
             )
             self.programs.append(program)
             self._program_by_key[spec.id] = program
         self.devices: list[DeviceRecord] = []
+        self._devices_by_lfdi: dict[int, DeviceRecord] = {}
+        self._devices_of: dict[int, list[DeviceRecord]] = {}
         self.mirrors: list[MirrorRecord] = []
         self.responses: list[tuple[int, r.Response]] = []  # (server time, as posted)
         self.failures: list[_Failure] = []
@@ -239,7 +266,7 @@ class UtilityState(
                 return SimReply(405, reason=f"{method} not allowed on {path}")
             return SimReply(404, reason=f"no resource at {path}")
         if (method.upper(), match.path.rstrip("/") or "/") not in _OPEN_PATHS and (
-            peer is None or self.device_by_lfdi(peer) is None
+            not self.is_registered(peer)
         ):
             return SimReply(
                 403,
@@ -251,7 +278,7 @@ class UtilityState(
             device = self._device_param(match.params["e"])
             if device is None:
                 return SimReply(404, reason=f"no EndDevice {match.params['e']!r}")
-            if device.lfdi != peer:
+            if not self.acts_for(peer, device):
                 return SimReply(403, reason=f"EndDevice {device.id} belongs to another LFDI")
         try:
             return match.handler(self, ctx)
@@ -264,9 +291,9 @@ class UtilityState(
         """``pre_registered``: an installer registered the device out of band (§2.4) with the
         scenario's PIN; the server holds its EndDevice before the device first asks for anything.
         Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered)."""
-        if self.device_by_lfdi(lfdi) is not None:
+        if self.is_registered(lfdi) or lfdi in self.aggregators:
             return
-        self.devices.append(
+        self._add_device(
             DeviceRecord(
                 id=len(self.devices) + 1,
                 lfdi=lfdi,
