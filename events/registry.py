@@ -10,6 +10,7 @@ from events.base import Event, tag_of
 from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_status_events import DER_STATUS_EVENT_TYPES
+from events.fleet_events import FLEET_EVENT_TYPES
 from events.hardware_events import (
     HARDWARE_EVENT_TYPES,
     LimitsAppliedV1,
@@ -34,6 +35,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *DER_STATUS_EVENT_TYPES,
     *LINK_EVENT_TYPES,
     *PRICING_EVENT_TYPES,
+    *FLEET_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {
     **CONTROL_UPCASTERS,

@@ -62,6 +62,8 @@ from transport.sep2.versions import version_by_name
 
 __all__ = [
     "Action",
+    "FleetSettings",
+    "SiteFaultSpec",
     "BatteryFault",
     "BatterySettings",
     "CancelControl",
@@ -483,6 +485,31 @@ HostileName = Literal[
 HOSTILE_BEHAVIOURS: Final[tuple[HostileName, ...]] = get_args(HostileName)
 
 
+class SiteFaultSpec(_Strict, frozen=True, kw_only=True):
+    """A fault of one fleet site's device (``sep2gw.fleet_world``), on the device's clock:
+    ``driver_fails`` every driver call raises; ``driver_hangs`` every driver call never returns
+    (the hardware actor's deadlines cut it); ``gateway_fails`` the site's driver raises an error the
+    gateway does not expect on every telemetry read, so its actors fail until
+    its supervisor gives up and the fleet starts the site again after a back-off."""
+
+    site: str
+    kind: Literal["driver_fails", "driver_hangs", "gateway_fails"] = "driver_fails"
+    at_s: float = 0.0
+    duration_s: float = 60.0
+
+
+class FleetSettings(_Strict, frozen=True, kw_only=True):
+    """A fleet world (``sep2gw.fleet_world``, aggregator mode): ``sites`` how many sites run by
+    default (0: not a fleet scenario; ``sep2gw sim --sites N`` overrides), named ``site-000``,
+    ``site-001``, …; ``own_certificate`` the sites that talk on a device certificate of their own
+    instead of the aggregator's; ``faults`` per-site device faults. A program's ``sites`` names
+    the sites it is assigned to."""
+
+    sites: int = 0
+    own_certificate: list[str] = []
+    faults: list[SiteFaultSpec] = []
+
+
 class HostileWindow(_Strict, frozen=True, kw_only=True):
     """The server injects ``behaviour`` from ``at_s`` for ``duration_s`` (server seconds from the
     scenario start); outside every window it is the normal simulated utility."""
@@ -536,6 +563,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     expect: Expect | None = None
     #: Windows in which the server turns hostile (``sep2gw.simserver.hostile``).
     hostile: list[HostileWindow] = []
+    #: A fleet of sites under one aggregator certificate (``sep2gw.fleet_world``).
+    fleet: FleetSettings = FleetSettings()
 
     def duration_s(self) -> float:
         """Seconds from the scenario start to its last action or the end of its last control.
@@ -585,6 +614,8 @@ def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
 
 
 _LFDI = re.compile(r"[0-9A-Fa-f]{40}")
+#: Fleet worlds name their sites ``site-000``, ``site-001``, … (``sep2gw.fleet_world``).
+_SITE = re.compile(r"site-[0-9]{3,6}")
 
 
 def _check_hex(key: str, text: str | None, problems: list[str]) -> None:
@@ -760,6 +791,21 @@ def check_scenario(scenario: Scenario) -> list[str]:
         if not -86400 <= value <= 86400:
             problems.append(f"server.{key}: {value} s is more than a day")
     _check_battery(scenario.battery, problems)
+    fleet = scenario.fleet
+    if not 0 <= fleet.sites <= 100_000:
+        problems.append(f"fleet.sites: {fleet.sites} is not 0..100000")
+    for i, name in enumerate(fleet.own_certificate):
+        if not _SITE.fullmatch(name):
+            problems.append(f"fleet.own_certificate[{i}]: {name!r} is not a site name (site-NNN)")
+    for i, fault in enumerate(fleet.faults):
+        if not _SITE.fullmatch(fault.site):
+            problems.append(f"fleet.faults[{i}].site: {fault.site!r} is not a site name (site-NNN)")
+        if fault.duration_s <= 0 or fault.at_s < 0:
+            problems.append(f"fleet.faults[{i}]: at_s must be ≥ 0 and duration_s > 0")
+    for i, program in enumerate(scenario.programs):
+        for j, name in enumerate(program.sites):
+            if not _SITE.fullmatch(name):
+                problems.append(f"programs[{i}].sites[{j}]: {name!r} is not a site name (site-NNN)")
     problems.extend(scenario.quirks.problems())
     if not scenario.quirks.problems():
         _check_namespace(scenario, problems)

@@ -29,7 +29,7 @@ primacy = 10
 [[programs]]
 id = "only_b"
 primacy = 20
-sites = ["b"]
+sites = ["site-001"]
 
 [[actions]]
 at_s = 0
@@ -41,7 +41,7 @@ duration_s = 600
 modes = {{ opModExpLimW = 1500 }}
 """
 
-SITES = {"a": int(SITE_A, 16), "b": int(SITE_B, 16), "c": int(SITE_C, 16)}
+SITES = {"site-000": int(SITE_A, 16), "site-001": int(SITE_B, 16), "site-002": int(SITE_C, 16)}
 
 
 def fleet_state() -> UtilityState:
