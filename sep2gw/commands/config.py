@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sep2gw.config import Config, ConfigError, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, FAILED, OK
 from sep2gw.fleet_config import is_fleet_file, load_fleet_config, site_identities
@@ -92,7 +94,12 @@ def _check_fleet(args: argparse.Namespace) -> int:
     for i, identity in enumerate(identities):
         findings = check_site(fleet.site_config(i), now=time.time(), environ=os.environ)
         for finding in findings:
-            shared = finding.key.startswith(("tls.", "server.")) and not identity.own_certificate
+            own_key = identity.own_certificate and finding.key in ("tls.certificate", "tls.key")
+            shared = finding.key.startswith(("tls.", "server.")) and not own_key
+            if own_key:
+                finding = msgspec.structs.replace(
+                    finding, key=f"sites[{i}].{finding.key.removeprefix('tls.')}"
+                )
             text = str(finding) if shared else f"sites[{i}] ({identity.name}): {finding}"
             if finding.warning:
                 print(f"{args.path}: {text}", file=sys.stderr)
