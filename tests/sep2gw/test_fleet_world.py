@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from actors.site_restarts import SiteBackoff
@@ -17,7 +18,7 @@ from sep2gw.fleet_world import (
     check_fleet_expectations,
     run_fleet_world,
 )
-from sep2gw.simserver import Scenario
+from sep2gw.simserver import Scenario, SlowResponses
 from sep2gw.simserver.library import library
 
 
@@ -142,3 +143,33 @@ def test_same_seed_same_log_per_site(pki: Path) -> None:
 def test_a_fleet_world_needs_a_site(pki: Path) -> None:
     with pytest.raises(ValueError, match="at least one site"):
         run_fleet_world(scenario("fleet_shared_controls.toml"), seed=1, sites=0, site=pki)
+
+
+def test_a_site_whose_answers_are_slow_holds_no_other_site(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    first = run_fleet_world(s, seed=17, sites=3, site=pki, seconds=20)
+    slow_site = "site-002"
+    lfdi = int(first.sites[slow_site].lfdi, 16)
+    [device] = [d for d in first.server.state.devices if d.lfdi == lfdi]
+    # the same seed registers the same way; from +30 s every answer about site-002's EndDevice
+    # is held 25 s by the server
+    slowed = msgspec.structs.replace(
+        s,
+        actions=[
+            *s.actions,
+            SlowResponses(at_s=30, duration_s=240, delay_s=25, paths=[f"/edev/{device.id}/"]),
+        ],
+    )
+    result = run_fleet_world(slowed, seed=17, sites=3, site=pki)
+    assert result.server.state.device_by_lfdi(lfdi) is not None
+    assert result.server.state.device_by_lfdi(lfdi).id == device.id  # type: ignore[union-attr]
+    start = result.server.start
+    answered: dict[str, float] = {}
+    for q in result.server.responses_for(0xF1):
+        name = result.site_of(q)
+        if q.status == 201 and q.body is not None and q.body.status == 2 and name:  # type: ignore[attr-defined]
+            answered[name] = q.time - start
+    # F1 starts at +90 s: the healthy sites say so within the loop's seconds, the slow one later
+    assert answered["site-000"] <= 95 and answered["site-001"] <= 95, answered
+    assert answered[slow_site] > answered["site-000"], answered
+    assert check_fleet(result) == []
