@@ -173,3 +173,16 @@ def test_a_site_whose_answers_are_slow_holds_no_other_site(pki: Path) -> None:
     assert answered["site-000"] <= 95 and answered["site-001"] <= 95, answered
     assert answered[slow_site] > answered["site-000"], answered
     assert check_fleet(result) == []
+
+
+def test_an_unmet_expectation_names_the_site(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    assert s.expect is not None
+    # F2 is the retailer program's, assigned to site-001 alone: the others never answer it
+    demanding = msgspec.structs.replace(
+        s, expect=msgspec.structs.replace(s.expect, responses={"F2": [1, 2, 3]})
+    )
+    result = run_fleet_world(demanding, seed=7, sites=3, site=pki, seconds=330)
+    found = check_fleet_expectations(demanding, result)
+    assert sorted({name for name, _ in found}) == ["site-000", "site-002"]
+    assert all(v.invariant == "expect.responses" for _, v in found)

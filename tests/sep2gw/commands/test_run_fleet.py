@@ -137,3 +137,20 @@ def test_run_starts_one_gateway_per_site_each_with_its_own_log(folder: Path) -> 
     )
     assert north.aggregator_lfdi and south.aggregator_lfdi == ""
     assert north.lfdi != south.lfdi
+
+
+def test_sim_runs_a_library_scenario_as_a_fleet_and_writes_a_log_per_site(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = folder / "sim-site"
+    logs = folder / "sim-logs"
+    argv = ["sim", "event_lifecycle", "--sites", "2", "--quiet", "--site", str(site)]
+    assert main([*argv, "--log", str(logs)]) == 0
+    out = capsys.readouterr().out
+    assert "event_lifecycle seed 1: fleet of 2 sites, 0 violation(s)" in out
+    assert "1 DeviceCapability GET(s) at the start for 2 sites" in out
+    for name in ("site-000", "site-001"):
+        with SqliteEventStore(logs / f"{name}.sep2gw", CATALOGUE, readonly=True) as store:
+            assert store.verify().ok
+    assert main([*argv[:2], "--sites", "0", "--site", str(site)]) == 2
+    assert "--sites must be 1..100000" in capsys.readouterr().err
