@@ -1,7 +1,9 @@
 """Aggregator mode (issue 19 point 1): many sites (EndDevices) in one process.
 
     fleet = Fleet(load_fleet_config("fleet.toml"))     # or drivers={"site-a": driver, ...}
-    await fleet.run()
+    await fleet.run()                                   # until cancelled, or:
+    async with Fleet(config, drivers) as fleet:         # inside an asyncio (or trio) application
+        print(fleet.statuses())                         # each site's status (sep2gw.status)
 
 The unit stays the single-site :class:`~sep2gw.gateway.Gateway`: a fleet runs one per site in one
 task group (decision 0022a). What the sites share is what one aggregator has once — the TLS client
@@ -21,6 +23,7 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 import anyio
 import anyio.abc
@@ -38,6 +41,7 @@ from sep2gw.fleet_config import FleetConfig, SiteIdentity, site_identities
 from sep2gw.gateway import Connector, Gateway, GatewayOptions
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import profile_named
+from sep2gw.status import SiteStatus
 from transport.identity import lfdi_from_der
 from transport.pki import certificate_der, load_pem_chain
 from transport.tls import TlsMaterial, client_context
@@ -138,6 +142,7 @@ class Fleet:
             extra_ciphers=tuple(fleet.tls.extra_ciphers),
         )
         self._fleet_clock: Clock | None = None
+        self._group: anyio.abc.TaskGroup | None = None
         #: Identical GETs in flight at once go to the server once (discovery once).
         self.shared_gets = SharedGets()
         found = identities if identities is not None else site_identities(fleet)
@@ -187,6 +192,35 @@ class Fleet:
             for run in self.sites.values():
                 group.start_soon(self._keep, run, clock, name=f"site {run.identity.name}")
             task_status.started()
+
+    def statuses(self) -> dict[str, SiteStatus | None]:
+        """Each site's status as of its newest record (``sep2gw.status.SiteStatus``; None: not
+        started yet)."""
+        return {
+            name: None if run.gateway is None else run.gateway.status
+            for name, run in self.sites.items()
+        }
+
+    async def __aenter__(self) -> Fleet:
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        try:
+            await group.start(self.run)
+        except BaseException:
+            await group.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        return await self._group.__aexit__(exc_type, exc, tb)
 
     async def _keep(self, run: SiteRun, clock: Clock) -> None:
         name = run.identity.name

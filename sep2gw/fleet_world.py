@@ -57,6 +57,7 @@ from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer
 from sep2gw.simserver.scenario import SiteFaultSpec
 from sep2gw.simserver.server import RecordedRequest
+from sep2gw.status import SiteStatus
 from sep2gw.trio_determinism import deterministic_trio
 from sep2gw.world import DEFAULT_EPOCH, WorldResult, _Disk, default_duration_s
 from statemachines.controls import CONTROLS_PROJECTION, ControlsState
@@ -101,6 +102,8 @@ class SiteOutcome:
     starts: int = 0
     #: The controls actor's state at the end, msgspec JSON (empty: the site was down then).
     live_controls: bytes = b""
+    #: The site's status at the end (``Fleet.statuses``; None: the world stopped first).
+    status: SiteStatus | None = None
 
     def log_bytes(self) -> bytes:
         """The site's whole log as stored: what "byte-identical" compares."""
@@ -366,6 +369,7 @@ async def _run(
 
     finished = False
     stops: dict[str, list[str]] = {}
+    statuses: dict[str, SiteStatus | None] = {}
     async with trio.open_nursery() as nursery:
         for name, watcher in monitors.items():
             watcher.attach(
@@ -391,14 +395,16 @@ async def _run(
                 on_site_down=site_down,
             ),
         )
-        await nursery.start(fleet.run)
-        await device.sleep_until(epoch + seconds)
-        for watcher in monitors.values():
-            watcher.finish(device.now())
-        finished = True
+        async with fleet:
+            await device.sleep_until(epoch + seconds)
+            statuses = fleet.statuses()
+            for watcher in monitors.values():
+                watcher.finish(device.now())
+            finished = True
         nursery.cancel_scope.cancel()
     for name, run in fleet.sites.items():
         outcome = outcomes[name]
+        outcome.status = statuses.get(name)
         outcome.starts = run.starts
         stops[name] = list(run.stops or [])
         gateway = run.gateway

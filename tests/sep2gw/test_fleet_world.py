@@ -48,6 +48,9 @@ def test_a_shared_control_is_applied_and_answered_by_every_end_device(pki: Path)
         "site-002": [],
         "site-003": [],
     }
+    for outcome in result.sites.values():  # Fleet.statuses(): each site's own status fold
+        assert outcome.status is not None and outcome.status.registration == "registered"
+        assert outcome.status.limits.export_limit_w == 5000  # the network default again
     devices = result.server.state.devices
     assert len(devices) == 4
     assert {d.registered_by for d in devices} == {int(result.aggregator_lfdi, 16)}
