@@ -119,6 +119,7 @@ class UtilityState(
             int(lfdi, 16) for lfdi in scenario.server.aggregators
         )
         names = site_lfdis or {}
+        self._site_lfdis = dict(names)
         self.quirks = scenario.quirks
         self._rendered: dict[msgspec.Struct, bytes] = {}
         self._rendered_with = self.quirks
@@ -290,9 +291,19 @@ class UtilityState(
     def _pre_register(self, lfdi: int, now: float) -> None:
         """``pre_registered``: an installer registered the device out of band (§2.4) with the
         scenario's PIN; the server holds its EndDevice before the device first asks for anything.
-        Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered)."""
-        if self.is_registered(lfdi) or lfdi in self.aggregators:
+        Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered).
+        An aggregator's sites (``site_lfdis``) were registered for it the same way, in name order,
+        when it first asks."""
+        if lfdi in self.aggregators:
+            if lfdi not in self._devices_of:
+                for site in sorted(self._site_lfdis):
+                    if self.device_by_lfdi(self._site_lfdis[site]) is None:
+                        self._add_out_of_band(self._site_lfdis[site], registered_by=lfdi)
             return
+        if not self.is_registered(lfdi):
+            self._add_out_of_band(lfdi, registered_by=None)
+
+    def _add_out_of_band(self, lfdi: int, *, registered_by: int | None) -> None:
         self._add_device(
             DeviceRecord(
                 id=len(self.devices) + 1,
@@ -303,6 +314,7 @@ class UtilityState(
                 registered_at=self.start,
                 pin=self.pin,
                 in_band=False,
+                registered_by=registered_by,
             )
         )
 

@@ -189,3 +189,18 @@ def test_an_unmet_expectation_names_the_site(pki: Path) -> None:
     found = check_fleet_expectations(demanding, result)
     assert sorted({name for name, _ in found}) == ["site-000", "site-002"]
     assert all(v.invariant == "expect.responses" for _, v in found)
+
+
+def test_sites_registered_out_of_band_are_found_in_the_list_without_a_post(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    out_of_band = msgspec.structs.replace(
+        s, server=msgspec.structs.replace(s.server, pre_registered=True)
+    )
+    result = run_fleet_world(out_of_band, seed=9, sites=3, site=pki, seconds=150)
+    assert check_fleet(result) == []
+    assert result.server.posts_to("/edev") == []
+    assert all(not d.in_band for d in result.server.state.devices)
+    assert all(
+        o.status is not None and o.status.registration == "registered"
+        for o in result.sites.values()
+    )

@@ -225,3 +225,15 @@ def test_a_scenario_names_aggregators_as_lfdis() -> None:
     assert refused.value.problems == [
         "server.aggregators[0]: 'A6A6' is not an LFDI (40 hex digits)"
     ]
+
+
+def test_an_installer_registered_the_aggregators_sites_out_of_band() -> None:
+    scenario = parse_scenario(FLEET.replace("[server]\n", "[server]\npre_registered = true\n"))
+    state = UtilityState(scenario, start=START, site_lfdis=SITES)
+    listed = decode(get(state, "/edev", AGGREGATOR).body, r.EndDeviceList)
+    assert [int(d.lFDI or 0) for d in listed.EndDevice] == list(SITES.values())
+    assert all(not d.in_band for d in state.devices)
+    assert {d.registered_by for d in state.devices} == {int(AGGREGATOR, 16)}
+    # a device certificate that asks is pre-registered on its own, as before
+    assert get(state, "/edev", STRANGER).status == 200
+    assert len(state.devices) == 4 and state.devices[3].registered_by is None
