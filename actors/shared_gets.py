@@ -21,6 +21,7 @@ import copy
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 import anyio
 
@@ -28,7 +29,7 @@ from actors.https import HttpsClient
 from transport.errors import LinkError, LinkTimeout
 from transport.http.messages import Headers, Response
 
-__all__ = ["CoalescingClient", "SharedGets", "SharedGetsStatistics"]
+__all__ = ["CoalescingClient", "SharedDecodes", "SharedGets", "SharedGetsStatistics"]
 
 #: (certificate identity, target, Accept): answers are only shared between equal requests made
 #: with the same client certificate (the server answers per certificate).
@@ -46,18 +47,49 @@ class _Flight:
 class SharedGetsStatistics:
     sent: int  # GETs that went to the server through the table
     joined: int  # GETs answered by a request another site had in flight
+    decoded: int = 0  # documents a site took decoded from another site instead of parsing
 
 
-class SharedGets:
-    """The single-flight table shared by the HTTPS clients of a fleet's sites (one per process)."""
+#: Decoded documents a fleet keeps for its sites to share (the oldest forgotten first). Each entry
+#: is a document some site holds anyway; the table only lets the others hold the same object.
+SHARED_DECODED: Final = 1024
+
+
+class SharedDecodes:
+    """Documents decoded once for every site of a fleet: keyed by the resource type and the exact
+    bytes (equal bytes decode to equal frozen resources, so sharing one object is safe). Without
+    it, every site decoded and held its own copy of each shared document — at 1,000 sites each held
+    every page of the aggregator's EndDeviceList: memory that grew with the square of the fleet."""
+
+    def __init__(self, capacity: int = SHARED_DECODED) -> None:
+        self._capacity = capacity
+        self._decoded: dict[tuple[type[Any], bytes], Any] = {}
+        self.hits = 0
+
+    def decoded(self, cls: type[Any], body: bytes) -> Any | None:
+        resource = self._decoded.get((cls, body))
+        if resource is not None:
+            self.hits += 1
+        return resource
+
+    def remember(self, cls: type[Any], body: bytes, resource: Any) -> None:
+        if len(self._decoded) >= self._capacity:
+            del self._decoded[next(iter(self._decoded))]  # the oldest
+        self._decoded[(cls, bytes(body))] = resource
+
+
+class SharedGets(SharedDecodes):
+    """The single-flight table shared by the HTTPS clients of a fleet's sites (one per process),
+    and the documents they decoded (:class:`SharedDecodes`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._flights: dict[_Key, _Flight] = {}
         self._sent = 0
         self._joined = 0
 
     def statistics(self) -> SharedGetsStatistics:
-        return SharedGetsStatistics(sent=self._sent, joined=self._joined)
+        return SharedGetsStatistics(sent=self._sent, joined=self._joined, decoded=self.hits)
 
     async def get(
         self, key: _Key, fetch: Callable[[], Awaitable[Response]], *, timeout_s: float

@@ -228,6 +228,7 @@ class _Unit:
             versions=allowed_versions(profile, config.server.csipaus_versions),
             log=log,
             rng=g.rng.fork("link"),
+            shared=g.options.shared_gets,
         )
         controls = ControlsActor(
             config=CoreConfig(

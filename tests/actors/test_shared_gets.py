@@ -115,3 +115,21 @@ async def test_a_waiter_gives_up_at_its_own_deadline(autojump_clock: trio.abc.Cl
         with pytest.raises(LinkTimeout, match="within 5 s"):
             await shared.get(KEY, origin.fetch, timeout_s=5)
     assert origin.calls == 1
+
+
+def test_sites_share_one_decoded_document_for_the_same_bytes() -> None:
+    from actors.shared_gets import SharedDecodes
+    from transport.sep2 import decode
+    from transport.sep2 import resources as r
+
+    shared = SharedDecodes(capacity=2)
+    body = b'<Time xmlns="urn:ieee:std:2030.5:ns" href="/tm"><currentTime>1</currentTime><dstEndTime>0</dstEndTime><dstOffset>0</dstOffset><dstStartTime>0</dstStartTime><quality>7</quality><tzOffset>0</tzOffset></Time>'
+    assert shared.decoded(r.Time, body) is None
+    resource = decode(body, r.Time)
+    shared.remember(r.Time, body, resource)
+    assert shared.decoded(r.Time, bytes(bytearray(body))) is resource  # equal bytes, one object
+    assert shared.decoded(r.DeviceCapability, body) is None  # another type is another document
+    shared.remember(r.Time, b"<a/>", resource)
+    shared.remember(r.Time, b"<b/>", resource)
+    assert shared.decoded(r.Time, body) is None  # bounded: the oldest went first
+    assert shared.hits == 1
