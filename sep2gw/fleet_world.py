@@ -289,6 +289,7 @@ async def _run(
     hardware: HardwareConfig | None,
     site_backoff: SiteBackoff | None,
     restart: RestartPolicy | None,
+    keep_requests: bool,
 ) -> FleetWorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)
@@ -321,6 +322,7 @@ async def _run(
         on_action=on_action if monitor else None,
         aggregators=(int(aggregator_lfdi, 16),),
         site_lfdis={i.name: int(i.lfdi, 16) for i in identities},
+        keep_requests=keep_requests,
     )
     battery_params = BatteryParams(**scenario.battery.overrides())
     faults: dict[str, list[SiteFaultSpec]] = {}
@@ -460,6 +462,7 @@ def run_fleet_world(
     hardware: HardwareConfig | None = None,
     site_backoff: SiteBackoff | None = None,
     restart: RestartPolicy | None = None,
+    keep_requests: bool = True,
 ) -> FleetWorldResult:
     """Run ``scenario`` as a fleet of ``sites`` sites (default: the scenario's ``[fleet] sites``,
     else 3) for ``seconds`` (default: ``sep2gw.world.default_duration_s``) in a fresh trio loop on
@@ -467,7 +470,9 @@ def run_fleet_world(
     uses; the aggregator certificate is its device certificate) and of own-certificate sites'
     PKIs (``pki-own/<name>/``, made on first use). ``monitor``: a per-site invariant monitor
     (``False`` for benchmarks). ``battery``: :data:`FleetBattery`. ``site_backoff``/``restart``:
-    the fleet's per-site restart back-off and each gateway's supervisor policy."""
+    the fleet's per-site restart back-off and each gateway's supervisor policy.
+    ``keep_requests=False``: the server keeps no record of requests (``result.server.requests``
+    empty; the monitors still see each), for long runs of many sites (``benchmarks``)."""
     if battery not in ("direct", "registers"):
         raise ValueError(f"battery: {battery!r} is not 'direct' or 'registers'")
     count = fleet_size(scenario, sites)
@@ -488,6 +493,7 @@ def run_fleet_world(
             hardware,
             site_backoff,
             restart,
+            keep_requests,
             clock=trio.testing.MockClock(autojump_threshold=0),
         )
     return result

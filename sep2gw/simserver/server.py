@@ -172,13 +172,16 @@ class SimUtilityServer:
         validate: bool = True,
         aggregators: Iterable[int] = (),
         site_lfdis: Mapping[str, int] | None = None,
+        keep_requests: bool = True,
     ) -> None:
         """``on_request`` / ``on_action`` are called (synchronously, never awaited) with each
         recorded request and each applied action, e.g. to print a live timeline. ``validate``:
         check every request body against the schemas (when they are installed; if not,
         :attr:`validation_off` says why, for the caller to print once). ``aggregators`` and
         ``site_lfdis``: see :class:`UtilityState` (a fleet world's aggregator certificate and its
-        sites' LFDIs)."""
+        sites' LFDIs). ``keep_requests=False``: :attr:`requests` stays empty (``on_request`` still
+        sees each one), for long fleet benchmarks whose record would outgrow what they measure."""
+        self._keep_requests = keep_requests
         self.scenario = scenario
         self.clock = clock
         if start is None:
@@ -383,7 +386,8 @@ class SimUtilityServer:
             alpn=peer.alpn,
             schema_error=schema_error,
         )
-        self.requests.append(record)
+        if self._keep_requests:
+            self.requests.append(record)
         if self._on_request is not None:
             self._on_request(record)
         self._notify()

@@ -204,3 +204,12 @@ def test_sites_registered_out_of_band_are_found_in_the_list_without_a_post(pki: 
         o.status is not None and o.status.registration == "registered"
         for o in result.sites.values()
     )
+
+
+def test_a_long_benchmark_world_may_keep_no_request_record(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    result = run_fleet_world(
+        s, seed=2, sites=2, site=pki, seconds=230, monitor=False, keep_requests=False
+    )
+    assert result.server.requests == []
+    assert responses(result, 0xF1) == {"site-000": [1, 2, 3], "site-001": [1, 2, 3]}
