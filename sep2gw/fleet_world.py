@@ -499,7 +499,7 @@ def run_fleet_world(
     return result
 
 
-def site_world(scenario: Scenario, result: FleetWorldResult, name: str) -> WorldResult:
+def site_world(result: FleetWorldResult, name: str) -> WorldResult:
     """One site of a fleet world as a single-site :class:`~sep2gw.world.WorldResult`: its log,
     battery and monitor, and the server as that site saw it (its own requests and the shared
     ones; other sites' Responses, mirrors and EndDevice resources left out), so the single-site
@@ -531,9 +531,7 @@ def check_fleet_expectations(
     found: list[tuple[str, Violation]] = []
     for name in result.sites:
         if name not in result.faulty:
-            found += [
-                (name, v) for v in check_expectations(scenario, site_world(scenario, result, name))
-            ]
+            found += [(name, v) for v in check_expectations(scenario, site_world(result, name))]
     return found
 
 
