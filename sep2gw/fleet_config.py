@@ -148,6 +148,10 @@ class SiteEntry(_Section, frozen=True, kw_only=True):
         ),
     ] = None
     key: Annotated[str | None, _key("the private key of `certificate`", kind="path")] = None
+    key_password_env: Annotated[
+        str | None,
+        _key("the environment variable holding `key`'s password (as `tls.key_password_env`)"),
+    ] = None
     device_category: Annotated[
         int, _key("DeviceCategoryType bitmap of the EndDevice (as `site.device_category`)")
     ] = 1 << 25
@@ -183,7 +187,7 @@ class FleetConfig(_Section, frozen=True, kw_only=True):
                     self.tls,
                     certificate=site.certificate or "",
                     key=site.key or "",
-                    key_password_env=None,
+                    key_password_env=site.key_password_env,
                 )
                 if own
                 else self.tls
