@@ -271,6 +271,11 @@ def _fleet_problems(fleet: FleetConfig, *, check_files: bool) -> list[str]:
         names.setdefault(site.name, i)
         if (site.certificate is None) != (site.key is None):
             problems.append(f"{key}: `certificate` and `key` go together (a site's own identity)")
+        if site.key_password_env is not None and site.key is None:
+            problems.append(
+                f"{key}.key_password_env: only for a site's own `key` (the aggregator's is "
+                "tls.key_password_env)"
+            )
         if site.lfdi is not None:
             if not _LFDI.fullmatch(site.lfdi):
                 problems.append(f"{key}.lfdi: {site.lfdi!r} is not an LFDI (40 hex digits)")

@@ -119,6 +119,7 @@ def test_errors_name_the_site_and_the_key(folder: Path) -> None:
         + site("Bad Name")
         + site("c", 'lfdi = "12"\nnmi = "x"\npin = 123456')
         + site("d", 'certificate = "own/device.pem"')
+        + site("e", 'key_password_env = "KEY_PASSWORD"')
     )
     with pytest.raises(ConfigError) as refused:
         parse(folder, bad)
@@ -131,6 +132,7 @@ def test_errors_name_the_site_and_the_key(folder: Path) -> None:
         for p in problems
     )
     assert "sites[3]: `certificate` and `key` go together (a site's own identity)" in problems
+    assert any(p.startswith("sites[4].key_password_env: only for a site's own") for p in problems)
 
 
 def test_shared_problems_are_named_once(folder: Path) -> None:
