@@ -213,3 +213,22 @@ def test_a_long_benchmark_world_may_keep_no_request_record(pki: Path) -> None:
     )
     assert result.server.requests == []
     assert responses(result, 0xF1) == {"site-000": [1, 2, 3], "site-001": [1, 2, 3]}
+
+
+def test_each_end_device_answers_to_the_reply_to_it_was_given(pki: Path) -> None:
+    # envoy paths: programs under /edev/{id}/derp, each EndDevice's replyTo its own
+    s = scenario("fleet_shared_controls.toml")
+    envoy = msgspec.structs.replace(
+        s,
+        quirks=msgspec.structs.replace(s.quirks, path_style="envoy", one_item_default_paging=True),
+    )
+    result = run_fleet_world(envoy, seed=4, sites=3, site=pki)
+    assert_clean(result, envoy)
+    state = result.server.state
+    for q in result.server.requests:
+        if q.method == "POST" and "/rsps/" in q.path:
+            name = result.site_of(q)
+            assert name is not None
+            device = state.device_by_lfdi(int(result.sites[name].lfdi, 16))
+            assert device is not None and q.path.startswith(f"/edev/{device.id}/rsps/"), q.path
+    assert responses(result, 0xF1) == {name: [1, 2, 3] for name in result.sites}
