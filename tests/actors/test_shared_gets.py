@@ -7,7 +7,7 @@ import functools
 
 import pytest
 import trio
-import trio.lowlevel
+import trio.testing
 
 from actors.shared_gets import SharedGets
 from transport.errors import LinkTimeout
@@ -111,7 +111,7 @@ async def test_a_waiter_gives_up_at_its_own_deadline(autojump_clock: trio.abc.Cl
     shared, origin = SharedGets(), Origin(delay_s=100)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(shared.get, KEY, origin.fetch, timeout_s=200))
-        await trio.lowlevel.checkpoint()
+        await trio.testing.wait_all_tasks_blocked()  # the leader's GET is in flight
         with pytest.raises(LinkTimeout, match="within 5 s"):
             await shared.get(KEY, origin.fetch, timeout_s=5)
     assert origin.calls == 1
