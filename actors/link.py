@@ -32,6 +32,7 @@ from actors.https import HttpsClient
 from actors.log_writer import LogWriter
 from actors.messages import LinkState
 from actors.rng import RandomSource
+from actors.shared_gets import SharedDecodes
 from events.base import Event
 from events.envelope import Append
 from events.link_events import (
@@ -154,6 +155,7 @@ class Link:
         backoff: BackoffPolicy | None = None,
         log: LogWriter | None = None,
         rng: RandomSource | None = None,
+        shared: SharedDecodes | None = None,
     ) -> None:
         """``reachability``: where each change of reachability goes, as a :class:`LinkState` message
         (offline with the typed failure that made it so); ``versions``: the CSIP-AUS versions the
@@ -161,7 +163,10 @@ class Link:
         empty: plain 2018, no CSIP-AUS elements); ``backoff``: the hold after failures in a row
         (default: the registration walk's); ``log``: where each hold and version is recorded
         (``link.backoff.v1``, ``link.csipaus_version.v1``); ``rng``: the jitter's source
-        (``None``: no jitter)."""
+        (``None``: no jitter); ``shared``: the decoded documents the sites of a fleet share
+        (``actors.shared_gets``): a body another site decoded is not parsed again, and every
+        site holds the same resource object instead of a copy."""
+        self._shared = shared
         self._client = client
         self._clock = clock
         self._reachability = reachability
@@ -503,7 +508,8 @@ class Link:
             return resource
         await self._observe_namespaces(path, body)
         try:
-            resource = decode(body, cls)
+            shared = None if self._shared is None else self._shared.decoded(cls, body)
+            resource = decode(body, cls) if shared is None else shared
         except Sep2CodecError as exc:
             self._failures += 1
             self._decoded.pop(path, None)
@@ -513,6 +519,8 @@ class Link:
         if path not in self._decoded and len(self._decoded) >= DECODED_CACHE:
             del self._decoded[next(iter(self._decoded))]  # the oldest
         self._decoded[path] = (cls, bytes(body), resource)
+        if self._shared is not None and shared is None:
+            self._shared.remember(cls, body, resource)
         self._held.pop(_resource(path), None)
         return resource
 

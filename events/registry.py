@@ -11,6 +11,7 @@ from events.catalogue import Catalogue, Upcaster
 from events.control_events import CONTROL_EVENT_TYPES, CONTROL_UPCASTERS
 from events.der_events import DER_EVENT_TYPES
 from events.der_status_events import DER_STATUS_EVENT_TYPES
+from events.fleet_events import FLEET_EVENT_TYPES
 from events.hardware_events import (
     HARDWARE_EVENT_TYPES,
     LimitsAppliedV1,
@@ -38,6 +39,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     *PRICING_EVENT_TYPES,
     *SUBSCRIPTION_EVENT_TYPES,
     *DER_EVENT_TYPES,
+    *FLEET_EVENT_TYPES,
 )
 UPCASTERS: dict[type[Event], Upcaster] = {
     **CONTROL_UPCASTERS,

@@ -15,6 +15,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from sep2gw.config import Config
+from sep2gw.fleet_config import FleetConfig
 
 __all__ = ["MINIMAL_FILE", "render"]
 
@@ -163,6 +164,41 @@ def _section(field: mi.Field) -> list[str]:
     return [*lines, ""]
 
 
+_FLEET_PREAMBLE = """\
+# Fleet files (aggregator mode)
+
+A file with `[[sites]]` entries describes a fleet: one process runs one gateway per site under the
+aggregator certificate (`sep2gw run --config fleet.toml`, `sep2gw check-config fleet.toml`).
+`[server]`, `[tls]` (the aggregator certificate), `[rates]` and `[logging]` are the sections above,
+shared by every site; the sections below are the fleet's own. Each site's LFDI is its own
+certificate's, else its `lfdi`, else derived from the aggregator certificate's LFDI and the site's
+name with the profile's PEN convention (stable and unique per site; decision 0022a); its log is
+`<log.dir>/<name>.sep2gw`. Problems name the site: `sites[3].lfdi: ...`.
+"""
+
+
+def _fleet_sections() -> list[str]:
+    info = mi.type_info(FleetConfig)
+    assert isinstance(info, mi.StructType)
+    lines = [_FLEET_PREAMBLE]
+    for field in info.fields:
+        if field.name not in ("fleet", "log", "sites"):
+            continue
+        if field.name != "sites":
+            lines += [line.replace("## `[", "## fleet `[", 1) for line in _section(field)]
+            continue
+        t, _, title = _unwrap(field.type)
+        assert isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType)
+        item = mi.Field(
+            name="sites",
+            encode_name="[sites]",
+            type=mi.Metadata(type=t.item_type, extra_json_schema={"description": title}),
+            required=True,
+        )
+        lines += _section(item)
+    return lines
+
+
 def render() -> str:
     """The whole page, as docs/configuration.md must hold it."""
     info = mi.type_info(Config)
@@ -173,4 +209,5 @@ def render() -> str:
         if extra.get("internal"):
             continue
         lines += _section(field)
+    lines += _fleet_sections()
     return "\n".join(lines).rstrip("\n") + "\n"

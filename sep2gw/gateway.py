@@ -56,6 +56,7 @@ from actors.pricing import PricingActor
 from actors.registration import Identity, MirrorTargets, RegistrationActor, WalkSettings
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
+from actors.shared_gets import CoalescingClient, SharedGets
 from actors.subscriptions import PollPrompts, SubscriptionActor, SubscriptionTargets
 from actors.supervisor import ActorSpec, RestartPolicy, Supervisor, SupervisorGaveUp
 from events.base import Event, tag_of
@@ -114,6 +115,14 @@ class GatewayOptions:
     clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
     replaced.
+
+    What a fleet (``sep2gw.fleet``, aggregator mode) hands each of its sites: ``lfdi``, the site's
+    EndDevice LFDI when it is not the certificate's (a site on the aggregator certificate; its SFDI
+    follows from it); ``tls_context``, the client context shared by the sites on one certificate
+    (instead of one loaded from ``[tls]`` per site); ``shared_gets``, the fleet's single-flight
+    table for identical GETs (``actors.shared_gets``); ``start_records``, (stream, record) pairs
+    appended right after ``runtime.gateway_started.v1`` at each start (the site's
+    ``fleet.site_identity.v1``).
     """
 
     def __init__(
@@ -127,7 +136,15 @@ class GatewayOptions:
         restart: RestartPolicy | None = None,
         log_in_thread: bool = True,
         on_alarm: Callable[[str], None] | None = None,
+        lfdi: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        shared_gets: SharedGets | None = None,
+        start_records: Sequence[tuple[str, Event]] = (),
     ) -> None:
+        self.lfdi = lfdi
+        self.tls_context = tls_context
+        self.shared_gets = shared_gets
+        self.start_records = tuple(start_records)
         self.wall_at_start = wall_at_start
         self.seed = seed
         self.store = store
@@ -242,12 +259,24 @@ class _Unit:
         to_mirror, summaries = anyio.create_memory_object_stream[list[IntervalSummary]](16)
         reachable = to_controls.clone()  # link → controls: LinkState on each change
         url = urlsplit(config.server.url)
-        client = HttpsClient(
-            url.hostname or "",
-            url.port or 443,
-            g.tls_context,
-            request_timeout_s=config.server.request_timeout_s,
-            connector=g.options.http_connector,
+        client = (
+            HttpsClient(
+                url.hostname or "",
+                url.port or 443,
+                g.tls_context,
+                request_timeout_s=config.server.request_timeout_s,
+                connector=g.options.http_connector,
+            )
+            if g.options.shared_gets is None
+            else CoalescingClient(
+                url.hostname or "",
+                url.port or 443,
+                g.tls_context,
+                shared=g.options.shared_gets,
+                identity=g.certificate_lfdi,
+                request_timeout_s=config.server.request_timeout_s,
+                connector=g.options.http_connector,
+            )
         )
         link = Link(
             client,
@@ -256,6 +285,7 @@ class _Unit:
             versions=allowed_versions(profile, config.server.csipaus_versions),
             log=log,
             rng=g.rng.fork("link"),
+            shared=g.options.shared_gets,
         )
         controls = ControlsActor(
             config=CoreConfig(
@@ -495,11 +525,14 @@ class Gateway:
         chain = load_pem_chain(
             config.path(config.tls.certificate).read_bytes(), source=config.tls.certificate
         )
-        self.lfdi = lfdi_from_der(certificate_der(chain[0]), self.profile.identity)
+        #: The LFDI of the certificate the gateway talks on (an aggregator's, in a fleet).
+        self.certificate_lfdi = lfdi_from_der(certificate_der(chain[0]), self.profile.identity)
+        #: The site's EndDevice identity: the certificate's, or the one a fleet gives the site.
+        self.lfdi = self.options.lfdi or self.certificate_lfdi
         self.sfdi = sfdi_from_lfdi(self.lfdi)
         # A configured variable that is unset or empty is refused (PreflightFailed), never prompted.
         password = load_key_password(config, os.environ)
-        self.tls_context: ssl.SSLContext = client_context(
+        self.tls_context: ssl.SSLContext = self.options.tls_context or client_context(
             TlsMaterial(
                 str(config.path(config.tls.certificate)),
                 str(config.path(config.tls.key)),
@@ -641,6 +674,8 @@ class Gateway:
         self._append(
             GatewayStarted(software_version=__version__, rng_seed=self.rng.seed, clock_synced=False)
         )
+        for stream, record in self.options.start_records:
+            self._append(record, stream=stream)
         supervisor = Supervisor(
             [ActorSpec(name="gateway", factory=lambda: _Unit(self), policy=self.options.restart)],
             clock=self.clock,
@@ -673,6 +708,12 @@ class Gateway:
         except* SupervisorGaveUp as gave_up:
             # The log's last word says why the gateway stopped, not "stopped" as for a Ctrl-C.
             reason = f"gave up: {_first_leaf(gave_up)}"
+            raise
+        except* Exception as failed:
+            # An actor that failed while starting (before the supervisor restarts anything):
+            # the gateway did not stop by request either.
+            leaf = _first_leaf(failed)
+            reason = f"failed: {type(leaf).__name__}: {leaf}"
             raise
         finally:
             self._append(GatewayStopped(reason=reason))  # synchronous: survives cancellation
@@ -732,7 +773,7 @@ class Gateway:
                 [f"cannot serve on {endpoint.host}:{endpoint.port}: {exc.strerror or exc}"],
             ) from None
 
-    def _append(self, event: GatewayStarted | GatewayStopped | ActorFailed) -> None:
+    def _append(self, event: Event, *, stream: str = RUNTIME_STREAM) -> None:
         """Record the process's own story. A full log does not stop the gateway (issue 16 point
         5): the record is not written and the alarm line says so."""
         reading = self.clock.read()
@@ -740,7 +781,7 @@ class Gateway:
             records = self.store.append(
                 [
                     Append(
-                        stream=RUNTIME_STREAM,
+                        stream=stream,
                         events=(event,),
                         server_time=reading.server_time,
                         monotonic=reading.monotonic,

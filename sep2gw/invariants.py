@@ -48,7 +48,8 @@ The invariants, precisely:
     (these on the server's clock, which re-enters them after a step back),
     a ``set_poll_rate``, ``remove_program``, ``restore_program`` or ``set_pin`` action, a
     Notification delivered to the gateway (it may re-read the resource at once), a gateway
-    crash (down until it restarts), a ``CommsRestored`` the gateway logged (the protocol's
+    crash (down until it restarts), an ``ActorFailed`` it logged (its actors rebuilt after the
+    back-off: a restart), a ``CommsRestored`` the gateway logged (the protocol's
     recovery re-poll), a changed rate the gateway was shown (it applies from the next cycle) — so
     the recovery poll after a disturbance is never judged, the one after
     it is. A poll still outstanding is excused only until ``recovery_s(rate)`` after the
@@ -117,6 +118,7 @@ from events.der_model import ControlSettings, Mode, ResponseStatus
 from events.envelope import Recorded
 from events.hardware_events import LimitsApplied, RampStarted, TelemetrySampled
 from events.registration_events import RegistrationHalted
+from events.runtime_events import ActorFailed
 from sep2gw.forensics.compliance import COMPLIANCE_MODES
 from sep2gw.simserver import (
     BatteryFault,
@@ -312,6 +314,12 @@ class Monitor:
         self._soc_pct: float | None = None  # the state of charge the gateway last sampled
 
     # ------------------------------------------------------------------------------- wiring
+    def add_device_fault(self, at_s: float, duration_s: float) -> None:
+        """A window (offsets from the scenario start) in which this site's device is faulty
+        without a world action saying so (a fleet site's own fault, ``sep2gw.fleet_world``): the
+        site is not judged within the limits then, as in a ``battery_fault`` window."""
+        self._device_faults.append((at_s, at_s + duration_s))
+
     def attach(
         self, *, server: SimUtilityServer, battery: SimBattery, stop: Callable[[], None]
     ) -> None:
@@ -406,6 +414,11 @@ class Monitor:
                 self._acked.add((int(event.mrid, 16), event.status))
             elif isinstance(event, CommsRestored):
                 self._disturb(self._server_now(), self._server_now())
+            elif isinstance(event, ActorFailed):
+                # The supervisor rebuilds the gateway's actors after ``restart_in_s``: a restart
+                # (its walk reads everything afresh), as a crash is.
+                now = self._server_now()
+                self._disturb(now, now + event.restart_in_s)
             elif isinstance(event, RegistrationHalted):
                 self._halted = True
             if type(event).__module__ == "events.control_events":

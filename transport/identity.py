@@ -19,6 +19,7 @@ __all__ = [
     "IdentityProfile",
     "LfdiCase",
     "check_digit",
+    "site_lfdi",
     "lfdi_from_der",
     "make_mrid",
     "mrid_pen",
@@ -138,6 +139,20 @@ def make_mrid(body: int, pen: int, profile: IdentityProfile = CORE_2030_5) -> st
             raise IdentityError(f"PEN {pen} does not fit in 32 bits ({profile.name})")
         suffix = f"{pen:08X}"
     return f"{body:024X}{suffix}"
+
+
+def site_lfdi(
+    aggregator_lfdi: str, site: str, pen: int, profile: IdentityProfile = CORE_2030_5
+) -> str:
+    """The LFDI of a site an aggregator certificate runs without a device certificate of its own
+    (decision 0022a): the SHA-256 of the aggregator's LFDI (upper case) and the site's name,
+    left-most 128 bits, then the PEN in the last 32 bits as the profile writes it in an mRID
+    (IEEE 2030.5 §6.3.6; CSIP-AUS 8 decimal digits, core/CSIP binary). Stable for a name, unique
+    per site and per aggregator; its SFDI (§6.3.3) comes from the hashed part."""
+    digest = hashlib.sha256(f"{_check_lfdi(aggregator_lfdi).upper()}\0{site}".encode()).digest()
+    # 32 bits, then an mRID's 96-bit body and PEN: the digest's first 128 bits in order, 160 in all
+    lfdi = f"{int.from_bytes(digest[:4]):08X}{make_mrid(int.from_bytes(digest[4:16]), pen, profile)}"
+    return lfdi.upper() if profile.lfdi_case is LfdiCase.UPPER else lfdi.lower()
 
 
 def mrid_pen(mrid: str, profile: IdentityProfile = CORE_2030_5) -> int:

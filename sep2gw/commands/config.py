@@ -20,8 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sep2gw.config import BatteryConfig, Config, ConfigError, der_keys, load_config
 from sep2gw.exits import BAD_INPUT, CHECK_FAILED, FAILED, OK
+from sep2gw.fleet_config import is_fleet_file, load_fleet_config, site_identities
 from sep2gw.preflight import check_site, errors_of
 
 __all__ = ["register"]
@@ -41,6 +44,12 @@ def register(commands: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    try:
+        fleet_file = is_fleet_file(args.path.read_bytes())
+    except OSError:
+        fleet_file = False  # load_config names the unreadable file
+    if fleet_file:
+        return _check_fleet(args)
     try:
         config = load_config(args.path)
     except ConfigError as exc:
@@ -64,6 +73,46 @@ def _check(args: argparse.Namespace) -> int:
     print(f"  log      {config.path(config.log.path)}")
     if args.online:
         return _online(config)
+    return OK
+
+
+def _check_fleet(args: argparse.Namespace) -> int:
+    """A fleet file (``[[sites]]``): the file, then what ``run`` needs for each site (the
+    aggregator identity once, each site's own identity, driver, PIN and log); problems name the
+    site."""
+    try:
+        fleet = load_fleet_config(args.path)
+        identities = site_identities(fleet)
+    except ConfigError as exc:
+        _problems(exc.source, exc.problems)
+        return BAD_INPUT
+    errors: list[str] = []
+    for i, identity in enumerate(identities):
+        findings = check_site(fleet.site_config(i), now=time.time(), environ=os.environ)
+        for finding in findings:
+            own_key = identity.own_certificate and finding.key in ("tls.certificate", "tls.key")
+            shared = finding.key.startswith(("tls.", "server.")) and not own_key
+            if own_key:
+                finding = msgspec.structs.replace(
+                    finding, key=f"sites[{i}].{finding.key.removeprefix('tls.')}"
+                )
+            text = str(finding) if shared else f"sites[{i}] ({identity.name}): {finding}"
+            if finding.warning:
+                print(f"{args.path}: {text}", file=sys.stderr)
+            elif text not in errors:
+                errors.append(text)
+    if errors:
+        _problems(str(args.path), errors)
+        return BAD_INPUT
+    print(f"{args.path}: ok (fleet {fleet.fleet.name}, {len(identities)} sites)")
+    print(f"  server   {fleet.server.url}{fleet.server.dcap_path} (profile {fleet.server.profile})")
+    print(f"  identity {fleet.path(fleet.tls.certificate)} (aggregator)")
+    print(f"  logs     {fleet.path(fleet.log.dir)}/<site>.sep2gw")
+    for identity in identities:
+        own = " (own certificate)" if identity.own_certificate else ""
+        print(f"  site     {identity.name}: LFDI {identity.lfdi} SFDI {identity.sfdi}{own}")
+    if args.online:
+        return _online(fleet.site_config(0))
     return OK
 
 

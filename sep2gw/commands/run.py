@@ -162,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         return BAD_INPUT
     try:
         options = getattr(args, "logging", None) or LoggingOptions()
+        if args.config is not None and _is_fleet(args.config):
+            return _start_fleet(args, options)
         if args.config is not None:
             config = with_metrics(load_config(args.config), args.metrics)
             # The configuration's [logging], where the command line did not say; record
@@ -190,6 +192,84 @@ def _run(args: argparse.Namespace) -> int:
         return BAD_INPUT
     # Anything else (a log another gateway holds, a damaged log, a disk full) is reported by the
     # CLI's one failure path, unwrapped from the task groups: sep2gw.exits.
+
+
+def _is_fleet(path: Path) -> bool:
+    """A configuration with ``[[sites]]`` runs a fleet (aggregator mode); one that cannot be read
+    is left to ``load_config`` to name."""
+    from sep2gw.fleet_config import is_fleet_file
+
+    try:
+        return is_fleet_file(Path(path).read_bytes())
+    except OSError:
+        return False
+
+
+def _start_fleet(args: argparse.Namespace, options: LoggingOptions) -> int:
+    """``run --config fleet.toml``: one gateway per site in this process (``sep2gw.fleet``)."""
+    from sep2gw.fleet_config import load_fleet_config, site_identities
+
+    if args.metrics is not None:
+        raise ConfigError(
+            "command line", ["--metrics: a fleet has no metrics endpoint yet (per-site logs)"]
+        )
+    fleet = load_fleet_config(args.config)
+    identities = site_identities(fleet)
+    configure_logging(
+        options,
+        configured_level=fleet.logging.level,
+        configured_file=None if fleet.logging.file is None else fleet.path(fleet.logging.file),
+        configured_format=fleet.logging.format,
+        console_records=True,
+    )
+    # The aggregator identity once, then what each site brings of its own (identity, driver).
+    checked: set[str] = set()
+    for i, identity in enumerate(identities):
+        config = fleet.site_config(i)
+        key = config.tls.certificate
+        findings = [*check_driver(config), *check_profile(config)]
+        if key not in checked:
+            checked.add(key)
+            findings += check_identity(config, now=time.time(), environ=os.environ)
+        where = f"{args.config} (sites[{i}] {identity.name})"
+        for warning in (f for f in findings if f.warning):
+            print(f"sep2gw run: {where}: {warning}", file=sys.stderr)
+        if errors_of(findings):
+            raise PreflightFailed(where, findings)
+    return anyio.run(_run_fleet, fleet, identities, args, backend=args.loop or "asyncio")
+
+
+async def _run_fleet(fleet: Any, identities: Any, args: argparse.Namespace) -> int:
+    from sep2gw.fleet import Fleet
+
+    running = Fleet(fleet, identities=identities)
+    folder = fleet.path(fleet.log.dir)
+    print(
+        f"sep2gw: running fleet {fleet.fleet.name} ({len(identities)} sites) against "
+        f"{fleet.server.url}{fleet.server.dcap_path}; logs {folder}/<site>.sep2gw",
+        flush=True,
+    )
+    if not args.quiet:
+        for identity in identities:
+            own = " (own certificate)" if identity.own_certificate else ""
+            print(f"  site {identity.name}: LFDI {identity.lfdi} SFDI {identity.sfdi}{own}")
+    notifier = SystemdNotifier.from_environ(os.environ)
+    async with anyio.create_task_group() as nursery:
+        nursery.start_soon(stop_on_signals, nursery.cancel_scope)
+        with notifier:
+            await nursery.start(running.run)
+            if notifier.enabled:
+                notifier.ready(f"running {len(identities)} sites")
+            try:
+                if args.duration is not None:
+                    await anyio.sleep(args.duration)
+                else:
+                    await anyio.sleep_forever()
+            finally:
+                notifier.stopping()
+        nursery.cancel_scope.cancel()
+    print(f"sep2gw: fleet stopped; the logs are in {folder} (sep2gw log verify FILE checks one)")
+    return 0
 
 
 def with_metrics(config: Config, listen: str | None) -> Config:

@@ -68,6 +68,13 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--sites",
+        type=int,
+        metavar="N",
+        help="run each scenario as a fleet of N sites under one aggregator certificate (a fleet "
+        "scenario's own count by default); --log then names a folder for the sites' logs",
+    )
+    parser.add_argument(
         "--conformance",
         action="store_true",
         help="run the conformance scenario family: one PASS/FAIL line per procedure intent",
@@ -211,12 +218,21 @@ def _sim(args: argparse.Namespace) -> int:
             f"sep2gw sim: cannot write the log: {args.log.parent} is not a folder", file=sys.stderr
         )
         return 2
+    if args.sites is not None and not 1 <= args.sites <= 100_000:
+        print(f"sep2gw sim: --sites must be 1..100000, got {args.sites}", file=sys.stderr)
+        return 2
     many = len(worlds) * args.seeds > 1
     failed = 0
     unvalidated_said = False
     for path, scenario in worlds:
         for seed in range(args.seed, args.seed + args.seeds):
             seconds = args.hours * 3600 if args.hours is not None else default_duration_s(scenario)
+            if args.sites is not None or scenario.fleet.sites:
+                verdict = _sim_fleet(scenario, seed, seconds, site, args)
+                if verdict == 2:
+                    return 2
+                failed += verdict
+                continue
             progress = None
             if not args.quiet:
                 progress = _Progress(sys.stderr, f"{scenario.name} seed {seed}", 0.0, seconds)
@@ -261,6 +277,54 @@ def _sim(args: argparse.Namespace) -> int:
     total = len(worlds) * args.seeds
     print(f"{total} world(s), {failed} with violations")
     return 1 if failed else 0
+
+
+def _sim_fleet(
+    scenario: Any, seed: int, seconds: float, site: Path, args: argparse.Namespace
+) -> int:
+    """One fleet world (``sep2gw.fleet_world``): a line per site, the fleet's discovery figures,
+    the first violation naming its site. 1 if anything was violated, 2 if a log could not be
+    written, else 0."""
+    from sep2gw.fleet_world import check_fleet, check_fleet_expectations, run_fleet_world
+
+    started = time.perf_counter()
+    result = run_fleet_world(scenario, seed=seed, sites=args.sites, site=site, seconds=seconds)
+    wall = time.perf_counter() - started
+    found = check_fleet(result) + check_fleet_expectations(scenario, result)
+    server = result.server
+    print(
+        f"{scenario.name} seed {seed}: fleet of {len(result.sites)} sites, "
+        f"{len(found)} violation(s)"
+    )
+    controls = sorted({int(response.subject) for _, response in server.state.responses})
+    for name, outcome in result.sites.items():
+        answered = server.state.responses_by_end_device
+        lfdi = int(outcome.lfdi, 16)
+        codes = " ".join(f"{mrid:X}:{answered(mrid).get(lfdi, [])}" for mrid in controls)
+        own = " own certificate" if outcome.own_certificate else ""
+        print(
+            f"  {name} LFDI {outcome.lfdi}{own}: starts {outcome.starts}, "
+            f"{sum(1 for _ in outcome.store.read_raw())} records; Responses {codes or 'none'}"
+        )
+    at_start = sum(1 for q in server.polls_of("/dcap") if q.time == server.start)
+    print(
+        f"  discovery: {at_start} DeviceCapability GET(s) at the start for {len(result.sites)} "
+        f"sites; shared GETs {result.shared_gets_sent} sent, {result.shared_gets_joined} joined"
+    )
+    print(f"  wall {wall:.2f} s ({seconds / max(wall, 1e-9):,.0f}x real time)")
+    for name, violation in found:
+        print(f"  VIOLATION {name}: {violation.invariant}: {violation.detail}")
+    if args.log is not None:
+        folder = args.log if args.seeds == 1 else args.log / f"{_slug(scenario.name)}-{seed}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, outcome in result.sites.items():
+                write_log(outcome.store, folder / f"{name}.sep2gw")
+        except (OSError, EventLogError) as exc:
+            print(f"sep2gw sim: cannot write the logs: {exc}", file=sys.stderr)
+            return 2
+        print(f"  logs written to {folder}/<site>.sep2gw")
+    return 1 if found else 0
 
 
 def _list(args: argparse.Namespace) -> int:

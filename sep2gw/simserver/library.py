@@ -27,6 +27,7 @@ from sep2gw.simserver.scenario import Scenario, ScenarioError, load_scenario, pa
 __all__ = [
     "CONFORMANCE",
     "FAMILIES",
+    "FLEET_FAMILY",
     "LibraryEntry",
     "LibraryScenario",
     "catalogue",
@@ -51,6 +52,10 @@ FAMILIES: Final = (
     "conformance",
     "notifications",
 )
+
+#: Fleet scenarios (aggregator mode): run by ``sep2gw.fleet_world``, not as single-site worlds
+#: (``sep2gw sim NAME`` runs them as fleets; the single-site families and the swarm leave them).
+FLEET_FAMILY: Final = "fleet"
 
 #: The family ``sep2gw sim --conformance`` runs; its files name their intent.
 CONFORMANCE: Final = "conformance"
@@ -100,10 +105,13 @@ def parse_header(text: str, *, source: str) -> tuple[frozenset[str], str]:
             rules.add(token)
     family = ""
     if family_line is None:
-        problems.append(f"header: no '# family:' line (one of {', '.join(FAMILIES)})")
-    elif family_line["family"] not in FAMILIES:
         problems.append(
-            f"header family: {family_line['family']!r} is not one of {', '.join(FAMILIES)}"
+            f"header: no '# family:' line (one of {', '.join((*FAMILIES, FLEET_FAMILY))})"
+        )
+    elif family_line["family"] not in (*FAMILIES, FLEET_FAMILY):
+        problems.append(
+            f"header family: {family_line['family']!r} is not one of "
+            f"{', '.join((*FAMILIES, FLEET_FAMILY))}"
         )
     else:
         family = family_line["family"]

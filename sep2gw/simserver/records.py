@@ -73,6 +73,9 @@ class DeviceRecord:
     pin: int = 111115
     #: Registered by the device's own POST (``False``: by an installer, out of band).
     in_band: bool = True
+    #: The certificate LFDI that registered it: its own, or an aggregator's (which may then act for
+    #: it: read its resources, post its Responses and readings). ``None``: its own.
+    registered_by: int | None = None
     der_capability: r.DERCapability | None = None
     der_settings: r.DERSettings | None = None
     der_status: r.DERStatus | None = None
@@ -119,6 +122,8 @@ class ProgramRecord:
     default_version: int = 0
     in_fsa: bool = True
     controls: list[ControlRecord] = field(default_factory=list)
+    #: The EndDevice LFDIs the program is assigned to (``None``: every EndDevice).
+    end_devices: frozenset[int] | None = None
 
 
 @dataclass(slots=True)

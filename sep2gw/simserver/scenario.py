@@ -71,6 +71,8 @@ from transport.sep2.versions import version_by_name
 
 __all__ = [
     "Action",
+    "FleetSettings",
+    "SiteFaultSpec",
     "BatteryFault",
     "BatterySettings",
     "CancelControl",
@@ -168,6 +170,9 @@ class ProgramSpec(_Strict, frozen=True, kw_only=True):
     description: str | None = None
     default: Modes | None = None
     set_grad_w: int | None = None  # DefaultDERControl.setGradW, hundredths of % of setMaxW per s
+    #: Fleet site names the program is assigned to (empty: every EndDevice): a program shared by
+    #: several EndDevices of an aggregator, each answering its controls for itself.
+    sites: list[str] = []
 
 
 class TariffSpec(_Strict, frozen=True, kw_only=True):
@@ -227,7 +232,9 @@ class ServerSettings(_Strict, frozen=True, kw_only=True):
     #: public servers: only the certificates in ``aggregators``), ``"all"`` (any registered
     #: device) or ``"none"`` (no SubscriptionListLink, every POST refused).
     subscriptions: Literal["aggregator", "all", "none"] = "aggregator"
-    #: LFDIs (hex) of aggregator certificates: the ones that may subscribe under ``"aggregator"``.
+    #: Aggregator certificate LFDIs (40 hex digits): each may POST EndDevices with other LFDIs,
+    #: lists only those it registered and acts for them (a fleet world adds its own), and they are
+    #: the certificates that may subscribe under ``subscriptions = "aggregator"``.
     aggregators: list[str] = []
     #: Who sees the EndDevice's SubscriptionListLink (and ``subscribable`` 1): ``"subscribers"``
     #: (the certificates that may subscribe) or ``"everyone"`` (as envoy: a device certificate sees
@@ -578,6 +585,31 @@ HostileName = Literal[
 HOSTILE_BEHAVIOURS: Final[tuple[HostileName, ...]] = get_args(HostileName)
 
 
+class SiteFaultSpec(_Strict, frozen=True, kw_only=True):
+    """A fault of one fleet site's device (``sep2gw.fleet_world``), on the device's clock:
+    ``driver_fails`` every driver call raises; ``driver_hangs`` every driver call never returns
+    (the hardware actor's deadlines cut it); ``gateway_fails`` the site's driver raises an error the
+    gateway does not expect on every telemetry read, so its actors fail until
+    its supervisor gives up and the fleet starts the site again after a back-off."""
+
+    site: str
+    kind: Literal["driver_fails", "driver_hangs", "gateway_fails"] = "driver_fails"
+    at_s: float = 0.0
+    duration_s: float = 60.0
+
+
+class FleetSettings(_Strict, frozen=True, kw_only=True):
+    """A fleet world (``sep2gw.fleet_world``, aggregator mode): ``sites`` how many sites run by
+    default (0: not a fleet scenario; ``sep2gw sim --sites N`` overrides), named ``site-000``,
+    ``site-001``, …; ``own_certificate`` the sites that talk on a device certificate of their own
+    instead of the aggregator's; ``faults`` per-site device faults. A program's ``sites`` names
+    the sites it is assigned to."""
+
+    sites: int = 0
+    own_certificate: list[str] = []
+    faults: list[SiteFaultSpec] = []
+
+
 class HostileWindow(_Strict, frozen=True, kw_only=True):
     """The server injects ``behaviour`` from ``at_s`` for ``duration_s`` (server seconds from the
     scenario start); outside every window it is the normal simulated utility."""
@@ -640,6 +672,8 @@ class Scenario(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     expect: Expect | None = None
     #: Windows in which the server turns hostile (``sep2gw.simserver.hostile``).
     hostile: list[HostileWindow] = []
+    #: A fleet of sites under one aggregator certificate (``sep2gw.fleet_world``).
+    fleet: FleetSettings = FleetSettings()
 
     def duration_s(self) -> float:
         """Seconds from the scenario start to its last action or the end of its last control.
@@ -695,6 +729,11 @@ def parse_scenario(data: bytes | str, *, source: str = "scenario") -> Scenario:
     if problems:
         raise ScenarioError(source, problems)
     return scenario
+
+
+_LFDI = re.compile(r"[0-9A-Fa-f]{40}")
+#: Fleet worlds name their sites ``site-000``, ``site-001``, … (``sep2gw.fleet_world``).
+_SITE = re.compile(r"site-[0-9]{3,6}")
 
 
 def _check_hex(key: str, text: str | None, problems: list[str]) -> None:
@@ -842,11 +881,6 @@ def _check_pricing(scenario: Scenario, problems: list[str]) -> None:
 
 
 def _check_subscription_settings(server: ServerSettings, problems: list[str]) -> None:
-    for i, lfdi in enumerate(server.aggregators):
-        if not re.fullmatch(r"[0-9A-Fa-f]{1,40}", lfdi):
-            problems.append(
-                f"server.aggregators[{i}]: {lfdi!r} is not an LFDI (1 to 40 hex digits)"
-            )
     if not 0 <= server.subscription_limit_max <= 0xFFFFFFFF:
         problems.append(
             f"server.subscription_limit_max: {server.subscription_limit_max} is not a UInt32"
@@ -881,6 +915,9 @@ def check_scenario(scenario: Scenario) -> list[str]:
         problems.append(f"server.nmi: {server.nmi!r} is not a 10 or 11 character NMI")
     if not 0 <= server.response_required <= 255:
         problems.append(f"server.response_required: {server.response_required} is not 0..255")
+    for i, lfdi in enumerate(server.aggregators):
+        if not _LFDI.fullmatch(lfdi):
+            problems.append(f"server.aggregators[{i}]: {lfdi!r} is not an LFDI (40 hex digits)")
     if not 3 <= server.time_quality <= 7:
         problems.append(f"server.time_quality: {server.time_quality} is not a Time quality (3..7)")
     for key, value in (("tz_offset_s", server.tz_offset_s), ("dst_offset_s", server.dst_offset_s)):
@@ -892,6 +929,21 @@ def check_scenario(scenario: Scenario) -> list[str]:
         _check_battery(extra, problems, key=f"batteries[{i}]")
     if server.ders is not None and not 1 <= server.ders <= 64:
         problems.append(f"server.ders: {server.ders} is not 1..64 DER")
+    fleet = scenario.fleet
+    if not 0 <= fleet.sites <= 100_000:
+        problems.append(f"fleet.sites: {fleet.sites} is not 0..100000")
+    for i, name in enumerate(fleet.own_certificate):
+        if not _SITE.fullmatch(name):
+            problems.append(f"fleet.own_certificate[{i}]: {name!r} is not a site name (site-NNN)")
+    for i, fault in enumerate(fleet.faults):
+        if not _SITE.fullmatch(fault.site):
+            problems.append(f"fleet.faults[{i}].site: {fault.site!r} is not a site name (site-NNN)")
+        if fault.duration_s <= 0 or fault.at_s < 0:
+            problems.append(f"fleet.faults[{i}]: at_s must be ≥ 0 and duration_s > 0")
+    for i, program in enumerate(scenario.programs):
+        for j, name in enumerate(program.sites):
+            if not _SITE.fullmatch(name):
+                problems.append(f"programs[{i}].sites[{j}]: {name!r} is not a site name (site-NNN)")
     problems.extend(scenario.quirks.problems())
     if not scenario.quirks.problems():
         _check_namespace(scenario, problems)

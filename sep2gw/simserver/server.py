@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -174,6 +174,9 @@ class SimUtilityServer:
         seed: int = 0,
         notification_connector: NotificationConnector | None = None,
         on_notification: Callable[[NotificationAttempt], None] | None = None,
+        aggregators: Iterable[int] = (),
+        site_lfdis: Mapping[str, int] | None = None,
+        keep_requests: bool = True,
     ) -> None:
         """``on_request`` / ``on_action`` / ``on_notification`` are called (synchronously, never
         awaited) with each recorded request, each applied action and each notification attempt,
@@ -181,12 +184,18 @@ class SimUtilityServer:
         (when they are installed; if not, :attr:`validation_off` says why, for the caller to print
         once). ``seed``: the world's, for the notification faults' draws.
         ``notification_connector(host, port)``: how the notifier reaches a notificationURI's host
-        (a simulated world's pipes; default TCP)."""
+        (a simulated world's pipes; default TCP). ``aggregators`` and ``site_lfdis``: see
+        :class:`UtilityState` (a fleet world's aggregator certificate and its sites' LFDIs).
+        ``keep_requests=False``: :attr:`requests` stays empty (``on_request`` still sees each one),
+        for long fleet benchmarks whose record would outgrow what they measure."""
+        self._keep_requests = keep_requests
         self.scenario = scenario
         self.clock = clock
         if start is None:
             start = clock.now()
-        self.state = UtilityState(scenario, start=start)
+        self.state = UtilityState(
+            scenario, start=start, aggregators=aggregators, site_lfdis=site_lfdis
+        )
         self.state.notification_seed = seed
         self.requests: list[RecordedRequest] = []
         #: Checks request bodies against the served namespace's schemas (None: not validating).
@@ -235,7 +244,7 @@ class SimUtilityServer:
         without subscriptions is scheduled exactly as before they existed)."""
         settings = self.scenario.server
         return settings.subscriptions == "all" or (
-            settings.subscriptions == "aggregator" and bool(settings.aggregators)
+            settings.subscriptions == "aggregator" and bool(self.state.aggregators)
         )
 
     @property
@@ -416,7 +425,8 @@ class SimUtilityServer:
             alpn=peer.alpn,
             schema_error=schema_error,
         )
-        self.requests.append(record)
+        if self._keep_requests:
+            self.requests.append(record)
         if self._on_request is not None:
             self._on_request(record)
         self._notify()
@@ -451,24 +461,30 @@ class SimUtilityServer:
     def puts_to(self, path: str) -> list[RecordedRequest]:
         return [q for q in self.requests if q.method == "PUT" and q.path == path]
 
-    def responses_for(self, mrid: int | str) -> list[RecordedRequest]:
-        """Every Response POST whose subject is ``mrid`` (hex compared numerically), in order."""
+    def responses_for(
+        self, mrid: int | str, *, end_device: int | str | None = None
+    ) -> list[RecordedRequest]:
+        """Every Response POST whose subject is ``mrid`` (hex compared numerically), in order;
+        with ``end_device``, only those naming that EndDevice LFDI (a shared control's)."""
         wanted = int(mrid, 16) if isinstance(mrid, str) else mrid
+        device = int(end_device, 16) if isinstance(end_device, str) else end_device
         return [
             q
             for q in self.requests
             if q.method == "POST"
             and isinstance(q.body, r.Response)
             and int(q.body.subject) == wanted
+            and (device is None or int(q.body.endDeviceLFDI) == device)
         ]
 
     def duplicate_responses(self) -> list[tuple[int, int, str]]:
-        """(mRID, status, LFDI) keys accepted more than once: a client must never repeat a
-        Response (PROTOCOL.md §4 rule 16)."""
+        """(mRID, status, EndDevice LFDI) keys accepted more than once: a client must never repeat
+        a Response (PROTOCOL.md §4 rule 16). Keyed by the Response's endDeviceLFDI, which is the
+        certificate's for a device and one of its EndDevices' for an aggregator."""
         seen: dict[tuple[int, int, str], int] = {}
         for q in self.requests:
             if q.method == "POST" and q.status == 201 and isinstance(q.body, r.Response):
-                key = (int(q.body.subject), q.body.status or 0, q.lfdi)
+                key = (int(q.body.subject), q.body.status or 0, f"{int(q.body.endDeviceLFDI):040X}")
                 seen[key] = seen.get(key, 0) + 1
         return [key for key, count in seen.items() if count > 1]
 
@@ -478,11 +494,14 @@ class SimUtilityServer:
         times = [q.time for q in self.polls_of(path)]
         return [b - a for a, b in zip(times, times[1:], strict=False)]
 
-    def response_statuses(self, mrid: int | str) -> list[int]:
-        """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …)."""
+    def response_statuses(
+        self, mrid: int | str, *, end_device: int | str | None = None
+    ) -> list[int]:
+        """The Response codes the server accepted (201) for ``mrid``, in order (1, 2, 3, …);
+        with ``end_device``, those of that EndDevice only."""
         return [
             q.body.status or 0
-            for q in self.responses_for(mrid)
+            for q in self.responses_for(mrid, end_device=end_device)
             if q.status == 201 and isinstance(q.body, r.Response)
         ]
 

@@ -17,7 +17,7 @@ that registered ``id``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import assert_never
 
 import msgspec
@@ -66,6 +66,7 @@ __all__ = [
 
 from sep2gw.simserver.families.der import DerResources
 from sep2gw.simserver.families.discovery import DiscoveryResources
+from sep2gw.simserver.families.fleet import FleetResources
 from sep2gw.simserver.families.mirrors import MirrorResources
 from sep2gw.simserver.families.pricing import (
     INTERVAL_MRID,
@@ -104,12 +105,28 @@ class UtilityState(
     MirrorResources,
     PricingResources,
     SubscriptionResources,
+    FleetResources,
 ):
     """One utility head-end, driven by a :class:`Scenario`. ``start`` is the server epoch second
     at which the scenario's offsets count from."""
 
-    def __init__(self, scenario: Scenario, *, start: float) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        start: float,
+        aggregators: Iterable[int] = (),
+        site_lfdis: Mapping[str, int] | None = None,
+    ) -> None:
+        """``aggregators``: certificate LFDIs allowed to register and act for other EndDevices
+        (beside the scenario's ``server.aggregators``); ``site_lfdis``: the LFDI of each fleet site
+        name a program's ``sites`` may name (a name not in it assigns the program to nobody)."""
         self.scenario = scenario
+        self.aggregators = frozenset(aggregators) | frozenset(
+            int(lfdi, 16) for lfdi in scenario.server.aggregators
+        )
+        names = site_lfdis or {}
+        self._site_lfdis = dict(names)
         self.quirks = scenario.quirks
         self._rendered: dict[msgspec.Struct, bytes] = {}
         self._rendered_with = self.quirks
@@ -132,10 +149,17 @@ class UtilityState(
                 description=spec.description,
                 default=control_base(spec.default) if spec.default else None,
                 default_grad_w=spec.set_grad_w,
+                end_devices=(
+                    frozenset(names[site] for site in spec.sites if site in names)
+                    if spec.sites
+                    else None
+                ),
             )
             self.programs.append(program)
             self._program_by_key[spec.id] = program
         self.devices: list[DeviceRecord] = []
+        self._devices_by_lfdi: dict[int, DeviceRecord] = {}
+        self._devices_of: dict[int, list[DeviceRecord]] = {}
         self.mirrors: list[MirrorRecord] = []
         self.responses: list[tuple[int, r.Response]] = []  # (server time, as posted)
         self.failures: list[_Failure] = []
@@ -257,7 +281,7 @@ class UtilityState(
                 return SimReply(405, reason=f"{method} not allowed on {path}")
             return SimReply(404, reason=f"no resource at {path}")
         if (method.upper(), match.path.rstrip("/") or "/") not in _OPEN_PATHS and (
-            peer is None or self.device_by_lfdi(peer) is None
+            not self.is_registered(peer)
         ):
             return SimReply(
                 403,
@@ -269,7 +293,7 @@ class UtilityState(
             device = self._device_param(match.params["e"])
             if device is None:
                 return SimReply(404, reason=f"no EndDevice {match.params['e']!r}")
-            if device.lfdi != peer:
+            if not self.acts_for(peer, device):
                 return SimReply(403, reason=f"EndDevice {device.id} belongs to another LFDI")
         try:
             return match.handler(self, ctx)
@@ -281,10 +305,20 @@ class UtilityState(
     def _pre_register(self, lfdi: int, now: float) -> None:
         """``pre_registered``: an installer registered the device out of band (§2.4) with the
         scenario's PIN; the server holds its EndDevice before the device first asks for anything.
-        Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered)."""
-        if self.device_by_lfdi(lfdi) is not None:
+        Its deviceCategory is the gateway's default (DER, bit 25: what the installer entered).
+        An aggregator's sites (``site_lfdis``) were registered for it the same way, in name order,
+        when it first asks."""
+        if lfdi in self.aggregators:
+            if lfdi not in self._devices_of:
+                for site in sorted(self._site_lfdis):
+                    if self.device_by_lfdi(self._site_lfdis[site]) is None:
+                        self._add_out_of_band(self._site_lfdis[site], registered_by=lfdi)
             return
-        self.devices.append(
+        if not self.is_registered(lfdi):
+            self._add_out_of_band(lfdi, registered_by=None)
+
+    def _add_out_of_band(self, lfdi: int, *, registered_by: int | None) -> None:
+        self._add_device(
             DeviceRecord(
                 id=len(self.devices) + 1,
                 lfdi=lfdi,
@@ -294,6 +328,7 @@ class UtilityState(
                 registered_at=self.start,
                 pin=self.pin,
                 in_band=False,
+                registered_by=registered_by,
             )
         )
 

@@ -38,9 +38,13 @@ def world_tasks(
                 code_version=version,
             )
             index += 1
+    from sep2gw.simserver.library import FLEET_FAMILY
     from sep2gw.simserver.library import library as load_library
 
-    entries = {entry.scenario.name: entry for entry in load_library()}
+    # fleet scenarios run as fleets (sep2gw.fleet_world), not as the single-site worlds run here
+    entries = {
+        entry.scenario.name: entry for entry in load_library() if entry.family != FLEET_FAMILY
+    }
     explored = dict(coverage.scenarios)
     index = first_index
     while True:

@@ -31,6 +31,7 @@ from actors.pricing import PricingActor
 from actors.registration import RegistrationActor
 from actors.responder import ResponderActor
 from actors.rng import RandomSource
+from actors.shared_gets import SharedDecodes
 from events.store import EventStore
 
 ACTORS: typing.Final = (
@@ -49,7 +50,17 @@ ACTORS: typing.Final = (
 #: Where messages go in and out.
 PORTS: typing.Final = (MemoryObjectSendStream, MemoryObjectReceiveStream, Latest)
 #: What every actor may share: none of them is another actor's state.
-SERVICES: typing.Final = (Link, HttpsClient, LogWriter, Clock, EventStore, RandomSource, DerDriver)
+#: SharedDecodes: a fleet's table of decoded documents (a passive value store, like the log's).
+SERVICES: typing.Final = (
+    Link,
+    HttpsClient,
+    LogWriter,
+    Clock,
+    EventStore,
+    RandomSource,
+    DerDriver,
+    SharedDecodes,
+)
 PLAIN: typing.Final = (str, int, float, bool)
 
 

@@ -51,6 +51,10 @@ class ServedState:
     programs: list[ProgramRecord]
     _program_by_key: dict[str, ProgramRecord]
     devices: list[DeviceRecord]
+    #: Aggregator certificate LFDIs: each may register EndDevices with other LFDIs and act for them.
+    aggregators: frozenset[int]
+    _devices_by_lfdi: dict[int, DeviceRecord]
+    _devices_of: dict[int, list[DeviceRecord]]  # by the certificate LFDI that registered them
     mirrors: list[MirrorRecord]
     responses: list[tuple[int, r.Response]]
     failures: list[_Failure]
@@ -69,7 +73,7 @@ class ServedState:
             return False
         if mode == "all":
             return True
-        return any(int(text, 16) == lfdi for text in self.scenario.server.aggregators)
+        return lfdi in self.aggregators
 
     def offers_subscriptions_to(self, lfdi: int | None) -> bool:
         """Whether ``lfdi`` is shown the subscription link and ``subscribable`` 1: a certificate
@@ -105,16 +109,38 @@ class ServedState:
     def device_by_lfdi(self, lfdi: int) -> DeviceRecord | None:
         """Find an EndDevice by LFDI, compared numerically (hexBinary: case and leading zeros do
         not matter)."""
-        for device in self.devices:
-            if device.lfdi == lfdi:
-                return device
-        return None
+        return self._devices_by_lfdi.get(lfdi)
 
     def device_by_sfdi(self, sfdi: int) -> DeviceRecord | None:
         for device in self.devices:
             if device.sfdi == sfdi:
                 return device
         return None
+
+    def _add_device(self, device: DeviceRecord) -> None:
+        self.devices.append(device)
+        self._devices_by_lfdi[device.lfdi] = device
+        owner = device.lfdi if device.registered_by is None else device.registered_by
+        self._devices_of.setdefault(owner, []).append(device)
+
+    def acts_for(self, peer: int | None, device: DeviceRecord) -> bool:
+        """Whether the certificate ``peer`` may act for ``device`` (IEEE 2030.5 §6.6 / CSIP §5.2:
+        a device certificate for its own EndDevice only; an aggregator's for the EndDevices it
+        registered)."""
+        return peer is not None and (device.lfdi == peer or device.registered_by == peer)
+
+    def is_registered(self, peer: int | None) -> bool:
+        """Whether ``peer`` holds an EndDevice here (its own, or one it registered)."""
+        return peer is not None and (peer in self._devices_by_lfdi or peer in self._devices_of)
+
+    def program_serves(self, program: ProgramRecord, device: DeviceRecord | None) -> bool:
+        """Whether ``program`` is assigned to ``device`` (``None``: an aggregator on a shared
+        path, which sees every program one of its EndDevices has)."""
+        if program.end_devices is None:
+            return True
+        if device is None:
+            return True
+        return device.lfdi in program.end_devices
 
     def control(self, mrid: int | str) -> ControlRecord | None:
         return self._controls_by_mrid.get(int(mrid, 16) if isinstance(mrid, str) else mrid)
@@ -125,10 +151,20 @@ class ServedState:
         return None
 
     def _own_device(self, ctx: _Ctx) -> DeviceRecord:
-        assert ctx.lfdi is not None
-        device = self.device_by_lfdi(ctx.lfdi)
+        """The EndDevice a request is about: the one its path names (``/edev/{e}/…``, which
+        ``handle`` checked the certificate may act for), else the certificate's own."""
+        device = self._viewer(ctx)
         assert device is not None  # handle() refused unregistered peers
         return device
+
+    def _viewer(self, ctx: _Ctx) -> DeviceRecord | None:
+        """The EndDevice on whose behalf a request reads a resource: the path's, else the
+        certificate's own; ``None`` for an aggregator on a path shared by its EndDevices
+        (``/derp/{p}/…``)."""
+        text = ctx.params.get("e")
+        if text is not None:
+            return self._device_param(text)
+        return None if ctx.lfdi is None else self.device_by_lfdi(ctx.lfdi)
 
     def _program_param(self, ctx: _Ctx) -> ProgramRecord:
         text = ctx.params["p"]
@@ -163,10 +199,28 @@ class ServedState:
         return list(items[start : start + limit])
 
     def _visible_devices(self, ctx: _Ctx) -> list[DeviceRecord]:
-        return [d for d in self.devices if d.lfdi == ctx.lfdi]
+        """The EndDevices a certificate sees: its own, or those it registered (an aggregator)."""
+        if ctx.lfdi is None:
+            return []
+        own = self._devices_of.get(ctx.lfdi, [])
+        device = self._devices_by_lfdi.get(ctx.lfdi)
+        if device is not None and device.registered_by not in (None, ctx.lfdi):
+            return [device, *own]  # an aggregator registered it; its own certificate sees it too
+        return own
 
     def _visible_mirrors(self, ctx: _Ctx) -> list[MirrorRecord]:
-        return [m for m in self.mirrors if m.owner_lfdi == ctx.lfdi]
+        return [m for m in self.mirrors if self._owns_mirror(ctx.lfdi, m)]
 
-    def _fsa_programs(self) -> list[ProgramRecord]:
-        return sorted((p for p in self.programs if p.in_fsa), key=lambda p: (p.primacy, p.index))
+    def _owns_mirror(self, peer: int | None, mirror: MirrorRecord) -> bool:
+        if peer is None:
+            return False
+        if mirror.owner_lfdi == peer:
+            return True
+        device = self._devices_by_lfdi.get(mirror.owner_lfdi)
+        return device is not None and self.acts_for(peer, device)
+
+    def _fsa_programs(self, device: DeviceRecord | None = None) -> list[ProgramRecord]:
+        return sorted(
+            (p for p in self.programs if p.in_fsa and self.program_serves(p, device)),
+            key=lambda p: (p.primacy, p.index),
+        )

@@ -41,7 +41,7 @@ class DerResources(ServedState):
             href=base,
             subscribable=_SUBSCRIBABLE_NONE,
             AssociatedDERProgramListLink=r.AssociatedDERProgramListLink(
-                href=f"/edev/{device.id}/fsa/1/derp", all=len(self._fsa_programs())
+                href=f"/edev/{device.id}/fsa/1/derp", all=len(self._fsa_programs(device))
             ),
             DERAvailabilityLink=r.DERAvailabilityLink(href=f"{base}/derav"),
             DERCapabilityLink=r.DERCapabilityLink(href=f"{base}/dercap"),

@@ -137,8 +137,9 @@ class DiscoveryResources(ServedState):
 
     def _post_edev(self, ctx: _Ctx) -> SimReply:
         """In-band registration (IEEE 2030.5 §6.3.5, CSIP §5.2.1): a device POSTs its EndDevice;
-        201 + Location. Its lFDI must be the one of the presenting certificate, and its sFDI the
-        one derived from that LFDI."""
+        201 + Location. Its lFDI must be the one of the presenting certificate — unless that
+        certificate is an aggregator's, which registers the EndDevices of the sites it runs —
+        and its sFDI the one derived from that lFDI."""
         edev = _decode(ctx.body, r.EndDevice)
         if isinstance(edev, SimReply):
             return edev
@@ -146,14 +147,16 @@ class DiscoveryResources(ServedState):
             return SimReply(403, reason="in-band registration is disabled", parsed=edev)
         if ctx.lfdi is None:
             return SimReply(403, reason="no client certificate LFDI", parsed=edev)
-        if edev.lFDI is None or int(edev.lFDI) != ctx.lfdi:
+        aggregator = ctx.lfdi in self.aggregators
+        if edev.lFDI is None or (int(edev.lFDI) != ctx.lfdi and not aggregator):
             return SimReply(
                 403,
                 reason=f"EndDevice lFDI {edev.lFDI!r} is not the client certificate's LFDI "
                 f"{ctx.lfdi:040X}",
                 parsed=edev,
             )
-        expected_sfdi = sfdi_from_lfdi(f"{ctx.lfdi:040X}")
+        lfdi = int(edev.lFDI)
+        expected_sfdi = sfdi_from_lfdi(f"{lfdi:040X}")
         if edev.sFDI != expected_sfdi:
             return SimReply(
                 400,
@@ -161,12 +164,17 @@ class DiscoveryResources(ServedState):
                 f"({expected_sfdi})",
                 parsed=edev,
             )
-        existing = self.device_by_lfdi(ctx.lfdi)
+        existing = self.device_by_lfdi(lfdi)
         if existing is not None:  # re-registration: the same resource, as real servers answer
+            if not self.acts_for(ctx.lfdi, existing):
+                # Another certificate registered this LFDI: an aggregator cannot take it over.
+                return SimReply(
+                    403, reason=f"EndDevice {lfdi:040X} belongs to another LFDI", parsed=edev
+                )
             return SimReply(201, location=f"/edev/{existing.id}", parsed=edev)
         device = DeviceRecord(
             id=len(self.devices) + 1,
-            lfdi=ctx.lfdi,
+            lfdi=lfdi,
             sfdi=edev.sFDI,
             device_category=int(edev.deviceCategory or 0),
             changed_time=edev.changedTime,
@@ -174,8 +182,9 @@ class DiscoveryResources(ServedState):
             pin=self.scenario.server.in_band_pin
             if self.scenario.server.in_band_pin is not None
             else self.pin,
+            registered_by=None if lfdi == ctx.lfdi else ctx.lfdi,
         )
-        self.devices.append(device)
+        self._add_device(device)
         return SimReply(201, location=f"/edev/{device.id}", parsed=edev)
 
     def _get_edev(self, ctx: _Ctx) -> SimReply:
@@ -201,7 +210,7 @@ class DiscoveryResources(ServedState):
             mRID=HexBinary128(_FSA_MRID + device.id),
             description="simulated utility programs",
             DERProgramListLink=r.DERProgramListLink(
-                href=f"{base}/derp", all=len(self._fsa_programs())
+                href=f"{base}/derp", all=len(self._fsa_programs(device))
             ),
             TimeLink=r.TimeLink(href="/tm"),
             TariffProfileListLink=(

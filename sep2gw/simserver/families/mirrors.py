@@ -71,16 +71,28 @@ class MirrorResources(ServedState):
     def _post_mup(self, ctx: _Ctx) -> SimReply:
         """Metering mirror (IEEE 2030.5 §10.8.4): POST a MirrorUsagePoint → 201 + Location; a
         MirrorUsagePoint with an mRID already mirrored for this device answers that one's
-        Location (the device may have lost it)."""
+        Location (the device may have lost it). An aggregator's mirror belongs to the EndDevice
+        its ``deviceLFDI`` names (one it registered; 403 for any other)."""
         parsed = _decode(ctx.body, r.MirrorUsagePoint)
         if isinstance(parsed, SimReply):
             return parsed
         assert ctx.lfdi is not None
+        owner = ctx.lfdi
+        if ctx.lfdi in self.aggregators and int(parsed.deviceLFDI) != ctx.lfdi:
+            device = self.device_by_lfdi(int(parsed.deviceLFDI))
+            if device is None or not self.acts_for(ctx.lfdi, device):
+                return SimReply(
+                    403,
+                    reason=f"/MirrorUsagePoint/deviceLFDI: {int(parsed.deviceLFDI):040X} is not "
+                    "an EndDevice this certificate registered",
+                    parsed=parsed,
+                )
+            owner = device.lfdi
         for mirror in self.mirrors:
-            if mirror.owner_lfdi == ctx.lfdi and int(mirror.mup.mRID) == int(parsed.mRID):
+            if mirror.owner_lfdi == owner and int(mirror.mup.mRID) == int(parsed.mRID):
                 mirror.mup = parsed
                 return SimReply(201, location=f"/mup/{mirror.id}", parsed=parsed)
-        mirror = MirrorRecord(len(self.mirrors) + 1, ctx.lfdi, parsed, int(ctx.now))
+        mirror = MirrorRecord(len(self.mirrors) + 1, owner, parsed, int(ctx.now))
         self.mirrors.append(mirror)
         return SimReply(201, location=f"/mup/{mirror.id}", parsed=parsed)
 
@@ -88,7 +100,7 @@ class MirrorResources(ServedState):
         text = ctx.params["m"]
         if text.isdigit() and 1 <= int(text) <= len(self.mirrors):
             mirror = self.mirrors[int(text) - 1]
-            if mirror.owner_lfdi == ctx.lfdi:
+            if self._owns_mirror(ctx.lfdi, mirror):
                 return mirror
         raise _NotFound(f"no MirrorUsagePoint {text!r} of this device")
 

@@ -298,7 +298,8 @@ class SubscriptionResources(ServedState):
             return self._refuse(ctx, sub.status, sub.reason)
         if not self.may_subscribe(ctx.lfdi):
             return self._refuse(ctx, 403, self._refuse_reason(ctx.lfdi), sub)
-        path, kind, problem = self._subscribed(sub.subscribedResource, device, ctx.now)
+        assert ctx.lfdi is not None  # may_subscribe refuses a peer without a certificate
+        path, kind, problem = self._subscribed(sub.subscribedResource, device, ctx.now, ctx.lfdi)
         if problem:
             return self._refuse(ctx, 400, f"/Subscription/subscribedResource: {problem}", sub)
         assert kind is not None
@@ -340,10 +341,10 @@ class SubscriptionResources(ServedState):
         return SimReply(201, location=record.href, parsed=sub)
 
     def _subscribed(
-        self, text: str, device: DeviceRecord, now: float
+        self, text: str, device: DeviceRecord, now: float, viewer: int
     ) -> tuple[str, SubscribedKind | None, str]:
-        """(path, kind, problem): what ``subscribedResource`` names, and why it cannot be
-        subscribed to on ``device`` (empty: it can)."""
+        """(path, kind, problem): what ``subscribedResource`` names, and why the certificate
+        ``viewer`` cannot subscribe to it on ``device`` (empty: it can)."""
         path = text
         if "://" in text:
             parts = urlsplit(text)
@@ -358,39 +359,43 @@ class SubscriptionResources(ServedState):
         e = match.params.get("e")
         if e is not None and e != str(device.id):
             return path, None, f"{path} is not a resource of EndDevice {device.id}"
-        if self._render_as_subscriber(device, path, now, None) is None:
+        if self._render_as_subscriber(device, path, now, None, viewer) is None:
             return path, None, f"no resource at {path} for EndDevice {device.id}"
         return path, match.handler, ""
 
     # ------------------------------------------------------------------------ notifications
 
     def _render_as_subscriber(
-        self, device: DeviceRecord, path: str, now: float, limit: int | None
+        self, device: DeviceRecord, path: str, now: float, limit: int | None, viewer: int
     ) -> bytes | None:
-        """``path`` as its subscriber reads it at ``now`` (a list: its first ``limit`` items,
-        ``None``: all of them); ``None`` when there is nothing there."""
+        """``path`` as its subscriber (the certificate ``viewer``, acting for ``device``) reads it
+        at ``now`` (a list: its first ``limit`` items, ``None``: all of them); ``None`` when there
+        is nothing there."""
         match = self.router.resolve("GET", path)
         if not isinstance(match, Match):
             return None
         query = {"s": "0", "l": _ALL if limit is None else str(limit)}
-        ctx = _Ctx("GET", match.path, match.params, query, b"", device.lfdi, now)
+        ctx = _Ctx("GET", match.path, match.params, query, b"", viewer, now)
         try:
             reply: SimReply = match.handler(self, ctx)
         except ValueError:  # _NotFound and bad parameters
             return None
         return reply.body if reply.status == 200 else None
 
-    def subscribed_renderings(self, now: float) -> dict[tuple[int, str], bytes | None]:
-        """Every subscribed resource as its subscribers read it at ``now`` (by device, path)."""
-        rendered: dict[tuple[int, str], bytes | None] = {}
+    def subscribed_renderings(self, now: float) -> dict[tuple[int, str, int], bytes | None]:
+        """Every subscribed resource as its subscribers read it at ``now`` (by device, path and
+        subscribing certificate)."""
+        rendered: dict[tuple[int, str, int], bytes | None] = {}
         devices = {d.id: d for d in self.devices}
         for sub in self.subscriptions.values():
-            key = (sub.device, sub.path)
+            key = (sub.device, sub.path, sub.lfdi)
             if key not in rendered and sub.device in devices:
-                rendered[key] = self._render_as_subscriber(devices[sub.device], sub.path, now, None)
+                rendered[key] = self._render_as_subscriber(
+                    devices[sub.device], sub.path, now, None, sub.lfdi
+                )
         return rendered
 
-    def notify_changes(self, before: dict[tuple[int, str], bytes | None], now: float) -> None:
+    def notify_changes(self, before: dict[tuple[int, str, int], bytes | None], now: float) -> None:
         """Queue a Notification for every subscription whose resource changed since ``before``
         (:meth:`subscribed_renderings` at the same instant, before the change); a resource that is
         gone ends its subscriptions with status 4."""
@@ -400,7 +405,7 @@ class SubscriptionResources(ServedState):
         devices = {d.id: d for d in self.devices}
         resources: dict[bytes, msgspec.Struct | None] = {}  # one decode per distinct page
         for sub in list(self.subscriptions.values()):
-            key = (sub.device, sub.path)
+            key = (sub.device, sub.path, sub.lfdi)
             if key not in before or before[key] == after.get(key):
                 continue
             if after.get(key) is None:
@@ -411,7 +416,11 @@ class SubscriptionResources(ServedState):
             resource = None
             if sub.limit > 0 or sub.kind in _LISTS:
                 page = self._render_as_subscriber(
-                    devices[sub.device], sub.path, now, sub.limit if sub.kind in _LISTS else None
+                    devices[sub.device],
+                    sub.path,
+                    now,
+                    sub.limit if sub.kind in _LISTS else None,
+                    sub.lfdi,
                 )
                 if page is not None:
                     if page not in resources:

@@ -1,0 +1,175 @@
+"""Discovery once for a fleet: identical GETs in flight at the same time go to the server once.
+
+The sites of a fleet (``sep2gw.fleet``) that talk on the aggregator certificate read the same
+resources — DeviceCapability, Time, the EndDeviceList, a shared program's lists — often at the same
+instant (they all start together, and polls at one pollRate stay in step). :class:`SharedGets` is
+the single-flight table their HTTPS clients share: the first GET of a target goes to the server,
+and every other site asking for that target (with the same certificate and ``Accept``) while it is
+in flight waits for that answer instead of sending its own. Nothing is kept afterwards: there is no
+cache and no TTL, so no site is ever handed a stale document — a GET that starts after the answer
+arrived goes to the server. Each site's link still records and decodes the response it used, at
+the instant it received it.
+
+A failure of the shared request (a timeout, a reset) is every waiter's failure, as it would have
+been had each sent its own; a leader cancelled by its own site (a restart) hands nothing over: the
+waiters ask again, one of them leading.
+"""
+
+from __future__ import annotations
+
+import copy
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+
+from actors.https import HttpsClient
+from transport.errors import LinkError, LinkTimeout
+from transport.http.messages import Headers, Response
+
+__all__ = ["CoalescingClient", "SharedDecodes", "SharedGets", "SharedGetsStatistics"]
+
+#: (certificate identity, target, Accept): answers are only shared between equal requests made
+#: with the same client certificate (the server answers per certificate).
+_Key = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _Flight:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    response: Response | None = None
+    error: LinkError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedGetsStatistics:
+    sent: int  # GETs that went to the server through the table
+    joined: int  # GETs answered by a request another site had in flight
+    decoded: int = 0  # documents a site took decoded from another site instead of parsing
+
+
+#: Decoded documents a fleet keeps for its sites to share (the oldest forgotten first). Each entry
+#: is a document some site holds anyway; the table only lets the others hold the same object.
+SHARED_DECODED: Final = 1024
+
+
+class SharedDecodes:
+    """Documents decoded once for every site of a fleet: keyed by the resource type and the exact
+    bytes (equal bytes decode to equal frozen resources, so sharing one object is safe). Without
+    it, every site decoded and held its own copy of each shared document — at 1,000 sites each held
+    every page of the aggregator's EndDeviceList: memory that grew with the square of the fleet."""
+
+    def __init__(self, capacity: int = SHARED_DECODED) -> None:
+        self._capacity = capacity
+        self._decoded: dict[tuple[type[Any], bytes], Any] = {}
+        self.hits = 0
+
+    def decoded(self, cls: type[Any], body: bytes) -> Any | None:
+        resource = self._decoded.get((cls, body))
+        if resource is not None:
+            self.hits += 1
+        return resource
+
+    def remember(self, cls: type[Any], body: bytes, resource: Any) -> None:
+        if len(self._decoded) >= self._capacity:
+            del self._decoded[next(iter(self._decoded))]  # the oldest
+        self._decoded[(cls, bytes(body))] = resource
+
+
+class SharedGets(SharedDecodes):
+    """The single-flight table shared by the HTTPS clients of a fleet's sites (one per process),
+    and the documents they decoded (:class:`SharedDecodes`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flights: dict[_Key, _Flight] = {}
+        self._sent = 0
+        self._joined = 0
+
+    def statistics(self) -> SharedGetsStatistics:
+        return SharedGetsStatistics(sent=self._sent, joined=self._joined, decoded=self.hits)
+
+    async def get(
+        self, key: _Key, fetch: Callable[[], Awaitable[Response]], *, timeout_s: float
+    ) -> Response:
+        """``fetch()``'s response, or the response of the identical request in flight."""
+        while True:
+            flight = self._flights.get(key)
+            if flight is None:
+                return await self._lead(key, fetch)
+            with anyio.move_on_after(timeout_s):
+                await flight.done.wait()
+            if not flight.done.is_set():
+                raise LinkTimeout(f"GET {key[1]}: no complete response within {timeout_s:g} s")
+            if flight.response is not None:
+                self._joined += 1
+                return flight.response
+            if flight.error is not None:
+                self._joined += 1
+                # a copy per waiter: an exception object is raised (and gets a traceback) once
+                raise copy.copy(flight.error)
+            # the leader was cancelled: ask again (one of the waiters leads now)
+
+    async def _lead(self, key: _Key, fetch: Callable[[], Awaitable[Response]]) -> Response:
+        flight = _Flight()
+        self._flights[key] = flight
+        self._sent += 1
+        try:
+            flight.response = await fetch()
+            return flight.response
+        except LinkError as error:
+            flight.error = error
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
+
+
+class CoalescingClient(HttpsClient):
+    """An :class:`HttpsClient` (one site's connection) whose GETs without a body go through a
+    fleet's :class:`SharedGets`; every other request is its own."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        *,
+        shared: SharedGets,
+        identity: str,
+        request_timeout_s: float = 30.0,
+        connector: Callable[[], Awaitable[anyio.abc.ByteStream]] | None = None,
+    ) -> None:
+        """``identity``: the client certificate's LFDI (requests of different certificates are
+        never shared)."""
+        super().__init__(
+            host, port, context, request_timeout_s=request_timeout_s, connector=connector
+        )
+        self._shared = shared
+        self._identity = identity
+        self._default_timeout_s = request_timeout_s
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        body: bytes = b"",
+        headers: Headers = (),
+        timeout_s: float | None = None,
+    ) -> Response:
+        if method.upper() != "GET" or body:
+            return await super().request(
+                method, target, body=body, headers=headers, timeout_s=timeout_s
+            )
+        accept = next((v for k, v in headers if k.lower() == "accept"), "")
+        timeout = self._default_timeout_s if timeout_s is None else timeout_s
+
+        async def fetch() -> Response:
+            return await HttpsClient.request(
+                self, method, target, body=body, headers=headers, timeout_s=timeout_s
+            )
+
+        return await self._shared.get((self._identity, target, accept), fetch, timeout_s=timeout)

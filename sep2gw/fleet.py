@@ -1,0 +1,265 @@
+"""Aggregator mode (issue 19 point 1): many sites (EndDevices) in one process.
+
+    fleet = Fleet(load_fleet_config("fleet.toml"))     # or drivers={"site-a": driver, ...}
+    await fleet.run()                                   # until cancelled, or:
+    async with Fleet(config, drivers) as fleet:         # inside an asyncio (or trio) application
+        print(fleet.statuses())                         # each site's status (sep2gw.status)
+
+The unit stays the single-site :class:`~sep2gw.gateway.Gateway`: a fleet runs one per site in one
+task group (decision 0022a). What the sites share is what one aggregator has once — the TLS client
+context of the aggregator certificate, the process, and the single-flight table of identical GETs
+(:mod:`actors.shared_gets`: discovery once) — never their state: each site has its own log
+(``<log.dir>/<name>.sep2gw``, beginning with ``fleet.site_identity.v1``), actors, driver,
+connection and decisions. A site whose gateway gives up (or cannot start) is recorded in its own
+log, said on the console, and started again after a bounded back-off while the others run
+(:mod:`actors.site_restarts`); a site's hung driver or slow answers wait in that site's tasks only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from anyio.abc import TaskStatus
+
+from actors.clock import Clock
+from actors.drivers.base import DerDriver
+from actors.hardware import HardwareConfig
+from actors.shared_gets import SharedGets
+from actors.site_restarts import SiteBackoff, keep_site_running
+from actors.supervisor import RestartPolicy
+from events.fleet_events import FLEET_STREAM, SiteIdentityRecorded
+from events.store import EventStore
+from sep2gw.fleet_config import FleetConfig, SiteIdentity, site_identities
+from sep2gw.gateway import Connector, Gateway, GatewayOptions
+from sep2gw.preflight import load_key_password
+from sep2gw.profiles import profile_named
+from sep2gw.status import SiteStatus
+from transport.identity import lfdi_from_der
+from transport.pki import certificate_der, load_pem_chain
+from transport.tls import TlsMaterial, client_context
+
+__all__ = ["Fleet", "FleetOptions", "SiteRun", "site_seed"]
+
+
+class FleetOptions:
+    """What a simulation, a test or an embedding application may replace (see
+    :class:`~sep2gw.gateway.GatewayOptions`, whose fields these are per site): ``stores`` a log per
+    site name instead of the files; ``http_connector`` the way to the server; ``seed`` the fleet's
+    seed, from which each site's is derived (:func:`site_seed`); ``site_backoff`` how long a site
+    that stopped waits before it starts again; ``on_console`` where a site's stop is said."""
+
+    def __init__(
+        self,
+        *,
+        wall_at_start: float | None = None,
+        seed: int | None = None,
+        stores: Mapping[str, EventStore] | None = None,
+        http_connector: Connector | None = None,
+        hardware: HardwareConfig | None = None,
+        restart: RestartPolicy | None = None,
+        site_backoff: SiteBackoff | None = None,
+        log_in_thread: bool = True,
+        on_console: Callable[[str], None] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        on_site_up: Callable[[str, Gateway], None] | None = None,
+        on_site_down: Callable[[str], None] | None = None,
+    ) -> None:
+        self.wall_at_start = wall_at_start
+        self.seed = seed
+        self.stores = stores
+        self.http_connector = http_connector
+        self.hardware = hardware
+        self.restart = restart
+        self.site_backoff = site_backoff or SiteBackoff()
+        self.log_in_thread = log_in_thread
+        self.on_console = on_console or _console
+        #: The aggregator's client context (default: made once from ``[tls]``).
+        self.tls_context = tls_context
+        #: Called with a site's name and gateway once its actors run, and with its name when that
+        #: gateway stopped (a simulation's per-site invariant monitor follows them).
+        self.on_site_up = on_site_up
+        self.on_site_down = on_site_down
+
+
+@dataclass(slots=True)
+class SiteRun:
+    """One site of a running fleet: who it is, its current gateway and how often it started."""
+
+    index: int
+    identity: SiteIdentity
+    gateway: Gateway | None = None
+    starts: int = 0
+    #: Why each earlier start ended (the error), in order.
+    stops: list[str] | None = None
+
+
+def site_seed(seed: int, site: str, start: int) -> int:
+    """The RandomSource seed of ``site``'s ``start``-th gateway (0: first) in a fleet seeded with
+    ``seed``: independent per site and per start, the same for the same three."""
+    digest = hashlib.sha256(f"{seed}:{site}:{start}".encode()).digest()
+    return int.from_bytes(digest[:8]) >> 1
+
+
+class Fleet:
+    """A running fleet; see the module docstring."""
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        drivers: Mapping[str, DerDriver] | None = None,
+        *,
+        options: FleetOptions | None = None,
+        identities: list[SiteIdentity] | None = None,
+    ) -> None:
+        """``drivers``: a driver per site name (the others are made from each site's
+        ``[sites.battery]``); ``identities``: the sites' identities when already computed
+        (:func:`~sep2gw.fleet_config.site_identities`, which reads the certificates)."""
+        self.config = fleet
+        self.options = options or FleetOptions()
+        self._drivers = dict(drivers or {})
+        profile = profile_named(fleet.server.profile)
+        chain = load_pem_chain(
+            fleet.path(fleet.tls.certificate).read_bytes(), source=fleet.tls.certificate
+        )
+        #: The LFDI of the aggregator certificate.
+        self.aggregator_lfdi = lfdi_from_der(certificate_der(chain[0]), profile.identity)
+        self.tls_context = self.options.tls_context or client_context(
+            TlsMaterial(
+                str(fleet.path(fleet.tls.certificate)),
+                str(fleet.path(fleet.tls.key)),
+                str(fleet.path(fleet.tls.ca)),
+                load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+            ),
+            alpn=("h2", "http/1.1") if fleet.server.http2 else ("http/1.1",),
+            extra_ciphers=tuple(fleet.tls.extra_ciphers),
+        )
+        self._fleet_clock: Clock | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+        #: Identical GETs in flight at once go to the server once (discovery once).
+        self.shared_gets = SharedGets()
+        found = identities if identities is not None else site_identities(fleet)
+        self.sites: dict[str, SiteRun] = {
+            identity.name: SiteRun(index=i, identity=identity, stops=[])
+            for i, identity in enumerate(found)
+        }
+
+    def _clock(self) -> Clock:
+        assert self._fleet_clock is not None, "Fleet.run starts the sites"
+        return self._fleet_clock
+
+    def _options(self, run: SiteRun) -> GatewayOptions:
+        o = self.options
+        identity = run.identity
+        record = SiteIdentityRecorded(
+            fleet=self.config.fleet.name,
+            site=identity.name,
+            lfdi=identity.lfdi,
+            sfdi=identity.sfdi,
+            nmi=self.config.sites[run.index].nmi or "",
+            aggregator_lfdi="" if identity.own_certificate else self.aggregator_lfdi,
+            server_url=self.config.server.url,
+        )
+        return GatewayOptions(
+            # a later start of the site begins at the fleet's present, not at the fleet's start
+            wall_at_start=None if o.wall_at_start is None else self._clock().server_time(),
+            seed=None if o.seed is None else site_seed(o.seed, identity.name, run.starts),
+            store=None if o.stores is None else o.stores[identity.name],
+            http_connector=o.http_connector,
+            hardware=o.hardware,
+            restart=o.restart,
+            log_in_thread=o.log_in_thread,
+            lfdi=None if identity.own_certificate else identity.lfdi,
+            # a site on its own certificate makes its own context from its [tls]
+            tls_context=None if identity.own_certificate else self.tls_context,
+            shared_gets=self.shared_gets,
+            start_records=((FLEET_STREAM, record),),
+        )
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every site until cancelled. Started as soon as every site's task is (not once
+        every site is up: a site that hangs on start must not hold the others)."""
+        clock = Clock(wall_at_start=self.options.wall_at_start)
+        self._fleet_clock = clock
+        async with anyio.create_task_group() as group:
+            for run in self.sites.values():
+                group.start_soon(self._keep, run, clock, name=f"site {run.identity.name}")
+            task_status.started()
+
+    def statuses(self) -> dict[str, SiteStatus | None]:
+        """Each site's status as of its newest record (``sep2gw.status.SiteStatus``; None: not
+        started yet)."""
+        return {
+            name: None if run.gateway is None else run.gateway.status
+            for name, run in self.sites.items()
+        }
+
+    async def __aenter__(self) -> Fleet:
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        try:
+            await group.start(self.run)
+        except BaseException:
+            await group.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._group is not None
+        self._group.cancel_scope.cancel()
+        return await self._group.__aexit__(exc_type, exc, tb)
+
+    async def _keep(self, run: SiteRun, clock: Clock) -> None:
+        name = run.identity.name
+
+        def stopped(error: BaseException, delay: float) -> None:
+            text = _describe(error)
+            assert run.stops is not None
+            run.stops.append(text)
+            self.options.on_console(f"site {name}: stopped ({text}); starting again in {delay:g} s")
+
+        await keep_site_running(
+            lambda: self._run_once(run),
+            clock=clock,
+            backoff=self.options.site_backoff,
+            on_stopped=stopped,
+        )
+
+    async def _run_once(self, run: SiteRun) -> None:
+        config = self.config.site_config(run.index)
+        driver = self._drivers.get(run.identity.name)
+        gateway = Gateway(config, driver, options=self._options(run))
+        run.gateway = gateway
+        run.starts += 1
+        name = run.identity.name
+        try:
+            async with anyio.create_task_group() as group:
+                await group.start(gateway.run)
+                if self.options.on_site_up is not None:
+                    self.options.on_site_up(name, gateway)
+        finally:
+            if self.options.on_site_down is not None:
+                self.options.on_site_down(name)
+
+
+def _describe(error: BaseException) -> str:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}"
+
+
+def _console(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

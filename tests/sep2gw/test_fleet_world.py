@@ -1,0 +1,234 @@
+"""Fleet worlds (issue 19 points 1 and 6): many sites under one aggregator certificate against one
+simulated server, each with its own battery, log and invariant monitor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from actors.site_restarts import SiteBackoff
+from actors.supervisor import RestartPolicy
+from events.fleet_events import SiteIdentityRecorded
+from events.runtime_events import GatewayStarted, GatewayStopped
+from sep2gw.fleet_world import (
+    FleetWorldResult,
+    check_fleet,
+    check_fleet_expectations,
+    run_fleet_world,
+)
+from sep2gw.simserver import Scenario, SlowResponses
+from sep2gw.simserver.library import library
+
+
+def scenario(file: str) -> Scenario:
+    return next(e.scenario for e in library() if e.file == file)
+
+
+def responses(result: FleetWorldResult, mrid: int) -> dict[str, list[int]]:
+    by_lfdi = result.server.state.responses_by_end_device(mrid)
+    return {name: by_lfdi.get(int(o.lfdi, 16), []) for name, o in result.sites.items()}
+
+
+def assert_clean(result: FleetWorldResult, s: Scenario) -> None:
+    assert check_fleet(result) == []
+    assert check_fleet_expectations(s, result) == []
+
+
+def test_a_shared_control_is_applied_and_answered_by_every_end_device(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    result = run_fleet_world(s, seed=7, sites=4, site=pki)
+    assert_clean(result, s)
+    assert responses(result, 0xF1) == {name: [1, 2, 3] for name in result.sites}
+    # the retailer program is assigned to site-001 alone
+    assert responses(result, 0xF2) == {
+        "site-000": [],
+        "site-001": [1, 2, 3],
+        "site-002": [],
+        "site-003": [],
+    }
+    for outcome in result.sites.values():  # Fleet.statuses(): each site's own status fold
+        assert outcome.status is not None and outcome.status.registration == "registered"
+        assert outcome.status.limits.export_limit_w == 5000  # the network default again
+    devices = result.server.state.devices
+    assert len(devices) == 4
+    assert {d.registered_by for d in devices} == {int(result.aggregator_lfdi, 16)}
+    # every Response went to the shared program's replyTo, on the aggregator certificate
+    posted = [q for q in result.server.requests if q.method == "POST" and q.path == "/rsps/1/rsp"]
+    assert {q.lfdi.upper() for q in posted} == {result.aggregator_lfdi.upper()}
+    assert {result.site_of(q) for q in posted} == set(result.sites)
+
+
+def test_discovery_once_n_sites_read_device_capability_once_at_start(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    result = run_fleet_world(s, seed=3, sites=6, site=pki, seconds=20)
+    start = result.server.start
+    at_start = [q for q in result.server.requests if q.time == start]
+    assert [q.path for q in at_start if q.path == "/dcap"] == ["/dcap"]
+    assert [q.path for q in at_start if q.path == "/.well-known/csipaus"] == [
+        "/.well-known/csipaus"
+    ]
+    assert result.shared_gets_joined > 0
+
+
+def test_each_sites_log_begins_with_who_it_is_about(pki: Path) -> None:
+    s = scenario("fleet_mixed_identity.toml")
+    result = run_fleet_world(s, seed=5, site=pki, seconds=30)
+    for name, outcome in result.sites.items():
+        first, second = [rec.event for rec in outcome.store.read(1, 2)]
+        assert isinstance(first, GatewayStarted)
+        assert isinstance(second, SiteIdentityRecorded)
+        assert (second.fleet, second.site, second.lfdi) == ("sim-fleet", name, outcome.lfdi)
+        assert second.server_url == "https://utility.sim:443"
+        expected = "" if outcome.own_certificate else result.aggregator_lfdi
+        assert second.aggregator_lfdi == expected
+
+
+def test_a_mixed_fleet_site_on_its_own_certificate_registers_itself(pki: Path) -> None:
+    s = scenario("fleet_mixed_identity.toml")
+    result = run_fleet_world(s, seed=11, site=pki)
+    assert_clean(result, s)
+    own = result.sites["site-002"]
+    assert own.own_certificate and not result.sites["site-000"].own_certificate
+    device = result.server.state.device_by_lfdi(int(own.lfdi, 16))
+    assert device is not None and device.registered_by is None  # its own certificate's
+    others = [result.server.state.device_by_lfdi(int(o.lfdi, 16)) for o in result.sites.values()]
+    assert sum(1 for d in others if d is not None and d.registered_by is not None) == 2
+    assert responses(result, 0xF1) == {name: [1, 2, 3] for name in result.sites}
+
+
+def test_one_failing_site_never_stalls_another(pki: Path) -> None:
+    s = scenario("fleet_site_fails.toml")
+    result = run_fleet_world(
+        s,
+        seed=13,
+        site=pki,
+        # the broken site's supervisor gives up soon, so the fleet's own restart is seen
+        restart=RestartPolicy(max_restarts=2, window_s=600, backoff_initial_s=1, backoff_max_s=2),
+        site_backoff=SiteBackoff(initial_s=20, max_s=60),
+    )
+    assert_clean(result, s)
+    healthy = ("site-000", "site-003")
+    for mrid in (0xF1, 0xF2):
+        got = responses(result, mrid)
+        assert all(got[name] == [1, 2, 3] for name in healthy), (hex(mrid), got)
+    # site-001's gateway gave up (recorded in its own log), and the fleet started it again
+    broken = result.sites["site-001"]
+    assert broken.starts > 1 and result.stops["site-001"]
+    reasons = [
+        rec.event.reason
+        for rec in broken.store.read(types=("runtime.gateway_stopped.v1",))
+        if isinstance(rec.event, GatewayStopped)
+    ]
+    assert any(reason.startswith("gave up:") for reason in reasons)
+    assert responses(result, 0xF2)["site-001"] == [1, 2, 3]  # back once its driver works
+    # the hung device held only its own site: the others posted readings all along
+    for name in healthy:
+        lfdi = int(result.sites[name].lfdi, 16)
+        mirrors = [m for m in result.server.state.mirrors if m.owner_lfdi == lfdi]
+        assert mirrors and sum(len(m.readings) for m in mirrors) >= 5
+    assert result.sites["site-000"].starts == 1 and result.sites["site-002"].starts == 1
+
+
+def test_same_seed_same_log_per_site(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    one = run_fleet_world(s, seed=21, sites=3, site=pki, seconds=150)
+    two = run_fleet_world(s, seed=21, sites=3, site=pki, seconds=150)
+    other = run_fleet_world(s, seed=22, sites=3, site=pki, seconds=150)
+    for name in one.sites:
+        assert one.sites[name].log_bytes() == two.sites[name].log_bytes(), name
+    assert any(one.sites[n].log_bytes() != other.sites[n].log_bytes() for n in one.sites)
+    # the sites' logs are their own: no two alike
+    assert len({o.log_bytes() for o in one.sites.values()}) == 3
+
+
+def test_a_fleet_world_needs_a_site(pki: Path) -> None:
+    with pytest.raises(ValueError, match="at least one site"):
+        run_fleet_world(scenario("fleet_shared_controls.toml"), seed=1, sites=0, site=pki)
+
+
+def test_a_site_whose_answers_are_slow_holds_no_other_site(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    first = run_fleet_world(s, seed=17, sites=3, site=pki, seconds=20)
+    slow_site = "site-002"
+    lfdi = int(first.sites[slow_site].lfdi, 16)
+    [device] = [d for d in first.server.state.devices if d.lfdi == lfdi]
+    # the same seed registers the same way; from +30 s every answer about site-002's EndDevice
+    # is held 25 s by the server
+    slowed = msgspec.structs.replace(
+        s,
+        actions=[
+            *s.actions,
+            SlowResponses(at_s=30, duration_s=240, delay_s=25, paths=[f"/edev/{device.id}/"]),
+        ],
+    )
+    result = run_fleet_world(slowed, seed=17, sites=3, site=pki)
+    assert result.server.state.device_by_lfdi(lfdi) is not None
+    assert result.server.state.device_by_lfdi(lfdi).id == device.id  # type: ignore[union-attr]
+    start = result.server.start
+    answered: dict[str, float] = {}
+    for q in result.server.responses_for(0xF1):
+        name = result.site_of(q)
+        if q.status == 201 and q.body is not None and q.body.status == 2 and name:  # type: ignore[attr-defined]
+            answered[name] = q.time - start
+    # F1 starts at +90 s: the healthy sites say so within the loop's seconds, the slow one later
+    assert answered["site-000"] <= 95 and answered["site-001"] <= 95, answered
+    assert answered[slow_site] > answered["site-000"], answered
+    assert check_fleet(result) == []
+
+
+def test_an_unmet_expectation_names_the_site(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    assert s.expect is not None
+    # F2 is the retailer program's, assigned to site-001 alone: the others never answer it
+    demanding = msgspec.structs.replace(
+        s, expect=msgspec.structs.replace(s.expect, responses={"F2": [1, 2, 3]})
+    )
+    result = run_fleet_world(demanding, seed=7, sites=3, site=pki, seconds=330)
+    found = check_fleet_expectations(demanding, result)
+    assert sorted({name for name, _ in found}) == ["site-000", "site-002"]
+    assert all(v.invariant == "expect.responses" for _, v in found)
+
+
+def test_sites_registered_out_of_band_are_found_in_the_list_without_a_post(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    out_of_band = msgspec.structs.replace(
+        s, server=msgspec.structs.replace(s.server, pre_registered=True)
+    )
+    result = run_fleet_world(out_of_band, seed=9, sites=3, site=pki, seconds=150)
+    assert check_fleet(result) == []
+    assert result.server.posts_to("/edev") == []
+    assert all(not d.in_band for d in result.server.state.devices)
+    assert all(
+        o.status is not None and o.status.registration == "registered"
+        for o in result.sites.values()
+    )
+
+
+def test_a_long_benchmark_world_may_keep_no_request_record(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    result = run_fleet_world(
+        s, seed=2, sites=2, site=pki, seconds=230, monitor=False, keep_requests=False
+    )
+    assert result.server.requests == []
+    assert responses(result, 0xF1) == {"site-000": [1, 2, 3], "site-001": [1, 2, 3]}
+
+
+def test_each_end_device_answers_to_the_reply_to_it_was_given(pki: Path) -> None:
+    # envoy paths: programs under /edev/{id}/derp, each EndDevice's replyTo its own
+    s = scenario("fleet_shared_controls.toml")
+    envoy = msgspec.structs.replace(
+        s,
+        quirks=msgspec.structs.replace(s.quirks, path_style="envoy", one_item_default_paging=True),
+    )
+    result = run_fleet_world(envoy, seed=4, sites=3, site=pki)
+    assert_clean(result, envoy)
+    state = result.server.state
+    for q in result.server.requests:
+        if q.method == "POST" and "/rsps/" in q.path:
+            name = result.site_of(q)
+            assert name is not None
+            device = state.device_by_lfdi(int(result.sites[name].lfdi, 16))
+            assert device is not None and q.path.startswith(f"/edev/{device.id}/rsps/"), q.path
+    assert responses(result, 0xF1) == {name: [1, 2, 3] for name in result.sites}
