@@ -101,9 +101,10 @@ def measure(sites: int, folder: Path, seconds: float) -> dict[str, Any]:
                 ):
                     first_write_cpu[site] = time.process_time()
 
-    original_server, original_disk = fleet_world.SimUtilityServer, fleet_world._Disk
-    fleet_world.SimUtilityServer = TimedServer  # type: ignore[misc]
-    fleet_world._Disk = WatchedDisk  # type: ignore[misc]
+    # The fleet world builds its server and each site's log view by these names: watched here.
+    names = vars(fleet_world)
+    original = {"SimUtilityServer": names["SimUtilityServer"], "_Disk": names["_Disk"]}
+    names.update(SimUtilityServer=TimedServer, _Disk=WatchedDisk)
     start_cpu = time.process_time()
     try:
         result = fleet_world.run_fleet_world(
@@ -116,8 +117,7 @@ def measure(sites: int, folder: Path, seconds: float) -> dict[str, Any]:
             keep_requests=False,
         )
     finally:
-        fleet_world.SimUtilityServer = original_server  # type: ignore[misc]
-        fleet_world._Disk = original_disk  # type: ignore[misc]
+        names.update(original)
     total_cpu = time.process_time() - start_cpu
     # each site's first write of the control (a site writes it again each control period)
     per_site: list[float] = []

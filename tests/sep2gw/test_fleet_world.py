@@ -9,6 +9,7 @@ import anyio
 import msgspec
 import pytest
 
+from actors.https import PeerInfo
 from actors.pipe import byte_stream_pair
 from actors.site_restarts import SiteBackoff
 from actors.supervisor import RestartPolicy
@@ -27,6 +28,7 @@ from sep2gw.fleet_world import (
 )
 from sep2gw.simserver import Scenario, SlowResponses
 from sep2gw.simserver.library import library
+from transport.http.messages import Request
 
 
 def scenario(file: str) -> Scenario:
@@ -335,3 +337,17 @@ async def test_a_fleet_without_notifications_closes_a_stream_handed_in(pki: Path
             (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
         ):
             await near.receive()
+
+
+async def test_the_fleet_routes_each_sites_path_and_a_site_not_running_answers_503(
+    pki: Path,
+) -> None:
+    s = scenario("fleet_notifications.toml")
+    fleet = Fleet(fleet_config(s, pki, ["site-000", "site-001"]))
+    assert fleet.notification_handler("/notify/site-002") is None  # no such site
+    assert fleet.notification_handler("/notify") is None
+    handler = fleet.notification_handler("/notify/site-001")
+    assert handler is not None
+    # not started yet: the utility is told to come again, nothing is recorded anywhere
+    answer = await handler(Request("POST", "/notify/site-001"), PeerInfo(b"", "AB" * 20, 0, "h2"))
+    assert answer.status == 503 and answer.header("retry-after") == "1"
