@@ -13,6 +13,13 @@ context of the aggregator certificate, the process, and the single-flight table 
 connection and decisions. A site whose gateway gives up (or cannot start) is recorded in its own
 log, said on the console, and started again after a bounded back-off while the others run
 (:mod:`actors.site_restarts`); a site's hung driver or slow answers wait in that site's tasks only.
+
+Notifications (decision 0022g): with ``[notifications] url`` each site subscribes with its own
+notificationURI ``<url>/<site name>``, and the fleet runs ONE listener for all of them
+(:class:`actors.fleet_notifications.FleetNotificationListener`: one socket on ``listen``, mutual TLS
+with the aggregator certificate) that routes each POST by its path to its site's current gateway
+(``Gateway.notification_route()``); worlds hand it connections with
+:meth:`Fleet.serve_notification_stream`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -31,20 +39,24 @@ from anyio.abc import TaskStatus
 
 from actors.clock import Clock
 from actors.drivers.base import DerDriver
+from actors.fleet_notifications import FleetListenerStatistics, FleetNotificationListener
 from actors.hardware import HardwareConfig
+from actors.https import Handler, PeerInfo
 from actors.shared_gets import SharedGets
 from actors.site_restarts import SiteBackoff, keep_site_running
 from actors.supervisor import RestartPolicy
 from events.fleet_events import FLEET_STREAM, SiteIdentityRecorded
 from events.store import EventStore
+from sep2gw.config import ConfigError, parse_listen
 from sep2gw.fleet_config import FleetConfig, SiteIdentity, site_identities
 from sep2gw.gateway import Connector, Gateway, GatewayOptions
 from sep2gw.preflight import load_key_password
 from sep2gw.profiles import profile_named
 from sep2gw.status import SiteStatus
+from transport.http.messages import Request, Response
 from transport.identity import lfdi_from_der
 from transport.pki import certificate_der, load_pem_chain
-from transport.tls import TlsMaterial, client_context
+from transport.tls import TlsMaterial, client_context, server_context
 
 __all__ = ["Fleet", "FleetOptions", "SiteRun", "site_seed"]
 
@@ -141,6 +153,32 @@ class Fleet:
             alpn=("h2", "http/1.1") if fleet.server.http2 else ("http/1.1",),
             extra_ciphers=tuple(fleet.tls.extra_ciphers),
         )
+        #: Issue 19 point 3 for a fleet (decision 0022g): one listener for every site's
+        #: notificationURI, with the aggregator certificate; None: notifications are off.
+        self.listener_context: ssl.SSLContext | None = None
+        self.notifications: FleetNotificationListener | None = None
+        #: The port the fleet's notification listener is served on once running (None: not).
+        self.notifications_port: int | None = None
+        if fleet.notifications.url:
+            self.listener_context = server_context(
+                TlsMaterial(
+                    str(fleet.path(fleet.tls.certificate)),
+                    str(fleet.path(fleet.tls.key)),
+                    str(fleet.path(fleet.tls.ca)),
+                    load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+                ),
+                alpn=("h2", "http/1.1"),
+                extra_ciphers=tuple(fleet.tls.extra_ciphers),
+            )
+            self.notifications = FleetNotificationListener(
+                context=self.listener_context,
+                route_of=self.notification_handler,
+                on_console=self.options.on_console,
+                profile=profile.identity,
+                max_connections=fleet.notifications.max_connections,
+                max_body_bytes=fleet.notifications.max_body_bytes,
+                connection_timeout_s=fleet.notifications.connection_timeout_s,
+            )
         self._fleet_clock: Clock | None = None
         self._group: anyio.abc.TaskGroup | None = None
         #: Identical GETs in flight at once go to the server once (discovery once).
@@ -150,6 +188,36 @@ class Fleet:
             identity.name: SiteRun(index=i, identity=identity, stops=[])
             for i, identity in enumerate(found)
         }
+        #: notificationURI path -> site name (each site's ``<url>/<name>``).
+        self._site_of_path: dict[str, str] = {
+            urlsplit(fleet.notifications.site_url(name)).path: name for name in self.sites
+        }
+
+    def notification_handler(self, path: str) -> Handler | None:
+        """The handler of the site whose notificationURI has ``path`` (its current gateway's;
+        answers 503 while that site is not running, so the utility notifies again); None: the path
+        is no site's (decision 0022g)."""
+        name = self._site_of_path.get(path)
+        if name is None:
+            return None
+        gateway = self.sites[name].gateway
+        route = None if gateway is None else gateway.notification_route()
+        return _site_down if route is None else route[1]
+
+    def notification_statistics(self) -> FleetListenerStatistics | None:
+        """The fleet listener's counts (unknown paths among them); None: notifications off."""
+        return None if self.notifications is None else self.notifications.statistics()
+
+    async def serve_notification_stream(self, stream: anyio.abc.ByteStream) -> None:
+        """Serve one connection to the fleet's notification listener (TLS server side with the
+        aggregator certificate, requiring the utility's client certificate, then HTTP/1.1 or h2 by
+        ALPN), each POST routed by path to its site. Simulated worlds hand in pipe streams; closed
+        at once when notifications are not configured."""
+        if self.notifications is None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        await self.notifications.serve_connection(stream)
 
     def _clock(self) -> Clock:
         assert self._fleet_clock is not None, "Fleet.run starts the sites"
@@ -181,6 +249,7 @@ class Fleet:
             tls_context=None if identity.own_certificate else self.tls_context,
             shared_gets=self.shared_gets,
             start_records=((FLEET_STREAM, record),),
+            listener_context=self.listener_context,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -189,6 +258,11 @@ class Fleet:
         clock = Clock(wall_at_start=self.options.wall_at_start)
         self._fleet_clock = clock
         async with anyio.create_task_group() as group:
+            listen = self.config.notifications.listen
+            if self.notifications is not None and listen:
+                self.notifications_port = await group.start(
+                    _serve_notifications, self.notifications, listen
+                )
             for run in self.sites.values():
                 group.start_soon(self._keep, run, clock, name=f"site {run.identity.name}")
             task_status.started()
@@ -253,6 +327,27 @@ class Fleet:
         finally:
             if self.options.on_site_down is not None:
                 self.options.on_site_down(name)
+
+
+async def _site_down(request: Request, peer: PeerInfo) -> Response:
+    """A site whose gateway is not running (starting, or waiting to start again): the utility
+    notifies again later, and the site's polls catch up meanwhile."""
+    return Response(503, (("retry-after", "1"),))
+
+
+async def _serve_notifications(
+    listener: FleetNotificationListener,
+    listen: str,
+    *,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    address = parse_listen(listen)
+    try:
+        await listener.run(host=address.host, port=address.port, task_status=task_status)
+    except OSError as exc:
+        raise ConfigError(
+            "notifications.listen", [f"cannot serve on {address}: {exc.strerror or exc}"]
+        ) from None
 
 
 def _describe(error: BaseException) -> str:

@@ -42,6 +42,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -52,6 +53,7 @@ from sep2gw.config import (
     LogConfig,
     LoggingConfig,
     MetricsConfig,
+    NotificationsConfig,
     RatesConfig,
     ServerConfig,
     SiteConfig,
@@ -59,6 +61,7 @@ from sep2gw.config import (
     _check,
     _key,
     _Section,
+    notifications_problems,
 )
 from sep2gw.profiles import profile_named
 from sep2gw.tomlfile import TomlProblem, decode_toml
@@ -73,6 +76,7 @@ from transport.pki import PkiError, certificate_der, load_pem_chain
 __all__ = [
     "FleetConfig",
     "FleetLogConfig",
+    "FleetNotificationsConfig",
     "FleetSection",
     "SiteEntry",
     "SiteIdentity",
@@ -113,6 +117,75 @@ class FleetLogConfig(_Section, frozen=True, kw_only=True):
         int | None,
         _key("the most each site's log may take on disk (as `log.max_bytes`)", kind="bytes"),
     ] = None
+
+
+class FleetNotificationsConfig(_Section, frozen=True, kw_only=True):
+    """Subscriptions for every site and ONE notification listener for the fleet (decision 0022g):
+    off unless ``url``. Site ``NAME`` gives the server the notificationURI ``<url>/<NAME>``; the
+    fleet serves every site's on ``listen`` (mutual TLS with the aggregator certificate) and routes
+    each POST by its path to its site."""
+
+    url: Annotated[
+        str,
+        _key(
+            "the base of the sites' notificationURIs, `https://host[:port]/path`: site NAME's is "
+            "`<url>/<NAME>`; empty (the default): no subscriptions",
+            kind="URL",
+        ),
+    ] = ""
+    listen: Annotated[
+        str,
+        _key(
+            '`HOST:PORT` the fleet\'s one listener serves on, e.g. `"0.0.0.0:8443"`; empty: no '
+            "TCP listener (an embedding application hands connections to "
+            "`Fleet.serve_notification_stream`)",
+            kind="address",
+        ),
+    ] = ""
+    max_connections: Annotated[
+        int,
+        _key(
+            "connections the fleet's listener serves at once; more are closed as they arrive",
+            kind="1..1024",
+        ),
+    ] = 64
+    max_body_bytes: Annotated[
+        int, _key("the largest Notification body read (larger: 413)", kind="1 KiB..1 MiB")
+    ] = 65536
+    connection_timeout_s: Annotated[
+        float, _key("a connection is closed this long after it arrived", kind="seconds > 0")
+    ] = 30.0
+    max_subscriptions: Annotated[
+        int,
+        _key(
+            "subscriptions each site holds at most (as `notifications.max_subscriptions`)",
+            kind="1..1000",
+        ),
+    ] = 32
+    verify_period_s: Annotated[
+        float,
+        _key(
+            "each site checks each subscription at most this often (as "
+            "`notifications.verify_period_s`)",
+            kind="seconds >= 60",
+        ),
+    ] = 300.0
+
+    def as_listener(self) -> NotificationsConfig:
+        """The section as the single-site one (its bounds, its checks)."""
+        return NotificationsConfig(
+            url=self.url,
+            listen=self.listen,
+            max_connections=self.max_connections,
+            max_body_bytes=self.max_body_bytes,
+            connection_timeout_s=self.connection_timeout_s,
+            max_subscriptions=self.max_subscriptions,
+            verify_period_s=self.verify_period_s,
+        )
+
+    def site_url(self, site: str) -> str:
+        """Site ``site``'s notificationURI (empty: notifications off)."""
+        return f"{self.url.rstrip('/')}/{site}" if self.url else ""
 
 
 class SiteEntry(_Section, frozen=True, kw_only=True):
@@ -166,6 +239,10 @@ class FleetConfig(_Section, frozen=True, kw_only=True):
     rates: Annotated[RatesConfig, _key("default rates, shared")] = RatesConfig()
     log: Annotated[FleetLogConfig, _key("the sites' event logs")] = FleetLogConfig()
     logging: Annotated[LoggingConfig, _key("diagnostics (Python logging)")] = LoggingConfig()
+    notifications: Annotated[
+        FleetNotificationsConfig,
+        _key("subscriptions of every site, and the fleet's one notification listener"),
+    ] = FleetNotificationsConfig()
     sites: Annotated[list[SiteEntry], _key("the sites (EndDevices), one entry each")] = []
     #: Set by the loader (the file's folder), not read from the file.
     base_dir: Annotated[str, msgspec.Meta(extra={"internal": True})] = "."
@@ -205,6 +282,13 @@ class FleetConfig(_Section, frozen=True, kw_only=True):
             ),
             logging=self.logging,
             metrics=MetricsConfig(),
+            # The site subscribes with its own notificationURI; the fleet listens for all of them
+            # (no listener of the site's own: `listen` stays empty).
+            notifications=msgspec.structs.replace(
+                self.notifications.as_listener(),
+                url=self.notifications.site_url(site.name),
+                listen="",
+            ),
             base_dir=self.base_dir,
         )
 
@@ -257,6 +341,19 @@ def _fleet_problems(fleet: FleetConfig, *, check_files: bool) -> list[str]:
         problems.append("sites: a fleet needs at least one [[sites]] entry")
     if not 0 <= fleet.fleet.pen <= 0xFFFFFFFF:
         problems.append(f"fleet.pen: {fleet.fleet.pen} is not a Private Enterprise Number")
+    # The base may have no path of its own: each site's notificationURI adds `/<site name>`.
+    problems += [
+        p
+        for p in notifications_problems(fleet.notifications.as_listener())
+        if "needs a path" not in p
+    ]
+    if fleet.notifications.url:
+        parts = urlsplit(fleet.notifications.url)
+        if parts.query or parts.fragment:
+            problems.append(
+                f"notifications.url: {fleet.notifications.url!r} is the base of each site's "
+                "notificationURI (`<url>/<site name>`): no query or fragment"
+            )
     shared_seen: set[str] = set()
     names: dict[str, int] = {}
     for i, site in enumerate(fleet.sites):
@@ -284,6 +381,8 @@ def _fleet_problems(fleet: FleetConfig, *, check_files: bool) -> list[str]:
                     f"{key}.lfdi: a site with its own certificate has that certificate's LFDI"
                 )
         for problem in _check(fleet.site_config(i), check_files=check_files):
+            if problem.startswith("notifications."):
+                continue  # the fleet's section, checked once above
             where, shared = _site_key(problem, key, own=site.certificate is not None)
             if shared:
                 if where not in shared_seen:

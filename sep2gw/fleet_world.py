@@ -37,6 +37,7 @@ from actors.drivers.base import (
     Nameplate,
     Telemetry,
 )
+from actors.fleet_notifications import FleetListenerStatistics
 from actors.hardware import HardwareConfig
 from actors.pipe import pipe_connector, pipe_listener
 from actors.site_restarts import SiteBackoff
@@ -49,12 +50,25 @@ from events.replay import replay
 from events.store import EventStore
 from sep2gw.config import BatteryConfig, ServerConfig, TlsConfig
 from sep2gw.fleet import Fleet, FleetOptions, site_seed
-from sep2gw.fleet_config import FleetConfig, FleetSection, SiteEntry, SiteIdentity, site_identities
+from sep2gw.fleet_config import (
+    FleetConfig,
+    FleetNotificationsConfig,
+    FleetSection,
+    SiteEntry,
+    SiteIdentity,
+    site_identities,
+)
 from sep2gw.gateway import Gateway
 from sep2gw.invariants import Monitor, Violation, same_controls_state
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams
 from sep2gw.sim.direct_driver import SimBatteryDriver, direct_sunspec_driver
+from sep2gw.sim.notification_routes import (
+    FLEET_NOTIFICATION_HOST,
+    FLEET_NOTIFICATION_URL,
+    NotificationRoutes,
+)
 from sep2gw.simserver import Scenario, SimClock, SimUtilityServer
+from sep2gw.simserver.notifier import NotificationAttempt
 from sep2gw.simserver.scenario import SiteFaultSpec
 from sep2gw.simserver.server import RecordedRequest
 from sep2gw.status import SiteStatus
@@ -130,6 +144,8 @@ class FleetWorldResult:
     shared_gets_sent: int = 0
     shared_gets_joined: int = 0
     stops: dict[str, list[str]] = field(default_factory=dict)
+    #: The fleet listener's counts (``Fleet.notification_statistics``; None: notifications off).
+    notification_statistics: FleetListenerStatistics | None = None
     #: The site a recorded request is that site's own (``None``: a request on shared resources).
     site_of: Callable[[RecordedRequest], str | None] = lambda q: None
     #: The sites a ``[fleet]`` fault hits (judged by the invariants only, not by ``[expect]``).
@@ -221,6 +237,9 @@ def fleet_config(scenario: Scenario, site: Path, names: list[str]) -> FleetConfi
             csipaus_versions=tuple(scenario.gateway.csipaus_versions),
         ),
         tls=TlsConfig(certificate="pki/device.pem", key="pki/device.key", ca="pki/ca.pem"),
+        notifications=FleetNotificationsConfig(
+            url=FLEET_NOTIFICATION_URL if scenario.fleet.notifications else ""
+        ),
         sites=[
             SiteEntry(
                 name=name,
@@ -277,6 +296,17 @@ class _Router:
         for monitor in self._monitors.values():
             monitor.on_action(at, action)
 
+    def on_notification(self, attempt: NotificationAttempt) -> None:
+        name = notified_site(attempt.uri)
+        if name is not None and name in self._monitors:
+            self._monitors[name].on_notification(attempt)
+
+
+def notified_site(uri: str) -> str | None:
+    """The fleet world's site a notificationURI is (``<FLEET_NOTIFICATION_URL>/<site>``)."""
+    base = FLEET_NOTIFICATION_URL + "/"
+    return uri[len(base) :] if uri.startswith(base) else None
+
 
 async def _run(
     scenario: Scenario,
@@ -310,6 +340,12 @@ async def _run(
     def on_action(at: float, action: Any) -> None:
         router_holder[0].on_action(at, action)
 
+    def on_notification(attempt: NotificationAttempt) -> None:
+        router_holder[0].on_notification(attempt)
+
+    routes = NotificationRoutes()
+    notifications = scenario.fleet.notifications
+
     server = SimUtilityServer(
         scenario,
         TlsMaterial(
@@ -323,6 +359,9 @@ async def _run(
         aggregators=(int(aggregator_lfdi, 16),),
         site_lfdis={i.name: int(i.lfdi, 16) for i in identities},
         keep_requests=keep_requests,
+        seed=seed,
+        notification_connector=routes.connect if notifications else None,
+        on_notification=on_notification if monitor and notifications else None,
     )
     battery_params = BatteryParams(**scenario.battery.overrides())
     faults: dict[str, list[SiteFaultSpec]] = {}
@@ -377,6 +416,8 @@ async def _run(
             watcher.attach(
                 server=server, battery=outcomes[name].battery, stop=nursery.cancel_scope.cancel
             )
+        if notifications:  # else no task: fleet worlds without it schedule as they did
+            await nursery.start(routes.serve)
         await nursery.start(server.serve_pipes, http_accept)
         fleet = Fleet(
             config,
@@ -398,11 +439,14 @@ async def _run(
             ),
         )
         async with fleet:
+            if notifications:
+                routes.attach(FLEET_NOTIFICATION_HOST, fleet)
             await device.sleep_until(epoch + seconds)
             statuses = fleet.statuses()
             for watcher in monitors.values():
                 watcher.finish(device.now())
             finished = True
+            routes.detach(FLEET_NOTIFICATION_HOST)
         nursery.cancel_scope.cancel()
     for name, run in fleet.sites.items():
         outcome = outcomes[name]
@@ -417,6 +461,7 @@ async def _run(
         ((name, m.violation) for name, m in monitors.items() if m.violation is not None), None
     )
     statistics = fleet.shared_gets.statistics()
+    listened = fleet.notification_statistics()
     return FleetWorldResult(
         seed=seed,
         scenario=scenario.name,
@@ -430,6 +475,7 @@ async def _run(
         stops=stops,
         site_of=router_holder[0].site_of,
         faulty=frozenset(faults),
+        notification_statistics=listened,
     )
 
 
@@ -507,6 +553,20 @@ def site_world(result: FleetWorldResult, name: str) -> WorldResult:
     outcome = result.sites[name]
     view = copy.copy(result.server)
     view.requests = [q for q in result.server.requests if result.site_of(q) in (name, None)]
+    if result.notification_statistics is not None:
+        # Notifications as this site saw them: its own notificationURI's attempts, and the
+        # subscriptions its EndDevice holds (a refusal names no site: every site sees it).
+        held = _subscriptions_of(result, name)
+        view.notifier = copy.copy(result.server.notifier)
+        view.notifier.attempts = [
+            a for a in result.server.notifier.attempts if notified_site(a.uri) == name
+        ]
+        view.state = copy.copy(result.server.state)
+        view.state.subscription_audit = [
+            a
+            for a in result.server.state.subscription_audit
+            if (a.subscription in held) or (a.subscription is None)
+        ]
     return WorldResult(
         seed=result.seed,
         scenario=result.scenario,
@@ -519,6 +579,20 @@ def site_world(result: FleetWorldResult, name: str) -> WorldResult:
         violation=None,
         monitor=outcome.monitor,
     )
+
+
+def _subscriptions_of(result: FleetWorldResult, name: str) -> set[int]:
+    """The ids of the subscriptions site ``name``'s EndDevice was given (the Locations
+    ``/edev/{id}/sub/{n}`` the server answered its POSTs with)."""
+    lfdi = int(result.sites[name].lfdi, 16)
+    devices = {str(d.id) for d in result.server.state.devices if d.lfdi == lfdi}
+    held: set[int] = set()
+    for q in result.server.requests:
+        parts = (q.location or "").split("/")
+        if q.method == "POST" and len(parts) == 5 and parts[1:4:2] == ["edev", "sub"]:
+            if parts[2] in devices and parts[4].isdigit():
+                held.add(int(parts[4]))
+    return held
 
 
 def check_fleet_expectations(

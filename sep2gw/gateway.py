@@ -122,7 +122,10 @@ class GatewayOptions:
     (instead of one loaded from ``[tls]`` per site); ``shared_gets``, the fleet's single-flight
     table for identical GETs (``actors.shared_gets``); ``start_records``, (stream, record) pairs
     appended right after ``runtime.gateway_started.v1`` at each start (the site's
-    ``fleet.site_identity.v1``).
+    ``fleet.site_identity.v1``); ``listener_context``, the notification listener's server context
+    shared by the sites of one fleet listener (decision 0022g: the fleet serves every site's
+    notificationURI on one socket with the aggregator certificate, instead of one loaded from
+    ``[tls]`` per site).
     """
 
     def __init__(
@@ -140,8 +143,10 @@ class GatewayOptions:
         tls_context: ssl.SSLContext | None = None,
         shared_gets: SharedGets | None = None,
         start_records: Sequence[tuple[str, Event]] = (),
+        listener_context: ssl.SSLContext | None = None,
     ) -> None:
         self.lfdi = lfdi
+        self.listener_context = listener_context
         self.tls_context = tls_context
         self.shared_gets = shared_gets
         self.start_records = tuple(start_records)
@@ -589,7 +594,7 @@ class Gateway:
         #: utility's client certificate verified against the same CA); None: no subscriptions.
         self.listener_context: ssl.SSLContext | None = None
         if config.notifications.url:
-            self.listener_context = server_context(
+            self.listener_context = self.options.listener_context or server_context(
                 TlsMaterial(
                     str(config.path(config.tls.certificate)),
                     str(config.path(config.tls.key)),

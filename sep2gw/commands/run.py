@@ -258,6 +258,12 @@ async def _run_fleet(fleet: Any, identities: Any, args: argparse.Namespace) -> i
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         with notifier:
             await nursery.start(running.run)
+            if running.notifications_port is not None:
+                print(
+                    f"  notifications: one listener on port {running.notifications_port} for "
+                    f"every site's notificationURI {fleet.notifications.url.rstrip('/')}/<site>",
+                    flush=True,
+                )
             if notifier.enabled:
                 notifier.ready(f"running {len(identities)} sites")
             try:

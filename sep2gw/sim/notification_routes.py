@@ -8,7 +8,8 @@ TLS client, and hand the far end to the gateway attached at that host, which ser
 or h2) with ``Gateway.serve_notification_stream(stream)``. A world attaches each gateway under its
 host when it starts and detaches it when it stops or crashes: connections it was serving are
 cancelled with it (its process is gone), and a host with no gateway up refuses the connection, as a
-closed port does. Many hosts may be attached at once (a fleet world: one per site).
+closed port does. Many hosts may be attached at once; a fleet world attaches its whole fleet at one
+host (``Fleet.serve_notification_stream``: one listener routing by path to each site).
 """
 
 from __future__ import annotations
@@ -21,11 +22,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from actors.pipe import PIPE_CHUNKS, byte_stream_pair
 
-__all__ = ["NOTIFICATION_HOST", "NOTIFICATION_URL", "NotificationListener", "NotificationRoutes"]
+__all__ = [
+    "FLEET_NOTIFICATION_HOST",
+    "FLEET_NOTIFICATION_URL",
+    "NOTIFICATION_HOST",
+    "NOTIFICATION_URL",
+    "NotificationListener",
+    "NotificationRoutes",
+]
 
 #: The simulated gateway's notification listener: its host, and the notificationURI it gives.
 NOTIFICATION_HOST: Final = "gateway.sim"
 NOTIFICATION_URL: Final = f"https://{NOTIFICATION_HOST}/notify"
+#: A simulated fleet's one listener (decision 0022g): its host, and the base of the sites'
+#: notificationURIs (site NAME's is ``<base>/<NAME>``).
+FLEET_NOTIFICATION_HOST: Final = "fleet.sim"
+FLEET_NOTIFICATION_URL: Final = f"https://{FLEET_NOTIFICATION_HOST}/notify"
 
 
 @runtime_checkable

@@ -603,11 +603,14 @@ class FleetSettings(_Strict, frozen=True, kw_only=True):
     default (0: not a fleet scenario; ``sep2gw sim --sites N`` overrides), named ``site-000``,
     ``site-001``, …; ``own_certificate`` the sites that talk on a device certificate of their own
     instead of the aggregator's; ``faults`` per-site device faults. A program's ``sites`` names
-    the sites it is assigned to."""
+    the sites it is assigned to. ``notifications``: the fleet subscribes for every site (each
+    site's notificationURI ``https://fleet.sim/notify/<site>``) and runs one listener for them all
+    (decision 0022g); off by default, so fleet worlds without it poll only, as before."""
 
     sites: int = 0
     own_certificate: list[str] = []
     faults: list[SiteFaultSpec] = []
+    notifications: bool = False
 
 
 class HostileWindow(_Strict, frozen=True, kw_only=True):

@@ -154,3 +154,52 @@ def test_a_fleet_needs_sites(folder: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         parse(folder, "sites = []\n" + HEAD)
     assert refused.value.problems == ["sites: a fleet needs at least one [[sites]] entry"]
+
+
+def test_each_site_gets_its_own_notification_uri_and_no_listener_of_its_own(
+    folder: Path,
+) -> None:
+    fleet = parse(
+        folder,
+        HEAD
+        + '[notifications]\nurl = "https://agg.example.net:8443/notify/"\n'
+        + 'listen = "127.0.0.1:0"\nmax_connections = 100\n'
+        + site("north-1")
+        + site("south-2"),
+    )
+    first, second = fleet.site_config(0), fleet.site_config(1)
+    assert first.notifications.url == "https://agg.example.net:8443/notify/north-1"
+    assert second.notifications.url == "https://agg.example.net:8443/notify/south-2"
+    # the fleet listens for every site: a site opens no socket of its own
+    assert first.notifications.listen == "" and second.notifications.listen == ""
+    assert fleet.notifications.max_connections == 100
+    # a base without a path is fine: each site's URI adds /<name>
+    bare = parse(folder, HEAD + '[notifications]\nurl = "https://agg.example.net"\n' + site("a"))
+    assert bare.site_config(0).notifications.url == "https://agg.example.net/a"
+
+
+def test_without_notifications_no_site_subscribes(folder: Path) -> None:
+    fleet = parse(folder, HEAD + site("north-1"))
+    assert fleet.site_config(0).notifications.url == ""
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ('url = "http://agg.example.net/notify"', "notifications.url: 'http://agg"),
+        (
+            'url = "https://agg.example.net/n?x=1"',
+            "notifications.url: 'https://agg.example.net/n?x",
+        ),
+        ('url = "https://a.example/n"\nlisten = "nowhere:port"', "notifications.listen: "),
+        ('listen = "127.0.0.1:8443"', "notifications.listen: set notifications.url too"),
+        ('url = "https://a.example/n"\nmax_connections = 0', "notifications.max_connections: 0"),
+    ],
+)
+def test_a_bad_notifications_section_is_refused_naming_the_key_once(
+    folder: Path, section: str, named: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(folder, HEAD + f"[notifications]\n{section}\n" + site("north-1") + site("south-2"))
+    problems = [p for p in caught.value.problems if p.startswith("notifications.")]
+    assert len(problems) == 1 and problems[0].startswith(named), caught.value.problems

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
 
+from actors.https import PeerInfo
+from actors.pipe import byte_stream_pair
 from actors.site_restarts import SiteBackoff
 from actors.supervisor import RestartPolicy
 from events.fleet_events import SiteIdentityRecorded
+from events.hardware_events import LimitsApplied
 from events.runtime_events import GatewayStarted, GatewayStopped
+from events.subscription_events import NotificationReceived
+from sep2gw.fleet import Fleet
 from sep2gw.fleet_world import (
     FleetWorldResult,
+    SiteOutcome,
     check_fleet,
     check_fleet_expectations,
+    fleet_config,
     run_fleet_world,
 )
 from sep2gw.simserver import Scenario, SlowResponses
 from sep2gw.simserver.library import library
+from transport.http.messages import Request
 
 
 def scenario(file: str) -> Scenario:
@@ -232,3 +241,113 @@ def test_each_end_device_answers_to_the_reply_to_it_was_given(pki: Path) -> None
             device = state.device_by_lfdi(int(result.sites[name].lfdi, 16))
             assert device is not None and q.path.startswith(f"/edev/{device.id}/rsps/"), q.path
     assert responses(result, 0xF1) == {name: [1, 2, 3] for name in result.sites}
+
+
+# --- notifications for a fleet (issue 19 points 3 and 6, decision 0022g) -----------------------
+
+NOTIFIED = "5C0000000000000000000000000000F1"
+
+
+def notification_to_limit_s(outcome: SiteOutcome, export_limit_w: float, start: float) -> float:
+    """Seconds (server time) from the site's first accepted notification (or the control's
+    ``start``, when later) to the first battery write carrying ``export_limit_w``: what
+    ``benchmarks/fleet_bench.py`` reads."""
+    notified_at = next(
+        rec.server_time
+        for rec in outcome.store.read()
+        if isinstance(rec.event, NotificationReceived)
+        and rec.event.http_status == 201
+        and rec.event.status == 0
+    )
+    written_at = next(
+        rec.server_time
+        for rec in outcome.store.read()
+        if isinstance(rec.event, LimitsApplied)
+        and rec.event.settings.export_limit_w == export_limit_w
+    )
+    return written_at - max(notified_at, start)
+
+
+def test_a_notified_shared_control_reaches_every_sites_battery_within_one_control_period(
+    pki: Path,
+) -> None:
+    s = scenario("fleet_notifications.toml")
+    result = run_fleet_world(s, seed=11, sites=4, site=pki)
+    assert_clean(result, s)
+    assert responses(result, int(NOTIFIED, 16)) == {name: [1, 2, 3] for name in result.sites}
+    assert result.notification_statistics is not None
+    assert result.notification_statistics.unknown_paths == 0
+    delivered = [a for a in result.server.notifier.attempts if a.outcome == "delivered"]
+    # every site was notified at its own notificationURI, on the fleet's one listener
+    assert {a.uri for a in delivered} == {
+        f"https://fleet.sim/notify/{name}" for name in result.sites
+    }
+    for outcome in result.sites.values():
+        received = [
+            rec.event for rec in outcome.store.read() if isinstance(rec.event, NotificationReceived)
+        ]
+        assert received and all(event.http_status == 201 for event in received)
+        assert {e.peer_lfdi for e in received} == {received[0].peer_lfdi}  # the utility's
+        # the control starts at +130 s; the notification came at +125 s
+        assert 0 <= notification_to_limit_s(outcome, 1000, result.server.start + 130) <= 1.0
+
+
+def test_without_notifications_the_fleet_waits_for_its_polls(pki: Path) -> None:
+    """The same scenario without the fleet's notifications fails its expectations: the limit at
+    +131 s is only explained by the notification."""
+    s = scenario("fleet_notifications.toml")
+    polled = msgspec.structs.replace(s, fleet=msgspec.structs.replace(s.fleet, notifications=False))
+    result = run_fleet_world(polled, seed=11, sites=2, site=pki)
+    found = check_fleet_expectations(polled, result)
+    assert {(name, v.invariant) for name, v in found} >= {
+        ("site-000", "expect.limits"),
+        ("site-001", "expect.limits"),
+    }
+    assert result.notification_statistics is None
+
+
+def test_lost_notifications_every_site_still_gets_the_control_by_its_next_poll(pki: Path) -> None:
+    s = scenario("fleet_notification_loss_polling_recovers.toml")
+    result = run_fleet_world(s, seed=5, sites=3, site=pki)
+    assert_clean(result, s)
+    outcomes = {a.outcome for a in result.server.notifier.attempts}
+    assert {"dropped", "delivered"} <= outcomes
+    for mrid in (0x5C0000000000000000000000000000B1, 0x5C0000000000000000000000000000B2):
+        assert responses(result, mrid) == {name: [1, 2, 3] for name in result.sites}
+
+
+def test_same_seed_same_log_per_site_with_notifications(pki: Path) -> None:
+    s = scenario("fleet_notification_loss_polling_recovers.toml")
+    first = run_fleet_world(s, seed=9, sites=3, site=pki, seconds=420)
+    second = run_fleet_world(s, seed=9, sites=3, site=pki, seconds=420)
+    for name in first.sites:
+        assert first.sites[name].log_bytes() == second.sites[name].log_bytes(), name
+    assert any(
+        isinstance(rec.event, NotificationReceived) for rec in first.sites["site-000"].store.read()
+    )
+
+
+async def test_a_fleet_without_notifications_closes_a_stream_handed_in(pki: Path) -> None:
+    s = scenario("fleet_shared_controls.toml")
+    fleet = Fleet(fleet_config(s, pki, ["site-000"]))
+    near, far = byte_stream_pair()
+    with anyio.fail_after(5):
+        await fleet.serve_notification_stream(far)
+        with pytest.raises(
+            (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
+        ):
+            await near.receive()
+
+
+async def test_the_fleet_routes_each_sites_path_and_a_site_not_running_answers_503(
+    pki: Path,
+) -> None:
+    s = scenario("fleet_notifications.toml")
+    fleet = Fleet(fleet_config(s, pki, ["site-000", "site-001"]))
+    assert fleet.notification_handler("/notify/site-002") is None  # no such site
+    assert fleet.notification_handler("/notify") is None
+    handler = fleet.notification_handler("/notify/site-001")
+    assert handler is not None
+    # not started yet: the utility is told to come again, nothing is recorded anywhere
+    answer = await handler(Request("POST", "/notify/site-001"), PeerInfo(b"", "AB" * 20, 0, "h2"))
+    assert answer.status == 503 and answer.header("retry-after") == "1"

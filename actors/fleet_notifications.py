@@ -1,0 +1,193 @@
+"""One notification listener for a whole fleet (issue 19 points 3 and 1 together; decision 0022g).
+
+An aggregator gives the utility one notificationURI per site — ``<notifications.url>/<site name>``
+— and serves them all on ONE socket: HTTPS with mutual TLS on the aggregator certificate (the
+utility's client certificate must chain to the configured CA, exactly the single-site listener's
+PKI rules), HTTP/1.1 or HTTP/2 by ALPN (``actors.https.HttpsServer``). Each POST is routed by its
+path to the site's own handler (``Gateway.notification_route()``), which records it in that site's
+log and prompts that site's poll; nothing of one site's notifications touches another's.
+
+A path that is no site's (``route_of`` answers None) is answered 404 and recorded in no site's
+log — it names no site, and a site must never be told of a notification it was not sent — but
+counted here (:meth:`FleetNotificationListener.statistics`, ``unknown_paths``) and said once per
+path on the fleet's console, so an operator sees a utility notifying a stale or mistyped URI.
+
+Bounded as the single-site listener (``actors.notifications``): at most ``max_connections`` at once
+for the whole fleet (more are closed as they arrive, counted), a body over ``max_body_bytes`` is
+refused unread (413 on HTTP/1.1, the stream reset on HTTP/2; counted, as it names no site), every
+connection ends ``connection_timeout_s`` after it arrived, the handshake and each handler have
+their own deadlines.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import anyio.abc
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors.https import Handler, HttpsServer, PeerInfo
+from actors.notifications import (
+    CONNECTION_TIMEOUT_S,
+    MAX_BODY_BYTES,
+)
+from actors.pipe import serve_pipes
+from transport.errors import LinkError
+from transport.http.messages import Request, Response
+from transport.http.router import Router
+from transport.identity import CORE_2030_5, IdentityProfile
+
+__all__ = [
+    "FLEET_MAX_CONNECTIONS",
+    "FleetListenerStatistics",
+    "FleetNotificationListener",
+    "MAX_PATH_SEGMENTS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Connections served at once for the whole fleet (a utility's notifier keeps one or a few open per
+#: origin; all the fleet's sites share one origin).
+FLEET_MAX_CONNECTIONS: Final = 64
+#: The deepest notificationURI path served (``/a/b/…``): deeper targets are 404 by the router.
+MAX_PATH_SEGMENTS: Final = 8
+_HANDSHAKE_TIMEOUT_S: Final = 10.0
+_HANDLER_TIMEOUT_S: Final = 10.0
+#: Distinct unknown paths remembered (and said on the console once each); beyond, only counted.
+_UNKNOWN_PATHS_KEPT: Final = 64
+
+#: The handler of the site a path is the notificationURI of; None: no site's.
+RouteOf = Callable[[str], Handler | None]
+
+
+class FleetListenerStatistics(msgspec.Struct, frozen=True):
+    """Counts since the listener was built: connections served and turned away (over the fleet's
+    ``max_connections``), POSTs routed to a site, POSTs to a path that is no site's, bodies refused
+    as too large (before any site could be told)."""
+
+    connections: int
+    turned_away: int
+    routed: int
+    unknown_paths: int
+    too_large: int
+
+
+class FleetNotificationListener:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        context: ssl.SSLContext,
+        route_of: RouteOf,
+        on_console: Callable[[str], None],
+        profile: IdentityProfile = CORE_2030_5,
+        max_connections: int = FLEET_MAX_CONNECTIONS,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        connection_timeout_s: float = CONNECTION_TIMEOUT_S,
+    ) -> None:
+        """``context``: a server context with the aggregator certificate and the CA the utility's
+        client certificate must chain to. ``route_of(path)``: the handler of the site whose
+        notificationURI has that path, looked up per request (a site restarted since is served by
+        its new gateway)."""
+        self._route_of = route_of
+        self._on_console = on_console
+        self._max_connections = max_connections
+        self._connection_timeout_s = connection_timeout_s
+        router: Router[Handler] = Router()
+        # Every POST target reaches the dispatcher, so a path that is no site's is counted.
+        for depth in range(1, MAX_PATH_SEGMENTS + 1):
+            router.add("POST", "/" + "/".join(f"{{p{i}}}" for i in range(depth)), self.handle)
+        self.server = HttpsServer(
+            router,
+            context,
+            profile=profile,
+            max_request_bytes=max_body_bytes,
+            handshake_timeout_s=_HANDSHAKE_TIMEOUT_S,
+            idle_timeout_s=connection_timeout_s,
+            handler_timeout_s=_HANDLER_TIMEOUT_S,
+            on_refused=self._too_large,
+        )
+        self._active = 0
+        self._connections = 0
+        self._turned_away = 0
+        self._routed = 0
+        self._unknown = 0
+        self._too_large_count = 0
+        self._unknown_seen: set[str] = set()
+
+    def statistics(self) -> FleetListenerStatistics:
+        return FleetListenerStatistics(
+            self._connections, self._turned_away, self._routed, self._unknown, self._too_large_count
+        )
+
+    async def run(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on TCP until cancelled; ``task_status.started`` receives the bound port."""
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        async with listener:
+            task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
+            await listener.serve(self.serve_connection)
+
+    async def serve_pipes(
+        self,
+        accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve in-memory connections (simulated worlds, tests) until ``accept`` closes."""
+        await serve_pipes(accept, self.serve_connection, task_status=task_status)
+
+    async def serve_connection(self, transport: anyio.abc.ByteStream) -> None:
+        """Serve one connection (TLS, then HTTP/1.1 or h2) to its end or its deadline; never
+        raises but cancellation. Over ``max_connections`` it is closed at once."""
+        if self._active >= self._max_connections:
+            self._turned_away += 1
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+            return
+        self._active += 1
+        self._connections += 1
+        try:
+            with anyio.move_on_after(self._connection_timeout_s):
+                await self.server.serve_connection(transport)
+        finally:
+            self._active -= 1
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+
+    async def _too_large(self, error: LinkError, peer: PeerInfo) -> None:
+        self._too_large_count += 1
+        logger.info("fleet notification refused (413) from %s: %s", peer.lfdi, error)
+
+    async def handle(self, request: Request, peer: PeerInfo) -> Response:
+        """Route one POST by its path to its site's handler; 404 for a path that is no site's."""
+        path = request.target.partition("?")[0]
+        handler = self._route_of(path)
+        if handler is None:
+            self._unknown += 1
+            if path not in self._unknown_seen and len(self._unknown_seen) < _UNKNOWN_PATHS_KEPT:
+                self._unknown_seen.add(path)
+                self._on_console(
+                    f"notifications: a POST to {path[:200]!r} (from LFDI {peer.lfdi}) is no "
+                    "site's notificationURI; answered 404 (said once per path)"
+                )
+            return Response(
+                404,
+                (("content-type", "text/plain"),),
+                f"no site's notificationURI is {path[:200]!r}\n".encode(),
+            )
+        self._routed += 1
+        response: Response = await handler(request, peer)
+        return response
