@@ -188,6 +188,8 @@ class TaskCpu(trio.abc.Instrument):
         self.simulation_steps = 0
         #: Time the battery model's physics took inside gateway steps (moved to the simulation).
         self.device_model_s = 0.0
+        #: Gateway CPU by task (an actor's ``run`` is a task of that name).
+        self.by_task: dict[str, float] = {}
         self._began = 0.0
         self._kind: weakref.WeakKeyDictionary[trio.lowlevel.Task, bool] = (
             weakref.WeakKeyDictionary()
@@ -222,6 +224,8 @@ class TaskCpu(trio.abc.Instrument):
         if self.is_gateway(task):
             self.gateway_s += took
             self.gateway_steps += 1
+            name = task.name
+            self.by_task[name] = self.by_task.get(name, 0.0) + took
         else:
             self.simulation_s += took
             self.simulation_steps += 1
@@ -368,10 +372,15 @@ async def _sites(
         run["startup_process_s"] = time.process_time() - run["process0"]
         gc.collect()
         meter.on = True
+        profiler = run.get("profiler")
+        if profiler is not None:
+            profiler.enable()
         run["window_process0"] = time.process_time()
         run["window_wall0"] = time.perf_counter()
         await device.sleep_until(end - 0.5)  # the last instant of the window, sites still up
         meter.on = False
+        if profiler is not None:
+            profiler.disable()
         run["process_window_s"] = time.process_time() - run["window_process0"]
         run["wall_window_s"] = time.perf_counter() - run["window_wall0"]
         run["rss_end_mb"] = _rss_mb()
@@ -600,6 +609,11 @@ def report_lines(result: SitesRun, receipt: float | None, *, trace_memory: bool)
         f"({result.records / result.window_s / result.sites:.2f} per site-second; "
         f"{result.limits_applied} limits_applied)",
     ]
+    by_task = sorted(cpu.by_task.items(), key=lambda kv: -kv[1])
+    lines.append("gateway CPU by task: (µs per site per simulated second)")
+    for name, took in by_task[:12]:
+        short = name if len(name) < 60 else "…" + name[-59:]
+        lines.append(f"  {short:60s} {took * 1e6 / result.window_s / result.sites:7.1f}")
     if trace_memory:
         lines.append("memory by package  : (tracemalloc; the run's CPU is slowed by it)")
         for group, size in result.memory_by_group.items():
