@@ -72,7 +72,7 @@ import tempfile
 import time
 import tracemalloc
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -86,6 +86,7 @@ import trio.testing  # noqa: E402
 
 from actors.hardware import HardwareConfig  # noqa: E402
 from actors.pipe import pipe_connector, pipe_listener  # noqa: E402
+from events.control_events import LimitsInForceChanged  # noqa: E402
 from events.envelope import Recorded  # noqa: E402
 from events.hardware_events import LimitsApplied  # noqa: E402
 from events.memory_store import MemoryEventStore  # noqa: E402
@@ -97,8 +98,13 @@ from sep2gw.config import Config, parse_config  # noqa: E402
 from sep2gw.gateway import Gateway, GatewayOptions  # noqa: E402
 from sep2gw.sim import BatteryParams, SimBattery, SiteParams  # noqa: E402
 from sep2gw.sim.direct_driver import SimBatteryDriver  # noqa: E402
-from sep2gw.simserver import Scenario, SimClock, SimUtilityServer, parse_scenario  # noqa: E402
-from sep2gw.simserver import server_material  # noqa: E402
+from sep2gw.simserver import (  # noqa: E402
+    Scenario,
+    SimClock,
+    SimUtilityServer,
+    parse_scenario,
+    server_material,
+)
 from sep2gw.simserver.quirks import Quirks  # noqa: E402
 from sep2gw.trio_determinism import deterministic_trio  # noqa: E402
 from sep2gw.world import DEFAULT_EPOCH  # noqa: E402
@@ -268,9 +274,7 @@ class SitesRun:
     @property
     def loop_s(self) -> float:
         """The loop's own work: process CPU in the window that no task step holds."""
-        return max(
-            0.0, self.process_window_s - self.cpu.gateway_s - self.cpu.simulation_s
-        )
+        return max(0.0, self.process_window_s - self.cpu.gateway_s - self.cpu.simulation_s)
 
     @property
     def gateway_cpu_s(self) -> float:
@@ -328,9 +332,7 @@ async def _sites(
     def counter(records: Sequence[Recorded]) -> None:
         if meter.on:
             counted["records"] += len(records)
-            counted["limits"] += sum(
-                1 for r in records if isinstance(r.event, LimitsApplied)
-            )
+            counted["limits"] += sum(1 for r in records if isinstance(r.event, LimitsApplied))
 
     async def gateway_of(site: int, server_send: Any, battery: SimBattery) -> None:
         store = _store_for(store_kind, store_dir, site)
@@ -499,7 +501,9 @@ def memory_by_group(snapshot: tracemalloc.Snapshot) -> dict[str, int]:
 def first_receipt_10k_controls_ms(seed: int = 20305) -> float:
     """``benchmarks/core_bench.py``'s first receipt (one poll bringing 10,000 new controls), in ms
     of CPU: the same function, loaded from that file."""
-    spec = importlib.util.spec_from_file_location("core_bench", ROOT / "benchmarks" / "core_bench.py")
+    spec = importlib.util.spec_from_file_location(
+        "core_bench", ROOT / "benchmarks" / "core_bench.py"
+    )
     assert spec is not None and spec.loader is not None
     core_bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(core_bench)
@@ -508,38 +512,36 @@ def first_receipt_10k_controls_ms(seed: int = 20305) -> float:
     return ms
 
 
-#: The record of a notification's arrival (helper C2's ``subscription.*`` records), and the
-#: record that the battery took a control's limits. Switch on with C2's tag at merge.
-NOTIFICATION_TAGS: tuple[str, ...] = ()
-LIMITS_APPLIED_TAGS: Final = ("hardware.limits_applied.v1", "hardware.limits_applied.v2")
-
 NOTIFICATION_PENDING: Final = (
-    "the gateway's notification path (issue 19 point 3, helper C2) is not on this branch: "
-    "notification_to_limit_ms measures it once NOTIFICATION_TAGS names its record"
+    "the gateway's notification path (issue 19 point 3, helper C2) is not on this branch; "
+    "notification_to_limit_ms() measures it from C2's notification records once the harness "
+    "runs a notifying server"
 )
 
 
 def notification_to_limit_ms(
-    records: Iterable[Recorded], control_of: Any = None
+    records: Iterable[Recorded], notified: Callable[[Recorded], str | None]
 ) -> list[float]:
-    """For every notification the log recorded, virtual milliseconds from its record to the first
-    ``hardware.limits_applied`` after it whose limits came from the control it brought
-    (``control_of(record)`` names that control's mRID; the limits record names it in its
-    ``settings`` source via the ``ApplyLimits`` sequence the controls actor logged). Empty while
-    :data:`NOTIFICATION_TAGS` is empty (see :data:`NOTIFICATION_PENDING`)."""
-    if not NOTIFICATION_TAGS:
-        return []
-    waiting: list[tuple[float, str]] = []
+    """Issue 19 acceptance, "a notification applied to the battery within one control period":
+    for every control a notification brought, the gateway's (virtual) milliseconds from the record
+    of the notification's arrival to the first ``hardware.limits_applied`` after the controls core
+    put that control in force (a ``control.limits_in_force`` record naming its mRID as a source).
+    ``notified(record)`` is the mRID a record says a notification brought, else None (C2's
+    ``subscription.*`` record). Records in log order, as ``EventStore.read`` gives them; a control
+    never put in force (superseded, or not yet started) has no figure."""
+    arrived: dict[str, float] = {}  # mRID → monotonic of its notification
+    in_force: list[str] = []  # mRIDs in force, waiting for the battery to take them
     delays: list[float] = []
     for record in records:
-        tag = CATALOGUE.tag_of_record(record) if hasattr(CATALOGUE, "tag_of_record") else ""
-        if tag in NOTIFICATION_TAGS:
-            mrid = control_of(record) if control_of is not None else None
-            if mrid:
-                waiting.append((record.monotonic, mrid))
-        elif tag in LIMITS_APPLIED_TAGS and waiting:
-            delays += [(record.monotonic - at) * 1000 for at, _ in waiting]
-            waiting = []
+        event = record.event
+        mrid = notified(record)
+        if mrid is not None:
+            arrived.setdefault(mrid, record.monotonic)
+        elif isinstance(event, LimitsInForceChanged):
+            in_force += [m for m in set(event.sources.values()) if m in arrived]
+        elif isinstance(event, LimitsApplied) and in_force:
+            delays += [(record.monotonic - arrived.pop(m)) * 1000 for m in in_force]
+            in_force = []
     return delays
 
 
