@@ -110,6 +110,9 @@ from sep2gw.trio_determinism import deterministic_trio  # noqa: E402
 from sep2gw.world import DEFAULT_EPOCH  # noqa: E402
 
 MINUTE: Final = 60
+#: How often each site commits its telemetry detail (``GatewayOptions.detail_commit_s``): what a
+#: fleet runs with (decision 0022f).
+DETAIL_COMMIT_S: Final = 10.0
 #: Targets of issue 19 (acceptance) for 1,000 sites, and the per-site budget they imply.
 TARGET_CPU_PCT: Final = 30.0
 TARGET_RSS_MB: Final = 1024.0
@@ -318,6 +321,7 @@ async def _sites(
     store_dir: Path,
     meter: TaskCpu,
     run: dict[str, Any],
+    detail_commit_s: float,
 ) -> None:
     epoch = float(DEFAULT_EPOCH)
     scenario = fleet_scenario(window_s / MINUTE, warmup_s / MINUTE)
@@ -340,6 +344,7 @@ async def _sites(
             http_connector=pipe_connector(server_send),
             hardware=hardware,
             log_in_thread=False,
+            detail_commit_s=detail_commit_s,
         )
         gateway = Gateway(config, driver, options=options)
         async with gateway:
@@ -395,6 +400,7 @@ def run_sites(
     seed: int = 1,
     store: str = "sqlite",
     trace_memory: bool = False,
+    detail_commit_s: float = DETAIL_COMMIT_S,
     work: Path,
 ) -> SitesRun:
     """The site harness: ``count`` sites for ``warmup_minutes`` then a measured window of
@@ -427,6 +433,7 @@ def run_sites(
                     store_dir=logs,
                     meter=meter,
                     run=run,
+                    detail_commit_s=detail_commit_s,
                 ),
                 clock=trio.testing.MockClock(autojump_threshold=0),
                 instruments=[meter],
@@ -551,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--trace-memory", action="store_true")
     parser.add_argument(
+        "--detail-commit-s",
+        type=float,
+        default=DETAIL_COMMIT_S,
+        help="commit each site's telemetry detail at most this often (0: with every sample)",
+    )
+    parser.add_argument(
         "--skip-core", action="store_true", help="do not measure the decision core's first receipt"
     )
     args = parser.parse_args(argv)
@@ -558,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("actors.discovery").setLevel(logging.ERROR)
     if args.sites < 1:
         parser.error(f"--sites: at least 1, got {args.sites}")
+    if args.detail_commit_s < 0:
+        parser.error(f"--detail-commit-s must not be negative, got {args.detail_commit_s}")
     if args.minutes <= 0 or args.warmup_minutes < 0:
         parser.error("--minutes must be positive and --warmup-minutes not negative")
     shm = Path("/dev/shm")
@@ -571,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             store=args.store,
             trace_memory=args.trace_memory,
+            detail_commit_s=args.detail_commit_s,
             work=Path(tmp),
         )
         for store in result.stores:

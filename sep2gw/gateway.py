@@ -101,7 +101,9 @@ class GatewayOptions:
     (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
     clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
-    replaced.
+    replaced. ``detail_commit_s``: commit telemetry detail at most this often rather than with
+    every sample (``actors.log_writer``; 0, the default: with every sample); a fleet of sites sets
+    it (decision 0022f).
     """
 
     def __init__(
@@ -115,8 +117,10 @@ class GatewayOptions:
         restart: RestartPolicy | None = None,
         log_in_thread: bool = True,
         on_alarm: Callable[[str], None] | None = None,
+        detail_commit_s: float = 0.0,
     ) -> None:
         self.wall_at_start = wall_at_start
+        self.detail_commit_s = detail_commit_s
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
@@ -170,6 +174,7 @@ class _Unit:
             inline_when_idle=not offload,
             on_alarm=on_log_alarm,
             on_records=g.observe,
+            detail_commit_s=g.options.detail_commit_s,
         )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
