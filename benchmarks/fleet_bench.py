@@ -113,6 +113,8 @@ MINUTE: Final = 60
 #: How often each site commits its telemetry detail (``GatewayOptions.detail_commit_s``): what a
 #: fleet runs with (decision 0022f).
 DETAIL_COMMIT_S: Final = 10.0
+#: SQLite's page cache per site's log (``GatewayOptions.log_cache_kib``), as a fleet bounds it.
+LOG_CACHE_KIB: Final = 256
 #: Targets of issue 19 (acceptance) for 1,000 sites, and the per-site budget they imply.
 TARGET_CPU_PCT: Final = 30.0
 TARGET_RSS_MB: Final = 1024.0
@@ -306,7 +308,7 @@ def _rss_mb() -> float:
 def _store_for(kind: str, folder: Path, site: int) -> EventStore:
     if kind == "memory":
         return MemoryEventStore(CATALOGUE)
-    return SqliteEventStore(folder / f"site-{site:04d}.sep2gw", CATALOGUE)
+    return SqliteEventStore(folder / f"site-{site:04d}.sep2gw", CATALOGUE, cache_kib=LOG_CACHE_KIB)
 
 
 async def _sites(

@@ -103,7 +103,8 @@ class GatewayOptions:
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
     replaced. ``detail_commit_s``: commit telemetry detail at most this often rather than with
     every sample (``actors.log_writer``; 0, the default: with every sample); a fleet of sites sets
-    it (decision 0022f).
+    it (decision 0022f). ``log_cache_kib``: bound SQLite's page cache for the configured log file
+    (default: SQLite's, ~2 MiB); a fleet, with a log per site open, sets it (decision 0022f).
     """
 
     def __init__(
@@ -118,9 +119,11 @@ class GatewayOptions:
         log_in_thread: bool = True,
         on_alarm: Callable[[str], None] | None = None,
         detail_commit_s: float = 0.0,
+        log_cache_kib: int | None = None,
     ) -> None:
         self.wall_at_start = wall_at_start
         self.detail_commit_s = detail_commit_s
+        self.log_cache_kib = log_cache_kib
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
@@ -411,7 +414,12 @@ class Gateway:
         self.rng: RandomSource
 
     def _open_log(self) -> SqliteEventStore:
-        return SqliteEventStore(self.log_path, CATALOGUE, max_bytes=self.config.log.max_bytes)
+        return SqliteEventStore(
+            self.log_path,
+            CATALOGUE,
+            max_bytes=self.config.log.max_bytes,
+            cache_kib=self.options.log_cache_kib,
+        )
 
     async def _open_trusted_log(self) -> SqliteEventStore:
         """Issue 16: a log is folded into decisions only if it verifies, and it is verified before
