@@ -242,6 +242,25 @@ class TaskCpu(trio.abc.Instrument):
             self.simulation_steps += 1
 
 
+class GcMeter:
+    """CPU spent in Python's cyclic garbage collector while on, per generation (``gc.callbacks``):
+    with a thousand sites' objects on one heap a full collection walks all of them."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.thread_time()
+        elif self.on:
+            generation = info["generation"]
+            self.seconds[generation] += time.thread_time() - self._began
+            self.collections[generation] += 1
+
+
 class _TimedPhysics(SimBatteryDriver):
     """The direct driver, with the battery model's physics timed apart (it is the device's work,
     which a real site's battery does, not the gateway's)."""
@@ -275,6 +294,8 @@ class SitesRun:
     limits_applied: int  # hardware.limits_applied records in the window
     stores: list[EventStore] = field(repr=False, default_factory=list)
     memory_by_group: dict[str, int] = field(default_factory=dict)
+    gc: GcMeter = field(default_factory=GcMeter)
+    gc_frozen: bool = False
 
     @property
     def loop_s(self) -> float:
@@ -324,6 +345,8 @@ async def _sites(
     meter: TaskCpu,
     run: dict[str, Any],
     detail_commit_s: float,
+    gc_meter: GcMeter,
+    gc_freeze: bool,
 ) -> None:
     epoch = float(DEFAULT_EPOCH)
     scenario = fleet_scenario(window_s / MINUTE, warmup_s / MINUTE)
@@ -365,7 +388,10 @@ async def _sites(
         await device.sleep_until(epoch + warmup_s)
         run["startup_process_s"] = time.process_time() - run["process0"]
         gc.collect()
+        if gc_freeze:
+            gc.freeze()  # what the sites built to start is long-lived: no collection walks it
         heads = [store.head().seq for store in stores]
+        gc_meter.on = True
         meter.on = True
         profiler = run.get("profiler")
         if profiler is not None:
@@ -374,6 +400,7 @@ async def _sites(
         run["window_wall0"] = time.perf_counter()
         await device.sleep_until(end - 0.5)  # the last instant of the window, sites still up
         meter.on = False
+        gc_meter.on = False
         if profiler is not None:
             profiler.disable()
         run["process_window_s"] = time.process_time() - run["window_process0"]
@@ -403,6 +430,7 @@ def run_sites(
     store: str = "sqlite",
     trace_memory: bool = False,
     detail_commit_s: float = DETAIL_COMMIT_S,
+    gc_freeze: bool = True,
     work: Path,
 ) -> SitesRun:
     """The site harness: ``count`` sites for ``warmup_minutes`` then a measured window of
@@ -421,6 +449,8 @@ def run_sites(
     if trace_memory:
         tracemalloc.start(12)
     run: dict[str, Any] = {"process0": time.process_time()}
+    gc_meter = GcMeter()
+    gc.callbacks.append(gc_meter)
     try:
         with deterministic_trio(seed):
             trio.run(
@@ -436,11 +466,16 @@ def run_sites(
                     meter=meter,
                     run=run,
                     detail_commit_s=detail_commit_s,
+                    gc_meter=gc_meter,
+                    gc_freeze=gc_freeze,
                 ),
                 clock=trio.testing.MockClock(autojump_threshold=0),
                 instruments=[meter],
             )
     finally:
+        gc.callbacks.remove(gc_meter)
+        if gc_freeze:
+            gc.unfreeze()
         if trace_memory:
             tracemalloc.stop()
     return SitesRun(
@@ -457,6 +492,8 @@ def run_sites(
         limits_applied=run["limits"],
         stores=run["stores"],
         memory_by_group=run.get("memory_by_group", {}),
+        gc=gc_meter,
+        gc_frozen=gc_freeze,
     )
 
 
@@ -560,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
     parser.add_argument("--trace-memory", action="store_true")
     parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave the start-up heap to the collector (a fleet freezes it after start-up)",
+    )
+    parser.add_argument(
         "--detail-commit-s",
         type=float,
         default=DETAIL_COMMIT_S,
@@ -589,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             store=args.store,
             trace_memory=args.trace_memory,
             detail_commit_s=args.detail_commit_s,
+            gc_freeze=not args.no_gc_freeze,
             work=Path(tmp),
         )
         for store in result.stores:
@@ -612,6 +655,10 @@ def report_lines(result: SitesRun, receipt: float | None, *, trace_memory: bool)
         f"(of which battery physics {cpu.device_model_s:.2f} s, moved to the simulation)",
         f"simulation tasks   : {cpu.simulation_s:.2f} s CPU in {cpu.simulation_steps} steps",
         f"loop's own work    : {result.loop_s:.2f} s CPU (shared out by steps)",
+        f"garbage collector  : {sum(result.gc.seconds):.2f} s CPU in the window "
+        f"(generations 0/1/2: {'/'.join(f'{s:.2f}' for s in result.gc.seconds)} s, "
+        f"{'/'.join(str(c) for c in result.gc.collections)} collections; "
+        f"start-up heap {'frozen' if result.gc_frozen else 'not frozen'})",
         f"gateway per site   : {result.ms_per_site_second:.3f} ms CPU per simulated second "
         f"(target < 0.3)",
         f"cpu of one core    : {result.cpu_pct_of_one_core:.1f} % for {result.sites} sites "
@@ -659,6 +706,9 @@ def figures(result: SitesRun, receipt: float | None, *, trace_memory: bool) -> d
         "device_model_s": round(cpu.device_model_s, 3),
         "simulation_task_s": round(cpu.simulation_s, 3),
         "loop_s": round(result.loop_s, 3),
+        "gc_s": round(sum(result.gc.seconds), 3),
+        "gc_full_collections": result.gc.collections[2],
+        "gc_frozen": result.gc_frozen,
         "startup_process_s": round(result.startup_process_s, 2),
         "rss_per_site_kb": round((result.rss_end_mb - result.rss_before_mb) * 1024 / result.sites),
         "records_per_site_s": round(result.records / result.window_s / result.sites, 3),
