@@ -65,6 +65,9 @@ def test_a_few_sites_give_every_figure_the_issue_names(
     assert any("HardwareActor" in name for name in result.cpu.by_task)
     assert not any("SimUtilityServer" in name for name in result.cpu.by_task)
     assert result.cpu.device_model_s > 0
+    # The collector's share is measured apart, with the start-up heap frozen as a fleet does.
+    assert figures["gc_frozen"] is True and figures["gc_s"] >= 0
+    assert sum(result.gc.collections) > 0
     lines = fleet_bench.report_lines(result, 12.5, trace_memory=False)
     assert "per site" in lines
 
