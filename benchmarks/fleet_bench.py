@@ -610,6 +610,13 @@ def main(argv: list[str] | None = None) -> int:
         help="leave the start-up heap to the collector (a fleet freezes it after start-up)",
     )
     parser.add_argument(
+        "--gc-young",
+        type=int,
+        default=None,
+        help="the collector's youngest-generation threshold for the run (Python's: 700); a "
+        "fleet process may raise it (decision 0022f)",
+    )
+    parser.add_argument(
         "--detail-commit-s",
         type=float,
         default=DETAIL_COMMIT_S,
@@ -623,6 +630,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("actors.discovery").setLevel(logging.ERROR)
     if args.sites < 1:
         parser.error(f"--sites: at least 1, got {args.sites}")
+    if args.gc_young is not None:
+        if args.gc_young < 1:
+            parser.error(f"--gc-young must be positive, got {args.gc_young}")
+        gc.set_threshold(args.gc_young, 10, 10)
     if args.detail_commit_s < 0:
         parser.error(f"--detail-commit-s must not be negative, got {args.detail_commit_s}")
     if args.minutes <= 0 or args.warmup_minutes < 0:
@@ -717,6 +728,7 @@ def figures(result: SitesRun, receipt: float | None, *, trace_memory: bool) -> d
         "gc_s": round(sum(result.gc.seconds), 3),
         "gc_full_collections": result.gc.collections[2],
         "gc_frozen": result.gc_frozen,
+        "gc_thresholds": list(gc.get_threshold()),
         "startup_process_s": round(result.startup_process_s, 2),
         "rss_per_site_kb": round((result.rss_end_mb - result.rss_before_mb) * 1024 / result.sites),
         "records_per_site_s": round(result.records / result.window_s / result.sites, 3),
