@@ -14,6 +14,16 @@ over and waiting for the writer's turn. A synchronous commit leaves nothing to g
 drops the two task switches of the round trip (a simulated second's sample costs one less wake);
 order is kept because nothing handed to the writer is still uncommitted.
 
+``detail_commit_s`` (0: off, the default): telemetry detail (``DETAIL_TAGS``: the 1 Hz samples,
+poll and post bookkeeping) is group-committed at most this often instead of with every sample:
+an append made only of detail waits in memory, in order, until it is that old (on the records'
+own monotonic clock) or ``MAX_DETAIL_WAITING`` appends wait, and any other append first writes
+what waits before it, so the log's records, order and hashes are what they would have been. A
+decision is never made to wait, nor a record of what the device did; what a power cut or a
+``kill -9`` can lose is at most ``detail_commit_s`` of samples, which change no decision. A fleet
+sets it (issue 19, decision 0022f): a commit per site per second is most of a site's CPU and,
+on a disk, a thousand syncs a second.
+
 **A full log is a degraded mode, not an exit** (issue 16 point 5; ``docs`` in ARCHITECTURE.md):
 
 - *Short of space* — the store's ``space_left()`` (``log.max_bytes``, or the file system's free
@@ -72,6 +82,8 @@ FULL_RETRY_S: Final = 5.0
 MAX_HELD: Final = 1_000
 #: Held observation batches written per transaction when space returns.
 HELD_CHUNK: Final = 64
+#: At most this many detail appends wait for their group commit (``detail_commit_s``).
+MAX_DETAIL_WAITING: Final = 64
 #: Telemetry detail: shed first when the log is short of space. Losing them changes no decision
 #: (the mirror's interval summaries are built in memory; a restart polls again sooner).
 DETAIL_TAGS: Final = frozenset(
@@ -113,6 +125,7 @@ class LogWriter:
         reserve_bytes: int = RESERVE_BYTES,
         on_alarm: Callable[[str], None] | None = None,
         on_records: Callable[[Sequence[Recorded]], None] | None = None,
+        detail_commit_s: float = 0.0,
     ) -> None:
         if offload and inline_when_idle:
             raise ValueError(
@@ -148,6 +161,11 @@ class LogWriter:
         self._retry_token: _Request | None = None  # wakes an idle writer to try again
         self._tasks: anyio.abc.TaskGroup | None = None  # where the retry timer runs
         self._timer = False  # the retry timer is running
+        if detail_commit_s < 0:
+            raise ValueError(f"detail_commit_s must not be negative, got {detail_commit_s}")
+        self._detail_commit_s = detail_commit_s
+        #: Detail appends not yet handed to the store, in order (see ``detail_commit_s``).
+        self._detail: list[Append] = []
 
     def statistics(self) -> LogWriterStatistics:
         return LogWriterStatistics(
@@ -169,7 +187,27 @@ class LogWriter:
     ) -> list[Recorded]:
         """Append and wait until durable. Raises what the store raised (e.g. ConcurrencyConflict),
         except ``LogFull``: a full log is a degraded mode (see the module docstring). Returns the
-        records written, none for detail shed or an ``observation`` held for later."""
+        records written, none for detail shed or an ``observation`` held for later, and none
+        for detail waiting for its group commit (``detail_commit_s``)."""
+        if self._detail_commit_s:
+            if self._is_detail(appends) and not self.degraded:
+                self._detail.extend(appends)
+                first = self._detail[0].monotonic
+                if (
+                    appends[-1].monotonic - first < self._detail_commit_s
+                    and len(self._detail) < MAX_DETAIL_WAITING
+                ):
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    return []
+                appends, self._detail = self._detail, []  # due: one transaction for them all
+            elif self._detail:
+                # Anything else is written after the detail that came before it: the log's order
+                # is the order of the appends, as without the wait.
+                waiting, self._detail = self._detail, []
+                await self._append_now(waiting, observation=True)
+        return await self._append_now(appends, observation=observation)
+
+    async def _append_now(self, appends: Sequence[Append], *, observation: bool) -> list[Recorded]:
         if self._inline and self._running and self._handed == 0 and not self.degraded:
             try:
                 records = self.store.append(appends)
@@ -234,6 +272,9 @@ class LogWriter:
             # is waiting on is dropped silently; what a full log still refuses fails its callers.
             with anyio.CancelScope(shield=True):
                 pending = [r for r in self._drain() if r is not self._retry_token]
+                if self._detail:  # the newest: every request handed over came before it
+                    pending.append(_Request(self._detail, observation=True))
+                    self._detail = []
                 self._handed = 0
                 if pending:
                     await self._commit_group(pending)

@@ -118,6 +118,9 @@ class SqliteEventStore(EventStore):
     (``log tail --follow``, the run's timeline). ``max_bytes``: refuse appends past this file size
     with ``LogFull``, the ``-wal`` and ``-shm`` counted (:meth:`_bound_files`). ``exclusive``: take the log's writer lock for ``holder`` (one writer per log,
     :mod:`events.log_lock`); a second writer is refused with ``LogLocked``; ``close`` releases it.
+    ``cache_kib``: the most SQLite's page cache holds for this connection (default: SQLite's own,
+    about 2 MiB); a process that keeps a log per site open for a thousand sites bounds it (issue
+    19, decision 0022f): the writer touches only the last pages of the table and its indexes.
     """
 
     def __init__(
@@ -130,9 +133,12 @@ class SqliteEventStore(EventStore):
         follow: bool = False,
         max_bytes: int | None = None,
         exclusive: LogHolder | None = None,
+        cache_kib: int | None = None,
     ) -> None:
         if exclusive is not None and readonly:
             raise ValueError("a read-only store takes no writer lock")
+        if cache_kib is not None and (isinstance(cache_kib, bool) or cache_kib < 1):
+            raise ValueError(f"cache_kib must be a positive number of KiB, got {cache_kib!r}")
         self.catalogue = catalogue
         self.path = Path(path)
         self.where = str(self.path)
@@ -161,6 +167,8 @@ class SqliteEventStore(EventStore):
             conn.close()
             self._release()
             raise
+        if cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
         self._page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         self._max_pages: int | None = None
         self._wal_budget: int | None = None

@@ -114,7 +114,10 @@ class GatewayOptions:
     (the default for a file, so the event loop never waits on the disk); tests on trio's autojump
     clock turn it off, because that clock jumps ahead while a thread works. ``on_alarm``: where
     an alarm line goes (the log short of space or full, issue 16 point 5): standard error unless
-    replaced.
+    replaced. ``detail_commit_s``: commit telemetry detail at most this often rather than with
+    every sample (``actors.log_writer``; 0, the default: with every sample); a fleet of sites sets
+    it (decision 0022f). ``log_cache_kib``: bound SQLite's page cache for the configured log file
+    (default: SQLite's, ~2 MiB); a fleet, with a log per site open, sets it (decision 0022f).
 
     What a fleet (``sep2gw.fleet``, aggregator mode) hands each of its sites: ``lfdi``, the site's
     EndDevice LFDI when it is not the certificate's (a site on the aggregator certificate; its SFDI
@@ -144,6 +147,8 @@ class GatewayOptions:
         shared_gets: SharedGets | None = None,
         start_records: Sequence[tuple[str, Event]] = (),
         listener_context: ssl.SSLContext | None = None,
+        detail_commit_s: float = 0.0,
+        log_cache_kib: int | None = None,
     ) -> None:
         self.lfdi = lfdi
         self.listener_context = listener_context
@@ -151,6 +156,8 @@ class GatewayOptions:
         self.shared_gets = shared_gets
         self.start_records = tuple(start_records)
         self.wall_at_start = wall_at_start
+        self.detail_commit_s = detail_commit_s
+        self.log_cache_kib = log_cache_kib
         self.seed = seed
         self.store = store
         self.http_connector = http_connector
@@ -237,6 +244,7 @@ class _Unit:
             inline_when_idle=not offload,
             on_alarm=on_log_alarm,
             on_records=g.observe,
+            detail_commit_s=g.options.detail_commit_s,
         )
         limits: Latest[ApplyLimits] = Latest()
         targets: Latest[MirrorTargets] = Latest()
@@ -610,7 +618,12 @@ class Gateway:
         self.rng: RandomSource
 
     def _open_log(self) -> SqliteEventStore:
-        return SqliteEventStore(self.log_path, CATALOGUE, max_bytes=self.config.log.max_bytes)
+        return SqliteEventStore(
+            self.log_path,
+            CATALOGUE,
+            max_bytes=self.config.log.max_bytes,
+            cache_kib=self.options.log_cache_kib,
+        )
 
     async def _open_trusted_log(self) -> SqliteEventStore:
         """Issue 16: a log is folded into decisions only if it verifies, and it is verified before

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import msgspec
 
@@ -84,12 +84,16 @@ class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
         A DER that reports neither for a direction is given 0 W there: never command what we cannot
         bound.
         """
-        # The closed loop asks every control period for the same (frozen) nameplate.
-        global _last_rating
-        if _last_rating is not None and _last_rating[0] is self:
-            return _last_rating[1]
+        # The closed loop asks every control period for the same (frozen) nameplate, one per site:
+        # remembered per nameplate (one entry for the whole process missed every time in a fleet,
+        # where each site's loop asks in turn, issue 19).
+        known = _RATINGS.get(id(self))
+        if known is not None and known[0] is self:
+            return known[1]
         rating = self._rating()
-        _last_rating = (self, rating)
+        if len(_RATINGS) >= _RATINGS_KEPT:
+            _RATINGS.clear()  # nameplates read again (restarts): start over, never grow
+        _RATINGS[id(self)] = (self, rating)
         return rating
 
     def _rating(self) -> DerRating:
@@ -106,7 +110,10 @@ class Nameplate(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-_last_rating: tuple[Nameplate, DerRating] | None = None
+#: ``Nameplate.rating`` remembered per nameplate object (its id; the entry holds the object, so
+#: the id cannot be reused while it is there), at most ``_RATINGS_KEPT`` of them.
+_RATINGS: dict[int, tuple[Nameplate, DerRating]] = {}
+_RATINGS_KEPT: Final = 4096
 
 
 class Telemetry(msgspec.Struct, frozen=True, kw_only=True):

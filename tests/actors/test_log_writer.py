@@ -371,3 +371,62 @@ async def test_issue16_a_log_found_full_on_the_way_out_fails_the_waiting_decisio
             nursery.cancel_scope.cancel()
     assert len(outcomes) == 1 and isinstance(outcomes[0], LogFull)
     assert store.head().seq == 0
+
+
+async def _write_day(detail_commit_s: float, store: MemoryEventStore) -> list[list[Recorded]]:
+    """Samples a second apart with a decision every 7 s, through an inline writer (as a gateway
+    on the in-memory store runs it); returns what each append returned."""
+    writer = LogWriter(store, offload=False, inline_when_idle=True, detail_commit_s=detail_commit_s)
+    returned: list[list[Recorded]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        for second in range(1, 40):
+            returned.append(await writer.append(sample(float(second))))
+            if second % 7 == 0:
+                returned.append(await writer.append(append_to("decisions", second)))
+            await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    return returned
+
+
+async def test_issue19_detail_committed_in_groups_leaves_the_same_log(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Decision 0022f: with ``detail_commit_s`` the samples wait for a group commit, and the log
+    holds the same records in the same order with the same hashes as with a commit per sample;
+    each decision is written after the samples before it and returns its own records only."""
+    every_sample, grouped = MemoryEventStore(TEST_CATALOGUE), MemoryEventStore(TEST_CATALOGUE)
+    with trio.fail_after(600):
+        await _write_day(0.0, every_sample)
+        returned = await _write_day(10.0, grouped)
+    assert list(grouped.read_raw()) == list(every_sample.read_raw())
+    assert grouped.verify().ok
+    decisions = [r for r in returned if r and isinstance(r[0].event, Deposited)]
+    assert [len(r) for r in decisions] == [1] * 5
+    assert all(r[0].stream == "decisions" for r in decisions)
+    # Most samples returned nothing: they waited for their group.
+    assert sum(1 for r in returned if not r) > 25
+
+
+async def test_issue19_waiting_detail_is_written_when_due_and_on_the_way_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=True, detail_commit_s=10.0)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for second in range(0, 10):
+                assert await writer.append(sample(float(second))) == []
+            assert store.head().seq == 0  # nothing older than 10 s yet: all wait
+            written = await writer.append(sample(10.0))
+            assert [r.event.at_s for r in written] == [float(s) for s in range(11)]
+            assert await writer.append(sample(11.0)) == []
+            nursery.cancel_scope.cancel()
+    # The writer's last act: what still waited is in the log.
+    assert store.head().seq == 12
+
+
+def test_issue19_detail_commit_s_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="detail_commit_s"):
+        LogWriter(MemoryEventStore(TEST_CATALOGUE), offload=False, detail_commit_s=-1.0)

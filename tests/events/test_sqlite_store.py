@@ -443,3 +443,22 @@ def test_a_closed_writer_leaves_every_record_in_the_one_file(tmp_path: Path) -> 
     with sqlite3.connect(copy) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
     reader.close()
+
+
+def test_issue19_a_fleets_log_bounds_its_page_cache(tmp_path: Path) -> None:
+    """Decision 0022f: a thousand sites' logs open at once must not each keep SQLite's default
+    ~2 MiB of cache; ``cache_kib`` bounds the connection's page cache, and appends still work."""
+    bounded = SqliteEventStore(tmp_path / "site.sep2gw", TEST_CATALOGUE, cache_kib=256)
+    default = SqliteEventStore(tmp_path / "other.sep2gw", TEST_CATALOGUE)
+    try:
+        assert bounded.execute("PRAGMA cache_size").fetchone()[0] == -256
+        assert default.execute("PRAGMA cache_size").fetchone()[0] != -256
+        bounded.append_events(
+            "site", [Deposited(account="site", amount=5)], server_time=1.0, monotonic=1.0
+        )
+        assert [r.event for r in bounded.read()] == [Deposited(account="site", amount=5)]
+    finally:
+        bounded.close()
+        default.close()
+    with pytest.raises(ValueError, match="cache_kib"):
+        SqliteEventStore(tmp_path / "bad.sep2gw", TEST_CATALOGUE, cache_kib=0)
