@@ -8,7 +8,7 @@ controls, and how long a notification takes to reach the battery.
 Prints human lines and, last, one JSON line::
 
     {"sites": 1000, "cpu_pct_of_one_core": …, "rss_mb": …, "first_receipt_10k_controls_ms": …,
-     "notification_to_limit_ms": null, …method fields…}
+     "notification_to_limit_ms": …, …method fields…}
 
 **The workload.** Every site is one gateway unit (``sep2gw.gateway.Gateway``, all its actors) with
 its own simulated utility server and battery (``sep2gw.world``'s building blocks: mutual TLS and
@@ -16,9 +16,12 @@ HTTP/1.1 on in-memory pipes, the battery reached by the ``direct`` driver): a pr
 control limits export to 5 kW, so the hardware actor runs its closed loop every second, one 5-minute
 control in each measured window, pollRate and postRate 60 s, telemetry sampled at 1 Hz and recorded.
 Every site runs on the one trio loop on the virtual clock (``MockClock``, autojump), the schedule
-seeded, each battery with its own seed. Until aggregator mode lands (helper A's
-``sep2gw.fleet``/``run_fleet_world``), the sites are N independent single-site gateways in one
-process (:func:`run_sites` is the one function to switch).
+seeded, each battery with its own seed. ``--harness fleet`` (the default, :func:`run_fleet`): the
+N sites are one aggregator-mode ``sep2gw.fleet.Fleet`` (one aggregator certificate, identical GETs
+coalesced, decoded documents shared, telemetry detail committed in groups) against ONE simulated
+server, through ``sep2gw.fleet_world.run_fleet_world``; each site's gateway runs in the task
+``site <name>``. ``--harness independent`` (:func:`run_sites`): N single-site gateways, each with
+its own simulated server, each in a task ``gateway:<n>``.
 
 **CPU: the simulated world's cost model.** A trio ``Instrument`` reads the thread's CPU clock
 (``time.thread_time``) before and after every task step and charges the step to the *gateway* if
@@ -59,9 +62,11 @@ allocated is ``other``.
 **First receipt of 10,000 controls** is ``benchmarks/core_bench.py``'s measurement
 (``bench_first_receipt``), reused here, not copied.
 
-**Notification to limit** stays ``null`` until the gateway's notification path (helper C2)
-lands: :func:`notification_to_limit_ms` is the measurement to switch on then (from the record of
-the notification's arrival to the first ``hardware.limits_applied`` that carries its control).
+**Notification to limit** (:func:`measure_notification_to_limit`): a fleet of 10 sites against a
+server that notifies; a control created to start at once in the program they share (pollRate 300
+s, so only the notification can bring it early); per site, the virtual milliseconds from the
+record of the notification's arrival to the first ``hardware.limits_applied`` after the control
+is in force; the worst site's is reported, against the control period (1 s).
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ from events.memory_store import MemoryEventStore  # noqa: E402
 from events.registry import CATALOGUE  # noqa: E402
 from events.sqlite_store import SqliteEventStore  # noqa: E402
 from events.store import EventStore  # noqa: E402
+from events.subscription_events import ControlsNotified, NotificationReceived  # noqa: E402
 from sep2gw.cli import main as cli_main  # noqa: E402
 from sep2gw.config import Config, parse_config  # noqa: E402
 from sep2gw.gateway import Gateway, GatewayOptions  # noqa: E402
@@ -199,7 +205,9 @@ class TaskCpu(trio.abc.Instrument):
     whether the task descends from a task named ``gateway:…`` (see the module docstring). Counts
     only while :attr:`on`."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "gateway:") -> None:
+        #: The name prefix of the task a site's gateway runs in (a fleet's: ``site <name>``).
+        self.prefix = prefix
         self.on = False
         self.gateway_s = 0.0
         self.simulation_s = 0.0
@@ -221,7 +229,7 @@ class TaskCpu(trio.abc.Instrument):
         walk: trio.lowlevel.Task | None = task
         verdict = False
         while walk is not None:
-            if walk.name.startswith(GATEWAY_TASK):
+            if walk.name.startswith(self.prefix):
                 verdict = True
                 break
             cached = self._kind.get(walk)
@@ -304,6 +312,9 @@ class SitesRun:
     memory_by_group: dict[str, int] = field(default_factory=dict)
     gc: GcMeter = field(default_factory=GcMeter)
     gc_frozen: bool = False
+    #: "fleet": one aggregator-mode Fleet against one server (:func:`run_fleet`); "independent":
+    #: N single-site gateways, each with its own server (:func:`run_sites`).
+    harness: str = "independent"
 
     @property
     def loop_s(self) -> float:
@@ -505,6 +516,135 @@ def run_sites(
     )
 
 
+#: The name of the task a fleet runs each site in (``sep2gw.fleet.Fleet.run``).
+FLEET_SITE_TASK: Final = "site "
+
+
+def run_fleet(
+    count: int,
+    *,
+    minutes: float,
+    warmup_minutes: float = 3.0,
+    seed: int = 1,
+    store: str = "sqlite",
+    trace_memory: bool = False,
+    gc_freeze: bool = True,
+    work: Path,
+) -> SitesRun:
+    """The same measurement on aggregator mode itself (the default harness): ``count`` sites of
+    one ``sep2gw.fleet.Fleet`` (one aggregator certificate, the sites' identical GETs coalesced,
+    decoded documents shared, telemetry detail committed in groups and a page cache of 256 KiB
+    per site log, as a fleet runs by default) against ONE simulated utility server, through
+    ``sep2gw.fleet_world.run_fleet_world``. Each site's gateway runs in the task ``site <name>``,
+    so the CPU attribution is :class:`TaskCpu`'s with that prefix; the battery model's physics
+    (the direct driver's ``_advance``) is timed and moved to the simulation as in
+    :func:`run_sites`. ``store="sqlite"``: each site's log is its own SQLite file in ``work``
+    (``synchronous=FULL``), as a fleet writes them."""
+    from sep2gw.fleet_world import run_fleet_world
+
+    pki = work / "pki"
+    if not (pki / "device.pem").exists():
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli_main(["certs", "init", str(pki)]) == 0
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    meter = TaskCpu(prefix=FLEET_SITE_TASK)
+    gc_meter = GcMeter()
+    stores: list[EventStore] = []
+    run: dict[str, Any] = {}
+
+    def store_of(name: str) -> EventStore:
+        made: EventStore = (
+            MemoryEventStore(CATALOGUE)
+            if store == "memory"
+            else SqliteEventStore(logs / f"{name}.sep2gw", CATALOGUE, cache_kib=LOG_CACHE_KIB)
+        )
+        stores.append(made)
+        return made
+
+    def window_opens() -> None:
+        run["startup_process_s"] = time.process_time() - run["process0"]
+        gc.collect()
+        if gc_freeze:
+            gc.freeze()  # what the sites built to start is long-lived: no collection walks it
+        run["heads"] = [s.head().seq for s in stores]
+        gc_meter.on = meter.on = True
+        run["window_process0"] = time.process_time()
+        run["window_wall0"] = time.perf_counter()
+
+    def window_closes() -> None:
+        meter.on = gc_meter.on = False
+        run["process_window_s"] = time.process_time() - run["window_process0"]
+        run["wall_window_s"] = time.perf_counter() - run["window_wall0"]
+        run["rss_end_mb"] = _rss_mb()
+        if tracemalloc.is_tracing():
+            run["memory_by_group"] = memory_by_group(tracemalloc.take_snapshot())
+
+    physics = SimBatteryDriver._advance
+
+    def timed_physics(driver: SimBatteryDriver) -> None:
+        began = time.thread_time()
+        physics(driver)
+        if meter.on:
+            meter.device_model_s += time.thread_time() - began
+
+    warmup_s = warmup_minutes * MINUTE
+    window_s = minutes * MINUTE
+    scenario = fleet_scenario(minutes, warmup_minutes)
+    gc.collect()
+    rss_before = _rss_mb()
+    if trace_memory:
+        tracemalloc.start(12)
+    gc.callbacks.append(gc_meter)
+    run["process0"] = time.process_time()
+    SimBatteryDriver._advance = timed_physics  # type: ignore[method-assign]
+    try:
+        run_fleet_world(
+            scenario,
+            seed=seed,
+            sites=count,
+            site=work,
+            seconds=warmup_s + window_s,
+            monitor=False,
+            keep_requests=False,
+            hardware=HardwareConfig(control_period_s=1.0, sample_period_s=1.0, post_interval_s=60),
+            store_of=store_of,
+            at=((warmup_s, window_opens), (warmup_s + window_s - 0.5, window_closes)),
+            instruments=(meter,),
+        )
+    finally:
+        SimBatteryDriver._advance = physics  # type: ignore[method-assign]
+        gc.callbacks.remove(gc_meter)
+        if gc_freeze:
+            gc.unfreeze()
+        if trace_memory:
+            tracemalloc.stop()
+    heads = run["heads"]
+    return SitesRun(
+        sites=count,
+        warmup_s=warmup_s,
+        window_s=window_s,
+        cpu=meter,
+        process_window_s=run["process_window_s"],
+        wall_window_s=run["wall_window_s"],
+        startup_process_s=run["startup_process_s"],
+        rss_before_mb=rss_before,
+        rss_end_mb=run["rss_end_mb"],
+        records=sum(s.head().seq - seq for s, seq in zip(stores, heads, strict=True)),
+        limits_applied=sum(
+            1
+            for s, seq in zip(stores, heads, strict=True)
+            for _ in s.read(seq + 1, types=LIMITS_APPLIED_TAGS)
+        ),
+        stores=stores,
+        memory_by_group=run.get("memory_by_group", {}),
+        gc=gc_meter,
+        gc_frozen=gc_freeze,
+        harness="fleet",
+    )
+
+
+
 # --- memory by package -----------------------------------------------------------------------
 
 
@@ -560,11 +700,8 @@ def first_receipt_10k_controls_ms(seed: int = 20305) -> float:
 
 
 LIMITS_APPLIED_TAGS: Final = ("hardware.limits_applied.v2",)
-NOTIFICATION_PENDING: Final = (
-    "the gateway's notification path (issue 19 point 3, helper C2) is not on this branch; "
-    "notification_to_limit_ms() measures it from C2's notification records once the harness "
-    "runs a notifying server"
-)
+#: The control period of every harness (a notified control is due on the battery within it).
+CONTROL_PERIOD_MS: Final = 1000.0
 
 
 def notification_to_limit_ms(
@@ -574,22 +711,95 @@ def notification_to_limit_ms(
     for every control a notification brought, the gateway's (virtual) milliseconds from the record
     of the notification's arrival to the first ``hardware.limits_applied`` after the controls core
     put that control in force (a ``control.limits_in_force`` record naming its mRID as a source).
-    ``notified(record)`` is the mRID a record says a notification brought, else None (C2's
-    ``subscription.*`` record). Records in log order, as ``EventStore.read`` gives them; a control
-    never put in force (superseded, or not yet started) has no figure."""
+    ``notified(record)`` is the mRID a record says a notification brought, else None
+    (:func:`controls_notified` for the gateway's ``subscription.controls_notified.v1``); when that
+    record names the notification's own record (``notification_seq``), the figure runs from the
+    notification's arrival, not from the read it prompted. Records in log order, as
+    ``EventStore.read`` gives them; a control never put in force has no figure."""
+    received: dict[int, float] = {}  # seq of a notification's record → its monotonic
     arrived: dict[str, float] = {}  # mRID → monotonic of its notification
-    in_force: list[str] = []  # mRIDs in force, waiting for the battery to take them
+    current: set[str] = set()  # the mRIDs the newest limits in force name
+    pending: list[str] = []  # notified and in force, waiting for the battery to take them
     delays: list[float] = []
     for record in records:
         event = record.event
+        if isinstance(event, NotificationReceived):
+            received[record.seq] = record.monotonic
         mrid = notified(record)
         if mrid is not None:
-            arrived.setdefault(mrid, record.monotonic)
+            since = received.get(getattr(event, "notification_seq", -1), record.monotonic)
+            arrived.setdefault(mrid, since)
+            # The gateway records what a notification brought after the receipts and the limits
+            # they put in force, in the same batch: the control may already be in force here.
+            if mrid in current and mrid not in pending:
+                pending.append(mrid)
         elif isinstance(event, LimitsInForceChanged):
-            in_force += [m for m in set(event.sources.values()) if m in arrived]
-        elif isinstance(event, LimitsApplied) and in_force:
-            delays += [(record.monotonic - arrived.pop(m)) * 1000 for m in in_force]
-            in_force = []
+            # A source is "control:<mRID>" or "default:<program mRID>" (bare mRIDs read too).
+            current = {source.rpartition(":")[2] for source in event.sources.values()}
+            pending += [m for m in current if m in arrived and m not in pending]
+        elif isinstance(event, LimitsApplied) and pending:
+            delays += [(record.monotonic - arrived.pop(m)) * 1000 for m in pending]
+            pending = []
+    return delays
+
+
+def controls_notified(record: Recorded) -> str | None:
+    """The control a notification brought, as the gateway records it
+    (``subscription.controls_notified.v1``: the first mRID its prompted read saw first)."""
+    event = record.event
+    if isinstance(event, ControlsNotified) and event.first_seen:
+        return event.first_seen[0]
+    return None
+
+
+#: A control in the program every site shares, created at +125 s to start at once: the
+#: notification of the changed DERControlList is the only way it can be in force before the
+#: next poll (pollRate 300 s).
+_NOTIFIED_SCENARIO: Final = """
+name = "fleet_bench_notification"
+[server]
+poll_rate_s = 300
+post_rate_s = 60
+[fleet]
+notifications = true
+[[programs]]
+id = "network"
+primacy = 10
+default = { opModExpLimW = 5000 }
+[[actions]]
+at_s = 125
+kind = "create_control"
+mrid = "5C0000000000000000000000000000B1"
+program = "network"
+start_s = 125
+duration_s = 120
+modes = { opModExpLimW = 1000 }
+"""
+
+
+def measure_notification_to_limit(work: Path, *, sites: int = 10, seed: int = 1) -> list[float]:
+    """Every site's milliseconds (virtual) from a notification's arrival to the battery write of
+    the control it brought, in an aggregator-mode fleet of ``sites`` against one simulated server
+    that notifies (``sep2gw.fleet_world``, control period 1 s, pollRate 300 s)."""
+    from sep2gw.fleet_world import run_fleet_world
+
+    pki = work / "pki"
+    if not (pki / "device.pem").exists():
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli_main(["certs", "init", str(pki)]) == 0
+    scenario = _replace_quirks(parse_scenario(_NOTIFIED_SCENARIO, source="fleet_bench"))
+    result = run_fleet_world(
+        scenario,
+        seed=seed,
+        sites=sites,
+        site=work,
+        seconds=200,
+        monitor=False,
+        hardware=HardwareConfig(control_period_s=1.0, sample_period_s=1.0, post_interval_s=60),
+    )
+    delays: list[float] = []
+    for outcome in result.sites.values():
+        delays += notification_to_limit_ms(outcome.store.read(), controls_notified)
     return delays
 
 
@@ -603,6 +813,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument(
+        "--harness",
+        choices=("fleet", "independent"),
+        default="fleet",
+        help="fleet: one aggregator-mode Fleet against one simulated server (the product); "
+        "independent: N single-site gateways each with its own server",
+    )
     parser.add_argument("--trace-memory", action="store_true")
     parser.add_argument(
         "--no-gc-freeze",
@@ -625,6 +842,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-core", action="store_true", help="do not measure the decision core's first receipt"
     )
+    parser.add_argument(
+        "--skip-notification",
+        action="store_true",
+        help="do not measure notification to battery (a 10-site notifying fleet, 200 virtual s)",
+    )
     args = parser.parse_args(argv)
     # A thousand sites each say once that their server has no CSIP-AUS well-known path.
     logging.getLogger("actors.discovery").setLevel(logging.ERROR)
@@ -642,32 +864,61 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(
         prefix="sep2gw-fleet-", dir=shm if shm.is_dir() else None
     ) as tmp:
-        result = run_sites(
-            args.sites,
-            minutes=args.minutes,
-            warmup_minutes=args.warmup_minutes,
-            seed=args.seed,
-            store=args.store,
-            trace_memory=args.trace_memory,
-            detail_commit_s=args.detail_commit_s,
-            gc_freeze=not args.no_gc_freeze,
-            work=Path(tmp),
-        )
+        if args.harness == "fleet":
+            result = run_fleet(
+                args.sites,
+                minutes=args.minutes,
+                warmup_minutes=args.warmup_minutes,
+                seed=args.seed,
+                store=args.store,
+                trace_memory=args.trace_memory,
+                gc_freeze=not args.no_gc_freeze,
+                work=Path(tmp),
+            )
+        else:
+            result = run_sites(
+                args.sites,
+                minutes=args.minutes,
+                warmup_minutes=args.warmup_minutes,
+                seed=args.seed,
+                store=args.store,
+                trace_memory=args.trace_memory,
+                detail_commit_s=args.detail_commit_s,
+                gc_freeze=not args.no_gc_freeze,
+                work=Path(tmp),
+            )
         for store in result.stores:
             close = getattr(store, "close", None)
             if close is not None:
                 close()
     receipt = None if args.skip_core else first_receipt_10k_controls_ms()
-    print(report_lines(result, receipt, trace_memory=args.trace_memory))
-    print(json.dumps(figures(result, receipt, trace_memory=args.trace_memory)))
+    notified: list[float] | None = None
+    if not args.skip_notification:
+        with tempfile.TemporaryDirectory(prefix="sep2gw-fleet-notify-") as tmp:
+            notified = measure_notification_to_limit(Path(tmp), seed=args.seed)
+    print(report_lines(result, receipt, trace_memory=args.trace_memory, notified=notified))
+    print(
+        json.dumps(figures(result, receipt, trace_memory=args.trace_memory, notified=notified))
+    )
     return 0
 
 
-def report_lines(result: SitesRun, receipt: float | None, *, trace_memory: bool) -> str:
+def report_lines(
+    result: SitesRun,
+    receipt: float | None,
+    *,
+    trace_memory: bool,
+    notified: list[float] | None = None,
+) -> str:
     cpu = result.cpu
     lines = [
-        f"sites              : {result.sites}, each a gateway + simulated server + battery, "
-        f"one trio loop",
+        (
+            f"sites              : {result.sites} of one aggregator-mode fleet against one "
+            "simulated server, each with its battery, one trio loop"
+            if result.harness == "fleet"
+            else f"sites              : {result.sites}, each a gateway + simulated server + "
+            "battery, one trio loop"
+        ),
         f"window             : {result.window_s:g} virtual s after {result.warmup_s:g} s warm-up "
         f"(wall {result.wall_window_s:.1f} s; start-up {result.startup_process_s:.1f} s CPU)",
         f"gateway tasks      : {cpu.gateway_s:.2f} s CPU in {cpu.gateway_steps} steps "
@@ -703,19 +954,36 @@ def report_lines(result: SitesRun, receipt: float | None, *, trace_memory: bool)
             f"first receipt      : {receipt:.0f} ms CPU for 10,000 new controls "
             f"(target < {TARGET_FIRST_RECEIPT_MS:g})"
         )
-    lines.append(f"notification       : not measured: {NOTIFICATION_PENDING}")
+    if notified is None:
+        lines.append("notification       : not measured (--skip-notification)")
+    elif not notified:
+        lines.append("notification       : NO notified control reached a battery")
+    else:
+        lines.append(
+            f"notification       : {max(notified):.0f} ms (virtual) at worst from a notification's "
+            f"arrival to the battery write of its control, over {len(notified)} sites "
+            f"(target: within one control period, {CONTROL_PERIOD_MS:g} ms)"
+        )
     return "\n".join(lines)
 
 
-def figures(result: SitesRun, receipt: float | None, *, trace_memory: bool) -> dict[str, Any]:
+def figures(
+    result: SitesRun,
+    receipt: float | None,
+    *,
+    trace_memory: bool,
+    notified: list[float] | None = None,
+) -> dict[str, Any]:
     cpu = result.cpu
     out: dict[str, Any] = {
         "sites": result.sites,
         "cpu_pct_of_one_core": None if trace_memory else round(result.cpu_pct_of_one_core, 2),
         "rss_mb": round(result.rss_end_mb, 1),
         "first_receipt_10k_controls_ms": None if receipt is None else round(receipt, 1),
-        "notification_to_limit_ms": None,
-        "notification_to_limit_pending": NOTIFICATION_PENDING,
+        # The worst site's; None: not measured, or no notified control reached a battery.
+        "notification_to_limit_ms": round(max(notified), 1) if notified else None,
+        "notification_sites": 0 if notified is None else len(notified),
+        "harness": result.harness,
         "cpu_method": "gateway task steps (thread CPU) less battery physics, plus the loop's own "
         "work shared by steps, over virtual seconds of the window",
         "window_s": result.window_s,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -320,6 +320,8 @@ async def _run(
     site_backoff: SiteBackoff | None,
     restart: RestartPolicy | None,
     keep_requests: bool,
+    store_of: Callable[[str], EventStore] | None,
+    at: Sequence[tuple[float, Callable[[], None]]],
 ) -> FleetWorldResult:
     epoch = float(scenario.server.epoch if scenario.server.epoch is not None else DEFAULT_EPOCH)
     clock = SimClock(epoch)
@@ -372,13 +374,17 @@ async def _run(
     stores: dict[str, EventStore] = {}
     for name in names:
         sim = SimBattery(battery_params, SiteParams(), seed=site_seed(seed, name, 0), start_s=epoch)
-        disk = MemoryEventStore(CATALOGUE)
         watcher = Monitor(scenario) if monitor else None
         if watcher is not None:
             monitors[name] = watcher
             for fault in faults.get(name, []):
                 watcher.add_device_fault(fault.at_s, fault.duration_s)
-        stores[name] = _Disk(disk, watcher.on_records if watcher is not None else _ignore)
+        disk: EventStore
+        if store_of is None:
+            disk = MemoryEventStore(CATALOGUE)
+            stores[name] = _Disk(disk, watcher.on_records if watcher is not None else _ignore)
+        else:  # a benchmark's own log per site (an SQLite file); no monitor reads it
+            disk = stores[name] = store_of(name)
         inner: DerDriver = (
             SimBatteryDriver(sim, clock=device.now)
             if battery == "direct"
@@ -441,6 +447,9 @@ async def _run(
         async with fleet:
             if notifications:
                 routes.attach(FLEET_NOTIFICATION_HOST, fleet)
+            for offset, call in sorted(at, key=lambda item: item[0]):
+                await device.sleep_until(epoch + offset)
+                call()
             await device.sleep_until(epoch + seconds)
             statuses = fleet.statuses()
             for watcher in monitors.values():
@@ -509,6 +518,9 @@ def run_fleet_world(
     site_backoff: SiteBackoff | None = None,
     restart: RestartPolicy | None = None,
     keep_requests: bool = True,
+    store_of: Callable[[str], EventStore] | None = None,
+    at: Sequence[tuple[float, Callable[[], None]]] = (),
+    instruments: Sequence[trio.abc.Instrument] = (),
 ) -> FleetWorldResult:
     """Run ``scenario`` as a fleet of ``sites`` sites (default: the scenario's ``[fleet] sites``,
     else 3) for ``seconds`` (default: ``sep2gw.world.default_duration_s``) in a fresh trio loop on
@@ -518,7 +530,12 @@ def run_fleet_world(
     (``False`` for benchmarks). ``battery``: :data:`FleetBattery`. ``site_backoff``/``restart``:
     the fleet's per-site restart back-off and each gateway's supervisor policy.
     ``keep_requests=False``: the server keeps no record of requests (``result.server.requests``
-    empty; the monitors still see each), for long runs of many sites (``benchmarks``)."""
+    empty; the monitors still see each), for long runs of many sites (``benchmarks``).
+    For ``benchmarks/fleet_bench.py``: ``store_of(name)`` each site's log instead of an in-memory
+    one (with ``monitor=False``); ``at``, (seconds from the start, call) pairs called at those
+    virtual instants while the sites run (a measured window's edges); ``instruments``, trio's."""
+    if store_of is not None and monitor:
+        raise ValueError("store_of: the per-site monitors read in-memory logs; pass monitor=False")
     if battery not in ("direct", "registers"):
         raise ValueError(f"battery: {battery!r} is not 'direct' or 'registers'")
     count = fleet_size(scenario, sites)
@@ -540,7 +557,10 @@ def run_fleet_world(
             site_backoff,
             restart,
             keep_requests,
+            store_of,
+            at,
             clock=trio.testing.MockClock(autojump_threshold=0),
+            instruments=list(instruments),
         )
     return result
 
