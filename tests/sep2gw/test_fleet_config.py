@@ -203,3 +203,21 @@ def test_a_bad_notifications_section_is_refused_naming_the_key_once(
         parse(folder, HEAD + f"[notifications]\n{section}\n" + site("north-1") + site("south-2"))
     problems = [p for p in caught.value.problems if p.startswith("notifications.")]
     assert len(problems) == 1 and problems[0].startswith(named), caught.value.problems
+
+
+def test_the_readme_example_of_a_fleet_loads(folder: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Many sites in one process (aggregator mode)\n") :]
+    example = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    for ours, theirs in (
+        ("aggregator.pem", "device.pem"),
+        ("aggregator.key", "device.key"),
+        ("serca.pem", "ca.pem"),
+    ):
+        example = example.replace(f"pki/{ours}", f"pki/{theirs}")
+    fleet = parse(folder, example)
+    derived, given = site_identities(fleet)
+    assert (derived.name, given.name) == ("depot-1", "depot-2")
+    assert given.lfdi == "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
+    assert derived.lfdi.endswith("00037244")  # the PEN, as CSIP-AUS writes it
+    assert fleet.notifications.site_url("depot-1") == "https://gw.example.net:8444/notify/depot-1"
