@@ -202,13 +202,21 @@ class LogWriter:
                 appends, self._detail = self._detail, []  # due: one transaction for them all
             elif self._detail:
                 # Anything else is written after the detail that came before it: the log's order
-                # is the order of the appends, as without the wait.
+                # is the order of the appends, as without the wait. The detail is queued, not
+                # waited for, before this append: waiting for its commit would let another task's
+                # append, made later, be queued ahead of this one.
                 waiting, self._detail = self._detail, []
-                await self._append_now(waiting, observation=True)
+                if self._writes_inline():
+                    await self._append_now(waiting, observation=True)  # committed before we go on
+                else:
+                    await self._hand(waiting, observation=True)
         return await self._append_now(appends, observation=observation)
 
+    def _writes_inline(self) -> bool:
+        return self._inline and self._running and self._handed == 0 and not self.degraded
+
     async def _append_now(self, appends: Sequence[Append], *, observation: bool) -> list[Recorded]:
-        if self._inline and self._running and self._handed == 0 and not self.degraded:
+        if self._writes_inline():
             try:
                 records = self.store.append(appends)
             except LogFull:
@@ -229,6 +237,14 @@ class LogWriter:
                 # waiter's request would be); every caller waits on something else in its loop.
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 return records
+        request = await self._hand(appends, observation=observation)
+        await request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.records
+
+    async def _hand(self, appends: Sequence[Append], *, observation: bool) -> _Request:
+        """Queue a request for the writer task (first in, first written)."""
         request = _Request(appends, observation)
         self._handed += 1
         try:
@@ -239,10 +255,7 @@ class LogWriter:
             except BaseException:
                 self._handed -= 1
                 raise
-        await request.done.wait()
-        if request.error is not None:
-            raise request.error
-        return request.records
+        return request
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self._retry_token = _Request(())

@@ -430,3 +430,32 @@ async def test_issue19_waiting_detail_is_written_when_due_and_on_the_way_out(
 def test_issue19_detail_commit_s_cannot_be_negative() -> None:
     with pytest.raises(ValueError, match="detail_commit_s"):
         LogWriter(MemoryEventStore(TEST_CATALOGUE), offload=False, detail_commit_s=-1.0)
+
+
+async def test_issue19_waiting_detail_never_lets_a_later_append_overtake_an_earlier_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With the writer task doing the commits (a gateway on a file), an append that flushes the
+    waiting detail queues that detail and then itself, without waiting for the detail's commit in
+    between: a second task appending after it is written after it (it was written first when the
+    first append waited for the detail's commit)."""
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=False, detail_commit_s=10.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.append(sample(1.0))  # detail: waits for its group
+
+        async def first() -> None:
+            await writer.append(append_to("A", 2))
+
+        async def second() -> None:
+            await trio.lowlevel.checkpoint()  # appends after the first has
+            await writer.append(append_to("B", 3))
+
+        nursery.start_soon(first)
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    streams = [r.stream for r in store.read(1)]
+    assert streams.index("A") < streams.index("B"), streams
+    assert len(streams) == 3  # the sample, A and B: nothing lost
