@@ -15,7 +15,6 @@ resident) stay out of a running gateway (issue #7 scope 11). The demo needs trio
 from __future__ import annotations
 
 import argparse
-import gc
 import math
 import os
 import shlex
@@ -34,6 +33,7 @@ from events.envelope import Recorded
 from events.errors import EventLogError
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
+from sep2gw.collector import settle_for_a_fleet
 from sep2gw.config import (
     Config,
     ConfigError,
@@ -259,10 +259,8 @@ async def _run_fleet(fleet: Any, identities: Any, args: argparse.Namespace) -> i
         nursery.start_soon(stop_on_signals, nursery.cancel_scope)
         with notifier:
             await nursery.start(running.run)
-            # What is on the heap now (the code, the configuration, the shared contexts) lives as
-            # long as the process: out of the collector's way, so its passes over a thousand sites'
-            # objects do not traverse it again and again (decision 0022f).
-            gc.freeze()
+            # What is on the heap now lives as long as the process (decision 0022f).
+            settle_for_a_fleet()
             if running.notifications_port is not None:
                 print(
                     f"  notifications: one listener on port {running.notifications_port} for "
