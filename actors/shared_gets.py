@@ -17,7 +17,6 @@ waiters ask again, one of them leading.
 
 from __future__ import annotations
 
-import copy
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -108,8 +107,7 @@ class SharedGets(SharedDecodes):
                 return flight.response
             if flight.error is not None:
                 self._joined += 1
-                # a copy per waiter: an exception object is raised (and gets a traceback) once
-                raise copy.copy(flight.error)
+                raise _copy_of(flight.error)
             # the leader was cancelled: ask again (one of the waiters leads now)
 
     async def _lead(self, key: _Key, fetch: Callable[[], Awaitable[Response]]) -> Response:
@@ -125,6 +123,18 @@ class SharedGets(SharedDecodes):
         finally:
             del self._flights[key]
             flight.done.set()
+
+
+def _copy_of(error: LinkError) -> LinkError:
+    """A copy of ``error`` for one waiter (an exception object is raised, and gets a traceback,
+    once). Made without calling the constructor: ``copy.copy`` rebuilds an exception from its
+    ``args`` (the message), which a subclass whose constructor takes other arguments turns into
+    another message — ``BodyTooLarge(limit)`` said "exceeds the message body exceeds the N-byte
+    limit-byte limit"."""
+    clone = type(error).__new__(type(error))
+    clone.args = error.args
+    clone.__dict__.update(error.__dict__)
+    return clone
 
 
 class CoalescingClient(HttpsClient):

@@ -133,3 +133,31 @@ def test_sites_share_one_decoded_document_for_the_same_bytes() -> None:
     shared.remember(r.Time, b"<b/>", resource)
     assert shared.decoded(r.Time, body) is None  # bounded: the oldest went first
     assert shared.hits == 1
+
+
+async def test_every_waiter_gets_the_leaders_error_with_its_message_intact(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Review finding 10: copying a BodyTooLarge through its constructor (copy.copy) rebuilt the
+    message from the message ("exceeds the message body exceeds the N-byte limit-byte limit")."""
+    from transport.errors import BodyTooLarge
+
+    shared = SharedGets()
+
+    async def too_large() -> Response:
+        await trio.sleep(1)
+        raise BodyTooLarge(65536)
+
+    errors: list[BodyTooLarge] = []
+
+    async def site() -> None:
+        with pytest.raises(BodyTooLarge) as raised:
+            await shared.get(KEY, too_large, timeout_s=30)
+        errors.append(raised.value)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(site)
+    assert [str(e) for e in errors] == ["message body exceeds the 65536-byte limit"] * 3
+    assert [(e.limit, e.by_peer) for e in errors] == [(65536, True)] * 3
+    assert len({id(e) for e in errors}) == 3  # each waiter raises its own object
