@@ -50,7 +50,7 @@ from events.store import EventStore
 from sep2gw.config import ConfigError, parse_listen
 from sep2gw.fleet_config import FleetConfig, SiteIdentity, site_identities
 from sep2gw.gateway import Connector, Gateway, GatewayOptions
-from sep2gw.preflight import load_key_password
+from sep2gw.preflight import tls_key_password
 from sep2gw.profiles import profile_named
 from sep2gw.status import SiteStatus
 from transport.http.messages import Request, Response
@@ -151,12 +151,15 @@ class Fleet:
         )
         #: The LFDI of the aggregator certificate.
         self.aggregator_lfdi = lfdi_from_der(certificate_der(chain[0]), profile.identity)
+        # The fleet file's own [tls]: a site with its own certificate names its own key's
+        # variable in its configuration, so site 0's is not necessarily the aggregator's.
+        aggregator_key_password = tls_key_password(fleet.tls, os.environ)
         self.tls_context = self.options.tls_context or client_context(
             TlsMaterial(
                 str(fleet.path(fleet.tls.certificate)),
                 str(fleet.path(fleet.tls.key)),
                 str(fleet.path(fleet.tls.ca)),
-                load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+                aggregator_key_password,
             ),
             alpn=("h2", "http/1.1") if fleet.server.http2 else ("http/1.1",),
             extra_ciphers=tuple(fleet.tls.extra_ciphers),
@@ -173,7 +176,7 @@ class Fleet:
                     str(fleet.path(fleet.tls.certificate)),
                     str(fleet.path(fleet.tls.key)),
                     str(fleet.path(fleet.tls.ca)),
-                    load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+                    aggregator_key_password,
                 ),
                 alpn=("h2", "http/1.1"),
                 extra_ciphers=tuple(fleet.tls.extra_ciphers),
