@@ -41,7 +41,7 @@ from actors.clock import Clock
 from actors.drivers.base import DerDriver
 from actors.fleet_notifications import FleetListenerStatistics, FleetNotificationListener
 from actors.hardware import HardwareConfig
-from actors.https import Handler, PeerInfo
+from actors.https import Handler, PeerInfo, serve_accepted
 from actors.shared_gets import SharedGets
 from actors.site_restarts import SiteBackoff, keep_site_running
 from actors.supervisor import RestartPolicy
@@ -356,11 +356,16 @@ async def _serve_notifications(
 ) -> None:
     address = parse_listen(listen)
     try:
-        await listener.run(host=address.host, port=address.port, task_status=task_status)
-    except OSError as exc:
+        tcp = await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
+    except OSError as exc:  # only the bind is configuration: a failed accept is not
         raise ConfigError(
             "notifications.listen", [f"cannot serve on {address}: {exc.strerror or exc}"]
         ) from None
+    async with tcp:
+        task_status.started(int(tcp.extra(anyio.abc.SocketAttribute.local_port)))
+        # A failed accept (EMFILE with a thousand sites' connections open) pauses the listener
+        # and is logged; it must not end it, nor — raised in Fleet.run's task group — every site.
+        await serve_accepted(tcp, listener.serve_connection)
 
 
 def _describe(error: BaseException) -> str:
