@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.stapled import MultiListener
 
 from actors.pipe import serve_pipes
 from actors.tls_stream import TlsStream
@@ -57,6 +59,7 @@ __all__ = [
     "RefusalHook",
     "ServerStatistics",
     "TlsInfo",
+    "serve_accepted",
 ]
 
 logger = logging.getLogger(__name__)
@@ -389,7 +392,7 @@ class HttpsServer:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener:
             task_status.started(listener.extra(SocketAttribute.local_port))
-            await listener.serve(self.serve_connection)
+            await serve_accepted(listener, self.serve_connection)
 
     async def serve_pipes(
         self,
@@ -504,3 +507,55 @@ class HttpsServer:
             logger.exception("handler for %s %s failed: %r", request.method, match.path, exc)
             self._errors["HandlerFailed"] += 1
             return Response(500)
+
+
+#: How long an accept loop pauses after ``accept()`` failed (out of file descriptors, of buffers):
+#: connections being served close meanwhile and free what the next accept needs.
+ACCEPT_PAUSE_S = 0.1
+
+
+async def serve_accepted(
+    listener: anyio.abc.Listener[anyio.abc.SocketStream],
+    handler: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+    *,
+    pause_s: float = ACCEPT_PAUSE_S,
+) -> None:
+    """``listener.serve(handler)`` that outlives a failed accept: an ``OSError`` of ``accept()``
+    (EMFILE/ENFILE with a thousand sites' connections open, ENOBUFS) is logged, and the loop
+    pauses ``pause_s`` and accepts again. ``listener.serve`` raised it, which ended the listener —
+    and in a fleet, every site with it. Binding is the caller's: a port that cannot be had is a
+    configuration error, raised before this is called. A listener on several addresses (IPv4 and
+    IPv6: ``anyio.create_tcp_listener``'s ``MultiListener``) accepts on each."""
+    listeners = listener.listeners if isinstance(listener, MultiListener) else [listener]
+    async with anyio.create_task_group() as connections:
+        for one in listeners:
+            if isinstance(one, anyio.abc.SocketListener):
+                connections.start_soon(_accept_each, one, handler, connections, pause_s)
+            else:  # not a socket: nothing to run out of
+                connections.start_soon(one.serve, handler, connections)
+
+
+async def _accept_each(
+    listener: anyio.abc.SocketListener,
+    handler: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+    connections: anyio.abc.TaskGroup,
+    pause_s: float,
+) -> None:
+    failures = 0
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            failures += 1
+            if failures == 1:
+                logger.warning(
+                    "cannot accept a connection (%s); pausing %g s and accepting again",
+                    exc.strerror or exc,
+                    pause_s,
+                )
+            await anyio.sleep(pause_s)
+            continue
+        if failures:
+            logger.info("accepting connections again after %d failed accepts", failures)
+            failures = 0
+        connections.start_soon(handler, stream)

@@ -10,14 +10,17 @@ cache and no TTL, so no site is ever handed a stale document — a GET that star
 arrived goes to the server. Each site's link still records and decodes the response it used, at
 the instant it received it.
 
-A failure of the shared request (a timeout, a reset) is every waiter's failure, as it would have
-been had each sent its own; a leader cancelled by its own site (a restart) hands nothing over: the
-waiters ask again, one of them leading.
+Only a site whose own connection is free leads (a site whose connection is busy — a slow mirror POST
+— sends its GET itself, so nobody waits on another site's queue). A failure that any site's request
+would have had (the server unreachable, a TLS refusal, a body over the limit) is every waiter's
+failure; a failure of the leader's own connection (a reset kept-alive connection, its own deadline,
+broken framing) is not: each waiter then sends its own GET, as it does when its own deadline runs out
+while waiting — a site's link failure is always one of a request it sent. A leader cancelled by its
+own site (a restart) hands nothing over: the waiters ask again, one of them leading.
 """
 
 from __future__ import annotations
 
-import copy
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from typing import Any, Final
 import anyio
 
 from actors.https import HttpsClient
-from transport.errors import LinkError, LinkTimeout
+from transport.errors import BodyTooLarge, ConnectFailed, LinkError, TlsError
 from transport.http.messages import Headers, Response
 
 __all__ = ["CoalescingClient", "SharedDecodes", "SharedGets", "SharedGetsStatistics"]
@@ -48,6 +51,7 @@ class SharedGetsStatistics:
     sent: int  # GETs that went to the server through the table
     joined: int  # GETs answered by a request another site had in flight
     decoded: int = 0  # documents a site took decoded from another site instead of parsing
+    own: int = 0  # GETs a site sent itself: its connection was busy, or the shared one failed it
 
 
 #: Decoded documents a fleet keeps for its sites to share (the oldest forgotten first). Each entry
@@ -78,6 +82,12 @@ class SharedDecodes:
         self._decoded[(cls, bytes(body))] = resource
 
 
+#: Failures of the shared request that any site's own request would have had (the same server, the
+#: same certificate, the same document): handed to every waiter. Any other failure belongs to the
+#: leader's connection (a reset, broken framing, its own deadline): each waiter asks itself.
+_SHARED_FAILURES: Final = (BodyTooLarge, ConnectFailed, TlsError)
+
+
 class SharedGets(SharedDecodes):
     """The single-flight table shared by the HTTPS clients of a fleet's sites (one per process),
     and the documents they decoded (:class:`SharedDecodes`)."""
@@ -87,30 +97,49 @@ class SharedGets(SharedDecodes):
         self._flights: dict[_Key, _Flight] = {}
         self._sent = 0
         self._joined = 0
+        self._own = 0
 
     def statistics(self) -> SharedGetsStatistics:
-        return SharedGetsStatistics(sent=self._sent, joined=self._joined, decoded=self.hits)
+        return SharedGetsStatistics(
+            sent=self._sent, joined=self._joined, decoded=self.hits, own=self._own
+        )
 
     async def get(
-        self, key: _Key, fetch: Callable[[], Awaitable[Response]], *, timeout_s: float
+        self,
+        key: _Key,
+        fetch: Callable[[], Awaitable[Response]],
+        *,
+        timeout_s: float,
+        may_lead: bool = True,
     ) -> Response:
-        """``fetch()``'s response, or the response of the identical request in flight."""
+        """``fetch()``'s response, or the response of the identical request in flight.
+
+        ``may_lead``: whether ``fetch()`` would start at once (the site's connection is free); a
+        site that would first queue behind its own busy connection never makes others wait."""
         while True:
             flight = self._flights.get(key)
             if flight is None:
+                if not may_lead:
+                    return await self._own_request(fetch)
                 return await self._lead(key, fetch)
             with anyio.move_on_after(timeout_s):
                 await flight.done.wait()
             if not flight.done.is_set():
-                raise LinkTimeout(f"GET {key[1]}: no complete response within {timeout_s:g} s")
+                # the deadline was this site's wait for another site's GET, not a GET it sent
+                return await self._own_request(fetch)
             if flight.response is not None:
                 self._joined += 1
                 return flight.response
-            if flight.error is not None:
+            if isinstance(flight.error, _SHARED_FAILURES):
                 self._joined += 1
-                # a copy per waiter: an exception object is raised (and gets a traceback) once
-                raise copy.copy(flight.error)
+                raise _copy_of(flight.error)
+            if flight.error is not None:
+                return await self._own_request(fetch)  # the leader's connection failed it
             # the leader was cancelled: ask again (one of the waiters leads now)
+
+    async def _own_request(self, fetch: Callable[[], Awaitable[Response]]) -> Response:
+        self._own += 1
+        return await fetch()
 
     async def _lead(self, key: _Key, fetch: Callable[[], Awaitable[Response]]) -> Response:
         flight = _Flight()
@@ -125,6 +154,18 @@ class SharedGets(SharedDecodes):
         finally:
             del self._flights[key]
             flight.done.set()
+
+
+def _copy_of(error: LinkError) -> LinkError:
+    """A copy of ``error`` for one waiter (an exception object is raised, and gets a traceback,
+    once). Made without calling the constructor: ``copy.copy`` rebuilds an exception from its
+    ``args`` (the message), which a subclass whose constructor takes other arguments turns into
+    another message — ``BodyTooLarge(limit)`` said "exceeds the message body exceeds the N-byte
+    limit-byte limit"."""
+    clone = type(error).__new__(type(error))
+    clone.args = error.args
+    clone.__dict__.update(error.__dict__)
+    return clone
 
 
 class CoalescingClient(HttpsClient):
@@ -172,4 +213,9 @@ class CoalescingClient(HttpsClient):
                 self, method, target, body=body, headers=headers, timeout_s=timeout_s
             )
 
-        return await self._shared.get((self._identity, target, accept), fetch, timeout_s=timeout)
+        return await self._shared.get(
+            (self._identity, target, accept),
+            fetch,
+            timeout_s=timeout,
+            may_lead=not self._lock.locked(),  # else it would wait for its own connection first
+        )

@@ -41,7 +41,7 @@ from actors.clock import Clock
 from actors.drivers.base import DerDriver
 from actors.fleet_notifications import FleetListenerStatistics, FleetNotificationListener
 from actors.hardware import HardwareConfig
-from actors.https import Handler, PeerInfo
+from actors.https import Handler, PeerInfo, serve_accepted
 from actors.shared_gets import SharedGets
 from actors.site_restarts import SiteBackoff, keep_site_running
 from actors.supervisor import RestartPolicy
@@ -50,7 +50,7 @@ from events.store import EventStore
 from sep2gw.config import ConfigError, parse_listen
 from sep2gw.fleet_config import FleetConfig, SiteIdentity, site_identities
 from sep2gw.gateway import Connector, Gateway, GatewayOptions
-from sep2gw.preflight import load_key_password
+from sep2gw.preflight import tls_key_password
 from sep2gw.profiles import profile_named
 from sep2gw.status import SiteStatus
 from transport.http.messages import Request, Response
@@ -151,12 +151,15 @@ class Fleet:
         )
         #: The LFDI of the aggregator certificate.
         self.aggregator_lfdi = lfdi_from_der(certificate_der(chain[0]), profile.identity)
+        # The fleet file's own [tls]: a site with its own certificate names its own key's
+        # variable in its configuration, so site 0's is not necessarily the aggregator's.
+        aggregator_key_password = tls_key_password(fleet.tls, os.environ)
         self.tls_context = self.options.tls_context or client_context(
             TlsMaterial(
                 str(fleet.path(fleet.tls.certificate)),
                 str(fleet.path(fleet.tls.key)),
                 str(fleet.path(fleet.tls.ca)),
-                load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+                aggregator_key_password,
             ),
             alpn=("h2", "http/1.1") if fleet.server.http2 else ("http/1.1",),
             extra_ciphers=tuple(fleet.tls.extra_ciphers),
@@ -173,7 +176,7 @@ class Fleet:
                     str(fleet.path(fleet.tls.certificate)),
                     str(fleet.path(fleet.tls.key)),
                     str(fleet.path(fleet.tls.ca)),
-                    load_key_password(fleet.site_config(0), os.environ) if fleet.sites else None,
+                    aggregator_key_password,
                 ),
                 alpn=("h2", "http/1.1"),
                 extra_ciphers=tuple(fleet.tls.extra_ciphers),
@@ -353,11 +356,16 @@ async def _serve_notifications(
 ) -> None:
     address = parse_listen(listen)
     try:
-        await listener.run(host=address.host, port=address.port, task_status=task_status)
-    except OSError as exc:
+        tcp = await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
+    except OSError as exc:  # only the bind is configuration: a failed accept is not
         raise ConfigError(
             "notifications.listen", [f"cannot serve on {address}: {exc.strerror or exc}"]
         ) from None
+    async with tcp:
+        task_status.started(int(tcp.extra(anyio.abc.SocketAttribute.local_port)))
+        # A failed accept (EMFILE with a thousand sites' connections open) pauses the listener
+        # and is logged; it must not end it, nor — raised in Fleet.run's task group — every site.
+        await serve_accepted(tcp, listener.serve_connection)
 
 
 def _describe(error: BaseException) -> str:

@@ -32,7 +32,7 @@ from events.errors import EventLogError
 from events.log_lock import holder_of
 from events.registry import CATALOGUE
 from events.sqlite_store import SqliteEventStore
-from sep2gw.config import Config, der_keys
+from sep2gw.config import Config, TlsConfig, der_keys
 from sep2gw.profiles import deprecation_of
 from sep2gw.projections import PROJECTIONS
 from transport.identity import IdentityError, verify_pin
@@ -50,6 +50,7 @@ __all__ = [
     "check_site",
     "errors_of",
     "load_key_password",
+    "tls_key_password",
 ]
 
 
@@ -83,7 +84,13 @@ def load_key_password(config: Config, environ: Mapping[str, str]) -> bytes | Non
     """The key's password from the environment variable ``tls.key_password_env`` names (``None``
     when no variable is configured). A configured variable that is unset or empty is an error:
     sep2gw never prompts for a password."""
-    name = config.tls.key_password_env
+    return tls_key_password(config.tls, environ)
+
+
+def tls_key_password(tls: TlsConfig, environ: Mapping[str, str]) -> bytes | None:
+    """:func:`load_key_password` for a ``[tls]`` section itself (a fleet's aggregator key is its
+    file's ``[tls]``, whatever any site's own certificate says)."""
+    name = tls.key_password_env
     if not name:
         return None
     value = environ.get(name)

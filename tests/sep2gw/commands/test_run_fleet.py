@@ -154,3 +154,41 @@ def test_sim_runs_a_library_scenario_as_a_fleet_and_writes_a_log_per_site(
             assert store.verify().ok
     assert main([*argv[:2], "--sites", "0", "--site", str(site)]) == 2
     assert "--sites must be 1..100000" in capsys.readouterr().err
+
+
+def test_the_aggregator_key_is_opened_with_the_fleets_password_whichever_site_is_first(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 4: the aggregator key's password was read through site 0's configuration,
+    which, for a site with its own certificate, names that site's own variable (here none): an
+    encrypted aggregator key failed the whole fleet."""
+    import shutil
+
+    from cryptography.hazmat.primitives import serialization
+
+    from sep2gw.fleet import Fleet
+    from sep2gw.fleet_config import parse_fleet_config
+
+    for name in ("pki", "own"):
+        shutil.copytree(folder / name, tmp_path / name)
+    shutil.copy(folder / "roots.pem", tmp_path / "roots.pem")
+    (tmp_path / "logs").mkdir()
+    key_path = tmp_path / "pki" / "device.key"
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"aggregator password"),
+        )
+    )
+    monkeypatch.setenv("AGGREGATOR_KEY_PASSWORD", "aggregator password")
+    text = (folder / "fleet.toml").read_text()
+    north, south = text.index("[[sites]]"), text.rindex("[[sites]]")
+    own_site_first = text[:north] + text[south:] + "\n" + text[north:south]
+    own_site_first = own_site_first.replace(
+        'ca = "roots.pem"', 'ca = "roots.pem"\nkey_password_env = "AGGREGATOR_KEY_PASSWORD"'
+    )
+    fleet = parse_fleet_config(own_site_first, source="fleet.toml", base_dir=tmp_path)
+    assert fleet.sites[0].certificate is not None  # site 0 has its own certificate
+    Fleet(fleet)  # the aggregator's context loads its encrypted key
