@@ -99,7 +99,8 @@ class PollPrompts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Notified(msgspec.Struct, frozen=True, kw_only=True):
-    """Listener → subscriptions: a notification accepted and recorded at ``seq``."""
+    """Listener → subscriptions: a notification accepted and recorded at ``seq`` (0: its record
+    is held while the log is full, so no seq is known yet; the prompt still goes on)."""
 
     seq: int
     subscription: str
