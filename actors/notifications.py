@@ -215,8 +215,14 @@ class NotificationListener:
         logger.info("notification refused (%d): %s", status, reason)
         await self._record(
             NotificationReceived(
-                subscription="" if notification is None else notification.subscriptionURI,
-                resource="" if notification is None else notification.subscribedResource,
+                # A refused body is the peer's: its URIs are cut like the reason, so refused POSTs
+                # cannot grow the log by their size.
+                subscription=(
+                    "" if notification is None else notification.subscriptionURI[:_REASON_CHARS]
+                ),
+                resource=(
+                    "" if notification is None else notification.subscribedResource[:_REASON_CHARS]
+                ),
                 status=None if notification is None else notification.status,
                 inline=notification is not None and notification.Resource is not None,
                 body_bytes=body_bytes,

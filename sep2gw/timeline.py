@@ -594,6 +594,11 @@ class Timeline:
                     f"subscription to {e.resource} REFUSED ({status}: {e.reason}); asked again "
                     f"at {self.stamp(e.retry_at_s)}, polled meanwhile"
                 )
+            case SubscriptionLost() if e.retry_at_s > e.at_s:
+                return (
+                    f"subscription to {e.resource} lost: {e.why}; {e.losses} losses in a row, "
+                    f"subscribing again at {self.stamp(e.retry_at_s)}"
+                )
             case SubscriptionLost():
                 return f"subscription to {e.resource} lost: {e.why}; subscribing again"
             case SubscriptionEnded():

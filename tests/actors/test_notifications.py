@@ -318,6 +318,28 @@ async def test_the_listener_serves_on_loopback_tcp(
     assert response.status == 201
 
 
+async def test_a_refused_notification_records_its_uris_cut_short(
+    autojump_clock: trio.abc.Clock, pki_a: PkiFiles
+) -> None:
+    """Review of issue 19, finding 1: a refused body's URIs are the peer's; 30,000-char ones are
+    cut in the record like the reason, so refused POSTs cannot grow the log by their size."""
+    long_subscription, long_resource = "/" + "b" * 30_000, "/" + "a" * 30_000
+    async with listening(pki_a) as harness:
+        response = await harness.listener.handle(
+            Request(
+                "POST",
+                "/notify",
+                (("content-type", SEP_XML),),
+                notification(subscription=long_subscription, resource=long_resource),
+            ),
+            PeerInfo(b"", "ANY-DEVICE-IN-THE-PKI", 0, "h2"),
+        )
+    assert response.status == 404
+    (record,) = harness.records()
+    assert record.subscription == long_subscription[:300]
+    assert record.resource == long_resource[:300]
+
+
 class _FullStore(MemoryEventStore):
     """A store that refuses every append while ``full``."""
 
