@@ -183,6 +183,7 @@ class SubscriptionActor:
                 if self._targets.fresh:
                     walked = self._targets.take_nowait()
                     self.core.walked(walked.list_href, walked.targets)
+                    await self._persist(self.core.forget_unoffered(self._clock.server_time()))
                 while True:
                     try:
                         notification = self._inbox.receive_nowait()

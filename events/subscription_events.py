@@ -113,7 +113,8 @@ def upcast_subscription_lost_v1(old: Event) -> Event:
 
 class SubscriptionEnded(Event, tag="subscription.ended.v1", frozen=True, kw_only=True):
     """DELETEd by the gateway (the walk no longer finds ``resource``); ``status`` the answer
-    (None: no answer; the subscription is forgotten either way, the server's is its own to expire)."""
+    (None: no answer; the subscription is forgotten either way, the server's is its own to expire).
+    ``location`` empty: none was held (refused or lost), the entry is only forgotten, unasked."""
 
     resource: str
     location: str

@@ -601,6 +601,8 @@ class Timeline:
                 )
             case SubscriptionLost():
                 return f"subscription to {e.resource} lost: {e.why}; subscribing again"
+            case SubscriptionEnded(location=""):
+                return f"stopped asking to subscribe to {e.resource} (no longer found by the walk)"
             case SubscriptionEnded():
                 return f"unsubscribed from {e.resource} (no longer found by the walk)"
             case NotificationReceived(http_status=201):

@@ -23,7 +23,8 @@ Rules:
   the whole set at most one GET per ``verify_every_s``: a server that lost them all is found
   within a period without a burst of requests.
 - **Let go**: a held subscription to a resource the latest walk no longer finds is DELETEd (only
-  after a walk: before the first one after a restart, nothing is known to be gone).
+  after a walk: before the first one after a restart, nothing is known to be gone); a refused or
+  lost one (no Location) is forgotten, recorded as ended with no answer.
 """
 
 from __future__ import annotations
@@ -215,6 +216,24 @@ class SubscriptionCore:
                 break
             wanted.setdefault(target.resource, target.poll)
         self._wanted = wanted if list_href is not None else {}
+
+    def forget_unoffered(self, now: float) -> list[Event]:
+        """After a walk: the entries held for resources it no longer offers that hold no
+        subscription (refused, or lost and not yet asked again) are forgotten, each a
+        ``SubscriptionEnded`` with no location and no answer, so they are neither replayed at
+        every start nor scanned at every step. One whose 403 still backs off the whole list
+        (:meth:`_forbidden_until`) is kept until its back-off ends. Held subscriptions to such
+        resources are let go by :meth:`next_action` (DELETE), not here."""
+        if self._wanted is None:
+            return []
+        events: list[Event] = []
+        for resource, held in list(self.state.held.items()):
+            if resource in self._wanted or held.location is not None:
+                continue
+            if held.refused_status == HTTPStatus.FORBIDDEN and held.retry_at_s > now:
+                continue
+            events += self.ended(resource, "", None, now)
+        return events
 
     def poll_of(self, resource: str) -> str | None:
         """The poll a notification on ``resource`` makes due (None: not one we subscribed to)."""

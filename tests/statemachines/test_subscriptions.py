@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import msgspec
 
+from events.base import Event
 from events.registry import CATALOGUE
-from events.subscription_events import PollPrompted, SubscriptionLost, SubscriptionLostV1
+from events.subscription_events import (
+    PollPrompted,
+    SubscriptionEnded,
+    SubscriptionLost,
+    SubscriptionLostV1,
+)
 from statemachines.polling import POLL_PROJECTION, PROMPT_MIN_GAP_S, PollSchedule
 from statemachines.subscriptions import (
     SUBSCRIPTION_PROJECTION,
@@ -190,6 +196,44 @@ def test_what_the_walk_lost_is_let_go_and_the_fold_forgets_it() -> None:
     for event in events:
         state = SUBSCRIPTION_PROJECTION.evolve(state, event)
     assert set(state.held) == {"/a"} and state.held["/a"].location == f"{LIST}/1"
+
+
+def test_refused_entries_the_walk_no_longer_offers_are_forgotten() -> None:
+    """Review of issue 19, finding 8: refused (or lost) entries to resources no longer offered
+    were never forgotten (200 walks each offering a new refused href left 200, replayed at every
+    start and scanned at every step). After a walk each is recorded ended, with no location."""
+    core = SubscriptionCore(SETTINGS)
+    events: list[Event] = []
+    for walk in range(200):
+        core.walked(LIST, targets(f"/derp/{walk}"))
+        events += core.forget_unoffered(T + walk)
+        events += core.requested(f"/derp/{walk}", LIST, T + walk)
+        events += core.refused(f"/derp/{walk}", 500, "server fault", T + walk)
+    assert set(core.state.held) == {"/derp/199"}
+    assert events[-3] == SubscriptionEnded(
+        resource="/derp/198", location="", status=None, at_s=T + 199
+    )
+    state = SUBSCRIPTION_PROJECTION.initial
+    for event in events:
+        state = SUBSCRIPTION_PROJECTION.evolve(state, event)
+    assert state.held == core.state.held
+
+
+def test_a_walk_forgets_neither_a_wanted_entry_nor_a_403_still_backing_off_the_list() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a", "/b", "/c"))
+    core.accepted("/a", f"{LIST}/1", T)
+    core.refused("/b", 403, "aggregators only", T)
+    core.refused("/c", 500, "server fault", T)
+    core.walked(LIST, targets("/x"))
+    assert core.forget_unoffered(T + 1) == [
+        SubscriptionEnded(resource="/c", location="", status=None, at_s=T + 1)
+    ]
+    assert core.next_action(T + 1) == Unsubscribe("/a", f"{LIST}/1")  # held: DELETEd, not forgotten
+    assert core.forget_unoffered(T + 59) == []  # /b's 403 backs off the list until T + 60
+    assert core.forget_unoffered(T + 60) == [
+        SubscriptionEnded(resource="/b", location="", status=None, at_s=T + 60)
+    ]
 
 
 def test_403_refuses_the_client_so_the_whole_list_backs_off_one_probe_per_step() -> None:
