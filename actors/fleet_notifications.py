@@ -59,6 +59,10 @@ FLEET_MAX_CONNECTIONS: Final = 64
 MAX_PATH_SEGMENTS: Final = 8
 _HANDSHAKE_TIMEOUT_S: Final = 10.0
 _HANDLER_TIMEOUT_S: Final = 10.0
+#: A site's own handler (its log, its subscriptions) gets this long per POST; then 503. Far below
+#: the connection's handler deadline, so one site with a slow log cannot hold the connection all
+#: the fleet's notifications share.
+_SITE_ROUTE_TIMEOUT_S: Final = 2.0
 #: Distinct unknown paths remembered (and said on the console once each); beyond, only counted.
 _UNKNOWN_PATHS_KEPT: Final = 64
 
@@ -69,13 +73,15 @@ RouteOf = Callable[[str], Handler | None]
 class FleetListenerStatistics(msgspec.Struct, frozen=True):
     """Counts since the listener was built: connections served and turned away (over the fleet's
     ``max_connections``), POSTs routed to a site, POSTs to a path that is no site's, bodies refused
-    as too large (before any site could be told)."""
+    as too large (before any site could be told), POSTs a site did not take in time."""
 
     connections: int
     turned_away: int
     routed: int
     unknown_paths: int
     too_large: int
+    #: POSTs a site did not take within its route's deadline (answered 503).
+    site_timeouts: int = 0
 
 
 class FleetNotificationListener:
@@ -120,11 +126,17 @@ class FleetNotificationListener:
         self._routed = 0
         self._unknown = 0
         self._too_large_count = 0
+        self._site_timeouts = 0
         self._unknown_seen: set[str] = set()
 
     def statistics(self) -> FleetListenerStatistics:
         return FleetListenerStatistics(
-            self._connections, self._turned_away, self._routed, self._unknown, self._too_large_count
+            self._connections,
+            self._turned_away,
+            self._routed,
+            self._unknown,
+            self._too_large_count,
+            self._site_timeouts,
         )
 
     async def run(
@@ -189,5 +201,17 @@ class FleetNotificationListener:
                 f"no site's notificationURI is {path[:200]!r}\n".encode(),
             )
         self._routed += 1
-        response: Response = await handler(request, peer)
-        return response
+        with anyio.move_on_after(_SITE_ROUTE_TIMEOUT_S):
+            response: Response = await handler(request, peer)
+            return response
+        self._site_timeouts += 1
+        logger.warning(
+            "fleet notification to %s not handled within %.0f s; answered 503",
+            path[:200],
+            _SITE_ROUTE_TIMEOUT_S,
+        )
+        return Response(
+            503,
+            (("content-type", "text/plain"), ("retry-after", "10")),
+            b"the site did not take the notification in time\n",
+        )

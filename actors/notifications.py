@@ -182,6 +182,9 @@ class NotificationListener:
                 await transport.aclose()
 
     async def _record(self, event: NotificationReceived) -> int:
+        """Record ``event`` as an observation: it never waits on a full log (held, written when
+        space returns), so the answer the handler gives is the one recorded. Its seq, or 0 when
+        the record is held (not yet written: no seq is known)."""
         reading = self._clock.read()
         records = await self._log.append(
             [
@@ -191,7 +194,8 @@ class NotificationListener:
                     server_time=reading.server_time,
                     monotonic=reading.monotonic,
                 )
-            ]
+            ],
+            observation=True,
         )
         if event.http_status < 300:
             self._accepted += 1
@@ -211,8 +215,14 @@ class NotificationListener:
         logger.info("notification refused (%d): %s", status, reason)
         await self._record(
             NotificationReceived(
-                subscription="" if notification is None else notification.subscriptionURI,
-                resource="" if notification is None else notification.subscribedResource,
+                # A refused body is the peer's: its URIs are cut like the reason, so refused POSTs
+                # cannot grow the log by their size.
+                subscription=(
+                    "" if notification is None else notification.subscriptionURI[:_REASON_CHARS]
+                ),
+                resource=(
+                    "" if notification is None else notification.subscribedResource[:_REASON_CHARS]
+                ),
                 status=None if notification is None else notification.status,
                 inline=notification is not None and notification.Resource is not None,
                 body_bytes=body_bytes,

@@ -38,7 +38,7 @@ from actors.messages import (
     TariffLinks,
 )
 from actors.rng import RandomSource
-from actors.subscriptions import PollPrompts, SubscriptionTargets
+from actors.subscriptions import PollPrompt, PollPrompts, SubscriptionTargets
 from events.base import Event, tag_of
 from events.der_events import DerListMatched
 from events.der_model import Control, DefaultControl, Program
@@ -218,10 +218,12 @@ class RegistrationActor:
         #: list 2, default 3, control list 4: the order subscriptions are asked for).
         self._subscribable: dict[str, dict[str, int]] = {}
         self._subscribable_before: dict[str, dict[str, int]] = {}
-        #: poll key -> (record seq, server time) of the notification that made it due now.
-        self._prompted: dict[str, tuple[int, float]] = {}
-        #: The notification behind the poll being read now (handed on with its controls).
-        self._prompt_cause: tuple[int, float] | None = None
+        #: poll key -> the notification that made it due now (its record, time and resource).
+        self._prompted: dict[str, PollPrompt] = {}
+        #: The notification behind the poll being read now: handed on with the controls of the
+        #: resource it named only (a poll reads every program's lists; the notification was
+        #: about one of them).
+        self._prompt_cause: PollPrompt | None = None
         self._tariffs_told: TariffLinks | None = None
         self._log_alarms_reported = 0
         self._status_told: str | None = None
@@ -969,7 +971,7 @@ class RegistrationActor:
                 prompt.poll, prompt.resource, prompt.notification_seq, now
             )
             if made_due:
-                self._prompted[prompt.poll] = (prompt.notification_seq, prompt.at_s)
+                self._prompted[prompt.poll] = prompt
             events += made_due
         await self._persist(events)
 
@@ -1232,9 +1234,17 @@ class RegistrationActor:
                 ControlsSeen(
                     program_id=program.program_id,
                     controls=controls,
-                    prompted_by=self._prompt_cause,
+                    prompted_by=self._prompted_by(wire.DERControlListLink),
                 )
             )
+
+    def _prompted_by(self, control_list: r.DERControlListLink | None) -> tuple[int, float] | None:
+        """The notification (record seq, time) the controls of ``control_list`` are credited to:
+        only one that named that DERControlList (issue 19 point 3; review finding 9)."""
+        cause = self._prompt_cause
+        if cause is None or control_list is None or cause.resource != control_list.href:
+            return None
+        return (cause.notification_seq, cause.at_s)
 
     async def _read_default(
         self, href: str, program_id: str, poll: str

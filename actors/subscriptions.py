@@ -99,7 +99,8 @@ class PollPrompts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Notified(msgspec.Struct, frozen=True, kw_only=True):
-    """Listener → subscriptions: a notification accepted and recorded at ``seq``."""
+    """Listener → subscriptions: a notification accepted and recorded at ``seq`` (0: its record
+    is held while the log is full, so no seq is known yet; the prompt still goes on)."""
 
     seq: int
     subscription: str
@@ -182,6 +183,7 @@ class SubscriptionActor:
                 if self._targets.fresh:
                     walked = self._targets.take_nowait()
                     self.core.walked(walked.list_href, walked.targets)
+                    await self._persist(self.core.forget_unoffered(self._clock.server_time()))
                 while True:
                     try:
                         notification = self._inbox.receive_nowait()

@@ -23,7 +23,11 @@ from events.mirror_events import MIRROR_EVENT_TYPES
 from events.pricing_events import PRICING_EVENT_TYPES
 from events.registration_events import REGISTRATION_EVENT_TYPES
 from events.runtime_events import RUNTIME_EVENT_TYPES
-from events.subscription_events import SUBSCRIPTION_EVENT_TYPES
+from events.subscription_events import (
+    SUBSCRIPTION_EVENT_TYPES,
+    SubscriptionLostV1,
+    upcast_subscription_lost_v1,
+)
 
 __all__ = ["ALL_EVENT_TYPES", "CATALOGUE", "UPCASTERS", "every_version"]
 
@@ -45,6 +49,8 @@ UPCASTERS: dict[type[Event], Upcaster] = {
     **CONTROL_UPCASTERS,
     # issue 20: clamps became structured (v1 held their Python repr as text)
     LimitsAppliedV1: upcast_limits_applied_v1,
+    # review of issue 19: a lost subscription is backed off after repeated losses
+    SubscriptionLostV1: upcast_subscription_lost_v1,
 }
 
 CATALOGUE = Catalogue(ALL_EVENT_TYPES, UPCASTERS)

@@ -11,7 +11,8 @@ Records (stream ``subscription``, except :class:`PollPrompted`, which is the pol
 - :class:`SubscriptionRequested`, :class:`SubscriptionAccepted`, :class:`SubscriptionRefused`: one
   POST and its answer (a refusal carries the back-off decided, so replay needs no clock).
 - :class:`SubscriptionLost`: the server no longer holds it (a Notification of status 1–4, or the
-  subscription's GET answered 404: the server restarted); it is requested again.
+  subscription's GET answered 404: the server restarted); it is requested again, backed off after
+  repeated losses.
 - :class:`SubscriptionEnded`: the gateway DELETEd it (the walk no longer finds the resource).
 - :class:`SubscriptionVerified`: the subscription's GET answered (verification at a bounded rate).
 - :class:`NotificationReceived`: one Notification POST, accepted (201) or refused (4xx, why).
@@ -32,9 +33,11 @@ __all__ = [
     "SubscriptionAccepted",
     "SubscriptionEnded",
     "SubscriptionLost",
+    "SubscriptionLostV1",
     "SubscriptionRefused",
     "SubscriptionRequested",
     "SubscriptionVerified",
+    "upcast_subscription_lost_v1",
 ]
 
 SUBSCRIPTION_STREAM = "subscription"
@@ -71,9 +74,23 @@ class SubscriptionRefused(Event, tag="subscription.refused.v1", frozen=True, kw_
     at_s: float
 
 
-class SubscriptionLost(Event, tag="subscription.lost.v1", frozen=True, kw_only=True):
+class SubscriptionLost(Event, tag="subscription.lost.v2", frozen=True, kw_only=True):
     """The server no longer holds the subscription at ``location``: ``why`` says how we know
-    (a cancelling notification's status, or the 404 of a verification). Requested again."""
+    (a cancelling notification's status, or the 404 of a verification). Requested again at
+    ``retry_at_s``: at once for the first loss, backed off for ``losses`` in a row (losses since
+    the last verification; decided when lost and recorded, so replay needs no clock)."""
+
+    resource: str
+    location: str
+    why: str
+    losses: int
+    retry_at_s: float
+    at_s: float
+
+
+class SubscriptionLostV1(Event, tag="subscription.lost.v1", frozen=True, kw_only=True):
+    """Legacy: :class:`SubscriptionLost` as logs before the loss back-off hold it (always
+    requested again at once). Read through :func:`upcast_subscription_lost_v1`; never written."""
 
     resource: str
     location: str
@@ -81,9 +98,23 @@ class SubscriptionLost(Event, tag="subscription.lost.v1", frozen=True, kw_only=T
     at_s: float
 
 
+def upcast_subscription_lost_v1(old: Event) -> Event:
+    """v1 → v2: a v1 loss was requested again at once, counted as one loss."""
+    assert isinstance(old, SubscriptionLostV1)
+    return SubscriptionLost(
+        resource=old.resource,
+        location=old.location,
+        why=old.why,
+        losses=1,
+        retry_at_s=old.at_s,
+        at_s=old.at_s,
+    )
+
+
 class SubscriptionEnded(Event, tag="subscription.ended.v1", frozen=True, kw_only=True):
     """DELETEd by the gateway (the walk no longer finds ``resource``); ``status`` the answer
-    (None: no answer; the subscription is forgotten either way, the server's is its own to expire)."""
+    (None: no answer; the subscription is forgotten either way, the server's is its own to expire).
+    ``location`` empty: none was held (refused or lost), the entry is only forgotten, unasked."""
 
     resource: str
     location: str

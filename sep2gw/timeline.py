@@ -594,8 +594,15 @@ class Timeline:
                     f"subscription to {e.resource} REFUSED ({status}: {e.reason}); asked again "
                     f"at {self.stamp(e.retry_at_s)}, polled meanwhile"
                 )
+            case SubscriptionLost() if e.retry_at_s > e.at_s:
+                return (
+                    f"subscription to {e.resource} lost: {e.why}; {e.losses} losses in a row, "
+                    f"subscribing again at {self.stamp(e.retry_at_s)}"
+                )
             case SubscriptionLost():
                 return f"subscription to {e.resource} lost: {e.why}; subscribing again"
+            case SubscriptionEnded(location=""):
+                return f"stopped asking to subscribe to {e.resource} (no longer found by the walk)"
             case SubscriptionEnded():
                 return f"unsubscribed from {e.resource} (no longer found by the walk)"
             case NotificationReceived(http_status=201):

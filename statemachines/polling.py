@@ -46,6 +46,7 @@ __all__ = [
     "MAX_POST_S",
     "MIN_POLL_S",
     "MIN_POST_S",
+    "PROMPT_MIN_GAP_S",
     "POLL_PROJECTION",
     "PollEntry",
     "PollSchedule",
@@ -65,6 +66,10 @@ FAULT_POLL_S: Final = 900
 #: The sane window of a server's postRate (whole minutes, §2.8).
 MIN_POST_S: Final = 60
 MAX_POST_S: Final = 86_400
+#: A notification makes its poll due at once, but never sooner than this after the poll's last
+#: read: the fastest pollRate we accept, so a flood of notifications costs at most what a server
+#: asking the fastest sane rate would (one read per 10 s per list), never one read per POST.
+PROMPT_MIN_GAP_S: Final = MIN_POLL_S
 
 
 def bounded_post_rate(rate_s: int) -> int:
@@ -136,11 +141,16 @@ def evolve_poll(state: PollState, event: Event) -> PollState:
             for entry in state.polls.values():
                 entry.next_s = at_s
         case PollPrompted(poll=poll, at_s=at_s):
-            # Issue 19 point 3: a notification makes this poll due now; a poll already due sooner
-            # stays so. The read it prompts is a poll (``Polled``): the next one a pollRate later.
+            # Issue 19 point 3: a notification makes this poll due now, but never sooner than
+            # PROMPT_MIN_GAP_S after its last read (each small POST would otherwise buy a full
+            # read of the list); a poll already due sooner stays so. The read it prompts is a
+            # poll (``Polled``): the next one a pollRate later.
             prompted = state.polls.get(poll)
             if prompted is not None:
-                prompted.next_s = min(prompted.next_s, at_s)
+                earliest = at_s
+                if prompted.last_s is not None:
+                    earliest = max(earliest, prompted.last_s + PROMPT_MIN_GAP_S)
+                prompted.next_s = min(prompted.next_s, earliest)
         case PollsShifted(by_s=by_s, at_s=at_s):
             # Intervals are kept on the device's clock; posts stay on the server's minute grid.
             for entry in state.polls.values():

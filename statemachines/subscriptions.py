@@ -17,12 +17,14 @@ Rules:
   5xx, or no answer) is asked again after a back-off doubling from ``backoff_initial_s`` to
   ``backoff_max_s``, decided here and recorded, so replay needs no clock.
 - **Lost** (a Notification of status 1–4, or the subscription's GET answering 404 after a server
-  restart): requested again at once.
+  restart): requested again at once the first time; further losses before a verification back
+  off as refusals do (a peer cancelling by notification cannot buy a Subscription POST each).
 - **Verify** each held subscription (GET its Location) at most once per ``verify_period_s``, and
   the whole set at most one GET per ``verify_every_s``: a server that lost them all is found
   within a period without a burst of requests.
 - **Let go**: a held subscription to a resource the latest walk no longer finds is DELETEd (only
-  after a walk: before the first one after a restart, nothing is known to be gone).
+  after a walk: before the first one after a restart, nothing is known to be gone); a refused or
+  lost one (no Location) is forgotten, recorded as ended with no answer.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class Held(msgspec.Struct, kw_only=True):
     verified_s: float = 0.0
     #: The HTTP status of the last refusal (None: none, or no answer).
     refused_status: int | None = None
+    #: Losses in a row (status 1–4 notifications, 404 verifications) since the subscription was
+    #: last verified: an acceptance does not reset it, so lose/resubscribe cycles back off.
+    losses: int = 0
 
 
 class SubscriptionState(msgspec.Struct, kw_only=True):
@@ -122,16 +127,16 @@ def evolve_subscriptions(state: SubscriptionState, event: Event) -> Subscription
             held = state.held.setdefault(resource, Held())
             held.location, held.failures, held.retry_at_s = None, failures, retry_at_s
             held.refused_status = status
-        case SubscriptionLost(resource=resource, at_s=at_s):
+        case SubscriptionLost(resource=resource, losses=losses, retry_at_s=retry_at_s):
             held = state.held.setdefault(resource, Held())
-            held.location, held.retry_at_s = None, at_s
+            held.location, held.retry_at_s, held.losses = None, retry_at_s, losses
         case SubscriptionEnded(resource=resource):
             state.held.pop(resource, None)
         case SubscriptionVerified(location=location, at_s=at_s):
             state.last_verify_s = at_s
             for held in state.held.values():
                 if held.location == location:
-                    held.verified_s = at_s
+                    held.verified_s, held.losses = at_s, 0
         case _:
             pass
     return state
@@ -211,6 +216,24 @@ class SubscriptionCore:
                 break
             wanted.setdefault(target.resource, target.poll)
         self._wanted = wanted if list_href is not None else {}
+
+    def forget_unoffered(self, now: float) -> list[Event]:
+        """After a walk: the entries held for resources it no longer offers that hold no
+        subscription (refused, or lost and not yet asked again) are forgotten, each a
+        ``SubscriptionEnded`` with no location and no answer, so they are neither replayed at
+        every start nor scanned at every step. One whose 403 still backs off the whole list
+        (:meth:`_forbidden_until`) is kept until its back-off ends. Held subscriptions to such
+        resources are let go by :meth:`next_action` (DELETE), not here."""
+        if self._wanted is None:
+            return []
+        events: list[Event] = []
+        for resource, held in list(self.state.held.items()):
+            if resource in self._wanted or held.location is not None:
+                continue
+            if held.refused_status == HTTPStatus.FORBIDDEN and held.retry_at_s > now:
+                continue
+            events += self.ended(resource, "", None, now)
+        return events
 
     def poll_of(self, resource: str) -> str | None:
         """The poll a notification on ``resource`` makes due (None: not one we subscribed to)."""
@@ -326,11 +349,31 @@ class SubscriptionCore:
         )
 
     def lost(self, resource: str, why: str, now: float) -> list[Event]:
+        """The first loss is requested again at once (a server restart loses every
+        subscription); each further loss before a verification doubles the wait from
+        ``backoff_initial_s`` to ``backoff_max_s``, so a peer that cancels by notification cannot
+        buy one Subscription POST per notification."""
         held = self.state.held.get(resource)
         if held is None or held.location is None:
             return []
+        losses = held.losses + 1
+        delay = (
+            0.0
+            if losses == 1
+            else min(
+                self.settings.backoff_max_s,
+                self.settings.backoff_initial_s * 2 ** min(losses - 2, 30),
+            )
+        )
         return self._emit(
-            SubscriptionLost(resource=resource, location=held.location, why=why, at_s=now)
+            SubscriptionLost(
+                resource=resource,
+                location=held.location,
+                why=why,
+                losses=losses,
+                retry_at_s=now + delay,
+                at_s=now,
+            )
         )
 
     def verify_failed(self, now: float) -> None:

@@ -203,3 +203,30 @@ async def test_the_fleet_listener_serves_on_loopback_tcp(
             group.cancel_scope.cancel()
     assert response.status == 201
     assert [site for site, _, _ in harness.received] == ["south-2"]
+
+
+async def test_a_site_slow_to_take_a_notification_is_answered_503_in_its_own_short_time(
+    autojump_clock: trio.abc.Clock, pki_a: PkiFiles
+) -> None:
+    """Review of issue 19, finding 3: one site whose log is slow must not hold the connection
+    all the fleet's notifications share for the handler's 10 s: its route has a deadline of its
+    own (503, counted), and the next site's POST is served at once."""
+    received: list[tuple[str, str, bytes]] = []
+
+    async def slow_site(request: Request, peer: PeerInfo) -> Response:
+        await trio.sleep(60)
+        return Response(201)
+
+    routes = {"/notify/slow": slow_site, "/notify/north-1": site_handler("north-1", received)}
+    listener = FleetNotificationListener(
+        context=server_context(pki_a.device), route_of=routes.get, on_console=lambda _: None
+    )
+    peer = PeerInfo(b"", "LFDI", 0, "h2")
+    started = trio.current_time()
+    slow = await listener.handle(Request("POST", "/notify/slow", (), b"<n/>"), peer)
+    answered_after_s = trio.current_time() - started
+    served = await listener.handle(Request("POST", "/notify/north-1", (), b"<n/>"), peer)
+    assert (slow.status, served.status) == (503, 201)
+    assert answered_after_s <= 2.0
+    assert listener.statistics().site_timeouts == 1
+    assert received == [("north-1", "/notify/north-1", b"<n/>")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -17,18 +17,20 @@ import trio
 import trio.testing
 
 from actors.clock import Clock
-from actors.https import HttpsClient
+from actors.https import HttpsClient, PeerInfo
 from actors.log_writer import LogWriter
 from actors.notifications import NotificationListener
 from actors.pipe import pipe_connector, pipe_listener
 from actors.subscriptions import Notified
 from actors.tls_stream import TlsStream
+from events.envelope import Append, Recorded
+from events.errors import LogFull
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
 from events.subscription_events import NotificationReceived
 from tests.tls_fixtures import PkiFiles
 from transport.errors import LinkError, NoClientCertificate, UnknownCA
-from transport.http.messages import SEP_XML, Response
+from transport.http.messages import SEP_XML, Request, Response
 from transport.identity import lfdi_from_der
 from transport.pki import certificate_der
 from transport.sep2 import encode
@@ -314,3 +316,71 @@ async def test_the_listener_serves_on_loopback_tcp(
                 response = await post(client, notification())
             group.cancel_scope.cancel()
     assert response.status == 201
+
+
+async def test_a_refused_notification_records_its_uris_cut_short(
+    autojump_clock: trio.abc.Clock, pki_a: PkiFiles
+) -> None:
+    """Review of issue 19, finding 1: a refused body's URIs are the peer's; 30,000-char ones are
+    cut in the record like the reason, so refused POSTs cannot grow the log by their size."""
+    long_subscription, long_resource = "/" + "b" * 30_000, "/" + "a" * 30_000
+    async with listening(pki_a) as harness:
+        response = await harness.listener.handle(
+            Request(
+                "POST",
+                "/notify",
+                (("content-type", SEP_XML),),
+                notification(subscription=long_subscription, resource=long_resource),
+            ),
+            PeerInfo(b"", "ANY-DEVICE-IN-THE-PKI", 0, "h2"),
+        )
+    assert response.status == 404
+    (record,) = harness.records()
+    assert record.subscription == long_subscription[:300]
+    assert record.resource == long_resource[:300]
+
+
+class _FullStore(MemoryEventStore):
+    """A store that refuses every append while ``full``."""
+
+    full = True
+
+    def append(self, appends: Sequence[Append]) -> list[Recorded]:
+        if self.full:
+            raise LogFull(self.where, self.head().seq + 1, 1)
+        return super().append(appends)
+
+    def space_left(self) -> int | None:
+        return 0 if self.full else None
+
+
+async def test_a_notification_on_a_full_log_is_answered_201_and_recorded_201(
+    autojump_clock: trio.abc.Clock, pki_a: PkiFiles
+) -> None:
+    """Review of issue 19, finding 3: the accepted record is an observation: on a full log the
+    handler does not wait past its deadline (answered 503 while 201 was recorded later, and
+    never handed on); it answers 201 at once, hands the notification on with seq 0 (not yet
+    written), and the held record says 201 once space returns."""
+    store = _FullStore(CATALOGUE)
+    sink = FakeSink()
+    log = LogWriter(store, offload=False, on_alarm=lambda _: None)
+    listener = NotificationListener(
+        context=server_context(pki_a.device),
+        path="/notify",
+        log=log,
+        clock=Clock(wall_at_start=NOON),
+        sink=sink,
+    )
+    request = Request("POST", "/notify", (("content-type", SEP_XML),), notification())
+    async with anyio.create_task_group() as group:
+        await group.start(log.run)
+        started = trio.current_time()
+        response = await listener.server._dispatch(request, PeerInfo(b"", "LFDI", 0, "h2"))
+        answered_after_s = trio.current_time() - started
+        store.full = False
+        await trio.sleep(30)
+        group.cancel_scope.cancel()
+    recorded = [r.event for r in store.read() if isinstance(r.event, NotificationReceived)]
+    assert (response.status, answered_after_s) == (201, 0)
+    assert [e.http_status for e in recorded] == [201]
+    assert [n.seq for n in sink.notified] == [0]

@@ -24,6 +24,7 @@ from actors.pipe import pipe_connector, pipe_listener
 from actors.subscriptions import PollPrompt, PollPrompts, SubscriptionActor, SubscriptionTargets
 from events.memory_store import MemoryEventStore
 from events.registry import CATALOGUE
+from events.replay import replay
 from events.store import EventStore
 from events.subscription_events import (
     NotificationReceived,
@@ -33,7 +34,11 @@ from events.subscription_events import (
     SubscriptionRefused,
     SubscriptionRequested,
 )
-from statemachines.subscriptions import SubscriptionSettings, SubscriptionTarget
+from statemachines.subscriptions import (
+    SUBSCRIPTION_PROJECTION,
+    SubscriptionSettings,
+    SubscriptionTarget,
+)
 from tests.actors.subscription_server import SUBSCRIPTIONS, FakeUtility, notify, utility_server
 from tests.tls_fixtures import PkiFiles
 from transport.tls import server_context
@@ -306,3 +311,30 @@ def test_a_flood_of_notifications_is_bounded_and_counted(pki_a: PkiFiles) -> Non
             Notified(seq=seq, subscription="/s", resource=CONTROLS, status=0, at_s=0.0)
         )
     assert actor.statistics().dropped == 10
+
+
+async def test_a_refused_resource_the_walk_no_longer_offers_is_forgotten_and_stays_so(
+    pki_a: PkiFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review of issue 19, finding 8: each walk offering a new refused href left one more entry
+    held for good (replayed at every start, scanned at every step). The next walk that no
+    longer offers it records it ended, with no location; a restart replays none of them."""
+    store = MemoryEventStore(CATALOGUE)
+    utility = FakeUtility(pki_a, refuse={f"/derp/{n}/derc": 400 for n in range(5)})
+    with trio.fail_after(36_000):
+        async with world(pki_a, utility=utility, store=store) as w:
+            for n in range(5):
+                w.targets.put(
+                    SubscriptionTargets(
+                        list_href=SUBSCRIPTIONS,
+                        targets=(SubscriptionTarget(resource=f"/derp/{n}/derc", poll="derp:/d"),),
+                    )
+                )
+                await until(lambda n=n: len(w.records(SubscriptionRefused)) == n + 1, within_s=5)
+            assert set(w.actor.core.state.held) == {"/derp/4/derc"}
+    ended = w.records(SubscriptionEnded)
+    assert [(e.resource, e.location, e.status) for e in ended] == [
+        (f"/derp/{n}/derc", "", None) for n in range(4)
+    ]
+    state, _ = replay(store, SUBSCRIPTION_PROJECTION)
+    assert set(state.held) == {"/derp/4/derc"}

@@ -82,7 +82,10 @@ def test_status_and_metrics_show_subscriptions_and_notifications() -> None:
     for event in (
         SubscriptionAccepted(resource="/edev/1", location="/sub/1", at_s=101.0),
         SubscriptionAccepted(resource="/derc", location="/sub/2", at_s=102.0),
-        SubscriptionLost(resource="/edev/1", location="/sub/1", why="404", at_s=103.0),
+        SubscriptionLost(
+            resource="/edev/1", location="/sub/1", why="404", losses=1, retry_at_s=103.0,
+            at_s=103.0,
+        ),
         notified(201),
         notified(404, "no subscription of ours"),
     ):

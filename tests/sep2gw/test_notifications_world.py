@@ -179,6 +179,7 @@ async def run_world(
     tcp: bool = False,
     route: bool = False,
     scenario: str = SCENARIO,
+    notify_suffix: str = "/derc",
 ) -> Run:
     """``tcp``: the gateway listens on a loopback port (``notifications.listen``) and the notifier
     connects there, instead of a pipe handed to ``Gateway.serve_notification_stream``."""
@@ -218,7 +219,9 @@ async def run_world(
                     await clock.sleep_until(EPOCH + NOTIFY_AT_S)
                     for _ in range(copies):  # more than one: the server duplicated it
                         notified.append(
-                            await _notify(site, gateway, server, "/derc", tcp=tcp, route=route)
+                            await _notify(
+                                site, gateway, server, notify_suffix, tcp=tcp, route=route
+                            )
                         )
                 await clock.sleep_until(EPOCH + seconds)
                 for _ in range(1000):
@@ -392,6 +395,57 @@ async def test_a_duplicated_notification_is_harmless(
     prompted = [rec.event for rec in store.read() if isinstance(rec.event, PollPrompted)]
     assert 1 <= len(prompted) <= 3
     assert _applied_at(store, 1000) - (EPOCH + NOTIFY_AT_S) <= CONTROL_PERIOD_S
+
+
+TWO_PROGRAMS = SCENARIO.replace(
+    """[[actions]]
+at_s = 420""",
+    """[[programs]]
+id = "retail"
+primacy = 2
+
+[[actions]]
+at_s = 420
+kind = "create_control"
+mrid = "C00000000000000000000000000000AA"
+program = "retail"
+start_s = 420
+duration_s = 600
+modes = { opModExpLimW = 3000 }
+
+[[actions]]
+at_s = 420""",
+    1,
+)
+
+
+async def test_a_notification_credits_only_the_controls_of_the_list_it_named(
+    pki: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review of issue 19, finding 9: the prompt was kept per poll (the DERProgramList), so every
+    program's controls seen by the prompted read were credited to the notification, though it
+    named one program's DERControlList. A control new in the other program is seen by the same
+    read but not linked to the notification."""
+    run = await run_world(
+        pki, notify=True, seconds=900, scenario=TWO_PROGRAMS, notify_suffix="/1/derc"
+    )
+    assert [response.status for response in run.notified] == [201]
+    store = run.store
+    (notified,) = [rec.event for rec in store.read() if isinstance(rec.event, NotificationReceived)]
+    first_seen = {
+        rec.event.control.mrid: rec.server_time
+        for rec in store.read()
+        if isinstance(rec.event, ControlReceived)
+    }
+    # The same prompted read saw both programs' new controls…
+    assert (
+        first_seen["C0000000000000000000000000000001"]
+        == first_seen["C00000000000000000000000000000AA"]
+    )
+    # …but only the notified list's control is linked to the notification.
+    linked = [rec.event for rec in store.read() if isinstance(rec.event, ControlsNotified)]
+    assert notified.resource == "/derp/1/derc"  # the network program's list
+    assert [e.first_seen for e in linked] == [("C0000000000000000000000000000001",)]
 
 
 async def test_a_gateway_without_notifications_closes_a_stream_handed_in(

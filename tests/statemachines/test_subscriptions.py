@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from events.subscription_events import PollPrompted
-from statemachines.polling import POLL_PROJECTION, PollSchedule
+import msgspec
+
+from events.base import Event
+from events.registry import CATALOGUE
+from events.subscription_events import (
+    PollPrompted,
+    SubscriptionEnded,
+    SubscriptionLost,
+    SubscriptionLostV1,
+)
+from statemachines.polling import POLL_PROJECTION, PROMPT_MIN_GAP_S, PollSchedule
 from statemachines.subscriptions import (
     SUBSCRIPTION_PROJECTION,
     Subscribe,
@@ -50,6 +59,21 @@ def test_a_prompt_never_delays_a_poll_already_due_and_ignores_an_unknown_poll() 
     s.prompted("derp:/derp", "/x", 1, T + 500)  # overdue since T + 300: stays due from then
     assert s.state.polls["derp:/derp"].next_s == T + 300
     assert s.prompted("fsa:/never-walked", "/y", 2, T + 500) == []
+
+
+def test_a_flood_of_notifications_buys_at_most_one_read_per_min_gap() -> None:
+    """Review of issue 19, finding 1: each status-0 notification made the poll due at once, so one
+    small POST bought a full read of the list. A prompt within PROMPT_MIN_GAP_S of the poll's last
+    read makes it due only that gap after the read (deferred, never lost)."""
+    s = PollSchedule()
+    s.rate_seen("derp:/derp", 300, T)
+    s.polled("derp:/derp", T + 300)
+    s.prompted("derp:/derp", "/x", 1, T + 301)
+    assert s.due_polls(T + 301) == []
+    assert s.due_polls(T + 300 + PROMPT_MIN_GAP_S) == ["derp:/derp"]
+    s.polled("derp:/derp", T + 310)
+    s.prompted("derp:/derp", "/x", 2, T + 400)  # long after the last read: due at once
+    assert s.due_polls(T + 400) == ["derp:/derp"]
 
 
 def test_the_poll_fold_replays_a_prompt_as_the_live_schedule_took_it() -> None:
@@ -126,6 +150,41 @@ def test_a_lost_subscription_is_asked_again_at_once() -> None:
     assert core.resource_of(f"{LIST}/1") is None
 
 
+def test_repeated_losses_back_off_until_a_verification() -> None:
+    """Review of issue 19, finding 1: each status 1–4 notification re-subscribed at once (one POST
+    in, one Subscription POST out, however many). The first loss still re-subscribes at once; a
+    second before any verification waits backoff_initial_s, a third twice that; the fold
+    replays the decision; a verification forgets the losses."""
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a"))
+    events = core.accepted("/a", f"{LIST}/1", T)
+    events += core.lost("/a", "notification of status 1", T + 5)
+    assert core.next_action(T + 5) == Subscribe("/a", LIST)
+    events += core.accepted("/a", f"{LIST}/2", T + 5)
+    events += core.lost("/a", "notification of status 1", T + 6)
+    assert core.next_action(T + 6) is None
+    assert core.next_deadline() == T + 6 + 60
+    events += core.accepted("/a", f"{LIST}/3", T + 66)
+    events += core.lost("/a", "notification of status 1", T + 67)
+    assert core.next_deadline() == T + 67 + 120
+    state = SUBSCRIPTION_PROJECTION.initial
+    for event in events:
+        state = SUBSCRIPTION_PROJECTION.evolve(state, event)
+    assert state.held == core.state.held
+    core.accepted("/a", f"{LIST}/4", T + 187)
+    core.verified(f"{LIST}/4", T + 1087)
+    core.lost("/a", "notification of status 1", T + 1100)
+    assert core.next_action(T + 1100) == Subscribe("/a", LIST)  # stable since: at once again
+
+
+def test_a_v1_loss_replays_as_one_loss_asked_again_at_once() -> None:
+    """Logs before the loss back-off hold subscription.lost.v1: read as a first loss."""
+    v1 = SubscriptionLostV1(resource="/a", location=f"{LIST}/1", why="404", at_s=T)
+    assert CATALOGUE.decode(msgspec.json.encode(v1)) == SubscriptionLost(
+        resource="/a", location=f"{LIST}/1", why="404", losses=1, retry_at_s=T, at_s=T
+    )
+
+
 def test_what_the_walk_lost_is_let_go_and_the_fold_forgets_it() -> None:
     core = SubscriptionCore(SETTINGS)
     core.walked(LIST, targets("/a", "/b"))
@@ -137,6 +196,44 @@ def test_what_the_walk_lost_is_let_go_and_the_fold_forgets_it() -> None:
     for event in events:
         state = SUBSCRIPTION_PROJECTION.evolve(state, event)
     assert set(state.held) == {"/a"} and state.held["/a"].location == f"{LIST}/1"
+
+
+def test_refused_entries_the_walk_no_longer_offers_are_forgotten() -> None:
+    """Review of issue 19, finding 8: refused (or lost) entries to resources no longer offered
+    were never forgotten (200 walks each offering a new refused href left 200, replayed at every
+    start and scanned at every step). After a walk each is recorded ended, with no location."""
+    core = SubscriptionCore(SETTINGS)
+    events: list[Event] = []
+    for walk in range(200):
+        core.walked(LIST, targets(f"/derp/{walk}"))
+        events += core.forget_unoffered(T + walk)
+        events += core.requested(f"/derp/{walk}", LIST, T + walk)
+        events += core.refused(f"/derp/{walk}", 500, "server fault", T + walk)
+    assert set(core.state.held) == {"/derp/199"}
+    assert events[-3] == SubscriptionEnded(
+        resource="/derp/198", location="", status=None, at_s=T + 199
+    )
+    state = SUBSCRIPTION_PROJECTION.initial
+    for event in events:
+        state = SUBSCRIPTION_PROJECTION.evolve(state, event)
+    assert state.held == core.state.held
+
+
+def test_a_walk_forgets_neither_a_wanted_entry_nor_a_403_still_backing_off_the_list() -> None:
+    core = SubscriptionCore(SETTINGS)
+    core.walked(LIST, targets("/a", "/b", "/c"))
+    core.accepted("/a", f"{LIST}/1", T)
+    core.refused("/b", 403, "aggregators only", T)
+    core.refused("/c", 500, "server fault", T)
+    core.walked(LIST, targets("/x"))
+    assert core.forget_unoffered(T + 1) == [
+        SubscriptionEnded(resource="/c", location="", status=None, at_s=T + 1)
+    ]
+    assert core.next_action(T + 1) == Unsubscribe("/a", f"{LIST}/1")  # held: DELETEd, not forgotten
+    assert core.forget_unoffered(T + 59) == []  # /b's 403 backs off the list until T + 60
+    assert core.forget_unoffered(T + 60) == [
+        SubscriptionEnded(resource="/b", location="", status=None, at_s=T + 60)
+    ]
 
 
 def test_403_refuses_the_client_so_the_whole_list_backs_off_one_probe_per_step() -> None:
