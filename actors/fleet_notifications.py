@@ -32,7 +32,7 @@ import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors.https import Handler, HttpsServer, PeerInfo
+from actors.https import Handler, HttpsServer, PeerInfo, serve_accepted
 from actors.notifications import (
     CONNECTION_TIMEOUT_S,
     MAX_BODY_BYTES,
@@ -150,7 +150,7 @@ class FleetNotificationListener:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener:
             task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
-            await listener.serve(self.serve_connection)
+            await serve_accepted(listener, self.serve_connection)  # a failed accept ends nothing
 
     async def serve_pipes(
         self,

@@ -33,7 +33,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.clock import Clock
-from actors.https import Handler, HttpsServer, PeerInfo
+from actors.https import Handler, HttpsServer, PeerInfo, serve_accepted
 from actors.log_writer import LogWriter
 from actors.pipe import serve_pipes
 from actors.subscriptions import Notified
@@ -152,7 +152,7 @@ class NotificationListener:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener:
             task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
-            await listener.serve(self.serve_connection)
+            await serve_accepted(listener, self.serve_connection)  # a failed accept ends nothing
 
     async def serve_pipes(
         self,
