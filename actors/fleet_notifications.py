@@ -29,15 +29,13 @@ from typing import Final
 import anyio
 import anyio.abc
 import msgspec
-from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream
 
-from actors.https import Handler, HttpsServer, PeerInfo, serve_accepted
+from actors.https import Handler, PeerInfo
 from actors.notifications import (
     CONNECTION_TIMEOUT_S,
     MAX_BODY_BYTES,
+    BoundedListener,
 )
-from actors.pipe import serve_pipes
 from transport.errors import LinkError
 from transport.http.messages import Request, Response
 from transport.http.router import Router
@@ -57,8 +55,6 @@ logger = logging.getLogger(__name__)
 FLEET_MAX_CONNECTIONS: Final = 64
 #: The deepest notificationURI path served (``/a/b/…``): deeper targets are 404 by the router.
 MAX_PATH_SEGMENTS: Final = 8
-_HANDSHAKE_TIMEOUT_S: Final = 10.0
-_HANDLER_TIMEOUT_S: Final = 10.0
 #: A site's own handler (its log, its subscriptions) gets this long per POST; then 503. Far below
 #: the connection's handler deadline, so one site with a slow log cannot hold the connection all
 #: the fleet's notifications share.
@@ -84,7 +80,7 @@ class FleetListenerStatistics(msgspec.Struct, frozen=True):
     site_timeouts: int = 0
 
 
-class FleetNotificationListener:
+class FleetNotificationListener(BoundedListener):
     """See the module docstring."""
 
     def __init__(
@@ -104,25 +100,19 @@ class FleetNotificationListener:
         its new gateway)."""
         self._route_of = route_of
         self._on_console = on_console
-        self._max_connections = max_connections
-        self._connection_timeout_s = connection_timeout_s
         router: Router[Handler] = Router()
         # Every POST target reaches the dispatcher, so a path that is no site's is counted.
         for depth in range(1, MAX_PATH_SEGMENTS + 1):
             router.add("POST", "/" + "/".join(f"{{p{i}}}" for i in range(depth)), self.handle)
-        self.server = HttpsServer(
+        super().__init__(
             router,
-            context,
+            context=context,
             profile=profile,
-            max_request_bytes=max_body_bytes,
-            handshake_timeout_s=_HANDSHAKE_TIMEOUT_S,
-            idle_timeout_s=connection_timeout_s,
-            handler_timeout_s=_HANDLER_TIMEOUT_S,
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            connection_timeout_s=connection_timeout_s,
             on_refused=self._too_large,
         )
-        self._active = 0
-        self._connections = 0
-        self._turned_away = 0
         self._routed = 0
         self._unknown = 0
         self._too_large_count = 0
@@ -138,46 +128,6 @@ class FleetNotificationListener:
             self._too_large_count,
             self._site_timeouts,
         )
-
-    async def run(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Listen on TCP until cancelled; ``task_status.started`` receives the bound port."""
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        async with listener:
-            task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
-            await serve_accepted(listener, self.serve_connection)  # a failed accept ends nothing
-
-    async def serve_pipes(
-        self,
-        accept: MemoryObjectReceiveStream[anyio.abc.ByteStream],
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve in-memory connections (simulated worlds, tests) until ``accept`` closes."""
-        await serve_pipes(accept, self.serve_connection, task_status=task_status)
-
-    async def serve_connection(self, transport: anyio.abc.ByteStream) -> None:
-        """Serve one connection (TLS, then HTTP/1.1 or h2) to its end or its deadline; never
-        raises but cancellation. Over ``max_connections`` it is closed at once."""
-        if self._active >= self._max_connections:
-            self._turned_away += 1
-            with anyio.CancelScope(shield=True):
-                await transport.aclose()
-            return
-        self._active += 1
-        self._connections += 1
-        try:
-            with anyio.move_on_after(self._connection_timeout_s):
-                await self.server.serve_connection(transport)
-        finally:
-            self._active -= 1
-            with anyio.CancelScope(shield=True):
-                await transport.aclose()
 
     async def _too_large(self, error: LinkError, peer: PeerInfo) -> None:
         self._too_large_count += 1

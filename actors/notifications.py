@@ -33,7 +33,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors.clock import Clock
-from actors.https import Handler, HttpsServer, PeerInfo, serve_accepted
+from actors.https import Handler, HttpsServer, PeerInfo, RefusalHook, serve_accepted
 from actors.log_writer import LogWriter
 from actors.pipe import serve_pipes
 from actors.subscriptions import Notified
@@ -47,6 +47,7 @@ from transport.sep2 import Sep2DecodeError, decode
 from transport.sep2 import resources as r
 
 __all__ = [
+    "BoundedListener",
     "CONNECTION_TIMEOUT_S",
     "MAX_BODY_BYTES",
     "MAX_CONNECTIONS",
@@ -95,31 +96,26 @@ def path_of(uri: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-class NotificationListener:
+class BoundedListener:
+    """The HTTPS listener a utility notifies (mutual TLS, HTTP/1.1 and h2 by ALPN), bounded so a
+    peer cannot grow memory or stall the loop: at most ``max_connections`` at once (more are
+    closed at once and counted), ``max_body_bytes`` a request, each connection closed
+    ``connection_timeout_s`` after it arrived, and deadlines on the handshake and each handler.
+    A site's listener and a fleet's (``actors.fleet_notifications``) are this, with their routes."""
+
     def __init__(
         self,
+        router: Router[Handler],
         *,
         context: ssl.SSLContext,
-        path: str,
-        log: LogWriter,
-        clock: Clock,
-        sink: NotificationSink,
-        profile: IdentityProfile = CORE_2030_5,
-        max_connections: int = MAX_CONNECTIONS,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        connection_timeout_s: float = CONNECTION_TIMEOUT_S,
+        profile: IdentityProfile,
+        max_connections: int,
+        max_body_bytes: int,
+        connection_timeout_s: float,
+        on_refused: RefusalHook,
     ) -> None:
-        """``context``: a server context (``transport.tls.server_context``) with the gateway's
-        certificate and the CA the utility's client certificate must chain to. ``path``: the path
-        of the notificationURI given to the server (the only one served)."""
-        self._log = log
-        self._clock = clock
-        self._sink = sink
         self._max_connections = max_connections
         self._connection_timeout_s = connection_timeout_s
-        self.path = path
-        router: Router[Handler] = Router()
-        router.add("POST", path, self.handle)
         self.server = HttpsServer(
             router,
             context,
@@ -128,18 +124,11 @@ class NotificationListener:
             handshake_timeout_s=_HANDSHAKE_TIMEOUT_S,
             idle_timeout_s=connection_timeout_s,
             handler_timeout_s=_HANDLER_TIMEOUT_S,
-            on_refused=self._too_large,
+            on_refused=on_refused,
         )
         self._active = 0
         self._connections = 0
         self._turned_away = 0
-        self._accepted = 0
-        self._refused = 0
-
-    def statistics(self) -> ListenerStatistics:
-        return ListenerStatistics(
-            self._connections, self._turned_away, self._accepted, self._refused
-        )
 
     async def run(
         self,
@@ -180,6 +169,47 @@ class NotificationListener:
             self._active -= 1
             with anyio.CancelScope(shield=True):
                 await transport.aclose()
+
+
+class NotificationListener(BoundedListener):
+    def __init__(
+        self,
+        *,
+        context: ssl.SSLContext,
+        path: str,
+        log: LogWriter,
+        clock: Clock,
+        sink: NotificationSink,
+        profile: IdentityProfile = CORE_2030_5,
+        max_connections: int = MAX_CONNECTIONS,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        connection_timeout_s: float = CONNECTION_TIMEOUT_S,
+    ) -> None:
+        """``context``: a server context (``transport.tls.server_context``) with the gateway's
+        certificate and the CA the utility's client certificate must chain to. ``path``: the path
+        of the notificationURI given to the server (the only one served)."""
+        self._log = log
+        self._clock = clock
+        self._sink = sink
+        self.path = path
+        router: Router[Handler] = Router()
+        router.add("POST", path, self.handle)
+        super().__init__(
+            router,
+            context=context,
+            profile=profile,
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            connection_timeout_s=connection_timeout_s,
+            on_refused=self._too_large,
+        )
+        self._accepted = 0
+        self._refused = 0
+
+    def statistics(self) -> ListenerStatistics:
+        return ListenerStatistics(
+            self._connections, self._turned_away, self._accepted, self._refused
+        )
 
     async def _record(self, event: NotificationReceived) -> int:
         """Record ``event`` as an observation: it never waits on a full log (held, written when
