@@ -1234,15 +1234,25 @@ class RegistrationActor:
                 ControlsSeen(
                     program_id=program.program_id,
                     controls=controls,
-                    prompted_by=self._prompted_by(wire.DERControlListLink),
+                    prompted_by=self._prompted_by(href, wire),
                 )
             )
 
-    def _prompted_by(self, control_list: r.DERControlListLink | None) -> tuple[int, float] | None:
-        """The notification (record seq, time) the controls of ``control_list`` are credited to:
-        only one that named that DERControlList (issue 19 point 3; review finding 9)."""
+    def _prompted_by(
+        self, program_list: str, program: r.DERProgram
+    ) -> tuple[int, float] | None:
+        """The notification (record seq, time) the controls of ``program`` are credited to: only
+        one that named its DERControlList, the program itself or the DERProgramList
+        ``program_list`` it was read from (a change of a program's controls changes each of
+        these), never one about another program's resources (issue 19 point 3; review finding
+        9)."""
         cause = self._prompt_cause
-        if cause is None or control_list is None or cause.resource != control_list.href:
+        if cause is None:
+            return None
+        covering = {program_list, program.href}
+        if program.DERControlListLink is not None:
+            covering.add(program.DERControlListLink.href)
+        if cause.resource not in covering:
             return None
         return (cause.notification_seq, cause.at_s)
 

@@ -318,6 +318,8 @@ class SitesRun:
     #: "fleet": one aggregator-mode Fleet against one server (:func:`run_fleet`); "independent":
     #: N single-site gateways, each with its own server (:func:`run_sites`).
     harness: str = "independent"
+    #: The collector's thresholds during the window (None: the process's, unchanged).
+    gc_thresholds: tuple[int, int, int] | None = None
 
     @property
     def loop_s(self) -> float:
@@ -571,6 +573,7 @@ def run_fleet(
             run["thresholds"] = settle_for_a_fleet()
         else:
             gc.collect()
+        run["window_thresholds"] = gc.get_threshold()
         run["heads"] = [s.head().seq for s in stores]
         gc_meter.on = meter.on = True
         run["window_process0"] = time.process_time()
@@ -647,6 +650,7 @@ def run_fleet(
         gc=gc_meter,
         gc_frozen=gc_freeze,
         harness="fleet",
+        gc_thresholds=run["window_thresholds"],
     )
 
 
@@ -1004,7 +1008,7 @@ def figures(
         "gc_s": round(sum(result.gc.seconds), 3),
         "gc_full_collections": result.gc.collections[2],
         "gc_frozen": result.gc_frozen,
-        "gc_thresholds": list(gc.get_threshold()),
+        "gc_thresholds": list(result.gc_thresholds or gc.get_threshold()),
         "startup_process_s": round(result.startup_process_s, 2),
         "rss_per_site_kb": round((result.rss_end_mb - result.rss_before_mb) * 1024 / result.sites),
         "records_per_site_s": round(result.records / result.window_s / result.sites, 3),

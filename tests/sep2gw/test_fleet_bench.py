@@ -167,3 +167,21 @@ def test_a_notified_control_reaches_every_sites_battery_within_a_control_period(
     delays = fleet_bench.measure_notification_to_limit(tmp_path, sites=3, seed=5)
     assert len(delays) == 3  # one figure per site: each was notified and wrote the control
     assert all(0 <= ms <= fleet_bench.CONTROL_PERIOD_MS for ms in delays), delays
+
+
+def test_the_fleet_harness_reports_the_collector_settings_of_its_window(
+    fleet_bench: ModuleType, tmp_path: Path
+) -> None:
+    """As ``sep2gw run`` settles a fleet's collector (sep2gw.collector), so does the harness, and
+    the JSON says the thresholds the window ran with; the process's are restored after."""
+    import gc
+
+    before = gc.get_threshold()
+    result = fleet_bench.run_fleet(2, minutes=0.5, warmup_minutes=0.5, seed=3, work=tmp_path)
+    for opened in result.stores:
+        getattr(opened, "close", lambda: None)()
+    figures = fleet_bench.figures(result, None, trace_memory=False)
+    assert figures["gc_thresholds"][0] == fleet_bench.settle_for_a_fleet.__globals__[
+        "FLEET_YOUNG_THRESHOLD"
+    ]
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
