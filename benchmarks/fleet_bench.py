@@ -47,7 +47,8 @@ cyclic garbage collector walks all of them (0.4 s each at 300 sites), and they c
 the heap grows: the CPU grows faster than the number of sites. After the warm-up the harness
 does what a fleet process does once its sites have started (``sep2gw run``:
 ``sep2gw.collector.settle_for_a_fleet``: ``gc.freeze()``, what start-up built is long-lived and never
-walked again, and a youngest-generation threshold of 10,000; the independent harness only freezes;
+walked again, and a youngest-generation threshold of 100 allocations per site, at least 10,000, so
+the young passes' cost per site stays flat; the independent harness only freezes;
 ``--no-gc-freeze`` to compare). The collector's CPU in the
 window (``gc.callbacks``) is printed apart; it is inside the figures above, in whichever step
 or loop turn set it off.
@@ -570,7 +571,7 @@ def run_fleet(
     def window_opens() -> None:
         run["startup_process_s"] = time.process_time() - run["process0"]
         if gc_freeze:  # as sep2gw run does once a fleet's sites have started
-            run["thresholds"] = settle_for_a_fleet()
+            run["thresholds"] = settle_for_a_fleet(count)
         else:
             gc.collect()
         run["window_thresholds"] = gc.get_threshold()
@@ -840,8 +841,8 @@ def main(argv: list[str] | None = None) -> int:
         "--gc-young",
         type=int,
         default=None,
-        help="the collector's youngest-generation threshold for the run (Python's: 700); a "
-        "fleet process may raise it (decision 0022f)",
+        help="the collector's youngest-generation threshold for the warm-up (Python's: 700); "
+        "the window runs with a fleet's (sep2gw.collector, decision 0022f)",
     )
     parser.add_argument(
         "--detail-commit-s",

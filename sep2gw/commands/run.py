@@ -260,7 +260,7 @@ async def _run_fleet(fleet: Any, identities: Any, args: argparse.Namespace) -> i
         with notifier:
             await nursery.start(running.run)
             # What is on the heap now lives as long as the process (decision 0022f).
-            settle_for_a_fleet()
+            settle_for_a_fleet(len(identities))
             if running.notifications_port is not None:
                 print(
                     f"  notifications: one listener on port {running.notifications_port} for "

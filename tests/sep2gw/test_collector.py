@@ -1,22 +1,41 @@
 """A fleet's collector settings (decision 0022f): what start-up built is frozen out of the
-collector's passes and the youngest generation waits for 10,000 allocations."""
+collector's passes and the youngest generation waits for a number of allocations that grows with
+the number of sites (at least 10,000)."""
 
 from __future__ import annotations
 
 import gc
 
-from sep2gw.collector import FLEET_YOUNG_THRESHOLD, settle_for_a_fleet
+import pytest
+
+from sep2gw.collector import (
+    FLEET_YOUNG_THRESHOLD,
+    YOUNG_PER_SITE,
+    settle_for_a_fleet,
+    young_threshold,
+)
 
 
-def test_settling_freezes_the_heap_and_raises_the_young_threshold() -> None:
+def test_settling_freezes_the_heap_and_sets_the_young_threshold_for_the_sites() -> None:
     thresholds = gc.get_threshold()
     kept = [object() for _ in range(10)]  # something long-lived on the heap
     try:
-        replaced = settle_for_a_fleet()
+        replaced = settle_for_a_fleet(1000)
         assert replaced == thresholds
-        assert gc.get_threshold() == (FLEET_YOUNG_THRESHOLD, thresholds[1], thresholds[2])
+        assert gc.get_threshold() == (1000 * YOUNG_PER_SITE, thresholds[1], thresholds[2])
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
     assert kept
+
+
+def test_the_young_threshold_grows_with_the_sites_and_has_a_floor() -> None:
+    """A pass walks what every waiting site holds, and the passes come with every site's
+    allocations: a fixed threshold makes the collector's cost grow with the square of the sites."""
+    assert young_threshold(1) == FLEET_YOUNG_THRESHOLD
+    assert young_threshold(0) == FLEET_YOUNG_THRESHOLD
+    assert young_threshold(1000) == 1000 * YOUNG_PER_SITE > FLEET_YOUNG_THRESHOLD
+    assert young_threshold(5000) == 5 * young_threshold(1000)
+    with pytest.raises(ValueError, match="negative number of sites"):
+        young_threshold(-1)

@@ -182,6 +182,6 @@ def test_the_fleet_harness_reports_the_collector_settings_of_its_window(
         getattr(opened, "close", lambda: None)()
     figures = fleet_bench.figures(result, None, trace_memory=False)
     assert figures["gc_thresholds"][0] == fleet_bench.settle_for_a_fleet.__globals__[
-        "FLEET_YOUNG_THRESHOLD"
-    ]
+        "young_threshold"
+    ](2)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
