@@ -207,6 +207,15 @@ class LogWriter:
                 # append, made later, be queued ahead of this one.
                 waiting, self._detail = self._detail, []
                 if self._writes_inline():
+                    # One transaction for both, as the writer's group commit makes of them when it
+                    # takes them in turn: the same records in the same order, one sync less.
+                    try:
+                        both = self._commit_inline([*waiting, *appends], failures_counted=False)
+                    except Exception:
+                        both = None  # taken apart below: the detail is written, the error is its own
+                    if both is not None:
+                        await anyio.lowlevel.checkpoint_if_cancelled()
+                        return both[sum(len(a.events) for a in waiting) :]
                     await self._append_now(waiting, observation=True)  # committed before we go on
                 else:
                     await self._hand(waiting, observation=True)
@@ -215,24 +224,33 @@ class LogWriter:
     def _writes_inline(self) -> bool:
         return self._inline and self._running and self._handed == 0 and not self.degraded
 
+    def _commit_inline(
+        self, appends: Sequence[Append], *, failures_counted: bool = True
+    ) -> list[Recorded] | None:
+        """Commit in the caller's task (``_writes_inline``); ``None`` if the log is full (nothing
+        was written: the writer takes it from there, it sheds, holds or waits)."""
+        try:
+            records = self.store.append(appends)
+        except LogFull:
+            return None
+        except Exception:
+            if failures_counted:
+                self._failed += 1
+            raise
+        self._committed(records)
+        self._commits += 1
+        self._events += len(records)
+        self._largest_group = max(self._largest_group, len(records))
+        short = self._check_space(self.store.space_left(), appends)
+        if short is not None:
+            with contextlib.suppress(LogFull):  # full already: the writer finds it so
+                self._committed(self.store.append([short]))
+        return records
+
     async def _append_now(self, appends: Sequence[Append], *, observation: bool) -> list[Recorded]:
         if self._writes_inline():
-            try:
-                records = self.store.append(appends)
-            except LogFull:
-                records = None  # the writer takes it from here: it sheds, holds or waits
-            except Exception:
-                self._failed += 1
-                raise
+            records = self._commit_inline(appends)
             if records is not None:
-                self._committed(records)
-                self._commits += 1
-                self._events += len(records)
-                self._largest_group = max(self._largest_group, len(records))
-                short = self._check_space(self.store.space_left(), appends)
-                if short is not None:
-                    with contextlib.suppress(LogFull):  # full already: the writer finds it so
-                        self._committed(self.store.append([short]))
                 # A cancellation point without a reschedule (durable already, as a cancelled
                 # waiter's request would be); every caller waits on something else in its loop.
                 await anyio.lowlevel.checkpoint_if_cancelled()

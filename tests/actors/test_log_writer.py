@@ -459,3 +459,32 @@ async def test_issue19_waiting_detail_never_lets_a_later_append_overtake_an_earl
     streams = [r.stream for r in store.read(1)]
     assert streams.index("A") < streams.index("B"), streams
     assert len(streams) == 3  # the sample, A and B: nothing lost
+
+
+async def test_issue19_waiting_detail_and_the_append_after_it_are_one_commit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Written in the caller's task, the detail that waited and the append that flushes it go in
+    one transaction (as the writer task's group commit makes of two requests taken in turn): one
+    sync, not two. A decision the store refuses (a concurrency conflict) is refused on its own:
+    the detail before it is still written."""
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=True, detail_commit_s=10.0)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for second in range(1, 4):
+                assert await writer.append(sample(float(second))) == []
+            before = writer.statistics().commits
+            written = await writer.append(append_to("decisions", 5))
+            assert [r.stream for r in written] == ["decisions"]
+            assert writer.statistics().commits == before + 1
+            assert [r.stream for r in store.read(1)] == ["hardware"] * 3 + ["decisions"]
+
+            assert await writer.append(sample(6.0)) == []
+            with pytest.raises(ConcurrencyConflict):
+                await writer.append(append_to("decisions", 7, expected=0))
+            assert [r.stream for r in store.read(5)] == ["hardware"]
+            assert writer.statistics().failed_requests == 1
+            nursery.cancel_scope.cancel()
+    assert store.verify().ok
