@@ -69,11 +69,16 @@ class DerStatusActor:
             await self._report()
 
     async def _follow_device(self) -> None:
+        """Every sample brings a status; the reporter is woken only when it changed when the next
+        PUT is due (a status that owes nothing new, the common case once a second, leaves it
+        asleep until the deadline it already waits for)."""
         while True:
             observed = await self._device.take()
             info, self._from_control = status_with_sources(observed)
+            planned = self.core.next_deadline()
             self.core.observed(info, self._clock.server_time(), control=observed.control_seq)
-            self._wake.set()
+            if self.core.next_deadline() != planned:
+                self._wake.set()
 
     async def _follow_targets(self) -> None:
         while True:
