@@ -189,37 +189,51 @@ class LogWriter:
         except ``LogFull``: a full log is a degraded mode (see the module docstring). Returns the
         records written, none for detail shed or an ``observation`` held for later, and none
         for detail waiting for its group commit (``detail_commit_s``)."""
-        if self._detail_commit_s:
-            if self._is_detail(appends) and not self.degraded:
-                self._detail.extend(appends)
-                first = self._detail[0].monotonic
-                if (
-                    appends[-1].monotonic - first < self._detail_commit_s
-                    and len(self._detail) < MAX_DETAIL_WAITING
-                ):
+        if self._detail_commit_s and self._is_detail(appends) and not self.degraded:
+            self._detail.extend(appends)
+            first = self._detail[0].monotonic
+            if (
+                appends[-1].monotonic - first < self._detail_commit_s
+                and len(self._detail) < MAX_DETAIL_WAITING
+            ):
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                return []
+            appends, self._detail = self._detail, []  # due: one transaction for them all
+        elif self._detail:
+            # Anything else is written after the detail that came before it: the log's order
+            # is the order of the appends, as without the wait. The detail is queued, not
+            # waited for, before this append: waiting for its commit would let another task's
+            # append, made later, be queued ahead of this one.
+            waiting, self._detail = self._detail, []
+            if self._writes_inline():
+                # One transaction for both, as the writer's group commit makes of them when it
+                # takes them in turn: the same records in the same order, one sync less.
+                try:
+                    both = self._commit_inline([*waiting, *appends], failures_counted=False)
+                except Exception:
+                    both = None  # taken apart below: the detail is written, the error is its own
+                if both is not None:
                     await anyio.lowlevel.checkpoint_if_cancelled()
-                    return []
-                appends, self._detail = self._detail, []  # due: one transaction for them all
-            elif self._detail:
-                # Anything else is written after the detail that came before it: the log's order
-                # is the order of the appends, as without the wait. The detail is queued, not
-                # waited for, before this append: waiting for its commit would let another task's
-                # append, made later, be queued ahead of this one.
-                waiting, self._detail = self._detail, []
-                if self._writes_inline():
-                    # One transaction for both, as the writer's group commit makes of them when it
-                    # takes them in turn: the same records in the same order, one sync less.
-                    try:
-                        both = self._commit_inline([*waiting, *appends], failures_counted=False)
-                    except Exception:
-                        both = None  # taken apart below: the detail is written, the error is its own
-                    if both is not None:
-                        await anyio.lowlevel.checkpoint_if_cancelled()
-                        return both[sum(len(a.events) for a in waiting) :]
-                    await self._append_now(waiting, observation=True)  # committed before we go on
-                else:
-                    await self._hand(waiting, observation=True)
+                    return both[sum(len(a.events) for a in waiting) :]
+                await self._append_now(waiting, observation=True)  # committed before we go on
+            else:
+                await self._hand(waiting, observation=True)
         return await self._append_now(appends, observation=observation)
+
+    def hold(self, appends: Sequence[Append]) -> None:
+        """Queue ``appends`` to be written with the next append of any actor, in order before it
+        and in its transaction (as waiting telemetry detail is): for records an actor makes one
+        by one and writes together, with an append of its own or :meth:`flush`, at the end of
+        what it does (the mirror's answers of a post instant). Whatever another actor appends
+        meanwhile is written after them, so the log's order is the order they were made in; a
+        writer that stops writes them on its way out. They are not detail: never shed."""
+        self._detail.extend(appends)
+
+    async def flush(self) -> None:
+        """Write what waits (held records, telemetry detail) now, in one transaction."""
+        if self._detail:
+            waiting, self._detail = self._detail, []
+            await self._append_now(waiting, observation=True)
 
     def _writes_inline(self) -> bool:
         return self._inline and self._running and self._handed == 0 and not self.degraded

@@ -240,6 +240,12 @@ class MirrorActor:
             )
 
     async def _post_due(self, target: MirrorTargets) -> None:
+        """One post instant. The answers' records are held by the log writer as they come
+        (``_posted_record``) and written at the end with the instant's bookkeeping, in one
+        transaction (a commit per reading was 7 of a site's 18 a minute). Whatever another actor
+        appends meanwhile is written after them, so the log's order is unchanged; if the instant
+        ends in an error or a cancellation they stay held, written with the next append or by
+        the writer on its way out."""
         for point in self._POINTS:
             try:
                 await self._post_point(target, point)
@@ -251,6 +257,7 @@ class MirrorActor:
                 # other one's readings still go out.
                 self._failures += 1
         await self._record(self._schedule.posted("mirror", self._clock.server_time()))
+        await self._log.flush()
 
     async def _post_point(self, target: MirrorTargets, point: MeasurementPoint) -> None:
         """PROTOCOL.md §2 step 8: each quantity's due intervals as MirrorReadingSets of one
@@ -278,6 +285,7 @@ class MirrorActor:
                 )
                 href = await self._mup(target, point)
                 if self._clock.monotonic() < self._paced_until:
+                    await self._log.flush()  # nothing answered waits through a pause
                     await self._clock.sleep_until_monotonic(self._paced_until)
                 try:
                     try:
@@ -299,7 +307,7 @@ class MirrorActor:
                     self._dropped += 1
                     for taken in parts:
                         for part in taken:
-                            await self._posted_record(part, refused=True)
+                            self._log.hold([self._posted_record(part, refused=True)])
                     continue
                 finally:
                     if len(sets) > 1:
@@ -310,7 +318,7 @@ class MirrorActor:
                 # rebuild (unposted_intervals) compares against.
                 for taken in parts:
                     for part in taken:
-                        await self._posted_record(part, refused=False)
+                        self._log.hold([self._posted_record(part, refused=False)])
 
     def _next_batch(
         self, queue: list[IntervalSummary], post_rate_s: int
@@ -334,26 +342,27 @@ class MirrorActor:
             at += len(taken)
         return parts
 
-    async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
-        """Durable once the server answered: a restart never posts this interval again."""
+    def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> Append:
+        """The record of the server's answer for an interval, made as the answer comes; once
+        written (the end of the post instant: ``_post_due``), a restart never posts this interval
+        again (one between the answer and the write posts it again, as the same
+        MirrorReadingSet mRID)."""
         reading = self._clock.read()
-        event = ReadingPosted(
+        return Append(
+            stream=MIRROR_STREAM,
+            events=(self._posted_event(summary, refused=refused, at_s=reading.server_time),),
+            server_time=reading.server_time,
+            monotonic=reading.monotonic,
+        )
+
+    def _posted_event(self, summary: IntervalSummary, *, refused: bool, at_s: float) -> Event:
+        return ReadingPosted(
             point=summary.point,
             quantity=summary.quantity,
             start_s=summary.start_s,
             interval_s=summary.interval_s,
-            at_s=reading.server_time,
+            at_s=at_s,
             refused=refused,
-        )
-        await self._log.append(
-            [
-                Append(
-                    stream=MIRROR_STREAM,
-                    events=(event,),
-                    server_time=reading.server_time,
-                    monotonic=reading.monotonic,
-                )
-            ]
         )
 
     async def _mup(self, target: MirrorTargets, point: MeasurementPoint) -> str:
@@ -560,23 +569,12 @@ class DerMirrorActor(MirrorActor):
         summaries += [s for s in aggregator.close_due(current) if s.start_s < current]
         return [s for s in summaries if (s.quantity, s.start_s) not in posted]
 
-    async def _posted_record(self, summary: IntervalSummary, *, refused: bool) -> None:
-        reading = self._clock.read()
-        event = DerReadingPosted(
+    def _posted_event(self, summary: IntervalSummary, *, refused: bool, at_s: float) -> Event:
+        return DerReadingPosted(
             der=self._der,
             quantity=summary.quantity,
             start_s=summary.start_s,
             interval_s=summary.interval_s,
-            at_s=reading.server_time,
+            at_s=at_s,
             refused=refused,
-        )
-        await self._log.append(
-            [
-                Append(
-                    stream=MIRROR_STREAM,
-                    events=(event,),
-                    server_time=reading.server_time,
-                    monotonic=reading.monotonic,
-                )
-            ]
         )

@@ -488,3 +488,48 @@ async def test_issue19_waiting_detail_and_the_append_after_it_are_one_commit(
             assert writer.statistics().failed_requests == 1
             nursery.cancel_scope.cancel()
     assert store.verify().ok
+
+
+async def test_held_records_are_written_in_order_with_the_next_append_or_a_flush(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """``hold``: records an actor makes one by one (the mirror's answers of a post instant) wait
+    and are written in one transaction with the next append, whoever makes it, before it (the
+    log's order is the order they were made in), or by ``flush``; with or without telemetry
+    detail grouping."""
+    for detail_commit_s in (0.0, 10.0):
+        store = MemoryEventStore(TEST_CATALOGUE)
+        writer = LogWriter(
+            store, offload=False, inline_when_idle=True, detail_commit_s=detail_commit_s
+        )
+        with trio.fail_after(600):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(writer.run)
+                writer.hold(append_to("mirror", 1))
+                writer.hold(append_to("mirror", 2))
+                assert store.head().seq == 0
+                written = await writer.append(append_to("other actor", 3))
+                assert [r.stream for r in written] == ["other actor"]
+                assert [r.stream for r in store.read(1)] == ["mirror", "mirror", "other actor"]
+                assert writer.statistics().commits == 1
+
+                writer.hold(append_to("mirror", 4))
+                await writer.flush()
+                assert store.head().seq == 4
+                await writer.flush()  # nothing waits: nothing written
+                assert writer.statistics().commits == 2
+                nursery.cancel_scope.cancel()
+        assert store.verify().ok
+
+
+async def test_held_records_are_written_by_a_writer_on_its_way_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    store = MemoryEventStore(TEST_CATALOGUE)
+    writer = LogWriter(store, offload=False, inline_when_idle=True)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            writer.hold(append_to("mirror", 1))
+            nursery.cancel_scope.cancel()
+    assert [r.stream for r in store.read(1)] == ["mirror"]
