@@ -11,11 +11,12 @@ monotonic time for elapsed durations.
 from __future__ import annotations
 
 import time
+from types import TracebackType
 
 import anyio
 import msgspec
 
-__all__ = ["Clock", "ClockReading"]
+__all__ = ["Clock", "ClockReading", "within"]
 
 
 class ClockReading(msgspec.Struct, frozen=True, gc=False):
@@ -83,3 +84,30 @@ class Clock:
         while (remaining := deadline - self.server_time()) > 0:
             with anyio.move_on_after(remaining):
                 await self._offset_changed.wait()
+
+
+class within:
+    """``with within(seconds): ...`` raises ``TimeoutError`` if the block does not finish in time:
+    ``anyio.fail_after``'s meaning, as a plain class over one cancel scope. ``fail_after`` is a
+    generator context manager over another (``fail_at``), about 3 µs more per use (measured on
+    trio: 11.1 against 8.2 µs), paid several times a second per site on the hardware actor's loop.
+    A cancellation from outside is not a timeout: it goes on as it came."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, seconds: float) -> None:
+        self._scope = anyio.move_on_after(seconds)
+
+    def __enter__(self) -> anyio.CancelScope:
+        return self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        swallowed = self._scope.__exit__(exc_type, exc, tb)
+        if self._scope.cancelled_caught:
+            raise TimeoutError
+        return bool(swallowed)

@@ -25,7 +25,7 @@ import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from actors.clock import Clock
+from actors.clock import Clock, within
 from actors.drivers.base import DerDriver, DriverError, Nameplate, PriceAware, Telemetry
 from actors.drivers.composite import CompositeDriver, MemberStatus
 from actors.log_writer import LogWriter
@@ -293,7 +293,7 @@ class HardwareActor:
         if not isinstance(self._driver, PriceAware):
             return
         try:
-            with anyio.fail_after(self._config.io_timeout_s):
+            with within(self._config.io_timeout_s):
                 await self._driver.prices_changed(prices)
         except (DriverError, ModbusError, TimeoutError, OSError) as exc:
             await self._device_failed("prices", exc, now)
@@ -303,7 +303,7 @@ class HardwareActor:
     async def _read_nameplate(self) -> None:
         now = self._clock.server_time()
         try:
-            with anyio.fail_after(self._config.io_timeout_s):
+            with within(self._config.io_timeout_s):
                 plate = await self._driver.read_nameplate()
         except _DEVICE_ERRORS as exc:
             self._failures += 1
@@ -329,7 +329,7 @@ class HardwareActor:
         settings = _at(command.settings, ramps, now)
         self._applies += 1
         try:
-            with anyio.fail_after(self._config.io_timeout_s):
+            with within(self._config.io_timeout_s):
                 report = await self._driver.apply(settings, now=now, reading=reading)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
@@ -470,7 +470,7 @@ class HardwareActor:
         if self._nameplate is None:
             await self._read_nameplate()  # it failed at start: the DER info PUTs need it
         try:
-            with anyio.fail_after(min(self._config.io_timeout_s, self._config.sample_period_s)):
+            with within(min(self._config.io_timeout_s, self._config.sample_period_s)):
                 telemetry = await self._driver.read_telemetry(now=now)
         except _DEVICE_ERRORS as exc:
             self._failures += 1
