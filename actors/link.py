@@ -509,7 +509,10 @@ class Link:
         await self._observe_namespaces(path, body)
         try:
             shared = None if self._shared is None else self._shared.decoded(cls, body)
-            resource = decode(body, cls) if shared is None else shared
+            if shared is None:
+                resource = decode(body, cls)
+            else:
+                body, resource = shared  # the fleet's one copy of the bytes is the one kept
         except Sep2CodecError as exc:
             self._failures += 1
             self._decoded.pop(path, None)

@@ -324,3 +324,23 @@ async def test_comms_loss_says_why_the_link_keeps_the_typed_failure() -> None:
     assert inbox.receive_nowait() == LinkState(online=False, reason=reason)
     with pytest.raises(anyio.WouldBlock):
         inbox.receive_nowait()
+
+
+async def test_sites_of_a_fleet_keep_one_copy_of_the_bytes_of_a_shared_document() -> None:
+    """Each site remembers the bytes of its last poll of a path (to know the next one unchanged);
+    with the fleet's shared decodes they all keep the fleet's one copy, not one each (at 1,000
+    sites, every page of the aggregator's MirrorUsagePointList once per site: ~700 kB a site)."""
+    from actors.shared_gets import SharedDecodes
+
+    shared = SharedDecodes()
+    links = []
+    for _ in range(3):
+        server = Server(bytes(bytearray(time_doc(1_700_000_000))))  # each its own bytes object
+        link = Link(
+            cast(HttpsClient, server), clock=Clock(wall_at_start=1_700_000_000.0), shared=shared
+        )
+        await link.get("/tm", r.Time)
+        links.append(link)
+    kept = {id(link._decoded["/tm"][1]) for link in links}
+    assert len(kept) == 1
+    assert len({id(link._decoded["/tm"][2]) for link in links}) == 1  # one decoded resource too

@@ -218,7 +218,12 @@ def test_sites_share_one_decoded_document_for_the_same_bytes() -> None:
     assert shared.decoded(r.Time, body) is None
     resource = decode(body, r.Time)
     shared.remember(r.Time, body, resource)
-    assert shared.decoded(r.Time, bytes(bytearray(body))) is resource  # equal bytes, one object
+    other_copy = bytes(bytearray(body))
+    found = shared.decoded(r.Time, other_copy)
+    assert found is not None
+    kept, decoded = found
+    assert decoded is resource  # equal bytes, one object
+    assert kept == other_copy and kept is not other_copy  # and one copy of the bytes to keep
     assert shared.decoded(r.DeviceCapability, body) is None  # another type is another document
     shared.remember(r.Time, b"<a/>", resource)
     shared.remember(r.Time, b"<b/>", resource)
