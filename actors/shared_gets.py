@@ -75,14 +75,18 @@ class SharedDecodes:
         that keeps the bytes of its last poll (to know the next one unchanged) keeps that copy,
         not its own (at 1,000 sites each kept every page of the aggregator's MirrorUsagePointList,
         some 700 kB a site)."""
-        found = self._decoded.get((cls, body))
+        key = (cls, body)
+        found = self._decoded.pop(key, None)
         if found is not None:
             self.hits += 1
+            self._decoded[key] = found  # the most recently used is the last to go
         return found
 
     def remember(self, cls: type[Any], body: bytes, resource: Any) -> None:
         if len(self._decoded) >= self._capacity:
-            del self._decoded[next(iter(self._decoded))]  # the oldest
+            # The least recently used: what every site reads again (a shared list's pages) stays
+            # while each site's own changing documents (its Time) pass through.
+            del self._decoded[next(iter(self._decoded))]
         body = bytes(body)
         self._decoded[(cls, body)] = (body, resource)
 

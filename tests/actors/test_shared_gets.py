@@ -226,9 +226,14 @@ def test_sites_share_one_decoded_document_for_the_same_bytes() -> None:
     assert kept == other_copy and kept is not other_copy  # and one copy of the bytes to keep
     assert shared.decoded(r.DeviceCapability, body) is None  # another type is another document
     shared.remember(r.Time, b"<a/>", resource)
+    assert shared.decoded(r.Time, body) is not None  # used again: now the most recent
     shared.remember(r.Time, b"<b/>", resource)
-    assert shared.decoded(r.Time, body) is None  # bounded: the oldest went first
-    assert shared.hits == 1
+    assert shared.decoded(r.Time, b"<a/>") is None  # bounded: the least recently used went
+    assert shared.decoded(r.Time, body) is not None
+    shared.remember(r.Time, b"<c/>", resource)
+    shared.remember(r.Time, b"<d/>", resource)
+    assert shared.decoded(r.Time, body) is None
+    assert shared.hits == 3
 
 
 async def test_every_waiter_gets_the_leaders_error_with_its_message_intact(
