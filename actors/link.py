@@ -534,9 +534,12 @@ class Link:
         self._held.pop(_resource(path), None)
         return response
 
-    async def get_list(self, path: str, cls: type[S], items: str) -> tuple[S, list[Any]]:
+    async def get_list(
+        self, path: str, cls: type[S], items: str, *, pages: int = MAX_PAGES
+    ) -> tuple[S, list[Any]]:
         """Every item of a paged list (``items`` names the repeated element field): the first page's
-        resource (for ``pollRate``, ``all``) and all items in server order.
+        resource (for ``pollRate``, ``all``) and all items in server order; ``pages``: read at most
+        that many pages (fewer than :data:`MAX_PAGES`: the caller reads the rest, or not, itself).
 
         Bounded whatever the server sends (issue 15), each cut recorded as ``link.list_capped.v1``:
         a page holds at most the :data:`PAGE_SIZE` items asked for (the rest are dropped), a page
@@ -547,7 +550,7 @@ class Link:
         collected: list[Any] = []
         first: S | None = None
         previous: list[Any] | None = None
-        for _ in range(MAX_PAGES):
+        for _ in range(min(pages, MAX_PAGES)):
             page = await self.get(_paged(path, len(collected), PAGE_SIZE), cls)
             first = first or page
             got = list(getattr(page, items) or ())

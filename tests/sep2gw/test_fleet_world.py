@@ -351,3 +351,42 @@ async def test_the_fleet_routes_each_sites_path_and_a_site_not_running_answers_5
     # not started yet: the utility is told to come again, nothing is recorded anywhere
     answer = await handler(Request("POST", "/notify/site-001"), PeerInfo(b"", "AB" * 20, 0, "h2"))
     assert answer.status == 503 and answer.header("retry-after") == "1"
+
+
+LONG_MIRROR_LIST = """
+name = "an aggregator's MirrorUsagePointList longer than a page, lost once"
+[fleet]
+sites = 52
+[server]
+poll_rate_s = 60
+post_rate_s = 60
+[[programs]]
+id = "retailer"
+primacy = 20
+[[actions]]
+at_s = 250
+kind = "lose_mirrors"
+"""
+
+
+def test_sites_read_only_the_first_page_of_an_aggregators_long_mirror_list(pki: Path) -> None:
+    """52 sites, 104 MirrorUsagePoints: more than a page (100). Each site's poll of the list reads
+    its first page only (paging through every site's MirrorUsagePoints at every pollRate made the
+    fleet's reads grow with the square of its sites); a MirrorUsagePoint the server lost is still
+    created again, learnt from the 404 of its next reading, and the readings go on."""
+    from sep2gw.simserver import parse_scenario
+
+    s = parse_scenario(LONG_MIRROR_LIST, source="test")
+    result = run_fleet_world(s, seed=11, site=pki, seconds=420, monitor=False)
+    start = result.server.start
+    polls = [q for q in result.server.requests if q.method == "GET" and q.path == "/mup"]
+    settled = [q for q in polls if q.time - start > 120]  # after every site created its own
+    assert settled, "the sites poll the list"
+    assert all("s=0&" in q.target for q in settled), sorted({q.target for q in settled})
+    created = [q.time - start for q in result.server.posts_to("/mup") if q.status == 201]
+    assert len([t for t in created if t > 250]) == 104, created  # every one, once, after the loss
+    late = [
+        q for q in result.server.requests
+        if q.method == "POST" and q.path.startswith("/mup/") and q.time - start > 330
+    ]
+    assert late and all(q.status == 201 for q in late)
