@@ -584,15 +584,21 @@ class HardwareActor:
             if self._config.record_telemetry:
                 # Detail, shed when the log is short of space (unless it rides with a change).
                 events.append(_sampled(telemetry))
-            reported = DeviceStatusChanged(
-                at_s=now,
-                state=telemetry.state,
-                connected=telemetry.connected,
-                storage_connected=telemetry.storage_connected,
-                operating=telemetry.operating,
-            )
             last = self._device_status
-            if last is None or msgspec.structs.replace(reported, at_s=last.at_s) != last:
+            if (
+                last is None
+                or telemetry.state != last.state
+                or telemetry.connected != last.connected
+                or telemetry.storage_connected != last.storage_connected
+                or telemetry.operating != last.operating
+            ):
+                reported = DeviceStatusChanged(
+                    at_s=now,
+                    state=telemetry.state,
+                    connected=telemetry.connected,
+                    storage_connected=telemetry.storage_connected,
+                    operating=telemetry.operating,
+                )
                 events.append(reported)
                 self._device_status = reported
             if telemetry.alarms != self._alarms:
