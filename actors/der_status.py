@@ -57,6 +57,10 @@ class DerStatusActor:
         self._from_control: tuple[str, ...] = ()
         self._wake = anyio.Event()
         self._puts = self._acked = self._failed = 0
+        self._seen: DeviceStatus | None = None  # the device status the reporter last observed
+        # A sample that would not move the next PUT's time does not wake this actor (the common
+        # case, once a second per site); it is observed when the reporter next looks (_report).
+        device.wake_only_if(self._replans)
 
     def statistics(self) -> DerStatusStatistics:
         return DerStatusStatistics(self._puts, self._acked, self._failed)
@@ -68,15 +72,27 @@ class DerStatusActor:
             task_status.started()
             await self._report()
 
+    def _replans(self, observed: DeviceStatus) -> bool:
+        """Whether this device status would move the next PUT's time (read only: it runs in the
+        hardware actor's task, at its put)."""
+        info, _ = status_with_sources(observed)
+        return self.core.replans(info, control=observed.control_seq)
+
+    def _observe(self, observed: DeviceStatus) -> None:
+        if observed is self._seen:
+            return
+        self._seen = observed
+        info, self._from_control = status_with_sources(observed)
+        self.core.observed(info, self._clock.server_time(), control=observed.control_seq)
+
     async def _follow_device(self) -> None:
-        """Every sample brings a status; the reporter is woken only when it changed when the next
-        PUT is due (a status that owes nothing new, the common case once a second, leaves it
-        asleep until the deadline it already waits for)."""
+        """A status that moves the next PUT's time wakes the reporter; any other is observed when
+        the reporter next looks (a status that owes nothing new, the common case once a second,
+        costs neither actor a wake)."""
         while True:
             observed = await self._device.take()
-            info, self._from_control = status_with_sources(observed)
             planned = self.core.next_deadline()
-            self.core.observed(info, self._clock.server_time(), control=observed.control_seq)
+            self._observe(observed)
             if self.core.next_deadline() != planned:
                 self._wake.set()
 
@@ -89,6 +105,9 @@ class DerStatusActor:
     async def _report(self) -> None:
         while True:
             now = self._clock.server_time()
+            newest = self._device.peek()
+            if newest is not None:
+                self._observe(newest)  # the newest status goes out, woken for it or not
             put = self.core.due(now)
             if put is not None:
                 await self._put(put)

@@ -18,14 +18,22 @@ T = TypeVar("T")
 
 
 class Latest(Generic[T]):
-    __slots__ = ("_changed", "_fresh", "_value", "puts", "overwritten")
+    __slots__ = ("_changed", "_fresh", "_value", "_wakes", "puts", "overwritten")
 
     def __init__(self) -> None:
         self._value: T | None = None
         self._fresh = False
         self._changed = anyio.Event()
+        self._wakes: Callable[[T], bool] | None = None
         self.puts = 0
         self.overwritten = 0
+
+    def wake_only_if(self, wakes: Callable[[T], bool]) -> None:
+        """The taker's filter: a value put wakes a taker waiting in :meth:`take` only if
+        ``wakes(value)``; any other is kept as the newest (``peek``, and the next ``take``) without
+        a wake. For a taker that would look at most values only to go back to sleep (the DER status
+        reporter, once a second per site); ``wakes`` runs in the putter's task and must only read."""
+        self._wakes = wakes
 
     def put(self, value: T) -> None:
         if self._fresh:
@@ -33,7 +41,8 @@ class Latest(Generic[T]):
         self._value = value
         self._fresh = True
         self.puts += 1
-        self._changed.set()
+        if self._wakes is None or self._wakes(value):
+            self._changed.set()
 
     def put_merged(self, value: T, merge: Callable[[T, T], T]) -> None:
         """Put ``value``, merged into the value not yet taken (``merge(untaken, value)``), if any:

@@ -120,12 +120,23 @@ class StatusReporter:
 
     def owed(self) -> tuple[str, ...]:
         """The reasons a PUT is owed now (empty: the server has the newest status)."""
-        if self._latest is None or self._href is None:
+        return self._owed(self._latest, self._control)
+
+    def _owed(self, latest: DerStatusInfo | None, control: int | None) -> tuple[str, ...]:
+        if latest is None or self._href is None:
             return ()
-        changes = status_changes(self._sent, self._latest, soc_step_pct=self.config.soc_step_pct)
-        if self._sent is not None and self._control != self._control_sent:
+        changes = status_changes(self._sent, latest, soc_step_pct=self.config.soc_step_pct)
+        if self._sent is not None and control != self._control_sent:
             changes += (CONTROL,)
         return changes
+
+    def replans(self, status: DerStatusInfo, *, control: int | None = None) -> bool:
+        """Whether :meth:`observed` with ``status`` would move :meth:`next_deadline`: a PUT that
+        becomes owed, or one owed that no longer is. Read only. While a PUT is in flight, never:
+        its outcome plans again, with the newest status the caller then observes."""
+        if self._in_flight:
+            return False
+        return bool(self._owed(status, control)) != (self._due_s is not None)
 
     def observed(self, status: DerStatusInfo, now: float, *, control: int | None = None) -> None:
         """The device's status as the hardware actor last reported it; ``control`` identifies the

@@ -95,3 +95,28 @@ async def test_a_closed_watch_ends_its_readers_after_the_last_value(
         watch.put(2)
         watch.close()  # the reader still gets 2, then its loop ends (the group can exit)
     assert seen == [0, 2]
+
+
+async def test_a_taker_is_woken_only_by_the_values_its_filter_wants(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """``wake_only_if``: the other values are kept as the newest without waking the taker."""
+    box: Latest[int] = Latest()
+    box.wake_only_if(lambda value: value % 10 == 0)
+    taken: list[int] = []
+
+    async def taker() -> None:
+        while True:
+            taken.append(await box.take())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(taker)
+        await anyio.sleep(1)
+        for value in (1, 2, 3):
+            box.put(value)
+            await anyio.sleep(1)
+        assert taken == [] and box.peek() == 3  # kept, nobody woken
+        box.put(10)
+        await anyio.sleep(1)
+        assert taken == [10]
+        group.cancel_scope.cancel()

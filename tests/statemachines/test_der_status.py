@@ -168,3 +168,19 @@ def test_a_halted_link_stops_reporting() -> None:
 def test_a_bad_reporter_setting_is_refused_naming_it(field: str) -> None:
     with pytest.raises(ValueError, match=f"ReporterConfig.{field}="):
         ReporterConfig(**{field: float("nan")})
+
+
+def test_replans_says_whether_a_status_would_move_the_next_put_without_observing_it() -> None:
+    """What the DER status actor's mailbox asks before it wakes the actor (read only)."""
+    reporter = acked_first()
+    assert not reporter.replans(OPERATING)  # as sent: nothing owed, nothing planned
+    soc_drift = msgspec.structs.replace(OPERATING, state_of_charge_pct=52.0)
+    assert not reporter.replans(soc_drift)  # below the step: still nothing owed
+    assert reporter.replans(STOPPED)  # a change: a PUT becomes owed
+    assert reporter.next_deadline() is None  # ... and nothing was observed
+    reporter.observed(STOPPED, 10.0)
+    assert not reporter.replans(STOPPED)  # owed already, planned already: the time stays
+    assert reporter.replans(OPERATING)  # back to what was sent: no longer owed
+    put = reporter.due(11.0)
+    assert put is not None
+    assert not reporter.replans(OPERATING)  # in flight: its outcome plans again
