@@ -132,7 +132,7 @@ MINUTE: Final = 60
 #: fleet runs with (decision 0022f).
 DETAIL_COMMIT_S: Final = 10.0
 #: SQLite's page cache per site's log (``GatewayOptions.log_cache_kib``), as a fleet bounds it.
-LOG_CACHE_KIB: Final = 256
+LOG_CACHE_KIB: Final = 64
 #: Targets of issue 19 (acceptance) for 1,000 sites, and the per-site budget they imply.
 TARGET_CPU_PCT: Final = 30.0
 TARGET_RSS_MB: Final = 1024.0

@@ -88,7 +88,7 @@ class FleetOptions:
         on_site_up: Callable[[str, Gateway], None] | None = None,
         on_site_down: Callable[[str], None] | None = None,
         detail_commit_s: float = 10.0,
-        log_cache_kib: int | None = 256,
+        log_cache_kib: int | None = 64,
     ) -> None:
         self.wall_at_start = wall_at_start
         self.detail_commit_s = detail_commit_s
