@@ -539,7 +539,7 @@ def run_fleet(
 ) -> SitesRun:
     """The same measurement on aggregator mode itself (the default harness): ``count`` sites of
     one ``sep2gw.fleet.Fleet`` (one aggregator certificate, the sites' identical GETs coalesced,
-    decoded documents shared, telemetry detail committed in groups and a page cache of 256 KiB
+    decoded documents shared, telemetry detail committed in groups and a page cache of 64 KiB
     per site log, as a fleet runs by default) against ONE simulated utility server, through
     ``sep2gw.fleet_world.run_fleet_world``. Each site's gateway runs in the task ``site <name>``,
     so the CPU attribution is :class:`TaskCpu`'s with that prefix; the battery model's physics
