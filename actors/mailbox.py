@@ -41,8 +41,18 @@ class Latest(Generic[T]):
         self._value = value
         self._fresh = True
         self.puts += 1
-        if self._wakes is None or self._wakes(value):
+        if self._wakes is None or self._asks_to_wake(value):
             self._changed.set()
+
+    def _asks_to_wake(self, value: T) -> bool:
+        """The taker's filter, run in the putter's task: a filter that fails wakes the taker, which
+        meets the same value in its own task (the putter, the hardware actor's loop, never fails
+        for another actor's reading of what it put)."""
+        assert self._wakes is not None
+        try:
+            return self._wakes(value)
+        except Exception:
+            return True
 
     def put_merged(self, value: T, merge: Callable[[T, T], T]) -> None:
         """Put ``value``, merged into the value not yet taken (``merge(untaken, value)``), if any:

@@ -120,3 +120,25 @@ async def test_a_taker_is_woken_only_by_the_values_its_filter_wants(
         await anyio.sleep(1)
         assert taken == [10]
         group.cancel_scope.cancel()
+
+
+async def test_a_filter_that_fails_wakes_the_taker_and_never_fails_the_putter(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    box: Latest[int] = Latest()
+
+    def broken(value: int) -> bool:
+        raise ValueError(f"cannot read {value}")
+
+    box.wake_only_if(broken)
+    taken: list[int] = []
+
+    async def taker() -> None:
+        taken.append(await box.take())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(taker)
+        await anyio.sleep(1)
+        box.put(1)  # no exception here: the putter goes on
+        await anyio.sleep(1)
+    assert taken == [1]  # woken, to meet the value in its own task
