@@ -547,6 +547,8 @@ class Link:
         A list whose ``all`` announces more than that is a server fault: only its first page (the
         first items in server order: for a DERControlList, the earliest controls) is read, so a
         hostile ``all`` cannot make every poll cycle fetch the whole cap."""
+        if pages < 1:
+            raise ValueError(f"get_list reads at least one page, asked for {pages}")
         collected: list[Any] = []
         first: S | None = None
         previous: list[Any] | None = None

@@ -344,3 +344,9 @@ async def test_sites_of_a_fleet_keep_one_copy_of_the_bytes_of_a_shared_document(
     kept = {id(link._decoded["/tm"][1]) for link in links}
     assert len(kept) == 1
     assert len({id(link._decoded["/tm"][2]) for link in links}) == 1  # one decoded resource too
+
+
+async def test_a_list_read_asks_for_at_least_one_page() -> None:
+    link = link_to(Server(time_doc(1_700_000_000)))
+    with pytest.raises(ValueError, match="at least one page"):
+        await link.get_list("/mup", r.MirrorUsagePointList, "MirrorUsagePoint", pages=0)
