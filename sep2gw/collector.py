@@ -71,7 +71,7 @@ def release_freed_memory() -> bool:
     False where the C library has no such call (the memory stays the process's, as before)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no such call; Windows has no CDLL(None)
         return False
     trim.argtypes = (ctypes.c_size_t,)
     trim.restype = ctypes.c_int
