@@ -226,7 +226,8 @@ class LogWriter:
         by one and writes together, with an append of its own or :meth:`flush`, at the end of
         what it does (the mirror's answers of a post instant). Whatever another actor appends
         meanwhile is written after them, so the log's order is the order they were made in; a
-        writer that stops writes them on its way out. They are not detail: never shed."""
+        writer that stops writes them on its way out. They are not detail: a short log does not
+        shed them, and a full one holds them as observations (``MAX_HELD``)."""
         self._detail.extend(appends)
 
     async def flush(self) -> None:

@@ -533,3 +533,25 @@ async def test_held_records_are_written_by_a_writer_on_its_way_out(
             writer.hold(append_to("mirror", 1))
             nursery.cancel_scope.cancel()
     assert [r.stream for r in store.read(1)] == ["mirror"]
+
+
+async def test_held_records_are_not_lost_to_a_full_log(autojump_clock: trio.abc.Clock) -> None:
+    """A post instant's answers held while the log fills are kept as observations (the mirror
+    goes on) and written once space returns: a full log sheds detail, never them."""
+    store = FillingStore()
+    writer = LogWriter(store, offload=False)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.append(append_to("decisions", 1))
+            store.full = True
+            writer.hold(append_to("mirror", 2))
+            writer.hold(append_to("mirror", 3))
+            await writer.flush()  # returns at once: held, not written, not lost
+            assert store.head().seq == 1
+            store.full = False
+            await trio.sleep(FULL_RETRY_S + 1)
+            nursery.cancel_scope.cancel()
+    streams = [r.stream for r in store.read()]
+    assert streams[:3] == ["decisions", "mirror", "mirror"]
+    assert store.verify().ok
